@@ -1,0 +1,36 @@
+"""Dependencies shared by routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from psycopg import AsyncConnection
+
+from api.feed import AlertFeed
+from api.qr import KeyRing
+from offsite.settings import Settings
+
+
+async def _conn(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _keyring(request: Request) -> KeyRing:
+    return request.app.state.keyring  # type: ignore[no-any-return]
+
+
+def _feed(request: Request) -> AlertFeed:
+    return request.app.state.feed  # type: ignore[no-any-return]
+
+
+Conn = Annotated[AsyncConnection, Depends(_conn)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+KeyRingDep = Annotated[KeyRing, Depends(_keyring)]
+FeedDep = Annotated[AlertFeed, Depends(_feed)]

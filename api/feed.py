@@ -1,0 +1,112 @@
+"""The live alert feed: one LISTEN connection per API process, fanned out to SSE clients.
+
+Ingest writes an ``alert_events`` row and NOTIFYs its id in the same transaction, so
+the feed sees only committed events, from any number of ingest workers. A client that
+falls behind is disconnected rather than buffered without bound; it reconnects with
+``Last-Event-ID`` and the route replays what it missed from ``alert_events``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from store.alerts import NOTIFY_CHANNEL
+
+log = logging.getLogger("offsite.api.feed")
+
+EVENT_SQL = """
+SELECT e.id AS event_id, e.kind AS event, e.at, e.actor, e.note,
+       a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
+       a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id
+FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
+"""
+
+Event = tuple[int, str]  # (event id, JSON)
+
+
+def event_json(row: dict[str, Any]) -> Event:
+    return int(row["event_id"]), json.dumps(row, default=str, separators=(",", ":"))
+
+
+class AlertFeed:
+    def __init__(self, url: str, pool: AsyncConnectionPool, queue_size: int = 1000) -> None:
+        self.url = url
+        self.pool = pool
+        self.queue_size = queue_size
+        self.subscribers: set[asyncio.Queue[Event | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="offsite-alert-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for q in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
+
+    def subscribe(self) -> asyncio.Queue[Event | None]:
+        q: asyncio.Queue[Event | None] = asyncio.Queue(self.queue_size)
+        self.subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[Event | None]) -> None:
+        self.subscribers.discard(q)
+
+    async def replay(self, after: int, limit: int = 1000) -> list[Event]:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(EVENT_SQL + " WHERE e.id > %s ORDER BY e.id LIMIT %s",
+                              (after, limit))
+            return [event_json(r) for r in await cur.fetchall()]
+
+    async def _fetch(self, event_id: int) -> Event | None:
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(EVENT_SQL + " WHERE e.id = %s", (event_id,))
+            row = await cur.fetchone()
+        return event_json(row) if row else None
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.connected.set()
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        try:
+                            event = await self._fetch(int(note.payload))
+                        except (ValueError, psycopg.Error) as exc:
+                            log.warning("could not read alert event %r: %s", note.payload, exc)
+                            continue
+                        if event is not None:
+                            self._broadcast(event)
+            except psycopg.OperationalError as exc:
+                self.connected.clear()
+                log.warning("alert feed lost its database connection (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30)
+
+    def _broadcast(self, event: Event) -> None:
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(event)
+            except asyncio.QueueFull:  # too slow: cut it off; it will replay on reconnect
+                self.subscribers.discard(q)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()
+                q.put_nowait(None)

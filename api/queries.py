@@ -1,0 +1,219 @@
+"""SQL for the API routes, one function per question. Routes hold no SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from rules.alerts import AlertState, transition
+
+ALERT_COLS = """a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
+    a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id, a.opened_at,
+    a.updated_at, a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note"""
+ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id"""
+
+
+async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severity: str | None,
+                      enterprise: str | None, mn: str | None, rule: str | None,
+                      since: datetime | None, until: datetime | None, limit: int,
+                      offset: int) -> list[dict[str, Any]]:
+    where, args = [], []
+    if states:
+        where.append("a.state = ANY(%s)")
+        args.append(states)
+    for col, val in (("a.severity", severity), ("p.enterprise_id", enterprise),
+                     ("a.mn", mn), ("a.rule", rule)):
+        if val is not None:
+            where.append(f"{col} = %s")
+            args.append(val)
+    if since is not None:
+        where.append("a.last_seen >= %s")
+        args.append(since)
+    if until is not None:
+        where.append("a.first_seen < %s")
+        args.append(until)
+    sql = f"SELECT {ALERT_COLS} {ALERT_FROM}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY a.last_seen DESC, a.id DESC LIMIT %s OFFSET %s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.encode(), [*args, limit, offset])
+        return await cur.fetchall()
+
+
+async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {ALERT_COLS} {ALERT_FROM} WHERE a.id = %s".encode(),
+                          (alert_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        await cur.execute("SELECT id, kind, at, actor, note FROM alert_events "
+                          "WHERE alert_id = %s ORDER BY id", (alert_id,))
+        row["events"] = await cur.fetchall()
+        return row
+
+
+async def act_on_alert(conn: AsyncConnection, alert_id: int, target: AlertState, by: str,
+                       note: str | None) -> bool:
+    """Apply a person's action atomically; False if no such alert.
+
+    Raises ``rules.errors.InvalidTransition`` (→ 409) when the state forbids it.
+    """
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute("SELECT state FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        transition(row[0], target)
+        if target is AlertState.ACKNOWLEDGED:
+            await cur.execute("""UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s,
+                                 acknowledged_at = now(), updated_at = now() WHERE id = %s""",
+                              (by, alert_id))
+        else:
+            await cur.execute("""UPDATE alerts SET state = %s, closed_by = %s, closed_at = now(),
+                                 close_note = %s, updated_at = now() WHERE id = %s""",
+                              (target.value, by, note, alert_id))
+        await cur.execute("""INSERT INTO alert_events (alert_id, kind, actor, note)
+                             VALUES (%s, %s, %s, %s) RETURNING id""",
+                          (alert_id, target.value, by, note))
+        ev = await cur.fetchone()
+        assert ev is not None
+        await cur.execute("SELECT pg_notify('offsite_alert_events', %s)", (str(ev[0]),))
+    return True
+
+
+async def list_devices(conn: AsyncConnection, enterprise: str | None) -> list[dict[str, Any]]:
+    sql = """SELECT d.mn, d.point_id, p.name AS point_name, p.enterprise_id,
+                    e.name AS enterprise_name, d.interval_s, d.active, s.last_ts,
+                    s.last_received_at, coalesce(s.readings, 0) AS readings
+             FROM devices d JOIN points p ON p.id = d.point_id
+             JOIN enterprises e ON e.id = p.enterprise_id
+             LEFT JOIN device_status s ON s.mn = d.mn"""
+    args: list[Any] = []
+    if enterprise is not None:
+        sql += " WHERE p.enterprise_id = %s"
+        args.append(enterprise)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute((sql + " ORDER BY d.mn").encode(), args)
+        return await cur.fetchall()
+
+
+async def device_exists(conn: AsyncConnection, mn: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM devices WHERE mn = %s", (mn,))
+    return await cur.fetchone() is not None
+
+
+async def readings(conn: AsyncConnection, mn: str, start: datetime, end: datetime,
+                   pollutant: str | None, limit: int) -> list[dict[str, Any]]:
+    sql = """SELECT ts, pollutant, kind, value, flag FROM readings
+             WHERE mn = %s AND ts >= %s AND ts < %s"""
+    args: list[Any] = [mn, start, end]
+    if pollutant is not None:
+        sql += " AND pollutant = %s"
+        args.append(pollutant)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute((sql + " ORDER BY ts, pollutant LIMIT %s").encode(), [*args, limit])
+        return await cur.fetchall()
+
+
+async def buckets(conn: AsyncConnection, mn: str, start: datetime, end: datetime,
+                  pollutant: str | None, bucket_s: int) -> list[dict[str, Any]]:
+    # date_bin is PostgreSQL ≥ 14's time_bucket; the origin aligns buckets to UTC epochs.
+    sql = """SELECT date_bin(make_interval(secs => %s), ts, timestamptz '1970-01-01')
+                    AS bucket, pollutant, avg(value) AS avg, min(value) AS min,
+                    max(value) AS max, count(*) AS count
+             FROM readings WHERE mn = %s AND ts >= %s AND ts < %s AND kind = 'rtd'"""
+    args: list[Any] = [bucket_s, mn, start, end]
+    if pollutant is not None:
+        sql += " AND pollutant = %s"
+        args.append(pollutant)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute((sql + " GROUP BY 1, 2 ORDER BY 1, 2").encode(), args)
+        return await cur.fetchall()
+
+
+async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("""
+            SELECT e.id, e.name, e.region,
+                   (SELECT count(*) FROM points p WHERE p.enterprise_id = e.id) AS points,
+                   (SELECT count(*) FROM devices d JOIN points p ON p.id = d.point_id
+                     WHERE p.enterprise_id = e.id) AS devices,
+                   (SELECT count(*) FROM alerts a JOIN devices d ON d.mn = a.mn
+                     JOIN points p ON p.id = d.point_id
+                     WHERE p.enterprise_id = e.id AND a.state IN ('open', 'acknowledged'))
+                     AS open_alerts
+            FROM enterprises e ORDER BY e.id""")
+        return await cur.fetchall()
+
+
+async def enterprise_exists(conn: AsyncConnection, enterprise_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (enterprise_id,))
+    return await cur.fetchone() is not None
+
+
+async def alert_enterprise(conn: AsyncConnection, alert_id: int) -> str | None:
+    cur = await conn.execute(f"SELECT p.enterprise_id {ALERT_FROM} WHERE a.id = %s".encode(),
+                             (alert_id,))
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+VISIT_COLS = ("id, enterprise_id, inspector_id, purpose, alert_id, checked_in_at, "
+              "checked_out_at, findings")
+
+
+async def create_visit(conn: AsyncConnection, enterprise_id: str, inspector_id: str,
+                       purpose: str, alert_id: int | None, kid: str) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"""INSERT INTO visits (enterprise_id, inspector_id, purpose,
+                                  alert_id, token_kid) VALUES (%s, %s, %s, %s, %s)
+                              RETURNING {VISIT_COLS}""".encode(),
+                          (enterprise_id, inspector_id, purpose, alert_id, kid))
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+
+async def get_visit(conn: AsyncConnection, visit_id: int) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"SELECT {VISIT_COLS} FROM visits WHERE id = %s".encode(), (visit_id,))
+        return await cur.fetchone()
+
+
+async def check_out(conn: AsyncConnection, visit_id: int, findings: str) -> dict[str, Any] | None:
+    """Close an open visit; None if it was already closed (a concurrent check-out)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"""UPDATE visits SET checked_out_at = now(), findings = %s
+                              WHERE id = %s AND checked_out_at IS NULL
+                              RETURNING {VISIT_COLS}""".encode(), (findings, visit_id))
+        return await cur.fetchone()
+
+
+async def list_visits(conn: AsyncConnection, enterprise: str | None, inspector: str | None,
+                      limit: int, offset: int) -> list[dict[str, Any]]:
+    where, args = [], []
+    if enterprise is not None:
+        where.append("enterprise_id = %s")
+        args.append(enterprise)
+    if inspector is not None:
+        where.append("inspector_id = %s")
+        args.append(inspector)
+    sql = f"SELECT {VISIT_COLS} FROM visits"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY checked_in_at DESC, id DESC LIMIT %s OFFSET %s"
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql.encode(), [*args, limit, offset])
+        return await cur.fetchall()
+
+
+async def health(conn: AsyncConnection) -> dict[str, Any]:
+    cur = await conn.execute("""SELECT now(), max(last_received_at), count(*) FROM device_status""")
+    row = await cur.fetchone()
+    assert row is not None
+    return {"db_time": row[0], "latest_reading_received_at": row[1], "devices_reporting": row[2]}

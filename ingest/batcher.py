@@ -1,0 +1,68 @@
+"""Group processed messages into batches for one commit. Pure: the caller owns the clock.
+
+A batch closes when it holds ``max_readings`` readings or its oldest message has
+waited ``max_delay_s``. Messages are acknowledged only after their batch commits, so
+a batch carries the messages themselves (for the ack), not just their readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ingest.models import DeadLetter, InboundMessage, Outcome, Reading
+
+
+@dataclass(slots=True)
+class Batch:
+    messages: list[InboundMessage] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
+    received: list[datetime] = field(default_factory=list)  # per reading
+    dead: list[DeadLetter] = field(default_factory=list)
+    opened_at: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
+class Batcher:
+    """``add`` and ``poll`` return a closed batch when one is due, else ``None``."""
+
+    def __init__(self, max_readings: int, max_delay_s: float, max_messages: int = 10_000) -> None:
+        if max_readings < 1 or max_delay_s <= 0 or max_messages < 1:
+            raise ValueError("batch limits must be positive")
+        self.max_readings = max_readings
+        self.max_delay_s = max_delay_s
+        self.max_messages = max_messages
+        self._current = Batch()
+
+    def add(self, msg: InboundMessage, outcome: Outcome, now: float) -> Batch | None:
+        cur = self._current
+        if not cur.messages:
+            cur.opened_at = now
+        cur.messages.append(msg)
+        cur.readings.extend(outcome.readings)
+        cur.received.extend([msg.received_at] * len(outcome.readings))
+        if outcome.dead is not None:
+            cur.dead.append(outcome.dead)
+        if len(cur.readings) >= self.max_readings or len(cur.messages) >= self.max_messages:
+            return self._close()
+        return self.poll(now)
+
+    def poll(self, now: float) -> Batch | None:
+        if self._current.messages and now - self._current.opened_at >= self.max_delay_s:
+            return self._close()
+        return None
+
+    def deadline(self) -> float | None:
+        """When the open batch falls due (monotonic seconds), or None if empty."""
+        if not self._current.messages:
+            return None
+        return self._current.opened_at + self.max_delay_s
+
+    def flush(self) -> Batch | None:
+        return self._close() if self._current.messages else None
+
+    def _close(self) -> Batch:
+        batch, self._current = self._current, Batch()
+        return batch

@@ -1,0 +1,35 @@
+"""Payload codecs: bytes → ``ParsedMessage``. Pure; no I/O, no clock.
+
+A codec reads the *format* (JSON today, HJ 212 next) and says nothing about whether
+the content is acceptable; ``ingest.validate`` judges that against the registry and
+the clock. Codecs raise ``ingest.errors.DecodeError`` with a dead-letter reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ingest.models import DataKind
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedValue:
+    pollutant: object  # as sent: validated later
+    value: object
+    flag: object
+    kind: DataKind = DataKind.RTD
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRecord:
+    ts: datetime
+    values: tuple[ParsedValue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """What the payload said, before judgement. ``mn`` is the device the payload names."""
+
+    records: tuple[ParsedRecord, ...]
+    mn: str | None = None

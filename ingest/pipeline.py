@@ -1,0 +1,200 @@
+"""The ingest loop: inbox → validate → batch → commit → acknowledge → rules.
+
+Order matters for the guarantees: a batch's readings and dead letters are committed
+in one transaction, *then* its messages are acknowledged, *then* the rules see the
+readings that were new to the store. A crash before the commit loses nothing (the
+broker redelivers); a crash between commit and ack stores nothing twice (the primary
+key); a redelivered reading is not judged twice (only newly inserted rows reach the
+rules). When the database is down the batch is retried with backoff and, as the inbox
+fills, the subscriber stops reading: the broker keeps the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from ingest.batcher import Batch, Batcher
+from ingest.models import InboundMessage
+from ingest.validate import Policy, process
+from rules.alerts import AlertBook, Plan
+from rules.engine import Evaluation, RuleEngine
+from store.alerts import apply_plan
+from store.dead_letters import insert_dead_letters
+from store.readings import insert_readings
+from store.registry import load_registry
+
+log = logging.getLogger("offsite.ingest")
+SHUTDOWN_RETRY_S = 10.0
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters for progress lines, summaries and /healthz. Written by one thread."""
+
+    messages: int = 0
+    readings_stored: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    alerts_opened: int = 0
+    alerts_cleared: int = 0
+    db_errors: int = 0
+    last_commit_at: float = 0.0
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, pool: ConnectionPool, engine: RuleEngine, book: AlertBook,
+                 policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
+                 *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
+                 stats: IngestStats | None = None) -> None:
+        self.pool = pool
+        self.engine = engine
+        self.book = book
+        self.policy = policy
+        self.batcher = batcher
+        self.ack = ack
+        self.offline_check_s = offline_check_s
+        self.registry_refresh_s = registry_refresh_s
+        self.stats = stats or IngestStats()
+        self.known: frozenset[str] = frozenset()
+        self._next_offline = 0.0
+        self._next_registry = 0.0
+
+    # -- registry -----------------------------------------------------------------------
+    def refresh_registry(self) -> None:
+        with self.pool.connection() as conn:
+            reg = load_registry(conn)
+        self.known = frozenset(d.mn for d in reg.devices)
+        self.engine.update_registry({(mn, code): lim for mn, code, lim in reg.device_limits()},
+                                    {d.mn: d.interval_s for d in reg.devices})
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
+        """Run until ``stop`` is set; then commit and acknowledge what is in hand."""
+        while not stop.is_set():
+            now = time.monotonic()
+            if now >= self._next_registry:
+                self._guard(self.refresh_registry, stop)
+                self._next_registry = now + self.registry_refresh_s
+            if now >= self._next_offline:
+                self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
+                self._next_offline = now + self.offline_check_s
+            deadline = self.batcher.deadline()
+            timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
+            try:
+                msg = inbox.get(timeout=timeout)
+            except queue.Empty:
+                batch = self.batcher.poll(time.monotonic())
+            else:
+                self.stats.messages += 1
+                batch = self.batcher.add(msg, process(msg, self.known, self.policy),
+                                         time.monotonic())
+            if batch is not None:
+                self._commit(batch, stop)
+        # drain what was already taken from the broker, then the final partial batch
+        while True:
+            try:
+                msg = inbox.get_nowait()
+            except queue.Empty:
+                break
+            self.stats.messages += 1
+            batch = self.batcher.add(msg, process(msg, self.known, self.policy),
+                                     time.monotonic())
+            if batch is not None:
+                self._commit(batch, None)
+        last = self.batcher.flush()
+        if last is not None:
+            self._commit(last, None)
+
+    # -- steps --------------------------------------------------------------------------
+    def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
+        def write() -> list:
+            with self.pool.connection() as conn, conn.transaction():
+                new = insert_readings(conn, batch.readings, batch.received)
+                insert_dead_letters(conn, batch.dead)
+                return new
+
+        new = self._guard(write, stop)
+        if new is None:  # stopped while the database was down: nothing acknowledged
+            log.warning("shutdown with an uncommitted batch of %d messages; the broker "
+                        "will redeliver them", len(batch))
+            return
+        for m in batch.messages:
+            self.ack(m)
+        s = self.stats
+        s.batches += 1
+        s.readings_stored += len(new)
+        s.duplicates += len(batch.readings) - len(new)
+        s.dead_letters += len(batch.dead)
+        for d in batch.dead:
+            s.dead_by_reason[d.reason.value] = s.dead_by_reason.get(d.reason.value, 0) + 1
+            log.info("dead letter: %s (%s) topic=%s", d.reason.value, d.detail[:200], d.topic)
+        s.last_commit_at = time.time()
+        if new:
+            received: dict[str, datetime] = {}
+            for m, r in zip(batch.received, batch.readings, strict=True):
+                if r.mn not in received or m > received[r.mn]:
+                    received[r.mn] = m
+            self._rules(self.engine.evaluate(new, received), stop)
+
+    def _rules(self, ev: Evaluation, stop: threading.Event | None) -> None:
+        plan: Plan = self.book.plan(ev.findings, ev.seen)
+        if not plan:
+            return
+
+        def write() -> list:
+            with self.pool.connection() as conn, conn.transaction():
+                return apply_plan(conn, plan)
+
+        events = self._guard(write, stop)
+        if events is None:
+            return
+        self.book.applied(plan)
+        for alert_id, kind in events:
+            if kind == "opened":
+                self.stats.alerts_opened += 1
+                log.info("alert %d opened", alert_id)
+            elif kind == "cleared":
+                self.stats.alerts_cleared += 1
+
+    def _guard(self, fn: Callable[[], list | None], stop: threading.Event | None) -> list | None:
+        """Run a database step, retrying with backoff while the database is unavailable.
+
+        Returns None if ``stop`` is set while retrying; with ``stop`` None (shutting
+        down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
+        """
+        delay = 0.5
+        give_up = time.monotonic() + SHUTDOWN_RETRY_S
+        while True:
+            try:
+                result = fn()
+                return result if result is not None else []
+            except (psycopg.OperationalError, psycopg.errors.AdminShutdown,
+                    TimeoutError) as exc:
+                self.stats.db_errors += 1
+                log.warning("database unavailable (%s); retrying in %.1f s",
+                            str(exc).strip()[:200], delay)
+            except Exception as exc:  # pool closed, etc.
+                if type(exc).__name__ in ("PoolClosed", "PoolTimeout"):
+                    self.stats.db_errors += 1
+                    log.warning("database pool unavailable (%s); retrying in %.1f s", exc, delay)
+                else:
+                    raise
+            if stop is not None and stop.wait(delay):
+                return None
+            if stop is None:
+                if time.monotonic() + delay > give_up:
+                    return None
+                time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+

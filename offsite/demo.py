@@ -1,0 +1,139 @@
+"""``offsite demo``: the whole path in one process, on embedded services by default.
+
+simulated fleet (with faults) → MQTT → ingest → rules → alerts → API and console.
+A few deliberately bad messages are published too, so the dead-letter store shows up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import uvicorn
+
+from api.app import create_app
+from ingest.service import IngestService
+from offsite.embedded import services
+from offsite.errors import OffsiteError
+from offsite.settings import Settings
+from simulators.publisher import PublishStats, publish_fleet, publish_raw
+from simulators.scenarios import build_fleet
+from store.alerts import counts_by_rule
+from store.migrate import migrate
+from store.pool import open_pool
+from store.registry import save_registry
+
+Out = Callable[..., None]
+
+BAD_MESSAGES: list[tuple[str, bytes]] = [
+    ("devices/{mn}/telemetry", b"{not json"),
+    ("devices/FFFFFFFFFFFFFFFFFFFFFFFF/telemetry",
+     b'{"ts": "2026-01-01T00:00:00Z", "values": {"a21026": 1.0}}'),
+    ("devices/{mn}/telemetry", b'{"ts": "2026-01-01T00:00:00", "values": {"a21026": 1.0}}'),
+]
+
+
+def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: float | None,
+             rate_s: float, seed: int, stop: threading.Event, progress_s: float,
+             out: Out) -> int:
+    t_start = time.monotonic()
+    with services(settings.database_url, settings.mqtt_url, data_dir,
+                  ephemeral=True) as (db, mq, notes):
+        for n in notes:
+            out(f"started {n}")
+        start = datetime.now(UTC)
+        fleet = build_fleet(devices, seed=seed, start=start, rate_s=rate_s)
+        pool = open_pool(db, max_size=2, name="offsite-demo")
+        with pool.connection() as conn:
+            migrate(conn)
+            save_registry(conn, fleet.registry)
+        out(f"registry: {len(fleet.registry.enterprises)} enterprises, "
+            f"{len(fleet.registry.devices)} devices; injected faults:")
+        for f in fleet.faults:
+            out(f"  {f.kind.value:<10} {f.mn} {f.pollutant or '-':<7} from "
+                f"+{(f.start - start).total_seconds():.0f}s to "
+                f"+{(f.end - start).total_seconds():.0f}s")
+
+        ingest = IngestService(settings, db, mq)
+        ingest.start()
+        out(f"ingest consuming {settings.mqtt_topic} from {mq}")
+
+        app = create_app(settings, db, ingest_stats=ingest.stats)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host,
+                                               port=settings.http_port, log_level="warning"))
+        api_thread = threading.Thread(target=server.run, name="offsite-api", daemon=True)
+        api_thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started and api_thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:
+            ingest.stop()
+            pool.close()
+            raise OffsiteError(f"the API could not start on {settings.http_host}:"
+                               f"{settings.http_port} (port in use? set OFFSITE_HTTP_PORT)")
+        out(f"API and console on {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
+
+        sim_stop = threading.Event()
+        pub: dict[str, PublishStats] = {}
+        first_mn = fleet.registry.devices[0].mn
+        for topic, payload in BAD_MESSAGES:
+            publish_raw(mq, topic.format(mn=first_mn), payload)
+
+        def simulate() -> None:
+            pub["stats"] = publish_fleet(fleet, mq, duration_s=None, start=start,
+                                         realtime=True, stop=sim_stop,
+                                         on_progress=lambda st: pub.__setitem__("stats", st))
+
+        sim = threading.Thread(target=simulate, name="offsite-simulators", daemon=True)
+        sim.start()
+        out(f"{devices} simulated devices publishing every {rate_s:g} s"
+            + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"))
+
+        t0 = time.monotonic()
+        next_progress = t0 + progress_s
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if duration_s is not None and now - t0 >= duration_s:
+                    break
+                if not ingest.alive:
+                    out("ingest stopped unexpectedly; see the log")
+                    break
+                if now >= next_progress:
+                    next_progress += progress_s
+                    s = ingest.stats
+                    with pool.connection() as conn:
+                        row = conn.execute("SELECT count(*) FROM alerts WHERE state IN "
+                                           "('open','acknowledged')").fetchone()
+                    out(f"[{now - t0:5.0f}s] messages {s.messages:>7}  readings stored "
+                        f"{s.readings_stored:>8}  dead letters {s.dead_letters:>3}  "
+                        f"alerts open {row[0] if row else 0:>3}")
+                stop.wait(0.2)
+        finally:
+            sim_stop.set()
+            sim.join(15)
+            # let in-flight messages arrive and commit before stopping ingest
+            time.sleep(min(2.0, settings.batch_max_delay_ms / 1000 * 3))
+            ingest.stop()
+            server.should_exit = True
+            api_thread.join(10)
+            with pool.connection() as conn:
+                by_rule = counts_by_rule(conn)
+            pool.close()
+
+        s = ingest.stats
+        p = pub.get("stats")
+        out("")
+        out(f"summary after {time.monotonic() - t_start:.1f} s:")
+        out(f"  messages published   {p.messages if p else 0}")
+        out(f"  messages received    {s.messages}")
+        out(f"  readings stored      {s.readings_stored}  (duplicates ignored: {s.duplicates})")
+        out(f"  dead letters         {s.dead_letters}  "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(s.dead_by_reason.items())))
+        out("  alerts by rule       " + ("; ".join(
+            f"{rule}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
+            for rule, states in by_rule.items()) or "none"))
+        return 0 if ingest.error is None else 1

@@ -1,0 +1,117 @@
+"""One settings object, read from ``OFFSITE_*`` variables and validated at start.
+
+Built in ``main()`` (or a test) and passed down; nothing reads the environment at
+import time. ``database_url`` and ``mqtt_url`` left unset mean "start the embedded
+PostgreSQL and broker" — the fresh-laptop default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offsite.errors import SettingsError
+
+DEV_QR_SECRET = "dev-only-insecure-qr-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Every knob Offsite has. The README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFSITE_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    data_dir: Path = Field(default=Path(".offsite"),
+                           description="embedded PostgreSQL data and other local state")
+
+    # services (None → embedded)
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    db_pool_max: int = Field(default=8, ge=1, le=200)
+
+    # MQTT ingest
+    mqtt_topic: str = "devices/+/telemetry"
+    mqtt_client_id: str = "offsite-ingest"
+    mqtt_shared_group: str | None = Field(
+        default=None, description="subscribe as $share/<group>/<topic> to scale out workers")
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    # batching and validation
+    batch_max_readings: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_max_delay_ms: int = Field(default=200, ge=1, le=60_000)
+    queue_max_messages: int = Field(default=10_000, ge=10)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=256)
+    max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")
+    max_age_days: float = Field(default=30.0, gt=0, description="oldest backfill accepted")
+
+    # rules
+    rule_window: int = Field(default=30, ge=5, le=10_000, description="readings kept per series")
+    flatline_count: int = Field(default=10, ge=3)
+    spike_z: float = Field(default=8.0, gt=0)
+    offline_intervals: float = Field(default=5.0, gt=0)
+    offline_check_s: float = Field(default=5.0, gt=0)
+    alert_clear_s: float = Field(default=300.0, ge=0,
+                                 description="condition absent this long → alert cleared")
+
+    # API
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    public_url: str | None = Field(default=None, description="base URL printed in QR codes")
+    qr_secret: str = DEV_QR_SECRET
+    qr_key_id: str = "k1"
+
+    # registry
+    registry_file: Path | None = None
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        parts = v.split("/")
+        if parts.count("+") != 1 or "#" in parts or parts[0] == "+" or parts[-1] == "+":
+            raise ValueError("must have exactly one '+' level (the device MN) between a "
+                             "prefix and a suffix, e.g. devices/+/telemetry")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("mqtt", "tcp"):
+            raise ValueError("must be an mqtt://host:port URL")
+        return v
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        if self.env == "production" and (self.qr_secret == DEV_QR_SECRET
+                                         or len(self.qr_secret) < 32):
+            raise ValueError("OFFSITE_QR_SECRET must be set to ≥ 32 random characters "
+                             "in production")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) and fail with one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"OFFSITE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"] else err["msg"]
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {problems}") from exc

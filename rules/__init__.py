@@ -1,0 +1,16 @@
+"""Rules: pure numpy detectors over many series at once, and the alert lifecycle.
+
+Data flow::
+
+    readings (already committed, new to the store)
+        → windows.py   per-series ring buffers, one row per (device, pollutant, kind)
+        → detectors.py vectorised checks on a round of values against their windows
+        → engine.py    findings (and offline findings on a timer, clock passed in)
+        → alerts.py    lifecycle: which alerts to open, update or clear (pure)
+        → store.alerts persists, and NOTIFY tells the API's live feed
+
+Error tree::
+
+    RuleError
+     └── InvalidTransition   an alert action not allowed from its current state
+"""

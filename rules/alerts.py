@@ -1,0 +1,146 @@
+"""The alert lifecycle, as a pure state machine and a planner.
+
+States::
+
+    open ──acknowledge──▶ acknowledged
+      │                      │
+      ├──────resolve─────────┼──▶ resolved   (a person closed it, with a note)
+      └──────clear───────────┴──▶ cleared    (the condition has been absent long enough)
+
+One *active* (open or acknowledged) alert per (rule, device, pollutant): repeats
+update it (last seen, count, worst value, severity only upward). After it is resolved
+or cleared, a new occurrence opens a new alert. Time here is device time, except for
+the offline rule, whose findings carry the wall clock the engine was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from rules.errors import InvalidTransition
+from rules.findings import SEVERITY_RANK, Finding
+
+AlertKey = tuple[str, str, str]  # (rule, mn, pollutant)
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    CLEARED = "cleared"
+
+
+ACTIVE = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED})
+_ALLOWED: dict[AlertState, frozenset[AlertState]] = {
+    AlertState.OPEN: frozenset({AlertState.ACKNOWLEDGED, AlertState.RESOLVED,
+                                AlertState.CLEARED}),
+    AlertState.ACKNOWLEDGED: frozenset({AlertState.RESOLVED, AlertState.CLEARED}),
+    AlertState.RESOLVED: frozenset(),
+    AlertState.CLEARED: frozenset(),
+}
+
+
+def transition(current: AlertState | str, target: AlertState | str) -> AlertState:
+    """Check a person's or the engine's action; raise InvalidTransition if not allowed."""
+    cur, tgt = AlertState(current), AlertState(target)
+    if tgt not in _ALLOWED[cur]:
+        raise InvalidTransition(f"an alert that is {cur.value} cannot become {tgt.value}")
+    return tgt
+
+
+@dataclass(frozen=True, slots=True)
+class AlertUpsert:
+    """All findings of one key in one evaluation, folded together."""
+
+    rule: str
+    mn: str
+    pollutant: str
+    severity: str
+    first_seen: datetime
+    last_seen: datetime
+    count: int
+    worst_value: float | None
+    limit: float | None
+    message: str
+
+    @property
+    def key(self) -> AlertKey:
+        return (self.rule, self.mn, self.pollutant)
+
+
+@dataclass(slots=True)
+class Plan:
+    upserts: list[AlertUpsert] = field(default_factory=list)
+    clears: list[AlertKey] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.clears)
+
+
+def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
+    """Fold findings per key: count, first/last seen, worst value, highest severity."""
+    acc: dict[AlertKey, AlertUpsert] = {}
+    for f in findings:
+        prev = acc.get(f.key)
+        if prev is None:
+            acc[f.key] = AlertUpsert(f.rule, f.mn, f.pollutant, f.severity, f.ts, f.ts, 1,
+                                     f.value, f.limit, f.message)
+            continue
+        worse = f.value is not None and (prev.worst_value is None or f.value > prev.worst_value)
+        acc[f.key] = AlertUpsert(
+            f.rule, f.mn, f.pollutant,
+            max(prev.severity, f.severity, key=SEVERITY_RANK.__getitem__),
+            min(prev.first_seen, f.ts), max(prev.last_seen, f.ts), prev.count + 1,
+            f.value if worse else prev.worst_value, f.limit if f.limit is not None else prev.limit,
+            f.message if worse or f.ts >= prev.last_seen else prev.message)
+    return list(acc.values())
+
+
+class AlertBook:
+    """The engine's memory of which keys have an active alert and when last seen.
+
+    The database is the truth (a person may resolve an alert at any time); the book
+    only decides what to ask of it, and is rebuilt from it at start.
+    """
+
+    def __init__(self, clear_after: Mapping[str, timedelta],
+                 default_clear_after: timedelta = timedelta(minutes=5)) -> None:
+        self.clear_after = dict(clear_after)
+        self.default_clear_after = default_clear_after
+        self.active: dict[AlertKey, datetime] = {}
+
+    def load(self, active: Iterable[tuple[AlertKey, datetime]]) -> None:
+        self.active = dict(active)
+
+    def plan(self, findings: Iterable[Finding],
+             seen: Mapping[tuple[str, str], datetime]) -> Plan:
+        """Decide upserts and clears.
+
+        ``seen`` maps (mn, pollutant) — and (mn, '') for the device — to the newest
+        time evaluated in this round: a key with an active alert, no finding this
+        round and ``seen − last_seen ≥ clear_after`` is cleared.
+        """
+        upserts = fold(findings)
+        fired = {u.key for u in upserts}
+        clears = []
+        for key, last in self.active.items():
+            if key in fired:
+                continue
+            rule, mn, pollutant = key
+            t = seen.get((mn, pollutant))
+            if t is not None and t - last >= self.clear_after.get(rule, self.default_clear_after):
+                clears.append(key)
+        return Plan(upserts, clears)
+
+    def applied(self, plan: Plan) -> None:
+        for u in plan.upserts:
+            prev = self.active.get(u.key)
+            self.active[u.key] = u.last_seen if prev is None else max(prev, u.last_seen)
+        for key in plan.clears:
+            self.active.pop(key, None)
+
+    def forget(self, key: AlertKey) -> None:
+        self.active.pop(key, None)

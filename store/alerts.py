@@ -1,0 +1,76 @@
+"""Persist the engine's alert plans; every change is an event and a NOTIFY.
+
+The upsert targets the partial unique index ``alerts_one_active``: if a person has
+resolved the alert meanwhile, the conflict no longer exists and a new alert opens,
+which is what the lifecycle says should happen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import psycopg
+
+from rules.alerts import AlertKey, Plan
+
+NOTIFY_CHANNEL = "offsite_alert_events"
+
+_UPSERT = """
+INSERT INTO alerts AS a (rule, mn, pollutant, severity, state, first_seen, last_seen, count,
+                         worst_value, limit_value, message)
+VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s)
+ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged') DO UPDATE SET
+    last_seen = greatest(a.last_seen, excluded.last_seen),
+    first_seen = least(a.first_seen, excluded.first_seen),
+    count = a.count + excluded.count,
+    worst_value = greatest(a.worst_value, excluded.worst_value),
+    limit_value = coalesce(excluded.limit_value, a.limit_value),
+    severity = CASE WHEN array_position(ARRAY['info','warning','major','critical'],
+                                        excluded.severity)
+                       > array_position(ARRAY['info','warning','major','critical'], a.severity)
+                    THEN excluded.severity ELSE a.severity END,
+    message = excluded.message,
+    updated_at = now()
+RETURNING id, (xmax = 0) AS inserted
+"""
+
+
+def apply_plan(conn: psycopg.Connection, plan: Plan) -> list[tuple[int, str]]:
+    """Write a plan in the caller's transaction; return (alert id, event kind) pairs."""
+    events: list[tuple[int, str]] = []
+    with conn.cursor() as cur:
+        for u in plan.upserts:
+            cur.execute(_UPSERT, (u.rule, u.mn, u.pollutant, u.severity, u.first_seen,
+                                  u.last_seen, u.count, u.worst_value, u.limit, u.message))
+            row = cur.fetchone()
+            assert row is not None
+            events.append((row[0], "opened" if row[1] else "updated"))
+        for rule, mn, pollutant in plan.clears:
+            cur.execute("""UPDATE alerts SET state = 'cleared', closed_at = now(),
+                                  closed_by = 'engine', updated_at = now(),
+                                  close_note = 'condition absent'
+                           WHERE rule = %s AND mn = %s AND pollutant = %s
+                             AND state IN ('open', 'acknowledged') RETURNING id""",
+                        (rule, mn, pollutant))
+            events.extend((r[0], "cleared") for r in cur.fetchall())
+        for alert_id, kind in events:
+            cur.execute("""INSERT INTO alert_events (alert_id, kind, actor) VALUES (%s, %s,
+                           'engine') RETURNING id""", (alert_id, kind))
+            row = cur.fetchone()
+            assert row is not None
+            cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row[0])))
+    return events
+
+
+def load_active(conn: psycopg.Connection) -> list[tuple[AlertKey, datetime]]:
+    return [((rule, mn, pol), last) for rule, mn, pol, last in conn.execute(
+        "SELECT rule, mn, pollutant, last_seen FROM alerts "
+        "WHERE state IN ('open', 'acknowledged')")]
+
+
+def counts_by_rule(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for rule, state, n in conn.execute(
+            "SELECT rule, state, count(*) FROM alerts GROUP BY rule, state ORDER BY rule"):
+        out.setdefault(rule, {})[state] = n
+    return out

@@ -1,0 +1,20 @@
+"""Write dead letters: every refused message, raw bytes included, with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from ingest.models import DeadLetter
+
+
+def insert_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter]) -> int:
+    if not dead:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO dead_letters (received_at, topic, mn, reason, detail, payload)
+               VALUES (%s, %s, %s, %s, %s, %s)""",
+            [(d.received_at, d.topic, d.mn, d.reason.value, d.detail, d.payload) for d in dead])
+    return len(dead)

@@ -1,0 +1,69 @@
+"""Numbered plain-SQL migrations, applied once each, in order, under an advisory lock.
+
+Several workers may start at once; the transaction-scoped advisory lock makes the
+second wait and then find nothing to do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+from store.errors import MigrationError
+
+_LOCK_KEY = 0x0FF5173  # arbitrary, constant: "offsite migrations"
+_NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available() -> list[Migration]:
+    out = []
+    for entry in resources.files("store").joinpath("migrations").iterdir():
+        m = _NAME_RE.match(entry.name)
+        if m:
+            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    return sorted(out, key=lambda m: m.version)
+
+
+def migrate(conn: psycopg.Connection) -> list[Migration]:
+    """Apply pending migrations; return those applied. ``conn`` must be in autocommit off."""
+    applied: list[Migration] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                            version integer PRIMARY KEY, name text NOT NULL,
+                            applied_at timestamptz NOT NULL DEFAULT now())""")
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for mig in available():
+            if mig.version in done:
+                continue
+            try:
+                with conn.transaction():
+                    conn.execute(mig.sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                 (mig.version, mig.name))
+            except psycopg.Error as exc:
+                raise MigrationError(f"migration {mig.version:04d}_{mig.name} failed: "
+                                     f"{exc}") from exc
+            applied.append(mig)
+    return applied
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
+
+
+def timescale_active(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+    return bool(row and row[0])

@@ -1,0 +1,63 @@
+"""Write readings: binary COPY into a staging table, then one idempotent INSERT.
+
+COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
+commit) and ``INSERT … ON CONFLICT DO NOTHING RETURNING`` moves the rows; the rows it
+returns are exactly the ones new to the store, which is what the rules must see — a
+redelivered message is stored and judged once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+
+from ingest.models import DataKind, Reading
+
+_COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
+_TYPES = ["timestamptz", "text", "text", "text", "float8", "text", "timestamptz"]
+
+
+def _ensure_stage(conn: psycopg.Connection) -> None:
+    """Create the session's staging table if needed.
+
+    Asked every batch (one cheap round trip) rather than remembered, because a rolled
+    back transaction also rolls back the table's creation.
+    """
+    conn.execute("""CREATE TEMP TABLE IF NOT EXISTS readings_stage
+                    (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS""")
+
+
+def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
+                    received_at: Sequence[datetime]) -> list[Reading]:
+    """Store readings inside the caller's transaction; return those that were new."""
+    if not readings:
+        return []
+    _ensure_stage(conn)
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY readings_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_TYPES)
+            for r, rec in zip(readings, received_at, strict=True):
+                copy.write_row((r.ts, r.mn, r.pollutant, r.kind.value, r.value, r.flag, rec))
+        cur.execute(f"""
+            INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
+            ON CONFLICT DO NOTHING
+            RETURNING ts, mn, pollutant, kind, value, flag""")
+        new = [Reading(ts, mn, pol, value, flag, DataKind(kind))
+               for ts, mn, pol, kind, value, flag in cur.fetchall()]
+        if new:
+            last: dict[str, tuple[datetime, int]] = {}
+            for r in new:
+                ts, n = last.get(r.mn, (r.ts, 0))
+                last[r.mn] = (max(ts, r.ts), n + 1)
+            newest = max(received_at)
+            cur.executemany("""
+                INSERT INTO device_status AS s (mn, last_ts, last_received_at, readings)
+                VALUES (%s, %s, %s, %s)
+                ON CONFLICT (mn) DO UPDATE SET
+                    last_ts = greatest(s.last_ts, excluded.last_ts),
+                    last_received_at = greatest(s.last_received_at, excluded.last_received_at),
+                    readings = s.readings + excluded.readings""",
+                [(mn, ts, newest, n) for mn, (ts, n) in sorted(last.items())])
+    return new

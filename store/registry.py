@@ -1,0 +1,47 @@
+"""Persist and load the registry (enterprises → points → devices, with limits)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from offsite.registry import Device, Enterprise, Point, Registry
+
+
+def save_registry(conn: psycopg.Connection, reg: Registry) -> None:
+    """Upsert every entry in one transaction; entries not in ``reg`` are left alone."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO enterprises (id, name, region) VALUES (%s, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region""",
+            [(e.id, e.name, e.region) for e in reg.enterprises])
+        cur.executemany(
+            """INSERT INTO points (id, enterprise_id, name, kind, o2_ref)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET enterprise_id = excluded.enterprise_id,
+                   name = excluded.name, kind = excluded.kind, o2_ref = excluded.o2_ref""",
+            [(p.id, p.enterprise_id, p.name, p.kind, p.o2_ref) for p in reg.points])
+        if reg.points:
+            cur.execute("DELETE FROM point_limits WHERE point_id = ANY(%s)",
+                        ([p.id for p in reg.points],))
+        cur.executemany(
+            "INSERT INTO point_limits (point_id, pollutant, limit_value) VALUES (%s, %s, %s)",
+            [(p.id, code, float(v)) for p in reg.points for code, v in p.limits.items()])
+        cur.executemany(
+            """INSERT INTO devices (mn, point_id, interval_s) VALUES (%s, %s, %s)
+               ON CONFLICT (mn) DO UPDATE SET point_id = excluded.point_id,
+                   interval_s = excluded.interval_s""",
+            [(d.mn, d.point_id, d.interval_s) for d in reg.devices])
+
+
+def load_registry(conn: psycopg.Connection) -> Registry:
+    """The active part of the registry as stored."""
+    ents = tuple(Enterprise(i, n, r) for i, n, r in
+                 conn.execute("SELECT id, name, region FROM enterprises ORDER BY id"))
+    limits: dict[str, dict[str, float]] = {}
+    for pid, code, v in conn.execute("SELECT point_id, pollutant, limit_value FROM point_limits"):
+        limits.setdefault(pid, {})[code] = v
+    points = tuple(Point(i, e, n, k, o, limits.get(i, {})) for i, e, n, k, o in conn.execute(
+        "SELECT id, enterprise_id, name, kind, o2_ref FROM points ORDER BY id"))
+    devices = tuple(Device(mn, p, iv) for mn, p, iv in conn.execute(
+        "SELECT mn, point_id, interval_s FROM devices WHERE active ORDER BY mn"))
+    return Registry(ents, points, devices)

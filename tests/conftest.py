@@ -1,0 +1,95 @@
+"""Shared fixtures: real services located by environment, embedded ones as fallback."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def admin_db_url() -> Iterator[str]:
+    """A URL to a database from which test databases can be created."""
+    url = os.environ.get("OFFSITE_TEST_DATABASE_URL", services.DEFAULT_DB)
+    if services.db_answers(url):
+        yield url
+        return
+    if services.required():
+        pytest.fail(f"PostgreSQL at {url} does not answer and OFFSITE_TEST_REQUIRE_SERVICES=1")
+    from offsite.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="offsite-test-pg-") as d:
+        pg = EmbeddedPostgres(Path(d), delete_on_stop=True)
+        try:
+            yield pg.start()
+        finally:
+            pg.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_url() -> Iterator[str]:
+    url = os.environ.get("OFFSITE_TEST_MQTT_URL", services.DEFAULT_MQTT)
+    if services.mqtt_answers(url):
+        yield url
+        return
+    if services.required():
+        pytest.fail(f"MQTT broker at {url} does not answer and OFFSITE_TEST_REQUIRE_SERVICES=1")
+    from offsite.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    try:
+        yield broker.start()
+    finally:
+        broker.stop()
+
+
+def _with_dbname(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_db_url: str) -> Iterator[str]:
+    """A migrated template database; each test clones it (fast, and fully isolated)."""
+    from store.migrate import migrate
+
+    name = f"offsite_tpl_{os.getpid()}"
+    with psycopg.connect(admin_db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    with psycopg.connect(_with_dbname(admin_db_url, name)) as conn:
+        migrate(conn)
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(admin_db_url: str, template_db: str) -> Iterator[str]:
+    name = f"offsite_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+    try:
+        yield _with_dbname(admin_db_url, name)
+    finally:
+        with psycopg.connect(admin_db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    """A topic subscription of this test's own, so tests never see each other's messages."""
+    return f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
