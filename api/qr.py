@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +23,7 @@ import segno
 from api.errors import TokenError
 
 MAX_TOKEN_LEN = 512
+_B64_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _b64(data: bytes) -> str:
@@ -29,7 +31,13 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url: one spelling per value, so a token cannot be varied and still pass."""
+    if not _B64_RE.fullmatch(text):
+        raise ValueError("not base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(raw) != text:
+        raise ValueError("non-canonical base64url")
+    return raw
 
 
 class KeyRing:

@@ -77,14 +77,17 @@ def process(msg: InboundMessage, known: Container[str], policy: Policy) -> Outco
     now = msg.received_at
     readings: list[Reading] = []
     problems: list[tuple[DeadReason, str]] = []
+    refused = 0
     for rec in parsed.records:
         if rec.ts - now > policy.max_future:
+            refused += len(rec.values)
             problems.append((DeadReason.FUTURE_TIMESTAMP,
                              f"ts {rec.ts.isoformat()} is {(rec.ts - now).total_seconds():.0f} s "
                              f"ahead of the receive time (tolerance "
                              f"{policy.max_future.total_seconds():.0f} s)"))
             continue
         if now - rec.ts > policy.max_age:
+            refused += len(rec.values)
             problems.append((DeadReason.STALE_TIMESTAMP,
                              f"ts {rec.ts.isoformat()} is older than the "
                              f"{policy.max_age.days}-day backfill window"))
@@ -92,29 +95,36 @@ def process(msg: InboundMessage, known: Container[str], policy: Policy) -> Outco
         for pv in rec.values:
             code = pv.pollutant
             if not isinstance(code, str) or not POLLUTANT_RE.match(code):
+                refused += 1
                 problems.append((DeadReason.BAD_POLLUTANT,
                                  f"{code!r} is not an HJ 212 pollutant code"))
                 continue
             v = pv.value
             if isinstance(v, bool) or not isinstance(v, int | float):
+                refused += 1
                 problems.append((DeadReason.BAD_VALUE, f"{code}: value {v!r} is not a number"))
                 continue
-            fv = float(v)
+            try:
+                fv = float(v)
+            except OverflowError:  # an integer literal beyond float range
+                fv = math.inf
             if not math.isfinite(fv):
+                refused += 1
                 problems.append((DeadReason.BAD_VALUE, f"{code}: value {v!r} is not finite"))
                 continue
             if not isinstance(pv.flag, str) or pv.flag not in FLAGS:
+                refused += 1
                 problems.append((DeadReason.BAD_FLAG, f"{code}: flag {pv.flag!r} is not one "
                                  f"of {''.join(sorted(FLAGS))}"))
                 continue
             readings.append(Reading(rec.ts, mn, code, fv, pv.flag, pv.kind))
     if not problems:
         return Outcome(readings=readings)
-    total = len(readings) + len(problems)
+    total = len(readings) + refused
     detail = "; ".join(d for _, d in problems[:20])
     if len(problems) > 20:
         detail += f"; … {len(problems) - 20} more"
     if readings:
-        detail = f"{len(problems)} of {total} values refused, the rest stored: {detail}"
+        detail = f"{refused} of {total} values refused, the rest stored: {detail}"
     dead = DeadLetter(msg.topic, msg.payload, msg.received_at, problems[0][0], detail, mn)
     return Outcome(readings=readings, dead=dead)

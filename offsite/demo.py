@@ -63,7 +63,8 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
 
         app = create_app(settings, db, ingest_stats=ingest.stats)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host,
-                                               port=settings.http_port, log_level="warning"))
+                                               port=settings.http_port, log_level="warning",
+                                               timeout_graceful_shutdown=2))
         api_thread = threading.Thread(target=server.run, name="offsite-api", daemon=True)
         api_thread.start()
         deadline = time.monotonic() + 15

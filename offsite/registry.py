@@ -24,6 +24,7 @@ Limits are validated here once so that nothing downstream has to doubt them.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -37,8 +38,8 @@ POINT_KINDS = ("flue_gas", "wastewater")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # HJ 212 MN: 24 hex characters in the standard; field data is often shorter, so
 # accept 1–24 characters of [0-9A-Za-z] and match the registry exactly.
-MN_RE = re.compile(r"^[0-9A-Za-z]{1,24}$")
-POLLUTANT_RE = re.compile(r"^[a-z][0-9]{5}$|^[A-Z]?[0-9]{2,3}$")
+MN_RE = re.compile(r"[0-9A-Za-z]{1,24}\Z")  # use with .match: \Z, unlike $, refuses "\n"
+POLLUTANT_RE = re.compile(r"(?:[a-z][0-9]{5}|[A-Z]?[0-9]{2,3})\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class Point:
         for code, limit in self.limits.items():
             if not POLLUTANT_RE.match(code):
                 raise RegistryError(f"point {self.id}: {code!r} is not an HJ 212 pollutant code")
-            if not isinstance(limit, int | float) or isinstance(limit, bool) or limit <= 0:
+            if (not isinstance(limit, int | float) or isinstance(limit, bool)
+                    or not math.isfinite(limit) or limit <= 0):
                 raise RegistryError(f"point {self.id}: limit for {code} must be a positive number")
         if self.o2_ref is not None and not 0 <= self.o2_ref < 21:
             raise RegistryError(f"point {self.id}: o2_ref must be in [0, 21)")

@@ -72,7 +72,7 @@ def decode_json(payload: bytes) -> ParsedMessage:
         raise DecodeError(DeadReason.NOT_UTF8, f"payload is not UTF-8 (byte {exc.start})") from exc
     try:
         doc = json.loads(text, parse_constant=_const)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an int over 4300 digits
         raise DecodeError(DeadReason.MALFORMED_JSON, f"payload is not JSON: {exc}") from exc
     if isinstance(doc, list):
         if not doc:

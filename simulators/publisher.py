@@ -1,0 +1,343 @@
+"""The device side of MQTT: a fleet's readings as JSON telemetry, QoS 1.
+
+The only simulators module that imports paho-mqtt. One client publishes for
+every device (a gateway, as many field loggers sit behind one), and does not
+return before the broker has acknowledged every message: a demo or a test that
+counts stored readings must be able to trust ``PublishStats``.
+
+The client's network loop runs in the publishing thread (``client.loop()``), not
+in paho's background thread: one thread generating, publishing, reading acks and
+reconnecting has no cross-thread wake-up per message and no GIL ping-pong with
+the generator, and its state (connected, acknowledged counts) needs no locks.
+paho's own per-message cost (~5 000 messages/s) is then the limit of a replay.
+
+Payload (the documented format)::
+
+    {"ts": "2025-03-01T08:00:00+00:00",
+     "values": {"a21026": 12.3, "a19001": {"value": 8.1, "flag": "M"}}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from ingest.models import FLAGS
+from simulators.errors import PublishError
+from simulators.scenarios import Fleet
+
+DEFAULT_PORT = 1883
+CONNECT_TIMEOUT_S = 10.0
+# How long the broker may stay unreachable, or leave messages unacknowledged,
+# before publishing fails (paho resends unacknowledged QoS 1 after a reconnect).
+ACK_TIMEOUT_S = 30.0
+# Replays generate faster than any broker acknowledges; past this many
+# unacknowledged messages we wait, so memory stays flat and the broker keeps up.
+MAX_PENDING = 2000
+# Messages paho keeps on the wire before queueing the rest locally.
+INFLIGHT = 100
+# Network-loop slice while waiting (ticks, acks, reconnects): bounds how late a
+# stop request or a keepalive is handled.
+LOOP_SLICE_S = 0.05
+RECONNECT_EVERY_S = 1.0
+# Progress callbacks during a replay: at most this often (wall clock).
+REPLAY_PROGRESS_EVERY_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class PublishStats:
+    """What was published: messages (one per device and tick) and readings (values)."""
+
+    messages: int = 0
+    readings: int = 0
+    started_at: datetime | None = None
+    elapsed_s: float = 0.0
+
+
+def payload_json(
+    ts: datetime, values: Mapping[str, float], flags: Mapping[str, str] | None = None
+) -> bytes:
+    """Encode one reading set; a pollutant with a flag becomes ``{"value", "flag"}``.
+
+    Non-finite values and naive timestamps are refused here rather than sent,
+    because ingest would only dead-letter them.
+    """
+    if ts.tzinfo is None:
+        raise PublishError("payload timestamps must be timezone-aware")
+    flags = flags or {}
+    out: dict[str, float | dict[str, float | str]] = {}
+    for code, value in values.items():
+        v = float(value)
+        if not math.isfinite(v):
+            raise PublishError(f"value for {code} is not finite: {value!r}")
+        flag = flags.get(code)
+        if flag is None:
+            out[code] = v
+        elif flag in FLAGS:
+            out[code] = {"value": v, "flag": flag}
+        else:
+            raise PublishError(f"flag {flag!r} for {code} is not an HJ 212 data flag")
+    doc = {"ts": ts.isoformat(), "values": out}
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
+    """``mqtt://user:pass@host:port`` → ``(host, port, username, password)``.
+
+    Credentials are percent-decoded so that passwords with ``@`` or ``:`` work.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port or DEFAULT_PORT
+    except ValueError as exc:
+        raise PublishError(f"unusable MQTT URL {url!r}: {exc}") from exc
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise PublishError(f"MQTT URL must start with mqtt:// (got {url!r})")
+    if not parts.hostname:
+        raise PublishError(f"MQTT URL {url!r} has no host")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port, user, password
+
+
+def publish_fleet(
+    fleet: Fleet,
+    mqtt_url: str,
+    *,
+    duration_s: float | None,
+    start: datetime | None = None,
+    realtime: bool = True,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[PublishStats], None] | None = None,
+    topic_template: str = "devices/{mn}/telemetry",
+    client_id: str = "offsite-sim",
+) -> PublishStats:
+    """Publish the fleet's ticks until ``duration_s`` is covered or ``stop`` is set.
+
+    realtime: one tick per ``rate_s`` of wall clock, stamped with the current UTC
+    time truncated to the tick (``start`` is ignored; build the fleet with
+    ``start`` ≈ now so that its faults fall inside the run).
+    replay (``realtime=False``): device time ``start`` (default ``fleet.start``),
+    ``start + rate_s``, … as fast as the broker acknowledges, so an hour of a
+    fleet takes seconds. ``duration_s=None`` runs until ``stop``.
+
+    Returns once every published message is acknowledged (QoS 1), also after a
+    stop. Raises ``PublishError`` if the broker cannot be reached, refuses us, or
+    stays unreachable/silent for ``ACK_TIMEOUT_S``. ``on_progress`` gets a
+    snapshot after each realtime tick, at most every 0.5 s in a replay, and once
+    at the end.
+    """
+    host, port, username, password = parse_mqtt_url(mqtt_url)
+    if duration_s is not None and not duration_s >= 0:
+        raise PublishError("duration_s must be >= 0 or None")
+    try:
+        topic_template.format(mn="0" * 24)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PublishError(f"topic template {topic_template!r} may only use {{mn}}") from exc
+    stop = stop or threading.Event()
+    session = _Session(host, port, username, password, client_id)
+    t_wall = time.monotonic()
+    stats = PublishStats(started_at=datetime.now(UTC))
+    last_progress = 0.0
+    try:
+        ticks = _realtime_ticks(fleet.rate_s, duration_s, stop, session) if realtime else \
+            _replay_ticks(fleet, duration_s, start, stop)
+        for ts in ticks:
+            messages = readings = 0
+            for mn, values in fleet.tick(ts):
+                session.publish(topic_template.format(mn=mn), payload_json(ts, values))
+                messages += 1
+                readings += len(values)
+            session.wait_acked(MAX_PENDING, stop)
+            stats = replace(stats, messages=stats.messages + messages,
+                            readings=stats.readings + readings,
+                            elapsed_s=time.monotonic() - t_wall)
+            now = time.monotonic()
+            if on_progress and (realtime or now - last_progress >= REPLAY_PROGRESS_EVERY_S):
+                last_progress = now
+                on_progress(stats)
+        session.wait_acked(0, None)
+    finally:
+        session.close()
+    stats = replace(stats, elapsed_s=time.monotonic() - t_wall)
+    if on_progress:
+        on_progress(stats)
+    return stats
+
+
+def publish_raw(mqtt_url: str, topic: str, payload: bytes, *,
+                client_id: str = "offsite-sim-raw") -> None:
+    """Publish arbitrary bytes once (QoS 1) and wait for the acknowledgement.
+
+    For demos and tests of what ingest does with bad input (malformed JSON,
+    unknown devices, naive timestamps), which ``payload_json`` refuses to build.
+    """
+    session = _Session(*parse_mqtt_url(mqtt_url), client_id)
+    try:
+        session.publish(topic, bytes(payload))
+        session.wait_acked(0, None)
+    finally:
+        session.close()
+
+
+class _Session:
+    """One paho client driven from the calling thread: connect, publish, pump, reconnect.
+
+    Acknowledgements are counted in ``on_publish`` rather than awaited through
+    ``MQTTMessageInfo.wait_for_publish``, which raises at once for a message
+    published while the connection was down although paho keeps it and
+    delivers it after reconnecting.
+    """
+
+    def __init__(self, host: str, port: int, username: str | None, password: str | None,
+                 client_id: str) -> None:
+        self.where = f"{host}:{port}"
+        self.sent = 0
+        self.acked = 0
+        self._up = False
+        self._link = False  # a socket is open (connected, or waiting for the CONNACK)
+        self._refused: str | None = None
+        self._down_since: float | None = None
+        self._last_try = 0.0
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv311)
+        if username is not None:
+            c.username_pw_set(username, password)
+        c.max_queued_messages_set(0)  # unbounded: backpressure is ours (MAX_PENDING)
+        c.max_inflight_messages_set(INFLIGHT)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        self.client = c
+        try:
+            c.connect(host, port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"cannot reach the MQTT broker at {self.where}: {exc}") from exc
+        self._link = True
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not self._up and self._refused is None and time.monotonic() < deadline:
+            c.loop(timeout=LOOP_SLICE_S)
+        if not self._up:
+            c.disconnect()
+            why = self._refused or f"no CONNACK within {CONNECT_TIMEOUT_S:.0f} s"
+            raise PublishError(f"MQTT broker at {self.where} did not accept us: {why}")
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: object,
+                    _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            self._refused = str(reason)
+        else:
+            self._up = True
+            self._down_since = None
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, _r: object,
+                       _p: object) -> None:
+        self._mark_down()
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: object,
+                    _p: object) -> None:
+        self.acked += 1
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        # A lost link is fine here: paho keeps QoS 1 messages and resends them
+        # after reconnecting; pump() reconnects or gives up after ACK_TIMEOUT_S.
+        if info.rc in (mqtt.MQTT_ERR_NO_CONN, mqtt.MQTT_ERR_CONN_LOST):
+            self._mark_down()
+        elif info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise PublishError(f"publish to {self.where} failed: {mqtt.error_string(info.rc)}")
+        self.sent += 1
+
+    def _mark_down(self) -> None:
+        self._up = False
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+
+    def pump(self, timeout_s: float) -> None:
+        """Run the network loop for up to ``timeout_s``, reconnecting when the link is down.
+
+        Gives up with ``PublishError`` once the broker has been gone (or silent
+        after a reconnect) for ``ACK_TIMEOUT_S``, or refuses a reconnect.
+        """
+        if self._link and self.client.loop(timeout=timeout_s) != mqtt.MQTT_ERR_SUCCESS:
+            self._link = False
+            self._mark_down()
+        if self._up:
+            return
+        if self._refused is not None:
+            raise PublishError(f"MQTT broker at {self.where} refused us: {self._refused}")
+        now = time.monotonic()
+        if self._down_since is not None and now - self._down_since > ACK_TIMEOUT_S:
+            raise PublishError(f"lost the MQTT broker at {self.where} for more than "
+                               f"{ACK_TIMEOUT_S:.0f} s ({self.sent - self.acked} unacknowledged)")
+        if self._link:
+            return  # connected, waiting for the CONNACK
+        if now - self._last_try >= RECONNECT_EVERY_S:
+            self._last_try = now
+            try:
+                # On CONNACK paho resends every QoS 1 message not yet acknowledged.
+                self.client.reconnect()
+                self._link = True
+                return
+            except (OSError, ValueError):
+                pass
+        time.sleep(timeout_s)
+
+    def wait_acked(self, max_pending: int, stop: threading.Event | None) -> None:
+        """Pump until at most ``max_pending`` are unacknowledged (or ``stop`` is set)."""
+        self.pump(0.0)
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while self.sent - self.acked > max_pending:
+            if stop is not None and stop.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise PublishError(f"{self.sent - self.acked} message(s) not acknowledged by "
+                                   f"{self.where} within {ACK_TIMEOUT_S:.0f} s")
+            self.pump(LOOP_SLICE_S)
+
+    def close(self) -> None:
+        try:
+            self.client.disconnect()
+            self.client.loop(timeout=0.0)
+        except (OSError, ValueError):  # pragma: no cover - closing a dead socket
+            pass
+
+
+def _realtime_ticks(rate_s: float, duration_s: float | None, stop: threading.Event,
+                    session: _Session) -> Iterator[datetime]:
+    """Wall-clock ticks on the ``rate_s`` grid; a late wake-up skips ticks (a real gap).
+
+    Waits by pumping the network loop, so acks and keepalives flow between ticks.
+    """
+    first: float | None = None
+    last: float | None = None
+    while not stop.is_set():
+        now = time.time()
+        tick = math.floor(now / rate_s) * rate_s
+        if last is not None and tick <= last:
+            session.pump(min(max(last + rate_s - now, 0.0), LOOP_SLICE_S))
+            continue
+        first = tick if first is None else first
+        if duration_s is not None and tick >= first + duration_s - 1e-9:
+            return
+        last = tick
+        yield datetime.fromtimestamp(tick, UTC)
+
+
+def _replay_ticks(fleet: Fleet, duration_s: float | None, start: datetime | None,
+                  stop: threading.Event) -> Iterator[datetime]:
+    t0 = fleet.start if start is None else start
+    k = 0
+    while not stop.is_set():
+        if duration_s is not None and k * fleet.rate_s >= duration_s - 1e-9:
+            return
+        yield t0 + timedelta(seconds=k * fleet.rate_s)
+        k += 1

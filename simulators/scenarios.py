@@ -1,0 +1,256 @@
+"""A fleet: a registry of enterprises, their devices, and the faults injected into them.
+
+Everything is derived from one seed so that a demo, a benchmark and a test all
+see the same plants, the same readings and the same ground truth. The layout
+(profiles, enterprises, MNs) is drawn before the faults, so asking for other
+fault kinds never reshuffles the plants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from offsite.errors import RegistryError
+from offsite.registry import Device, Enterprise, Point, Registry
+from simulators.devices import CEMS, WASTEWATER, Profile, SimDevice
+from simulators.errors import ScenarioError
+from simulators.faults import Fault, FaultKind, apply_faults
+
+ALL_FAULTS: tuple[FaultKind, ...] = tuple(FaultKind)
+
+# Place names and trades for realistic enterprise names; an enterprise with a
+# stack gets a combustion trade, one with only an outlet a water-intensive one.
+_PLACES = (
+    "Jiangnan", "Huaihe", "Taihu", "Changjiang", "Qinling", "Zhujiang", "Songhua", "Minjiang",
+    "Xiangjiang", "Dongting", "Poyang", "Hanjiang", "Lishui", "Fenhe", "Weihe", "Luhe",
+    "Qiantang", "Huangshan", "Yandang", "Jinsha", "Beijiang", "Liaohe", "Haihe", "Tianmu",
+)
+_STACK_TRADES = (
+    "Thermal Power Co.", "Cogeneration Co., Ltd.", "Cement Co., Ltd.", "Iron & Steel Co.",
+    "Glass Works", "Coking Co., Ltd.", "Paper Co., Ltd.", "Waste-to-Energy Co.",
+)
+_WATER_TRADES = (
+    "Wastewater Treatment Co.", "Pharmaceutical Co., Ltd.", "Dyeing & Printing Co.",
+    "Chemical Co., Ltd.", "Food Processing Co.", "Electroplating Co., Ltd.",
+)
+_REGIONS = (
+    "Jiangsu/Nanjing", "Jiangsu/Suzhou", "Jiangsu/Wuxi", "Zhejiang/Hangzhou", "Zhejiang/Ningbo",
+    "Shandong/Jinan", "Shandong/Zibo", "Hebei/Tangshan", "Henan/Zhengzhou", "Guangdong/Foshan",
+    "Hubei/Wuhan", "Anhui/Hefei",
+)
+# Faulty-device starts are spread over this many ticks so that detectors cannot
+# rely on every fault beginning at the same instant.
+_START_SPREAD_TICKS = 5
+# A drift reaches this fraction of the baseline by the end of its window, so it
+# is visible whatever the window length (≥ +50 %/h, the rate of a bad analyser).
+_DRIFT_AT_END = 0.6
+_MIN_DRIFT_PER_H = 0.5
+
+
+@dataclass(slots=True)
+class Fleet:
+    """Simulated devices plus their registry and ground truth; ``tick`` drives them."""
+
+    registry: Registry
+    devices: list[SimDevice]
+    faults: list[Fault]
+    rate_s: float
+    start: datetime
+    seed: int = 0
+    _faults_by_mn: dict[str, list[Fault]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._faults_by_mn = {}
+        for f in self.faults:
+            self._faults_by_mn.setdefault(f.mn, []).append(f)
+
+    def device(self, mn: str) -> SimDevice:
+        for d in self.devices:
+            if d.mn == mn:
+                return d
+        raise KeyError(mn)
+
+    def tick(self, ts: datetime) -> list[tuple[str, dict[str, float]]]:
+        """``(mn, values)`` for every device that sends at ``ts``, faults applied.
+
+        Every device advances even when offline, so its clean series (and every
+        other device's) is the same whichever faults were injected.
+        """
+        out: list[tuple[str, dict[str, float]]] = []
+        for dev in self.devices:
+            values: dict[str, float] | None = dev.step(ts)
+            faults = self._faults_by_mn.get(dev.mn)
+            if faults and values is not None:
+                values = apply_faults(faults, ts, values)
+            if values is not None:
+                out.append((dev.mn, values))
+        return out
+
+    def timestamps(self, duration_s: float, start: datetime | None = None) -> Iterator[datetime]:
+        """Device time ``start, start + rate_s, …`` covering ``[start, start + duration_s)``."""
+        t0 = self.start if start is None else start
+        for k in range(math.ceil(duration_s / self.rate_s - 1e-9)):
+            yield t0 + timedelta(seconds=k * self.rate_s)
+
+    def ground_truth(self) -> list[dict[str, Any]]:
+        """The injected faults as JSON-ready dicts, with the point and limit they concern."""
+        out = []
+        for f in self.faults:
+            row = f.to_dict()
+            point = self.registry.point_of(f.mn)
+            row["point_id"] = point.id if point else None
+            row["enterprise_id"] = point.enterprise_id if point else None
+            limit = point.limits.get(f.pollutant) if point and f.pollutant else None
+            row["limit"] = float(limit) if limit is not None else None
+            out.append(row)
+        return out
+
+
+def device_mn(seed: int, index: int) -> str:
+    """24 uppercase hex characters (the HJ 212 MN length), stable per (seed, index)."""
+    return hashlib.sha256(f"offsite-sim/{seed}/{index}".encode()).hexdigest()[:24].upper()
+
+
+def device_seed(seed: int, index: int) -> int:
+    """Independent, reproducible stream per device (numpy's recommended spawning)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def build_fleet(
+    n_devices: int = 20,
+    *,
+    seed: int = 0,
+    faults: Sequence[FaultKind | str] = ALL_FAULTS,
+    start: datetime,
+    rate_s: float = 1.0,
+    fault_after_s: float = 15.0,
+    fault_duration_s: float = 60.0,
+) -> Fleet:
+    """A deterministic fleet of ``n_devices`` with the requested faults injected.
+
+    About 2/3 CEMS stacks and 1/3 wastewater outlets, grouped into enterprises of
+    1–3 devices, one point per device. Fault kinds go round-robin to distinct
+    devices (at least one device per kind when the fleet is large enough, up to
+    about half the fleet); the rest stay clean. Each fault hits the profile's
+    limited headline pollutant (SO2 or COD), starts ``fault_after_s`` after
+    ``start`` plus 0–4 ticks, and lasts ``fault_duration_s`` (a spike: one or two
+    ticks).
+    """
+    _check_args(n_devices, seed, start, rate_s, fault_after_s, fault_duration_s)
+    try:
+        kinds = [FaultKind(k) for k in faults]
+    except ValueError as exc:
+        raise ScenarioError(f"unknown fault kind in {list(faults)!r}") from exc
+    rng = np.random.default_rng(seed)
+
+    n_water = round(n_devices / 3)
+    kinds_of_device = [WASTEWATER] * n_water + [CEMS] * (n_devices - n_water)
+    profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
+    devices = [SimDevice(device_mn(seed, i), profiles[i], device_seed(seed, i))
+               for i in range(n_devices)]
+    registry = _build_registry(rng, devices, rate_s)
+    fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s,
+                                fault_duration_s)
+    return Fleet(registry=registry, devices=devices, faults=fault_list, rate_s=rate_s,
+                 start=start, seed=seed)
+
+
+def _check_args(n_devices: int, seed: int, start: datetime, rate_s: float,
+                fault_after_s: float, fault_duration_s: float) -> None:
+    if n_devices < 1:
+        raise ScenarioError("a fleet needs at least one device")
+    if not isinstance(seed, int) or seed < 0:
+        raise ScenarioError(f"seed must be a non-negative integer, not {seed!r}")
+    if start.tzinfo is None:
+        raise ScenarioError("start must be timezone-aware")
+    if not (math.isfinite(rate_s) and rate_s > 0):
+        raise ScenarioError("rate_s must be a positive number of seconds")
+    if not (math.isfinite(fault_after_s) and fault_after_s >= 0):
+        raise ScenarioError("fault_after_s must be >= 0")
+    if not (math.isfinite(fault_duration_s) and fault_duration_s > 0):
+        raise ScenarioError("fault_duration_s must be > 0")
+
+
+def _build_registry(rng: np.random.Generator, devices: list[SimDevice], rate_s: float) -> Registry:
+    enterprises: list[Enterprise] = []
+    points: list[Point] = []
+    regs: list[Device] = []
+    places = [_PLACES[i] for i in rng.permutation(len(_PLACES))]
+    used_names: set[str] = set()
+    i = 0
+    while i < len(devices):
+        group = devices[i:i + int(rng.integers(1, 4))]
+        i += len(group)
+        eid = f"E{len(enterprises) + 1:04d}"
+        has_stack = any(d.profile is CEMS for d in group)
+        trades = _STACK_TRADES if has_stack else _WATER_TRADES
+        name = f"{places[len(enterprises) % len(places)]} {trades[int(rng.integers(len(trades)))]}"
+        if name in used_names:
+            name = f"{name} (Plant {len(enterprises) + 1})"
+        used_names.add(name)
+        region = _REGIONS[int(rng.integers(len(_REGIONS)))]
+        enterprises.append(Enterprise(id=eid, name=name, region=region))
+        per_kind: dict[str, int] = {}
+        for k, dev in enumerate(group, start=1):
+            prof = dev.profile
+            per_kind[prof.name] = per_kind.get(prof.name, 0) + 1
+            pid = f"{eid}-P{k}"
+            points.append(Point(id=pid, enterprise_id=eid,
+                                name=f"{per_kind[prof.name]}# {prof.point_name}",
+                                kind=prof.point_kind, o2_ref=prof.o2_ref,
+                                limits=dict(prof.limits)))
+            regs.append(Device(mn=dev.mn, point_id=pid, interval_s=rate_s))
+    try:
+        return Registry(tuple(enterprises), tuple(points), tuple(regs))
+    except RegistryError as exc:  # pragma: no cover - would be a bug in this module
+        raise ScenarioError(f"generated registry is invalid: {exc}") from exc
+
+
+def _assign_faults(rng: np.random.Generator, devices: list[SimDevice], kinds: list[FaultKind],
+                   start: datetime, rate_s: float, after_s: float,
+                   duration_s: float) -> list[Fault]:
+    if not kinds:
+        return []
+    n = len(devices)
+    n_faulty = min(n, max(len(kinds), n // 2))
+    chosen = rng.permutation(n)[:n_faulty]
+    out = []
+    for j, idx in enumerate(chosen):
+        dev = devices[int(idx)]
+        kind = kinds[j % len(kinds)]
+        t0 = start + timedelta(seconds=after_s + int(rng.integers(_START_SPREAD_TICKS)) * rate_s)
+        # Draw every random number whatever the kind, so that one fault's kind
+        # never changes another fault's timing or size.
+        spike_ticks = int(rng.integers(1, 3))
+        spike_factor = round(float(rng.uniform(6.0, 10.0)), 2)
+        exceed_factor = round(float(rng.uniform(1.5, 3.0)), 2)
+        code = dev.profile.fault_pollutant
+        level = dev.expected(t0)[code]
+        end = t0 + timedelta(seconds=duration_s)
+        params: dict[str, float] = {}
+        pollutant: str | None = code
+        match kind:
+            case FaultKind.FLATLINE:
+                params = {"value": level}
+            case FaultKind.SPIKE:
+                # A window of k ticks holds exactly k readings on any tick grid.
+                end = t0 + timedelta(seconds=spike_ticks * rate_s)
+                params = {"factor": spike_factor}
+            case FaultKind.DRIFT:
+                rate = max(_MIN_DRIFT_PER_H, _DRIFT_AT_END * 3600.0 / duration_s)
+                params = {"rate_per_h": round(rate, 3), "baseline": level}
+            case FaultKind.EXCEEDANCE:
+                params = {"limit": float(dev.profile.limits[code]), "factor": exceed_factor,
+                          "baseline": level}
+            case FaultKind.OFFLINE:
+                pollutant = None
+        out.append(Fault(kind=kind, mn=dev.mn, pollutant=pollutant, start=t0, end=end,
+                         params=params))
+    return out

@@ -1,0 +1,206 @@
+"""rules.alerts: the alert state machine, fold and the AlertBook planner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rules.alerts import ACTIVE, AlertBook, AlertState, AlertUpsert, Plan, fold, transition
+from rules.errors import InvalidTransition, RuleError
+from rules.findings import Finding
+
+T0 = datetime(2026, 11, 26, tzinfo=UTC)
+S = AlertState
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def finding(minute: float, value: float | None = 50.0, severity: str = "major",
+            rule: str = "exceedance", mn: str = "MN1", pollutant: str = "a21026",
+            limit: float | None = 35.0, message: str | None = None) -> Finding:
+    return Finding(rule, mn, pollutant, at(minute), value, severity,
+                   message or f"{rule} {value} at {minute}", limit)
+
+
+# -- transitions ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("cur", "tgt"), [
+    (S.OPEN, S.ACKNOWLEDGED), (S.OPEN, S.RESOLVED), (S.OPEN, S.CLEARED),
+    (S.ACKNOWLEDGED, S.RESOLVED), (S.ACKNOWLEDGED, S.CLEARED),
+])
+def test_allowed_transitions(cur, tgt):
+    assert transition(cur, tgt) is tgt
+    assert transition(cur.value, tgt.value) is tgt  # plain strings from the database
+
+
+@pytest.mark.parametrize(("cur", "tgt"), [
+    (S.OPEN, S.OPEN), (S.ACKNOWLEDGED, S.ACKNOWLEDGED), (S.ACKNOWLEDGED, S.OPEN),
+    *[(end, t) for end in (S.RESOLVED, S.CLEARED) for t in S],
+])
+def test_forbidden_transitions(cur, tgt):
+    with pytest.raises(InvalidTransition) as info:
+        transition(cur, tgt)
+    assert isinstance(info.value, RuleError)
+    assert cur.value in str(info.value) and tgt.value in str(info.value)
+
+
+def test_active_states():
+    assert frozenset({S.OPEN, S.ACKNOWLEDGED}) == ACTIVE
+
+
+# -- fold -----------------------------------------------------------------------------
+
+def test_fold_single_finding():
+    (u,) = fold([finding(1, 40.0)])
+    assert u == AlertUpsert("exceedance", "MN1", "a21026", "major", at(1), at(1), 1, 40.0, 35.0,
+                            "exceedance 40.0 at 1")
+    assert u.key == ("exceedance", "MN1", "a21026")
+
+
+def test_fold_counts_spans_and_keeps_worst():
+    fs = [finding(5, 40.0), finding(2, 90.0, severity="critical"), finding(9, 60.0)]
+    (u,) = fold(fs)
+    assert u.count == 3
+    assert (u.first_seen, u.last_seen) == (at(2), at(9))
+    assert u.worst_value == 90.0
+    assert u.severity == "critical"
+    assert u.message in {f.message for f in fs}
+
+
+def test_fold_severity_only_goes_up_by_rank_not_alphabet():
+    # alphabetically "warning" > "major" > "critical"; by rank it is the other way round
+    (u,) = fold([finding(1, severity="critical"), finding(2, severity="warning"),
+                 finding(3, severity="major")])
+    assert u.severity == "critical"
+    (u,) = fold([finding(1, severity="info"), finding(2, severity="warning")])
+    assert u.severity == "warning"
+
+
+def test_fold_keeps_keys_apart():
+    ups = fold([finding(1), finding(2, pollutant="a21002"), finding(3, rule="spike"),
+                finding(4, mn="MN2"), finding(5)])
+    assert sorted((u.key, u.count) for u in ups) == [
+        (("exceedance", "MN1", "a21002"), 1), (("exceedance", "MN1", "a21026"), 2),
+        (("exceedance", "MN2", "a21026"), 1), (("spike", "MN1", "a21026"), 1)]
+
+
+def test_fold_none_values_and_limits():
+    (u,) = fold([finding(1, None, limit=None, rule="offline", pollutant=""),
+                 finding(2, 3.0, limit=None, rule="offline", pollutant=""),
+                 finding(3, None, limit=None, rule="offline", pollutant="")])
+    assert u.worst_value == 3.0
+    assert u.limit is None
+    assert u.count == 3
+
+
+def test_fold_limit_keeps_the_last_known():
+    (u,) = fold([finding(1, limit=35.0), finding(2, limit=None)])
+    assert u.limit == 35.0
+
+
+def test_fold_empty():
+    assert fold([]) == []
+
+
+# -- plan -----------------------------------------------------------------------------
+
+KEY = ("exceedance", "MN1", "a21026")
+OFF = ("offline", "MN1", "")
+
+
+def book(**clear_after_min) -> AlertBook:
+    return AlertBook({k: timedelta(minutes=v) for k, v in clear_after_min.items()},
+                     default_clear_after=timedelta(minutes=5))
+
+
+def test_plan_upserts_new_findings():
+    b = book()
+    p = b.plan([finding(1), finding(2)], {("MN1", "a21026"): at(2)})
+    assert [u.key for u in p.upserts] == [KEY] and p.upserts[0].count == 2
+    assert p.clears == []
+    assert p
+
+
+def test_empty_plan_is_falsy():
+    assert not Plan()
+    assert not book().plan([], {})
+
+
+def test_clear_when_absent_for_clear_after():
+    b = book()
+    b.load([(KEY, at(0))])
+    assert b.plan([], {("MN1", "a21026"): at(4.99)}).clears == []
+    assert b.plan([], {("MN1", "a21026"): at(5)}).clears == [KEY]
+
+
+def test_no_clear_without_seen_for_that_key():
+    b = book()
+    b.load([(KEY, at(0))])
+    p = b.plan([], {("MN1", "a21002"): at(60), ("MN2", "a21026"): at(60), ("MN1", ""): at(60)})
+    assert p.clears == []
+
+
+def test_no_clear_when_seen_is_older_than_last_seen():
+    b = book(offline=0)
+    b.load([(OFF, at(10))])
+    assert b.plan([], {("MN1", ""): at(9)}).clears == []
+
+
+def test_no_clear_for_a_key_that_fired_again():
+    b = book()
+    b.load([(KEY, at(0))])
+    p = b.plan([finding(10)], {("MN1", "a21026"): at(10)})
+    assert p.clears == [] and [u.key for u in p.upserts] == [KEY]
+
+
+def test_per_rule_clear_after():
+    b = book(offline=0, spike=1)
+    b.load([(OFF, at(10)), (("spike", "MN1", "a21026"), at(10)), (KEY, at(10))])
+    p = b.plan([], {("MN1", ""): at(10), ("MN1", "a21026"): at(11)})
+    assert sorted(p.clears) == sorted([OFF, ("spike", "MN1", "a21026")])
+    p = b.plan([], {("MN1", ""): at(10), ("MN1", "a21026"): at(15)})
+    assert KEY in p.clears
+
+
+def test_clear_is_decided_per_key():
+    b = book()
+    other = ("exceedance", "MN2", "a21026")
+    b.load([(KEY, at(0)), (other, at(0))])
+    p = b.plan([], {("MN1", "a21026"): at(6), ("MN2", "a21026"): at(1)})
+    assert p.clears == [KEY]
+
+
+# -- applied --------------------------------------------------------------------------
+
+def test_applied_tracks_active_keys_and_clears():
+    b = book()
+    p = b.plan([finding(1), finding(3)], {("MN1", "a21026"): at(3)})
+    b.applied(p)
+    assert b.active == {KEY: at(3)}
+    # a later plan with no finding, seen long after → clear, and the book forgets it
+    p = b.plan([], {("MN1", "a21026"): at(30)})
+    assert p.clears == [KEY]
+    b.applied(p)
+    assert b.active == {}
+
+
+def test_applied_never_moves_last_seen_backwards():
+    b = book()
+    b.load([(KEY, at(10))])
+    b.applied(b.plan([finding(4)], {}))
+    assert b.active[KEY] == at(10)
+    b.applied(b.plan([finding(12)], {}))
+    assert b.active[KEY] == at(12)
+
+
+def test_forget_and_load():
+    b = book()
+    b.load([(KEY, at(1)), (OFF, at(2))])
+    b.forget(KEY)
+    b.forget(KEY)  # idempotent
+    assert b.active == {OFF: at(2)}
+    b.load([])
+    assert b.active == {}
