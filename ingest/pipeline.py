@@ -1,5 +1,10 @@
 """The ingest loop: inbox → validate → batch → commit → acknowledge → rules.
 
+A batch closes when it is full, when its oldest message has waited the maximum delay,
+or as soon as the inbox goes idle for a few milliseconds: the broker only sends a
+bounded number of unacknowledged messages (Mosquitto's ``max_inflight_messages``, 20 by
+default), so once they are in hand nothing more arrives until we commit and ack.
+
 Order matters for the guarantees: a batch's readings and dead letters are committed
 in one transaction, *then* its messages are acknowledged, *then* the rules see the
 readings that were new to the store. A crash before the commit loses nothing (the
@@ -56,7 +61,7 @@ class Pipeline:
     def __init__(self, pool: ConnectionPool, engine: RuleEngine, book: AlertBook,
                  policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
                  *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
-                 stats: IngestStats | None = None) -> None:
+                 idle_flush_s: float = 0.005, stats: IngestStats | None = None) -> None:
         self.pool = pool
         self.engine = engine
         self.book = book
@@ -65,6 +70,7 @@ class Pipeline:
         self.ack = ack
         self.offline_check_s = offline_check_s
         self.registry_refresh_s = registry_refresh_s
+        self.idle_flush_s = idle_flush_s
         self.stats = stats or IngestStats()
         self.known: frozenset[str] = frozenset()
         self._next_offline = 0.0
@@ -90,11 +96,14 @@ class Pipeline:
                 self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
                 self._next_offline = now + self.offline_check_s
             deadline = self.batcher.deadline()
-            timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
+            timeout = (0.25 if deadline is None
+                       else max(0.0, min(self.idle_flush_s, deadline - now)))
             try:
                 msg = inbox.get(timeout=timeout)
             except queue.Empty:
-                batch = self.batcher.poll(time.monotonic())
+                # Idle inbox: the broker is waiting for our acks (its in-flight window is
+                # full) or nothing is coming. Either way, waiting longer only adds latency.
+                batch = self.batcher.flush()
             else:
                 self.stats.messages += 1
                 batch = self.batcher.add(msg, process(msg, self.known, self.policy),

@@ -70,6 +70,7 @@ class IngestService:
         pipeline = Pipeline(self.pool, engine, book, policy_from(s),
                             Batcher(s.batch_max_readings, s.batch_max_delay_ms / 1000),
                             self.subscriber.ack, offline_check_s=s.offline_check_s,
+                            idle_flush_s=s.batch_idle_ms / 1000,
                             stats=self.stats)
         pipeline.refresh_registry()
         self.pipeline = pipeline

@@ -36,16 +36,37 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
 ]
 
 
+RULE_FOR_FAULT = {"exceedance": "exceedance", "flatline": "flatline", "spike": "spike",
+                  "offline": "offline"}
+
+
+def _detection(faults: list, alerted: set[tuple[str, str]], t_sim_end: float) -> str:
+    """Ground truth against alerts: which injected faults (that had begun) were caught."""
+    parts = []
+    for kind in sorted({f.kind.value for f in faults}):
+        begun = [f for f in faults if f.kind.value == kind and f.start.timestamp() < t_sim_end]
+        if not begun:
+            continue
+        rule = RULE_FOR_FAULT.get(kind)
+        if rule is None:
+            parts.append(f"{kind}: no rule yet")
+            continue
+        caught = sum((rule, f.mn) in alerted for f in begun)
+        parts.append(f"{kind}: {caught}/{len(begun)} detected")
+    return "; ".join(parts) or "none had begun"
+
+
 def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: float | None,
              rate_s: float, seed: int, stop: threading.Event, progress_s: float,
-             out: Out) -> int:
+             out: Out, fault_after_s: float = 15.0) -> int:
     t_start = time.monotonic()
     with services(settings.database_url, settings.mqtt_url, data_dir,
                   ephemeral=True) as (db, mq, notes):
         for n in notes:
             out(f"started {n}")
         start = datetime.now(UTC)
-        fleet = build_fleet(devices, seed=seed, start=start, rate_s=rate_s)
+        fleet = build_fleet(devices, seed=seed, start=start, rate_s=rate_s,
+                            fault_after_s=fault_after_s)
         pool = open_pool(db, max_size=2, name="offsite-demo")
         with pool.connection() as conn:
             migrate(conn)
@@ -123,6 +144,8 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
             api_thread.join(10)
             with pool.connection() as conn:
                 by_rule = counts_by_rule(conn)
+                alerted = {(rule, mn) for rule, mn in conn.execute(
+                    "SELECT DISTINCT rule, mn FROM alerts")}
             pool.close()
 
         s = ingest.stats
@@ -137,4 +160,5 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
         out("  alerts by rule       " + ("; ".join(
             f"{rule}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
             for rule, states in by_rule.items()) or "none"))
+        out("  injected faults      " + _detection(fleet.faults, alerted, t_sim_end=time.time()))
         return 0 if ingest.error is None else 1

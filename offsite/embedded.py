@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,18 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pgserver
+            with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+                warnings.simplefilter("ignore")
+                import pgserver
         except ImportError as exc:
             raise EmbeddedError("the embedded PostgreSQL needs the 'pgserver' package "
                                 "(or set OFFSITE_DATABASE_URL)") from exc
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._server = pgserver.get_server(
-                self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")
+            with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+                warnings.simplefilter("ignore")
+                self._server = pgserver.get_server(
+                    self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")
         except Exception as exc:  # pgserver raises plain exceptions of several kinds
             raise EmbeddedError(f"embedded PostgreSQL failed to start in {self.data_dir}: "
                                 f"{exc}") from exc

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # batching and validation
     batch_max_readings: int = Field(default=5000, ge=1, le=1_000_000)
     batch_max_delay_ms: int = Field(default=200, ge=1, le=60_000)
+    batch_idle_ms: float = Field(default=5.0, gt=0, le=60_000,
+                                 description="commit once the inbox is idle this long")
     queue_max_messages: int = Field(default=10_000, ge=10)
     max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")

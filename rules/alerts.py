@@ -120,15 +120,18 @@ class AlertBook:
         """Decide upserts and clears.
 
         ``seen`` maps (mn, pollutant) — and (mn, '') for the device — to the newest
-        time evaluated in this round: a key with an active alert, no finding this
-        round and ``seen − last_seen ≥ clear_after`` is cleared.
+        time evaluated in this round. A key whose last finding (this round's or an
+        earlier one's) is ``clear_after`` older than ``seen`` is cleared — also when it
+        fired earlier in the same round, so a backfill delivered in one batch ends with
+        the same alert states as the live stream did.
         """
         upserts = fold(findings)
-        fired = {u.key for u in upserts}
+        last_fired = {u.key: u.last_seen for u in upserts}
+        candidates = dict(self.active)
+        for key, t in last_fired.items():
+            candidates[key] = max(t, candidates[key]) if key in candidates else t
         clears = []
-        for key, last in self.active.items():
-            if key in fired:
-                continue
+        for key, last in candidates.items():
             rule, mn, pollutant = key
             t = seen.get((mn, pollutant))
             if t is not None and t - last >= self.clear_after.get(rule, self.default_clear_after):

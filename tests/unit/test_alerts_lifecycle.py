@@ -156,6 +156,17 @@ def test_no_clear_for_a_key_that_fired_again():
     assert p.clears == [] and [u.key for u in p.upserts] == [KEY]
 
 
+def test_a_key_that_fired_and_went_quiet_within_one_round_is_cleared():
+    # a backfill in one batch: fired at minute 1, then clean data until minute 8
+    b = book()
+    p = b.plan([finding(1)], {("MN1", "a21026"): at(8)})
+    assert [u.key for u in p.upserts] == [KEY] and p.clears == [KEY]
+    b.applied(p)
+    assert KEY not in b.active
+    # but not while the quiet spell is shorter than clear_after
+    assert book().plan([finding(1)], {("MN1", "a21026"): at(5.5)}).clears == []
+
+
 def test_per_rule_clear_after():
     b = book(offline=0, spike=1)
     b.load([(OFF, at(10)), (("spike", "MN1", "a21026"), at(10)), (KEY, at(10))])

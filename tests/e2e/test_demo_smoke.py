@@ -1,0 +1,53 @@
+"""Smoke test: ``offsite demo --duration`` on the embedded default (no OFFSITE_* URLs):
+embedded PostgreSQL and broker start, readings flow, faults are caught (from 12 s on: the
+spike rule needs 10 readings of history), the API answers
+while it runs, and it stops by itself with a summary."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from offsite.embedded import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_on_embedded_services_and_summarises(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFSITE_")}
+    env.update(OFFSITE_HTTP_PORT=str(port), OFFSITE_DATA_DIR=str(tmp_path))
+    offsite = Path(sys.executable).with_name("offsite")
+    proc = subprocess.Popen(
+        [str(offsite), "demo", "--devices", "6", "--duration", "25", "--fault-after", "12",
+         "--progress", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    api_checked = False
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if not api_checked and line.startswith("[") and "readings stored" in line:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            assert health.status_code == 200 and health.json()["database"] == "ok"
+            devices = httpx.get(f"http://127.0.0.1:{port}/api/devices", timeout=10).json()
+            assert len(devices) == 6
+            api_checked = True
+        assert time.monotonic() < deadline, "\n".join(lines)
+    assert proc.wait(30) == 0, "\n".join(lines)
+    out = "\n".join(lines)
+    assert api_checked, out
+    assert "embedded PostgreSQL" in out and "embedded MQTT broker" in out
+    stored = int(re.search(r"readings stored\s+(\d+)", out.split("summary")[1]).group(1))
+    assert stored > 500, out
+    assert "Warning" not in out, out
+    assert re.search(r"dead letters\s+3 ", out), out
+    assert "exceedance: 1/1 detected" in out and "spike: 1/1 detected" in out, out
