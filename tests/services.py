@@ -11,9 +11,7 @@ own broker (default: ``mosquitto`` on PATH or /usr/sbin/mosquitto).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -45,10 +43,6 @@ def mqtt_answers(url: str) -> bool:
 
 
 def mosquitto_binary() -> str | None:
-    explicit = os.environ.get("OFFSITE_TEST_MOSQUITTO")
-    if explicit:
-        return explicit
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    from offsite.mosquitto import mosquitto_binary as found
+
+    return os.environ.get("OFFSITE_TEST_MOSQUITTO") or found()

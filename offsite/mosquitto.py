@@ -1,0 +1,77 @@
+"""A private Mosquitto: its own port, config and persistence folder, so tests and
+benchmarks can restart it or configure it for lossless ingest without touching the
+machine's broker.
+
+``LOSSLESS`` is the configuration ingest's guarantees rely on (see deploy/mosquitto).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from offsite.embedded import free_port
+
+LOSSLESS = """max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 1000
+"""
+
+
+def mosquitto_binary() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 1):
+            return True
+    except OSError:
+        return False
+
+
+class OwnMosquitto:
+    def __init__(self, workdir: Path, extra_config: str = "", binary: str | None = None) -> None:
+        binary = binary or mosquitto_binary()
+        if binary is None:
+            raise RuntimeError("no mosquitto binary")
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "mosquitto.conf"
+        self.config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir / 'data'}/\n"
+            f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _answers(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto did not start: {self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop gracefully (SIGTERM): Mosquitto writes its persistence file on the way out."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def log(self) -> str:
+        path = self.workdir / "mosquitto.log"
+        return path.read_text() if path.exists() else ""
