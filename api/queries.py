@@ -20,7 +20,8 @@ async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severi
                       enterprise: str | None, mn: str | None, rule: str | None,
                       since: datetime | None, until: datetime | None, limit: int,
                       offset: int) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if states:
         where.append("a.state = ANY(%s)")
         args.append(states)
@@ -196,7 +197,8 @@ async def check_out(conn: AsyncConnection, visit_id: int, findings: str) -> dict
 
 async def list_visits(conn: AsyncConnection, enterprise: str | None, inspector: str | None,
                       limit: int, offset: int) -> list[dict[str, Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if enterprise is not None:
         where.append("enterprise_id = %s")
         args.append(enterprise)

@@ -151,9 +151,9 @@ class Pipeline:
         s.last_commit_at = time.time()
         if new:
             received: dict[str, datetime] = {}
-            for m, r in zip(batch.received, batch.readings, strict=True):
-                if r.mn not in received or m > received[r.mn]:
-                    received[r.mn] = m
+            for at, r in zip(batch.received, batch.readings, strict=True):
+                if r.mn not in received or at > received[r.mn]:
+                    received[r.mn] = at
             self._rules(self.engine.evaluate(new, received), stop)
 
     def _rules(self, ev: Evaluation, stop: threading.Event | None) -> None:

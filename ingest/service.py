@@ -53,7 +53,7 @@ class IngestService:
         with self.pool.connection() as conn:
             migrate(conn)
             active = load_active(conn)
-            last_heard = dict(conn.execute(
+            last_heard: dict[str, datetime] = dict(conn.execute(
                 "SELECT mn, last_received_at FROM device_status").fetchall())
         now = datetime.now(UTC)
         engine = RuleEngine(RuleParams(window=s.rule_window, flatline_count=s.flatline_count,

@@ -133,8 +133,9 @@ class AlertBook:
         clears = []
         for key, last in candidates.items():
             rule, mn, pollutant = key
-            t = seen.get((mn, pollutant))
-            if t is not None and t - last >= self.clear_after.get(rule, self.default_clear_after):
+            now = seen.get((mn, pollutant))
+            if now is not None and now - last >= self.clear_after.get(rule,
+                                                                      self.default_clear_after):
                 clears.append(key)
         return Plan(upserts, clears)
 

@@ -45,4 +45,5 @@ def mqtt_answers(url: str) -> bool:
 def mosquitto_binary() -> str | None:
     from offsite.mosquitto import mosquitto_binary as found
 
-    return os.environ.get("OFFSITE_TEST_MOSQUITTO") or found()
+    binary = os.environ.get("OFFSITE_TEST_MOSQUITTO") or found()
+    return binary if binary and Path(binary).exists() else None
