@@ -28,7 +28,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batch, Batcher
-from ingest.models import InboundMessage
+from ingest.models import DeadReason, InboundMessage, Outcome
 from ingest.validate import Policy, process
 from rules.alerts import AlertBook, Plan
 from rules.engine import Evaluation, RuleEngine
@@ -39,6 +39,7 @@ from store.registry import load_registry
 
 log = logging.getLogger("offsite.ingest")
 SHUTDOWN_RETRY_S = 10.0
+UNKNOWN_RELOAD_S = 0.05
 
 
 @dataclass(slots=True)
@@ -75,9 +76,13 @@ class Pipeline:
         self.known: frozenset[str] = frozenset()
         self._next_offline = 0.0
         self._next_registry = 0.0
+        self._last_registry_load = -1e9
+        self._registry_as_of = datetime.min.replace(tzinfo=UTC)
 
     # -- registry -----------------------------------------------------------------------
     def refresh_registry(self) -> None:
+        self._last_registry_load = time.monotonic()
+        self._registry_as_of = datetime.now(UTC)
         with self.pool.connection() as conn:
             reg = load_registry(conn)
         self.known = frozenset(d.mn for d in reg.devices)
@@ -106,8 +111,7 @@ class Pipeline:
                 batch = self.batcher.flush()
             else:
                 self.stats.messages += 1
-                batch = self.batcher.add(msg, process(msg, self.known, self.policy),
-                                         time.monotonic())
+                batch = self.batcher.add(msg, self._process(msg, stop), time.monotonic())
             if batch is not None:
                 self._commit(batch, stop)
         # drain what was already taken from the broker, then the final partial batch
@@ -117,8 +121,7 @@ class Pipeline:
             except queue.Empty:
                 break
             self.stats.messages += 1
-            batch = self.batcher.add(msg, process(msg, self.known, self.policy),
-                                     time.monotonic())
+            batch = self.batcher.add(msg, self._process(msg, None), time.monotonic())
             if batch is not None:
                 self._commit(batch, None)
         last = self.batcher.flush()
@@ -126,6 +129,24 @@ class Pipeline:
             self._commit(last, None)
 
     # -- steps --------------------------------------------------------------------------
+    def _process(self, msg: InboundMessage, stop: threading.Event | None) -> Outcome:
+        """Validate; a device unknown to a copy of the registry older than the message
+        triggers a reload first, so a freshly registered device is never dead-lettered.
+
+        A flood of unknown devices cannot turn into a query per message: reloads are at
+        least ``UNKNOWN_RELOAD_S`` apart (we wait out the rest of that gap), and the
+        messages that queued up meanwhile arrived before the reload, so trigger none.
+        """
+        outcome = process(msg, self.known, self.policy)
+        if (outcome.dead is not None and outcome.dead.reason is DeadReason.UNKNOWN_DEVICE
+                and msg.received_at >= self._registry_as_of):
+            wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
+            if wait > 0:
+                time.sleep(wait)
+            self._guard(self.refresh_registry, stop)
+            outcome = process(msg, self.known, self.policy)
+        return outcome
+
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():

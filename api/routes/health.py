@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -19,7 +20,7 @@ async def healthz(request: Request) -> JSONResponse:
     try:
         async with request.app.state.pool.connection(timeout=5) as conn:
             body["database"] = "ok"
-            body.update({k: str(v) if v is not None else None
+            body.update({k: v.isoformat() if isinstance(v, datetime) else v
                          for k, v in (await queries.health(conn)).items()})
     except (psycopg.Error, TimeoutError, OSError) as exc:
         body.update(status="degraded", database=f"unreachable: {type(exc).__name__}")

@@ -115,3 +115,15 @@ def test_offline_alert_opens_on_timer_and_clears_when_device_reports(
         wait_for(lambda: scalar(db_url, "SELECT state FROM alerts WHERE rule = 'offline' "
                                 "AND mn = %s ORDER BY id LIMIT 1", MN) == "cleared",
                  timeout=15, what="offline alert cleared once the device reported")
+
+
+def test_device_registered_while_ingest_runs_is_accepted_at_once(
+        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with running_ingest(settings) as ingest:
+        register(db_url, REGISTRY)  # after start: ingest's copy of the registry is empty
+        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
+                                _payload(datetime.now(UTC), a21026=10.0))])
+        wait_for(lambda: ingest.stats.batches >= 1, what="the message committed")
+    assert scalar(db_url, "SELECT count(*) FROM readings") == 1
+    assert scalar(db_url, "SELECT count(*) FROM dead_letters") == 0
