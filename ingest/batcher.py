@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.models import DeadLetter, InboundMessage, Outcome, Reading
+from ingest.models import DeadLetter, InboundMessage, Outcome, RawPacket, Reading
 
 
 @dataclass(slots=True)
@@ -19,6 +19,8 @@ class Batch:
     readings: list[Reading] = field(default_factory=list)
     received: list[datetime] = field(default_factory=list)  # per reading
     dead: list[DeadLetter] = field(default_factory=list)
+    packets: list[RawPacket] = field(default_factory=list)
+    accepted: list[bool] = field(default_factory=list)  # per message: anything stored?
     opened_at: float = 0.0
 
     def __len__(self) -> int:
@@ -37,12 +39,20 @@ class Batcher:
         self._current = Batch()
 
     def add(self, msg: InboundMessage, outcome: Outcome, now: float) -> Batch | None:
+        return self.add_group([msg], outcome, now)
+
+    def add_group(self, msgs: list[InboundMessage], outcome: Outcome,
+                  now: float) -> Batch | None:
+        """Several messages with one outcome (the parts of a split HJ 212 packet): they
+        land in the same batch, so none is acknowledged before the readings commit."""
         cur = self._current
         if not cur.messages:
             cur.opened_at = now
-        cur.messages.append(msg)
+        cur.messages.extend(msgs)
+        cur.accepted.extend([outcome.dead is None or bool(outcome.readings)] * len(msgs))
         cur.readings.extend(outcome.readings)
-        cur.received.extend([msg.received_at] * len(outcome.readings))
+        cur.received.extend([msgs[-1].received_at] * len(outcome.readings))
+        cur.packets.extend(outcome.packets)
         if outcome.dead is not None:
             cur.dead.append(outcome.dead)
         if len(cur.readings) >= self.max_readings or len(cur.messages) >= self.max_messages:

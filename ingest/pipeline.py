@@ -28,12 +28,15 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batch, Batcher
-from ingest.models import DeadReason, InboundMessage, Outcome
-from ingest.validate import Policy, process
+from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome
+from ingest.reassembly import Reassembler, Released
+from ingest.validate import Policy, judge_packets, process
+from offsite.registry import Device
 from rules.alerts import AlertBook, Plan
 from rules.engine import Evaluation, RuleEngine
 from store.alerts import apply_plan
 from store.dead_letters import insert_dead_letters
+from store.packets import insert_packets
 from store.readings import insert_readings
 from store.registry import load_registry
 
@@ -62,7 +65,8 @@ class Pipeline:
     def __init__(self, pool: ConnectionPool, engine: RuleEngine, book: AlertBook,
                  policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
                  *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
-                 idle_flush_s: float = 0.005, stats: IngestStats | None = None) -> None:
+                 idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
+                 stats: IngestStats | None = None) -> None:
         self.pool = pool
         self.engine = engine
         self.book = book
@@ -73,7 +77,8 @@ class Pipeline:
         self.registry_refresh_s = registry_refresh_s
         self.idle_flush_s = idle_flush_s
         self.stats = stats or IngestStats()
-        self.known: frozenset[str] = frozenset()
+        self.known: dict[str, Device] = {}
+        self.reassembler: Reassembler[InboundMessage] = Reassembler(split_timeout_s)
         self._next_offline = 0.0
         self._next_registry = 0.0
         self._last_registry_load = -1e9
@@ -85,7 +90,7 @@ class Pipeline:
         self._registry_as_of = datetime.now(UTC)
         with self.pool.connection() as conn:
             reg = load_registry(conn)
-        self.known = frozenset(d.mn for d in reg.devices)
+        self.known = {d.mn: d for d in reg.devices}
         self.engine.update_registry({(mn, code): lim for mn, code, lim in reg.device_limits()},
                                     {d.mn: d.interval_s for d in reg.devices})
 
@@ -100,6 +105,8 @@ class Pipeline:
             if now >= self._next_offline:
                 self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
                 self._next_offline = now + self.offline_check_s
+            for released in self.reassembler.expired(now):
+                self._add_split(released, stop)
             deadline = self.batcher.deadline()
             timeout = (0.25 if deadline is None
                        else max(0.0, min(self.idle_flush_s, deadline - now)))
@@ -109,26 +116,53 @@ class Pipeline:
                 # Idle inbox: the broker is waiting for our acks (its in-flight window is
                 # full) or nothing is coming. Either way, waiting longer only adds latency.
                 batch = self.batcher.flush()
+                if batch is not None:
+                    self._commit(batch, stop)
             else:
-                self.stats.messages += 1
-                batch = self.batcher.add(msg, self._process(msg, stop), time.monotonic())
-            if batch is not None:
-                self._commit(batch, stop)
+                self._take(msg, stop)
         # drain what was already taken from the broker, then the final partial batch
         while True:
             try:
                 msg = inbox.get_nowait()
             except queue.Empty:
                 break
-            self.stats.messages += 1
-            batch = self.batcher.add(msg, self._process(msg, None), time.monotonic())
-            if batch is not None:
-                self._commit(batch, None)
+            self._take(msg, None)
         last = self.batcher.flush()
         if last is not None:
             self._commit(last, None)
+        held = self.reassembler.drain()
+        if held:
+            log.warning("shutdown with %d parts of split HJ 212 packets still incomplete; "
+                        "left unacknowledged for redelivery", len(held))
 
     # -- steps --------------------------------------------------------------------------
+    def _take(self, msg: InboundMessage, stop: threading.Event | None) -> None:
+        self.stats.messages += 1
+        outcome = self._process(msg, stop)
+        if outcome.split is not None:
+            for released in self.reassembler.add(msg, outcome.split, time.monotonic()):
+                self._add_split(released, stop)
+            return
+        batch = self.batcher.add(msg, outcome, time.monotonic())
+        if batch is not None:
+            self._commit(batch, stop)
+
+    def _add_split(self, rel: Released[InboundMessage], stop: threading.Event | None) -> None:
+        if rel.complete:
+            outcome = judge_packets(rel.items, rel.packets, self.policy)
+        else:
+            mn, cn, qn = rel.key
+            msgs = rel.items + rel.extra
+            last = msgs[-1]
+            outcome = Outcome(dead=DeadLetter(
+                last.topic, b"".join(m.payload for m in msgs), last.received_at,
+                DeadReason.HJ212_INCOMPLETE_SPLIT,
+                f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
+                f"arrived within {self.reassembler.timeout_s:g} s", mn))
+        batch = self.batcher.add_group(rel.items + rel.extra, outcome, time.monotonic())
+        if batch is not None:
+            self._commit(batch, stop)
+
     def _process(self, msg: InboundMessage, stop: threading.Event | None) -> Outcome:
         """Validate; a device unknown to a copy of the registry older than the message
         triggers a reload first, so a freshly registered device is never dead-lettered.
@@ -152,6 +186,7 @@ class Pipeline:
             with self.pool.connection() as conn, conn.transaction():
                 new = insert_readings(conn, batch.readings, batch.received)
                 insert_dead_letters(conn, batch.dead)
+                insert_packets(conn, batch.packets)
                 return new
 
         new = self._guard(write, stop)
@@ -159,8 +194,11 @@ class Pipeline:
             log.warning("shutdown with an uncommitted batch of %d messages; the broker "
                         "will redeliver them", len(batch))
             return
-        for m in batch.messages:
-            self.ack(m)
+        for m, accepted in zip(batch.messages, batch.accepted, strict=True):
+            if m.on_commit is not None:
+                m.on_commit(accepted)
+            elif m.transport == "mqtt":
+                self.ack(m)
         s = self.stats
         s.batches += 1
         s.readings_stored += len(new)

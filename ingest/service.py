@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batcher
+from ingest.gateway import Gateway
 from ingest.models import InboundMessage
 from ingest.pipeline import IngestStats, Pipeline
 from ingest.subscriber import Subscriber
@@ -26,23 +27,29 @@ log = logging.getLogger("offsite.ingest")
 
 def policy_from(settings: Settings) -> Policy:
     prefix, suffix = policy_topic(settings.mqtt_topic)
+    tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
     return Policy(max_payload_bytes=settings.max_payload_bytes, topic_prefix=prefix,
-                  topic_suffix=suffix,
+                  topic_suffix=suffix, hj212_tz=tz,
                   max_future=timedelta(seconds=settings.max_future_s),
                   max_age=timedelta(days=settings.max_age_days))
 
 
 class IngestService:
-    """One ingest worker. ``start`` returns once it is connected and consuming."""
+    """One ingest worker: an MQTT subscriber, an HJ 212 TCP gateway, or both, feeding one
+    pipeline. ``start`` returns once it is connected and consuming."""
 
-    def __init__(self, settings: Settings, database_url: str, mqtt_url: str,
-                 stats: IngestStats | None = None) -> None:
+    def __init__(self, settings: Settings, database_url: str, mqtt_url: str | None,
+                 stats: IngestStats | None = None, *, gateway: bool = False) -> None:
+        if mqtt_url is None and not gateway:
+            raise ValueError("an ingest worker needs an MQTT broker, the gateway, or both")
         self.settings = settings
         self.database_url = database_url
         self.mqtt_url = mqtt_url
+        self.with_gateway = gateway
         self.stats = stats or IngestStats()
         self.pool: ConnectionPool | None = None
         self.subscriber: Subscriber | None = None
+        self.gateway: Gateway | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -64,14 +71,16 @@ class IngestService:
                          default_clear_after=timedelta(seconds=s.alert_clear_s))
         book.load(active)
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
-        self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, s.mqtt_client_id, inbox,
-                                     shared_group=s.mqtt_shared_group,
-                                     keepalive=s.mqtt_keepalive_s)
+        if self.mqtt_url is not None:
+            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, s.mqtt_client_id, inbox,
+                                         shared_group=s.mqtt_shared_group,
+                                         keepalive=s.mqtt_keepalive_s)
         pipeline = Pipeline(self.pool, engine, book, policy_from(s),
                             Batcher(s.batch_max_readings, s.batch_max_delay_ms / 1000),
-                            self.subscriber.ack, offline_check_s=s.offline_check_s,
+                            self.subscriber.ack if self.subscriber else _no_ack,
+                            offline_check_s=s.offline_check_s,
                             idle_flush_s=s.batch_idle_ms / 1000,
-                            stats=self.stats)
+                            split_timeout_s=s.hj212_split_timeout_s, stats=self.stats)
         pipeline.refresh_registry()
         self.pipeline = pipeline
 
@@ -84,7 +93,15 @@ class IngestService:
 
         self._thread = threading.Thread(target=run, name="offsite-pipeline", daemon=True)
         self._thread.start()
-        self.subscriber.start()
+        if self.subscriber is not None:
+            self.subscriber.start()
+        if self.with_gateway:
+            self.gateway = Gateway(inbox, s.gateway_host, s.gateway_port,
+                                   idle_timeout_s=s.gateway_idle_timeout_s,
+                                   frame_timeout_s=s.gateway_frame_timeout_s,
+                                   max_garbage_bytes=s.gateway_max_garbage_bytes,
+                                   max_connections=s.gateway_max_connections)
+            self.gateway.start()
 
     @property
     def alive(self) -> bool:
@@ -94,10 +111,18 @@ class IngestService:
         """Stop taking messages, commit and acknowledge what is in hand, disconnect."""
         if self.subscriber is not None:
             self.subscriber.pause()
+        if self.gateway is not None:
+            self.gateway.pause()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
         if self.subscriber is not None:
             self.subscriber.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.pool is not None:
             self.pool.close()
+
+
+def _no_ack(msg: InboundMessage) -> None:
+    """Gateway-only workers have no broker to acknowledge."""

@@ -2,21 +2,36 @@
 
 A message's good values are kept even when some of its values are bad: the bad ones
 (and the whole raw payload, as evidence) go to the dead-letter store with a reason
-naming each refused value. ``now`` is the broker delivery time, passed in.
+naming each refused value. ``now`` is the broker (or gateway) receive time, passed in
+with the message.
+
+Two payload formats: JSON (documented in the README) and HJ 212 packets, recognised by
+their ``##`` header, over MQTT or the TCP gateway. For HJ 212 the device is the packet's
+MN; over MQTT it must also be the topic's. The packet's PW must match the registry's
+password for that MN, and its CRC must be the standard's (a byte-swapped CRC-16/MODBUS is
+accepted only for devices with the compatibility switch on).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Container
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta, tzinfo
 
-from ingest.codecs import ParsedMessage
-from ingest.codecs.detect import decode
+from ingest.codecs import ParsedMessage, ParsedRecord, hj212
+from ingest.codecs.json_codec import decode_json
 from ingest.errors import DecodeError
-from ingest.models import FLAGS, DeadLetter, DeadReason, InboundMessage, Outcome, Reading
-from offsite.registry import MN_RE, POLLUTANT_RE
+from ingest.models import (
+    FLAGS,
+    DeadLetter,
+    DeadReason,
+    InboundMessage,
+    Outcome,
+    RawPacket,
+    Reading,
+)
+from offsite.registry import MN_RE, POLLUTANT_RE, Device
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +43,7 @@ class Policy:
     max_age: timedelta = timedelta(days=30)
     topic_prefix: str = "devices"
     topic_suffix: str = "telemetry"
+    hj212_tz: tzinfo = field(default=hj212.BEIJING)
 
 
 def topic_device(topic: str, policy: Policy) -> str | None:
@@ -49,36 +65,100 @@ def policy_topic(subscription: str) -> tuple[str, str]:
     return "/".join(parts[:i]), "/".join(parts[i + 1:])
 
 
-def _dead(msg: InboundMessage, reason: DeadReason, detail: str, mn: str | None) -> Outcome:
-    return Outcome(dead=DeadLetter(msg.topic, msg.payload, msg.received_at, reason, detail, mn))
+def _dead(msg: InboundMessage, reason: DeadReason | str, detail: str,
+          mn: str | None) -> Outcome:
+    return Outcome(dead=DeadLetter(msg.topic, msg.payload, msg.received_at, DeadReason(reason),
+                                   detail, mn))
 
 
-def process(msg: InboundMessage, known: Container[str], policy: Policy) -> Outcome:
+def is_hj212(payload: bytes) -> bool:
+    return payload.lstrip()[:2] == b"##"
+
+
+def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy) -> Outcome:
     """Turn one inbound message into readings and/or a dead letter. Never raises."""
     size = len(msg.payload)
-    mn = topic_device(msg.topic, policy)
+    topic_mn = topic_device(msg.topic, policy) if msg.transport == "mqtt" else None
     if size > policy.max_payload_bytes:
         return _dead(msg, DeadReason.OVERSIZED,
-                     f"payload of {size} bytes exceeds {policy.max_payload_bytes}", mn)
-    if mn is None:
+                     f"payload of {size} bytes exceeds {policy.max_payload_bytes}", topic_mn)
+    if msg.transport == "mqtt" and topic_mn is None:
         return _dead(msg, DeadReason.BAD_TOPIC,
                      f"topic {msg.topic!r} is not {policy.topic_prefix}/<mn>/{policy.topic_suffix}",
                      None)
-    if mn not in known:
-        return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {mn} is not in the registry", mn)
+    if msg.garbage is not None:
+        return _dead(msg, DeadReason.HJ212_GARBAGE, msg.garbage, None)
+    if is_hj212(msg.payload):
+        return _process_hj212(msg, topic_mn, known, policy)
+    if topic_mn is None:
+        return _dead(msg, DeadReason.HJ212_GARBAGE,
+                     "bytes outside any ## … CRLF packet on the HJ 212 gateway", None)
+    if topic_mn not in known:
+        return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {topic_mn} is not in the registry",
+                     topic_mn)
     try:
-        parsed: ParsedMessage = decode(msg.payload)
+        parsed: ParsedMessage = decode_json(msg.payload)
     except DecodeError as exc:
-        return _dead(msg, DeadReason(exc.reason), exc.detail, mn)
-    if parsed.mn is not None and parsed.mn != mn:
+        return _dead(msg, exc.reason, exc.detail, topic_mn)
+    if parsed.mn is not None and parsed.mn != topic_mn:
         return _dead(msg, DeadReason.DEVICE_MISMATCH,
-                     f"payload names device {parsed.mn} but was published on {msg.topic}", mn)
+                     f"payload names device {parsed.mn} but was published on {msg.topic}",
+                     topic_mn)
+    return judge(msg, parsed.records, topic_mn, policy)
 
+
+def _process_hj212(msg: InboundMessage, topic_mn: str | None, known: Mapping[str, Device],
+                   policy: Policy) -> Outcome:
+    try:
+        packet = hj212.parse_packet(msg.payload)
+    except DecodeError as exc:
+        return _dead(msg, exc.reason, exc.detail, topic_mn)
+    if topic_mn is not None and packet.mn != topic_mn:
+        return _dead(msg, DeadReason.DEVICE_MISMATCH,
+                     f"packet MN {packet.mn} was published on {msg.topic}", topic_mn)
+    device = known.get(packet.mn)
+    if device is None:
+        return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {packet.mn} is not in the registry",
+                     packet.mn)
+    if device.password is not None and packet.pw != device.password:
+        return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
+                     f"PW does not match the registered password of {packet.mn}", packet.mn)
+    if packet.crc_variant == "modbus_swapped" and not device.crc_compat:
+        return _dead(msg, DeadReason.HJ212_CRC_MISMATCH,
+                     "CRC is a byte-swapped CRC-16/MODBUS, not HJ 212's; turn on the device's "
+                     "crc_compat switch in the registry to accept it", packet.mn)
+    if packet.is_split:
+        return Outcome(split=packet)
+    return judge_packets([msg], [packet], policy)
+
+
+def judge_packets(msgs: Sequence[InboundMessage], packets: Sequence[hj212.Packet],
+                  policy: Policy) -> Outcome:
+    """Readings of one packet, or of a reassembled split packet's parts (in PNO order)."""
+    last = msgs[-1]
+    mn = packets[0].mn
+    group = InboundMessage(last.topic, b"".join(m.payload for m in msgs), last.received_at,
+                           last.mid, last.qos, last.transport)
+    try:
+        parsed = hj212.to_message(packets, policy.hj212_tz)
+    except DecodeError as exc:
+        return _dead(group, exc.reason, exc.detail, mn)
+    outcome = judge(group, parsed.records, mn, policy)
+    outcome.packets = [
+        RawPacket(m.received_at, m.transport, m.topic, p.mn, p.qn, p.st, p.cn, p.flag, p.pnum,
+                  p.pno, p.raw.decode("utf-8", "replace").strip())
+        for m, p in zip(msgs, packets, strict=True)]
+    return outcome
+
+
+def judge(msg: InboundMessage, records: Sequence[ParsedRecord], mn: str,
+          policy: Policy) -> Outcome:
+    """Check every value of every record: time window, code, number, flag."""
     now = msg.received_at
     readings: list[Reading] = []
     problems: list[tuple[DeadReason, str]] = []
     refused = 0
-    for rec in parsed.records:
+    for rec in records:
         if rec.ts - now > policy.max_future:
             refused += len(rec.values)
             problems.append((DeadReason.FUTURE_TIMESTAMP,
@@ -117,7 +197,7 @@ def process(msg: InboundMessage, known: Container[str], policy: Policy) -> Outco
                 problems.append((DeadReason.BAD_FLAG, f"{code}: flag {pv.flag!r} is not one "
                                  f"of {''.join(sorted(FLAGS))}"))
                 continue
-            readings.append(Reading(rec.ts, mn, code, fv, pv.flag, pv.kind))
+            readings.append(Reading(rec.ts, mn, code, fv, pv.flag, pv.kind, pv.stat))
     if not problems:
         return Outcome(readings=readings)
     total = len(readings) + refused

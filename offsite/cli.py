@@ -1,4 +1,4 @@
-"""The ``offsite`` command: demo | ingest | serve | simulate | db migrate | db load-registry.
+"""The ``offsite`` command: demo | ingest | gateway | serve | simulate | db.
 
 Every subcommand builds the one Settings object from ``OFFSITE_*`` (validated before
 anything starts), prints what it started and where, and stops cleanly on Ctrl-C or
@@ -85,9 +85,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from store.pool import open_pool
     from store.registry import save_registry
 
+    gateway_only = args.command == "gateway"
+    with_gateway = gateway_only or args.gateway
     stop = _Stop()
     stop.install()
-    with services(settings.database_url, settings.mqtt_url, settings.data_dir) as (db, mq, notes):
+    mqtt_url = "mqtt://unused:1" if gateway_only else settings.mqtt_url
+    with services(settings.database_url, mqtt_url, settings.data_dir) as (db, mq, notes):
         for n in notes:
             _print(f"started {n}")
         if settings.registry_file is not None:
@@ -96,18 +99,24 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 migrate(conn)
                 save_registry(conn, load_registry_file(settings.registry_file))
             pool.close()
-        svc = IngestService(settings, db, mq)
+        svc = IngestService(settings, db, None if gateway_only else mq, gateway=with_gateway)
         svc.start()
-        _print(f"ingest consuming {settings.mqtt_topic} from {mq}; Ctrl-C to stop")
+        if not gateway_only:
+            _print(f"ingest consuming {settings.mqtt_topic} from {mq}")
+        if svc.gateway is not None:
+            _print(f"HJ 212 gateway listening on {settings.gateway_host}:{svc.gateway.port}")
+        _print("Ctrl-C to stop")
         t0 = time.monotonic()
         try:
             while not stop.event.wait(args.progress):
                 if not svc.alive:
                     break
                 s = svc.stats
+                g = svc.gateway.stats if svc.gateway else None
+                conns = f"  connections {g.open_connections}" if g else ""
                 _print(f"[{time.monotonic() - t0:6.0f}s] messages {s.messages}  stored "
                        f"{s.readings_stored}  dead letters {s.dead_letters}  alerts opened "
-                       f"{s.alerts_opened}")
+                       f"{s.alerts_opened}{conns}")
         finally:
             svc.stop()
         s = svc.stats
@@ -234,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="MQTT → store → rules")
     i.add_argument("--progress", type=float, default=10.0)
+    i.add_argument("--gateway", action="store_true",
+                   help="also run the HJ 212 TCP gateway (OFFSITE_GATEWAY_HOST/PORT)")
+    g = sub.add_parser("gateway", help="HJ 212 over TCP → store → rules (no MQTT)")
+    g.add_argument("--progress", type=float, default=10.0)
 
     sub.add_parser("serve", help="the HTTP API and console")
 
@@ -260,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "serve": cmd_serve,
+COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
             "simulate": cmd_simulate, "db": cmd_db}
 
 

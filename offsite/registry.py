@@ -47,12 +47,18 @@ class Device:
     mn: str
     point_id: str
     interval_s: float = 60.0
+    password: str | None = None  # HJ 212 PW the logger must send; None: not checked
+    crc_compat: bool = False  # accept a byte-swapped CRC-16/MODBUS (vendor deviation)
 
     def __post_init__(self) -> None:
         if not MN_RE.match(self.mn):
             raise RegistryError(f"device MN {self.mn!r} is not 1–24 letters/digits")
         if not self.interval_s > 0:
             raise RegistryError(f"device {self.mn}: interval_s must be > 0")
+        if self.password is not None and not re.fullmatch(r"[\x21-\x7e]{1,64}",
+                                                          self.password):
+            raise RegistryError(f"device {self.mn}: password must be 1–64 printable ASCII "
+                                "characters without spaces")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +144,11 @@ class Registry:
                                       "limits": dict(p.limits)}
                 if p.o2_ref is not None:
                     pd["o2_ref"] = p.o2_ref
-                pd["devices"] = [{"mn": d.mn, "interval_s": d.interval_s}
-                                 for d in self.devices if d.point_id == p.id]
+                pd["devices"] = [
+                    {"mn": d.mn, "interval_s": d.interval_s,
+                     **({"password": d.password} if d.password is not None else {}),
+                     **({"crc_compat": True} if d.crc_compat else {})}
+                    for d in self.devices if d.point_id == p.id]
                 points.append(pd)
             out.append({"id": e.id, "name": e.name, "region": e.region, "points": points})
         return {"enterprises": out}
@@ -161,8 +170,14 @@ def registry_from_dict(data: Mapping[str, Any]) -> Registry:
                 )
                 points.append(point)
                 for d in p.get("devices", []):
+                    pw = d.get("password")
+                    compat = d.get("crc_compat", False)
+                    if not isinstance(compat, bool):
+                        raise RegistryError(f"device {d['mn']}: crc_compat must be true/false")
                     devices.append(Device(mn=str(d["mn"]), point_id=point.id,
-                                          interval_s=float(d.get("interval_s", 60))))
+                                          interval_s=float(d.get("interval_s", 60)),
+                                          password=None if pw is None else str(pw),
+                                          crc_compat=compat))
     except KeyError as exc:
         raise RegistryError(f"registry entry is missing the field {exc.args[0]!r}") from exc
     except (TypeError, ValueError, AttributeError) as exc:

@@ -51,6 +51,19 @@ class Settings(BaseSettings):
     max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")
     max_age_days: float = Field(default=30.0, gt=0, description="oldest backfill accepted")
 
+    # HJ 212
+    hj212_utc_offset_h: float = Field(default=8.0, ge=-12, le=14,
+                                      description="zone of HJ 212 times (Beijing: +8)")
+    hj212_split_timeout_s: float = Field(default=60.0, gt=0,
+                                         description="wait this long for all split parts")
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=9212, ge=0, le=65535)
+    gateway_idle_timeout_s: float = Field(default=300.0, gt=0)
+    gateway_frame_timeout_s: float = Field(default=30.0, gt=0,
+                                           description="an unfinished packet waits this long")
+    gateway_max_garbage_bytes: int = Field(default=16_384, ge=0)
+    gateway_max_connections: int = Field(default=2000, ge=1)
+
     # rules
     rule_window: int = Field(default=30, ge=5, le=10_000, description="readings kept per series")
     flatline_count: int = Field(default=10, ge=3)

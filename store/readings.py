@@ -13,7 +13,7 @@ from datetime import datetime
 
 import psycopg
 
-from ingest.models import DataKind, Reading
+from ingest.models import Reading
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
 _TYPES = ["timestamptz", "text", "text", "text", "float8", "text", "timestamptz"]
@@ -39,12 +39,12 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
         with cur.copy(f"COPY readings_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_TYPES)
             for r, rec in zip(readings, received_at, strict=True):
-                copy.write_row((r.ts, r.mn, r.pollutant, r.kind.value, r.value, r.flag, rec))
+                copy.write_row((r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag, rec))
         cur.execute(f"""
             INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
             ON CONFLICT DO NOTHING
             RETURNING ts, mn, pollutant, kind, value, flag""")
-        new = [Reading(ts, mn, pol, value, flag, DataKind(kind))
+        new = [Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
                for ts, mn, pol, kind, value, flag in cur.fetchall()]
         if new:
             last: dict[str, tuple[datetime, int]] = {}

@@ -27,10 +27,12 @@ def save_registry(conn: psycopg.Connection, reg: Registry) -> None:
             "INSERT INTO point_limits (point_id, pollutant, limit_value) VALUES (%s, %s, %s)",
             [(p.id, code, float(v)) for p in reg.points for code, v in p.limits.items()])
         cur.executemany(
-            """INSERT INTO devices (mn, point_id, interval_s) VALUES (%s, %s, %s)
+            """INSERT INTO devices (mn, point_id, interval_s, password, crc_compat)
+               VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (mn) DO UPDATE SET point_id = excluded.point_id,
-                   interval_s = excluded.interval_s""",
-            [(d.mn, d.point_id, d.interval_s) for d in reg.devices])
+                   interval_s = excluded.interval_s, password = excluded.password,
+                   crc_compat = excluded.crc_compat""",
+            [(d.mn, d.point_id, d.interval_s, d.password, d.crc_compat) for d in reg.devices])
 
 
 def load_registry(conn: psycopg.Connection) -> Registry:
@@ -42,6 +44,7 @@ def load_registry(conn: psycopg.Connection) -> Registry:
         limits.setdefault(pid, {})[code] = v
     points = tuple(Point(i, e, n, k, o, limits.get(i, {})) for i, e, n, k, o in conn.execute(
         "SELECT id, enterprise_id, name, kind, o2_ref FROM points ORDER BY id"))
-    devices = tuple(Device(mn, p, iv) for mn, p, iv in conn.execute(
-        "SELECT mn, point_id, interval_s FROM devices WHERE active ORDER BY mn"))
+    devices = tuple(Device(mn, p, iv, pw, compat) for mn, p, iv, pw, compat in conn.execute(
+        "SELECT mn, point_id, interval_s, password, crc_compat FROM devices "
+        "WHERE active ORDER BY mn"))
     return Registry(ents, points, devices)

@@ -19,6 +19,7 @@ class ParsedValue:
     value: object
     flag: object
     kind: DataKind = DataKind.RTD
+    stat: str = ""  # see ingest.models.Reading.stat
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""JSON telemetry codec and codec detection: bytes → ParsedMessage, or DecodeError."""
+"""JSON telemetry codec and format detection: bytes → ParsedMessage, or DecodeError."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ingest.codecs import ParsedMessage, ParsedValue
-from ingest.codecs.detect import decode
 from ingest.codecs.json_codec import MAX_RECORDS, decode_json, parse_timestamp
 from ingest.errors import DecodeError
 from ingest.models import DeadReason
+from ingest.validate import is_hj212
 
 TS = "2026-11-26T08:00:00+08:00"
 TS_UTC = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
@@ -185,25 +185,11 @@ def test_decode_error_reason_is_a_dead_reason():
 
 # -- detection --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [b"##0101QN=20260101000000000;ST=22;CN=2011;",
-                                     b"  \r\n##0101QN=..."])
-def test_hj212_payload_is_not_supported_yet(payload):
-    with pytest.raises(DecodeError) as info:
-        decode(payload)
-    assert info.value.reason == DeadReason.SCHEMA
-    assert "HJ 212" in info.value.detail
-
-
-def test_detect_routes_json_to_the_json_codec():
-    payload = enc({"ts": TS, "values": {"a21026": 1}})
-    assert decode(payload) == decode_json(payload)
-    assert decode(b"  \n" + payload) == decode_json(payload)
-
-
-def test_single_hash_is_json_not_hj212():
-    with pytest.raises(DecodeError) as info:
-        decode(b"#{}")
-    assert info.value.reason == DeadReason.MALFORMED_JSON
+@pytest.mark.parametrize("payload,hj", [(b"##0101QN=20260101000000000;ST=22;", True),
+                                        (b"  \r\n##0101QN=...", True),
+                                        (b"#{}", False), (b'{"ts": 1}', False), (b"", False)])
+def test_hj212_payloads_are_recognised_by_their_header(payload, hj):
+    assert is_hj212(payload) is hj
 
 
 def test_non_utc_offsets_are_preserved_through_records():
