@@ -85,6 +85,8 @@ class RuleEngine:
                 ev.seen[(mn, "")] = ts
         by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
         for r in readings:
+            if r.stat:  # min/max/cou… beside an average: the rules judge primary values
+                continue
             by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
             sk = (r.mn, r.pollutant)
             if sk not in ev.seen or r.ts > ev.seen[sk]:
