@@ -1,10 +1,13 @@
 """Cut HJ 212 packets out of a TCP byte stream. Pure: bytes in, frames and garbage out.
 
-A packet runs from ``##`` to its ``\\r\\n``. Several packets may arrive in one read, one
-packet across several reads, and noise between them; noise is reported (never silently
-skipped) so the gateway can dead-letter it and cut off a connection that sends nothing
-else. A packet whose CRLF is missing but whose header length points exactly at the next
-``##`` is still cut right.
+A packet runs from a ``##dddd`` header to its ``\\r\\n``. Several packets may arrive in
+one read, one packet across several reads, and noise between them; noise is reported
+(never silently skipped, except whitespace between packets) so the gateway can
+dead-letter it and cut off a connection that sends nothing else. Only ``##`` followed by
+four digits starts a packet, so a stray ``#`` in noise cannot swallow the next packet.
+A packet whose CRLF is missing is cut where its header's length says, when the next
+header starts exactly there; a truncated packet followed by a new header is reported as
+garbage up to that header, and the new packet is kept.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import re
 from dataclasses import dataclass
 
 MAX_FRAME = 6 + 9999 + 4 + 2
-_LEN_RE = re.compile(rb"##(\d{4})")
+_HEADER = re.compile(rb"##([0-9]{4})")
+_PARTIAL_HEADER = re.compile(rb"#(?:#[0-9]{0,3})?\Z")  # a header cut by the read boundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,28 +48,28 @@ class Framer:
         out: list[Event] = []
         buf = self._buf
         while buf:
-            start = buf.find(b"##")
-            if start < 0:
-                # keep a trailing '#' that may begin the next header
-                keep = 1 if buf.endswith(b"#") else 0
-                noise = bytes(buf[:len(buf) - keep])
+            m = _HEADER.search(buf)
+            if m is None:
+                tail = _PARTIAL_HEADER.search(buf[-5:])
+                keep = len(tail.group()) if tail else 0
+                self._noise(bytes(buf[:len(buf) - keep]), out)
                 del buf[:len(buf) - keep]
-                self._noise(noise, out)
                 break
-            if start:
-                self._noise(bytes(buf[:start]), out)
-                del buf[:start]
-            end = self._end(buf)
-            if end is None:
+            if m.start():
+                self._noise(bytes(buf[:m.start()]), out)
+                del buf[:m.start()]
+            cut = self._cut(buf)
+            if cut is None:
                 if len(buf) > self.max_frame:
-                    nxt = buf.find(b"##", 2)
-                    cut = nxt if nxt > 0 else len(buf)
-                    out.append(Garbage(bytes(buf[:cut]), f"no CRLF within {self.max_frame} "
-                                                         "bytes of a ## header"))
-                    del buf[:cut]
-                    continue
+                    out.append(Garbage(bytes(buf), f"no CRLF within {self.max_frame} bytes "
+                                                   "of a ## header"))
+                    buf.clear()
                 break
-            out.append(Frame(bytes(buf[:end])))
+            end, is_frame = cut
+            piece = bytes(buf[:end])
+            out.append(Frame(piece) if is_frame else
+                       Garbage(piece, "unfinished packet: a new ## header began before its "
+                                      "CRLF"))
             del buf[:end]
         return out
 
@@ -75,23 +79,27 @@ class Framer:
             return []
         rest = bytes(self._buf)
         self._buf.clear()
-        if rest.strip(b"\r\n\t ") == b"":
+        if not rest.strip(b"\r\n\t "):
             return []
         return [Garbage(rest, "connection closed inside a packet")]
 
-    def _end(self, buf: bytearray) -> int | None:
-        """Index just past the packet starting at 0, or None if it is not all here."""
-        crlf = buf.find(b"\r\n", 2)
-        m = _LEN_RE.match(buf)
-        if m:
-            by_length = 6 + int(m.group(1)) + 4
-            nxt = buf.find(b"##", 2)
-            # no CRLF, but the next packet begins exactly where this one's length ends
-            if 0 < nxt == by_length and (crlf < 0 or crlf > nxt):
-                return by_length
-        return crlf + 2 if crlf >= 0 else None
+    @staticmethod
+    def _cut(buf: bytearray) -> tuple[int, bool] | None:
+        """(end, is a frame) for the packet starting at 0, or None if it is not all here."""
+        m = _HEADER.match(buf)
+        assert m is not None
+        by_length = 6 + int(m.group(1)) + 4
+        crlf = buf.find(b"\r\n", 6)
+        nxt = _HEADER.search(buf, 6)
+        if nxt is not None and (crlf < 0 or nxt.start() < crlf):
+            if nxt.start() == by_length:
+                return by_length, True  # CRLF missing, length right: still a packet
+            return nxt.start(), False
+        if crlf >= 0:
+            return crlf + 2, True
+        return None
 
     @staticmethod
     def _noise(data: bytes, out: list[Event]) -> None:
-        if data.strip(b"\r\n\t \x00"):
+        if data.strip(b"\r\n\t "):
             out.append(Garbage(data, "bytes outside any ## … CRLF packet"))

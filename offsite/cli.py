@@ -152,12 +152,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- simulate ----------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta, timezone
+
     from simulators.faults import FaultKind
-    from simulators.publisher import publish_fleet
     from simulators.scenarios import build_fleet
 
-    if settings.mqtt_url is None:
-        raise OffsiteError("offsite simulate needs a broker: set OFFSITE_MQTT_URL")
+    tcp = args.transport == "tcp"
+    if tcp and args.protocol != "hj212":
+        raise OffsiteError("--transport tcp speaks HJ 212 only: add --protocol hj212")
+    if not tcp and settings.mqtt_url is None:
+        raise OffsiteError("offsite simulate needs a broker: set OFFSITE_MQTT_URL "
+                           "(or use --transport tcp --protocol hj212 for the gateway)")
+    # HJ 212 times carry no zone: send them in the one the platform reads them in.
+    hj212_tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
     start = datetime.now(UTC)
     fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate,
                         faults=[FaultKind(f) for f in args.fault] if args.fault else (),
@@ -173,14 +180,38 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                f"{f.start.isoformat(timespec='seconds')} → {f.end.isoformat(timespec='seconds')}")
     stop = _Stop()
     stop.install()
+    if tcp:
+        from simulators.tcp_logger import TcpStats, run_tcp_loggers
 
-    def progress(st: object) -> None:
-        _print(f"published {st.messages} messages, {st.readings} readings")  # type: ignore[attr-defined]
+        def tcp_progress(t: TcpStats) -> None:
+            _print(f"sent {t.packets} packets ({t.readings} readings), {t.responses} answered, "
+                   f"{t.resent} resent, {t.missing} missing")
 
+        _print(f"HJ 212 loggers → {settings.gateway_host}:{settings.gateway_port}")
+        t = run_tcp_loggers(fleet, settings.gateway_host, settings.gateway_port,
+                            duration_s=args.duration, start=start, realtime=not args.fast,
+                            stop=stop.event, on_progress=tcp_progress,
+                            connections=args.connections,
+                            response_timeout_s=args.response_timeout, tz=hj212_tz)
+        _print(f"simulation done over {t.connections} connection(s): {t.packets} packets, "
+               f"{t.readings} readings in {t.elapsed_s:.1f} s "
+               f"({t.readings / max(t.elapsed_s, 1e-9):.0f} readings/s); responses received "
+               f"{t.responses}, missing {t.missing}; {t.resent} resent, {t.unmatched} "
+               f"unmatched responses, {t.reconnects} reconnects")
+        return 0 if t.missing == 0 else 1
+
+    from simulators.publisher import PublishStats, publish_fleet
+
+    def progress(st: PublishStats) -> None:
+        _print(f"published {st.messages} messages, {st.readings} readings")
+
+    assert settings.mqtt_url is not None
     st = publish_fleet(fleet, settings.mqtt_url, duration_s=args.duration, start=start,
-                       realtime=not args.fast, stop=stop.event, on_progress=progress)
-    _print(f"simulation done: {st.messages} messages, {st.readings} readings in "
-           f"{st.elapsed_s:.1f} s ({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)")
+                       realtime=not args.fast, stop=stop.event, on_progress=progress,
+                       protocol=args.protocol, hj212_tz=hj212_tz)
+    _print(f"simulation done ({args.protocol} over MQTT): {st.messages} messages, "
+           f"{st.readings} readings in {st.elapsed_s:.1f} s "
+           f"({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)")
     return 0
 
 
@@ -250,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="the HTTP API and console")
 
-    s = sub.add_parser("simulate", help="publish simulated devices to OFFSITE_MQTT_URL")
+    s = sub.add_parser("simulate", help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) "
+                                        "or the HJ 212 TCP gateway")
     s.add_argument("--devices", type=int, default=20)
     s.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     s.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
@@ -260,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault-duration", type=float, default=60.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--fast", action="store_true",
-                   help="replay device time as fast as the broker takes it")
+                   help="replay device time as fast as the broker (or gateway) takes it")
+    s.add_argument("--protocol", choices=["json", "hj212"], default="json",
+                   help="payload format (default json)")
+    s.add_argument("--transport", choices=["mqtt", "tcp"], default="mqtt",
+                   help="mqtt: OFFSITE_MQTT_URL; tcp: the HJ 212 gateway at "
+                        "OFFSITE_GATEWAY_HOST/PORT (needs --protocol hj212)")
+    s.add_argument("--connections", type=int, default=None,
+                   help="tcp: sockets shared by the devices (default one per device)")
+    s.add_argument("--response-timeout", type=float, default=10.0,
+                   help="tcp: seconds before an unanswered packet is resent once")
     s.add_argument("--registry-out", help="write the fleet's registry (.json)")
     s.add_argument("--no-register", action="store_true",
                    help="do not write the fleet into OFFSITE_DATABASE_URL's registry")

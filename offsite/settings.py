@@ -22,7 +22,8 @@ DEV_QR_SECRET = "dev-only-insecure-qr-secret-change-me"
 class Settings(BaseSettings):
     """Every knob Offsite has. The README's configuration table mirrors this class."""
 
-    model_config = SettingsConfigDict(env_prefix="OFFSITE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="OFFSITE_", extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
 
     env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

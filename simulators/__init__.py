@@ -3,17 +3,21 @@
 They stand in for the field (CEMS stacks, wastewater analysers and their data
 loggers) so that the platform can be demonstrated and its detectors scored
 against a known ground truth. Everything is pure and deterministic from a seed
-except ``publisher.py``, the only file that talks MQTT.
+except ``publisher.py`` (the only file that talks MQTT) and ``tcp_logger.py`` (the
+only one that talks TCP).
 
 Data flow::
 
     signals.py (load cycle, AR(1) noise) → devices.py (SimDevice.step → clean values)
         → faults.py (apply_faults → faulty values | None) → scenarios.py (Fleet.tick)
-        → publisher.py (JSON payloads over MQTT, QoS 1)
+        → publisher.py (JSON or HJ 212 payloads over MQTT, QoS 1)
+        → or tcp_logger.py (HJ 212 packets over TCP, each answer awaited)
+    hj212_device.py: one tick → one HJ 212 real-time packet (used by both transports)
 
 Error tree::
 
     SimulatorError
      ├── ScenarioError      a device, fault or fleet definition that does not hold together
-     └── PublishError       unusable broker URL or payload, unreachable broker, missing acks
+     └── PublishError       unusable broker URL or payload, unreachable broker or gateway,
+                            missing acks
 """

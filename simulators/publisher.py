@@ -1,4 +1,4 @@
-"""The device side of MQTT: a fleet's readings as JSON telemetry, QoS 1.
+"""The device side of MQTT: a fleet's readings as JSON or HJ 212 telemetry, QoS 1.
 
 The only simulators module that imports paho-mqtt. One client publishes for
 every device (a gateway, as many field loggers sit behind one), and does not
@@ -11,10 +11,13 @@ reconnecting has no cross-thread wake-up per message and no GIL ping-pong with
 the generator, and its state (connected, acknowledged counts) needs no locks.
 paho's own per-message cost (~5 000 messages/s) is then the limit of a replay.
 
-Payload (the documented format)::
+Payload (the documented format, ``protocol="json"``)::
 
     {"ts": "2025-03-01T08:00:00+00:00",
      "values": {"a21026": 12.3, "a19001": {"value": 8.1, "flag": "M"}}}
+
+or, with ``protocol="hj212"``, the bytes of the HJ 212 real-time packet a logger would
+send over TCP (``simulators.hj212_device``): ingest recognises the ``##`` header.
 """
 
 from __future__ import annotations
@@ -25,14 +28,22 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from ingest.codecs.hj212 import BEIJING
 from ingest.models import FLAGS
+from offsite.registry import Registry
 from simulators.errors import PublishError
+from simulators.hj212_device import Hj212Encoder
 from simulators.scenarios import Fleet
+
+# Payload formats a fleet can publish; the first is the default.
+PROTOCOLS = ("json", "hj212")
+# (mn, ts, values) → payload bytes
+PayloadEncoder = Callable[[str, datetime, Mapping[str, float]], bytes]
 
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
@@ -89,6 +100,21 @@ def payload_json(
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
+def payload_encoder(registry: Registry, protocol: str = "json", *,
+                    hj212_tz: tzinfo = BEIJING) -> PayloadEncoder:
+    """The function that turns one device tick into its MQTT payload in ``protocol``.
+
+    Chosen once per run (not per message) so the HJ 212 encoder's registry lookups
+    are built once; ``hj212_tz`` must be the zone the platform reads HJ 212 times in.
+    """
+    if protocol == "json":
+        return lambda _mn, ts, values: payload_json(ts, values)
+    if protocol == "hj212":
+        encoder = Hj212Encoder(registry, tz=hj212_tz)
+        return lambda mn, ts, values: encoder.packet(mn, values, ts)
+    raise PublishError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+
+
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
     """``mqtt://user:pass@host:port`` → ``(host, port, username, password)``.
 
@@ -119,6 +145,8 @@ def publish_fleet(
     on_progress: Callable[[PublishStats], None] | None = None,
     topic_template: str = "devices/{mn}/telemetry",
     client_id: str = "offsite-sim",
+    protocol: str = "json",
+    hj212_tz: tzinfo = BEIJING,
 ) -> PublishStats:
     """Publish the fleet's ticks until ``duration_s`` is covered or ``stop`` is set.
 
@@ -133,9 +161,10 @@ def publish_fleet(
     stop. Raises ``PublishError`` if the broker cannot be reached, refuses us, or
     stays unreachable/silent for ``ACK_TIMEOUT_S``. ``on_progress`` gets a
     snapshot after each realtime tick, at most every 0.5 s in a replay, and once
-    at the end.
+    at the end. ``protocol`` picks the payload (``payload_encoder``).
     """
     host, port, username, password = parse_mqtt_url(mqtt_url)
+    encode = payload_encoder(fleet.registry, protocol, hj212_tz=hj212_tz)
     if duration_s is not None and not duration_s >= 0:
         raise PublishError("duration_s must be >= 0 or None")
     try:
@@ -153,7 +182,7 @@ def publish_fleet(
         for ts in ticks:
             messages = readings = 0
             for mn, values in fleet.tick(ts):
-                session.publish(topic_template.format(mn=mn), payload_json(ts, values))
+                session.publish(topic_template.format(mn=mn), encode(mn, ts, values))
                 messages += 1
                 readings += len(values)
             session.wait_acked(MAX_PENDING, stop)

@@ -118,6 +118,16 @@ def device_mn(seed: int, index: int) -> str:
     return hashlib.sha256(f"offsite-sim/{seed}/{index}".encode()).hexdigest()[:24].upper()
 
 
+def device_password(seed: int, index: int) -> str:
+    """The logger's HJ 212 PW: six digits, as field loggers ship them, stable per (seed, index).
+
+    Hashed rather than drawn from the fleet's generator so that adding passwords
+    did not move any other random number (same seed → same plants, values, faults).
+    """
+    digest = hashlib.sha256(f"offsite-sim-pw/{seed}/{index}".encode()).digest()
+    return f"{int.from_bytes(digest[:8], 'big') % 1_000_000:06d}"
+
+
 def device_seed(seed: int, index: int) -> int:
     """Independent, reproducible stream per device (numpy's recommended spawning)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -155,7 +165,8 @@ def build_fleet(
     profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
     devices = [SimDevice(device_mn(seed, i), profiles[i], device_seed(seed, i))
                for i in range(n_devices)]
-    registry = _build_registry(rng, devices, rate_s)
+    passwords = [device_password(seed, i) for i in range(n_devices)]
+    registry = _build_registry(rng, devices, passwords, rate_s)
     fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s,
                                 fault_duration_s)
     return Fleet(registry=registry, devices=devices, faults=fault_list, rate_s=rate_s,
@@ -178,12 +189,14 @@ def _check_args(n_devices: int, seed: int, start: datetime, rate_s: float,
         raise ScenarioError("fault_duration_s must be > 0")
 
 
-def _build_registry(rng: np.random.Generator, devices: list[SimDevice], rate_s: float) -> Registry:
+def _build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords: list[str],
+                    rate_s: float) -> Registry:
     enterprises: list[Enterprise] = []
     points: list[Point] = []
     regs: list[Device] = []
     places = [_PLACES[i] for i in rng.permutation(len(_PLACES))]
     used_names: set[str] = set()
+    password_of = dict(zip((d.mn for d in devices), passwords, strict=True))
     i = 0
     while i < len(devices):
         group = devices[i:i + int(rng.integers(1, 4))]
@@ -206,7 +219,8 @@ def _build_registry(rng: np.random.Generator, devices: list[SimDevice], rate_s: 
                                 name=f"{per_kind[prof.name]}# {prof.point_name}",
                                 kind=prof.point_kind, o2_ref=prof.o2_ref,
                                 limits=dict(prof.limits)))
-            regs.append(Device(mn=dev.mn, point_id=pid, interval_s=rate_s))
+            regs.append(Device(mn=dev.mn, point_id=pid, interval_s=rate_s,
+                               password=password_of[dev.mn]))
     try:
         return Registry(tuple(enterprises), tuple(points), tuple(regs))
     except RegistryError as exc:  # pragma: no cover - would be a bug in this module

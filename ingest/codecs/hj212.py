@@ -13,7 +13,6 @@ dead-letter store says exactly what was wrong.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,9 +47,10 @@ NOTICE_CNS = frozenset({
 # value suffixes → the stat stored in the readings' kind (primary value: bare kind)
 _STATS = {"Rtd": "", "Avg": "", "Min": "min", "Max": "max", "Cou": "cou",
           "ZsRtd": "zs", "ZsAvg": "zs", "ZsMin": "zsmin", "ZsMax": "zsmax", "RT": "rt"}
-_QN_RE = re.compile(r"\d{17}\Z")
-_DT_RE = re.compile(r"\d{14}\Z")
-_HEADER_RE = re.compile(rb"##(\d{4})")
+_QN_RE = re.compile(r"[0-9]{17}\Z")
+_DT_RE = re.compile(r"[0-9]{14}\Z")
+_NUMBER_RE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+_HEADER_RE = re.compile(rb"##([0-9]{4})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +83,19 @@ class Packet:
         return 0 if self.flag is None else self.flag >> 2
 
 
-def crc16(data: bytes) -> int:
-    """HJ 212-2017 Annex A (not CRC-16/MODBUS): test vector b"123456789" → 0x2F80."""
+def _shift8(r: int) -> int:
+    for _ in range(8):
+        r = (r >> 1) ^ 0xA001 if r & 1 else r >> 1
+    return r
+
+
+# Eight shift/XOR steps of the reflected polynomial 0xA001 on a register r equal
+# (r >> 8) ^ _TABLE[r & 0xFF]; one lookup per byte instead of eight steps.
+_TABLE = tuple(_shift8(i) for i in range(256))
+
+
+def crc16_bitwise(data: bytes) -> int:
+    """Annex A exactly as written (the reference the table version is tested against)."""
     crc = 0xFFFF
     for byte in data:
         crc = (crc >> 8) ^ byte
@@ -96,12 +107,22 @@ def crc16(data: bytes) -> int:
     return crc
 
 
+def crc16(data: bytes) -> int:
+    """HJ 212-2017 Annex A (not CRC-16/MODBUS): test vector b"123456789" → 0x2F80."""
+    crc = 0xFFFF
+    table = _TABLE
+    for byte in data:
+        r = (crc >> 8) ^ byte
+        crc = (r >> 8) ^ table[r & 0xFF]
+    return crc
+
+
 def crc16_modbus(data: bytes) -> int:
     crc = 0xFFFF
+    table = _TABLE
     for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        r = crc ^ byte
+        crc = (r >> 8) ^ table[r & 0xFF]
     return crc
 
 
@@ -165,9 +186,9 @@ def _parse_segment(text: str, raw: bytes, variant: str) -> Packet:
         if not fields.get(required):
             raise DecodeError(MISSING_FIELD, f"missing header field {required}")
     cn, st, mn = fields["CN"], fields["ST"], fields["MN"]
-    if not re.fullmatch(r"\d{4}", cn):
+    if not re.fullmatch(r"[0-9]{4}", cn):
         raise DecodeError(MALFORMED_FIELD, f"CN {cn!r} is not 4 digits")
-    if not re.fullmatch(r"\d{2}", st):
+    if not re.fullmatch(r"[0-9]{2}", st):
         raise DecodeError(MALFORMED_FIELD, f"ST {st!r} is not 2 digits")
     if not re.fullmatch(r"[0-9A-Za-z]{1,24}", mn):
         raise DecodeError(MALFORMED_FIELD, f"MN {mn!r} is not 1–24 letters/digits")
@@ -201,7 +222,7 @@ def _int_field(fields: dict[str, str], name: str, lo: int, hi: int) -> int | Non
     v = fields.get(name)
     if v is None:
         return None
-    if not v.isdigit() or not lo <= int(v) <= hi:
+    if not re.fullmatch(r"[0-9]{1,4}", v) or not lo <= int(v) <= hi:
         raise DecodeError(MALFORMED_FIELD, f"{name} {v!r} is not an integer in [{lo}, {hi}]")
     return int(v)
 
@@ -259,9 +280,9 @@ def to_message(packets: Sequence[Packet], tz: tzinfo = BEIJING) -> ParsedMessage
     ts = parse_time(data_time, tz)
     parsed = []
     for code, suffix, text in values:
-        number: object = text  # validation refuses a non-number with the field named
-        with contextlib.suppress(ValueError):
-            number = float(text)
+        # validation refuses a non-number with the field named; only ASCII decimal
+        # notation counts (float() would also take "١٢" or "1_000" or "nan")
+        number: object = float(text) if _NUMBER_RE.fullmatch(text) else text
         parsed.append(ParsedValue(code, number, flags.get(code, "N"), kind, _STATS[suffix]))
     if not parsed:
         raise DecodeError(MISSING_FIELD, f"CN {cn} data packet carries no values")

@@ -162,7 +162,7 @@ def test_device_mismatch_inside_a_batch():
     (b"\xff\xfe\x00", DeadReason.NOT_UTF8),
     (b"[]", DeadReason.SCHEMA),
     (b'{"ts": "2026-11-26T00:00:00Z"}', DeadReason.SCHEMA),
-    (b"##0101QN=20260101;CN=2011;", DeadReason.SCHEMA),
+    (b"##0101QN=20260101;CN=2011;", DeadReason.HJ212_LENGTH_MISMATCH),
     (b'{"ts": "2026-11-26T00:00:00", "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
     (b'{"ts": 1764115200, "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
 ])
