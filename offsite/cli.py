@@ -244,7 +244,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with _demo_dir(settings, args.keep_data) as data_dir:
         return run_demo(settings, data_dir, devices=args.devices, duration_s=args.duration,
                         rate_s=args.rate, seed=args.seed, stop=stop.event,
-                        progress_s=args.progress, out=_print, fault_after_s=args.fault_after)
+                        progress_s=args.progress, out=_print, fault_after_s=args.fault_after,
+                        protocol=args.protocol)
 
 
 @contextlib.contextmanager
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     d.add_argument("--fault-after", type=float, default=15.0,
                    help="seconds before the injected faults begin")
+    d.add_argument("--protocol", choices=["json", "hj212"], default="json",
+                   help="payload the simulated devices publish over MQTT")
     d.add_argument("--keep-data", action="store_true",
                    help="keep the embedded database in OFFSITE_DATA_DIR/demo")
 

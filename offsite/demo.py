@@ -58,7 +58,7 @@ def _detection(faults: list, alerted: set[tuple[str, str]], t_sim_end: float) ->
 
 def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: float | None,
              rate_s: float, seed: int, stop: threading.Event, progress_s: float,
-             out: Out, fault_after_s: float = 15.0) -> int:
+             out: Out, fault_after_s: float = 15.0, protocol: str = "json") -> int:
     t_start = time.monotonic()
     with services(settings.database_url, settings.mqtt_url, data_dir,
                   ephemeral=True) as (db, mq, notes):
@@ -106,12 +106,12 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
 
         def simulate() -> None:
             pub["stats"] = publish_fleet(fleet, mq, duration_s=None, start=start,
-                                         realtime=True, stop=sim_stop,
+                                         realtime=True, stop=sim_stop, protocol=protocol,
                                          on_progress=lambda st: pub.__setitem__("stats", st))
 
         sim = threading.Thread(target=simulate, name="offsite-simulators", daemon=True)
         sim.start()
-        out(f"{devices} simulated devices publishing every {rate_s:g} s"
+        out(f"{devices} simulated devices publishing {protocol.upper()} every {rate_s:g} s"
             + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"))
 
         t0 = time.monotonic()
