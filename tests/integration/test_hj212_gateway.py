@@ -241,3 +241,27 @@ def test_hj212_inside_mqtt_payloads(db_url: str, mqtt_url: str, unique_topic: st
         dead = conn.execute("SELECT reason FROM dead_letters").fetchone()
     assert rows == {"hour": 12.5, "hour.min": 8.0, "hour.max": 20.0, "hour.zs": 14.1}
     assert dead == ("device_mismatch",)
+
+
+def test_simulated_loggers_over_tcp_all_stored_and_answered(db_url: str, mqtt_url: str,
+                                                           unique_topic: str) -> None:
+    from simulators.scenarios import build_fleet
+    from simulators.tcp_logger import run_tcp_loggers
+
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    fleet = build_fleet(30, seed=5, start=start, rate_s=60.0, faults=())
+    register(db_url, fleet.registry)
+    settings = make_settings(db_url, mqtt_url, unique_topic, gateway_port=0)
+    svc = IngestService(settings, db_url, None, gateway=True)
+    svc.start()
+    try:
+        assert svc.gateway is not None
+        st = run_tcp_loggers(fleet, "127.0.0.1", svc.gateway.port, duration_s=20 * 60,
+                             start=start, realtime=False, connections=30)
+        assert svc.gateway.stats.connections == 30
+    finally:
+        svc.stop()
+    assert st.packets == 30 * 20 and st.responses == st.packets and st.missing == 0
+    assert scalar(db_url, "SELECT count(*) FROM readings") == st.readings
+    assert scalar(db_url, "SELECT count(*) FROM packets") == st.packets
+    assert scalar(db_url, "SELECT count(*) FROM dead_letters") == 0
