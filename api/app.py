@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -26,7 +25,7 @@ def _page(name: str) -> str:
     return resources.files("api").joinpath("static", name).read_text("utf-8")
 
 
-def create_app(settings: Settings, database_url: str, *, ingest_stats: Any = None) -> FastAPI:
+def create_app(settings: Settings, database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_async_pool(database_url, max_size=settings.db_pool_max)
@@ -45,7 +44,6 @@ def create_app(settings: Settings, database_url: str, *, ingest_stats: Any = Non
                               "QR-coded visits.")
     app.state.settings = settings
     app.state.keyring = KeyRing({settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
-    app.state.ingest_stats = ingest_stats
     for r in (health.router, alerts.router, devices.router, enterprises.router, visits.router):
         app.include_router(r)
 

@@ -214,6 +214,17 @@ async def list_visits(conn: AsyncConnection, enterprise: str | None, inspector: 
         return await cur.fetchall()
 
 
+async def ingest_workers(conn: AsyncConnection) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("""SELECT worker, host, pid, started_at, heartbeat_at,
+                                    extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_s,
+                                    broker_connected, gateway_connections, inbox, lag_s,
+                                    messages, readings_stored, dead_letters, db_errors,
+                                    last_commit_at
+                             FROM ingest_workers ORDER BY worker""")
+        return await cur.fetchall()
+
+
 async def health(conn: AsyncConnection) -> dict[str, Any]:
     cur = await conn.execute("""SELECT now(), max(last_received_at), count(*) FROM device_status""")
     row = await cur.fetchone()

@@ -64,6 +64,10 @@ class Batcher:
             return self._close()
         return None
 
+    def pending(self) -> list[InboundMessage]:
+        """Messages of the open batch (not yet committed)."""
+        return self._current.messages
+
     def deadline(self) -> float | None:
         """When the open batch falls due (monotonic seconds), or None if empty."""
         if not self._current.messages:

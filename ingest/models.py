@@ -52,6 +52,8 @@ class DeadReason(StrEnum):
     HJ212_WRONG_PASSWORD = "hj212_wrong_password"
     HJ212_INCOMPLETE_SPLIT = "hj212_incomplete_split"
     HJ212_GARBAGE = "hj212_garbage"
+    # the database refused the batch for a reason other than being unreachable
+    STORE_REJECTED = "store_rejected"
 
 
 @dataclass(frozen=True, slots=True)

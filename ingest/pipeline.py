@@ -17,7 +17,9 @@ fills, the subscriber stops reading: the broker keeps the backlog.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batch, Batcher
-from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome
+from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
 from ingest.reassembly import Reassembler, Released
 from ingest.validate import Policy, judge_packets, process
 from offsite.registry import Device
@@ -39,6 +41,7 @@ from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
 from store.readings import insert_readings
 from store.registry import load_registry
+from store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
 SHUTDOWN_RETRY_S = 10.0
@@ -66,7 +69,10 @@ class Pipeline:
                  policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
                  *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
                  idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
-                 stats: IngestStats | None = None) -> None:
+                 stats: IngestStats | None = None, worker: str = "ingest",
+                 heartbeat_s: float = 2.0,
+                 links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
+                 ) -> None:
         self.pool = pool
         self.engine = engine
         self.book = book
@@ -83,6 +89,11 @@ class Pipeline:
         self._next_registry = 0.0
         self._last_registry_load = -1e9
         self._registry_as_of = datetime.min.replace(tzinfo=UTC)
+        self.worker = worker
+        self.heartbeat_s = heartbeat_s
+        self.links = links
+        self.started_at = datetime.now(UTC)
+        self._next_beat = 0.0
 
     # -- registry -----------------------------------------------------------------------
     def refresh_registry(self) -> None:
@@ -107,6 +118,9 @@ class Pipeline:
                 self._next_offline = now + self.offline_check_s
             for released in self.reassembler.expired(now):
                 self._add_split(released, stop)
+            if now >= self._next_beat:
+                self._beat(inbox)
+                self._next_beat = now + self.heartbeat_s
             deadline = self.batcher.deadline()
             timeout = (0.25 if deadline is None
                        else max(0.0, min(self.idle_flush_s, deadline - now)))
@@ -189,7 +203,10 @@ class Pipeline:
                 insert_packets(conn, batch.packets)
                 return new
 
-        new = self._guard(write, stop)
+        try:
+            new = self._guard(write, stop)
+        except psycopg.DatabaseError as exc:  # not "unreachable": this batch cannot go in
+            new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
             log.warning("shutdown with an uncommitted batch of %d messages; the broker "
                         "will redeliver them", len(batch))
@@ -215,6 +232,48 @@ class Pipeline:
                     received[r.mn] = at
             self._rules(self.engine.evaluate(new, received), stop)
 
+    def _beat(self, inbox: queue.Queue[InboundMessage]) -> None:
+        """Publish this worker's state; skipped (not retried) while the database is down."""
+        now = datetime.now(UTC)
+        pending = [m.received_at for m in self.batcher.pending()[:1]]
+        with inbox.mutex:
+            depth = len(inbox.queue)
+            if depth:
+                pending.append(inbox.queue[0].received_at)
+        lag = max(((now - t).total_seconds() for t in pending), default=0.0)
+        broker, conns = self.links()
+        s = self.stats
+        hb = Heartbeat(self.worker, socket.gethostname(), os.getpid(), self.started_at, broker,
+                       conns, depth + len(self.batcher.pending()), lag, s.messages,
+                       s.readings_stored, s.dead_letters, s.db_errors,
+                       datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at
+                       else None)
+        try:
+            with self.pool.connection(timeout=1.0) as conn:
+                beat(conn, hb)
+        except Exception as exc:  # the heartbeat must never stop ingest
+            log.debug("heartbeat not written: %s", exc)
+
+    def _quarantine(self, batch: Batch, exc: Exception,
+                    stop: threading.Event | None) -> list[Reading] | None:
+        """Keep a batch the database refuses (a value it cannot store, a bug) as dead
+        letters, raw bytes and the database's reason included, so one poison message
+        neither stops the worker nor is retried forever — and nothing is lost."""
+        log.error("database refused a batch of %d messages (%s); keeping them as dead "
+                  "letters", len(batch), exc)
+        detail = f"the database refused the batch holding this message: {exc}"[:2000]
+        batch.dead = [DeadLetter(m.topic, m.payload, m.received_at, DeadReason.STORE_REJECTED,
+                                 detail) for m in batch.messages]
+        batch.readings, batch.received, batch.packets = [], [], []
+        batch.accepted = [False] * len(batch.messages)
+
+        def write() -> list:
+            with self.pool.connection() as conn, conn.transaction():
+                insert_dead_letters(conn, batch.dead)
+            return []
+
+        return self._guard(write, stop)
+
     def _rules(self, ev: Evaluation, stop: threading.Event | None) -> None:
         plan: Plan = self.book.plan(ev.findings, ev.seen)
         if not plan:
@@ -224,7 +283,12 @@ class Pipeline:
             with self.pool.connection() as conn, conn.transaction():
                 return apply_plan(conn, plan)
 
-        events = self._guard(write, stop)
+        try:
+            events = self._guard(write, stop)
+        except psycopg.DatabaseError as exc:  # e.g. an alert for a device deleted meanwhile
+            log.error("database refused %d alert changes (%s); the readings are stored, "
+                      "the alert changes are dropped", len(plan.upserts) + len(plan.clears), exc)
+            return
         if events is None:
             return
         self.book.applied(plan)
@@ -247,8 +311,7 @@ class Pipeline:
             try:
                 result = fn()
                 return result if result is not None else []
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown,
-                    TimeoutError) as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
                 self.stats.db_errors += 1
                 log.warning("database unavailable (%s); retrying in %.1f s",
                             str(exc).strip()[:200], delay)

@@ -80,7 +80,9 @@ class IngestService:
                             self.subscriber.ack if self.subscriber else _no_ack,
                             offline_check_s=s.offline_check_s,
                             idle_flush_s=s.batch_idle_ms / 1000,
-                            split_timeout_s=s.hj212_split_timeout_s, stats=self.stats)
+                            split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
+                            worker=s.mqtt_client_id if self.mqtt_url is not None
+                            else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()
         self.pipeline = pipeline
 
@@ -102,6 +104,11 @@ class IngestService:
                                    max_garbage_bytes=s.gateway_max_garbage_bytes,
                                    max_connections=s.gateway_max_connections)
             self.gateway.start()
+
+    def _links(self) -> tuple[bool | None, int | None]:
+        broker = self.subscriber.connected.is_set() if self.subscriber is not None else None
+        conns = self.gateway.stats.open_connections if self.gateway is not None else None
+        return broker, conns
 
     @property
     def alive(self) -> bool:

@@ -82,7 +82,7 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
         ingest.start()
         out(f"ingest consuming {settings.mqtt_topic} from {mq}")
 
-        app = create_app(settings, db, ingest_stats=ingest.stats)
+        app = create_app(settings, db)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host,
                                                port=settings.http_port, log_level="warning",
                                                timeout_graceful_shutdown=2))

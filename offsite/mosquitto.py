@@ -7,6 +7,7 @@ machine's broker.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -46,8 +47,11 @@ class OwnMosquitto:
         self.workdir = workdir
         (workdir / "data").mkdir(parents=True, exist_ok=True)
         self.config = workdir / "mosquitto.conf"
+        # Run as root, Mosquitto drops to the "mosquitto" user and then cannot write its
+        # persistence file or log here (sessions silently lost on restart): stay as we are.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {workdir / 'data'}/\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}\n")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -14,7 +14,11 @@ from api import queries
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Database reachability and data freshness")
+@router.get("/healthz", summary="Database, live feed and every ingest worker's state",
+            description="503 only when this API cannot serve (database unreachable). Each "
+                        "ingest worker reports by heartbeat: broker connection, messages "
+                        "in hand and the age of the oldest (lag), last commit; a worker "
+                        "silent for 15 s is 'stale'.")
 async def healthz(request: Request) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok"}
     try:
@@ -22,13 +26,32 @@ async def healthz(request: Request) -> JSONResponse:
             body["database"] = "ok"
             body.update({k: v.isoformat() if isinstance(v, datetime) else v
                          for k, v in (await queries.health(conn)).items()})
+            workers = await queries.ingest_workers(conn)
+            body["ingest"] = [_worker(w) for w in workers]
     except (psycopg.Error, TimeoutError, OSError) as exc:
         body.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
     except Exception as exc:  # psycopg_pool.PoolTimeout
         body.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
     body["alert_feed"] = "ok" if request.app.state.feed.connected.is_set() else "reconnecting"
-    ingest = getattr(request.app.state, "ingest_stats", None)
-    if ingest is not None:
-        body["ingest"] = {"messages": ingest.messages, "readings_stored": ingest.readings_stored,
-                          "dead_letters": ingest.dead_letters}
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+
+STALE_S = 15.0
+
+
+def _worker(w: dict[str, Any]) -> dict[str, Any]:
+    """A worker's heartbeat, judged: 'ok', 'stale' (no heartbeat for STALE_S: down or
+    cut off from the database), 'broker down', or 'behind' (oldest uncommitted > 60 s)."""
+    age = float(w["heartbeat_age_s"])
+    if age > STALE_S:
+        state = "stale"
+    elif w["broker_connected"] is False:
+        state = "broker down"
+    elif w["lag_s"] > 60:
+        state = "behind"
+    else:
+        state = "ok"
+    out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in w.items()}
+    out["heartbeat_age_s"] = round(age, 1)
+    out["state"] = state
+    return out

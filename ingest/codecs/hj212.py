@@ -49,6 +49,7 @@ _STATS = {"Rtd": "", "Avg": "", "Min": "min", "Max": "max", "Cou": "cou",
           "ZsRtd": "zs", "ZsAvg": "zs", "ZsMin": "zsmin", "ZsMax": "zsmax", "RT": "rt"}
 _QN_RE = re.compile(r"[0-9]{17}\Z")
 _DT_RE = re.compile(r"[0-9]{14}\Z")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _NUMBER_RE = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
 _HEADER_RE = re.compile(rb"##([0-9]{4})")
 
@@ -161,6 +162,10 @@ def parse_packet(raw: bytes) -> Packet:
     except UnicodeDecodeError as exc:
         raise DecodeError(MALFORMED_FIELD, f"data segment is not UTF-8 (byte {exc.start})") \
             from exc
+    bad = _CONTROL_RE.search(text)
+    if bad:
+        raise DecodeError(MALFORMED_FIELD, f"control character {bad.group()!r} at "
+                                           f"{bad.start()} in the data segment")
     return _parse_segment(text, raw, variant)
 
 

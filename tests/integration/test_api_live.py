@@ -167,3 +167,18 @@ def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_ur
             "inspector_id": "insp-1", "findings": "again"}).status_code == 409
         listed = httpx.get(f"{url}/api/visits", params={"inspector": "insp-1"}).json()
         assert {v["enterprise_id"] for v in listed} == {"E7", "E8"}
+
+
+def test_healthz_reports_each_ingest_worker(db_url: str, mqtt_url: str,
+                                           unique_topic: str) -> None:
+    register(db_url, REGISTRY)
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with serving(settings, db_url) as url:
+        assert httpx.get(f"{url}/healthz").json()["ingest"] == []
+        with running_ingest(settings):
+            workers = wait_for(lambda: httpx.get(f"{url}/healthz").json()["ingest"],
+                               what="a heartbeat")
+            w = workers[0]
+            assert w["worker"] == settings.mqtt_client_id and w["state"] == "ok"
+            assert w["broker_connected"] is True and w["inbox"] == 0
+            assert w["lag_s"] == 0 and w["heartbeat_age_s"] < 15

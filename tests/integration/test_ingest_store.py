@@ -127,3 +127,28 @@ def test_device_registered_while_ingest_runs_is_accepted_at_once(
         wait_for(lambda: ingest.stats.batches >= 1, what="the message committed")
     assert scalar(db_url, "SELECT count(*) FROM readings") == 1
     assert scalar(db_url, "SELECT count(*) FROM dead_letters") == 0
+
+
+def test_a_batch_the_database_refuses_is_kept_as_dead_letters_and_ingest_goes_on(
+        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    register(db_url, REGISTRY)
+    with psycopg.connect(db_url) as conn:  # a value the store refuses (think: a bug, a limit)
+        conn.execute("""CREATE FUNCTION refuse_666() RETURNS trigger LANGUAGE plpgsql AS $$
+                        BEGIN IF NEW.value = 666 THEN RAISE EXCEPTION 'value 666 refused';
+                        END IF; RETURN NEW; END $$""")
+        conn.execute("CREATE TRIGGER refuse_666 BEFORE INSERT ON readings FOR EACH ROW "
+                     "EXECUTE FUNCTION refuse_666()")
+    now = datetime.now(UTC).replace(microsecond=0)
+    topic = topic_for(unique_topic, MN)
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with running_ingest(settings) as ingest:
+        publish_raw(mqtt_url, [(topic, _payload(now, a21026=666.0))])
+        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == 1,
+                 what="the refused batch kept")
+        publish_raw(mqtt_url, [(topic, _payload(now + timedelta(seconds=1), a21026=10.0))])
+        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings") == 1,
+                 what="the next message stored")
+        assert ingest.alive
+    reason, detail = psycopg.connect(db_url).execute(
+        "SELECT reason, detail FROM dead_letters").fetchone()
+    assert reason == "store_rejected" and "value 666 refused" in detail

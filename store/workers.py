@@ -1,0 +1,52 @@
+"""Ingest workers' heartbeats (read by the API's /healthz)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    worker: str
+    host: str
+    pid: int
+    started_at: datetime
+    broker_connected: bool | None
+    gateway_connections: int | None
+    inbox: int
+    lag_s: float
+    messages: int
+    readings_stored: int
+    dead_letters: int
+    db_errors: int
+    last_commit_at: datetime | None
+
+
+def beat(conn: psycopg.Connection, hb: Heartbeat) -> None:
+    conn.execute(
+        """INSERT INTO ingest_workers AS w (worker, host, pid, started_at, heartbeat_at,
+               broker_connected, gateway_connections, inbox, lag_s, messages, readings_stored,
+               dead_letters, db_errors, last_commit_at)
+           VALUES (%s, %s, %s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (worker) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+               started_at = excluded.started_at, heartbeat_at = now(),
+               broker_connected = excluded.broker_connected,
+               gateway_connections = excluded.gateway_connections, inbox = excluded.inbox,
+               lag_s = excluded.lag_s, messages = excluded.messages,
+               readings_stored = excluded.readings_stored, dead_letters = excluded.dead_letters,
+               db_errors = excluded.db_errors, last_commit_at = excluded.last_commit_at""",
+        (hb.worker, hb.host, hb.pid, hb.started_at, hb.broker_connected,
+         hb.gateway_connections, hb.inbox, hb.lag_s, hb.messages, hb.readings_stored,
+         hb.dead_letters, hb.db_errors, hb.last_commit_at))
+
+
+def fields() -> list[str]:
+    return [f for f in Heartbeat.__dataclass_fields__] + ["heartbeat_at"]
+
+
+def row_to_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(fields(), row, strict=True))
