@@ -235,6 +235,24 @@ def _register(database_url: str, reg: object) -> None:
         pool.close()
 
 
+# -- soak ----------------------------------------------------------------------------------
+def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
+    from offsite.soak import run_soak
+
+    stop = _Stop()
+    stop.install()
+    r = run_soak(settings.database_url, duration_s=args.duration, devices=args.devices,
+                 rate=args.rate, seed=args.seed, stop=stop.event, out=_print,
+                 faults=tuple(args.faults.split(",")), keep_db=args.keep_db)
+    _print(f"soak: faults {', '.join(r.faults) or 'none'}")
+    _print(f"soak: published {r.published_messages} messages = {r.published_readings} "
+           f"readings; stored {r.stored} ({r.distinct} distinct); duplicates {r.duplicates}; "
+           f"dead letters {r.dead_letters}; backlog stored {r.catch_up_s:.1f} s after the "
+           f"stream ended")
+    _print("soak: BALANCED" if r.balanced else "soak: MISMATCH")
+    return 0 if r.balanced else 1
+
+
 # -- demo --------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.demo import run_demo
@@ -309,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-register", action="store_true",
                    help="do not write the fleet into OFFSITE_DATABASE_URL's registry")
 
+    k = sub.add_parser("soak", help="stream with random faults (kill -9, database cut, broker "
+                                    "restart); fails unless published = stored, once each")
+    k.add_argument("--duration", type=float, default=120.0)
+    k.add_argument("--devices", type=int, default=8)
+    k.add_argument("--rate", type=float, default=100.0, help="messages per second")
+    k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--faults", default="kill9,db_cut,broker_restart",
+                   help="comma-separated fault kinds to draw from")
+    k.add_argument("--keep-db", action="store_true", help="keep the scratch database")
+
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
@@ -318,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db}
+            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
