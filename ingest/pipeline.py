@@ -94,6 +94,7 @@ class Pipeline:
         self.links = links
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
+        self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
     def refresh_registry(self) -> None:
@@ -108,6 +109,7 @@ class Pipeline:
     # -- main loop ----------------------------------------------------------------------
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
         """Run until ``stop`` is set; then commit and acknowledge what is in hand."""
+        self._inbox = inbox
         while not stop.is_set():
             now = time.monotonic()
             if now >= self._next_registry:
@@ -232,19 +234,27 @@ class Pipeline:
                     received[r.mn] = at
             self._rules(self.engine.evaluate(new, received), stop)
 
-    def _beat(self, inbox: queue.Queue[InboundMessage]) -> None:
-        """Publish this worker's state; skipped (not retried) while the database is down."""
+    def backlog(self) -> tuple[int, float]:
+        """(messages in hand not yet committed, age in seconds of the oldest of them)."""
         now = datetime.now(UTC)
         pending = [m.received_at for m in self.batcher.pending()[:1]]
-        with inbox.mutex:
-            depth = len(inbox.queue)
-            if depth:
-                pending.append(inbox.queue[0].received_at)
+        inbox = self._inbox
+        depth = 0
+        if inbox is not None:
+            with inbox.mutex:
+                depth = len(inbox.queue)
+                if depth:
+                    pending.append(inbox.queue[0].received_at)
         lag = max(((now - t).total_seconds() for t in pending), default=0.0)
+        return depth + len(self.batcher.pending()), lag
+
+    def _beat(self, inbox: queue.Queue[InboundMessage]) -> None:
+        """Publish this worker's state; skipped (not retried) while the database is down."""
+        in_hand, lag = self.backlog()
         broker, conns = self.links()
         s = self.stats
         hb = Heartbeat(self.worker, socket.gethostname(), os.getpid(), self.started_at, broker,
-                       conns, depth + len(self.batcher.pending()), lag, s.messages,
+                       conns, in_hand, lag, s.messages,
                        s.readings_stored, s.dead_letters, s.db_errors,
                        datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at
                        else None)

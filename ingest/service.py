@@ -97,6 +97,12 @@ class IngestService:
         self._thread.start()
         if self.subscriber is not None:
             self.subscriber.start()
+        if s.metrics_port is not None:
+            from ingest.metrics import IngestCollector, serve_metrics
+
+            serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog),
+                          s.metrics_host, s.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
         if self.with_gateway:
             self.gateway = Gateway(inbox, s.gateway_host, s.gateway_port,
                                    idle_timeout_s=s.gateway_idle_timeout_s,

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")
     max_age_days: float = Field(default=30.0, gt=0, description="oldest backfill accepted")
 
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535,
+                                     description="ingest's Prometheus /metrics; unset: off")
+
     # HJ 212
     hj212_utc_offset_h: float = Field(default=8.0, ge=-12, le=14,
                                       description="zone of HJ 212 times (Beijing: +8)")

@@ -232,3 +232,25 @@ def test_fuzzed_payloads_are_each_stored_or_dead_lettered_and_the_counts_add_up(
     for p in clean:
         value = json.loads(p)["values"]["a21026"]
         assert round(float(value), 6) in stored
+
+
+def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
+                                          unique_topic: str) -> None:
+    import httpx
+
+    from offsite.embedded import free_port
+
+    register(db_url, REGISTRY)
+    port = free_port()
+    settings = make_settings(db_url, mqtt_url, unique_topic, metrics_port=port)
+    with running_ingest(settings) as ingest:
+        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
+                                _payload(datetime.now(UTC), a21026=10.0, a19001=8.0)),
+                               (topic_for(unique_topic, MN), b"{not json")])
+        wait_for(lambda: ingest.stats.dead_letters == 1 and ingest.stats.readings_stored == 2,
+                 what="both messages committed")
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert "offsite_ingest_readings_stored_total 2.0" in text
+    assert 'offsite_ingest_dead_letters_total{reason="malformed_json"} 1.0' in text
+    assert "offsite_ingest_broker_connected 1.0" in text
+    assert "offsite_ingest_uncommitted_messages 0.0" in text

@@ -1,0 +1,64 @@
+"""Prometheus metrics of one ingest worker, read from its live counters at scrape time.
+
+A collector rather than counters updated in the hot path: the pipeline keeps plain
+integers (no locks, no cost per message) and a scrape reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ingest.pipeline import IngestStats
+
+
+class IngestCollector(Collector):
+    def __init__(self, stats: IngestStats,
+                 links: Callable[[], tuple[bool | None, int | None]],
+                 backlog: Callable[[], tuple[int, float]]) -> None:
+        self.stats = stats
+        self.links = links
+        self.backlog = backlog
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        for name, doc, value in (
+            ("offsite_ingest_messages", "Messages taken from the broker or gateway", s.messages),
+            ("offsite_ingest_readings_stored", "Readings new to the store", s.readings_stored),
+            ("offsite_ingest_duplicates", "Readings already stored (redeliveries)",
+             s.duplicates),
+            ("offsite_ingest_batches", "Committed batches", s.batches),
+            ("offsite_ingest_db_errors", "Database attempts that failed (retried)",
+             s.db_errors),
+            ("offsite_ingest_alerts_opened", "Alerts opened", s.alerts_opened),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        dead = CounterMetricFamily("offsite_ingest_dead_letters", "Dead letters by reason",
+                                   labels=["reason"])
+        for reason, n in sorted(s.dead_by_reason.items()):
+            dead.add_metric([reason], n)
+        yield dead
+        broker, conns = self.links()
+        if broker is not None:
+            yield GaugeMetricFamily("offsite_ingest_broker_connected",
+                                    "1 while connected to the MQTT broker", value=int(broker))
+        if conns is not None:
+            yield GaugeMetricFamily("offsite_gateway_connections",
+                                    "Open HJ 212 gateway connections", value=conns)
+        depth, lag = self.backlog()
+        yield GaugeMetricFamily("offsite_ingest_uncommitted_messages",
+                                "Messages in hand, not yet committed", value=depth)
+        yield GaugeMetricFamily("offsite_ingest_lag_seconds",
+                                "Age of the oldest message not yet committed", value=lag)
+        yield GaugeMetricFamily("offsite_ingest_last_commit_timestamp_seconds",
+                                "Unix time of the last commit", value=s.last_commit_at)
+
+
+def serve_metrics(collector: IngestCollector, host: str, port: int) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)
+    return registry
