@@ -13,23 +13,21 @@ import random
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import sql
 
 from offsite.embedded import EmbeddedPostgres
 from offsite.errors import OffsiteError
 from offsite.faultproxy import FaultProxy, proxied_db_url
 from offsite.faults import POLLUTANTS, IngestProcess, Stream
 from offsite.mosquitto import LOSSLESS, OwnMosquitto, mosquitto_binary
-from offsite.registry import registry_from_dict
+from offsite.registry import Registry, registry_from_dict
 from store.migrate import migrate
 from store.registry import save_registry
+from store.scratch import scratch_database
 
 FAULTS = ("kill9", "db_cut", "broker_restart")
 TOPIC = "soak/devices/+/telemetry"
@@ -62,6 +60,7 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
     if binary is None:
         raise OffsiteError("offsite soak needs the mosquitto binary (it restarts a broker)")
     rng = random.Random(seed)
+    out(f"soak: seed {seed}")
     work = Path(tempfile.mkdtemp(prefix="offsite-soak-"))
     mns = [f"50A400000000000000{i:06X}" for i in range(devices)]
     registry = registry_from_dict({"enterprises": [{"id": "SOAK", "name": "Soak Works",
@@ -72,10 +71,20 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
     if admin is None:
         pg = EmbeddedPostgres(work / "pg", delete_on_stop=True)
         admin = pg.start()
-    name = f"offsite_soak_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    db = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
+    try:
+        with scratch_database(admin, "offsite_soak", keep=keep_db) as db:
+            if keep_db:
+                out(f"soak: database kept: {db}")
+            return _soak(db, registry, mns, binary, work, rng, duration_s=duration_s,
+                         rate=rate, faults=faults, stop=stop, out=out)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
+          rng: random.Random, *, duration_s: float, rate: float, faults: tuple[str, ...],
+          stop: threading.Event, out: Callable[[str], None]) -> SoakResult:
     broker = OwnMosquitto(work / "mosquitto", LOSSLESS, binary=binary)
     template, host, port = proxied_db_url(db)
     proxy = FaultProxy(host, port)
@@ -102,9 +111,8 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
             time.sleep(0.2)
         stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), mns,
                         count=int(duration_s * rate), rate=rate).start()
-        out(f"soak: {devices} devices, {rate:g} msg/s for {duration_s:g} s "
-            f"({stream.count} messages × {len(POLLUTANTS)} readings); seed {seed}; "
-            f"logs in {work}")
+        out(f"soak: {len(mns)} devices, {rate:g} msg/s for {duration_s:g} s "
+            f"({stream.count} messages × {len(POLLUTANTS)} readings); logs in {work}")
         t0 = time.monotonic()
         next_fault = t0 + rng.uniform(5, 15)
         while time.monotonic() - t0 < duration_s and not stop.is_set():
@@ -138,14 +146,6 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
             ingest.stop()
         proxy.stop()
         broker.stop()
-        if keep_db:
-            out(f"soak: database kept: {db}")
-        else:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                             .format(sql.Identifier(name)))
-        if pg is not None:
-            pg.stop()
 
 
 def _inject(kind: str, length: float, ingest: IngestProcess, broker: OwnMosquitto,

@@ -26,9 +26,9 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 from ingest.codecs.hj212 import BEIJING
 from ingest.models import FLAGS
 from offsite.registry import Registry
+from simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
 from simulators.errors import PublishError
 from simulators.hj212_device import Hj212Encoder
 from simulators.scenarios import Fleet
@@ -57,7 +58,6 @@ MAX_PENDING = 2000
 INFLIGHT = 100
 # Network-loop slice while waiting (ticks, acks, reconnects): bounds how late a
 # stop request or a keepalive is handled.
-LOOP_SLICE_S = 0.05
 RECONNECT_EVERY_S = 1.0
 # Progress callbacks during a replay: at most this often (wall clock).
 REPLAY_PROGRESS_EVERY_S = 0.5
@@ -177,8 +177,8 @@ def publish_fleet(
     stats = PublishStats(started_at=datetime.now(UTC))
     last_progress = 0.0
     try:
-        ticks = _realtime_ticks(fleet.rate_s, duration_s, stop, session) if realtime else \
-            _replay_ticks(fleet, duration_s, start, stop)
+        ticks = realtime_ticks(fleet.rate_s, duration_s, stop, session.pump) if realtime else \
+            replay_ticks(fleet, duration_s, start, stop)
         for ts in ticks:
             messages = readings = 0
             for mn, values in fleet.tick(ts):
@@ -338,35 +338,3 @@ class _Session:
             self.client.loop(timeout=0.0)
         except (OSError, ValueError):  # pragma: no cover - closing a dead socket
             pass
-
-
-def _realtime_ticks(rate_s: float, duration_s: float | None, stop: threading.Event,
-                    session: _Session) -> Iterator[datetime]:
-    """Wall-clock ticks on the ``rate_s`` grid; a late wake-up skips ticks (a real gap).
-
-    Waits by pumping the network loop, so acks and keepalives flow between ticks.
-    """
-    first: float | None = None
-    last: float | None = None
-    while not stop.is_set():
-        now = time.time()
-        tick = math.floor(now / rate_s) * rate_s
-        if last is not None and tick <= last:
-            session.pump(min(max(last + rate_s - now, 0.0), LOOP_SLICE_S))
-            continue
-        first = tick if first is None else first
-        if duration_s is not None and tick >= first + duration_s - 1e-9:
-            return
-        last = tick
-        yield datetime.fromtimestamp(tick, UTC)
-
-
-def _replay_ticks(fleet: Fleet, duration_s: float | None, start: datetime | None,
-                  stop: threading.Event) -> Iterator[datetime]:
-    t0 = fleet.start if start is None else start
-    k = 0
-    while not stop.is_set():
-        if duration_s is not None and k * fleet.rate_s >= duration_s - 1e-9:
-            return
-        yield t0 + timedelta(seconds=k * fleet.rate_s)
-        k += 1

@@ -23,13 +23,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from ingest.codecs.hj212 import BEIJING, parse_packet
 from ingest.errors import DecodeError
 from ingest.framer import Frame, Framer
+from simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
 from simulators.errors import PublishError
 from simulators.hj212_device import Hj212Encoder
 from simulators.scenarios import Fleet
@@ -44,7 +45,6 @@ RECONNECT_TIMEOUT_S = 1.0
 # A gateway unreachable, or not reading what we write, for this long fails the run.
 GIVE_UP_S = 30.0
 # Selector slice while waiting: bounds how late a stop request or a timeout is handled.
-LOOP_SLICE_S = 0.05
 REPLAY_PROGRESS_EVERY_S = 0.5
 DATA_RESPONSE_CN = "9014"
 # QN has millisecond resolution: faster ticks would give two packets of a device one QN.
@@ -122,8 +122,8 @@ def run_tcp_loggers(
     loggers = _Loggers(host, port, n_links, response_timeout_s, None if realtime else window)
     last_progress = 0.0
     try:
-        ticks = _realtime_ticks(fleet.rate_s, duration_s, stop, loggers) if realtime else \
-            _replay_ticks(fleet, duration_s, start, stop)
+        ticks = realtime_ticks(fleet.rate_s, duration_s, stop, loggers.pump) if realtime else \
+            replay_ticks(fleet, duration_s, start, stop)
         for ts in ticks:
             qn = encoder.qn(ts)
             for mn, values in fleet.tick(ts):
@@ -410,35 +410,3 @@ class _Loggers:
                 link.sock.close()
                 link.sock = None
         self.sel.close()
-
-
-def _realtime_ticks(rate_s: float, duration_s: float | None, stop: threading.Event,
-                    loggers: _Loggers) -> Iterator[datetime]:
-    """Wall-clock ticks on the ``rate_s`` grid, pumping the sockets in between.
-
-    A late wake-up skips ticks (a real gap), as in ``publisher``.
-    """
-    first: float | None = None
-    last: float | None = None
-    while not stop.is_set():
-        now = time.time()
-        tick = math.floor(now / rate_s) * rate_s
-        if last is not None and tick <= last:
-            loggers.pump(min(max(last + rate_s - now, 0.0), LOOP_SLICE_S))
-            continue
-        first = tick if first is None else first
-        if duration_s is not None and tick >= first + duration_s - 1e-9:
-            return
-        last = tick
-        yield datetime.fromtimestamp(tick, UTC)
-
-
-def _replay_ticks(fleet: Fleet, duration_s: float | None, start: datetime | None,
-                  stop: threading.Event) -> Iterator[datetime]:
-    t0 = fleet.start if start is None else start
-    k = 0
-    while not stop.is_set():
-        if duration_s is not None and k * fleet.rate_s >= duration_s - 1e-9:
-            return
-        yield t0 + timedelta(seconds=k * fleet.rate_s)
-        k += 1

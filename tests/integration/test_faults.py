@@ -8,6 +8,9 @@ no mosquitto binary, and never in CI."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +55,13 @@ def _ingest(tmp_path: Path, db_url: str, mqtt_url: str, **extra: str) -> IngestP
     return IngestProcess(env, tmp_path / "ingest.log")
 
 
+def _start(ingest: IngestProcess, db_url: str) -> None:
+    """Start and wait for its first heartbeat: its MQTT session exists from then on."""
+    ingest.start()
+    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"), timeout=30,
+             what=f"ingest up\n{ingest.output()}")
+
+
 def _stored(db_url: str) -> tuple[int, int]:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*), count(DISTINCT (mn, pollutant, ts)) "
@@ -78,9 +88,7 @@ def test_kill_9_mid_stream_then_restart(db_url: str, broker: OwnMosquitto,
                                         tmp_path: Path) -> None:
     register(db_url, REGISTRY)
     ingest = _ingest(tmp_path, db_url, broker.url)
-    ingest.start()
-    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"), timeout=30,
-             what=f"ingest up\n{ingest.output()}")
+    _start(ingest, db_url)
     stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=4000, rate=500).start()
     try:
         wait_for(lambda: _stored(db_url)[0] > 2000, timeout=30, what="stream under way")
@@ -109,9 +117,7 @@ def test_database_outage_of_60_s_mid_stream(db_url: str, broker: OwnMosquitto,
     proxy = FaultProxy(host, port).start()
     ingest = _ingest(tmp_path, template.format(port=proxy.port), broker.url,
                      OFFSITE_QUEUE_MAX_MESSAGES="2000")
-    ingest.start()
-    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"), timeout=30,
-             what=f"ingest up\n{ingest.output()}")
+    _start(ingest, db_url)
     stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=8000, rate=100).start()
     rss: list[float] = []
     try:
@@ -147,9 +153,7 @@ def test_database_outage_of_60_s_mid_stream(db_url: str, broker: OwnMosquitto,
 def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: Path) -> None:
     register(db_url, REGISTRY)
     ingest = _ingest(tmp_path, db_url, broker.url)
-    ingest.start()
-    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"), timeout=30,
-             what=f"ingest up\n{ingest.output()}")
+    _start(ingest, db_url)
     stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=3000, rate=300).start()
     try:
         wait_for(lambda: _stored(db_url)[0] > 1500, timeout=30, what="stream under way")
@@ -167,3 +171,14 @@ def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: 
     _report("broker restart", stream, db_url, catch_up)
     rows, distinct = _stored(db_url)
     assert rows == distinct == stream.readings == 3000 * len(POLLUTANTS)
+
+
+def test_soak_command_balances_its_books(admin_db_url: str, broker: OwnMosquitto) -> None:
+    """``offsite soak`` end to end, short: a fault or two, then published = stored."""
+    res = subprocess.run(
+        [sys.executable, "-m", "offsite.cli", "soak", "--duration", "25", "--rate", "50",
+         "--faults", "kill9,db_cut", "--seed", "3"],
+        env={**os.environ, "OFFSITE_DATABASE_URL": admin_db_url},
+        capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "soak: BALANCED" in res.stdout and "fault:" in res.stdout, res.stdout
