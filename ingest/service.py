@@ -21,6 +21,7 @@ from rules.engine import RuleEngine, RuleParams
 from store.alerts import load_active
 from store.migrate import migrate
 from store.pool import open_pool
+from store.readings import recent_readings
 
 log = logging.getLogger("offsite.ingest")
 
@@ -67,6 +68,11 @@ class IngestService:
                                        spike_z=s.spike_z, offline_intervals=s.offline_intervals),
                             {}, {}, started_at=now)
         engine.note_received(last_heard)
+        with self.pool.connection() as conn:
+            warmed = engine.warm(recent_readings(
+                conn, engine.windows.width, now - timedelta(seconds=s.rule_warm_s)))
+        if warmed:
+            log.info("rule windows refilled with %d stored values", warmed)
         book = AlertBook({"offline": timedelta(0)},
                          default_clear_after=timedelta(seconds=s.alert_clear_s))
         book.load(active)

@@ -75,6 +75,29 @@ class RuleEngine:
                 self.last_received[mn] = ts
 
     # -- readings ---------------------------------------------------------------------
+    def warm(self, readings: Sequence[Reading]) -> int:
+        """Refill the windows from stored history (at start), judging nothing.
+
+        Without it a restart would forget the last values of every series: a stuck
+        sensor would need ``flatline_count`` new readings to be seen again, and its open
+        alert could clear meanwhile. Returns how many values went in.
+        """
+        by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
+        for r in readings:
+            if not r.stat:
+                by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
+        if not by_series:
+            return 0
+        keys = list(by_series)
+        rows = self.windows.rows(keys)  # type: ignore[arg-type]
+        series = [sorted(by_series[k], key=lambda r: r.ts)[-self.windows.width:] for k in keys]
+        for rnd in range(max(len(s) for s in series)):
+            sel = [i for i, s in enumerate(series) if len(s) > rnd]
+            batch = [series[i][rnd] for i in sel]
+            self.windows.push(rows[sel], np.fromiter((r.value for r in batch), float, len(sel)),
+                              np.fromiter((_epoch(r.ts) for r in batch), float, len(sel)))
+        return sum(len(s) for s in series)
+
     def evaluate(self, readings: Sequence[Reading],
                  received: Mapping[str, datetime] | None = None) -> Evaluation:
         """Judge new readings; ``received`` maps each device to when its data arrived."""

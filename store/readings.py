@@ -61,3 +61,21 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
                     readings = s.readings + excluded.readings""",
                 [(mn, ts, newest, n) for mn, (ts, n) in sorted(last.items())])
     return new
+
+
+def recent_readings(conn: psycopg.Connection, per_series: int,
+                    since: datetime) -> list[Reading]:
+    """The newest ``per_series`` primary values of every series heard from since ``since``
+    (to refill the rule engine's windows at start). Walks the primary key backwards per
+    series, so it costs per series, not per stored row."""
+    rows = conn.execute(
+        """SELECT r.ts, s.mn, s.pollutant, r.value, r.flag, s.kind
+           FROM (SELECT DISTINCT mn, pollutant, kind FROM readings
+                 WHERE ts >= %s AND kind IN ('rtd', 'min', 'hour', 'day')) s
+           CROSS JOIN LATERAL (
+               SELECT ts, value, flag FROM readings x
+               WHERE x.mn = s.mn AND x.pollutant = s.pollutant AND x.kind = s.kind
+               ORDER BY x.ts DESC LIMIT %s) r""",
+        (since, per_series)).fetchall()
+    return [Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
+            for ts, mn, pol, value, flag, kind in rows]

@@ -254,3 +254,23 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
     assert 'offsite_ingest_dead_letters_total{reason="malformed_json"} 1.0' in text
     assert "offsite_ingest_broker_connected 1.0" in text
     assert "offsite_ingest_uncommitted_messages 0.0" in text
+
+
+def test_rule_windows_survive_an_ingest_restart(db_url: str, mqtt_url: str,
+                                                unique_topic: str) -> None:
+    """A sensor stuck across a restart: 6 identical values before, 4 after — the flatline
+    (10 in a row) is seen because the windows are refilled from the store at start."""
+    register(db_url, REGISTRY)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    topic = topic_for(unique_topic, MN)
+    stuck = [(topic, _payload(t0 + timedelta(seconds=i), a21026=17.4)) for i in range(10)]
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with running_ingest(settings) as first:
+        publish_raw(mqtt_url, stuck[:6])
+        wait_for(lambda: first.stats.readings_stored == 6, what="first six stored")
+    assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline'") == 0
+    with running_ingest(settings) as second:
+        publish_raw(mqtt_url, stuck[6:])
+        wait_for(lambda: second.stats.readings_stored == 4, what="last four stored")
+    assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline' "
+                  "AND state = 'open'") == 1

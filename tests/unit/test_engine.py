@@ -265,3 +265,23 @@ def test_offline_with_no_devices():
     e = RuleEngine(RuleParams(), {}, {}, started_at=T0)
     assert e.check_offline(T0 + timedelta(days=1)).findings == []
     assert e.check_offline(T0 + timedelta(days=1), devices=[]).findings == []
+
+
+def test_warm_refills_windows_without_judging():
+    e = engine()
+    history = [r(i, 17.4) for i in range(9)] + [r(i, 999.0, pollutant="a21002")
+                                                 for i in range(3)]
+    assert e.warm(history) == 12
+    # nothing was judged while warming (999 is far above any limit, 9 × 17.4 is stuck)…
+    # …but the next identical value completes a flatline of 10 at once
+    assert rules_of(e.evaluate([r(9, 17.4)]).findings) == ["flatline"]
+
+
+def test_warm_keeps_only_the_newest_window_and_ignores_stats():
+    e = engine(window=10, flatline_count=10)
+    old = [r(i, float(i), pollutant=NOX) for i in range(50)]  # a steady ramp
+    stats = [Reading(T0, MN, SO2, 5.0, "N", DataKind.HOUR, "max")]
+    assert e.warm(old + stats) == 10
+    # judged against the newest ten (40…49), 50 is the ramp going on, not a spike;
+    # against the oldest ten (0…9) it would be one
+    assert e.evaluate([r(50, 50.0, pollutant=NOX)]).findings == []
