@@ -97,9 +97,20 @@ class AlertFeed:
                             self._broadcast(event)
             except psycopg.OperationalError as exc:
                 self.connected.clear()
+                # notifications sent while we were away are gone: end every stream so
+                # each client reconnects with Last-Event-ID and replays what it missed
+                self._disconnect_all()
                 log.warning("alert feed lost its database connection (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+
+    def _disconnect_all(self) -> None:
+        for q in list(self.subscribers):
+            self.subscribers.discard(q)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                q.get_nowait()
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
 
     def _broadcast(self, event: Event) -> None:
         for q in list(self.subscribers):

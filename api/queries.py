@@ -170,7 +170,8 @@ VISIT_COLS = ("id, enterprise_id, inspector_id, purpose, alert_id, checked_in_at
 
 async def create_visit(conn: AsyncConnection, enterprise_id: str, inspector_id: str,
                        purpose: str, alert_id: int | None, kid: str) -> dict[str, Any]:
-    async with conn.cursor(row_factory=dict_row) as cur:
+    # committed before the response is sent: the client may act on the id at once
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"""INSERT INTO visits (enterprise_id, inspector_id, purpose,
                                   alert_id, token_kid) VALUES (%s, %s, %s, %s, %s)
                               RETURNING {VISIT_COLS}""".encode(),
@@ -188,7 +189,7 @@ async def get_visit(conn: AsyncConnection, visit_id: int) -> dict[str, Any] | No
 
 async def check_out(conn: AsyncConnection, visit_id: int, findings: str) -> dict[str, Any] | None:
     """Close an open visit; None if it was already closed (a concurrent check-out)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"""UPDATE visits SET checked_out_at = now(), findings = %s
                               WHERE id = %s AND checked_out_at IS NULL
                               RETURNING {VISIT_COLS}""".encode(), (findings, visit_id))

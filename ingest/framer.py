@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 MAX_FRAME = 6 + 9999 + 4 + 2
 _HEADER = re.compile(rb"##([0-9]{4})")
+_CRC = re.compile(rb"[0-9A-Fa-f]{4}")
 _PARTIAL_HEADER = re.compile(rb"#(?:#[0-9]{0,3})?\Z")  # a header cut by the read boundary
 
 
@@ -89,6 +90,9 @@ class Framer:
         m = _HEADER.match(buf)
         assert m is not None
         by_length = 6 + int(m.group(1)) + 4
+        if buf[by_length:by_length + 2] == b"\r\n" and _CRC.fullmatch(
+                buf[by_length - 4:by_length]):
+            return by_length + 2, True  # the header's length ends at CRC + CRLF: trust it
         crlf = buf.find(b"\r\n", 6)
         nxt = _HEADER.search(buf, 6)
         if nxt is not None and (crlf < 0 or nxt.start() < crlf):

@@ -33,6 +33,7 @@ from ingest.batcher import Batch, Batcher
 from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
 from ingest.reassembly import Reassembler, Released
 from ingest.validate import Policy, judge_packets, process
+from offsite.errors import RegistryError
 from offsite.registry import Device
 from rules.alerts import AlertBook, Plan
 from rules.engine import Evaluation, RuleEngine
@@ -97,11 +98,23 @@ class Pipeline:
         self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
+    def _refresh_heard(self) -> None:
+        """What every worker heard, from the shared device status: offline is judged on
+        it, so a device served by another worker (or the gateway) is not 'offline' here."""
+        with self.pool.connection() as conn:
+            heard: dict[str, datetime] = dict(
+                conn.execute("SELECT mn, last_received_at FROM device_status").fetchall())
+        self.engine.note_received(heard)
+
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
-        with self.pool.connection() as conn:
-            reg = load_registry(conn)
+        try:
+            with self.pool.connection() as conn:
+                reg = load_registry(conn)
+        except RegistryError as exc:  # edited by hand into something we refuse
+            log.error("registry not reloaded, keeping the previous one: %s", exc)
+            return
         self.known = {d.mn: d for d in reg.devices}
         self.engine.update_registry({(mn, code): lim for mn, code, lim in reg.device_limits()},
                                     {d.mn: d.interval_s for d in reg.devices})
@@ -116,6 +129,7 @@ class Pipeline:
                 self._guard(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
             if now >= self._next_offline:
+                self._guard(self._refresh_heard, stop)
                 self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
                 self._next_offline = now + self.offline_check_s
             for released in self.reassembler.expired(now):
@@ -207,7 +221,7 @@ class Pipeline:
 
         try:
             new = self._guard(write, stop)
-        except psycopg.DatabaseError as exc:  # not "unreachable": this batch cannot go in
+        except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
             new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
             log.warning("shutdown with an uncommitted batch of %d messages; the broker "
@@ -227,11 +241,11 @@ class Pipeline:
             s.dead_by_reason[d.reason.value] = s.dead_by_reason.get(d.reason.value, 0) + 1
             log.info("dead letter: %s (%s) topic=%s", d.reason.value, d.detail[:200], d.topic)
         s.last_commit_at = time.time()
-        if new:
-            received: dict[str, datetime] = {}
-            for at, r in zip(batch.received, batch.readings, strict=True):
-                if r.mn not in received or at > received[r.mn]:
-                    received[r.mn] = at
+        received: dict[str, datetime] = {}  # duplicates too: the device is talking
+        for at, r in zip(batch.received, batch.readings, strict=True):
+            if r.mn not in received or at > received[r.mn]:
+                received[r.mn] = at
+        if new or received:
             self._rules(self.engine.evaluate(new, received), stop)
 
     def backlog(self) -> tuple[int, float]:
@@ -272,8 +286,8 @@ class Pipeline:
         log.error("database refused a batch of %d messages (%s); keeping them as dead "
                   "letters", len(batch), exc)
         detail = f"the database refused the batch holding this message: {exc}"[:2000]
-        batch.dead = [DeadLetter(m.topic, m.payload, m.received_at, DeadReason.STORE_REJECTED,
-                                 detail) for m in batch.messages]
+        batch.dead = [DeadLetter(m.topic, m.payload, m.received_at,
+                                 DeadReason.STORE_REJECTED, detail) for m in batch.messages]
         batch.readings, batch.received, batch.packets = [], [], []
         batch.accepted = [False] * len(batch.messages)
 
@@ -312,8 +326,11 @@ class Pipeline:
     def _guard(self, fn: Callable[[], list | None], stop: threading.Event | None) -> list | None:
         """Run a database step, retrying with backoff while the database is unavailable.
 
-        Returns None if ``stop`` is set while retrying; with ``stop`` None (shutting
-        down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
+        "Unavailable" is a lost or refused connection, an exhausted pool, or a server
+        that cannot take writes from us right now (read-only during a failover, a grant
+        or table missing mid-deploy). Any other database error is raised: the data itself
+        was refused. Returns None if ``stop`` is set while retrying; with ``stop`` None
+        (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
         """
         delay = 0.5
         give_up = time.monotonic() + SHUTDOWN_RETRY_S
@@ -321,16 +338,12 @@ class Pipeline:
             try:
                 result = fn()
                 return result if result is not None else []
-            except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:
+                if not _unavailable(exc):
+                    raise
                 self.stats.db_errors += 1
                 log.warning("database unavailable (%s); retrying in %.1f s",
                             str(exc).strip()[:200], delay)
-            except Exception as exc:  # pool closed, etc.
-                if type(exc).__name__ in ("PoolClosed", "PoolTimeout"):
-                    self.stats.db_errors += 1
-                    log.warning("database pool unavailable (%s); retrying in %.1f s", exc, delay)
-                else:
-                    raise
             if stop is not None and stop.wait(delay):
                 return None
             if stop is None:
@@ -338,4 +351,21 @@ class Pipeline:
                     return None
                 time.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+# SQLSTATE classes and codes that mean "not now" rather than "not this data":
+# 08 connection, 25 invalid transaction state (e.g. read-only), 53 insufficient
+# resources, 57 operator intervention, 58 system error; 42501 insufficient privilege,
+# 42P01 undefined table (a deploy half done), 40001/40P01 serialization/deadlock.
+TRANSIENT_CLASSES = frozenset({"08", "25", "53", "57", "58"})
+TRANSIENT_STATES = frozenset({"42501", "42P01", "40001", "40P01"})
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError):
+        return True
+    if isinstance(exc, psycopg.DatabaseError):
+        state = exc.sqlstate or ""
+        return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
+    return type(exc).__name__ in ("PoolClosed", "PoolTimeout")
 

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     spike_z: float = Field(default=8.0, gt=0)
     offline_intervals: float = Field(default=5.0, gt=0)
     offline_check_s: float = Field(default=5.0, gt=0)
-    rule_warm_s: float = Field(default=86_400.0, ge=0,
+    rule_warm_s: float = Field(default=3600.0, ge=0,
                                description="at start, refill rule windows from this much "
                                            "stored history")
     alert_clear_s: float = Field(default=300.0, ge=0,

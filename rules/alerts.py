@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from rules.errors import InvalidTransition
-from rules.findings import SEVERITY_RANK, Finding
+from rules.findings import SEVERITY_RANK, Finding, seen_key
 
 AlertKey = tuple[str, str, str]  # (rule, mn, pollutant)
 
@@ -133,7 +133,7 @@ class AlertBook:
         clears = []
         for key, last in candidates.items():
             rule, mn, pollutant = key
-            now = seen.get((mn, pollutant))
+            now = seen.get(seen_key(rule, mn, pollutant))
             if now is not None and now - last >= self.clear_after.get(rule,
                                                                       self.default_clear_after):
                 clears.append(key)

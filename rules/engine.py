@@ -23,7 +23,7 @@ import numpy as np
 
 from ingest.models import Reading
 from rules.detectors import Exceedance, Flatline, Offline, Spike
-from rules.findings import Finding
+from rules.findings import Finding, rule_name, seen_key
 from rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
@@ -111,7 +111,7 @@ class RuleEngine:
             if r.stat:  # min/max/cou… beside an average: the rules judge primary values
                 continue
             by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
-            sk = (r.mn, r.pollutant)
+            sk = seen_key(rule_name("any", r.kind.value), r.mn, r.pollutant)
             if sk not in ev.seen or r.ts > ev.seen[sk]:
                 ev.seen[sk] = r.ts
         if not by_series:
@@ -140,18 +140,23 @@ class RuleEngine:
         for i in np.flatnonzero(hit):
             r = batch[i]
             sev = "critical" if score[i] >= self.exceedance.critical_ratio else "major"
-            ev.findings.append(Finding("exceedance", r.mn, r.pollutant, r.ts, r.value, sev,
+            ev.findings.append(Finding(rule_name("exceedance", r.kind.value), r.mn,
+                                       r.pollutant, r.ts, r.value, sev,
                                        self.exceedance.describe(r.value, score[i], limit[i]),
                                        float(limit[i]), {"ratio": round(float(score[i]), 4)}))
+        # Data flagged invalid (maintenance, calibration, stopped…) is not judged by the
+        # statistical rules and does not enter their windows: a calibration gas is not a
+        # spike, and it must not skew the median the next values are judged against.
         for det in (self.spike, self.flatline):
             hit, score = det(x, window, limit, valid)
-            for i in np.flatnonzero(hit & in_order):
+            for i in np.flatnonzero(hit & in_order & valid):
                 r = batch[i]
-                ev.findings.append(Finding(det.name, r.mn, r.pollutant, r.ts, r.value,
+                ev.findings.append(Finding(rule_name(det.name, r.kind.value), r.mn,
+                                           r.pollutant, r.ts, r.value,
                                            det.severity, det.describe(r.value, score[i], 0.0),
                                            None if np.isnan(limit[i]) else float(limit[i]),
                                            {"score": round(float(score[i]), 3)}))
-        keep = np.flatnonzero(in_order)
+        keep = np.flatnonzero(in_order & valid)
         if keep.size:
             self.windows.push(rows[keep], x[keep], t[keep])
 
@@ -159,14 +164,20 @@ class RuleEngine:
     def check_offline(self, now: datetime, devices: Sequence[str] | None = None) -> Evaluation:
         """Devices not heard from for ``offline_intervals`` intervals, as of ``now``.
 
-        A device never heard from is measured from the engine's start, so starting
-        ingest does not declare the whole fleet offline at once.
+        Silence is measured from the engine's start at the earliest, so starting ingest
+        (after an outage too) does not declare the whole fleet offline at once. With
+        several workers, ``note_received`` is fed from the shared device status, so every
+        worker judges a device by what any of them heard.
         """
         ev = Evaluation()
         mns = list(devices if devices is not None else self.intervals)
         if not mns:
             return ev
-        last = np.array([_epoch(self.last_received.get(mn, self.started_at)) for mn in mns])
+        # measured from our start at the earliest: after a restart the backlog held by the
+        # broker has not been read yet, so "silent" before it is not known
+        start = _epoch(self.started_at)
+        last = np.array([max(_epoch(self.last_received.get(mn, self.started_at)), start)
+                         for mn in mns])
         interval = np.array([self.intervals.get(mn, 60.0) for mn in mns])
         silent = self.offline_rule.silent(last, interval, _epoch(now))
         for i in np.flatnonzero(silent):

@@ -18,6 +18,7 @@ from rules.errors import InvalidTransition
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0
+REPLAY_PAGE = 1000
 
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
@@ -56,9 +57,14 @@ async def stream(request: Request, feed: FeedDep,
             yield b"retry: 2000\n\n"
             seen = -1
             if start_after is not None:
-                for eid, data in await feed.replay(start_after):
-                    seen = eid
-                    yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
+                seen = start_after
+                while True:  # page through everything missed, not just the first page
+                    page = await feed.replay(seen)
+                    for eid, data in page:
+                        seen = eid
+                        yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
+                    if len(page) < REPLAY_PAGE:
+                        break
             while True:
                 if await request.is_disconnected():
                     return

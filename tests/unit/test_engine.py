@@ -285,3 +285,29 @@ def test_warm_keeps_only_the_newest_window_and_ignores_stats():
     # judged against the newest ten (40…49), 50 is the ramp going on, not a spike;
     # against the oldest ten (0…9) it would be one
     assert e.evaluate([r(50, 50.0, pollutant=NOX)]).findings == []
+
+
+def test_an_hourly_exceedance_is_its_own_alert_and_not_cleared_by_realtime_values():
+    from datetime import timedelta as td
+
+    from rules.alerts import AlertBook
+
+    e = engine()
+    book = AlertBook({}, default_clear_after=td(minutes=5))
+    hour = r(0, 150.0, kind=DataKind.HOUR)  # the 00:00 average, arriving about 01:00
+    live = r(61, 10.0)  # a real-time value at 01:01 in the same batch
+    ev = e.evaluate([hour, live])
+    assert rules_of(ev.findings) == ["exceedance.hour"]
+    plan = book.plan(ev.findings, ev.seen)
+    assert [u.key for u in plan.upserts] == [("exceedance.hour", MN, SO2)]
+    assert plan.clears == []  # the next hour's average has not come yet
+
+
+def test_flagged_values_are_not_judged_by_spike_and_stay_out_of_the_window():
+    e = engine()
+    e.evaluate(noisy_series(20))
+    calibration = r(20, 400.0, pollutant=NOX, flag="C")
+    assert e.evaluate([r(20, 400.0, flag="C")]).findings == []  # no spike, no exceedance
+    assert e.evaluate([calibration]).findings == []
+    # the calibration value did not enter the window: the next normal value is normal
+    assert e.evaluate([r(21, 20.1)]).findings == []

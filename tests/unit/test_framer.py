@@ -301,3 +301,15 @@ def test_truncated_packet_does_not_swallow_the_next_packet():
 def test_nul_noise_is_reported():
     out = run(P1 + b"\x00\x00" + P2)
     assert garbage(out) == [b"\x00\x00"]
+
+
+def test_a_header_like_run_inside_a_packet_does_not_cut_it():
+    from datetime import UTC, datetime
+
+    from ingest.codecs.hj212 import build_data_packet, parse_packet
+
+    p = build_data_packet(mn="AB", pw="x##1234", cn="2011", ts=datetime(2026, 1, 1, tzinfo=UTC),
+                          values=[("a21026", 1.0, "N")])
+    events = Framer().feed(p + p)
+    assert [type(e) for e in events] == [Frame, Frame]
+    assert parse_packet(events[0].raw).pw == "x##1234"
