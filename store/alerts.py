@@ -1,4 +1,8 @@
-"""Persist the engine's alert plans; every change is an event and a NOTIFY.
+"""Persist the engine's alert plans; every change of state is an event and a NOTIFY.
+
+Repeats update the alert (last seen, count, worst value) without an event: an alert
+firing every few seconds for a day would otherwise write tens of thousands of rows and
+pushes. An escalation of severity is an event ("updated").
 
 The upsert targets the partial unique index ``alerts_one_active``: if a person has
 resolved the alert meanwhile, the conflict no longer exists and a new alert opens,
@@ -16,9 +20,12 @@ from rules.alerts import AlertKey, Plan
 NOTIFY_CHANNEL = "offsite_alert_events"
 
 _UPSERT = """
+WITH prev AS (SELECT severity FROM alerts WHERE rule = %(rule)s AND mn = %(mn)s
+              AND pollutant = %(pollutant)s AND state IN ('open', 'acknowledged'))
 INSERT INTO alerts AS a (rule, mn, pollutant, severity, state, first_seen, last_seen, count,
                          worst_value, limit_value, message)
-VALUES (%s, %s, %s, %s, 'open', %s, %s, %s, %s, %s, %s)
+VALUES (%(rule)s, %(mn)s, %(pollutant)s, %(severity)s, 'open', %(first_seen)s,
+        %(last_seen)s, %(count)s, %(worst)s, %(limit)s, %(message)s)
 ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged') DO UPDATE SET
     last_seen = greatest(a.last_seen, excluded.last_seen),
     first_seen = least(a.first_seen, excluded.first_seen),
@@ -31,7 +38,7 @@ ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged') DO UPD
                     THEN excluded.severity ELSE a.severity END,
     message = excluded.message,
     updated_at = now()
-RETURNING id, (xmax = 0) AS inserted
+RETURNING id, (xmax = 0) AS inserted, a.severity <> (SELECT severity FROM prev) AS escalated
 """
 
 
@@ -40,11 +47,17 @@ def apply_plan(conn: psycopg.Connection, plan: Plan) -> list[tuple[int, str]]:
     events: list[tuple[int, str]] = []
     with conn.cursor() as cur:
         for u in plan.upserts:
-            cur.execute(_UPSERT, (u.rule, u.mn, u.pollutant, u.severity, u.first_seen,
-                                  u.last_seen, u.count, u.worst_value, u.limit, u.message))
+            cur.execute(_UPSERT, {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant,
+                                  "severity": u.severity, "first_seen": u.first_seen,
+                                  "last_seen": u.last_seen, "count": u.count,
+                                  "worst": u.worst_value, "limit": u.limit,
+                                  "message": u.message})
             row = cur.fetchone()
             assert row is not None
-            events.append((row[0], "opened" if row[1] else "updated"))
+            if row[1]:
+                events.append((row[0], "opened"))
+            elif row[2]:  # a plain repeat is not news; a worse severity is
+                events.append((row[0], "updated"))
         for rule, mn, pollutant in plan.clears:
             cur.execute("""UPDATE alerts SET state = 'cleared', closed_at = now(),
                                   closed_by = 'engine', updated_at = now(),

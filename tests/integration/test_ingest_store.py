@@ -274,3 +274,21 @@ def test_rule_windows_survive_an_ingest_restart(db_url: str, mqtt_url: str,
         wait_for(lambda: second.stats.readings_stored == 4, what="last four stored")
     assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline' "
                   "AND state = 'open'") == 1
+
+
+def test_repeats_update_an_alert_silently_and_an_escalation_is_an_event(
+        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    register(db_url, REGISTRY)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+    topic = topic_for(unique_topic, MN)
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with running_ingest(settings) as ingest:
+        for i, value in enumerate((40.0, 45.0, 50.0, 80.0)):  # limit 35; critical at 70
+            publish_raw(mqtt_url, [(topic, _payload(t0 + timedelta(seconds=i), a21026=value))])
+            wait_for(lambda n=i + 1: ingest.stats.readings_stored == n, what=f"reading {i}")
+    with psycopg.connect(db_url) as conn:
+        alert = conn.execute("SELECT id, count, severity, worst_value FROM alerts "
+                             "WHERE rule = 'exceedance'").fetchone()
+        kinds = [k for k, in conn.execute("SELECT kind FROM alert_events ORDER BY id")]
+    assert alert is not None and alert[1:] == (4, "critical", 80.0)
+    assert kinds == ["opened", "updated"]
