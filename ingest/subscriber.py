@@ -52,6 +52,7 @@ class Subscriber:
             c.username_pw_set(user, password)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self._client = c
@@ -87,10 +88,21 @@ class Subscriber:
         if reason.is_failure:
             log.error("MQTT connection refused: %s", reason)
             return
+        # "connected" only once the broker has granted the subscription (SUBACK): until
+        # then a message published to the topic is not routed to us, so ``start`` must
+        # not return earlier
         client.subscribe(self.topic, qos=1)
+        log.info("MQTT connected to %s:%d (session present: %s)", self.host, self.port,
+                 flags.session_present)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reasons: list[mqtt.ReasonCode], properties: object) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("MQTT broker refused the subscription to %s: %s", self.topic,
+                      ", ".join(str(r) for r in reasons))
+            return
         self.connected.set()
-        log.info("MQTT connected to %s:%d, subscribed to %s (session present: %s)",
-                 self.host, self.port, self.topic, flags.session_present)
+        log.info("MQTT subscribed to %s", self.topic)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason: mqtt.ReasonCode, properties: object) -> None:
