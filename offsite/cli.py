@@ -52,6 +52,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from store.migrate import current_version, migrate, timescale_active
     from store.pool import open_pool
     from store.registry import save_registry
+    from store.status import db_status
 
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
         for n in notes:
@@ -66,6 +67,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     ts = ("active" if timescale_active(conn)
                           else "not available (plain PostgreSQL)")
                     _print(f"schema at version {current_version(conn)}; TimescaleDB {ts}")
+                elif args.db_command == "status":
+                    _print_status(db_status(conn))
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
                     save_registry(conn, reg)
@@ -74,6 +77,20 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             pool.close()
     return 0
+
+
+def _print_status(st: object) -> None:
+    from store.status import DbStatus
+
+    assert isinstance(st, DbStatus)
+    _print(f"PostgreSQL {st.server_version}; schema version {st.schema_version} of "
+           f"{st.latest_migration}")
+    _print(f"TimescaleDB: {'active' if st.timescaledb else 'not available'}; readings "
+           f"{'a hypertable' if st.hypertable else 'a plain table'}")
+    _print(f"readings from {st.oldest_reading or '-'} to {st.newest_reading or '-'}")
+    for name, (rows, size) in st.tables.items():
+        count = f"~{rows:,}" if rows >= 0 else "? (not analysed yet)"
+        _print(f"  {name:<16} {count:>20} rows  {size / 2**20:>10.1f} MiB")
 
 
 # -- ingest ------------------------------------------------------------------------------
@@ -340,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
+    dbs.add_parser("status", help="schema version, backend features, table sizes, data span")
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
     lr.add_argument("file")
     return p
