@@ -135,7 +135,7 @@ class Pipeline:
             for released in self.reassembler.expired(now):
                 self._add_split(released, stop)
             if now >= self._next_beat:
-                self._beat(inbox)
+                self._beat()
                 self._next_beat = now + self.heartbeat_s
             deadline = self.batcher.deadline()
             timeout = (0.25 if deadline is None
@@ -262,7 +262,7 @@ class Pipeline:
         lag = max(((now - t).total_seconds() for t in pending), default=0.0)
         return depth + len(self.batcher.pending()), lag
 
-    def _beat(self, inbox: queue.Queue[InboundMessage]) -> None:
+    def _beat(self) -> None:
         """Publish this worker's state; skipped (not retried) while the database is down."""
         in_hand, lag = self.backlog()
         broker, conns = self.links()

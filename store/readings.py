@@ -66,8 +66,9 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
 def recent_readings(conn: psycopg.Connection, per_series: int,
                     since: datetime) -> list[Reading]:
     """The newest ``per_series`` primary values of every series heard from since ``since``
-    (to refill the rule engine's windows at start). Walks the primary key backwards per
-    series, so it costs per series, not per stored row."""
+    (to refill the rule engine's windows at start). Finding the series scans the
+    readings since ``since`` (keep it short: an hour by default); the values themselves
+    come from the primary key, walked backwards per series."""
     rows = conn.execute(
         """SELECT r.ts, s.mn, s.pollutant, r.value, r.flag, s.kind
            FROM (SELECT DISTINCT mn, pollutant, kind FROM readings

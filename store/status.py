@@ -44,8 +44,9 @@ def db_status(conn: psycopg.Connection) -> DbStatus:
                          (name,)).fetchone()
         if r is not None:
             st.tables[name] = (int(r[0]), int(r[1]))
-    span = conn.execute("SELECT min(last_ts), max(last_ts) FROM device_status").fetchone()
+    # newest from the per-device status (no scan); oldest needs readings themselves
+    newest = conn.execute("SELECT max(last_ts) FROM device_status").fetchone()
     oldest = conn.execute("SELECT ts FROM readings ORDER BY ts LIMIT 1").fetchone()
     st.oldest_reading = oldest[0] if oldest else None
-    st.newest_reading = span[1] if span else None
+    st.newest_reading = newest[0] if newest else None
     return st
