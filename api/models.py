@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Severity = Literal["info", "warning", "major", "critical"]
-State = Literal["open", "acknowledged", "resolved", "cleared"]
+State = Literal["open", "acknowledged", "assigned", "resolved", "cleared"]
 
 
 class AlertPublic(BaseModel):
@@ -33,6 +33,12 @@ class AlertPublic(BaseModel):
     closed_by: str | None
     closed_at: datetime | None
     close_note: str | None
+    assignee: str | None = None
+    assigned_by: str | None = None
+    assigned_at: datetime | None = None
+    reopened: int = 0
+    suppressed: str | None = Field(default=None, description="why the alert is muted "
+                                   "(maintenance flags, a declared silence); null if not")
 
 
 class AlertEventPublic(BaseModel):
@@ -43,8 +49,31 @@ class AlertEventPublic(BaseModel):
     note: str | None
 
 
+class Evidence(BaseModel):
+    """The values the rule saw when it fired: epoch seconds, values, HJ 212 flags."""
+
+    t: list[float]
+    v: list[float | None]
+    flag: str
+
+
 class AlertDetail(AlertPublic):
     events: list[AlertEventPublic]
+    evidence: Evidence | None = None
+    rule_config: dict | None = Field(default=None, description="the rule as it fired: "
+                                     "detector, parameters, rules-file version and digest")
+    score: float | None = None
+
+
+class AlertAssign(BaseModel):
+    by: str = Field(min_length=1, max_length=100, description="who acts (user id)")
+    assignee: str = Field(min_length=1, max_length=100, description="who is to handle it")
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class AlertComment(BaseModel):
+    by: str = Field(min_length=1, max_length=100, description="who writes (user id)")
+    note: str = Field(min_length=1, max_length=4000)
 
 
 class AlertAction(BaseModel):

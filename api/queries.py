@@ -12,7 +12,8 @@ from rules.alerts import AlertState, transition
 
 ALERT_COLS = """a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
     a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id, a.opened_at,
-    a.updated_at, a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note"""
+    a.updated_at, a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note,
+    a.assignee, a.assigned_by, a.assigned_at, a.reopened, a.suppressed"""
 ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id"""
 
 
@@ -55,32 +56,53 @@ async def get_alert(conn: AsyncConnection, alert_id: int) -> dict[str, Any] | No
         await cur.execute("SELECT id, kind, at, actor, note FROM alert_events "
                           "WHERE alert_id = %s ORDER BY id", (alert_id,))
         row["events"] = await cur.fetchall()
+        await cur.execute("SELECT detail FROM alerts WHERE id = %s", (alert_id,))
+        detail = (await cur.fetchone() or {}).get("detail") or {}
+        row["evidence"] = detail.get("evidence")
+        row["rule_config"] = detail.get("rule")
+        row["score"] = detail.get("score")
         return row
 
 
-async def act_on_alert(conn: AsyncConnection, alert_id: int, target: AlertState, by: str,
-                       note: str | None) -> bool:
+async def act_on_alert(conn: AsyncConnection, alert_id: int, target: AlertState | None,
+                       by: str, note: str | None, assignee: str | None = None) -> bool:
     """Apply a person's action atomically; False if no such alert.
 
-    Raises ``rules.errors.InvalidTransition`` (→ 409) when the state forbids it.
+    ``target`` None is a comment (allowed in every state). Raises
+    ``rules.errors.InvalidTransition`` (→ 409) when the state forbids the action.
     """
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute("SELECT state FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
         row = await cur.fetchone()
         if row is None:
             return False
-        transition(row[0], target)
+        kind = "commented"
+        if target is not None:
+            transition(row[0], target)
+            kind = target.value
         if target is AlertState.ACKNOWLEDGED:
             await cur.execute("""UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s,
                                  acknowledged_at = now(), updated_at = now() WHERE id = %s""",
                               (by, alert_id))
-        else:
+        elif target is AlertState.ASSIGNED:
+            await cur.execute("""UPDATE alerts SET state = 'assigned', assignee = %s,
+                                 assigned_by = %s, assigned_at = now(), updated_at = now()
+                                 WHERE id = %s""", (assignee, by, alert_id))
+            note = f"assigned to {assignee}" + (f": {note}" if note else "")
+        elif target is AlertState.OPEN:  # a person reopens a closed alert
+            await cur.execute("""UPDATE alerts SET state = 'open', reopened = reopened + 1,
+                                 closed_by = NULL, closed_at = NULL, close_note = NULL,
+                                 updated_at = now() WHERE id = %s""", (alert_id,))
+            kind = "reopened"
+        elif target is not None:
             await cur.execute("""UPDATE alerts SET state = %s, closed_by = %s, closed_at = now(),
                                  close_note = %s, updated_at = now() WHERE id = %s""",
                               (target.value, by, note, alert_id))
+        else:
+            await cur.execute("UPDATE alerts SET updated_at = now() WHERE id = %s", (alert_id,))
         await cur.execute("""INSERT INTO alert_events (alert_id, kind, actor, note)
                              VALUES (%s, %s, %s, %s) RETURNING id""",
-                          (alert_id, target.value, by, note))
+                          (alert_id, kind, by, note))
         ev = await cur.fetchone()
         assert ev is not None
         await cur.execute("SELECT pg_notify('offsite_alert_events', %s)", (str(ev[0]),))
@@ -146,7 +168,7 @@ async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
                      WHERE p.enterprise_id = e.id) AS devices,
                    (SELECT count(*) FROM alerts a JOIN devices d ON d.mn = a.mn
                      JOIN points p ON p.id = d.point_id
-                     WHERE p.enterprise_id = e.id AND a.state IN ('open', 'acknowledged'))
+                     WHERE p.enterprise_id = e.id AND a.state IN ('open', 'acknowledged', 'assigned'))
                      AS open_alerts
             FROM enterprises e ORDER BY e.id""")
         return await cur.fetchall()

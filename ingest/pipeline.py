@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -37,6 +37,7 @@ from offsite.errors import RegistryError
 from offsite.registry import Device
 from rules.alerts import AlertBook, Plan
 from rules.engine import Evaluation, RuleEngine
+from rules.registry_view import device_meta
 from store.alerts import apply_plan
 from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
@@ -71,7 +72,7 @@ class Pipeline:
                  *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
                  idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
                  stats: IngestStats | None = None, worker: str = "ingest",
-                 heartbeat_s: float = 2.0,
+                 heartbeat_s: float = 2.0, reopen_within: timedelta = timedelta(hours=6),
                  links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
                  ) -> None:
         self.pool = pool
@@ -92,6 +93,7 @@ class Pipeline:
         self._registry_as_of = datetime.min.replace(tzinfo=UTC)
         self.worker = worker
         self.heartbeat_s = heartbeat_s
+        self.reopen_within = reopen_within
         self.links = links
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
@@ -116,8 +118,7 @@ class Pipeline:
             log.error("registry not reloaded, keeping the previous one: %s", exc)
             return
         self.known = {d.mn: d for d in reg.devices}
-        self.engine.update_registry({(mn, code): lim for mn, code, lim in reg.device_limits()},
-                                    {d.mn: d.interval_s for d in reg.devices})
+        self.engine.update_registry(device_meta(reg))
 
     # -- main loop ----------------------------------------------------------------------
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
@@ -305,7 +306,7 @@ class Pipeline:
 
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
-                return apply_plan(conn, plan)
+                return apply_plan(conn, plan, self.reopen_within)
 
         try:
             events = self._guard(write, stop)

@@ -17,11 +17,14 @@ from ingest.subscriber import Subscriber
 from ingest.validate import Policy, policy_topic
 from offsite.settings import Settings
 from rules.alerts import AlertBook
-from rules.engine import RuleEngine, RuleParams
+from rules.config import load_rules
+from rules.engine import RuleEngine
+from rules.registry_view import device_meta
 from store.alerts import load_active
 from store.migrate import migrate
 from store.pool import open_pool
 from store.readings import recent_readings
+from store.registry import load_registry
 
 log = logging.getLogger("offsite.ingest")
 
@@ -61,20 +64,20 @@ class IngestService:
         with self.pool.connection() as conn:
             migrate(conn)
             active = load_active(conn)
+            registry = load_registry(conn)
             last_heard: dict[str, datetime] = dict(conn.execute(
                 "SELECT mn, last_received_at FROM device_status").fetchall())
         now = datetime.now(UTC)
-        engine = RuleEngine(RuleParams(window=s.rule_window, flatline_count=s.flatline_count,
-                                       spike_z=s.spike_z, offline_intervals=s.offline_intervals),
-                            {}, {}, started_at=now)
+        engine = RuleEngine(load_rules(s.rules_file), device_meta(registry), started_at=now)
         engine.note_received(last_heard)
         with self.pool.connection() as conn:
             warmed = engine.warm(recent_readings(
-                conn, engine.windows.width, now - timedelta(seconds=s.rule_warm_s)))
+                conn, s.rule_warm_max, now - timedelta(seconds=s.rule_warm_s)))
         if warmed:
-            log.info("rule windows refilled with %d stored values", warmed)
-        book = AlertBook({"offline": timedelta(0)},
-                         default_clear_after=timedelta(seconds=s.alert_clear_s))
+            log.info("rule state rebuilt from %d stored values", warmed)
+        book = AlertBook(engine.clear_after(),
+                         default_clear_after=timedelta(seconds=s.alert_clear_s),
+                         cooldown=engine.cooldowns())
         book.load(active)
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
@@ -87,6 +90,7 @@ class IngestService:
                             offline_check_s=s.offline_check_s,
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
+                            reopen_within=timedelta(seconds=s.alert_reopen_s),
                             worker=s.mqtt_client_id if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()

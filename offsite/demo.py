@@ -129,7 +129,7 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
                     s = ingest.stats
                     with pool.connection() as conn:
                         row = conn.execute("SELECT count(*) FROM alerts WHERE state IN "
-                                           "('open','acknowledged')").fetchone()
+                                           "('open','acknowledged','assigned')").fetchone()
                     out(f"[{now - t0:5.0f}s] messages {s.messages:>7}  readings stored "
                         f"{s.readings_stored:>8}  dead letters {s.dead_letters:>3}  "
                         f"alerts open {row[0] if row else 0:>3}")

@@ -70,16 +70,20 @@ class Settings(BaseSettings):
     gateway_max_connections: int = Field(default=2000, ge=1)
 
     # rules
-    rule_window: int = Field(default=30, ge=5, le=10_000, description="readings kept per series")
-    flatline_count: int = Field(default=10, ge=3)
-    spike_z: float = Field(default=8.0, gt=0)
-    offline_intervals: float = Field(default=5.0, gt=0)
+    rules_file: Path | None = Field(default=None,
+                                    description="rules file (TOML); None: the packaged rules")
     offline_check_s: float = Field(default=5.0, gt=0)
-    rule_warm_s: float = Field(default=3600.0, ge=0,
-                               description="at start, refill rule windows from this much "
-                                           "stored history")
+    rule_warm_s: float = Field(default=14400.0, ge=0,
+                               description="at start, rebuild rule state from the series "
+                                           "heard from in this much stored history")
+    rule_warm_max: int = Field(default=240, ge=0, le=100_000,
+                               description="… replaying at most this many values per series")
     alert_clear_s: float = Field(default=300.0, ge=0,
-                                 description="condition absent this long → alert cleared")
+                                 description="condition absent this long → alert cleared "
+                                             "(for rules that do not set clear_after)")
+    alert_reopen_s: float = Field(default=21600.0, ge=0,
+                                  description="a condition returning within this long of "
+                                              "its alert's close reopens it")
 
     # API
     http_host: str = "127.0.0.1"
@@ -90,6 +94,20 @@ class Settings(BaseSettings):
 
     # registry
     registry_file: Path | None = None
+
+    @field_validator("rules_file")
+    @classmethod
+    def _rules_file_loads(cls, v: Path | None) -> Path | None:
+        """Refuse a bad rules file before anything starts, naming its line and reason."""
+        if v is not None:
+            from rules.config import load_rules
+            from rules.errors import RulesFileError
+
+            try:
+                load_rules(v)
+            except RulesFileError as exc:
+                raise ValueError(str(exc)) from exc
+        return v
 
     @field_validator("mqtt_topic")
     @classmethod

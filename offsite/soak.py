@@ -97,10 +97,12 @@ def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
             save_registry(conn, registry)
         broker.start()
         proxy.start()
+        rules = work / "rules.toml"  # outages are injected on purpose: not "offline"
+        rules.write_text('base = "default"\n[offline]\nenabled = false\n')
         ingest = IngestProcess({"OFFSITE_DATABASE_URL": template.format(port=proxy.port),
                                 "OFFSITE_MQTT_URL": broker.url, "OFFSITE_MQTT_TOPIC": TOPIC,
                                 "OFFSITE_MQTT_CLIENT_ID": "offsite-soak",
-                                "OFFSITE_OFFLINE_INTERVALS": "100000"}, work / "ingest.log")
+                                "OFFSITE_RULES_FILE": str(rules)}, work / "ingest.log")
         ingest.start()
         # Its persistent session must exist before the first publish: MQTT queues messages
         # only for subscriptions that exist (a deployment's session exists from day one).

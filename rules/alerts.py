@@ -2,15 +2,18 @@
 
 States::
 
-    open ──acknowledge──▶ acknowledged
-      │                      │
-      ├──────resolve─────────┼──▶ resolved   (a person closed it, with a note)
-      └──────clear───────────┴──▶ cleared    (the condition has been absent long enough)
+    open ──acknowledge──▶ acknowledged ──assign──▶ assigned (re-assignable)
+      │                      │                        │
+      ├──────resolve─────────┴────────────────────────┼──▶ resolved  (a person, with a note)
+      └──────clear (condition absent long enough)─────┴──▶ cleared   (the engine)
+    resolved / cleared ──reopen──▶ open   (a person, or the condition returning)
 
-One *active* (open or acknowledged) alert per (rule, device, pollutant): repeats
-update it (last seen, count, worst value, severity only upward). After it is resolved
-or cleared, a new occurrence opens a new alert. Time here is device time, except for
-the offline rule, whose findings carry the wall clock the engine was given.
+One *active* (open, acknowledged or assigned) alert per (rule, device, pollutant):
+repeats update it (last seen, count, worst value, severity only upward). When the
+condition returns soon after the alert was resolved or cleared, the same alert reopens
+(store.alerts decides "soon", in device time); later, a new alert opens. A rule's
+cooldown drops new occurrences for a while after a clear. Time here is device time,
+except for the offline rule, whose findings carry the wall clock the engine was given.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from rules.errors import InvalidTransition
 from rules.findings import SEVERITY_RANK, Finding, seen_key
@@ -29,17 +33,21 @@ AlertKey = tuple[str, str, str]  # (rule, mn, pollutant)
 class AlertState(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
     RESOLVED = "resolved"
     CLEARED = "cleared"
 
 
-ACTIVE = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED})
+ACTIVE = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ASSIGNED})
 _ALLOWED: dict[AlertState, frozenset[AlertState]] = {
-    AlertState.OPEN: frozenset({AlertState.ACKNOWLEDGED, AlertState.RESOLVED,
-                                AlertState.CLEARED}),
-    AlertState.ACKNOWLEDGED: frozenset({AlertState.RESOLVED, AlertState.CLEARED}),
-    AlertState.RESOLVED: frozenset(),
-    AlertState.CLEARED: frozenset(),
+    AlertState.OPEN: frozenset({AlertState.ACKNOWLEDGED, AlertState.ASSIGNED,
+                                AlertState.RESOLVED, AlertState.CLEARED}),
+    AlertState.ACKNOWLEDGED: frozenset({AlertState.ASSIGNED, AlertState.RESOLVED,
+                                        AlertState.CLEARED}),
+    AlertState.ASSIGNED: frozenset({AlertState.ASSIGNED, AlertState.RESOLVED,
+                                    AlertState.CLEARED}),
+    AlertState.RESOLVED: frozenset({AlertState.OPEN}),
+    AlertState.CLEARED: frozenset({AlertState.OPEN}),
 }
 
 
@@ -65,6 +73,8 @@ class AlertUpsert:
     worst_value: float | None
     limit: float | None
     message: str
+    detail: Mapping[str, Any] = field(default_factory=dict)  # the trigger's evidence and rule
+    suppressed: str | None = None
 
     @property
     def key(self) -> AlertKey:
@@ -87,7 +97,7 @@ def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
         prev = acc.get(f.key)
         if prev is None:
             acc[f.key] = AlertUpsert(f.rule, f.mn, f.pollutant, f.severity, f.ts, f.ts, 1,
-                                     f.value, f.limit, f.message)
+                                     f.value, f.limit, f.message, f.detail, f.suppressed)
             continue
         worse = f.value is not None and (prev.worst_value is None or f.value > prev.worst_value)
         acc[f.key] = AlertUpsert(
@@ -95,7 +105,8 @@ def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
             max(prev.severity, f.severity, key=SEVERITY_RANK.__getitem__),
             min(prev.first_seen, f.ts), max(prev.last_seen, f.ts), prev.count + 1,
             f.value if worse else prev.worst_value, f.limit if f.limit is not None else prev.limit,
-            f.message if worse or f.ts >= prev.last_seen else prev.message)
+            f.message if worse or f.ts >= prev.last_seen else prev.message,
+            prev.detail, prev.suppressed)
     return list(acc.values())
 
 
@@ -107,10 +118,13 @@ class AlertBook:
     """
 
     def __init__(self, clear_after: Mapping[str, timedelta],
-                 default_clear_after: timedelta = timedelta(minutes=5)) -> None:
+                 default_clear_after: timedelta = timedelta(minutes=5),
+                 cooldown: Mapping[str, timedelta] | None = None) -> None:
         self.clear_after = dict(clear_after)
         self.default_clear_after = default_clear_after
+        self.cooldown = {k: v for k, v in (cooldown or {}).items() if v > timedelta(0)}
         self.active: dict[AlertKey, datetime] = {}
+        self.cleared: dict[AlertKey, datetime] = {}  # key → last seen when it cleared
 
     def load(self, active: Iterable[tuple[AlertKey, datetime]]) -> None:
         self.active = dict(active)
@@ -125,7 +139,7 @@ class AlertBook:
         fired earlier in the same round, so a backfill delivered in one batch ends with
         the same alert states as the live stream did.
         """
-        upserts = fold(findings)
+        upserts = [u for u in fold(findings) if not self._cooling(u)]
         last_fired = {u.key: u.last_seen for u in upserts}
         candidates = dict(self.active)
         for key, t in last_fired.items():
@@ -139,12 +153,22 @@ class AlertBook:
                 clears.append(key)
         return Plan(upserts, clears)
 
+    def _cooling(self, u: AlertUpsert) -> bool:
+        """A new occurrence within the rule's cooldown after a clear is dropped."""
+        wait = self.cooldown.get(u.rule)
+        if wait is None or u.key in self.active:
+            return False
+        cleared = self.cleared.get(u.key)
+        return cleared is not None and u.first_seen - cleared < wait
+
     def applied(self, plan: Plan) -> None:
         for u in plan.upserts:
             prev = self.active.get(u.key)
             self.active[u.key] = u.last_seen if prev is None else max(prev, u.last_seen)
         for key in plan.clears:
-            self.active.pop(key, None)
+            last = self.active.pop(key, None)
+            if last is not None:
+                self.cleared[key] = last
 
     def forget(self, key: AlertKey) -> None:
         self.active.pop(key, None)

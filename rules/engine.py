@@ -3,9 +3,14 @@
 Readings are judged by their device timestamps, so a replay gives the same findings
 as the live stream. A batch may hold several readings of one series; they are taken
 in *rounds* (the 1st new reading of every series, then the 2nd, …) so each value is
-judged against the window that preceded it, still one numpy call per round. A reading
-older than its series' newest is stored and judged for exceedance only (the windowed
-detectors assume arrival order; see the note in the README).
+judged against the window that preceded it, still one numpy call per rule and round.
+A reading older than its series' newest is stored and judged only by the detectors
+that do not depend on order (exceedance, implausible).
+
+Which detectors run on which series, with which parameters and gating ("N in a row",
+"for", hysteresis), comes from the rules file (``rules.config``). Gating state and
+detector state live here, per series row, so a restart that replays stored history
+through ``warm`` ends in the same state as the uninterrupted stream.
 
 Offline is about communication, not device clocks: it compares when ingest last
 *received* something from a device with the wall clock passed in, so a logger that is
@@ -17,24 +22,34 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import numpy as np
 
 from ingest.models import Reading
-from rules.detectors import Exceedance, Flatline, Offline, Spike
+from rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
+from rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
+from rules.detectors.base import FLAG_N, flag_codes
 from rules.findings import Finding, rule_name, seen_key
+from rules.plausible import plausible_range
 from rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
+MAINTENANCE_FLAGS = flag_codes("MC")
+EVIDENCE_POINTS = 30
 
 
 @dataclass(frozen=True, slots=True)
-class RuleParams:
-    window: int = 30
-    flatline_count: int = 10
-    spike_z: float = 8.0
-    offline_intervals: float = 5.0
+class DeviceMeta:
+    """What the engine needs to know of a device from the registry."""
+
+    device_type: str = "unknown"
+    enterprise: str = ""
+    point: str = ""
+    interval_s: float = 60.0
+    o2_ref: float | None = None
+    limits: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -45,28 +60,81 @@ class Evaluation:
     seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
 
 
+class _Instance:
+    """One bound rule (a detector with its parameters and gating) and all its state."""
+
+    def __init__(self, bound: Bound, capacity: int) -> None:
+        self.bound = bound
+        self.det = bound.detector
+        self.state: State | None = self.det.new_state(capacity)
+        self.gate = State(capacity, streak=(np.int64, 0), first=(np.float64, np.nan),
+                          firing=(np.bool_, False))
+        self.params = params_of(self.det)
+
+    def grow(self, capacity: int) -> None:
+        if self.state is not None:
+            self.state.grow(capacity)
+        self.gate.grow(capacity)
+
+
 def _epoch(ts: datetime) -> float:
     return ts.timestamp()
 
 
 class RuleEngine:
-    def __init__(self, params: RuleParams, limits: Mapping[tuple[str, str], float],
-                 intervals: Mapping[str, float], started_at: datetime) -> None:
-        self.params = params
-        self.exceedance = Exceedance()
-        self.flatline = Flatline(count=params.flatline_count)
-        self.spike = Spike(z=params.spike_z)
-        self.offline_rule = Offline(intervals=params.offline_intervals)
-        self.windows = Windows(max(params.window, params.flatline_count))
-        self.limits = dict(limits)
-        self.intervals = dict(intervals)
-        self.started_at = started_at
-        self.last_received: dict[str, datetime] = {}  # device → newest receive time
+    maintenance_grace_s = 600.0
 
-    def update_registry(self, limits: Mapping[tuple[str, str], float],
-                        intervals: Mapping[str, float]) -> None:
-        self.limits = dict(limits)
-        self.intervals = dict(intervals)
+    def __init__(self, rules: RuleSet, devices: Mapping[str, DeviceMeta],
+                 started_at: datetime) -> None:
+        self.rules = rules
+        self.devices = dict(devices)
+        self.started_at = started_at
+        self.offline_rule = Offline(intervals=rules.offline_intervals)
+        self.last_received: dict[str, datetime] = {}  # device → newest receive time
+        width = 2
+        for b in self._all_bound():
+            width = max(width, int(b.detector.history) + 1)
+        self.windows = Windows(width)
+        self._instances: list[_Instance] = []
+        self._inst_index: dict[tuple[Any, ...], int] = {}
+        self._applies = np.zeros((self.windows.capacity, 0), dtype=bool)
+        self._info: list[SeriesInfo] = []
+        cap = self.windows.capacity
+        self._limit = np.full(cap, np.nan)
+        self._lo = np.full(cap, -np.inf)
+        self._hi = np.full(cap, np.inf)
+        self._o2ref = np.full(cap, np.nan)
+        self._interval = np.full(cap, 60.0)
+        self._partner: dict[str, np.ndarray] = {r: np.full(cap, -1, dtype=np.int64)
+                                                for r in ("o2", "conc", "flow")}
+        self._by_device: dict[str, list[int]] = defaultdict(list)
+        self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
+        self._quiet = False
+
+    def _all_bound(self) -> list[Bound]:
+        """Every detector the rules could bind, with and without each override (to size
+        the shared window for the longest history any of them reads)."""
+        out: list[Bound] = []
+        for r in self.rules.rules:
+            variants = [dict(r.params)] + [{**r.params, **ov.params}
+                                          for ov in self.rules.overrides if ov.rule == r.name]
+            out.extend(Bound(r.name, CATALOG[r.detector](**p), r.gating, "") for p in variants)
+        return out
+
+    # -- registry -------------------------------------------------------------------
+    def update_registry(self, devices: Mapping[str, DeviceMeta]) -> None:
+        """New limits, intervals or bindings: every known series is re-resolved."""
+        self.devices = dict(devices)
+        for row in range(len(self.windows)):
+            self._describe_row(row)
+        self._link_partners(set(self._by_device))
+
+    def update_rules(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.offline_rule = Offline(intervals=rules.offline_intervals)
+        self._applies[:] = False
+        for row in range(len(self.windows)):
+            self._describe_row(row)
 
     def note_received(self, last: Mapping[str, datetime]) -> None:
         """Record when ingest last heard from devices (seeded from the store at start)."""
@@ -74,29 +142,97 @@ class RuleEngine:
             if mn not in self.last_received or ts > self.last_received[mn]:
                 self.last_received[mn] = ts
 
-    # -- readings ---------------------------------------------------------------------
-    def warm(self, readings: Sequence[Reading]) -> int:
-        """Refill the windows from stored history (at start), judging nothing.
+    def _grow(self) -> None:
+        cap = self.windows.capacity
+        if self._limit.shape[0] >= cap:
+            return
 
-        Without it a restart would forget the last values of every series: a stuck
-        sensor would need ``flatline_count`` new readings to be seen again, and its open
-        alert could clear meanwhile. Returns how many values went in.
+        def more(a: np.ndarray, fill: Any) -> np.ndarray:
+            b = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
+            b[: a.shape[0]] = a
+            return b
+
+        self._limit, self._lo = more(self._limit, np.nan), more(self._lo, -np.inf)
+        self._hi, self._o2ref = more(self._hi, np.inf), more(self._o2ref, np.nan)
+        self._interval = more(self._interval, 60.0)
+        self._applies = more(self._applies, False)
+        self._partner = {k: more(v, -1) for k, v in self._partner.items()}
+        for inst in self._instances:
+            inst.grow(cap)
+
+    def _instance(self, bound: Bound) -> int:
+        j = self._inst_index.get(bound.key)
+        if j is None:
+            j = len(self._instances)
+            self._instances.append(_Instance(bound, self.windows.capacity))
+            self._inst_index[bound.key] = j
+            self._applies = np.concatenate(
+                [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1)
+        return j
+
+    def _key(self, row: int) -> SeriesKey:
+        return cast(SeriesKey, self.windows.keys[row])
+
+    def _describe_row(self, row: int) -> None:
+        mn, pollutant, kind = self._key(row)
+        meta = self.devices.get(mn, DeviceMeta())
+        limit = meta.limits.get(pollutant)
+        info = SeriesInfo(mn, pollutant, kind, meta.device_type, meta.enterprise, meta.point,
+                          limit is not None)
+        if row < len(self._info):
+            self._info[row] = info
+        else:
+            self._info.append(info)
+        self._limit[row] = np.nan if limit is None else limit
+        self._lo[row], self._hi[row] = plausible_range(pollutant)
+        self._o2ref[row] = np.nan if meta.o2_ref is None else meta.o2_ref
+        self._interval[row] = meta.interval_s
+        self._applies[row, :] = False
+        for bound in self.rules.resolve(info):
+            j = self._instance(bound)  # may widen self._applies: index it afterwards
+            self._applies[row, j] = True
+
+    def _link_partners(self, mns: set[str]) -> None:
+        """Point each series of these devices at its partner channels (same kind)."""
+        for mn in mns:
+            rows = self._by_device.get(mn, [])
+            by_code: dict[tuple[str, str], int] = {}
+            for row in rows:
+                _, pollutant, kind = self._key(row)
+                by_code[(pollutant, kind)] = row
+            for row in rows:
+                _, pollutant, kind = self._key(row)
+                self._partner["o2"][row] = by_code.get((O2_CODE, kind), -1)
+                flows = sorted(r for (c, k), r in by_code.items() if k == kind and c in FLOW_CODES)
+                self._partner["flow"][row] = flows[0] if flows else -1
+                concs = sorted((c, r) for (c, k), r in by_code.items()
+                               if k == kind and c not in FLOW_CODES
+                               and np.isfinite(self._limit[r]))
+                self._partner["conc"][row] = concs[0][1] if concs else -1
+
+    def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
+        rows, new = self.windows.rows(keys)  # type: ignore[arg-type]
+        if new:
+            self._grow()
+            for row in new:
+                self._describe_row(row)
+                self._by_device[self._key(row)[0]].append(row)
+            self._link_partners({self._key(r)[0] for r in new})
+        return rows
+
+    # -- readings -------------------------------------------------------------------
+    def warm(self, readings: Sequence[Reading]) -> int:
+        """Replay stored history (at start) through every detector, raising nothing.
+
+        Windows, CUSUMs, averages and "N in a row" counters end where the stream left
+        them, so a restart neither forgets a stuck sensor nor re-raises what is open.
         """
-        by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
-        for r in readings:
-            if not r.stat:
-                by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
-        if not by_series:
-            return 0
-        keys = list(by_series)
-        rows = self.windows.rows(keys)  # type: ignore[arg-type]
-        series = [sorted(by_series[k], key=lambda r: r.ts)[-self.windows.width:] for k in keys]
-        for rnd in range(max(len(s) for s in series)):
-            sel = [i for i, s in enumerate(series) if len(s) > rnd]
-            batch = [series[i][rnd] for i in sel]
-            self.windows.push(rows[sel], np.fromiter((r.value for r in batch), float, len(sel)),
-                              np.fromiter((_epoch(r.ts) for r in batch), float, len(sel)))
-        return sum(len(s) for s in series)
+        self._quiet = True
+        try:
+            self.evaluate(readings)
+        finally:
+            self._quiet = False
+        return sum(1 for r in readings if not r.stat)
 
     def evaluate(self, readings: Sequence[Reading],
                  received: Mapping[str, datetime] | None = None) -> Evaluation:
@@ -117,52 +253,138 @@ class RuleEngine:
         if not by_series:
             return ev
         keys = list(by_series)
-        rows = self.windows.rows(keys)  # type: ignore[arg-type]
+        rows = self._rows(keys)
         for series in by_series.values():
-            series.sort(key=lambda r: r.ts)
-        depth = max(len(s) for s in by_series.values())
+            if len(series) > 1:
+                series.sort(key=lambda r: r.ts)
+        lists = list(by_series.values())
+        depth = max(len(s) for s in lists)
+        if depth == 1:
+            self._round(rows, [s[0] for s in lists], ev)
+            return ev
         for rnd in range(depth):
-            sel = [i for i, k in enumerate(keys) if len(by_series[k]) > rnd]
-            batch = [by_series[keys[i]][rnd] for i in sel]
-            self._round(rows[sel], batch, ev)
+            sel = [i for i, s in enumerate(lists) if len(s) > rnd]
+            self._round(rows[sel], [lists[i][rnd] for i in sel], ev)
         return ev
 
-    def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:
-        x = np.fromiter((r.value for r in batch), float, len(batch))
-        t = np.fromiter((_epoch(r.ts) for r in batch), float, len(batch))
-        limit = np.fromiter((self.limits.get((r.mn, r.pollutant), np.nan) for r in batch),
-                            float, len(batch))
-        valid = np.fromiter((r.flag == "N" for r in batch), bool, len(batch))
-        in_order = t > self.windows.last_t(rows)
-        window = self.windows.window(rows)
+    def _batch(self, rows: np.ndarray, batch: list[Reading]) -> Batch:
+        n = len(batch)
+        x = np.fromiter((r.value for r in batch), float, n)
+        t = np.fromiter((_epoch(r.ts) for r in batch), float, n)
+        flag = np.frombuffer("".join(r.flag for r in batch).encode("ascii"),
+                             dtype=np.uint8).copy()
+        window, wflag, wt = self.windows.window(rows)
+        return Batch(rows, x, t, flag, self._limit[rows], self._lo[rows], self._hi[rows],
+                     self._o2ref[rows], self._interval[rows], window, wflag, wt)
 
-        hit, score = self.exceedance(x, window, limit, valid)
-        for i in np.flatnonzero(hit):
-            r = batch[i]
-            sev = "critical" if score[i] >= self.exceedance.critical_ratio else "major"
-            ev.findings.append(Finding(rule_name("exceedance", r.kind.value), r.mn,
-                                       r.pollutant, r.ts, r.value, sev,
-                                       self.exceedance.describe(r.value, score[i], limit[i]),
-                                       float(limit[i]), {"ratio": round(float(score[i]), 4)}))
-        # Data flagged invalid (maintenance, calibration, stopped…) is not judged by the
-        # statistical rules and does not enter their windows: a calibration gas is not a
-        # spike, and it must not skew the median the next values are judged against.
-        for det in (self.spike, self.flatline):
-            hit, score = det(x, window, limit, valid)
-            for i in np.flatnonzero(hit & in_order & valid):
-                r = batch[i]
-                ev.findings.append(Finding(rule_name(det.name, r.kind.value), r.mn,
-                                           r.pollutant, r.ts, r.value,
-                                           det.severity, det.describe(r.value, score[i], 0.0),
-                                           None if np.isnan(limit[i]) else float(limit[i]),
-                                           {"score": round(float(score[i]), 3)}))
-        keep = np.flatnonzero(in_order & valid)
+    def _partners(self, b: Batch, roles: tuple[str, ...],
+                  where: np.ndarray, full: Batch) -> dict[str, Partner]:
+        out = {}
+        for role in roles:
+            prow = self._partner[role][b.rows]
+            have = prow >= 0
+            safe = np.where(have, prow, 0)
+            pos = where[safe]
+            x = np.where(have & (pos >= 0), full.x[np.maximum(pos, 0)],
+                         np.where(have, self.windows.latest(safe), np.nan))
+            x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N),
+                         np.nan, x)
+            vals, flags, _ = self.windows.window(safe)
+            win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
+            out[role] = Partner(x, win)
+        return out
+
+    def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:
+        full = self._batch(rows, batch)
+        in_order = full.t > self.windows.last_t(rows)
+        where = np.full(self.windows.capacity, -1, dtype=np.int64)
+        where[rows] = np.arange(rows.shape[0])
+        maint = np.isin(full.flag, MAINTENANCE_FLAGS)
+        for i in np.flatnonzero(maint).tolist():
+            mn = batch[i].mn
+            self._maint[mn] = max(self._maint.get(mn, -np.inf), full.t[i])
+        applies = self._applies[rows]
+        for j, inst in enumerate(self._instances):
+            det = inst.det
+            mask = applies[:, j] if det.order_free else applies[:, j] & in_order
+            if not mask.any():
+                continue
+            idx = np.flatnonzero(mask)
+            b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
+            if det.partners:
+                b = Batch(b.rows, b.x, b.t, b.flag, b.limit, b.lo, b.hi, b.o2ref, b.interval,
+                          b.window, b.wflag, b.wt, self._partners(b, det.partners, where, full))
+            hits = det(b, inst.state)
+            hit = hits.hit if det.judges_invalid else hits.hit & b.valid
+            fire = self._gate(inst, b, hit, hits.score)
+            if self._quiet or not fire.any():
+                continue
+            for k in np.flatnonzero(fire).tolist():
+                i = int(idx[k])
+                value = float(hits.value[k]) if hits.value is not None else float(full.x[i])
+                self._finding(inst, batch[i], int(rows[i]), value, float(hits.score[k]),
+                              full, i, ev)
+        keep = np.flatnonzero(in_order)
         if keep.size:
-            self.windows.push(rows[keep], x[keep], t[keep])
+            self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
+
+    def _gate(self, inst: _Instance, b: Batch, hit: np.ndarray,
+              score: np.ndarray) -> np.ndarray:
+        """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing."""
+        g = inst.bound.gating
+        r = b.rows
+        streak, first, firing = inst.gate["streak"][r], inst.gate["first"][r], \
+            inst.gate["firing"][r]
+        on = hit.copy()
+        if g.clear_score is not None:
+            on |= firing & (np.nan_to_num(score, nan=-np.inf) >= g.clear_score)
+        streak = np.where(on, streak + 1, 0)
+        first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
+        fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        inst.gate["streak"][r] = streak
+        inst.gate["first"][r] = first
+        inst.gate["firing"][r] = fire | (firing & on)
+        return fire
+
+    def _finding(self, inst: _Instance, r: Reading, row: int, value: float, score: float,
+                 full: Batch, i: int, ev: Evaluation) -> None:
+        b, g = inst.bound, inst.bound.gating
+        info = self._info[row]
+        limit = float(full.limit[i])
+        severity = g.severity
+        if g.critical_score is not None and score >= g.critical_score:
+            severity = "critical"
+        name = rule_name(b.name, r.kind.value)
+        suppressed = self.rules.silenced(b.name, info, r.ts)
+        if suppressed is None and g.mute_on_maintenance:
+            since = full.t[i] - self._maint.get(r.mn, -np.inf)
+            if since <= self.maintenance_grace_s:
+                suppressed = "device reports maintenance or calibration (flag M/C)"
+        # evidence: the values the rule saw, so the alert can be judged on its own
+        n = EVIDENCE_POINTS
+        ts = [*full.wt[i, -n:].tolist(), full.t[i]]
+        vs = [*full.window[i, -n:].tolist(), full.x[i]]
+        fl = bytes([*full.wflag[i, -n:].tolist(), int(full.flag[i])])
+        keep = [k for k, t in enumerate(ts) if t == t]  # drop empty (NaN) slots
+        detail: dict[str, Any] = {
+            "score": round(score, 4) if score == score else None,
+            "rule": {"name": b.name, "detector": inst.det.kind, "params": inst.params,
+                     "version": b.version, "digest": self.rules.digest[:12],
+                     "count": g.count, "for_s": g.for_s, "clear_score": g.clear_score},
+            "evidence": {"t": [round(ts[k], 3) for k in keep],
+                         "v": [vs[k] for k in keep],
+                         "flag": "".join(chr(fl[k]) for k in keep)},
+        }
+        pollutant = "" if inst.det.scope == "device" else r.pollutant
+        ev.findings.append(Finding(
+            name, r.mn, pollutant, r.ts, value, severity,
+            inst.det.describe(value, score, limit) + (f" [{r.pollutant}]" if not pollutant
+                                                      else ""),
+            None if np.isnan(limit) else limit, detail, suppressed))
 
     # -- the clock --------------------------------------------------------------------
     def check_offline(self, now: datetime, devices: Sequence[str] | None = None) -> Evaluation:
-        """Devices not heard from for ``offline_intervals`` intervals, as of ``now``.
+        """Devices not heard from for ``offline.intervals`` intervals, as of ``now``.
 
         Silence is measured from the engine's start at the earliest, so starting ingest
         (after an outage too) does not declare the whole fleet offline at once. With
@@ -170,23 +392,45 @@ class RuleEngine:
         worker judges a device by what any of them heard.
         """
         ev = Evaluation()
-        mns = list(devices if devices is not None else self.intervals)
+        if not self.rules.offline_enabled:
+            return ev
+        mns = list(devices if devices is not None else self.devices)
         if not mns:
             return ev
-        # measured from our start at the earliest: after a restart the backlog held by the
-        # broker has not been read yet, so "silent" before it is not known
         start = _epoch(self.started_at)
         last = np.array([max(_epoch(self.last_received.get(mn, self.started_at)), start)
                          for mn in mns])
-        interval = np.array([self.intervals.get(mn, 60.0) for mn in mns])
+        interval = np.array([self.devices.get(mn, DeviceMeta()).interval_s for mn in mns])
         silent = self.offline_rule.silent(last, interval, _epoch(now))
         for i in np.flatnonzero(silent):
             mn = mns[i]
             minutes = (_epoch(now) - last[i]) / 60.0
             since = datetime.fromtimestamp(last[i], UTC)
+            meta = self.devices.get(mn, DeviceMeta())
+            info = SeriesInfo(mn, "", "rtd", meta.device_type, meta.enterprise, meta.point,
+                              False)
             ev.findings.append(Finding(
-                "offline", mn, "", now, round(float(minutes), 2), self.offline_rule.severity,
+                "offline", mn, "", now, round(float(minutes), 2), self.rules.offline_severity,
                 f"no data since {since.isoformat(timespec='seconds')} "
                 f"({minutes:.1f} min; expected every {interval[i]:g} s)",
-                None, {"last_seen": since.isoformat()}))
+                None, {"last_seen": since.isoformat(),
+                       "rule": {"name": "offline", "intervals": self.rules.offline_intervals,
+                                "version": self.rules.version}},
+                self.rules.silenced("offline", info, now)))
         return ev
+
+    # -- lifecycle settings the alert book needs --------------------------------------
+    def clear_after(self) -> dict[str, timedelta]:
+        """Per rule name (with every kind suffix): how long a condition must be gone."""
+        out = {"offline": timedelta(seconds=self.rules.offline_clear_after_s)}
+        for r in self.rules.rules:
+            for kind in ("rtd", "min", "hour", "day"):
+                out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
+        return out
+
+    def cooldowns(self) -> dict[str, timedelta]:
+        out = {}
+        for r in self.rules.rules:
+            for kind in ("rtd", "min", "hour", "day"):
+                out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.cooldown_s)
+        return out

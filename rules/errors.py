@@ -7,3 +7,7 @@ class RuleError(Exception):
 
 class InvalidTransition(RuleError):
     """An alert cannot move from its current state to the one asked for."""
+
+
+class RulesFileError(RuleError):
+    """A rules file that cannot be used; the message names the file, line and reason."""

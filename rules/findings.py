@@ -35,6 +35,9 @@ class Finding:
     message: str
     limit: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # why the alert is muted (maintenance flags, a declared silence), None if it is not:
+    # a muted alert is still stored and shown as such, never dropped
+    suppressed: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

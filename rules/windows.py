@@ -1,6 +1,8 @@
-"""Per-series ring buffers: a row per series, the last ``width`` values in arrival order.
+"""Per-series ring buffers: a row per series, its last ``width`` readings in time order.
 
-One 2-D array for all series keeps every detector a single vectorised numpy call.
+One 2-D array per field for all series keeps every detector a single vectorised numpy
+call. Values are kept whatever their flag (flag abuse and false stops are judged on
+flags); statistics mask the invalid ones out (``Batch.valid_window``).
 """
 
 from __future__ import annotations
@@ -16,48 +18,73 @@ class Windows:
             raise ValueError("window width must be ≥ 2")
         self.width = width
         self._index: dict[Hashable, int] = {}
+        self.keys: list[Hashable] = []
         self._vals = np.full((capacity, width), np.nan)
+        self._flags = np.zeros((capacity, width), dtype=np.uint8)
+        self._times = np.full((capacity, width), np.nan)
         self._pos = np.zeros(capacity, dtype=np.int64)  # next slot to write = oldest
-        self._count = np.zeros(capacity, dtype=np.int64)
         self._last_t = np.full(capacity, -np.inf)  # newest device time (epoch s)
 
     def __len__(self) -> int:
         return len(self._index)
 
-    def rows(self, keys: list[Hashable]) -> np.ndarray:
-        """Row numbers for keys, creating rows for new series."""
+    @property
+    def capacity(self) -> int:
+        return int(self._pos.shape[0])
+
+    def row(self, key: Hashable) -> int | None:
+        return self._index.get(key)
+
+    def rows(self, keys: list[Hashable]) -> tuple[np.ndarray, list[int]]:
+        """Row numbers for keys, creating rows for new series; also the new rows."""
         out = np.empty(len(keys), dtype=np.int64)
+        new: list[int] = []
         for i, k in enumerate(keys):
             row = self._index.get(k)
             if row is None:
                 row = len(self._index)
-                if row >= len(self._pos):
+                if row >= self.capacity:
                     self._grow()
                 self._index[k] = row
+                self.keys.append(k)
+                new.append(row)
             out[i] = row
-        return out
+        return out, new
 
     def _grow(self) -> None:
-        cap = len(self._pos) * 2
-        vals = np.full((cap, self.width), np.nan)
-        vals[: len(self._vals)] = self._vals
-        self._vals = vals
-        self._pos = np.concatenate([self._pos, np.zeros(cap - len(self._pos), dtype=np.int64)])
-        self._count = np.concatenate([self._count, np.zeros(cap - len(self._count),
-                                                             dtype=np.int64)])
-        self._last_t = np.concatenate([self._last_t, np.full(cap - len(self._last_t), -np.inf)])
+        cap = self.capacity * 2
 
-    def window(self, rows: np.ndarray) -> np.ndarray:
-        """Values of ``rows`` ordered oldest → newest; unfilled slots are NaN at the front."""
-        idx = (self._pos[rows, None] + np.arange(self.width)) % self.width
-        return self._vals[rows[:, None], idx]
+        def more(a: np.ndarray, fill: float | int) -> np.ndarray:
+            b = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
+            b[: a.shape[0]] = a
+            return b
+
+        self._vals, self._flags = more(self._vals, np.nan), more(self._flags, 0)
+        self._times, self._pos = more(self._times, np.nan), more(self._pos, 0)
+        self._last_t = more(self._last_t, -np.inf)
+
+    def _order(self, rows: np.ndarray) -> np.ndarray:
+        return (self._pos[rows, None] + np.arange(self.width)) % self.width
+
+    def window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Values, flags and times of ``rows``, oldest → newest; empty slots at the front."""
+        idx = self._order(rows)
+        r = rows[:, None]
+        return self._vals[r, idx], self._flags[r, idx], self._times[r, idx]
+
+    def latest(self, rows: np.ndarray) -> np.ndarray:
+        """Each row's newest value (NaN for a row never written)."""
+        return self._vals[rows, (self._pos[rows] - 1) % self.width]
 
     def last_t(self, rows: np.ndarray) -> np.ndarray:
         return self._last_t[rows]
 
-    def push(self, rows: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
-        """Append one value per row (rows must be distinct)."""
-        self._vals[rows, self._pos[rows]] = values
-        self._pos[rows] = (self._pos[rows] + 1) % self.width
-        self._count[rows] += 1
+    def push(self, rows: np.ndarray, values: np.ndarray, flags: np.ndarray,
+             times: np.ndarray) -> None:
+        """Append one reading per row (rows must be distinct)."""
+        pos = self._pos[rows]
+        self._vals[rows, pos] = values
+        self._flags[rows, pos] = flags
+        self._times[rows, pos] = times
+        self._pos[rows] = (pos + 1) % self.width
         self._last_t[rows] = np.maximum(self._last_t[rows], times)

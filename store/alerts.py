@@ -4,16 +4,18 @@ Repeats update the alert (last seen, count, worst value) without an event: an al
 firing every few seconds for a day would otherwise write tens of thousands of rows and
 pushes. An escalation of severity is an event ("updated").
 
-The upsert targets the partial unique index ``alerts_one_active``: if a person has
-resolved the alert meanwhile, the conflict no longer exists and a new alert opens,
-which is what the lifecycle says should happen.
+The upsert targets the partial unique index ``alerts_one_active``. When there is no
+active alert for the key, the newest alert of the key is reopened if it was closed
+(resolved by a person or cleared by the engine) no more than ``reopen_within`` before
+the condition returned, in device time; otherwise a new alert opens.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from rules.alerts import AlertKey, Plan
 
@@ -21,12 +23,14 @@ NOTIFY_CHANNEL = "offsite_alert_events"
 
 _UPSERT = """
 WITH prev AS (SELECT severity FROM alerts WHERE rule = %(rule)s AND mn = %(mn)s
-              AND pollutant = %(pollutant)s AND state IN ('open', 'acknowledged'))
+              AND pollutant = %(pollutant)s AND state IN ('open', 'acknowledged', 'assigned'))
 INSERT INTO alerts AS a (rule, mn, pollutant, severity, state, first_seen, last_seen, count,
-                         worst_value, limit_value, message)
+                         worst_value, limit_value, message, detail, suppressed)
 VALUES (%(rule)s, %(mn)s, %(pollutant)s, %(severity)s, 'open', %(first_seen)s,
-        %(last_seen)s, %(count)s, %(worst)s, %(limit)s, %(message)s)
-ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged') DO UPDATE SET
+        %(last_seen)s, %(count)s, %(worst)s, %(limit)s, %(message)s, %(detail)s,
+        %(suppressed)s)
+ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged', 'assigned')
+DO UPDATE SET
     last_seen = greatest(a.last_seen, excluded.last_seen),
     first_seen = least(a.first_seen, excluded.first_seen),
     count = a.count + excluded.count,
@@ -41,17 +45,42 @@ ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged') DO UPD
 RETURNING id, (xmax = 0) AS inserted, a.severity <> (SELECT severity FROM prev) AS escalated
 """
 
+_REOPEN = """
+UPDATE alerts AS a SET state = 'open', reopened = a.reopened + 1,
+    last_seen = greatest(a.last_seen, %(last_seen)s), count = a.count + %(count)s,
+    worst_value = greatest(a.worst_value, %(worst)s),
+    severity = CASE WHEN array_position(ARRAY['info','warning','major','critical'],
+                                        %(severity)s::text)
+                       > array_position(ARRAY['info','warning','major','critical'], a.severity)
+                    THEN %(severity)s ELSE a.severity END,
+    message = %(message)s, closed_at = NULL, closed_by = NULL, close_note = NULL,
+    updated_at = now()
+WHERE a.id = (SELECT id FROM alerts WHERE rule = %(rule)s AND mn = %(mn)s
+              AND pollutant = %(pollutant)s ORDER BY id DESC LIMIT 1)
+  AND a.state IN ('resolved', 'cleared')
+  AND %(first_seen)s - a.last_seen <= %(reopen)s
+RETURNING id
+"""
 
-def apply_plan(conn: psycopg.Connection, plan: Plan) -> list[tuple[int, str]]:
+
+def apply_plan(conn: psycopg.Connection, plan: Plan,
+               reopen_within: timedelta = timedelta(hours=6)) -> list[tuple[int, str]]:
     """Write a plan in the caller's transaction; return (alert id, event kind) pairs."""
     events: list[tuple[int, str]] = []
     with conn.cursor() as cur:
         for u in plan.upserts:
-            cur.execute(_UPSERT, {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant,
-                                  "severity": u.severity, "first_seen": u.first_seen,
-                                  "last_seen": u.last_seen, "count": u.count,
-                                  "worst": u.worst_value, "limit": u.limit,
-                                  "message": u.message})
+            args = {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant,
+                    "severity": u.severity, "first_seen": u.first_seen,
+                    "last_seen": u.last_seen, "count": u.count, "worst": u.worst_value,
+                    "limit": u.limit, "message": u.message, "detail": Jsonb(dict(u.detail)),
+                    "suppressed": u.suppressed, "reopen": reopen_within}
+            if reopen_within > timedelta(0):
+                cur.execute(_REOPEN, args)
+                reopened = cur.fetchone()
+                if reopened is not None:
+                    events.append((reopened[0], "reopened"))
+                    continue
+            cur.execute(_UPSERT, args)
             row = cur.fetchone()
             assert row is not None
             if row[1]:
@@ -63,7 +92,8 @@ def apply_plan(conn: psycopg.Connection, plan: Plan) -> list[tuple[int, str]]:
                                   closed_by = 'engine', updated_at = now(),
                                   close_note = 'condition absent'
                            WHERE rule = %s AND mn = %s AND pollutant = %s
-                             AND state IN ('open', 'acknowledged') RETURNING id""",
+                             AND state IN ('open', 'acknowledged', 'assigned')
+                           RETURNING id""",
                         (rule, mn, pollutant))
             events.extend((r[0], "cleared") for r in cur.fetchall())
         for alert_id, kind in events:
@@ -78,7 +108,7 @@ def apply_plan(conn: psycopg.Connection, plan: Plan) -> list[tuple[int, str]]:
 def load_active(conn: psycopg.Connection) -> list[tuple[AlertKey, datetime]]:
     return [((rule, mn, pol), last) for rule, mn, pol, last in conn.execute(
         "SELECT rule, mn, pollutant, last_seen FROM alerts "
-        "WHERE state IN ('open', 'acknowledged')")]
+        "WHERE state IN ('open', 'acknowledged', 'assigned')")]
 
 
 def counts_by_rule(conn: psycopg.Connection) -> dict[str, dict[str, int]]:

@@ -12,7 +12,15 @@ from fastapi.responses import StreamingResponse
 
 from api import queries
 from api.deps import Conn, FeedDep
-from api.models import AlertAction, AlertDetail, AlertPublic, Severity, State
+from api.models import (
+    AlertAction,
+    AlertAssign,
+    AlertComment,
+    AlertDetail,
+    AlertPublic,
+    Severity,
+    State,
+)
 from rules.alerts import AlertState
 from rules.errors import InvalidTransition
 
@@ -95,9 +103,12 @@ async def get_alert(alert_id: int, conn: Conn) -> dict:
     return row
 
 
-async def _act(conn: Conn, alert_id: int, target: AlertState, body: AlertAction) -> dict:
+async def _act(conn: Conn, alert_id: int, target: AlertState | None,
+               body: AlertAction | AlertAssign | AlertComment) -> dict:
+    assignee = body.assignee if isinstance(body, AlertAssign) else None
     try:
-        found = await queries.act_on_alert(conn, alert_id, target, body.by, body.note)
+        found = await queries.act_on_alert(conn, alert_id, target, body.by, body.note,
+                                           assignee)
     except InvalidTransition as exc:
         raise HTTPException(409, str(exc)) from exc
     if not found:
@@ -119,3 +130,27 @@ async def acknowledge(alert_id: int, body: AlertAction, conn: Conn) -> dict:
                         409: {"description": "not allowed in the alert's state"}})
 async def resolve(alert_id: int, body: AlertAction, conn: Conn) -> dict:
     return await _act(conn, alert_id, AlertState.RESOLVED, body)
+
+
+@router.post("/{alert_id}/assign", response_model=AlertDetail,
+             responses={404: {"description": "no such alert"},
+                        409: {"description": "not allowed in the alert's state"}})
+async def assign(alert_id: int, body: AlertAssign, conn: Conn) -> dict:
+    """Hand an active alert to someone (again, to re-assign it)."""
+    return await _act(conn, alert_id, AlertState.ASSIGNED, body)
+
+
+@router.post("/{alert_id}/reopen", response_model=AlertDetail,
+             responses={404: {"description": "no such alert"},
+                        409: {"description": "not allowed in the alert's state"}})
+async def reopen(alert_id: int, body: AlertAction, conn: Conn) -> dict:
+    """Reopen a resolved or cleared alert (the engine also does, when its condition
+    returns within OFFSITE_ALERT_REOPEN_S)."""
+    return await _act(conn, alert_id, AlertState.OPEN, body)
+
+
+@router.post("/{alert_id}/comments", response_model=AlertDetail,
+             responses={404: {"description": "no such alert"}})
+async def comment(alert_id: int, body: AlertComment, conn: Conn) -> dict:
+    """Add a comment to the alert's history, in any state."""
+    return await _act(conn, alert_id, None, body)

@@ -49,9 +49,11 @@ def broker(tmp_path: Path) -> Iterator[OwnMosquitto]:
 
 
 def _ingest(tmp_path: Path, db_url: str, mqtt_url: str, **extra: str) -> IngestProcess:
+    rules = tmp_path / "rules.toml"  # the publisher pauses on purpose: not "offline"
+    rules.write_text('base = "default"\n[offline]\nenabled = false\n')
     env = {"OFFSITE_DATABASE_URL": db_url, "OFFSITE_MQTT_URL": mqtt_url,
            "OFFSITE_MQTT_TOPIC": TOPIC, "OFFSITE_MQTT_CLIENT_ID": "offsite-fault-test",
-           "OFFSITE_OFFLINE_INTERVALS": "100000", **extra}
+           "OFFSITE_RULES_FILE": str(rules), **extra}
     return IngestProcess(env, tmp_path / "ingest.log")
 
 

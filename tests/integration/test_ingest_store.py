@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -100,9 +101,11 @@ def test_redelivered_message_is_stored_once_and_judged_once(
 
 
 def test_offline_alert_opens_on_timer_and_clears_when_device_reports(
-        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+        db_url: str, mqtt_url: str, unique_topic: str, tmp_path: Path) -> None:
     register(db_url, REGISTRY)
-    settings = make_settings(db_url, mqtt_url, unique_topic, offline_intervals=2.0,
+    rules = tmp_path / "rules.toml"
+    rules.write_text('base = "default"\n[offline]\nintervals = 2\n')
+    settings = make_settings(db_url, mqtt_url, unique_topic, rules_file=rules,
                              offline_check_s=0.2)
     with running_ingest(settings):
         # OTHER reports; MN stays silent: after 2 intervals of 1 s it is offline
@@ -258,20 +261,20 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
 
 def test_rule_windows_survive_an_ingest_restart(db_url: str, mqtt_url: str,
                                                 unique_topic: str) -> None:
-    """A sensor stuck across a restart: 6 identical values before, 4 after — the flatline
-    (10 in a row) is seen because the windows are refilled from the store at start."""
+    """A sensor stuck across a restart: 4 identical values before, 2 after — the flatline
+    (6 in a row by default) is seen because rule state is rebuilt from the store at start."""
     register(db_url, REGISTRY)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     topic = topic_for(unique_topic, MN)
-    stuck = [(topic, _payload(t0 + timedelta(seconds=i), a21026=17.4)) for i in range(10)]
+    stuck = [(topic, _payload(t0 + timedelta(seconds=i), a21026=17.4)) for i in range(6)]
     settings = make_settings(db_url, mqtt_url, unique_topic)
     with running_ingest(settings) as first:
-        publish_raw(mqtt_url, stuck[:6])
-        wait_for(lambda: first.stats.readings_stored == 6, what="first six stored")
+        publish_raw(mqtt_url, stuck[:4])
+        wait_for(lambda: first.stats.readings_stored == 4, what="first four stored")
     assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline'") == 0
     with running_ingest(settings) as second:
-        publish_raw(mqtt_url, stuck[6:])
-        wait_for(lambda: second.stats.readings_stored == 4, what="last four stored")
+        publish_raw(mqtt_url, stuck[4:])
+        wait_for(lambda: second.stats.readings_stored == 2, what="last two stored")
     assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline' "
                   "AND state = 'open'") == 1
 

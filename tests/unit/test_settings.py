@@ -39,7 +39,7 @@ def test_defaults():
     assert s.mqtt_topic == "devices/+/telemetry"
     assert s.batch_max_readings == 5000 and s.batch_max_delay_ms == 200
     assert s.max_payload_bytes == 256 * 1024
-    assert s.rule_window == 30 and s.flatline_count == 10 and s.spike_z == 8.0
+    assert s.rules_file is None and s.rule_warm_max == 240 and s.alert_reopen_s == 21600
     assert s.qr_secret == DEV_QR_SECRET and s.qr_key_id == "k1"
     assert s.data_dir == Path(".offsite")
     assert s.registry_file is None
@@ -52,14 +52,14 @@ def test_env_overrides(monkeypatch):
     monkeypatch.setenv("OFFSITE_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("OFFSITE_DATABASE_URL", "postgresql://u:p@db:5432/offsite")
     monkeypatch.setenv("OFFSITE_MQTT_URL", "mqtt://broker:1883")
-    monkeypatch.setenv("OFFSITE_SPIKE_Z", "6.5")
+    monkeypatch.setenv("OFFSITE_ALERT_REOPEN_S", "60")
     monkeypatch.setenv("OFFSITE_REGISTRY_FILE", "/etc/offsite/registry.toml")
     s = load_settings()
     assert s.http_port == 9001 and s.http_host == "0.0.0.0"
     assert s.log_level == "DEBUG"
     assert s.database_url == "postgresql://u:p@db:5432/offsite"
     assert s.mqtt_url == "mqtt://broker:1883"
-    assert s.spike_z == 6.5
+    assert s.alert_reopen_s == 60
     assert s.registry_file == Path("/etc/offsite/registry.toml")
     assert s.base_url == "http://0.0.0.0:9001"
 
@@ -98,10 +98,9 @@ def test_settings_are_frozen():
     ("OFFSITE_BATCH_MAX_DELAY_MS", "60001"),
     ("OFFSITE_MAX_PAYLOAD_BYTES", "100"),
     ("OFFSITE_MAX_AGE_DAYS", "0"),
-    ("OFFSITE_RULE_WINDOW", "4"),
-    ("OFFSITE_FLATLINE_COUNT", "2"),
-    ("OFFSITE_SPIKE_Z", "0"),
-    ("OFFSITE_OFFLINE_INTERVALS", "-1"),
+    ("OFFSITE_RULE_WARM_MAX", "-1"),
+    ("OFFSITE_ALERT_REOPEN_S", "-1"),
+    ("OFFSITE_RULES_FILE", "/no/such/rules.toml"),
     ("OFFSITE_MQTT_KEEPALIVE_S", "1"),
 ])
 def test_invalid_env_values_name_the_variable(monkeypatch, var, value):
@@ -113,9 +112,17 @@ def test_invalid_env_values_name_the_variable(monkeypatch, var, value):
 
 def test_several_problems_are_reported_together(monkeypatch):
     monkeypatch.setenv("OFFSITE_HTTP_PORT", "-1")
-    monkeypatch.setenv("OFFSITE_SPIKE_Z", "-1")
+    monkeypatch.setenv("OFFSITE_ALERT_REOPEN_S", "-1")
     msg = refused()
-    assert "OFFSITE_HTTP_PORT" in msg and "OFFSITE_SPIKE_Z" in msg
+    assert "OFFSITE_HTTP_PORT" in msg and "OFFSITE_ALERT_REOPEN_S" in msg
+
+
+def test_a_bad_rules_file_is_refused_at_start_with_its_line(monkeypatch, tmp_path):
+    bad = tmp_path / "rules.toml"
+    bad.write_text('base = "default"\n\n[[rule]]\nname = "mine"\ndetector = "spikey"\n')
+    monkeypatch.setenv("OFFSITE_RULES_FILE", str(bad))
+    msg = refused()
+    assert "OFFSITE_RULES_FILE" in msg and f"{bad}:5:" in msg and "spikey" in msg
 
 
 def test_invalid_override_names_the_variable():

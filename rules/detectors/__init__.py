@@ -1,0 +1,21 @@
+"""The detector catalog. Each detector is a frozen dataclass of parameters following the
+contract in ``base.py``; rules files name them by ``kind``."""
+
+from __future__ import annotations
+
+from rules.detectors.averages import AverageExceedance
+from rules.detectors.base import Batch, Detector, Hits, Partner, State, params_of
+from rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
+from rules.detectors.limits import Clamp, Exceedance, Implausible
+from rules.detectors.physics import Dilution, FalseStop, FlowZero
+from rules.detectors.stats import Drift, Flatline, Spike, Stat
+
+CATALOG: dict[str, type] = {d.kind: d for d in (
+    Exceedance, AverageExceedance, Implausible, Clamp, Spike, Flatline, Stat, Drift,
+    Dilution, FlowZero, FalseStop, CopyPaste, FlagAbuse, Capture)}
+"""Round detectors by kind. ``offline`` runs on a timer and is configured apart."""
+
+__all__ = ["CATALOG", "AverageExceedance", "Batch", "Capture", "Clamp", "CopyPaste",
+           "Detector", "Dilution", "Drift", "Exceedance", "FalseStop", "FlagAbuse",
+           "Flatline", "FlowZero", "Hits", "Implausible", "Offline", "Partner", "Spike",
+           "Stat", "State", "params_of"]

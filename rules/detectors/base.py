@@ -1,0 +1,136 @@
+"""The one contract every detector follows, and the arrays it is given.
+
+A detector judges a *round*: for n series at once, each series' newest reading against
+the values that preceded it. It is a frozen object (its parameters) plus, where it
+needs memory longer than the shared window (a CUSUM, an hourly average, a day of
+fingerprints), an explicit ``State`` the engine owns and passes in. Same parameters,
+same state, same batch → same answer: nothing reads a clock or draws a random number,
+which is what lets ``offsite eval`` and a restart's warm-up replay history exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+# HJ 212 data flags as uint8 codes (ord), so flags live in numpy arrays.
+FLAG_N = ord("N")
+EMPTY = 0  # a window slot that has never been written
+
+
+def flag_codes(flags: str) -> np.ndarray:
+    return np.frombuffer(flags.encode("ascii"), dtype=np.uint8).copy()
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """Another channel of the same device, aligned with the batch's rows (NaN if none)."""
+
+    x: np.ndarray  # float[n]: its value at the same instant (or its latest)
+    window: np.ndarray  # float[n, W]: its recent values, oldest → newest (valid only)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One round: n series, one new reading each, and what came before it."""
+
+    rows: np.ndarray  # int64[n]: the series' row numbers (index into State arrays)
+    x: np.ndarray  # float64[n]
+    t: np.ndarray  # float64[n]: device time, epoch seconds
+    flag: np.ndarray  # uint8[n]: HJ 212 flag codes
+    limit: np.ndarray  # float64[n]: permit limit, NaN where none
+    lo: np.ndarray  # float64[n]: lowest physically possible value (-inf if unknown)
+    hi: np.ndarray  # float64[n]: highest physically possible value (+inf if unknown)
+    o2ref: np.ndarray  # float64[n]: the point's reference O2 %, NaN where none
+    interval: np.ndarray  # float64[n]: the device's reporting interval, s
+    window: np.ndarray  # float64[n, W]: previous values, oldest → newest, NaN where empty
+    wflag: np.ndarray  # uint8[n, W]: their flags (EMPTY where empty)
+    wt: np.ndarray  # float64[n, W]: their device times (NaN where empty)
+    partners: Mapping[str, Partner] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.flag == FLAG_N
+
+    def valid_window(self) -> np.ndarray:
+        """The window with invalid-flagged values as NaN: what statistics are taken over."""
+        return np.where(self.wflag == FLAG_N, self.window, np.nan)
+
+    def take(self, idx: np.ndarray) -> Batch:
+        """The sub-batch of rows ``idx`` (a rule that applies to some series only)."""
+        kw: dict[str, Any] = {f.name: getattr(self, f.name)[idx] for f in fields(self)
+                              if f.name != "partners"}
+        kw["partners"] = {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}
+        return Batch(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Hits:
+    hit: np.ndarray  # bool[n]
+    score: np.ndarray  # float[n]: larger = worse, NaN where nothing was judged
+    value: np.ndarray | None = None  # what a finding reports, when not the reading (an average)
+
+
+class State:
+    """Per-series arrays a stateful detector keeps between rounds, grown with the engine."""
+
+    def __init__(self, capacity: int, **spec: tuple[Any, Any] | tuple[Any, Any, int]) -> None:
+        # spec: name → (dtype, fill) or (dtype, fill, width) for a 2-D array
+        self._spec = spec
+        self.arrays: dict[str, np.ndarray] = {}
+        for name, s in spec.items():
+            self.arrays[name] = self._new(capacity, *s)
+
+    @staticmethod
+    def _new(capacity: int, dtype: Any, fill: Any, width: int = 0) -> np.ndarray:
+        shape = (capacity, width) if width else (capacity,)
+        return np.full(shape, fill, dtype=dtype)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    @property
+    def capacity(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+
+    def grow(self, capacity: int) -> None:
+        for name, s in self._spec.items():
+            old = self.arrays[name]
+            if old.shape[0] >= capacity:
+                continue
+            new = self._new(capacity, *s)
+            new[: old.shape[0]] = old
+            self.arrays[name] = new
+
+
+class Detector(Protocol):
+    """What the engine calls. ``kind`` is the name rules files use."""
+
+    kind: ClassVar[str]
+    scope: ClassVar[str]  # "series": a finding per series; "device": one per device
+    partners: ClassVar[tuple[str, ...]]  # roles of other channels it needs ("o2", "flow")
+    order_free: ClassVar[bool]  # may judge a reading older than its series' newest
+    judges_invalid: ClassVar[bool]  # may fire on a reading whose flag is not N
+    history: int  # how many previous values of the shared window it reads
+
+    def new_state(self, capacity: int) -> State | None: ...
+
+    def __call__(self, b: Batch, state: State | None) -> Hits: ...
+
+    def describe(self, value: float, score: float, limit: float) -> str: ...
+
+
+def none_hit(n: int) -> Hits:
+    return Hits(np.zeros(n, dtype=bool), np.full(n, np.nan))
+
+
+def params_of(det: object) -> dict[str, Any]:
+    """A detector's parameters, for the evidence an alert carries."""
+    return {f.name: getattr(det, f.name) for f in fields(det)}  # type: ignore[arg-type]

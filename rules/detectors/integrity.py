@@ -1,0 +1,160 @@
+"""Detectors for data that is there but not honest or not complete: copied segments,
+flag abuse, missing data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from rules.detectors.base import Batch, Hits, State, flag_codes
+
+# Fixed odd multipliers for the segment fingerprint (a seeded draw, so fingerprints are
+# the same in every process and after a restart).
+_MULT = np.random.default_rng(212).integers(1, 2**62, size=64, dtype=np.int64).astype(
+    np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPaste:
+    """A segment that repeats an earlier one of the same series (fabricated data).
+
+    Each reading leaves a fingerprint of the last ``k`` steps (first differences,
+    quantised to the logger's ``decimals``), so a copy shifted by a constant offset
+    matches too; ``lookback`` fingerprints are kept per series (a day at 1-minute data).
+    Real measurements never repeat ``k`` steps to the last digit; segments with fewer
+    than ``min_moves`` non-zero steps are not fingerprinted, so a flatline (another
+    detector's business) does not match itself.
+    """
+
+    kind: ClassVar[str] = "copy_paste"
+    scope: ClassVar[str] = "series"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = False
+    k: int = 6
+    lookback: int = 1440
+    decimals: int = 3
+    min_moves: int = 4
+
+    @property
+    def history(self) -> int:
+        return self.k
+
+    def new_state(self, capacity: int) -> State | None:
+        return State(capacity, fp=(np.uint64, 0, self.lookback), pos=(np.int64, 0),
+                     n=(np.int64, 0))
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        assert state is not None
+        seq = np.concatenate([b.valid_window()[:, b.window.shape[1] - self.k:], b.x[:, None]],
+                             axis=1)
+        with np.errstate(invalid="ignore"):
+            q = np.round(np.diff(seq, axis=1) * 10**self.decimals)
+        usable = np.isfinite(q).all(axis=1)
+        qi = np.where(np.isfinite(q), q, 0).astype(np.int64).astype(np.uint64)
+        usable &= (qi != 0).sum(axis=1) >= self.min_moves
+        fp = np.where(usable, (qi * _MULT[: self.k]).sum(axis=1) | np.uint64(1), np.uint64(0))
+        rows = b.rows
+        ring, pos, n = state["fp"], state["pos"][rows], state["n"][rows]
+        # compare with fingerprints older than k readings (younger ones overlap this one)
+        older = (np.arange(self.lookback)[None, :] - pos[:, None]) % self.lookback
+        age = self.lookback - older  # 1 = newest stored
+        eligible = (age > self.k) & (age <= n[:, None])
+        match = (ring[rows] == fp[:, None]) & eligible
+        hit = usable & match.any(axis=1)
+        lag = np.where(hit, np.where(match, age, 0).max(axis=1) + 0.0, np.nan)
+        ring[rows, pos] = fp
+        state["pos"][rows] = (pos + 1) % self.lookback
+        state["n"][rows] = np.minimum(n + 1, self.lookback)
+        return Hits(hit, lag)
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        return (f"the last {self.k + 1} values repeat, step for step, a segment "
+                f"{score:.0f} readings earlier")
+
+
+@dataclass(frozen=True, slots=True)
+class FlagAbuse:
+    """An unusual share of maintenance/fault/manual flags (M, D, S by default) among the
+    last ``history`` readings: invalid data escapes the exceedance rules, so false flags
+    are how exceedances get hidden. Routine calibration (C) is left out by default."""
+
+    kind: ClassVar[str] = "flag_abuse"
+    scope: ClassVar[str] = "series"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = True
+    history: int = 30
+    flags: str = "MDS"
+    max_share: float = 0.2
+
+    def new_state(self, capacity: int) -> State | None:
+        return None
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        codes = flag_codes(self.flags)
+        w = b.wflag[:, b.wflag.shape[1] - self.history + 1:]
+        seen = (w != 0).sum(axis=1) + 1
+        marked = np.isin(w, codes).sum(axis=1) + np.isin(b.flag, codes)
+        share = marked / seen
+        full = seen >= self.history
+        hit = full & (share > self.max_share) & np.isin(b.flag, codes)
+        return Hits(hit, np.where(full, share, np.nan))
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        return (f"{score:.0%} of the last {self.history} readings carry "
+                f"{'/'.join(self.flags)} flags")
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """Data-capture rate below ``min_rate``: readings arrive, but too few of them.
+
+    The rate is the expected interval over an EWMA of the observed gaps between
+    device times (``span`` readings), so it works at any reporting interval without a
+    window of timestamps, and a long hole drops it at once when data resumes.
+    """
+
+    kind: ClassVar[str] = "capture"
+    scope: ClassVar[str] = "device"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = True
+    history: ClassVar[int] = 0
+    min_rate: float = 0.75
+    span: int = 8
+    min_history: int = 10
+
+    def new_state(self, capacity: int) -> State | None:
+        return State(capacity, gap=(np.float64, np.nan), last=(np.float64, np.nan),
+                     n=(np.int64, 0))
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        assert state is not None
+        r = b.rows
+        gap, last, n = state["gap"][r], state["last"][r], state["n"][r]
+        d = np.maximum(b.t - last, 0.0)
+        d = np.where(np.isfinite(d), d, b.interval)
+        alpha = 2.0 / (self.span + 1)
+        gap = np.where(np.isnan(gap), b.interval, gap + alpha * (d - gap))
+        rate = np.minimum(b.interval / gap, 1.0)
+        state["gap"][r], state["last"][r], state["n"][r] = gap, b.t, n + 1
+        judged = n >= self.min_history
+        return Hits(judged & (rate < self.min_rate), np.where(judged, rate, np.nan))
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        return f"data-capture rate {score:.0%} (expected ≥ {self.min_rate:.0%})"
+
+
+@dataclass(frozen=True, slots=True)
+class Offline:
+    """No reading for ``intervals`` expected reporting intervals; judged on a timer
+    against receive times (see the engine), not in rounds."""
+
+    kind: ClassVar[str] = "offline"
+    intervals: float = 5.0
+
+    def silent(self, last_t: np.ndarray, interval_s: np.ndarray, now: float) -> np.ndarray:
+        return (now - last_t) > self.intervals * interval_s
