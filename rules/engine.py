@@ -30,13 +30,13 @@ import numpy as np
 from ingest.models import Reading
 from rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
 from rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
-from rules.detectors.base import FLAG_N, flag_codes
+from rules.detectors.base import FLAG_N, flag_table
 from rules.findings import Finding, rule_name, seen_key
 from rules.plausible import plausible_range
 from rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
-MAINTENANCE_FLAGS = flag_codes("MC")
+MAINTENANCE = flag_table("MC")
 EVIDENCE_POINTS = 30
 
 
@@ -246,10 +246,12 @@ class RuleEngine:
         for r in readings:
             if r.stat:  # min/max/cou… beside an average: the rules judge primary values
                 continue
-            by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
-            sk = seen_key(rule_name("any", r.kind.value), r.mn, r.pollutant)
-            if sk not in ev.seen or r.ts > ev.seen[sk]:
-                ev.seen[sk] = r.ts
+            by_series[(r.mn, r.pollutant, r.kind)].append(r)  # a StrEnum: keys as "rtd"
+        for (mn, pollutant, kind), series in by_series.items():
+            sk = seen_key(rule_name("any", kind), mn, pollutant)
+            newest = max(r.ts for r in series) if len(series) > 1 else series[0].ts
+            if sk not in ev.seen or newest > ev.seen[sk]:
+                ev.seen[sk] = newest
         if not by_series:
             return ev
         keys = list(by_series)
@@ -267,12 +269,20 @@ class RuleEngine:
             self._round(rows[sel], [lists[i][rnd] for i in sel], ev)
         return ev
 
-    def _batch(self, rows: np.ndarray, batch: list[Reading]) -> Batch:
+    def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:
         n = len(batch)
         x = np.fromiter((r.value for r in batch), float, n)
         t = np.fromiter((_epoch(r.ts) for r in batch), float, n)
         flag = np.frombuffer("".join(r.flag for r in batch).encode("ascii"),
                              dtype=np.uint8).copy()
+        self.evaluate_round(rows, x, t, flag, batch, ev)
+
+    def series_rows(self, keys: list[SeriesKey]) -> np.ndarray:
+        """Row numbers of series (creating them): the index ``evaluate_round`` takes."""
+        return self._rows(keys)
+
+    def _batch(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray,
+               flag: np.ndarray) -> Batch:
         window, wflag, wt = self.windows.window(rows)
         return Batch(rows, x, t, flag, self._limit[rows], self._lo[rows], self._hi[rows],
                      self._o2ref[rows], self._interval[rows], window, wflag, wt)
@@ -294,26 +304,38 @@ class RuleEngine:
             out[role] = Partner(x, win)
         return out
 
-    def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:
-        full = self._batch(rows, batch)
+    def evaluate_round(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray,
+                       flag: np.ndarray, batch: Sequence[Reading], ev: Evaluation) -> None:
+        """One round as arrays: distinct series ``rows``, their new values, device times
+        (epoch s) and flag codes. ``batch[i]`` is the reading behind row i, read only
+        to word a finding. The core of ``evaluate``, and what the micro-benchmark times.
+        """
+        full = self._batch(rows, x, t, flag)
         in_order = full.t > self.windows.last_t(rows)
         where = np.full(self.windows.capacity, -1, dtype=np.int64)
         where[rows] = np.arange(rows.shape[0])
-        maint = np.isin(full.flag, MAINTENANCE_FLAGS)
+        maint = MAINTENANCE[full.flag]
         for i in np.flatnonzero(maint).tolist():
             mn = batch[i].mn
             self._maint[mn] = max(self._maint.get(mn, -np.inf), full.t[i])
         applies = self._applies[rows]
+        # rules bound to the same series share one sub-batch (most bind to "@limited")
+        subs: dict[tuple[bytes, tuple[str, ...]], Batch] = {}
         for j, inst in enumerate(self._instances):
             det = inst.det
             mask = applies[:, j] if det.order_free else applies[:, j] & in_order
             if not mask.any():
                 continue
+            key = (mask.tobytes(), det.partners)
+            b = subs.get(key)  # type: ignore[assignment]
             idx = np.flatnonzero(mask)
-            b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
-            if det.partners:
-                b = Batch(b.rows, b.x, b.t, b.flag, b.limit, b.lo, b.hi, b.o2ref, b.interval,
-                          b.window, b.wflag, b.wt, self._partners(b, det.partners, where, full))
+            if b is None:
+                b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
+                if det.partners:
+                    b = Batch(b.rows, b.x, b.t, b.flag, b.limit, b.lo, b.hi, b.o2ref,
+                              b.interval, b.window, b.wflag, b.wt,
+                              self._partners(b, det.partners, where, full))
+                subs[key] = b
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
             fire = self._gate(inst, b, hit, hits.score)

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State, flag_codes
+from rules.detectors.base import Batch, Hits, State, flag_table
 
 # Fixed odd multipliers for the segment fingerprint (a seeded draw, so fingerprints are
 # the same in every process and after a restart).
@@ -25,7 +25,10 @@ class CopyPaste:
     matches too; ``lookback`` fingerprints are kept per series (a day at 1-minute data).
     Real measurements never repeat ``k`` steps to the last digit; segments with fewer
     than ``min_moves`` non-zero steps are not fingerprinted, so a flatline (another
-    detector's business) does not match itself.
+    detector's business) does not match itself. A copied segment matches at every
+    position, so each series is looked up every ``stride`` readings only (staggered
+    across series): a lookup scans the whole lookback, and this is the catalog's
+    costliest detector.
     """
 
     kind: ClassVar[str] = "copy_paste"
@@ -33,10 +36,11 @@ class CopyPaste:
     partners: ClassVar[tuple[str, ...]] = ()
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
-    k: int = 6
+    k: int = 5
     lookback: int = 1440
     decimals: int = 3
     min_moves: int = 4
+    stride: int = 2
 
     @property
     def history(self) -> int:
@@ -58,13 +62,20 @@ class CopyPaste:
         fp = np.where(usable, (qi * _MULT[: self.k]).sum(axis=1) | np.uint64(1), np.uint64(0))
         rows = b.rows
         ring, pos, n = state["fp"], state["pos"][rows], state["n"][rows]
-        # compare with fingerprints older than k readings (younger ones overlap this one)
-        older = (np.arange(self.lookback)[None, :] - pos[:, None]) % self.lookback
-        age = self.lookback - older  # 1 = newest stored
-        eligible = (age > self.k) & (age <= n[:, None])
-        match = (ring[rows] == fp[:, None]) & eligible
-        hit = usable & match.any(axis=1)
-        lag = np.where(hit, np.where(match, age, 0).max(axis=1) + 0.0, np.nan)
+        hit = np.zeros(b.n, dtype=bool)
+        lag = np.full(b.n, np.nan)
+        look = np.flatnonzero(usable & ((n + rows) % self.stride == 0) & (n > self.k))
+        if look.size:
+            found = (ring[rows[look]] == fp[look, None])
+            cand = np.flatnonzero(found.any(axis=1))
+            for c in cand.tolist():  # matches are rare: check their age exactly
+                i = int(look[c])
+                slots = np.flatnonzero(found[c])
+                age = (pos[i] - slots - 1) % self.lookback + 1  # 1 = newest stored
+                ok = age[(age > self.k) & (age <= n[i])]
+                if ok.size:
+                    hit[i] = True
+                    lag[i] = float(ok.min())
         ring[rows, pos] = fp
         state["pos"][rows] = (pos + 1) % self.lookback
         state["n"][rows] = np.minimum(n + 1, self.lookback)
@@ -94,13 +105,14 @@ class FlagAbuse:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
-        codes = flag_codes(self.flags)
+        table = flag_table(self.flags)
         w = b.wflag[:, b.wflag.shape[1] - self.history + 1:]
         seen = (w != 0).sum(axis=1) + 1
-        marked = np.isin(w, codes).sum(axis=1) + np.isin(b.flag, codes)
+        now = table[b.flag]
+        marked = table[w].sum(axis=1) + now
         share = marked / seen
         full = seen >= self.history
-        hit = full & (share > self.max_share) & np.isin(b.flag, codes)
+        hit = full & (share > self.max_share) & now
         return Hits(hit, np.where(full, share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:

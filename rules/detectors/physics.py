@@ -7,19 +7,14 @@ the partner channel of the same device (``Batch.partners``), aligned row by row.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State, flag_codes
+from rules.detectors.base import Batch, Hits, State, flag_table, nanmedian_rows
 
-
-def _median(window: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(window, axis=1)
+_median = nanmedian_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +109,7 @@ class FalseStop:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
-        stopped = np.isin(b.flag, flag_codes(self.flags))
+        stopped = flag_table(self.flags)[b.flag]
         base = _median(b.valid_window()[:, b.window.shape[1] - self.history:])
         with np.errstate(invalid="ignore", divide="ignore"):
             share = b.x / base

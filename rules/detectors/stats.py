@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State
+from rules.detectors.base import Batch, Hits, State, nanmedian_rows
 
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law
@@ -21,10 +21,8 @@ MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law
 
 def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, MAD and count of the non-NaN values of each row."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows → NaN
-        med = np.nanmedian(window, axis=1)
-        mad = np.nanmedian(np.abs(window - med[:, None]), axis=1)
+    med = nanmedian_rows(window)
+    mad = nanmedian_rows(np.abs(window - med[:, None]))
     return med, mad, (~np.isnan(window)).sum(axis=1)
 
 
@@ -168,7 +166,7 @@ class Stat:
         state["mu"][r] = np.where(learn, new_mu, mu)
         state["dev"][r] = np.where(learn, new_dev, dev)
         state["n"][r] = n + learn
-        state["run"][r] = np.where(run >= self.adapt, 0, run)
+        state["run"][r] = run  # reset by the first reading that does not hit
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
