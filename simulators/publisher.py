@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -43,8 +44,13 @@ from simulators.scenarios import Fleet
 
 # Payload formats a fleet can publish; the first is the default.
 PROTOCOLS = ("json", "hj212")
-# (mn, ts, values) → payload bytes
-PayloadEncoder = Callable[[str, datetime, Mapping[str, float]], bytes]
+
+
+class PayloadEncoder(Protocol):
+    """``(mn, ts, values, flags)`` → payload bytes; ``flags`` names only values not flagged N."""
+
+    def __call__(self, mn: str, ts: datetime, values: Mapping[str, float],
+                 flags: Mapping[str, str] | None = None, /) -> bytes: ...
 
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
@@ -108,10 +114,10 @@ def payload_encoder(registry: Registry, protocol: str = "json", *,
     are built once; ``hj212_tz`` must be the zone the platform reads HJ 212 times in.
     """
     if protocol == "json":
-        return lambda _mn, ts, values: payload_json(ts, values)
+        return lambda _mn, ts, values, flags=None: payload_json(ts, values, flags)
     if protocol == "hj212":
         encoder = Hj212Encoder(registry, tz=hj212_tz)
-        return lambda mn, ts, values: encoder.packet(mn, values, ts)
+        return lambda mn, ts, values, flags=None: encoder.packet(mn, values, ts, flags)
     raise PublishError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
 
 
@@ -181,10 +187,11 @@ def publish_fleet(
             replay_ticks(fleet, duration_s, start, stop)
         for ts in ticks:
             messages = readings = 0
-            for mn, values in fleet.tick(ts):
-                session.publish(topic_template.format(mn=mn), encode(mn, ts, values))
+            for m in fleet.messages(ts):
+                session.publish(topic_template.format(mn=m.mn),
+                                encode(m.mn, ts, m.values, m.flags))
                 messages += 1
-                readings += len(values)
+                readings += len(m.values)
             session.wait_acked(MAX_PENDING, stop)
             stats = replace(stats, messages=stats.messages + messages,
                             readings=stats.readings + readings,
