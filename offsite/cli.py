@@ -270,6 +270,18 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if r.balanced else 1
 
 
+# -- eval --------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from offsite.evaluation.command import run_eval
+    from offsite.evaluation.runner import EngineConfig
+
+    config = EngineConfig(settings.rule_window, settings.flatline_count, settings.spike_z,
+                          settings.offline_intervals, settings.alert_clear_s)
+    return run_eval(seeds=args.seeds, kinds=args.kinds, devices_per_kind=args.devices_per_kind,
+                    as_json=args.json, strict=args.strict, config=config, out=_print,
+                    err=lambda line: print(line, file=sys.stderr, flush=True))
+
+
 # -- demo --------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.demo import run_demo
@@ -354,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated fault kinds to draw from")
     k.add_argument("--keep-db", action="store_true", help="keep the scratch database")
 
+    e = sub.add_parser("eval", help="score the rules on simulated faults with ground truth "
+                                    "(precision, recall, delay, clean false alerts)")
+    e.add_argument("--seeds", type=int, default=3)
+    e.add_argument("--kinds", nargs="+", default=[], metavar="KIND",
+                   choices=[k.value for k in _fault_kinds()], help="default: every kind")
+    e.add_argument("--devices-per-kind", type=int, default=6)
+    e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
+
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
@@ -364,7 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak}
+            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval}
+
+
+def _fault_kinds() -> list:  # type: ignore[type-arg]
+    from simulators.faults import FaultKind
+
+    return list(FaultKind)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

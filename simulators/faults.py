@@ -121,8 +121,12 @@ class Fault:
         except ValueError as exc:
             raise ScenarioError(f"unknown fault kind {self.kind!r}") from exc
         object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "params", dict(self.params))
         where = f"{kind} fault on {self.mn}"
+        try:
+            params = {k: float(v) for k, v in self.params.items()}
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{where}: params must be numbers") from exc
+        object.__setattr__(self, "params", params)
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ScenarioError(f"{where}: start and end must be timezone-aware")
         if not self.end > self.start:
@@ -133,7 +137,7 @@ class Fault:
         missing = [p for p in REQUIRED_PARAMS[kind] if p not in self.params]
         if missing:
             raise ScenarioError(f"{where}: missing params {missing}")
-        bad = [k for k, v in self.params.items() if not math.isfinite(float(v))]
+        bad = [k for k, v in params.items() if not math.isfinite(v)]
         if bad:
             raise ScenarioError(f"{where}: params {bad} must be finite numbers")
 
