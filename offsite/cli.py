@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(precision, recall, delay, clean false alerts)")
     e.add_argument("--seeds", type=int, default=3)
     e.add_argument("--kinds", nargs="+", default=[], metavar="KIND",
-                   choices=[k.value for k in _fault_kinds()], help="default: every kind")
+                   choices=_fault_kinds(), help="default: every kind")
     e.add_argument("--devices-per-kind", type=int, default=6)
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -443,10 +443,10 @@ COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serv
             "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval}
 
 
-def _fault_kinds() -> list:  # type: ignore[type-arg]
+def _fault_kinds() -> list[str]:
     from simulators.faults import FaultKind
 
-    return list(FaultKind)
+    return [k.value for k in FaultKind]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

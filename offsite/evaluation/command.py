@@ -11,10 +11,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
+from offsite.errors import OffsiteError
 from offsite.evaluation.report import json_report, text_report
 from offsite.evaluation.runner import EngineConfig, run_one
 from offsite.evaluation.scoring import Raised, Targets, Truth, score
-from simulators.evalsuite import DEVICES_PER_KIND, build_suite
+from simulators.evalsuite import DEVICES_PER_KIND, RATE_S, RUN_S, build_suite
 from simulators.faults import FaultKind
 
 Out = Callable[[str], None]
@@ -23,6 +24,8 @@ Out = Callable[[str], None]
 def run_eval(*, seeds: int, kinds: Sequence[str], devices_per_kind: int = DEVICES_PER_KIND,
              as_json: bool = False, strict: bool = False, config: EngineConfig | None = None,
              targets: Targets | None = None, out: Out = print, err: Out = print) -> int:
+    if seeds < 1 or devices_per_kind < 1:
+        raise OffsiteError("offsite eval needs --seeds >= 1 and --devices-per-kind >= 1")
     t = targets or Targets()
     wanted = [FaultKind(k) for k in kinds] if kinds else list(FaultKind)
     t0 = time.monotonic()
@@ -52,8 +55,8 @@ def run_eval(*, seeds: int, kinds: Sequence[str], devices_per_kind: int = DEVICE
         out(json.dumps(json_report(scores, t, meta), indent=2))
     else:
         header = (f"offsite eval: {seeds} seed(s), {len(wanted)} fault kind(s) × "
-                  f"{devices_per_kind} devices (8 h runs, 1-minute data), clean devices "
-                  f"{clean_days:.0f} device-days; {elapsed:.1f} s")
+                  f"{devices_per_kind} devices ({RUN_S / 3600:g} h runs, data every "
+                  f"{RATE_S:g} s), clean data {clean_days:.0f} device-days; {elapsed:.1f} s")
         for line in text_report(scores, t, header):
             out(line)
     return 1 if strict and scores.missed(t) else 0
