@@ -174,6 +174,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from simulators.faults import FaultKind
     from simulators.scenarios import build_fleet
 
+    if args.replay:
+        return _replay(args, settings)
     tcp = args.transport == "tcp"
     if tcp and args.protocol != "hj212":
         raise OffsiteError("--transport tcp speaks HJ 212 only: add --protocol hj212")
@@ -232,6 +234,47 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    """``offsite simulate --replay FILE.csv``: a recorded series through MQTT as one device."""
+    from datetime import timedelta, timezone
+
+    from simulators.publisher import PublishStats, publish_records, replay_encoder
+    from simulators.replay import parse_csv, parse_map
+
+    if settings.mqtt_url is None:
+        raise OffsiteError("offsite simulate --replay needs a broker: set OFFSITE_MQTT_URL")
+    if not args.mn:
+        raise OffsiteError("--replay needs --mn: the device the recording is published as")
+    tz = None
+    if args.tz is not None:
+        try:
+            tz = timezone(timedelta(hours=float(args.tz)))
+        except (ValueError, OverflowError) as exc:
+            raise OffsiteError(f"--tz must be a UTC offset in hours (8, -5.5), not "
+                               f"{args.tz!r}") from exc
+    try:
+        with open(args.replay, encoding="utf-8-sig", newline="") as fh:
+            records = parse_csv(fh, parse_map(args.map), tz)
+    except OSError as exc:
+        raise OffsiteError(f"cannot read {args.replay}: {exc}") from exc
+    encode = replay_encoder(args.protocol, password=args.password, st=args.st,
+                            hj212_tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)))
+    _print(f"replaying {len(records)} records of {args.replay} as {args.mn} "
+           f"({records[0].ts.isoformat()} → {records[-1].ts.isoformat()}, "
+           f"speed {args.speed:g}{' = as fast as possible' if args.speed == 0 else '×'})")
+    stop = _Stop()
+    stop.install()
+
+    def progress(st: PublishStats) -> None:
+        _print(f"published {st.messages} of {len(records)} records, {st.readings} readings")
+
+    st = publish_records(records, settings.mqtt_url, args.mn, speed=args.speed, encode=encode,
+                         stop=stop.event, on_progress=progress)
+    _print(f"replay done ({args.protocol} over MQTT): {st.messages} messages, "
+           f"{st.readings} readings in {st.elapsed_s:.1f} s")
+    return 0
+
+
 def _write_registry(reg: object, path: Path) -> None:
     import json
 
@@ -268,6 +311,18 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
            f"stream ended")
     _print("soak: BALANCED" if r.balanced else "soak: MISMATCH")
     return 0 if r.balanced else 1
+
+
+# -- eval --------------------------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from offsite.evaluation.command import run_eval
+    from offsite.evaluation.runner import EngineConfig
+
+    config = EngineConfig(settings.rule_window, settings.flatline_count, settings.spike_z,
+                          settings.offline_intervals, settings.alert_clear_s)
+    return run_eval(seeds=args.seeds, kinds=args.kinds, devices_per_kind=args.devices_per_kind,
+                    as_json=args.json, strict=args.strict, config=config, out=_print,
+                    err=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -343,6 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--registry-out", help="write the fleet's registry (.json)")
     s.add_argument("--no-register", action="store_true",
                    help="do not write the fleet into OFFSITE_DATABASE_URL's registry")
+    s.add_argument("--replay", metavar="FILE.csv",
+                   help="publish a recorded series instead of a simulated fleet (the device "
+                        "must be registered): a timestamp column, value columns named by "
+                        "pollutant code or --map, optional <column>_flag columns")
+    s.add_argument("--mn", help="replay: the device MN to publish as")
+    s.add_argument("--map", help='replay: column → pollutant code, e.g. "SO2=a21026,NOx=a21002"')
+    s.add_argument("--speed", type=float, default=60.0,
+                   help="replay: time compression (60 = an hour per minute; 0 = as fast as "
+                        "the broker acknowledges)")
+    s.add_argument("--tz", help="replay: UTC offset in hours for timestamps without a zone")
+    s.add_argument("--password", default="123456", help="replay, hj212: the logger password")
+    s.add_argument("--st", default="31", help="replay, hj212: system code (31 air, 32 water)")
 
     k = sub.add_parser("soak", help="stream with random faults (kill -9, database cut, broker "
                                     "restart); fails unless published = stored, once each")
@@ -354,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated fault kinds to draw from")
     k.add_argument("--keep-db", action="store_true", help="keep the scratch database")
 
+    e = sub.add_parser("eval", help="score the rules on simulated faults with ground truth "
+                                    "(precision, recall, delay, clean false alerts)")
+    e.add_argument("--seeds", type=int, default=3)
+    e.add_argument("--kinds", nargs="+", default=[], metavar="KIND",
+                   choices=_fault_kinds(), help="default: every kind")
+    e.add_argument("--devices-per-kind", type=int, default=6)
+    e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
+
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
@@ -364,7 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak}
+            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval}
+
+
+def _fault_kinds() -> list[str]:
+    from simulators.faults import FaultKind
+
+    return [k.value for k in FaultKind]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

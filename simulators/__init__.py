@@ -8,16 +8,20 @@ only one that talks TCP).
 
 Data flow::
 
-    signals.py (load cycle, AR(1) noise) → devices.py (SimDevice.step → clean values)
-        → faults.py (apply_faults → faulty values | None) → scenarios.py (Fleet.tick)
+    signals.py (load cycle, AR(1) noise) → devices.py (SimDevice.reading → clean values,
+        calibration flags) → faults.py (apply_faults_flagged → values and flags | None)
+        → scenarios.py (Fleet.messages)
         → publisher.py (JSON or HJ 212 payloads over MQTT, QoS 1)
         → or tcp_logger.py (HJ 212 packets over TCP, each answer awaited)
     hj212_device.py: one tick → one HJ 212 real-time packet (used by both transports)
+    replay.py: a recorded CSV series → records → publisher.publish_records
+    evalsuite.py: fleets with one known fault per device, for ``offsite eval``
 
 Error tree::
 
     SimulatorError
      ├── ScenarioError      a device, fault or fleet definition that does not hold together
+     ├── ReplayError        a recorded CSV series that cannot be replayed (names the line)
      └── PublishError       unusable broker URL or payload, unreachable broker or gateway,
                             missing acks
 """

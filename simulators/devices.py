@@ -18,7 +18,14 @@ from datetime import datetime
 import numpy as np
 
 from simulators.errors import ScenarioError
-from simulators.signals import PEAK_HOUR, StratifiedNoise, Wander, daily_cycle, hour_of_day
+from simulators.signals import (
+    PEAK_HOUR,
+    StratifiedNoise,
+    Wander,
+    daily_cycle,
+    hour_of_day,
+    unit_hash,
+)
 
 # Loggers report three decimals; rounding here is also what makes a frozen value
 # repeat *exactly*, as real flatlines do.
@@ -124,6 +131,46 @@ WASTEWATER = Profile(
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (CEMS, WASTEWATER)}
 
+# The HJ 212 flag of values measured on calibration gas (not emissions).
+CALIBRATING = "C"
+# Automatic calibrations last about ten minutes (zero gas, then span gas).
+CALIBRATION_S = 600.0
+# Span gas at 80 % of a range of 2.5 × the permit limit: well above the limit, so a
+# rule that judged calibration values would see an exceedance.
+SPAN_OF_LIMIT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A daily automatic zero/span check of one channel at a fixed local time.
+
+    Clean behaviour, not a fault: its values are flagged C, and the detectors must
+    leave them alone. First half zero gas (0.0), second half span gas (``span``).
+    """
+
+    code: str
+    start_s: float  # seconds after local (plant clock) midnight
+    span: float
+    duration_s: float = CALIBRATION_S
+
+    def value(self, ts: datetime) -> float | None:
+        """The calibration gas reading at ``ts``, or None outside the calibration."""
+        into = (hour_of_day(ts) * 3600.0 - self.start_s) % 86400.0
+        if into >= self.duration_s:
+            return None
+        return 0.0 if into < self.duration_s / 2 else self.span
+
+
+def daily_calibration(mn: str, profile: Profile) -> Calibration:
+    """The device's routine: its headline channel, at a time of day fixed by its MN.
+
+    Hashed from the MN rather than drawn from the device's generator, so enabling
+    calibrations moves no other random number.
+    """
+    code = profile.fault_pollutant
+    start = round(unit_hash("calibration", mn) * (86400.0 - CALIBRATION_S))
+    return Calibration(code, float(start), round(SPAN_OF_LIMIT * profile.limits[code], DECIMALS))
+
 
 class SimDevice:
     """One analyser + logger: same seed and same timestamps → identical readings.
@@ -133,7 +180,8 @@ class SimDevice:
     devices do, on faults, or on wall-clock time.
     """
 
-    def __init__(self, mn: str, profile: Profile, seed: int) -> None:
+    def __init__(self, mn: str, profile: Profile, seed: int,
+                 calibration: Calibration | None = None) -> None:
         try:
             self._rng = np.random.default_rng(seed)
         except (TypeError, ValueError) as exc:
@@ -141,6 +189,10 @@ class SimDevice:
         self.mn = mn
         self.profile = profile
         self.seed = seed
+        if calibration is not None and calibration.code not in profile.codes:
+            raise ScenarioError(f"device {mn}: cannot calibrate {calibration.code}, "
+                                f"not one of its channels")
+        self.calibration = calibration
         chans = profile.channels
         # Per-installation character: baseline offsets and a shifted daily peak.
         u = self._rng.uniform(-1.0, 1.0, len(chans))
@@ -190,3 +242,18 @@ class SimDevice:
         noise = self._noise.draw(self._rng) * self._white
         value = np.minimum(np.maximum(self._level(ts) + wander + noise, self._lower), self._upper)
         return dict(zip(self.profile.codes, value.round(DECIMALS).tolist(), strict=True))
+
+    def reading(self, ts: datetime) -> tuple[dict[str, float], dict[str, str]]:
+        """``step`` plus the device's routine: ``(values, flags)``, flags only where not N.
+
+        During the daily calibration the calibrated channel reads the calibration
+        gas, flagged C; the random stream advances exactly as in ``step``.
+        """
+        values = self.step(ts)
+        cal = self.calibration
+        if cal is not None:
+            gas = cal.value(ts)
+            if gas is not None:
+                values[cal.code] = gas
+                return values, {cal.code: CALIBRATING}
+        return values, {}

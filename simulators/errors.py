@@ -18,3 +18,7 @@ class ScenarioError(SimulatorError):
 class PublishError(SimulatorError):
     """A message that cannot be encoded, a broker URL that cannot be used, or a
     broker that cannot be reached or did not acknowledge what we sent."""
+
+
+class ReplayError(SimulatorError):
+    """A recorded series (CSV) that cannot be replayed: the message names the line."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
 from ingest.codecs.hj212 import BEIJING, build_data_packet, qn_of
+from ingest.models import FLAGS
 from offsite.registry import Registry
 from simulators.errors import PublishError
 
@@ -37,8 +38,11 @@ def system_code(point_kind: str) -> str:
 
 
 def realtime_packet(*, mn: str, pw: str, st: str, values: Mapping[str, float], ts: datetime,
-                    tz: tzinfo = BEIJING, crc: str = "standard") -> bytes:
-    """The CN 2011 packet (Flag=5) carrying ``values`` sampled at ``ts``, every flag N.
+                    tz: tzinfo = BEIJING, crc: str = "standard",
+                    flags: Mapping[str, str] | None = None) -> bytes:
+    """The CN 2011 packet (Flag=5) carrying ``values`` sampled at ``ts``.
+
+    Each value's ``<code>-Flag`` is ``flags[code]``, N where absent.
 
     Refused here rather than sent (``PublishError``): naive timestamps, non-finite
     values and a data segment too long to frame — ingest would only dead-letter them.
@@ -47,12 +51,16 @@ def realtime_packet(*, mn: str, pw: str, st: str, values: Mapping[str, float], t
     """
     if ts.tzinfo is None:
         raise PublishError("HJ 212 packet timestamps must be timezone-aware")
+    flags = flags or {}
     items = []
     for code, value in values.items():
         v = float(value)
         if not math.isfinite(v):
             raise PublishError(f"value for {code} is not finite: {value!r}")
-        items.append((code, v, NORMAL))
+        flag = flags.get(code, NORMAL)
+        if flag not in FLAGS:
+            raise PublishError(f"flag {flag!r} for {code} is not an HJ 212 data flag")
+        items.append((code, v, flag))
     try:
         return build_data_packet(mn=mn, pw=pw, cn=REALTIME_CN, ts=ts, st=st, values=items,
                                  flag=FLAG_REPLY_WANTED, tz=tz, crc=crc)
@@ -76,12 +84,14 @@ class Hj212Encoder:
                    "modbus_swapped" if d.crc_compat else "standard")
             for d in registry.devices}
 
-    def packet(self, mn: str, values: Mapping[str, float], ts: datetime) -> bytes:
+    def packet(self, mn: str, values: Mapping[str, float], ts: datetime,
+               flags: Mapping[str, str] | None = None) -> bytes:
         try:
             pw, st, crc = self._profile[mn]
         except KeyError as exc:
             raise PublishError(f"device {mn} is not in the fleet's registry") from exc
-        return realtime_packet(mn=mn, pw=pw, st=st, values=values, ts=ts, tz=self.tz, crc=crc)
+        return realtime_packet(mn=mn, pw=pw, st=st, values=values, ts=ts, tz=self.tz, crc=crc,
+                               flags=flags)
 
     def qn(self, ts: datetime) -> str:
         """The QN of every packet of the tick at ``ts`` (what the platform's reply echoes)."""

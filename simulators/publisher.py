@@ -26,9 +26,10 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -38,13 +39,24 @@ from ingest.models import FLAGS
 from offsite.registry import Registry
 from simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
 from simulators.errors import PublishError
-from simulators.hj212_device import Hj212Encoder
+from simulators.hj212_device import (
+    DEFAULT_PASSWORD,
+    ST_BY_POINT_KIND,
+    Hj212Encoder,
+    realtime_packet,
+)
+from simulators.replay import Record
 from simulators.scenarios import Fleet
 
 # Payload formats a fleet can publish; the first is the default.
 PROTOCOLS = ("json", "hj212")
-# (mn, ts, values) → payload bytes
-PayloadEncoder = Callable[[str, datetime, Mapping[str, float]], bytes]
+
+
+class PayloadEncoder(Protocol):
+    """``(mn, ts, values, flags)`` → payload bytes; ``flags`` names only values not flagged N."""
+
+    def __call__(self, mn: str, ts: datetime, values: Mapping[str, float],
+                 flags: Mapping[str, str] | None = None, /) -> bytes: ...
 
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
@@ -108,10 +120,10 @@ def payload_encoder(registry: Registry, protocol: str = "json", *,
     are built once; ``hj212_tz`` must be the zone the platform reads HJ 212 times in.
     """
     if protocol == "json":
-        return lambda _mn, ts, values: payload_json(ts, values)
+        return lambda _mn, ts, values, flags=None: payload_json(ts, values, flags)
     if protocol == "hj212":
         encoder = Hj212Encoder(registry, tz=hj212_tz)
-        return lambda mn, ts, values: encoder.packet(mn, values, ts)
+        return lambda mn, ts, values, flags=None: encoder.packet(mn, values, ts, flags)
     raise PublishError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
 
 
@@ -181,16 +193,87 @@ def publish_fleet(
             replay_ticks(fleet, duration_s, start, stop)
         for ts in ticks:
             messages = readings = 0
-            for mn, values in fleet.tick(ts):
-                session.publish(topic_template.format(mn=mn), encode(mn, ts, values))
+            for m in fleet.messages(ts):
+                session.publish(topic_template.format(mn=m.mn),
+                                encode(m.mn, ts, m.values, m.flags))
                 messages += 1
-                readings += len(values)
+                readings += len(m.values)
             session.wait_acked(MAX_PENDING, stop)
             stats = replace(stats, messages=stats.messages + messages,
                             readings=stats.readings + readings,
                             elapsed_s=time.monotonic() - t_wall)
             now = time.monotonic()
             if on_progress and (realtime or now - last_progress >= REPLAY_PROGRESS_EVERY_S):
+                last_progress = now
+                on_progress(stats)
+        session.wait_acked(0, None)
+    finally:
+        session.close()
+    stats = replace(stats, elapsed_s=time.monotonic() - t_wall)
+    if on_progress:
+        on_progress(stats)
+    return stats
+
+
+def replay_encoder(protocol: str, *, password: str = DEFAULT_PASSWORD, st: str = "31",
+                   hj212_tz: tzinfo = BEIJING) -> PayloadEncoder:
+    """The payload encoder for a recorded series, which has no fleet registry behind it:
+    the HJ 212 packet's password and system code (ST) are given instead."""
+    if protocol == "json":
+        return lambda _mn, ts, values, flags=None: payload_json(ts, values, flags)
+    if protocol == "hj212":
+        if st not in ST_BY_POINT_KIND.values():
+            raise PublishError(f"HJ 212 system code must be one of "
+                               f"{sorted(ST_BY_POINT_KIND.values())}, not {st!r}")
+        return lambda mn, ts, values, flags=None: realtime_packet(
+            mn=mn, pw=password, st=st, values=values, ts=ts, tz=hj212_tz, flags=flags)
+    raise PublishError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+
+
+def publish_records(
+    records: Sequence[Record],
+    mqtt_url: str,
+    mn: str,
+    *,
+    speed: float = 0.0,
+    encode: PayloadEncoder | None = None,
+    stop: threading.Event | None = None,
+    on_progress: Callable[[PublishStats], None] | None = None,
+    topic_template: str = "devices/{mn}/telemetry",
+    client_id: str = "offsite-replay",
+) -> PublishStats:
+    """Publish a recorded series as device ``mn``, QoS 1, keeping its own timestamps.
+
+    ``speed`` compresses the recording's time: record *i* goes out ``(ts_i − ts_0) /
+    speed`` seconds after the first (60: an hour per minute); 0 sends as fast as the
+    broker acknowledges. Returns once everything sent is acknowledged, also after
+    ``stop``.
+    """
+    if not (math.isfinite(speed) and speed >= 0):
+        raise PublishError(f"speed must be a number >= 0, not {speed!r}")
+    encode = encode or replay_encoder("json")
+    topic = topic_template.format(mn=mn)
+    stop = stop or threading.Event()
+    session = _Session(*parse_mqtt_url(mqtt_url), client_id)
+    t_wall = time.monotonic()
+    stats = PublishStats(started_at=datetime.now(UTC))
+    last_progress = 0.0
+    try:
+        t0 = records[0].ts if records else None
+        for rec in records:
+            if stop.is_set():
+                break
+            if speed > 0 and t0 is not None:
+                due = t_wall + (rec.ts - t0).total_seconds() / speed
+                while not stop.is_set() and (wait := due - time.monotonic()) > 0:
+                    session.pump(min(wait, LOOP_SLICE_S))
+            session.publish(topic, encode(mn, rec.ts, rec.values, rec.flags))
+            session.wait_acked(MAX_PENDING, stop)
+            stats = replace(stats, messages=stats.messages + 1,
+                            readings=stats.readings + len(rec.values),
+                            elapsed_s=time.monotonic() - t_wall)
+            now = time.monotonic()
+            if on_progress and now - last_progress >= REPLAY_PROGRESS_EVERY_S:
                 last_progress = now
                 on_progress(stats)
         session.wait_acked(0, None)

@@ -19,11 +19,14 @@ import numpy as np
 
 from offsite.errors import RegistryError
 from offsite.registry import Device, Enterprise, Point, Registry
-from simulators.devices import CEMS, WASTEWATER, Profile, SimDevice
+from simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
 from simulators.errors import ScenarioError
-from simulators.faults import Fault, FaultKind, apply_faults
+from simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
 
-ALL_FAULTS: tuple[FaultKind, ...] = tuple(FaultKind)
+# The kinds ``build_fleet`` injects (the demo's set). The others need hours of
+# history or a specific channel and are built by ``simulators.evalsuite``.
+ALL_FAULTS: tuple[FaultKind, ...] = (FaultKind.FLATLINE, FaultKind.SPIKE, FaultKind.DRIFT,
+                                     FaultKind.OFFLINE, FaultKind.EXCEEDANCE)
 
 # Place names and trades for realistic enterprise names; an enterprise with a
 # stack gets a combustion trade, one with only an outlet a water-intensive one.
@@ -65,11 +68,19 @@ class Fleet:
     start: datetime
     seed: int = 0
     _faults_by_mn: dict[str, list[Fault]] = field(init=False, repr=False)
+    # what devices with a copy_paste fault sent, by time, back to their longest lag
+    _sent: dict[str, dict[datetime, dict[str, float]]] = field(init=False, repr=False)
+    _keep_s: dict[str, float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._faults_by_mn = {}
+        self._sent = {}
+        self._keep_s = {}
         for f in self.faults:
             self._faults_by_mn.setdefault(f.mn, []).append(f)
+            if f.kind is FaultKind.COPY_PASTE:
+                self._sent.setdefault(f.mn, {})
+                self._keep_s[f.mn] = max(self._keep_s.get(f.mn, 0.0), f.params["lag_s"])
 
     def device(self, mn: str) -> SimDevice:
         for d in self.devices:
@@ -77,21 +88,47 @@ class Fleet:
                 return d
         raise KeyError(mn)
 
-    def tick(self, ts: datetime) -> list[tuple[str, dict[str, float]]]:
-        """``(mn, values)`` for every device that sends at ``ts``, faults applied.
+    def messages(self, ts: datetime) -> list[Message]:
+        """A ``Message`` (values and non-N flags) for every device that sends at ``ts``.
 
         Every device advances even when offline, so its clean series (and every
-        other device's) is the same whichever faults were injected.
+        other device's) is the same whichever faults were injected. Ticks must come
+        in time order for copy_paste faults, which repeat what was sent earlier.
         """
-        out: list[tuple[str, dict[str, float]]] = []
+        out: list[Message] = []
         for dev in self.devices:
-            values: dict[str, float] | None = dev.step(ts)
+            values, flags = dev.reading(ts)
             faults = self._faults_by_mn.get(dev.mn)
-            if faults and values is not None:
-                values = apply_faults(faults, ts, values)
-            if values is not None:
-                out.append((dev.mn, values))
+            if not faults:
+                out.append(Message(dev.mn, values, flags))
+                continue
+            sent = self._sent.get(dev.mn)
+            got = apply_faults_flagged(faults, ts, values, flags,
+                                       None if sent is None else sent.get)
+            if sent is not None:
+                self._remember(dev.mn, sent, ts, None if got is None else got[0])
+            if got is not None:
+                out.append(Message(dev.mn, *got))
         return out
+
+    def _remember(self, mn: str, sent: dict[datetime, dict[str, float]], ts: datetime,
+                  values: dict[str, float] | None) -> None:
+        if values is not None:
+            sent[ts] = dict(values)
+        horizon = ts - timedelta(seconds=self._keep_s[mn] + 2 * self.rate_s)
+        while sent:
+            oldest = next(iter(sent))
+            if oldest >= horizon:
+                break
+            del sent[oldest]
+
+    def tick(self, ts: datetime) -> list[tuple[str, dict[str, float]]]:
+        """``(mn, values)`` of ``messages(ts)``: the values only, flags dropped.
+
+        For callers that only look at numbers; anything that publishes or judges
+        readings must use ``messages`` so that flagged values stay flagged.
+        """
+        return [(m.mn, m.values) for m in self.messages(ts)]
 
     def timestamps(self, duration_s: float, start: datetime | None = None) -> Iterator[datetime]:
         """Device time ``start, start + rate_s, …`` covering ``[start, start + duration_s)``."""
@@ -142,6 +179,7 @@ def build_fleet(
     rate_s: float = 1.0,
     fault_after_s: float = 15.0,
     fault_duration_s: float = 60.0,
+    calibration: bool = False,
 ) -> Fleet:
     """A deterministic fleet of ``n_devices`` with the requested faults injected.
 
@@ -151,22 +189,29 @@ def build_fleet(
     about half the fleet); the rest stay clean. Each fault hits the profile's
     limited headline pollutant (SO2 or COD), starts ``fault_after_s`` after
     ``start`` plus 0–4 ticks, and lasts ``fault_duration_s`` (a spike: one or two
-    ticks).
+    ticks). ``calibration`` gives every device its daily ~10-minute automatic
+    calibration (values flagged C; ``simulators.devices.daily_calibration``).
     """
     _check_args(n_devices, seed, start, rate_s, fault_after_s, fault_duration_s)
     try:
         kinds = [FaultKind(k) for k in faults]
     except ValueError as exc:
         raise ScenarioError(f"unknown fault kind in {list(faults)!r}") from exc
+    others = sorted({k.value for k in kinds} - set(ALL_FAULTS))
+    if others:
+        raise ScenarioError(f"build_fleet injects only {', '.join(ALL_FAULTS)}; "
+                            f"{', '.join(others)} faults are built by simulators.evalsuite")
     rng = np.random.default_rng(seed)
 
     n_water = round(n_devices / 3)
     kinds_of_device = [WASTEWATER] * n_water + [CEMS] * (n_devices - n_water)
     profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
-    devices = [SimDevice(device_mn(seed, i), profiles[i], device_seed(seed, i))
+    mns = [device_mn(seed, i) for i in range(n_devices)]
+    devices = [SimDevice(mns[i], profiles[i], device_seed(seed, i),
+                         daily_calibration(mns[i], profiles[i]) if calibration else None)
                for i in range(n_devices)]
     passwords = [device_password(seed, i) for i in range(n_devices)]
-    registry = _build_registry(rng, devices, passwords, rate_s)
+    registry = build_registry(rng, devices, passwords, rate_s)
     fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s,
                                 fault_duration_s)
     return Fleet(registry=registry, devices=devices, faults=fault_list, rate_s=rate_s,
@@ -189,7 +234,7 @@ def _check_args(n_devices: int, seed: int, start: datetime, rate_s: float,
         raise ScenarioError("fault_duration_s must be > 0")
 
 
-def _build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords: list[str],
+def build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords: list[str],
                     rate_s: float) -> Registry:
     enterprises: list[Enterprise] = []
     points: list[Point] = []

@@ -9,6 +9,7 @@ looks spiky.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import datetime, timedelta, timezone
 
@@ -28,6 +29,16 @@ PEAK_HOUR = 14.0
 # readings, so clean data trips neither detector.
 NOISE_BLOCK = 10
 _SQRT3 = math.sqrt(3.0)
+
+
+def unit_hash(*parts: object) -> float:
+    """A number in [0, 1) fixed by ``parts``: per-timestamp 'randomness' with no generator.
+
+    Used where an effect must depend on the instant alone (which readings a fault
+    touches, when a device calibrates), so it is the same whatever ran before.
+    """
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def hour_of_day(ts: datetime, tz: timezone = CST) -> float:

@@ -126,9 +126,9 @@ def run_tcp_loggers(
             replay_ticks(fleet, duration_s, start, stop)
         for ts in ticks:
             qn = encoder.qn(ts)
-            for mn, values in fleet.tick(ts):
-                loggers.queue(link_of[mn], (mn, qn), encoder.packet(mn, values, ts),
-                              len(values))
+            for m in fleet.messages(ts):
+                loggers.queue(link_of[m.mn], (m.mn, qn),
+                              encoder.packet(m.mn, m.values, ts, m.flags), len(m.values))
             loggers.pump(0.0)
             # A replay moves on only once every packet of this tick is on the wire.
             while not realtime and loggers.backlogged and not stop.is_set():

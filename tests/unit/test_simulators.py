@@ -17,7 +17,7 @@ from simulators.devices import CEMS, WASTEWATER, SimDevice
 from simulators.errors import ScenarioError, SimulatorError
 from simulators.faults import Fault, FaultKind, apply_faults
 from simulators.publisher import parse_mqtt_url, payload_json, publish_fleet, publish_raw
-from simulators.scenarios import Fleet, build_fleet
+from simulators.scenarios import ALL_FAULTS, Fleet, build_fleet
 from simulators.signals import CST, daily_cycle
 
 T0 = datetime(2025, 3, 1, 0, 0, tzinfo=UTC)
@@ -162,7 +162,7 @@ def test_fault_assignment(faulty) -> None:
     fleet, _ = faulty
     kinds = [f.kind for f in fleet.faults]
     assert len(fleet.faults) == 10 and {k: kinds.count(k) for k in kinds} == {
-        k: 2 for k in FaultKind}
+        k: 2 for k in ALL_FAULTS}
     assert len({f.mn for f in fleet.faults}) == len(fleet.faults)
     for f in fleet.faults:
         dev = fleet.device(f.mn)

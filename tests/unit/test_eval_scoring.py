@@ -1,0 +1,101 @@
+"""Scoring on hand-made cases: a hit, a miss, a late alert, an alert explained by another
+fault, device-wide faults, clean false alerts, the confusion table and the targets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from offsite.evaluation.report import json_report, text_report
+from offsite.evaluation.scoring import (
+    DEFAULT_GRACE,
+    UNEXPLAINED,
+    Raised,
+    Targets,
+    Truth,
+    matches,
+    score,
+)
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+FLAT_A = Truth("flatline", "A", "a21026", at(0), at(30))
+FLAT_B = Truth("flatline", "B", "w01018", at(100), at(130))
+SPIKE_C = Truth("spike", "C", "a21026", at(50), at(51))
+OFF_D = Truth("offline", "D", None, at(10), at(40))
+
+
+def test_matches_needs_device_pollutant_and_window_plus_grace() -> None:
+    assert matches(FLAT_A, Raised("flatline", "A", "a21026", at(9)))
+    assert matches(FLAT_A, Raised("flatline", "A", "", at(9)))  # device-level alert
+    assert not matches(FLAT_A, Raised("flatline", "A", "a21002", at(9)))  # other pollutant
+    assert not matches(FLAT_A, Raised("flatline", "X", "a21026", at(9)))  # other device
+    assert not matches(FLAT_A, Raised("flatline", "A", "a21026", at(-1)))  # before it began
+    assert matches(FLAT_A, Raised("flatline", "A", "a21026", FLAT_A.end + DEFAULT_GRACE))
+    assert not matches(FLAT_A, Raised("flatline", "A", "a21026",
+                                      FLAT_A.end + DEFAULT_GRACE + timedelta(seconds=1)))
+    assert matches(OFF_D, Raised("spike", "D", "a19001", at(12)))  # device-wide fault
+    dil = Truth("dilution", "E", "a21026", at(0), at(60))
+    assert matches(dil, Raised("spike", "E", "a19001", at(1)))  # O2 moves with dilution
+    assert not matches(dil, Raised("spike", "E", "a01012", at(1)))
+
+
+def test_recall_precision_delay_and_confusion() -> None:
+    faults = [FLAT_A, FLAT_B, SPIKE_C, OFF_D]
+    alerts = [
+        Raised("flatline", "A", "a21026", at(9)),  # hit, 9 min
+        Raised("flatline", "A", "a21026", at(20)),  # a second hit: not a second detection
+        Raised("flatline", "B", "w01018", at(145)),  # too late: B is missed, alert is false
+        Raised("flatline", "C", "a21026", at(50)),  # flatline rule, explained by the spike
+        Raised("spike", "C", "a21026", at(50)),
+        Raised("offline", "D", "", at(15)),
+        Raised("spike", "Z", "a21026", at(5)),  # a device with no fault
+    ]
+    clean = [Raised("spike", "K", "a21026", at(3))]
+    s = score(faults, alerts, clean, clean_device_days=4.0,
+              kinds=["flatline", "spike", "offline", "clamp"])
+    k = {x.kind: x for x in s.kinds}
+    flat = k["flatline"]
+    assert (flat.faults, flat.detected, flat.recall) == (2, 1, 0.5)
+    # 4 flatline alerts: A ×2 and C are explained by a fault on their device, B's is not
+    assert (flat.alerts, flat.true_alerts, flat.precision) == (4, 3, 0.75)
+    assert flat.delays_min == (9.0,) and flat.median_delay_min == 9.0
+    assert flat.clean_alerts == 0 and flat.clean_rate == 0.0
+    spike = k["spike"]
+    # spike alerts: C (true), Z (false), K on a clean run (false)
+    assert (spike.detected, spike.alerts, spike.true_alerts) == (1, 3, 1)
+    assert spike.median_delay_min == 0.0 and spike.clean_alerts == 1
+    assert spike.clean_rate == pytest.approx(0.25)
+    assert k["offline"].recall == 1.0 and k["offline"].median_delay_min == 5.0
+    clamp = k["clamp"]  # no faults, no alerts: nothing to measure, nothing missed by itself
+    assert clamp.recall is None and clamp.precision is None and clamp.missed(Targets()) == []
+    assert s.confusion["flatline"] == {"flatline": 2, "spike": 1, UNEXPLAINED: 1}
+    assert s.confusion["spike"] == {"spike": 1, UNEXPLAINED: 2}
+    assert s.confusion["offline"] == {"offline": 1}
+    assert s.clean_alerts == 1 and s.clean_rate == pytest.approx(0.25) and s.alerts == 8
+
+
+def test_targets_name_what_is_missed() -> None:
+    t = Targets()
+    faults = [FLAT_A]
+    late = score(faults, [Raised("flatline", "A", "a21026", at(9))], [], 10.0, ["flatline"])
+    assert late.missed(t) == {"flatline": ["median delay 9.0 min > 5"]}
+    noisy = score(faults, [Raised("flatline", "A", "a21026", at(1))],
+                  [Raised("spike", "K", "x", at(1))] * 3, 10.0, ["flatline"])
+    assert noisy.missed(t) == {"clean (all rules)": ["false alerts 0.30/device-day > 0.1"]}
+    good = score(faults, [Raised("flatline", "A", "a21026", at(1))], [], 10.0, ["flatline"])
+    assert good.missed(t) == {}
+    lines = text_report(noisy, t, "header")
+    assert lines[0] == "header" and any(line.startswith("flatline") for line in lines)
+    assert any(line.startswith("summary: 1 of 1 fault kinds meet every target; clean data")
+               for line in lines)
+    doc = json.loads(json.dumps(json_report(late, t, {"seeds": 1})))
+    assert doc["kinds"][0]["recall"] == 1.0 and doc["missed"] == {
+        "flatline": ["median delay 9.0 min > 5"]}
