@@ -168,7 +168,8 @@ async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
                      WHERE p.enterprise_id = e.id) AS devices,
                    (SELECT count(*) FROM alerts a JOIN devices d ON d.mn = a.mn
                      JOIN points p ON p.id = d.point_id
-                     WHERE p.enterprise_id = e.id AND a.state IN ('open', 'acknowledged', 'assigned'))
+                     WHERE p.enterprise_id = e.id
+                       AND a.state IN ('open', 'acknowledged', 'assigned'))
                      AS open_alerts
             FROM enterprises e ORDER BY e.id""")
         return await cur.fetchall()

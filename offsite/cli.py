@@ -318,8 +318,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.evaluation.command import run_eval
     from offsite.evaluation.runner import EngineConfig
 
-    config = EngineConfig(settings.rule_window, settings.flatline_count, settings.spike_z,
-                          settings.offline_intervals, settings.alert_clear_s)
+    config = EngineConfig(settings.rules_file, settings.alert_clear_s)
     return run_eval(seeds=args.seeds, kinds=args.kinds, devices_per_kind=args.devices_per_kind,
                     as_json=args.json, strict=args.strict, config=config, out=_print,
                     err=lambda line: print(line, file=sys.stderr, flush=True))

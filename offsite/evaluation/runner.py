@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from offsite.evaluation.scoring import Raised
 from offsite.registry import Registry
@@ -23,12 +24,10 @@ Batch = tuple[datetime, Sequence[Message]]  # device time, what every device sen
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """The engine's tunables, as ``offsite ingest`` takes them from Settings."""
+    """What ``offsite ingest`` takes from Settings for its rules: the rules file
+    (None: the packaged rules) and the default time a condition must be gone."""
 
-    window: int = 30
-    flatline_count: int = 10
-    spike_z: float = 8.0
-    offline_intervals: float = 5.0
+    rules_file: Path | None = None
     alert_clear_s: float = 300.0
 
 
@@ -36,27 +35,27 @@ def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offli
                config: EngineConfig | None = None) -> list[Raised]:
     """The alerts the engine raises on ``ordered_batches`` (in device-time order).
 
-    Wired as ``ingest`` wires it: limits per (mn, pollutant), intervals per mn,
-    offline judged on receive times, offline alerts clearing as soon as data
-    returns, the others after ``alert_clear_s`` without findings. The offline check
-    runs after every ``check_offline_every``-th batch with the batch's time as the
-    clock.
+    Wired as ``ingest`` wires it (``ingest/service.py``): the rules file, the registry
+    as the engine sees it, the alert book with each rule's clear time and cooldown,
+    offline judged on receive times. The offline check runs after every
+    ``check_offline_every``-th batch with the batch's time as the clock. Muted alerts
+    (maintenance, silences) are raised like the others: they are stored and shown.
     """
     from ingest.models import Reading
     from rules.alerts import AlertBook, Plan
-    from rules.engine import Evaluation, RuleEngine, RuleParams
+    from rules.config import load_rules
+    from rules.engine import Evaluation, RuleEngine
+    from rules.registry_view import device_meta
 
     cfg = config or EngineConfig()
     batches = iter(ordered_batches)
     first = next(batches, None)
     if first is None:
         return []
-    engine = RuleEngine(RuleParams(window=cfg.window, flatline_count=cfg.flatline_count,
-                                   spike_z=cfg.spike_z, offline_intervals=cfg.offline_intervals),
-                        {(mn, code): lim for mn, code, lim in registry.device_limits()},
-                        {d.mn: d.interval_s for d in registry.devices}, started_at=first[0])
-    book = AlertBook({"offline": timedelta(0)},
-                     default_clear_after=timedelta(seconds=cfg.alert_clear_s))
+    engine = RuleEngine(load_rules(cfg.rules_file), device_meta(registry), started_at=first[0])
+    book = AlertBook(engine.clear_after(),
+                     default_clear_after=timedelta(seconds=cfg.alert_clear_s),
+                     cooldown=engine.cooldowns())
     raised: list[Raised] = []
 
     def apply(ev: Evaluation) -> None:

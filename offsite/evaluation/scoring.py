@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 KIND_RULES: Mapping[str, tuple[str, ...]] = {
     "flatline": ("flatline",),
     "spike": ("spike",),
-    "drift": ("drift", "stat"),
+    "drift": ("drift",),
     "offline": ("offline",),
-    "exceedance": ("exceedance", "exceedance.hour"),
+    "exceedance": ("exceedance", "exceedance.hour", "exceedance_1h", "exceedance_1d"),
     "clamp": ("clamp",),
     "dilution": ("dilution",),
     "flow_zero": ("flow_zero",),

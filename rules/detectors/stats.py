@@ -103,7 +103,9 @@ class Flatline:
         # learn the usual step only from behaving data, so a collapse cannot teach
         # the detector that collapse is normal
         last = recent[:, -1]
-        d = np.abs(b.x - last)
+        # winsorised at 5× the usual step, so one spike cannot inflate the yardstick and
+        # make the ordinary steps after it look like a collapse
+        d = np.minimum(np.abs(b.x - last), np.where(np.isfinite(step), 5.0 * step, np.inf))
         learnable = np.isfinite(d) & ~hit
         alpha = 1.0 / np.minimum(n + 1, self.learn)
         new_step = np.where(np.isnan(step), d, step + alpha * (d - step))
