@@ -7,6 +7,7 @@ import queue
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batcher
@@ -19,7 +20,9 @@ from offsite.settings import Settings
 from rules.alerts import AlertBook
 from rules.engine import RuleEngine, RuleParams
 from store.alerts import load_active
+from store.errors import StoreError
 from store.migrate import migrate
+from store.partitions import maintain
 from store.pool import open_pool
 from store.readings import recent_readings
 
@@ -60,6 +63,7 @@ class IngestService:
         self.pool = open_pool(self.database_url, max_size=2, name="offsite-ingest")
         with self.pool.connection() as conn:
             migrate(conn)
+            self._maintain(conn)
             active = load_active(conn)
             last_heard: dict[str, datetime] = dict(conn.execute(
                 "SELECT mn, last_received_at FROM device_status").fetchall())
@@ -101,6 +105,9 @@ class IngestService:
 
         self._thread = threading.Thread(target=run, name="offsite-pipeline", daemon=True)
         self._thread.start()
+        if s.maintain_interval_s is not None:
+            threading.Thread(target=self._maintain_every, args=(s.maintain_interval_s,),
+                             name="offsite-maintain", daemon=True).start()
         if self.subscriber is not None:
             self.subscriber.start()
         if s.metrics_port is not None:
@@ -116,6 +123,25 @@ class IngestService:
                                    max_garbage_bytes=s.gateway_max_garbage_bytes,
                                    max_connections=s.gateway_max_connections)
             self.gateway.start()
+
+    def _maintain(self, conn: psycopg.Connection) -> None:
+        """Partitions ahead and retention. Never fatal: a month not made yet only means
+        readings wait in the DEFAULT partition, and the next run moves them."""
+        s = self.settings
+        try:
+            maintain(conn, datetime.now(UTC), months_ahead=s.partition_months_ahead,
+                     retention=s.retention)
+        except (StoreError, psycopg.Error) as exc:
+            log.error("storage upkeep failed (ingest goes on; retried next time): %s", exc)
+
+    def _maintain_every(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                assert self.pool is not None
+                with self.pool.connection(timeout=10.0) as conn:
+                    self._maintain(conn)
+            except Exception as exc:  # the pool is closing, the database away
+                log.warning("storage upkeep skipped: %s", exc)
 
     def _links(self) -> tuple[bool | None, int | None]:
         broker = self.subscriber.connected.is_set() if self.subscriber is not None else None
