@@ -414,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level if args.command != "demo" else "WARNING")
+        setup_logging(settings.log_level if args.command != "demo" else "WARNING",
+                      fmt=settings.log_format)
         return COMMANDS[args.command](args, settings)
     except OffsiteError as exc:
         print(f"offsite: error: {exc}", file=sys.stderr)

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, one JSON object a line elsewhere")
     data_dir: Path = Field(default=Path(".offsite"),
                            description="embedded PostgreSQL data and other local state")
 
