@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -36,6 +37,13 @@ def policy_from(settings: Settings) -> Policy:
                   topic_suffix=suffix, hj212_tz=tz,
                   max_future=timedelta(seconds=settings.max_future_s),
                   max_age=timedelta(days=settings.max_age_days))
+
+
+def client_id(settings: Settings) -> str:
+    """The MQTT client id, with ``{hostname}`` replaced: replicas started from one
+    configuration (compose ``deploy.replicas``) need distinct ids, or the broker would
+    disconnect each in turn, and each keeps its id across restarts of its container."""
+    return settings.mqtt_client_id.replace("{hostname}", socket.gethostname())
 
 
 class IngestService:
@@ -82,7 +90,7 @@ class IngestService:
         book.load(active)
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
-            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, s.mqtt_client_id, inbox,
+            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, client_id(s), inbox,
                                          shared_group=s.mqtt_shared_group,
                                          keepalive=s.mqtt_keepalive_s)
         pipeline = Pipeline(self.pool, engine, book, policy_from(s),
@@ -91,7 +99,7 @@ class IngestService:
                             offline_check_s=s.offline_check_s,
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
-                            worker=s.mqtt_client_id if self.mqtt_url is not None
+                            worker=client_id(s) if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()
         self.pipeline = pipeline
