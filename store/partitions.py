@@ -9,11 +9,10 @@ Why a DEFAULT partition and why rows move out of it: a reading whose month has n
 partition yet (ingest stopped for weeks, a far backfill, a clock gone wrong) must still be
 stored, so it lands in DEFAULT; but PostgreSQL refuses to attach a partition for a range
 while DEFAULT holds rows of that range. Creating a month therefore moves those rows into
-the new table before attaching it, under a lock that keeps new rows of that month out of
-DEFAULT meanwhile.
-
-Partitions are attached (not created with ``PARTITION OF``) because ATTACH takes only a
-SHARE UPDATE EXCLUSIVE lock on ``readings``: ingest keeps inserting while months are made.
+the new table before attaching it, holding writers off ``readings`` meanwhile (readers go
+on). Normally that is an instant: months are made ahead, so DEFAULT is empty; only the
+first run after migration 0005 (which turns the old table into DEFAULT) or after a long
+stop moves many rows, and ingest waits for it (the broker holds the backlog).
 """
 
 from __future__ import annotations
@@ -207,9 +206,12 @@ def _create(conn: psycopg.Connection, p: Partition) -> int:
     """Create one month, moving its rows out of DEFAULT; return how many moved."""
     name, default = sql.Identifier(p.name), sql.Identifier(DEFAULT_PARTITION)
     with conn.transaction():
-        # Inserts routed to DEFAULT wait here until the month is attached; inserts into
-        # other months go on (they never touch DEFAULT). ATTACH needs this lock anyway to
-        # prove DEFAULT holds nothing of the month; taking it first avoids an upgrade.
+        # Writers wait until the month is attached (readers go on). Locking only DEFAULT
+        # is not enough: an INSERT that routed a row to DEFAULT before the attach and
+        # waited on the lock then fails its partition check ("violates partition
+        # constraint" — tests/integration/test_storage.py reproduced it). An INSERT that
+        # waited on ``readings`` itself routes with the new partition.
+        conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
         conn.execute(sql.SQL("CREATE TABLE {} (LIKE readings INCLUDING DEFAULTS "
                              "INCLUDING CONSTRAINTS)").format(name))

@@ -207,3 +207,44 @@ def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str,
     assert maxima[:4] == [{1e9}, {1e9}, {2e9}, {1e9}]
     assert max(maxima[4]) < 100  # the unaligned case reads raw rows
     assert scalar(db_url, "SELECT count(*) FROM readings_daily") > 0
+
+
+def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -> None:
+    """Readings of a month with no partition keep arriving while the month is made: the
+    ones already in DEFAULT move, the ones arriving meanwhile wait for the lock, and
+    after it they go straight to the new partition — none lost, none refused."""
+    import threading
+
+    register(db_url, REGISTRY)
+    dec = datetime(2026, 12, 1, tzinfo=UTC)
+    stored: list[int] = []
+    errors: list[BaseException] = []
+    halfway, stop = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        try:
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                i = 0
+                while not stop.is_set() or i < 60:
+                    batch = [Reading(dec + timedelta(minutes=i * 10 + k), MN, "a21026",
+                                     float(k)) for k in range(10)]
+                    stored.append(_store(conn, batch))
+                    i += 1
+                    if i == 30:
+                        halfway.set()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+            halfway.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    assert halfway.wait(30)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        r = maintain(conn, datetime(2026, 11, 26, tzinfo=UTC), months_ahead=1, retention=None)
+    stop.set()
+    t.join(60)
+    assert not errors and not t.is_alive()
+    assert r.created == ["readings_p2026_11", "readings_p2026_12"] and r.moved_rows >= 300
+    assert scalar(db_url, "SELECT count(*) FROM readings_p2026_12") == sum(stored) >= 600
+    assert scalar(db_url, "SELECT count(*) FROM readings_default") == 0
+    assert scalar(db_url, "SELECT sum(n) FROM readings_daily") == sum(stored)
