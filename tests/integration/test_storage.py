@@ -248,3 +248,39 @@ def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -
     assert scalar(db_url, "SELECT count(*) FROM readings_p2026_12") == sum(stored) >= 600
     assert scalar(db_url, "SELECT count(*) FROM readings_default") == 0
     assert scalar(db_url, "SELECT sum(n) FROM readings_daily") == sum(stored)
+
+
+def test_migration_turns_an_existing_readings_table_into_the_default_partition(
+        admin_db_url: str) -> None:
+    """An installation upgraded to 0005 keeps every reading (as the DEFAULT partition,
+    without a copy), gets rollups of its history, and maintain then moves the rows."""
+    from store.migrate import available, migrate
+    from store.scratch import scratch_database
+
+    with scratch_database(admin_db_url, "offsite_t_upgrade") as url:
+        with psycopg.connect(url) as conn:  # an installation at schema 4
+            conn.execute("""CREATE TABLE schema_migrations (version integer PRIMARY KEY,
+                            name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())""")
+            for m in available():
+                if m.version <= 4:
+                    conn.execute(m.sql.encode())
+                    conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
+                                 (m.version, m.name))
+            conn.commit()
+            register(url, REGISTRY)
+            readings = _series(150)
+            for r in readings:  # the pre-0005 way: no rollups
+                conn.execute("""INSERT INTO readings (ts, mn, pollutant, kind, value, flag,
+                                received_at) VALUES (%s, %s, %s, %s, %s, %s, now())""",
+                             (r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag))
+            conn.commit()
+            assert migrate(conn)[0].version == 5
+            assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (
+                len(readings),)
+            _same(conn)
+            conn.commit()
+        with psycopg.connect(url, autocommit=True) as conn:
+            r = maintain(conn, T0, months_ahead=1, retention=None)
+            assert r.created == ["readings_p2026_10", "readings_p2026_11"]
+            assert r.moved_rows == len(readings)
+            assert conn.execute("SELECT count(*) FROM readings").fetchone() == (len(readings),)
