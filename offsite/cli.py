@@ -18,10 +18,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from offsite.errors import OffsiteError
 from offsite.logs import setup_logging
 from offsite.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class _Stop:
@@ -90,11 +94,11 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _maintain(conn: object, settings: Settings) -> None:
+def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
     from store.partitions import maintain
 
-    r = maintain(conn, datetime.now(UTC),  # type: ignore[arg-type]
-                 months_ahead=settings.partition_months_ahead, retention=settings.retention)
+    r = maintain(conn, datetime.now(UTC), months_ahead=settings.partition_months_ahead,
+                 retention=settings.retention)
     if r.skipped:
         _print("another maintainer is running; nothing done")
         return

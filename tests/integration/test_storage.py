@@ -284,3 +284,15 @@ def test_migration_turns_an_existing_readings_table_into_the_default_partition(
             assert r.created == ["readings_p2026_10", "readings_p2026_11"]
             assert r.moved_rows == len(readings)
             assert conn.execute("SELECT count(*) FROM readings").fetchone() == (len(readings),)
+
+
+def test_ingest_makes_the_months_at_start(db_url: str, mqtt_url: str,
+                                          unique_topic: str) -> None:
+    from tests.integration.helpers import running_ingest
+
+    register(db_url, REGISTRY)
+    settings = make_settings(db_url, mqtt_url, unique_topic, partition_months_ahead=2)
+    with running_ingest(settings), psycopg.connect(db_url) as conn:
+        parts = existing_partitions(conn)
+    now = datetime.now(UTC)
+    assert len(parts) == 3 and parts[0].start <= now < parts[0].end
