@@ -205,7 +205,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         _print(f"API on http://{settings.http_host}:{settings.http_port} "
                f"(OpenAPI at /docs); Ctrl-C to stop")
         uvicorn.run(create_app(settings, db), host=settings.http_host, port=settings.http_port,
-                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
+                    log_config=None)  # uvicorn's lines go through ours (JSON off a terminal)
     return 0
 
 
