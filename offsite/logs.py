@@ -16,7 +16,7 @@ from typing import Literal, TextIO
 
 # attributes every LogRecord has; anything else on a record came from ``extra``
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName"}
+    "message", "asctime", "taskName", "color_message"}  # (uvicorn's ANSI-coloured copy)
 
 
 class JsonFormatter(logging.Formatter):
