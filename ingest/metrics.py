@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from ingest.pipeline import IngestStats
@@ -41,6 +46,12 @@ class IngestCollector(Collector):
         for reason, n in sorted(s.dead_by_reason.items()):
             dead.add_metric([reason], n)
         yield dead
+        for name, doc, h in (
+            ("offsite_ingest_batch_readings", "Readings per committed batch", s.batch_readings),
+            ("offsite_ingest_commit_seconds", "Time to commit a batch, retries included",
+             s.commit_seconds),
+        ):
+            yield HistogramMetricFamily(name, doc, buckets=h.cumulative(), sum_value=h.total)
         broker, conns = self.links()
         if broker is not None:
             yield GaugeMetricFamily("offsite_ingest_broker_connected",

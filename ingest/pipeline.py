@@ -30,6 +30,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batch, Batcher
+from ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
 from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
 from ingest.reassembly import Reassembler, Released
 from ingest.validate import Policy, judge_packets, process
@@ -64,6 +65,8 @@ class IngestStats:
     db_errors: int = 0
     last_commit_at: float = 0.0
     dead_by_reason: dict[str, int] = field(default_factory=dict)
+    batch_readings: Counts = field(default_factory=lambda: Counts(BATCH_SIZE_BOUNDS))
+    commit_seconds: Counts = field(default_factory=lambda: Counts(COMMIT_SECONDS_BOUNDS))
 
 
 class Pipeline:
@@ -220,6 +223,7 @@ class Pipeline:
                 insert_packets(conn, batch.packets)
                 return new
 
+        t0 = time.perf_counter()  # commit latency, database retries included
         try:
             new = self._guard(write, stop)
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
@@ -234,13 +238,19 @@ class Pipeline:
             elif m.transport == "mqtt":
                 self.ack(m)
         s = self.stats
+        s.commit_seconds.observe(time.perf_counter() - t0)
+        s.batch_readings.observe(len(batch.readings))
         s.batches += 1
         s.readings_stored += len(new)
         s.duplicates += len(batch.readings) - len(new)
         s.dead_letters += len(batch.dead)
         for d in batch.dead:
             s.dead_by_reason[d.reason.value] = s.dead_by_reason.get(d.reason.value, 0) + 1
-            log.info("dead letter: %s (%s) topic=%s", d.reason.value, d.detail[:200], d.topic)
+            # no payload at info level: the reason and who sent it; the detail (which may
+            # quote the payload) at debug, and in the dead_letters table
+            log.info("dead letter: %s", d.reason.value,
+                     extra={"reason": d.reason.value, "mn": d.mn, "topic": d.topic})
+            log.debug("dead letter detail: %s", d.detail[:200])
         s.last_commit_at = time.time()
         received: dict[str, datetime] = {}  # duplicates too: the device is talking
         for at, r in zip(batch.received, batch.readings, strict=True):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from ingest.batcher import Batcher
@@ -21,7 +23,9 @@ from rules.config import load_rules
 from rules.engine import RuleEngine
 from rules.registry_view import device_meta
 from store.alerts import load_active
+from store.errors import StoreError
 from store.migrate import migrate
+from store.partitions import maintain
 from store.pool import open_pool
 from store.readings import recent_readings
 from store.registry import load_registry
@@ -36,6 +40,13 @@ def policy_from(settings: Settings) -> Policy:
                   topic_suffix=suffix, hj212_tz=tz,
                   max_future=timedelta(seconds=settings.max_future_s),
                   max_age=timedelta(days=settings.max_age_days))
+
+
+def client_id(settings: Settings) -> str:
+    """The MQTT client id, with ``{hostname}`` replaced: replicas started from one
+    configuration (compose ``deploy.replicas``) need distinct ids, or the broker would
+    disconnect each in turn, and each keeps its id across restarts of its container."""
+    return settings.mqtt_client_id.replace("{hostname}", socket.gethostname())
 
 
 class IngestService:
@@ -63,6 +74,7 @@ class IngestService:
         self.pool = open_pool(self.database_url, max_size=2, name="offsite-ingest")
         with self.pool.connection() as conn:
             migrate(conn)
+            self._maintain(conn)
             active = load_active(conn)
             registry = load_registry(conn)
             last_heard: dict[str, datetime] = dict(conn.execute(
@@ -81,7 +93,7 @@ class IngestService:
         book.load(active)
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
-            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, s.mqtt_client_id, inbox,
+            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, client_id(s), inbox,
                                          shared_group=s.mqtt_shared_group,
                                          keepalive=s.mqtt_keepalive_s)
         pipeline = Pipeline(self.pool, engine, book, policy_from(s),
@@ -91,7 +103,7 @@ class IngestService:
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
                             reopen_within=timedelta(seconds=s.alert_reopen_s),
-                            worker=s.mqtt_client_id if self.mqtt_url is not None
+                            worker=client_id(s) if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()
         self.pipeline = pipeline
@@ -105,6 +117,9 @@ class IngestService:
 
         self._thread = threading.Thread(target=run, name="offsite-pipeline", daemon=True)
         self._thread.start()
+        if s.maintain_interval_s is not None:
+            threading.Thread(target=self._maintain_every, args=(s.maintain_interval_s,),
+                             name="offsite-maintain", daemon=True).start()
         if self.subscriber is not None:
             self.subscriber.start()
         if s.metrics_port is not None:
@@ -120,6 +135,25 @@ class IngestService:
                                    max_garbage_bytes=s.gateway_max_garbage_bytes,
                                    max_connections=s.gateway_max_connections)
             self.gateway.start()
+
+    def _maintain(self, conn: psycopg.Connection) -> None:
+        """Partitions ahead and retention. Never fatal: a month not made yet only means
+        readings wait in the DEFAULT partition, and the next run moves them."""
+        s = self.settings
+        try:
+            maintain(conn, datetime.now(UTC), months_ahead=s.partition_months_ahead,
+                     retention=s.retention)
+        except (StoreError, psycopg.Error) as exc:
+            log.error("storage upkeep failed (ingest goes on; retried next time): %s", exc)
+
+    def _maintain_every(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                assert self.pool is not None
+                with self.pool.connection(timeout=10.0) as conn:
+                    self._maintain(conn)
+            except Exception as exc:  # the pool is closing, the database away
+                log.warning("storage upkeep skipped: %s", exc)
 
     def _links(self) -> tuple[bool | None, int | None]:
         broker = self.subscriber.connected.is_set() if self.subscriber is not None else None

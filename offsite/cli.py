@@ -18,10 +18,14 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from offsite.errors import OffsiteError
 from offsite.logs import setup_logging
 from offsite.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class _Stop:
@@ -69,6 +73,17 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     _print(f"schema at version {current_version(conn)}; TimescaleDB {ts}")
                 elif args.db_command == "status":
                     _print_status(db_status(conn))
+                    r = settings.retention
+                    _print(f"retention: {f'{r.days} days of raw readings' if r else 'none'}; "
+                           f"{settings.partition_months_ahead} months made ahead")
+                elif args.db_command == "maintain":
+                    _maintain(conn, settings)
+                elif args.db_command == "rebuild-rollups":
+                    from store.rollups import rebuild_rollups
+
+                    with conn.transaction():
+                        h, d = rebuild_rollups(conn)
+                    _print(f"rollups rebuilt: {h:,} hourly rows, {d:,} daily rows")
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
                     save_registry(conn, reg)
@@ -77,6 +92,23 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             pool.close()
     return 0
+
+
+def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
+    from store.partitions import maintain
+
+    r = maintain(conn, datetime.now(UTC), months_ahead=settings.partition_months_ahead,
+                 retention=settings.retention)
+    if r.skipped:
+        _print("another maintainer is running; nothing done")
+        return
+    _print(f"backend: {r.backend}")
+    if r.backend == "partitioned":
+        _print(f"created {', '.join(r.created) or 'none'}; dropped "
+               f"{', '.join(r.dropped) or 'none'}; {r.moved_rows} rows moved out of the "
+               f"DEFAULT partition; {r.purged_rows} rows past retention purged from it")
+    elif r.backend == "timescaledb":
+        _print(f"retention policy set to {settings.retention or 'none'}")
 
 
 def _print_status(st: object) -> None:
@@ -88,6 +120,16 @@ def _print_status(st: object) -> None:
     _print(f"TimescaleDB: {'active' if st.timescaledb else 'not available'}; readings "
            f"{'a hypertable' if st.hypertable else 'a plain table'}")
     _print(f"readings from {st.oldest_reading or '-'} to {st.newest_reading or '-'}")
+    if st.partitioned:
+        first = st.partitions[0].start.date() if st.partitions else "-"
+        last = st.partitions[-1].end.date() if st.partitions else "-"
+        _print(f"partitions: {len(st.partitions)} monthly, {first} → {last}; "
+               f"{st.default_rows} rows in DEFAULT")
+    _print(f"rollups (hourly, daily): {st.rollups}")
+    if st.compression is not None:
+        before, after = st.compression
+        _print(f"compression: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB "
+               f"({before / max(after, 1):.1f}×)")
     for name, (rows, size) in st.tables.items():
         count = f"~{rows:,}" if rows >= 0 else "? (not analysed yet)"
         _print(f"  {name:<16} {count:>20} rows  {size / 2**20:>10.1f} MiB")
@@ -163,7 +205,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         _print(f"API on http://{settings.http_host}:{settings.http_port} "
                f"(OpenAPI at /docs); Ctrl-C to stop")
         uvicorn.run(create_app(settings, db), host=settings.http_host, port=settings.http_port,
-                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5)
+                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
+                    log_config=None)  # uvicorn's lines go through ours (JSON off a terminal)
     return 0
 
 
@@ -432,7 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
-    dbs.add_parser("status", help="schema version, backend features, table sizes, data span")
+    dbs.add_parser("status", help="schema version, backend features, table sizes, data span, "
+                                  "partitions, rollups, retention")
+    dbs.add_parser("maintain", help="create monthly partitions ahead, empty the DEFAULT "
+                                    "partition, drop months past OFFSITE_RETENTION_DAYS")
+    dbs.add_parser("rebuild-rollups", help="recompute hourly/daily rollups from raw readings "
+                                           "(after a bulk load)")
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
     lr.add_argument("file")
     return p
@@ -452,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level if args.command != "demo" else "WARNING")
+        setup_logging(settings.log_level if args.command != "demo" else "WARNING",
+                      fmt=settings.log_format)
         return COMMANDS[args.command](args, settings)
     except OffsiteError as exc:
         print(f"offsite: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ PostgreSQL and broker" — the fresh-laptop default.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, one JSON object a line elsewhere")
     data_dir: Path = Field(default=Path(".offsite"),
                            description="embedded PostgreSQL data and other local state")
 
@@ -68,6 +71,16 @@ class Settings(BaseSettings):
                                            description="an unfinished packet waits this long")
     gateway_max_garbage_bytes: int = Field(default=16_384, ge=0)
     gateway_max_connections: int = Field(default=2000, ge=1)
+
+    # storage upkeep (`offsite db maintain`, and ingest at start and periodically)
+    retention_days: float | None = Field(
+        default=1096.0, gt=0, description="raw readings older than this are dropped "
+                                           "(whole months); rollups are kept; unset: keep all")
+    partition_months_ahead: int = Field(default=3, ge=0, le=120,
+                                        description="monthly partitions created ahead")
+    maintain_interval_s: float | None = Field(
+        default=3600.0, gt=0, description="ingest re-runs partition upkeep this often; "
+                                          "unset: only at start")
 
     # rules
     rules_file: Path | None = Field(default=None,
@@ -139,6 +152,10 @@ class Settings(BaseSettings):
             raise ValueError("OFFSITE_QR_SECRET must be set to ≥ 32 random characters "
                              "in production")
         return self
+
+    @property
+    def retention(self) -> timedelta | None:
+        return timedelta(days=self.retention_days) if self.retention_days else None
 
     @property
     def base_url(self) -> str:

@@ -3,7 +3,8 @@
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
 commit) and ``INSERT … ON CONFLICT DO NOTHING RETURNING`` moves the rows; the rows it
 returns are exactly the ones new to the store, which is what the rules must see — a
-redelivered message is stored and judged once.
+redelivered message is stored and judged once — and what the hourly/daily rollups add up
+(``store/rollups.py``), in the same statement.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 import psycopg
 
 from ingest.models import Reading
+from store.rollups import UPSERT_DAILY, UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
 _TYPES = ["timestamptz", "text", "text", "text", "float8", "text", "timestamptz"]
@@ -40,10 +42,12 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
             copy.set_types(_TYPES)
             for r, rec in zip(readings, received_at, strict=True):
                 copy.write_row((r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag, rec))
-        cur.execute(f"""
-            INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
-            ON CONFLICT DO NOTHING
-            RETURNING ts, mn, pollutant, kind, value, flag""")
+        insert = f"""INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
+                     ON CONFLICT DO NOTHING RETURNING ts, mn, pollutant, kind, value, flag"""
+        if rollups_maintained(conn):  # the rollups count exactly the rows RETURNING gives
+            insert = f"""WITH new AS ({insert}), h AS ({UPSERT_HOURLY}), d AS ({UPSERT_DAILY})
+                         SELECT * FROM new"""
+        cur.execute(insert.encode())
         new = [Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
                for ts, mn, pol, kind, value, flag in cur.fetchall()]
         if new:

@@ -257,6 +257,11 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
     assert 'offsite_ingest_dead_letters_total{reason="malformed_json"} 1.0' in text
     assert "offsite_ingest_broker_connected 1.0" in text
     assert "offsite_ingest_uncommitted_messages 0.0" in text
+    # the two messages may share a batch or not; either way 2 readings were committed
+    batches = ingest.stats.batches
+    assert f'offsite_ingest_batch_readings_bucket{{le="+Inf"}} {batches:.1f}' in text
+    assert "offsite_ingest_batch_readings_sum 2.0" in text
+    assert f"offsite_ingest_commit_seconds_count {batches:.1f}" in text
 
 
 def test_rule_windows_survive_an_ingest_restart(db_url: str, mqtt_url: str,

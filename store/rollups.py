@@ -1,0 +1,136 @@
+"""Hourly and daily rollups of readings: kept in step on insert, rebuilt after bulk loads,
+read by the API's bucketed series and by anything that needs hourly averages.
+
+Tables ``readings_hourly`` / ``readings_daily`` (migration 0005) hold, per (mn,
+pollutant, kind, UTC bucket): ``n``, ``total``, ``min_value``, ``max_value`` over every
+value, and ``n_valid``, ``total_valid`` over values flagged N — enough to answer avg /
+min / max / count for any bucket that is a whole number of hours or days, and the
+valid-only average the standard's validity rules are written in.
+
+On plain PostgreSQL ``insert_readings`` upserts them from the rows its INSERT returned, in
+the same statement: only rows new to the store count, so a redelivered message never
+counts twice, and a rolled-back batch leaves no trace. On TimescaleDB the same names are
+continuous aggregates and nothing is upserted.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from store.errors import StoreError
+
+HOUR = 3600
+DAY = 86400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# One row per (key, bucket) from the new rows ``new`` (a CTE of inserted readings), added
+# to what is there. Sorted so concurrent workers lock rollup rows in one order.
+_UPSERT = """
+INSERT INTO {table} AS r (mn, pollutant, kind, bucket, n, total, min_value, max_value,
+                          n_valid, total_valid)
+SELECT mn, pollutant, kind, date_bin(interval '{width}', ts, timestamptz '1970-01-01'),
+       count(*), sum(value), min(value), max(value), count(*) FILTER (WHERE flag = 'N'),
+       coalesce(sum(value) FILTER (WHERE flag = 'N'), 0)
+FROM new GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+ON CONFLICT (mn, pollutant, kind, bucket) DO UPDATE SET
+    n = r.n + excluded.n, total = r.total + excluded.total,
+    min_value = least(r.min_value, excluded.min_value),
+    max_value = greatest(r.max_value, excluded.max_value),
+    n_valid = r.n_valid + excluded.n_valid, total_valid = r.total_valid + excluded.total_valid
+"""
+UPSERT_HOURLY = _UPSERT.format(table="readings_hourly", width="1 hour")
+UPSERT_DAILY = _UPSERT.format(table="readings_daily", width="1 day")
+
+_maintained: weakref.WeakKeyDictionary[psycopg.Connection, bool] = weakref.WeakKeyDictionary()
+
+
+def rollups_maintained(conn: psycopg.Connection) -> bool:
+    """True when the rollups are tables this code keeps (plain PostgreSQL), False when
+    they are TimescaleDB continuous aggregates (or absent). Asked once per connection."""
+    known = _maintained.get(conn)
+    if known is None:
+        row = conn.execute("SELECT relkind FROM pg_class "
+                           "WHERE oid = to_regclass('readings_hourly')").fetchone()
+        known = _maintained[conn] = bool(row and row[0] == "r")
+    return known
+
+
+def rollup_table(bucket_s: int, start: datetime, end: datetime) -> str | None:
+    """The rollup that answers buckets of ``bucket_s`` seconds over [start, end) exactly
+    as raw rows would, or None when only raw rows can.
+
+    Exact means: each bucket is a whole number of rollup buckets, and the range cuts no
+    rollup bucket in two (else the rollup would count rows outside the range).
+    """
+    for table, width in (("readings_daily", DAY), ("readings_hourly", HOUR)):
+        if bucket_s % width == 0 and _aligned(start, width) and _aligned(end, width):
+            return table
+    return None
+
+
+def _aligned(t: datetime, width_s: int) -> bool:
+    delta = t - _EPOCH
+    return delta.microseconds == 0 and (delta.days * DAY + delta.seconds) % width_s == 0
+
+
+def rebuild_rollups(conn: psycopg.Connection, start: datetime | None = None,
+                    end: datetime | None = None) -> tuple[int, int]:
+    """Recompute the rollups from raw readings over [start, end) (widened to whole UTC
+    days; None: everything) — after a bulk COPY that bypassed ``insert_readings``.
+    Runs in the caller's transaction; returns (hourly rows, daily rows) written."""
+    if not rollups_maintained(conn):
+        raise StoreError("rollups are not tables here (TimescaleDB continuous aggregates "
+                         "refresh themselves: CALL refresh_continuous_aggregate(...))")
+    lo = _floor_day(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
+    hi = _ceil_day(end) if end is not None else datetime(9999, 1, 1, tzinfo=UTC)
+    conn.execute("DELETE FROM readings_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
+    conn.execute("DELETE FROM readings_daily WHERE bucket >= %s AND bucket < %s", (lo, hi))
+    hourly = conn.execute("""
+        INSERT INTO readings_hourly
+        SELECT mn, pollutant, kind, date_bin('1 hour', ts, timestamptz '1970-01-01'),
+               count(*), sum(value), min(value), max(value),
+               count(*) FILTER (WHERE flag = 'N'),
+               coalesce(sum(value) FILTER (WHERE flag = 'N'), 0)
+        FROM readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2, 3, 4""", (lo, hi)).rowcount
+    daily = conn.execute("""
+        INSERT INTO readings_daily
+        SELECT mn, pollutant, kind, date_bin('1 day', bucket, timestamptz '1970-01-01'),
+               sum(n), sum(total), min(min_value), max(max_value), sum(n_valid),
+               sum(total_valid)
+        FROM readings_hourly WHERE bucket >= %s AND bucket < %s
+        GROUP BY 1, 2, 3, 4""", (lo, hi)).rowcount
+    return hourly, daily
+
+
+def _floor_day(t: datetime) -> datetime:
+    u = t.astimezone(UTC)
+    return datetime(u.year, u.month, u.day, tzinfo=UTC)
+
+
+def _ceil_day(t: datetime) -> datetime:
+    f = _floor_day(t)
+    return f if f == t else f + timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyAverage:
+    bucket: datetime          # hour start, UTC
+    avg: float | None         # mean of the valid (flag N) values; None if there are none
+    n_valid: int              # how many valid values (HJ 212 Annex D wants ≥ 45 minutes)
+    n: int                    # how many values of any flag
+
+
+def hourly_averages(conn: psycopg.Connection, mn: str, pollutant: str, start: datetime,
+                    end: datetime, kind: str = "rtd") -> list[HourlyAverage]:
+    """Hourly averages of one series from the rollup (never the raw rows) — for rules
+    judged on 1-hour averages, as exceedances of flue gas are. Works on both backends."""
+    rows = conn.execute("""
+        SELECT bucket, total_valid / nullif(n_valid, 0), n_valid, n FROM readings_hourly
+        WHERE mn = %s AND pollutant = %s AND kind = %s AND bucket >= %s AND bucket < %s
+        ORDER BY bucket""", (mn, pollutant, kind, start, end)).fetchall()
+    return [HourlyAverage(b, None if a is None else float(a), int(v), int(n))
+            for b, a, v, n in rows]
