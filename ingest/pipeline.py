@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -36,14 +36,11 @@ from ingest.reassembly import Reassembler, Released
 from ingest.validate import Policy, judge_packets, process
 from offsite.errors import RegistryError
 from offsite.registry import Device
-from rules.alerts import AlertBook, Plan
-from rules.engine import Evaluation, RuleEngine
-from rules.registry_view import device_meta
-from store.alerts import apply_plan
 from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
 from store.readings import insert_readings
 from store.registry import load_registry
+from store.rule_inbox import queue_for_rules
 from store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
@@ -70,47 +67,34 @@ class IngestStats:
 
 
 class Pipeline:
-    def __init__(self, pool: ConnectionPool, engine: RuleEngine, book: AlertBook,
+    def __init__(self, pool: ConnectionPool,
                  policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
-                 *, offline_check_s: float = 5.0, registry_refresh_s: float = 30.0,
+                 *, registry_refresh_s: float = 30.0,
                  idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
                  stats: IngestStats | None = None, worker: str = "ingest",
-                 heartbeat_s: float = 2.0, reopen_within: timedelta = timedelta(hours=6),
+                 heartbeat_s: float = 2.0,
                  links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
                  ) -> None:
         self.pool = pool
-        self.engine = engine
-        self.book = book
         self.policy = policy
         self.batcher = batcher
         self.ack = ack
-        self.offline_check_s = offline_check_s
         self.registry_refresh_s = registry_refresh_s
         self.idle_flush_s = idle_flush_s
         self.stats = stats or IngestStats()
         self.known: dict[str, Device] = {}
         self.reassembler: Reassembler[InboundMessage] = Reassembler(split_timeout_s)
-        self._next_offline = 0.0
         self._next_registry = 0.0
         self._last_registry_load = -1e9
         self._registry_as_of = datetime.min.replace(tzinfo=UTC)
         self.worker = worker
         self.heartbeat_s = heartbeat_s
-        self.reopen_within = reopen_within
         self.links = links
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
         self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
-    def _refresh_heard(self) -> None:
-        """What every worker heard, from the shared device status: offline is judged on
-        it, so a device served by another worker (or the gateway) is not 'offline' here."""
-        with self.pool.connection() as conn:
-            heard: dict[str, datetime] = dict(
-                conn.execute("SELECT mn, last_received_at FROM device_status").fetchall())
-        self.engine.note_received(heard)
-
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
@@ -121,7 +105,6 @@ class Pipeline:
             log.error("registry not reloaded, keeping the previous one: %s", exc)
             return
         self.known = {d.mn: d for d in reg.devices}
-        self.engine.update_registry(device_meta(reg))
 
     # -- main loop ----------------------------------------------------------------------
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
@@ -132,10 +115,6 @@ class Pipeline:
             if now >= self._next_registry:
                 self._guard(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
-            if now >= self._next_offline:
-                self._guard(self._refresh_heard, stop)
-                self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
-                self._next_offline = now + self.offline_check_s
             for released in self.reassembler.expired(now):
                 self._add_split(released, stop)
             if now >= self._next_beat:
@@ -216,11 +195,18 @@ class Pipeline:
         return outcome
 
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
+        heard: dict[str, datetime] = {}  # duplicates too: the device is talking
+        for at, r in zip(batch.received, batch.readings, strict=True):
+            if r.mn not in heard or at > heard[r.mn]:
+                heard[r.mn] = at
+
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
                 new = insert_readings(conn, batch.readings, batch.received)
                 insert_dead_letters(conn, batch.dead)
                 insert_packets(conn, batch.packets)
+                # judged by the rule runner, whichever worker leads it (rule_runner.py)
+                queue_for_rules(conn, new, heard)
                 return new
 
         t0 = time.perf_counter()  # commit latency, database retries included
@@ -252,12 +238,6 @@ class Pipeline:
                      extra={"reason": d.reason.value, "mn": d.mn, "topic": d.topic})
             log.debug("dead letter detail: %s", d.detail[:200])
         s.last_commit_at = time.time()
-        received: dict[str, datetime] = {}  # duplicates too: the device is talking
-        for at, r in zip(batch.received, batch.readings, strict=True):
-            if r.mn not in received or at > received[r.mn]:
-                received[r.mn] = at
-        if new or received:
-            self._rules(self.engine.evaluate(new, received), stop)
 
     def backlog(self) -> tuple[int, float]:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""
@@ -309,31 +289,6 @@ class Pipeline:
 
         return self._guard(write, stop)
 
-    def _rules(self, ev: Evaluation, stop: threading.Event | None) -> None:
-        plan: Plan = self.book.plan(ev.findings, ev.seen)
-        if not plan:
-            return
-
-        def write() -> list:
-            with self.pool.connection() as conn, conn.transaction():
-                return apply_plan(conn, plan, self.reopen_within)
-
-        try:
-            events = self._guard(write, stop)
-        except psycopg.DatabaseError as exc:  # e.g. an alert for a device deleted meanwhile
-            log.error("database refused %d alert changes (%s); the readings are stored, "
-                      "the alert changes are dropped", len(plan.upserts) + len(plan.clears), exc)
-            return
-        if events is None:
-            return
-        self.book.applied(plan)
-        for alert_id, kind in events:
-            if kind == "opened":
-                self.stats.alerts_opened += 1
-                log.info("alert %d opened", alert_id)
-            elif kind == "cleared":
-                self.stats.alerts_cleared += 1
-
     def _guard(self, fn: Callable[[], list | None], stop: threading.Event | None) -> list | None:
         """Run a database step, retrying with backoff while the database is unavailable.
 
@@ -350,7 +305,7 @@ class Pipeline:
                 result = fn()
                 return result if result is not None else []
             except Exception as exc:
-                if not _unavailable(exc):
+                if not unavailable(exc):
                     raise
                 self.stats.db_errors += 1
                 log.warning("database unavailable (%s); retrying in %.1f s",
@@ -372,7 +327,8 @@ TRANSIENT_CLASSES = frozenset({"08", "25", "53", "57", "58"})
 TRANSIENT_STATES = frozenset({"42501", "42P01", "40001", "40P01"})
 
 
-def _unavailable(exc: BaseException) -> bool:
+def unavailable(exc: BaseException) -> bool:
+    """Is this database error a "not now" (retry) rather than a "not this data"?"""
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError):
         return True
     if isinstance(exc, psycopg.DatabaseError):

@@ -14,21 +14,15 @@ from psycopg_pool import ConnectionPool
 from ingest.batcher import Batcher
 from ingest.gateway import Gateway
 from ingest.models import InboundMessage
-from ingest.pipeline import IngestStats, Pipeline
+from ingest.pipeline import IngestStats, Pipeline, unavailable
+from ingest.rule_runner import RuleRunner, RunnerConfig
 from ingest.subscriber import Subscriber
 from ingest.validate import Policy, policy_topic
 from offsite.settings import Settings
-from rules.alerts import AlertBook
-from rules.config import load_rules
-from rules.engine import RuleEngine
-from rules.registry_view import device_meta
-from store.alerts import load_active
 from store.errors import StoreError
 from store.migrate import migrate
 from store.partitions import maintain
 from store.pool import open_pool
-from store.readings import recent_readings
-from store.registry import load_registry
 
 log = logging.getLogger("offsite.ingest")
 
@@ -66,7 +60,10 @@ class IngestService:
         self.subscriber: Subscriber | None = None
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
+        self._runner_stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._runner_thread: threading.Thread | None = None
+        self.runner: RuleRunner | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -75,34 +72,20 @@ class IngestService:
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
-            active = load_active(conn)
-            registry = load_registry(conn)
-            last_heard: dict[str, datetime] = dict(conn.execute(
-                "SELECT mn, last_received_at FROM device_status").fetchall())
-        now = datetime.now(UTC)
-        engine = RuleEngine(load_rules(s.rules_file), device_meta(registry), started_at=now)
-        engine.note_received(last_heard)
-        with self.pool.connection() as conn:
-            warmed = engine.warm(recent_readings(
-                conn, s.rule_warm_max, now - timedelta(seconds=s.rule_warm_s)))
-        if warmed:
-            log.info("rule state rebuilt from %d stored values", warmed)
-        book = AlertBook(engine.clear_after(),
-                         default_clear_after=timedelta(seconds=s.alert_clear_s),
-                         cooldown=engine.cooldowns())
-        book.load(active)
+        runner = RuleRunner(self.database_url, self.pool, RunnerConfig(
+            s.rules_file, s.rule_warm_s, s.rule_warm_max, s.alert_clear_s, s.alert_reopen_s,
+            s.rule_settle_ms / 1000, s.offline_check_s), self._count_events, unavailable)
+        self.runner = runner
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
             self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, client_id(s), inbox,
                                          shared_group=s.mqtt_shared_group,
                                          keepalive=s.mqtt_keepalive_s)
-        pipeline = Pipeline(self.pool, engine, book, policy_from(s),
+        pipeline = Pipeline(self.pool, policy_from(s),
                             Batcher(s.batch_max_readings, s.batch_max_delay_ms / 1000),
                             self.subscriber.ack if self.subscriber else _no_ack,
-                            offline_check_s=s.offline_check_s,
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
-                            reopen_within=timedelta(seconds=s.alert_reopen_s),
                             worker=client_id(s) if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()
@@ -117,6 +100,9 @@ class IngestService:
 
         self._thread = threading.Thread(target=run, name="offsite-pipeline", daemon=True)
         self._thread.start()
+        self._runner_thread = threading.Thread(target=runner.run, args=(self._runner_stop,),
+                                               name="offsite-rules", daemon=True)
+        self._runner_thread.start()
         if s.maintain_interval_s is not None:
             threading.Thread(target=self._maintain_every, args=(s.maintain_interval_s,),
                              name="offsite-maintain", daemon=True).start()
@@ -155,6 +141,14 @@ class IngestService:
             except Exception as exc:  # the pool is closing, the database away
                 log.warning("storage upkeep skipped: %s", exc)
 
+    def _count_events(self, events: list[tuple[int, str]]) -> None:
+        for alert_id, kind in events:
+            if kind in ("opened", "reopened"):
+                self.stats.alerts_opened += 1
+                log.info("alert %d %s", alert_id, kind)
+            elif kind == "cleared":
+                self.stats.alerts_cleared += 1
+
     def _links(self) -> tuple[bool | None, int | None]:
         broker = self.subscriber.connected.is_set() if self.subscriber is not None else None
         conns = self.gateway.stats.open_connections if self.gateway is not None else None
@@ -173,6 +167,11 @@ class IngestService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        # the pipeline has committed (and queued) what it had: the runner judges the
+        # rest of the queue before it lets go of the lead
+        self._runner_stop.set()
+        if self._runner_thread is not None:
+            self._runner_thread.join(timeout)
         if self.subscriber is not None:
             self.subscriber.stop()
         if self.gateway is not None:
