@@ -227,16 +227,19 @@ class _Where:
         start = starts[index]
         if key:
             for j in range(start, len(self.lines)):
-                if j > start and re.match(r"^\s*\[", self.lines[j]):
-                    break
+                if j > start and re.match(r"^\s*\[", self.lines[j]) and not re.match(
+                        rf"^\s*\[\s*{re.escape(table)}\s*\.", self.lines[j]):
+                    break  # the next table, but not this entry's own [table.params]
                 if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[j]) or \
                         re.search(rf"[{{,]\s*{re.escape(key)}\s*=", self.lines[j]):
                     return j + 1
         return start
 
     def key_line(self, key: str) -> int:
+        """The line of a top-level key: ``key = …``, or a ``[key]``/``[[key]]`` header."""
         for i, line in enumerate(self.lines, 1):
-            if re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", line) or \
+                    re.match(rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]", line):
                 return i
         return 1
 

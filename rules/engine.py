@@ -2,8 +2,10 @@
 
 Readings are judged by their device timestamps, so a replay gives the same findings
 as the live stream. A batch may hold several readings of one series; they are taken
-in *rounds* (the 1st new reading of every series, then the 2nd, …) so each value is
-judged against the window that preceded it, still one numpy call per rule and round.
+in *rounds* (one per device timestamp, oldest first: the readings of a device's
+channels taken at the same instant share a round) so each value is judged against the
+window that preceded it and beside its partner channels of the same instant, still one
+numpy call per rule and round.
 A reading older than its series' newest is stored and judged only by the detectors
 that do not depend on order (exceedance, implausible).
 
@@ -91,10 +93,7 @@ class RuleEngine:
         self.started_at = started_at
         self.offline_rule = Offline(intervals=rules.offline_intervals)
         self.last_received: dict[str, datetime] = {}  # device → newest receive time
-        width = 2
-        for b in self._all_bound():
-            width = max(width, int(b.detector.history) + 1)
-        self.windows = Windows(width)
+        self.windows = Windows(self._width())
         self._instances: list[_Instance] = []
         self._inst_index: dict[tuple[Any, ...], int] = {}
         self._applies = np.zeros((self.windows.capacity, 0), dtype=bool)
@@ -110,6 +109,10 @@ class RuleEngine:
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
+
+    def _width(self) -> int:
+        """The shared window: the longest history any bound detector reads, + 1."""
+        return max([2, *(int(b.detector.history) + 1 for b in self._all_bound())])
 
     def _all_bound(self) -> list[Bound]:
         """Every detector the rules could bind, with and without each override (to size
@@ -132,6 +135,9 @@ class RuleEngine:
     def update_rules(self, rules: RuleSet) -> None:
         self.rules = rules
         self.offline_rule = Offline(intervals=rules.offline_intervals)
+        # a detector reading further back than the windows hold would see a short
+        # window (numpy slices from a negative start) and never fill: widen them
+        self.windows.widen(self._width())
         self._applies[:] = False
         for row in range(len(self.windows)):
             self._describe_row(row)
@@ -264,9 +270,22 @@ class RuleEngine:
         if depth == 1:
             self._round(rows, [s[0] for s in lists], ev)
             return ev
-        for rnd in range(depth):
-            sel = [i for i, s in enumerate(lists) if len(s) > rnd]
-            self._round(rows[sel], [lists[i][rnd] for i in sel], ev)
+        # rounds follow device time, so each channel meets its partners (O2, flow) of the
+        # same instant, as in the live stream, however many readings of each there are
+        stamps: dict[str, set[datetime]] = defaultdict(set)
+        for (mn, _, _), series in zip(keys, lists, strict=True):
+            stamps[mn].update(r.ts for r in series)
+        rank = {mn: {ts: i for i, ts in enumerate(sorted(s))} for mn, s in stamps.items()}
+        rounds: dict[int, tuple[list[int], list[Reading]]] = defaultdict(lambda: ([], []))
+        for i, ((mn, _, _), series) in enumerate(zip(keys, lists, strict=True)):
+            rnd = -1
+            for r in series:
+                rnd = max(rank[mn][r.ts], rnd + 1)  # a repeated time takes the next round
+                rounds[rnd][0].append(i)
+                rounds[rnd][1].append(r)
+        for rnd in sorted(rounds):
+            sel, batch = rounds[rnd]
+            self._round(rows[sel], batch, ev)
         return ev
 
     def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:

@@ -63,6 +63,23 @@ class Windows:
         self._times, self._pos = more(self._times, np.nan), more(self._pos, 0)
         self._last_t = more(self._last_t, -np.inf)
 
+    def widen(self, width: int) -> None:
+        """Keep more readings per series from now on (new rules reading further back);
+        what is held stays, oldest → newest, with empty slots in front of it."""
+        if width <= self.width:
+            return
+        rows = np.arange(self.capacity)
+        vals, flags, times = self.window(rows)
+        pad = width - self.width
+
+        def wide(a: np.ndarray, fill: float | int) -> np.ndarray:
+            return np.concatenate([np.full((a.shape[0], pad), fill, dtype=a.dtype), a], axis=1)
+
+        self._vals, self._flags, self._times = wide(vals, np.nan), wide(flags, 0), \
+            wide(times, np.nan)
+        self._pos[:] = 0
+        self.width = width
+
     def _order(self, rows: np.ndarray) -> np.ndarray:
         return (self._pos[rows, None] + np.arange(self.width)) % self.width
 

@@ -27,28 +27,44 @@ def finding(minute: float, value: float | None = 50.0, severity: str = "major",
 
 # -- transitions ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("cur", "tgt"), [
-    (S.OPEN, S.ACKNOWLEDGED), (S.OPEN, S.RESOLVED), (S.OPEN, S.CLEARED),
-    (S.ACKNOWLEDGED, S.RESOLVED), (S.ACKNOWLEDGED, S.CLEARED),
-])
+ALLOWED = [
+    (S.OPEN, S.ACKNOWLEDGED), (S.OPEN, S.ASSIGNED), (S.OPEN, S.RESOLVED), (S.OPEN, S.CLEARED),
+    (S.ACKNOWLEDGED, S.ASSIGNED), (S.ACKNOWLEDGED, S.RESOLVED), (S.ACKNOWLEDGED, S.CLEARED),
+    (S.ASSIGNED, S.ASSIGNED),  # handed on to someone else
+    (S.ASSIGNED, S.RESOLVED), (S.ASSIGNED, S.CLEARED),
+    (S.RESOLVED, S.OPEN), (S.CLEARED, S.OPEN),  # reopened
+]
+
+
+@pytest.mark.parametrize(("cur", "tgt"), ALLOWED)
 def test_allowed_transitions(cur, tgt):
     assert transition(cur, tgt) is tgt
     assert transition(cur.value, tgt.value) is tgt  # plain strings from the database
 
 
-@pytest.mark.parametrize(("cur", "tgt"), [
-    (S.OPEN, S.OPEN), (S.ACKNOWLEDGED, S.ACKNOWLEDGED), (S.ACKNOWLEDGED, S.OPEN),
-    *[(end, t) for end in (S.RESOLVED, S.CLEARED) for t in S],
-])
-def test_forbidden_transitions(cur, tgt):
+@pytest.mark.parametrize(("cur", "tgt"), [(c, t) for c in S for t in S
+                                          if (c, t) not in ALLOWED])
+def test_every_other_transition_is_forbidden(cur, tgt):
     with pytest.raises(InvalidTransition) as info:
         transition(cur, tgt)
     assert isinstance(info.value, RuleError)
     assert cur.value in str(info.value) and tgt.value in str(info.value)
 
 
+def test_forbidden_transitions_include_going_back():
+    for cur, tgt in [(S.OPEN, S.OPEN), (S.ACKNOWLEDGED, S.OPEN), (S.ASSIGNED, S.ACKNOWLEDGED),
+                     (S.RESOLVED, S.CLEARED), (S.CLEARED, S.ASSIGNED)]:
+        with pytest.raises(InvalidTransition):
+            transition(cur, tgt)
+
+
+def test_unknown_state_is_refused():
+    with pytest.raises(ValueError):
+        transition("open", "closed")
+
+
 def test_active_states():
-    assert frozenset({S.OPEN, S.ACKNOWLEDGED}) == ACTIVE
+    assert frozenset({S.OPEN, S.ACKNOWLEDGED, S.ASSIGNED}) == ACTIVE
 
 
 # -- fold -----------------------------------------------------------------------------
@@ -58,6 +74,19 @@ def test_fold_single_finding():
     assert u == AlertUpsert("exceedance", "MN1", "a21026", "major", at(1), at(1), 1, 40.0, 35.0,
                             "exceedance 40.0 at 1")
     assert u.key == ("exceedance", "MN1", "a21026")
+
+
+def test_fold_keeps_the_first_findings_detail_and_suppression():
+    first = Finding("exceedance", "MN1", "a21026", at(1), 40.0, "major", "m1", 35.0,
+                    {"evidence": {"v": [40.0]}}, "stack repair")
+    worse = Finding("exceedance", "MN1", "a21026", at(2), 90.0, "critical", "m2", 35.0,
+                    {"evidence": {"v": [90.0]}}, None)
+    (u,) = fold([first, worse])
+    assert u.detail == {"evidence": {"v": [40.0]}}  # what triggered the alert
+    assert u.suppressed == "stack repair"
+    assert (u.worst_value, u.severity, u.message) == (90.0, "critical", "m2")
+    (u,) = fold([worse, first])
+    assert u.detail == {"evidence": {"v": [90.0]}} and u.suppressed is None
 
 
 def test_fold_counts_spans_and_keeps_worst():
@@ -215,3 +244,46 @@ def test_forget_and_load():
     assert b.active == {OFF: at(2)}
     b.load([])
     assert b.active == {}
+
+
+# -- cooldown ---------------------------------------------------------------------------
+
+def test_cooldown_drops_a_new_occurrence_soon_after_a_clear():
+    b = AlertBook({}, default_clear_after=timedelta(minutes=5),
+                  cooldown={"exceedance": timedelta(minutes=30)})
+    b.applied(b.plan([finding(0)], {("MN1", "a21026"): at(0)}))
+    p = b.plan([], {("MN1", "a21026"): at(6)})
+    assert p.clears == [KEY]
+    b.applied(p)
+    assert b.cleared == {KEY: at(0)}
+    # within 30 min of the cleared alert's last finding: dropped, and nothing to clear
+    p = b.plan([finding(20)], {("MN1", "a21026"): at(20)})
+    assert p.upserts == [] and p.clears == []
+    b.applied(p)
+    assert KEY not in b.active
+    # 30 min after: a new alert
+    p = b.plan([finding(30)], {("MN1", "a21026"): at(30)})
+    assert [u.key for u in p.upserts] == [KEY]
+
+
+def test_cooldown_is_per_rule_and_key_and_never_blocks_an_active_alert():
+    b = AlertBook({}, default_clear_after=timedelta(minutes=5),
+                  cooldown={"exceedance": timedelta(minutes=30), "spike": timedelta(0)})
+    b.applied(b.plan([finding(0), finding(0, rule="spike")], {}))
+    b.applied(b.plan([], {("MN1", "a21026"): at(6)}))
+    assert b.active == {}
+    p = b.plan([finding(10, rule="spike"), finding(10, mn="MN2"), finding(10)], {})
+    assert sorted(u.key for u in p.upserts) == [("exceedance", "MN2", "a21026"),
+                                                 ("spike", "MN1", "a21026")]
+    # an alert that is still active keeps taking its findings
+    b2 = AlertBook({}, cooldown={"exceedance": timedelta(hours=1)})
+    b2.cleared[KEY] = at(0)
+    b2.load([(KEY, at(1))])
+    assert [u.key for u in b2.plan([finding(2)], {}).upserts] == [KEY]
+
+
+def test_no_cooldown_means_a_new_alert_at_once():
+    b = book()
+    b.applied(b.plan([finding(0)], {}))
+    b.applied(b.plan([], {("MN1", "a21026"): at(6)}))
+    assert [u.key for u in b.plan([finding(7)], {}).upserts] == [KEY]

@@ -1,210 +1,772 @@
-"""rules.detectors: one vectorised contract for every window detector, then specifics."""
+"""rules.detectors: one contract for every detector in the catalog, then each one's job."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pytest
 
-from rules.detectors import WINDOW_DETECTORS, Exceedance, Flatline, Offline, Spike
+from rules.detectors import (
+    CATALOG,
+    AverageExceedance,
+    Batch,
+    Capture,
+    Clamp,
+    CopyPaste,
+    Dilution,
+    Drift,
+    Exceedance,
+    FalseStop,
+    FlagAbuse,
+    Flatline,
+    FlowZero,
+    Hits,
+    Implausible,
+    Partner,
+    Spike,
+    Stat,
+)
+from rules.detectors.base import FLAG_N
+from rules.plausible import plausible_range
 
-W = 30
+W = 31  # the engine's window for the default rules: the longest history (30) + 1
 LEVEL, LIMIT = 50.0, 100.0
+O2_LEVEL, O2_REF = 8.0, 6.0
+T0 = 1_795_996_800.0  # 2026-11-30T00:00:00Z, on an hour and a UTC day boundary
+F = {c: ord(c) for c in "NMCDFS"}
 
 
-def call(det, x, window, limit=None, valid=None):
-    x = np.asarray(x, dtype=float)
-    window = np.asarray(window, dtype=float)
-    if window.ndim == 1:
-        window = window.reshape(len(x), -1)
-    limit = np.full(len(x), LIMIT) if limit is None else np.asarray(limit, dtype=float)
-    valid = np.ones(len(x), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+# -- building batches -------------------------------------------------------------------
+
+@dataclass
+class Stream:
+    """T rounds of n series (arrays [T, n]), and the per-series constants."""
+
+    x: np.ndarray
+    t: np.ndarray
+    flag: np.ndarray
+    o2: np.ndarray  # the O2 channel of the same device
+    conc: np.ndarray  # a limited concentration channel of the same device
+    limit: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    o2ref: np.ndarray
+    interval: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[1])
+
+    def copy(self) -> Stream:
+        return Stream(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
+
+
+def stream(n: int, rounds: int, seed: int = 0, level: float = LEVEL, noise: float = 1.0,
+           limit: float = LIMIT, code: str = "a21026") -> Stream:
+    """Realistic clean data: a slow load swing, analyser noise, logger rounding to 3
+    decimals, a reading a minute, flag N, O2 around 8 %."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(rounds)[:, None]
+    phase = rng.uniform(0, 2 * np.pi, size=n)
+    swing = 0.04 * level * np.sin(2 * np.pi * i / 240.0 + phase)  # ±4 % over 4 h
+    x = np.round(level + swing + rng.normal(0.0, noise, size=(rounds, n)), 3)
+    o2 = np.round(O2_LEVEL + rng.normal(0.0, 0.1, size=(rounds, n)), 3)
+    conc = np.round(LEVEL + rng.normal(0.0, 1.0, size=(rounds, n)), 3)
+    t = T0 + 60.0 * np.broadcast_to(i, (rounds, n)).astype(float)
+    lo, hi = plausible_range(code)
+    return Stream(x, t.copy(), np.full((rounds, n), FLAG_N, dtype=np.uint8), o2, conc,
+                  np.full(n, limit), np.full(n, lo), np.full(n, hi), np.full(n, O2_REF),
+                  np.full(n, 60.0))
+
+
+def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
+    """Each round's Batch: the new reading and the ``width`` readings before it."""
+    out = []
+    for k in range(s.x.shape[0]):
+        lo = max(0, k - width)
+        pad = width - (k - lo)
+
+        def win(a: np.ndarray, fill: float | int, lo: int = lo, k: int = k,
+                pad: int = pad) -> np.ndarray:
+            w = np.full((s.n, width), fill, dtype=a.dtype)
+            w[:, pad:] = a[lo:k].T
+            return w
+
+        partners = {}
+        for role in roles:
+            p = {"o2": s.o2, "conc": s.conc}[role]  # KeyError: a role the helper lacks
+            valid = s.flag[lo:k].T == FLAG_N
+            partners[role] = Partner(p[k].copy(), np.where(
+                np.concatenate([np.zeros((s.n, pad), bool), valid], axis=1),
+                win(p, np.nan), np.nan))
+        out.append(Batch(np.arange(s.n), s.x[k].copy(), s.t[k].copy(), s.flag[k].copy(),
+                         s.limit.copy(), s.lo.copy(), s.hi.copy(), s.o2ref.copy(),
+                         s.interval.copy(), win(s.x, np.nan), win(s.flag, 0),
+                         win(s.t, np.nan), partners))
+    return out
+
+
+def call(det, b: Batch, state=None) -> Hits:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a detector must not warn either
-        return det(x, window, limit, valid)
+        return det(b, state)
 
 
-def noisy(n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    window = LEVEL + rng.normal(0.0, 1.0, size=(n, W))
-    x = LEVEL + rng.normal(0.0, 1.0, size=n)
-    return x, window
+def run(det, s: Stream, width: int = W) -> list[Hits]:
+    """Feed a stream round by round with one state, as the engine does."""
+    state = det.new_state(s.n)
+    return [call(det, b, state) for b in batches(s, det.partners, width)]
 
 
-def test_every_window_detector_is_covered():
-    assert set(WINDOW_DETECTORS) == {Exceedance, Flatline, Spike}
+def one(det, s: Stream) -> Hits:
+    """The last round's hits after feeding the whole stream."""
+    return run(det, s)[-1]
 
 
-# -- the contract ---------------------------------------------------------------------
+def hits_of(det, s: Stream) -> np.ndarray:
+    """hit[T, n] over a whole stream."""
+    return np.array([h.hit for h in run(det, s)])
 
-@pytest.fixture(params=WINDOW_DETECTORS, ids=lambda c: c.__name__)
+
+# -- the contract -----------------------------------------------------------------------
+
+FOCUSED = {"exceedance", "implausible", "clamp", "spike", "flatline", "stat", "drift",
+           "dilution", "flow_zero", "false_stop", "copy_paste", "flag_abuse", "capture",
+           "average_exceedance"}
+
+
+def test_every_detector_in_the_catalog_has_focused_tests():
+    assert set(CATALOG) == FOCUSED
+
+
+def test_catalog_kinds_match_their_classes():
+    for kind, cls in CATALOG.items():
+        assert cls.kind == kind
+        assert cls.scope in ("series", "device")
+        assert set(cls.partners) <= {"o2", "conc"}, "teach batches() the new partner role"
+
+
+@pytest.fixture(params=sorted(CATALOG), ids=str)
 def det(request):
-    return request.param()
+    return CATALOG[request.param]()
 
 
-@pytest.mark.parametrize("n", [0, 1, 7])
+def check_shapes(h: Hits, n: int) -> None:
+    assert isinstance(h, Hits)
+    assert h.hit.shape == (n,) and h.hit.dtype == np.bool_
+    assert h.score.shape == (n,) and np.issubdtype(h.score.dtype, np.floating)
+    if h.value is not None:
+        assert h.value.shape == (n,) and np.issubdtype(h.value.dtype, np.floating)
+
+
+@pytest.mark.parametrize("n", [1, 7])
 def test_contract_shapes_and_dtypes(det, n):
-    x, window = noisy(n)
-    hit, score = call(det, x, window)
-    assert hit.shape == (n,) and hit.dtype == np.bool_
-    assert score.shape == (n,) and np.issubdtype(score.dtype, np.floating)
+    for h in run(det, stream(n, 90, seed=n)):
+        check_shapes(h, n)
+
+
+def test_contract_history_fits_the_window(det):
+    assert 0 <= det.history < W
+
+
+def test_contract_empty_batch(det):
+    s = stream(0, 3)
+    for h in run(det, s):
+        check_shapes(h, 0)
+
+
+def poke(s: Stream) -> Stream:
+    """Make a clean stream interesting in its last rounds: a jump, a stuck run, flags,
+    a gap, an O2 rise, so detectors have something to say in the determinism test."""
+    s = s.copy()
+    s.x[-1, 0] = 500.0
+    s.x[-12:, 1] = 42.0
+    s.flag[-10:, 2] = F["M"]
+    s.flag[-1, 3] = F["F"]
+    s.t[-20:, 4] += 600.0
+    s.o2[-1, 5] = 14.0
+    s.x[-1, 5] = 20.0
+    return s
 
 
 def test_contract_deterministic_and_inputs_untouched(det):
-    x, window = noisy(20, seed=7)
-    x[3] = 500.0
-    window[4, -9:] = 42.0
-    x[4] = 42.0
-    limit = np.full(20, LIMIT)
-    valid = np.ones(20, dtype=bool)
-    copies = [a.copy() for a in (x, window, limit, valid)]
-    h1, s1 = call(det, x, window, limit, valid)
-    h2, s2 = call(det, x, window, limit, valid)
-    np.testing.assert_array_equal(h1, h2)
-    np.testing.assert_array_equal(s1, s2)
-    for a, c in zip((x, window, limit, valid), copies, strict=True):
-        np.testing.assert_array_equal(a, c)
+    s = poke(stream(7, 150, seed=7))
+    bs = batches(s, det.partners)
+    snap = [{f.name: np.copy(getattr(b, f.name)) for f in fields(b) if f.name != "partners"}
+            for b in bs]
+    psnap = [{k: (p.x.copy(), p.window.copy()) for k, p in b.partners.items()} for b in bs]
+    results = []
+    for _ in range(2):
+        state = det.new_state(s.n)
+        results.append([call(det, b, state) for b in bs])
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a.hit, b.hit)
+        np.testing.assert_array_equal(a.score, b.score)
+        if a.value is not None:
+            np.testing.assert_array_equal(a.value, b.value)
+    for b, sn, ps in zip(bs, snap, psnap, strict=True):
+        for name, arr in sn.items():
+            np.testing.assert_array_equal(getattr(b, name), arr, err_msg=name)
+        for k, (px, pw) in ps.items():
+            np.testing.assert_array_equal(b.partners[k].x, px)
+            np.testing.assert_array_equal(b.partners[k].window, pw)
 
 
 def test_contract_nan_never_raises_and_nan_x_never_hits(det):
-    x, window = noisy(6)
-    x[[0, 2]] = np.nan
-    window[1, :] = np.nan          # empty history
-    window[2, ::2] = np.nan        # NaN x and a holey window
-    window[3, :5] = np.nan         # partially filled
+    s = stream(6, 200, seed=3)
+    bs = batches(s, det.partners)
+    state = det.new_state(s.n)
+    for b in bs[:-1]:
+        call(det, b, state)
+    last = bs[-1]
+    x, window = last.x.copy(), last.window.copy()
+    x[[0, 2, 4]] = np.nan
+    window[1, :] = np.nan  # no history
+    window[2, ::2] = np.nan  # NaN x and a holey window
+    window[3, :5] = np.nan  # partly filled
     window[4, -1] = np.nan
-    hit, score = call(det, x, window)
-    assert not hit[0] and not hit[2]
-    assert np.isnan(score[0]) and np.isnan(score[2])
+    partners = {k: Partner(np.where(np.arange(6) == 5, np.nan, p.x), p.window)
+                for k, p in last.partners.items()}
+    h = call(det, replace(last, x=x, window=window, partners=partners), state)
+    check_shapes(h, 6)
+    assert not h.hit[[0, 2, 4]].any()
 
 
-def test_contract_nan_x_with_flat_window_and_huge_limit_ratio(det):
-    window = np.full((1, W), 200.0)
-    hit, _ = call(det, [np.nan], window, limit=[1.0])
-    assert not hit[0]
+def test_contract_nan_x_against_a_tempting_window(det):
+    # a window stuck at 200 over a limit of 1, flagged M: every value-based rule would
+    # fire on a real number here
+    b = batches(stream(1, W + 1), det.partners)[-1]
+    b = replace(b, x=np.array([np.nan]), window=np.full((1, W), 200.0),
+                wflag=np.full((1, W), F["M"], dtype=np.uint8), limit=np.array([1.0]))
+    h = call(det, b, det.new_state(1))
+    assert not h.hit[0]
 
 
-def test_contract_clean_noisy_data_gives_no_hit(det):
-    x, window = noisy(500, seed=2026)
-    assert window.max() < LIMIT and x.max() < LIMIT
-    hit, score = call(det, x, window)
-    assert not hit.any()
-    assert not np.isnan(score).all()
+def test_contract_empty_window_never_raises_and_does_not_hit(det):
+    b = batches(stream(5, 1, seed=4), det.partners)[0]
+    assert np.isnan(b.window).all() and (b.wflag == 0).all()
+    b = replace(b, flag=np.array([F[c] for c in "NNMFC"], dtype=np.uint8))
+    h = call(det, b, det.new_state(5))
+    check_shapes(h, 5)
+    assert not h.hit.any()
+
+
+def test_contract_clean_noisy_data_raises_nothing(det):
+    s = stream(20, 600, seed=2026)
+    assert s.x.max() < LIMIT * 0.6
+    h = run(det, s)
+    hits = np.array([x.hit for x in h])
+    assert not hits.any(), f"{int(hits.sum())} hits on clean data, first at " \
+                           f"{np.argwhere(hits)[:3].tolist()}"
+    if det.kind not in ("false_stop", "copy_paste"):  # these score only what they find
+        judged = np.isfinite(np.array([x.score for x in h]))
+        assert judged[-1].all() or judged.sum() >= 20 * 9, "the clean run was never judged"
 
 
 def test_contract_series_are_judged_independently(det):
-    x, window = noisy(5, seed=3)
-    hit_all, score_all = call(det, x, window)
-    for i in range(5):
-        h, s = call(det, x[i:i + 1], window[i:i + 1])
-        assert h[0] == hit_all[i]
-        np.testing.assert_array_equal(s, score_all[i:i + 1])
+    a = poke(stream(7, 200, seed=9))
+    b = a.copy()
+    # row 0 of b is a different series altogether: much higher, its own flags and times
+    b.x[:, 0] = np.round(b.x[:, 0] * 3 + 7, 3)
+    b.flag[::5, 0] = F["D"]
+    b.t[100:, 0] += 3600.0
+    b.o2[:, 0] += 5.0
+    b.conc[:, 0] = 0.0
+    b.limit[0] = 10.0
+    for ha, hb in zip(run(det, a), run(det, b), strict=True):
+        np.testing.assert_array_equal(ha.hit[1:], hb.hit[1:])
+        np.testing.assert_array_equal(ha.score[1:], hb.score[1:])
+        if ha.value is not None:
+            assert hb.value is not None
+            np.testing.assert_array_equal(ha.value[1:], hb.value[1:])
 
 
 def test_contract_describe_returns_text(det):
-    assert isinstance(det.describe(123.0, 2.5, 100.0), str)
+    for score in (0.5, 2.5, 1e3):
+        text = det.describe(123.0, score, 100.0)
+        assert isinstance(text, str) and text.strip()
 
 
-# -- exceedance -----------------------------------------------------------------------
+# -- exceedance -------------------------------------------------------------------------
 
-def test_exceedance_hits_strictly_above_the_limit_with_ratio_score():
-    hit, score = call(Exceedance(), [99.0, 100.0, 100.01, 250.0], np.zeros((4, 2)),
-                      limit=[100.0] * 4)
-    assert list(hit) == [False, False, True, True]
-    np.testing.assert_allclose(score, [0.99, 1.0, 1.0001, 2.5])
+def single(xs, window=None, limit=LIMIT, flags=None, code="a21026", **kw) -> Batch:
+    """A one-round batch of len(xs) series with a given (or clean) window."""
+    n = len(xs)
+    s = stream(n, W + 1, limit=limit, code=code, **kw)
+    b = batches(s, ("o2", "conc"))[-1]
+    win = b.window if window is None else np.broadcast_to(np.asarray(window, float),
+                                                          (n, W)).copy()
+    flag = b.flag if flags is None else np.array([F[c] for c in flags], dtype=np.uint8)
+    return replace(b, x=np.asarray(xs, float), window=win, flag=flag)
 
 
-def test_exceedance_ignores_invalid_flags():
-    hit, score = call(Exceedance(), [300.0, 300.0], np.zeros((2, 2)), valid=[False, True])
-    assert list(hit) == [False, True]
-    assert score[0] == pytest.approx(3.0)  # still scored, just not judged
+def test_exceedance_strictly_above_the_limit_scored_as_ratio():
+    h = call(Exceedance(), single([99.0, 100.0, 100.01, 250.0]))
+    assert list(h.hit) == [False, False, True, True]
+    np.testing.assert_allclose(h.score, [0.99, 1.0, 1.0001, 2.5])
+
+
+def test_exceedance_leaves_flagged_values_to_the_engine_and_flag_abuse():
+    assert Exceedance.judges_invalid is False and Exceedance.order_free is True
+    # the detector scores every value; the engine drops hits on non-N values
+    h = call(Exceedance(), single([300.0, 300.0], flags="DN"))
+    assert list(h.hit) == [True, True]
 
 
 def test_exceedance_without_a_limit_never_hits():
-    hit, score = call(Exceedance(), [1e9, 5.0], np.zeros((2, 2)), limit=[np.nan, 0.0])
-    assert not hit.any()
-    assert np.isnan(score).all()
+    b = replace(single([1e9, 5.0]), limit=np.array([np.nan, np.nan]))
+    h = call(Exceedance(), b)
+    assert not h.hit.any() and np.isnan(h.score).all()
 
 
-def test_exceedance_describe_mentions_limit_and_ratio():
-    text = Exceedance().describe(70.0, 2.0, 35.0)
-    assert "70" in text and "35" in text and "2.00" in text
+# -- implausible ------------------------------------------------------------------------
+
+def test_implausible_negative_concentration_beyond_the_margin():
+    h = call(Implausible(), single([-0.3, -0.6, -5.0, 0.0]))
+    assert list(h.hit) == [False, True, True, False]
+    assert h.score[2] == pytest.approx(4.5)
 
 
-# -- flatline -------------------------------------------------------------------------
-
-def test_flatline_needs_count_identical_values_including_x():
-    det = Flatline(count=5)
-    window = np.array([[1.0, 2.0, 7.0, 7.0, 7.0, 7.0],   # 4 in window + x = 5 → hit
-                       [1.0, 2.0, 3.0, 7.0, 7.0, 7.0],   # 3 + x = 4 → no hit
-                       [7.0, 7.0, 7.0, 7.0, 7.0, 8.0],   # broken by the newest → no hit
-                       [np.nan, np.nan, 7.0, 7.0, 7.0, 7.0]])  # just enough history
-    hit, score = call(det, [7.0, 7.0, 7.0, 7.0], window)
-    assert list(hit) == [True, False, False, True]
-    assert score[0] >= 5 and score[1] == 4
+@pytest.mark.parametrize(("code", "value", "hit"), [
+    ("a19001", 20.9, False), ("a19001", 21.4, False), ("a19001", 22.0, True),
+    ("a19001", -1.0, True), ("w01001", 14.0, False), ("w01001", 14.6, True),
+    ("w01001", -0.7, True), ("a01014", 101.0, True), ("zz999", -1e6, False),
+])
+def test_implausible_physical_ranges(code, value, hit):
+    h = call(Implausible(), single([value], code=code))
+    assert h.hit[0] == hit
 
 
-def test_flatline_does_not_hit_on_a_partial_window():
-    det = Flatline(count=5)
-    window = np.array([[np.nan, np.nan, np.nan, 7.0, 7.0, 7.0]])
-    hit, _ = call(det, [7.0], window)
-    assert not hit[0]
+def test_implausible_margin_is_a_parameter():
+    b = single([-0.3, -0.05])
+    assert list(call(Implausible(margin=0.0), b).hit) == [True, True]
+    assert list(call(Implausible(margin=0.1), b).hit) == [True, False]
 
 
-def test_flatline_refuses_a_window_too_narrow():
-    with pytest.raises(ValueError):
-        Flatline(count=10)(np.zeros(1), np.zeros((1, 5)), np.zeros(1), np.ones(1, bool))
+def test_implausible_judges_whatever_the_flag():
+    assert Implausible.judges_invalid is True
 
 
-# -- spike ----------------------------------------------------------------------------
+# -- clamp ------------------------------------------------------------------------------
+
+def clamp_stream(level: float, noise: float, n: int = 1) -> Stream:
+    s = stream(n, 40, seed=21, level=level, noise=noise)
+    s.x = np.round(level + np.random.default_rng(5).normal(0, noise, size=s.x.shape), 3)
+    return s
+
+
+def test_clamp_parked_just_under_the_limit_with_tiny_variance_hits():
+    h = one(Clamp(), clamp_stream(95.0, 0.05))
+    assert h.hit[0]
+    assert h.score[0] == pytest.approx(0.95, abs=0.01)
+
+
+def test_clamp_same_level_with_normal_variance_does_not_hit():
+    hits = hits_of(Clamp(), clamp_stream(92.0, 2.0))
+    assert not hits.any()
+
+
+def test_clamp_steady_but_far_below_the_limit_does_not_hit():
+    assert not hits_of(Clamp(), clamp_stream(60.0, 0.05)).any()
+
+
+def test_clamp_needs_count_values():
+    s = clamp_stream(95.0, 0.05)
+    s.x[: -19] = LEVEL  # only the last 19 are parked
+    assert not hits_of(Clamp(count=20), s).any()
+    assert one(Clamp(count=19), s).hit[0]
+
+
+# -- spike ------------------------------------------------------------------------------
 
 def test_spike_hits_a_jump():
-    _, window = noisy(1, seed=11)
-    hit, score = call(Spike(), [LEVEL + 30.0], window)
-    assert hit[0] and score[0] > 8
+    h = call(Spike(), single([LEVEL + 30.0, LEVEL + 1.0]))
+    assert list(h.hit) == [True, False]
+    assert h.score[0] > 8
 
 
 def test_spike_is_robust_to_one_earlier_outlier():
-    x, window = noisy(1, seed=12)
-    window[0, 10] = 10_000.0  # mean/stdev would be dragged far away by this
-    hit, _ = call(Spike(), [LEVEL + 30.0], window)
-    assert hit[0]
-    hit, _ = call(Spike(), [x[0]], window)
-    assert not hit[0]
+    b = single([LEVEL + 30.0, LEVEL + 1.0])
+    window = b.window.copy()
+    window[:, 10] = 10_000.0  # a mean and a standard deviation would be dragged away
+    b = replace(b, window=window)
+    assert list(call(Spike(), b).hit) == [True, False]
 
 
 def test_spike_respects_min_history():
-    det = Spike(min_history=10)
     window = np.full((2, W), np.nan)
     window[0, -9:] = LEVEL
     window[1, -10:] = LEVEL
-    hit, score = call(det, [LEVEL * 10, LEVEL * 10], window)
-    assert list(hit) == [False, True]
-    assert np.isnan(score[0])
+    h = call(Spike(min_history=10), replace(single([LEVEL * 10] * 2), window=window))
+    assert list(h.hit) == [False, True]
+    assert np.isnan(h.score[0])
 
 
-def test_spike_scale_floor_stops_quantised_wiggles():
-    window = np.full((1, W), LEVEL)  # MAD 0: the floor (2 % of the median = 1.0) applies
-    hit, score = call(Spike(), [LEVEL + 1.0], window)
-    assert not hit[0] and score[0] == pytest.approx(1.0)
-    hit, _ = call(Spike(), [LEVEL + 8.5], window)
-    assert hit[0]
+def test_spike_ignores_flagged_values_in_its_window():
+    b = single([LEVEL * 10])
+    wflag = b.wflag.copy()
+    wflag[0, -25:] = F["C"]  # 6 valid values left: below min_history
+    h = call(Spike(), replace(b, wflag=wflag))
+    assert not h.hit[0] and np.isnan(h.score[0])
 
 
-def test_spike_abs_floor_on_a_zero_series():
-    window = np.zeros((1, W))
-    hit, score = call(Spike(), [0.0005, 0.01], np.vstack([window, window]))
-    assert list(hit) == [False, True]
-    assert score[0] == pytest.approx(0.5)
+def test_spike_relative_floor_stops_quantised_wiggles():
+    b = single([LEVEL + 1.0, LEVEL + 8.5], window=np.full(W, LEVEL))  # MAD 0: 2 % floor
+    h = call(Spike(), b)
+    assert list(h.hit) == [False, True]
+    assert h.score[0] == pytest.approx(1.0)
 
 
-# -- offline --------------------------------------------------------------------------
+def test_spike_absolute_floor_on_a_zero_series():
+    h = call(Spike(), single([0.0005, 0.01], window=np.zeros(W)))
+    assert list(h.hit) == [False, True]
+    assert h.score[0] == pytest.approx(0.5)
 
-def test_offline_silent_is_strictly_more_than_intervals():
-    det = Offline(intervals=5.0)
-    last = np.array([0.0, 0.0, 100.0, -np.inf])
-    interval = np.array([60.0, 10.0, 60.0, 60.0])
-    silent = det.silent(last, interval, now=300.0)
-    assert list(silent) == [False, True, False, True]
-    assert det.silent(np.array([0.0]), np.array([60.0]), now=300.001)[0]
+
+# -- flatline ---------------------------------------------------------------------------
+
+def test_flatline_count_identical_values_including_the_new_one():
+    det = Flatline(count=10)
+    s = stream(3, 40, seed=8)
+    s.x[-10:, 0] = 42.0  # 10 identical
+    s.x[-9:, 1] = 42.0  # only 9
+    s.x[-10:-1, 2] = 42.0  # broken by the newest
+    s.x[-1, 2] = 42.001
+    h = one(det, s)
+    assert list(h.hit) == [True, False, False]
+    assert h.score[0] == 10
+
+
+def test_flatline_variance_collapse_after_learning():
+    det = Flatline(count=10, learn=120)
+    s = stream(1, 200, seed=12)
+    s.x[150:, 0] = np.round(LEVEL + np.random.default_rng(1).normal(0, 0.01, 50), 3)
+    hits = hits_of(det, s)[:, 0]
+    assert not hits[:150].any()
+    assert hits[160:].all()  # ten values into the collapse
+    assert run(det, s)[-1].score[0] < 0.1
+
+
+def test_flatline_variance_collapse_not_before_learning():
+    det = Flatline(count=10, learn=120)
+    s = stream(1, 100, seed=12)
+    s.x[50:, 0] = np.round(LEVEL + np.random.default_rng(1).normal(0, 0.01, 50), 3)
+    assert not hits_of(det, s).any()
+
+
+def test_flatline_does_not_learn_the_collapse_as_normal():
+    det = Flatline(count=10, learn=120)
+    s = stream(1, 400, seed=12)
+    s.x[150:, 0] = np.round(LEVEL + np.random.default_rng(1).normal(0, 0.01, 250), 3)
+    assert hits_of(det, s)[160:, 0].all()
+
+
+# -- stat -------------------------------------------------------------------------------
+
+def shifted(shift: float, at: int = 100, rounds: int = 300) -> Stream:
+    s = stream(1, rounds, seed=14)
+    s.x[at:, 0] += shift
+    return s
+
+
+def test_stat_sustained_shift_hits_then_adapts_after_adapt():
+    det = Stat(adapt=60)
+    hits = hits_of(det, shifted(20.0))[:, 0]
+    assert not hits[:100].any()
+    assert hits[100:160].all()  # judged before learning: the shift keeps firing…
+    assert not hits[175:].any()  # …until the new level is accepted
+
+
+def test_stat_small_shift_does_not_hit():
+    assert not hits_of(Stat(), shifted(2.0)).any()
+
+
+def test_stat_not_judged_before_min_history():
+    s = shifted(40.0, at=20, rounds=30)
+    h = run(Stat(min_history=30), s)
+    assert not any(x.hit[0] for x in h)
+    assert all(np.isnan(x.score[0]) for x in h)
+
+
+def test_stat_does_not_learn_from_flagged_values():
+    s = stream(1, 300, seed=15)
+    s.x[100:200, 0] += 40.0  # a long calibration, longer than ``adapt``
+    s.flag[100:200, 0] = F["C"]
+    det = Stat(adapt=60)
+    state = det.new_state(1)
+    h = [call(det, b, state) for b in batches(s, ())[:200]]
+    assert all(x.hit[0] for x in h[100:])  # scored (the engine drops flagged hits)…
+    assert state["mu"][0] == pytest.approx(LEVEL, abs=2.0)  # …but never learnt
+    assert state["n"][0] == 100
+
+
+# -- drift ------------------------------------------------------------------------------
+
+def test_drift_steady_trend_hits():
+    s = stream(1, 120, seed=16, noise=0.2)
+    minutes = np.arange(120) - 60.0
+    s.x[60:, 0] = np.round(LEVEL * (1 + 0.6 * minutes[60:] / 60.0)
+                           + np.random.default_rng(2).normal(0, 0.2, 60), 3)
+    h = run(Drift(), s)
+    assert h[-1].hit[0]
+    assert h[-1].score[0] > 0.3
+    assert not any(x.hit[0] for x in h[:60])
+
+
+def test_drift_downward_trend_hits_with_negative_score():
+    s = stream(1, 80, seed=16, noise=0.2)
+    s.x[:, 0] = np.round(LEVEL * (1 - 0.6 * np.arange(80) / 60.0), 3) + 40
+    h = one(Drift(), s)
+    assert h.hit[0] and h.score[0] < -0.3
+
+
+def test_drift_noisy_wander_and_flat_do_not_hit():
+    wander = stream(1, 300, seed=17)
+    wander.x[:, 0] = np.round(LEVEL + np.cumsum(np.random.default_rng(3).normal(0, 0.3, 300))
+                              + np.random.default_rng(4).normal(0, 1.0, 300), 3)
+    flat = stream(1, 60)
+    flat.x[:, 0] = LEVEL
+    assert not hits_of(Drift(), wander).any()
+    assert not hits_of(Drift(), flat).any()
+
+
+def test_drift_steep_but_scattered_fit_does_not_hit():
+    # 20 % noise: the fitted slope is often steep, but the values do not line up on it
+    s = stream(1, 300, seed=28, noise=0.2 * LEVEL)
+    h = run(Drift(), s)
+    assert max(abs(np.nan_to_num(x.score[0])) for x in h) > Drift().max_rate
+    assert not any(x.hit[0] for x in h)
+
+
+# -- dilution ---------------------------------------------------------------------------
+
+def test_dilution_o2_up_and_concentration_down_hits():
+    s = stream(4, 60, seed=18)
+    s.o2[-1, :] = O2_LEVEL + np.array([4.0, 4.0, 0.5, 4.0])
+    s.x[-1, :] = LEVEL * np.array([0.75, 1.0, 0.75, 0.95])
+    h = one(Dilution(), s)
+    assert list(h.hit) == [True, False, False, False]  # both, O2 alone, conc alone, too little
+    assert h.score[0] == pytest.approx(4.0, abs=0.3)
+
+
+def test_dilution_without_an_o2_partner_does_not_hit():
+    s = stream(1, 60, seed=18)
+    s.o2[:] = np.nan
+    s.x[-1, 0] = 5.0
+    assert not one(Dilution(), s).hit[0]
+
+
+# -- flow_zero --------------------------------------------------------------------------
+
+def test_flow_zero_while_concentration_stays_hits():
+    s = stream(3, 60, seed=19, level=1000.0, noise=10.0, code="a00000")
+    s.x[-1, :] = [0.0, 0.0, 900.0]
+    s.conc[-1, :] = [LEVEL, 0.5, LEVEL]  # emitting / plant really stopped / normal flow
+    h = one(FlowZero(), s)
+    assert list(h.hit) == [True, False, False]
+    assert h.score[0] == pytest.approx(1.0, abs=0.1)
+
+
+# -- false_stop -------------------------------------------------------------------------
+
+def test_false_stop_flag_at_normal_flow_hits_and_at_zero_flow_does_not():
+    s = stream(3, 60, seed=20, level=1000.0, noise=10.0, code="a00000")
+    s.flag[-1, :] = [F["F"], F["F"], F["N"]]
+    s.x[-1, :] = [950.0, 3.0, 950.0]
+    h = one(FalseStop(), s)
+    assert list(h.hit) == [True, False, False]
+    assert h.score[0] == pytest.approx(0.95, abs=0.02)
+    assert np.isnan(h.score[2])
+    assert FalseStop.scope == "device" and FalseStop.judges_invalid
+
+
+# -- copy_paste -------------------------------------------------------------------------
+
+def pasted(offset: float = 0.0) -> Stream:
+    s = stream(1, 260, seed=22)
+    s.x[200:220, 0] = s.x[50:70, 0] + offset  # 20 readings copied from 150 earlier
+    return s
+
+
+@pytest.mark.parametrize("offset", [0.0, 7.25])
+def test_copy_paste_repeated_segment_hits_at_the_right_lag(offset):
+    det = CopyPaste(k=6, stride=1)
+    h = run(det, pasted(offset))
+    hits = np.array([x.hit[0] for x in h])
+    # the first fingerprint made only of copied steps is the 7th copied value
+    assert not hits[:206].any()
+    assert hits[206:220].all()
+    assert not hits[227:].any()
+    assert {h[i].score[0] for i in range(206, 220)} == {150.0}
+
+
+def test_copy_paste_default_stride_still_catches_the_segment():
+    hits = hits_of(CopyPaste(), pasted())[:, 0]
+    k = CopyPaste().k
+    assert not hits[:200 + k].any() and not hits[227:].any()
+    assert hits[200 + k:220].sum() >= (220 - 200 - k) // CopyPaste().stride
+
+
+def test_copy_paste_fresh_noise_and_a_flatline_do_not_hit():
+    noise = stream(5, 600, seed=23)
+    flat = stream(1, 200)
+    flat.x[:] = 42.0
+    assert not hits_of(CopyPaste(), noise).any()
+    assert not hits_of(CopyPaste(), flat).any()
+
+
+def test_copy_paste_beyond_lookback_is_forgotten():
+    assert not hits_of(CopyPaste(lookback=100), pasted()).any()
+
+
+# -- flag_abuse -------------------------------------------------------------------------
+
+def test_flag_abuse_share_above_max_share_hits():
+    s = stream(1, 60, seed=24)
+    s.flag[[-29, -25, -20, -14, -9, -5, -2, -1], 0] = F["M"]  # 8 of 30 = 27 %
+    h = one(FlagAbuse(), s)
+    assert h.hit[0] and h.score[0] == pytest.approx(8 / 30)
+
+
+def test_flag_abuse_below_share_or_routine_calibration_does_not_hit():
+    few = stream(1, 60, seed=24)
+    few.flag[[-20, -9, -5, -2, -1], 0] = F["M"]  # 5 of 30
+    calib = stream(1, 60, seed=24)
+    calib.flag[-12:, 0] = F["C"]  # a routine calibration: 40 % C flags
+    assert not hits_of(FlagAbuse(), few).any()
+    assert not hits_of(FlagAbuse(), calib).any()
+    assert one(FlagAbuse(flags="MDSC"), calib).hit[0]
+
+
+def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():
+    s = stream(1, 60, seed=24)
+    s.flag[-10:-1, 0] = F["D"]  # 9 of 30, but the newest is N
+    assert not one(FlagAbuse(), s).hit[0]
+    young = stream(1, 20, seed=24)
+    young.flag[:, 0] = F["D"]
+    assert not hits_of(FlagAbuse(), young).any()
+
+
+# -- capture ----------------------------------------------------------------------------
+
+def test_capture_half_the_messages_dropped_hits():
+    s = stream(2, 60, seed=25)
+    s.t[:, 1] = T0 + 120.0 * np.arange(60)  # every other minute is missing
+    h = run(Capture(), s)
+    assert not h[-1].hit[0] and h[-1].hit[1]
+    assert h[-1].score[0] == pytest.approx(1.0)
+    assert h[-1].score[1] == pytest.approx(0.5, abs=0.02)
+    assert not any(x.hit[1] for x in h[:10])  # min_history
+    assert Capture.scope == "device"
+
+
+def test_capture_a_long_hole_drops_the_rate_when_data_resumes():
+    s = stream(1, 60, seed=25)
+    s.t[40:, 0] += 3600.0
+    h = run(Capture(), s)
+    assert not any(x.hit[0] for x in h[:40])
+    assert h[40].hit[0]
+
+
+def test_capture_uses_the_device_interval():
+    s = stream(1, 60, seed=25)
+    s.t[:, 0] = T0 + 600.0 * np.arange(60)
+    s.interval[:] = 600.0
+    assert not hits_of(Capture(), s).any()
+
+
+# -- average_exceedance -----------------------------------------------------------------
+
+def hour_stream(value: float, valid_minutes: int, o2: float = O2_LEVEL,
+                o2ref: float = np.nan, limit: float = LIMIT, hours: int = 2) -> Stream:
+    rounds = 60 * hours + 1
+    s = stream(1, rounds, seed=26)
+    s.x[:, 0] = value
+    s.o2[:, 0] = o2
+    s.o2ref[:] = o2ref
+    s.limit[:] = limit
+    for h in range(hours):
+        s.flag[60 * h + valid_minutes: 60 * (h + 1), 0] = F["D"]
+    return s
+
+
+def test_average_exceedance_hour_with_45_valid_minutes_hits_when_the_next_hour_starts():
+    h = run(AverageExceedance(), hour_stream(120.0, 45))
+    hits = [x.hit[0] for x in h]
+    assert not any(hits[:60]), "judged before the hour was over"
+    assert hits[60] and hits[120]
+    assert h[60].value is not None and h[60].value[0] == pytest.approx(120.0)
+    assert h[60].score[0] == pytest.approx(1.2)
+    assert np.isnan(h[59].value[0])
+
+
+def test_average_exceedance_hour_with_40_valid_minutes_is_not_judged():
+    h = run(AverageExceedance(), hour_stream(120.0, 40))
+    assert not any(x.hit[0] for x in h)
+    assert np.isnan(h[60].value[0])
+
+
+def test_average_exceedance_under_the_limit_does_not_hit():
+    h = run(AverageExceedance(), hour_stream(90.0, 60))
+    assert not any(x.hit[0] for x in h)
+    assert h[60].value[0] == pytest.approx(90.0)
+
+
+def test_average_exceedance_averages_only_valid_values():
+    s = hour_stream(80.0, 45)
+    s.x[45:60, 0] = 10_000.0  # flagged D: not in the average
+    h = run(AverageExceedance(), s)
+    assert h[60].value[0] == pytest.approx(80.0)
+    assert not h[60].hit[0]
+
+
+def test_average_exceedance_converts_to_reference_o2():
+    # C = C' × (21 − O2ref) / (21 − O2) = 50 × 15 / 10 = 75
+    h = run(AverageExceedance(), hour_stream(50.0, 60, o2=11.0, o2ref=6.0, limit=70.0))
+    assert h[60].value[0] == pytest.approx(75.0)
+    assert h[60].hit[0] and h[60].score[0] == pytest.approx(75.0 / 70.0)
+    # the same hour without a reference O2 (wastewater) is not converted
+    h = run(AverageExceedance(), hour_stream(50.0, 60, o2=11.0, limit=70.0))
+    assert h[60].value[0] == pytest.approx(50.0) and not h[60].hit[0]
+
+
+def test_average_exceedance_missing_o2_drops_the_minute():
+    s = hour_stream(50.0, 60, o2=11.0, o2ref=6.0)
+    s.o2[20:60, 0] = np.nan  # only 20 minutes convertible
+    h = run(AverageExceedance(), s)
+    assert np.isnan(h[60].value[0])
+
+
+def day_stream(hours: list[int], value: float) -> Stream:
+    """One reading in each of the given hours of a CST day, then one the next day."""
+    day0 = T0 + 16 * 3600.0  # 2026-11-25 00:00 China Standard Time
+    times = [day0 + h * 3600.0 + 30.0 for h in hours] + [day0 + 86400.0 + 30.0]
+    s = stream(1, len(times), seed=27)
+    s.t[:, 0] = times
+    s.x[:, 0] = value
+    s.o2ref[:] = np.nan
+    return s
+
+
+def test_average_exceedance_daily_needs_20_valid_hours():
+    det = AverageExceedance(period="day", min_minutes=1, min_hours=20)
+    h = run(det, day_stream(list(range(4, 24)), 150.0))  # 20 hours, the last closes at midnight
+    assert [x.hit[0] for x in h] == [False] * 20 + [True]
+    assert h[-1].value[0] == pytest.approx(150.0)
+    h = run(det, day_stream(list(range(5, 24)), 150.0))  # 19 hours
+    assert not any(x.hit[0] for x in h)
+
+
+def test_average_exceedance_daily_is_the_mean_of_hourly_averages():
+    det = AverageExceedance(period="day", min_minutes=1, min_hours=2)
+    s = day_stream([1, 1, 1, 2], 0.0)
+    s.t[:3, 0] = s.t[0, 0] + np.array([0.0, 60.0, 120.0])
+    s.x[:, 0] = [90.0, 90.0, 150.0, 160.0, 0.0]  # hour 1 averages 110, hour 2 160
+    assert one(det, s).value[0] == pytest.approx(135.0)
+
+
+def test_average_exceedance_refuses_an_unknown_period():
+    with pytest.raises(ValueError, match="period"):
+        AverageExceedance(period="week")
