@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -40,7 +40,7 @@ from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
 from store.readings import insert_readings
 from store.registry import load_registry
-from store.rule_inbox import queue_for_rules
+from store.rule_inbox import committed_through, queue_for_rules
 from store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
@@ -92,6 +92,7 @@ class Pipeline:
         self.links = links
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
+        self._next_mark = 0.0
         self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
@@ -131,6 +132,8 @@ class Pipeline:
                 batch = self.batcher.flush()
                 if batch is not None:
                     self._commit(batch, stop)
+                elif self._in_hand_since() is None:
+                    self._mark_idle()
             else:
                 self._take(msg, stop)
         # drain what was already taken from the broker, then the final partial batch
@@ -144,6 +147,11 @@ class Pipeline:
         if last is not None:
             self._commit(last, None)
         held = self.reassembler.drain()
+        try:  # stopped: hold no one back (what is left in hand the broker redelivers)
+            with self.pool.connection(timeout=2.0) as conn:
+                committed_through(conn, self.worker, datetime.max.replace(tzinfo=UTC))
+        except Exception as exc:
+            log.debug("final watermark not written: %s", exc)
         if held:
             log.warning("shutdown with %d parts of split HJ 212 packets still incomplete; "
                         "left unacknowledged for redelivery", len(held))
@@ -194,11 +202,44 @@ class Pipeline:
             outcome = process(msg, self.known, self.policy)
         return outcome
 
+    def _in_hand_since(self) -> datetime | None:
+        """When the oldest message still in hand (not committed) was received."""
+        times = [m.received_at for m in self.batcher.pending()[:1]]
+        times += [m.received_at for m in self.reassembler.held()]
+        inbox = self._inbox
+        if inbox is not None:
+            with inbox.mutex:
+                if inbox.queue:
+                    times.append(inbox.queue[0].received_at)
+        return min(times, default=None)
+
+    def _through(self) -> datetime:
+        """This worker's promise: everything it received before it is committed (see
+        store.rule_inbox.watermark). A little behind the clock, for a message being
+        handed over by the subscriber right now."""
+        since = self._in_hand_since()
+        return since if since is not None else datetime.now(UTC) - WATERMARK_MARGIN
+
+    def _mark_idle(self) -> None:
+        """Idle: move the promise on, so the rule runner does not wait for us."""
+        now = time.monotonic()
+        if now < self._next_mark:
+            return
+        self._next_mark = now + IDLE_MARK_S
+        try:
+            with self.pool.connection(timeout=1.0) as conn:
+                committed_through(conn, self.worker, self._through())
+        except Exception as exc:  # like the heartbeat: never stops ingest
+            log.debug("watermark not written: %s", exc)
+
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
         heard: dict[str, datetime] = {}  # duplicates too: the device is talking
+        received: dict[tuple[str, str, str, datetime], datetime] = {}
         for at, r in zip(batch.received, batch.readings, strict=True):
             if r.mn not in heard or at > heard[r.mn]:
                 heard[r.mn] = at
+            received[(r.mn, r.pollutant, r.kind_text, r.ts)] = at
+        through = self._through()
 
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
@@ -206,7 +247,8 @@ class Pipeline:
                 insert_dead_letters(conn, batch.dead)
                 insert_packets(conn, batch.packets)
                 # judged by the rule runner, whichever worker leads it (rule_runner.py)
-                queue_for_rules(conn, new, heard)
+                queue_for_rules(conn, new, received, heard)
+                committed_through(conn, self.worker, through)
                 return new
 
         t0 = time.perf_counter()  # commit latency, database retries included
@@ -318,6 +360,9 @@ class Pipeline:
                 time.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+
+WATERMARK_MARGIN = timedelta(milliseconds=50)
+IDLE_MARK_S = 0.2
 
 # SQLSTATE classes and codes that mean "not now" rather than "not this data":
 # 08 connection, 25 invalid transaction state (e.g. read-only), 53 insufficient

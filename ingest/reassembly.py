@@ -69,6 +69,11 @@ class Reassembler(Generic[T]):
         late = [k for k, p in self._sets.items() if now - p.first_at >= self.timeout_s]
         return [self._release(k, complete=False) for k in late]
 
+    def held(self) -> list[T]:
+        """Everything held right now, left in place."""
+        return [i for p in self._sets.values() for i, _ in p.parts.values()] + \
+            [i for p in self._sets.values() for i in p.extra]
+
     def drain(self) -> list[T]:
         """Everything held (for shutdown: left unacknowledged, the broker redelivers)."""
         items = [i for p in self._sets.values() for i, _ in p.parts.values()]

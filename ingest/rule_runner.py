@@ -33,10 +33,11 @@ from rules.registry_view import device_meta
 from store.alerts import apply_plan, load_active
 from store.readings import recent_readings
 from store.registry import load_registry
-from store.rule_inbox import NOTIFY_CHANNEL, done, take
+from store.rule_inbox import NOTIFY_CHANNEL, done, take, watermark
 
 log = logging.getLogger(__name__)
 RULES_LOCK = 0x0FF5174  # "offsite rule runner"
+IDLE_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class RunnerConfig:
     warm_max: int = 240
     clear_s: float = 300.0
     reopen_s: float = 21600.0
-    settle_s: float = 0.1
+    stale_s: float = 10.0  # a worker silent this long no longer holds the runner back
     offline_check_s: float = 5.0
     registry_refresh_s: float = 30.0
     retry_s: float = 2.0
@@ -137,11 +138,9 @@ class RuleRunner:
             if self._judge(stop):
                 continue  # more may be queued: no waiting
             wait = max(0.0, min(next_offline, next_registry) - time.monotonic())
-            got = list(lock_conn.notifies(timeout=min(wait, 1.0), stop_after=1))
-            if got:
-                stop.wait(self.cfg.settle_s)  # let concurrent commits land together
+            # a commit notifies; a slower worker's promise moves without one: poll too
+            list(lock_conn.notifies(timeout=min(wait, IDLE_POLL_S), stop_after=1))
         # stopping: what was queued before the stop is judged before the lead goes
-        time.sleep(self.cfg.settle_s)
         while self._judge(threading.Event()):
             pass
 
@@ -153,7 +152,7 @@ class RuleRunner:
         ids: list[int] = []
         try:
             with self.pool.connection() as conn, conn.transaction():
-                q = take(conn, timedelta(seconds=self.cfg.settle_s))
+                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s)))
                 if not q.ids:
                     return False
                 ids = q.ids

@@ -94,10 +94,6 @@ class Settings(BaseSettings):
     alert_clear_s: float = Field(default=300.0, ge=0,
                                  description="condition absent this long → alert cleared "
                                              "(for rules that do not set clear_after)")
-    rule_settle_ms: float = Field(default=100.0, ge=0, le=10_000,
-                                  description="the rule runner waits this long after a commit "
-                                              "so batches of several workers are judged "
-                                              "together, in device-time order")
     alert_reopen_s: float = Field(default=21600.0, ge=0,
                                   description="a condition returning within this long of "
                                               "its alert's close reopens it")
