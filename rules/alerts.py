@@ -83,11 +83,16 @@ class AlertUpsert:
 
 @dataclass(slots=True)
 class Plan:
+    """What to write. ``closed`` comes first, in order: episodes that began *and* ended
+    within this evaluation (an upsert, or None for an alert already active, then its
+    clear), so one big batch leaves the same history as the live stream did."""
+
     upserts: list[AlertUpsert] = field(default_factory=list)
     clears: list[AlertKey] = field(default_factory=list)
+    closed: list[tuple[AlertUpsert | None, AlertKey]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.upserts or self.clears)
+        return bool(self.upserts or self.clears or self.closed)
 
 
 def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
@@ -139,9 +144,37 @@ class AlertBook:
         fired earlier in the same round, so a backfill delivered in one batch ends with
         the same alert states as the live stream did.
         """
-        upserts = [u for u in fold(findings) if not self._cooling(u)]
+        closed: list[tuple[AlertUpsert | None, AlertKey]] = []
+        by_key: dict[AlertKey, list[Finding]] = {}
+        for f in findings:
+            by_key.setdefault(f.key, []).append(f)
+        upserts: list[AlertUpsert] = []
+        for key, fs in by_key.items():
+            # a gap of clear_after between findings is a clear in the live stream (a rule
+            # that clears at once, like offline when the device reports, is cleared by
+            # what ``seen`` says, not by gaps)
+            wait = self.clear_after.get(key[0], self.default_clear_after)
+            split = wait > timedelta(0)
+            fs.sort(key=lambda f: f.ts)
+            episodes: list[list[Finding]] = [[fs[0]]]
+            for f in fs[1:]:
+                if split and f.ts - episodes[-1][-1].ts >= wait:
+                    episodes.append([f])
+                else:
+                    episodes[-1].append(f)
+            last_active = self.active.get(key)
+            if split and last_active is not None and fs[0].ts - last_active >= wait:
+                closed.append((None, key))
+            for ep in episodes[:-1]:
+                u = fold(ep)[0]
+                if not self._cooling(u):
+                    closed.append((u, key))
+            u = fold(episodes[-1])[0]
+            if not self._cooling(u):
+                upserts.append(u)
         last_fired = {u.key: u.last_seen for u in upserts}
-        candidates = dict(self.active)
+        candidates = {k: v for k, v in self.active.items()
+                      if not any(c[1] == k and c[0] is None for c in closed)}
         for key, t in last_fired.items():
             candidates[key] = max(t, candidates[key]) if key in candidates else t
         clears = []
@@ -151,7 +184,7 @@ class AlertBook:
             if now is not None and now - last >= self.clear_after.get(rule,
                                                                       self.default_clear_after):
                 clears.append(key)
-        return Plan(upserts, clears)
+        return Plan(upserts, clears, closed)
 
     def _cooling(self, u: AlertUpsert) -> bool:
         """A new occurrence within the rule's cooldown after a clear is dropped."""
@@ -162,6 +195,13 @@ class AlertBook:
         return cleared is not None and u.first_seen - cleared < wait
 
     def applied(self, plan: Plan) -> None:
+        for _, key in plan.closed:
+            last = self.active.pop(key, None)
+            for u, k in plan.closed:
+                if k == key and u is not None:
+                    last = u.last_seen if last is None else max(last, u.last_seen)
+            if last is not None:
+                self.cleared[key] = last
         for u in plan.upserts:
             prev = self.active.get(u.key)
             self.active[u.key] = u.last_seen if prev is None else max(prev, u.last_seen)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.alerts import AlertKey, Plan
+from rules.alerts import AlertKey, AlertUpsert, Plan
 
 NOTIFY_CHANNEL = "offsite_alert_events"
 
@@ -63,39 +63,50 @@ RETURNING id
 """
 
 
+def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> list[tuple[int, str]]:
+    args = {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant, "severity": u.severity,
+            "first_seen": u.first_seen, "last_seen": u.last_seen, "count": u.count,
+            "worst": u.worst_value, "limit": u.limit, "message": u.message,
+            "detail": Jsonb(dict(u.detail)), "suppressed": u.suppressed,
+            "reopen": reopen_within}
+    if reopen_within > timedelta(0):
+        cur.execute(_REOPEN, args)
+        reopened = cur.fetchone()
+        if reopened is not None:
+            return [(reopened[0], "reopened")]
+    cur.execute(_UPSERT, args)
+    row = cur.fetchone()
+    assert row is not None
+    if row[1]:
+        return [(row[0], "opened")]
+    if row[2]:  # a plain repeat is not news; a worse severity is
+        return [(row[0], "updated")]
+    return []
+
+
+def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[tuple[int, str]]:
+    cur.execute("""UPDATE alerts SET state = 'cleared', closed_at = now(),
+                          closed_by = 'engine', updated_at = now(),
+                          close_note = 'condition absent'
+                   WHERE rule = %s AND mn = %s AND pollutant = %s
+                     AND state IN ('open', 'acknowledged', 'assigned')
+                   RETURNING id""", key)
+    return [(r[0], "cleared") for r in cur.fetchall()]
+
+
 def apply_plan(conn: psycopg.Connection, plan: Plan,
                reopen_within: timedelta = timedelta(hours=6)) -> list[tuple[int, str]]:
     """Write a plan in the caller's transaction; return (alert id, event kind) pairs."""
     events: list[tuple[int, str]] = []
     with conn.cursor() as cur:
+        for u, key in plan.closed:  # episodes over within this plan, in order
+            if u is not None:
+                events.extend(_upsert(cur, u, reopen_within))
+            events.extend(_clear(cur, key))
         for u in plan.upserts:
-            args = {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant,
-                    "severity": u.severity, "first_seen": u.first_seen,
-                    "last_seen": u.last_seen, "count": u.count, "worst": u.worst_value,
-                    "limit": u.limit, "message": u.message, "detail": Jsonb(dict(u.detail)),
-                    "suppressed": u.suppressed, "reopen": reopen_within}
-            if reopen_within > timedelta(0):
-                cur.execute(_REOPEN, args)
-                reopened = cur.fetchone()
-                if reopened is not None:
-                    events.append((reopened[0], "reopened"))
-                    continue
-            cur.execute(_UPSERT, args)
-            row = cur.fetchone()
-            assert row is not None
-            if row[1]:
-                events.append((row[0], "opened"))
-            elif row[2]:  # a plain repeat is not news; a worse severity is
-                events.append((row[0], "updated"))
-        for rule, mn, pollutant in plan.clears:
-            cur.execute("""UPDATE alerts SET state = 'cleared', closed_at = now(),
-                                  closed_by = 'engine', updated_at = now(),
-                                  close_note = 'condition absent'
-                           WHERE rule = %s AND mn = %s AND pollutant = %s
-                             AND state IN ('open', 'acknowledged', 'assigned')
-                           RETURNING id""",
-                        (rule, mn, pollutant))
-            events.extend((r[0], "cleared") for r in cur.fetchall())
+            events.extend(_upsert(cur, u, reopen_within))
+        for key in plan.clears:
+            events.extend(_clear(cur, key))
         for alert_id, kind in events:
             cur.execute("""INSERT INTO alert_events (alert_id, kind, actor) VALUES (%s, %s,
                            'engine') RETURNING id""", (alert_id, kind))

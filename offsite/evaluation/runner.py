@@ -60,8 +60,13 @@ def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offli
 
     def apply(ev: Evaluation) -> None:
         plan: Plan = book.plan(ev.findings, ev.seen)
+        active = set(book.active)
+        for u, key in plan.closed:  # episodes that began and ended within this batch
+            if u is not None and key not in active:
+                raised.append(Raised(u.rule, u.mn, u.pollutant, u.first_seen))
+            active.discard(key)
         for u in plan.upserts:
-            if u.key not in book.active:
+            if u.key not in active:
                 raised.append(Raised(u.rule, u.mn, u.pollutant, u.first_seen))
         book.applied(plan)
 

@@ -287,3 +287,39 @@ def test_no_cooldown_means_a_new_alert_at_once():
     b.applied(b.plan([finding(0)], {}))
     b.applied(b.plan([], {("MN1", "a21026"): at(6)}))
     assert [u.key for u in b.plan([finding(7)], {}).upserts] == [KEY]
+
+
+def test_one_big_batch_leaves_the_same_history_as_the_stream() -> None:
+    """Fired, gone for longer than clear_after, fired again: streamed minute by minute the
+    alert clears in between; judged in one batch, the plan says so too (closed first)."""
+    fs = [finding(m) for m in (0, 1, 2, 12, 13)]
+    seen = {("MN1", "a21026"): T0 + timedelta(minutes=13)}
+
+    streamed = AlertBook({}, default_clear_after=timedelta(minutes=5))
+    history: list[str] = []
+    for m in range(14):
+        now = {("MN1", "a21026"): T0 + timedelta(minutes=m)}
+        plan = streamed.plan([f for f in fs if f.ts == T0 + timedelta(minutes=m)], now)
+        history += ["clear" for _ in plan.closed] + ["upsert" for _ in plan.upserts
+                                                      if _.key not in streamed.active]
+        history += ["clear" for _ in plan.clears]
+        streamed.applied(plan)
+
+    batched = AlertBook({}, default_clear_after=timedelta(minutes=5))
+    plan = batched.plan(fs, seen)
+    assert [(u.first_seen, u.last_seen, u.count) for u, _ in plan.closed] == [
+        (T0, T0 + timedelta(minutes=2), 3)]
+    assert [(u.first_seen, u.count) for u in plan.upserts] == [(T0 + timedelta(minutes=12), 2)]
+    assert plan.clears == []
+    assert history == ["upsert", "clear", "upsert"]
+    batched.applied(plan)
+    assert batched.active == streamed.active
+    assert batched.cleared == streamed.cleared
+
+
+def test_an_active_alert_whose_condition_ended_long_before_the_batch_clears_first() -> None:
+    book = AlertBook({}, default_clear_after=timedelta(minutes=5))
+    book.load([(("exceedance", "MN1", "a21026"), T0)])
+    plan = book.plan([finding(30)], {("MN1", "a21026"): T0 + timedelta(minutes=30)})
+    assert plan.closed == [(None, ("exceedance", "MN1", "a21026"))]
+    assert [u.first_seen for u in plan.upserts] == [T0 + timedelta(minutes=30)]

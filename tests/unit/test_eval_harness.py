@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -45,14 +46,20 @@ def test_runner_follows_the_alert_lifecycle() -> None:
     assert [a.at for a in raised] == [f.start, ts0]
 
 
-def test_eval_command_json_and_strict(capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_command_json_and_strict(capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"  # the site's rules file is what eval measures
+    rules.write_text('base = "default"\n[[override]]\nrule = "clamp"\n'
+                     'device_type = "flue_gas"\nenabled = false\n[[override]]\n'
+                     'rule = "clamp"\ndevice_type = "wastewater"\nenabled = false\n')
+    monkeypatch.setenv("OFFSITE_RULES_FILE", str(rules))
     assert main(["eval", "--seeds", "1", "--kinds", "exceedance", "clamp", "--json",
                  "--devices-per-kind", "2"]) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     kinds = {k["kind"]: k for k in doc["kinds"]}
     assert kinds["exceedance"]["recall"] == 1.0 and kinds["exceedance"]["faults"] == 2
-    assert kinds["clamp"]["recall"] == 0.0  # no clamp rule in today's engine
+    assert kinds["clamp"]["recall"] == 0.0  # switched off by the rules file
     assert doc["missed"]["clamp"] == ["recall 0.00 < 0.95"]
     assert "seed 0 faults" in captured.err  # progress on stderr
     assert main(["eval", "--seeds", "1", "--kinds", "clamp", "--strict",
