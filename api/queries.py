@@ -19,9 +19,12 @@ ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.i
 async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severity: str | None,
                       enterprise: str | None, mn: str | None, rule: str | None,
                       since: datetime | None, until: datetime | None, limit: int,
-                      offset: int) -> list[dict[str, Any]]:
+                      offset: int, visible: list[str] | None = None) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if visible is not None:  # the caller's scope (api.auth.Principal.scope)
+        where.append("p.enterprise_id = ANY(%s)")
+        args.append(visible)
     if states:
         where.append("a.state = ANY(%s)")
         args.append(states)
@@ -87,17 +90,24 @@ async def act_on_alert(conn: AsyncConnection, alert_id: int, target: AlertState,
     return True
 
 
-async def list_devices(conn: AsyncConnection, enterprise: str | None) -> list[dict[str, Any]]:
+async def list_devices(conn: AsyncConnection, enterprise: str | None,
+                       visible: list[str] | None = None) -> list[dict[str, Any]]:
     sql = """SELECT d.mn, d.point_id, p.name AS point_name, p.enterprise_id,
                     e.name AS enterprise_name, d.interval_s, d.active, s.last_ts,
                     s.last_received_at, coalesce(s.readings, 0) AS readings
              FROM devices d JOIN points p ON p.id = d.point_id
              JOIN enterprises e ON e.id = p.enterprise_id
              LEFT JOIN device_status s ON s.mn = d.mn"""
+    where: list[str] = []
     args: list[Any] = []
     if enterprise is not None:
-        sql += " WHERE p.enterprise_id = %s"
+        where.append("p.enterprise_id = %s")
         args.append(enterprise)
+    if visible is not None:
+        where.append("p.enterprise_id = ANY(%s)")
+        args.append(visible)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute((sql + " ORDER BY d.mn").encode(), args)
         return await cur.fetchall()
@@ -137,9 +147,10 @@ async def buckets(conn: AsyncConnection, mn: str, start: datetime, end: datetime
         return await cur.fetchall()
 
 
-async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def list_enterprises(conn: AsyncConnection,
+                           visible: list[str] | None = None) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("""
+        await cur.execute(b"""
             SELECT e.id, e.name, e.region,
                    (SELECT count(*) FROM points p WHERE p.enterprise_id = e.id) AS points,
                    (SELECT count(*) FROM devices d JOIN points p ON p.id = d.point_id
@@ -148,7 +159,8 @@ async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
                      JOIN points p ON p.id = d.point_id
                      WHERE p.enterprise_id = e.id AND a.state IN ('open', 'acknowledged'))
                      AS open_alerts
-            FROM enterprises e ORDER BY e.id""")
+            FROM enterprises e WHERE %s::text[] IS NULL OR e.id = ANY(%s)
+            ORDER BY e.id""", (visible, visible))
         return await cur.fetchall()
 
 
@@ -197,9 +209,13 @@ async def check_out(conn: AsyncConnection, visit_id: int, findings: str) -> dict
 
 
 async def list_visits(conn: AsyncConnection, enterprise: str | None, inspector: str | None,
-                      limit: int, offset: int) -> list[dict[str, Any]]:
+                      limit: int, offset: int,
+                      visible: list[str] | None = None) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if visible is not None:
+        where.append("enterprise_id = ANY(%s)")
+        args.append(visible)
     if enterprise is not None:
         where.append("enterprise_id = %s")
         args.append(enterprise)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api import queries
+from api.auth import ANY_USER, STAFF, Principal, visible_or_404
 from api.deps import Conn, FeedDep
 from api.models import AlertAction, AlertDetail, AlertPublic, Severity, State
 from rules.alerts import AlertState
 from rules.errors import InvalidTransition
+from store import audit
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0
@@ -23,7 +26,7 @@ REPLAY_PAGE = 1000
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
 async def list_alerts(
-    conn: Conn,
+    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
     state: Annotated[list[State] | None, Query(description="repeatable")] = None,
     severity: Severity | None = None,
     enterprise: str | None = None,
@@ -36,18 +39,20 @@ async def list_alerts(
 ) -> list[dict]:
     return await queries.list_alerts(conn, states=list(state) if state else None,
                                      severity=severity, enterprise=enterprise, mn=mn, rule=rule,
-                                     since=since, until=until, limit=limit, offset=offset)
+                                     since=since, until=until, limit=limit, offset=offset,
+                                     visible=who.scope)
 
 
 @router.get("/stream", summary="Live alert events (Server-Sent Events)",
             response_class=StreamingResponse)
-async def stream(request: Request, feed: FeedDep,
+async def stream(request: Request, feed: FeedDep, who: Annotated[Principal, Depends(ANY_USER)],
                  last_event_id: Annotated[int | None, Header()] = None,
                  after: Annotated[int | None, Query(description="replay events after this id")]
                  = None) -> StreamingResponse:
     """Each event is ``id: <event id>``, ``event: alert``, ``data: <alert JSON>``.
 
-    Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed.
+    Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed. Only
+    events of enterprises the caller may see are sent (ids skip the others).
     """
     start_after = last_event_id if last_event_id is not None else after
 
@@ -62,6 +67,8 @@ async def stream(request: Request, feed: FeedDep,
                     page = await feed.replay(seen)
                     for eid, data in page:
                         seen = eid
+                        if not _visible(who, data):
+                            continue
                         yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
                     if len(page) < REPLAY_PAGE:
                         break
@@ -76,7 +83,7 @@ async def stream(request: Request, feed: FeedDep,
                 if item is None:  # feed stopping, or we were too slow: client reconnects
                     return
                 eid, data = item
-                if eid <= seen:
+                if eid <= seen or not _visible(who, data):
                     continue
                 yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
         finally:
@@ -88,16 +95,23 @@ async def stream(request: Request, feed: FeedDep,
 
 @router.get("/{alert_id}", response_model=AlertDetail, summary="One alert with its history",
             responses={404: {"description": "no such alert"}})
-async def get_alert(alert_id: int, conn: Conn) -> dict:
+async def get_alert(alert_id: int, conn: Conn,
+                    who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     row = await queries.get_alert(conn, alert_id)
-    if row is None:
-        raise HTTPException(404, f"alert {alert_id} not found")
+    visible_or_404(who, row["enterprise_id"] if row else None, f"alert {alert_id}")
+    assert row is not None
     return row
 
 
-async def _act(conn: Conn, alert_id: int, target: AlertState, body: AlertAction) -> dict:
+async def _act(conn: Conn, alert_id: int, target: AlertState, body: AlertAction,
+               who: Principal) -> dict:
+    visible_or_404(who, await queries.alert_enterprise(conn, alert_id), f"alert {alert_id}")
     try:
-        found = await queries.act_on_alert(conn, alert_id, target, body.by, body.note)
+        async with conn.transaction():
+            found = await queries.act_on_alert(conn, alert_id, target, who.user_id, body.note)
+            if found:
+                await audit.append(conn, who.user_id, f"alert.{target.value}",
+                                   f"alert:{alert_id}", {"note": body.note})
     except InvalidTransition as exc:
         raise HTTPException(409, str(exc)) from exc
     if not found:
@@ -110,12 +124,19 @@ async def _act(conn: Conn, alert_id: int, target: AlertState, body: AlertAction)
 @router.post("/{alert_id}/acknowledge", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def acknowledge(alert_id: int, body: AlertAction, conn: Conn) -> dict:
-    return await _act(conn, alert_id, AlertState.ACKNOWLEDGED, body)
+async def acknowledge(alert_id: int, body: AlertAction, conn: Conn,
+                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+    return await _act(conn, alert_id, AlertState.ACKNOWLEDGED, body, who)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def resolve(alert_id: int, body: AlertAction, conn: Conn) -> dict:
-    return await _act(conn, alert_id, AlertState.RESOLVED, body)
+async def resolve(alert_id: int, body: AlertAction, conn: Conn,
+                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+    return await _act(conn, alert_id, AlertState.RESOLVED, body, who)
+
+
+def _visible(who: Principal, data: str) -> bool:
+    """An event's JSON carries its enterprise; parse it only when the caller is scoped."""
+    return who.visible is None or json.loads(data).get("enterprise_id") in who.visible
