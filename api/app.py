@@ -6,16 +6,20 @@ and tests can build as many apps as they like.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from api.auth import PUBLIC, require_declared
 from api.feed import AlertFeed
 from api.qr import KeyRing
-from api.routes import alerts, devices, enterprises, health, visits
+from api.ratelimit import RateLimiter
+from api.routes import alerts, auth, devices, enterprises, health, users, visits
 from offsite import __version__
 from offsite.settings import Settings
 from store.pool import open_async_pool
@@ -43,20 +47,27 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                   description="Off-site inspection: anomaly feed, devices, readings and "
                               "QR-coded visits.")
     app.state.settings = settings
-    app.state.keyring = KeyRing({settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
-    for r in (health.router, alerts.router, devices.router, enterprises.router, visits.router):
+    app.state.keyring = KeyRing({**settings.qr_verify_keys,
+                                 settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
+    app.state.limiters = {name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst
+                          for name, rate in (("login", settings.login_rate_per_min),
+                                             ("checkin", settings.checkin_rate_per_min))}
+    for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
+              visits.router, users.router):
         app.include_router(r)
 
+    # the pages are public; the data they fetch is not
     @app.get("/", include_in_schema=False, response_model=None)
-    async def console() -> HTMLResponse:
+    async def console(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
         return HTMLResponse(_page("index.html"))
 
     @app.get("/scan", include_in_schema=False, response_model=None)
-    async def scan() -> HTMLResponse:
+    async def scan(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
         return HTMLResponse(_page("scan.html"))
 
     @app.get("/console", include_in_schema=False)
-    async def console_alias() -> RedirectResponse:
+    async def console_alias(_: Annotated[None, Depends(PUBLIC)]) -> RedirectResponse:
         return RedirectResponse("/")
 
+    require_declared(app)
     return app

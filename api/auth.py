@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from api import security_queries as sq
 from api.ratelimit import RateLimiter
@@ -169,13 +170,27 @@ def declared_access(route: APIRoute) -> Access | Public | None:
     return found[0] if found else None
 
 
+def all_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, including those of included routers: FastAPI ≥ 0.16x keeps an included
+    router as one entry of ``app.routes`` (its ``original_router`` holds the routes)."""
+    for route in routes:
+        sub = getattr(route, "original_router", None)
+        if sub is not None:
+            yield from all_routes(sub.routes)
+        else:
+            yield route
+
+
 def require_declared(app: FastAPI) -> None:
-    """Refuse an app with an undeclared route; document 401/403/429 on the declared ones."""
-    for route in app.routes:
+    """Refuse an app with an undeclared route; document 401/403/429 on the declared ones.
+
+    Call before the first request: FastAPI copies each route's responses when it first
+    routes or documents the app."""
+    for route in all_routes(app.routes):
         if isinstance(route, APIRoute):
             access = declared_access(route)
             if access is None:
-                raise RuntimeError(f"route {sorted(route.methods)} {route.path} declares no "
+                raise RuntimeError(f"route {sorted(route.methods or ())} {route.path} declares no "
                                    "access: add Access(...) or PUBLIC (api/auth.py)")
             if isinstance(access, Access):
                 route.responses.setdefault(401, {"description": "not signed in"})

@@ -181,16 +181,44 @@ VISIT_COLS = ("id, enterprise_id, inspector_id, purpose, alert_id, checked_in_at
 
 
 async def create_visit(conn: AsyncConnection, enterprise_id: str, inspector_id: str,
-                       purpose: str, alert_id: int | None, kid: str) -> dict[str, Any]:
+                       purpose: str, alert_id: int | None, kid: str,
+                       token_sha256: bytes | None = None) -> dict[str, Any]:
     # committed before the response is sent: the client may act on the id at once
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"""INSERT INTO visits (enterprise_id, inspector_id, purpose,
-                                  alert_id, token_kid) VALUES (%s, %s, %s, %s, %s)
+                                  alert_id, token_kid, token_sha256)
+                              VALUES (%s, %s, %s, %s, %s, %s)
                               RETURNING {VISIT_COLS}""".encode(),
-                          (enterprise_id, inspector_id, purpose, alert_id, kid))
+                          (enterprise_id, inspector_id, purpose, alert_id, kid, token_sha256))
         row = await cur.fetchone()
         assert row is not None
         return row
+
+
+async def replayed_visit(conn: AsyncConnection, inspector_id: str, token_sha256: bytes,
+                         window_s: float) -> dict[str, Any] | None:
+    """The open visit this inspector checked in with this very token within the window.
+
+    Serialised per (inspector, token) by an advisory lock held to the end of the caller's
+    transaction, so two concurrent replays cannot both find nothing and both insert."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))",
+                       (inspector_id, token_sha256.hex()))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"""SELECT {VISIT_COLS} FROM visits
+                              WHERE inspector_id = %s AND token_sha256 = %s
+                                AND checked_out_at IS NULL
+                                AND checked_in_at > now() - make_interval(secs => %s)
+                              ORDER BY id DESC LIMIT 1""".encode(),
+                          (inspector_id, token_sha256, window_s))
+        return await cur.fetchone()
+
+
+async def rate_visit(conn: AsyncConnection, visit_id: int, rating: int,
+                     comment: str | None) -> bool:
+    cur = await conn.execute("""UPDATE visits SET rating = %s, rating_comment = %s,
+                                    rated_at = now() WHERE id = %s""",
+                             (rating, comment, visit_id))
+    return cur.rowcount > 0
 
 
 async def get_visit(conn: AsyncConnection, visit_id: int) -> dict[str, Any] | None:

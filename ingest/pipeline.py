@@ -41,7 +41,7 @@ from store.alerts import apply_plan
 from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
 from store.readings import insert_readings
-from store.registry import load_registry
+from store.registry import load_registry, load_revoked
 from store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
@@ -85,6 +85,7 @@ class Pipeline:
         self.idle_flush_s = idle_flush_s
         self.stats = stats or IngestStats()
         self.known: dict[str, Device] = {}
+        self.revoked: dict[str, str] = {}
         self.reassembler: Reassembler[InboundMessage] = Reassembler(split_timeout_s)
         self._next_offline = 0.0
         self._next_registry = 0.0
@@ -112,10 +113,12 @@ class Pipeline:
         try:
             with self.pool.connection() as conn:
                 reg = load_registry(conn)
+                revoked = load_revoked(conn)
         except RegistryError as exc:  # edited by hand into something we refuse
             log.error("registry not reloaded, keeping the previous one: %s", exc)
             return
         self.known = {d.mn: d for d in reg.devices}
+        self.revoked = revoked
         self.engine.update_registry({(mn, code): lim for mn, code, lim in reg.device_limits()},
                                     {d.mn: d.interval_s for d in reg.devices})
 
@@ -201,14 +204,14 @@ class Pipeline:
         least ``UNKNOWN_RELOAD_S`` apart (we wait out the rest of that gap), and the
         messages that queued up meanwhile arrived before the reload, so trigger none.
         """
-        outcome = process(msg, self.known, self.policy)
+        outcome = process(msg, self.known, self.policy, self.revoked)
         if (outcome.dead is not None and outcome.dead.reason is DeadReason.UNKNOWN_DEVICE
                 and msg.received_at >= self._registry_as_of):
             wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
             if wait > 0:
                 time.sleep(wait)
             self._guard(self.refresh_registry, stop)
-            outcome = process(msg, self.known, self.policy)
+            outcome = process(msg, self.known, self.policy, self.revoked)
         return outcome
 
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:

@@ -48,3 +48,9 @@ def load_registry(conn: psycopg.Connection) -> Registry:
         "SELECT mn, point_id, interval_s, password, crc_compat FROM devices "
         "WHERE active ORDER BY mn"))
     return Registry(ents, points, devices)
+
+
+def load_revoked(conn: psycopg.Connection) -> dict[str, str]:
+    """Revoked devices and why: ingest dead-letters their data as ``device_revoked``."""
+    return {mn: reason or "no reason given" for mn, reason in conn.execute(
+        "SELECT mn, revoked_reason FROM devices WHERE revoked_at IS NOT NULL")}

@@ -88,3 +88,8 @@ GRANT SELECT, INSERT ON audit_log TO offsite_app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public
     GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO offsite_app;
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO offsite_app;
+
+-- The enterprise's rating of a visit (kept from the inspecting department's views).
+ALTER TABLE visits ADD COLUMN rating smallint CHECK (rating BETWEEN 1 AND 5);
+ALTER TABLE visits ADD COLUMN rating_comment text;
+ALTER TABLE visits ADD COLUMN rated_at timestamptz;
