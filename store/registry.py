@@ -54,3 +54,16 @@ def load_revoked(conn: psycopg.Connection) -> dict[str, str]:
     """Revoked devices and why: ingest dead-letters their data as ``device_revoked``."""
     return {mn: reason or "no reason given" for mn, reason in conn.execute(
         "SELECT mn, revoked_reason FROM devices WHERE revoked_at IS NOT NULL")}
+
+
+def device_mqtt_hashes(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(mn, Mosquitto hash) of every active, unrevoked device that has MQTT credentials."""
+    return [(mn, h) for mn, h in conn.execute(
+        "SELECT mn, mqtt_password_hash FROM devices WHERE active AND revoked_at IS NULL "
+        "AND mqtt_password_hash IS NOT NULL ORDER BY mn")]
+
+
+def set_device_mqtt_hash(conn: psycopg.Connection, mn: str, mqtt_hash: str) -> bool:
+    cur = conn.execute("UPDATE devices SET mqtt_password_hash = %s "
+                       "WHERE mn = %s AND revoked_at IS NULL", (mqtt_hash, mn))
+    return cur.rowcount > 0
