@@ -45,8 +45,8 @@ class World:
         with psycopg.connect(self.db_url) as conn:
             return issue_token(conn, user or USERS[role])
 
-    def headers(self, role: str | None) -> dict[str, str]:
-        return {} if role is None else {"Authorization": f"Bearer {self.token(role)}"}
+    def headers(self, role: str | None, user: str | None = None) -> dict[str, str]:
+        return {} if role is None else {"Authorization": f"Bearer {self.token(role, user)}"}
 
 
 def _alert(conn: psycopg.Connection, mn: str) -> int:
@@ -84,8 +84,8 @@ def build_world(db_url: str) -> World:
 
 @contextmanager
 def api_client(db_url: str, **overrides: Any) -> Iterator[TestClient]:
-    settings = load_settings(database_url=db_url, mqtt_url="mqtt://127.0.0.1:1",
-                             qr_secret="q" * 40, **overrides)
+    settings = load_settings(**{"database_url": db_url, "mqtt_url": "mqtt://127.0.0.1:1",
+                                "qr_secret": "q" * 40, **overrides})
     with TestClient(create_app(settings, db_url)) as client:
         yield client
 
