@@ -119,7 +119,7 @@ def test_key_rotation_keeps_printed_codes_working_until_the_old_key_is_retired(
     with api_client(db_url, **rotated) as c:
         new = _scan(c, w)
         assert new != printed
-        for token, kid in ((printed, "k1"), (new, "k2")):
+        for token, _kid in ((printed, "k1"), (new, "k2")):
             r = c.post("/api/visits/check-in", headers=w.headers("inspector"),
                        json={"token": token, "purpose": "rotation"})
             assert r.status_code == 201, r.text

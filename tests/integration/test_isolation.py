@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from api.routes import alerts as alert_routes
-from tests.integration.security_fixtures import MN1, MN2, MN4, World, api_client, build_world
+from tests.integration.security_fixtures import MN1, MN2, MN4, api_client, build_world
 
 pytestmark = pytest.mark.integration
 

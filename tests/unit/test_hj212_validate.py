@@ -334,3 +334,13 @@ def test_reassembled_set_that_fails_to_decode_keeps_every_part():
 def test_process_never_raises_on_superscript_flag(transport):
     out = run(frame(data_seg(RTD_CP, flag="²")), transport)
     dead_only(out, DeadReason.HJ212_MALFORMED_FIELD, MN if transport == "mqtt" else None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_revoked_device_packets_are_dead_lettered_as_revoked(transport):
+    """Checked before the password: a revoked logger is refused whatever PW it sends."""
+    for pw in ("123456", "wrong"):
+        out = process(inbound(frame(data_seg(RTD_CP, pw=pw)), transport), KNOWN, POLICY,
+                      {MN: "replaced by a new logger"})
+        dead_only(out, DeadReason.DEVICE_REVOKED)
+        assert "replaced by a new logger" in out.dead.detail
