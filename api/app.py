@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Annotated
 
-from fastapi import Depends, FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse
+import psycopg
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from api.auth import PUBLIC, require_declared
 from api.feed import AlertFeed
@@ -68,6 +69,12 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     @app.get("/console", include_in_schema=False)
     async def console_alias(_: Annotated[None, Depends(PUBLIC)]) -> RedirectResponse:
         return RedirectResponse("/")
+
+    @app.exception_handler(psycopg.DataError)
+    async def refused_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        """A value PostgreSQL cannot hold (a NUL character in text, a number out of range)
+        is the client's mistake, not a server error."""
+        return JSONResponse({"detail": f"a value was refused: {exc}"}, status_code=422)
 
     require_declared(app)
     return app

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# a page offset beyond this cannot be meant, and beyond 2**63 PostgreSQL refuses it (500)
+MAX_OFFSET = 10_000_000
 Severity = Literal["info", "warning", "major", "critical"]
 State = Literal["open", "acknowledged", "resolved", "cleared"]
 

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from api import queries
 from api.auth import ANY_USER, STAFF, Principal, visible_or_404
 from api.deps import Conn, FeedDep
-from api.models import AlertAction, AlertDetail, AlertPublic, Severity, State
+from api.models import MAX_OFFSET, AlertAction, AlertDetail, AlertPublic, Severity, State
 from rules.alerts import AlertState
 from rules.errors import InvalidTransition
 from store import audit
@@ -35,7 +35,7 @@ async def list_alerts(
     since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="first seen before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[dict]:
     return await queries.list_alerts(conn, states=list(state) if state else None,
                                      severity=severity, enterprise=enterprise, mn=mn, rule=rule,

@@ -17,7 +17,7 @@ from api import security_queries as sq
 from api.auth import ANY_USER, ENTERPRISE, INSPECTOR, Principal, Role, visible_or_404
 from api.deps import Conn, KeyRingDep, SettingsDep
 from api.errors import TokenError
-from api.models import CheckIn, CheckOut, VisitPublic, VisitRating
+from api.models import MAX_OFFSET, CheckIn, CheckOut, VisitPublic, VisitRating
 from api.qr import extract_token
 from offsite.credentials import token_digest
 from store import audit
@@ -99,7 +99,7 @@ async def check_out(visit_id: int, body: CheckOut, conn: Conn,
 async def list_visits(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
                       enterprise: str | None = None, inspector: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> list[dict]:
+                      offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict]:
     if who.role is Role.INSPECTOR:
         if inspector is not None and inspector != who.user_id:
             return []
