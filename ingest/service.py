@@ -32,7 +32,8 @@ def policy_from(settings: Settings) -> Policy:
     return Policy(max_payload_bytes=settings.max_payload_bytes, topic_prefix=prefix,
                   topic_suffix=suffix, hj212_tz=tz,
                   max_future=timedelta(seconds=settings.max_future_s),
-                  max_age=timedelta(days=settings.max_age_days))
+                  max_age=timedelta(days=settings.max_age_days),
+                  hj212_require_password=settings.hj212_require_password)
 
 
 class IngestService:

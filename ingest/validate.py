@@ -48,6 +48,8 @@ class Policy:
     topic_prefix: str = "devices"
     topic_suffix: str = "telemetry"
     hj212_tz: tzinfo = field(default=hj212.BEIJING)
+    # refuse HJ 212 packets of devices with no registered password (else PW is unchecked)
+    hj212_require_password: bool = False
 
 
 def topic_device(topic: str, policy: Policy) -> str | None:
@@ -134,6 +136,10 @@ def _process_hj212(msg: InboundMessage, topic_mn: str | None, known: Mapping[str
     if device is None:
         return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {packet.mn} is not in the registry",
                      packet.mn)
+    if device.password is None and policy.hj212_require_password:
+        return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
+                     f"device {packet.mn} has no registered password, and passwords are "
+                     "required (OFFSITE_HJ212_REQUIRE_PASSWORD)", packet.mn)
     if device.password is not None and packet.pw != device.password:
         return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
                      f"PW does not match the registered password of {packet.mn}", packet.mn)

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
                                       description="zone of HJ 212 times (Beijing: +8)")
     hj212_split_timeout_s: float = Field(default=60.0, gt=0,
                                          description="wait this long for all split parts")
+    hj212_require_password: bool = Field(
+        default=False, description="refuse HJ 212 packets of devices without a registered PW")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=9212, ge=0, le=65535)
     gateway_idle_timeout_s: float = Field(default=300.0, gt=0)
