@@ -135,7 +135,7 @@ def test_chain_names_the_first_broken_row():
                          r.hash)
     assert check_chain(edited).broken.seq == 3  # type: ignore[union-attr]
     assert check_chain(rows[:1] + rows[2:]).broken.seq == 3  # type: ignore[union-attr]
-    dup = rows[:3] + [rows[2]] + rows[3:]
+    dup = [*rows[:3], rows[2], *rows[3:]]
     assert "inserted" in check_chain(dup).broken.reason  # type: ignore[union-attr]
 
 
