@@ -74,7 +74,10 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     async def refused_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
         """A value PostgreSQL cannot hold (a NUL character in text, a number out of range)
         is the client's mistake, not a server error."""
-        return JSONResponse({"detail": f"a value was refused: {exc}"}, status_code=422)
+        # the shape of FastAPI's own 422, which is what the schema documents
+        return JSONResponse({"detail": [{"loc": ["request"], "type": "value_error",
+                                         "msg": f"a value was refused: {exc}"}]},
+                            status_code=422)
 
     require_declared(app)
     return app

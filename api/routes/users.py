@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from psycopg import errors
+from starlette.concurrency import run_in_threadpool
 
 from api import security_queries as sq
 from api.auth import ADMIN, Principal
@@ -30,7 +31,7 @@ async def put_user(body: UserCreate, conn: Conn,
     if (body.role == "enterprise") != (body.enterprise_id is not None):
         raise HTTPException(422, "enterprise_id is required for, and only for, role "
                                  "'enterprise'")
-    pw_hash = hash_password(body.password) if body.password else None
+    pw_hash = await run_in_threadpool(hash_password, body.password) if body.password else None
     try:
         async with conn.transaction():
             row = await sq.upsert_user(conn, body.id, body.role, body.enterprise_id,
