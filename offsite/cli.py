@@ -76,7 +76,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     _print_status(db_status(conn))
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
-                    save_registry(conn, reg)
+                    save_registry(conn, reg, actor="cli")
                     _print(f"registry loaded: {len(reg.enterprises)} enterprises, "
                            f"{len(reg.points)} points, {len(reg.devices)} devices")
         finally:
@@ -308,10 +308,9 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
     with _db(settings) as conn:
         if args.devices_command == "set-mqtt-password":
             password = new_device_password()
-            with conn.transaction():
-                if not set_device_mqtt_hash(conn, args.mn, mosquitto_hash(password)):
-                    _print(f"offsite: no active device {args.mn}")
-                    return 2
+            if not set_device_mqtt_hash(conn, args.mn, mosquitto_hash(password), actor="cli"):
+                _print(f"offsite: no active device {args.mn}")
+                return 2
             _print(password)
             return 0
         prefix, suffix = policy_topic(settings.mqtt_topic)

@@ -49,7 +49,7 @@ def test_people_actions_are_audited_in_one_valid_chain(db_url: str) -> None:
                       json={"reason": "test"}).status_code == 204
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT actor, action, subject, data FROM audit_log "
-                            "WHERE action NOT IN ('user.upsert', 'token.issue') "
+                            "WHERE action NOT IN ('user.upsert', 'token.issue', 'registry.load') "
                             "ORDER BY seq").fetchall()
         report = verify(conn)
     assert [(a, act, s) for a, act, s, _ in rows] == [
@@ -61,6 +61,13 @@ def test_people_actions_are_audited_in_one_valid_chain(db_url: str) -> None:
     ]
     assert json.loads(rows[0][3]) == {"note": "on it"}
     assert report.broken is None and report.rows > len(rows)  # users and tokens too
+    with psycopg.connect(db_url) as conn:
+        loaded = conn.execute("SELECT data FROM audit_log WHERE action = 'registry.load'"
+                              ).fetchall()
+    assert len(loaded) == 1
+    summary = json.loads(loaded[0][0])
+    assert (summary["enterprises"], summary["devices"]) == (3, 4)
+    assert len(summary["sha256"]) == 64
 
 
 def test_first_row_hashes_the_genesis_and_its_canonical_json(db_url: str) -> None:

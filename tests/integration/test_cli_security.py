@@ -43,6 +43,10 @@ def test_users_devices_and_broker_files_from_the_cli(db_url: str, tmp_path: Path
                               (token_digest(token),)).fetchone()
     assert verify_password(pw_hash, "a long enough password") and region == "R1"
     assert holder == ("alice",)
+    with psycopg.connect(db_url) as conn:
+        actions = [a for (a,) in conn.execute(
+            "SELECT action FROM audit_log WHERE actor = 'cli' ORDER BY seq")]
+    assert actions == ["user.upsert", "token.issue", "device.mqtt_password"]
     lines = dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
     assert set(lines) == {"offsite-ingest", MN1}
     assert mosquitto_verify(lines[MN1], device_pw)
