@@ -34,14 +34,20 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_async_pool(database_url, max_size=settings.db_pool_max)
+        # authentication has its own few connections: a request holding one of the main
+        # pool's must never wait for another from it (8 concurrent requests would deadlock)
+        auth_pool = await open_async_pool(database_url, max_size=max(2, settings.db_pool_max // 2),
+                                          name="offsite-api-auth")
         feed = AlertFeed(database_url, pool)
         feed.start()
         app.state.pool = pool
+        app.state.auth_pool = auth_pool
         app.state.feed = feed
         try:
             yield
         finally:
             await feed.stop()
+            await auth_pool.close()
             await pool.close()
 
     app = FastAPI(title="Offsite", version=__version__, lifespan=lifespan,

@@ -86,7 +86,7 @@ def token_of(request: Request, creds: HTTPAuthorizationCredentials | None) -> st
 
 async def authenticate(request: Request, token: str) -> Principal | None:
     digest = token_digest(token)
-    async with request.app.state.pool.connection() as conn:
+    async with request.app.state.auth_pool.connection() as conn:
         row = await sq.principal_for_token(conn, digest)
         if row is None:
             return None

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
+import httpx
 import psycopg
 import pytest
 
+from offsite.settings import load_settings
 from store.users import issue_token
 from tests.integration.security_fixtures import PASSWORD, World, api_client, build_world
+from tests.integration.test_api_live import serving
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +191,37 @@ def test_check_in_is_rate_limited_per_inspector(db_url: str) -> None:
         r = c.post("/api/visits/check-in", headers=w.headers("inspector", "insp2"),
                    json={"token": "not-a-token", "purpose": "x"})
         assert r.status_code == 400  # another inspector has their own bucket
+
+
+def test_concurrent_replays_create_one_visit(db_url: str) -> None:
+    """Eight simultaneous scans of one code by one inspector (a flaky network retrying):
+    one visit, every answer names it. (This found a pool deadlock: authentication now has
+    connections of its own.)"""
+
+    w = build_world(db_url)
+    settings = load_settings(
+        database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", qr_secret="q" * 40,
+        checkin_rate_per_min=1000)
+    with serving(settings, db_url) as url:
+        token = httpx.get(f"{url}/api/enterprises/E1/qr.svg",
+                          headers=w.headers("admin")).headers["x-offsite-scan-url"]
+        insp = w.headers("inspector")
+        gate = threading.Barrier(8)
+        answers: list[tuple[int, int]] = []
+
+        def scan() -> None:
+            gate.wait()
+            r = httpx.post(f"{url}/api/visits/check-in", headers=insp, timeout=30,
+                           json={"token": token, "purpose": "retry storm"})
+            answers.append((r.status_code, r.json()["id"]))
+
+        threads = [threading.Thread(target=scan) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sorted(s for s, _ in answers) == [200] * 7 + [201]
+    assert len({i for _, i in answers}) == 1
+    n = psycopg.connect(db_url).execute(
+        "SELECT count(*) FROM visits WHERE purpose = 'retry storm'").fetchone()
+    assert n == (1,)
