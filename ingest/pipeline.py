@@ -107,6 +107,12 @@ class Pipeline:
                 conn.execute("SELECT mn, last_received_at FROM device_status").fetchall())
         self.engine.note_received(heard)
 
+    def _refresh_revoked(self) -> None:
+        """Revocations take effect within ``offline_check_s`` (one small query), not the
+        full registry refresh: a revoked device should stop being stored soon."""
+        with self.pool.connection() as conn:
+            self.revoked = load_revoked(conn)
+
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
@@ -132,6 +138,7 @@ class Pipeline:
                 self._guard(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
             if now >= self._next_offline:
+                self._guard(self._refresh_revoked, stop)
                 self._guard(self._refresh_heard, stop)
                 self._rules(self.engine.check_offline(datetime.now(UTC)), stop)
                 self._next_offline = now + self.offline_check_s

@@ -92,7 +92,7 @@ async def onboard(body: DeviceCreate, conn: Conn, settings: SettingsDep,
              summary="Revoke a device: its data is dead-lettered from now on",
              description="Regenerate the broker's password and ACL files "
                          "(`offsite devices export-broker-auth`) to shut it out of the broker "
-                         "too; ingest refuses its data within the registry refresh interval.",
+                         "too; ingest refuses its data within OFFSITE_OFFLINE_CHECK_S.",
              responses={404: {"description": "no such device"},
                         409: {"description": "already revoked"}})
 async def revoke(mn: str, body: DeviceRevoke, conn: Conn,

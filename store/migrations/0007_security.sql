@@ -93,3 +93,6 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENC
 ALTER TABLE visits ADD COLUMN rating smallint CHECK (rating BETWEEN 1 AND 5);
 ALTER TABLE visits ADD COLUMN rating_comment text;
 ALTER TABLE visits ADD COLUMN rated_at timestamptz;
+
+-- ingest rereads the revoked devices every few seconds
+CREATE INDEX devices_revoked ON devices (mn) WHERE revoked_at IS NOT NULL;

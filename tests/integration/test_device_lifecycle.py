@@ -49,13 +49,12 @@ def test_onboard_then_revoke_a_device(db_url: str, mqtt_url: str, unique_topic: 
     assert mosquitto_verify(stored[0], creds["mqtt_password"])  # only the hash is kept
     assert creds["mqtt_password"] not in stored[0]
 
-    settings = make_settings(db_url, mqtt_url, unique_topic)
-    with running_ingest(settings):
+    settings = make_settings(db_url, mqtt_url, unique_topic)  # offline_check_s=0.5
+    with running_ingest(settings) as ingest, api_client(db_url) as c:
         publish_raw(mqtt_url, [(creds["topic"], _payload(1.0))])
         wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings WHERE mn = %s", MN) == 1,
                  what="the onboarded device's reading stored")
-
-    with api_client(db_url) as c:
+        # revoked while ingest runs: refused within the revocation refresh, no restart
         r = c.post(f"/api/devices/{MN}/revoke", headers=admin, json={"reason": "logger stolen"})
         assert r.status_code == 204
         assert c.post(f"/api/devices/{MN}/revoke", headers=admin,
@@ -64,8 +63,8 @@ def test_onboard_then_revoke_a_device(db_url: str, mqtt_url: str, unique_topic: 
                       json={"reason": "x"}).status_code == 404
         # its history stays readable
         assert c.get(f"/api/devices/{MN}/readings", headers=admin).status_code == 200
-
-    with running_ingest(settings):
+        wait_for(lambda: MN in ingest.pipeline.revoked, timeout=10,
+                 what="ingest rereads the revocations (every offline_check_s)")
         publish_raw(mqtt_url, [(creds["topic"], _payload(2.0))])
         wait_for(lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == 1,
                  what="the revoked device's message dead-lettered")
