@@ -15,6 +15,7 @@ from store.audit import append_sync
 from store.errors import StoreError
 
 ROLES = ("admin", "regulator", "inspector", "enterprise")
+MIN_PASSWORD = 12  # the API's UserCreate says the same
 
 
 class UserError(StoreError):
@@ -29,6 +30,8 @@ def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if (role == "enterprise") != (enterprise_id is not None):
         raise UserError("an enterprise user needs --enterprise, and only an enterprise user")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
     pw_hash = hash_password(password) if password else None
     try:
         with conn.transaction():

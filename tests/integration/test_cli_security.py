@@ -28,6 +28,9 @@ def test_users_devices_and_broker_files_from_the_cli(db_url: str, tmp_path: Path
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["users", "add", "bob", "--role", "enterprise", "--no-password"]) == 2
     assert "needs --enterprise" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "carol", "--role", "admin", "--password-stdin"]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
 
     assert main(["devices", "set-mqtt-password", MN1]) == 0
     device_pw = capsys.readouterr().out.strip().splitlines()[-1]
