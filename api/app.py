@@ -7,18 +7,23 @@ and tests can build as many apps as they like.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
+from typing import Annotated
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+import psycopg
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from api.auth import PUBLIC, require_declared
 from api.feed import AlertFeed
 from api.metrics import RequestLatency, database_metrics, render
 from api.qr import KeyRing
-from api.routes import alerts, devices, enterprises, health, visits
+from api.ratelimit import RateLimiter
+from api.routes import alerts, auth, devices, enterprises, health, users, visits
 from offsite import __version__
 from offsite.settings import Settings
 from store.pool import open_async_pool
@@ -34,28 +39,41 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await open_async_pool(database_url, max_size=settings.db_pool_max)
+        # authentication has its own few connections: a request holding one of the main
+        # pool's must never wait for another from it (8 concurrent requests would deadlock)
+        auth_pool = await open_async_pool(database_url, max_size=max(2, settings.db_pool_max // 2),
+                                          name="offsite-api-auth")
         feed = AlertFeed(database_url, pool)
         feed.start()
         app.state.pool = pool
+        app.state.auth_pool = auth_pool
         app.state.feed = feed
         try:
             yield
         finally:
             await feed.stop()
+            await auth_pool.close()
             await pool.close()
 
     app = FastAPI(title="Offsite", version=__version__, lifespan=lifespan,
                   description="Off-site inspection: anomaly feed, devices, readings and "
                               "QR-coded visits.")
     app.state.settings = settings
-    app.state.keyring = KeyRing({settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
-    for r in (health.router, alerts.router, devices.router, enterprises.router, visits.router):
+    app.state.keyring = KeyRing({**settings.qr_verify_keys,
+                                 settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
+    app.state.limiters = {name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst
+                          for name, rate in (("login", settings.login_rate_per_min),
+                                             ("checkin", settings.checkin_rate_per_min))}
+    for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
+              visits.router, users.router):
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)
 
+    # Prometheus scrapes without credentials, like /healthz; it exposes counts, never
+    # readings or names — keep it on the internal network (README, Observability)
     @app.get("/metrics", include_in_schema=False, response_model=None)
-    async def metrics() -> Response:
+    async def metrics(_: Annotated[None, Depends(PUBLIC)]) -> Response:
         """Prometheus exposition: request latency here, alerts and workers from the
         database (left out, not failed, while the database is unreachable)."""
         extra = []
@@ -66,16 +84,27 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             log.warning("/metrics without database figures: %s", exc)
         return Response(render(registry, extra), media_type=CONTENT_TYPE_LATEST)
 
+    # the pages are public; the data they fetch is not
     @app.get("/", include_in_schema=False, response_model=None)
-    async def console() -> HTMLResponse:
+    async def console(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
         return HTMLResponse(_page("index.html"))
 
     @app.get("/scan", include_in_schema=False, response_model=None)
-    async def scan() -> HTMLResponse:
+    async def scan(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
         return HTMLResponse(_page("scan.html"))
 
     @app.get("/console", include_in_schema=False)
-    async def console_alias() -> RedirectResponse:
+    async def console_alias(_: Annotated[None, Depends(PUBLIC)]) -> RedirectResponse:
         return RedirectResponse("/")
 
+    @app.exception_handler(psycopg.DataError)
+    async def refused_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        """A value PostgreSQL cannot hold (a NUL character in text, a number out of range)
+        is the client's mistake, not a server error."""
+        # the shape of FastAPI's own 422, which is what the schema documents
+        return JSONResponse({"detail": [{"loc": ["request"], "type": "value_error",
+                                         "msg": f"a value was refused: {exc}"}]},
+                            status_code=422)
+
+    require_declared(app)
     return app

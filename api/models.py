@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# a page offset beyond this cannot be meant, and beyond 2**63 PostgreSQL refuses it (500)
+MAX_OFFSET = 10_000_000
 Severity = Literal["info", "warning", "major", "critical"]
 State = Literal["open", "acknowledged", "assigned", "resolved", "cleared"]
 
@@ -66,18 +68,18 @@ class AlertDetail(AlertPublic):
 
 
 class AlertAssign(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who acts (user id)")
     assignee: str = Field(min_length=1, max_length=100, description="who is to handle it")
     note: str | None = Field(default=None, max_length=4000)
 
 
 class AlertComment(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who writes (user id)")
     note: str = Field(min_length=1, max_length=4000)
 
 
 class AlertAction(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who acts (user id)")
+    by: str | None = Field(default=None, min_length=1, max_length=100,
+                           description="ignored: the signed-in user acts (kept for old "
+                                       "clients)")
     note: str | None = Field(default=None, max_length=4000)
 
 
@@ -134,13 +136,11 @@ class EnterprisePublic(BaseModel):
 class CheckIn(BaseModel):
     token: str = Field(min_length=1, max_length=2048,
                        description="the scanned QR content: the token or the whole URL")
-    inspector_id: str = Field(min_length=1, max_length=100)
     purpose: str = Field(min_length=1, max_length=2000)
     alert_id: int | None = Field(default=None, description="the alert that justified it")
 
 
 class CheckOut(BaseModel):
-    inspector_id: str = Field(min_length=1, max_length=100)
     findings: str = Field(min_length=1, max_length=20_000)
 
 
@@ -153,3 +153,74 @@ class VisitPublic(BaseModel):
     checked_in_at: datetime
     checked_out_at: datetime | None
     findings: str | None
+
+
+class VisitRating(BaseModel):
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=4000)
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginResult(BaseModel):
+    token: str
+    user_id: str
+    role: str
+    enterprise_id: str | None
+    expires_at: datetime
+
+
+class Me(BaseModel):
+    user_id: str
+    role: str
+    enterprise_id: str | None
+    region: str
+
+
+class UserCreate(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+    role: Literal["admin", "regulator", "inspector", "enterprise"]
+    enterprise_id: str | None = None
+    region: str = Field(default="", max_length=200)
+    password: str | None = Field(default=None, min_length=12, max_length=1024)
+
+
+class UserPublic(BaseModel):
+    id: str
+    role: str
+    enterprise_id: str | None
+    region: str
+    active: bool
+    created_at: datetime
+
+
+class ApiKey(BaseModel):
+    user_id: str
+    token: str = Field(description="shown once: only its SHA-256 is kept")
+
+
+class DeviceCreate(BaseModel):
+    mn: str = Field(pattern=r"^[0-9A-Za-z]{1,24}$")
+    point_id: str = Field(min_length=1, max_length=64)
+    interval_s: float = Field(default=60.0, gt=0, le=86400)
+    hj212_password: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,64}$",
+                                       description="the PW an HJ 212 logger must send")
+
+
+class DeviceCredentials(BaseModel):
+    mn: str
+    mqtt_username: str
+    mqtt_password: str = Field(description="shown once: the broker keeps only a hash")
+    topic: str
+
+
+class DeviceRevoke(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class QrRevoked(BaseModel):
+    enterprise_id: str
+    generation: int

@@ -1,10 +1,13 @@
 """Signed QR tokens for enterprise sites. Pure, apart from rendering the image.
 
 A token is ``<payload>.<signature>``: the payload is base64url JSON naming the
-enterprise and the key id; the signature is HMAC-SHA256 over the payload with that
-key. The key id lets keys rotate — old codes keep working while their key is still in
-the ring, and retiring a key voids every code printed with it — without a database
-lookup to verify a scan.
+enterprise (``e``), the key id (``k``), the site's code generation (``g``) and, when
+codes expire, the expiry as a Unix time (``x``); the signature is HMAC-SHA256 over the
+payload with that key. The key id lets keys rotate — old codes keep working while their
+key is still in the ring (several verification keys, one signing key), and retiring a
+key voids every code printed with it. The generation lets one site's printed code be
+revoked: the site's generation is bumped in the database and codes of older
+generations are refused at check-in.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import segno
@@ -40,6 +44,14 @@ def _unb64(text: str) -> bytes:
     return raw
 
 
+@dataclass(frozen=True, slots=True)
+class QrClaims:
+    enterprise_id: str
+    kid: str
+    generation: int
+    expires_at: int | None  # Unix time; None: does not expire
+
+
 class KeyRing:
     def __init__(self, keys: Mapping[str, str], current: str) -> None:
         if current not in keys:
@@ -47,14 +59,18 @@ class KeyRing:
         self.keys = {k: v.encode("utf-8") for k, v in keys.items()}
         self.current = current
 
-    def sign(self, enterprise_id: str) -> str:
-        payload = _b64(json.dumps({"v": 1, "e": enterprise_id, "k": self.current},
-                                  separators=(",", ":"), sort_keys=True).encode())
+    def sign(self, enterprise_id: str, generation: int = 0,
+             expires_at: int | None = None) -> str:
+        claims: dict[str, object] = {"v": 2, "e": enterprise_id, "k": self.current,
+                                     "g": generation}
+        if expires_at is not None:
+            claims["x"] = expires_at
+        payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
         sig = hmac.new(self.keys[self.current], payload.encode("ascii"), hashlib.sha256)
         return f"{payload}.{_b64(sig.digest())}"
 
-    def verify(self, token: str) -> tuple[str, str]:
-        """Return (enterprise id, key id) or raise TokenError saying what is wrong."""
+    def verify(self, token: str, now: float) -> QrClaims:
+        """The token's claims, or TokenError saying what is wrong. ``now``: Unix time."""
         token = extract_token(token)
         if len(token) > MAX_TOKEN_LEN or token.count(".") != 1:
             raise TokenError("QR token is malformed", 400)
@@ -64,8 +80,10 @@ class KeyRing:
             given = _unb64(sig)
         except (ValueError, UnicodeDecodeError) as exc:
             raise TokenError("QR token is malformed", 400) from exc
-        if not isinstance(claims, dict) or claims.get("v") != 1 \
-                or not isinstance(claims.get("e"), str) or not isinstance(claims.get("k"), str):
+        if not isinstance(claims, dict) or claims.get("v") != 2 \
+                or not isinstance(claims.get("e"), str) or not isinstance(claims.get("k"), str) \
+                or not _is_int(claims.get("g")) \
+                or ("x" in claims and not _is_int(claims["x"])):
             raise TokenError("QR token is malformed", 400)
         key = self.keys.get(claims["k"])
         if key is None:
@@ -74,7 +92,14 @@ class KeyRing:
         want = hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest()
         if not hmac.compare_digest(want, given):
             raise TokenError("QR token signature is invalid: the code is forged or altered")
-        return claims["e"], claims["k"]
+        expires = claims.get("x")
+        if expires is not None and now >= expires:
+            raise TokenError("QR code has expired: print the site's current code")
+        return QrClaims(claims["e"], claims["k"], claims["g"], expires)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def extract_token(text: str) -> str:

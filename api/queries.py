@@ -21,9 +21,12 @@ ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.i
 async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severity: str | None,
                       enterprise: str | None, mn: str | None, rule: str | None,
                       since: datetime | None, until: datetime | None, limit: int,
-                      offset: int) -> list[dict[str, Any]]:
+                      offset: int, visible: list[str] | None = None) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if visible is not None:  # the caller's scope (api.auth.Principal.scope)
+        where.append("p.enterprise_id = ANY(%s)")
+        args.append(visible)
     if states:
         where.append("a.state = ANY(%s)")
         args.append(states)
@@ -110,17 +113,24 @@ async def act_on_alert(conn: AsyncConnection, alert_id: int, target: AlertState 
     return True
 
 
-async def list_devices(conn: AsyncConnection, enterprise: str | None) -> list[dict[str, Any]]:
+async def list_devices(conn: AsyncConnection, enterprise: str | None,
+                       visible: list[str] | None = None) -> list[dict[str, Any]]:
     sql = """SELECT d.mn, d.point_id, p.name AS point_name, p.enterprise_id,
                     e.name AS enterprise_name, d.interval_s, d.active, s.last_ts,
                     s.last_received_at, coalesce(s.readings, 0) AS readings
              FROM devices d JOIN points p ON p.id = d.point_id
              JOIN enterprises e ON e.id = p.enterprise_id
              LEFT JOIN device_status s ON s.mn = d.mn"""
+    where: list[str] = []
     args: list[Any] = []
     if enterprise is not None:
-        sql += " WHERE p.enterprise_id = %s"
+        where.append("p.enterprise_id = %s")
         args.append(enterprise)
+    if visible is not None:
+        where.append("p.enterprise_id = ANY(%s)")
+        args.append(visible)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute((sql + " ORDER BY d.mn").encode(), args)
         return await cur.fetchall()
@@ -171,9 +181,10 @@ async def buckets(conn: AsyncConnection, mn: str, start: datetime, end: datetime
         return await cur.fetchall()
 
 
-async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
+async def list_enterprises(conn: AsyncConnection,
+                           visible: list[str] | None = None) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("""
+        await cur.execute(b"""
             SELECT e.id, e.name, e.region,
                    (SELECT count(*) FROM points p WHERE p.enterprise_id = e.id) AS points,
                    (SELECT count(*) FROM devices d JOIN points p ON p.id = d.point_id
@@ -183,7 +194,8 @@ async def list_enterprises(conn: AsyncConnection) -> list[dict[str, Any]]:
                      WHERE p.enterprise_id = e.id
                        AND a.state IN ('open', 'acknowledged', 'assigned'))
                      AS open_alerts
-            FROM enterprises e ORDER BY e.id""")
+            FROM enterprises e WHERE %s::text[] IS NULL OR e.id = ANY(%s)
+            ORDER BY e.id""", (visible, visible))
         return await cur.fetchall()
 
 
@@ -204,16 +216,44 @@ VISIT_COLS = ("id, enterprise_id, inspector_id, purpose, alert_id, checked_in_at
 
 
 async def create_visit(conn: AsyncConnection, enterprise_id: str, inspector_id: str,
-                       purpose: str, alert_id: int | None, kid: str) -> dict[str, Any]:
+                       purpose: str, alert_id: int | None, kid: str,
+                       token_sha256: bytes | None = None) -> dict[str, Any]:
     # committed before the response is sent: the client may act on the id at once
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(f"""INSERT INTO visits (enterprise_id, inspector_id, purpose,
-                                  alert_id, token_kid) VALUES (%s, %s, %s, %s, %s)
+                                  alert_id, token_kid, token_sha256)
+                              VALUES (%s, %s, %s, %s, %s, %s)
                               RETURNING {VISIT_COLS}""".encode(),
-                          (enterprise_id, inspector_id, purpose, alert_id, kid))
+                          (enterprise_id, inspector_id, purpose, alert_id, kid, token_sha256))
         row = await cur.fetchone()
         assert row is not None
         return row
+
+
+async def replayed_visit(conn: AsyncConnection, inspector_id: str, token_sha256: bytes,
+                         window_s: float) -> dict[str, Any] | None:
+    """The open visit this inspector checked in with this very token within the window.
+
+    Serialised per (inspector, token) by an advisory lock held to the end of the caller's
+    transaction, so two concurrent replays cannot both find nothing and both insert."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || %s, 0))",
+                       (inspector_id, token_sha256.hex()))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(f"""SELECT {VISIT_COLS} FROM visits
+                              WHERE inspector_id = %s AND token_sha256 = %s
+                                AND checked_out_at IS NULL
+                                AND checked_in_at > now() - make_interval(secs => %s)
+                              ORDER BY id DESC LIMIT 1""".encode(),
+                          (inspector_id, token_sha256, window_s))
+        return await cur.fetchone()
+
+
+async def rate_visit(conn: AsyncConnection, visit_id: int, rating: int,
+                     comment: str | None) -> bool:
+    cur = await conn.execute("""UPDATE visits SET rating = %s, rating_comment = %s,
+                                    rated_at = now() WHERE id = %s""",
+                             (rating, comment, visit_id))
+    return cur.rowcount > 0
 
 
 async def get_visit(conn: AsyncConnection, visit_id: int) -> dict[str, Any] | None:
@@ -232,9 +272,13 @@ async def check_out(conn: AsyncConnection, visit_id: int, findings: str) -> dict
 
 
 async def list_visits(conn: AsyncConnection, enterprise: str | None, inspector: str | None,
-                      limit: int, offset: int) -> list[dict[str, Any]]:
+                      limit: int, offset: int,
+                      visible: list[str] | None = None) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if visible is not None:
+        where.append("enterprise_id = ANY(%s)")
+        args.append(visible)
     if enterprise is not None:
         where.append("enterprise_id = %s")
         args.append(enterprise)

@@ -35,6 +35,7 @@ class DeadReason(StrEnum):
     SCHEMA = "schema"
     BAD_TOPIC = "bad_topic"
     UNKNOWN_DEVICE = "unknown_device"
+    DEVICE_REVOKED = "device_revoked"  # in the registry, but its credentials were revoked
     DEVICE_MISMATCH = "device_mismatch"
     BAD_TIMESTAMP = "bad_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"

@@ -39,7 +39,7 @@ from offsite.registry import Device
 from store.dead_letters import insert_dead_letters
 from store.packets import insert_packets
 from store.readings import insert_readings
-from store.registry import load_registry
+from store.registry import load_registry, load_revoked
 from store.rule_inbox import committed_through, queue_for_rules
 from store.workers import Heartbeat, beat
 
@@ -72,7 +72,7 @@ class Pipeline:
                  *, registry_refresh_s: float = 30.0,
                  idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
                  stats: IngestStats | None = None, worker: str = "ingest",
-                 heartbeat_s: float = 2.0,
+                 heartbeat_s: float = 2.0, revoked_check_s: float = 5.0,
                  links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
                  ) -> None:
         self.pool = pool
@@ -83,6 +83,7 @@ class Pipeline:
         self.idle_flush_s = idle_flush_s
         self.stats = stats or IngestStats()
         self.known: dict[str, Device] = {}
+        self.revoked: dict[str, str] = {}
         self.reassembler: Reassembler[InboundMessage] = Reassembler(split_timeout_s)
         self._next_registry = 0.0
         self._last_registry_load = -1e9
@@ -93,19 +94,29 @@ class Pipeline:
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
         self._next_mark = 0.0
+        self._next_revoked = 0.0
+        self.revoked_check_s = revoked_check_s
         self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
+    def _refresh_revoked(self) -> None:
+        """Revocations take effect within ``revoked_check_s`` (one small query), not the
+        full registry refresh: a revoked device should stop being stored soon."""
+        with self.pool.connection() as conn:
+            self.revoked = load_revoked(conn)
+
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
         try:
             with self.pool.connection() as conn:
                 reg = load_registry(conn)
+                revoked = load_revoked(conn)
         except RegistryError as exc:  # edited by hand into something we refuse
             log.error("registry not reloaded, keeping the previous one: %s", exc)
             return
         self.known = {d.mn: d for d in reg.devices}
+        self.revoked = revoked
 
     # -- main loop ----------------------------------------------------------------------
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
@@ -116,6 +127,9 @@ class Pipeline:
             if now >= self._next_registry:
                 self._guard(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
+            if now >= self._next_revoked:
+                self._guard(self._refresh_revoked, stop)
+                self._next_revoked = now + self.revoked_check_s
             for released in self.reassembler.expired(now):
                 self._add_split(released, stop)
             if now >= self._next_beat:
@@ -192,14 +206,14 @@ class Pipeline:
         least ``UNKNOWN_RELOAD_S`` apart (we wait out the rest of that gap), and the
         messages that queued up meanwhile arrived before the reload, so trigger none.
         """
-        outcome = process(msg, self.known, self.policy)
+        outcome = process(msg, self.known, self.policy, self.revoked)
         if (outcome.dead is not None and outcome.dead.reason is DeadReason.UNKNOWN_DEVICE
                 and msg.received_at >= self._registry_as_of):
             wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
             if wait > 0:
                 time.sleep(wait)
             self._guard(self.refresh_registry, stop)
-            outcome = process(msg, self.known, self.policy)
+            outcome = process(msg, self.known, self.policy, self.revoked)
         return outcome
 
     def _in_hand_since(self) -> datetime | None:

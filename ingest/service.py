@@ -33,7 +33,8 @@ def policy_from(settings: Settings) -> Policy:
     return Policy(max_payload_bytes=settings.max_payload_bytes, topic_prefix=prefix,
                   topic_suffix=suffix, hj212_tz=tz,
                   max_future=timedelta(seconds=settings.max_future_s),
-                  max_age=timedelta(days=settings.max_age_days))
+                  max_age=timedelta(days=settings.max_age_days),
+                  hj212_require_password=settings.hj212_require_password)
 
 
 def client_id(settings: Settings) -> str:
@@ -86,6 +87,7 @@ class IngestService:
                             self.subscriber.ack if self.subscriber else _no_ack,
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
+                            revoked_check_s=s.offline_check_s,
                             worker=client_id(s) if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()

@@ -10,6 +10,10 @@ their ``##`` header, over MQTT or the TCP gateway. For HJ 212 the device is the 
 MN; over MQTT it must also be the topic's. The packet's PW must match the registry's
 password for that MN, and its CRC must be the standard's (a byte-swapped CRC-16/MODBUS is
 accepted only for devices with the compatibility switch on).
+
+A revoked device (``revoked``: MN → reason) is refused as ``device_revoked`` — kept apart
+from ``unknown_device`` because data still arriving from a revoked device is itself a
+finding (a stolen logger, a decommissioned stack that still reports).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class Policy:
     topic_prefix: str = "devices"
     topic_suffix: str = "telemetry"
     hj212_tz: tzinfo = field(default=hj212.BEIJING)
+    # refuse HJ 212 packets of devices with no registered password (else PW is unchecked)
+    hj212_require_password: bool = False
 
 
 def topic_device(topic: str, policy: Policy) -> str | None:
@@ -75,8 +81,10 @@ def is_hj212(payload: bytes) -> bool:
     return payload.lstrip()[:2] == b"##"
 
 
-def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy) -> Outcome:
+def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy,
+            revoked: Mapping[str, str] | None = None) -> Outcome:
     """Turn one inbound message into readings and/or a dead letter. Never raises."""
+    revoked = revoked or {}
     size = len(msg.payload)
     topic_mn = topic_device(msg.topic, policy) if msg.transport == "mqtt" else None
     if size > policy.max_payload_bytes:
@@ -89,10 +97,12 @@ def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy) ->
     if msg.garbage is not None:
         return _dead(msg, DeadReason.HJ212_GARBAGE, msg.garbage, None)
     if is_hj212(msg.payload):
-        return _process_hj212(msg, topic_mn, known, policy)
+        return _process_hj212(msg, topic_mn, known, policy, revoked)
     if topic_mn is None:
         return _dead(msg, DeadReason.HJ212_GARBAGE,
                      "bytes outside any ## … CRLF packet on the HJ 212 gateway", None)
+    if topic_mn in revoked:
+        return _revoked(msg, topic_mn, revoked[topic_mn])
     if topic_mn not in known:
         return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {topic_mn} is not in the registry",
                      topic_mn)
@@ -107,8 +117,12 @@ def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy) ->
     return judge(msg, parsed.records, topic_mn, policy)
 
 
+def _revoked(msg: InboundMessage, mn: str, reason: str) -> Outcome:
+    return _dead(msg, DeadReason.DEVICE_REVOKED, f"device {mn} was revoked: {reason}", mn)
+
+
 def _process_hj212(msg: InboundMessage, topic_mn: str | None, known: Mapping[str, Device],
-                   policy: Policy) -> Outcome:
+                   policy: Policy, revoked: Mapping[str, str]) -> Outcome:
     try:
         packet = hj212.parse_packet(msg.payload)
     except DecodeError as exc:
@@ -116,10 +130,16 @@ def _process_hj212(msg: InboundMessage, topic_mn: str | None, known: Mapping[str
     if topic_mn is not None and packet.mn != topic_mn:
         return _dead(msg, DeadReason.DEVICE_MISMATCH,
                      f"packet MN {packet.mn} was published on {msg.topic}", topic_mn)
+    if packet.mn in revoked:
+        return _revoked(msg, packet.mn, revoked[packet.mn])
     device = known.get(packet.mn)
     if device is None:
         return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {packet.mn} is not in the registry",
                      packet.mn)
+    if device.password is None and policy.hj212_require_password:
+        return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
+                     f"device {packet.mn} has no registered password, and passwords are "
+                     "required (OFFSITE_HJ212_REQUIRE_PASSWORD)", packet.mn)
     if device.password is not None and packet.pw != device.password:
         return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
                      f"PW does not match the registered password of {packet.mn}", packet.mn)

@@ -1,4 +1,5 @@
-"""The ``offsite`` command: demo | ingest | gateway | serve | simulate | db.
+"""The ``offsite`` command: demo | ingest | gateway | serve | simulate | db | users | devices
+| audit.
 
 Every subcommand builds the one Settings object from ``OFFSITE_*`` (validated before
 anything starts), prints what it started and where, and stops cleanly on Ctrl-C or
@@ -19,6 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
 
 from offsite.errors import OffsiteError
 from offsite.logs import setup_logging
@@ -86,7 +90,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     _print(f"rollups rebuilt: {h:,} hourly rows, {d:,} daily rows")
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
-                    save_registry(conn, reg)
+                    save_registry(conn, reg, actor="cli")
                     _print(f"registry loaded: {len(reg.enterprises)} enterprises, "
                            f"{len(reg.points)} points, {len(reg.devices)} devices")
         finally:
@@ -338,6 +342,94 @@ def _register(database_url: str, reg: object) -> None:
         pool.close()
 
 
+# -- security: users, devices' broker credentials, audit ---------------------------------
+@contextlib.contextmanager
+def _db(settings: Settings) -> Iterator[psycopg.Connection]:
+    """A migrated connection to OFFSITE_DATABASE_URL (or the embedded database)."""
+    from offsite.embedded import services
+    from store.migrate import migrate
+    from store.pool import open_pool
+
+    with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, _n):
+        pool = open_pool(db, max_size=1, name="offsite-cli")
+        try:
+            with pool.connection() as conn:
+                migrate(conn)
+                yield conn
+        finally:
+            pool.close()
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from store.users import create_user, issue_token
+
+    with _db(settings) as conn:
+        if args.users_command == "add":
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            elif not args.no_password:
+                password = getpass.getpass(f"password for {args.user}: ")
+            create_user(conn, args.user, args.role, password,
+                        enterprise_id=args.enterprise, region=args.region, actor="cli")
+            _print(f"user {args.user} ({args.role}) saved")
+        else:
+            from datetime import timedelta
+
+            ttl = timedelta(days=args.days) if args.days else None
+            _print(issue_token(conn, args.user, ttl=ttl, actor="cli"))
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.subscriber import parse_mqtt_url
+    from ingest.validate import policy_topic
+    from offsite.broker_auth import render
+    from offsite.credentials import mosquitto_hash, new_device_password
+    from store.registry import device_mqtt_hashes, set_device_mqtt_hash
+
+    with _db(settings) as conn:
+        if args.devices_command == "set-mqtt-password":
+            password = new_device_password()
+            if not set_device_mqtt_hash(conn, args.mn, mosquitto_hash(password), actor="cli"):
+                _print(f"offsite: no active device {args.mn}")
+                return 2
+            _print(password)
+            return 0
+        prefix, suffix = policy_topic(settings.mqtt_topic)
+        user: str | None = None
+        ingest_pw: str | None = None
+        if settings.mqtt_url:
+            _, _, user, ingest_pw = parse_mqtt_url(settings.mqtt_url)
+        sim = ((args.simulator_user, args.simulator_password)
+               if args.simulator_user and args.simulator_password else None)
+        auth = render(device_mqtt_hashes(conn), prefix, suffix, user, ingest_pw, simulator=sim)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "passwd").write_text(auth.passwd)
+    (out / "passwd").chmod(0o644)  # hashes only; the broker drops root before reading
+    (out / "acl").write_text(auth.acl)
+    _print(f"wrote {out / 'passwd'} and {out / 'acl'}: {auth.devices} devices"
+           + (f", ingest user {user}" if user else " (no ingest user: OFFSITE_MQTT_URL has none)"))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from store.audit import verify
+
+    with _db(settings) as conn:
+        report = verify(conn)
+    if report.broken is not None:
+        _print(f"audit: BROKEN at row {report.broken.seq}: {report.broken.reason} "
+               f"({report.rows} rows verified before it)")
+        return 1
+    _print(f"audit: OK, {report.rows} rows; head {report.head_seq} {report.head_hash} "
+           "(keep this head elsewhere: deleting the newest rows is only visible against it)")
+    return 0
+
+
 # -- soak ----------------------------------------------------------------------------------
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.soak import run_soak
@@ -483,11 +575,42 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(after a bulk load)")
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
     lr.add_argument("file")
+
+    u = sub.add_parser("users", help="people who use the API, and their API keys")
+    us = u.add_subparsers(dest="users_command", required=True)
+    ua = us.add_parser("add", help="create or update a user (asks for the password)")
+    ua.add_argument("user")
+    ua.add_argument("--role", required=True,
+                    choices=["admin", "regulator", "inspector", "enterprise"])
+    ua.add_argument("--enterprise", help="the enterprise of an enterprise user")
+    ua.add_argument("--region", default="", help="regulator/inspector region ('' = all)")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    ua.add_argument("--no-password", action="store_true", help="API keys only, no login")
+    ut = us.add_parser("token", help="issue an API key for a user (printed once)")
+    ut.add_argument("user")
+    ut.add_argument("--days", type=float, default=None, help="expire after; default never")
+
+    dv = sub.add_parser("devices", help="device credentials for the MQTT broker")
+    dvs = dv.add_subparsers(dest="devices_command", required=True)
+    ex = dvs.add_parser("export-broker-auth",
+                        help="write Mosquitto password and ACL files from the registry")
+    ex.add_argument("--out", default="deploy/mosquitto/auth")
+    ex.add_argument("--simulator-user", help="demo only: a user that may publish for every "
+                                             "device (the simulator)")
+    ex.add_argument("--simulator-password", default="")
+    sp = dvs.add_parser("set-mqtt-password", help="issue a device a new MQTT password "
+                                                  "(printed once)")
+    sp.add_argument("mn")
+
+    au = sub.add_parser("audit", help="the tamper-evident audit log")
+    aus = au.add_subparsers(dest="audit_command", required=True)
+    aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
     return p
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval}
+            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval,
+            "users": cmd_users, "devices": cmd_devices, "audit": cmd_audit}
 
 
 def _fault_kinds() -> list[str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import uvicorn
 
 from api.app import create_app
@@ -56,6 +57,23 @@ def _detection(faults: list, alerted: set[tuple[str, str]], t_sim_end: float) ->
     return "; ".join(parts) or "none had begun"
 
 
+def demo_users(conn: psycopg.Connection, enterprise_id: str) -> list[tuple[str, str, str]]:
+    """One user per role with a fresh random password: (user, role description, password)."""
+    from offsite.credentials import new_device_password
+    from store.users import create_user
+
+    made = []
+    for user, role, ent, what in (
+            ("admin", "admin", None, "admin: registry and users"),
+            ("regulator", "regulator", None, "regulator: every region"),
+            ("inspector", "inspector", None, "inspector: scan a site's QR code at /scan"),
+            ("enterprise", "enterprise", enterprise_id, f"enterprise: only {enterprise_id}")):
+        password = new_device_password()[:16]
+        create_user(conn, user, role, password, enterprise_id=ent, actor="demo")
+        made.append((user, what, password))
+    return made
+
+
 def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: float | None,
              rate_s: float, seed: int, stop: threading.Event, progress_s: float,
              out: Out, fault_after_s: float = 15.0, protocol: str = "json") -> int:
@@ -71,6 +89,7 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
         with pool.connection() as conn:
             migrate(conn)
             save_registry(conn, fleet.registry)
+            logins = demo_users(conn, fleet.registry.enterprises[0].id)
         out(f"registry: {len(fleet.registry.enterprises)} enterprises, "
             f"{len(fleet.registry.devices)} devices; injected faults:")
         for f in fleet.faults:
@@ -97,6 +116,9 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
             raise OffsiteError(f"the API could not start on {settings.http_host}:"
                                f"{settings.http_port} (port in use? set OFFSITE_HTTP_PORT)")
         out(f"API and console on {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
+        out("sign in to the console with (passwords are new each run):")
+        for user, role, password in logins:
+            out(f"  {user:<11} {password}  {role}")
 
         sim_stop = threading.Event()
         pub: dict[str, PublishStats] = {}

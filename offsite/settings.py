@@ -64,6 +64,8 @@ class Settings(BaseSettings):
                                       description="zone of HJ 212 times (Beijing: +8)")
     hj212_split_timeout_s: float = Field(default=60.0, gt=0,
                                          description="wait this long for all split parts")
+    hj212_require_password: bool = Field(
+        default=False, description="refuse HJ 212 packets of devices without a registered PW")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=9212, ge=0, le=65535)
     gateway_idle_timeout_s: float = Field(default=300.0, gt=0)
@@ -104,6 +106,16 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="base URL printed in QR codes")
     qr_secret: str = DEV_QR_SECRET
     qr_key_id: str = "k1"
+    qr_verify_keys: dict[str, str] = Field(
+        default_factory=dict, description="older QR keys still accepted, as JSON "
+                                          '{"k0": "<secret>"}: rotate without reprinting')
+    qr_code_ttl_days: int = Field(default=0, ge=0, description="printed codes expire; 0: never")
+    checkin_replay_s: float = Field(default=600.0, ge=0,
+                                    description="a repeated check-in within this returns the "
+                                                "open visit")
+    session_ttl_h: float = Field(default=12.0, gt=0, description="login token lifetime")
+    login_rate_per_min: float = Field(default=10.0, gt=0)
+    checkin_rate_per_min: float = Field(default=6.0, gt=0)
 
     # registry
     registry_file: Path | None = None
@@ -150,6 +162,12 @@ class Settings(BaseSettings):
         if self.env == "production" and (self.qr_secret == DEV_QR_SECRET
                                          or len(self.qr_secret) < 32):
             raise ValueError("OFFSITE_QR_SECRET must be set to ≥ 32 random characters "
+                             "in production")
+        if self.qr_key_id in self.qr_verify_keys:
+            raise ValueError("OFFSITE_QR_VERIFY_KEYS must not repeat the signing key id "
+                             f"{self.qr_key_id!r}")
+        if self.env == "production" and any(len(v) < 32 for v in self.qr_verify_keys.values()):
+            raise ValueError("every key of OFFSITE_QR_VERIFY_KEYS needs ≥ 32 characters "
                              "in production")
         return self
 

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import psycopg
 
 from offsite.registry import Device, Enterprise, Point, Registry
+from store.audit import append_sync, canonical_data
 
 
-def save_registry(conn: psycopg.Connection, reg: Registry) -> None:
-    """Upsert every entry in one transaction; entries not in ``reg`` are left alone."""
+def _digest(reg: Registry) -> str:
+    """SHA-256 of the registry's canonical JSON without device passwords (a hash of a
+    six-digit PW beside everything else known would give the PW away)."""
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k != "password"}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return hashlib.sha256(canonical_data(strip(reg.to_dict())).encode()).hexdigest()
+
+
+def save_registry(conn: psycopg.Connection, reg: Registry, actor: str = "system") -> None:
+    """Upsert every entry in one transaction; entries not in ``reg`` are left alone.
+
+    The audit log records the load (counts and a digest of what was loaded)."""
     with conn.transaction(), conn.cursor() as cur:
+        append_sync(conn, actor, "registry.load", "registry",
+                    {"enterprises": len(reg.enterprises), "points": len(reg.points),
+                     "devices": len(reg.devices), "sha256": _digest(reg)})
         cur.executemany(
             """INSERT INTO enterprises (id, name, region) VALUES (%s, %s, %s)
                ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region""",
@@ -48,3 +70,26 @@ def load_registry(conn: psycopg.Connection) -> Registry:
         "SELECT mn, point_id, interval_s, password, crc_compat FROM devices "
         "WHERE active ORDER BY mn"))
     return Registry(ents, points, devices)
+
+
+def load_revoked(conn: psycopg.Connection) -> dict[str, str]:
+    """Revoked devices and why: ingest dead-letters their data as ``device_revoked``."""
+    return {mn: reason or "no reason given" for mn, reason in conn.execute(
+        "SELECT mn, revoked_reason FROM devices WHERE revoked_at IS NOT NULL")}
+
+
+def device_mqtt_hashes(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(mn, Mosquitto hash) of every active, unrevoked device that has MQTT credentials."""
+    return [(mn, h) for mn, h in conn.execute(
+        "SELECT mn, mqtt_password_hash FROM devices WHERE active AND revoked_at IS NULL "
+        "AND mqtt_password_hash IS NOT NULL ORDER BY mn")]
+
+
+def set_device_mqtt_hash(conn: psycopg.Connection, mn: str, mqtt_hash: str,
+                         actor: str = "system") -> bool:
+    with conn.transaction():
+        cur = conn.execute("UPDATE devices SET mqtt_password_hash = %s "
+                           "WHERE mn = %s AND revoked_at IS NULL", (mqtt_hash, mn))
+        if cur.rowcount:
+            append_sync(conn, actor, "device.mqtt_password", f"device:{mn}", {})
+    return cur.rowcount > 0

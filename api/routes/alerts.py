@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api import queries
+from api.auth import ANY_USER, STAFF, Principal, visible_or_404
 from api.deps import Conn, FeedDep
 from api.models import (
+    MAX_OFFSET,
     AlertAction,
     AlertAssign,
     AlertComment,
@@ -23,6 +26,7 @@ from api.models import (
 )
 from rules.alerts import AlertState
 from rules.errors import InvalidTransition
+from store import audit
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0
@@ -31,7 +35,7 @@ REPLAY_PAGE = 1000
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
 async def list_alerts(
-    conn: Conn,
+    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
     state: Annotated[list[State] | None, Query(description="repeatable")] = None,
     severity: Severity | None = None,
     enterprise: str | None = None,
@@ -40,22 +44,24 @@ async def list_alerts(
     since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="first seen before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[dict]:
     return await queries.list_alerts(conn, states=list(state) if state else None,
                                      severity=severity, enterprise=enterprise, mn=mn, rule=rule,
-                                     since=since, until=until, limit=limit, offset=offset)
+                                     since=since, until=until, limit=limit, offset=offset,
+                                     visible=who.scope)
 
 
 @router.get("/stream", summary="Live alert events (Server-Sent Events)",
             response_class=StreamingResponse)
-async def stream(request: Request, feed: FeedDep,
+async def stream(request: Request, feed: FeedDep, who: Annotated[Principal, Depends(ANY_USER)],
                  last_event_id: Annotated[int | None, Header()] = None,
                  after: Annotated[int | None, Query(description="replay events after this id")]
                  = None) -> StreamingResponse:
     """Each event is ``id: <event id>``, ``event: alert``, ``data: <alert JSON>``.
 
-    Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed.
+    Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed. Only
+    events of enterprises the caller may see are sent (ids skip the others).
     """
     start_after = last_event_id if last_event_id is not None else after
 
@@ -70,6 +76,8 @@ async def stream(request: Request, feed: FeedDep,
                     page = await feed.replay(seen)
                     for eid, data in page:
                         seen = eid
+                        if not _visible(who, data):
+                            continue
                         yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
                     if len(page) < REPLAY_PAGE:
                         break
@@ -84,7 +92,7 @@ async def stream(request: Request, feed: FeedDep,
                 if item is None:  # feed stopping, or we were too slow: client reconnects
                     return
                 eid, data = item
-                if eid <= seen:
+                if eid <= seen or not _visible(who, data):
                     continue
                 yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
         finally:
@@ -96,19 +104,32 @@ async def stream(request: Request, feed: FeedDep,
 
 @router.get("/{alert_id}", response_model=AlertDetail, summary="One alert with its history",
             responses={404: {"description": "no such alert"}})
-async def get_alert(alert_id: int, conn: Conn) -> dict:
+async def get_alert(alert_id: int, conn: Conn,
+                    who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     row = await queries.get_alert(conn, alert_id)
-    if row is None:
-        raise HTTPException(404, f"alert {alert_id} not found")
+    visible_or_404(who, row["enterprise_id"] if row else None, f"alert {alert_id}")
+    assert row is not None
     return row
 
 
 async def _act(conn: Conn, alert_id: int, target: AlertState | None,
-               body: AlertAction | AlertAssign | AlertComment) -> dict:
+               body: AlertAction | AlertAssign | AlertComment, who: Principal) -> dict:
+    """A person's step on an alert (``target`` None: a comment), audited in the same
+    transaction; the actor is the signed-in user."""
+    visible_or_404(who, await queries.alert_enterprise(conn, alert_id), f"alert {alert_id}")
     assignee = body.assignee if isinstance(body, AlertAssign) else None
+    action = "comment" if target is None else ("reopen" if target is AlertState.OPEN
+                                               else target.value)
     try:
-        found = await queries.act_on_alert(conn, alert_id, target, body.by, body.note,
-                                           assignee)
+        async with conn.transaction():
+            found = await queries.act_on_alert(conn, alert_id, target, who.user_id, body.note,
+                                               assignee)
+            if found:
+                data: dict[str, str | None] = {"note": body.note}
+                if assignee is not None:
+                    data["assignee"] = assignee
+                await audit.append(conn, who.user_id, f"alert.{action}",
+                                   f"alert:{alert_id}", data)
     except InvalidTransition as exc:
         raise HTTPException(409, str(exc)) from exc
     if not found:
@@ -121,36 +142,47 @@ async def _act(conn: Conn, alert_id: int, target: AlertState | None,
 @router.post("/{alert_id}/acknowledge", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def acknowledge(alert_id: int, body: AlertAction, conn: Conn) -> dict:
-    return await _act(conn, alert_id, AlertState.ACKNOWLEDGED, body)
+async def acknowledge(alert_id: int, body: AlertAction, conn: Conn,
+                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+    return await _act(conn, alert_id, AlertState.ACKNOWLEDGED, body, who)
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def resolve(alert_id: int, body: AlertAction, conn: Conn) -> dict:
-    return await _act(conn, alert_id, AlertState.RESOLVED, body)
+async def resolve(alert_id: int, body: AlertAction, conn: Conn,
+                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+    return await _act(conn, alert_id, AlertState.RESOLVED, body, who)
 
 
 @router.post("/{alert_id}/assign", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def assign(alert_id: int, body: AlertAssign, conn: Conn) -> dict:
+async def assign(alert_id: int, body: AlertAssign, conn: Conn,
+                 who: Annotated[Principal, Depends(STAFF)]) -> dict:
     """Hand an active alert to someone (again, to re-assign it)."""
-    return await _act(conn, alert_id, AlertState.ASSIGNED, body)
+    return await _act(conn, alert_id, AlertState.ASSIGNED, body, who)
 
 
 @router.post("/{alert_id}/reopen", response_model=AlertDetail,
              responses={404: {"description": "no such alert"},
                         409: {"description": "not allowed in the alert's state"}})
-async def reopen(alert_id: int, body: AlertAction, conn: Conn) -> dict:
+async def reopen(alert_id: int, body: AlertAction, conn: Conn,
+                 who: Annotated[Principal, Depends(STAFF)]) -> dict:
     """Reopen a resolved or cleared alert (the engine also does, when its condition
     returns within OFFSITE_ALERT_REOPEN_S)."""
-    return await _act(conn, alert_id, AlertState.OPEN, body)
+    return await _act(conn, alert_id, AlertState.OPEN, body, who)
 
 
 @router.post("/{alert_id}/comments", response_model=AlertDetail,
              responses={404: {"description": "no such alert"}})
-async def comment(alert_id: int, body: AlertComment, conn: Conn) -> dict:
-    """Add a comment to the alert's history, in any state."""
-    return await _act(conn, alert_id, None, body)
+async def comment(alert_id: int, body: AlertComment, conn: Conn,
+                  who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+    """Add a comment to the alert's history, in any state: regulators, inspectors, and
+    the enterprise answering for its own alert."""
+    return await _act(conn, alert_id, None, body, who)
+
+
+def _visible(who: Principal, data: str) -> bool:
+    """An event's JSON carries its enterprise; parse it only when the caller is scoped."""
+    return who.visible is None or json.loads(data).get("enterprise_id") in who.visible

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api import queries
+from api.auth import PUBLIC
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +20,7 @@ router = APIRouter(tags=["health"])
                         "ingest worker reports by heartbeat: broker connection, messages "
                         "in hand and the age of the oldest (lag), last commit; a worker "
                         "silent for 15 s is 'stale'.")
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok"}
     try:
         async with request.app.state.pool.connection(timeout=5) as conn:

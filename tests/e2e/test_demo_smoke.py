@@ -38,7 +38,16 @@ def test_demo_runs_on_embedded_services_and_summarises(tmp_path: Path) -> None:
         if not api_checked and line.startswith("[") and "readings stored" in line:
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
             assert health.status_code == 200 and health.json()["database"] == "ok"
-            devices = httpx.get(f"http://127.0.0.1:{port}/api/devices", timeout=10).json()
+            base = f"http://127.0.0.1:{port}"
+            assert httpx.get(f"{base}/api/devices", timeout=10).status_code == 401
+            password = re.search(r"^\s+regulator\s+(\S+)\s+regulator", "\n".join(lines),
+                                 re.M).group(1)
+            login = httpx.post(f"{base}/auth/login", timeout=10,
+                               json={"username": "regulator", "password": password})
+            assert login.status_code == 200, login.text
+            devices = httpx.get(f"{base}/api/devices", timeout=10,
+                                cookies={"offsite_session": login.cookies["offsite_session"]}
+                                ).json()
             assert len(devices) == 6
             api_checked = True
         assert time.monotonic() < deadline, "\n".join(lines)

@@ -111,3 +111,19 @@ def publish_raw(mqtt_url: str, messages: list[tuple[str, bytes]], qos: int = 1) 
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+def token_for(db_url: str, role: str, *, user_id: str | None = None,
+              enterprise: str | None = None, region: str = "",
+              password: str | None = None) -> str:
+    """Create (or update) a user of ``role`` in the test database and return an API key."""
+    from store.users import create_user, issue_token
+
+    user_id = user_id or f"{role}-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, user_id, role, password, enterprise_id=enterprise, region=region)
+        return issue_token(conn, user_id)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

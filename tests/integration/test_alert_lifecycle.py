@@ -7,15 +7,18 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psycopg
 import pytest
 
 from offsite.registry import registry_from_dict
 from tests.integration.helpers import (
+    bearer,
     make_settings,
     publish_raw,
     register,
     running_ingest,
     scalar,
+    token_for,
     topic_for,
     wait_for,
 )
@@ -52,7 +55,8 @@ def test_lifecycle_evidence_assign_comment_resolve_and_reopen(
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     settings = make_settings(db_url, mqtt_url, unique_topic, alert_reopen_s=3600.0)
     with running_ingest(settings) as ingest, serving(settings, db_url) as url, \
-            httpx.Client(base_url=url, timeout=10) as http:
+            httpx.Client(base_url=url, timeout=10,
+                         headers=bearer(token_for(db_url, "regulator", user_id="reg-1"))) as http:
         clean = [_msg(unique_topic, MN, t0 + timedelta(minutes=i), 20.0 + (i % 3))
                  for i in range(5)]
         publish_raw(mqtt_url, [*clean, _msg(unique_topic, MN, t0 + timedelta(minutes=5), 50.0)])
@@ -67,15 +71,15 @@ def test_lifecycle_evidence_assign_comment_resolve_and_reopen(
         assert got["evidence"]["v"][-1] == 50.0 and got["rule_config"]["name"] == "exceedance"
 
         r = http.post(f"/api/alerts/{alert_id}/assign",
-                      json={"by": "reg-1", "assignee": "insp-7", "note": "check the probe"})
+                      json={"assignee": "insp-7", "note": "check the probe"})
         assert r.status_code == 200 and r.json()["state"] == "assigned"
         assert r.json()["assignee"] == "insp-7"
-        r = http.post(f"/api/alerts/{alert_id}/comments",
-                      json={"by": "insp-7", "note": "called the plant"})
+        r = http.post(f"/api/alerts/{alert_id}/comments", json={"note": "called the plant"},
+                      headers=bearer(token_for(db_url, "inspector", user_id="insp-7")))
         assert r.status_code == 200 and r.json()["state"] == "assigned"
         assert http.post(f"/api/alerts/{alert_id}/reopen",
-                         json={"by": "reg-1"}).status_code == 409  # it is not closed
-        r = http.post(f"/api/alerts/{alert_id}/resolve", json={"by": "reg-1", "note": "fixed"})
+                         json={}).status_code == 409  # it is not closed
+        r = http.post(f"/api/alerts/{alert_id}/resolve", json={"note": "fixed"})
         assert r.json()["state"] == "resolved"
 
         # the condition returns 20 minutes later (device time): the same alert reopens
@@ -86,11 +90,18 @@ def test_lifecycle_evidence_assign_comment_resolve_and_reopen(
         kinds = [e["kind"] for e in again["events"]]
         assert kinds == ["opened", "assigned", "commented", "resolved", "reopened"]
         assert again["events"][1]["actor"] == "reg-1"
+        assert again["events"][2]["actor"] == "insp-7"
+        # every decision is in the tamper-evident audit log
+        actions = [a for (a,) in psycopg.connect(db_url).execute(
+            "SELECT action FROM audit_log WHERE subject = %s ORDER BY seq",
+            (f"alert:{alert_id}",))]
+        assert actions == ["alert.assigned", "alert.comment", "alert.resolved"]
         assert scalar(db_url, "SELECT count(*) FROM alerts WHERE mn = %s", MN) == 1
 
         # a person reopens a resolved alert
-        http.post(f"/api/alerts/{alert_id}/resolve", json={"by": "reg-1", "note": "again"})
-        r = http.post(f"/api/alerts/{alert_id}/reopen", json={"by": "reg-2", "note": "no"})
+        http.post(f"/api/alerts/{alert_id}/resolve", json={"note": "again"})
+        r = http.post(f"/api/alerts/{alert_id}/reopen", json={"note": "no"},
+                      headers=bearer(token_for(db_url, "regulator", user_id="reg-2")))
         assert r.status_code == 200 and r.json()["state"] == "open"
         assert r.json()["reopened"] == 2
         assert ingest.error is None

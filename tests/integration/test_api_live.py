@@ -20,10 +20,12 @@ from offsite.embedded import free_port
 from offsite.registry import registry_from_dict
 from offsite.settings import Settings
 from tests.integration.helpers import (
+    bearer,
     make_settings,
     publish_raw,
     register,
     running_ingest,
+    token_for,
     topic_for,
     wait_for,
 )
@@ -85,10 +87,11 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
                                                  unique_topic: str) -> None:
     register(db_url, REGISTRY)
     settings = make_settings(db_url, mqtt_url, unique_topic)
+    reg = bearer(token_for(db_url, "regulator", user_id="reg-1"))
     with running_ingest(settings), serving(settings, db_url) as url:
         events: queue.Queue = queue.Queue()
         stop = threading.Event()
-        t = threading.Thread(target=_listen, args=(url, events, stop), daemon=True)
+        t = threading.Thread(target=_listen, args=(url, events, stop, reg), daemon=True)
         t.start()
         assert events.get(timeout=10) == ("status", 200)
         time.sleep(0.3)  # the subscription is registered before the first byte is sent
@@ -99,8 +102,8 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
         assert opened["rule"] == "exceedance" and opened["mn"] == MN
         assert opened["enterprise_id"] == "E7" and opened["worst_value"] == 80.0
 
-        r = httpx.post(f"{url}/api/alerts/{opened['id']}/resolve",
-                       json={"by": "reg-1", "note": "explained by enterprise"})
+        r = httpx.post(f"{url}/api/alerts/{opened['id']}/resolve", headers=reg,
+                       json={"note": "explained by enterprise"})
         assert r.status_code == 200 and r.json()["state"] == "resolved"
         resolved_id, resolved = _next_event(events, "resolved")
         assert resolved["id"] == opened["id"] and resolved["actor"] == "reg-1"
@@ -111,7 +114,7 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
         missed: queue.Queue = queue.Queue()
         stop2 = threading.Event()
         threading.Thread(target=_listen, args=(url, missed, stop2,
-                                               {"Last-Event-ID": str(opened_id)}),
+                                               {"Last-Event-ID": str(opened_id), **reg}),
                          daemon=True).start()
         assert missed.get(timeout=10) == ("status", 200)
         eid, ev = missed.get(timeout=10)
@@ -119,12 +122,12 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
         stop2.set()
 
         # unknown alerts and bad actions get clear errors
-        assert httpx.post(f"{url}/api/alerts/999999/acknowledge",
-                          json={"by": "x"}).status_code == 404
-        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge",
-                          json={"by": "x"}).status_code == 409
-        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge",
-                          json={}).status_code == 422
+        assert httpx.post(f"{url}/api/alerts/999999/acknowledge", headers=reg,
+                          json={}).status_code == 404
+        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg,
+                          json={}).status_code == 409
+        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg,
+                          json={"note": 5}).status_code == 422
         health = httpx.get(f"{url}/healthz").json()
         assert health["status"] == "ok" and health["database"] == "ok"
 
@@ -132,19 +135,24 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
 def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_url: str,
                                                             unique_topic: str) -> None:
     register(db_url, REGISTRY)
-    settings = make_settings(db_url, mqtt_url, unique_topic, qr_secret="s" * 40)
+    settings = make_settings(db_url, mqtt_url, unique_topic, qr_secret="s" * 40,
+                             checkin_rate_per_min=600)
     forger = make_settings(db_url, mqtt_url, unique_topic, qr_secret="f" * 40)
+    admin = bearer(token_for(db_url, "admin"))
+    insp = bearer(token_for(db_url, "inspector", user_id="insp-1"))
+    other_insp = bearer(token_for(db_url, "inspector", user_id="someone-else"))
     with serving(settings, db_url) as url, serving(forger, db_url) as forged_url:
-        good = httpx.get(f"{url}/api/enterprises/E7/qr.png")
+        good = httpx.get(f"{url}/api/enterprises/E7/qr.png", headers=admin)
         assert good.status_code == 200 and good.content.startswith(b"\x89PNG")
         token = good.headers["x-offsite-scan-url"].split("token=")[1]
-        forged = httpx.get(f"{forged_url}/api/enterprises/E7/qr.svg")
+        forged = httpx.get(f"{forged_url}/api/enterprises/E7/qr.svg", headers=admin)
         forged_token = forged.headers["x-offsite-scan-url"].split("token=")[1]
-        other = httpx.get(f"{url}/api/enterprises/E8/qr.svg").headers["x-offsite-scan-url"]
+        other = httpx.get(f"{url}/api/enterprises/E8/qr.svg",
+                          headers=admin).headers["x-offsite-scan-url"]
 
         def check_in(tok: str, **extra: object) -> httpx.Response:
-            return httpx.post(f"{url}/api/visits/check-in", json={
-                "token": tok, "inspector_id": "insp-1", "purpose": "routine", **extra})
+            return httpx.post(f"{url}/api/visits/check-in", headers=insp, json={
+                "token": tok, "purpose": "routine", **extra})
 
         payload, sig = token.split(".")
         altered = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + sig
@@ -153,19 +161,21 @@ def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_ur
         assert check_in(altered).status_code in (400, 401)
         assert check_in("not-a-token").status_code == 400
         assert check_in(token, alert_id=424242).status_code == 422
-        assert httpx.get(f"{url}/api/enterprises/NOPE/qr.svg").status_code == 404
+        assert httpx.get(f"{url}/api/enterprises/NOPE/qr.svg",
+                         headers=admin).status_code == 404
 
         ok = check_in(token)
         assert ok.status_code == 201 and ok.json()["enterprise_id"] == "E7"
         assert check_in(other).json()["enterprise_id"] == "E8"
         visit = ok.json()["id"]
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", json={
-            "inspector_id": "someone-else", "findings": "x"}).status_code == 403
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", json={
-            "inspector_id": "insp-1", "findings": "all fine"}).status_code == 200
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", json={
-            "inspector_id": "insp-1", "findings": "again"}).status_code == 409
-        listed = httpx.get(f"{url}/api/visits", params={"inspector": "insp-1"}).json()
+        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=other_insp, json={
+            "findings": "x"}).status_code == 403
+        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=insp, json={
+            "findings": "all fine"}).status_code == 200
+        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=insp, json={
+            "findings": "again"}).status_code == 409
+        listed = httpx.get(f"{url}/api/visits", params={"inspector": "insp-1"},
+                           headers=admin).json()
         assert {v["enterprise_id"] for v in listed} == {"E7", "E8"}
 
 

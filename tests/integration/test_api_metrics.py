@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.helpers import make_settings, register
+from tests.integration.helpers import bearer, make_settings, register, token_for
 from tests.integration.test_api_live import serving
 from tests.integration.test_ingest_store import MN, OTHER, REGISTRY
 
@@ -37,7 +37,9 @@ def test_metrics_show_latency_by_route_template_and_alerts_by_rule(db_url: str,
                 broker_connected, inbox, lag_s, messages, readings_stored, dead_letters,
                 db_errors) VALUES ('w1', 'h', 1, now(), now(), true, 3, 1.5, 10, 42, 0, 0)""")
     settings = make_settings(db_url, mqtt_url, "x/+/y")
-    with serving(settings, db_url) as url, httpx.Client(base_url=url, timeout=30) as http:
+    headers = bearer(token_for(db_url, "admin"))
+    with serving(settings, db_url) as url, httpx.Client(base_url=url, timeout=30,
+                                                        headers=headers) as http:
         for mn in (MN, OTHER, "NOSUCHDEVICE"):
             http.get(f"/api/devices/{mn}/readings")
         http.get("/no/such/path/at/all")

@@ -14,7 +14,15 @@ from api.app import create_app
 from simulators.faults import FaultKind
 from simulators.publisher import publish_fleet
 from simulators.scenarios import build_fleet
-from tests.integration.helpers import make_settings, register, running_ingest, scalar, wait_for
+from tests.integration.helpers import (
+    bearer,
+    make_settings,
+    register,
+    running_ingest,
+    scalar,
+    token_for,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -75,16 +83,19 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
 
     # the API shows them, lets a regulator act, and logs a QR-coded visit
     app = create_app(settings, db_url)
-    with TestClient(app) as client:
+    regulator = bearer(token_for(db_url, "regulator", user_id="regulator-1"))
+    inspector = bearer(token_for(db_url, "inspector", user_id="insp-7"))
+    with TestClient(app, headers=regulator) as client:
         listed = client.get("/api/alerts", params={"rule": "exceedance"}).json()
         exceed_mn = next(f.mn for f in fleet.faults if f.kind is FaultKind.EXCEEDANCE)
         alert = next(a for a in listed if a["mn"] == exceed_mn)
         enterprise = alert["enterprise_id"]
 
         acked = client.post(f"/api/alerts/{alert['id']}/acknowledge",
-                            json={"by": "regulator-1", "note": "looking"})
+                            json={"note": "looking"})
         assert acked.status_code == 200
         assert acked.json()["state"] == "acknowledged"
+        assert acked.json()["acknowledged_by"] == "regulator-1"  # the signed-in user
         assert [e["kind"] for e in acked.json()["events"]][-1] == "acknowledged"
         again = client.post(f"/api/alerts/{alert['id']}/acknowledge", json={"by": "x"})
         assert again.status_code == 409
@@ -95,14 +106,14 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
         qr = client.get(f"/api/enterprises/{enterprise}/qr.svg")
         assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg")
         scan_url = qr.headers["x-offsite-scan-url"]
-        visit = client.post("/api/visits/check-in", json={
-            "token": scan_url, "inspector_id": "insp-7", "purpose": "verify exceedance",
-            "alert_id": alert["id"]})
+        visit = client.post("/api/visits/check-in", headers=inspector, json={
+            "token": scan_url, "purpose": "verify exceedance", "alert_id": alert["id"]})
         assert visit.status_code == 201, visit.text
         v = visit.json()
         assert v["enterprise_id"] == enterprise and v["alert_id"] == alert["id"]
-        out = client.post(f"/api/visits/{v['id']}/check-out",
-                          json={"inspector_id": "insp-7", "findings": "analyser span drift"})
+        assert v["inspector_id"] == "insp-7"
+        out = client.post(f"/api/visits/{v['id']}/check-out", headers=inspector,
+                          json={"findings": "analyser span drift"})
         assert out.status_code == 200 and out.json()["checked_out_at"] is not None
         assert [x["id"] for x in client.get("/api/visits",
                                             params={"enterprise": enterprise}).json()] == [v["id"]]

@@ -13,11 +13,13 @@ import pytest
 
 from offsite.registry import registry_from_dict
 from tests.integration.helpers import (
+    bearer,
     make_settings,
     publish_raw,
     register,
     running_ingest,
     scalar,
+    token_for,
     topic_for,
     wait_for,
 )
@@ -179,7 +181,8 @@ def test_duplicated_and_reordered_deliveries_are_stored_once_and_read_in_time_or
                  and ingest.stats.readings_stored + ingest.stats.duplicates == len(shuffled),
                  what="all deliveries processed")
     assert ingest.stats.readings_stored == 200 and ingest.stats.duplicates == 80
-    with TestClient(create_app(settings, db_url)) as client:
+    with TestClient(create_app(settings, db_url),
+                    headers=bearer(token_for(db_url, "admin"))) as client:
         page = client.get(f"/api/devices/{MN}/readings", params={
             "start": (t0 - timedelta(seconds=1)).isoformat(),
             "end": (t0 + timedelta(minutes=5)).isoformat()}).json()

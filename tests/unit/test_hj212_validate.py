@@ -334,3 +334,26 @@ def test_reassembled_set_that_fails_to_decode_keeps_every_part():
 def test_process_never_raises_on_superscript_flag(transport):
     out = run(frame(data_seg(RTD_CP, flag="²")), transport)
     dead_only(out, DeadReason.HJ212_MALFORMED_FIELD, MN if transport == "mqtt" else None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_revoked_device_packets_are_dead_lettered_as_revoked(transport):
+    """Checked before the password: a revoked logger is refused whatever PW it sends."""
+    for pw in ("123456", "wrong"):
+        out = process(inbound(frame(data_seg(RTD_CP, pw=pw)), transport), KNOWN, POLICY,
+                      {MN: "replaced by a new logger"})
+        dead_only(out, DeadReason.DEVICE_REVOKED)
+        assert "replaced by a new logger" in out.dead.detail
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_password_can_be_required_for_every_device(transport):
+    strict = Policy(hj212_require_password=True)
+    out = process(inbound(frame(data_seg(RTD_CP, mn=MN_OPEN)), transport, MN_OPEN), KNOWN,
+                  strict)
+    dead_only(out, DeadReason.HJ212_WRONG_PASSWORD, MN_OPEN)
+    assert "no registered password" in out.dead.detail
+    # a device with a password is judged as before: right PW accepted, wrong refused
+    assert process(inbound(frame(data_seg(RTD_CP)), transport), KNOWN, strict).readings
+    wrong = process(inbound(frame(data_seg(RTD_CP, pw="nope")), transport), KNOWN, strict)
+    dead_only(wrong, DeadReason.HJ212_WRONG_PASSWORD)

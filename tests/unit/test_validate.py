@@ -363,3 +363,24 @@ def test_process_never_raises_on_json_documents(doc):
 def test_process_never_raises_on_arbitrary_bytes(payload, topic):
     out = run(InboundMessage(topic, payload, NOW))
     assert out.readings or (out.dead is not None and out.dead.payload == payload)
+
+
+# -- revoked devices ------------------------------------------------------------------------
+
+def test_revoked_device_is_dead_lettered_with_its_own_reason_and_the_revocation_note():
+    out = process(msg(rec({"a21026": 1.0})), KNOWN - {MN}, POLICY, {MN: "logger stolen"})
+    dead_only(out, DeadReason.DEVICE_REVOKED)
+    assert out.dead is not None and out.dead.mn == MN
+    assert "logger stolen" in out.dead.detail
+    # the raw payload is kept as evidence
+    assert out.dead.payload == msg(rec({"a21026": 1.0})).payload
+
+
+def test_revocation_wins_even_if_a_stale_registry_still_lists_the_device():
+    out = process(msg(rec({"a21026": 1.0})), KNOWN, POLICY, {MN: "decommissioned"})
+    dead_only(out, DeadReason.DEVICE_REVOKED)
+
+
+def test_topic_and_payload_disagreeing_on_the_device_is_refused_before_storing():
+    out = run(msg(rec({"a21026": 1.0}, mn="MN2")))
+    dead_only(out, DeadReason.DEVICE_MISMATCH)

@@ -1,0 +1,69 @@
+"""People, their roles and tokens (synchronous side: the CLI, the demo and tests).
+
+The API reads the same tables through ``api/security_queries.py``. Every change is
+written to the audit log in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from offsite.credentials import hash_password, new_token, token_digest
+from store.audit import append_sync
+from store.errors import StoreError
+
+ROLES = ("admin", "regulator", "inspector", "enterprise")
+MIN_PASSWORD = 12  # the API's UserCreate says the same
+
+
+class UserError(StoreError):
+    """A user could not be created or changed (bad role, unknown enterprise…)."""
+
+
+def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str | None,
+                *, enterprise_id: str | None = None, region: str = "",
+                actor: str = "system") -> None:
+    """Create (or, for an existing id, replace the role/scope/password of) a user."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if (role == "enterprise") != (enterprise_id is not None):
+        raise UserError("an enterprise user needs --enterprise, and only an enterprise user")
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+    pw_hash = hash_password(password) if password else None
+    try:
+        with conn.transaction():
+            conn.execute(
+                """INSERT INTO users (id, role, enterprise_id, region, password_hash)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (id) DO UPDATE SET role = excluded.role,
+                       enterprise_id = excluded.enterprise_id, region = excluded.region,
+                       password_hash = coalesce(excluded.password_hash, users.password_hash),
+                       active = true""",
+                (user_id, role, enterprise_id, region, pw_hash))
+            append_sync(conn, actor, "user.upsert", f"user:{user_id}",
+                        {"role": role, "enterprise_id": enterprise_id, "region": region,
+                         "password_set": pw_hash is not None})
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise UserError(f"enterprise {enterprise_id!r} is not in the registry") from exc
+    except psycopg.errors.CheckViolation as exc:
+        raise UserError(f"user id {user_id!r} is not 1–64 letters, digits or _.@-") from exc
+
+
+def issue_token(conn: psycopg.Connection, user_id: str, *, kind: str = "api_key",
+                ttl: timedelta | None = None, actor: str = "system") -> str:
+    """A new bearer token for the user; only its SHA-256 is stored, so show it once."""
+    token = new_token()
+    expires = datetime.now(UTC) + ttl if ttl is not None else None
+    try:
+        with conn.transaction():
+            conn.execute("INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) "
+                         "VALUES (%s, %s, %s, %s)",
+                         (token_digest(token), user_id, kind, expires))
+            append_sync(conn, actor, "token.issue", f"user:{user_id}",
+                        {"kind": kind, "expires_at": expires})
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise UserError(f"no user {user_id!r}") from exc
+    return token

@@ -1,0 +1,194 @@
+"""Every route of the app, called by every role and by nobody, against a declared table.
+
+A route missing from ``ACCESS`` (a new route nobody thought about) fails the test, as does
+a table entry without a route; a role outside a route's set must get 403, nobody 401.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from api.auth import all_routes, require_declared
+from api.routes import alerts as alert_routes
+from tests.integration.security_fixtures import (
+    MN1,
+    MN3,
+    PASSWORD,
+    ROLES,
+    World,
+    api_client,
+    build_world,
+    unique_mn,
+)
+
+pytestmark = pytest.mark.integration
+
+PUBLIC = "public"
+EVERYONE = frozenset(ROLES)
+STAFF = frozenset({"admin", "regulator"})
+ADMIN = frozenset({"admin"})
+
+# (method, path) → who may call it. The one place a reviewer reads to know who can do what.
+ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/"): PUBLIC,
+    ("GET", "/scan"): PUBLIC,
+    ("GET", "/console"): PUBLIC,
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("POST", "/auth/login"): PUBLIC,
+    ("POST", "/auth/logout"): EVERYONE,
+    ("GET", "/auth/me"): EVERYONE,
+    ("GET", "/api/alerts"): EVERYONE,
+    ("GET", "/api/alerts/stream"): EVERYONE,
+    ("GET", "/api/alerts/{alert_id}"): EVERYONE,
+    ("POST", "/api/alerts/{alert_id}/acknowledge"): STAFF,
+    ("POST", "/api/alerts/{alert_id}/resolve"): STAFF,
+    ("POST", "/api/alerts/{alert_id}/assign"): STAFF,
+    ("POST", "/api/alerts/{alert_id}/reopen"): STAFF,
+    ("POST", "/api/alerts/{alert_id}/comments"): EVERYONE,
+    ("GET", "/api/devices"): EVERYONE,
+    ("GET", "/api/devices/{mn}/readings"): EVERYONE,
+    ("POST", "/api/devices"): ADMIN,
+    ("POST", "/api/devices/{mn}/revoke"): ADMIN,
+    ("GET", "/api/enterprises"): EVERYONE,
+    ("GET", "/api/enterprises/{enterprise_id}/qr.{kind}"): frozenset(
+        {"admin", "regulator", "enterprise"}),
+    ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): STAFF,
+    ("POST", "/api/visits/check-in"): frozenset({"inspector"}),
+    ("POST", "/api/visits/{visit_id}/check-out"): frozenset({"inspector"}),
+    ("GET", "/api/visits"): EVERYONE,
+    ("GET", "/api/visits/{visit_id}"): EVERYONE,
+    ("POST", "/api/visits/{visit_id}/rating"): frozenset({"enterprise"}),
+    ("GET", "/api/users"): ADMIN,
+    ("PUT", "/api/users"): ADMIN,
+    ("POST", "/api/users/{user_id}/api-keys"): ADMIN,
+    ("POST", "/api/users/{user_id}/deactivate"): ADMIN,
+}
+
+
+def _routes(app: FastAPI) -> set[tuple[str, str]]:
+    out = set()
+    for r in all_routes(app.routes):
+        for m in getattr(r, "methods", None) or ():
+            if m != "HEAD":
+                out.add((m, r.path))  # type: ignore[attr-defined]
+    return out
+
+
+def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], Any]]:
+    """How to call each route so that an allowed caller gets past authorisation: objects
+    every role may see (E1's, the inspector's own visit), bodies that validate."""
+    qr = client.get("/api/enterprises/E1/qr.svg", headers=w.headers("admin"))
+    scan = qr.headers["x-offsite-scan-url"]
+    a1, v1 = w.alerts["E1"], w.visits["E1"]
+
+    def stream(h: dict) -> Any:
+        with client.stream("GET", "/api/alerts/stream", headers=h) as resp:
+            return resp
+
+    return {
+        ("GET", "/openapi.json"): lambda h: client.get("/openapi.json", headers=h),
+        ("GET", "/docs"): lambda h: client.get("/docs", headers=h),
+        ("GET", "/docs/oauth2-redirect"): lambda h: client.get("/docs/oauth2-redirect",
+                                                               headers=h),
+        ("GET", "/redoc"): lambda h: client.get("/redoc", headers=h),
+        ("GET", "/"): lambda h: client.get("/", headers=h),
+        ("GET", "/scan"): lambda h: client.get("/scan", headers=h),
+        ("GET", "/console"): lambda h: client.get("/console", headers=h,
+                                                  follow_redirects=False),
+        ("GET", "/healthz"): lambda h: client.get("/healthz", headers=h),
+        ("GET", "/metrics"): lambda h: client.get("/metrics", headers=h),
+        ("POST", "/auth/login"): lambda h: client.post(
+            "/auth/login", headers=h, json={"username": "adm", "password": PASSWORD}),
+        ("POST", "/auth/logout"): lambda h: client.post("/auth/logout", headers=h),
+        ("GET", "/auth/me"): lambda h: client.get("/auth/me", headers=h),
+        ("GET", "/api/alerts"): lambda h: client.get("/api/alerts", headers=h),
+        ("GET", "/api/alerts/stream"): stream,
+        ("GET", "/api/alerts/{alert_id}"): lambda h: client.get(f"/api/alerts/{a1}",
+                                                                headers=h),
+        ("POST", "/api/alerts/{alert_id}/acknowledge"): lambda h: client.post(
+            f"/api/alerts/{a1}/acknowledge", headers=h, json={"note": "seen"}),
+        ("POST", "/api/alerts/{alert_id}/resolve"): lambda h: client.post(
+            f"/api/alerts/{a1}/resolve", headers=h, json={"note": "fixed"}),
+        ("POST", "/api/alerts/{alert_id}/assign"): lambda h: client.post(
+            f"/api/alerts/{a1}/assign", headers=h, json={"assignee": "insp"}),
+        ("POST", "/api/alerts/{alert_id}/reopen"): lambda h: client.post(
+            f"/api/alerts/{a1}/reopen", headers=h, json={"note": "again"}),
+        ("POST", "/api/alerts/{alert_id}/comments"): lambda h: client.post(
+            f"/api/alerts/{a1}/comments", headers=h, json={"note": "a word"}),
+        ("GET", "/api/devices"): lambda h: client.get("/api/devices", headers=h),
+        ("GET", "/api/devices/{mn}/readings"): lambda h: client.get(
+            f"/api/devices/{MN1}/readings", headers=h),
+        ("POST", "/api/devices"): lambda h: client.post(
+            "/api/devices", headers=h, json={"mn": unique_mn(), "point_id": "E1-P1"}),
+        ("POST", "/api/devices/{mn}/revoke"): lambda h: client.post(
+            f"/api/devices/{MN3}/revoke", headers=h, json={"reason": "test"}),
+        ("GET", "/api/enterprises"): lambda h: client.get("/api/enterprises", headers=h),
+        ("GET", "/api/enterprises/{enterprise_id}/qr.{kind}"): lambda h: client.get(
+            "/api/enterprises/E1/qr.svg", headers=h),
+        ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): lambda h: client.post(
+            "/api/enterprises/E3/qr/revoke", headers=h),
+        ("POST", "/api/visits/check-in"): lambda h: client.post(
+            "/api/visits/check-in", headers=h, json={"token": scan, "purpose": "routine"}),
+        ("POST", "/api/visits/{visit_id}/check-out"): lambda h: client.post(
+            f"/api/visits/{v1}/check-out", headers=h, json={"findings": "fine"}),
+        ("GET", "/api/visits"): lambda h: client.get("/api/visits", headers=h),
+        ("GET", "/api/visits/{visit_id}"): lambda h: client.get(f"/api/visits/{v1}",
+                                                                headers=h),
+        ("POST", "/api/visits/{visit_id}/rating"): lambda h: client.post(
+            f"/api/visits/{v1}/rating", headers=h, json={"rating": 4}),
+        ("GET", "/api/users"): lambda h: client.get("/api/users", headers=h),
+        ("PUT", "/api/users"): lambda h: client.put(
+            "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}),
+        ("POST", "/api/users/{user_id}/api-keys"): lambda h: client.post(
+            "/api/users/victim/api-keys", headers=h),
+        ("POST", "/api/users/{user_id}/deactivate"): lambda h: client.post(
+            "/api/users/victim/deactivate", headers=h),
+    }
+
+
+def test_every_route_allows_and_denies_exactly_as_declared(db_url: str, monkeypatch) -> None:
+    monkeypatch.setattr(alert_routes, "HEARTBEAT_S", 0.1)  # streams notice the hang-up fast
+    w = build_world(db_url)
+    with api_client(db_url) as client:
+        assert _routes(client.app) == set(ACCESS), "declare the new route in ACCESS"
+        calls = _requests(w, client)
+        assert set(calls) == set(ACCESS)
+        failures = []
+        for key, allowed in sorted(ACCESS.items()):
+            for role in (None, *ROLES):
+                client.cookies.clear()  # a login sets the session cookie on the client
+                t0 = time.monotonic()
+                status = calls[key](w.headers(role)).status_code
+                if allowed == PUBLIC or (role is not None and role in allowed):
+                    ok = status not in (401, 403) and status < 500
+                else:
+                    ok = status == (401 if role is None else 403)
+                if not ok:
+                    failures.append(f"{key} as {role or 'nobody'}: {status}")
+                assert time.monotonic() - t0 < 10, key
+        assert not failures, "\n".join(failures)
+
+
+def test_an_undeclared_route_stops_the_app_from_being_built() -> None:
+    app = FastAPI()
+    router = APIRouter()
+
+    @router.get("/api/oops")
+    async def oops() -> dict:
+        return {}
+
+    app.include_router(router)
+    assert any(isinstance(r, APIRoute) for r in all_routes(app.routes))
+    with pytest.raises(RuntimeError, match="declares no access"):
+        require_declared(app)
