@@ -31,6 +31,7 @@ from rules.config import load_rules
 from rules.engine import Evaluation, RuleEngine
 from rules.registry_view import device_meta
 from store.alerts import apply_plan, load_active
+from store.cases import open_cases_for
 from store.readings import recent_readings
 from store.registry import load_registry
 from store.rule_inbox import NOTIFY_CHANNEL, done, take, watermark
@@ -51,6 +52,7 @@ class RunnerConfig:
     offline_check_s: float = 5.0
     registry_refresh_s: float = 30.0
     retry_s: float = 2.0
+    case_response_s: float = 259200.0  # an engine-opened case asks for an answer within
 
 
 class RuleRunner:
@@ -160,6 +162,7 @@ class RuleRunner:
                 self.judged += sum(1 for r in q.readings if not r.stat)
                 plan = self.book.plan(ev.findings, ev.seen)
                 events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
+                self._open_cases(conn, events)
                 done(conn, ids)
         except psycopg.DatabaseError as exc:
             if plan is None:
@@ -178,6 +181,12 @@ class RuleRunner:
         self.on_events(events)
         return True
 
+    def _open_cases(self, conn: psycopg.Connection, events: list[tuple[int, str]]) -> None:
+        """Cases for critical alerts, in the alerts' own transaction (rules file [cases])."""
+        assert self.engine is not None
+        open_cases_for(conn, events, self.engine.rules.case_open_severity,
+                       timedelta(seconds=self.cfg.case_response_s), datetime.now(UTC))
+
     def _write(self, ev: Evaluation, ids: list[int], stop: threading.Event) -> None:
         assert self.book is not None
         plan = self.book.plan(ev.findings, ev.seen)
@@ -191,6 +200,7 @@ class RuleRunner:
             try:
                 with self.pool.connection() as conn, conn.transaction():
                     events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
+                    self._open_cases(conn, events)
                     done(conn, ids)
                 break
             except Exception as exc:

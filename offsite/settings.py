@@ -117,6 +117,22 @@ class Settings(BaseSettings):
     login_rate_per_min: float = Field(default=10.0, gt=0)
     checkin_rate_per_min: float = Field(default=6.0, gt=0)
 
+    # the closed loop: cases, visits, webhook
+    case_response_h: float = Field(default=72.0, gt=0, description="the enterprise answers a "
+                                   "case within this long, or the case escalates")
+    case_check_s: float = Field(default=60.0, gt=0, description="how often the API looks "
+                                "for overdue responses")
+    visit_guard_days: float = Field(default=90.0, gt=0, description="the frequency guard's "
+                                    "period")
+    visit_guard_max: int = Field(default=2, ge=0, description="unscheduled visits in the "
+                                 "period beyond which a visit needs a recorded reason")
+    attachment_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    webhook_url: str | None = Field(default=None, description="outside systems are told of "
+                                    "case events here (POST JSON)")
+    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key: "
+                                       "X-Offsite-Signature: sha256=<hex of the body>")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+
     # registry
     registry_file: Path | None = None
 

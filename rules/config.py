@@ -131,6 +131,9 @@ class RuleSet:
     offline_severity: str = "major"
     offline_clear_after_s: float = 0.0
     offline_enabled: bool = True
+    # [cases] open_for_severity: alerts opened at this severity or worse open a case
+    # (store/cases.py open_cases_for); None: the engine opens no cases
+    case_open_severity: str | None = None
     _cache: dict[SeriesInfo, tuple[Bound, ...]] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -330,7 +333,8 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileError(f"{source}: not valid TOML: {exc}") from exc
     where = _Where(source, text)
-    known_top = {"version", "base", "defaults", "rule", "override", "silence", "offline"}
+    known_top = {"version", "base", "defaults", "rule", "override", "silence", "offline",
+                 "cases"}
     for k in doc:
         if k not in known_top:
             raise RulesFileError(f"{source}:{where.key_line(k)}: unknown top-level key {k!r} "
@@ -340,6 +344,7 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     silence_entries = _entries(doc, "silence", where)
     defaults_raw = dict(doc.get("defaults", {}))
     offline_raw = dict(doc.get("offline", {}))
+    cases_raw = dict(doc.get("cases", {}))
     base_name = doc.get("base")
     if base_name is not None:
         if base_name != "default":
@@ -355,6 +360,7 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         silence_entries = _entries(bdoc, "silence", bwhere) + silence_entries
         defaults_raw = {**bdoc.get("defaults", {}), **defaults_raw}
         offline_raw = {**bdoc.get("offline", {}), **offline_raw}
+        cases_raw = {**bdoc.get("cases", {}), **cases_raw}
     version = str(doc.get("version", "unversioned"))
     base = _apply_gating(Gating(), _gating(defaults_raw, Gating(), where, "defaults", 0))
     default_kinds = defaults_raw.get("kinds", ["rtd", "min"])
@@ -459,9 +465,27 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
             raise ValueError("offline.enabled must be true or false")
     except (TypeError, ValueError) as exc:
         raise where.error("offline", 0, None, str(exc)) from exc
+    case_sev = _case_severity(cases_raw, where)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return RuleSet(version, digest, source, tuple(rules), tuple(overrides), tuple(silences),
-                   intervals, off_sev, off_clear, off_enabled)
+                   intervals, off_sev, off_clear, off_enabled, case_sev)
+
+
+def _case_severity(raw: Mapping[str, Any], where: _Where) -> str | None:
+    """``[cases] open_for_severity``: the severity from which the engine opens a case
+    by itself; absent or ``"none"``: only people open cases."""
+    for k in raw:
+        if k != "open_for_severity":
+            raise where.error("cases", 0, k, f"unknown key {k!r} in [cases] "
+                                             "(expected: open_for_severity)")
+    sev = raw.get("open_for_severity", "none")
+    if sev == "none":
+        return None
+    if sev not in SEVERITY_RANK:
+        raise where.error("cases", 0, "open_for_severity",
+                          f"cases.open_for_severity must be \"none\" or one of "
+                          f"{sorted(SEVERITY_RANK)}, not {sev!r}")
+    return str(sev)
 
 
 def default_rules_text() -> str:
