@@ -19,11 +19,25 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from api.auth import PUBLIC, require_declared
+from api.escalation import EscalationTimer
 from api.feed import AlertFeed
 from api.metrics import RequestLatency, database_metrics, render
 from api.qr import KeyRing
 from api.ratelimit import RateLimiter
-from api.routes import alerts, auth, devices, enterprises, health, users, visits
+from api.routes import (
+    alerts,
+    auth,
+    cases,
+    devices,
+    enterprises,
+    health,
+    invitations,
+    reports,
+    tasks,
+    users,
+    visits,
+)
+from api.webhook import WebhookSender
 from offsite import __version__
 from offsite.settings import Settings
 from store.pool import open_async_pool
@@ -48,9 +62,20 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         app.state.pool = pool
         app.state.auth_pool = auth_pool
         app.state.feed = feed
+        # the closed loop's clocks: overdue responses escalate; case events go out
+        escalation = EscalationTimer(pool, settings.case_check_s)
+        escalation.start()
+        sender = None
+        if settings.webhook_url:
+            sender = WebhookSender(pool, settings.webhook_url, settings.webhook_secret,
+                                   settings.webhook_max_attempts)
+            sender.start()
         try:
             yield
         finally:
+            if sender is not None:
+                await sender.stop()
+            await escalation.stop()
             await feed.stop()
             await auth_pool.close()
             await pool.close()
@@ -65,7 +90,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                           for name, rate in (("login", settings.login_rate_per_min),
                                              ("checkin", settings.checkin_rate_per_min))}
     for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
-              visits.router, users.router):
+              visits.router, users.router, cases.router, tasks.router, invitations.router,
+              reports.router):
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)

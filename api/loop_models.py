@@ -1,0 +1,168 @@
+"""Request and response models of the closed loop (cases, tasks, invitations, guard)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CaseStateName = Literal["discovered", "verifying", "rectifying", "feedback", "closed"]
+
+
+class CaseCreate(BaseModel):
+    alert_ids: list[int] = Field(min_length=1, max_length=100,
+                                 description="alerts of one enterprise, in no case yet")
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    response_hours: float | None = Field(default=None, gt=0, le=24 * 365,
+                                         description="the enterprise's deadline; default "
+                                                     "OFFSITE_CASE_RESPONSE_H")
+
+
+class CasePublic(BaseModel):
+    id: int
+    enterprise_id: str
+    title: str
+    state: CaseStateName
+    opened_by: str
+    opened_at: datetime
+    response_due_at: datetime | None
+    escalated_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+
+
+class CaseStep(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    from_state: str | None
+    to_state: str | None
+    note: str | None
+
+
+class AttachmentPublic(BaseModel):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+class ResponsePublic(BaseModel):
+    id: int
+    responder: str
+    at: datetime
+    explanation: str
+    verdict: Literal["accepted", "rejected"] | None
+    verdict_by: str | None
+    verdict_at: datetime | None
+    verdict_note: str | None
+    attachments: list[AttachmentPublic]
+
+
+class TaskPublic(BaseModel):
+    id: int
+    enterprise_id: str
+    case_id: int | None
+    invitation_id: int | None
+    advisory: bool = Field(description="from an invitation: advisory, not a basis for "
+                                       "enforcement")
+    reason: str
+    assignee: str
+    created_by: str
+    created_at: datetime
+    due_at: datetime | None
+    state: Literal["open", "done"]
+    visit_id: int | None
+    findings: str | None
+    done_at: datetime | None
+
+
+class CaseDetail(CasePublic):
+    alerts: list[int]
+    steps: list[CaseStep]
+    responses: list[ResponsePublic]
+    tasks: list[TaskPublic]
+
+
+class CaseMove(BaseModel):
+    to: CaseStateName
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class AttachmentIn(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
+    content_type: str = Field(default="application/octet-stream", max_length=200)
+    content_base64: str = Field(description="the file, base64")
+
+
+class ResponseCreate(BaseModel):
+    explanation: str = Field(min_length=1, max_length=20_000)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=20)
+
+
+class Verdict(BaseModel):
+    accept: bool
+    note: str | None = Field(default=None, max_length=4000)
+    respond_again_hours: float | None = Field(default=None, gt=0, le=24 * 365,
+                                              description="after a rejection: a new deadline")
+
+
+class TaskCreate(BaseModel):
+    assignee: str = Field(min_length=1, max_length=64, description="an inspector's user id")
+    reason: str = Field(min_length=1, max_length=4000)
+    due_hours: float | None = Field(default=None, gt=0, le=24 * 365)
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    at: datetime
+    enterprise_id: str
+    audience: Literal["enterprise", "regulator"]
+    case_id: int | None
+    kind: str
+    message: str
+
+
+class InvitationCreate(BaseModel):
+    scope: str = Field(min_length=1, max_length=4000, description="what to look at")
+    preferred_at: datetime | None = None
+
+
+class InvitationPublic(BaseModel):
+    id: int
+    enterprise_id: str
+    invited_by: str
+    scope: str
+    preferred_at: datetime | None
+    created_at: datetime
+    state: Literal["requested", "scheduled", "done", "declined"]
+    advisory: bool = True
+
+
+class InvitationSchedule(BaseModel):
+    assignee: str = Field(min_length=1, max_length=64)
+    due_at: datetime | None = None
+
+
+class NoDisturbance(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+    until: datetime | None = None
+
+
+class NoDisturbancePublic(NoDisturbance):
+    enterprise_id: str
+    added_by: str
+    added_at: datetime
+
+
+class RefusalPublic(BaseModel):
+    id: int
+    at: datetime
+    enterprise_id: str
+    inspector_id: str
+    reason: str
+    recent_visits: int
+    no_disturbance: bool
