@@ -84,8 +84,9 @@ def build_world(db_url: str) -> World:
 
 @contextmanager
 def api_client(db_url: str, **overrides: Any) -> Iterator[TestClient]:
+    # these tests scan codes many times over; the frequency guard has its own tests
     settings = load_settings(**{"database_url": db_url, "mqtt_url": "mqtt://127.0.0.1:1",
-                                "qr_secret": "q" * 40, **overrides})
+                                "qr_secret": "q" * 40, "visit_guard_max": 1000, **overrides})
     with TestClient(create_app(settings, db_url)) as client:
         yield client
 

@@ -69,6 +69,29 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/visits"): EVERYONE,
     ("GET", "/api/visits/{visit_id}"): EVERYONE,
     ("POST", "/api/visits/{visit_id}/rating"): frozenset({"enterprise"}),
+    ("GET", "/api/cases"): EVERYONE,
+    ("POST", "/api/cases"): STAFF,
+    ("GET", "/api/cases/notifications"): EVERYONE,
+    ("GET", "/api/cases/{case_id}"): EVERYONE,
+    ("POST", "/api/cases/{case_id}/move"): STAFF,
+    ("POST", "/api/cases/{case_id}/responses"): frozenset({"enterprise"}),
+    ("POST", "/api/cases/{case_id}/responses/{response_id}/verdict"): STAFF,
+    ("GET", "/api/cases/{case_id}/attachments/{attachment_id}"): EVERYONE,
+    ("POST", "/api/cases/{case_id}/tasks"): STAFF,
+    ("GET", "/api/tasks"): frozenset({"admin", "regulator", "inspector"}),
+    ("GET", "/api/tasks/{task_id}"): frozenset({"admin", "regulator", "inspector"}),
+    ("POST", "/api/invitations"): frozenset({"enterprise"}),
+    ("GET", "/api/invitations"): EVERYONE,
+    ("POST", "/api/invitations/{invitation_id}/schedule"): STAFF,
+    ("GET", "/api/reports/page"): PUBLIC,
+    ("GET", "/api/reports/{enterprise_id}/{month}"): frozenset(
+        {"admin", "regulator", "enterprise"}),
+    ("GET", "/api/reports/{enterprise_id}/{month}/csv"): frozenset(
+        {"admin", "regulator", "enterprise"}),
+    ("GET", "/api/visits/guard/no-disturbance"): EVERYONE,
+    ("PUT", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
+    ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
+    ("GET", "/api/visits/guard/refusals"): STAFF,
     ("GET", "/api/users"): ADMIN,
     ("PUT", "/api/users"): ADMIN,
     ("POST", "/api/users/{user_id}/api-keys"): ADMIN,
@@ -91,6 +114,21 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
     qr = client.get("/api/enterprises/E1/qr.svg", headers=w.headers("admin"))
     scan = qr.headers["x-offsite-scan-url"]
     a1, v1 = w.alerts["E1"], w.visits["E1"]
+
+    # the closed loop's objects, all of E1 (which every role may see)
+    adm = w.headers("admin")
+    case = client.post("/api/cases", headers=adm, json={"alert_ids": [a1]}).json()
+    c1 = case["id"]
+    resp = client.post(f"/api/cases/{c1}/responses", headers=w.headers("enterprise"), json={
+        "explanation": "a probe was cleaned", "attachments": [
+            {"filename": "log.txt", "content_base64": "aGVsbG8="}]}).json()
+    r1 = resp["responses"][0]["id"]
+    att1 = resp["responses"][0]["attachments"][0]["id"]
+    t1 = client.post(f"/api/cases/{c1}/tasks", headers=adm,
+                     json={"assignee": "insp", "reason": "see the probe"}).json()["id"]
+    inv1 = client.post("/api/invitations", headers=w.headers("enterprise"),
+                       json={"scope": "CEMS setup"}).json()["id"]
+    month = time.strftime("%Y-%m", time.gmtime())
 
     def stream(h: dict) -> Any:
         with client.stream("GET", "/api/alerts/stream", headers=h) as resp:
@@ -147,6 +185,42 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
                                                                 headers=h),
         ("POST", "/api/visits/{visit_id}/rating"): lambda h: client.post(
             f"/api/visits/{v1}/rating", headers=h, json={"rating": 4}),
+        ("GET", "/api/cases"): lambda h: client.get("/api/cases", headers=h),
+        ("POST", "/api/cases"): lambda h: client.post("/api/cases", headers=h,
+                                                      json={"alert_ids": [a1]}),
+        ("GET", "/api/cases/notifications"): lambda h: client.get("/api/cases/notifications",
+                                                                  headers=h),
+        ("GET", "/api/cases/{case_id}"): lambda h: client.get(f"/api/cases/{c1}", headers=h),
+        ("POST", "/api/cases/{case_id}/move"): lambda h: client.post(
+            f"/api/cases/{c1}/move", headers=h, json={"to": "verifying"}),
+        ("POST", "/api/cases/{case_id}/responses"): lambda h: client.post(
+            f"/api/cases/{c1}/responses", headers=h, json={"explanation": "again"}),
+        ("POST", "/api/cases/{case_id}/responses/{response_id}/verdict"): lambda h: client.post(
+            f"/api/cases/{c1}/responses/{r1}/verdict", headers=h, json={"accept": False}),
+        ("GET", "/api/cases/{case_id}/attachments/{attachment_id}"): lambda h: client.get(
+            f"/api/cases/{c1}/attachments/{att1}", headers=h),
+        ("POST", "/api/cases/{case_id}/tasks"): lambda h: client.post(
+            f"/api/cases/{c1}/tasks", headers=h, json={"assignee": "insp", "reason": "go"}),
+        ("GET", "/api/tasks"): lambda h: client.get("/api/tasks", headers=h),
+        ("GET", "/api/tasks/{task_id}"): lambda h: client.get(f"/api/tasks/{t1}", headers=h),
+        ("POST", "/api/invitations"): lambda h: client.post(
+            "/api/invitations", headers=h, json={"scope": "flow meter"}),
+        ("GET", "/api/invitations"): lambda h: client.get("/api/invitations", headers=h),
+        ("POST", "/api/invitations/{invitation_id}/schedule"): lambda h: client.post(
+            f"/api/invitations/{inv1}/schedule", headers=h, json={"assignee": "insp"}),
+        ("GET", "/api/reports/page"): lambda h: client.get("/api/reports/page", headers=h),
+        ("GET", "/api/reports/{enterprise_id}/{month}"): lambda h: client.get(
+            f"/api/reports/E1/{month}", headers=h),
+        ("GET", "/api/reports/{enterprise_id}/{month}/csv"): lambda h: client.get(
+            f"/api/reports/E1/{month}/csv", headers=h),
+        ("GET", "/api/visits/guard/no-disturbance"): lambda h: client.get(
+            "/api/visits/guard/no-disturbance", headers=h),
+        ("PUT", "/api/visits/guard/no-disturbance/{enterprise_id}"): lambda h: client.put(
+            "/api/visits/guard/no-disturbance/E3", headers=h, json={"reason": "audit week"}),
+        ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): lambda h: client.delete(
+            "/api/visits/guard/no-disturbance/E3", headers=h),
+        ("GET", "/api/visits/guard/refusals"): lambda h: client.get(
+            "/api/visits/guard/refusals", headers=h),
         ("GET", "/api/users"): lambda h: client.get("/api/users", headers=h),
         ("PUT", "/api/users"): lambda h: client.put(
             "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}),
