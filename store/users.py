@@ -24,7 +24,7 @@ class UserError(StoreError):
 
 def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str | None,
                 *, enterprise_id: str | None = None, region: str = "",
-                actor: str = "system") -> None:
+                department: str = "", actor: str = "system") -> None:
     """Create (or, for an existing id, replace the role/scope/password of) a user."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -36,15 +36,17 @@ def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str
     try:
         with conn.transaction():
             conn.execute(
-                """INSERT INTO users (id, role, enterprise_id, region, password_hash)
-                   VALUES (%s, %s, %s, %s, %s)
+                """INSERT INTO users (id, role, enterprise_id, region, password_hash, department)
+                   VALUES (%s, %s, %s, %s, %s, %s)
                    ON CONFLICT (id) DO UPDATE SET role = excluded.role,
                        enterprise_id = excluded.enterprise_id, region = excluded.region,
+                       department = excluded.department,
                        password_hash = coalesce(excluded.password_hash, users.password_hash),
                        active = true""",
-                (user_id, role, enterprise_id, region, pw_hash))
+                (user_id, role, enterprise_id, region, pw_hash, department))
             append_sync(conn, actor, "user.upsert", f"user:{user_id}",
                         {"role": role, "enterprise_id": enterprise_id, "region": region,
+                         "department": department,
                          "password_set": pw_hash is not None})
     except psycopg.errors.ForeignKeyViolation as exc:
         raise UserError(f"enterprise {enterprise_id!r} is not in the registry") from exc
