@@ -213,6 +213,8 @@ class UserCreate(BaseModel):
     enterprise_id: str | None = None
     region: str = Field(default="", max_length=200)
     password: str | None = Field(default=None, min_length=12, max_length=1024)
+    department: str = Field(default="", max_length=200,
+                            description="an inspector's department (joint visits list it)")
 
 
 class UserPublic(BaseModel):
@@ -220,6 +222,7 @@ class UserPublic(BaseModel):
     role: str
     enterprise_id: str | None
     region: str
+    department: str = ""
     active: bool
     created_at: datetime
 

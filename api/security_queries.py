@@ -48,23 +48,25 @@ async def revoke_token(conn: AsyncConnection, digest: bytes) -> None:
 
 async def list_users(conn: AsyncConnection) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT id, role, enterprise_id, region, active, created_at "
-                          "FROM users ORDER BY id")
+        await cur.execute("SELECT id, role, enterprise_id, region, department, active, "
+                          "created_at FROM users ORDER BY id")
         return await cur.fetchall()
 
 
 async def upsert_user(conn: AsyncConnection, user_id: str, role: str, enterprise_id: str | None,
-                      region: str, password_hash: str | None) -> dict[str, Any]:
+                      region: str, password_hash: str | None,
+                      department: str = "") -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            """INSERT INTO users (id, role, enterprise_id, region, password_hash)
-               VALUES (%s, %s, %s, %s, %s)
+            """INSERT INTO users (id, role, enterprise_id, region, password_hash, department)
+               VALUES (%s, %s, %s, %s, %s, %s)
                ON CONFLICT (id) DO UPDATE SET role = excluded.role,
                    enterprise_id = excluded.enterprise_id, region = excluded.region,
+                   department = excluded.department,
                    password_hash = coalesce(excluded.password_hash, users.password_hash),
                    active = true
-               RETURNING id, role, enterprise_id, region, active, created_at""",
-            (user_id, role, enterprise_id, region, password_hash))
+               RETURNING id, role, enterprise_id, region, department, active, created_at""",
+            (user_id, role, enterprise_id, region, password_hash, department))
         row = await cur.fetchone()
         assert row is not None
         return row

@@ -373,7 +373,8 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
             elif not args.no_password:
                 password = getpass.getpass(f"password for {args.user}: ")
             create_user(conn, args.user, args.role, password,
-                        enterprise_id=args.enterprise, region=args.region, actor="cli")
+                        enterprise_id=args.enterprise, region=args.region,
+                        department=args.department, actor="cli")
             _print(f"user {args.user} ({args.role}) saved")
         else:
             from datetime import timedelta
@@ -584,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=["admin", "regulator", "inspector", "enterprise"])
     ua.add_argument("--enterprise", help="the enterprise of an enterprise user")
     ua.add_argument("--region", default="", help="regulator/inspector region ('' = all)")
+    ua.add_argument("--department", default="",
+                    help="an inspector's department (listed on joint visits)")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     ua.add_argument("--no-password", action="store_true", help="API keys only, no login")
     ut = us.add_parser("token", help="issue an API key for a user (printed once)")

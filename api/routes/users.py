@@ -35,10 +35,11 @@ async def put_user(body: UserCreate, conn: Conn,
     try:
         async with conn.transaction():
             row = await sq.upsert_user(conn, body.id, body.role, body.enterprise_id,
-                                       body.region, pw_hash)
+                                       body.region, pw_hash, body.department)
             await audit.append(conn, who.user_id, "user.upsert", f"user:{body.id}",
                                {"role": body.role, "enterprise_id": body.enterprise_id,
-                                "region": body.region, "password_set": pw_hash is not None})
+                                "region": body.region, "department": body.department,
+                                "password_set": pw_hash is not None})
     except errors.ForeignKeyViolation as exc:
         raise HTTPException(422, f"enterprise {body.enterprise_id} not found") from exc
     return row

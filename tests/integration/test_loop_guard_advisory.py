@@ -287,3 +287,19 @@ def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(db_url: str
     assert naive is not None and naive[0] > 0
     assert got["hours_over_limit"] == naive[0]
     assert 0 < got["valid_hours"] < 48
+
+
+def test_an_inspectors_department_is_set_through_the_api_and_shown_on_visits(
+        db_url: str) -> None:
+    h = _world(db_url)
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "adm", "admin", PW)
+        adm = bearer(issue_token(conn, "adm"))
+    with _client(db_url) as c:
+        r = c.put("/api/users", headers=adm, json={"id": "insp", "role": "inspector",
+                                                   "region": "R1", "department": "fire"})
+        assert r.status_code == 200 and r.json()["department"] == "fire"
+        v = _visit(c, h, _scan(c, h, "ENT"))
+        assert v.status_code == 201, v.text
+        assert [(i["inspector_id"], i["department"]) for i in v.json()["inspectors"]] == [
+            ("insp", "fire")]
