@@ -89,7 +89,7 @@ class CaseDetail(CasePublic):
 
 class CaseMove(BaseModel):
     to: CaseStateName
-    note: str | None = Field(default=None, max_length=4000)
+    note: str = Field(min_length=1, max_length=4000, description="why: every step says")
 
 
 class AttachmentIn(BaseModel):

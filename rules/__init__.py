@@ -9,8 +9,11 @@ Data flow::
         → alerts.py    lifecycle: which alerts to open, update or clear (pure)
         → store.alerts persists, and NOTIFY tells the API's live feed
 
+The closed loop's decisions live here too, pure and clock-free: cases.py (the case
+lifecycle and when an unanswered case escalates), visit_guard.py (the frequency guard).
+
 Error tree::
 
     RuleError
-     └── InvalidTransition   an alert action not allowed from its current state
+     └── InvalidTransition   an alert or case action not allowed from its current state
 """

@@ -42,19 +42,18 @@ def move(current: CaseState | str, target: CaseState | str, *, open_tasks: int =
          note: str | None = None) -> CaseState:
     """Check a regulator's step; raise InvalidTransition saying why it is refused.
 
-    Closing needs a note (the record must say why) and no inspection task still open:
-    a case is not closed while someone is on the way to the site."""
+    Every step needs a note (the record must say why), and closing needs no inspection
+    task still open: a case is not closed while someone is on the way to the site."""
     cur, tgt = CaseState(current), CaseState(target)
     if tgt not in _ALLOWED[cur]:
         allowed = ", ".join(sorted(s.value for s in _ALLOWED[cur])) or "nothing"
         raise InvalidTransition(f"a case that is {cur.value} cannot become {tgt.value} "
                                 f"(it can become: {allowed})")
-    if tgt is CaseState.CLOSED:
-        if not note or not note.strip():
-            raise InvalidTransition("closing a case needs a note saying why")
-        if open_tasks:
-            raise InvalidTransition(f"the case has {open_tasks} open inspection task(s): "
-                                    "their visits must report first")
+    if not note or not note.strip():
+        raise InvalidTransition(f"moving a case to {tgt.value} needs a note saying why")
+    if tgt is CaseState.CLOSED and open_tasks:
+        raise InvalidTransition(f"the case has {open_tasks} open inspection task(s): "
+                                "their visits must report first")
     return tgt
 
 

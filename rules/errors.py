@@ -6,7 +6,7 @@ class RuleError(Exception):
 
 
 class InvalidTransition(RuleError):
-    """An alert cannot move from its current state to the one asked for."""
+    """An alert or a case cannot move from its current state to the one asked for."""
 
 
 class RulesFileError(RuleError):

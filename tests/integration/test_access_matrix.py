@@ -192,7 +192,7 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
                                                                   headers=h),
         ("GET", "/api/cases/{case_id}"): lambda h: client.get(f"/api/cases/{c1}", headers=h),
         ("POST", "/api/cases/{case_id}/move"): lambda h: client.post(
-            f"/api/cases/{c1}/move", headers=h, json={"to": "verifying"}),
+            f"/api/cases/{c1}/move", headers=h, json={"to": "verifying", "note": "ask"}),
         ("POST", "/api/cases/{case_id}/responses"): lambda h: client.post(
             f"/api/cases/{c1}/responses", headers=h, json={"explanation": "again"}),
         ("POST", "/api/cases/{case_id}/responses/{response_id}/verdict"): lambda h: client.post(

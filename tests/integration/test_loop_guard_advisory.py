@@ -26,7 +26,7 @@ from offsite.registry import registry_from_dict
 from offsite.settings import load_settings
 from store.rollups import rebuild_rollups
 from store.users import create_user, issue_token
-from tests.integration.helpers import bearer, register, scalar
+from tests.integration.helpers import bearer, register, scalar, wait_for
 
 pytestmark = pytest.mark.integration
 PW = "correct horse battery staple"
@@ -303,3 +303,24 @@ def test_an_inspectors_department_is_set_through_the_api_and_shown_on_visits(
         assert v.status_code == 201, v.text
         assert [(i["inspector_id"], i["department"]) for i in v.json()["inspectors"]] == [
             ("insp", "fire")]
+
+
+def test_the_api_process_escalates_and_sends_on_its_own(db_url: str, receiver: str) -> None:
+    """The timers the app starts: an unanswered case escalates within seconds of its
+    deadline, and both events reach the webhook (the first POST fails: retried)."""
+    h = _world(db_url)
+    with _client(db_url, case_check_s=0.2, webhook_url=receiver,
+                 webhook_secret="s3cret") as c:
+        r = c.post("/api/cases", headers=h["reg"], json={
+            "alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 0.0003})  # ≈ 1 s
+        cid = r.json()["id"]
+        wait_for(lambda: scalar(db_url, "SELECT escalated_at FROM cases WHERE id = %s", cid),
+                 timeout=15, what="the case escalated")
+        wait_for(lambda: len(_Receiver.got) == 2, timeout=20, what="two webhook deliveries")
+        steps = c.get(f"/api/cases/{cid}", headers=h["reg"]).json()["steps"]
+    assert [s["kind"] for s in steps] == ["opened", "escalated"]
+    # the first failed and was retried after its backoff, so the later event may come
+    # first: delivery is at least once, not in order (the ids give the order)
+    events = sorted(json.loads(body)["event"] for _, body in _Receiver.got)
+    assert events == ["case.escalated", "case.opened"]
+    assert scalar(db_url, "SELECT array_agg(attempts ORDER BY id) FROM webhook_outbox") == [2, 1]

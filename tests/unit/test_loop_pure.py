@@ -20,10 +20,12 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_case_moves_only_along_the_loop() -> None:
-    assert move("discovered", "verifying") is CaseState.VERIFYING
-    assert move("feedback", "rectifying") is CaseState.RECTIFYING  # rework
+    assert move("discovered", "verifying", note="ask") is CaseState.VERIFYING
+    assert move("feedback", "rectifying", note="again") is CaseState.RECTIFYING  # rework
     with pytest.raises(InvalidTransition, match="cannot become rectifying"):
-        move("discovered", "rectifying")
+        move("discovered", "rectifying", note="skip")
+    with pytest.raises(InvalidTransition, match="to verifying needs a note"):
+        move("discovered", "verifying")
     with pytest.raises(InvalidTransition, match="needs a note"):
         move("feedback", "closed", note=" ")
     with pytest.raises(InvalidTransition, match="2 open inspection task"):
