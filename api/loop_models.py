@@ -95,7 +95,8 @@ class CaseMove(BaseModel):
 class AttachmentIn(BaseModel):
     filename: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
     content_type: str = Field(default="application/octet-stream", max_length=200)
-    content_base64: str = Field(description="the file, base64")
+    # 100 MiB as base64 at most; OFFSITE_ATTACHMENT_MAX_BYTES is checked after decoding
+    content_base64: str = Field(max_length=140_000_000, description="the file, base64")
 
 
 class ResponseCreate(BaseModel):

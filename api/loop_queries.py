@@ -350,7 +350,12 @@ async def list_invitations(conn: AsyncConnection, visible: list[str] | None,
 # -- the frequency guard -------------------------------------------------------------
 async def recent_visits(conn: AsyncConnection, enterprise_id: str, days: float) -> int:
     """Visits to the enterprise in the period, advisory ones (which it asked for) aside;
-    a joint visit is one row, so it counts once."""
+    a joint visit is one row, so it counts once.
+
+    Takes a lock per enterprise held to the end of the caller's transaction, so two
+    inspectors checking in at once cannot both be the last visit allowed."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       (f"offsite-visit-guard:{enterprise_id}",))
     cur = await conn.execute("""SELECT count(*) FROM visits WHERE enterprise_id = %s
                                 AND kind <> 'advisory'
                                 AND checked_in_at > now() - make_interval(secs => %s)""",

@@ -324,3 +324,29 @@ def test_the_api_process_escalates_and_sends_on_its_own(db_url: str, receiver: s
     events = sorted(json.loads(body)["event"] for _, body in _Receiver.got)
     assert events == ["case.escalated", "case.opened"]
     assert scalar(db_url, "SELECT array_agg(attempts ORDER BY id) FROM webhook_outbox") == [2, 1]
+
+
+def test_concurrent_check_ins_cannot_all_be_the_last_one_allowed(db_url: str) -> None:
+    h = _world(db_url)
+    with psycopg.connect(db_url) as conn:
+        for i in range(4):
+            create_user(conn, f"i{i}", "inspector", None, region="R1")
+        heads = [bearer(issue_token(conn, f"i{i}")) for i in range(4)]
+    with _client(db_url, visit_guard_max=1) as c:
+        scan = _scan(c, h, "ENT")
+        barrier = threading.Barrier(4)
+        codes: list[int] = []
+
+        def go(head: dict[str, str]) -> None:
+            barrier.wait()
+            codes.append(c.post("/api/visits/check-in", headers=head,
+                                json={"token": scan, "purpose": "same moment"}).status_code)
+
+        threads = [threading.Thread(target=go, args=(hd,)) for hd in heads]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert sorted(codes) == [201, 409, 409, 409]
+    assert scalar(db_url, "SELECT count(*) FROM visits") == 1
+    assert scalar(db_url, "SELECT count(*) FROM visit_refusals") == 3
