@@ -3,9 +3,14 @@
 Readings come from the hourly rollup (``readings_hourly``), never the raw rows: an hour
 counts for exceedance only when its valid (flag N) values cover at least three quarters
 of it (HJ 212-2017 Annex D: 45 valid minutes of 60), and it is over the limit when their
-average is above the point's permit limit. The data-capture rate is valid values over
-the values the device's interval promises in the month so far (to ``now``). Months are
-UTC calendar months, as the rollups' buckets are.
+average is above the point's permit limit. At a point with a reference O2 (flue gas) the
+average is converted with the hour's average O2 of the same device,
+C × (21 − O2ref) / (21 − O2); an hour without valid O2 there cannot be judged and is not
+valid. (The rollups keep no minutes, so this converts the hour, not each minute as the
+``exceedance_1h`` rule does; the two differ a little when O2 swings within the hour.)
+The data-capture rate is valid values over the values the device's interval promises in
+the month so far (to ``now``). Months are UTC calendar months, as the rollups' buckets
+are.
 """
 
 from __future__ import annotations
@@ -41,22 +46,29 @@ async def _rows(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[
 async def exceedances(conn: AsyncConnection, enterprise: str, start: datetime,
                       end: datetime) -> list[dict[str, Any]]:
     return await _rows(conn, """
-        SELECT d.mn, l.pollutant, d.point_id, l.limit_value,
-               count(h.bucket) FILTER (WHERE h.n_valid * d.interval_s >= %s * 3600)
-                   AS valid_hours,
-               count(h.bucket) FILTER (WHERE h.n_valid * d.interval_s >= %s * 3600
-                                         AND h.total_valid / h.n_valid > l.limit_value)
-                   AS hours_over_limit,
-               max(h.total_valid / h.n_valid) FILTER (
-                   WHERE h.n_valid * d.interval_s >= %s * 3600) AS worst_hour_avg
-        FROM points p JOIN point_limits l ON l.point_id = p.id
-        JOIN devices d ON d.point_id = p.id
-        LEFT JOIN readings_hourly h ON h.mn = d.mn AND h.pollutant = l.pollutant
-             AND h.kind = 'rtd' AND h.bucket >= %s AND h.bucket < %s AND h.n_valid > 0
-        WHERE p.enterprise_id = %s
-        GROUP BY d.mn, l.pollutant, d.point_id, l.limit_value
-        ORDER BY d.mn, l.pollutant""",
-        (VALID_HOUR_SHARE, VALID_HOUR_SHARE, VALID_HOUR_SHARE, start, end, enterprise))
+        WITH hours AS (
+            SELECT d.mn, l.pollutant, d.point_id, l.limit_value, h.bucket,
+                   h.n_valid * d.interval_s >= %s * 3600
+                       AND (p.o2_ref IS NULL OR o.avg_o2 < 21) AS valid,
+                   CASE WHEN p.o2_ref IS NULL OR l.pollutant = 'a19001'
+                        THEN h.total_valid / h.n_valid
+                        ELSE h.total_valid / h.n_valid * (21 - p.o2_ref) / (21 - o.avg_o2)
+                   END AS avg
+            FROM points p JOIN point_limits l ON l.point_id = p.id
+            JOIN devices d ON d.point_id = p.id
+            LEFT JOIN readings_hourly h ON h.mn = d.mn AND h.pollutant = l.pollutant
+                 AND h.kind = 'rtd' AND h.bucket >= %s AND h.bucket < %s AND h.n_valid > 0
+            LEFT JOIN LATERAL (
+                SELECT x.total_valid / x.n_valid AS avg_o2 FROM readings_hourly x
+                WHERE x.mn = d.mn AND x.pollutant = 'a19001' AND x.kind = 'rtd'
+                  AND x.bucket = h.bucket AND x.n_valid > 0) o ON true
+            WHERE p.enterprise_id = %s)
+        SELECT mn, pollutant, point_id, limit_value,
+               count(*) FILTER (WHERE valid) AS valid_hours,
+               count(*) FILTER (WHERE valid AND avg > limit_value) AS hours_over_limit,
+               max(avg) FILTER (WHERE valid) AS worst_hour_avg
+        FROM hours GROUP BY mn, pollutant, point_id, limit_value
+        ORDER BY mn, pollutant""", (VALID_HOUR_SHARE, start, end, enterprise))
 
 
 async def capture(conn: AsyncConnection, enterprise: str, start: datetime, end: datetime,

@@ -253,40 +253,56 @@ def test_webhook_gives_up_after_max_attempts(db_url: str) -> None:
     assert scalar(db_url, "SELECT last_error FROM webhook_outbox")
 
 
-def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(db_url: str) -> None:
-    _world(db_url)
+@pytest.mark.parametrize("o2_ref", [None, 6.0])
+def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(
+        db_url: str, o2_ref: float | None) -> None:
+    point: dict[str, Any] = {"id": "N-S1", "kind": "flue_gas", "limits": {"a21026": 35.0},
+                             "devices": [{"mn": "NAIVE001", "interval_s": 60}]}
+    if o2_ref is not None:
+        point["o2_ref"] = o2_ref
+    register(db_url, registry_from_dict({"enterprises": [
+        {"id": "NAIVE", "name": "Naive", "points": [point]}]}))
     start = datetime(2026, 10, 1, tzinfo=UTC)
     rows = []
     for hour in range(48):  # two days: some hours over, some under, some too thin
         n = 60 if hour % 5 else 30           # every 5th hour has only half its minutes
         level = 20.0 + (hour % 7) * 5        # 20 … 50 against a limit of 35
         for m in range(n):
+            ts = start + timedelta(hours=hour, minutes=m)
             flag = "D" if m % 17 == 0 else "N"  # a few invalid values
-            rows.append((start + timedelta(hours=hour, minutes=m), "GUARD001", "a21026",
-                         "rtd", level + (m % 3), flag, start))
+            rows.append((ts, "NAIVE001", "a21026", "rtd", level + (m % 3), flag, start))
+            if hour % 11:                     # every 11th hour has no O2 at all
+                o2 = 6.0 + (hour % 4) * 1.5 + (m % 5) * 0.1  # 6 … 10.9 %
+                rows.append((ts, "NAIVE001", "a19001", "rtd", o2, "N", start))
     with psycopg.connect(db_url) as conn:
         with conn.cursor().copy("COPY readings (ts, mn, pollutant, kind, value, flag, "
                                 "received_at) FROM STDIN") as cp:
             for r in rows:
                 cp.write_row(r)
         rebuild_rollups(conn)
+        # hourly valid averages from raw rows; at a reference O2, converted with the
+        # hour's average O2, and an hour without O2 is no valid hour
         naive = conn.execute("""
-            SELECT count(*) FROM (
-                SELECT date_trunc('hour', ts) AS h, avg(value) AS a, count(*) AS n
-                FROM readings WHERE mn = 'GUARD001' AND flag = 'N' AND ts >= %s AND ts < %s
-                GROUP BY 1) x
-            WHERE n >= 45 AND a > 35""", (start, datetime(2026, 11, 1, tzinfo=UTC))
-        ).fetchone()
+            WITH so2 AS (SELECT date_trunc('hour', ts) h, avg(value) a, count(*) n
+                         FROM readings WHERE pollutant = 'a21026' AND flag = 'N'
+                         GROUP BY 1),
+                 o2 AS (SELECT date_trunc('hour', ts) h, avg(value) a FROM readings
+                        WHERE pollutant = 'a19001' AND flag = 'N' GROUP BY 1),
+                 judged AS (SELECT CASE WHEN %s::float8 IS NULL THEN so2.a
+                                        ELSE so2.a * (21 - %s) / (21 - o2.a) END AS c
+                            FROM so2 LEFT JOIN o2 USING (h)
+                            WHERE so2.n >= 45 AND (%s::float8 IS NULL OR o2.a IS NOT NULL))
+            SELECT count(*) FILTER (WHERE c > 35), count(*) FROM judged""",
+            (o2_ref, o2_ref, o2_ref)).fetchone()
         conn.commit()
 
     async def run() -> list[dict[str, Any]]:
         async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            return await exceedances(conn, "ENT", start, datetime(2026, 11, 1, tzinfo=UTC))
+            return await exceedances(conn, "NAIVE", start, datetime(2026, 11, 1, tzinfo=UTC))
 
     [got] = asyncio.run(run())
-    assert naive is not None and naive[0] > 0
-    assert got["hours_over_limit"] == naive[0]
-    assert 0 < got["valid_hours"] < 48
+    assert naive is not None and 0 < naive[0] < naive[1]
+    assert (got["hours_over_limit"], got["valid_hours"]) == (naive[0], naive[1])
 
 
 def test_an_inspectors_department_is_set_through_the_api_and_shown_on_visits(
