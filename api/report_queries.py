@@ -49,19 +49,19 @@ async def exceedances(conn: AsyncConnection, enterprise: str, start: datetime,
         WITH hours AS (
             SELECT d.mn, l.pollutant, d.point_id, l.limit_value, h.bucket,
                    h.n_valid * d.interval_s >= %s * 3600
-                       AND (p.o2_ref IS NULL OR o.avg_o2 < 21) AS valid,
+                       AND (p.o2_ref IS NULL OR o.total_valid / o.n_valid < 21) AS valid,
                    CASE WHEN p.o2_ref IS NULL OR l.pollutant = 'a19001'
                         THEN h.total_valid / h.n_valid
-                        ELSE h.total_valid / h.n_valid * (21 - p.o2_ref) / (21 - o.avg_o2)
+                        ELSE h.total_valid / h.n_valid * (21 - p.o2_ref)
+                             / (21 - o.total_valid / o.n_valid)
                    END AS avg
             FROM points p JOIN point_limits l ON l.point_id = p.id
             JOIN devices d ON d.point_id = p.id
             LEFT JOIN readings_hourly h ON h.mn = d.mn AND h.pollutant = l.pollutant
                  AND h.kind = 'rtd' AND h.bucket >= %s AND h.bucket < %s AND h.n_valid > 0
-            LEFT JOIN LATERAL (
-                SELECT x.total_valid / x.n_valid AS avg_o2 FROM readings_hourly x
-                WHERE x.mn = d.mn AND x.pollutant = 'a19001' AND x.kind = 'rtd'
-                  AND x.bucket = h.bucket AND x.n_valid > 0) o ON true
+            LEFT JOIN readings_hourly o ON p.o2_ref IS NOT NULL AND o.mn = d.mn
+                 AND o.pollutant = 'a19001' AND o.kind = 'rtd' AND o.bucket = h.bucket
+                 AND o.n_valid > 0
             WHERE p.enterprise_id = %s)
         SELECT mn, pollutant, point_id, limit_value,
                count(*) FILTER (WHERE valid) AS valid_hours,
