@@ -366,3 +366,37 @@ def test_concurrent_check_ins_cannot_all_be_the_last_one_allowed(db_url: str) ->
     assert sorted(codes) == [201, 409, 409, 409]
     assert scalar(db_url, "SELECT count(*) FROM visits") == 1
     assert scalar(db_url, "SELECT count(*) FROM visit_refusals") == 3
+
+
+def test_another_enterprise_cannot_see_or_answer_a_case(db_url: str) -> None:
+    h = _world(db_url)
+    with psycopg.connect(db_url) as conn:
+        create_user(conn, "far", "inspector", None, region="R9")
+        far = bearer(issue_token(conn, "far"))
+    with _client(db_url) as c:
+        case = c.post("/api/cases", headers=h["reg"],
+                      json={"alert_ids": [_alert(db_url, "GUARD001")]}).json()
+        cid = case["id"]
+        r = c.post(f"/api/cases/{cid}/responses", headers=h["ent"], json={
+            "explanation": "x", "attachments": [{"filename": "a.txt",
+                                                 "content_base64": "eA=="}]}).json()
+        att = r["responses"][0]["attachments"][0]["id"]
+        for who in (h["quiet"], far):
+            assert c.get(f"/api/cases/{cid}", headers=who).status_code == 404
+            assert c.get(f"/api/cases/{cid}/attachments/{att}", headers=who).status_code == 404
+            assert c.get("/api/cases", headers=who).json() == []
+            assert c.get("/api/cases/notifications", headers=who).json() == []
+        assert c.post(f"/api/cases/{cid}/responses", headers=h["quiet"],
+                      json={"explanation": "not mine"}).status_code == 404
+        assert c.get(f"/api/reports/ENT/{datetime.now(UTC):%Y-%m}",
+                     headers=h["quiet"]).status_code == 404
+        # the enterprise reads only the notices addressed to it, not the regulators'
+        kinds = {n["kind"] for n in c.get("/api/cases/notifications", headers=h["ent"]).json()}
+        assert kinds == {"case.opened"}
+        assert "case.response" in {n["kind"] for n in c.get("/api/cases/notifications",
+                                                            headers=h["reg"]).json()}
+        # a bad attachment is refused whole: nothing half-stored
+        bad = c.post(f"/api/cases/{cid}/responses", headers=h["ent"], json={
+            "explanation": "y", "attachments": [{"filename": "b", "content_base64": "!!"}]})
+        assert bad.status_code == 422
+        assert len(c.get(f"/api/cases/{cid}", headers=h["reg"]).json()["responses"]) == 1
