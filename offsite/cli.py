@@ -360,11 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
     dbs.add_parser("status", help="schema version, backend features, table sizes, data span")
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
     lr.add_argument("file")
+
+    from bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.cli import cmd_bench as run
+
+    return run(args, settings)
+
+
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak}
+            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak,
+            "bench": cmd_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
