@@ -24,6 +24,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     i.add_argument("--workers", type=int, default=1,
                    help="ingest workers (and bare subscribers) sharing the stream")
     i.add_argument("--json", action="store_true")
+    lat = bs.add_parser("latency", help="publish → alert on the SSE feed under steady load")
+    lat.add_argument("--rate", type=int, default=10_000, help="background readings/s")
+    lat.add_argument("--probes", type=int, default=100, help="exceedances injected")
+    lat.add_argument("--probe-every", type=float, default=0.25, help="seconds between them")
+    lat.add_argument("--json", action="store_true")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -37,4 +42,12 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers), admin, out)
         emit(result, args.json)
         return 0 if result["lost"] == 0 else 1
+    if args.bench_command == "latency":
+        from bench.latency import LatencyBenchArgs, run_latency_bench
+
+        result = run_latency_bench(LatencyBenchArgs(
+            readings_per_s=args.rate, probes=args.probes, probe_every_s=args.probe_every),
+            admin, out)
+        emit(result, args.json)
+        return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
     raise AssertionError(args.bench_command)

@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.synchronize import Event
@@ -48,13 +48,16 @@ def sampled(key: int) -> bool:
 
 
 def build_messages(fleet: Fleet, ticks: Iterable[datetime], topic_template: str,
-                   publishers: int) -> list[list[tuple[str, bytes]]]:
+                   publishers: int, skip: Collection[str] = ()) -> list[list[tuple[str, bytes]]]:
     """The fleet's JSON payloads, tick by tick, split among ``publishers`` by device (so
-    each device's messages leave in order from one publisher)."""
+    each device's messages leave in order from one publisher); devices in ``skip`` stay
+    silent."""
     index = {d.mn: i for i, d in enumerate(fleet.devices)}
     out: list[list[tuple[str, bytes]]] = [[] for _ in range(publishers)]
     for ts in ticks:
         for mn, values in fleet.tick(ts):
+            if mn in skip:
+                continue
             out[index[mn] % publishers].append(
                 (topic_template.format(mn=mn), payload_json(ts, values)))
     return out
@@ -134,6 +137,35 @@ def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
     out.put({"messages": sent, "t_first": t0, "t_acked": t_acked, "samples": samples})
+
+
+class ProbePublisher:
+    """One connection for single messages whose publish time matters (fault injection):
+    ``publish`` returns the time the message left, once the broker has acknowledged it."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        host, port, _user, _password = parse_mqtt_url(url)
+        self.sock = _connect(host, port, client_id)
+        self.pid = 0
+
+    def publish(self, topic: str, payload: bytes) -> float:
+        self.pid = self.pid % 65535 + 1
+        packet = _publish_packet(topic.encode(), self.pid, payload)
+        t = time.time()
+        self.sock.sendall(packet)
+        ack = b""
+        while len(ack) < 4:
+            chunk = self.sock.recv(4 - len(ack))
+            if not chunk:
+                raise RuntimeError("broker closed the probe publisher's connection")
+            ack += chunk
+        if ack[0] != 0x40:
+            raise RuntimeError(f"expected a PUBACK, got {ack!r}")
+        return t
+
+    def close(self) -> None:
+        self.sock.sendall(b"\xe0\x00")
+        self.sock.close()
 
 
 @dataclass(frozen=True, slots=True)
