@@ -29,6 +29,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     lat.add_argument("--probes", type=int, default=100, help="exceedances injected")
     lat.add_argument("--probe-every", type=float, default=0.25, help="seconds between them")
     lat.add_argument("--json", action="store_true")
+    q = bs.add_parser("query", help="the console's queries over a large stored history")
+    q.add_argument("--devices", type=int, default=1000)
+    q.add_argument("--days", type=float, default=6.0, help="days of minute data")
+    q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
+    q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
+    q.add_argument("--json", action="store_true")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,4 +56,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             admin, out)
         emit(result, args.json)
         return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
+    if args.bench_command == "query":
+        from bench.query import QueryBenchArgs, run_query_bench
+
+        emit(run_query_bench(QueryBenchArgs(devices=args.devices, days=args.days,
+                                            repeats=args.repeats, fresh=args.fresh),
+                             admin, out), args.json)
+        return 0
     raise AssertionError(args.bench_command)
