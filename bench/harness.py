@@ -13,6 +13,7 @@ which stays exactly what a device sends). Clocks are the same machine's ``time.t
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import time
@@ -38,7 +39,7 @@ class Queue(Protocol):
     def put(self, obj: Any) -> None: ...
 
 
-def message_key(topic: str | bytes, payload: bytes) -> int:
+def message_key(topic: str | bytes, payload: bytes | bytearray) -> int:
     t = topic.encode() if isinstance(topic, str) else topic
     return (zlib.crc32(t) << 32) | zlib.crc32(payload)
 
@@ -64,8 +65,12 @@ def build_messages(fleet: Fleet, ticks: Iterable[datetime], topic_template: str,
 
 
 def readings_in(messages: Sequence[tuple[str, bytes]]) -> int:
-    """Values in the prepared JSON payloads (one per pollutant code)."""
-    return sum(p.count(b'":') - 2 for _, p in messages)  # minus "ts" and "values"
+    """Values in the prepared JSON payloads (one per pollutant code, in every record)."""
+    n = 0
+    for _, payload in messages:
+        doc = json.loads(payload)
+        n += sum(len(r["values"]) for r in (doc if isinstance(doc, list) else [doc]))
+    return n
 
 
 def _varint(n: int) -> bytes:

@@ -32,8 +32,16 @@ from typing import Any
 
 import psycopg
 
-from bench.harness import Queue, build_messages, latency, message_key, peak_rss_mb, \
-    publish_process, readings_in, sampled
+from bench.harness import (
+    Queue,
+    build_messages,
+    latency,
+    message_key,
+    peak_rss_mb,
+    publish_process,
+    readings_in,
+    sampled,
+)
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
 from simulators.scenarios import build_fleet
 from store.migrate import migrate
@@ -117,9 +125,10 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     ready = [ctx.Event() for _ in range(args.workers)]
     counters = [ctx.Value("q", 0) for _ in range(args.workers)]
     group = f"bench{uuid.uuid4().hex[:6]}" if args.workers > 1 else None
-    subs = [ctx.Process(target=target, args=(url, topic, group, f"{name}-{i}-{uuid.uuid4().hex[:6]}",
-                                             ready[i], stop, counters[i], results),
-                        kwargs=extra, name=f"{name}-{i}") for i in range(args.workers)]
+    subs = [ctx.Process(target=target, kwargs=extra, name=f"{name}-{i}",
+                        args=(url, topic, group, f"{name}-{i}-{uuid.uuid4().hex[:6]}",
+                              ready[i], stop, counters[i], results))
+            for i in range(args.workers)]
     for p in subs:
         p.start()
     for r, p in zip(ready, subs, strict=True):

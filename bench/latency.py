@@ -30,8 +30,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.harness import ProbePublisher, build_messages, percentile, publish_process, \
-    readings_in
+from bench.harness import ProbePublisher, build_messages, percentile, publish_process, readings_in
 from offsite.embedded import free_port
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
 from simulators.publisher import payload_json
@@ -58,7 +57,9 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
     duration = WARMUP_S + args.probes * args.probe_every_s + TAIL_S
     # background devices (1 s interval) until their channels make the rate, then probes
     size = args.readings_per_s // 4 + args.probes + 1
-    t_start = datetime.fromtimestamp(math.ceil(time.time()) + 30, UTC)
+    # device time starts once messages are prepared (~20,000/s) and services are up
+    lead_s = 5 + args.readings_per_s / 4 * duration / 20_000
+    t_start = datetime.fromtimestamp(math.ceil(time.time() + lead_s), UTC)
     fleet = build_fleet(size, seed=args.seed, start=t_start, rate_s=1.0, faults=())
     background, total = [], 0
     for d in fleet.devices:
@@ -120,9 +121,7 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
             while len(feed.opened) < len(sent) and time.time() < deadline:
                 time.sleep(0.1)
             feed.stop()
-            with psycopg.connect(db) as conn:
-                row = conn.execute("SELECT count(*) FROM readings").fetchone()
-            stored = int(row[0]) if row else 0
+            stored = _stored(db, n_readings + len(sent), timeout_s=30)
     finally:
         for p in procs:
             p.terminate()
@@ -144,6 +143,19 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
         "background_readings": n_readings,
         "stored": stored - len(sent), "lost": n_readings - (stored - len(sent)),
     }
+
+
+def _stored(db: str, expected: int, timeout_s: float) -> int:
+    """Readings stored, once ``expected`` are (the last batch may still be committing)
+    or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(db, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM readings").fetchone()
+            n = int(row[0]) if row else 0
+            if n >= expected or time.monotonic() > deadline:
+                return n
+            time.sleep(0.2)
 
 
 def _start(command: list[str], env: dict[str, str], ready: str | None) -> subprocess.Popen[str]:

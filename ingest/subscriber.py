@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
