@@ -12,12 +12,6 @@ broker redelivers); a crash between commit and ack stores nothing twice (the pri
 key); a redelivered reading is not judged twice (only newly inserted rows reach the
 rules). When the database is down the batch is retried with backoff and, as the inbox
 fills, the subscriber stops reading: the broker keeps the backlog.
-
-One batch's transaction runs in a writer thread while the next batch is decoded and
-validated here: waiting for PostgreSQL was a quarter of this thread's time. Only the
-transaction moves; acknowledging, counting and the rules stay in this thread, and a
-batch is written only once the one before it has committed and been acknowledged, so
-the order above holds batch by batch. At most one batch is in flight.
 """
 
 from __future__ import annotations
@@ -29,7 +23,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -58,8 +51,7 @@ UNKNOWN_RELOAD_S = 0.05
 
 @dataclass(slots=True)
 class IngestStats:
-    """Counters for progress lines, summaries and /healthz. Written by the pipeline
-    thread (``db_errors`` also by its writer thread)."""
+    """Counters for progress lines, summaries and /healthz. Written by one thread."""
 
     messages: int = 0
     readings_stored: int = 0
@@ -104,8 +96,6 @@ class Pipeline:
         self.started_at = datetime.now(UTC)
         self._next_beat = 0.0
         self._inbox: queue.Queue[InboundMessage] | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="offsite-writer")
-        self._inflight: tuple[Batch, Future[list[Reading] | None]] | None = None
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_heard(self) -> None:
@@ -147,11 +137,8 @@ class Pipeline:
             if now >= self._next_beat:
                 self._beat()
                 self._next_beat = now + self.heartbeat_s
-            if self._inflight is not None and self._inflight[1].done():
-                self._settle(stop)
             deadline = self.batcher.deadline()
-            timeout = (0.25 if deadline is None and self._inflight is None
-                       else self.idle_flush_s if deadline is None
+            timeout = (0.25 if deadline is None
                        else max(0.0, min(self.idle_flush_s, deadline - now)))
             try:
                 msg = inbox.get(timeout=timeout)
@@ -161,7 +148,6 @@ class Pipeline:
                 batch = self.batcher.flush()
                 if batch is not None:
                     self._commit(batch, stop)
-                self._settle(stop)
             else:
                 self._take(msg, stop)
         # drain what was already taken from the broker, then the final partial batch
@@ -174,8 +160,6 @@ class Pipeline:
         last = self.batcher.flush()
         if last is not None:
             self._commit(last, None)
-        self._settle(None)
-        self._writer.shutdown()
         held = self.reassembler.drain()
         if held:
             log.warning("shutdown with %d parts of split HJ 212 packets still incomplete; "
@@ -228,13 +212,6 @@ class Pipeline:
         return outcome
 
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
-        """Hand ``batch`` to the writer, once the batch before it is settled."""
-        self._settle(stop)
-        self._inflight = batch, self._writer.submit(self._write, batch, stop)
-
-    def _write(self, batch: Batch, stop: threading.Event | None) -> list[Reading] | None:
-        """The batch's transaction (writer thread): the readings new to the store, or
-        None if stopped while the database was down."""
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
                 new = insert_readings(conn, batch.readings, batch.received)
@@ -243,18 +220,9 @@ class Pipeline:
                 return new
 
         try:
-            return self._guard(write, stop)
+            new = self._guard(write, stop)
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
-            return self._quarantine(batch, exc, stop)
-
-    def _settle(self, stop: threading.Event | None) -> None:
-        """Wait for the batch in flight, if any; then acknowledge it, count it, and let
-        the rules see what was new (a bug in the writer is raised here)."""
-        if self._inflight is None:
-            return
-        batch, future = self._inflight
-        self._inflight = None
-        new = future.result()
+            new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
             log.warning("shutdown with an uncommitted batch of %d messages; the broker "
                         "will redeliver them", len(batch))
@@ -283,16 +251,14 @@ class Pipeline:
     def backlog(self) -> tuple[int, float]:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""
         now = datetime.now(UTC)
-        inflight = self._inflight
-        writing = inflight[0].messages if inflight is not None else []
-        pending = [m.received_at for m in (writing or self.batcher.pending())[:1]]
+        pending = [m.received_at for m in self.batcher.pending()[:1]]
         inbox = self._inbox
-        depth = len(writing)
+        depth = 0
         if inbox is not None:
             with inbox.mutex:
-                if inbox.queue:
+                depth = len(inbox.queue)
+                if depth:
                     pending.append(inbox.queue[0].received_at)
-                depth += len(inbox.queue)
         lag = max(((now - t).total_seconds() for t in pending), default=0.0)
         return depth + len(self.batcher.pending()), lag
 

@@ -6,14 +6,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from bench.harness import (
-    _publish_packet,
-    _varint,
-    latency,
-    message_key,
-    percentile,
-    readings_in,
-)
+from bench.harness import _publish_packet, _varint, latency, message_key, percentile, readings_in
 from simulators.publisher import payload_json
 
 
