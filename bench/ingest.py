@@ -110,6 +110,7 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
         "latency_samples": off["samples"],
         "publish_messages_per_s": off["publish_messages_per_s"],
         "peak_rss_mb": off["peak_rss_mb"], "worker_messages": off["worker_messages"],
+        "worker_cpu_shares": off["cpu"],
         "stored": stored, "lost": n_readings - stored, "loadavg_1m_before": load_before,
     }
 
@@ -170,6 +171,7 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
         "publish_messages_per_s": round(n / (max(r["t_acked"] for r in pub_results) - t_first)),
         "p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "samples": lat.count,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in sub_results),
+        "cpu": [r.get("cpu") for r in sub_results],
         "worker_messages": [r["messages"] for r in sub_results],
     }
     out(f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
@@ -245,6 +247,7 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
             samples.append((k, time.time()))
 
     svc.pipeline.ack = timed_ack
+    cpu = _cpu_meter(svc)
     ready.set()
 
     def publish_progress() -> None:
@@ -254,7 +257,39 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
     progress = threading.Thread(target=publish_progress, daemon=True)
     progress.start()
     stop.wait()
+    shares = cpu()
     svc.stop()
     results.put({"messages": svc.stats.messages, "t_last": svc.stats.last_commit_at,
-                 "samples": samples, "peak_rss_mb": peak_rss_mb(),
+                 "samples": samples, "peak_rss_mb": peak_rss_mb(), "cpu": shares,
                  "error": repr(svc.error) if svc.error else None})
+
+
+def _cpu_meter(svc: Any) -> Callable[[], dict[str, float]]:
+    """Where the ingest process's CPU goes: the rule engine (evaluation and offline
+    checks), the alert book and its writes, decoding and validation — each timed with
+    the CPU clock of the thread running it — against the whole process's CPU time.
+    Returns a function giving the shares so far."""
+    spent = {"rules": 0.0, "alerts": 0.0, "decode": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.thread_time() - t
+        return wrapper
+
+    p = svc.pipeline
+    p.engine.evaluate = timed("rules", p.engine.evaluate)
+    p.engine.check_offline = timed("rules", p.engine.check_offline)
+    p._rules = timed("alerts", p._rules)
+    p._process = timed("decode", p._process)
+    t0 = os.times()
+
+    def shares() -> dict[str, float]:
+        t1 = os.times()
+        total = (t1.user - t0.user) + (t1.system - t0.system)
+        return {"cpu_s": round(total, 2),
+                **{k: round(v / total, 3) if total else 0.0 for k, v in spent.items()}}
+    return shares
