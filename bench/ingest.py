@@ -63,7 +63,9 @@ class IngestBenchArgs:
 
 def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
                      out: Callable[[str], None] = print) -> dict[str, object]:
-    ctx = mp.get_context("fork")
+    # spawned, not forked: a forked child's peak RSS would count the parent's prepared
+    # messages, and the ingest process should start as clean as ``offsite ingest`` does
+    ctx = mp.get_context("spawn")
     start = (datetime.now(UTC) - timedelta(seconds=args.ticks * args.rate_s + 60)
              ).replace(second=0, microsecond=0)
     fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate_s,
