@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     # batching and validation
-    batch_max_readings: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_max_readings: int = Field(default=20_000, ge=1, le=1_000_000)
     batch_max_delay_ms: int = Field(default=200, ge=1, le=60_000)
     batch_idle_ms: float = Field(default=5.0, gt=0, le=60_000,
                                  description="commit once the inbox is idle this long")
