@@ -163,6 +163,9 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     sub_results = [results.get(timeout=120) for _ in subs]
     for p in (*pubs, *subs):
         p.join(30)
+    failed = [r["error"] for r in sub_results if r.get("error")]
+    if failed:
+        raise RuntimeError(f"{name} worker failed: {'; '.join(failed)}")
     t_first = min(r["t_first"] for r in pub_results)
     t_end = max(r["t_last"] for r in sub_results)
     published = {k: t for r in pub_results for k, t in r["samples"]}
