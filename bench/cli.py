@@ -15,7 +15,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query")
+    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, rules")
     bs = b.add_subparsers(dest="bench_command", required=True)
     i = bs.add_parser("ingest", help="Offsite ingest vs a bare subscriber, same run")
     i.add_argument("--devices", type=int, default=1000)
@@ -35,6 +35,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
     q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
     q.add_argument("--json", action="store_true")
+    r = bs.add_parser("rules", help="rule evaluation alone, whole catalog (no services)")
+    r.add_argument("--devices", type=int, default=2000, help="CEMS stacks, 8 series each")
+    r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
+    r.add_argument("--repeat", type=int, default=3, help="runs (the median is reported)")
+    r.add_argument("--json", action="store_true")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,4 +68,9 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                                             repeats=args.repeats, fresh=args.fresh),
                              admin, out), args.json)
         return 0
+    if args.bench_command == "rules":
+        from bench.rules_bench import main as rules_main
+
+        return rules_main(["--devices", str(args.devices), "--rounds", str(args.rounds),
+                           "--repeat", str(args.repeat), *(["--json"] if args.json else [])])
     raise AssertionError(args.bench_command)
