@@ -83,8 +83,11 @@ def _run(db_url: str, mqtt_url: str, workers: int, tmp_path: Path,
                  timeout=120, what=f"{expected} readings stored")
         if workers > 1:  # the subscription was really shared
             assert sum(1 for s in services if s.stats.messages > 0) == workers
-    # stopping drains the rule queue
-    assert scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0
+        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0,
+                 timeout=60, what="the rule runner judging everything queued")
+        leader = [s.runner for s in services if s.runner is not None and s.runner.leading]
+        # no reading was judged after a newer one of its series
+        assert [r.engine.late for r in leader if r.engine] == [0]
     return _alerts(db_url)
 
 
