@@ -18,7 +18,8 @@ async def alert_counts(conn: AsyncConnection, *, severity: str | None, enterpris
                        visible: list[str] | None) -> dict[str, int]:
     """Alerts per state under the feed's filters (state itself left out: the counts are
     what the state filter chooses between)."""
-    where, args = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
     if visible is not None:
         where.append("p.enterprise_id = ANY(%s)")
         args.append(visible)
