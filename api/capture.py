@@ -23,6 +23,14 @@ class DayCount:
     day: date
     received: int
     valid: int
+    first_ts: datetime | None = None  # the day's first reading
+
+
+def active_since(registered_at: datetime, counts: list[DayCount]) -> datetime:
+    """From when a device is expected to report: its registration, or its first reading
+    if that is earlier (history loaded or replayed after the device was registered)."""
+    firsts = [c.first_ts for c in counts if c.first_ts is not None]
+    return min([registered_at, *firsts])
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,7 @@ def capture_by_day(counts: list[DayCount], interval_s: float, start: datetime,
         day_start = datetime.combine(day, time(), UTC)
         lo, hi = max(day_start, lo_bound), min(day_start + DAY, hi_bound)
         expected = int((hi - lo).total_seconds() // interval_s) if hi > lo else 0
-        c = found.get(day, DayCount(day, 0, 0))
+        c = found.get(day, DayCount(day, 0, 0, None))
         out.append(DayCapture(day, expected, c.received, c.valid,
                               _rate(c.received, expected), _rate(c.valid, expected)))
     return out

@@ -82,10 +82,10 @@ async def day_counts(conn: AsyncConnection, mn: str, start: datetime,
     cur = await conn.execute(
         """SELECT (date_bin(interval '1 day', ts, timestamptz '1970-01-01')
                    AT TIME ZONE 'UTC')::date,
-                  count(DISTINCT ts), count(DISTINCT ts) FILTER (WHERE flag = 'N')
+                  count(DISTINCT ts), count(DISTINCT ts) FILTER (WHERE flag = 'N'), min(ts)
            FROM readings WHERE mn = %s AND kind = 'rtd' AND ts >= %s AND ts < %s
            GROUP BY 1 ORDER BY 1""", (mn, start, end))
-    return [DayCount(d, int(n), int(v)) for d, n, v in await cur.fetchall()]
+    return [DayCount(d, int(n), int(v), first) for d, n, v, first in await cur.fetchall()]
 
 
 async def enterprise_detail(conn: AsyncConnection, enterprise_id: str) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, Response
 from api import console_queries as cq
 from api import queries
 from api.auth import ANY_USER, PUBLIC, Principal, Role, visible_or_404
-from api.capture import capture_by_day
+from api.capture import active_since, capture_by_day
 from api.console_models import AlertFacets, CapturePage, DeviceDetail, EnterpriseDetail
 from api.csvout import to_csv
 from api.deps import Conn
@@ -101,8 +101,9 @@ async def device_capture(
     if end - start > timedelta(days=MAX_CAPTURE_DAYS):
         raise HTTPException(422, f"at most {MAX_CAPTURE_DAYS} days at once")
     info = await _device(conn, who, mn)
-    days = capture_by_day(await cq.day_counts(conn, mn, start, end), info["interval_s"],
-                          start, end, now, since=info["registered_at"])
+    counts = await cq.day_counts(conn, mn, start, end)
+    days = capture_by_day(counts, info["interval_s"], start, end, now,
+                          since=active_since(info["registered_at"], counts))
     expected = sum(d.expected for d in days)
     total = (None if expected == 0 else
              (min(1.0, sum(d.received for d in days) / expected),
