@@ -22,7 +22,7 @@ async function draw(view, {me, args}) {
   view.dataset.page = 'alert';
   const from = new Date(t(a.first_seen) * 1000 - 3600e3).toISOString(), to = new Date(t(a.last_seen) * 1000 + 3600e3).toISOString();
   view.innerHTML = `<h2>Alert #${a.id} <span class="sev ${esc(a.severity)}">${esc(a.severity)}</span>
-      <span class="state" id="state">${esc(a.state)}</span></h2>
+      <span class="badge" id="state">${esc(a.state)}</span></h2>
     <p class="msg">${esc(a.message)}</p>
     <p><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_id)}</a> ·
       point ${esc(a.point_id)} · device <a href="#/device/${encodeURIComponent(a.mn)}?start=${encodeURIComponent(from)}&end=${encodeURIComponent(to)}${a.pollutant ? '&pollutant=' + encodeURIComponent(a.pollutant) : ''}">${esc(a.mn)}</a>
@@ -46,7 +46,10 @@ async function draw(view, {me, args}) {
   const ev = a.evidence;
   const chart = view.querySelector('#chart');
   if (ev && ev.t.length) {
-    const lines = [{label: `${a.pollutant || 'value'} (${ev.flag || ''})`, values: ev.v, color: '#1f5fbf'}];
+    // flag: one HJ 212 data flag per value, as a string ('NNNM…')
+    const flags = ev.flag || '';
+    const lines = [{label: a.pollutant || 'value', values: ev.v, color: '#1f5fbf'},
+                   {label: 'flagged (not N)', values: ev.v.map((v, i) => (flags[i] || 'N') === 'N' ? null : v), color: '#c25400', pointsOnly: true}];
     if (a.limit_value) lines.push({label: 'permit limit', values: ev.t.map(() => a.limit_value), color: '#b00020', dash: [6, 4]});
     const spanFrom = Math.min(t(a.first_seen), ev.t[ev.t.length - 1]), spanTo = Math.max(t(a.last_seen), spanFrom);
     timeChart(chart, {x: ev.t, lines, spans: [{from: spanFrom, to: spanTo, severity: a.severity}], height: 280});

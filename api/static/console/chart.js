@@ -32,7 +32,7 @@ export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320
                                       width: l.pointsOnly ? 0 : (l.width ?? 1.5),
                                       paths: l.pointsOnly ? () => null : undefined,
                                       points: l.pointsOnly ? {show: true, size: 6, fill: l.color}
-                                                           : {show: x.length < 200}}))],
+                                                           : {show: !l.dash && x.length < 200}}))],
     cursor: {drag: {x: true, y: false, setScale: !onZoom}},
     plugins: [spansPlugin(spans)],
     hooks: onZoom ? {setSelect: [u => {

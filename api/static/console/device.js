@@ -35,7 +35,7 @@ export async function render(view, {me, args, params}) {
       <section><h3>Data capture</h3><p>Last 7 days: received <b id="capture">${pct(capture.capture_rate)}</b>,
         valid ${pct(capture.valid_rate)} of the readings expected every ${dev.interval_s} s.</p>
         <table class="grid"><thead><tr><th>day (UTC)</th><th>expected</th><th>received</th><th>valid</th><th>capture</th></tr></thead><tbody>
-        ${capture.days.map(d => `<tr><td>${esc(d.day)}</td><td class="n">${d.expected}</td><td class="n">${d.received}</td><td class="n">${d.valid}</td>
+        ${capture.days.filter(d => d.expected || d.received).map(d => `<tr><td>${esc(d.day)}</td><td class="n">${d.expected}</td><td class="n">${d.received}</td><td class="n">${d.valid}</td>
           <td class="n ${d.capture_rate !== null && d.capture_rate < 0.9 ? 'low' : ''}">${pct(d.capture_rate)}</td></tr>`).join('')}</tbody></table></section>
     </div>
     <section><h3>Chart</h3>

@@ -49,7 +49,7 @@ export async function renderDetail(view, ctx) {
   view.dataset.page = 'visit';
   const keys = [...CORE.filter(k => k in v), ...Object.keys(v).filter(k => !CORE.includes(k))];
   const open = !v.checked_out_at;
-  view.innerHTML = `<h2>Visit #${esc(v.id)} ${open ? '<span class="state">on site</span>' : ''}</h2>
+  view.innerHTML = `<h2>Visit #${esc(v.id)} ${open ? '<span class="badge">on site</span>' : ''}</h2>
     <table class="kv">${keys.map(k => `<tr><th>${esc(LABELS[k] || k.replace(/_/g, ' '))}</th><td class="msg">${value(k, v[k])}</td></tr>`).join('')}</table>
     ${task ? `<section><h3>Task</h3><table class="kv">${Object.entries(task).map(([k, x]) => `<tr><th>${esc(k)}</th><td>${value(k, x)}</td></tr>`).join('')}</table></section>` : ''}
     ${me.role === 'inspector' && open && v.inspector_id === me.user_id ? `<form id="checkout" class="block"><h3>Check out</h3>
