@@ -173,24 +173,41 @@ def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
                         timeout=LIVE_TIMEOUT_MS)
     assert scalar(w.db_url, "SELECT state FROM alerts WHERE id = %s",
                   int(alert_id)) == "acknowledged"
+    # assign in the second browser (an inline field asks for whom); the first sees it
+    b.click(f"#rows tr[data-id='{alert_id}'] button[data-act=assign]")
+    b.fill(f"#rows tr[data-id='{alert_id}'] form.ask input", "insp")
+    b.click(f"#rows tr[data-id='{alert_id}'] form.ask button:text-is('OK')")
+    a.wait_for_selector(f"#rows tr[data-id='{alert_id}'][data-state='assigned']",
+                        timeout=LIVE_TIMEOUT_MS)
+    assert "→ insp" in a.inner_text(f"#rows tr[data-id='{alert_id}'] td.state")
+    a.click(f"#rows tr[data-id='{alert_id}'] button[data-act=comments]")
+    a.fill(f"#rows tr[data-id='{alert_id}'] form.ask input", "called the plant")
+    a.press(f"#rows tr[data-id='{alert_id}'] form.ask input", "Enter")
+    wait_for(lambda: scalar(w.db_url, "SELECT count(*) FROM alert_events WHERE alert_id = %s "
+                            "AND kind = 'commented' AND note = 'called the plant' "
+                            "AND actor = 'reg'", int(alert_id)), timeout=10,
+             what="the comment stored")
+
     # a state filter keeps only what it names, and the counts follow the database
-    b.select_option("select[name=state]", "acknowledged")
+    b.select_option("select[name=state]", "assigned")
     b.wait_for_selector(f"#rows tr[data-id='{alert_id}']")
     assert {s for s in b.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.state)")} \
-        == {"acknowledged"}
-    acked = scalar(w.db_url, "SELECT count(*) FROM alerts WHERE state = 'acknowledged'")
-    assert b.inner_text("#counts [data-state=acknowledged] b") == str(acked)
-    csv = b.request.get(f"{w.url}/api/export/alerts.csv?state=acknowledged")
+        == {"assigned"}
+    assigned = scalar(w.db_url, "SELECT count(*) FROM alerts WHERE state = 'assigned'")
+    b.wait_for_function("n => document.querySelector('#counts [data-state=assigned] b')"
+                        ".textContent === String(n)", arg=assigned)
+    csv = b.request.get(f"{w.url}/api/export/alerts.csv?state=assigned")
     assert csv.ok and csv.text().splitlines()[0].startswith("id,rule,mn")
-    assert len(csv.text().splitlines()) == 1 + acked
+    assert len(csv.text().splitlines()) == 1 + assigned
     assert not a.errors and not b.errors, a.errors + b.errors
 
     # the alert page draws the evidence and the history, with the acknowledgement
     go(a, f"{w.url}/#/alert/{alert_id}")
     a.wait_for_selector("#chart canvas")
     assert int(a.get_attribute("#chart", "data-points")) >= 1
-    assert "acknowledged" in a.inner_text("#events")
-    assert "reg" in a.inner_text("#events")
+    history = a.inner_text("#events")
+    assert "acknowledged" in history and "assigned to insp" in history
+    assert "called the plant" in history
     shot(a, screenshots, "alert")
     assert not a.errors, a.errors
 
@@ -264,8 +281,13 @@ def test_visits_list_and_detail_for_the_inspector(world: World, browser: Any,
     admin = {"Authorization": f"Bearer {token_for(w.db_url, 'admin')}"}
     scan = httpx.get(f"{w.url}/api/enterprises/{w.enterprise}/qr.svg", headers=admin)
     insp = {"Authorization": f"Bearer {token_for(w.db_url, 'inspector', user_id='insp')}"}
+    alert_id = scalar(w.db_url, """SELECT a.id FROM alerts a JOIN devices d ON d.mn = a.mn
+                                   JOIN points p ON p.id = d.point_id
+                                   WHERE p.enterprise_id = %s ORDER BY a.id LIMIT 1""",
+                      w.enterprise)
     visit = httpx.post(f"{w.url}/api/visits/check-in", headers=insp, json={
-        "token": scan.headers["x-offsite-scan-url"], "purpose": "exceedance follow-up"})
+        "token": scan.headers["x-offsite-scan-url"], "purpose": "exceedance follow-up",
+        "alert_id": alert_id})
     assert visit.status_code == 201, visit.text
     vid = visit.json()["id"]
 
@@ -286,4 +308,6 @@ def test_visits_list_and_detail_for_the_inspector(world: World, browser: Any,
     go(page, f"{w.url}/#/visits")
     page.wait_for_selector(f"main[data-page=visits] a:text-is('{vid}')")
     shot(page, screenshots, "visits")
+    go(page, f"{w.url}/#/alert/{alert_id}")  # the alert lists the visit made for it
+    page.wait_for_selector(f"main[data-page=alert] a[href='#/visit/{vid}']")
     assert not page.errors, page.errors

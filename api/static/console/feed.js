@@ -26,7 +26,7 @@ function select(name, label, options, value) {
 
 function row(a, me) {
   return `<td><a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(a.severity)}</td>
-    <td class="state">${esc(a.state)}${a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">(muted)</span>' : ''}</td>
+    <td class="state">${esc(a.state)}${a.state === 'assigned' && a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">(muted)</span>' : ''}</td>
     <td>${esc(a.rule)}</td><td><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_id)}</a></td>
     <td><a href="#/device/${encodeURIComponent(a.mn)}">${esc(a.mn)}</a></td><td>${esc(a.pollutant)}</td>
     <td>${esc(when(a.last_seen))}</td><td class="n">${a.count ?? ''}</td><td class="n">${num(a.worst_value)}</td>
