@@ -19,10 +19,16 @@ function spansPlugin(spans) {
   }}};
 }
 
+export function clearChart(el, message = '') {
+  el._plot?.destroy(); el._resize?.disconnect();
+  el._plot = el._resize = null;
+  el.innerHTML = message;
+}
+
 // el: container; x: epoch seconds; lines: [{label, values, color, dash?, width?}];
 // spans: shaded spans; onZoom(fromS, toS): called after a drag selection.
 export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320, yLabel = ''}) {
-  el.innerHTML = '';
+  clearChart(el);  // a redraw replaces the chart
   const width = Math.max(320, el.clientWidth || 800);
   const opts = {
     width, height,
@@ -43,8 +49,9 @@ export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320
     }]} : {},
   };
   const plot = new uPlot(opts, [x, ...lines.map(l => l.values)], el);
-  const resize = () => plot.setSize({width: Math.max(320, el.clientWidth), height});
-  new ResizeObserver(resize).observe(el);
+  el._plot = plot;
+  el._resize = new ResizeObserver(() => plot.setSize({width: Math.max(320, el.clientWidth), height}));
+  el._resize.observe(el);
   el.dataset.points = String(x.length);  // tests and people can see what was drawn
   return plot;
 }

@@ -2,7 +2,7 @@
 // the server so a month draws as fast as an hour; drag to zoom), alert markers on the
 // chart, and the data-capture rate per day.
 import {get, qs, esc, when, num, pct} from '/static/console/api.js';
-import {timeChart, chooseBucket} from '/static/console/chart.js';
+import {timeChart, chooseBucket, clearChart} from '/static/console/chart.js';
 
 const FLAGS = {N: 'normal', F: 'stopped', M: 'maintenance', S: 'manual', D: 'fault',
                C: 'calibration', T: 'over range', B: 'logger comm. fault'};
@@ -78,7 +78,7 @@ export async function render(view, {me, args, params}) {
                {label: 'flagged (not N)', values: r.map(v => v.flag === 'N' ? null : v.value), color: '#c25400', pointsOnly: true}];
     }
     if (limit) lines.push({label: 'permit limit', values: x.map(() => limit), color: '#b00020', dash: [6, 4]});
-    if (!x.length) { chartEl.innerHTML = '<p class="muted">No data in this range.</p>'; chartEl.dataset.points = '0'; }
+    if (!x.length) { clearChart(chartEl, '<p class="muted">No data in this range.</p>'); chartEl.dataset.points = '0'; }
     else timeChart(chartEl, {x, lines, spans, onZoom: (f, t) => { state.from = f; state.to = t; load(); }});
     view.querySelector('#alerts').innerHTML = mine.map(a => `<li><a href="#/alert/${a.id}">#${a.id}</a>
       <span class="sev ${esc(a.severity)}">${esc(a.severity)}</span> ${esc(a.rule)} ${esc(a.state)} ${esc(when(a.first_seen))} — ${esc(a.message)}</li>`).join('');

@@ -51,7 +51,7 @@ export async function renderQrSheet(view, {me, args}) {
       <button type="button" id="print">Print</button></p>
     <div class="qrsheet"><h1>${esc(ent.name)}</h1><p class="muted">${esc(ent.id)} · ${esc(ent.region)}</p>
       <img id="qr" alt="QR code to check in at ${esc(ent.name)}" src="/api/enterprises/${encodeURIComponent(id)}/qr.svg?ts=${Date.now()}">
-      <p><b>Inspectors: scan this code to check in</b> (扫码进入). It opens Offsite's check-in page with this
+      <p><b>Inspectors: scan this code to check in</b>. It opens Offsite's check-in page with this
         site's signed token; a visit is recorded with your name, the time and its purpose.</p>
       <p class="muted">Printed ${esc(new Date().toLocaleString())}. A revoked code stops working: print the new one.</p></div>`;
   view.querySelector('#print').onclick = () => window.print();
