@@ -15,6 +15,7 @@ leaves them queued, not forgotten.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -27,10 +28,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from rules.alerts import AlertBook, Plan
-from rules.config import load_rules
+from rules.config import RuleSet, load_rules
 from rules.engine import Evaluation, RuleEngine
 from rules.registry_view import device_meta
 from store.alerts import apply_plan, load_active
+from store.audit import append_sync
 from store.readings import recent_readings
 from store.registry import load_registry
 from store.rule_inbox import NOTIFY_CHANNEL, done, take, watermark
@@ -51,6 +53,20 @@ class RunnerConfig:
     offline_check_s: float = 5.0
     registry_refresh_s: float = 30.0
     retry_s: float = 2.0
+
+
+def _audit_rules(conn: psycopg.Connection, rules: RuleSet) -> None:
+    """Rule changes are on the audit record: the rules file in force, by digest, written
+    when it differs from the last one recorded."""
+    row = conn.execute("""SELECT data FROM audit_log WHERE action = 'rules.loaded'
+                          ORDER BY seq DESC LIMIT 1""").fetchone()
+    if row is not None and json.loads(row[0]).get("digest") == rules.digest:
+        return
+    append_sync(conn, "engine", "rules.loaded", f"rules:{rules.source}",
+                {"version": rules.version, "digest": rules.digest,
+                 "rules": rules.names, "silences": len(rules.silences)})
+    log.info("rules %s (%s) in force, recorded in the audit log", rules.version,
+             rules.digest[:12])
 
 
 class RuleRunner:
@@ -104,8 +120,10 @@ class RuleRunner:
                    FROM rule_inbox""")}
             history = recent_readings(conn, self.cfg.warm_max,
                                       now - timedelta(seconds=self.cfg.warm_s))
-        engine = RuleEngine(load_rules(self.cfg.rules_file), device_meta(registry),
-                            started_at=now)
+        rules = load_rules(self.cfg.rules_file)
+        with self.pool.connection() as conn, conn.transaction():
+            _audit_rules(conn, rules)
+        engine = RuleEngine(rules, device_meta(registry), started_at=now)
         engine.note_received(heard)
         # what is still queued is judged from the queue, not replayed as history
         warmed = engine.warm([r for r in history

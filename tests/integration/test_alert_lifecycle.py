@@ -124,3 +124,29 @@ def test_maintenance_flags_mute_an_alert_without_dropping_it(
     # the exceedance is kept, marked as muted; implausible ignores maintenance flags
     assert rows[0].startswith("exceedance:device reports maintenance")
     assert rows[1] == "implausible:-"
+
+
+def test_the_rules_in_force_are_on_the_audit_record(db_url: str, mqtt_url: str,
+                                                    unique_topic: str, tmp_path) -> None:
+    register(db_url, REGISTRY)
+
+    def loaded() -> list[str]:
+        with psycopg.connect(db_url) as conn:
+            return [json.loads(d)["digest"] for (d,) in conn.execute(
+                "SELECT data FROM audit_log WHERE action = 'rules.loaded' ORDER BY seq")]
+
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    for _ in range(2):  # the same rules twice: recorded once
+        with running_ingest(settings) as ingest:
+            wait_for(lambda: ingest.runner is not None and ingest.runner.leading,
+                     what="the rule runner leading")
+    assert len(loaded()) == 1
+    mine = tmp_path / "rules.toml"
+    mine.write_text('base = "default"\nversion = "site-1"\n[offline]\nintervals = 9\n')
+    with running_ingest(make_settings(db_url, mqtt_url, unique_topic, rules_file=mine)) as ing:
+        wait_for(lambda: ing.runner is not None and ing.runner.leading, what="leading")
+    digests = loaded()
+    assert len(digests) == 2 and digests[0] != digests[1]
+    from store.audit import verify
+    with psycopg.connect(db_url) as conn:
+        assert verify(conn).broken is None

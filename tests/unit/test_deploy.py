@@ -15,7 +15,7 @@ from offsite.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-BATCH_JOBS = {"migrate", "simulator"}
+BATCH_JOBS = {"migrate", "simulator", "broker-auth"}
 THIRD_PARTY_UI = {"prometheus", "grafana"}
 
 
