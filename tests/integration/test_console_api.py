@@ -123,7 +123,7 @@ def test_console_files_are_served_and_nothing_else(db_url: str) -> None:
     with api_client(db_url) as c:
         r = c.get("/static/console/app.js")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
-        assert c.get("/static/vendor/uplot/uPlot.esm.js").status_code == 200
+        assert c.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
         assert c.get("/static/vendor/uplot/LICENSE").status_code == 200
         for bad in ("/static/index.html", "/static/console/../../app.py",
                     "/static/console/%2e%2e/%2e%2e/app.py", "/static/console/nope.js",

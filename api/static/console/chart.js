@@ -1,7 +1,8 @@
 // Time-series charts on uPlot (vendored, MIT): values, min/max band, the permit limit
 // as a line, shaded spans (an alert's triggering span, alert markers on a device chart)
 // and drag-to-zoom that hands the new range back to the page (which refetches buckets).
-import uPlot from '/static/vendor/uplot/uPlot.esm.js';
+// uPlot's minified build is a classic script (index.html loads it first): global uPlot
+const uPlot = window.uPlot;
 
 const SEVERITY_FILL = {critical: 'rgba(176,0,32,0.18)', major: 'rgba(194,84,0,0.16)',
                        warning: 'rgba(138,109,0,0.14)', info: 'rgba(60,90,160,0.12)'};
