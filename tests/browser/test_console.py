@@ -232,6 +232,18 @@ def test_device_chart_draws_raw_and_bucketed_data_with_capture_rate(
     csv = page.request.get(w.url + page.get_attribute("#csv", "href"))
     assert csv.ok and csv.text().startswith("bucket,pollutant,avg,min,max,count")
     shot(page, screenshots, "device")
+    # the bucket choice: raw up to 3 h, then ≤ 720 buckets, hour/day widths UTC-aligned
+    picks = page.evaluate("""async () => {
+        const {chooseBucket} = await import('/static/console/chart.js');
+        const t = 1764000000 + 1234;  // not on an hour
+        return [3 * 3600, 86400, 7 * 86400, 30 * 86400, 400 * 86400].map(
+            span => chooseBucket(t - span, t));
+    }""")
+    assert picks[0]["bucket"] is None
+    assert [p["bucket"] for p in picks[1:]] == [120, 900, 3600, 86400]
+    for p in picks[3:]:
+        assert p["from"] % p["bucket"] == 0 and p["to"] % p["bucket"] == 0
+        assert (p["to"] - p["from"]) / p["bucket"] <= 721
     go(page, f"{w.url}/#/devices")
     page.wait_for_selector(f"main[data-page=devices] a:text-is('{w.mn}')")
     assert not page.errors, page.errors

@@ -61,6 +61,7 @@ async function route(me) {
     try {
       cleanup = await page().render(view, {me, args: m.slice(1).map(decodeURIComponent), params, live}) || null;
     } catch (e) {
+      if (e instanceof HttpError && e.status === 401) { location.reload(); return; }  // session over: sign in again
       view.innerHTML = e instanceof HttpError && e.status === 404
         ? `<h2>Not found</h2><p class="error">${esc(e.message)}</p><p><a href="${homeFor(me)}">back</a></p>`
         : `<h2>Could not load this page</h2><p class="error">${esc(e.message)}</p>`;
