@@ -82,6 +82,10 @@ def test_counts_facets_and_csv_exports_follow_the_callers_scope(db_url: str) -> 
         adm, ent1 = w.headers("admin"), w.headers("enterprise")
         assert c.get("/api/alert-counts", headers=adm).json() == {"open": 3, "resolved": 1}
         assert c.get("/api/alert-counts", headers=ent1).json() == {"open": 1, "resolved": 1}
+        reg = w.headers("regulator")  # region R1: E1 and E3, not E2
+        assert c.get("/api/alert-counts", headers=reg).json() == {"open": 2, "resolved": 1}
+        assert c.get("/api/enterprises/E2", headers=reg).status_code == 404
+        assert c.get("/api/enterprises/E3", headers=reg).status_code == 200
         assert c.get("/api/alert-counts", headers=adm,
                      params={"pollutant": "a19001"}).json() == {"resolved": 1}
         assert c.get("/api/alert-facets", headers=ent1).json() == {
