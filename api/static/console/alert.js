@@ -1,6 +1,6 @@
 // One alert: the evidence window drawn (values, permit limit, the triggering span
 // shaded), the rule as it fired, the history of actions, linked visits and tasks.
-import {get, getOptional, qs, esc, when, num} from '/static/console/api.js';
+import {get, getOptional, qs, esc, when, num, pollutant} from '/static/console/api.js';
 import {actionButtons, act} from '/static/console/actions.js';
 import {timeChart} from '/static/console/chart.js';
 
@@ -26,7 +26,7 @@ async function draw(view, {me, args}) {
     <p class="msg">${esc(a.message)}</p>
     <p><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_id)}</a> ·
       point ${esc(a.point_id)} · device <a href="#/device/${encodeURIComponent(a.mn)}?start=${encodeURIComponent(from)}&end=${encodeURIComponent(to)}${a.pollutant ? '&pollutant=' + encodeURIComponent(a.pollutant) : ''}">${esc(a.mn)}</a>
-      · pollutant ${esc(a.pollutant || '—')} · first ${esc(when(a.first_seen))} · last ${esc(when(a.last_seen))}
+      · pollutant ${esc(pollutant(a.pollutant) || '—')} · first ${esc(when(a.first_seen))} · last ${esc(when(a.last_seen))}
       · ${a.count} hit(s) · worst ${num(a.worst_value)}${a.limit_value ? ` (limit ${num(a.limit_value)})` : ''}
       ${a.score !== null && a.score !== undefined ? ` · score ${num(a.score)}` : ''}
       ${a.suppressed ? `<br><span class="muted">muted: ${esc(a.suppressed)}</span>` : ''}</p>
@@ -48,7 +48,7 @@ async function draw(view, {me, args}) {
   if (ev && ev.t.length) {
     // flag: one HJ 212 data flag per value, as a string ('NNNM…')
     const flags = ev.flag || '';
-    const lines = [{label: a.pollutant || 'value', values: ev.v, color: '#1f5fbf'},
+    const lines = [{label: pollutant(a.pollutant) || 'value', values: ev.v, color: '#1f5fbf'},
                    {label: 'flagged (not N)', values: ev.v.map((v, i) => (flags[i] || 'N') === 'N' ? null : v), color: '#c25400', pointsOnly: true}];
     if (a.limit_value) lines.push({label: 'permit limit', values: ev.t.map(() => a.limit_value), color: '#b00020', dash: [6, 4]});
     const spanFrom = Math.min(t(a.first_seen), ev.t[ev.t.length - 1]), spanTo = Math.max(t(a.last_seen), spanFrom);

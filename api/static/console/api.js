@@ -55,3 +55,11 @@ export const pct = v => v === null || v === undefined ? '—' : `${(v * 100).toF
 export function html(s) {
   const t = document.createElement('template'); t.innerHTML = s.trim(); return t.content.firstElementChild;
 }
+
+// HJ 212 pollutant codes a regulator reads every day, named (the code stays: it is what
+// the devices, rules and exports use)
+const POLLUTANTS = {a21026: 'SO₂', a21002: 'NOₓ', a34013: 'particulates', a19001: 'O₂',
+  a01011: 'flue-gas velocity', a01012: 'flue-gas temp.', a01013: 'flue-gas pressure',
+  a01014: 'flue-gas humidity', a21005: 'CO', a21024: 'HCl', a05002: 'CH₄', a24088: 'NMHC',
+  w01018: 'COD', w21003: 'NH₃-N', w01001: 'pH', w00000: 'flow', w21011: 'total P', w21001: 'total N'};
+export const pollutant = code => code ? (POLLUTANTS[code] ? `${code} ${POLLUTANTS[code]}` : code) : '';

@@ -28,18 +28,19 @@ export function clearChart(el, message = '') {
 
 // el: container; x: epoch seconds; lines: [{label, values, color, dash?, width?}];
 // spans: shaded spans; onZoom(fromS, toS): called after a drag selection.
-export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320, yLabel = ''}) {
+export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320, yLabel = '', xRange = null}) {
   clearChart(el);  // a redraw replaces the chart
   const width = Math.max(320, el.clientWidth || 800);
   const opts = {
     width, height,
-    scales: {x: {time: true}},
+    // xRange: the range asked for, so an hour with data in its last minutes still reads as an hour
+    scales: {x: xRange ? {time: true, range: () => xRange} : {time: true}},
     axes: [{}, {label: yLabel}],
     series: [{}, ...lines.map(l => ({label: l.label, stroke: l.color, dash: l.dash, spanGaps: false,
                                       width: l.pointsOnly ? 0 : (l.width ?? 1.5),
                                       paths: l.pointsOnly ? () => null : undefined,
                                       points: l.pointsOnly ? {show: true, size: 6, fill: l.color}
-                                                           : {show: !l.dash && x.length < 200}}))],
+                                                           : l.dash ? {show: false} : {}}))],  // {}: uPlot shows points where they are sparse
     cursor: {drag: {x: true, y: false, setScale: !onZoom}},
     plugins: [spansPlugin(spans)],
     hooks: onZoom ? {setSelect: [u => {

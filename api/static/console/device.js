@@ -1,7 +1,7 @@
 // A device: latest value per pollutant with its flag, a chart of any range (bucketed by
 // the server so a month draws as fast as an hour; drag to zoom), alert markers on the
 // chart, and the data-capture rate per day.
-import {get, qs, esc, when, num, pct} from '/static/console/api.js';
+import {get, qs, esc, when, num, pct, pollutant} from '/static/console/api.js';
 import {timeChart, chooseBucket, clearChart} from '/static/console/chart.js';
 
 const FLAGS = {N: 'normal', F: 'stopped', M: 'maintenance', S: 'manual', D: 'fault',
@@ -28,7 +28,7 @@ export async function render(view, {me, args, params}) {
     <div class="cols">
       <section><h3>Latest values</h3><table class="grid" id="latest"><thead><tr><th>pollutant</th><th>value</th><th>flag</th><th>limit</th><th>of limit</th><th>at</th></tr></thead><tbody>
         ${dev.latest.map(l => `<tr data-pollutant="${esc(l.pollutant)}" class="${l.limit_value && l.value > l.limit_value ? 'over' : ''}">
-          <td><a href="#" data-pick="${esc(l.pollutant)}">${esc(l.pollutant)}</a></td><td class="n">${num(l.value, 4)}</td>
+          <td><a href="#" data-pick="${esc(l.pollutant)}">${esc(pollutant(l.pollutant))}</a></td><td class="n">${num(l.value, 4)}</td>
           <td class="flag ${l.flag === 'N' ? '' : 'flagged'}" title="${esc(FLAGS[l.flag] || '')}">${esc(l.flag)} ${esc(FLAGS[l.flag] || '')}</td>
           <td class="n">${num(l.limit_value)}</td><td class="n">${l.limit_value ? pct(l.value / l.limit_value) : ''}</td><td>${esc(when(l.ts))}</td></tr>`).join('')
           || '<tr><td colspan="6" class="muted">No reading yet.</td></tr>'}</tbody></table></section>
@@ -40,7 +40,7 @@ export async function render(view, {me, args, params}) {
     </div>
     <section><h3>Chart</h3>
       <form class="filters" id="range">
-        <label>pollutant <select name="pollutant">${pollutants.map(p => `<option ${p === state.pollutant ? 'selected' : ''}>${esc(p)}</option>`).join('')}</select></label>
+        <label>pollutant <select name="pollutant">${pollutants.map(p => `<option value="${esc(p)}" ${p === state.pollutant ? 'selected' : ''}>${esc(pollutant(p))}</option>`).join('')}</select></label>
         ${PRESETS.map(([l, s]) => `<button type="button" data-span="${s}">${l}</button>`).join('')}
         <span id="rangetext" class="muted"></span> <a id="csv" class="csv" download>CSV</a>
       </form>
@@ -74,12 +74,12 @@ export async function render(view, {me, args, params}) {
     } else {
       const r = page.readings.filter(v => v.kind === 'rtd');
       x = r.map(v => secs(v.ts));
-      lines = [{label: state.pollutant, values: r.map(v => v.value), color: '#1f5fbf', width: 2},
+      lines = [{label: pollutant(state.pollutant), values: r.map(v => v.value), color: '#1f5fbf', width: 2},
                {label: 'flagged (not N)', values: r.map(v => v.flag === 'N' ? null : v.value), color: '#c25400', pointsOnly: true}];
     }
     if (limit) lines.push({label: 'permit limit', values: x.map(() => limit), color: '#b00020', dash: [6, 4]});
     if (!x.length) { clearChart(chartEl, '<p class="muted">No data in this range.</p>'); chartEl.dataset.points = '0'; }
-    else timeChart(chartEl, {x, lines, spans, onZoom: (f, t) => { state.from = f; state.to = t; load(); }});
+    else timeChart(chartEl, {x, lines, spans, xRange: [from, to], onZoom: (f, t) => { state.from = f; state.to = t; load(); }});
     view.querySelector('#alerts').innerHTML = mine.map(a => `<li><a href="#/alert/${a.id}">#${a.id}</a>
       <span class="sev ${esc(a.severity)}">${esc(a.severity)}</span> ${esc(a.rule)} ${esc(a.state)} ${esc(when(a.first_seen))} — ${esc(a.message)}</li>`).join('');
   }

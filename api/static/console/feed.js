@@ -1,7 +1,7 @@
 // The anomaly feed: alerts newest first, live over SSE, filtered by severity, state,
 // rule, enterprise and pollutant (kept in the address, so a filtered feed is a link),
 // counts per state, actions in place, CSV of what is shown.
-import {get, qs, esc, when, num, html} from '/static/console/api.js';
+import {get, qs, esc, when, num, pollutant} from '/static/console/api.js';
 import {actionButtons, act} from '/static/console/actions.js';
 
 const STATES = ['open', 'acknowledged', 'assigned', 'resolved', 'cleared'];
@@ -28,7 +28,7 @@ function row(a, me) {
   return `<td><a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(a.severity)}</td>
     <td class="state">${esc(a.state)}${a.state === 'assigned' && a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">(muted)</span>' : ''}</td>
     <td>${esc(a.rule)}</td><td><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_id)}</a></td>
-    <td><a href="#/device/${encodeURIComponent(a.mn)}">${esc(a.mn)}</a></td><td>${esc(a.pollutant)}</td>
+    <td><a href="#/device/${encodeURIComponent(a.mn)}">${esc(a.mn)}</a></td><td>${esc(pollutant(a.pollutant))}</td>
     <td>${esc(when(a.last_seen))}</td><td class="n">${a.count ?? ''}</td><td class="n">${num(a.worst_value)}</td>
     <td class="msg">${esc(a.message)}</td><td class="acts">${actionButtons(a, me)}</td>`;
 }
@@ -46,7 +46,7 @@ export async function render(view, {me, params, live}) {
       ${select('state', 'state', [['active', 'active (open, ack., assigned)'], ...STATES], f.state)}
       ${select('rule', 'rule', facets.rule, f.rule)}
       ${me.role === 'enterprise' ? '' : select('enterprise', 'enterprise', enterprises.map(e => [e.id, `${e.id} ${e.name}`]), f.enterprise)}
-      ${select('pollutant', 'pollutant', facets.pollutant.filter(Boolean), f.pollutant)}
+      ${select('pollutant', 'pollutant', facets.pollutant.filter(Boolean).map(p => [p, pollutant(p)]), f.pollutant)}
       <a class="csv" href="/api/export/alerts.csv${qs(listQuery)}" download>CSV</a>
     </form>
     <p id="counts" class="counts"></p>
