@@ -50,6 +50,7 @@ class RunnerConfig:
     clear_s: float = 300.0
     reopen_s: float = 21600.0
     stale_s: float = 10.0  # a worker silent this long no longer holds the runner back
+    reorder_s: float = 0.25
     offline_check_s: float = 5.0
     registry_refresh_s: float = 30.0
     retry_s: float = 2.0
@@ -170,7 +171,10 @@ class RuleRunner:
         ids: list[int] = []
         try:
             with self.pool.connection() as conn, conn.transaction():
-                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s)))
+                # readings received within ``reorder_s`` of each other by different
+                # workers may carry inverted receive times: judge them in one slice
+                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s))
+                         - timedelta(seconds=self.cfg.reorder_s))
                 if not q.ids:
                     return False
                 ids = q.ids
