@@ -24,6 +24,7 @@ from api.metrics import RequestLatency, database_metrics, render
 from api.qr import KeyRing
 from api.ratelimit import RateLimiter
 from api.routes import alerts, auth, devices, enterprises, health, users, visits
+from api.routes import console as console_routes
 from offsite import __version__
 from offsite.settings import Settings
 from store.pool import open_async_pool
@@ -65,7 +66,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                           for name, rate in (("login", settings.login_rate_per_min),
                                              ("checkin", settings.checkin_rate_per_min))}
     for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
-              visits.router, users.router):
+              visits.router, users.router, console_routes.router):
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)
