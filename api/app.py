@@ -37,6 +37,7 @@ from api.routes import (
     users,
     visits,
 )
+from api.routes import console as console_routes
 from api.webhook import WebhookSender
 from offsite import __version__
 from offsite.settings import Settings
@@ -90,8 +91,8 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
                           for name, rate in (("login", settings.login_rate_per_min),
                                              ("checkin", settings.checkin_rate_per_min))}
     for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
-              visits.router, users.router, cases.router, tasks.router, invitations.router,
-              reports.router):
+              visits.router, users.router, console_routes.router, cases.router, tasks.router,
+              invitations.router, reports.router):
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)

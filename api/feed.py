@@ -25,7 +25,8 @@ log = logging.getLogger("offsite.api.feed")
 EVENT_SQL = """
 SELECT e.id AS event_id, e.kind AS event, e.at, e.actor, e.note,
        a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
-       a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id
+       a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id,
+       a.assignee, a.suppressed, a.reopened
 FROM alert_events e JOIN alerts a ON a.id = e.alert_id
 JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
 """

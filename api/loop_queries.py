@@ -286,13 +286,17 @@ async def get_task(conn: AsyncConnection, task_id: int, *, lock: bool = False) \
 
 
 async def list_tasks(conn: AsyncConnection, visible: list[str] | None, assignee: str | None,
-                     state: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+                     state: str | None, limit: int, offset: int,
+                     alert_id: int | None = None) -> list[dict[str, Any]]:
     where = ["(%s::text[] IS NULL OR enterprise_id = ANY(%s))"]
     args: list[Any] = [visible, visible]
     for col, val in (("assignee", assignee), ("state", state)):
         if val is not None:
             where.append(f"{col} = %s")
             args.append(val)
+    if alert_id is not None:  # tasks of the case the alert is evidence in
+        where.append("case_id = (SELECT case_id FROM case_alerts WHERE alert_id = %s)")
+        args.append(alert_id)
     return await _rows(conn, f"""SELECT {TASK_COLS} FROM inspection_tasks
                                  WHERE {' AND '.join(where)}
                                  ORDER BY id DESC LIMIT %s OFFSET %s""", [*args, limit, offset])

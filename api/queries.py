@@ -21,7 +21,8 @@ ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.i
 async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severity: str | None,
                       enterprise: str | None, mn: str | None, rule: str | None,
                       since: datetime | None, until: datetime | None, limit: int,
-                      offset: int, visible: list[str] | None = None) -> list[dict[str, Any]]:
+                      offset: int, visible: list[str] | None = None,
+                      pollutant: str | None = None) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
     if visible is not None:  # the caller's scope (api.auth.Principal.scope)
@@ -31,7 +32,7 @@ async def list_alerts(conn: AsyncConnection, *, states: list[str] | None, severi
         where.append("a.state = ANY(%s)")
         args.append(states)
     for col, val in (("a.severity", severity), ("p.enterprise_id", enterprise),
-                     ("a.mn", mn), ("a.rule", rule)):
+                     ("a.mn", mn), ("a.rule", rule), ("a.pollutant", pollutant)):
         if val is not None:
             where.append(f"{col} = %s")
             args.append(val)

@@ -248,11 +248,9 @@ class Pipeline:
 
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
         heard: dict[str, datetime] = {}  # duplicates too: the device is talking
-        received: dict[tuple[str, str, str, datetime], datetime] = {}
         for at, r in zip(batch.received, batch.readings, strict=True):
             if r.mn not in heard or at > heard[r.mn]:
                 heard[r.mn] = at
-            received[(r.mn, r.pollutant, r.kind_text, r.ts)] = at
         through = self._through()
 
         def write() -> list:
@@ -261,7 +259,7 @@ class Pipeline:
                 insert_dead_letters(conn, batch.dead)
                 insert_packets(conn, batch.packets)
                 # judged by the rule runner, whichever worker leads it (rule_runner.py)
-                queue_for_rules(conn, new, received, heard)
+                queue_for_rules(conn, new, _received_of(new, batch), heard)
                 committed_through(conn, self.worker, through)
                 return new
 
@@ -373,6 +371,15 @@ class Pipeline:
                     return None
                 time.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:
+    """When each new reading was received (the batch's own list when all were new)."""
+    if len(new) == len(batch.readings):
+        return batch.received
+    at = {(r.mn, r.pollutant, r.kind_text, r.ts): t
+          for r, t in zip(batch.readings, batch.received, strict=True)}
+    return [at[(r.mn, r.pollutant, r.kind_text, r.ts)] for r in new]
 
 
 WATERMARK_MARGIN = timedelta(milliseconds=50)

@@ -75,7 +75,8 @@ class IngestService:
             self._maintain(conn)
         runner = RuleRunner(self.database_url, self.pool, RunnerConfig(
             s.rules_file, s.rule_warm_s, s.rule_warm_max, s.alert_clear_s, s.alert_reopen_s,
-            offline_check_s=s.offline_check_s, case_response_s=s.case_response_h * 3600),
+            offline_check_s=s.offline_check_s, reorder_s=s.rule_reorder_ms / 1000,
+            case_response_s=s.case_response_h * 3600),
             self._count_events, unavailable)
         self.runner = runner
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)

@@ -1,9 +1,14 @@
 """The MQTT edge: the only module that imports paho.
 
-QoS 1, persistent session (clean session off on MQTT 3.1.1, which every broker here
-speaks, the embedded one included), a stable client id, and *manual* acknowledgement:
-a message is acknowledged only when ``ack`` is called after its batch committed. If
-the process dies first, the broker redelivers it.
+QoS 1, persistent session, a stable client id, and *manual* acknowledgement: a message
+is acknowledged only when ``ack`` is called after its batch committed. If the process
+dies first, the broker redelivers it.
+
+Protocol: MQTT 3.1.1 (clean session off) for a plain subscription, because every broker
+here speaks it, the embedded one included. A shared subscription
+(``$share/<group>/<topic>``, several workers splitting the stream) is MQTT 5's, so with a
+share group the client speaks MQTT 5, and keeps the same guarantee with clean start off
+and a session that never expires — the MQTT 5 spelling of clean session off.
 
 Backpressure: ``on_message`` puts into a bounded queue and blocks when it is full, so
 paho stops reading the socket and the broker holds the backlog — nothing is dropped
@@ -19,11 +24,16 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.errors import BrokerError
 from ingest.models import InboundMessage
 
 log = logging.getLogger("offsite.ingest.mqtt")
+# MQTT 5 session expiry meaning "never" (as a 3.1.1 persistent session): the broker's
+# own limit (Mosquitto's persistent_client_expiration) still applies.
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
@@ -44,10 +54,15 @@ class Subscriber:
         self.connected = threading.Event()
         self.received = 0
         self.keepalive = keepalive
+        self.mqtt5 = bool(shared_group)
         self._stopping = False
         self._paused = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                        clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if self.mqtt5:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                            clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if user:
             c.username_pw_set(user, password)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -60,7 +75,16 @@ class Subscriber:
     def start(self, timeout: float = 15.0) -> None:
         """Connect (and keep reconnecting in paho's thread); fail if never connected."""
         try:
-            self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+            if self.mqtt5:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+                # clean_start=False on every connect, the first included (paho's default
+                # starts the first one clean, which would discard a restarted worker's
+                # session and the messages the broker held for it)
+                self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
+                                           clean_start=False, properties=props)
+            else:
+                self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
         except (OSError, ValueError) as exc:
             raise BrokerError(f"cannot connect to MQTT broker {self.host}:{self.port}") from exc
         self._client.loop_start()

@@ -608,12 +608,23 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     aus = au.add_subparsers(dest="audit_command", required=True)
     aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
+
+    from bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return p
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bench.cli import cmd_bench as run
+
+    return run(args, settings)
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
             "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval,
-            "users": cmd_users, "devices": cmd_devices, "audit": cmd_audit}
+            "users": cmd_users, "devices": cmd_devices, "audit": cmd_audit,
+            "bench": cmd_bench}
 
 
 def _fault_kinds() -> list[str]:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     # batching and validation
-    batch_max_readings: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_max_readings: int = Field(default=20_000, ge=1, le=1_000_000)
     batch_max_delay_ms: int = Field(default=200, ge=1, le=60_000)
     batch_idle_ms: float = Field(default=5.0, gt=0, le=60_000,
                                  description="commit once the inbox is idle this long")
@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     alert_clear_s: float = Field(default=300.0, ge=0,
                                  description="condition absent this long → alert cleared "
                                              "(for rules that do not set clear_after)")
+    rule_reorder_ms: float = Field(default=250.0, ge=0, le=60_000,
+                                   description="readings received within this long of each "
+                                               "other by different workers are judged in "
+                                               "device-time order")
     alert_reopen_s: float = Field(default=21600.0, ge=0,
                                   description="a condition returning within this long of "
                                               "its alert's close reopens it")

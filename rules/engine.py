@@ -25,11 +25,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
-from ingest.models import Reading
+from ingest.models import DataKind, Reading
 from rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
 from rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
 from rules.detectors.base import FLAG_N, flag_table
@@ -83,6 +83,36 @@ def _epoch(ts: datetime) -> float:
     return ts.timestamp()
 
 
+class ReadingRefs(Protocol):
+    def __getitem__(self, i: int, /) -> Reading: ...
+
+
+class _Refs:
+    """The readings behind a round's rows, built only when a finding needs one."""
+
+    def __init__(self, keys: list[SeriesKey], sidx: np.ndarray, t: np.ndarray, x: np.ndarray,
+                 flag: np.ndarray, readings: Sequence[Reading] | None,
+                 sel: np.ndarray | None = None) -> None:
+        self.keys, self.sidx, self.t, self.x, self.flag = keys, sidx, t, x, flag
+        self.readings = readings
+        self.sel = sel
+
+    def subset(self, sel: np.ndarray) -> _Refs:
+        return _Refs(self.keys, self.sidx, self.t, self.x, self.flag, self.readings,
+                     sel if self.sel is None else self.sel[sel])
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0] if self.sel is None else self.sel.shape[0])
+
+    def __getitem__(self, i: int) -> Reading:
+        j = int(i if self.sel is None else self.sel[i])
+        if self.readings is not None:
+            return self.readings[j]
+        mn, pollutant, kind = self.keys[int(self.sidx[j])]
+        return Reading(datetime.fromtimestamp(float(self.t[j]), UTC), mn, pollutant,
+                       float(self.x[j]), chr(int(self.flag[j])), DataKind(kind))
+
+
 class RuleEngine:
     maintenance_grace_s = 600.0
 
@@ -109,6 +139,7 @@ class RuleEngine:
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
+        self.late = 0  # readings judged after a newer one of their series (order-free only)
 
     def _width(self) -> int:
         """The shared window: the longest history any bound detector reads, + 1."""
@@ -243,58 +274,77 @@ class RuleEngine:
     def evaluate(self, readings: Sequence[Reading],
                  received: Mapping[str, datetime] | None = None) -> Evaluation:
         """Judge new readings; ``received`` maps each device to when its data arrived."""
+        primary = [r for r in readings if not r.stat]  # min/max/cou… beside an average:
+        index: dict[SeriesKey, int] = {}              # the rules judge primary values
+        sidx = np.fromiter((index.setdefault((r.mn, r.pollutant, r.kind), len(index))
+                            for r in primary), np.int64, len(primary))
+        t = np.fromiter((r.ts.timestamp() for r in primary), float, len(primary))
+        x = np.fromiter((r.value for r in primary), float, len(primary))
+        flag = np.frombuffer("".join(r.flag for r in primary).encode("ascii"), np.uint8)
+        return self.evaluate_arrays(list(index), sidx, t, x, flag, received, primary)
+
+    def evaluate_arrays(self, keys: list[SeriesKey], sidx: np.ndarray, t: np.ndarray,
+                        x: np.ndarray, flag: np.ndarray,
+                        received: Mapping[str, datetime] | None = None,
+                        readings: Sequence[Reading] | None = None) -> Evaluation:
+        """``evaluate`` on arrays: reading i is of series ``keys[sidx[i]]`` (mn, pollutant,
+        kind), at device time ``t[i]`` (epoch s), value ``x[i]``, flag code ``flag[i]``.
+        What the rule runner calls with its queue, without a Python object per reading;
+        ``readings`` (same order), when given, word the findings.
+
+        Readings are taken in rounds that follow device time, per device — the k-th
+        distinct instant of each device in round k — so each channel meets its partners
+        (O2, flow) of the same instant, as in the live stream, however many readings of
+        each a batch holds.
+        """
         ev = Evaluation()
         if received:
             self.note_received(received)
             for mn, ts in received.items():
                 ev.seen[(mn, "")] = ts
-        by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
-        for r in readings:
-            if r.stat:  # min/max/cou… beside an average: the rules judge primary values
-                continue
-            by_series[(r.mn, r.pollutant, r.kind)].append(r)  # a StrEnum: keys as "rtd"
-        for (mn, pollutant, kind), series in by_series.items():
+        n = int(t.shape[0])
+        if n == 0:
+            return ev
+        newest = np.full(len(keys), -np.inf)
+        np.maximum.at(newest, sidx, t)
+        for (mn, pollutant, kind), tn in zip(keys, newest.tolist(), strict=True):
             sk = seen_key(rule_name("any", kind), mn, pollutant)
-            newest = max(r.ts for r in series) if len(series) > 1 else series[0].ts
-            if sk not in ev.seen or newest > ev.seen[sk]:
-                ev.seen[sk] = newest
-        if not by_series:
+            when = datetime.fromtimestamp(tn, UTC)
+            if sk not in ev.seen or when > ev.seen[sk]:
+                ev.seen[sk] = when
+        series_rows = self._rows(keys)
+        rows = series_rows[sidx]
+        refs = _Refs(keys, sidx, t, x, flag, readings)
+        if np.unique(sidx).shape[0] == n:  # one reading per series: one round
+            self.evaluate_round(rows, x, t, flag, refs, ev)
             return ev
-        keys = list(by_series)
-        rows = self._rows(keys)
-        for series in by_series.values():
-            if len(series) > 1:
-                series.sort(key=lambda r: r.ts)
-        lists = list(by_series.values())
-        depth = max(len(s) for s in lists)
-        if depth == 1:
-            self._round(rows, [s[0] for s in lists], ev)
-            return ev
-        # rounds follow device time, so each channel meets its partners (O2, flow) of the
-        # same instant, as in the live stream, however many readings of each there are
-        stamps: dict[str, set[datetime]] = defaultdict(set)
-        for (mn, _, _), series in zip(keys, lists, strict=True):
-            stamps[mn].update(r.ts for r in series)
-        rank = {mn: {ts: i for i, ts in enumerate(sorted(s))} for mn, s in stamps.items()}
-        rounds: dict[int, tuple[list[int], list[Reading]]] = defaultdict(lambda: ([], []))
-        for i, ((mn, _, _), series) in enumerate(zip(keys, lists, strict=True)):
-            rnd = -1
-            for r in series:
-                rnd = max(rank[mn][r.ts], rnd + 1)  # a repeated time takes the next round
-                rounds[rnd][0].append(i)
-                rounds[rnd][1].append(r)
-        for rnd in sorted(rounds):
-            sel, batch = rounds[rnd]
-            self._round(rows[sel], batch, ev)
+        devices: dict[str, int] = {}
+        dev_of_series = np.fromiter((devices.setdefault(k[0], len(devices)) for k in keys),
+                                    np.int64, len(keys))
+        dev = dev_of_series[sidx]
+        order = np.lexsort((t, dev))
+        d_s, t_s = dev[order], t[order]
+        new_pair = np.ones(n, dtype=bool)
+        new_pair[1:] = (d_s[1:] != d_s[:-1]) | (t_s[1:] != t_s[:-1])
+        pair = np.cumsum(new_pair) - 1
+        first = np.ones(n, dtype=bool)
+        first[1:] = d_s[1:] != d_s[:-1]
+        dev_start = np.maximum.accumulate(np.where(first, pair, 0))
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = pair - dev_start
+        # a series with two readings at one instant: the later one takes the next round
+        while True:
+            key = rows * (int(rank.max()) + 2) + rank
+            _, first_at = np.unique(key, return_index=True)
+            if first_at.shape[0] == n:
+                break
+            dup = np.ones(n, dtype=bool)
+            dup[first_at] = False
+            rank[dup] += 1
+        for rnd in np.unique(rank).tolist():
+            sel = np.flatnonzero(rank == rnd)
+            self.evaluate_round(rows[sel], x[sel], t[sel], flag[sel], refs.subset(sel), ev)
         return ev
-
-    def _round(self, rows: np.ndarray, batch: list[Reading], ev: Evaluation) -> None:
-        n = len(batch)
-        x = np.fromiter((r.value for r in batch), float, n)
-        t = np.fromiter((_epoch(r.ts) for r in batch), float, n)
-        flag = np.frombuffer("".join(r.flag for r in batch).encode("ascii"),
-                             dtype=np.uint8).copy()
-        self.evaluate_round(rows, x, t, flag, batch, ev)
 
     def series_rows(self, keys: list[SeriesKey]) -> np.ndarray:
         """Row numbers of series (creating them): the index ``evaluate_round`` takes."""
@@ -324,13 +374,15 @@ class RuleEngine:
         return out
 
     def evaluate_round(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray,
-                       flag: np.ndarray, batch: Sequence[Reading], ev: Evaluation) -> None:
+                       flag: np.ndarray, batch: ReadingRefs, ev: Evaluation) -> None:
         """One round as arrays: distinct series ``rows``, their new values, device times
         (epoch s) and flag codes. ``batch[i]`` is the reading behind row i, read only
         to word a finding. The core of ``evaluate``, and what the micro-benchmark times.
         """
         full = self._batch(rows, x, t, flag)
         in_order = full.t > self.windows.last_t(rows)
+        if not self._quiet:
+            self.late += int((~in_order).sum())
         where = np.full(self.windows.capacity, -1, dtype=np.int64)
         where[rows] = np.arange(rows.shape[0])
         maint = MAINTENANCE[full.flag]

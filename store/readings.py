@@ -1,10 +1,14 @@
 """Write readings: binary COPY into a staging table, then one idempotent INSERT.
 
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
-commit) and ``INSERT … ON CONFLICT DO NOTHING RETURNING`` moves the rows; the rows it
-returns are exactly the ones new to the store, which is what the rules must see — a
-redelivered message is stored and judged once — and what the hourly/daily rollups add up
-(``store/rollups.py``), in the same statement.
+commit) and ``INSERT … ON CONFLICT DO NOTHING`` moves the rows. The rules must see
+exactly the rows new to the store — a redelivered message is stored and judged once —
+and the hourly/daily rollups (``store/rollups.py``) must add up exactly those, which the
+same statement does from its RETURNING rows, inside PostgreSQL. Python gets back only
+their number: in the usual case every staged row is new and the batch itself is the
+answer; only when some were duplicates are the rows this transaction inserted read back
+(by ``xmin``). Returning every row instead cost a sixth of ingest's CPU in building them
+again in Python.
 """
 
 from __future__ import annotations
@@ -43,27 +47,51 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
             for r, rec in zip(readings, received_at, strict=True):
                 copy.write_row((r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag, rec))
         insert = f"""INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
-                     ON CONFLICT DO NOTHING RETURNING ts, mn, pollutant, kind, value, flag"""
-        if rollups_maintained(conn):  # the rollups count exactly the rows RETURNING gives
-            insert = f"""WITH new AS ({insert}), h AS ({UPSERT_HOURLY}), d AS ({UPSERT_DAILY})
-                         SELECT * FROM new"""
-        cur.execute(insert.encode())
-        new = [Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
-               for ts, mn, pol, kind, value, flag in cur.fetchall()]
+                     ON CONFLICT DO NOTHING"""
+        if rollups_maintained(conn):  # the rollups count exactly the rows inserted
+            cur.execute(f"""WITH new AS ({insert} RETURNING ts, mn, pollutant, kind, value,
+                                         flag),
+                                 h AS ({UPSERT_HOURLY}), d AS ({UPSERT_DAILY})
+                            SELECT count(*) FROM new""".encode())
+            row = cur.fetchone()
+            inserted = int(row[0]) if row else 0
+        else:
+            cur.execute(insert.encode())
+            inserted = cur.rowcount
+        new = list(readings) if inserted == len(readings) else _inserted(cur, readings)
         if new:
             last: dict[str, tuple[datetime, int]] = {}
             for r in new:
                 ts, n = last.get(r.mn, (r.ts, 0))
                 last[r.mn] = (max(ts, r.ts), n + 1)
-            newest = max(received_at)
-            cur.executemany("""
+            mns = sorted(last)
+            cur.execute("""
                 INSERT INTO device_status AS s (mn, last_ts, last_received_at, readings)
-                VALUES (%s, %s, %s, %s)
+                SELECT mn, ts, %s, n FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[])
+                    AS u (mn, ts, n)
                 ON CONFLICT (mn) DO UPDATE SET
                     last_ts = greatest(s.last_ts, excluded.last_ts),
                     last_received_at = greatest(s.last_received_at, excluded.last_received_at),
                     readings = s.readings + excluded.readings""",
-                [(mn, ts, newest, n) for mn, (ts, n) in sorted(last.items())])
+                (max(received_at), mns, [last[m][0] for m in mns], [last[m][1] for m in mns]))
+    return new
+
+
+def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]:
+    """The staged rows this transaction inserted (``xmin`` is ours), as stored, in the
+    batch's order and once each (a batch may hold the same reading twice)."""
+    cur.execute("""
+        SELECT r.ts, r.mn, r.pollutant, r.kind, r.value, r.flag
+        FROM readings r JOIN (SELECT DISTINCT mn, pollutant, kind, ts FROM readings_stage) s
+             USING (mn, pollutant, kind, ts)
+        WHERE r.xmin = pg_current_xact_id()::xid""")
+    stored = {(mn, pol, kind, ts): (value, flag)
+              for ts, mn, pol, kind, value, flag in cur.fetchall()}
+    new = []
+    for r in readings:
+        row = stored.pop((r.mn, r.pollutant, r.kind_text, r.ts), None)
+        if row is not None:
+            new.append(Reading(r.ts, r.mn, r.pollutant, row[0], row[1], r.kind, r.stat))
     return new
 
 

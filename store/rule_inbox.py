@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import psycopg
 
 from ingest.models import Reading
@@ -20,29 +21,51 @@ NOTIFY_CHANNEL = "offsite_rule_inbox"
 
 @dataclass(frozen=True, slots=True)
 class Queued:
+    """A slice of the queue, as the engine's ``evaluate_arrays`` takes it."""
+
     ids: list[int]
-    readings: list[Reading]
+    keys: list[tuple[str, str, str]]  # (mn, pollutant, kind) per series
+    sidx: np.ndarray  # int64 per reading
+    t: np.ndarray  # float64 per reading, epoch s
+    x: np.ndarray  # float64 per reading
+    flag: np.ndarray  # uint8 per reading
     heard: dict[str, datetime]
+
+    @property
+    def n(self) -> int:
+        return int(self.t.shape[0])
 
 
 def queue_for_rules(conn: psycopg.Connection, new: Sequence[Reading],
-                    received: Mapping[tuple[str, str, str, datetime], datetime],
-                    heard: Mapping[str, datetime]) -> None:
-    """Queue primary readings (not min/max/cou… beside an average) and who was heard.
-
-    ``received`` maps (mn, pollutant, kind, ts) to when ingest received the reading."""
-    primary = [r for r in new if not r.stat]
-    if not primary and not heard:
+                    received: Sequence[datetime], heard: Mapping[str, datetime]) -> None:
+    """Queue primary readings (not min/max/cou… beside an average) and who was heard;
+    ``received[i]`` is when ingest received ``new[i]``."""
+    index: dict[tuple[str, str, str], int] = {}
+    sidx: list[int] = []
+    ts: list[float] = []
+    value: list[float] = []
+    rec: list[float] = []
+    flags: list[str] = []
+    for r, at in zip(new, received, strict=True):
+        if r.stat:
+            continue
+        sidx.append(index.setdefault((r.mn, r.pollutant, r.kind.value), len(index)))
+        ts.append(r.ts.timestamp())
+        value.append(r.value)
+        rec.append(at.timestamp())
+        flags.append(r.flag)
+    if not sidx and not heard:
         return
-    rec = [received[(r.mn, r.pollutant, r.kind_text, r.ts)] for r in primary]
+    keys = list(index)
+    first = min([*rec, *(h.timestamp() for h in heard.values())])
     conn.execute(
-        """INSERT INTO rule_inbox (min_received, ts, mn, pollutant, kind, value, flag,
-                                   received, heard_mn, heard_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (min([*rec, *heard.values()]), [r.ts for r in primary], [r.mn for r in primary],
-         [r.pollutant for r in primary], [r.kind.value for r in primary],
-         [r.value for r in primary], "".join(r.flag for r in primary), rec, list(heard),
-         list(heard.values())))
+        """INSERT INTO rule_inbox (min_received, s_mn, s_pollutant, s_kind, sidx, ts, value,
+                                   received, flag, heard_mn, heard_at)
+           VALUES (to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (first, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+         np.asarray(sidx, "<i4").tobytes(), np.asarray(ts, "<f8").tobytes(),
+         np.asarray(value, "<f8").tobytes(), np.asarray(rec, "<f8").tobytes(),
+         "".join(flags), list(heard), list(heard.values())))
     conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
@@ -65,47 +88,70 @@ def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
     return row[0]
 
 
-def take(conn: psycopg.Connection, before: datetime, limit: int = 2000) -> Queued:
+def take(conn: psycopg.Connection, before: datetime, limit: int = 16) -> Queued:
     """Lock and take the queued readings received before ``before`` (a watermark).
 
     A batch that also holds readings received later is split: those stay queued for
     the next slice. Judging exactly "everything received before the watermark" keeps
     every device's readings in the order they arrived, whichever worker stored them.
+    ``limit`` batches at most per slice (a batch holds up to OFFSITE_BATCH_MAX_READINGS).
     """
     rows = conn.execute(
-        """SELECT id, queued_at, ts, mn, pollutant, kind, value, flag, received, heard_mn,
-                  heard_at
+        """SELECT id, queued_at, min_received, s_mn, s_pollutant, s_kind, sidx, ts, value,
+                  received, flag, heard_mn, heard_at
            FROM rule_inbox WHERE min_received < %s
            ORDER BY min_received, id LIMIT %s FOR UPDATE SKIP LOCKED""",
         (before, limit)).fetchall()
-    if len(rows) == limit:  # a cut: only what is older than the last taken is complete
-        before = min(before, max(min(r[8] or [before]) for r in rows))
+    if len(rows) == limit:  # a cut: only what was received before the last one is complete
+        before = min(before, rows[-1][2])
+    cut = before.timestamp()
     ids: list[int] = []
-    readings: list[Reading] = []
+    index: dict[tuple[str, str, str], int] = {}
+    parts: list[tuple[np.ndarray, ...]] = []
     heard: dict[str, datetime] = {}
-    for rid, queued_at, ts, mn, pol, kind, value, flag, rec, hmn, hat in rows:
+    for (rid, queued_at, _, s_mn, s_pol, s_kind, b_sidx, b_ts, b_value, b_rec, flag,
+         hmn, hat) in rows:
         ids.append(rid)
-        rest: list[int] = []
-        for i, (t, m, p, v, f, k, r) in enumerate(zip(ts, mn, pol, value, flag, kind, rec,
-                                                       strict=True)):
-            if r >= before:
-                rest.append(i)
-                continue
-            dk, stat = Reading.split_kind(k)
-            readings.append(Reading(t, m, p, v, f, dk, stat))
+        local = np.fromiter((index.setdefault(k, len(index))
+                             for k in zip(s_mn, s_pol, s_kind, strict=True)), np.int64,
+                            len(s_mn))
+        sidx = np.frombuffer(b_sidx, "<i4")
+        ts, value = np.frombuffer(b_ts, "<f8"), np.frombuffer(b_value, "<f8")
+        rec = np.frombuffer(b_rec, "<f8")
+        fl = np.frombuffer(flag.encode("ascii"), np.uint8)
+        now = rec < cut
+        parts.append((local[sidx[now]], ts[now], value[now], fl[now]))
         for m, at in zip(hmn, hat, strict=True):
             if m not in heard or at > heard[m]:
                 heard[m] = at
-        if rest:  # re-queue the later part of this batch as its own row
+        later = ~now
+        if later.any():  # re-queue the later part of this batch as its own row
             conn.execute(
-                """INSERT INTO rule_inbox (queued_at, min_received, ts, mn, pollutant, kind,
-                                           value, flag, received, heard_mn, heard_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '{}', '{}')""",
-                (queued_at, min(rec[i] for i in rest), [ts[i] for i in rest],
-                 [mn[i] for i in rest], [pol[i] for i in rest], [kind[i] for i in rest],
-                 [value[i] for i in rest], "".join(flag[i] for i in rest),
-                 [rec[i] for i in rest]))
-    return Queued(ids, readings, heard)
+                """INSERT INTO rule_inbox (queued_at, min_received, s_mn, s_pollutant, s_kind,
+                                           sidx, ts, value, received, flag, heard_mn,
+                                           heard_at)
+                   VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, '{}', '{}')""",
+                (queued_at, float(rec[later].min()), s_mn, s_pol, s_kind,
+                 sidx[later].astype("<i4").tobytes(), ts[later].astype("<f8").tobytes(),
+                 value[later].astype("<f8").tobytes(), rec[later].astype("<f8").tobytes(),
+                 fl[later].tobytes().decode("ascii")))
+    if parts:
+        cat = [np.concatenate([p[i] for p in parts]) for i in range(4)]
+    else:
+        cat = [np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.uint8)]
+    return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard)
+
+
+def queued_keys(conn: psycopg.Connection) -> set[tuple[str, str, str, float]]:
+    """(mn, pollutant, kind, epoch) of every queued reading: left out of a warm-up."""
+    out: set[tuple[str, str, str, float]] = set()
+    for s_mn, s_pol, s_kind, b_sidx, b_ts in conn.execute(
+            "SELECT s_mn, s_pollutant, s_kind, sidx, ts FROM rule_inbox"):
+        keys = list(zip(s_mn, s_pol, s_kind, strict=True))
+        for i, t in zip(np.frombuffer(b_sidx, "<i4").tolist(),
+                        np.frombuffer(b_ts, "<f8").tolist(), strict=True):
+            out.add((*keys[i], t))
+    return out
 
 
 def done(conn: psycopg.Connection, ids: Sequence[int]) -> None:

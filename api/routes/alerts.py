@@ -41,6 +41,7 @@ async def list_alerts(
     enterprise: str | None = None,
     mn: str | None = None,
     rule: str | None = None,
+    pollutant: str | None = None,
     since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="first seen before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -49,7 +50,7 @@ async def list_alerts(
     return await queries.list_alerts(conn, states=list(state) if state else None,
                                      severity=severity, enterprise=enterprise, mn=mn, rule=rule,
                                      since=since, until=until, limit=limit, offset=offset,
-                                     visible=who.scope)
+                                     visible=who.scope, pollutant=pollutant)
 
 
 @router.get("/stream", summary="Live alert events (Server-Sent Events)",

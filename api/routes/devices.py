@@ -48,6 +48,14 @@ async def device_readings(
                                         description="bucket width in seconds")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_ROWS)] = 10_000,
 ) -> dict:
+    return await readings_page(conn, who, mn, start, end, pollutant, bucket, limit)
+
+
+async def readings_page(conn: Conn, who: Principal, mn: str, start: datetime | None,
+                        end: datetime | None, pollutant: str | None, bucket: int | None,
+                        limit: int) -> dict:
+    """The checks and the query behind a readings page (the JSON route and its CSV
+    export alike)."""
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=1)
     if start.tzinfo is None or end.tzinfo is None:

@@ -23,11 +23,14 @@ TASK_READERS = Access(Role.ADMIN, Role.REGULATOR, Role.INSPECTOR)
 async def list_tasks(conn: Conn, who: Annotated[Principal, Depends(TASK_READERS)],
                      state: Annotated[str | None, Query(pattern="^(open|done)$")] = None,
                      assignee: str | None = None,
+                     alert_id: Annotated[int | None, Query(
+                         ge=1, le=2**63 - 1, description="tasks of the case holding this "
+                                                         "alert")] = None,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict]:
     if who.role is Role.INSPECTOR:
         assignee = who.user_id
-    return await lq.list_tasks(conn, who.scope, assignee, state, limit, offset)
+    return await lq.list_tasks(conn, who.scope, assignee, state, limit, offset, alert_id)
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses={404: {"description": "none"}})

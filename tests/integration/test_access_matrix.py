@@ -94,6 +94,16 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/api/visits/guard/refusals"): STAFF,
     ("GET", "/api/users"): ADMIN,
     ("PUT", "/api/users"): ADMIN,
+    # the console's files and read endpoints (api/routes/console.py)
+    ("GET", "/static/{path:path}"): PUBLIC,
+    ("GET", "/api/alert-counts"): EVERYONE,
+    ("GET", "/api/alert-facets"): EVERYONE,
+    ("GET", "/api/devices/{mn}"): EVERYONE,
+    ("GET", "/api/devices/{mn}/capture"): EVERYONE,
+    ("GET", "/api/enterprises/{enterprise_id}"): EVERYONE,
+    ("GET", "/api/export/alerts.csv"): EVERYONE,
+    ("GET", "/api/export/visits.csv"): EVERYONE,
+    ("GET", "/api/export/devices/{mn}/readings.csv"): EVERYONE,
     ("POST", "/api/users/{user_id}/api-keys"): ADMIN,
     ("POST", "/api/users/{user_id}/deactivate"): ADMIN,
 }
@@ -222,6 +232,21 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/api/visits/guard/refusals"): lambda h: client.get(
             "/api/visits/guard/refusals", headers=h),
         ("GET", "/api/users"): lambda h: client.get("/api/users", headers=h),
+        ("GET", "/static/{path:path}"): lambda h: client.get("/static/console/app.js",
+                                                             headers=h),
+        ("GET", "/api/alert-counts"): lambda h: client.get("/api/alert-counts", headers=h),
+        ("GET", "/api/alert-facets"): lambda h: client.get("/api/alert-facets", headers=h),
+        ("GET", "/api/devices/{mn}"): lambda h: client.get(f"/api/devices/{MN1}", headers=h),
+        ("GET", "/api/devices/{mn}/capture"): lambda h: client.get(
+            f"/api/devices/{MN1}/capture", headers=h),
+        ("GET", "/api/enterprises/{enterprise_id}"): lambda h: client.get(
+            "/api/enterprises/E1", headers=h),
+        ("GET", "/api/export/alerts.csv"): lambda h: client.get("/api/export/alerts.csv",
+                                                                headers=h),
+        ("GET", "/api/export/visits.csv"): lambda h: client.get("/api/export/visits.csv",
+                                                                headers=h),
+        ("GET", "/api/export/devices/{mn}/readings.csv"): lambda h: client.get(
+            f"/api/export/devices/{MN1}/readings.csv", headers=h),
         ("PUT", "/api/users"): lambda h: client.put(
             "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}),
         ("POST", "/api/users/{user_id}/api-keys"): lambda h: client.post(

@@ -126,6 +126,10 @@ def test_exceedance_to_case_to_joint_visit_to_report(db_url: str, mqtt_url: str,
         assert task["state"] == "open" and not task["advisory"]
         assert [t["id"] for t in c.get("/api/tasks", headers=h["eco"]).json()] == [task["id"]]
         assert c.get("/api/tasks", headers=h["water"]).json() == []
+        # the console's alert page asks for the tasks an alert led to
+        assert [t["id"] for t in c.get("/api/tasks", headers=h["reg"],
+                                       params={"alert_id": alert_id}).json()] == [task["id"]]
+        assert c.get("/api/tasks", headers=h["reg"], params={"alert_id": 10**9}).json() == []
         # the case cannot close while someone is on the way
         r = c.post(f"/api/cases/{cid}/move", headers=h["reg"], json={"to": "closed",
                                                                       "note": "done"})

@@ -297,6 +297,9 @@ def test_repeats_update_an_alert_silently_and_an_escalation_is_an_event(
         for i, value in enumerate((40.0, 45.0, 50.0, 80.0)):  # limit 35; critical at 70
             publish_raw(mqtt_url, [(topic, _payload(t0 + timedelta(seconds=i), a21026=value))])
             wait_for(lambda n=i + 1: ingest.stats.readings_stored == n, what=f"reading {i}")
+            # judged one by one, as a device sending every few seconds would be
+            wait_for(lambda: scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0,
+                     what=f"reading {i} judged")
     with psycopg.connect(db_url) as conn:
         alert = conn.execute("SELECT id, count, severity, worst_value FROM alerts "
                              "WHERE rule = 'exceedance'").fetchone()

@@ -37,7 +37,7 @@ def test_defaults():
     assert s.database_url is None and s.mqtt_url is None  # → embedded services
     assert s.http_host == "127.0.0.1" and s.http_port == 8000
     assert s.mqtt_topic == "devices/+/telemetry"
-    assert s.batch_max_readings == 5000 and s.batch_max_delay_ms == 200
+    assert s.batch_max_readings == 20_000 and s.batch_max_delay_ms == 200
     assert s.max_payload_bytes == 256 * 1024
     assert s.rules_file is None and s.rule_warm_max == 240 and s.alert_reopen_s == 21600
     assert s.qr_secret == DEV_QR_SECRET and s.qr_key_id == "k1"

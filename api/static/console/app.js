@@ -1,0 +1,132 @@
+// The console's shell: sign-in, role-aware navigation, a hash router over the pages,
+// and one live alert stream shared by every page (the critical-alert highlight shows
+// wherever the regulator is).
+import {get, post, esc, HttpError} from '/static/console/api.js';
+import * as feed from '/static/console/feed.js';
+import * as alertPage from '/static/console/alert.js';
+import * as devicePage from '/static/console/device.js';
+import * as enterprisePage from '/static/console/enterprise.js';
+import * as visitsPage from '/static/console/visits.js';
+import * as lists from '/static/console/lists.js';
+
+const view = document.getElementById('view');
+const live = new EventTarget();  // re-dispatches SSE 'alert' events to the current page
+
+// route → page; each page's render(view, ctx) may return a cleanup function
+const ROUTES = [
+  [/^#\/feed$/, () => feed],
+  [/^#\/alert\/(\d+)$/, () => alertPage],
+  [/^#\/devices$/, () => lists.devices],
+  [/^#\/device\/([^/?]+)$/, () => devicePage],
+  [/^#\/enterprises$/, () => lists.enterprises],
+  [/^#\/enterprise\/([^/?]+)$/, () => enterprisePage],
+  [/^#\/enterprise\/([^/?]+)\/qr$/, () => ({render: enterprisePage.renderQrSheet})],
+  [/^#\/visits$/, () => visitsPage],
+  [/^#\/visit\/(\d+)$/, () => ({render: visitsPage.renderDetail})],
+  [/^#\/work$/, () => lists.work],
+];
+
+function homeFor(me) {
+  if (me.role === 'enterprise') return `#/enterprise/${encodeURIComponent(me.enterprise_id)}`;
+  if (me.role === 'inspector') return '#/work';
+  return '#/feed';
+}
+
+function navFor(me) {
+  const items = [['#/feed', 'Feed']];
+  if (me.role === 'enterprise') items.push([homeFor(me), 'My site']);
+  else items.push(['#/enterprises', 'Enterprises']);
+  items.push(['#/devices', 'Devices'], ['#/visits', 'Visits']);
+  if (me.role === 'inspector') items.unshift(['#/work', 'My work']);
+  return items.map(([h, t]) => `<a href="${h}">${esc(t)}</a>`).join('');
+}
+
+function splitHash() {
+  const h = location.hash || '';
+  const i = h.indexOf('?');
+  return i < 0 ? [h, new URLSearchParams()] : [h.slice(0, i), new URLSearchParams(h.slice(i + 1))];
+}
+
+let cleanup = null;
+async function route(me) {
+  if (cleanup) { try { cleanup(); } catch { /* a page that failed to draw */ } cleanup = null; }
+  const [path, params] = splitHash();
+  if (!path || path === '#' || path === '#/') { location.replace(homeFor(me)); return; }
+  for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('here', path.startsWith(a.getAttribute('href').split('?')[0]));
+  for (const [re, page] of ROUTES) {
+    const m = path.match(re);
+    if (!m) continue;
+    view.innerHTML = '<p class="muted">loading…</p>';
+    view.dataset.page = '';
+    try {
+      cleanup = await page().render(view, {me, args: m.slice(1).map(decodeURIComponent), params, live}) || null;
+    } catch (e) {
+      if (e instanceof HttpError && e.status === 401) { location.reload(); return; }  // session over: sign in again
+      view.innerHTML = e instanceof HttpError && e.status === 404
+        ? `<h2>Not found</h2><p class="error">${esc(e.message)}</p><p><a href="${homeFor(me)}">back</a></p>`
+        : `<h2>Could not load this page</h2><p class="error">${esc(e.message)}</p>`;
+      view.dataset.page = 'error';
+    }
+    return;
+  }
+  view.innerHTML = `<h2>Not found</h2><p>No page at ${esc(path)}.</p>`;
+  view.dataset.page = 'error';
+}
+
+// a sound-free, visible highlight for a new critical alert, on any page, until dismissed
+const banner = document.getElementById('critical');
+let unseen = 0;
+function critical(a) {
+  unseen += 1;
+  banner.innerHTML = `<strong>New critical alert</strong> <a href="#/alert/${a.id}">#${a.id}</a>
+    ${esc(a.enterprise_id)} · ${esc(a.mn)} · ${esc(a.rule)} — ${esc(a.message)}
+    ${unseen > 1 ? `<span class="muted">(+${unseen - 1} more)</span>` : ''} <button type="button">dismiss</button>`;
+  banner.hidden = false;
+  banner.classList.remove('flash'); void banner.offsetWidth; banner.classList.add('flash');
+  document.title = `(${unseen}) ● Offsite`;
+}
+banner.addEventListener('click', e => {
+  if (e.target.closest('button, a')) { banner.hidden = true; unseen = 0; document.title = 'Offsite'; }
+});
+
+function connect(status) {
+  const es = new EventSource('/api/alerts/stream');
+  es.onopen = () => { status.textContent = 'live'; status.className = 'live'; };
+  es.onerror = () => { status.textContent = 'reconnecting…'; status.className = ''; };
+  es.addEventListener('alert', e => {
+    const a = JSON.parse(e.data);
+    if (a.severity === 'critical' && (a.event === 'opened' || a.event === 'reopened' || a.event === 'updated')) critical(a);
+    live.dispatchEvent(new CustomEvent('alert', {detail: a}));
+  });
+}
+
+async function signIn() {
+  const form = document.getElementById('login');
+  form.hidden = false; view.hidden = true;
+  document.getElementById('status').textContent = 'signed out';
+  form.addEventListener('submit', async e => {
+    e.preventDefault();
+    const f = new FormData(form);
+    try {
+      await post('/auth/login', {username: f.get('username'), password: f.get('password')});
+      location.reload();
+    } catch (err) {
+      document.getElementById('loginerr').textContent = err.status === 429 ? 'too many attempts: wait a minute' : 'wrong user or password';
+    }
+  });
+}
+
+async function main() {
+  let me;
+  try { me = await get('/auth/me'); } catch (e) { if (e.status === 401) return signIn(); throw e; }
+  document.body.dataset.role = me.role;
+  document.getElementById('who').textContent = `${me.user_id} · ${me.role}${me.enterprise_id ? ' · ' + me.enterprise_id : ''}`;
+  document.getElementById('nav').innerHTML = navFor(me);
+  const out = document.getElementById('logout'); out.hidden = false;
+  out.onclick = async () => { await post('/auth/logout'); location.hash = ''; location.reload(); };
+  connect(document.getElementById('status'));
+  window.addEventListener('hashchange', () => route(me));
+  await route(me);
+}
+
+main();

@@ -1,0 +1,76 @@
+"""``offsite bench …``: benchmarks that print figures (``--json``: one JSON object).
+
+Each runs against ``OFFSITE_DATABASE_URL``'s server (a scratch database is created and
+dropped) and a private Mosquitto configured for lossless ingest.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.report import emit
+from offsite.settings import Settings
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, rules")
+    bs = b.add_subparsers(dest="bench_command", required=True)
+    i = bs.add_parser("ingest", help="Offsite ingest vs a bare subscriber, same run")
+    i.add_argument("--devices", type=int, default=1000)
+    i.add_argument("--ticks", type=int, default=60, help="messages per device")
+    i.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    i.add_argument("--workers", type=int, default=1,
+                   help="ingest workers (and bare subscribers) sharing the stream")
+    i.add_argument("--json", action="store_true")
+    lat = bs.add_parser("latency", help="publish → alert on the SSE feed under steady load")
+    lat.add_argument("--rate", type=int, default=10_000, help="background readings/s")
+    lat.add_argument("--probes", type=int, default=100, help="exceedances injected")
+    lat.add_argument("--probe-every", type=float, default=0.25, help="seconds between them")
+    lat.add_argument("--json", action="store_true")
+    q = bs.add_parser("query", help="the console's queries over a large stored history")
+    q.add_argument("--devices", type=int, default=1000)
+    q.add_argument("--days", type=float, default=6.0, help="days of minute data")
+    q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
+    q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
+    q.add_argument("--json", action="store_true")
+    r = bs.add_parser("rules", help="rule evaluation alone, whole catalog (no services)")
+    r.add_argument("--devices", type=int, default=2000, help="CEMS stacks, 8 series each")
+    r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
+    r.add_argument("--repeat", type=int, default=3, help="runs (the median is reported)")
+    r.add_argument("--json", action="store_true")
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    admin = settings.database_url or DEFAULT_ADMIN_URL
+    out = (lambda _s: None) if args.json else (lambda s: print(s, flush=True))
+    if args.bench_command == "ingest":
+        from bench.ingest import IngestBenchArgs, run_ingest_bench
+
+        result = run_ingest_bench(IngestBenchArgs(
+            devices=args.devices, ticks=args.ticks, publishers=args.publishers,
+            workers=args.workers), admin, out)
+        emit(result, args.json)
+        return 0 if result["lost"] == 0 else 1
+    if args.bench_command == "latency":
+        from bench.latency import LatencyBenchArgs, run_latency_bench
+
+        result = run_latency_bench(LatencyBenchArgs(
+            readings_per_s=args.rate, probes=args.probes, probe_every_s=args.probe_every),
+            admin, out)
+        emit(result, args.json)
+        return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
+    if args.bench_command == "query":
+        from bench.query import QueryBenchArgs, run_query_bench
+
+        emit(run_query_bench(QueryBenchArgs(devices=args.devices, days=args.days,
+                                            repeats=args.repeats, fresh=args.fresh),
+                             admin, out), args.json)
+        return 0
+    if args.bench_command == "rules":
+        from bench.rules_bench import main as rules_main
+
+        return rules_main(["--devices", str(args.devices), "--rounds", str(args.rounds),
+                           "--repeat", str(args.repeat), *(["--json"] if args.json else [])])
+    raise AssertionError(args.bench_command)

@@ -1,0 +1,302 @@
+"""``offsite bench ingest``: Offsite's ingest against a bare subscriber, in one run.
+
+Both phases see the same prepared messages from the same publisher processes, on a
+private Mosquitto configured for lossless ingest:
+
+1. **bare**: N paho subscribers (QoS 1, automatic acks) that only count messages;
+2. **offsite**: N ingest workers with every guarantee on (decode, validate, COPY,
+   commit then acknowledge, dedup, rules), each in its own process; with N > 1 they
+   share the stream through an MQTT 5 shared subscription.
+
+Throughput is messages (and readings) from the first publish to the last count or
+commit; latency is publish → receive (bare) or publish → commit (offsite, taken at the
+acknowledgement, which follows the commit) over sampled messages; peak RSS is each
+ingest process's VmHWM. The run fails loudly if a published reading is not stored.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.harness import (
+    Queue,
+    build_messages,
+    latency,
+    message_key,
+    peak_rss_mb,
+    publish_process,
+    readings_in,
+    sampled,
+)
+from offsite.mosquitto import LOSSLESS, OwnMosquitto
+from simulators.scenarios import build_fleet
+from store.migrate import migrate
+from store.registry import save_registry
+from store.scratch import scratch_database
+
+STALL_S = 20.0  # no progress for this long: stop and report what is missing
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBenchArgs:
+    devices: int = 1000
+    ticks: int = 60
+    rate_s: float = 60.0
+    publishers: int = 2
+    workers: int = 1
+    seed: int = 1
+
+
+def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
+                     out: Callable[[str], None] = print) -> dict[str, object]:
+    # spawned, not forked: a forked child's peak RSS would count the parent's prepared
+    # messages, and the ingest process should start as clean as ``offsite ingest`` does
+    ctx = mp.get_context("spawn")
+    start = (datetime.now(UTC) - timedelta(seconds=args.ticks * args.rate_s + 60)
+             ).replace(second=0, microsecond=0)
+    fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate_s,
+                        faults=())
+    ticks = list(fleet.timestamps(args.ticks * args.rate_s))
+    tag = uuid.uuid4().hex[:6]
+    out(f"preparing {args.devices} devices × {args.ticks} ticks …")
+    t = time.perf_counter()
+    template = f"bench/{tag}/{{phase}}/devices/{{{{mn}}}}/telemetry"
+    msgs = {phase: build_messages(fleet, ticks, template.format(phase=phase), args.publishers)
+            for phase in ("bare", "offsite")}
+    n_msgs = sum(len(m) for m in msgs["bare"])
+    n_readings = sum(readings_in(m) for m in msgs["bare"])
+    out(f"  {n_msgs} messages, {n_readings} readings in {time.perf_counter() - t:.1f} s")
+    load_before = os.getloadavg()[0]
+    broker = OwnMosquitto(Path(tempfile.mkdtemp(prefix="offsite-bench-")), LOSSLESS)
+    broker.start()
+    try:
+        bare = _phase(ctx, broker.url, msgs["bare"], f"bench/{tag}/bare/devices/+/telemetry",
+                      args, n_msgs, _bare_process, {}, out)
+        with scratch_database(admin_url, "offsite_bench") as db:
+            with psycopg.connect(db) as conn:
+                migrate(conn)
+                save_registry(conn, fleet.registry)
+            off = _phase(ctx, broker.url, msgs["offsite"],
+                         f"bench/{tag}/offsite/devices/+/telemetry", args, n_readings,
+                         _offsite_process, {"db": db}, out)
+            with psycopg.connect(db) as conn:
+                row = conn.execute("SELECT count(*) FROM readings").fetchone()
+            stored = int(row[0]) if row else 0
+    finally:
+        broker.stop()
+    ratio = off["messages_per_s"] / bare["messages_per_s"] if bare["messages_per_s"] else 0
+    return {
+        "devices": args.devices, "workers": args.workers, "publishers": args.publishers,
+        "messages": n_msgs, "readings": n_readings,
+        "readings_per_message": round(n_readings / n_msgs, 2),
+        "bare_messages_per_s": bare["messages_per_s"],
+        "bare_p50_ms": bare["p50_ms"], "bare_p99_ms": bare["p99_ms"],
+        "offsite_messages_per_s": off["messages_per_s"],
+        "offsite_readings_per_s": round(off["messages_per_s"] * n_readings / n_msgs),
+        "ratio_offsite_bare": round(ratio, 3),
+        "offsite_p50_ms": off["p50_ms"], "offsite_p99_ms": off["p99_ms"],
+        "latency_samples": off["samples"],
+        "publish_messages_per_s": off["publish_messages_per_s"],
+        "peak_rss_mb": off["peak_rss_mb"], "worker_messages": off["worker_messages"],
+        "worker_cpu_shares": off["cpu"],
+        "stored": stored, "lost": n_readings - stored, "loadavg_1m_before": load_before,
+    }
+
+
+def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: str,
+           args: IngestBenchArgs, expected: int, target: Callable[..., None],
+           extra: dict[str, Any], out: Callable[[str], None]) -> dict[str, Any]:
+    """Start the subscribers, then the publishers; wait until ``expected`` units
+    (messages or readings) are counted or progress stalls; collect the figures."""
+    name = target.__name__.strip("_").split("_")[0]
+    results: Any = ctx.Queue()
+    stop = ctx.Event()
+    ready = [ctx.Event() for _ in range(args.workers)]
+    counters = [ctx.Value("q", 0) for _ in range(args.workers)]
+    group = f"bench{uuid.uuid4().hex[:6]}" if args.workers > 1 else None
+    subs = [ctx.Process(target=target, kwargs=extra, name=f"{name}-{i}",
+                        args=(url, topic, group, f"{name}-{i}-{uuid.uuid4().hex[:6]}",
+                              ready[i], stop, counters[i], results))
+            for i in range(args.workers)]
+    for p in subs:
+        p.start()
+    for r, p in zip(ready, subs, strict=True):
+        while not r.wait(0.2):
+            if not p.is_alive():
+                raise RuntimeError(f"{p.name} exited before it was ready")
+    go = ctx.Event()
+    pubq: Any = ctx.Queue()
+    pubs = [ctx.Process(target=publish_process, args=(url, m, f"pub-{i}-{uuid.uuid4().hex[:6]}",
+                                                      go, pubq), name=f"pub-{i}")
+            for i, m in enumerate(messages)]
+    for p in pubs:
+        p.start()
+    time.sleep(0.5)  # publishers connected
+    go.set()
+    last, last_change = -1, time.monotonic()
+    while True:
+        done = sum(c.value for c in counters)
+        if done >= expected:
+            break
+        if done != last:
+            last, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > STALL_S:
+            out(f"  {name}: stalled at {done} of {expected}")
+            break
+        time.sleep(0.05)
+    stop.set()
+    pub_results = [pubq.get(timeout=60) for _ in pubs]
+    sub_results = [results.get(timeout=120) for _ in subs]
+    for p in (*pubs, *subs):
+        p.join(30)
+    failed = [r["error"] for r in sub_results if r.get("error")]
+    if failed:
+        raise RuntimeError(f"{name} worker failed: {'; '.join(failed)}")
+    t_first = min(r["t_first"] for r in pub_results)
+    t_end = max(r["t_last"] for r in sub_results)
+    published = {k: t for r in pub_results for k, t in r["samples"]}
+    lat = latency(published, (s for r in sub_results for s in r["samples"]))
+    n = sum(r["messages"] for r in pub_results)
+    res = {
+        "messages_per_s": round(n / (t_end - t_first)),
+        "publish_messages_per_s": round(n / (max(r["t_acked"] for r in pub_results) - t_first)),
+        "p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "samples": lat.count,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in sub_results),
+        "cpu": [r.get("cpu") for r in sub_results],
+        "worker_messages": [r["messages"] for r in sub_results],
+    }
+    out(f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
+        f"p99 {lat.p99_ms} ms, per worker {res['worker_messages']}")
+    return res
+
+
+def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready: Event,
+                  stop: Event, counter: Synchronized[int], results: Queue) -> None:
+    """Count messages, nothing else (paho acknowledges each when the callback returns)."""
+    import paho.mqtt.client as mqtt
+
+    from ingest.subscriber import parse_mqtt_url
+
+    host, port, _, _ = parse_mqtt_url(url)
+    samples: list[tuple[int, float]] = []
+    state = {"n": 0, "t_last": 0.0}
+
+    def on_message(_c: object, _u: object, m: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        state["n"] += 1
+        state["t_last"] = now
+        counter.value = int(state["n"])
+        k = message_key(m.topic, m.payload)
+        if sampled(k):
+            samples.append((k, now))
+
+    def on_subscribe(*_a: object) -> None:
+        ready.set()
+
+    if group:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv5)
+        sub = f"$share/{group}/{topic}"
+    else:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        protocol=mqtt.MQTTv311)
+        sub = topic
+    c.on_message = on_message
+    c.on_subscribe = on_subscribe
+    c.on_connect = lambda cl, *_a: cl.subscribe(sub, qos=1)
+    c.connect(host, port, 60)
+    c.loop_start()
+    stop.wait()
+    c.disconnect()
+    c.loop_stop()
+    results.put({"messages": state["n"], "t_last": state["t_last"], "samples": samples,
+                 "peak_rss_mb": peak_rss_mb()})
+
+
+def _offsite_process(url: str, topic: str, group: str | None, client_id: str, ready: Event,
+                     stop: Event, counter: Synchronized[int], results: Queue, *,
+                     db: str) -> None:
+    """One ingest worker, as ``offsite ingest`` runs it; its acknowledgements (which
+    follow the commit) are timed for the latency samples."""
+    from ingest.models import InboundMessage
+    from ingest.service import IngestService
+    from offsite.logs import setup_logging
+    from offsite.settings import load_settings
+
+    setup_logging("WARNING")
+    settings = load_settings(database_url=db, mqtt_url=url, mqtt_topic=topic,
+                             mqtt_client_id=client_id, mqtt_shared_group=group)
+    svc = IngestService(settings, db, url)
+    svc.start()
+    samples: list[tuple[int, float]] = []
+    inner = svc.pipeline.ack
+
+    def timed_ack(m: InboundMessage) -> None:
+        inner(m)
+        k = message_key(m.topic, m.payload)
+        if sampled(k):
+            samples.append((k, time.time()))
+
+    svc.pipeline.ack = timed_ack
+    cpu = _cpu_meter(svc)
+    ready.set()
+
+    def publish_progress() -> None:
+        while not stop.wait(0.05):
+            counter.value = svc.stats.readings_stored
+
+    progress = threading.Thread(target=publish_progress, daemon=True)
+    progress.start()
+    stop.wait()
+    shares = cpu()
+    svc.stop()
+    results.put({"messages": svc.stats.messages, "t_last": svc.stats.last_commit_at,
+                 "samples": samples, "peak_rss_mb": peak_rss_mb(), "cpu": shares,
+                 "error": repr(svc.error) if svc.error else None})
+
+
+def _cpu_meter(svc: Any) -> Callable[[], dict[str, float]]:
+    """Where the ingest process's CPU goes: the rule runner's thread (the engine, the
+    alert book, reading the rule queue and writing alerts — its own CPU clock) and
+    decoding with validation (timed with the CPU clock of the thread running it),
+    against the whole process's CPU time. Returns a function giving the shares so far."""
+    spent = {"decode": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.thread_time() - t
+        return wrapper
+
+    p = svc.pipeline
+    p._process = timed("decode", p._process)
+    runner = svc._runner_thread
+    clock = time.pthread_getcpuclockid(runner.ident) if runner is not None else None
+    r0 = time.clock_gettime(clock) if clock is not None else 0.0
+    t0 = os.times()
+
+    def shares() -> dict[str, float]:
+        t1 = os.times()
+        total = (t1.user - t0.user) + (t1.system - t0.system)
+        rules = (time.clock_gettime(clock) - r0) if clock is not None else 0.0
+        return {"cpu_s": round(total, 2),
+                "rules": round(rules / total, 3) if total else 0.0,
+                **{k: round(v / total, 3) if total else 0.0 for k, v in spent.items()}}
+    return shares
