@@ -73,6 +73,7 @@ class Pipeline:
                  idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
                  stats: IngestStats | None = None, worker: str = "ingest",
                  heartbeat_s: float = 2.0, revoked_check_s: float = 5.0,
+                 in_transit: Callable[[], datetime | None] = lambda: None,
                  links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
                  ) -> None:
         self.pool = pool
@@ -96,6 +97,7 @@ class Pipeline:
         self._next_mark = 0.0
         self._next_revoked = 0.0
         self.revoked_check_s = revoked_check_s
+        self.in_transit = in_transit
         self._inbox: queue.Queue[InboundMessage] | None = None
 
     # -- registry -----------------------------------------------------------------------
@@ -219,6 +221,9 @@ class Pipeline:
     def _in_hand_since(self) -> datetime | None:
         """When the oldest message still in hand (not committed) was received."""
         times = [m.received_at for m in self.batcher.pending()[:1]]
+        handing = self.in_transit()  # stamped by the subscriber, not yet in the inbox
+        if handing is not None:
+            times.append(handing)
         times += [m.received_at for m in self.reassembler.held()]
         inbox = self._inbox
         if inbox is not None:

@@ -90,6 +90,7 @@ class IngestService:
                             idle_flush_s=s.batch_idle_ms / 1000,
                             split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
                             revoked_check_s=s.offline_check_s,
+                            in_transit=self._in_transit,
                             worker=client_id(s) if self.mqtt_url is not None
                             else f"gateway-{s.gateway_port}", links=self._links)
         pipeline.refresh_registry()
@@ -144,6 +145,9 @@ class IngestService:
                     self._maintain(conn)
             except Exception as exc:  # the pool is closing, the database away
                 log.warning("storage upkeep skipped: %s", exc)
+
+    def _in_transit(self) -> datetime | None:
+        return self.subscriber.handing if self.subscriber is not None else None
 
     def _count_events(self, events: list[tuple[int, str]]) -> None:
         for alert_id, kind in events:

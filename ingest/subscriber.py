@@ -57,6 +57,7 @@ class Subscriber:
         self.mqtt5 = bool(shared_group)
         self._stopping = False
         self._paused = False
+        self.handing: datetime | None = None  # received_at of a message being enqueued
         if self.mqtt5:
             c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                             protocol=mqtt.MQTTv5, manual_ack=True)
@@ -139,12 +140,19 @@ class Subscriber:
         if self._paused:
             return
         self.received += 1
+        # being handed over: the pipeline's "committed through" promise must not pass it
+        # (this thread may be descheduled, or blocked on a full inbox). Set before the
+        # message is stamped, so it is never later than the stamp.
+        self.handing = datetime.now(UTC)
         msg = InboundMessage(message.topic, bytes(message.payload), datetime.now(UTC),
                              message.mid, message.qos)
-        while True:  # block (backpressure) but never past a shutdown
-            try:
-                self.inbox.put(msg, timeout=0.5)
-                return
-            except queue.Full:
-                if self._stopping:
-                    return  # not acknowledged: the broker redelivers it next session
+        try:
+            while True:  # block (backpressure) but never past a shutdown
+                try:
+                    self.inbox.put(msg, timeout=0.5)
+                    return
+                except queue.Full:
+                    if self._stopping:
+                        return  # not acknowledged: the broker redelivers it next session
+        finally:
+            self.handing = None

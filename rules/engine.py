@@ -308,6 +308,8 @@ class RuleEngine:
         newest = np.full(len(keys), -np.inf)
         np.maximum.at(newest, sidx, t)
         for (mn, pollutant, kind), tn in zip(keys, newest.tolist(), strict=True):
+            if tn == -np.inf:  # a series with no reading in this slice
+                continue
             sk = seen_key(rule_name("any", kind), mn, pollutant)
             when = datetime.fromtimestamp(tn, UTC)
             if sk not in ev.seen or when > ev.seen[sk]:

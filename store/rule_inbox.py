@@ -79,10 +79,12 @@ def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
     """Every reading received before this instant, by any live worker, is committed.
 
     Live = a heartbeat within ``stale``; a worker gone silent longer stops holding
-    the others back (what it kept uncommitted comes later, out of order)."""
+    the others back (what it kept uncommitted comes later, out of order). A live worker
+    that has promised nothing yet (just started) holds everything back until it does,
+    within a fraction of a second."""
     row = conn.execute(
-        """SELECT coalesce(min(committed_through), clock_timestamp()) FROM ingest_workers
-           WHERE heartbeat_at > clock_timestamp() - %s AND committed_through IS NOT NULL""",
+        """SELECT coalesce(min(coalesce(committed_through, 'epoch')), clock_timestamp())
+           FROM ingest_workers WHERE heartbeat_at > clock_timestamp() - %s""",
         (stale,)).fetchone()
     assert row is not None
     return row[0]
