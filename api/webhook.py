@@ -13,7 +13,6 @@ Delivery is at least once: a receiver deduplicates by ``X-Offsite-Delivery`` (th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -25,6 +24,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+
+from api.periodic import Periodic
 
 log = logging.getLogger("offsite.webhook")
 BASE_DELAY_S = 2.0
@@ -108,31 +109,15 @@ async def deliver_due(conn: AsyncConnection, url: str, secret: str | None,
     return sent
 
 
-class WebhookSender:
-    """Drains the outbox every ``interval_s`` (sooner after a notice in this process)."""
+class WebhookSender(Periodic):
+    """Drains the outbox every ``interval_s``; the outbox keeps everything meanwhile."""
+
+    name = "webhook"
 
     def __init__(self, pool: AsyncConnectionPool, url: str, secret: str | None,
                  max_attempts: int, interval_s: float = 1.0) -> None:
-        self.pool, self.url, self.secret = pool, url, secret
-        self.max_attempts, self.interval_s = max_attempts, interval_s
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(pool, interval_s)
+        self.url, self.secret, self.max_attempts = url, secret, max_attempts
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="offsite-webhook")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    await deliver_due(conn, self.url, self.secret, self.max_attempts)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the database may be away; the outbox keeps everything
-                log.exception("webhook sender: a round failed; retrying")
-            await asyncio.sleep(self.interval_s)
+    async def round(self, conn: AsyncConnection) -> None:
+        await deliver_due(conn, self.url, self.secret, self.max_attempts)
