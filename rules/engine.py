@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -63,20 +63,40 @@ class Evaluation:
 
 
 class _Instance:
-    """One bound rule (a detector with its parameters and gating) and all its state."""
+    """One bound rule (a detector with its parameters and gating) and all its state.
+
+    State is kept per *slot*, one for each series the rule is bound to, not per series
+    of the engine: a day of copy-paste fingerprints for every channel of 10,000 devices
+    would be gigabytes, for the few limited channels it is bound to it is not.
+    """
 
     def __init__(self, bound: Bound, capacity: int) -> None:
         self.bound = bound
         self.det = bound.detector
-        self.state: State | None = self.det.new_state(capacity)
-        self.gate = State(capacity, streak=(np.int64, 0), first=(np.float64, np.nan),
+        self.slots = np.full(capacity, -1, dtype=np.int64)  # series row → slot
+        self.n_slots = 0
+        self.state: State | None = self.det.new_state(16)
+        self.gate = State(16, streak=(np.int64, 0), first=(np.float64, np.nan),
                           firing=(np.bool_, False))
         self.params = params_of(self.det)
 
     def grow(self, capacity: int) -> None:
-        if self.state is not None:
-            self.state.grow(capacity)
-        self.gate.grow(capacity)
+        if self.slots.shape[0] < capacity:
+            more = np.full(capacity, -1, dtype=np.int64)
+            more[: self.slots.shape[0]] = self.slots
+            self.slots = more
+
+    def bind(self, row: int) -> None:
+        if self.slots[row] >= 0:
+            return
+        slot = self.n_slots
+        self.n_slots += 1
+        self.slots[row] = slot
+        if slot >= self.gate.capacity:
+            cap = 2 * self.gate.capacity
+            self.gate.grow(cap)
+            if self.state is not None:
+                self.state.grow(cap)
 
 
 def _epoch(ts: datetime) -> float:
@@ -228,6 +248,7 @@ class RuleEngine:
         for bound in self.rules.resolve(info):
             j = self._instance(bound)  # may widen self._applies: index it afterwards
             self._applies[row, j] = True
+            self._instances[j].bind(row)
 
     def _link_partners(self, mns: set[str]) -> None:
         """Point each series of these devices at its partner channels (same kind)."""
@@ -409,6 +430,8 @@ class RuleEngine:
                               b.interval, b.window, b.wflag, b.wt,
                               self._partners(b, det.partners, where, full))
                 subs[key] = b
+            # the detector and the gating index their state by this rule's slots
+            b = replace(b, rows=inst.slots[b.rows])
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
             fire = self._gate(inst, b, hit, hits.score)

@@ -22,7 +22,9 @@ class CopyPaste:
 
     Each reading leaves a fingerprint of the last ``k`` steps (first differences,
     quantised to the logger's ``decimals``), so a copy shifted by a constant offset
-    matches too; ``lookback`` fingerprints are kept per series (a day at 1-minute data).
+    matches too; ``lookback`` fingerprints are kept per series (12 hours at 1-minute
+    data), 32 bits each so that 10,000 stacks fit in memory: a chance match then costs
+    about one false alert per 1,000 device-days.
     Real measurements never repeat ``k`` steps to the last digit; segments with fewer
     than ``min_moves`` non-zero steps are not fingerprinted, so a flatline (another
     detector's business) does not match itself. A copied segment matches at every
@@ -37,7 +39,7 @@ class CopyPaste:
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
     k: int = 5
-    lookback: int = 1440
+    lookback: int = 720
     decimals: int = 3
     min_moves: int = 4
     stride: int = 2
@@ -47,7 +49,7 @@ class CopyPaste:
         return self.k
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, fp=(np.uint64, 0, self.lookback), pos=(np.int64, 0),
+        return State(capacity, fp=(np.uint32, 0, self.lookback), pos=(np.int64, 0),
                      n=(np.int64, 0))
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
@@ -59,7 +61,9 @@ class CopyPaste:
         usable = np.isfinite(q).all(axis=1)
         qi = np.where(np.isfinite(q), q, 0).astype(np.int64).astype(np.uint64)
         usable &= (qi != 0).sum(axis=1) >= self.min_moves
-        fp = np.where(usable, (qi * _MULT[: self.k]).sum(axis=1) | np.uint64(1), np.uint64(0))
+        h = (qi * _MULT[: self.k]).sum(axis=1)
+        h32 = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        fp = np.where(usable, h32 | np.uint32(1), np.uint32(0))
         rows = b.rows
         ring, pos, n = state["fp"], state["pos"][rows], state["n"][rows]
         hit = np.zeros(b.n, dtype=bool)
