@@ -30,7 +30,7 @@ export const work = {async render(view, {me}) {
     <section id="tasks"><h3>My tasks</h3>${tasks === null ? '<p class="muted">Inspection tasks are not available on this server yet.</p>'
       : tasks.length ? `<table class="grid"><thead><tr><th>#</th><th>enterprise</th><th>state</th><th>what</th><th>due</th></tr></thead><tbody>
         ${tasks.map(t => `<tr><td>${esc(t.id)}</td><td>${t.enterprise_id ? `<a href="#/enterprise/${encodeURIComponent(t.enterprise_id)}">${esc(t.enterprise_id)}</a>` : ''}</td>
-          <td>${esc(t.state ?? t.status ?? '')}</td><td>${esc(t.title ?? t.purpose ?? t.description ?? '')}</td><td>${esc(when(t.due_at ?? t.due))}</td></tr>`).join('')}</tbody></table>`
+          <td>${esc(t.state ?? '')}</td><td>${esc(t.reason ?? '')}${t.advisory ? ' <span class="badge">advisory</span>' : ''}${t.case_id ? ` · case #${esc(t.case_id)}` : ''}</td><td>${esc(when(t.due_at))}</td></tr>`).join('')}</tbody></table>`
       : '<p class="muted">No task for you.</p>'}</section>
     <section><h3>My visits</h3>${visits.length ? `<ul>${visits.map(v => `<li><a href="#/visit/${v.id}">#${v.id}</a> ${esc(v.enterprise_id)} ·
       ${esc(when(v.checked_in_at))} ${v.checked_out_at ? '' : '<b>on site</b>'} — ${esc(v.purpose)}</li>`).join('')}</ul>` : '<p class="muted">None yet: scan a site\'s code to check in.</p>'}
