@@ -37,22 +37,18 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
 ]
 
 
-RULE_FOR_FAULT = {"exceedance": "exceedance", "flatline": "flatline", "spike": "spike",
-                  "offline": "offline"}
-
-
 def _detection(faults: list, alerted: set[tuple[str, str]], t_sim_end: float) -> str:
-    """Ground truth against alerts: which injected faults (that had begun) were caught."""
+    """Ground truth against alerts: which injected faults (that had begun) were caught, by
+    the rules ``offsite eval`` scores each fault kind with."""
+    from offsite.evaluation.scoring import KIND_RULES
+
     parts = []
     for kind in sorted({f.kind.value for f in faults}):
         begun = [f for f in faults if f.kind.value == kind and f.start.timestamp() < t_sim_end]
         if not begun:
             continue
-        rule = RULE_FOR_FAULT.get(kind)
-        if rule is None:
-            parts.append(f"{kind}: no rule yet")
-            continue
-        caught = sum((rule, f.mn) in alerted for f in begun)
+        rules = KIND_RULES.get(kind, ())
+        caught = sum(any((rule, f.mn) in alerted for rule in rules) for f in begun)
         parts.append(f"{kind}: {caught}/{len(begun)} detected")
     return "; ".join(parts) or "none had begun"
 
