@@ -4,24 +4,21 @@ one its schema documents. Bounded: a few examples per operation, per role."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
-from offsite.embedded import free_port
 from offsite.settings import load_settings
 from tests.conftest import _with_dbname
-from tests.integration.helpers import wait_for
 from tests.integration.security_fixtures import build_world
+from tests.integration.test_api_live import serving
 
 pytestmark = pytest.mark.integration
 EXAMPLES = 12
@@ -42,19 +39,10 @@ def live(admin_db_url: str, template_db: str) -> Iterator[tuple[str, list[dict[s
     settings_ = load_settings(database_url=db_url, mqtt_url="mqtt://127.0.0.1:1",
                               qr_secret="q" * 40, login_rate_per_min=100_000,
                               checkin_rate_per_min=100_000)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings_, db_url), host="127.0.0.1",
-                                           port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=15, what="uvicorn started")
     try:
-        yield (f"http://127.0.0.1:{port}",
-               [world.headers(role) for role in ("admin", "inspector", "enterprise")])
+        with serving(settings_, db_url) as url:
+            yield (url, [world.headers(role) for role in ("admin", "inspector", "enterprise")])
     finally:
-        server.should_exit = True
-        thread.join(10)
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
                          .format(sql.Identifier(name)))
