@@ -23,10 +23,12 @@ from ingest.pipeline import IngestStats
 class IngestCollector(Collector):
     def __init__(self, stats: IngestStats,
                  links: Callable[[], tuple[bool | None, int | None]],
-                 backlog: Callable[[], tuple[int, float]]) -> None:
+                 backlog: Callable[[], tuple[int, float]],
+                 rules: Callable[[], tuple[bool, int, int]] | None = None) -> None:
         self.stats = stats
         self.links = links
         self.backlog = backlog
+        self.rules = rules  # (leading, readings judged, judged late) of the rule runner
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -66,6 +68,17 @@ class IngestCollector(Collector):
                                 "Age of the oldest message not yet committed", value=lag)
         yield GaugeMetricFamily("offsite_ingest_last_commit_timestamp_seconds",
                                 "Unix time of the last commit", value=s.last_commit_at)
+        if self.rules is not None:
+            leading, judged, late = self.rules()
+            yield GaugeMetricFamily("offsite_rules_leading",
+                                    "1 while this worker's rule runner judges the queue",
+                                    value=int(leading))
+            yield CounterMetricFamily("offsite_rules_judged",
+                                      "Readings judged by this worker's rule runner",
+                                      value=judged)
+            yield CounterMetricFamily("offsite_rules_late",
+                                      "Readings judged after a newer one of their series "
+                                      "(order-free rules only)", value=late)
 
 
 def serve_metrics(collector: IngestCollector, host: str, port: int) -> CollectorRegistry:

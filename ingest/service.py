@@ -116,7 +116,8 @@ class IngestService:
         if s.metrics_port is not None:
             from ingest.metrics import IngestCollector, serve_metrics
 
-            serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog),
+            serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog,
+                                          self._rules_figures),
                           s.metrics_host, s.metrics_port)
             log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
         if self.with_gateway:
@@ -145,6 +146,12 @@ class IngestService:
                     self._maintain(conn)
             except Exception as exc:  # the pool is closing, the database away
                 log.warning("storage upkeep skipped: %s", exc)
+
+    def _rules_figures(self) -> tuple[bool, int, int]:
+        r = self.runner
+        if r is None:
+            return False, 0, 0
+        return r.leading, r.judged, r.engine.late if r.engine is not None else 0
 
     def _in_transit(self) -> datetime | None:
         return self.subscriber.handing if self.subscriber is not None else None

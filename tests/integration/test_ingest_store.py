@@ -255,11 +255,15 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
                                (topic_for(unique_topic, MN), b"{not json")])
         wait_for(lambda: ingest.stats.dead_letters == 1 and ingest.stats.readings_stored == 2,
                  what="both messages committed")
+        wait_for(lambda: ingest.runner is not None and ingest.runner.judged == 2,
+                 what="both readings judged")
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert "offsite_ingest_readings_stored_total 2.0" in text
     assert 'offsite_ingest_dead_letters_total{reason="malformed_json"} 1.0' in text
     assert "offsite_ingest_broker_connected 1.0" in text
     assert "offsite_ingest_uncommitted_messages 0.0" in text
+    assert "offsite_rules_leading 1.0" in text and "offsite_rules_judged_total 2.0" in text
+    assert "offsite_rules_late_total 0.0" in text
     # the two messages may share a batch or not; either way 2 readings were committed
     batches = ingest.stats.batches
     assert f'offsite_ingest_batch_readings_bucket{{le="+Inf"}} {batches:.1f}' in text
