@@ -173,8 +173,8 @@ class AlertBook:
             if not self._cooling(u):
                 upserts.append(u)
         last_fired = {u.key: u.last_seen for u in upserts}
-        candidates = {k: v for k, v in self.active.items()
-                      if not any(c[1] == k and c[0] is None for c in closed)}
+        ended = {key for u, key in closed if u is None}  # active, but ended before this
+        candidates = {k: v for k, v in self.active.items() if k not in ended}
         for key, t in last_fired.items():
             candidates[key] = max(t, candidates[key]) if key in candidates else t
         clears = []
@@ -195,13 +195,11 @@ class AlertBook:
         return cleared is not None and u.first_seen - cleared < wait
 
     def applied(self, plan: Plan) -> None:
-        for _, key in plan.closed:
-            last = self.active.pop(key, None)
-            for u, k in plan.closed:
-                if k == key and u is not None:
-                    last = u.last_seen if last is None else max(last, u.last_seen)
-            if last is not None:
-                self.cleared[key] = last
+        for u, key in plan.closed:  # in time order per key: the last one wins
+            prev = self.active.pop(key, None)
+            end = u.last_seen if u is not None else prev
+            if end is not None:
+                self.cleared[key] = end
         for u in plan.upserts:
             prev = self.active.get(u.key)
             self.active[u.key] = u.last_seen if prev is None else max(prev, u.last_seen)

@@ -98,9 +98,9 @@ def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]
 def recent_readings(conn: psycopg.Connection, per_series: int,
                     since: datetime) -> list[Reading]:
     """The newest ``per_series`` primary values of every series heard from since ``since``
-    (to refill the rule engine's windows at start). Finding the series scans the
-    readings since ``since`` (keep it short: an hour by default); the values themselves
-    come from the primary key, walked backwards per series."""
+    (to rebuild the rule engine's state when a rule runner takes the lead). Finding the
+    series scans the readings since ``since`` (OFFSITE_RULE_WARM_S, 4 h by default, read
+    once per takeover); the values come from the primary key, walked backwards per series."""
     rows = conn.execute(
         """SELECT r.ts, s.mn, s.pollutant, r.value, r.flag, s.kind
            FROM (SELECT DISTINCT mn, pollutant, kind FROM readings
