@@ -26,7 +26,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
@@ -184,26 +184,38 @@ def publish_fleet(
     except (KeyError, IndexError, ValueError) as exc:
         raise PublishError(f"topic template {topic_template!r} may only use {{mn}}") from exc
     stop = stop or threading.Event()
-    session = _Session(host, port, username, password, client_id)
+
+    def ticks(session: _Session) -> Iterator[list[tuple[str, bytes, int]]]:
+        times = realtime_ticks(fleet.rate_s, duration_s, stop, session.pump) if realtime \
+            else replay_ticks(fleet, duration_s, start, stop)
+        for ts in times:
+            yield [(topic_template.format(mn=m.mn), encode(m.mn, ts, m.values, m.flags),
+                    len(m.values)) for m in fleet.messages(ts)]
+
+    return _drive(_Session(host, port, username, password, client_id), ticks, stop,
+                  on_progress, every_tick=realtime)
+
+
+def _drive(session: _Session,
+           ticks: Callable[[_Session], Iterator[list[tuple[str, bytes, int]]]],
+           stop: threading.Event, on_progress: Callable[[PublishStats], None] | None,
+           *, every_tick: bool = False) -> PublishStats:
+    """Publish each tick's (topic, payload, readings) at QoS 1 with at most MAX_PENDING
+    unacknowledged, report progress (after every tick, or every 0.5 s), and return once
+    all is acknowledged — also after ``stop`` — with the session closed."""
     t_wall = time.monotonic()
     stats = PublishStats(started_at=datetime.now(UTC))
     last_progress = 0.0
     try:
-        ticks = realtime_ticks(fleet.rate_s, duration_s, stop, session.pump) if realtime else \
-            replay_ticks(fleet, duration_s, start, stop)
-        for ts in ticks:
-            messages = readings = 0
-            for m in fleet.messages(ts):
-                session.publish(topic_template.format(mn=m.mn),
-                                encode(m.mn, ts, m.values, m.flags))
-                messages += 1
-                readings += len(m.values)
+        for tick in ticks(session):
+            for topic, payload, _ in tick:
+                session.publish(topic, payload)
             session.wait_acked(MAX_PENDING, stop)
-            stats = replace(stats, messages=stats.messages + messages,
-                            readings=stats.readings + readings,
+            stats = replace(stats, messages=stats.messages + len(tick),
+                            readings=stats.readings + sum(n for _, _, n in tick),
                             elapsed_s=time.monotonic() - t_wall)
             now = time.monotonic()
-            if on_progress and (realtime or now - last_progress >= REPLAY_PROGRESS_EVERY_S):
+            if on_progress and (every_tick or now - last_progress >= REPLAY_PROGRESS_EVERY_S):
                 last_progress = now
                 on_progress(stats)
         session.wait_acked(0, None)
@@ -254,35 +266,20 @@ def publish_records(
     encode = encode or replay_encoder("json")
     topic = topic_template.format(mn=mn)
     stop = stop or threading.Event()
-    session = _Session(*parse_mqtt_url(mqtt_url), client_id)
-    t_wall = time.monotonic()
-    stats = PublishStats(started_at=datetime.now(UTC))
-    last_progress = 0.0
-    try:
+
+    def ticks(session: _Session) -> Iterator[list[tuple[str, bytes, int]]]:
+        t_wall = time.monotonic()
         t0 = records[0].ts if records else None
         for rec in records:
             if stop.is_set():
-                break
+                return
             if speed > 0 and t0 is not None:
                 due = t_wall + (rec.ts - t0).total_seconds() / speed
                 while not stop.is_set() and (wait := due - time.monotonic()) > 0:
                     session.pump(min(wait, LOOP_SLICE_S))
-            session.publish(topic, encode(mn, rec.ts, rec.values, rec.flags))
-            session.wait_acked(MAX_PENDING, stop)
-            stats = replace(stats, messages=stats.messages + 1,
-                            readings=stats.readings + len(rec.values),
-                            elapsed_s=time.monotonic() - t_wall)
-            now = time.monotonic()
-            if on_progress and now - last_progress >= REPLAY_PROGRESS_EVERY_S:
-                last_progress = now
-                on_progress(stats)
-        session.wait_acked(0, None)
-    finally:
-        session.close()
-    stats = replace(stats, elapsed_s=time.monotonic() - t_wall)
-    if on_progress:
-        on_progress(stats)
-    return stats
+            yield [(topic, encode(mn, rec.ts, rec.values, rec.flags), len(rec.values))]
+
+    return _drive(_Session(*parse_mqtt_url(mqtt_url), client_id), ticks, stop, on_progress)
 
 
 def publish_raw(mqtt_url: str, topic: str, payload: bytes, *,
