@@ -142,7 +142,8 @@ class RuleRunner:
         self._start()
         self.leading = True
         assert self.engine is not None
-        next_offline = next_registry = time.monotonic()
+        next_offline = time.monotonic()
+        next_registry = next_offline + self.cfg.registry_refresh_s  # just loaded by _start
         while not stop.is_set():
             now = time.monotonic()
             if now >= next_registry:
