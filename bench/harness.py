@@ -14,6 +14,7 @@ which stays exactly what a device sends). Clocks are the same machine's ``time.t
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import time
@@ -108,6 +109,7 @@ def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
     sock = _connect(host, port, client_id)
     go.wait()
     t0 = time.time()
+    c0 = os.times()
     samples: list[tuple[int, float]] = []
     acked = 0
     pending = b""
@@ -141,7 +143,9 @@ def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
     t_acked = time.time()
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
-    out.put({"messages": sent, "t_first": t0, "t_acked": t_acked, "samples": samples})
+    t = os.times()
+    out.put({"messages": sent, "t_first": t0, "t_acked": t_acked, "samples": samples,
+             "cpu_s": t.user + t.system - c0.user - c0.system})
 
 
 class ProbePublisher:
@@ -200,9 +204,9 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     return sorted_values[int(rank) - 1]
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM), in MB."""
-    with open("/proc/self/status") as f:
+def peak_rss_mb(pid: int | None = None) -> float:
+    """A process's peak resident set (VmHWM), in MB: this one's by default."""
+    with open(f"/proc/{pid or 'self'}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return round(int(line.split()[1]) / 1024, 1)

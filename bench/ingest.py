@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 
+from bench import cpu
 from bench.harness import (
     Queue,
     build_messages,
@@ -84,15 +85,19 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
     broker = OwnMosquitto(Path(tempfile.mkdtemp(prefix="offsite-bench-")), LOSSLESS)
     broker.start()
     try:
+        assert broker.proc is not None
+        with psycopg.connect(admin_url) as conn:
+            pg = cpu.postmaster_pid(conn)
+        procs = {"broker": broker.proc.pid, **({"postgres": pg} if pg else {})}
         bare = _phase(ctx, broker.url, msgs["bare"], f"bench/{tag}/bare/devices/+/telemetry",
-                      args, n_msgs, _bare_process, {}, out)
+                      args, n_msgs, _bare_process, {}, procs, out)
         with scratch_database(admin_url, "offsite_bench") as db:
             with psycopg.connect(db) as conn:
                 migrate(conn)
                 save_registry(conn, fleet.registry)
             off = _phase(ctx, broker.url, msgs["offsite"],
                          f"bench/{tag}/offsite/devices/+/telemetry", args, n_readings,
-                         _offsite_process, {"db": db}, out)
+                         _offsite_process, {"db": db}, procs, out)
             with psycopg.connect(db) as conn:
                 row = conn.execute("SELECT count(*) FROM readings").fetchone()
             stored = int(row[0]) if row else 0
@@ -111,17 +116,23 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
         "offsite_p50_ms": off["p50_ms"], "offsite_p99_ms": off["p99_ms"],
         "latency_samples": off["samples"],
         "publish_messages_per_s": off["publish_messages_per_s"],
-        "peak_rss_mb": off["peak_rss_mb"], "worker_messages": off["worker_messages"],
+        "peak_rss_mb": off["peak_rss_mb"], "rules_peak_rss_mb": off["rules_peak_rss_mb"],
+        "worker_messages": off["worker_messages"],
         "worker_cpu_shares": off["cpu"],
+        "cpu_us_per_message": {"bare": bare["cpu_us_per_message"],
+                               "offsite": off["cpu_us_per_message"]},
+        "machine_busy": {"bare": bare["machine_busy"], "offsite": off["machine_busy"]},
         "stored": stored, "lost": n_readings - stored, "loadavg_1m_before": load_before,
     }
 
 
 def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: str,
            args: IngestBenchArgs, expected: int, target: Callable[..., None],
-           extra: dict[str, Any], out: Callable[[str], None]) -> dict[str, Any]:
+           extra: dict[str, Any], procs: dict[str, int],
+           out: Callable[[str], None]) -> dict[str, Any]:
     """Start the subscribers, then the publishers; wait until ``expected`` units
-    (messages or readings) are counted or progress stalls; collect the figures."""
+    (messages or readings) are counted or progress stalls; collect the figures, with
+    the CPU each group of processes spent (``procs``: long-running ones by pid)."""
     name = target.__name__.strip("_").split("_")[0]
     results: Any = ctx.Queue()
     stop = ctx.Event()
@@ -146,6 +157,7 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     for p in pubs:
         p.start()
     time.sleep(0.5)  # publishers connected
+    cpu0 = {k: cpu.tree_cpu_s(pid) for k, pid in procs.items()}
     go.set()
     last, last_change = -1, time.monotonic()
     while True:
@@ -158,6 +170,7 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
             out(f"  {name}: stalled at {done} of {expected}")
             break
         time.sleep(0.05)
+    cpu1 = {k: cpu.tree_cpu_s(pid) for k, pid in procs.items()}
     stop.set()
     pub_results = [pubq.get(timeout=60) for _ in pubs]
     sub_results = [results.get(timeout=120) for _ in subs]
@@ -171,16 +184,28 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     published = {k: t for r in pub_results for k, t in r["samples"]}
     lat = latency(published, (s for r in sub_results for s in r["samples"]))
     n = sum(r["messages"] for r in pub_results)
+    spent = {"publishers": sum(r["cpu_s"] for r in pub_results),
+             **{k: sum(r["cpu_s"].get(k, 0.0) for r in sub_results)
+                for k in sub_results[0]["cpu_s"]},
+             **{k: cpu1[k] - cpu0[k] for k in procs}}
+    per_msg = {k: round(v / n * 1e6, 1) for k, v in spent.items()}
+    per_msg["total"] = round(sum(per_msg.values()), 1)
     res = {
         "messages_per_s": round(n / (t_end - t_first)),
         "publish_messages_per_s": round(n / (max(r["t_acked"] for r in pub_results) - t_first)),
         "p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "samples": lat.count,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in sub_results),
+        "rules_peak_rss_mb": max((r.get("rules_peak_rss_mb") or 0.0) for r in sub_results),
         "cpu": [r.get("cpu") for r in sub_results],
+        "cpu_us_per_message": per_msg,
+        "machine_busy": round(sum(spent.values()) / (t_end - t_first) / (os.cpu_count() or 1),
+                              2),
         "worker_messages": [r["messages"] for r in sub_results],
     }
     out(f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
         f"p99 {lat.p99_ms} ms, per worker {res['worker_messages']}")
+    out(f"  {name}: CPU µs per message " + ", ".join(f"{k} {v}" for k, v in per_msg.items())
+        + f"; machine {res['machine_busy']:.0%} busy")
     return res
 
 
@@ -219,12 +244,15 @@ def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready
     c.on_subscribe = on_subscribe
     c.on_connect = lambda cl, *_a: cl.subscribe(sub, qos=1)
     c.connect(host, port, 60)
+    c0 = os.times()
     c.loop_start()
     stop.wait()
     c.disconnect()
     c.loop_stop()
+    t = os.times()
     results.put({"messages": state["n"], "t_last": state["t_last"], "samples": samples,
-                 "peak_rss_mb": peak_rss_mb()})
+                 "peak_rss_mb": peak_rss_mb(),
+                 "cpu_s": {"subscriber": t.user + t.system - c0.user - c0.system}})
 
 
 def _offsite_process(url: str, topic: str, group: str | None, client_id: str, ready: Event,
@@ -263,17 +291,19 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
     progress.start()
     stop.wait()
     shares = cpu()
+    rules_pid = svc.runner.pid if svc.runner is not None else None
+    rules_rss = peak_rss_mb(rules_pid) if rules_pid else None  # before it exits
     svc.stop()
     results.put({"messages": svc.stats.messages, "t_last": svc.stats.last_commit_at,
-                 "samples": samples, "peak_rss_mb": peak_rss_mb(), "cpu": shares,
+                 "samples": samples, "peak_rss_mb": peak_rss_mb(),
+                 "rules_peak_rss_mb": rules_rss, "cpu_s": shares.pop("cpu_s"), "cpu": shares,
                  "error": repr(svc.error) if svc.error else None})
 
 
-def _cpu_meter(svc: Any) -> Callable[[], dict[str, float]]:
-    """Where the ingest process's CPU goes: the rule runner's thread (the engine, the
-    alert book, reading the rule queue and writing alerts — its own CPU clock) and
-    decoding with validation (timed with the CPU clock of the thread running it),
-    against the whole process's CPU time. Returns a function giving the shares so far."""
+def _cpu_meter(svc: Any) -> Callable[[], dict[str, Any]]:
+    """Where the worker's CPU goes from now on: its own process (decoding with validation
+    timed apart, by the CPU clock of the thread running it) and the rule runner's process
+    beside it. Returns a function giving the CPU seconds and shares so far."""
     spent = {"decode": 0.0}
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -287,16 +317,16 @@ def _cpu_meter(svc: Any) -> Callable[[], dict[str, float]]:
 
     p = svc.pipeline
     p._process = timed("decode", p._process)
-    runner = svc._runner_thread
-    clock = time.pthread_getcpuclockid(runner.ident) if runner is not None else None
-    r0 = time.clock_gettime(clock) if clock is not None else 0.0
+    rules_pid = svc.runner.pid if svc.runner is not None else None
+    r0 = cpu.tree_cpu_s(rules_pid) if rules_pid else 0.0
     t0 = os.times()
 
-    def shares() -> dict[str, float]:
+    def shares() -> dict[str, Any]:
         t1 = os.times()
-        total = (t1.user - t0.user) + (t1.system - t0.system)
-        rules = (time.clock_gettime(clock) - r0) if clock is not None else 0.0
-        return {"cpu_s": round(total, 2),
-                "rules": round(rules / total, 3) if total else 0.0,
-                **{k: round(v / total, 3) if total else 0.0 for k, v in spent.items()}}
+        own = (t1.user - t0.user) + (t1.system - t0.system)
+        rules = (cpu.tree_cpu_s(rules_pid) - r0) if rules_pid else 0.0
+        both = own + rules
+        return {"cpu_s": {"worker": round(own, 2), "rules": round(rules, 2)},
+                "rules": round(rules / both, 3) if both else 0.0,
+                **{k: round(v / both, 3) if both else 0.0 for k, v in spent.items()}}
     return shares

@@ -18,17 +18,18 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ingest.pipeline import IngestStats
+from ingest.rule_process import RulesFigures
 
 
 class IngestCollector(Collector):
     def __init__(self, stats: IngestStats,
                  links: Callable[[], tuple[bool | None, int | None]],
                  backlog: Callable[[], tuple[int, float]],
-                 rules: Callable[[], tuple[bool, int, int]] | None = None) -> None:
+                 rules: Callable[[], RulesFigures] | None = None) -> None:
         self.stats = stats
         self.links = links
         self.backlog = backlog
-        self.rules = rules  # (leading, readings judged, judged late) of the rule runner
+        self.rules = rules  # the rule runner started beside this worker
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -40,7 +41,6 @@ class IngestCollector(Collector):
             ("offsite_ingest_batches", "Committed batches", s.batches),
             ("offsite_ingest_db_errors", "Database attempts that failed (retried)",
              s.db_errors),
-            ("offsite_ingest_alerts_opened", "Alerts opened", s.alerts_opened),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         dead = CounterMetricFamily("offsite_ingest_dead_letters", "Dead letters by reason",
@@ -69,7 +69,11 @@ class IngestCollector(Collector):
         yield GaugeMetricFamily("offsite_ingest_last_commit_timestamp_seconds",
                                 "Unix time of the last commit", value=s.last_commit_at)
         if self.rules is not None:
-            leading, judged, late = self.rules()
+            r = self.rules()
+            leading, judged, late = r.leading, r.judged, r.late
+            yield CounterMetricFamily("offsite_ingest_alerts_opened",
+                                      "Alerts opened by this worker's rule runner",
+                                      value=r.opened)
             yield GaugeMetricFamily("offsite_rules_leading",
                                     "1 while this worker's rule runner judges the queue",
                                     value=int(leading))

@@ -57,8 +57,6 @@ class IngestStats:
     duplicates: int = 0
     dead_letters: int = 0
     batches: int = 0
-    alerts_opened: int = 0
-    alerts_cleared: int = 0
     db_errors: int = 0
     last_commit_at: float = 0.0
     dead_by_reason: dict[str, int] = field(default_factory=dict)

@@ -88,8 +88,15 @@ class RuleRunner:
 
     # -- leadership -----------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Until ``stop``: try to lead; while leading, judge the queue."""
-        while not stop.is_set():
+        """Until ``stop``: try to lead; while leading, judge the queue.
+
+        At least one try, even when stopped before it: a worker stopped while its
+        runner was still starting has queued what it stored, and if no other runner
+        leads, this one judges it before exiting rather than leave it to the next start.
+        """
+        tried = False
+        while not (tried and stop.is_set()):
+            tried = True
             try:
                 with psycopg.connect(self.database_url, autocommit=True,
                                      application_name="offsite-rules") as lock_conn:

@@ -14,8 +14,9 @@ from psycopg_pool import ConnectionPool
 from ingest.batcher import Batcher
 from ingest.gateway import Gateway
 from ingest.models import InboundMessage
-from ingest.pipeline import IngestStats, Pipeline, unavailable
-from ingest.rule_runner import RuleRunner, RunnerConfig
+from ingest.pipeline import IngestStats, Pipeline
+from ingest.rule_process import RuleProcess, RulesFigures
+from ingest.rule_runner import RunnerConfig
 from ingest.subscriber import Subscriber
 from ingest.validate import Policy, policy_topic
 from offsite.settings import Settings
@@ -35,6 +36,13 @@ def policy_from(settings: Settings) -> Policy:
                   max_future=timedelta(seconds=settings.max_future_s),
                   max_age=timedelta(days=settings.max_age_days),
                   hj212_require_password=settings.hj212_require_password)
+
+
+def runner_config(s: Settings) -> RunnerConfig:
+    return RunnerConfig(s.rules_file, s.rule_warm_s, s.rule_warm_max, s.alert_clear_s,
+                        s.alert_reopen_s, offline_check_s=s.offline_check_s,
+                        reorder_s=s.rule_reorder_ms / 1000,
+                        case_response_s=s.case_response_h * 3600)
 
 
 def client_id(settings: Settings) -> str:
@@ -61,10 +69,8 @@ class IngestService:
         self.subscriber: Subscriber | None = None
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
-        self._runner_stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._runner_thread: threading.Thread | None = None
-        self.runner: RuleRunner | None = None
+        self.runner: RuleProcess | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -73,12 +79,9 @@ class IngestService:
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
-        runner = RuleRunner(self.database_url, self.pool, RunnerConfig(
-            s.rules_file, s.rule_warm_s, s.rule_warm_max, s.alert_clear_s, s.alert_reopen_s,
-            offline_check_s=s.offline_check_s, reorder_s=s.rule_reorder_ms / 1000,
-            case_response_s=s.case_response_h * 3600),
-            self._count_events, unavailable)
-        self.runner = runner
+        if s.rules_runner == "process":
+            self.runner = RuleProcess(self.database_url, runner_config(s),
+                                      log_level=s.log_level, log_format=s.log_format)
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
             self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, client_id(s), inbox,
@@ -105,9 +108,8 @@ class IngestService:
 
         self._thread = threading.Thread(target=run, name="offsite-pipeline", daemon=True)
         self._thread.start()
-        self._runner_thread = threading.Thread(target=runner.run, args=(self._runner_stop,),
-                                               name="offsite-rules", daemon=True)
-        self._runner_thread.start()
+        if self.runner is not None:
+            self.runner.start()
         if s.maintain_interval_s is not None:
             threading.Thread(target=self._maintain_every, args=(s.maintain_interval_s,),
                              name="offsite-maintain", daemon=True).start()
@@ -117,7 +119,7 @@ class IngestService:
             from ingest.metrics import IngestCollector, serve_metrics
 
             serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog,
-                                          self._rules_figures),
+                                          self.rules_figures),
                           s.metrics_host, s.metrics_port)
             log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
         if self.with_gateway:
@@ -147,22 +149,12 @@ class IngestService:
             except Exception as exc:  # the pool is closing, the database away
                 log.warning("storage upkeep skipped: %s", exc)
 
-    def _rules_figures(self) -> tuple[bool, int, int]:
-        r = self.runner
-        if r is None:
-            return False, 0, 0
-        return r.leading, r.judged, r.engine.late if r.engine is not None else 0
+    def rules_figures(self) -> RulesFigures:
+        """This worker's rule runner: leading?, readings judged, alerts opened…"""
+        return self.runner.figures() if self.runner is not None else RulesFigures()
 
     def _in_transit(self) -> datetime | None:
         return self.subscriber.handing if self.subscriber is not None else None
-
-    def _count_events(self, events: list[tuple[int, str]]) -> None:
-        for alert_id, kind in events:
-            if kind in ("opened", "reopened"):
-                self.stats.alerts_opened += 1
-                log.info("alert %d %s", alert_id, kind)
-            elif kind == "cleared":
-                self.stats.alerts_cleared += 1
 
     def _links(self) -> tuple[bool | None, int | None]:
         broker = self.subscriber.connected.is_set() if self.subscriber is not None else None
@@ -184,9 +176,8 @@ class IngestService:
             self._thread.join(timeout)
         # the pipeline has committed (and queued) what it had: the runner judges the
         # rest of the queue before it lets go of the lead
-        self._runner_stop.set()
-        if self._runner_thread is not None:
-            self._runner_thread.join(timeout)
+        if self.runner is not None:
+            self.runner.stop(timeout)
         if self.subscriber is not None:
             self.subscriber.stop()
         if self.gateway is not None:

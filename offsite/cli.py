@@ -179,14 +179,39 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 conns = f"  connections {g.open_connections}" if g else ""
                 _print(f"[{time.monotonic() - t0:6.0f}s] messages {s.messages}  stored "
                        f"{s.readings_stored}  dead letters {s.dead_letters}  alerts opened "
-                       f"{s.alerts_opened}{conns}")
+                       f"{svc.rules_figures().opened}{conns}")
         finally:
             svc.stop()
         s = svc.stats
         _print(f"ingest stopped: {s.messages} messages, {s.readings_stored} readings stored, "
                f"{s.duplicates} duplicates ignored, {s.dead_letters} dead letters, "
-               f"{s.alerts_opened} alerts opened")
+               f"{svc.rules_figures().opened} alerts opened")
         return 1 if svc.error is not None else 0
+
+
+# -- rules -------------------------------------------------------------------------------
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    """The rule runner on its own, for workers run with OFFSITE_RULES_RUNNER=external."""
+    from ingest.rule_process import run_rules
+    from ingest.service import runner_config
+    from offsite.embedded import services
+    from store.migrate import migrate
+    from store.pool import open_pool
+
+    stop = _Stop()
+    stop.install()
+    with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
+        for n in notes:
+            _print(f"started {n}")
+        pool = open_pool(db, max_size=1)
+        with pool.connection() as conn:
+            migrate(conn)
+        pool.close()
+        _print("rule runner: judging what ingest workers queue (Ctrl-C to stop)")
+        figures = run_rules(db, runner_config(settings), stop.event)
+        _print(f"rule runner stopped: {figures.judged} readings judged, {figures.opened} "
+               f"alerts opened, {figures.cleared} cleared")
+        return 0
 
 
 # -- serve -------------------------------------------------------------------------------
@@ -507,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gateway", help="HJ 212 over TCP → store → rules (no MQTT)")
     g.add_argument("--progress", type=float, default=10.0)
 
+    sub.add_parser("rules", help="the rule runner alone (for ingest workers run with "
+                   "OFFSITE_RULES_RUNNER=external)")
     sub.add_parser("serve", help="the HTTP API and console")
 
     s = sub.add_parser("simulate", help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) "
@@ -621,7 +648,8 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
-COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "serve": cmd_serve,
+COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "rules": cmd_rules,
+            "serve": cmd_serve,
             "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval,
             "users": cmd_users, "devices": cmd_devices, "audit": cmd_audit,
             "bench": cmd_bench}

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
                                    description="readings received within this long of each "
                                                "other by different workers are judged in "
                                                "device-time order")
+    rules_runner: Literal["process", "external"] = Field(
+        default="process",
+        description="process: each ingest worker starts a rule runner process beside it "
+                    "(one of them leads); external: this worker only queues, and "
+                    "`offsite rules` runs elsewhere")
     alert_reopen_s: float = Field(default=21600.0, ge=0,
                                   description="a condition returning within this long of "
                                               "its alert's close reopens it")

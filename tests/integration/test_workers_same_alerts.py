@@ -89,9 +89,12 @@ def _run(db_url: str, mqtt_url: str, workers: int, tmp_path: Path,
             assert sum(1 for s in services if s.stats.messages > 0) == workers
         wait_for(lambda: scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0,
                  timeout=60, what="the rule runner judging everything queued")
-        leader = [s.runner for s in services if s.runner is not None and s.runner.leading]
-        # every reading judged once, none after a newer one of its series
-        assert [(r.judged, r.engine.late) for r in leader if r.engine] == [(expected, 0)]
+        # every reading judged once (the runner's counters reach its worker within
+        # REPORT_S), none after a newer one of its series
+        wait_for(lambda: sum(s.rules_figures().judged for s in services) == expected,
+                 timeout=5, what="the runner's figures")
+        leader = [s.rules_figures() for s in services if s.rules_figures().judged]
+        assert [(r.judged, r.late) for r in leader] == [(expected, 0)]
     return _alerts(db_url)
 
 
