@@ -1,0 +1,80 @@
+"""The rule runner apart from the ingest worker: its own process by default, or run
+elsewhere (``offsite rules``) with ``OFFSITE_RULES_RUNNER=external``."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from ingest.rule_process import run_rules
+from ingest.service import runner_config
+from offsite.registry import registry_from_dict
+from tests.integration.helpers import (
+    make_settings,
+    publish_raw,
+    register,
+    running_ingest,
+    scalar,
+    topic_for,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+MN = "010000A8900016F000169DD0"
+REGISTRY = registry_from_dict({"enterprises": [{
+    "id": "E1", "name": "Test Power", "points": [{
+        "id": "E1-P1", "kind": "flue_gas", "o2_ref": 6.0, "limits": {"a21026": 35.0},
+        "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+EXCEEDANCES = "SELECT count(*) FROM alerts WHERE rule = 'exceedance' AND mn = %s"
+
+
+def _payload(ts: datetime, **values: object) -> bytes:
+    return json.dumps({"ts": ts.isoformat(), "values": values}).encode()
+
+
+def test_the_runner_is_a_process_of_its_own_and_reports_to_its_worker(
+        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    register(db_url, REGISTRY)
+    with running_ingest(make_settings(db_url, mqtt_url, unique_topic)) as ingest:
+        assert ingest.runner is not None
+        assert ingest.runner.pid not in (None, os.getpid())
+        wait_for(lambda: ingest.rules_figures().leading, what="the runner leading")
+        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
+                                _payload(datetime.now(UTC), a21026=99.0))])  # limit 35
+        wait_for(lambda: scalar(db_url, EXCEEDANCES, MN) == 1, what="the exceedance alert")
+        wait_for(lambda: ingest.rules_figures().opened == 1
+                 and ingest.rules_figures().judged == 1, timeout=5,
+                 what="the runner's figures reaching the worker")
+        runner = ingest.runner
+    assert not runner.alive  # stopped with its worker
+
+
+def test_external_runner_judges_what_a_worker_only_queued(
+        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    register(db_url, REGISTRY)
+    settings = make_settings(db_url, mqtt_url, unique_topic, rules_runner="external")
+    with running_ingest(settings) as ingest:
+        assert ingest.runner is None
+        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
+                                _payload(datetime.now(UTC), a21026=99.0))])
+        wait_for(lambda: ingest.stats.readings_stored == 1, what="the reading stored")
+        # stored and queued, and nobody here judges it
+        assert scalar(db_url, "SELECT count(*) FROM rule_inbox") >= 1
+        assert scalar(db_url, EXCEEDANCES, MN) == 0
+        stop = threading.Event()
+        found: list[object] = []
+        runner = threading.Thread(
+            target=lambda: found.append(run_rules(db_url, runner_config(settings), stop)))
+        runner.start()  # as `offsite rules` runs it
+        try:
+            wait_for(lambda: scalar(db_url, EXCEEDANCES, MN) == 1, what="the alert")
+        finally:
+            stop.set()
+            runner.join(30)
+    assert scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0
+    assert [(f.judged, f.opened) for f in found] == [(1, 1)]  # type: ignore[attr-defined]
