@@ -192,7 +192,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 # -- rules -------------------------------------------------------------------------------
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     """The rule runner on its own, for workers run with OFFSITE_RULES_RUNNER=external."""
-    from ingest.rule_process import run_rules
+    from ingest.rule_process import release_freed_memory, run_rules
     from ingest.service import runner_config
     from offsite.embedded import services
     from store.migrate import migrate
@@ -208,6 +208,7 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
             migrate(conn)
         pool.close()
         _print("rule runner: judging what ingest workers queue (Ctrl-C to stop)")
+        release_freed_memory()
         figures = run_rules(db, runner_config(settings), stop.event)
         _print(f"rule runner stopped: {figures.judged} readings judged, {figures.opened} "
                f"alerts opened, {figures.cleared} cleared")
