@@ -137,7 +137,7 @@ class _Refs:
                        float(self.x[j]), chr(int(self.flag[j])), DataKind(kind))
 
 
-ROUND_PIECE = 16384  # readings judged at once; see RuleEngine._judge_round
+ROUND_PIECE = 8192  # readings judged at once; see RuleEngine._judge_round
 
 
 class RuleEngine:

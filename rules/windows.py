@@ -12,10 +12,11 @@ from collections.abc import Hashable
 import numpy as np
 
 
-def next_capacity(capacity: int) -> int:
-    """Grow by a quarter, not double: with tens of thousands of series, doubling left up
-    to half of every per-series array (windows, detector state) empty."""
-    return capacity + max(64, capacity // 4)
+def next_capacity(needed: int) -> int:
+    """Room for ``needed`` rows and a sixteenth more. Callers grow once per batch of new
+    series, so a small margin is enough; doubling left up to half of every per-series
+    array (windows, detector state) empty with tens of thousands of series."""
+    return needed + max(64, needed // 16)
 
 
 class Windows:
@@ -45,20 +46,20 @@ class Windows:
         """Row numbers for keys, creating rows for new series; also the new rows."""
         out = np.empty(len(keys), dtype=np.int64)
         new: list[int] = []
+        missing = sum(1 for k in keys if k not in self._index)
+        if len(self._index) + missing > self.capacity:  # once for all of them
+            self._grow(next_capacity(len(self._index) + missing))
         for i, k in enumerate(keys):
             row = self._index.get(k)
             if row is None:
                 row = len(self._index)
-                if row >= self.capacity:
-                    self._grow()
                 self._index[k] = row
                 self.keys.append(k)
                 new.append(row)
             out[i] = row
         return out, new
 
-    def _grow(self) -> None:
-        cap = next_capacity(self.capacity)
+    def _grow(self, cap: int) -> None:
 
         def more(a: np.ndarray, fill: float | int) -> np.ndarray:
             b = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
