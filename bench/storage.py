@@ -57,7 +57,8 @@ def _prepare(url: str, devices: int, keep_rollups: bool) -> None:
         migrate(conn)
         save_registry(conn, reg)
         if not keep_rollups:
-            conn.execute("DROP TABLE readings_hourly, readings_daily")
+            conn.execute("DROP VIEW readings_daily")
+            conn.execute("DROP TABLE readings_hourly")
 
 
 def _load(url: str, devices: int, hours: int, batch: int) -> tuple[int, float]:

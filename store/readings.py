@@ -3,12 +3,12 @@
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
 commit) and ``INSERT … ON CONFLICT DO NOTHING`` moves the rows. The rules must see
 exactly the rows new to the store — a redelivered message is stored and judged once —
-and the hourly/daily rollups (``store/rollups.py``) must add up exactly those, which the
-same statement does from its RETURNING rows, inside PostgreSQL. Python gets back only
-their number: in the usual case every staged row is new and the batch itself is the
-answer; only when some were duplicates are the rows this transaction inserted read back
-(by ``xmin``). Returning every row instead cost a sixth of ingest's CPU in building them
-again in Python.
+and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
+exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
+Python gets back only their number: in the usual case every staged row is new and the
+batch itself is the answer; only when some were duplicates are the rows this transaction
+inserted read back (by ``xmin``). Returning every row instead cost a sixth of ingest's
+CPU in building them again in Python.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime
 import psycopg
 
 from ingest.models import Reading
-from store.rollups import UPSERT_DAILY, UPSERT_HOURLY, rollups_maintained
+from store.rollups import UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
 _TYPES = ["timestamptz", "text", "text", "text", "float8", "text", "timestamptz"]
@@ -51,7 +51,7 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
         if rollups_maintained(conn):  # the rollups count exactly the rows inserted
             cur.execute(f"""WITH new AS ({insert} RETURNING ts, mn, pollutant, kind, value,
                                          flag),
-                                 h AS ({UPSERT_HOURLY}), d AS ({UPSERT_DAILY})
+                                 h AS ({UPSERT_HOURLY})
                             SELECT count(*) FROM new""".encode())
             row = cur.fetchone()
             inserted = int(row[0]) if row else 0

@@ -1,16 +1,18 @@
 """Hourly and daily rollups of readings: kept in step on insert, rebuilt after bulk loads,
 read by the API's bucketed series and by anything that needs hourly averages.
 
-Tables ``readings_hourly`` / ``readings_daily`` (migration 0005) hold, per (mn,
-pollutant, kind, UTC bucket): ``n``, ``total``, ``min_value``, ``max_value`` over every
-value, and ``n_valid``, ``total_valid`` over values flagged N — enough to answer avg /
-min / max / count for any bucket that is a whole number of hours or days, and the
-valid-only average the standard's validity rules are written in.
+``readings_hourly`` (migration 0005) holds, per (mn, pollutant, kind, UTC hour): ``n``,
+``total``, ``min_value``, ``max_value`` over every value, and ``n_valid``,
+``total_valid`` over values flagged N — enough to answer avg / min / max / count for any
+bucket that is a whole number of hours, and the valid-only average the standard's
+validity rules are written in. ``readings_daily`` has the same columns per UTC day.
 
-On plain PostgreSQL ``insert_readings`` upserts them from the rows its INSERT returned, in
-the same statement: only rows new to the store count, so a redelivered message never
-counts twice, and a rolled-back batch leaves no trace. On TimescaleDB the same names are
-continuous aggregates and nothing is upserted.
+On plain PostgreSQL ``insert_readings`` upserts the hourly table from the rows its
+INSERT returned, in the same statement: only rows new to the store count, so a
+redelivered message never counts twice, and a rolled-back batch leaves no trace. The
+daily rollup is a view summing the hourly rows (migration 0010): a second upsert per
+batch cost ingest more than reading 24 rows per day costs a reader. On TimescaleDB both
+names are continuous aggregates and nothing is upserted.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ ON CONFLICT (mn, pollutant, kind, bucket) DO UPDATE SET
     n_valid = r.n_valid + excluded.n_valid, total_valid = r.total_valid + excluded.total_valid
 """
 UPSERT_HOURLY = _UPSERT.format(table="readings_hourly", width="1 hour")
-UPSERT_DAILY = _UPSERT.format(table="readings_daily", width="1 day")
 
 _maintained: weakref.WeakKeyDictionary[psycopg.Connection, bool] = weakref.WeakKeyDictionary()
 
@@ -81,14 +82,13 @@ def rebuild_rollups(conn: psycopg.Connection, start: datetime | None = None,
                     end: datetime | None = None) -> tuple[int, int]:
     """Recompute the rollups from raw readings over [start, end) (widened to whole UTC
     days; None: everything) — after a bulk COPY that bypassed ``insert_readings``.
-    Runs in the caller's transaction; returns (hourly rows, daily rows) written."""
+    Runs in the caller's transaction; returns (hourly rows written, daily rows they make)."""
     if not rollups_maintained(conn):
         raise StoreError("rollups are not tables here (TimescaleDB continuous aggregates "
                          "refresh themselves: CALL refresh_continuous_aggregate(...))")
     lo = _floor_day(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
     hi = _ceil_day(end) if end is not None else datetime(9999, 1, 1, tzinfo=UTC)
     conn.execute("DELETE FROM readings_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
-    conn.execute("DELETE FROM readings_daily WHERE bucket >= %s AND bucket < %s", (lo, hi))
     hourly = conn.execute("""
         INSERT INTO readings_hourly
         SELECT mn, pollutant, kind, date_bin('1 hour', ts, timestamptz '1970-01-01'),
@@ -96,13 +96,9 @@ def rebuild_rollups(conn: psycopg.Connection, start: datetime | None = None,
                count(*) FILTER (WHERE flag = 'N'),
                coalesce(sum(value) FILTER (WHERE flag = 'N'), 0)
         FROM readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2, 3, 4""", (lo, hi)).rowcount
-    daily = conn.execute("""
-        INSERT INTO readings_daily
-        SELECT mn, pollutant, kind, date_bin('1 day', bucket, timestamptz '1970-01-01'),
-               sum(n), sum(total), min(min_value), max(max_value), sum(n_valid),
-               sum(total_valid)
-        FROM readings_hourly WHERE bucket >= %s AND bucket < %s
-        GROUP BY 1, 2, 3, 4""", (lo, hi)).rowcount
+    row = conn.execute("""SELECT count(*) FROM readings_daily   -- a view of the hourly
+                          WHERE bucket >= %s AND bucket < %s""", (lo, hi)).fetchone()
+    daily = int(row[0]) if row else 0
     return hourly, daily
 
 

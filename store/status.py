@@ -52,7 +52,7 @@ def db_status(conn: psycopg.Connection) -> DbStatus:
                                    sum(pg_total_relation_size(c.oid))::bigint
                             FROM pg_partition_tree(to_regclass(%s)) t
                             JOIN pg_class c ON c.oid = t.relid
-                            WHERE t.isleaf""", (name,)).fetchone()
+                            WHERE t.isleaf AND c.relkind <> 'v'""", (name,)).fetchone()
         if r is not None and r[2] is not None:
             st.tables[name] = (-1 if r[1] < 0 else int(r[0]), int(r[2]))
     if hyper:  # chunks are inherited, not partitions: TimescaleDB adds them up itself
@@ -72,8 +72,8 @@ def db_status(conn: psycopg.Connection) -> DbStatus:
         st.default_rows = int(d[0]) if d else 0
     kind = conn.execute("SELECT relkind FROM pg_class "
                         "WHERE oid = to_regclass('readings_hourly')").fetchone()
-    st.rollups = {"r": "tables", "v": "continuous aggregates"}.get(
-        kind[0] if kind else "", "none")
+    st.rollups = {"r": "hourly table, daily view of it",
+                  "v": "continuous aggregates"}.get(kind[0] if kind else "", "none")
     if hyper:
         c = conn.execute("""SELECT sum(before_compression_total_bytes)::bigint,
                                    sum(after_compression_total_bytes)::bigint
