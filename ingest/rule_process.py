@@ -45,6 +45,17 @@ class RulesFigures:
     cleared: int = 0
 
 
+def new_counts() -> Any:
+    """Shared counters a runner reports its figures in (see ``run_rules``)."""
+    return mp.get_context("spawn").Array("q", len(FIGURES))
+
+
+def figures_in(counts: Any) -> RulesFigures:
+    with counts.get_lock():
+        v = list(counts)
+    return RulesFigures(bool(v[0]), *v[1:])
+
+
 class RuleProcess:
     """Starts, watches and stops the rule runner's process."""
 
@@ -54,7 +65,7 @@ class RuleProcess:
         # may inherit a held lock, and the runner starts as clean as its own command does
         ctx = mp.get_context("spawn")
         self._stop: Event = ctx.Event()
-        self._counts: Any = ctx.Array("q", len(FIGURES))
+        self._counts: Any = new_counts()
         self._proc = ctx.Process(target=run_child, name="offsite-rules", daemon=True,
                                  args=(database_url, config, self._counts, self._stop,
                                        log_level, log_format))
@@ -71,9 +82,7 @@ class RuleProcess:
         return self._proc.is_alive()
 
     def figures(self) -> RulesFigures:
-        with self._counts.get_lock():
-            v = list(self._counts)
-        return RulesFigures(bool(v[0]), *v[1:])
+        return figures_in(self._counts)
 
     # the attributes the worker's callers read, as a thread-run RuleRunner had them
     @property

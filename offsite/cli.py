@@ -192,27 +192,43 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 # -- rules -------------------------------------------------------------------------------
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     """The rule runner on its own, for workers run with OFFSITE_RULES_RUNNER=external."""
-    from ingest.rule_process import release_freed_memory, run_rules
+    from ingest.rule_process import figures_in, new_counts, release_freed_memory, run_rules
     from ingest.service import runner_config
     from offsite.embedded import services
-    from store.migrate import migrate
-    from store.pool import open_pool
 
     stop = _Stop()
     stop.install()
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
         for n in notes:
             _print(f"started {n}")
-        pool = open_pool(db, max_size=1)
-        with pool.connection() as conn:
-            migrate(conn)
-        pool.close()
+        _migrate(db)
         _print("rule runner: judging what ingest workers queue (Ctrl-C to stop)")
         release_freed_memory()
-        figures = run_rules(db, runner_config(settings), stop.event)
-        _print(f"rule runner stopped: {figures.judged} readings judged, {figures.opened} "
-               f"alerts opened, {figures.cleared} cleared")
+        counts = new_counts()
+        runner = threading.Thread(target=run_rules, name="offsite-rules",
+                                  args=(db, runner_config(settings), stop.event, counts))
+        runner.start()
+        t0 = time.monotonic()
+        while not stop.event.wait(args.progress) and runner.is_alive():
+            f = figures_in(counts)
+            _print(f"[{time.monotonic() - t0:6.0f}s] {'leading' if f.leading else 'standing by'}"
+                   f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}")
+        stop.event.set()
+        runner.join()
+        f = figures_in(counts)
+        _print(f"rule runner stopped: {f.judged} readings judged, {f.opened} alerts opened, "
+               f"{f.cleared} cleared")
         return 0
+
+
+def _migrate(db: str) -> None:
+    from store.migrate import migrate
+    from store.pool import open_pool
+
+    pool = open_pool(db, max_size=1)
+    with pool.connection() as conn:
+        migrate(conn)
+    pool.close()
 
 
 # -- serve -------------------------------------------------------------------------------
@@ -225,13 +241,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
         for n in notes:
             _print(f"started {n}")
-        from store.migrate import migrate
-        from store.pool import open_pool
-
-        pool = open_pool(db, max_size=1)
-        with pool.connection() as conn:
-            migrate(conn)
-        pool.close()
+        _migrate(db)
         _print(f"API on http://{settings.http_host}:{settings.http_port} "
                f"(OpenAPI at /docs); Ctrl-C to stop")
         uvicorn.run(create_app(settings, db), host=settings.http_host, port=settings.http_port,
@@ -533,8 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gateway", help="HJ 212 over TCP → store → rules (no MQTT)")
     g.add_argument("--progress", type=float, default=10.0)
 
-    sub.add_parser("rules", help="the rule runner alone (for ingest workers run with "
-                   "OFFSITE_RULES_RUNNER=external)")
+    ru = sub.add_parser("rules", help="the rule runner alone (for ingest workers run with "
+                        "OFFSITE_RULES_RUNNER=external)")
+    ru.add_argument("--progress", type=float, default=10.0, help="seconds between lines")
     sub.add_parser("serve", help="the HTTP API and console")
 
     s = sub.add_parser("simulate", help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) "

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 
@@ -78,3 +81,23 @@ def test_external_runner_judges_what_a_worker_only_queued(
             runner.join(30)
     assert scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0
     assert [(f.judged, f.opened) for f in found] == [(1, 1)]  # type: ignore[attr-defined]
+
+
+def test_offsite_rules_command_leads_reports_and_stops_on_ctrl_c(db_url: str) -> None:
+    env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "offsite.cli", "rules", "--progress", "0.2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not any("leading" in ln and "judged" in ln for ln in lines):
+            line = proc.stdout.readline()
+            assert line, f"exited early: {proc.stderr.read() if proc.stderr else ''}"
+            lines.append(line)
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "rule runner stopped: 0 readings judged" in out
