@@ -1,8 +1,8 @@
 """A large stored history for the query benchmark, generated inside PostgreSQL.
 
 One function, ``generate_history``, fills every table the console's queries read
-(readings, alerts), so that when rollup tables arrive it is the one place to also
-rebuild them. Rows are produced server-side (``generate_series``) in primary-key order,
+(readings, alerts); the query benchmark then rebuilds the rollups from them, as after
+any bulk load. Rows are produced server-side (``generate_series``) in primary-key order,
 device by device, so the index only ever grows at its right edge: tens of millions of
 rows in minutes, without shipping them through Python.
 """
