@@ -33,9 +33,10 @@ from ingest.models import DataKind, Reading
 from rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
 from rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
 from rules.detectors.base import FLAG_N, flag_table
-from rules.findings import Finding, rule_name, seen_key
+from rules.findings import Finding, SeenTimes, rule_name
+from rules.growth import grow_attr, grow_rows, next_capacity
 from rules.plausible import plausible_range
-from rules.windows import Windows, next_capacity
+from rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
 MAINTENANCE = flag_table("MC")
@@ -59,7 +60,7 @@ class Evaluation:
     findings: list[Finding] = field(default_factory=list)
     # newest device time evaluated per (mn, pollutant), and newest receive time per
     # (mn, '') — what the alert lifecycle needs to decide that a condition is gone
-    seen: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    seen: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
 
 
 class _Instance:
@@ -81,10 +82,7 @@ class _Instance:
         self.params = params_of(self.det)
 
     def grow(self, capacity: int) -> None:
-        if self.slots.shape[0] < capacity:
-            more = np.full(capacity, -1, dtype=np.int64)
-            more[: self.slots.shape[0]] = self.slots
-            self.slots = more
+        grow_attr(self, "slots", capacity, -1)
 
     def bind(self, row: int) -> None:
         if self.slots[row] >= 0:
@@ -213,16 +211,11 @@ class RuleEngine:
         if self._limit.shape[0] >= cap:
             return
 
-        def more(a: np.ndarray, fill: Any) -> np.ndarray:
-            b = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
-            b[: a.shape[0]] = a
-            return b
-
-        self._limit, self._lo = more(self._limit, np.nan), more(self._lo, -np.inf)
-        self._hi, self._o2ref = more(self._hi, np.inf), more(self._o2ref, np.nan)
-        self._interval = more(self._interval, 60.0)
-        self._applies = more(self._applies, False)
-        self._partner = {k: more(v, -1) for k, v in self._partner.items()}
+        for name, fill in (("_limit", np.nan), ("_lo", -np.inf), ("_hi", np.inf),
+                           ("_o2ref", np.nan), ("_interval", 60.0), ("_applies", False)):
+            grow_attr(self, name, cap, fill)
+        for role in list(self._partner):
+            self._partner[role] = grow_rows(self._partner.pop(role), cap, -1)
         for inst in self._instances:
             inst.grow(cap)
 
@@ -335,20 +328,13 @@ class RuleEngine:
         ev = Evaluation()
         if received:
             self.note_received(received)
-            for mn, ts in received.items():
-                ev.seen[(mn, "")] = ts
+            ev.seen = {(mn, ""): ts for mn, ts in received.items()}
         n = int(t.shape[0])
         if n == 0:
             return ev
-        newest = np.full(len(keys), -np.inf)
+        newest = np.full(len(keys), -np.inf)  # -inf: a series with no reading here
         np.maximum.at(newest, sidx, t)
-        for (mn, pollutant, kind), tn in zip(keys, newest.tolist(), strict=True):
-            if tn == -np.inf:  # a series with no reading in this slice
-                continue
-            sk = seen_key(rule_name("any", kind), mn, pollutant)
-            when = datetime.fromtimestamp(tn, UTC)
-            if sk not in ev.seen or when > ev.seen[sk]:
-                ev.seen[sk] = when
+        ev.seen = SeenTimes(keys, newest, ev.seen)
         series_rows = self._rows(keys)
         rows = series_rows[sidx]
         refs = _Refs(keys, sidx, t, x, flag, readings)

@@ -11,12 +11,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
-
-def next_capacity(needed: int) -> int:
-    """Room for ``needed`` rows and a sixteenth more. Callers grow once per batch of new
-    series, so a small margin is enough; doubling left up to half of every per-series
-    array (windows, detector state) empty with tens of thousands of series."""
-    return needed + max(64, needed // 16)
+from rules.growth import grow_attr, next_capacity
 
 
 class Windows:
@@ -60,15 +55,9 @@ class Windows:
         return out, new
 
     def _grow(self, cap: int) -> None:
-
-        def more(a: np.ndarray, fill: float | int) -> np.ndarray:
-            b = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
-            b[: a.shape[0]] = a
-            return b
-
-        self._vals, self._flags = more(self._vals, np.nan), more(self._flags, 0)
-        self._times, self._pos = more(self._times, np.nan), more(self._pos, 0)
-        self._last_t = more(self._last_t, -np.inf)
+        for name, fill in (("_vals", np.nan), ("_flags", 0), ("_times", np.nan),
+                           ("_pos", 0), ("_last_t", -np.inf)):
+            grow_attr(self, name, cap, fill)
 
     def widen(self, width: int) -> None:
         """Keep more readings per series from now on (new rules reading further back);

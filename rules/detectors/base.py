@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from rules.growth import grow_rows
+
 # HJ 212 data flags as uint8 codes (ord), so flags live in numpy arrays.
 FLAG_N = ord("N")
 EMPTY = 0  # a window slot that has never been written
@@ -128,12 +130,7 @@ class State:
 
     def grow(self, capacity: int) -> None:
         for name, s in self._spec.items():
-            old = self.arrays[name]
-            if old.shape[0] >= capacity:
-                continue
-            new = self._new(capacity, *s)
-            new[: old.shape[0]] = old
-            self.arrays[name] = new
+            self.arrays[name] = grow_rows(self.arrays.pop(name), capacity, s[1])
 
 
 class Detector(Protocol):
