@@ -135,7 +135,7 @@ class _Refs:
                        float(self.x[j]), chr(int(self.flag[j])), DataKind(kind))
 
 
-ROUND_PIECE = 8192  # readings judged at once; see RuleEngine._judge_round
+ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 
 
 class RuleEngine:
