@@ -84,19 +84,6 @@ class RuleProcess:
     def figures(self) -> RulesFigures:
         return figures_in(self._counts)
 
-    # the attributes the worker's callers read, as a thread-run RuleRunner had them
-    @property
-    def leading(self) -> bool:
-        return self.figures().leading
-
-    @property
-    def judged(self) -> int:
-        return self.figures().judged
-
-    @property
-    def late(self) -> int:
-        return self.figures().late
-
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the runner to judge what is queued and exit; kill it if it will not."""
         self._stop.set()

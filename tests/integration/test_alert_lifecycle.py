@@ -138,13 +138,13 @@ def test_the_rules_in_force_are_on_the_audit_record(db_url: str, mqtt_url: str,
     settings = make_settings(db_url, mqtt_url, unique_topic)
     for _ in range(2):  # the same rules twice: recorded once
         with running_ingest(settings) as ingest:
-            wait_for(lambda: ingest.runner is not None and ingest.runner.leading,
+            wait_for(lambda: ingest.rules_figures().leading,
                      what="the rule runner leading")
     assert len(loaded()) == 1
     mine = tmp_path / "rules.toml"
     mine.write_text('base = "default"\nversion = "site-1"\n[offline]\nintervals = 9\n')
     with running_ingest(make_settings(db_url, mqtt_url, unique_topic, rules_file=mine)) as ing:
-        wait_for(lambda: ing.runner is not None and ing.runner.leading, what="leading")
+        wait_for(lambda: ing.rules_figures().leading, what="leading")
     digests = loaded()
     assert len(digests) == 2 and digests[0] != digests[1]
     from store.audit import verify

@@ -255,7 +255,7 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str,
                                (topic_for(unique_topic, MN), b"{not json")])
         wait_for(lambda: ingest.stats.dead_letters == 1 and ingest.stats.readings_stored == 2,
                  what="both messages committed")
-        wait_for(lambda: ingest.runner is not None and ingest.runner.judged == 2,
+        wait_for(lambda: ingest.rules_figures().judged == 2,
                  what="both readings judged")
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert "offsite_ingest_readings_stored_total 2.0" in text
