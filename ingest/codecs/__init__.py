@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from ingest.models import DataKind
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedValue:
+class ParsedValue(NamedTuple):
+    """One value as sent. A named tuple rather than a frozen dataclass: every value of
+    every message passes through one, and a tuple is built in a third of the time."""
+
     pollutant: object  # as sent: validated later
     value: object
     flag: object

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingest import validate
 from ingest.models import DeadReason, InboundMessage, Outcome, Reading
 from ingest.validate import Policy, policy_topic, process, topic_device
 
@@ -245,6 +246,18 @@ def test_bad_pollutant(code):
 def test_good_pollutant_codes(code):
     out = run(msg(rec({code: 1})))
     assert out.dead is None and out.readings[0].pollutant == code
+
+
+def test_well_formed_codes_are_remembered_up_to_a_bound_and_bad_ones_never(monkeypatch):
+    monkeypatch.setattr(validate, "_GOOD_CODES", set())
+    monkeypatch.setattr(validate, "_GOOD_CODES_MAX", 3)
+    for i in range(6):  # more well-formed codes than the bound: all still accepted
+        out = run(msg(rec({f"a{i:05d}": 1})))
+        assert out.dead is None and out.readings[0].pollutant == f"a{i:05d}"
+    assert {"a00000", "a00001", "a00002"} == validate._GOOD_CODES
+    for _ in range(2):  # a refused code is refused again, not remembered
+        dead_only(run(msg(rec({"a2102": 1}))), DeadReason.BAD_POLLUTANT)
+    assert "a2102" not in validate._GOOD_CODES
 
 
 def test_pollutant_code_with_trailing_newline_is_refused():
