@@ -12,6 +12,15 @@ broker redelivers); a crash between commit and ack stores nothing twice (the pri
 key); a redelivered reading is not judged twice (only newly inserted rows reach the
 rules). When the database is down the batch is retried with backoff and, as the inbox
 fills, the subscriber stops reading: the broker keeps the backlog.
+
+A batch's transaction, its acknowledgements and its counts run in a writer thread while
+this thread decodes and validates the next batch: the transaction is mostly waiting for
+PostgreSQL, and until it ends nothing of the next batch got done. The writer takes one
+batch at a time, in order, so the order above holds batch by batch; a batch is handed
+over only once the one before it is settled, so at most two batches are in hand. That
+needs a broker in-flight window of two batches (``max_inflight_messages 6000`` for
+batches of 20,000 readings of ~7 values per message); with a window of one batch the
+broker sends nothing while a batch is written, and the overlap is lost, not the data.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -50,7 +61,9 @@ UNKNOWN_RELOAD_S = 0.05
 
 @dataclass(slots=True)
 class IngestStats:
-    """Counters for progress lines, summaries and /healthz. Written by one thread."""
+    """Counters for progress lines, summaries and /healthz. ``messages`` is written by
+    the pipeline thread, ``db_errors`` by both threads (retries happen in each), the
+    rest by the writer thread."""
 
     messages: int = 0
     readings_stored: int = 0
@@ -97,6 +110,9 @@ class Pipeline:
         self.revoked_check_s = revoked_check_s
         self.in_transit = in_transit
         self._inbox: queue.Queue[InboundMessage] | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="offsite-writer")
+        # batches handed to the writer and not yet reaped here (at most two)
+        self._writing: deque[tuple[Batch, Future[None]]] = deque()
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_revoked(self) -> None:
@@ -123,6 +139,7 @@ class Pipeline:
         """Run until ``stop`` is set; then commit and acknowledge what is in hand."""
         self._inbox = inbox
         while not stop.is_set():
+            self._reap()
             now = time.monotonic()
             if now >= self._next_registry:
                 self._guard(self.refresh_registry, stop)
@@ -160,6 +177,8 @@ class Pipeline:
         last = self.batcher.flush()
         if last is not None:
             self._commit(last, None)
+        self._reap(keep=0)
+        self._writer.shutdown()
         held = self.reassembler.drain()
         try:  # stopped: hold no one back (what is left in hand the broker redelivers)
             with self.pool.connection(timeout=2.0) as conn:
@@ -216,9 +235,13 @@ class Pipeline:
             outcome = process(msg, self.known, self.policy, self.revoked)
         return outcome
 
-    def _in_hand_since(self) -> datetime | None:
-        """When the oldest message still in hand (not committed) was received."""
+    def _in_hand_since(self, writing: bool = True) -> datetime | None:
+        """When the oldest message still in hand (not committed) was received; with
+        ``writing`` False, leaving out the batches with the writer."""
         times = [m.received_at for m in self.batcher.pending()[:1]]
+        if writing:
+            times += [b.messages[0].received_at for b, f in list(self._writing)
+                      if not f.done() and b.messages]
         handing = self.in_transit()  # stamped by the subscriber, not yet in the inbox
         if handing is not None:
             times.append(handing)
@@ -231,10 +254,12 @@ class Pipeline:
         return min(times, default=None)
 
     def _through(self) -> datetime:
-        """This worker's promise: everything it received before it is committed (see
-        store.rule_inbox.watermark). A little behind the clock, for a message being
-        handed over by the subscriber right now."""
-        since = self._in_hand_since()
+        """This worker's promise, made by the transaction of the batch being closed:
+        everything it received before it is committed (see store.rule_inbox.watermark).
+        A little behind the clock, for a message being handed over by the subscriber
+        right now. The batches with the writer are left out: they commit before this
+        one."""
+        since = self._in_hand_since(writing=False)
         return since if since is not None else datetime.now(UTC) - WATERMARK_MARGIN
 
     def _mark_idle(self) -> None:
@@ -250,11 +275,27 @@ class Pipeline:
             log.debug("watermark not written: %s", exc)
 
     def _commit(self, batch: Batch, stop: threading.Event | None) -> None:
+        """Hand ``batch`` to the writer once the batch before it is settled."""
         heard: dict[str, datetime] = {}  # duplicates too: the device is talking
         for at, r in zip(batch.received, batch.readings, strict=True):
             if r.mn not in heard or at > heard[r.mn]:
                 heard[r.mn] = at
         through = self._through()
+        self._reap(keep=0)
+        self._writing.append(
+            (batch, self._writer.submit(self._write, batch, heard, through, stop)))
+
+    def _reap(self, keep: int | None = None) -> None:
+        """Forget settled batches; with ``keep``, first wait until at most that many are
+        with the writer. A bug in the writer is raised here, in the pipeline thread."""
+        while self._writing and (self._writing[0][1].done()
+                                 or (keep is not None and len(self._writing) > keep)):
+            _, done = self._writing.popleft()
+            done.result()
+
+    def _write(self, batch: Batch, heard: dict[str, datetime], through: datetime,
+               stop: threading.Event | None) -> None:
+        """The writer thread: commit the batch, then acknowledge it and count it."""
 
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
@@ -300,12 +341,14 @@ class Pipeline:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""
         now = datetime.now(UTC)
         pending = [m.received_at for m in self.batcher.pending()[:1]]
+        writing = [b.messages for b, f in list(self._writing) if not f.done()]
+        pending += [ms[0].received_at for ms in writing[:1] if ms]
         inbox = self._inbox
-        depth = 0
+        depth = sum(len(ms) for ms in writing)
         if inbox is not None:
             with inbox.mutex:
-                depth = len(inbox.queue)
-                if depth:
+                depth += len(inbox.queue)
+                if inbox.queue:
                     pending.append(inbox.queue[0].received_at)
         lag = max(((now - t).total_seconds() for t in pending), default=0.0)
         return depth + len(self.batcher.pending()), lag

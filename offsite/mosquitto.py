@@ -18,7 +18,7 @@ from offsite.embedded import free_port
 
 LOSSLESS = """max_queued_messages 0
 max_queued_bytes 0
-max_inflight_messages 3000
+max_inflight_messages 6000
 """
 
 

@@ -1,0 +1,118 @@
+"""The pipeline's writer thread: a batch's transaction runs while the next batch is
+taken, batches commit and are acknowledged in order, the batch being written still
+holds the idle watermark back, and a bug in the writer is raised in the pipeline.
+
+The store functions are replaced by recorders here, to control when a transaction
+ends; the same pipeline against a real PostgreSQL and Mosquitto is tested in
+tests/integration (test_ingest_store, test_faults, test_workers_same_alerts)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ingest import pipeline as pl
+from ingest.batcher import Batcher
+from ingest.models import InboundMessage
+from ingest.validate import Policy
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+MN = "010000A8900016F000169DC0"
+
+
+class _Conn:
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
+
+
+class _Pool:
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[_Conn]:
+        yield _Conn()
+
+
+class Store:
+    """Records what the pipeline writes; ``gate`` holds the first transaction open."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[float]] = []
+        self.through: list[datetime] = []
+        self.fail: Exception | None = None
+
+    def insert_readings(self, conn: Any, readings: list, received: list) -> list:
+        self.entered.set()
+        assert self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        self.batches.append([r.value for r in readings])
+        return list(readings)
+
+    def committed_through(self, conn: Any, worker: str, through: datetime) -> None:
+        self.through.append(through)
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Store:
+    s = Store()
+    monkeypatch.setattr(pl, "insert_readings", s.insert_readings)
+    monkeypatch.setattr(pl, "committed_through", s.committed_through)
+    for name in ("insert_dead_letters", "insert_packets", "queue_for_rules"):
+        monkeypatch.setattr(pl, name, lambda *a, **k: None)
+    return s
+
+
+def _msg(i: int) -> InboundMessage:
+    payload = json.dumps({"ts": T0.isoformat(), "values": {"a21026": float(i)}}).encode()
+    return InboundMessage(f"devices/{MN}/telemetry", payload,
+                          T0 + timedelta(seconds=i), mid=i + 1)
+
+
+def _pipeline(acked: list[int]) -> pl.Pipeline:
+    p = pl.Pipeline(_Pool(), Policy(max_age=timedelta(days=36500)),  # type: ignore[arg-type]
+                    Batcher(2, 60.0), lambda m: acked.append(m.mid))
+    p.known = {MN: object()}  # type: ignore[dict-item]
+    return p
+
+
+def test_the_next_batch_is_taken_while_one_is_written_and_acks_keep_their_order(
+        store: Store) -> None:
+    acked: list[int] = []
+    p = _pipeline(acked)
+    p._take(_msg(0), None)
+    p._take(_msg(1), None)  # batch 1 closes and goes to the writer, which blocks
+    assert store.entered.wait(5)
+    p._take(_msg(2), None)  # taken here while batch 1 is still being written
+    assert acked == [] and p.stats.messages == 3
+    # batch 1 holds the idle watermark back, and counts in the backlog
+    assert p._in_hand_since() == _msg(0).received_at
+    assert p.backlog()[0] == 3
+    # batch 2's own promise leaves batch 1 out: it commits first
+    assert p._through() == _msg(2).received_at
+    store.gate.set()
+    p._take(_msg(3), None)  # batch 2 closes: handed over once batch 1 is settled
+    p._reap(keep=0)
+    assert store.batches == [[0.0, 1.0], [2.0, 3.0]]
+    assert acked == [1, 2, 3, 4]
+    assert p.stats.readings_stored == 4 and p.stats.batches == 2
+    assert p._in_hand_since() is None
+
+
+def test_a_bug_in_the_writer_is_raised_in_the_pipeline_thread(store: Store) -> None:
+    acked: list[int] = []
+    p = _pipeline(acked)
+    store.fail = RuntimeError("a bug, not the database")
+    store.gate.set()
+    p._take(_msg(0), None)
+    p._take(_msg(1), None)
+    with pytest.raises(RuntimeError, match="a bug"):
+        p._reap(keep=0)
+    assert acked == []  # nothing committed, nothing acknowledged
