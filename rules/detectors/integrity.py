@@ -22,15 +22,18 @@ class CopyPaste:
 
     Each reading leaves a fingerprint of the last ``k`` steps (first differences,
     quantised to the logger's ``decimals``), so a copy shifted by a constant offset
-    matches too; ``lookback`` fingerprints are kept per series (12 hours at 1-minute
-    data), 32 bits each so that 10,000 stacks fit in memory: a chance match then costs
-    about one false alert per 1,000 device-days.
-    Real measurements never repeat ``k`` steps to the last digit; segments with fewer
-    than ``min_moves`` non-zero steps are not fingerprinted, so a flatline (another
-    detector's business) does not match itself. A copied segment matches at every
-    position, so each series is looked up every ``stride`` readings only (staggered
-    across series): a lookup scans the whole lookback, and this is the catalog's
-    costliest detector.
+    matches too. Fingerprints are 32 bits, so that a chance match costs about one false
+    alert per 1,000 device-days. Real measurements never repeat ``k`` steps to the last
+    digit; segments with fewer than ``min_moves`` non-zero steps are not fingerprinted,
+    so a flatline (another detector's business) does not match itself.
+
+    Memory is what limits this detector (10,000 stacks have 30,000 limited channels),
+    so only every ``stride``-th fingerprint of a series is kept, over ``lookback``
+    readings (12 hours at 1-minute data: 360 of them), and every reading is looked up:
+    a copied segment matches at every position, so within ``stride`` readings one of
+    its fingerprints meets a kept one. Which readings are kept is staggered across
+    series. A lookup scans the series' whole ring: this is the catalog's costliest
+    detector.
     """
 
     kind: ClassVar[str] = "copy_paste"
@@ -48,9 +51,15 @@ class CopyPaste:
     def history(self) -> int:
         return self.k
 
+    @property
+    def slots(self) -> int:
+        return max(1, self.lookback // self.stride)
+
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, fp=(np.uint32, 0, self.lookback), pos=(np.int64, 0),
-                     n=(np.int64, 0))
+        # seen: readings of the series so far (uncapped: it also says which ones are
+        # kept); pos: the ring's next slot; kept: slots filled
+        return State(capacity, fp=(np.uint32, 0, self.slots), pos=(np.int64, 0),
+                     kept=(np.int64, 0), seen=(np.int64, 0))
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
@@ -65,24 +74,31 @@ class CopyPaste:
         h32 = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         fp = np.where(usable, h32 | np.uint32(1), np.uint32(0))
         rows = b.rows
-        ring, pos, n = state["fp"], state["pos"][rows], state["n"][rows]
+        ring, pos, kept = state["fp"], state["pos"][rows], state["kept"][rows]
+        seen = state["seen"][rows]
+        phase = rows % self.stride
         hit = np.zeros(b.n, dtype=bool)
         lag = np.full(b.n, np.nan)
-        look = np.flatnonzero(usable & ((n + rows) % self.stride == 0) & (n > self.k))
+        look = np.flatnonzero(usable & (seen > self.k) & (kept > 0))
         if look.size:
             found = (ring[rows[look]] == fp[look, None])
             cand = np.flatnonzero(found.any(axis=1))
             for c in cand.tolist():  # matches are rare: check their age exactly
                 i = int(look[c])
-                slots = np.flatnonzero(found[c])
-                age = (pos[i] - slots - 1) % self.lookback + 1  # 1 = newest stored
-                ok = age[(age > self.k) & (age <= n[i])]
+                newest = int(seen[i]) - 1  # the newest kept reading: the last in phase
+                newest -= (newest - int(phase[i])) % self.stride
+                age_slots = (pos[i] - np.flatnonzero(found[c]) - 1) % self.slots  # 0 = newest
+                age = int(seen[i]) - (newest - self.stride * age_slots)  # in readings
+                ok = age[(age > self.k) & (age_slots < kept[i])]
                 if ok.size:
                     hit[i] = True
                     lag[i] = float(ok.min())
-        ring[rows, pos] = fp
-        state["pos"][rows] = (pos + 1) % self.lookback
-        state["n"][rows] = np.minimum(n + 1, self.lookback)
+        keep = seen % self.stride == phase
+        kr = rows[keep]
+        ring[kr, pos[keep]] = fp[keep]
+        state["pos"][kr] = (pos[keep] + 1) % self.slots
+        state["kept"][kr] = np.minimum(kept[keep] + 1, self.slots)
+        state["seen"][rows] = seen + 1
         return Hits(hit, lag)
 
     def describe(self, value: float, score: float, limit: float) -> str:

@@ -617,6 +617,29 @@ def test_copy_paste_fresh_noise_and_a_flatline_do_not_hit():
     assert not hits_of(CopyPaste(), flat).any()
 
 
+def test_copy_paste_checks_every_series_after_its_lookback_filled():
+    # a regression: the lookups were staggered by a count capped at the lookback, so
+    # once a series had a full ring, every other series was never looked up again
+    s = stream(4, 400, seed=25)
+    s.x[300:330, :] = s.x[250:280, :]  # each series copies itself 50 readings back
+    hits = hits_of(CopyPaste(lookback=100), s)
+    assert hits[300:330].any(axis=0).all()
+    assert not hits[:300].any()
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_copy_paste_keeps_a_stride_of_fingerprints_and_still_gives_the_exact_lag(stride):
+    det = CopyPaste(k=6, stride=stride)
+    assert det.slots == 720 // stride
+    h = run(det, pasted())
+    hits = np.array([x.hit[0] for x in h])
+    assert not hits[:206].any() and not hits[227:].any()
+    # one of any ``stride`` consecutive copied positions meets a kept fingerprint
+    for start in range(206, 220 - stride + 1):
+        assert hits[start:start + stride].any()
+    assert {h[i].score[0] for i in range(206, 220) if hits[i]} == {150.0}
+
+
 def test_copy_paste_beyond_lookback_is_forgotten():
     assert not hits_of(CopyPaste(lookback=100), pasted()).any()
 
