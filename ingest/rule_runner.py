@@ -120,7 +120,12 @@ class RuleRunner:
     def _start(self) -> None:
         """Build the engine and the alert book from the store."""
         now = datetime.now(UTC)
-        with self.pool.connection() as conn:
+        with self.pool.connection() as conn, conn.transaction():
+            # one snapshot for all of it: read in two, a batch committed between reading
+            # the queue and reading the history would be in the history but not seen as
+            # queued, so warmed from the store and then judged again from the queue,
+            # after newer readings of its series ("late"; seen on a takeover mid-stream)
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             registry = load_registry(conn)
             active = load_active(conn)
             heard: dict[str, datetime] = dict(conn.execute(
