@@ -75,7 +75,9 @@ class IngestService:
 
     def start(self) -> None:
         s = self.settings
-        self.pool = open_pool(self.database_url, max_size=2, name="offsite-ingest")
+        # one connection each for the pipeline's writer thread (batches), the pipeline
+        # thread (heartbeats, watermarks, the registry) and the storage upkeep thread
+        self.pool = open_pool(self.database_url, max_size=3, name="offsite-ingest")
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
