@@ -4,8 +4,9 @@ COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emp
 commit) and an INSERT moves the rows. Duplicates are rare (a message redelivered after a
 crash or a reconnect), so the INSERT is first tried plain, in a savepoint, and only a
 unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that
-ON CONFLICT does for every row cost a third more than the plain insert (``bench
-storage``), paid on every batch for what happens on few. The rules must see
+ON CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup
+against 123 ms plain (medians of 13 batches), paid on every batch for what happens on
+few. The rules must see
 exactly the rows new to the store — a redelivered message is stored and judged once —
 and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
 exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
