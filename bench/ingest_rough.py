@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,7 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
+            shutil.rmtree(broker.workdir, ignore_errors=True)  # a private broker's files
 
 
 def _run(args: argparse.Namespace, db: str, mqtt_url: str) -> dict[str, object]:

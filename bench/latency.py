@@ -15,6 +15,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,7 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
             except subprocess.TimeoutExpired:
                 p.kill()
         broker.stop()
+        shutil.rmtree(broker.workdir, ignore_errors=True)  # a private broker's files
     lat = sorted(feed.opened[mn] - t for mn, t in sent.items() if mn in feed.opened)
     bg_rate = bg["messages"] / (bg["t_acked"] - bg["t_first"])
     return {
