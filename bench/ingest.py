@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -32,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -87,7 +84,7 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
     n_readings = sum(readings_in(m) for m in msgs["bare"])
     out(f"  {n_msgs} messages, {n_readings} readings in {time.perf_counter() - t:.1f} s")
     load_before = os.getloadavg()[0]
-    broker = OwnMosquitto(Path(tempfile.mkdtemp(prefix="offsite-bench-")), LOSSLESS)
+    broker = OwnMosquitto.scratch(LOSSLESS)
     broker.start()
     try:
         assert broker.proc is not None
@@ -107,8 +104,7 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
                 row = conn.execute("SELECT count(*) FROM readings").fetchone()
             stored = int(row[0]) if row else 0
     finally:
-        broker.stop()
-        shutil.rmtree(broker.workdir, ignore_errors=True)  # a private broker's files
+        broker.discard()
     ratio = off["messages_per_s"] / bare["messages_per_s"] if bare["messages_per_s"] else 0
     return {
         "devices": args.devices, "workers": args.workers, "publishers": args.publishers,

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import psycopg
 
@@ -48,7 +45,7 @@ def main() -> None:
     mqtt_url = os.environ.get("OFFSITE_MQTT_URL", "mqtt://127.0.0.1:1883")
     broker = None
     if args.own_broker:
-        broker = OwnMosquitto(Path(tempfile.mkdtemp(prefix="offsite-bench-")), LOSSLESS)
+        broker = OwnMosquitto.scratch(LOSSLESS)
         broker.start()
         mqtt_url = broker.url
     try:
@@ -56,8 +53,7 @@ def main() -> None:
             emit(_run(args, db, mqtt_url), args.json)
     finally:
         if broker is not None:
-            broker.stop()
-            shutil.rmtree(broker.workdir, ignore_errors=True)  # a private broker's files
+            broker.discard()
 
 
 def _run(args: argparse.Namespace, db: str, mqtt_url: str) -> dict[str, object]:

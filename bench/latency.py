@@ -15,17 +15,14 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -77,7 +74,7 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
     msgs = build_messages(fleet, fleet.timestamps(duration, t_start),
                           sub.replace("+", "{mn}"), 1, skip={d.mn for d in probes})[0]
     n_readings = readings_in(msgs)
-    broker = OwnMosquitto(Path(tempfile.mkdtemp(prefix="offsite-bench-")), LOSSLESS)
+    broker = OwnMosquitto.scratch(LOSSLESS)
     broker.start()
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -135,8 +132,7 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        broker.stop()
-        shutil.rmtree(broker.workdir, ignore_errors=True)  # a private broker's files
+        broker.discard()
     lat = sorted(feed.opened[mn] - t for mn, t in sent.items() if mn in feed.opened)
     bg_rate = bg["messages"] / (bg["t_acked"] - bg["t_first"])
     return {

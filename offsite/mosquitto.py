@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +56,16 @@ class OwnMosquitto:
             f"persistence true\npersistence_location {workdir / 'data'}/\n"
             f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}\n")
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def scratch(cls, extra_config: str = "") -> OwnMosquitto:
+        """A broker in a temporary directory of its own; ``discard`` removes it."""
+        return cls(Path(tempfile.mkdtemp(prefix="offsite-mosquitto-")), extra_config)
+
+    def discard(self) -> None:
+        """Stop, and remove the working directory (persistence file and log)."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     @property
     def url(self) -> str:
