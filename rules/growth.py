@@ -1,6 +1,6 @@
 """Growing the per-series arrays of the rule state (windows, detector state, slots).
 
-At 10,000 devices the largest of them, copy-paste's fingerprints, is ~90 MB. Growing by
+At 10,000 devices the largest of them, copy-paste's fingerprints, is ~46 MB. Growing by
 copying holds the old and the new array at once, and that made the rule runner's peak
 memory while thousands of devices were first heard. ``grow_rows`` resizes in place when
 nothing else refers to the array: realloc, which for blocks this large moves pages with
