@@ -52,10 +52,14 @@ def main(argv: list[str]) -> int:
     else:
         args = [str(BIN / "offsite"), *rest]
     os.chdir(ROOT)
-    try:
-        return subprocess.call(args)
-    except KeyboardInterrupt:
-        return 130
+    proc = subprocess.Popen(args)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # the command got the same Ctrl-C and stops by itself (the demo commits what
+            # it holds and prints its summary): wait for it rather than leave it behind
+            continue
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -100,4 +101,28 @@ def test_offsite_rules_command_leads_reports_and_stops_on_ctrl_c(db_url: str) ->
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+    assert "rule runner stopped: 0 readings judged" in out
+
+
+def test_ctrl_c_through_dev_py_waits_for_the_command_to_stop(db_url: str) -> None:
+    """A terminal's Ctrl-C reaches dev.py and the command it runs: dev.py waits for the
+    command's clean stop (and its summary) instead of returning at once and leaving it
+    behind."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "dev.py", "offsite", "rules", "--progress", "0.2"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while not ("leading" in line and "judged" in line):
+            line = proc.stdout.readline()
+            assert line, f"exited early: {proc.stderr.read() if proc.stderr else ''}"
+        os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
+        out, _err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0  # the command's own status, once it stopped
     assert "rule runner stopped: 0 readings judged" in out
