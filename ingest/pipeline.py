@@ -258,9 +258,16 @@ class Pipeline:
         everything it received before it is committed (see store.rule_inbox.watermark).
         A little behind the clock, for a message being handed over by the subscriber
         right now. The batches with the writer are left out: they commit before this
-        one."""
+        one.
+
+        The clock is read before what is in hand: a message the subscriber stamps after
+        that read is stamped later than the promise, however long this thread is
+        descheduled in between (read after, a message stamped meanwhile could fall
+        before the promise and still be committed later: seen with three workers in one
+        process, where one thread can wait for the GIL longer than the margin)."""
+        now = datetime.now(UTC)
         since = self._in_hand_since(writing=False)
-        return since if since is not None else datetime.now(UTC) - WATERMARK_MARGIN
+        return since if since is not None else now - WATERMARK_MARGIN
 
     def _mark_idle(self) -> None:
         """Idle: move the promise on, so the rule runner does not wait for us."""

@@ -116,3 +116,24 @@ def test_a_bug_in_the_writer_is_raised_in_the_pipeline_thread(store: Store) -> N
     with pytest.raises(RuntimeError, match="a bug"):
         p._reap(keep=0)
     assert acked == []  # nothing committed, nothing acknowledged
+
+
+def test_an_idle_promise_never_passes_a_message_stamped_while_it_is_made(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing in hand: the promise is "now, less a margin". A message the subscriber
+    stamps just after the pipeline looked, while the pipeline thread is descheduled
+    for longer than the margin, must still be after the promise: the broken order
+    (look, then read the clock) let three in-process workers judge a reading late."""
+    p = _pipeline([])
+    stamped: list[datetime] = []
+    looked = p._in_hand_since
+
+    def look_then_lose_the_cpu(writing: bool = True) -> datetime | None:
+        seen = looked(writing)
+        stamped.append(datetime.now(UTC))  # the subscriber stamps a message now
+        threading.Event().wait(0.15)  # 3 × the margin without the GIL
+        return seen
+
+    monkeypatch.setattr(p, "_in_hand_since", look_then_lose_the_cpu)
+    through = p._through()
+    assert stamped and through < stamped[0]
