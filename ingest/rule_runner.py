@@ -186,9 +186,9 @@ class RuleRunner:
         try:
             with self.pool.connection() as conn, conn.transaction():
                 # readings received within ``reorder_s`` of each other by different
-                # workers may carry inverted receive times: judge them in one slice
-                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s))
-                         - timedelta(seconds=self.cfg.reorder_s))
+                # workers may carry inverted receive times: judged in device-time order
+                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s)),
+                         timedelta(seconds=self.cfg.reorder_s))
                 if not q.ids:
                     return False
                 ids = q.ids

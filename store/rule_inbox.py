@@ -108,40 +108,104 @@ def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
     return row[0]
 
 
-def take(conn: psycopg.Connection, before: datetime, limit: int = 16) -> Queued:
-    """Lock and take the queued readings received before ``before`` (a watermark).
+_COLUMNS = """id, min_received, s_mn, s_pollutant, s_kind, sidx, ts, value, received, flag,
+              heard_mn, heard_at"""
+
+
+@dataclass(slots=True)
+class _Row:
+    """One queue row, its series numbered across the slice (``sid``, per reading)."""
+
+    rid: int
+    sid: np.ndarray
+    local: np.ndarray  # the row's own series numbers, per reading (as stored)
+    ts: np.ndarray
+    value: np.ndarray
+    rec: np.ndarray
+    flag: np.ndarray
+    heard: list[tuple[str, datetime]]
+
+
+def _parse(row: tuple, index: dict[tuple[str, str, str], int]) -> _Row:
+    rid, _, s_mn, s_pol, s_kind, b_sidx, b_ts, b_value, b_rec, flag, hmn, hat = row
+    series = np.fromiter((index.setdefault(k, len(index))
+                          for k in zip(s_mn, s_pol, s_kind, strict=True)), np.int64,
+                         len(s_mn))
+    local = np.frombuffer(b_sidx, "<i4")
+    return _Row(rid, series[local], local, np.frombuffer(b_ts, "<f8"),
+                np.frombuffer(b_value, "<f8"), np.frombuffer(b_rec, "<f8"),
+                np.frombuffer(flag.encode("ascii"), np.uint8),
+                list(zip(hmn, hat, strict=True)))
+
+
+def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = timedelta(0),
+         limit: int = 16) -> Queued:
+    """Lock and take the queued readings received before ``watermark - reorder``, and
+    the ones received within ``reorder`` after that cut which are no newer, in device
+    time, than a reading of their series being taken.
+
+    Judging in receive order keeps each device's readings in the order they arrived,
+    whichever worker stored them. But two workers' receive stamps of one device's
+    consecutive messages can be inverted (a worker's MQTT thread descheduled for a
+    moment), and a cut between the two stamps would judge the newer reading first and
+    the older one after it, as "late". Everything received before ``watermark`` is
+    committed, so the older one is already here if the inversion is under ``reorder``:
+    it is taken with the newer one, and the engine orders the slice by device time.
 
     A batch that also holds readings received later is split: those stay queued for
-    the next slice. Judging exactly "everything received before the watermark" keeps
-    every device's readings in the order they arrived, whichever worker stored them.
-    ``limit`` batches at most per slice (a batch holds up to OFFSITE_BATCH_MAX_READINGS).
+    the next slice. ``limit`` batches at most per slice, each up to
+    OFFSITE_BATCH_MAX_READINGS; the rows received within ``reorder`` of the cut are
+    read besides.
     """
+    cut = watermark - reorder
     rows = conn.execute(
-        """SELECT id, min_received, s_mn, s_pollutant, s_kind, sidx, ts, value,
-                  received, flag, heard_mn, heard_at
-           FROM rule_inbox WHERE min_received < %s
-           ORDER BY min_received, id LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (before, limit)).fetchall()
+        f"""SELECT {_COLUMNS} FROM rule_inbox WHERE min_received < %s
+            ORDER BY min_received, id LIMIT %s FOR UPDATE SKIP LOCKED""",
+        (cut, limit)).fetchall()
+    if not rows:
+        return Queued([], [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0),
+                      np.zeros(0, np.uint8), {})
     if len(rows) == limit:  # a cut: only what was received before the last one is complete
-        before = min(before, rows[-1][1])
-    cut = before.timestamp()
-    ids: list[int] = []
+        cut = min(cut, rows[-1][1])
     index: dict[tuple[str, str, str], int] = {}
-    parts: list[tuple[np.ndarray, ...]] = []
+    parsed = [_parse(r, index) for r in rows]
+    c = cut.timestamp()
+    # the newest device time being taken, per series: a reading no newer, received
+    # within ``reorder`` after the cut (so committed, and here), goes with it
+    newest = np.full(len(index), -np.inf)
+    for p in parsed:
+        settled = p.rec < c
+        np.maximum.at(newest, p.sid[settled], p.ts[settled])
+    if reorder > timedelta(0) and len(index):
+        top = float(newest.max())
+        tail = conn.execute(
+            """SELECT id, ts FROM rule_inbox WHERE min_received < %s AND NOT id = ANY(%s)
+               ORDER BY min_received, id FOR UPDATE SKIP LOCKED""",
+            (cut + reorder, [p.rid for p in parsed])).fetchall()
+        # the usual case: every later reading is newer than anything taken, and the
+        # row is left alone without reading its series keys
+        maybe = [rid for rid, b_ts in tail if np.frombuffer(b_ts, "<f8").min(initial=np.inf)
+                 <= top]
+        candidates = conn.execute(
+            f"SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s) ORDER BY min_received, id",
+            (maybe,)).fetchall() if maybe else []
+        for r in candidates:
+            trial = dict(index)  # a row left alone adds no series to the slice
+            p = _parse(r, trial)
+            if len(trial) > len(newest):  # series with nothing taken: nothing to go with
+                newest = np.concatenate([newest, np.full(len(trial) - len(newest), -np.inf)])
+            if (p.ts <= newest[p.sid]).any():
+                parsed.append(p)
+                index = trial
+    horizon = c + reorder.total_seconds()
+    ids: list[int] = []
+    keep: list[tuple[np.ndarray, ...]] = []
     heard: dict[str, datetime] = {}
-    for (rid, _, s_mn, s_pol, s_kind, b_sidx, b_ts, b_value, b_rec, flag,
-         hmn, hat) in rows:
-        ids.append(rid)
-        local = np.fromiter((index.setdefault(k, len(index))
-                             for k in zip(s_mn, s_pol, s_kind, strict=True)), np.int64,
-                            len(s_mn))
-        sidx = np.frombuffer(b_sidx, "<i4")
-        ts, value = np.frombuffer(b_ts, "<f8"), np.frombuffer(b_value, "<f8")
-        rec = np.frombuffer(b_rec, "<f8")
-        fl = np.frombuffer(flag.encode("ascii"), np.uint8)
-        now = rec < cut
-        parts.append((local[sidx[now]], ts[now], value[now], fl[now]))
-        for m, at in zip(hmn, hat, strict=True):
+    for p in parsed:
+        now = (p.rec < c) | ((p.rec < horizon) & (p.ts <= newest[p.sid]))
+        ids.append(p.rid)
+        keep.append((p.sid[now], p.ts[now], p.value[now], p.flag[now]))
+        for m, at in p.heard:
             if m not in heard or at > heard[m]:
                 heard[m] = at
         later = ~now
@@ -155,14 +219,11 @@ def take(conn: psycopg.Connection, before: datetime, limit: int = 16) -> Queued:
                    SELECT queued_at, to_timestamp(%s), s_mn, s_pollutant, s_kind,
                           %s, %s, %s, %s, %s, '{}', '{}'
                    FROM rule_inbox WHERE id = %s""",
-                (float(rec[later].min()),
-                 sidx[later].astype("<i4").tobytes(), ts[later].astype("<f8").tobytes(),
-                 value[later].astype("<f8").tobytes(), rec[later].astype("<f8").tobytes(),
-                 fl[later].tobytes().decode("ascii"), rid))
-    if parts:
-        cat = [np.concatenate([p[i] for p in parts]) for i in range(4)]
-    else:
-        cat = [np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.uint8)]
+                (float(p.rec[later].min()), p.local[later].astype("<i4").tobytes(),
+                 p.ts[later].astype("<f8").tobytes(), p.value[later].astype("<f8").tobytes(),
+                 p.rec[later].astype("<f8").tobytes(), p.flag[later].tobytes().decode("ascii"),
+                 p.rid))
+    cat = [np.concatenate([k[i] for k in keep]) for i in range(4)]
     return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard)
 
 
