@@ -180,14 +180,15 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
         top = float(newest.max())
         tail = conn.execute(
             """SELECT id, ts FROM rule_inbox WHERE min_received < %s AND NOT id = ANY(%s)
-               ORDER BY min_received, id FOR UPDATE SKIP LOCKED""",
+               ORDER BY min_received, id""",  # read only: locked below if taken
             (cut + reorder, [p.rid for p in parsed])).fetchall()
         # the usual case: every later reading is newer than anything taken, and the
         # row is left alone without reading its series keys
         maybe = [rid for rid, b_ts in tail if np.frombuffer(b_ts, "<f8").min(initial=np.inf)
                  <= top]
         candidates = conn.execute(
-            f"SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s) ORDER BY min_received, id",
+            f"""SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s)
+                ORDER BY min_received, id FOR UPDATE SKIP LOCKED""",
             (maybe,)).fetchall() if maybe else []
         for r in candidates:
             trial = dict(index)  # a row left alone adds no series to the slice
