@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -14,6 +15,24 @@ import pytest
 from psycopg import sql
 
 from tests import services
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a command in-process (``cli.main``) points the root logger at
+    the stderr pytest captured for it; left there, a thread logging in a later test
+    writes to that closed stream ("Logging error … I/O operation on closed file")."""
+    from offsite.logs import JsonFormatter, TextFormatter
+
+    root = logging.getLogger()
+    before, level = set(root.handlers), root.level
+    yield
+    ours = [h for h in root.handlers if h not in before
+            and isinstance(h.formatter, JsonFormatter | TextFormatter)]
+    for h in ours:  # pytest's own capture handlers come and go by themselves
+        root.removeHandler(h)
+    if ours:
+        root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
