@@ -145,8 +145,9 @@ def _parse(row: tuple, index: dict[tuple[str, str, str], int]) -> _Row:
 def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = timedelta(0),
          limit: int = 16) -> Queued:
     """Lock and take the queued readings received before ``watermark - reorder``, and
-    the ones received within ``reorder`` after that cut which are no newer, in device
-    time, than a reading of their series being taken.
+    the ones received within ``reorder`` after that cut which are older, in device
+    time, than a reading of their series being taken. (One at the same instant is a
+    duplicate instant, judged out of order wherever it goes.)
 
     Judging in receive order keeps each device's readings in the order they arrived,
     whichever worker stored them. But two workers' receive stamps of one device's
@@ -174,7 +175,7 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
     index: dict[tuple[str, str, str], int] = {}
     parsed = [_parse(r, index) for r in rows]
     c = cut.timestamp()
-    # the newest device time being taken, per series: a reading no newer, received
+    # the newest device time being taken, per series: an older reading, received
     # within ``reorder`` after the cut (so committed, and here), goes with it
     newest = np.full(len(index), -np.inf)
     for p in parsed:
@@ -186,10 +187,10 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
             """SELECT id, ts FROM rule_inbox WHERE min_received < %s AND NOT id = ANY(%s)
                ORDER BY min_received, id""",  # read only: locked below if taken
             (cut + reorder, [p.rid for p in parsed])).fetchall()
-        # the usual case: every later reading is newer than anything taken, and the
-        # row is left alone without reading its series keys
+        # the usual case: no later reading is older than everything taken, and the row
+        # is left alone without reading its series keys
         maybe = [rid for rid, b_ts in tail if np.frombuffer(b_ts, "<f8").min(initial=np.inf)
-                 <= top]
+                 < top]
         candidates = conn.execute(
             f"""SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s)
                 ORDER BY min_received, id FOR UPDATE SKIP LOCKED""",
@@ -199,7 +200,7 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
             p = _parse(r, trial)
             if len(trial) > len(newest):  # series with nothing taken: nothing to go with
                 newest = np.concatenate([newest, np.full(len(trial) - len(newest), -np.inf)])
-            if (p.ts <= newest[p.sid]).any():
+            if (p.ts < newest[p.sid]).any():
                 parsed.append(p)
                 index = trial
     horizon = c + reorder.total_seconds()
@@ -207,7 +208,7 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
     keep: list[tuple[np.ndarray, ...]] = []
     heard: dict[str, datetime] = {}
     for p in parsed:
-        now = (p.rec < c) | ((p.rec < horizon) & (p.ts <= newest[p.sid]))
+        now = (p.rec < c) | ((p.rec < horizon) & (p.ts < newest[p.sid]))
         ids.append(p.rid)
         keep.append((p.sid[now], p.ts[now], p.value[now], p.flag[now]))
         for m, at in p.heard:
