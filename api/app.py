@@ -18,13 +18,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from api.auth import PUBLIC, require_declared
-from api.escalation import EscalationTimer
-from api.feed import AlertFeed
-from api.metrics import RequestLatency, database_metrics, render
-from api.qr import KeyRing
-from api.ratelimit import RateLimiter
-from api.routes import (
+from offsite import __version__
+from offsite.api.auth import PUBLIC, require_declared
+from offsite.api.escalation import EscalationTimer
+from offsite.api.feed import AlertFeed
+from offsite.api.metrics import RequestLatency, database_metrics, render
+from offsite.api.qr import KeyRing
+from offsite.api.ratelimit import RateLimiter
+from offsite.api.routes import (
     alerts,
     auth,
     cases,
@@ -37,11 +38,10 @@ from api.routes import (
     users,
     visits,
 )
-from api.routes import console as console_routes
-from api.webhook import WebhookSender
-from offsite import __version__
-from offsite.settings import Settings
-from store.pool import open_async_pool
+from offsite.api.routes import console as console_routes
+from offsite.api.webhook import WebhookSender
+from offsite.core.settings import Settings
+from offsite.store.pool import open_async_pool
 
 log = logging.getLogger("offsite.api")
 

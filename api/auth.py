@@ -30,9 +30,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import BaseRoute, Route
 
-from api import security_queries as sq
-from api.ratelimit import RateLimiter
-from offsite.credentials import token_digest
+from offsite.api import security_queries as sq
+from offsite.api.ratelimit import RateLimiter
+from offsite.core.credentials import token_digest
 
 COOKIE = "offsite_session"
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /auth/login or an "

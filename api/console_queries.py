@@ -9,8 +9,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from api.capture import DayCount
-from api.queries import ALERT_FROM
+from offsite.api.capture import DayCount
+from offsite.api.queries import ALERT_FROM
 
 
 async def alert_counts(conn: AsyncConnection, *, severity: str | None, enterprise: str | None,

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg import AsyncConnection
 
-from api.feed import AlertFeed
-from api.qr import KeyRing
-from offsite.settings import Settings
+from offsite.api.feed import AlertFeed
+from offsite.api.qr import KeyRing
+from offsite.core.settings import Settings
 
 
 async def _conn(request: Request) -> AsyncIterator[AsyncConnection]:

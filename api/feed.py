@@ -18,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from store.alerts import NOTIFY_CHANNEL
+from offsite.store.alerts import NOTIFY_CHANNEL
 
 log = logging.getLogger("offsite.api.feed")
 

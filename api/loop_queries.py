@@ -12,9 +12,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from rules.cases import Deadline, due_for_escalation
-from store import audit
-from store.cases import (
+from offsite.rules.cases import Deadline, due_for_escalation
+from offsite.store import audit
+from offsite.store.cases import (
     INSERT_CASE,
     INSERT_CASE_ALERT,
     INSERT_NOTICE,

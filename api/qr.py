@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import segno
 
-from api.errors import TokenError
+from offsite.api.errors import TokenError
 
 MAX_TOKEN_LEN = 512
 _B64_RE = re.compile(r"[A-Za-z0-9_-]*")

@@ -8,8 +8,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from rules.alerts import AlertState, transition
-from store.rollups import rollup_table
+from offsite.rules.alerts import AlertState, transition
+from offsite.store.rollups import rollup_table
 
 ALERT_COLS = """a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
     a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id, a.opened_at,

@@ -25,7 +25,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from api.periodic import Periodic
+from offsite.api.periodic import Periodic
 
 log = logging.getLogger("offsite.webhook")
 BASE_DELAY_S = 2.0

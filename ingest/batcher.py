@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.models import DeadLetter, InboundMessage, Outcome, RawPacket, Reading
+from offsite.core.readings import DeadLetter, InboundMessage, Outcome, RawPacket, Reading
 
 
 @dataclass(slots=True)

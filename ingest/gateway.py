@@ -24,10 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ingest.codecs import hj212
-from ingest.errors import DecodeError, IngestError
-from ingest.framer import Frame, Framer, Garbage
-from ingest.models import InboundMessage
+from offsite.core.readings import InboundMessage
+from offsite.ingest.codecs import hj212
+from offsite.ingest.errors import DecodeError, IngestError
+from offsite.ingest.framer import Frame, Framer, Garbage
 
 log = logging.getLogger("offsite.gateway")
 

@@ -17,8 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from ingest.pipeline import IngestStats
-from ingest.rule_process import RulesFigures
+from offsite.ingest.pipeline import IngestStats
+from offsite.runner.rule_process import RulesFigures
 
 
 class IngestCollector(Collector):

@@ -40,19 +40,19 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ingest.batcher import Batch, Batcher
-from ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
-from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
-from ingest.reassembly import Reassembler, Released
-from ingest.validate import Policy, judge_packets, process
-from offsite.errors import RegistryError
-from offsite.registry import Device
-from store.dead_letters import insert_dead_letters
-from store.packets import insert_packets
-from store.readings import insert_readings
-from store.registry import load_registry, load_revoked
-from store.rule_inbox import committed_through, queue_for_rules
-from store.workers import Heartbeat, beat
+from offsite.core.errors import RegistryError
+from offsite.core.readings import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
+from offsite.core.registry import Device
+from offsite.ingest.batcher import Batch, Batcher
+from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
+from offsite.ingest.reassembly import Reassembler, Released
+from offsite.ingest.validate import Policy, judge_packets, process
+from offsite.store.dead_letters import insert_dead_letters
+from offsite.store.packets import insert_packets
+from offsite.store.readings import insert_readings
+from offsite.store.registry import load_registry, load_revoked
+from offsite.store.rule_inbox import committed_through, queue_for_rules
+from offsite.store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
 SHUTDOWN_RETRY_S = 10.0

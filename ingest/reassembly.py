@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ingest.codecs.hj212 import Packet
+from offsite.ingest.codecs.hj212 import Packet
 
 T = TypeVar("T")
 SplitKey = tuple[str, str, str | None]  # (mn, cn, qn)

@@ -11,19 +11,19 @@ from datetime import UTC, datetime, timedelta, timezone
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from ingest.batcher import Batcher
-from ingest.gateway import Gateway
-from ingest.models import InboundMessage
-from ingest.pipeline import IngestStats, Pipeline
-from ingest.rule_process import RuleProcess, RulesFigures
-from ingest.rule_runner import RunnerConfig
-from ingest.subscriber import Subscriber
-from ingest.validate import Policy, policy_topic
-from offsite.settings import Settings
-from store.errors import StoreError
-from store.migrate import migrate
-from store.partitions import maintain
-from store.pool import open_pool
+from offsite.core.readings import InboundMessage
+from offsite.core.settings import Settings
+from offsite.ingest.batcher import Batcher
+from offsite.ingest.gateway import Gateway
+from offsite.ingest.pipeline import IngestStats, Pipeline
+from offsite.ingest.subscriber import Subscriber
+from offsite.ingest.validate import Policy, policy_topic
+from offsite.runner.rule_process import RuleProcess, RulesFigures
+from offsite.runner.rule_runner import RunnerConfig
+from offsite.store.errors import StoreError
+from offsite.store.migrate import migrate
+from offsite.store.partitions import maintain
+from offsite.store.pool import open_pool
 
 log = logging.getLogger("offsite.ingest")
 
@@ -118,7 +118,7 @@ class IngestService:
         if self.subscriber is not None:
             self.subscriber.start()
         if s.metrics_port is not None:
-            from ingest.metrics import IngestCollector, serve_metrics
+            from offsite.ingest.metrics import IngestCollector, serve_metrics
 
             serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog,
                                           self.rules_figures),

@@ -27,8 +27,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.errors import BrokerError
-from ingest.models import InboundMessage
+from offsite.core.readings import InboundMessage
+from offsite.ingest.errors import BrokerError
 
 log = logging.getLogger("offsite.ingest.mqtt")
 # MQTT 5 session expiry meaning "never" (as a 3.1.1 persistent session): the broker's

@@ -24,10 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta, tzinfo
 from typing import cast
 
-from ingest.codecs import ParsedMessage, ParsedRecord, hj212
-from ingest.codecs.json_codec import decode_json
-from ingest.errors import DecodeError
-from ingest.models import (
+from offsite.core.readings import (
     FLAGS,
     DeadLetter,
     DeadReason,
@@ -36,7 +33,10 @@ from ingest.models import (
     RawPacket,
     Reading,
 )
-from offsite.registry import MN_RE, POLLUTANT_RE, Device
+from offsite.core.registry import MN_RE, POLLUTANT_RE, Device
+from offsite.ingest.codecs import ParsedMessage, ParsedRecord, hj212
+from offsite.ingest.codecs.json_codec import decode_json
+from offsite.ingest.errors import DecodeError
 
 
 @dataclass(frozen=True, slots=True)

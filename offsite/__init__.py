@@ -1,12 +1,10 @@
 """Offsite: off-site inspection of emission-monitoring devices.
 
-Error tree of the shell package::
-
-    OffsiteError
-     ├── SettingsError      invalid OFFSITE_* configuration
-     ├── RegistryError      a registry file or object that does not hold together
-     ├── EmbeddedError      an embedded service (PostgreSQL, broker) failed to start
-     └── BrokerAuthError    the broker's password/ACL files cannot be generated
+One import package. The folders of the source tree map into it (see ``pyproject.toml``),
+floors from the bottom up: ``offsite.core`` (kernel) → ``offsite.rules`` (pure) →
+``offsite.store`` → ``offsite.runner`` / ``offsite.ingest`` → ``offsite.api`` →
+``offsite.simulators`` → the shell (``offsite.cli``, demo, soak, evaluation, bench).
+The error tree of the kernel is drawn in ``offsite/core/__init__.py``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

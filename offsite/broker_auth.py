@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from offsite.credentials import mosquitto_hash
-from offsite.errors import OffsiteError
+from offsite.core.credentials import mosquitto_hash
+from offsite.core.errors import OffsiteError
 
 
 class BrokerAuthError(OffsiteError):

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-from offsite.errors import OffsiteError
-from offsite.logs import setup_logging
-from offsite.settings import Settings, load_settings
+from offsite.core.errors import OffsiteError
+from offsite.core.logs import setup_logging
+from offsite.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -55,12 +55,12 @@ def _print(*parts: object) -> None:
 
 # -- db ----------------------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from offsite.core.registry import load_registry_file
     from offsite.embedded import services
-    from offsite.registry import load_registry_file
-    from store.migrate import current_version, migrate, timescale_active
-    from store.pool import open_pool
-    from store.registry import save_registry
-    from store.status import db_status
+    from offsite.store.migrate import current_version, migrate, timescale_active
+    from offsite.store.pool import open_pool
+    from offsite.store.registry import save_registry
+    from offsite.store.status import db_status
 
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
         for n in notes:
@@ -83,7 +83,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 elif args.db_command == "maintain":
                     _maintain(conn, settings)
                 elif args.db_command == "rebuild-rollups":
-                    from store.rollups import rebuild_rollups
+                    from offsite.store.rollups import rebuild_rollups
 
                     with conn.transaction():
                         h, d = rebuild_rollups(conn)
@@ -99,7 +99,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
-    from store.partitions import maintain
+    from offsite.store.partitions import maintain
 
     r = maintain(conn, datetime.now(UTC), months_ahead=settings.partition_months_ahead,
                  retention=settings.retention)
@@ -116,7 +116,7 @@ def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
 
 
 def _print_status(st: object) -> None:
-    from store.status import DbStatus
+    from offsite.store.status import DbStatus
 
     assert isinstance(st, DbStatus)
     _print(f"PostgreSQL {st.server_version}; schema version {st.schema_version} of "
@@ -141,12 +141,12 @@ def _print_status(st: object) -> None:
 
 # -- ingest ------------------------------------------------------------------------------
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.service import IngestService
+    from offsite.core.registry import load_registry_file
     from offsite.embedded import services
-    from offsite.registry import load_registry_file
-    from store.migrate import migrate
-    from store.pool import open_pool
-    from store.registry import save_registry
+    from offsite.ingest.service import IngestService
+    from offsite.store.migrate import migrate
+    from offsite.store.pool import open_pool
+    from offsite.store.registry import save_registry
 
     gateway_only = args.command == "gateway"
     with_gateway = gateway_only or args.gateway
@@ -192,9 +192,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 # -- rules -------------------------------------------------------------------------------
 def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     """The rule runner on its own, for workers run with OFFSITE_RULES_RUNNER=external."""
-    from ingest.rule_process import figures_in, new_counts, release_freed_memory, run_rules
-    from ingest.service import runner_config
     from offsite.embedded import services
+    from offsite.ingest.service import runner_config
+    from offsite.runner.rule_process import figures_in, new_counts, release_freed_memory, run_rules
 
     stop = _Stop()
     stop.install()
@@ -222,8 +222,8 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(db: str) -> None:
-    from store.migrate import migrate
-    from store.pool import open_pool
+    from offsite.store.migrate import migrate
+    from offsite.store.pool import open_pool
 
     pool = open_pool(db, max_size=1)
     with pool.connection() as conn:
@@ -235,7 +235,7 @@ def _migrate(db: str) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from offsite.api.app import create_app
     from offsite.embedded import services
 
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
@@ -254,8 +254,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta, timezone
 
-    from simulators.faults import FaultKind
-    from simulators.scenarios import build_fleet
+    from offsite.simulators.faults import FaultKind
+    from offsite.simulators.scenarios import build_fleet
 
     if args.replay:
         return _replay(args, settings)
@@ -283,7 +283,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     stop = _Stop()
     stop.install()
     if tcp:
-        from simulators.tcp_logger import TcpStats, run_tcp_loggers
+        from offsite.simulators.tcp_logger import TcpStats, run_tcp_loggers
 
         def tcp_progress(t: TcpStats) -> None:
             _print(f"sent {t.packets} packets ({t.readings} readings), {t.responses} answered, "
@@ -302,7 +302,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
                f"unmatched responses, {t.reconnects} reconnects")
         return 0 if t.missing == 0 else 1
 
-    from simulators.publisher import PublishStats, publish_fleet
+    from offsite.simulators.publisher import PublishStats, publish_fleet
 
     def progress(st: PublishStats) -> None:
         _print(f"published {st.messages} messages, {st.readings} readings")
@@ -321,8 +321,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     """``offsite simulate --replay FILE.csv``: a recorded series through MQTT as one device."""
     from datetime import timedelta, timezone
 
-    from simulators.publisher import PublishStats, publish_records, replay_encoder
-    from simulators.replay import parse_csv, parse_map
+    from offsite.simulators.publisher import PublishStats, publish_records, replay_encoder
+    from offsite.simulators.replay import parse_csv, parse_map
 
     if settings.mqtt_url is None:
         raise OffsiteError("offsite simulate --replay needs a broker: set OFFSITE_MQTT_URL")
@@ -365,9 +365,9 @@ def _write_registry(reg: object, path: Path) -> None:
 
 
 def _register(database_url: str, reg: object) -> None:
-    from store.migrate import migrate
-    from store.pool import open_pool
-    from store.registry import save_registry
+    from offsite.store.migrate import migrate
+    from offsite.store.pool import open_pool
+    from offsite.store.registry import save_registry
 
     pool = open_pool(database_url, max_size=1)
     try:
@@ -383,8 +383,8 @@ def _register(database_url: str, reg: object) -> None:
 def _db(settings: Settings) -> Iterator[psycopg.Connection]:
     """A migrated connection to OFFSITE_DATABASE_URL (or the embedded database)."""
     from offsite.embedded import services
-    from store.migrate import migrate
-    from store.pool import open_pool
+    from offsite.store.migrate import migrate
+    from offsite.store.pool import open_pool
 
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, _n):
         pool = open_pool(db, max_size=1, name="offsite-cli")
@@ -399,7 +399,7 @@ def _db(settings: Settings) -> Iterator[psycopg.Connection]:
 def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
-    from store.users import create_user, issue_token
+    from offsite.store.users import create_user, issue_token
 
     with _db(settings) as conn:
         if args.users_command == "add":
@@ -421,11 +421,11 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.subscriber import parse_mqtt_url
-    from ingest.validate import policy_topic
     from offsite.broker_auth import render
-    from offsite.credentials import mosquitto_hash, new_device_password
-    from store.registry import device_mqtt_hashes, set_device_mqtt_hash
+    from offsite.core.credentials import mosquitto_hash, new_device_password
+    from offsite.ingest.subscriber import parse_mqtt_url
+    from offsite.ingest.validate import policy_topic
+    from offsite.store.registry import device_mqtt_hashes, set_device_mqtt_hash
 
     with _db(settings) as conn:
         if args.devices_command == "set-mqtt-password":
@@ -454,7 +454,7 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from store.audit import verify
+    from offsite.store.audit import verify
 
     with _db(settings) as conn:
         report = verify(conn)
@@ -648,14 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     aus = au.add_subparsers(dest="audit_command", required=True)
     aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
 
-    from bench.cli import add_bench_parser
+    from offsite.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
     return p
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from bench.cli import cmd_bench as run
+    from offsite.bench.cli import cmd_bench as run
 
     return run(args, settings)
 
@@ -668,7 +668,7 @@ COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "rule
 
 
 def _fault_kinds() -> list[str]:
-    from simulators.faults import FaultKind
+    from offsite.simulators.faults import FaultKind
 
     return [k.value for k in FaultKind]
 
@@ -685,11 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         # the other packages' roots: clear message, no traceback for expected failures
-        from api.errors import ApiError
-        from ingest.errors import IngestError
-        from rules.errors import RuleError
-        from simulators.errors import SimulatorError
-        from store.errors import StoreError
+        from offsite.api.errors import ApiError
+        from offsite.ingest.errors import IngestError
+        from offsite.rules.errors import RuleError
+        from offsite.simulators.errors import SimulatorError
+        from offsite.store.errors import StoreError
 
         if isinstance(exc, IngestError | StoreError | RuleError | ApiError | SimulatorError):
             cause = f" (caused by: {exc.__cause__})" if exc.__cause__ else ""

@@ -15,17 +15,17 @@ from pathlib import Path
 import psycopg
 import uvicorn
 
-from api.app import create_app
-from ingest.service import IngestService
+from offsite.api.app import create_app
+from offsite.core.errors import OffsiteError
+from offsite.core.settings import Settings
 from offsite.embedded import services
-from offsite.errors import OffsiteError
-from offsite.settings import Settings
-from simulators.publisher import PublishStats, publish_fleet, publish_raw
-from simulators.scenarios import build_fleet
-from store.alerts import counts_by_rule
-from store.migrate import migrate
-from store.pool import open_pool
-from store.registry import save_registry
+from offsite.ingest.service import IngestService
+from offsite.simulators.publisher import PublishStats, publish_fleet, publish_raw
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.alerts import counts_by_rule
+from offsite.store.migrate import migrate
+from offsite.store.pool import open_pool
+from offsite.store.registry import save_registry
 
 Out = Callable[..., None]
 
@@ -55,8 +55,8 @@ def _detection(faults: list, alerted: set[tuple[str, str]], t_sim_end: float) ->
 
 def demo_users(conn: psycopg.Connection, enterprise_id: str) -> list[tuple[str, str, str]]:
     """One user per role with a fresh random password: (user, role description, password)."""
-    from offsite.credentials import new_device_password
-    from store.users import create_user
+    from offsite.core.credentials import new_device_password
+    from offsite.store.users import create_user
 
     made = []
     for user, role, ent, what in (

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from offsite.errors import EmbeddedError
+from offsite.core.errors import EmbeddedError
 
 log = logging.getLogger("offsite.embedded")
 

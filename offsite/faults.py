@@ -18,7 +18,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from ingest.subscriber import parse_mqtt_url
+from offsite.ingest.subscriber import parse_mqtt_url
 
 POLLUTANTS = ("a21026", "a21002", "a34013", "a19001")
 

@@ -19,15 +19,15 @@ from pathlib import Path
 
 import psycopg
 
+from offsite.core.errors import OffsiteError
+from offsite.core.registry import Registry, registry_from_dict
 from offsite.embedded import EmbeddedPostgres
-from offsite.errors import OffsiteError
 from offsite.faultproxy import FaultProxy, proxied_db_url
 from offsite.faults import POLLUTANTS, IngestProcess, Stream
 from offsite.mosquitto import LOSSLESS, OwnMosquitto, mosquitto_binary
-from offsite.registry import Registry, registry_from_dict
-from store.migrate import migrate
-from store.registry import save_registry
-from store.scratch import scratch_database
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
 
 FAULTS = ("kill9", "db_cut", "broker_restart")
 TOPIC = "soak/devices/+/telemetry"

@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from rules.errors import InvalidTransition
-from rules.findings import SEVERITY_RANK, Finding, seen_key
+from offsite.rules.errors import InvalidTransition
+from offsite.rules.findings import SEVERITY_RANK, Finding, seen_key
 
 AlertKey = tuple[str, str, str]  # (rule, mn, pollutant)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from rules.errors import InvalidTransition
+from offsite.rules.errors import InvalidTransition
 
 
 class CaseState(StrEnum):

@@ -20,9 +20,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from rules.detectors import CATALOG
-from rules.errors import RulesFileError
-from rules.findings import SEVERITY_RANK
+from offsite.rules.detectors import CATALOG
+from offsite.rules.errors import RulesFileError
+from offsite.rules.findings import SEVERITY_RANK
 
 KINDS = ("rtd", "min", "hour", "day")
 FLOW_CODES = frozenset({"a00000", "w00000", "a01011"})
@@ -495,7 +495,7 @@ def _case_severity(raw: Mapping[str, Any], where: _Where) -> str | None:
 
 
 def default_rules_text() -> str:
-    return resources.files("rules").joinpath("default_rules.toml").read_text("utf-8")
+    return resources.files("offsite.rules").joinpath("default_rules.toml").read_text("utf-8")
 
 
 def load_rules(path: Path | None) -> RuleSet:

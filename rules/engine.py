@@ -29,14 +29,14 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from ingest.models import DataKind, Reading
-from rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
-from rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
-from rules.detectors.base import FLAG_N, flag_table
-from rules.findings import Finding, SeenTimes, rule_name
-from rules.growth import grow_attr, grow_rows, next_capacity
-from rules.plausible import plausible_range
-from rules.windows import Windows
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
+from offsite.rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
+from offsite.rules.detectors.base import FLAG_N, flag_table
+from offsite.rules.findings import Finding, SeenTimes, rule_name
+from offsite.rules.growth import grow_attr, grow_rows, next_capacity
+from offsite.rules.plausible import plausible_range
+from offsite.rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
 MAINTENANCE = flag_table("MC")

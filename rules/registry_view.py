@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from offsite.registry import Registry
-from rules.engine import DeviceMeta
+from offsite.core.registry import Registry
+from offsite.rules.engine import DeviceMeta
 
 
 def device_meta(reg: Registry) -> dict[str, DeviceMeta]:

@@ -11,7 +11,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from rules.growth import grow_attr, next_capacity
+from offsite.rules.growth import grow_attr, next_capacity
 
 
 class Windows:

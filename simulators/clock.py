@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
-from simulators.scenarios import Fleet
+from offsite.simulators.scenarios import Fleet
 
 LOOP_SLICE_S = 0.05
 

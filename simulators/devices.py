@@ -17,8 +17,8 @@ from datetime import datetime
 
 import numpy as np
 
-from simulators.errors import ScenarioError
-from simulators.signals import (
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.signals import (
     PEAK_HOUR,
     StratifiedNoise,
     Wander,

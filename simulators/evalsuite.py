@@ -22,10 +22,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
-from simulators.errors import ScenarioError
-from simulators.faults import Fault, FaultKind
-from simulators.scenarios import Fleet, build_registry, device_password
+from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.faults import Fault, FaultKind
+from offsite.simulators.scenarios import Fleet, build_registry, device_password
 
 RATE_S = 60.0
 RUN_S = 8 * 3600.0

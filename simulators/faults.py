@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from simulators.devices import DECIMALS
-from simulators.errors import ScenarioError
-from simulators.signals import unit_hash
+from offsite.simulators.devices import DECIMALS
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.signals import unit_hash
 
 
 class FaultKind(StrEnum):

@@ -14,10 +14,10 @@ import math
 from collections.abc import Mapping
 from datetime import datetime, tzinfo
 
-from ingest.codecs.hj212 import BEIJING, build_data_packet, qn_of
-from ingest.models import FLAGS
-from offsite.registry import Registry
-from simulators.errors import PublishError
+from offsite.core.readings import FLAGS
+from offsite.core.registry import Registry
+from offsite.ingest.codecs.hj212 import BEIJING, build_data_packet, qn_of
+from offsite.simulators.errors import PublishError
 
 REALTIME_CN = "2011"
 # Flag V5..V0 = 000001 (2017), D = 0 (not split), A = 1 (reply wanted).

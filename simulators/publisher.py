@@ -34,19 +34,19 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
-from ingest.codecs.hj212 import BEIJING
-from ingest.models import FLAGS
-from offsite.registry import Registry
-from simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
-from simulators.errors import PublishError
-from simulators.hj212_device import (
+from offsite.core.readings import FLAGS
+from offsite.core.registry import Registry
+from offsite.ingest.codecs.hj212 import BEIJING
+from offsite.simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
+from offsite.simulators.errors import PublishError
+from offsite.simulators.hj212_device import (
     DEFAULT_PASSWORD,
     ST_BY_POINT_KIND,
     Hj212Encoder,
     realtime_packet,
 )
-from simulators.replay import Record
-from simulators.scenarios import Fleet
+from offsite.simulators.replay import Record
+from offsite.simulators.scenarios import Fleet
 
 # Payload formats a fleet can publish; the first is the default.
 PROTOCOLS = ("json", "hj212")

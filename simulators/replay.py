@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
-from ingest.models import FLAGS
-from offsite.registry import POLLUTANT_RE
-from simulators.errors import ReplayError
+from offsite.core.readings import FLAGS
+from offsite.core.registry import POLLUTANT_RE
+from offsite.simulators.errors import ReplayError
 
 TS_COLUMNS = ("ts", "timestamp", "time", "datetime", "datatime")
 FLAG_SUFFIX = "_flag"

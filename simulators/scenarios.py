@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from offsite.errors import RegistryError
-from offsite.registry import Device, Enterprise, Point, Registry
-from simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
-from simulators.errors import ScenarioError
-from simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
+from offsite.core.errors import RegistryError
+from offsite.core.registry import Device, Enterprise, Point, Registry
+from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
 
 # The kinds ``build_fleet`` injects (the demo's set). The others need hours of
 # history or a specific channel and are built by ``simulators.evalsuite``.

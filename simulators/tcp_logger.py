@@ -27,13 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from ingest.codecs.hj212 import BEIJING, parse_packet
-from ingest.errors import DecodeError
-from ingest.framer import Frame, Framer
-from simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
-from simulators.errors import PublishError
-from simulators.hj212_device import Hj212Encoder
-from simulators.scenarios import Fleet
+from offsite.ingest.codecs.hj212 import BEIJING, parse_packet
+from offsite.ingest.errors import DecodeError
+from offsite.ingest.framer import Frame, Framer
+from offsite.simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
+from offsite.simulators.errors import PublishError
+from offsite.simulators.hj212_device import Hj212Encoder
+from offsite.simulators.scenarios import Fleet
 
 RESPONSE_TIMEOUT_S = 10.0
 # Unanswered packets per connection in a replay (realtime sends regardless, like loggers).

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.alerts import AlertKey, AlertUpsert, Plan
+from offsite.rules.alerts import AlertKey, AlertUpsert, Plan
 
 NOTIFY_CHANNEL = "offsite_alert_events"
 

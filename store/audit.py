@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
-from store.errors import StoreError
+from offsite.store.errors import StoreError
 
 GENESIS = bytes(32)
 _LOCK_KEY = 0x0FF5A0D  # arbitrary, constant: "offsite audit"

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from rules.findings import SEVERITY_RANK
-from store.audit import append_sync
+from offsite.rules.findings import SEVERITY_RANK
+from offsite.store.audit import append_sync
 
 INSERT_CASE = """INSERT INTO cases (enterprise_id, title, opened_by, response_due_at)
                  VALUES (%s, %s, %s, %s) RETURNING id"""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from ingest.models import DeadLetter
+from offsite.core.readings import DeadLetter
 
 
 def insert_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter]) -> int:

@@ -12,7 +12,7 @@ from importlib import resources
 
 import psycopg
 
-from store.errors import MigrationError
+from offsite.store.errors import MigrationError
 
 _LOCK_KEY = 0x0FF5173  # arbitrary, constant: "offsite migrations"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from ingest.models import RawPacket
+from offsite.core.readings import RawPacket
 
 
 def insert_packets(conn: psycopg.Connection, packets: Sequence[RawPacket]) -> None:

@@ -27,8 +27,8 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from store.errors import StoreError
-from store.migrate import timescale_active
+from offsite.store.errors import StoreError
+from offsite.store.migrate import timescale_active
 
 log = logging.getLogger("offsite.store")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from store.errors import StoreUnavailable
+from offsite.store.errors import StoreUnavailable
 
 
 def open_pool(url: str, *, max_size: int = 8, min_size: int = 1, name: str = "offsite",

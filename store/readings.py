@@ -23,8 +23,8 @@ from datetime import datetime
 
 import psycopg
 
-from ingest.models import Reading
-from store.rollups import UPSERT_HOURLY, rollups_maintained
+from offsite.core.readings import Reading
+from offsite.store.rollups import UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
 _TYPES = ["timestamptz", "text", "text", "text", "float8", "text", "timestamptz"]

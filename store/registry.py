@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from offsite.registry import Device, Enterprise, Point, Registry
-from store.audit import append_sync, canonical_data
+from offsite.core.registry import Device, Enterprise, Point, Registry
+from offsite.store.audit import append_sync, canonical_data
 
 
 def _digest(reg: Registry) -> str:

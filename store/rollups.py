@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from store.errors import StoreError
+from offsite.store.errors import StoreError
 
 HOUR = 3600
 DAY = 86400

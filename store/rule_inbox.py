@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import psycopg
 
-from ingest.models import Reading
+from offsite.core.readings import Reading
 
 NOTIFY_CHANNEL = "offsite_rule_inbox"
 SEP = "\x1f"  # joins a batch's series keys on the way to the server (see queue_for_rules)

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import psycopg
 
-from store.migrate import available, current_version, timescale_active
-from store.partitions import DEFAULT_PARTITION, Partition, existing_partitions, partitioned
+from offsite.store.migrate import available, current_version, timescale_active
+from offsite.store.partitions import DEFAULT_PARTITION, Partition, existing_partitions, partitioned
 
 TABLES = ("readings", "readings_hourly", "readings_daily", "packets", "dead_letters",
           "alerts", "alert_events", "visits", "devices", "device_status", "ingest_workers")

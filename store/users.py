@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from offsite.credentials import hash_password, new_token, token_digest
-from store.audit import append_sync
-from store.errors import StoreError
+from offsite.core.credentials import hash_password, new_token, token_digest
+from offsite.store.audit import append_sync
+from offsite.store.errors import StoreError
 
 ROLES = ("admin", "regulator", "inspector", "enterprise")
 MIN_PASSWORD = 12  # the API's UserCreate says the same

@@ -22,7 +22,7 @@ def _root_logging_restored() -> Iterator[None]:
     """A test that runs a command in-process (``cli.main``) points the root logger at
     the stderr pytest captured for it; left there, a thread logging in a later test
     writes to that closed stream ("Logging error … I/O operation on closed file")."""
-    from offsite.logs import JsonFormatter, TextFormatter
+    from offsite.core.logs import JsonFormatter, TextFormatter
 
     root = logging.getLogger()
     before, level = set(root.handlers), root.level
@@ -78,7 +78,7 @@ def _with_dbname(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def template_db(admin_db_url: str) -> Iterator[str]:
     """A migrated template database; each test clones it (fast, and fully isolated)."""
-    from store.migrate import migrate
+    from offsite.store.migrate import migrate
 
     name = f"offsite_tpl_{os.getpid()}"
     with psycopg.connect(admin_db_url, autocommit=True) as conn:

@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api import queries
-from api.auth import ANY_USER, STAFF, Principal, visible_or_404
-from api.deps import Conn, FeedDep
-from api.models import (
+from offsite.api import queries
+from offsite.api.auth import ANY_USER, STAFF, Principal, visible_or_404
+from offsite.api.deps import Conn, FeedDep
+from offsite.api.models import (
     MAX_OFFSET,
     AlertAction,
     AlertAssign,
@@ -24,9 +24,9 @@ from api.models import (
     Severity,
     State,
 )
-from rules.alerts import AlertState
-from rules.errors import InvalidTransition
-from store import audit
+from offsite.rules.alerts import AlertState
+from offsite.rules.errors import InvalidTransition
+from offsite.store import audit
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0

@@ -11,13 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api import security_queries as sq
-from api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
-from api.deps import Conn, SettingsDep
-from api.models import LoginRequest, LoginResult, Me
-from api.ratelimit import RateLimiter
-from offsite.credentials import DUMMY_HASH, new_token, token_digest, verify_password
-from store import audit
+from offsite.api import security_queries as sq
+from offsite.api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
+from offsite.api.deps import Conn, SettingsDep
+from offsite.api.models import LoginRequest, LoginResult, Me
+from offsite.api.ratelimit import RateLimiter
+from offsite.core.credentials import DUMMY_HASH, new_token, token_digest, verify_password
+from offsite.store import audit
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

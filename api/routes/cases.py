@@ -17,10 +17,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from api import loop_queries as lq
-from api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
-from api.deps import Conn, SettingsDep
-from api.loop_models import (
+from offsite.api import loop_queries as lq
+from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
+from offsite.api.deps import Conn, SettingsDep
+from offsite.api.loop_models import (
     CaseCreate,
     CaseDetail,
     CaseMove,
@@ -31,9 +31,9 @@ from api.loop_models import (
     TaskPublic,
     Verdict,
 )
-from api.models import MAX_OFFSET
-from rules.cases import move
-from rules.errors import InvalidTransition
+from offsite.api.models import MAX_OFFSET
+from offsite.rules.cases import move
+from offsite.rules.errors import InvalidTransition
 
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 

@@ -17,15 +17,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
-from api import console_queries as cq
-from api import queries
-from api.auth import ANY_USER, PUBLIC, Principal, Role, visible_or_404
-from api.capture import active_since, capture_by_day
-from api.console_models import AlertFacets, CapturePage, DeviceDetail, EnterpriseDetail
-from api.csvout import to_csv
-from api.deps import Conn
-from api.models import MAX_OFFSET, AlertPublic, ReadingPublic, Severity, State, VisitPublic
-from api.routes.devices import MAX_RAW_ROWS, readings_page
+from offsite.api import console_queries as cq
+from offsite.api import queries
+from offsite.api.auth import ANY_USER, PUBLIC, Principal, Role, visible_or_404
+from offsite.api.capture import active_since, capture_by_day
+from offsite.api.console_models import AlertFacets, CapturePage, DeviceDetail, EnterpriseDetail
+from offsite.api.csvout import to_csv
+from offsite.api.deps import Conn
+from offsite.api.models import MAX_OFFSET, AlertPublic, ReadingPublic, Severity, State, VisitPublic
+from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
 STATIC = Path(str(resources.files("api").joinpath("static")))

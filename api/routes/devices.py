@@ -9,20 +9,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from api import queries
-from api import security_queries as sq
-from api.auth import ADMIN, ANY_USER, Principal, visible_or_404
-from api.deps import Conn, SettingsDep
-from api.models import (
+from offsite.api import queries
+from offsite.api import security_queries as sq
+from offsite.api.auth import ADMIN, ANY_USER, Principal, visible_or_404
+from offsite.api.deps import Conn, SettingsDep
+from offsite.api.models import (
     DeviceCreate,
     DeviceCredentials,
     DevicePublic,
     DeviceRevoke,
     ReadingsPage,
 )
-from ingest.validate import policy_topic
-from offsite.credentials import mosquitto_hash, new_device_password
-from store import audit
+from offsite.core.credentials import mosquitto_hash, new_device_password
+from offsite.ingest.validate import policy_topic
+from offsite.store import audit
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 MAX_RAW_ROWS = 100_000

@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 
-from api import qr, queries
-from api import security_queries as sq
-from api.auth import ANY_USER, STAFF, Access, Principal, Role, visible_or_404
-from api.deps import Conn, KeyRingDep, SettingsDep
-from api.models import EnterprisePublic, QrRevoked
-from store import audit
+from offsite.api import qr, queries
+from offsite.api import security_queries as sq
+from offsite.api.auth import ANY_USER, STAFF, Access, Principal, Role, visible_or_404
+from offsite.api.deps import Conn, KeyRingDep, SettingsDep
+from offsite.api.models import EnterprisePublic, QrRevoked
+from offsite.store import audit
 
 PRINTERS = Access(Role.ADMIN, Role.REGULATOR, Role.ENTERPRISE)
 

@@ -9,8 +9,8 @@ import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from api import queries
-from api.auth import PUBLIC
+from offsite.api import queries
+from offsite.api.auth import PUBLIC
 
 router = APIRouter(tags=["health"])
 

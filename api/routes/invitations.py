@@ -9,10 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from api import loop_queries as lq
-from api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, visible_or_404
-from api.deps import Conn
-from api.loop_models import InvitationCreate, InvitationPublic, InvitationSchedule, TaskPublic
+from offsite.api import loop_queries as lq
+from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, visible_or_404
+from offsite.api.deps import Conn
+from offsite.api.loop_models import (
+    InvitationCreate,
+    InvitationPublic,
+    InvitationSchedule,
+    TaskPublic,
+)
 
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 

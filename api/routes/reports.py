@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response
 
-from api import queries
-from api import report_queries as rq
-from api.auth import PUBLIC, Access, Principal, Role, visible_or_404
-from api.deps import Conn
+from offsite.api import queries
+from offsite.api import report_queries as rq
+from offsite.api.auth import PUBLIC, Access, Principal, Role, visible_or_404
+from offsite.api.deps import Conn
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 # ratings are in the report: the inspecting side does not read them

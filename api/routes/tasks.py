@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from api import loop_queries as lq
-from api.auth import Access, Principal, Role, visible_or_404
-from api.deps import Conn
-from api.loop_models import TaskPublic
-from api.models import MAX_OFFSET
+from offsite.api import loop_queries as lq
+from offsite.api.auth import Access, Principal, Role, visible_or_404
+from offsite.api.deps import Conn
+from offsite.api.loop_models import TaskPublic
+from offsite.api.models import MAX_OFFSET
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 # enterprises are not told of visits in advance through this list

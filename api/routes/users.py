@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from psycopg import errors
 from starlette.concurrency import run_in_threadpool
 
-from api import security_queries as sq
-from api.auth import ADMIN, Principal
-from api.deps import Conn
-from api.models import ApiKey, UserCreate, UserPublic
-from offsite.credentials import hash_password, new_token, token_digest
-from store import audit
+from offsite.api import security_queries as sq
+from offsite.api.auth import ADMIN, Principal
+from offsite.api.deps import Conn
+from offsite.api.models import ApiKey, UserCreate, UserPublic
+from offsite.core.credentials import hash_password, new_token, token_digest
+from offsite.store import audit
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 

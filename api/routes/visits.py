@@ -13,19 +13,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from psycopg import AsyncConnection
 
-from api import loop_queries as lq
-from api import queries
-from api import security_queries as sq
-from api.auth import ANY_USER, ENTERPRISE, INSPECTOR, STAFF, Principal, Role, visible_or_404
-from api.deps import Conn, KeyRingDep, SettingsDep
-from api.errors import TokenError
-from api.loop_models import NoDisturbance, NoDisturbancePublic, RefusalPublic
-from api.models import MAX_OFFSET, CheckIn, CheckOut, VisitPublic, VisitRating
-from api.qr import extract_token
-from offsite.credentials import token_digest
-from offsite.settings import Settings
-from rules.visit_guard import GuardPolicy, Justification, judge
-from store import audit
+from offsite.api import loop_queries as lq
+from offsite.api import queries
+from offsite.api import security_queries as sq
+from offsite.api.auth import ANY_USER, ENTERPRISE, INSPECTOR, STAFF, Principal, Role, visible_or_404
+from offsite.api.deps import Conn, KeyRingDep, SettingsDep
+from offsite.api.errors import TokenError
+from offsite.api.loop_models import NoDisturbance, NoDisturbancePublic, RefusalPublic
+from offsite.api.models import MAX_OFFSET, CheckIn, CheckOut, VisitPublic, VisitRating
+from offsite.api.qr import extract_token
+from offsite.core.credentials import token_digest
+from offsite.core.settings import Settings
+from offsite.rules.visit_guard import GuardPolicy, Justification, judge
+from offsite.store import audit
 
 router = APIRouter(prefix="/api/visits", tags=["visits"])
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from ingest.models import DataKind
+from offsite.core.readings import DataKind
 
 
 class ParsedValue(NamedTuple):

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 
-from ingest.codecs import ParsedMessage, ParsedRecord, ParsedValue
-from ingest.errors import DecodeError
-from ingest.models import DataKind
+from offsite.core.readings import DataKind
+from offsite.ingest.codecs import ParsedMessage, ParsedRecord, ParsedValue
+from offsite.ingest.errors import DecodeError
 
 BEIJING = timezone(timedelta(hours=8), "CST")
 MAX_SEGMENT = 9999  # the header's 4 digits; the standard's own cap is 1024

@@ -15,9 +15,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ingest.codecs import ParsedMessage, ParsedRecord, ParsedValue
-from ingest.errors import DecodeError
-from ingest.models import DeadReason
+from offsite.core.readings import DeadReason
+from offsite.ingest.codecs import ParsedMessage, ParsedRecord, ParsedValue
+from offsite.ingest.errors import DecodeError
 
 MAX_RECORDS = 10_000
 

@@ -11,12 +11,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 
-from offsite.errors import OffsiteError
+from offsite.core.errors import OffsiteError
 from offsite.evaluation.report import json_report, text_report
 from offsite.evaluation.runner import EngineConfig, run_one
 from offsite.evaluation.scoring import Raised, Targets, Truth, score
-from simulators.evalsuite import DEVICES_PER_KIND, RATE_S, RUN_S, build_suite
-from simulators.faults import FaultKind
+from offsite.simulators.evalsuite import DEVICES_PER_KIND, RATE_S, RUN_S, build_suite
+from offsite.simulators.faults import FaultKind
 
 Out = Callable[[str], None]
 

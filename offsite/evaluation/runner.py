@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from offsite.core.registry import Registry
 from offsite.evaluation.scoring import Raised
-from offsite.registry import Registry
-from simulators.evalsuite import EvalRun
-from simulators.faults import Message
+from offsite.simulators.evalsuite import EvalRun
+from offsite.simulators.faults import Message
 
 Batch = tuple[datetime, Sequence[Message]]  # device time, what every device sent then
 
@@ -41,11 +41,11 @@ def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offli
     ``check_offline_every``-th batch with the batch's time as the clock. Muted alerts
     (maintenance, silences) are raised like the others: they are stored and shown.
     """
-    from ingest.models import Reading
-    from rules.alerts import AlertBook, Plan
-    from rules.config import load_rules
-    from rules.engine import Evaluation, RuleEngine
-    from rules.registry_view import device_meta
+    from offsite.core.readings import Reading
+    from offsite.rules.alerts import AlertBook, Plan
+    from offsite.rules.config import load_rules
+    from offsite.rules.engine import Evaluation, RuleEngine
+    from offsite.rules.registry_view import device_meta
 
     cfg = config or EngineConfig()
     batches = iter(ordered_batches)

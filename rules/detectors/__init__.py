@@ -3,12 +3,12 @@ contract in ``base.py``; rules files name them by ``kind``."""
 
 from __future__ import annotations
 
-from rules.detectors.averages import AverageExceedance
-from rules.detectors.base import Batch, Detector, Hits, Partner, State, params_of
-from rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
-from rules.detectors.limits import Clamp, Exceedance, Implausible
-from rules.detectors.physics import Dilution, FalseStop, FlowZero
-from rules.detectors.stats import Drift, Flatline, Spike, Stat
+from offsite.rules.detectors.averages import AverageExceedance
+from offsite.rules.detectors.base import Batch, Detector, Hits, Partner, State, params_of
+from offsite.rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
+from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
+from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
+from offsite.rules.detectors.stats import Drift, Flatline, Spike, Stat
 
 CATALOG: dict[str, type] = {d.kind: d for d in (
     Exceedance, AverageExceedance, Implausible, Clamp, Spike, Flatline, Stat, Drift,

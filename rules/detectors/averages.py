@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State
+from offsite.rules.detectors.base import Batch, Hits, State
 
 _PERIOD_S = {"hour": 3600.0, "day": 86400.0}
 

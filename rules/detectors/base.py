@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from rules.growth import grow_rows
+from offsite.rules.growth import grow_rows
 
 # HJ 212 data flags as uint8 codes (ord), so flags live in numpy arrays.
 FLAG_N = ord("N")

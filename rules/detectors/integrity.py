@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State, flag_table
+from offsite.rules.detectors.base import Batch, Hits, State, flag_table
 
 # Fixed odd multipliers for the segment fingerprint (a seeded draw, so fingerprints are
 # the same in every process and after a restart).

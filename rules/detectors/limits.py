@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State
+from offsite.rules.detectors.base import Batch, Hits, State
 
 
 @dataclass(frozen=True, slots=True)

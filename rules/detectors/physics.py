@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State, flag_table, nanmedian_rows
+from offsite.rules.detectors.base import Batch, Hits, State, flag_table, nanmedian_rows
 
 _median = nanmedian_rows
 

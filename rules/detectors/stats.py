@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from rules.detectors.base import Batch, Hits, State, nanmedian_rows
+from offsite.rules.detectors.base import Batch, Hits, State, nanmedian_rows
 
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law

@@ -25,9 +25,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from simulators.publisher import publish_fleet
-from simulators.scenarios import build_fleet
-from store.users import create_user
+from offsite.simulators.publisher import publish_fleet
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.users import create_user
 from tests.integration.helpers import (
     make_settings,
     publish_raw,

@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 
-from ingest.service import IngestService
-from offsite.registry import Registry
-from offsite.settings import Settings, load_settings
-from store.registry import save_registry
+from offsite.core.registry import Registry
+from offsite.core.settings import Settings, load_settings
+from offsite.ingest.service import IngestService
+from offsite.store.registry import save_registry
 
 
 def make_settings(db_url: str, mqtt_url: str, topic: str, **overrides: Any) -> Settings:
@@ -71,7 +71,7 @@ def _forget_session(settings: Settings) -> None:
     """Drop the test client's persistent session from the shared broker."""
     import paho.mqtt.client as mqtt
 
-    from ingest.subscriber import parse_mqtt_url
+    from offsite.ingest.subscriber import parse_mqtt_url
 
     assert settings.mqtt_url
     host, port, user, password = parse_mqtt_url(settings.mqtt_url)
@@ -93,7 +93,7 @@ def publish_raw(mqtt_url: str, messages: list[tuple[str, bytes]], qos: int = 1) 
     """Publish raw payloads (good or deliberately bad) and wait for every PUBACK."""
     import paho.mqtt.client as mqtt
 
-    from ingest.subscriber import parse_mqtt_url
+    from offsite.ingest.subscriber import parse_mqtt_url
 
     host, port, user, password = parse_mqtt_url(mqtt_url)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -117,7 +117,7 @@ def token_for(db_url: str, role: str, *, user_id: str | None = None,
               enterprise: str | None = None, region: str = "",
               password: str | None = None) -> str:
     """Create (or update) a user of ``role`` in the test database and return an API key."""
-    from store.users import create_user, issue_token
+    from offsite.store.users import create_user, issue_token
 
     user_id = user_id or f"{role}-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(db_url) as conn:

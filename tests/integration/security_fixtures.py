@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from offsite.registry import registry_from_dict
-from offsite.settings import load_settings
-from store.users import create_user, issue_token
+from offsite.api.app import create_app
+from offsite.core.registry import registry_from_dict
+from offsite.core.settings import load_settings
+from offsite.store.users import create_user, issue_token
 from tests.integration.helpers import register
 
 MN1, MN2, MN3, MN4 = "1111AAAA", "2222BBBB", "3333CCCC", "4444DDDD"

@@ -14,8 +14,8 @@ import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from api.auth import all_routes, require_declared
-from api.routes import alerts as alert_routes
+from offsite.api.auth import all_routes, require_declared
+from offsite.api.routes import alerts as alert_routes
 from tests.integration.security_fixtures import (
     MN1,
     MN3,

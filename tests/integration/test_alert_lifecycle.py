@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from offsite.registry import registry_from_dict
+from offsite.core.registry import registry_from_dict
 from tests.integration.helpers import (
     bearer,
     make_settings,
@@ -147,6 +147,6 @@ def test_the_rules_in_force_are_on_the_audit_record(db_url: str, mqtt_url: str,
         wait_for(lambda: ing.rules_figures().leading, what="leading")
     digests = loaded()
     assert len(digests) == 2 and digests[0] != digests[1]
-    from store.audit import verify
+    from offsite.store.audit import verify
     with psycopg.connect(db_url) as conn:
         assert verify(conn).broken is None

@@ -15,10 +15,10 @@ import httpx
 import pytest
 import uvicorn
 
-from api.app import create_app
+from offsite.api.app import create_app
+from offsite.core.registry import registry_from_dict
+from offsite.core.settings import Settings
 from offsite.embedded import free_port
-from offsite.registry import registry_from_dict
-from offsite.settings import Settings
 from tests.integration.helpers import (
     bearer,
     make_settings,

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from offsite.cli import main
-from store.audit import GENESIS, append_sync, verify
+from offsite.store.audit import GENESIS, append_sync, verify
 from tests.integration.security_fixtures import api_client, build_world
 
 pytestmark = pytest.mark.integration
@@ -107,7 +107,7 @@ def test_out_of_band_change_is_found_and_named(db_url: str, sql: str, broken_at:
 def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(db_url: str) -> None:
     """A careful forger recomputes the edited row's hash: the next row still points at the
     old one."""
-    from store.audit import row_hash
+    from offsite.store.audit import row_hash
 
     _fill(db_url)
     with psycopg.connect(db_url) as conn:

@@ -11,8 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from offsite.settings import load_settings
-from store.users import issue_token
+from offsite.core.settings import load_settings
+from offsite.store.users import issue_token
 from tests.integration.security_fixtures import PASSWORD, World, api_client, build_world
 from tests.integration.test_api_live import serving
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.ingest import IngestBenchArgs, run_ingest_bench
-from bench.latency import LatencyBenchArgs, run_latency_bench
+from offsite.bench.ingest import IngestBenchArgs, run_ingest_bench
+from offsite.bench.latency import LatencyBenchArgs, run_latency_bench
 from tests import services
 
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]

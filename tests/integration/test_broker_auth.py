@@ -14,10 +14,10 @@ import psycopg
 import pytest
 
 from offsite.broker_auth import BrokerAuthError, render
-from offsite.credentials import mosquitto_hash, mosquitto_verify
+from offsite.core.credentials import mosquitto_hash, mosquitto_verify
+from offsite.core.registry import registry_from_dict
 from offsite.mosquitto import OwnMosquitto
-from offsite.registry import registry_from_dict
-from store.registry import device_mqtt_hashes, set_device_mqtt_hash
+from offsite.store.registry import device_mqtt_hashes, set_device_mqtt_hash
 from tests import services
 from tests.integration.helpers import register
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from offsite.core.registry import registry_from_dict
 from offsite.mosquitto import OwnMosquitto
-from offsite.registry import registry_from_dict
 from tests import services
 from tests.integration.helpers import (
     make_settings,

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from offsite.cli import main
-from offsite.credentials import mosquitto_verify, token_digest, verify_password
+from offsite.core.credentials import mosquitto_verify, token_digest, verify_password
 from tests.integration.security_fixtures import MN1, build_world
 
 pytestmark = pytest.mark.integration

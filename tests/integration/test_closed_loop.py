@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from offsite.registry import registry_from_dict
-from store.audit import verify
-from store.users import create_user, issue_token
+from offsite.api.app import create_app
+from offsite.core.registry import registry_from_dict
+from offsite.store.audit import verify
+from offsite.store.users import create_user, issue_token
 from tests.integration.helpers import (
     bearer,
     make_settings,

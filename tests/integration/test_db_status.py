@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.models import Reading
-from store.readings import insert_readings
-from store.status import db_status
+from offsite.core.readings import Reading
+from offsite.store.readings import insert_readings
+from offsite.store.status import db_status
 from tests.integration.helpers import register
 from tests.integration.test_ingest_store import MN, REGISTRY
 

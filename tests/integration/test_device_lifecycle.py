@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from offsite.credentials import mosquitto_verify
+from offsite.core.credentials import mosquitto_verify
 from tests.integration.helpers import (
     make_settings,
     publish_raw,

@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from offsite.core.registry import registry_from_dict
 from offsite.faultproxy import FaultProxy, proxied_db_url
 from offsite.faults import POLLUTANTS, IngestProcess, Stream
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from offsite.registry import registry_from_dict
 from tests import services
 from tests.integration.helpers import register, scalar, wait_for
 

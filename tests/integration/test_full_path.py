@@ -10,10 +10,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from simulators.faults import FaultKind
-from simulators.publisher import publish_fleet
-from simulators.scenarios import build_fleet
+from offsite.api.app import create_app
+from offsite.simulators.faults import FaultKind
+from offsite.simulators.publisher import publish_fleet
+from offsite.simulators.scenarios import build_fleet
 from tests.integration.helpers import (
     bearer,
     make_settings,

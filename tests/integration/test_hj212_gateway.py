@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.codecs import hj212
-from ingest.service import IngestService
-from offsite.registry import registry_from_dict
+from offsite.core.registry import registry_from_dict
+from offsite.ingest.codecs import hj212
+from offsite.ingest.service import IngestService
 from tests.integration.helpers import (
     make_settings,
     publish_raw,
@@ -245,8 +245,8 @@ def test_hj212_inside_mqtt_payloads(db_url: str, mqtt_url: str, unique_topic: st
 
 def test_simulated_loggers_over_tcp_all_stored_and_answered(db_url: str, mqtt_url: str,
                                                            unique_topic: str) -> None:
-    from simulators.scenarios import build_fleet
-    from simulators.tcp_logger import run_tcp_loggers
+    from offsite.simulators.scenarios import build_fleet
+    from offsite.simulators.tcp_logger import run_tcp_loggers
 
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
     fleet = build_fleet(30, seed=5, start=start, rate_s=60.0, faults=())

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from offsite.registry import registry_from_dict
+from offsite.core.registry import registry_from_dict
 from tests.integration.helpers import (
     bearer,
     make_settings,
@@ -166,7 +166,7 @@ def test_duplicated_and_reordered_deliveries_are_stored_once_and_read_in_time_or
 
     from fastapi.testclient import TestClient
 
-    from api.app import create_app
+    from offsite.api.app import create_app
 
     register(db_url, REGISTRY)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)

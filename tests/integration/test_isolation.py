@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from api.routes import alerts as alert_routes
+from offsite.api.routes import alerts as alert_routes
 from tests.integration.security_fixtures import MN1, MN2, MN4, api_client, build_world
 
 pytestmark = pytest.mark.integration

@@ -18,14 +18,14 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.loop_queries import escalate_overdue
-from api.report_queries import exceedances
-from api.webhook import deliver_due
-from offsite.registry import registry_from_dict
-from offsite.settings import load_settings
-from store.rollups import rebuild_rollups
-from store.users import create_user, issue_token
+from offsite.api.app import create_app
+from offsite.api.loop_queries import escalate_overdue
+from offsite.api.report_queries import exceedances
+from offsite.api.webhook import deliver_due
+from offsite.core.registry import registry_from_dict
+from offsite.core.settings import load_settings
+from offsite.store.rollups import rebuild_rollups
+from offsite.store.users import create_user, issue_token
 from tests.integration.helpers import bearer, register, scalar, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from psycopg import sql
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from api.app import create_app
-from offsite.settings import load_settings
+from offsite.api.app import create_app
+from offsite.core.settings import load_settings
 from tests.conftest import _with_dbname
 from tests.integration.security_fixtures import build_world
 from tests.integration.test_api_live import serving

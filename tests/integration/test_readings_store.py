@@ -1,4 +1,4 @@
-"""store.readings.insert_readings on a real PostgreSQL: it returns exactly the readings
+"""offsite.store.readings.insert_readings on a real PostgreSQL: it returns exactly the readings
 new to the store — the whole batch when all are new, and only the inserted ones, as
 stored, once each and in batch order, when some were already there or repeated."""
 
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.models import DataKind, Reading
-from offsite.registry import registry_from_dict
-from store.readings import insert_readings
+from offsite.core.readings import DataKind, Reading
+from offsite.core.registry import registry_from_dict
+from offsite.store.readings import insert_readings
 from tests.integration.helpers import register
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from offsite.registry import registry_from_dict
-from simulators.publisher import publish_records, replay_encoder
-from simulators.replay import parse_csv, parse_map
+from offsite.core.registry import registry_from_dict
+from offsite.simulators.publisher import publish_records, replay_encoder
+from offsite.simulators.replay import parse_csv, parse_map
 from tests.integration.helpers import make_settings, register, running_ingest, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.rule_process import run_rules
-from ingest.service import runner_config
-from offsite.registry import registry_from_dict
+from offsite.core.registry import registry_from_dict
+from offsite.ingest.service import runner_config
+from offsite.runner.rule_process import run_rules
 from tests.integration.helpers import (
     make_settings,
     publish_raw,

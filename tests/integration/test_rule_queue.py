@@ -1,4 +1,4 @@
-"""store.rule_inbox on a real PostgreSQL: a slice takes exactly the readings received
+"""offsite.store.rule_inbox on a real PostgreSQL: a slice takes exactly the readings received
 before the watermark; the later part of a batch stays queued, with its own series keys,
 and the next slice takes it."""
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest.models import DataKind, Reading
-from store.rule_inbox import Queued, done, queue_for_rules, take
+from offsite.core.readings import DataKind, Reading
+from offsite.store.rule_inbox import Queued, done, queue_for_rules, take
 
 pytestmark = pytest.mark.integration
 

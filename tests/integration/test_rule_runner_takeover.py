@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingest import rule_runner
-from ingest.models import Reading
-from ingest.rule_runner import RuleRunner, RunnerConfig
-from offsite.registry import registry_from_dict
-from store.pool import open_pool
-from store.readings import insert_readings
-from store.rule_inbox import queue_for_rules
+from offsite.core.readings import Reading
+from offsite.core.registry import registry_from_dict
+from offsite.runner import rule_runner
+from offsite.runner.rule_runner import RuleRunner, RunnerConfig
+from offsite.store.pool import open_pool
+from offsite.store.readings import insert_readings
+from offsite.store.rule_inbox import queue_for_rules
 from tests.integration.helpers import register
 
 pytestmark = pytest.mark.integration

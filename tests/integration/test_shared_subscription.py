@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.service import IngestService
+from offsite.core.registry import registry_from_dict
+from offsite.ingest.service import IngestService
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from offsite.registry import registry_from_dict
 from tests import services
 from tests.integration.helpers import (
     make_settings,

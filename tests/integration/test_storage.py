@@ -13,10 +13,10 @@ import httpx
 import psycopg
 import pytest
 
-from ingest.models import Reading
-from store.partitions import existing_partitions, maintain
-from store.readings import insert_readings
-from store.rollups import hourly_averages, rebuild_rollups
+from offsite.core.readings import Reading
+from offsite.store.partitions import existing_partitions, maintain
+from offsite.store.readings import insert_readings
+from offsite.store.rollups import hourly_averages, rebuild_rollups
 from tests.integration.helpers import bearer, make_settings, register, scalar, token_for
 from tests.integration.test_api_live import serving
 from tests.integration.test_ingest_store import MN, OTHER, REGISTRY
@@ -253,8 +253,8 @@ def test_migration_turns_an_existing_readings_table_into_the_default_partition(
         admin_db_url: str) -> None:
     """An installation upgraded to 0005 keeps every reading (as the DEFAULT partition,
     without a copy), gets rollups of its history, and maintain then moves the rows."""
-    from store.migrate import available, migrate
-    from store.scratch import scratch_database
+    from offsite.store.migrate import available, migrate
+    from offsite.store.scratch import scratch_database
 
     with scratch_database(admin_db_url, "offsite_t_upgrade") as url:
         with psycopg.connect(url) as conn:  # an installation at schema 4

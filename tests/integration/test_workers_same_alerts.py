@@ -16,9 +16,9 @@ import pytest
 from psycopg import sql
 
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from simulators.faults import FaultKind
-from simulators.publisher import payload_json
-from simulators.scenarios import build_fleet
+from offsite.simulators.faults import FaultKind
+from offsite.simulators.publisher import payload_json
+from offsite.simulators.scenarios import build_fleet
 from tests import services
 from tests.conftest import _with_dbname
 from tests.integration.helpers import (

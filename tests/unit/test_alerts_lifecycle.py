@@ -1,4 +1,4 @@
-"""rules.alerts: the alert state machine, fold and the AlertBook planner."""
+"""offsite.rules.alerts: the alert state machine, fold and the AlertBook planner."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rules.alerts import ACTIVE, AlertBook, AlertState, AlertUpsert, Plan, fold, transition
-from rules.errors import InvalidTransition, RuleError
-from rules.findings import Finding
+from offsite.rules.alerts import ACTIVE, AlertBook, AlertState, AlertUpsert, Plan, fold, transition
+from offsite.rules.errors import InvalidTransition, RuleError
+from offsite.rules.findings import Finding
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 S = AlertState

@@ -1,4 +1,4 @@
-"""ingest.batcher: group processed messages into batches; the caller owns the clock."""
+"""offsite.ingest.batcher: group processed messages into batches; the caller owns the clock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.batcher import Batch, Batcher
-from ingest.models import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
+from offsite.core.readings import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
+from offsite.ingest.batcher import Batch, Batcher
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -6,8 +6,15 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from bench.harness import _publish_packet, _varint, latency, message_key, percentile, readings_in
-from simulators.publisher import payload_json
+from offsite.bench.harness import (
+    _publish_packet,
+    _varint,
+    latency,
+    message_key,
+    percentile,
+    readings_in,
+)
+from offsite.simulators.publisher import payload_json
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from api.capture import DayCount, active_since, capture_by_day, utc_days
-from api.csvout import cell, to_csv
+from offsite.api.capture import DayCount, active_since, capture_by_day, utc_days
+from offsite.api.csvout import cell, to_csv
 
 D = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from offsite.settings import Settings
+from offsite.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -57,7 +57,7 @@ def test_ingest_scales_out_on_a_shared_subscription_with_distinct_client_ids():
 def test_client_id_expands_hostname(monkeypatch):
     import socket
 
-    from ingest.service import client_id
+    from offsite.ingest.service import client_id
 
     monkeypatch.setattr(socket, "gethostname", lambda: "c0ffee")
     assert client_id(Settings(mqtt_client_id="offsite-ingest-{hostname}")) == \

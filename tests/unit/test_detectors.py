@@ -1,4 +1,4 @@
-"""rules.detectors: one contract for every detector in the catalog, then each one's job."""
+"""offsite.rules.detectors: one contract for every detector in the catalog, then each one's job."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import pytest
 
-from rules.detectors import (
+from offsite.rules.detectors import (
     CATALOG,
     AverageExceedance,
     Batch,
@@ -28,8 +28,8 @@ from rules.detectors import (
     Spike,
     Stat,
 )
-from rules.detectors.base import FLAG_N
-from rules.plausible import plausible_range
+from offsite.rules.detectors.base import FLAG_N
+from offsite.rules.plausible import plausible_range
 
 W = 31  # the engine's window for the default rules: the longest history (30) + 1
 LEVEL, LIMIT = 50.0, 100.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from offsite.registry import load_registry_file
-from offsite.settings import Settings
+from offsite.core.registry import load_registry_file
+from offsite.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

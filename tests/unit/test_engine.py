@@ -1,4 +1,4 @@
-"""rules.engine: readings in, findings out, judged by device time under a rules file."""
+"""offsite.rules.engine: readings in, findings out, judged by device time under a rules file."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.models import DataKind, Reading
-from rules.alerts import AlertBook
-from rules.config import load_rules, parse_rules
-from rules.detectors import Spike, params_of
-from rules.engine import DeviceMeta, RuleEngine
-from rules.findings import Finding
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.alerts import AlertBook
+from offsite.rules.config import load_rules, parse_rules
+from offsite.rules.detectors import Spike, params_of
+from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.findings import Finding
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 MN, MN2, MN3 = "MN1", "MN2", "MN3"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-import rules.engine
 from offsite.evaluation.runner import run_one
-from simulators.evalsuite import EvalRun, build_suite
-from simulators.faults import FaultKind
+from offsite.rules import engine
+from offsite.simulators.evalsuite import EvalRun, build_suite
+from offsite.simulators.faults import FaultKind
 
 KINDS = [FaultKind.DILUTION, FaultKind.FALSE_STOP, FaultKind.FLAG_ABUSE, FaultKind.EXCEEDANCE,
          FaultKind.FLATLINE]
@@ -22,7 +22,7 @@ def test_judging_a_round_in_pieces_raises_what_one_piece_raises(
         return run
 
     whole = run_one(fresh())
-    monkeypatch.setattr(rules.engine, "ROUND_PIECE", 5)  # a device has up to 8 series
+    monkeypatch.setattr(engine, "ROUND_PIECE", 5)  # a device has up to 8 series
     pieces = run_one(fresh())
     assert {a.rule for a in whole} >= {k.value for k in KINDS}
     assert sorted(pieces, key=repr) == sorted(whole, key=repr)
@@ -36,6 +36,6 @@ def test_a_device_is_never_split_between_pieces(monkeypatch: pytest.MonkeyPatch)
         return run
 
     whole = run_one(fresh())
-    monkeypatch.setattr(rules.engine, "ROUND_PIECE", 1)
+    monkeypatch.setattr(engine, "ROUND_PIECE", 1)
     assert "dilution" in {a.rule for a in whole}
     assert sorted(run_one(fresh()), key=repr) == sorted(whole, key=repr)

@@ -11,8 +11,8 @@ import pytest
 
 from offsite.cli import main
 from offsite.evaluation.runner import run_engine, run_one
-from simulators.evalsuite import build_suite
-from simulators.faults import FaultKind, Message
+from offsite.simulators.evalsuite import build_suite
+from offsite.simulators.faults import FaultKind, Message
 
 
 def test_runner_raises_each_alert_once_when_it_opens() -> None:

@@ -1,4 +1,4 @@
-"""ingest.framer: cutting HJ 212 packets out of a TCP byte stream."""
+"""offsite.ingest.framer: cutting HJ 212 packets out of a TCP byte stream."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.codecs.hj212 import BEIJING, build_data_packet, frame, parse_packet
-from ingest.framer import MAX_FRAME, Event, Frame, Framer, Garbage
+from offsite.ingest.codecs.hj212 import BEIJING, build_data_packet, frame, parse_packet
+from offsite.ingest.framer import MAX_FRAME, Event, Frame, Framer, Garbage
 
 WS = b"\r\n\t "
 P1 = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
@@ -306,7 +306,7 @@ def test_nul_noise_is_reported():
 def test_a_header_like_run_inside_a_packet_does_not_cut_it():
     from datetime import UTC, datetime
 
-    from ingest.codecs.hj212 import build_data_packet, parse_packet
+    from offsite.ingest.codecs.hj212 import build_data_packet, parse_packet
 
     p = build_data_packet(mn="AB", pw="x##1234", cn="2011", ts=datetime(2026, 1, 1, tzinfo=UTC),
                           values=[("a21026", 1.0, "N")])

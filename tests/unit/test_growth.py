@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rules.detectors.base import State
-from rules.growth import grow_attr, grow_rows, next_capacity
+from offsite.rules.detectors.base import State
+from offsite.rules.growth import grow_attr, grow_rows, next_capacity
 
 
 def test_an_unshared_array_grows_in_place_with_the_fill_after_its_rows() -> None:

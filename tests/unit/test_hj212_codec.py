@@ -1,4 +1,4 @@
-"""ingest.codecs.hj212: the standard's samples, hand-written 2017 packets, reason codes."""
+"""offsite.ingest.codecs.hj212: the standard's samples, hand-written 2017 packets, reason codes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.codecs import ParsedValue, hj212
-from ingest.codecs.hj212 import (
+from offsite.core.readings import DataKind, DeadReason
+from offsite.ingest.codecs import ParsedValue, hj212
+from offsite.ingest.codecs.hj212 import (
     BAD_HEADER,
     BAD_TIMESTAMP,
     BEIJING,
@@ -26,8 +27,7 @@ from ingest.codecs.hj212 import (
     parse_time,
     to_message,
 )
-from ingest.errors import DecodeError
-from ingest.models import DataKind, DeadReason
+from offsite.ingest.errors import DecodeError
 
 # DOMAIN.md "HJ 212" sample packets, verbatim (the CRLF is not part of the printed text)
 SAMPLE_1062 = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;"

@@ -1,8 +1,8 @@
-"""A fast run of bench/fuzz_hj212.py's invariants (the long run: python -m bench.fuzz_hj212)."""
+"""A fast run of the HJ 212 fuzzer (the long run: python -m offsite.bench.fuzz_hj212)."""
 
 from __future__ import annotations
 
-from bench.fuzz_hj212 import report, run
+from offsite.bench.fuzz_hj212 import report, run
 
 
 def test_fuzz_invariants_hold():

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ingest.codecs.hj212 import (
+from offsite.core.readings import FLAGS, DataKind, DeadReason
+from offsite.ingest.codecs.hj212 import (
     BAD_HEADER,
     BEIJING,
     CRC_MISMATCH,
@@ -19,8 +20,7 @@ from ingest.codecs.hj212 import (
     parse_packet,
     to_message,
 )
-from ingest.errors import DecodeError
-from ingest.models import FLAGS, DataKind, DeadReason
+from offsite.ingest.errors import DecodeError
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

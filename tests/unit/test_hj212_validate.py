@@ -1,4 +1,4 @@
-"""ingest.validate.process for HJ 212 packets, over MQTT and over the TCP gateway."""
+"""offsite.ingest.validate.process for HJ 212 packets, over MQTT and over the TCP gateway."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.codecs.hj212 import BEIJING, build_data_packet, frame, parse_packet
-from ingest.models import DataKind, DeadReason, InboundMessage, Outcome, RawPacket, Reading
-from ingest.reassembly import Reassembler
-from ingest.validate import Policy, judge_packets, process
-from offsite.registry import Device
+from offsite.core.readings import DataKind, DeadReason, InboundMessage, Outcome, RawPacket, Reading
+from offsite.core.registry import Device
+from offsite.ingest.codecs.hj212 import BEIJING, build_data_packet, frame, parse_packet
+from offsite.ingest.reassembly import Reassembler
+from offsite.ingest.validate import Policy, judge_packets, process
 
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)  # 12:00 in Beijing
 MN = "010000A8900016F000169DC0"  # password registered

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.codecs import ParsedMessage, ParsedValue
-from ingest.codecs.json_codec import MAX_RECORDS, decode_json, parse_timestamp
-from ingest.errors import DecodeError
-from ingest.models import DeadReason
-from ingest.validate import is_hj212
+from offsite.core.readings import DeadReason
+from offsite.ingest.codecs import ParsedMessage, ParsedValue
+from offsite.ingest.codecs.json_codec import MAX_RECORDS, decode_json, parse_timestamp
+from offsite.ingest.errors import DecodeError
+from offsite.ingest.validate import is_hj212
 
 TS = "2026-11-26T08:00:00+08:00"
 TS_UTC = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from ingest.histogram import Counts
-from offsite.logs import setup_logging
+from offsite.core.logs import setup_logging
+from offsite.ingest.histogram import Counts
 
 
 class _Tty(io.StringIO):

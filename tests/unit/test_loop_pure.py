@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.report_queries import month_range, summarise, to_csv
-from api.webhook import backoff_s, signature
-from rules.cases import CaseState, Deadline, due_for_escalation, move
-from rules.config import parse_rules
-from rules.errors import InvalidTransition, RulesFileError
-from rules.visit_guard import GuardPolicy, Justification, judge
+from offsite.api.report_queries import month_range, summarise, to_csv
+from offsite.api.webhook import backoff_s, signature
+from offsite.rules.cases import CaseState, Deadline, due_for_escalation, move
+from offsite.rules.config import parse_rules
+from offsite.rules.errors import InvalidTransition, RulesFileError
+from offsite.rules.visit_guard import GuardPolicy, Justification, judge
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from store.partitions import (
+from offsite.store.partitions import (
     Partition,
     add_months,
     month_partition,
     month_start,
     plan_partitions,
 )
-from store.rollups import rollup_table
+from offsite.store.rollups import rollup_table
 
 
 def d(y: int, m: int, day: int = 1, h: int = 0) -> datetime:

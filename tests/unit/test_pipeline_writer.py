@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from ingest import pipeline as pl
-from ingest.batcher import Batcher
-from ingest.models import InboundMessage
-from ingest.validate import Policy
+from offsite.core.readings import InboundMessage
+from offsite.ingest import pipeline as pl
+from offsite.ingest.batcher import Batcher
+from offsite.ingest.validate import Policy
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 MN = "010000A8900016F000169DC0"

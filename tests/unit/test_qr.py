@@ -1,4 +1,4 @@
-"""api.qr: signed QR tokens, key rotation, scan URLs and rendering."""
+"""offsite.api.qr: signed QR tokens, key rotation, scan URLs and rendering."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.errors import ApiError, TokenError
-from api.qr import MAX_TOKEN_LEN, KeyRing, QrClaims, extract_token, render, scan_url
+from offsite.api.errors import ApiError, TokenError
+from offsite.api.qr import MAX_TOKEN_LEN, KeyRing, QrClaims, extract_token, render, scan_url
 
 OLD, NEW = "old-secret-" + "x" * 24, "new-secret-" + "y" * 24
 RING = KeyRing({"k1": OLD}, "k1")

@@ -1,4 +1,4 @@
-"""ingest.reassembly: HJ 212 split packets held until every PNO has arrived."""
+"""offsite.ingest.reassembly: HJ 212 split packets held until every PNO has arrived."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.codecs.hj212 import BEIJING, Packet, frame, parse_packet, to_message
-from ingest.models import DataKind
-from ingest.reassembly import Reassembler, Released
+from offsite.core.readings import DataKind
+from offsite.ingest.codecs.hj212 import BEIJING, Packet, frame, parse_packet, to_message
+from offsite.ingest.reassembly import Reassembler, Released
 
 MN = "010000A8900016F000169DC0"
 QN = "20240315103000123"

@@ -1,4 +1,4 @@
-"""offsite.registry: enterprises → points → devices, with permit limits."""
+"""offsite.core.registry: enterprises → points → devices, with permit limits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from offsite.errors import OffsiteError, RegistryError
-from offsite.registry import Device, Registry, load_registry_file, registry_from_dict
+from offsite.core.errors import OffsiteError, RegistryError
+from offsite.core.registry import Device, Registry, load_registry_file, registry_from_dict
 
 MN1, MN2, MN3 = "010000A8900016F000169DC0", "MN2", "MN3"
 
@@ -284,7 +284,7 @@ def test_wrong_shapes_are_registry_errors(doc):
 
 
 def test_registry_checks_references():
-    from offsite.registry import Enterprise, Point
+    from offsite.core.registry import Enterprise, Point
     e = Enterprise("E1", "n")
     p = Point("P1", "E1", "p", "flue_gas")
     with pytest.raises(RegistryError, match="unknown enterprise"):

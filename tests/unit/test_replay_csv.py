@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from simulators.errors import ReplayError
-from simulators.replay import parse_csv, parse_map
+from offsite.simulators.errors import ReplayError
+from offsite.simulators.replay import parse_csv, parse_map
 
 CST = timezone(timedelta(hours=8))
 

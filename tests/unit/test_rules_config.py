@@ -1,4 +1,4 @@
-"""rules.config: the rules file — loading, refusing bad files by line, overrides, silences."""
+"""offsite.rules.config: loading the rules file, refusing bad files by line, overrides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rules.config import (
+from offsite.rules.config import (
     Gating,
     RuleSet,
     SeriesInfo,
@@ -16,8 +16,8 @@ from rules.config import (
     load_rules,
     parse_rules,
 )
-from rules.detectors import CATALOG, Flatline, Spike
-from rules.errors import RuleError, RulesFileError
+from offsite.rules.detectors import CATALOG, Flatline, Spike
+from offsite.rules.errors import RuleError, RulesFileError
 
 SO2, FLOW = "a21026", "a00000"
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.auth import Principal, Role
-from api.ratelimit import RateLimiter
+from offsite.api.auth import Principal, Role
+from offsite.api.ratelimit import RateLimiter
 from offsite.broker_auth import render
-from offsite.credentials import (
+from offsite.core.credentials import (
     hash_password,
     mosquitto_hash,
     mosquitto_verify,
@@ -20,9 +20,9 @@ from offsite.credentials import (
     token_digest,
     verify_password,
 )
-from offsite.errors import SettingsError
-from offsite.settings import load_settings
-from store.audit import GENESIS, AuditRow, canonical_data, check_chain, row_hash
+from offsite.core.errors import SettingsError
+from offsite.core.settings import load_settings
+from offsite.store.audit import GENESIS, AuditRow, canonical_data, check_chain, row_hash
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 

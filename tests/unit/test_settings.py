@@ -1,4 +1,4 @@
-"""offsite.settings: one validated Settings object from OFFSITE_* variables."""
+"""offsite.core.settings: one validated Settings object from OFFSITE_* variables."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from offsite.errors import OffsiteError, SettingsError
-from offsite.settings import DEV_QR_SECRET, Settings, load_settings
+from offsite.core.errors import OffsiteError, SettingsError
+from offsite.core.settings import DEV_QR_SECRET, Settings, load_settings
 
 STRONG = "s3cr3t-" + "z" * 40
 

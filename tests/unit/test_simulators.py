@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from offsite.registry import MN_RE, registry_from_dict
-from simulators.devices import CEMS, WASTEWATER, SimDevice
-from simulators.errors import ScenarioError, SimulatorError
-from simulators.faults import Fault, FaultKind, apply_faults
-from simulators.publisher import parse_mqtt_url, payload_json, publish_fleet, publish_raw
-from simulators.scenarios import ALL_FAULTS, Fleet, build_fleet
-from simulators.signals import CST, daily_cycle
+from offsite.core.registry import MN_RE, registry_from_dict
+from offsite.simulators.devices import CEMS, WASTEWATER, SimDevice
+from offsite.simulators.errors import ScenarioError, SimulatorError
+from offsite.simulators.faults import Fault, FaultKind, apply_faults
+from offsite.simulators.publisher import parse_mqtt_url, payload_json, publish_fleet, publish_raw
+from offsite.simulators.scenarios import ALL_FAULTS, Fleet, build_fleet
+from offsite.simulators.signals import CST, daily_cycle
 
 T0 = datetime(2025, 3, 1, 0, 0, tzinfo=UTC)
 N_TICKS = 120

@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from ingest.codecs.hj212 import parse_packet, to_message
-from ingest.codecs.json_codec import decode_json
-from simulators.devices import CEMS, WASTEWATER, SimDevice, daily_calibration
-from simulators.errors import ScenarioError
-from simulators.evalsuite import DURATION_MIN, HISTORY_S, RUN_S, TAIL_S, build_suite
-from simulators.faults import DEVICE_WIDE, Fault, FaultKind, Message, apply_faults_flagged
-from simulators.publisher import payload_encoder
-from simulators.scenarios import Fleet, build_fleet
+from offsite.ingest.codecs.hj212 import parse_packet, to_message
+from offsite.ingest.codecs.json_codec import decode_json
+from offsite.simulators.devices import CEMS, WASTEWATER, SimDevice, daily_calibration
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.evalsuite import DURATION_MIN, HISTORY_S, RUN_S, TAIL_S, build_suite
+from offsite.simulators.faults import DEVICE_WIDE, Fault, FaultKind, Message, apply_faults_flagged
+from offsite.simulators.publisher import payload_encoder
+from offsite.simulators.scenarios import Fleet, build_fleet
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 NEW_KINDS = [FaultKind.CLAMP, FaultKind.DILUTION, FaultKind.FLOW_ZERO, FaultKind.COPY_PASTE,

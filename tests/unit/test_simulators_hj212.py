@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ingest.codecs.hj212 import BEIJING, build_response, parse_packet, to_message
-from simulators.errors import PublishError
-from simulators.hj212_device import Hj212Encoder, realtime_packet, system_code
-from simulators.publisher import payload_encoder
-from simulators.scenarios import build_fleet, device_password
-from simulators.tcp_logger import TcpStats, run_tcp_loggers
+from offsite.ingest.codecs.hj212 import BEIJING, build_response, parse_packet, to_message
+from offsite.simulators.errors import PublishError
+from offsite.simulators.hj212_device import Hj212Encoder, realtime_packet, system_code
+from offsite.simulators.publisher import payload_encoder
+from offsite.simulators.scenarios import build_fleet, device_password
+from offsite.simulators.tcp_logger import TcpStats, run_tcp_loggers
 
 T0 = datetime(2025, 3, 1, 0, 0, 0, 250_000, tzinfo=UTC)
 

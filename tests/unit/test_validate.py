@@ -1,4 +1,4 @@
-"""ingest.validate: judge a decoded message against the registry and the clock."""
+"""offsite.ingest.validate: judge a decoded message against the registry and the clock."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest import validate
-from ingest.models import DeadReason, InboundMessage, Outcome, Reading
-from ingest.validate import Policy, policy_topic, process, topic_device
+from offsite.core.readings import DeadReason, InboundMessage, Outcome, Reading
+from offsite.ingest import validate
+from offsite.ingest.validate import Policy, policy_topic, process, topic_device
 
 NOW = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 MN = "010000A8900016F000169DC0"

@@ -1,4 +1,4 @@
-"""rules.windows: per-series ring buffers of values, flags and device times."""
+"""offsite.rules.windows: per-series ring buffers of values, flags and device times."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules.windows import Windows
+from offsite.rules.windows import Windows
 
 N = ord("N")
 

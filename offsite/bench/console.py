@@ -1,6 +1,6 @@
 """How fast the console's device page answers, over a month of minute data.
 
-    python -m bench.console [--days 30] [--repeat 5] [--browser] [--json]
+    python -m offsite.bench.console [--days 30] [--repeat 5] [--browser] [--json]
 
 Loads ``--days`` of 1-minute readings of 8 pollutants for one device into a scratch
 database (OFFSITE_DATABASE_URL's server, default the local test server), serves the API on
@@ -25,17 +25,17 @@ import httpx
 import psycopg
 import uvicorn
 
-from api.app import create_app
-from bench.report import emit
-from ingest.models import Reading
+from offsite.api.app import create_app
+from offsite.bench.report import emit
+from offsite.core.readings import Reading
+from offsite.core.registry import registry_from_dict
+from offsite.core.settings import load_settings
 from offsite.embedded import free_port
-from offsite.registry import registry_from_dict
-from offsite.settings import load_settings
-from store.migrate import migrate
-from store.readings import insert_readings
-from store.registry import save_registry
-from store.scratch import scratch_database
-from store.users import create_user, issue_token
+from offsite.store.migrate import migrate
+from offsite.store.readings import insert_readings
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
+from offsite.store.users import create_user, issue_token
 
 MN = "BENCHCONSOLE000000000001"
 POLLUTANTS = ("a21026", "a21002", "a34013", "a19001", "a01011", "a01012", "a01013", "a01014")

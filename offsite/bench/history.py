@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from simulators.devices import PROFILES
-from simulators.scenarios import Fleet
+from offsite.simulators.devices import PROFILES
+from offsite.simulators.scenarios import Fleet
 
 DEVICES_PER_STATEMENT = 25
 

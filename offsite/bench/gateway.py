@@ -1,7 +1,7 @@
 """HJ 212 gateway throughput: simulated data loggers over TCP, through the gateway, into
 PostgreSQL, every packet answered (CN 9014) only after its commit.
 
-    python -m bench.gateway [--devices 200] [--minutes 60] [--rate 60] [--connections 50]
+    python -m offsite.bench.gateway [--devices 200] [--minutes 60] [--rate 60] [--connections 50]
                             [--json]
 
 Uses OFFSITE_DATABASE_URL's server (a scratch database is created and dropped). The
@@ -19,14 +19,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.report import emit
-from ingest.service import IngestService
-from offsite.settings import load_settings
-from simulators.scenarios import build_fleet
-from simulators.tcp_logger import run_tcp_loggers
-from store.migrate import migrate
-from store.registry import save_registry
-from store.scratch import scratch_database
+from offsite.bench.report import emit
+from offsite.core.settings import load_settings
+from offsite.ingest.service import IngestService
+from offsite.simulators.scenarios import build_fleet
+from offsite.simulators.tcp_logger import run_tcp_loggers
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
 
 
 def _loggers(args: argparse.Namespace, start: datetime, port: int,

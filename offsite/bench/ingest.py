@@ -34,8 +34,8 @@ from typing import Any
 
 import psycopg
 
-from bench import cpu
-from bench.harness import (
+from offsite.bench import cpu
+from offsite.bench.harness import (
     Queue,
     build_messages,
     latency,
@@ -46,10 +46,10 @@ from bench.harness import (
     sampled,
 )
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from simulators.scenarios import build_fleet
-from store.migrate import migrate
-from store.registry import save_registry
-from store.scratch import scratch_database
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
 
 STALL_S = 20.0  # no progress for this long: stop and report what is missing
 
@@ -232,7 +232,7 @@ def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready
     """Count messages, nothing else (paho acknowledges each when the callback returns)."""
     import paho.mqtt.client as mqtt
 
-    from ingest.subscriber import parse_mqtt_url
+    from offsite.ingest.subscriber import parse_mqtt_url
 
     host, port, _, _ = parse_mqtt_url(url)
     samples: list[tuple[int, float]] = []
@@ -278,10 +278,10 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
                      db: str) -> None:
     """One ingest worker, as ``offsite ingest`` runs it; its acknowledgements (which
     follow the commit) are timed for the latency samples."""
-    from ingest.models import InboundMessage
-    from ingest.service import IngestService
-    from offsite.logs import setup_logging
-    from offsite.settings import load_settings
+    from offsite.core.logs import setup_logging
+    from offsite.core.readings import InboundMessage
+    from offsite.core.settings import load_settings
+    from offsite.ingest.service import IngestService
 
     setup_logging("WARNING")
     settings = load_settings(database_url=db, mqtt_url=url, mqtt_topic=topic,

@@ -1,7 +1,7 @@
 """A first, rough ingest throughput figure: simulated fleet replayed at full speed over
 MQTT into a running ingest worker (full path: decode, validate, COPY, rules, ack).
 
-    python -m bench.ingest_rough [--devices 200] [--minutes 60] [--rate 60] [--own-broker]
+    python -m offsite.bench.ingest_rough [--devices 200] [--minutes 60] [--rate 60] [--own-broker]
                                  [--json]
 
 Uses OFFSITE_DATABASE_URL's server (a scratch database is created and dropped) and
@@ -21,15 +21,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.report import emit
-from ingest.service import IngestService
+from offsite.bench.report import emit
+from offsite.core.settings import load_settings
+from offsite.ingest.service import IngestService
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from offsite.settings import load_settings
-from simulators.publisher import publish_fleet
-from simulators.scenarios import build_fleet
-from store.migrate import migrate
-from store.registry import save_registry
-from store.scratch import scratch_database
+from offsite.simulators.publisher import publish_fleet
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
 
 
 def main() -> None:

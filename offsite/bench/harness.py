@@ -25,8 +25,8 @@ from datetime import datetime
 from multiprocessing.synchronize import Event
 from typing import Any, Protocol
 
-from simulators.publisher import parse_mqtt_url, payload_json
-from simulators.scenarios import Fleet
+from offsite.simulators.publisher import parse_mqtt_url, payload_json
+from offsite.simulators.scenarios import Fleet
 
 # One message in SAMPLE_EVERY (by key) has its latency recorded.
 SAMPLE_EVERY = 8

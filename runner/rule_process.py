@@ -25,7 +25,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from multiprocessing.synchronize import Event
 from typing import Any
 
-from ingest.rule_runner import RuleRunner, RunnerConfig
+from offsite.runner.rule_runner import RuleRunner, RunnerConfig
 
 log = logging.getLogger("offsite.rules")
 FIGURES = ("leading", "judged", "late", "opened", "cleared")
@@ -120,7 +120,7 @@ def run_child(database_url: str, config: RunnerConfig, counts: SynchronizedArray
     # Ctrl-C reaches the whole process group; the worker decides when we stop (after its
     # last commit), so a SIGINT here must not cut the final judging short
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from offsite.logs import setup_logging
+    from offsite.core.logs import setup_logging
 
     setup_logging(log_level, fmt=log_format)  # type: ignore[arg-type]
     release_freed_memory()
@@ -143,9 +143,9 @@ def run_rules(database_url: str, config: RunnerConfig, stop: threading.Event,
               counts: SynchronizedArray[int] | None = None) -> RulesFigures:
     """Run a rule runner until ``stop`` (also ``offsite rules`` in the foreground);
     ``counts``, if given, receives its figures every ``REPORT_S``."""
-    from ingest.pipeline import unavailable
-    from store.errors import StoreUnavailable
-    from store.pool import open_pool
+    from offsite.ingest.pipeline import unavailable
+    from offsite.store.errors import StoreUnavailable
+    from offsite.store.pool import open_pool
 
     opened = cleared = 0
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from bench.report import emit
-from offsite.settings import Settings
+from offsite.bench.report import emit
+from offsite.core.settings import Settings
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -46,7 +46,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     admin = settings.database_url or DEFAULT_ADMIN_URL
     out = (lambda _s: None) if args.json else (lambda s: print(s, flush=True))
     if args.bench_command == "ingest":
-        from bench.ingest import IngestBenchArgs, run_ingest_bench
+        from offsite.bench.ingest import IngestBenchArgs, run_ingest_bench
 
         result = run_ingest_bench(IngestBenchArgs(
             devices=args.devices, ticks=args.ticks, publishers=args.publishers,
@@ -54,7 +54,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         emit(result, args.json)
         return 0 if result["lost"] == 0 else 1
     if args.bench_command == "latency":
-        from bench.latency import LatencyBenchArgs, run_latency_bench
+        from offsite.bench.latency import LatencyBenchArgs, run_latency_bench
 
         result = run_latency_bench(LatencyBenchArgs(
             readings_per_s=args.rate, probes=args.probes, probe_every_s=args.probe_every),
@@ -62,14 +62,14 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         emit(result, args.json)
         return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
     if args.bench_command == "query":
-        from bench.query import QueryBenchArgs, run_query_bench
+        from offsite.bench.query import QueryBenchArgs, run_query_bench
 
         emit(run_query_bench(QueryBenchArgs(devices=args.devices, days=args.days,
                                             repeats=args.repeats, fresh=args.fresh),
                              admin, out), args.json)
         return 0
     if args.bench_command == "rules":
-        from bench.rules_bench import main as rules_main
+        from offsite.bench.rules_bench import main as rules_main
 
         return rules_main(["--devices", str(args.devices), "--rounds", str(args.rounds),
                            "--repeat", str(args.repeat), *(["--json"] if args.json else [])])

@@ -1,6 +1,6 @@
 """Fuzz the HJ 212 path with mutated and random inputs; print figures, fail on a violation.
 
-    python -m bench.fuzz_hj212 [--seconds 60] [--seed 1] [--max-inputs N]
+    python -m offsite.bench.fuzz_hj212 [--seconds 60] [--seed 1] [--max-inputs N]
 
 Inputs are valid packets (data, notices, split parts) mutated byte-wise (the CRC goes
 stale, so the header/length/CRC checks are hit), mutated field-wise and framed again (the
@@ -35,13 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ingest.codecs import hj212
-from ingest.errors import DecodeError
-from ingest.framer import MAX_FRAME, Event, Frame, Framer, Garbage
-from ingest.models import DeadReason, InboundMessage, Outcome
-from ingest.reassembly import Reassembler
-from ingest.validate import Policy, judge_packets, process
-from offsite.registry import MN_RE, Device
+from offsite.core.readings import DeadReason, InboundMessage, Outcome
+from offsite.core.registry import MN_RE, Device
+from offsite.ingest.codecs import hj212
+from offsite.ingest.errors import DecodeError
+from offsite.ingest.framer import MAX_FRAME, Event, Frame, Framer, Garbage
+from offsite.ingest.reassembly import Reassembler
+from offsite.ingest.validate import Policy, judge_packets, process
 
 NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 POLICY = Policy()

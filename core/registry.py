@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from offsite.errors import RegistryError
+from offsite.core.errors import RegistryError
 
 POINT_KINDS = ("flue_gas", "wastewater")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")

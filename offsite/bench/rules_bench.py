@@ -11,7 +11,7 @@ busy ingest batch. Two figures, side by side in one run:
 * **full** — ``RuleEngine.evaluate`` on ``Reading`` objects (adds building the arrays from
   Python objects: what ``offsite eval`` and a warm-up pay).
 
-Run: ``python -m bench.rules_bench [--devices 2000] [--rounds 60] [--repeat 3] [--json]``.
+Run: ``python -m offsite.bench.rules_bench [--devices 2000] [--rounds 60] [--repeat 3] [--json]``.
 Single-threaded (numpy's own kernels are too); pin it with ``taskset -c 0`` for one core.
 """
 
@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from ingest.models import DataKind, Reading
-from rules.config import load_rules
-from rules.engine import DeviceMeta, Evaluation, RuleEngine
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.config import load_rules
+from offsite.rules.engine import DeviceMeta, Evaluation, RuleEngine
 
 CODES = ("a21026", "a21002", "a34013", "a19001", "a01012", "a01011", "a01013", "a01014")
 BASE = np.array([15.0, 30.0, 4.0, 8.0, 120.0, 12.0, -0.3, 8.0])

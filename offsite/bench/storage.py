@@ -1,6 +1,6 @@
 """What partitions and rollups cost and save, on a scratch database.
 
-    python -m bench.storage [--devices 100] [--hours 48] [--batch 5000] [--json]
+    python -m offsite.bench.storage [--devices 100] [--hours 48] [--batch 5000] [--json]
 
 Uses OFFSITE_DATABASE_URL's server (default: the local test server). Prints:
   - insert rate through ``insert_readings`` with rollups kept in the same statement, and
@@ -22,15 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.report import emit
-from ingest.models import Reading
-from offsite.registry import registry_from_dict
-from store.migrate import migrate
-from store.partitions import maintain
-from store.readings import insert_readings
-from store.registry import save_registry
-from store.rollups import rebuild_rollups
-from store.scratch import scratch_database
+from offsite.bench.report import emit
+from offsite.core.readings import Reading
+from offsite.core.registry import registry_from_dict
+from offsite.store.migrate import migrate
+from offsite.store.partitions import maintain
+from offsite.store.readings import insert_readings
+from offsite.store.registry import save_registry
+from offsite.store.rollups import rebuild_rollups
+from offsite.store.scratch import scratch_database
 
 POLLUTANTS = ("a21026", "a21002", "a34013", "a19001", "a01011", "a01012", "a01013", "a01014")
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from offsite.errors import SettingsError
+from offsite.core.errors import SettingsError
 
 DEV_QR_SECRET = "dev-only-insecure-qr-secret-change-me"
 
@@ -150,8 +150,8 @@ class Settings(BaseSettings):
     def _rules_file_loads(cls, v: Path | None) -> Path | None:
         """Refuse a bad rules file before anything starts, naming its line and reason."""
         if v is not None:
-            from rules.config import load_rules
-            from rules.errors import RulesFileError
+            from offsite.rules.config import load_rules
+            from offsite.rules.errors import RulesFileError
 
             try:
                 load_rules(v)

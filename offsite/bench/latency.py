@@ -28,15 +28,21 @@ from typing import Any
 import httpx
 import psycopg
 
-from bench.harness import ProbePublisher, build_messages, percentile, publish_process, readings_in
+from offsite.bench.harness import (
+    ProbePublisher,
+    build_messages,
+    percentile,
+    publish_process,
+    readings_in,
+)
 from offsite.embedded import free_port
 from offsite.mosquitto import LOSSLESS, OwnMosquitto
-from simulators.publisher import payload_json
-from simulators.scenarios import build_fleet
-from store.migrate import migrate
-from store.registry import save_registry
-from store.scratch import scratch_database
-from store.users import create_user, issue_token
+from offsite.simulators.publisher import payload_json
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.scratch import scratch_database
+from offsite.store.users import create_user, issue_token
 
 WARMUP_S = 5.0
 TAIL_S = 5.0

@@ -27,16 +27,16 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from rules.alerts import AlertBook, Plan
-from rules.config import RuleSet, load_rules
-from rules.engine import Evaluation, RuleEngine
-from rules.registry_view import device_meta
-from store.alerts import apply_plan, load_active
-from store.audit import append_sync
-from store.cases import open_cases_for
-from store.readings import recent_readings
-from store.registry import load_registry
-from store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
+from offsite.rules.alerts import AlertBook, Plan
+from offsite.rules.config import RuleSet, load_rules
+from offsite.rules.engine import Evaluation, RuleEngine
+from offsite.rules.registry_view import device_meta
+from offsite.store.alerts import apply_plan, load_active
+from offsite.store.audit import append_sync
+from offsite.store.cases import open_cases_for
+from offsite.store.readings import recent_readings
+from offsite.store.registry import load_registry
+from offsite.store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
 
 log = logging.getLogger(__name__)
 RULES_LOCK = 0x0FF5174  # "offsite rule runner"

@@ -29,14 +29,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from api import queries
-from bench.harness import percentile
-from bench.history import generate_history
-from simulators.scenarios import build_fleet
-from store.migrate import migrate
-from store.registry import save_registry
-from store.rollups import rebuild_rollups, rollups_maintained
-from store.scratch import with_database
+from offsite.api import queries
+from offsite.bench.harness import percentile
+from offsite.bench.history import generate_history
+from offsite.simulators.scenarios import build_fleet
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.rollups import rebuild_rollups, rollups_maintained
+from offsite.store.scratch import with_database
 
 DB_NAME = "offsite_bench_history"
 

@@ -1,4 +1,4 @@
-"""The shell's error tree (drawn in ``offsite/__init__.py``)."""
+"""The kernel's error tree (drawn in ``core/__init__.py``)."""
 
 
 class OffsiteError(Exception):

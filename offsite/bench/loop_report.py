@@ -1,7 +1,7 @@
 """What a monthly report costs: from the rollups (as the API does) and, for comparison,
 the exceedance hours computed from raw readings.
 
-    python -m bench.loop_report [--devices 10] [--days 30] [--json]
+    python -m offsite.bench.loop_report [--devices 10] [--days 30] [--json]
 
 Uses OFFSITE_DATABASE_URL's server (default: the local test server) and a scratch
 database. Minute readings of SO2 (limited at 35) and O2 per device for ``days`` days of
@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from api.report_queries import month_range, monthly_report
-from bench.report import emit
-from offsite.registry import registry_from_dict
-from store.migrate import migrate
-from store.registry import save_registry
-from store.rollups import rebuild_rollups
-from store.scratch import scratch_database
+from offsite.api.report_queries import month_range, monthly_report
+from offsite.bench.report import emit
+from offsite.core.registry import registry_from_dict
+from offsite.store.migrate import migrate
+from offsite.store.registry import save_registry
+from offsite.store.rollups import rebuild_rollups
+from offsite.store.scratch import scratch_database
 
 MONTH = "2026-01"
 
