@@ -56,8 +56,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         pool = await open_async_pool(database_url, max_size=settings.db_pool_max)
         # authentication has its own few connections: a request holding one of the main
         # pool's must never wait for another from it (8 concurrent requests would deadlock)
-        auth_pool = await open_async_pool(database_url, max_size=max(2, settings.db_pool_max // 2),
-                                          name="offsite-api-auth")
+        auth_pool = await open_async_pool(
+            database_url, max_size=max(2, settings.db_pool_max // 2), name="offsite-api-auth"
+        )
         feed = AlertFeed(database_url, pool)
         feed.start()
         app.state.pool = pool
@@ -68,8 +69,9 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         escalation.start()
         sender = None
         if settings.webhook_url:
-            sender = WebhookSender(pool, settings.webhook_url, settings.webhook_secret,
-                                   settings.webhook_max_attempts)
+            sender = WebhookSender(
+                pool, settings.webhook_url, settings.webhook_secret, settings.webhook_max_attempts
+            )
             sender.start()
         try:
             yield
@@ -81,18 +83,37 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             await auth_pool.close()
             await pool.close()
 
-    app = FastAPI(title="Offsite", version=__version__, lifespan=lifespan,
-                  description="Off-site inspection: anomaly feed, devices, readings and "
-                              "QR-coded visits.")
+    app = FastAPI(
+        title="Offsite",
+        version=__version__,
+        lifespan=lifespan,
+        description="Off-site inspection: anomaly feed, devices, readings and QR-coded visits.",
+    )
     app.state.settings = settings
-    app.state.keyring = KeyRing({**settings.qr_verify_keys,
-                                 settings.qr_key_id: settings.qr_secret}, settings.qr_key_id)
-    app.state.limiters = {name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst
-                          for name, rate in (("login", settings.login_rate_per_min),
-                                             ("checkin", settings.checkin_rate_per_min))}
-    for r in (health.router, auth.router, alerts.router, devices.router, enterprises.router,
-              visits.router, users.router, console_routes.router, cases.router, tasks.router,
-              invitations.router, reports.router):
+    app.state.keyring = KeyRing(
+        {**settings.qr_verify_keys, settings.qr_key_id: settings.qr_secret}, settings.qr_key_id
+    )
+    app.state.limiters = {
+        name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst
+        for name, rate in (
+            ("login", settings.login_rate_per_min),
+            ("checkin", settings.checkin_rate_per_min),
+        )
+    }
+    for r in (
+        health.router,
+        auth.router,
+        alerts.router,
+        devices.router,
+        enterprises.router,
+        visits.router,
+        users.router,
+        console_routes.router,
+        cases.router,
+        tasks.router,
+        invitations.router,
+        reports.router,
+    ):
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)
@@ -129,9 +150,18 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         """A value PostgreSQL cannot hold (a NUL character in text, a number out of range)
         is the client's mistake, not a server error."""
         # the shape of FastAPI's own 422, which is what the schema documents
-        return JSONResponse({"detail": [{"loc": ["request"], "type": "value_error",
-                                         "msg": f"a value was refused: {exc}"}]},
-                            status_code=422)
+        return JSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["request"],
+                        "type": "value_error",
+                        "msg": f"a value was refused: {exc}",
+                    }
+                ]
+            },
+            status_code=422,
+        )
 
     require_declared(app)
     return app

@@ -35,8 +35,10 @@ from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import token_digest
 
 COOKIE = "offsite_session"
-_bearer = HTTPBearer(auto_error=False, description="a token from POST /auth/login or an "
-                                                   "API key from `offsite users token`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="a token from POST /auth/login or an API key from `offsite users token`",
+)
 
 
 class Role(StrEnum):
@@ -67,15 +69,15 @@ class Principal:
         return None if self.visible is None else sorted(self.visible)
 
 
-def unauthenticated(detail: str = "sign in: send 'Authorization: Bearer <token>'") \
-        -> HTTPException:
+def unauthenticated(detail: str = "sign in: send 'Authorization: Bearer <token>'") -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 def too_many(retry_after: float) -> HTTPException:
     wait = max(1, math.ceil(retry_after))
-    return HTTPException(429, f"too many requests: retry in {wait} s",
-                         headers={"Retry-After": str(wait)})
+    return HTTPException(
+        429, f"too many requests: retry in {wait} s", headers={"Retry-After": str(wait)}
+    )
 
 
 def token_of(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
@@ -111,8 +113,11 @@ class Access:
         self.roles = frozenset(roles)
         self.limit = limit
 
-    async def __call__(self, request: Request, creds: Annotated[
-            HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    async def __call__(
+        self,
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
         token = token_of(request, creds)
         if not token:
             raise unauthenticated()
@@ -120,8 +125,11 @@ class Access:
         if principal is None:
             raise unauthenticated("the token is unknown, expired or revoked: sign in again")
         if principal.role not in self.roles:
-            raise HTTPException(403, f"role {principal.role.value} may not do this (needs "
-                                     f"{' or '.join(sorted(r.value for r in self.roles))})")
+            raise HTTPException(
+                403,
+                f"role {principal.role.value} may not do this (needs "
+                f"{' or '.join(sorted(r.value for r in self.roles))})",
+            )
         if self.limit is not None:
             limiter: RateLimiter = request.app.state.limiters[self.limit]
             wait = limiter.hit(principal.user_id, time.monotonic())
@@ -190,20 +198,22 @@ def require_declared(app: FastAPI) -> None:
         if isinstance(route, APIRoute):
             access = declared_access(route)
             if access is None:
-                raise RuntimeError(f"route {sorted(route.methods or ())} {route.path} declares no "
-                                   "access: add Access(...) or PUBLIC (api/auth.py)")
+                raise RuntimeError(
+                    f"route {sorted(route.methods or ())} {route.path} declares no "
+                    "access: add Access(...) or PUBLIC (api/auth.py)"
+                )
             if isinstance(access, Access):
                 route.responses.setdefault(401, {"description": "not signed in"})
                 route.responses.setdefault(403, {"description": "role not allowed"})
                 if access.limit:
                     route.responses.setdefault(429, {"description": "rate limited"})
         elif isinstance(route, Route) and route.path not in OPEN_PATHS:
-            raise RuntimeError(f"route {route.path} is not an APIRoute: its access cannot "
-                               "be declared")
+            raise RuntimeError(
+                f"route {route.path} is not an APIRoute: its access cannot be declared"
+            )
 
 
 def visible_or_404(principal: Principal, enterprise_id: str | None, what: str) -> None:
     """Something of an enterprise the principal may not see does not exist for them."""
     if enterprise_id is None or not principal.can_see(enterprise_id):
         raise HTTPException(404, f"{what} not found")
-

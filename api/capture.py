@@ -47,15 +47,23 @@ def utc_days(start: datetime, end: datetime) -> list[date]:
     """The UTC days that [start, end) touches, in order."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end need a time zone")
-    first, last = start.astimezone(UTC).date(), (end.astimezone(UTC) - timedelta(
-        microseconds=1)).date()
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)] \
-        if end > start else []
+    first, last = (
+        start.astimezone(UTC).date(),
+        (end.astimezone(UTC) - timedelta(microseconds=1)).date(),
+    )
+    return (
+        [first + timedelta(days=i) for i in range((last - first).days + 1)] if end > start else []
+    )
 
 
-def capture_by_day(counts: list[DayCount], interval_s: float, start: datetime,
-                   end: datetime, now: datetime, since: datetime | None = None) \
-        -> list[DayCapture]:
+def capture_by_day(
+    counts: list[DayCount],
+    interval_s: float,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    since: datetime | None = None,
+) -> list[DayCapture]:
     """One row per UTC day of [start, end): the slots expected are the seconds of that day
     inside the range, before ``now`` and after ``since`` (the device's registration),
     divided by its interval. A day with nothing expected has no rate, not 0 % or 100 %."""
@@ -70,8 +78,16 @@ def capture_by_day(counts: list[DayCount], interval_s: float, start: datetime,
         lo, hi = max(day_start, lo_bound), min(day_start + DAY, hi_bound)
         expected = int((hi - lo).total_seconds() // interval_s) if hi > lo else 0
         c = found.get(day, DayCount(day, 0, 0, None))
-        out.append(DayCapture(day, expected, c.received, c.valid,
-                              _rate(c.received, expected), _rate(c.valid, expected)))
+        out.append(
+            DayCapture(
+                day,
+                expected,
+                c.received,
+                c.valid,
+                _rate(c.received, expected),
+                _rate(c.valid, expected),
+            )
+        )
     return out
 
 

@@ -69,8 +69,7 @@ class AlertFeed:
 
     async def replay(self, after: int, limit: int = 1000) -> list[Event]:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(EVENT_SQL + " WHERE e.id > %s ORDER BY e.id LIMIT %s",
-                              (after, limit))
+            await cur.execute(EVENT_SQL + " WHERE e.id > %s ORDER BY e.id LIMIT %s", (after, limit))
             return [event_json(r) for r in await cur.fetchall()]
 
     async def _fetch(self, event_id: int) -> Event | None:

@@ -11,12 +11,16 @@ CaseStateName = Literal["discovered", "verifying", "rectifying", "feedback", "cl
 
 
 class CaseCreate(BaseModel):
-    alert_ids: list[int] = Field(min_length=1, max_length=100,
-                                 description="alerts of one enterprise, in no case yet")
+    alert_ids: list[int] = Field(
+        min_length=1, max_length=100, description="alerts of one enterprise, in no case yet"
+    )
     title: str | None = Field(default=None, min_length=1, max_length=500)
-    response_hours: float | None = Field(default=None, gt=0, le=24 * 365,
-                                         description="the enterprise's deadline; default "
-                                                     "OFFSITE_CASE_RESPONSE_H")
+    response_hours: float | None = Field(
+        default=None,
+        gt=0,
+        le=24 * 365,
+        description="the enterprise's deadline; default OFFSITE_CASE_RESPONSE_H",
+    )
 
 
 class CasePublic(BaseModel):
@@ -67,8 +71,7 @@ class TaskPublic(BaseModel):
     enterprise_id: str
     case_id: int | None
     invitation_id: int | None
-    advisory: bool = Field(description="from an invitation: advisory, not a basis for "
-                                       "enforcement")
+    advisory: bool = Field(description="from an invitation: advisory, not a basis for enforcement")
     reason: str
     assignee: str
     created_by: str
@@ -107,8 +110,9 @@ class ResponseCreate(BaseModel):
 class Verdict(BaseModel):
     accept: bool
     note: str | None = Field(default=None, max_length=4000)
-    respond_again_hours: float | None = Field(default=None, gt=0, le=24 * 365,
-                                              description="after a rejection: a new deadline")
+    respond_again_hours: float | None = Field(
+        default=None, gt=0, le=24 * 365, description="after a rejection: a new deadline"
+    )
 
 
 class TaskCreate(BaseModel):

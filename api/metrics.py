@@ -31,7 +31,10 @@ class RequestLatency:
         self.histogram = Histogram(
             "offsite_api_request_duration_seconds",
             "Time from request to response start, by route template",
-            ["method", "route", "status"], registry=registry, buckets=LATENCY_BUCKETS)
+            ["method", "route", "status"],
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,9 +44,9 @@ class RequestLatency:
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                self.histogram.labels(scope["method"], route_label(scope),
-                                      str(message["status"])).observe(
-                    time.perf_counter() - t0)
+                self.histogram.labels(
+                    scope["method"], route_label(scope), str(message["status"])
+                ).observe(time.perf_counter() - t0)
             await send(message)
 
         await self.app(scope, receive, timed_send)
@@ -60,10 +63,12 @@ class _Snapshot(Collector):
 async def database_metrics(conn: AsyncConnection) -> list[Metric]:
     """Alerts raised and open by rule and severity, and each ingest worker's heartbeat
     figures, read from the database at scrape time (a few indexed aggregates)."""
-    raised = CounterMetricFamily("offsite_alerts_raised", "Alerts ever raised",
-                                 labels=["rule", "severity"])
-    open_ = GaugeMetricFamily("offsite_alerts_open", "Alerts open or acknowledged",
-                              labels=["rule", "severity"])
+    raised = CounterMetricFamily(
+        "offsite_alerts_raised", "Alerts ever raised", labels=["rule", "severity"]
+    )
+    open_ = GaugeMetricFamily(
+        "offsite_alerts_open", "Alerts open or acknowledged", labels=["rule", "severity"]
+    )
     cur = await conn.execute("""
         SELECT rule, severity, count(*),
                count(*) FILTER (WHERE state IN ('open', 'acknowledged'))
@@ -71,15 +76,21 @@ async def database_metrics(conn: AsyncConnection) -> list[Metric]:
     for rule, severity, total, active in await cur.fetchall():
         raised.add_metric([rule, severity], total)
         open_.add_metric([rule, severity], active)
-    lag = GaugeMetricFamily("offsite_ingest_worker_lag_seconds",
-                            "Age of the oldest uncommitted message, per worker heartbeat",
-                            labels=["worker"])
-    age = GaugeMetricFamily("offsite_ingest_worker_heartbeat_age_seconds",
-                            "Seconds since each ingest worker last reported",
-                            labels=["worker"])
-    stored = CounterMetricFamily("offsite_ingest_worker_readings_stored",
-                                 "Readings stored, per worker since its start",
-                                 labels=["worker"])
+    lag = GaugeMetricFamily(
+        "offsite_ingest_worker_lag_seconds",
+        "Age of the oldest uncommitted message, per worker heartbeat",
+        labels=["worker"],
+    )
+    age = GaugeMetricFamily(
+        "offsite_ingest_worker_heartbeat_age_seconds",
+        "Seconds since each ingest worker last reported",
+        labels=["worker"],
+    )
+    stored = CounterMetricFamily(
+        "offsite_ingest_worker_readings_stored",
+        "Readings stored, per worker since its start",
+        labels=["worker"],
+    )
     cur = await conn.execute("""
         SELECT worker, lag_s, extract(epoch FROM now() - heartbeat_at)::float8,
                readings_stored FROM ingest_workers ORDER BY worker""")

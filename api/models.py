@@ -39,8 +39,10 @@ class AlertPublic(BaseModel):
     assigned_by: str | None = None
     assigned_at: datetime | None = None
     reopened: int = 0
-    suppressed: str | None = Field(default=None, description="why the alert is muted "
-                                   "(maintenance flags, a declared silence); null if not")
+    suppressed: str | None = Field(
+        default=None,
+        description="why the alert is muted (maintenance flags, a declared silence); null if not",
+    )
 
 
 class AlertEventPublic(BaseModel):
@@ -62,8 +64,10 @@ class Evidence(BaseModel):
 class AlertDetail(AlertPublic):
     events: list[AlertEventPublic]
     evidence: Evidence | None = None
-    rule_config: dict | None = Field(default=None, description="the rule as it fired: "
-                                     "detector, parameters, rules-file version and digest")
+    rule_config: dict | None = Field(
+        default=None,
+        description="the rule as it fired: detector, parameters, rules-file version and digest",
+    )
     score: float | None = None
 
 
@@ -77,9 +81,12 @@ class AlertComment(BaseModel):
 
 
 class AlertAction(BaseModel):
-    by: str | None = Field(default=None, min_length=1, max_length=100,
-                           description="ignored: the signed-in user acts (kept for old "
-                                       "clients)")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="ignored: the signed-in user acts (kept for old clients)",
+    )
     note: str | None = Field(default=None, max_length=4000)
 
 
@@ -134,17 +141,26 @@ class EnterprisePublic(BaseModel):
 
 
 class CheckIn(BaseModel):
-    token: str = Field(min_length=1, max_length=2048,
-                       description="the scanned QR content: the token or the whole URL")
+    token: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="the scanned QR content: the token or the whole URL",
+    )
     purpose: str = Field(min_length=1, max_length=2000)
     alert_id: int | None = Field(default=None, description="the alert that justified it")
-    task_id: int | None = Field(default=None, description="the inspection task this visit "
-                                "carries out (joins the task's open visit if there is one)")
-    join_visit_id: int | None = Field(default=None, description="join this open visit at "
-                                      "the same site: one joint visit, several departments")
+    task_id: int | None = Field(
+        default=None,
+        description="the inspection task this visit "
+        "carries out (joins the task's open visit if there is one)",
+    )
+    join_visit_id: int | None = Field(
+        default=None,
+        description="join this open visit at the same site: one joint visit, several departments",
+    )
     case_id: int | None = Field(default=None, description="an open case justifying the visit")
-    complaint: str | None = Field(default=None, max_length=2000,
-                                  description="a complaint justifying the visit")
+    complaint: str | None = Field(
+        default=None, max_length=2000, description="a complaint justifying the visit"
+    )
 
 
 class CheckOut(BaseModel):
@@ -169,15 +185,18 @@ class VisitPublic(BaseModel):
     checked_out_at: datetime | None
     findings: str | None
     kind: Literal["unscheduled", "task", "advisory"] = "unscheduled"
-    advisory: bool = Field(default=False, description="an invited check-up: advisory, not a "
-                           "basis for enforcement")
+    advisory: bool = Field(
+        default=False, description="an invited check-up: advisory, not a basis for enforcement"
+    )
     task_id: int | None = None
     case_id: int | None = None
     justification: str | None = None
-    inspectors: list[VisitInspector] = Field(default_factory=list,
-                                             description="everyone of a joint visit")
-    rating: int | None = Field(default=None, description="the enterprise's rating; hidden "
-                               "from inspectors")
+    inspectors: list[VisitInspector] = Field(
+        default_factory=list, description="everyone of a joint visit"
+    )
+    rating: int | None = Field(
+        default=None, description="the enterprise's rating; hidden from inspectors"
+    )
     rating_comment: str | None = None
     rated_at: datetime | None = None
 
@@ -213,8 +232,9 @@ class UserCreate(BaseModel):
     enterprise_id: str | None = None
     region: str = Field(default="", max_length=200)
     password: str | None = Field(default=None, min_length=12, max_length=1024)
-    department: str = Field(default="", max_length=200,
-                            description="an inspector's department (joint visits list it)")
+    department: str = Field(
+        default="", max_length=200, description="an inspector's department (joint visits list it)"
+    )
 
 
 class UserPublic(BaseModel):
@@ -236,8 +256,11 @@ class DeviceCreate(BaseModel):
     mn: str = Field(pattern=r"^[0-9A-Za-z]{1,24}$")
     point_id: str = Field(min_length=1, max_length=64)
     interval_s: float = Field(default=60.0, gt=0, le=86400)
-    hj212_password: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,64}$",
-                                       description="the PW an HJ 212 logger must send")
+    hj212_password: str | None = Field(
+        default=None,
+        pattern=r"^[\x21-\x7e]{1,64}$",
+        description="the PW an HJ 212 logger must send",
+    )
 
 
 class DeviceCredentials(BaseModel):

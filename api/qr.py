@@ -59,10 +59,8 @@ class KeyRing:
         self.keys = {k: v.encode("utf-8") for k, v in keys.items()}
         self.current = current
 
-    def sign(self, enterprise_id: str, generation: int = 0,
-             expires_at: int | None = None) -> str:
-        claims: dict[str, object] = {"v": 2, "e": enterprise_id, "k": self.current,
-                                     "g": generation}
+    def sign(self, enterprise_id: str, generation: int = 0, expires_at: int | None = None) -> str:
+        claims: dict[str, object] = {"v": 2, "e": enterprise_id, "k": self.current, "g": generation}
         if expires_at is not None:
             claims["x"] = expires_at
         payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
@@ -80,15 +78,20 @@ class KeyRing:
             given = _unb64(sig)
         except (ValueError, UnicodeDecodeError) as exc:
             raise TokenError("QR token is malformed", 400) from exc
-        if not isinstance(claims, dict) or claims.get("v") != 2 \
-                or not isinstance(claims.get("e"), str) or not isinstance(claims.get("k"), str) \
-                or not _is_int(claims.get("g")) \
-                or ("x" in claims and not _is_int(claims["x"])):
+        if (
+            not isinstance(claims, dict)
+            or claims.get("v") != 2
+            or not isinstance(claims.get("e"), str)
+            or not isinstance(claims.get("k"), str)
+            or not _is_int(claims.get("g"))
+            or ("x" in claims and not _is_int(claims["x"]))
+        ):
             raise TokenError("QR token is malformed", 400)
         key = self.keys.get(claims["k"])
         if key is None:
-            raise TokenError(f"QR token was signed with an unknown or retired key "
-                             f"({claims['k']!r})")
+            raise TokenError(
+                f"QR token was signed with an unknown or retired key ({claims['k']!r})"
+            )
         want = hmac.new(key, payload.encode("ascii"), hashlib.sha256).digest()
         if not hmac.compare_digest(want, given):
             raise TokenError("QR token signature is invalid: the code is forged or altered")

@@ -37,7 +37,8 @@ class RateLimiter:
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no information."""
         rate = self.per_minute / 60.0
-        full = [k for k, (t, last) in self._buckets.items()
-                if t + (now - last) * rate >= self.burst]
+        full = [
+            k for k, (t, last) in self._buckets.items() if t + (now - last) * rate >= self.burst
+        ]
         for k in full:
             del self._buckets[k]

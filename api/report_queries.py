@@ -43,9 +43,12 @@ async def _rows(conn: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[
         return await cur.fetchall()
 
 
-async def exceedances(conn: AsyncConnection, enterprise: str, start: datetime,
-                      end: datetime) -> list[dict[str, Any]]:
-    return await _rows(conn, """
+async def exceedances(
+    conn: AsyncConnection, enterprise: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    return await _rows(
+        conn,
+        """
         WITH hours AS (
             SELECT d.mn, l.pollutant, d.point_id, l.limit_value, h.bucket,
                    h.n_valid * d.interval_s >= %s * 3600
@@ -68,13 +71,18 @@ async def exceedances(conn: AsyncConnection, enterprise: str, start: datetime,
                count(*) FILTER (WHERE valid AND avg > limit_value) AS hours_over_limit,
                max(avg) FILTER (WHERE valid) AS worst_hour_avg
         FROM hours GROUP BY mn, pollutant, point_id, limit_value
-        ORDER BY mn, pollutant""", (VALID_HOUR_SHARE, start, end, enterprise))
+        ORDER BY mn, pollutant""",
+        (VALID_HOUR_SHARE, start, end, enterprise),
+    )
 
 
-async def capture(conn: AsyncConnection, enterprise: str, start: datetime, end: datetime,
-                  now: datetime) -> list[dict[str, Any]]:
+async def capture(
+    conn: AsyncConnection, enterprise: str, start: datetime, end: datetime, now: datetime
+) -> list[dict[str, Any]]:
     until = min(end, max(start, now))
-    rows = await _rows(conn, """
+    rows = await _rows(
+        conn,
+        """
         SELECT d.mn, h.pollutant, d.interval_s, sum(h.n_valid)::bigint AS valid_values,
                sum(h.n)::bigint AS values
         FROM points p JOIN devices d ON d.point_id = p.id
@@ -82,7 +90,8 @@ async def capture(conn: AsyncConnection, enterprise: str, start: datetime, end: 
              AND h.bucket >= %s AND h.bucket < %s
         WHERE p.enterprise_id = %s
         GROUP BY d.mn, h.pollutant, d.interval_s ORDER BY d.mn, h.pollutant""",
-        (start, until, enterprise))
+        (start, until, enterprise),
+    )
     span = (until - start).total_seconds()
     for r in rows:
         expected = span / r.pop("interval_s")
@@ -91,34 +100,47 @@ async def capture(conn: AsyncConnection, enterprise: str, start: datetime, end: 
     return rows
 
 
-async def alerts(conn: AsyncConnection, enterprise: str, start: datetime,
-                 end: datetime) -> list[dict[str, Any]]:
-    return await _rows(conn, """
+async def alerts(
+    conn: AsyncConnection, enterprise: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    return await _rows(
+        conn,
+        """
         SELECT a.rule, a.state, count(*) AS alerts
         FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
         WHERE p.enterprise_id = %s AND a.first_seen >= %s AND a.first_seen < %s
-        GROUP BY a.rule, a.state ORDER BY a.rule, a.state""", (enterprise, start, end))
+        GROUP BY a.rule, a.state ORDER BY a.rule, a.state""",
+        (enterprise, start, end),
+    )
 
 
-async def cases(conn: AsyncConnection, enterprise: str, start: datetime, end: datetime,
-                now: datetime) -> list[dict[str, Any]]:
-    rows = await _rows(conn, """
+async def cases(
+    conn: AsyncConnection, enterprise: str, start: datetime, end: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    rows = await _rows(
+        conn,
+        """
         SELECT c.id, c.title, c.state, c.opened_by, c.opened_at, c.closed_at,
                c.escalated_at IS NOT NULL AS escalated,
                (SELECT count(*) FROM case_alerts x WHERE x.case_id = c.id) AS alerts,
                (SELECT count(*) FROM case_responses r WHERE r.case_id = c.id) AS responses,
                (SELECT count(*) FROM inspection_tasks t WHERE t.case_id = c.id) AS tasks
         FROM cases c WHERE c.enterprise_id = %s AND c.opened_at >= %s AND c.opened_at < %s
-        ORDER BY c.id""", (enterprise, start, end))
+        ORDER BY c.id""",
+        (enterprise, start, end),
+    )
     for r in rows:
         stop = r["closed_at"] or now
         r["duration_h"] = round((stop - r["opened_at"]).total_seconds() / 3600, 3)
     return rows
 
 
-async def visits(conn: AsyncConnection, enterprise: str, start: datetime,
-                 end: datetime) -> list[dict[str, Any]]:
-    return await _rows(conn, """
+async def visits(
+    conn: AsyncConnection, enterprise: str, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    return await _rows(
+        conn,
+        """
         SELECT v.id, v.kind, v.kind = 'advisory' AS advisory, v.checked_in_at,
                v.checked_out_at, v.task_id, v.case_id, v.justification, v.findings,
                v.rating, v.rating_comment,
@@ -128,23 +150,31 @@ async def visits(conn: AsyncConnection, enterprise: str, start: datetime,
                coalesce((SELECT array_agg(DISTINCT i.department)
                          FROM visit_inspectors i WHERE i.visit_id = v.id), '{}') AS departments
         FROM visits v WHERE v.enterprise_id = %s AND v.checked_in_at >= %s
-          AND v.checked_in_at < %s ORDER BY v.id""", (enterprise, start, end))
+          AND v.checked_in_at < %s ORDER BY v.id""",
+        (enterprise, start, end),
+    )
 
 
-async def refusals(conn: AsyncConnection, enterprise: str, start: datetime,
-                   end: datetime) -> int:
-    cur = await conn.execute("""SELECT count(*) FROM visit_refusals WHERE enterprise_id = %s
-                                AND at >= %s AND at < %s""", (enterprise, start, end))
+async def refusals(conn: AsyncConnection, enterprise: str, start: datetime, end: datetime) -> int:
+    cur = await conn.execute(
+        """SELECT count(*) FROM visit_refusals WHERE enterprise_id = %s
+                                AND at >= %s AND at < %s""",
+        (enterprise, start, end),
+    )
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
 
-async def monthly_report(conn: AsyncConnection, enterprise: str, month: str,
-                         now: datetime) -> dict[str, Any]:
+async def monthly_report(
+    conn: AsyncConnection, enterprise: str, month: str, now: datetime
+) -> dict[str, Any]:
     """Everything of the month, then the summary built from it (``summarise``)."""
     start, end = month_range(month)
     report = {
-        "enterprise_id": enterprise, "month": month, "start": start, "end": end,
+        "enterprise_id": enterprise,
+        "month": month,
+        "start": start,
+        "end": end,
         "generated_at": now,
         "exceedances": await exceedances(conn, enterprise, start, end),
         "capture": await capture(conn, enterprise, start, end, now),
@@ -199,22 +229,55 @@ def to_csv(r: dict[str, Any]) -> str:
     w.writerow(["section", "enterprise", "month", "item", "detail", "value", "note"])
     e, m = r["enterprise_id"], r["month"]
     for x in r["exceedances"]:
-        w.writerow(["exceedance", e, m, f"{x['mn']}/{x['pollutant']}",
-                    f"limit {x['limit_value']}", x["hours_over_limit"],
-                    f"{x['valid_hours']} valid hours"])
+        w.writerow(
+            [
+                "exceedance",
+                e,
+                m,
+                f"{x['mn']}/{x['pollutant']}",
+                f"limit {x['limit_value']}",
+                x["hours_over_limit"],
+                f"{x['valid_hours']} valid hours",
+            ]
+        )
     for x in r["capture"]:
-        w.writerow(["capture", e, m, f"{x['mn']}/{x['pollutant']}",
-                    f"{x['valid_values']} of {x['expected_values']} expected",
-                    "" if x["capture_rate"] is None else f"{x['capture_rate']:.4f}", ""])
+        w.writerow(
+            [
+                "capture",
+                e,
+                m,
+                f"{x['mn']}/{x['pollutant']}",
+                f"{x['valid_values']} of {x['expected_values']} expected",
+                "" if x["capture_rate"] is None else f"{x['capture_rate']:.4f}",
+                "",
+            ]
+        )
     for x in r["alerts"]:
         w.writerow(["alerts", e, m, x["rule"], x["state"], x["alerts"], ""])
     for x in r["cases"]:
-        w.writerow(["case", e, m, x["id"], x["state"], x["duration_h"],
-                    "escalated" if x["escalated"] else ""])
+        w.writerow(
+            [
+                "case",
+                e,
+                m,
+                x["id"],
+                x["state"],
+                x["duration_h"],
+                "escalated" if x["escalated"] else "",
+            ]
+        )
     for x in r["visits"]:
         note = "ADVISORY: not a basis for enforcement" if x["advisory"] else ""
-        w.writerow(["visit", e, m, x["id"], x["kind"],
-                    "" if x["rating"] is None else x["rating"],
-                    "; ".join(filter(None, [note, " + ".join(x["inspectors"])]))])
+        w.writerow(
+            [
+                "visit",
+                e,
+                m,
+                x["id"],
+                x["kind"],
+                "" if x["rating"] is None else x["rating"],
+                "; ".join(filter(None, [note, " + ".join(x["inspectors"])])),
+            ]
+        )
     w.writerow(["refusals", e, m, "frequency guard", "", r["visit_refusals"], ""])
     return buf.getvalue()

@@ -52,8 +52,9 @@ class Outcome:
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     """One blocking POST (run in a thread). Any 2xx is delivered; anything else a failure."""
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", **headers})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
+    )
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
             return Outcome(200 <= resp.status < 300, resp.status, None)
@@ -64,12 +65,17 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
 
 
 def encode(row_id: int, event: str, payload: Any) -> bytes:
-    return json.dumps({"id": row_id, "event": event, "data": payload}, sort_keys=True,
-                      separators=(",", ":"), default=str).encode("utf-8")
+    return json.dumps(
+        {"id": row_id, "event": event, "data": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    ).encode("utf-8")
 
 
-async def deliver_due(conn: AsyncConnection, url: str, secret: str | None,
-                      max_attempts: int) -> int:
+async def deliver_due(
+    conn: AsyncConnection, url: str, secret: str | None, max_attempts: int
+) -> int:
     """Send every due row once; return how many were attempted. One transaction per row,
     holding its lock while it is sent, so no other sender takes it meanwhile."""
     sent = 0
@@ -78,7 +84,8 @@ async def deliver_due(conn: AsyncConnection, url: str, secret: str | None,
             cur = await conn.execute(
                 """SELECT id, event, payload, attempts FROM webhook_outbox
                    WHERE status = 'pending' AND next_attempt_at <= now()
-                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED""")
+                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+            )
             row = await cur.fetchone()
             if row is None:
                 return sent
@@ -90,21 +97,30 @@ async def deliver_due(conn: AsyncConnection, url: str, secret: str | None,
             out = await asyncio.to_thread(post, url, body, headers)
             attempts += 1
             if out.ok:
-                await conn.execute("""UPDATE webhook_outbox SET status = 'delivered',
+                await conn.execute(
+                    """UPDATE webhook_outbox SET status = 'delivered',
                                           attempts = %s, delivered_at = now(),
                                           last_status = %s, last_error = NULL
-                                      WHERE id = %s""", (attempts, out.status, row_id))
+                                      WHERE id = %s""",
+                    (attempts, out.status, row_id),
+                )
             else:
                 status = "failed" if attempts >= max_attempts else "pending"
-                await conn.execute("""UPDATE webhook_outbox SET status = %s, attempts = %s,
+                await conn.execute(
+                    """UPDATE webhook_outbox SET status = %s, attempts = %s,
                                           last_status = %s, last_error = %s,
                                           next_attempt_at = now() + make_interval(secs => %s)
                                       WHERE id = %s""",
-                                   (status, attempts, out.status, out.error,
-                                    backoff_s(attempts), row_id))
+                    (status, attempts, out.status, out.error, backoff_s(attempts), row_id),
+                )
                 if status == "failed":
-                    log.warning("webhook %s (%s) failed for good after %d attempts: %s",
-                                row_id, event, attempts, out.error)
+                    log.warning(
+                        "webhook %s (%s) failed for good after %d attempts: %s",
+                        row_id,
+                        event,
+                        attempts,
+                        out.error,
+                    )
             sent += 1
     return sent
 
@@ -114,8 +130,14 @@ class WebhookSender(Periodic):
 
     name = "webhook"
 
-    def __init__(self, pool: AsyncConnectionPool, url: str, secret: str | None,
-                 max_attempts: int, interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        url: str,
+        secret: str | None,
+        max_attempts: int,
+        interval_s: float = 1.0,
+    ) -> None:
         super().__init__(pool, interval_s)
         self.url, self.secret, self.max_attempts = url, secret, max_attempts
 

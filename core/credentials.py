@@ -52,13 +52,13 @@ def new_device_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def mosquitto_hash(password: str, salt: bytes | None = None,
-                   iterations: int = MOSQUITTO_ITERATIONS) -> str:
+def mosquitto_hash(
+    password: str, salt: bytes | None = None, iterations: int = MOSQUITTO_ITERATIONS
+) -> str:
     """``$7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>`` as mosquitto_passwd writes."""
     salt = salt if salt is not None else secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
-    return (f"$7${iterations}${base64.b64encode(salt).decode()}$"
-            f"{base64.b64encode(digest).decode()}")
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def mosquitto_verify(stored: str, password: str) -> bool:

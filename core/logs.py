@@ -16,7 +16,11 @@ from typing import Literal, TextIO
 
 # attributes every LogRecord has; anything else on a record came from ``extra``
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName", "color_message"}  # (uvicorn's ANSI-coloured copy)
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}  # (uvicorn's ANSI-coloured copy)
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,14 +47,21 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{k}={v}" for k, v in vars(record).items()
-                  if k not in _STANDARD and not k.startswith("_") and v is not None]
+        extras = [
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and not k.startswith("_") and v is not None
+        ]
         return f"{line} [{' '.join(extras)}]" if extras else line
 
 
-def setup_logging(level: str, *, quiet_libraries: bool = True,
-                  fmt: Literal["auto", "json", "text"] = "auto",
-                  stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str,
+    *,
+    quiet_libraries: bool = True,
+    fmt: Literal["auto", "json", "text"] = "auto",
+    stream: TextIO | None = None,
+) -> None:
     stream = stream or sys.stderr
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     handler = logging.StreamHandler(stream)

@@ -55,10 +55,10 @@ class Device:
             raise RegistryError(f"device MN {self.mn!r} is not 1–24 letters/digits")
         if not self.interval_s > 0:
             raise RegistryError(f"device {self.mn}: interval_s must be > 0")
-        if self.password is not None and not re.fullmatch(r"[\x21-\x7e]{1,64}",
-                                                          self.password):
-            raise RegistryError(f"device {self.mn}: password must be 1–64 printable ASCII "
-                                "characters without spaces")
+        if self.password is not None and not re.fullmatch(r"[\x21-\x7e]{1,64}", self.password):
+            raise RegistryError(
+                f"device {self.mn}: password must be 1–64 printable ASCII characters without spaces"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,12 @@ class Point:
         for code, limit in self.limits.items():
             if not POLLUTANT_RE.match(code):
                 raise RegistryError(f"point {self.id}: {code!r} is not an HJ 212 pollutant code")
-            if (not isinstance(limit, int | float) or isinstance(limit, bool)
-                    or not math.isfinite(limit) or limit <= 0):
+            if (
+                not isinstance(limit, int | float)
+                or isinstance(limit, bool)
+                or not math.isfinite(limit)
+                or limit <= 0
+            ):
                 raise RegistryError(f"point {self.id}: limit for {code} must be a positive number")
         if self.o2_ref is not None and not 0 <= self.o2_ref < 21:
             raise RegistryError(f"point {self.id}: o2_ref must be in [0, 21)")
@@ -140,15 +144,24 @@ class Registry:
             for p in self.points:
                 if p.enterprise_id != e.id:
                     continue
-                pd: dict[str, Any] = {"id": p.id, "name": p.name, "kind": p.kind,
-                                      "limits": dict(p.limits)}
+                pd: dict[str, Any] = {
+                    "id": p.id,
+                    "name": p.name,
+                    "kind": p.kind,
+                    "limits": dict(p.limits),
+                }
                 if p.o2_ref is not None:
                     pd["o2_ref"] = p.o2_ref
                 pd["devices"] = [
-                    {"mn": d.mn, "interval_s": d.interval_s,
-                     **({"password": d.password} if d.password is not None else {}),
-                     **({"crc_compat": True} if d.crc_compat else {})}
-                    for d in self.devices if d.point_id == p.id]
+                    {
+                        "mn": d.mn,
+                        "interval_s": d.interval_s,
+                        **({"password": d.password} if d.password is not None else {}),
+                        **({"crc_compat": True} if d.crc_compat else {}),
+                    }
+                    for d in self.devices
+                    if d.point_id == p.id
+                ]
                 points.append(pd)
             out.append({"id": e.id, "name": e.name, "region": e.region, "points": points})
         return {"enterprises": out}
@@ -163,7 +176,9 @@ def registry_from_dict(data: Mapping[str, Any]) -> Registry:
             enterprises.append(ent)
             for p in e.get("points", []):
                 point = Point(
-                    id=str(p["id"]), enterprise_id=ent.id, name=str(p.get("name", p["id"])),
+                    id=str(p["id"]),
+                    enterprise_id=ent.id,
+                    name=str(p.get("name", p["id"])),
                     kind=str(p.get("kind", "flue_gas")),
                     o2_ref=float(p["o2_ref"]) if p.get("o2_ref") is not None else None,
                     limits={str(k): v for k, v in dict(p.get("limits", {})).items()},
@@ -174,10 +189,15 @@ def registry_from_dict(data: Mapping[str, Any]) -> Registry:
                     compat = d.get("crc_compat", False)
                     if not isinstance(compat, bool):
                         raise RegistryError(f"device {d['mn']}: crc_compat must be true/false")
-                    devices.append(Device(mn=str(d["mn"]), point_id=point.id,
-                                          interval_s=float(d.get("interval_s", 60)),
-                                          password=None if pw is None else str(pw),
-                                          crc_compat=compat))
+                    devices.append(
+                        Device(
+                            mn=str(d["mn"]),
+                            point_id=point.id,
+                            interval_s=float(d.get("interval_s", 60)),
+                            password=None if pw is None else str(pw),
+                            crc_compat=compat,
+                        )
+                    )
     except KeyError as exc:
         raise RegistryError(f"registry entry is missing the field {exc.args[0]!r}") from exc
     except (TypeError, ValueError, AttributeError) as exc:

@@ -23,15 +23,18 @@ DEV_QR_SECRET = "dev-only-insecure-qr-secret-change-me"
 class Settings(BaseSettings):
     """Every knob Offsite has. The README's configuration table mirrors this class."""
 
-    model_config = SettingsConfigDict(env_prefix="OFFSITE_", extra="ignore", frozen=True,
-                                      env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="OFFSITE_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     env: Literal["development", "production"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = Field(
-        default="auto", description="auto: text on a terminal, one JSON object a line elsewhere")
-    data_dir: Path = Field(default=Path(".offsite"),
-                           description="embedded PostgreSQL data and other local state")
+        default="auto", description="auto: text on a terminal, one JSON object a line elsewhere"
+    )
+    data_dir: Path = Field(
+        default=Path(".offsite"), description="embedded PostgreSQL data and other local state"
+    )
 
     # services (None → embedded)
     database_url: str | None = None
@@ -42,72 +45,100 @@ class Settings(BaseSettings):
     mqtt_topic: str = "devices/+/telemetry"
     mqtt_client_id: str = "offsite-ingest"
     mqtt_shared_group: str | None = Field(
-        default=None, description="subscribe as $share/<group>/<topic> to scale out workers")
+        default=None, description="subscribe as $share/<group>/<topic> to scale out workers"
+    )
     mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
 
     # batching and validation
     batch_max_readings: int = Field(default=20_000, ge=1, le=1_000_000)
     batch_max_delay_ms: int = Field(default=200, ge=1, le=60_000)
-    batch_idle_ms: float = Field(default=5.0, gt=0, le=60_000,
-                                 description="commit once the inbox is idle this long")
+    batch_idle_ms: float = Field(
+        default=5.0, gt=0, le=60_000, description="commit once the inbox is idle this long"
+    )
     queue_max_messages: int = Field(default=10_000, ge=10)
     max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")
     max_age_days: float = Field(default=30.0, gt=0, description="oldest backfill accepted")
 
     metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = Field(default=None, ge=0, le=65535,
-                                     description="ingest's Prometheus /metrics; unset: off")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="ingest's Prometheus /metrics; unset: off"
+    )
 
     # HJ 212
-    hj212_utc_offset_h: float = Field(default=8.0, ge=-12, le=14,
-                                      description="zone of HJ 212 times (Beijing: +8)")
-    hj212_split_timeout_s: float = Field(default=60.0, gt=0,
-                                         description="wait this long for all split parts")
+    hj212_utc_offset_h: float = Field(
+        default=8.0, ge=-12, le=14, description="zone of HJ 212 times (Beijing: +8)"
+    )
+    hj212_split_timeout_s: float = Field(
+        default=60.0, gt=0, description="wait this long for all split parts"
+    )
     hj212_require_password: bool = Field(
-        default=False, description="refuse HJ 212 packets of devices without a registered PW")
+        default=False, description="refuse HJ 212 packets of devices without a registered PW"
+    )
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=9212, ge=0, le=65535)
     gateway_idle_timeout_s: float = Field(default=300.0, gt=0)
-    gateway_frame_timeout_s: float = Field(default=30.0, gt=0,
-                                           description="an unfinished packet waits this long")
+    gateway_frame_timeout_s: float = Field(
+        default=30.0, gt=0, description="an unfinished packet waits this long"
+    )
     gateway_max_garbage_bytes: int = Field(default=16_384, ge=0)
     gateway_max_connections: int = Field(default=2000, ge=1)
 
     # storage upkeep (`offsite db maintain`, and ingest at start and periodically)
     retention_days: float | None = Field(
-        default=1096.0, gt=0, description="raw readings older than this are dropped "
-                                           "(whole months); rollups are kept; unset: keep all")
-    partition_months_ahead: int = Field(default=3, ge=0, le=120,
-                                        description="monthly partitions created ahead")
+        default=1096.0,
+        gt=0,
+        description="raw readings older than this are dropped "
+        "(whole months); rollups are kept; unset: keep all",
+    )
+    partition_months_ahead: int = Field(
+        default=3, ge=0, le=120, description="monthly partitions created ahead"
+    )
     maintain_interval_s: float | None = Field(
-        default=3600.0, gt=0, description="ingest re-runs partition upkeep this often; "
-                                          "unset: only at start")
+        default=3600.0,
+        gt=0,
+        description="ingest re-runs partition upkeep this often; unset: only at start",
+    )
 
     # rules
-    rules_file: Path | None = Field(default=None,
-                                    description="rules file (TOML); None: the packaged rules")
+    rules_file: Path | None = Field(
+        default=None, description="rules file (TOML); None: the packaged rules"
+    )
     offline_check_s: float = Field(default=5.0, gt=0)
-    rule_warm_s: float = Field(default=14400.0, ge=0,
-                               description="at start, rebuild rule state from the series "
-                                           "heard from in this much stored history")
-    rule_warm_max: int = Field(default=240, ge=0, le=100_000,
-                               description="… replaying at most this many values per series")
-    alert_clear_s: float = Field(default=300.0, ge=0,
-                                 description="condition absent this long → alert cleared "
-                                             "(for rules that do not set clear_after)")
-    rule_reorder_ms: float = Field(default=250.0, ge=0, le=60_000,
-                                   description="readings received within this long of each "
-                                               "other by different workers are judged in "
-                                               "device-time order")
+    rule_warm_s: float = Field(
+        default=14400.0,
+        ge=0,
+        description="at start, rebuild rule state from the series "
+        "heard from in this much stored history",
+    )
+    rule_warm_max: int = Field(
+        default=240, ge=0, le=100_000, description="… replaying at most this many values per series"
+    )
+    alert_clear_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="condition absent this long → alert cleared "
+        "(for rules that do not set clear_after)",
+    )
+    rule_reorder_ms: float = Field(
+        default=250.0,
+        ge=0,
+        le=60_000,
+        description="readings received within this long of each "
+        "other by different workers are judged in "
+        "device-time order",
+    )
     rules_runner: Literal["process", "external"] = Field(
         default="process",
         description="process: each ingest worker starts a rule runner process beside it "
-                    "(one of them leads); external: this worker only queues, and "
-                    "`offsite rules` runs elsewhere")
-    alert_reopen_s: float = Field(default=21600.0, ge=0,
-                                  description="a condition returning within this long of "
-                                              "its alert's close reopens it")
+        "(one of them leads); external: this worker only queues, and "
+        "`offsite rules` runs elsewhere",
+    )
+    alert_reopen_s: float = Field(
+        default=21600.0,
+        ge=0,
+        description="a condition returning within this long of its alert's close reopens it",
+    )
 
     # API
     http_host: str = "127.0.0.1"
@@ -116,30 +147,40 @@ class Settings(BaseSettings):
     qr_secret: str = DEV_QR_SECRET
     qr_key_id: str = "k1"
     qr_verify_keys: dict[str, str] = Field(
-        default_factory=dict, description="older QR keys still accepted, as JSON "
-                                          '{"k0": "<secret>"}: rotate without reprinting')
+        default_factory=dict,
+        description="older QR keys still accepted, as JSON "
+        '{"k0": "<secret>"}: rotate without reprinting',
+    )
     qr_code_ttl_days: int = Field(default=0, ge=0, description="printed codes expire; 0: never")
-    checkin_replay_s: float = Field(default=600.0, ge=0,
-                                    description="a repeated check-in within this returns the "
-                                                "open visit")
+    checkin_replay_s: float = Field(
+        default=600.0, ge=0, description="a repeated check-in within this returns the open visit"
+    )
     session_ttl_h: float = Field(default=12.0, gt=0, description="login token lifetime")
     login_rate_per_min: float = Field(default=10.0, gt=0)
     checkin_rate_per_min: float = Field(default=6.0, gt=0)
 
     # the closed loop: cases, visits, webhook
-    case_response_h: float = Field(default=72.0, gt=0, description="the enterprise answers a "
-                                   "case within this long, or the case escalates")
-    case_check_s: float = Field(default=60.0, gt=0, description="how often the API looks "
-                                "for overdue responses")
-    visit_guard_days: float = Field(default=90.0, gt=0, description="the frequency guard's "
-                                    "period")
-    visit_guard_max: int = Field(default=2, ge=0, description="unscheduled visits in the "
-                                 "period beyond which a visit needs a recorded reason")
+    case_response_h: float = Field(
+        default=72.0,
+        gt=0,
+        description="the enterprise answers a case within this long, or the case escalates",
+    )
+    case_check_s: float = Field(
+        default=60.0, gt=0, description="how often the API looks for overdue responses"
+    )
+    visit_guard_days: float = Field(default=90.0, gt=0, description="the frequency guard's period")
+    visit_guard_max: int = Field(
+        default=2,
+        ge=0,
+        description="unscheduled visits in the period beyond which a visit needs a recorded reason",
+    )
     attachment_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
-    webhook_url: str | None = Field(default=None, description="outside systems are told of "
-                                    "case events here (POST JSON)")
-    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key: "
-                                       "X-Offsite-Signature: sha256=<hex of the body>")
+    webhook_url: str | None = Field(
+        default=None, description="outside systems are told of case events here (POST JSON)"
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC-SHA256 key: X-Offsite-Signature: sha256=<hex of the body>"
+    )
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
 
     # registry
@@ -164,8 +205,10 @@ class Settings(BaseSettings):
     def _check_topic(cls, v: str) -> str:
         parts = v.split("/")
         if parts.count("+") != 1 or "#" in parts or parts[0] == "+" or parts[-1] == "+":
-            raise ValueError("must have exactly one '+' level (the device MN) between a "
-                             "prefix and a suffix, e.g. devices/+/telemetry")
+            raise ValueError(
+                "must have exactly one '+' level (the device MN) between a "
+                "prefix and a suffix, e.g. devices/+/telemetry"
+            )
         return v
 
     @field_validator("database_url")
@@ -184,16 +227,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
-        if self.env == "production" and (self.qr_secret == DEV_QR_SECRET
-                                         or len(self.qr_secret) < 32):
-            raise ValueError("OFFSITE_QR_SECRET must be set to ≥ 32 random characters "
-                             "in production")
+        if self.env == "production" and (
+            self.qr_secret == DEV_QR_SECRET or len(self.qr_secret) < 32
+        ):
+            raise ValueError(
+                "OFFSITE_QR_SECRET must be set to ≥ 32 random characters in production"
+            )
         if self.qr_key_id in self.qr_verify_keys:
-            raise ValueError("OFFSITE_QR_VERIFY_KEYS must not repeat the signing key id "
-                             f"{self.qr_key_id!r}")
+            raise ValueError(
+                f"OFFSITE_QR_VERIFY_KEYS must not repeat the signing key id {self.qr_key_id!r}"
+            )
         if self.env == "production" and any(len(v) < 32 for v in self.qr_verify_keys.values()):
-            raise ValueError("every key of OFFSITE_QR_VERIFY_KEYS needs ≥ 32 characters "
-                             "in production")
+            raise ValueError(
+                "every key of OFFSITE_QR_VERIFY_KEYS needs ≥ 32 characters in production"
+            )
         return self
 
     @property
@@ -212,7 +259,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"OFFSITE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            if err["loc"] else err["msg"]
+            if err["loc"]
+            else err["msg"]
             for err in exc.errors()
         )
         raise SettingsError(f"invalid configuration: {problems}") from exc

@@ -41,8 +41,7 @@ class Batcher:
     def add(self, msg: InboundMessage, outcome: Outcome, now: float) -> Batch | None:
         return self.add_group([msg], outcome, now)
 
-    def add_group(self, msgs: list[InboundMessage], outcome: Outcome,
-                  now: float) -> Batch | None:
+    def add_group(self, msgs: list[InboundMessage], outcome: Outcome, now: float) -> Batch | None:
         """Several messages with one outcome (the parts of a split HJ 212 packet): they
         land in the same batch, so none is acknowledged before the readings commit."""
         cur = self._current

@@ -53,24 +53,27 @@ class Framer:
             if m is None:
                 tail = _PARTIAL_HEADER.search(buf[-5:])
                 keep = len(tail.group()) if tail else 0
-                self._noise(bytes(buf[:len(buf) - keep]), out)
-                del buf[:len(buf) - keep]
+                self._noise(bytes(buf[: len(buf) - keep]), out)
+                del buf[: len(buf) - keep]
                 break
             if m.start():
-                self._noise(bytes(buf[:m.start()]), out)
-                del buf[:m.start()]
+                self._noise(bytes(buf[: m.start()]), out)
+                del buf[: m.start()]
             cut = self._cut(buf)
             if cut is None:
                 if len(buf) > self.max_frame:
-                    out.append(Garbage(bytes(buf), f"no CRLF within {self.max_frame} bytes "
-                                                   "of a ## header"))
+                    out.append(
+                        Garbage(bytes(buf), f"no CRLF within {self.max_frame} bytes of a ## header")
+                    )
                     buf.clear()
                 break
             end, is_frame = cut
             piece = bytes(buf[:end])
-            out.append(Frame(piece) if is_frame else
-                       Garbage(piece, "unfinished packet: a new ## header began before its "
-                                      "CRLF"))
+            out.append(
+                Frame(piece)
+                if is_frame
+                else Garbage(piece, "unfinished packet: a new ## header began before its CRLF")
+            )
             del buf[:end]
         return out
 
@@ -90,8 +93,9 @@ class Framer:
         m = _HEADER.match(buf)
         assert m is not None
         by_length = 6 + int(m.group(1)) + 4
-        if buf[by_length:by_length + 2] == b"\r\n" and _CRC.fullmatch(
-                buf[by_length - 4:by_length]):
+        if buf[by_length : by_length + 2] == b"\r\n" and _CRC.fullmatch(
+            buf[by_length - 4 : by_length]
+        ):
             return by_length + 2, True  # the header's length ends at CRC + CRLF: trust it
         crlf = buf.find(b"\r\n", 6)
         nxt = _HEADER.search(buf, 6)

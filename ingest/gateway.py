@@ -45,9 +45,17 @@ class GatewayStats:
 
 
 class Gateway:
-    def __init__(self, inbox: queue.Queue[InboundMessage], host: str = "127.0.0.1",
-                 port: int = 0, *, idle_timeout_s: float = 300.0, frame_timeout_s: float = 30.0,
-                 max_garbage_bytes: int = 16_384, max_connections: int = 2000) -> None:
+    def __init__(
+        self,
+        inbox: queue.Queue[InboundMessage],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout_s: float = 300.0,
+        frame_timeout_s: float = 30.0,
+        max_garbage_bytes: int = 16_384,
+        max_connections: int = 2000,
+    ) -> None:
         self.inbox = inbox
         self.host = host
         self.port = port
@@ -69,8 +77,9 @@ class Gateway:
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:
-                self._server = loop.run_until_complete(asyncio.start_server(
-                    self._handle, self.host, self.port, limit=2 ** 16))
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._handle, self.host, self.port, limit=2**16)
+                )
                 self.port = self._server.sockets[0].getsockname()[1]
             except OSError as exc:
                 self._error = exc
@@ -85,8 +94,9 @@ class Gateway:
         self._thread = threading.Thread(target=run, name="offsite-gateway", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
-            raise IngestError(f"HJ 212 gateway cannot listen on {self.host}:{self.port}: "
-                              f"{self._error}") from self._error
+            raise IngestError(
+                f"HJ 212 gateway cannot listen on {self.host}:{self.port}: {self._error}"
+            ) from self._error
         log.info("HJ 212 gateway listening on %s:%d", self.host, self.port)
 
     def pause(self) -> None:
@@ -132,8 +142,11 @@ class Gateway:
                     data = await asyncio.wait_for(reader.read(65536), timeout)
                 except TimeoutError:
                     self.stats.timeouts += 1
-                    log.info("%s: %s; closing", source, "unfinished packet timed out"
-                             if framer.buffered else "idle")
+                    log.info(
+                        "%s: %s; closing",
+                        source,
+                        "unfinished packet timed out" if framer.buffered else "idle",
+                    )
                     events = framer.flush()
                     await self._emit(events, source, writer, loop)
                     return
@@ -155,18 +168,27 @@ class Gateway:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
 
-    async def _emit(self, events: list[Frame | Garbage], source: str,
-                    writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
+    async def _emit(
+        self,
+        events: list[Frame | Garbage],
+        source: str,
+        writer: asyncio.StreamWriter,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         for ev in events:
             now = datetime.now(UTC)
             if isinstance(ev, Garbage):
                 self.stats.garbage_bytes += len(ev.raw)
-                msg = InboundMessage(source, ev.raw[:4096], now, transport="tcp",
-                                     garbage=ev.reason)
+                msg = InboundMessage(source, ev.raw[:4096], now, transport="tcp", garbage=ev.reason)
             else:
                 self.stats.packets += 1
-                msg = InboundMessage(source, ev.raw, now, transport="tcp",
-                                     on_commit=self._replier(ev.raw, writer, loop))
+                msg = InboundMessage(
+                    source,
+                    ev.raw,
+                    now,
+                    transport="tcp",
+                    on_commit=self._replier(ev.raw, writer, loop),
+                )
             while True:  # backpressure: stop reading this connection while the inbox is full
                 try:
                     self.inbox.put_nowait(msg)
@@ -174,8 +196,9 @@ class Gateway:
                 except queue.Full:
                     await asyncio.sleep(0.05)
 
-    def _replier(self, raw: bytes, writer: asyncio.StreamWriter,
-                 loop: asyncio.AbstractEventLoop) -> Callable[[bool], None]:
+    def _replier(
+        self, raw: bytes, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[bool], None]:
         try:
             response = hj212.build_response(hj212.parse_packet(raw))
         except DecodeError:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Counts:
-    bounds: tuple[float, ...]                 # upper bounds, ascending; +Inf implied
+    bounds: tuple[float, ...]  # upper bounds, ascending; +Inf implied
     counts: list[int] = field(default_factory=list)
     total: float = 0.0
     n: int = 0

@@ -22,10 +22,13 @@ from offsite.runner.rule_process import RulesFigures
 
 
 class IngestCollector(Collector):
-    def __init__(self, stats: IngestStats,
-                 links: Callable[[], tuple[bool | None, int | None]],
-                 backlog: Callable[[], tuple[int, float]],
-                 rules: Callable[[], RulesFigures] | None = None) -> None:
+    def __init__(
+        self,
+        stats: IngestStats,
+        links: Callable[[], tuple[bool | None, int | None]],
+        backlog: Callable[[], tuple[int, float]],
+        rules: Callable[[], RulesFigures] | None = None,
+    ) -> None:
         self.stats = stats
         self.links = links
         self.backlog = backlog
@@ -36,53 +39,72 @@ class IngestCollector(Collector):
         for name, doc, value in (
             ("offsite_ingest_messages", "Messages taken from the broker or gateway", s.messages),
             ("offsite_ingest_readings_stored", "Readings new to the store", s.readings_stored),
-            ("offsite_ingest_duplicates", "Readings already stored (redeliveries)",
-             s.duplicates),
+            ("offsite_ingest_duplicates", "Readings already stored (redeliveries)", s.duplicates),
             ("offsite_ingest_batches", "Committed batches", s.batches),
-            ("offsite_ingest_db_errors", "Database attempts that failed (retried)",
-             s.db_errors),
+            ("offsite_ingest_db_errors", "Database attempts that failed (retried)", s.db_errors),
         ):
             yield CounterMetricFamily(name, doc, value=value)
-        dead = CounterMetricFamily("offsite_ingest_dead_letters", "Dead letters by reason",
-                                   labels=["reason"])
+        dead = CounterMetricFamily(
+            "offsite_ingest_dead_letters", "Dead letters by reason", labels=["reason"]
+        )
         for reason, n in sorted(s.dead_by_reason.items()):
             dead.add_metric([reason], n)
         yield dead
         for name, doc, h in (
             ("offsite_ingest_batch_readings", "Readings per committed batch", s.batch_readings),
-            ("offsite_ingest_commit_seconds", "Time to commit a batch, retries included",
-             s.commit_seconds),
+            (
+                "offsite_ingest_commit_seconds",
+                "Time to commit a batch, retries included",
+                s.commit_seconds,
+            ),
         ):
             yield HistogramMetricFamily(name, doc, buckets=h.cumulative(), sum_value=h.total)
         broker, conns = self.links()
         if broker is not None:
-            yield GaugeMetricFamily("offsite_ingest_broker_connected",
-                                    "1 while connected to the MQTT broker", value=int(broker))
+            yield GaugeMetricFamily(
+                "offsite_ingest_broker_connected",
+                "1 while connected to the MQTT broker",
+                value=int(broker),
+            )
         if conns is not None:
-            yield GaugeMetricFamily("offsite_gateway_connections",
-                                    "Open HJ 212 gateway connections", value=conns)
+            yield GaugeMetricFamily(
+                "offsite_gateway_connections", "Open HJ 212 gateway connections", value=conns
+            )
         depth, lag = self.backlog()
-        yield GaugeMetricFamily("offsite_ingest_uncommitted_messages",
-                                "Messages in hand, not yet committed", value=depth)
-        yield GaugeMetricFamily("offsite_ingest_lag_seconds",
-                                "Age of the oldest message not yet committed", value=lag)
-        yield GaugeMetricFamily("offsite_ingest_last_commit_timestamp_seconds",
-                                "Unix time of the last commit", value=s.last_commit_at)
+        yield GaugeMetricFamily(
+            "offsite_ingest_uncommitted_messages",
+            "Messages in hand, not yet committed",
+            value=depth,
+        )
+        yield GaugeMetricFamily(
+            "offsite_ingest_lag_seconds", "Age of the oldest message not yet committed", value=lag
+        )
+        yield GaugeMetricFamily(
+            "offsite_ingest_last_commit_timestamp_seconds",
+            "Unix time of the last commit",
+            value=s.last_commit_at,
+        )
         if self.rules is not None:
             r = self.rules()
             leading, judged, late = r.leading, r.judged, r.late
-            yield CounterMetricFamily("offsite_ingest_alerts_opened",
-                                      "Alerts opened by this worker's rule runner",
-                                      value=r.opened)
-            yield GaugeMetricFamily("offsite_rules_leading",
-                                    "1 while this worker's rule runner judges the queue",
-                                    value=int(leading))
-            yield CounterMetricFamily("offsite_rules_judged",
-                                      "Readings judged by this worker's rule runner",
-                                      value=judged)
-            yield CounterMetricFamily("offsite_rules_late",
-                                      "Readings judged after a newer one of their series "
-                                      "(order-free rules only)", value=late)
+            yield CounterMetricFamily(
+                "offsite_ingest_alerts_opened",
+                "Alerts opened by this worker's rule runner",
+                value=r.opened,
+            )
+            yield GaugeMetricFamily(
+                "offsite_rules_leading",
+                "1 while this worker's rule runner judges the queue",
+                value=int(leading),
+            )
+            yield CounterMetricFamily(
+                "offsite_rules_judged", "Readings judged by this worker's rule runner", value=judged
+            )
+            yield CounterMetricFamily(
+                "offsite_rules_late",
+                "Readings judged after a newer one of their series (order-free rules only)",
+                value=late,
+            )
 
 
 def serve_metrics(collector: IngestCollector, host: str, port: int) -> CollectorRegistry:

@@ -78,15 +78,23 @@ class IngestStats:
 
 
 class Pipeline:
-    def __init__(self, pool: ConnectionPool,
-                 policy: Policy, batcher: Batcher, ack: Callable[[InboundMessage], None],
-                 *, registry_refresh_s: float = 30.0,
-                 idle_flush_s: float = 0.005, split_timeout_s: float = 60.0,
-                 stats: IngestStats | None = None, worker: str = "ingest",
-                 heartbeat_s: float = 2.0, revoked_check_s: float = 5.0,
-                 in_transit: Callable[[], datetime | None] = lambda: None,
-                 links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
-                 ) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        policy: Policy,
+        batcher: Batcher,
+        ack: Callable[[InboundMessage], None],
+        *,
+        registry_refresh_s: float = 30.0,
+        idle_flush_s: float = 0.005,
+        split_timeout_s: float = 60.0,
+        stats: IngestStats | None = None,
+        worker: str = "ingest",
+        heartbeat_s: float = 2.0,
+        revoked_check_s: float = 5.0,
+        in_transit: Callable[[], datetime | None] = lambda: None,
+        links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
+    ) -> None:
         self.pool = pool
         self.policy = policy
         self.batcher = batcher
@@ -153,8 +161,7 @@ class Pipeline:
                 self._beat()
                 self._next_beat = now + self.heartbeat_s
             deadline = self.batcher.deadline()
-            timeout = (0.25 if deadline is None
-                       else max(0.0, min(self.idle_flush_s, deadline - now)))
+            timeout = 0.25 if deadline is None else max(0.0, min(self.idle_flush_s, deadline - now))
             try:
                 msg = inbox.get(timeout=timeout)
             except queue.Empty:
@@ -186,8 +193,11 @@ class Pipeline:
         except Exception as exc:
             log.debug("final watermark not written: %s", exc)
         if held:
-            log.warning("shutdown with %d parts of split HJ 212 packets still incomplete; "
-                        "left unacknowledged for redelivery", len(held))
+            log.warning(
+                "shutdown with %d parts of split HJ 212 packets still incomplete; "
+                "left unacknowledged for redelivery",
+                len(held),
+            )
 
     # -- steps --------------------------------------------------------------------------
     def _take(self, msg: InboundMessage, stop: threading.Event | None) -> None:
@@ -208,11 +218,17 @@ class Pipeline:
             mn, cn, qn = rel.key
             msgs = rel.items + rel.extra
             last = msgs[-1]
-            outcome = Outcome(dead=DeadLetter(
-                last.topic, b"".join(m.payload for m in msgs), last.received_at,
-                DeadReason.HJ212_INCOMPLETE_SPLIT,
-                f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
-                f"arrived within {self.reassembler.timeout_s:g} s", mn))
+            outcome = Outcome(
+                dead=DeadLetter(
+                    last.topic,
+                    b"".join(m.payload for m in msgs),
+                    last.received_at,
+                    DeadReason.HJ212_INCOMPLETE_SPLIT,
+                    f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
+                    f"arrived within {self.reassembler.timeout_s:g} s",
+                    mn,
+                )
+            )
         batch = self.batcher.add_group(rel.items + rel.extra, outcome, time.monotonic())
         if batch is not None:
             self._commit(batch, stop)
@@ -226,8 +242,11 @@ class Pipeline:
         messages that queued up meanwhile arrived before the reload, so trigger none.
         """
         outcome = process(msg, self.known, self.policy, self.revoked)
-        if (outcome.dead is not None and outcome.dead.reason is DeadReason.UNKNOWN_DEVICE
-                and msg.received_at >= self._registry_as_of):
+        if (
+            outcome.dead is not None
+            and outcome.dead.reason is DeadReason.UNKNOWN_DEVICE
+            and msg.received_at >= self._registry_as_of
+        ):
             wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
             if wait > 0:
                 time.sleep(wait)
@@ -240,8 +259,11 @@ class Pipeline:
         ``writing`` False, leaving out the batches with the writer."""
         times = [m.received_at for m in self.batcher.pending()[:1]]
         if writing:
-            times += [b.messages[0].received_at for b, f in list(self._writing)
-                      if not f.done() and b.messages]
+            times += [
+                b.messages[0].received_at
+                for b, f in list(self._writing)
+                if not f.done() and b.messages
+            ]
         handing = self.in_transit()  # stamped by the subscriber, not yet in the inbox
         if handing is not None:
             times.append(handing)
@@ -289,19 +311,24 @@ class Pipeline:
                 heard[r.mn] = at
         through = self._through()
         self._reap(keep=0)
-        self._writing.append(
-            (batch, self._writer.submit(self._write, batch, heard, through, stop)))
+        self._writing.append((batch, self._writer.submit(self._write, batch, heard, through, stop)))
 
     def _reap(self, keep: int | None = None) -> None:
         """Forget settled batches; with ``keep``, first wait until at most that many are
         with the writer. A bug in the writer is raised here, in the pipeline thread."""
-        while self._writing and (self._writing[0][1].done()
-                                 or (keep is not None and len(self._writing) > keep)):
+        while self._writing and (
+            self._writing[0][1].done() or (keep is not None and len(self._writing) > keep)
+        ):
             _, done = self._writing.popleft()
             done.result()
 
-    def _write(self, batch: Batch, heard: dict[str, datetime], through: datetime,
-               stop: threading.Event | None) -> None:
+    def _write(
+        self,
+        batch: Batch,
+        heard: dict[str, datetime],
+        through: datetime,
+        stop: threading.Event | None,
+    ) -> None:
         """The writer thread: commit the batch, then acknowledge it and count it."""
 
         def write() -> list:
@@ -320,8 +347,10 @@ class Pipeline:
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
             new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
-            log.warning("shutdown with an uncommitted batch of %d messages; the broker "
-                        "will redeliver them", len(batch))
+            log.warning(
+                "shutdown with an uncommitted batch of %d messages; the broker will redeliver them",
+                len(batch),
+            )
             return
         for m, accepted in zip(batch.messages, batch.accepted, strict=True):
             if m.on_commit is not None:
@@ -339,8 +368,11 @@ class Pipeline:
             s.dead_by_reason[d.reason.value] = s.dead_by_reason.get(d.reason.value, 0) + 1
             # no payload at info level: the reason and who sent it; the detail (which may
             # quote the payload) at debug, and in the dead_letters table
-            log.info("dead letter: %s", d.reason.value,
-                     extra={"reason": d.reason.value, "mn": d.mn, "topic": d.topic})
+            log.info(
+                "dead letter: %s",
+                d.reason.value,
+                extra={"reason": d.reason.value, "mn": d.mn, "topic": d.topic},
+            )
             log.debug("dead letter detail: %s", d.detail[:200])
         s.last_commit_at = time.time()
 
@@ -365,27 +397,43 @@ class Pipeline:
         in_hand, lag = self.backlog()
         broker, conns = self.links()
         s = self.stats
-        hb = Heartbeat(self.worker, socket.gethostname(), os.getpid(), self.started_at, broker,
-                       conns, in_hand, lag, s.messages,
-                       s.readings_stored, s.dead_letters, s.db_errors,
-                       datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at
-                       else None)
+        hb = Heartbeat(
+            self.worker,
+            socket.gethostname(),
+            os.getpid(),
+            self.started_at,
+            broker,
+            conns,
+            in_hand,
+            lag,
+            s.messages,
+            s.readings_stored,
+            s.dead_letters,
+            s.db_errors,
+            datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at else None,
+        )
         try:
             with self.pool.connection(timeout=1.0) as conn:
                 beat(conn, hb)
         except Exception as exc:  # the heartbeat must never stop ingest
             log.debug("heartbeat not written: %s", exc)
 
-    def _quarantine(self, batch: Batch, exc: Exception,
-                    stop: threading.Event | None) -> list[Reading] | None:
+    def _quarantine(
+        self, batch: Batch, exc: Exception, stop: threading.Event | None
+    ) -> list[Reading] | None:
         """Keep a batch the database refuses (a value it cannot store, a bug) as dead
         letters, raw bytes and the database's reason included, so one poison message
         neither stops the worker nor is retried forever — and nothing is lost."""
-        log.error("database refused a batch of %d messages (%s); keeping them as dead "
-                  "letters", len(batch), exc)
+        log.error(
+            "database refused a batch of %d messages (%s); keeping them as dead letters",
+            len(batch),
+            exc,
+        )
         detail = f"the database refused the batch holding this message: {exc}"[:2000]
-        batch.dead = [DeadLetter(m.topic, m.payload, m.received_at,
-                                 DeadReason.STORE_REJECTED, detail) for m in batch.messages]
+        batch.dead = [
+            DeadLetter(m.topic, m.payload, m.received_at, DeadReason.STORE_REJECTED, detail)
+            for m in batch.messages
+        ]
         batch.readings, batch.received, batch.packets = [], [], []
         batch.accepted = [False] * len(batch.messages)
 
@@ -415,8 +463,9 @@ class Pipeline:
                 if not unavailable(exc):
                     raise
                 self.stats.db_errors += 1
-                log.warning("database unavailable (%s); retrying in %.1f s",
-                            str(exc).strip()[:200], delay)
+                log.warning(
+                    "database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], delay
+                )
             if stop is not None and stop.wait(delay):
                 return None
             if stop is None:
@@ -430,8 +479,10 @@ def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:
     """When each new reading was received (the batch's own list when all were new)."""
     if len(new) == len(batch.readings):
         return batch.received
-    at = {(r.mn, r.pollutant, r.kind_text, r.ts): t
-          for r, t in zip(batch.readings, batch.received, strict=True)}
+    at = {
+        (r.mn, r.pollutant, r.kind_text, r.ts): t
+        for r, t in zip(batch.readings, batch.received, strict=True)
+    }
     return [at[(r.mn, r.pollutant, r.kind_text, r.ts)] for r in new]
 
 
@@ -454,4 +505,3 @@ def unavailable(exc: BaseException) -> bool:
         state = exc.sqlstate or ""
         return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
     return type(exc).__name__ in ("PoolClosed", "PoolTimeout")
-

@@ -71,8 +71,9 @@ class Reassembler(Generic[T]):
 
     def held(self) -> list[T]:
         """Everything held right now, left in place."""
-        return [i for p in self._sets.values() for i, _ in p.parts.values()] + \
-            [i for p in self._sets.values() for i in p.extra]
+        return [i for p in self._sets.values() for i, _ in p.parts.values()] + [
+            i for p in self._sets.values() for i in p.extra
+        ]
 
     def drain(self) -> list[T]:
         """Everything held (for shutdown: left unacknowledged, the broker redelivers)."""
@@ -84,5 +85,11 @@ class Reassembler(Generic[T]):
     def _release(self, key: SplitKey, *, complete: bool) -> Released[T]:
         pending = self._sets.pop(key)
         ordered = sorted(pending.parts.items())
-        return Released(key, [i for _, (i, _) in ordered], [p for _, (_, p) in ordered],
-                        pending.extra, complete, pending.pnum)
+        return Released(
+            key,
+            [i for _, (i, _) in ordered],
+            [p for _, (_, p) in ordered],
+            pending.extra,
+            complete,
+            pending.pnum,
+        )

@@ -31,18 +31,28 @@ log = logging.getLogger("offsite.ingest")
 def policy_from(settings: Settings) -> Policy:
     prefix, suffix = policy_topic(settings.mqtt_topic)
     tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
-    return Policy(max_payload_bytes=settings.max_payload_bytes, topic_prefix=prefix,
-                  topic_suffix=suffix, hj212_tz=tz,
-                  max_future=timedelta(seconds=settings.max_future_s),
-                  max_age=timedelta(days=settings.max_age_days),
-                  hj212_require_password=settings.hj212_require_password)
+    return Policy(
+        max_payload_bytes=settings.max_payload_bytes,
+        topic_prefix=prefix,
+        topic_suffix=suffix,
+        hj212_tz=tz,
+        max_future=timedelta(seconds=settings.max_future_s),
+        max_age=timedelta(days=settings.max_age_days),
+        hj212_require_password=settings.hj212_require_password,
+    )
 
 
 def runner_config(s: Settings) -> RunnerConfig:
-    return RunnerConfig(s.rules_file, s.rule_warm_s, s.rule_warm_max, s.alert_clear_s,
-                        s.alert_reopen_s, offline_check_s=s.offline_check_s,
-                        reorder_s=s.rule_reorder_ms / 1000,
-                        case_response_s=s.case_response_h * 3600)
+    return RunnerConfig(
+        s.rules_file,
+        s.rule_warm_s,
+        s.rule_warm_max,
+        s.alert_clear_s,
+        s.alert_reopen_s,
+        offline_check_s=s.offline_check_s,
+        reorder_s=s.rule_reorder_ms / 1000,
+        case_response_s=s.case_response_h * 3600,
+    )
 
 
 def client_id(settings: Settings) -> str:
@@ -56,8 +66,15 @@ class IngestService:
     """One ingest worker: an MQTT subscriber, an HJ 212 TCP gateway, or both, feeding one
     pipeline. ``start`` returns once it is connected and consuming."""
 
-    def __init__(self, settings: Settings, database_url: str, mqtt_url: str | None,
-                 stats: IngestStats | None = None, *, gateway: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        mqtt_url: str | None,
+        stats: IngestStats | None = None,
+        *,
+        gateway: bool = False,
+    ) -> None:
         if mqtt_url is None and not gateway:
             raise ValueError("an ingest worker needs an MQTT broker, the gateway, or both")
         self.settings = settings
@@ -82,22 +99,32 @@ class IngestService:
             migrate(conn)
             self._maintain(conn)
         if s.rules_runner == "process":
-            self.runner = RuleProcess(self.database_url, runner_config(s),
-                                      log_level=s.log_level, log_format=s.log_format)
+            self.runner = RuleProcess(
+                self.database_url, runner_config(s), log_level=s.log_level, log_format=s.log_format
+            )
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
-            self.subscriber = Subscriber(self.mqtt_url, s.mqtt_topic, client_id(s), inbox,
-                                         shared_group=s.mqtt_shared_group,
-                                         keepalive=s.mqtt_keepalive_s)
-        pipeline = Pipeline(self.pool, policy_from(s),
-                            Batcher(s.batch_max_readings, s.batch_max_delay_ms / 1000),
-                            self.subscriber.ack if self.subscriber else _no_ack,
-                            idle_flush_s=s.batch_idle_ms / 1000,
-                            split_timeout_s=s.hj212_split_timeout_s, stats=self.stats,
-                            revoked_check_s=s.offline_check_s,
-                            in_transit=self._in_transit,
-                            worker=client_id(s) if self.mqtt_url is not None
-                            else f"gateway-{s.gateway_port}", links=self._links)
+            self.subscriber = Subscriber(
+                self.mqtt_url,
+                s.mqtt_topic,
+                client_id(s),
+                inbox,
+                shared_group=s.mqtt_shared_group,
+                keepalive=s.mqtt_keepalive_s,
+            )
+        pipeline = Pipeline(
+            self.pool,
+            policy_from(s),
+            Batcher(s.batch_max_readings, s.batch_max_delay_ms / 1000),
+            self.subscriber.ack if self.subscriber else _no_ack,
+            idle_flush_s=s.batch_idle_ms / 1000,
+            split_timeout_s=s.hj212_split_timeout_s,
+            stats=self.stats,
+            revoked_check_s=s.offline_check_s,
+            in_transit=self._in_transit,
+            worker=client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}",
+            links=self._links,
+        )
         pipeline.refresh_registry()
         self.pipeline = pipeline
 
@@ -113,23 +140,33 @@ class IngestService:
         if self.runner is not None:
             self.runner.start()
         if s.maintain_interval_s is not None:
-            threading.Thread(target=self._maintain_every, args=(s.maintain_interval_s,),
-                             name="offsite-maintain", daemon=True).start()
+            threading.Thread(
+                target=self._maintain_every,
+                args=(s.maintain_interval_s,),
+                name="offsite-maintain",
+                daemon=True,
+            ).start()
         if self.subscriber is not None:
             self.subscriber.start()
         if s.metrics_port is not None:
             from offsite.ingest.metrics import IngestCollector, serve_metrics
 
-            serve_metrics(IngestCollector(self.stats, self._links, pipeline.backlog,
-                                          self.rules_figures),
-                          s.metrics_host, s.metrics_port)
+            serve_metrics(
+                IngestCollector(self.stats, self._links, pipeline.backlog, self.rules_figures),
+                s.metrics_host,
+                s.metrics_port,
+            )
             log.info("metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
         if self.with_gateway:
-            self.gateway = Gateway(inbox, s.gateway_host, s.gateway_port,
-                                   idle_timeout_s=s.gateway_idle_timeout_s,
-                                   frame_timeout_s=s.gateway_frame_timeout_s,
-                                   max_garbage_bytes=s.gateway_max_garbage_bytes,
-                                   max_connections=s.gateway_max_connections)
+            self.gateway = Gateway(
+                inbox,
+                s.gateway_host,
+                s.gateway_port,
+                idle_timeout_s=s.gateway_idle_timeout_s,
+                frame_timeout_s=s.gateway_frame_timeout_s,
+                max_garbage_bytes=s.gateway_max_garbage_bytes,
+                max_connections=s.gateway_max_connections,
+            )
             self.gateway.start()
 
     def _maintain(self, conn: psycopg.Connection) -> None:
@@ -137,8 +174,12 @@ class IngestService:
         readings wait in the DEFAULT partition, and the next run moves them."""
         s = self.settings
         try:
-            maintain(conn, datetime.now(UTC), months_ahead=s.partition_months_ahead,
-                     retention=s.retention)
+            maintain(
+                conn,
+                datetime.now(UTC),
+                months_ahead=s.partition_months_ahead,
+                retention=s.retention,
+            )
         except (StoreError, psycopg.Error) as exc:
             log.error("storage upkeep failed (ingest goes on; retried next time): %s", exc)
 

@@ -40,14 +40,25 @@ def parse_mqtt_url(url: str) -> tuple[str, int, str | None, str | None]:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
         raise BrokerError(f"not an mqtt://host:port URL: {url!r}")
-    return (parts.hostname, parts.port or 1883,
-            unquote(parts.username) if parts.username else None,
-            unquote(parts.password) if parts.password else None)
+    return (
+        parts.hostname,
+        parts.port or 1883,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
 
 
 class Subscriber:
-    def __init__(self, url: str, topic: str, client_id: str, inbox: queue.Queue[InboundMessage],
-                 *, shared_group: str | None = None, keepalive: int = 30) -> None:
+    def __init__(
+        self,
+        url: str,
+        topic: str,
+        client_id: str,
+        inbox: queue.Queue[InboundMessage],
+        *,
+        shared_group: str | None = None,
+        keepalive: int = 30,
+    ) -> None:
         self.host, self.port, user, password = parse_mqtt_url(url)
         self.topic = f"$share/{shared_group}/{topic}" if shared_group else topic
         self.inbox = inbox
@@ -59,11 +70,20 @@ class Subscriber:
         self._paused = False
         self.handing: datetime | None = None  # received_at of a message being enqueued
         if self.mqtt5:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                            protocol=mqtt.MQTTv5, manual_ack=True)
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
         else:
-            c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                            clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+            c = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                protocol=mqtt.MQTTv311,
+                manual_ack=True,
+            )
         if user:
             c.username_pw_set(user, password)
         c.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -82,8 +102,13 @@ class Subscriber:
                 # clean_start=False on every connect, the first included (paho's default
                 # starts the first one clean, which would discard a restarted worker's
                 # session and the messages the broker held for it)
-                self._client.connect_async(self.host, self.port, keepalive=self.keepalive,
-                                           clean_start=False, properties=props)
+                self._client.connect_async(
+                    self.host,
+                    self.port,
+                    keepalive=self.keepalive,
+                    clean_start=False,
+                    properties=props,
+                )
             else:
                 self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
         except (OSError, ValueError) as exc:
@@ -91,8 +116,10 @@ class Subscriber:
         self._client.loop_start()
         if not self.connected.wait(timeout):
             self.stop()
-            raise BrokerError(f"MQTT broker {self.host}:{self.port} did not accept a "
-                              f"connection within {timeout:g} s")
+            raise BrokerError(
+                f"MQTT broker {self.host}:{self.port} did not accept a "
+                f"connection within {timeout:g} s"
+            )
 
     def pause(self) -> None:
         """Take no more messages (those arriving are left unacknowledged for redelivery)."""
@@ -108,8 +135,14 @@ class Subscriber:
             self._client.ack(msg.mid, msg.qos)
 
     # paho callbacks (paho's network thread) --------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason: mqtt.ReasonCode, properties: object) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
         if reason.is_failure:
             log.error("MQTT connection refused: %s", reason)
             return
@@ -117,26 +150,44 @@ class Subscriber:
         # then a message published to the topic is not routed to us, so ``start`` must
         # not return earlier
         client.subscribe(self.topic, qos=1)
-        log.info("MQTT connected to %s:%d (session present: %s)", self.host, self.port,
-                 flags.session_present)
+        log.info(
+            "MQTT connected to %s:%d (session present: %s)",
+            self.host,
+            self.port,
+            flags.session_present,
+        )
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reasons: list[mqtt.ReasonCode], properties: object) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[mqtt.ReasonCode],
+        properties: object,
+    ) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("MQTT broker refused the subscription to %s: %s", self.topic,
-                      ", ".join(str(r) for r in reasons))
+            log.error(
+                "MQTT broker refused the subscription to %s: %s",
+                self.topic,
+                ", ".join(str(r) for r in reasons),
+            )
             return
         self.connected.set()
         log.info("MQTT subscribed to %s", self.topic)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason: mqtt.ReasonCode, properties: object) -> None:
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: object,
+        reason: mqtt.ReasonCode,
+        properties: object,
+    ) -> None:
         self.connected.clear()
         if not self._stopping:
             log.warning("MQTT disconnected (%s); paho reconnects with backoff", reason)
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         if self._paused:
             return
         self.received += 1
@@ -144,8 +195,9 @@ class Subscriber:
         # (this thread may be descheduled, or blocked on a full inbox). Set before the
         # message is stamped, so it is never later than the stamp.
         self.handing = datetime.now(UTC)
-        msg = InboundMessage(message.topic, bytes(message.payload), datetime.now(UTC),
-                             message.mid, message.qos)
+        msg = InboundMessage(
+            message.topic, bytes(message.payload), datetime.now(UTC), message.mid, message.qos
+        )
         try:
             while True:  # block (backpressure) but never past a shutdown
                 try:

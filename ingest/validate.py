@@ -58,7 +58,7 @@ def topic_device(topic: str, policy: Policy) -> str | None:
     head, tail = policy.topic_prefix + "/", "/" + policy.topic_suffix
     if not (topic.startswith(head) and topic.endswith(tail)):
         return None
-    mn = topic[len(head):len(topic) - len(tail)]
+    mn = topic[len(head) : len(topic) - len(tail)]
     return mn if MN_RE.match(mn) else None
 
 
@@ -66,55 +66,76 @@ def policy_topic(subscription: str) -> tuple[str, str]:
     """Split a subscription ``a/b/+/c`` into the (prefix, suffix) around its one ``+``."""
     parts = subscription.split("/")
     if parts.count("+") != 1 or "#" in parts or parts[0] == "+" or parts[-1] == "+":
-        raise ValueError(f"topic {subscription!r} must have one '+' level for the device MN "
-                         "between a prefix and a suffix, e.g. devices/+/telemetry")
+        raise ValueError(
+            f"topic {subscription!r} must have one '+' level for the device MN "
+            "between a prefix and a suffix, e.g. devices/+/telemetry"
+        )
     i = parts.index("+")
-    return "/".join(parts[:i]), "/".join(parts[i + 1:])
+    return "/".join(parts[:i]), "/".join(parts[i + 1 :])
 
 
-def _dead(msg: InboundMessage, reason: DeadReason | str, detail: str,
-          mn: str | None) -> Outcome:
-    return Outcome(dead=DeadLetter(msg.topic, msg.payload, msg.received_at, DeadReason(reason),
-                                   detail, mn))
+def _dead(msg: InboundMessage, reason: DeadReason | str, detail: str, mn: str | None) -> Outcome:
+    return Outcome(
+        dead=DeadLetter(msg.topic, msg.payload, msg.received_at, DeadReason(reason), detail, mn)
+    )
 
 
 def is_hj212(payload: bytes) -> bool:
     return payload.lstrip()[:2] == b"##"
 
 
-def process(msg: InboundMessage, known: Mapping[str, Device], policy: Policy,
-            revoked: Mapping[str, str] | None = None) -> Outcome:
+def process(
+    msg: InboundMessage,
+    known: Mapping[str, Device],
+    policy: Policy,
+    revoked: Mapping[str, str] | None = None,
+) -> Outcome:
     """Turn one inbound message into readings and/or a dead letter. Never raises."""
     revoked = revoked or {}
     size = len(msg.payload)
     topic_mn = topic_device(msg.topic, policy) if msg.transport == "mqtt" else None
     if size > policy.max_payload_bytes:
-        return _dead(msg, DeadReason.OVERSIZED,
-                     f"payload of {size} bytes exceeds {policy.max_payload_bytes}", topic_mn)
+        return _dead(
+            msg,
+            DeadReason.OVERSIZED,
+            f"payload of {size} bytes exceeds {policy.max_payload_bytes}",
+            topic_mn,
+        )
     if msg.transport == "mqtt" and topic_mn is None:
-        return _dead(msg, DeadReason.BAD_TOPIC,
-                     f"topic {msg.topic!r} is not {policy.topic_prefix}/<mn>/{policy.topic_suffix}",
-                     None)
+        return _dead(
+            msg,
+            DeadReason.BAD_TOPIC,
+            f"topic {msg.topic!r} is not {policy.topic_prefix}/<mn>/{policy.topic_suffix}",
+            None,
+        )
     if msg.garbage is not None:
         return _dead(msg, DeadReason.HJ212_GARBAGE, msg.garbage, None)
     if is_hj212(msg.payload):
         return _process_hj212(msg, topic_mn, known, policy, revoked)
     if topic_mn is None:
-        return _dead(msg, DeadReason.HJ212_GARBAGE,
-                     "bytes outside any ## … CRLF packet on the HJ 212 gateway", None)
+        return _dead(
+            msg,
+            DeadReason.HJ212_GARBAGE,
+            "bytes outside any ## … CRLF packet on the HJ 212 gateway",
+            None,
+        )
     if topic_mn in revoked:
         return _revoked(msg, topic_mn, revoked[topic_mn])
     if topic_mn not in known:
-        return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {topic_mn} is not in the registry",
-                     topic_mn)
+        return _dead(
+            msg, DeadReason.UNKNOWN_DEVICE, f"device {topic_mn} is not in the registry", topic_mn
+        )
     try:
         parsed: ParsedMessage = decode_json(msg.payload)
     except DecodeError as exc:
         return _dead(msg, exc.reason, exc.detail, topic_mn)
     if parsed.mn is not None and parsed.mn != topic_mn:
-        return _dead(msg, DeadReason.DEVICE_MISMATCH,
-                     f"payload names device {parsed.mn} but was published on {msg.topic}",
-                     topic_mn)
+        return _dead(
+            msg,
+            DeadReason.DEVICE_MISMATCH,
+            f"payload names device {parsed.mn} but was published on {msg.topic}",
+            topic_mn,
+        )
     return judge(msg, parsed.records, topic_mn, policy)
 
 
@@ -122,53 +143,94 @@ def _revoked(msg: InboundMessage, mn: str, reason: str) -> Outcome:
     return _dead(msg, DeadReason.DEVICE_REVOKED, f"device {mn} was revoked: {reason}", mn)
 
 
-def _process_hj212(msg: InboundMessage, topic_mn: str | None, known: Mapping[str, Device],
-                   policy: Policy, revoked: Mapping[str, str]) -> Outcome:
+def _process_hj212(
+    msg: InboundMessage,
+    topic_mn: str | None,
+    known: Mapping[str, Device],
+    policy: Policy,
+    revoked: Mapping[str, str],
+) -> Outcome:
     try:
         packet = hj212.parse_packet(msg.payload)
     except DecodeError as exc:
         return _dead(msg, exc.reason, exc.detail, topic_mn)
     if topic_mn is not None and packet.mn != topic_mn:
-        return _dead(msg, DeadReason.DEVICE_MISMATCH,
-                     f"packet MN {packet.mn} was published on {msg.topic}", topic_mn)
+        return _dead(
+            msg,
+            DeadReason.DEVICE_MISMATCH,
+            f"packet MN {packet.mn} was published on {msg.topic}",
+            topic_mn,
+        )
     if packet.mn in revoked:
         return _revoked(msg, packet.mn, revoked[packet.mn])
     device = known.get(packet.mn)
     if device is None:
-        return _dead(msg, DeadReason.UNKNOWN_DEVICE, f"device {packet.mn} is not in the registry",
-                     packet.mn)
+        return _dead(
+            msg, DeadReason.UNKNOWN_DEVICE, f"device {packet.mn} is not in the registry", packet.mn
+        )
     if device.password is None and policy.hj212_require_password:
-        return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
-                     f"device {packet.mn} has no registered password, and passwords are "
-                     "required (OFFSITE_HJ212_REQUIRE_PASSWORD)", packet.mn)
+        return _dead(
+            msg,
+            DeadReason.HJ212_WRONG_PASSWORD,
+            f"device {packet.mn} has no registered password, and passwords are "
+            "required (OFFSITE_HJ212_REQUIRE_PASSWORD)",
+            packet.mn,
+        )
     if device.password is not None and packet.pw != device.password:
-        return _dead(msg, DeadReason.HJ212_WRONG_PASSWORD,
-                     f"PW does not match the registered password of {packet.mn}", packet.mn)
+        return _dead(
+            msg,
+            DeadReason.HJ212_WRONG_PASSWORD,
+            f"PW does not match the registered password of {packet.mn}",
+            packet.mn,
+        )
     if packet.crc_variant == "modbus_swapped" and not device.crc_compat:
-        return _dead(msg, DeadReason.HJ212_CRC_MISMATCH,
-                     "CRC is a byte-swapped CRC-16/MODBUS, not HJ 212's; turn on the device's "
-                     "crc_compat switch in the registry to accept it", packet.mn)
+        return _dead(
+            msg,
+            DeadReason.HJ212_CRC_MISMATCH,
+            "CRC is a byte-swapped CRC-16/MODBUS, not HJ 212's; turn on the device's "
+            "crc_compat switch in the registry to accept it",
+            packet.mn,
+        )
     if packet.is_split:
         return Outcome(split=packet)
     return judge_packets([msg], [packet], policy)
 
 
-def judge_packets(msgs: Sequence[InboundMessage], packets: Sequence[hj212.Packet],
-                  policy: Policy) -> Outcome:
+def judge_packets(
+    msgs: Sequence[InboundMessage], packets: Sequence[hj212.Packet], policy: Policy
+) -> Outcome:
     """Readings of one packet, or of a reassembled split packet's parts (in PNO order)."""
     last = msgs[-1]
     mn = packets[0].mn
-    group = InboundMessage(last.topic, b"".join(m.payload for m in msgs), last.received_at,
-                           last.mid, last.qos, last.transport)
+    group = InboundMessage(
+        last.topic,
+        b"".join(m.payload for m in msgs),
+        last.received_at,
+        last.mid,
+        last.qos,
+        last.transport,
+    )
     try:
         parsed = hj212.to_message(packets, policy.hj212_tz)
     except DecodeError as exc:
         return _dead(group, exc.reason, exc.detail, mn)
     outcome = judge(group, parsed.records, mn, policy)
     outcome.packets = [
-        RawPacket(m.received_at, m.transport, m.topic, p.mn, p.qn, p.st, p.cn, p.flag, p.pnum,
-                  p.pno, p.raw.decode("utf-8", "replace").strip())
-        for m, p in zip(msgs, packets, strict=True)]
+        RawPacket(
+            m.received_at,
+            m.transport,
+            m.topic,
+            p.mn,
+            p.qn,
+            p.st,
+            p.cn,
+            p.flag,
+            p.pnum,
+            p.pno,
+            p.raw.decode("utf-8", "replace").strip(),
+        )
+        for m, p in zip(msgs, packets, strict=True)
+    ]
     return outcome
 
 
@@ -200,8 +262,7 @@ def _number(v: object) -> float | None:
         return math.inf
 
 
-def judge(msg: InboundMessage, records: Sequence[ParsedRecord], mn: str,
-          policy: Policy) -> Outcome:
+def judge(msg: InboundMessage, records: Sequence[ParsedRecord], mn: str, policy: Policy) -> Outcome:
     """Check every value of every record: time window, code, number, flag."""
     now = msg.received_at
     readings: list[Reading] = []
@@ -210,22 +271,31 @@ def judge(msg: InboundMessage, records: Sequence[ParsedRecord], mn: str,
     for rec in records:
         if rec.ts - now > policy.max_future:
             refused += len(rec.values)
-            problems.append((DeadReason.FUTURE_TIMESTAMP,
-                             f"ts {rec.ts.isoformat()} is {(rec.ts - now).total_seconds():.0f} s "
-                             f"ahead of the receive time (tolerance "
-                             f"{policy.max_future.total_seconds():.0f} s)"))
+            problems.append(
+                (
+                    DeadReason.FUTURE_TIMESTAMP,
+                    f"ts {rec.ts.isoformat()} is {(rec.ts - now).total_seconds():.0f} s "
+                    f"ahead of the receive time (tolerance "
+                    f"{policy.max_future.total_seconds():.0f} s)",
+                )
+            )
             continue
         if now - rec.ts > policy.max_age:
             refused += len(rec.values)
-            problems.append((DeadReason.STALE_TIMESTAMP,
-                             f"ts {rec.ts.isoformat()} is older than the "
-                             f"{policy.max_age.days}-day backfill window"))
+            problems.append(
+                (
+                    DeadReason.STALE_TIMESTAMP,
+                    f"ts {rec.ts.isoformat()} is older than the "
+                    f"{policy.max_age.days}-day backfill window",
+                )
+            )
             continue
         for code, v, flag, kind, stat in rec.values:
             if code not in _GOOD_CODES and not _good_code(code):
                 refused += 1
-                problems.append((DeadReason.BAD_POLLUTANT,
-                                 f"{code!r} is not an HJ 212 pollutant code"))
+                problems.append(
+                    (DeadReason.BAD_POLLUTANT, f"{code!r} is not an HJ 212 pollutant code")
+                )
                 continue
             fv = _number(v)
             if fv is None:
@@ -238,8 +308,12 @@ def judge(msg: InboundMessage, records: Sequence[ParsedRecord], mn: str,
                 continue
             if not isinstance(flag, str) or flag not in FLAGS:
                 refused += 1
-                problems.append((DeadReason.BAD_FLAG, f"{code}: flag {flag!r} is not one "
-                                 f"of {''.join(sorted(FLAGS))}"))
+                problems.append(
+                    (
+                        DeadReason.BAD_FLAG,
+                        f"{code}: flag {flag!r} is not one of {''.join(sorted(FLAGS))}",
+                    )
+                )
                 continue
             readings.append(Reading(rec.ts, mn, cast(str, code), fv, flag, kind, stat))  # checked
     if not problems:

@@ -42,9 +42,16 @@ def _check_name(name: str) -> str:
     return name
 
 
-def render(devices: Iterable[tuple[str, str]], prefix: str, suffix: str,
-           ingest_user: str | None = None, ingest_password: str | None = None,
-           *, simulator: tuple[str, str] | None = None, salt: bytes | None = None) -> BrokerAuth:
+def render(
+    devices: Iterable[tuple[str, str]],
+    prefix: str,
+    suffix: str,
+    ingest_user: str | None = None,
+    ingest_password: str | None = None,
+    *,
+    simulator: tuple[str, str] | None = None,
+    salt: bytes | None = None,
+) -> BrokerAuth:
     """``devices``: (mn, Mosquitto hash) of each active device with MQTT credentials.
 
     ``simulator`` (user, password) may publish for every device: for the demo fleet
@@ -54,8 +61,9 @@ def render(devices: Iterable[tuple[str, str]], prefix: str, suffix: str,
     n = 0
     if ingest_user is not None:
         if not ingest_password:
-            raise BrokerAuthError("the ingest user needs a password (OFFSITE_MQTT_URL "
-                                  "mqtt://user:password@host:port)")
+            raise BrokerAuthError(
+                "the ingest user needs a password (OFFSITE_MQTT_URL mqtt://user:password@host:port)"
+            )
         pw_lines.append(f"{_check_name(ingest_user)}:{mosquitto_hash(ingest_password, salt)}")
         acl += [f"user {ingest_user}", f"topic read {prefix}/+/{suffix}", ""]
     if simulator is not None:

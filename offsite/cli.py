@@ -72,14 +72,15 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 if args.db_command == "migrate":
                     for m in applied:
                         _print(f"applied {m.version:04d}_{m.name}")
-                    ts = ("active" if timescale_active(conn)
-                          else "not available (plain PostgreSQL)")
+                    ts = "active" if timescale_active(conn) else "not available (plain PostgreSQL)"
                     _print(f"schema at version {current_version(conn)}; TimescaleDB {ts}")
                 elif args.db_command == "status":
                     _print_status(db_status(conn))
                     r = settings.retention
-                    _print(f"retention: {f'{r.days} days of raw readings' if r else 'none'}; "
-                           f"{settings.partition_months_ahead} months made ahead")
+                    _print(
+                        f"retention: {f'{r.days} days of raw readings' if r else 'none'}; "
+                        f"{settings.partition_months_ahead} months made ahead"
+                    )
                 elif args.db_command == "maintain":
                     _maintain(conn, settings)
                 elif args.db_command == "rebuild-rollups":
@@ -91,8 +92,10 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
                     save_registry(conn, reg, actor="cli")
-                    _print(f"registry loaded: {len(reg.enterprises)} enterprises, "
-                           f"{len(reg.points)} points, {len(reg.devices)} devices")
+                    _print(
+                        f"registry loaded: {len(reg.enterprises)} enterprises, "
+                        f"{len(reg.points)} points, {len(reg.devices)} devices"
+                    )
         finally:
             pool.close()
     return 0
@@ -101,16 +104,22 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
     from offsite.store.partitions import maintain
 
-    r = maintain(conn, datetime.now(UTC), months_ahead=settings.partition_months_ahead,
-                 retention=settings.retention)
+    r = maintain(
+        conn,
+        datetime.now(UTC),
+        months_ahead=settings.partition_months_ahead,
+        retention=settings.retention,
+    )
     if r.skipped:
         _print("another maintainer is running; nothing done")
         return
     _print(f"backend: {r.backend}")
     if r.backend == "partitioned":
-        _print(f"created {', '.join(r.created) or 'none'}; dropped "
-               f"{', '.join(r.dropped) or 'none'}; {r.moved_rows} rows moved out of the "
-               f"DEFAULT partition; {r.purged_rows} rows past retention purged from it")
+        _print(
+            f"created {', '.join(r.created) or 'none'}; dropped "
+            f"{', '.join(r.dropped) or 'none'}; {r.moved_rows} rows moved out of the "
+            f"DEFAULT partition; {r.purged_rows} rows past retention purged from it"
+        )
     elif r.backend == "timescaledb":
         _print(f"retention policy set to {settings.retention or 'none'}")
 
@@ -119,21 +128,29 @@ def _print_status(st: object) -> None:
     from offsite.store.status import DbStatus
 
     assert isinstance(st, DbStatus)
-    _print(f"PostgreSQL {st.server_version}; schema version {st.schema_version} of "
-           f"{st.latest_migration}")
-    _print(f"TimescaleDB: {'active' if st.timescaledb else 'not available'}; readings "
-           f"{'a hypertable' if st.hypertable else 'a plain table'}")
+    _print(
+        f"PostgreSQL {st.server_version}; schema version {st.schema_version} of "
+        f"{st.latest_migration}"
+    )
+    _print(
+        f"TimescaleDB: {'active' if st.timescaledb else 'not available'}; readings "
+        f"{'a hypertable' if st.hypertable else 'a plain table'}"
+    )
     _print(f"readings from {st.oldest_reading or '-'} to {st.newest_reading or '-'}")
     if st.partitioned:
         first = st.partitions[0].start.date() if st.partitions else "-"
         last = st.partitions[-1].end.date() if st.partitions else "-"
-        _print(f"partitions: {len(st.partitions)} monthly, {first} → {last}; "
-               f"{st.default_rows} rows in DEFAULT")
+        _print(
+            f"partitions: {len(st.partitions)} monthly, {first} → {last}; "
+            f"{st.default_rows} rows in DEFAULT"
+        )
     _print(f"rollups (hourly, daily): {st.rollups}")
     if st.compression is not None:
         before, after = st.compression
-        _print(f"compression: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB "
-               f"({before / max(after, 1):.1f}×)")
+        _print(
+            f"compression: {before / 2**20:.1f} MiB → {after / 2**20:.1f} MiB "
+            f"({before / max(after, 1):.1f}×)"
+        )
     for name, (rows, size) in st.tables.items():
         count = f"~{rows:,}" if rows >= 0 else "? (not analysed yet)"
         _print(f"  {name:<16} {count:>20} rows  {size / 2**20:>10.1f} MiB")
@@ -177,15 +194,19 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 s = svc.stats
                 g = svc.gateway.stats if svc.gateway else None
                 conns = f"  connections {g.open_connections}" if g else ""
-                _print(f"[{time.monotonic() - t0:6.0f}s] messages {s.messages}  stored "
-                       f"{s.readings_stored}  dead letters {s.dead_letters}  alerts opened "
-                       f"{svc.rules_figures().opened}{conns}")
+                _print(
+                    f"[{time.monotonic() - t0:6.0f}s] messages {s.messages}  stored "
+                    f"{s.readings_stored}  dead letters {s.dead_letters}  alerts opened "
+                    f"{svc.rules_figures().opened}{conns}"
+                )
         finally:
             svc.stop()
         s = svc.stats
-        _print(f"ingest stopped: {s.messages} messages, {s.readings_stored} readings stored, "
-               f"{s.duplicates} duplicates ignored, {s.dead_letters} dead letters, "
-               f"{svc.rules_figures().opened} alerts opened")
+        _print(
+            f"ingest stopped: {s.messages} messages, {s.readings_stored} readings stored, "
+            f"{s.duplicates} duplicates ignored, {s.dead_letters} dead letters, "
+            f"{svc.rules_figures().opened} alerts opened"
+        )
         return 1 if svc.error is not None else 0
 
 
@@ -205,19 +226,26 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         _print("rule runner: judging what ingest workers queue (Ctrl-C to stop)")
         release_freed_memory()
         counts = new_counts()
-        runner = threading.Thread(target=run_rules, name="offsite-rules",
-                                  args=(db, runner_config(settings), stop.event, counts))
+        runner = threading.Thread(
+            target=run_rules,
+            name="offsite-rules",
+            args=(db, runner_config(settings), stop.event, counts),
+        )
         runner.start()
         t0 = time.monotonic()
         while not stop.event.wait(args.progress) and runner.is_alive():
             f = figures_in(counts)
-            _print(f"[{time.monotonic() - t0:6.0f}s] {'leading' if f.leading else 'standing by'}"
-                   f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}")
+            _print(
+                f"[{time.monotonic() - t0:6.0f}s] {'leading' if f.leading else 'standing by'}"
+                f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}"
+            )
         stop.event.set()
         runner.join()
         f = figures_in(counts)
-        _print(f"rule runner stopped: {f.judged} readings judged, {f.opened} alerts opened, "
-               f"{f.cleared} cleared")
+        _print(
+            f"rule runner stopped: {f.judged} readings judged, {f.opened} alerts opened, "
+            f"{f.cleared} cleared"
+        )
         return 0
 
 
@@ -242,11 +270,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         for n in notes:
             _print(f"started {n}")
         _migrate(db)
-        _print(f"API on http://{settings.http_host}:{settings.http_port} "
-               f"(OpenAPI at /docs); Ctrl-C to stop")
-        uvicorn.run(create_app(settings, db), host=settings.http_host, port=settings.http_port,
-                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=5,
-                    log_config=None)  # uvicorn's lines go through ours (JSON off a terminal)
+        _print(
+            f"API on http://{settings.http_host}:{settings.http_port} "
+            f"(OpenAPI at /docs); Ctrl-C to stop"
+        )
+        uvicorn.run(
+            create_app(settings, db),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=5,
+            log_config=None,
+        )  # uvicorn's lines go through ours (JSON off a terminal)
     return 0
 
 
@@ -263,14 +298,22 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     if tcp and args.protocol != "hj212":
         raise OffsiteError("--transport tcp speaks HJ 212 only: add --protocol hj212")
     if not tcp and settings.mqtt_url is None:
-        raise OffsiteError("offsite simulate needs a broker: set OFFSITE_MQTT_URL "
-                           "(or use --transport tcp --protocol hj212 for the gateway)")
+        raise OffsiteError(
+            "offsite simulate needs a broker: set OFFSITE_MQTT_URL "
+            "(or use --transport tcp --protocol hj212 for the gateway)"
+        )
     # HJ 212 times carry no zone: send them in the one the platform reads them in.
     hj212_tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
     start = datetime.now(UTC)
-    fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate,
-                        faults=[FaultKind(f) for f in args.fault] if args.fault else (),
-                        fault_after_s=args.fault_after, fault_duration_s=args.fault_duration)
+    fleet = build_fleet(
+        args.devices,
+        seed=args.seed,
+        start=start,
+        rate_s=args.rate,
+        faults=[FaultKind(f) for f in args.fault] if args.fault else (),
+        fault_after_s=args.fault_after,
+        fault_duration_s=args.fault_duration,
+    )
     if args.registry_out:
         _write_registry(fleet.registry, Path(args.registry_out))
         _print(f"registry written to {args.registry_out}")
@@ -278,28 +321,42 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         _register(settings.database_url, fleet.registry)
         _print(f"registered {len(fleet.registry.devices)} devices in the database")
     for f in fleet.faults:
-        _print(f"fault {f.kind.value:<10} {f.mn} {f.pollutant or '-':<7} "
-               f"{f.start.isoformat(timespec='seconds')} → {f.end.isoformat(timespec='seconds')}")
+        _print(
+            f"fault {f.kind.value:<10} {f.mn} {f.pollutant or '-':<7} "
+            f"{f.start.isoformat(timespec='seconds')} → {f.end.isoformat(timespec='seconds')}"
+        )
     stop = _Stop()
     stop.install()
     if tcp:
         from offsite.simulators.tcp_logger import TcpStats, run_tcp_loggers
 
         def tcp_progress(t: TcpStats) -> None:
-            _print(f"sent {t.packets} packets ({t.readings} readings), {t.responses} answered, "
-                   f"{t.resent} resent, {t.missing} missing")
+            _print(
+                f"sent {t.packets} packets ({t.readings} readings), {t.responses} answered, "
+                f"{t.resent} resent, {t.missing} missing"
+            )
 
         _print(f"HJ 212 loggers → {settings.gateway_host}:{settings.gateway_port}")
-        t = run_tcp_loggers(fleet, settings.gateway_host, settings.gateway_port,
-                            duration_s=args.duration, start=start, realtime=not args.fast,
-                            stop=stop.event, on_progress=tcp_progress,
-                            connections=args.connections,
-                            response_timeout_s=args.response_timeout, tz=hj212_tz)
-        _print(f"simulation done over {t.connections} connection(s): {t.packets} packets, "
-               f"{t.readings} readings in {t.elapsed_s:.1f} s "
-               f"({t.readings / max(t.elapsed_s, 1e-9):.0f} readings/s); responses received "
-               f"{t.responses}, missing {t.missing}; {t.resent} resent, {t.unmatched} "
-               f"unmatched responses, {t.reconnects} reconnects")
+        t = run_tcp_loggers(
+            fleet,
+            settings.gateway_host,
+            settings.gateway_port,
+            duration_s=args.duration,
+            start=start,
+            realtime=not args.fast,
+            stop=stop.event,
+            on_progress=tcp_progress,
+            connections=args.connections,
+            response_timeout_s=args.response_timeout,
+            tz=hj212_tz,
+        )
+        _print(
+            f"simulation done over {t.connections} connection(s): {t.packets} packets, "
+            f"{t.readings} readings in {t.elapsed_s:.1f} s "
+            f"({t.readings / max(t.elapsed_s, 1e-9):.0f} readings/s); responses received "
+            f"{t.responses}, missing {t.missing}; {t.resent} resent, {t.unmatched} "
+            f"unmatched responses, {t.reconnects} reconnects"
+        )
         return 0 if t.missing == 0 else 1
 
     from offsite.simulators.publisher import PublishStats, publish_fleet
@@ -308,12 +365,22 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         _print(f"published {st.messages} messages, {st.readings} readings")
 
     assert settings.mqtt_url is not None
-    st = publish_fleet(fleet, settings.mqtt_url, duration_s=args.duration, start=start,
-                       realtime=not args.fast, stop=stop.event, on_progress=progress,
-                       protocol=args.protocol, hj212_tz=hj212_tz)
-    _print(f"simulation done ({args.protocol} over MQTT): {st.messages} messages, "
-           f"{st.readings} readings in {st.elapsed_s:.1f} s "
-           f"({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)")
+    st = publish_fleet(
+        fleet,
+        settings.mqtt_url,
+        duration_s=args.duration,
+        start=start,
+        realtime=not args.fast,
+        stop=stop.event,
+        on_progress=progress,
+        protocol=args.protocol,
+        hj212_tz=hj212_tz,
+    )
+    _print(
+        f"simulation done ({args.protocol} over MQTT): {st.messages} messages, "
+        f"{st.readings} readings in {st.elapsed_s:.1f} s "
+        f"({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)"
+    )
     return 0
 
 
@@ -333,28 +400,44 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         try:
             tz = timezone(timedelta(hours=float(args.tz)))
         except (ValueError, OverflowError) as exc:
-            raise OffsiteError(f"--tz must be a UTC offset in hours (8, -5.5), not "
-                               f"{args.tz!r}") from exc
+            raise OffsiteError(
+                f"--tz must be a UTC offset in hours (8, -5.5), not {args.tz!r}"
+            ) from exc
     try:
         with open(args.replay, encoding="utf-8-sig", newline="") as fh:
             records = parse_csv(fh, parse_map(args.map), tz)
     except OSError as exc:
         raise OffsiteError(f"cannot read {args.replay}: {exc}") from exc
-    encode = replay_encoder(args.protocol, password=args.password, st=args.st,
-                            hj212_tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)))
-    _print(f"replaying {len(records)} records of {args.replay} as {args.mn} "
-           f"({records[0].ts.isoformat()} → {records[-1].ts.isoformat()}, "
-           f"speed {args.speed:g}{' = as fast as possible' if args.speed == 0 else '×'})")
+    encode = replay_encoder(
+        args.protocol,
+        password=args.password,
+        st=args.st,
+        hj212_tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)),
+    )
+    _print(
+        f"replaying {len(records)} records of {args.replay} as {args.mn} "
+        f"({records[0].ts.isoformat()} → {records[-1].ts.isoformat()}, "
+        f"speed {args.speed:g}{' = as fast as possible' if args.speed == 0 else '×'})"
+    )
     stop = _Stop()
     stop.install()
 
     def progress(st: PublishStats) -> None:
         _print(f"published {st.messages} of {len(records)} records, {st.readings} readings")
 
-    st = publish_records(records, settings.mqtt_url, args.mn, speed=args.speed, encode=encode,
-                         stop=stop.event, on_progress=progress)
-    _print(f"replay done ({args.protocol} over MQTT): {st.messages} messages, "
-           f"{st.readings} readings in {st.elapsed_s:.1f} s")
+    st = publish_records(
+        records,
+        settings.mqtt_url,
+        args.mn,
+        speed=args.speed,
+        encode=encode,
+        stop=stop.event,
+        on_progress=progress,
+    )
+    _print(
+        f"replay done ({args.protocol} over MQTT): {st.messages} messages, "
+        f"{st.readings} readings in {st.elapsed_s:.1f} s"
+    )
     return 0
 
 
@@ -408,9 +491,16 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                 password = sys.stdin.readline().rstrip("\n")
             elif not args.no_password:
                 password = getpass.getpass(f"password for {args.user}: ")
-            create_user(conn, args.user, args.role, password,
-                        enterprise_id=args.enterprise, region=args.region,
-                        department=args.department, actor="cli")
+            create_user(
+                conn,
+                args.user,
+                args.role,
+                password,
+                enterprise_id=args.enterprise,
+                region=args.region,
+                department=args.department,
+                actor="cli",
+            )
             _print(f"user {args.user} ({args.role}) saved")
         else:
             from datetime import timedelta
@@ -440,16 +530,21 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
         ingest_pw: str | None = None
         if settings.mqtt_url:
             _, _, user, ingest_pw = parse_mqtt_url(settings.mqtt_url)
-        sim = ((args.simulator_user, args.simulator_password)
-               if args.simulator_user and args.simulator_password else None)
+        sim = (
+            (args.simulator_user, args.simulator_password)
+            if args.simulator_user and args.simulator_password
+            else None
+        )
         auth = render(device_mqtt_hashes(conn), prefix, suffix, user, ingest_pw, simulator=sim)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "passwd").write_text(auth.passwd)
     (out / "passwd").chmod(0o644)  # hashes only; the broker drops root before reading
     (out / "acl").write_text(auth.acl)
-    _print(f"wrote {out / 'passwd'} and {out / 'acl'}: {auth.devices} devices"
-           + (f", ingest user {user}" if user else " (no ingest user: OFFSITE_MQTT_URL has none)"))
+    _print(
+        f"wrote {out / 'passwd'} and {out / 'acl'}: {auth.devices} devices"
+        + (f", ingest user {user}" if user else " (no ingest user: OFFSITE_MQTT_URL has none)")
+    )
     return 0
 
 
@@ -459,11 +554,15 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     with _db(settings) as conn:
         report = verify(conn)
     if report.broken is not None:
-        _print(f"audit: BROKEN at row {report.broken.seq}: {report.broken.reason} "
-               f"({report.rows} rows verified before it)")
+        _print(
+            f"audit: BROKEN at row {report.broken.seq}: {report.broken.reason} "
+            f"({report.rows} rows verified before it)"
+        )
         return 1
-    _print(f"audit: OK, {report.rows} rows; head {report.head_seq} {report.head_hash} "
-           "(keep this head elsewhere: deleting the newest rows is only visible against it)")
+    _print(
+        f"audit: OK, {report.rows} rows; head {report.head_seq} {report.head_hash} "
+        "(keep this head elsewhere: deleting the newest rows is only visible against it)"
+    )
     return 0
 
 
@@ -473,14 +572,24 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
 
     stop = _Stop()
     stop.install()
-    r = run_soak(settings.database_url, duration_s=args.duration, devices=args.devices,
-                 rate=args.rate, seed=args.seed, stop=stop.event, out=_print,
-                 faults=tuple(args.faults.split(",")), keep_db=args.keep_db)
+    r = run_soak(
+        settings.database_url,
+        duration_s=args.duration,
+        devices=args.devices,
+        rate=args.rate,
+        seed=args.seed,
+        stop=stop.event,
+        out=_print,
+        faults=tuple(args.faults.split(",")),
+        keep_db=args.keep_db,
+    )
     _print(f"soak: faults {', '.join(r.faults) or 'none'}")
-    _print(f"soak: published {r.published_messages} messages = {r.published_readings} "
-           f"readings; stored {r.stored} ({r.distinct} distinct); duplicates {r.duplicates}; "
-           f"dead letters {r.dead_letters}; backlog stored {r.catch_up_s:.1f} s after the "
-           f"stream ended")
+    _print(
+        f"soak: published {r.published_messages} messages = {r.published_readings} "
+        f"readings; stored {r.stored} ({r.distinct} distinct); duplicates {r.duplicates}; "
+        f"dead letters {r.dead_letters}; backlog stored {r.catch_up_s:.1f} s after the "
+        f"stream ended"
+    )
     _print("soak: BALANCED" if r.balanced else "soak: MISMATCH")
     return 0 if r.balanced else 1
 
@@ -491,9 +600,16 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.evaluation.runner import EngineConfig
 
     config = EngineConfig(settings.rules_file, settings.alert_clear_s)
-    return run_eval(seeds=args.seeds, kinds=args.kinds, devices_per_kind=args.devices_per_kind,
-                    as_json=args.json, strict=args.strict, config=config, out=_print,
-                    err=lambda line: print(line, file=sys.stderr, flush=True))
+    return run_eval(
+        seeds=args.seeds,
+        kinds=args.kinds,
+        devices_per_kind=args.devices_per_kind,
+        as_json=args.json,
+        strict=args.strict,
+        config=config,
+        out=_print,
+        err=lambda line: print(line, file=sys.stderr, flush=True),
+    )
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -503,10 +619,19 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     stop = _Stop()
     stop.install()
     with _demo_dir(settings, args.keep_data) as data_dir:
-        return run_demo(settings, data_dir, devices=args.devices, duration_s=args.duration,
-                        rate_s=args.rate, seed=args.seed, stop=stop.event,
-                        progress_s=args.progress, out=_print, fault_after_s=args.fault_after,
-                        protocol=args.protocol)
+        return run_demo(
+            settings,
+            data_dir,
+            devices=args.devices,
+            duration_s=args.duration,
+            rate_s=args.rate,
+            seed=args.seed,
+            stop=stop.event,
+            progress_s=args.progress,
+            out=_print,
+            fault_after_s=args.fault_after,
+            protocol=args.protocol,
+        )
 
 
 @contextlib.contextmanager
@@ -529,77 +654,140 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
-    d.add_argument("--fault-after", type=float, default=15.0,
-                   help="seconds before the injected faults begin")
-    d.add_argument("--protocol", choices=["json", "hj212"], default="json",
-                   help="payload the simulated devices publish over MQTT")
-    d.add_argument("--keep-data", action="store_true",
-                   help="keep the embedded database in OFFSITE_DATA_DIR/demo")
+    d.add_argument(
+        "--fault-after", type=float, default=15.0, help="seconds before the injected faults begin"
+    )
+    d.add_argument(
+        "--protocol",
+        choices=["json", "hj212"],
+        default="json",
+        help="payload the simulated devices publish over MQTT",
+    )
+    d.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the embedded database in OFFSITE_DATA_DIR/demo",
+    )
 
     i = sub.add_parser("ingest", help="MQTT → store → rules")
     i.add_argument("--progress", type=float, default=10.0)
-    i.add_argument("--gateway", action="store_true",
-                   help="also run the HJ 212 TCP gateway (OFFSITE_GATEWAY_HOST/PORT)")
+    i.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also run the HJ 212 TCP gateway (OFFSITE_GATEWAY_HOST/PORT)",
+    )
     g = sub.add_parser("gateway", help="HJ 212 over TCP → store → rules (no MQTT)")
     g.add_argument("--progress", type=float, default=10.0)
 
-    ru = sub.add_parser("rules", help="the rule runner alone (for ingest workers run with "
-                        "OFFSITE_RULES_RUNNER=external)")
+    ru = sub.add_parser(
+        "rules",
+        help="the rule runner alone (for ingest workers run with OFFSITE_RULES_RUNNER=external)",
+    )
     ru.add_argument("--progress", type=float, default=10.0, help="seconds between lines")
     sub.add_parser("serve", help="the HTTP API and console")
 
-    s = sub.add_parser("simulate", help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) "
-                                        "or the HJ 212 TCP gateway")
+    s = sub.add_parser(
+        "simulate",
+        help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) or the HJ 212 TCP gateway",
+    )
     s.add_argument("--devices", type=int, default=20)
     s.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     s.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
-    s.add_argument("--fault", action="append", default=[],
-                   choices=["flatline", "spike", "drift", "offline", "exceedance"])
+    s.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        choices=["flatline", "spike", "drift", "offline", "exceedance"],
+    )
     s.add_argument("--fault-after", type=float, default=15.0)
     s.add_argument("--fault-duration", type=float, default=60.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--fast", action="store_true",
-                   help="replay device time as fast as the broker (or gateway) takes it")
-    s.add_argument("--protocol", choices=["json", "hj212"], default="json",
-                   help="payload format (default json)")
-    s.add_argument("--transport", choices=["mqtt", "tcp"], default="mqtt",
-                   help="mqtt: OFFSITE_MQTT_URL; tcp: the HJ 212 gateway at "
-                        "OFFSITE_GATEWAY_HOST/PORT (needs --protocol hj212)")
-    s.add_argument("--connections", type=int, default=None,
-                   help="tcp: sockets shared by the devices (default one per device)")
-    s.add_argument("--response-timeout", type=float, default=10.0,
-                   help="tcp: seconds before an unanswered packet is resent once")
+    s.add_argument(
+        "--fast",
+        action="store_true",
+        help="replay device time as fast as the broker (or gateway) takes it",
+    )
+    s.add_argument(
+        "--protocol",
+        choices=["json", "hj212"],
+        default="json",
+        help="payload format (default json)",
+    )
+    s.add_argument(
+        "--transport",
+        choices=["mqtt", "tcp"],
+        default="mqtt",
+        help="mqtt: OFFSITE_MQTT_URL; tcp: the HJ 212 gateway at "
+        "OFFSITE_GATEWAY_HOST/PORT (needs --protocol hj212)",
+    )
+    s.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="tcp: sockets shared by the devices (default one per device)",
+    )
+    s.add_argument(
+        "--response-timeout",
+        type=float,
+        default=10.0,
+        help="tcp: seconds before an unanswered packet is resent once",
+    )
     s.add_argument("--registry-out", help="write the fleet's registry (.json)")
-    s.add_argument("--no-register", action="store_true",
-                   help="do not write the fleet into OFFSITE_DATABASE_URL's registry")
-    s.add_argument("--replay", metavar="FILE.csv",
-                   help="publish a recorded series instead of a simulated fleet (the device "
-                        "must be registered): a timestamp column, value columns named by "
-                        "pollutant code or --map, optional <column>_flag columns")
+    s.add_argument(
+        "--no-register",
+        action="store_true",
+        help="do not write the fleet into OFFSITE_DATABASE_URL's registry",
+    )
+    s.add_argument(
+        "--replay",
+        metavar="FILE.csv",
+        help="publish a recorded series instead of a simulated fleet (the device "
+        "must be registered): a timestamp column, value columns named by "
+        "pollutant code or --map, optional <column>_flag columns",
+    )
     s.add_argument("--mn", help="replay: the device MN to publish as")
     s.add_argument("--map", help='replay: column → pollutant code, e.g. "SO2=a21026,NOx=a21002"')
-    s.add_argument("--speed", type=float, default=60.0,
-                   help="replay: time compression (60 = an hour per minute; 0 = as fast as "
-                        "the broker acknowledges)")
+    s.add_argument(
+        "--speed",
+        type=float,
+        default=60.0,
+        help="replay: time compression (60 = an hour per minute; 0 = as fast as "
+        "the broker acknowledges)",
+    )
     s.add_argument("--tz", help="replay: UTC offset in hours for timestamps without a zone")
     s.add_argument("--password", default="123456", help="replay, hj212: the logger password")
     s.add_argument("--st", default="31", help="replay, hj212: system code (31 air, 32 water)")
 
-    k = sub.add_parser("soak", help="stream with random faults (kill -9, database cut, broker "
-                                    "restart); fails unless published = stored, once each")
+    k = sub.add_parser(
+        "soak",
+        help="stream with random faults (kill -9, database cut, broker "
+        "restart); fails unless published = stored, once each",
+    )
     k.add_argument("--duration", type=float, default=120.0)
     k.add_argument("--devices", type=int, default=8)
     k.add_argument("--rate", type=float, default=100.0, help="messages per second")
     k.add_argument("--seed", type=int, default=1)
-    k.add_argument("--faults", default="kill9,db_cut,broker_restart",
-                   help="comma-separated fault kinds to draw from")
+    k.add_argument(
+        "--faults",
+        default="kill9,db_cut,broker_restart",
+        help="comma-separated fault kinds to draw from",
+    )
     k.add_argument("--keep-db", action="store_true", help="keep the scratch database")
 
-    e = sub.add_parser("eval", help="score the rules on simulated faults with ground truth "
-                                    "(precision, recall, delay, clean false alerts)")
+    e = sub.add_parser(
+        "eval",
+        help="score the rules on simulated faults with ground truth "
+        "(precision, recall, delay, clean false alerts)",
+    )
     e.add_argument("--seeds", type=int, default=3)
-    e.add_argument("--kinds", nargs="+", default=[], metavar="KIND",
-                   choices=_fault_kinds(), help="default: every kind")
+    e.add_argument(
+        "--kinds",
+        nargs="+",
+        default=[],
+        metavar="KIND",
+        choices=_fault_kinds(),
+        help="default: every kind",
+    )
     e.add_argument("--devices-per-kind", type=int, default=6)
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
@@ -607,12 +795,20 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
     dbs.add_parser("migrate", help="apply pending schema migrations")
-    dbs.add_parser("status", help="schema version, backend features, table sizes, data span, "
-                                  "partitions, rollups, retention")
-    dbs.add_parser("maintain", help="create monthly partitions ahead, empty the DEFAULT "
-                                    "partition, drop months past OFFSITE_RETENTION_DAYS")
-    dbs.add_parser("rebuild-rollups", help="recompute hourly/daily rollups from raw readings "
-                                           "(after a bulk load)")
+    dbs.add_parser(
+        "status",
+        help="schema version, backend features, table sizes, data span, "
+        "partitions, rollups, retention",
+    )
+    dbs.add_parser(
+        "maintain",
+        help="create monthly partitions ahead, empty the DEFAULT "
+        "partition, drop months past OFFSITE_RETENTION_DAYS",
+    )
+    dbs.add_parser(
+        "rebuild-rollups",
+        help="recompute hourly/daily rollups from raw readings (after a bulk load)",
+    )
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
     lr.add_argument("file")
 
@@ -620,12 +816,14 @@ def build_parser() -> argparse.ArgumentParser:
     us = u.add_subparsers(dest="users_command", required=True)
     ua = us.add_parser("add", help="create or update a user (asks for the password)")
     ua.add_argument("user")
-    ua.add_argument("--role", required=True,
-                    choices=["admin", "regulator", "inspector", "enterprise"])
+    ua.add_argument(
+        "--role", required=True, choices=["admin", "regulator", "inspector", "enterprise"]
+    )
     ua.add_argument("--enterprise", help="the enterprise of an enterprise user")
     ua.add_argument("--region", default="", help="regulator/inspector region ('' = all)")
-    ua.add_argument("--department", default="",
-                    help="an inspector's department (listed on joint visits)")
+    ua.add_argument(
+        "--department", default="", help="an inspector's department (listed on joint visits)"
+    )
     ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     ua.add_argument("--no-password", action="store_true", help="API keys only, no login")
     ut = us.add_parser("token", help="issue an API key for a user (printed once)")
@@ -634,14 +832,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     dv = sub.add_parser("devices", help="device credentials for the MQTT broker")
     dvs = dv.add_subparsers(dest="devices_command", required=True)
-    ex = dvs.add_parser("export-broker-auth",
-                        help="write Mosquitto password and ACL files from the registry")
+    ex = dvs.add_parser(
+        "export-broker-auth", help="write Mosquitto password and ACL files from the registry"
+    )
     ex.add_argument("--out", default="deploy/mosquitto/auth")
-    ex.add_argument("--simulator-user", help="demo only: a user that may publish for every "
-                                             "device (the simulator)")
+    ex.add_argument(
+        "--simulator-user",
+        help="demo only: a user that may publish for every device (the simulator)",
+    )
     ex.add_argument("--simulator-password", default="")
-    sp = dvs.add_parser("set-mqtt-password", help="issue a device a new MQTT password "
-                                                  "(printed once)")
+    sp = dvs.add_parser(
+        "set-mqtt-password", help="issue a device a new MQTT password (printed once)"
+    )
     sp.add_argument("mn")
 
     au = sub.add_parser("audit", help="the tamper-evident audit log")
@@ -660,11 +862,21 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
-COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "gateway": cmd_ingest, "rules": cmd_rules,
-            "serve": cmd_serve,
-            "simulate": cmd_simulate, "db": cmd_db, "soak": cmd_soak, "eval": cmd_eval,
-            "users": cmd_users, "devices": cmd_devices, "audit": cmd_audit,
-            "bench": cmd_bench}
+COMMANDS = {
+    "demo": cmd_demo,
+    "ingest": cmd_ingest,
+    "gateway": cmd_ingest,
+    "rules": cmd_rules,
+    "serve": cmd_serve,
+    "simulate": cmd_simulate,
+    "db": cmd_db,
+    "soak": cmd_soak,
+    "eval": cmd_eval,
+    "users": cmd_users,
+    "devices": cmd_devices,
+    "audit": cmd_audit,
+    "bench": cmd_bench,
+}
 
 
 def _fault_kinds() -> list[str]:
@@ -677,8 +889,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level if args.command != "demo" else "WARNING",
-                      fmt=settings.log_format)
+        setup_logging(
+            settings.log_level if args.command != "demo" else "WARNING", fmt=settings.log_format
+        )
         return COMMANDS[args.command](args, settings)
     except OffsiteError as exc:
         print(f"offsite: error: {exc}", file=sys.stderr)

@@ -31,8 +31,10 @@ Out = Callable[..., None]
 
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("devices/{mn}/telemetry", b"{not json"),
-    ("devices/FFFFFFFFFFFFFFFFFFFFFFFF/telemetry",
-     b'{"ts": "2026-01-01T00:00:00Z", "values": {"a21026": 1.0}}'),
+    (
+        "devices/FFFFFFFFFFFFFFFFFFFFFFFF/telemetry",
+        b'{"ts": "2026-01-01T00:00:00Z", "values": {"a21026": 1.0}}',
+    ),
     ("devices/{mn}/telemetry", b'{"ts": "2026-01-01T00:00:00", "values": {"a21026": 1.0}}'),
 ]
 
@@ -60,47 +62,73 @@ def demo_users(conn: psycopg.Connection, enterprise_id: str) -> list[tuple[str, 
 
     made = []
     for user, role, ent, what in (
-            ("admin", "admin", None, "admin: registry and users"),
-            ("regulator", "regulator", None, "regulator: every region"),
-            ("inspector", "inspector", None, "inspector: scan a site's QR code at /scan"),
-            ("enterprise", "enterprise", enterprise_id, f"enterprise: only {enterprise_id}")):
+        ("admin", "admin", None, "admin: registry and users"),
+        ("regulator", "regulator", None, "regulator: every region"),
+        ("inspector", "inspector", None, "inspector: scan a site's QR code at /scan"),
+        ("enterprise", "enterprise", enterprise_id, f"enterprise: only {enterprise_id}"),
+    ):
         password = new_device_password()[:16]
         create_user(conn, user, role, password, enterprise_id=ent, actor="demo")
         made.append((user, what, password))
     return made
 
 
-def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: float | None,
-             rate_s: float, seed: int, stop: threading.Event, progress_s: float,
-             out: Out, fault_after_s: float = 15.0, protocol: str = "json") -> int:
+def run_demo(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    devices: int,
+    duration_s: float | None,
+    rate_s: float,
+    seed: int,
+    stop: threading.Event,
+    progress_s: float,
+    out: Out,
+    fault_after_s: float = 15.0,
+    protocol: str = "json",
+) -> int:
     t_start = time.monotonic()
-    with services(settings.database_url, settings.mqtt_url, data_dir,
-                  ephemeral=True) as (db, mq, notes):
+    with services(settings.database_url, settings.mqtt_url, data_dir, ephemeral=True) as (
+        db,
+        mq,
+        notes,
+    ):
         for n in notes:
             out(f"started {n}")
         start = datetime.now(UTC)
-        fleet = build_fleet(devices, seed=seed, start=start, rate_s=rate_s,
-                            fault_after_s=fault_after_s)
+        fleet = build_fleet(
+            devices, seed=seed, start=start, rate_s=rate_s, fault_after_s=fault_after_s
+        )
         pool = open_pool(db, max_size=2, name="offsite-demo")
         with pool.connection() as conn:
             migrate(conn)
             save_registry(conn, fleet.registry)
             logins = demo_users(conn, fleet.registry.enterprises[0].id)
-        out(f"registry: {len(fleet.registry.enterprises)} enterprises, "
-            f"{len(fleet.registry.devices)} devices; injected faults:")
+        out(
+            f"registry: {len(fleet.registry.enterprises)} enterprises, "
+            f"{len(fleet.registry.devices)} devices; injected faults:"
+        )
         for f in fleet.faults:
-            out(f"  {f.kind.value:<10} {f.mn} {f.pollutant or '-':<7} from "
+            out(
+                f"  {f.kind.value:<10} {f.mn} {f.pollutant or '-':<7} from "
                 f"+{(f.start - start).total_seconds():.0f}s to "
-                f"+{(f.end - start).total_seconds():.0f}s")
+                f"+{(f.end - start).total_seconds():.0f}s"
+            )
 
         ingest = IngestService(settings, db, mq)
         ingest.start()
         out(f"ingest consuming {settings.mqtt_topic} from {mq}")
 
         app = create_app(settings, db)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host,
-                                               port=settings.http_port, log_level="warning",
-                                               timeout_graceful_shutdown=2))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=settings.http_host,
+                port=settings.http_port,
+                log_level="warning",
+                timeout_graceful_shutdown=2,
+            )
+        )
         api_thread = threading.Thread(target=server.run, name="offsite-api", daemon=True)
         api_thread.start()
         deadline = time.monotonic() + 15
@@ -109,8 +137,10 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
         if not server.started:
             ingest.stop()
             pool.close()
-            raise OffsiteError(f"the API could not start on {settings.http_host}:"
-                               f"{settings.http_port} (port in use? set OFFSITE_HTTP_PORT)")
+            raise OffsiteError(
+                f"the API could not start on {settings.http_host}:"
+                f"{settings.http_port} (port in use? set OFFSITE_HTTP_PORT)"
+            )
         out(f"API and console on {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
         out("sign in to the console with (passwords are new each run):")
         for user, role, password in logins:
@@ -123,14 +153,23 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
             publish_raw(mq, topic.format(mn=first_mn), payload)
 
         def simulate() -> None:
-            pub["stats"] = publish_fleet(fleet, mq, duration_s=None, start=start,
-                                         realtime=True, stop=sim_stop, protocol=protocol,
-                                         on_progress=lambda st: pub.__setitem__("stats", st))
+            pub["stats"] = publish_fleet(
+                fleet,
+                mq,
+                duration_s=None,
+                start=start,
+                realtime=True,
+                stop=sim_stop,
+                protocol=protocol,
+                on_progress=lambda st: pub.__setitem__("stats", st),
+            )
 
         sim = threading.Thread(target=simulate, name="offsite-simulators", daemon=True)
         sim.start()
-        out(f"{devices} simulated devices publishing {protocol.upper()} every {rate_s:g} s"
-            + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop"))
+        out(
+            f"{devices} simulated devices publishing {protocol.upper()} every {rate_s:g} s"
+            + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop")
+        )
 
         t0 = time.monotonic()
         next_progress = t0 + progress_s
@@ -146,11 +185,15 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
                     next_progress += progress_s
                     s = ingest.stats
                     with pool.connection() as conn:
-                        row = conn.execute("SELECT count(*) FROM alerts WHERE state IN "
-                                           "('open','acknowledged','assigned')").fetchone()
-                    out(f"[{now - t0:5.0f}s] messages {s.messages:>7}  readings stored "
+                        row = conn.execute(
+                            "SELECT count(*) FROM alerts WHERE state IN "
+                            "('open','acknowledged','assigned')"
+                        ).fetchone()
+                    out(
+                        f"[{now - t0:5.0f}s] messages {s.messages:>7}  readings stored "
                         f"{s.readings_stored:>8}  dead letters {s.dead_letters:>3}  "
-                        f"alerts open {row[0] if row else 0:>3}")
+                        f"alerts open {row[0] if row else 0:>3}"
+                    )
                 stop.wait(0.2)
         finally:
             sim_stop.set()
@@ -162,8 +205,9 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
             api_thread.join(10)
             with pool.connection() as conn:
                 by_rule = counts_by_rule(conn)
-                alerted = {(rule, mn) for rule, mn in conn.execute(
-                    "SELECT DISTINCT rule, mn FROM alerts")}
+                alerted = {
+                    (rule, mn) for rule, mn in conn.execute("SELECT DISTINCT rule, mn FROM alerts")
+                }
             pool.close()
 
         s = ingest.stats
@@ -173,10 +217,19 @@ def run_demo(settings: Settings, data_dir: Path, *, devices: int, duration_s: fl
         out(f"  messages published   {p.messages if p else 0}")
         out(f"  messages received    {s.messages}")
         out(f"  readings stored      {s.readings_stored}  (duplicates ignored: {s.duplicates})")
-        out(f"  dead letters         {s.dead_letters}  "
-            + ", ".join(f"{k}: {v}" for k, v in sorted(s.dead_by_reason.items())))
-        out("  alerts by rule       " + ("; ".join(
-            f"{rule}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
-            for rule, states in by_rule.items()) or "none"))
+        out(
+            f"  dead letters         {s.dead_letters}  "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(s.dead_by_reason.items()))
+        )
+        out(
+            "  alerts by rule       "
+            + (
+                "; ".join(
+                    f"{rule}: " + ", ".join(f"{n} {st}" for st, n in sorted(states.items()))
+                    for rule, states in by_rule.items()
+                )
+                or "none"
+            )
+        )
         out("  injected faults      " + _detection(fleet.faults, alerted, t_sim_end=time.time()))
         return 0 if ingest.error is None else 1

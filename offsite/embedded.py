@@ -42,17 +42,20 @@ class EmbeddedPostgres:
                 warnings.simplefilter("ignore")
                 import pgserver
         except ImportError as exc:
-            raise EmbeddedError("the embedded PostgreSQL needs the 'pgserver' package "
-                                "(or set OFFSITE_DATABASE_URL)") from exc
+            raise EmbeddedError(
+                "the embedded PostgreSQL needs the 'pgserver' package (or set OFFSITE_DATABASE_URL)"
+            ) from exc
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
                 warnings.simplefilter("ignore")
                 self._server = pgserver.get_server(
-                    self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")
+                    self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop"
+                )
         except Exception as exc:  # pgserver raises plain exceptions of several kinds
-            raise EmbeddedError(f"embedded PostgreSQL failed to start in {self.data_dir}: "
-                                f"{exc}") from exc
+            raise EmbeddedError(
+                f"embedded PostgreSQL failed to start in {self.data_dir}: {exc}"
+            ) from exc
         return str(self._server.get_uri())
 
     def stop(self) -> None:
@@ -82,13 +85,20 @@ class EmbeddedBroker:
         try:
             from amqtt.broker import Broker
         except ImportError as exc:
-            raise EmbeddedError("the embedded broker needs the 'amqtt' package "
-                                "(or set OFFSITE_MQTT_URL)") from exc
+            raise EmbeddedError(
+                "the embedded broker needs the 'amqtt' package (or set OFFSITE_MQTT_URL)"
+            ) from exc
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
-                                      "max_connections": 1000}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
-                        {"allow_anonymous": True}},
+            "listeners": {
+                "default": {
+                    "type": "tcp",
+                    "bind": f"{self.host}:{self.port}",
+                    "max_connections": 1000,
+                }
+            },
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
 
         def run() -> None:
@@ -111,8 +121,9 @@ class EmbeddedBroker:
         self._thread = threading.Thread(target=run, name="offsite-embedded-broker", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
-            raise EmbeddedError(f"embedded MQTT broker failed to start on {self.url}: "
-                                f"{self._error}") from self._error
+            raise EmbeddedError(
+                f"embedded MQTT broker failed to start on {self.url}: {self._error}"
+            ) from self._error
         return self.url
 
     def stop(self) -> None:
@@ -128,8 +139,14 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def services(database_url: str | None, mqtt_url: str | None, data_dir: Path, *,
-             ephemeral: bool = False, mqtt_port: int = 0) -> Iterator[tuple[str, str, list[str]]]:
+def services(
+    database_url: str | None,
+    mqtt_url: str | None,
+    data_dir: Path,
+    *,
+    ephemeral: bool = False,
+    mqtt_port: int = 0,
+) -> Iterator[tuple[str, str, list[str]]]:
     """Yield (database_url, mqtt_url, notes), starting embedded services for what is unset."""
     notes: list[str] = []
     pg: EmbeddedPostgres | None = None

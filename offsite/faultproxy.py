@@ -120,6 +120,7 @@ def proxied_db_url(url: str) -> tuple[str, str, int]:
     port = parts.port or 5432
     user = parts.username or ""
     auth = f"{user}:{parts.password}@" if parts.password else (f"{user}@" if user else "")
-    template = urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{{port}}",
-                                         query=urlencode(query, doseq=True)))
+    template = urlunsplit(
+        parts._replace(netloc=f"{auth}127.0.0.1:{{port}}", query=urlencode(query, doseq=True))
+    )
     return template, host, port

@@ -33,9 +33,12 @@ class IngestProcess:
 
     def start(self) -> None:
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "offsite.cli", "ingest",
-                                      "--progress", "1"], env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "offsite.cli", "ingest", "--progress", "1"],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
         out.close()
 
     @property
@@ -76,22 +79,34 @@ class Stream:
     its own device timestamp (so every stored reading is traceable to one message), and
     keep going through broker restarts: paho resends unacknowledged messages."""
 
-    def __init__(self, mqtt_url: str, topic_template: str, mns: Sequence[str], count: int,
-                 rate: float, start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        mqtt_url: str,
+        topic_template: str,
+        mns: Sequence[str],
+        count: int,
+        rate: float,
+        start: datetime | None = None,
+    ) -> None:
         self.host, self.port, user, password = parse_mqtt_url(mqtt_url)
         self.topic_template = topic_template
         self.mns = list(mns)
         self.count = count
         self.rate = rate
-        self.start_ts = start or (datetime.now(UTC).replace(microsecond=0)
-                                  - timedelta(seconds=count // max(1, len(mns)) + 60))
+        self.start_ts = start or (
+            datetime.now(UTC).replace(microsecond=0)
+            - timedelta(seconds=count // max(1, len(mns)) + 60)
+        )
         self.sent = 0
         self.acked = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=f"offsite-stream-{uuid.uuid4().hex[:8]}", clean_session=False,
-                        protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"offsite-stream-{uuid.uuid4().hex[:8]}",
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+        )
         if user:
             c.username_pw_set(user, password)
         c.max_inflight_messages_set(100)
@@ -108,10 +123,11 @@ class Stream:
     def message(self, i: int) -> tuple[str, bytes]:
         mn = self.mns[i % len(self.mns)]
         ts = self.start_ts + timedelta(seconds=i // len(self.mns))
-        values = {code: round(10.0 + (i % 97) * 0.37 + k, 3) for k, code in
-                  enumerate(POLLUTANTS)}
-        return (self.topic_template.format(mn=mn),
-                json.dumps({"ts": ts.isoformat(), "values": values}).encode())
+        values = {code: round(10.0 + (i % 97) * 0.37 + k, 3) for k, code in enumerate(POLLUTANTS)}
+        return (
+            self.topic_template.format(mn=mn),
+            json.dumps({"ts": ts.isoformat(), "values": values}).encode(),
+        )
 
     def start(self) -> Stream:
         self._client.connect_async(self.host, self.port, 30)
@@ -119,8 +135,9 @@ class Stream:
         self._thread.start()
         return self
 
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object,
-                    properties: object) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: object, properties: object
+    ) -> None:
         with self._lock:
             self.acked += 1
 

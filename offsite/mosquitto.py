@@ -54,7 +54,8 @@ class OwnMosquitto:
         self.config.write_text(
             f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {workdir / 'data'}/\n"
-            f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}\n")
+            f"log_dest file {workdir / 'mosquitto.log'}\n{extra_config}\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -72,8 +73,11 @@ class OwnMosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while not _answers(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -49,13 +49,21 @@ class SoakResult:
 
     @property
     def balanced(self) -> bool:
-        return (self.stored == self.distinct == self.published_readings
-                and self.dead_letters == 0)
+        return self.stored == self.distinct == self.published_readings and self.dead_letters == 0
 
 
-def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate: float,
-             seed: int, stop: threading.Event, out: Callable[[str], None],
-             faults: tuple[str, ...] = FAULTS, keep_db: bool = False) -> SoakResult:
+def run_soak(
+    database_url: str | None,
+    *,
+    duration_s: float,
+    devices: int,
+    rate: float,
+    seed: int,
+    stop: threading.Event,
+    out: Callable[[str], None],
+    faults: tuple[str, ...] = FAULTS,
+    keep_db: bool = False,
+) -> SoakResult:
     binary = mosquitto_binary()
     if binary is None:
         raise OffsiteError("offsite soak needs the mosquitto binary (it restarts a broker)")
@@ -63,9 +71,24 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
     out(f"soak: seed {seed}")
     work = Path(tempfile.mkdtemp(prefix="offsite-soak-"))
     mns = [f"50A400000000000000{i:06X}" for i in range(devices)]
-    registry = registry_from_dict({"enterprises": [{"id": "SOAK", "name": "Soak Works",
-        "points": [{"id": "SOAK-P1", "kind": "flue_gas", "limits": {"a21026": 1e9},
-                    "devices": [{"mn": mn, "interval_s": 1} for mn in mns]}]}]})
+    registry = registry_from_dict(
+        {
+            "enterprises": [
+                {
+                    "id": "SOAK",
+                    "name": "Soak Works",
+                    "points": [
+                        {
+                            "id": "SOAK-P1",
+                            "kind": "flue_gas",
+                            "limits": {"a21026": 1e9},
+                            "devices": [{"mn": mn, "interval_s": 1} for mn in mns],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     pg = None
     admin = database_url
     if admin is None:
@@ -75,16 +98,38 @@ def run_soak(database_url: str | None, *, duration_s: float, devices: int, rate:
         with scratch_database(admin, "offsite_soak", keep=keep_db) as db:
             if keep_db:
                 out(f"soak: database kept: {db}")
-            return _soak(db, registry, mns, binary, work, rng, duration_s=duration_s,
-                         rate=rate, faults=faults, stop=stop, out=out)
+            return _soak(
+                db,
+                registry,
+                mns,
+                binary,
+                work,
+                rng,
+                duration_s=duration_s,
+                rate=rate,
+                faults=faults,
+                stop=stop,
+                out=out,
+            )
     finally:
         if pg is not None:
             pg.stop()
 
 
-def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
-          rng: random.Random, *, duration_s: float, rate: float, faults: tuple[str, ...],
-          stop: threading.Event, out: Callable[[str], None]) -> SoakResult:
+def _soak(
+    db: str,
+    registry: Registry,
+    mns: list[str],
+    binary: str,
+    work: Path,
+    rng: random.Random,
+    *,
+    duration_s: float,
+    rate: float,
+    faults: tuple[str, ...],
+    stop: threading.Event,
+    out: Callable[[str], None],
+) -> SoakResult:
     broker = OwnMosquitto(work / "mosquitto", LOSSLESS, binary=binary)
     template, host, port = proxied_db_url(db)
     proxy = FaultProxy(host, port)
@@ -99,10 +144,16 @@ def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
         proxy.start()
         rules = work / "rules.toml"  # outages are injected on purpose: not "offline"
         rules.write_text('base = "default"\n[offline]\nenabled = false\n')
-        ingest = IngestProcess({"OFFSITE_DATABASE_URL": template.format(port=proxy.port),
-                                "OFFSITE_MQTT_URL": broker.url, "OFFSITE_MQTT_TOPIC": TOPIC,
-                                "OFFSITE_MQTT_CLIENT_ID": "offsite-soak",
-                                "OFFSITE_RULES_FILE": str(rules)}, work / "ingest.log")
+        ingest = IngestProcess(
+            {
+                "OFFSITE_DATABASE_URL": template.format(port=proxy.port),
+                "OFFSITE_MQTT_URL": broker.url,
+                "OFFSITE_MQTT_TOPIC": TOPIC,
+                "OFFSITE_MQTT_CLIENT_ID": "offsite-soak",
+                "OFFSITE_RULES_FILE": str(rules),
+            },
+            work / "ingest.log",
+        )
         ingest.start()
         # Its persistent session must exist before the first publish: MQTT queues messages
         # only for subscriptions that exist (a deployment's session exists from day one).
@@ -111,18 +162,23 @@ def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
             if time.monotonic() > deadline or not ingest.running:
                 raise OffsiteError(f"ingest did not start:\n{ingest.output()[-2000:]}")
             time.sleep(0.2)
-        stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), mns,
-                        count=int(duration_s * rate), rate=rate).start()
-        out(f"soak: {len(mns)} devices, {rate:g} msg/s for {duration_s:g} s "
-            f"({stream.count} messages × {len(POLLUTANTS)} readings); logs in {work}")
+        stream = Stream(
+            broker.url, TOPIC.replace("+", "{mn}"), mns, count=int(duration_s * rate), rate=rate
+        ).start()
+        out(
+            f"soak: {len(mns)} devices, {rate:g} msg/s for {duration_s:g} s "
+            f"({stream.count} messages × {len(POLLUTANTS)} readings); logs in {work}"
+        )
         t0 = time.monotonic()
         next_fault = t0 + rng.uniform(5, 15)
         while time.monotonic() - t0 < duration_s and not stop.is_set():
             if time.monotonic() >= next_fault and time.monotonic() - t0 < duration_s - 10:
                 kind = rng.choice(faults)
                 length = rng.uniform(1, 3) if kind != "db_cut" else rng.uniform(5, 20)
-                out(f"[{time.monotonic() - t0:6.1f}s] fault: {kind} for {length:.1f} s "
-                    f"(published {stream.acked}, stored {_count(db)[0]})")
+                out(
+                    f"[{time.monotonic() - t0:6.1f}s] fault: {kind} for {length:.1f} s "
+                    f"(published {stream.acked}, stored {_count(db)[0]})"
+                )
                 result.faults.append(kind)
                 _inject(kind, length, ingest, broker, proxy, stop)
                 next_fault = time.monotonic() + rng.uniform(10, 30)
@@ -150,8 +206,14 @@ def _soak(db: str, registry: Registry, mns: list[str], binary: str, work: Path,
         broker.stop()
 
 
-def _inject(kind: str, length: float, ingest: IngestProcess, broker: OwnMosquitto,
-            proxy: FaultProxy, stop: threading.Event) -> None:
+def _inject(
+    kind: str,
+    length: float,
+    ingest: IngestProcess,
+    broker: OwnMosquitto,
+    proxy: FaultProxy,
+    stop: threading.Event,
+) -> None:
     if kind == "kill9":
         ingest.kill9()
         stop.wait(length)
@@ -168,8 +230,9 @@ def _inject(kind: str, length: float, ingest: IngestProcess, broker: OwnMosquitt
 
 def _count(db: str) -> tuple[int, int]:
     with psycopg.connect(db) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT (mn, pollutant, ts)) "
-                           "FROM readings").fetchone()
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (mn, pollutant, ts)) FROM readings"
+        ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 

@@ -40,12 +40,13 @@ class AlertState(StrEnum):
 
 ACTIVE = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ASSIGNED})
 _ALLOWED: dict[AlertState, frozenset[AlertState]] = {
-    AlertState.OPEN: frozenset({AlertState.ACKNOWLEDGED, AlertState.ASSIGNED,
-                                AlertState.RESOLVED, AlertState.CLEARED}),
-    AlertState.ACKNOWLEDGED: frozenset({AlertState.ASSIGNED, AlertState.RESOLVED,
-                                        AlertState.CLEARED}),
-    AlertState.ASSIGNED: frozenset({AlertState.ASSIGNED, AlertState.RESOLVED,
-                                    AlertState.CLEARED}),
+    AlertState.OPEN: frozenset(
+        {AlertState.ACKNOWLEDGED, AlertState.ASSIGNED, AlertState.RESOLVED, AlertState.CLEARED}
+    ),
+    AlertState.ACKNOWLEDGED: frozenset(
+        {AlertState.ASSIGNED, AlertState.RESOLVED, AlertState.CLEARED}
+    ),
+    AlertState.ASSIGNED: frozenset({AlertState.ASSIGNED, AlertState.RESOLVED, AlertState.CLEARED}),
     AlertState.RESOLVED: frozenset({AlertState.OPEN}),
     AlertState.CLEARED: frozenset({AlertState.OPEN}),
 }
@@ -101,17 +102,36 @@ def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
     for f in findings:
         prev = acc.get(f.key)
         if prev is None:
-            acc[f.key] = AlertUpsert(f.rule, f.mn, f.pollutant, f.severity, f.ts, f.ts, 1,
-                                     f.value, f.limit, f.message, f.detail, f.suppressed)
+            acc[f.key] = AlertUpsert(
+                f.rule,
+                f.mn,
+                f.pollutant,
+                f.severity,
+                f.ts,
+                f.ts,
+                1,
+                f.value,
+                f.limit,
+                f.message,
+                f.detail,
+                f.suppressed,
+            )
             continue
         worse = f.value is not None and (prev.worst_value is None or f.value > prev.worst_value)
         acc[f.key] = AlertUpsert(
-            f.rule, f.mn, f.pollutant,
+            f.rule,
+            f.mn,
+            f.pollutant,
             max(prev.severity, f.severity, key=SEVERITY_RANK.__getitem__),
-            min(prev.first_seen, f.ts), max(prev.last_seen, f.ts), prev.count + 1,
-            f.value if worse else prev.worst_value, f.limit if f.limit is not None else prev.limit,
+            min(prev.first_seen, f.ts),
+            max(prev.last_seen, f.ts),
+            prev.count + 1,
+            f.value if worse else prev.worst_value,
+            f.limit if f.limit is not None else prev.limit,
             f.message if worse or f.ts >= prev.last_seen else prev.message,
-            prev.detail, prev.suppressed)
+            prev.detail,
+            prev.suppressed,
+        )
     return list(acc.values())
 
 
@@ -122,9 +142,12 @@ class AlertBook:
     only decides what to ask of it, and is rebuilt from it at start.
     """
 
-    def __init__(self, clear_after: Mapping[str, timedelta],
-                 default_clear_after: timedelta = timedelta(minutes=5),
-                 cooldown: Mapping[str, timedelta] | None = None) -> None:
+    def __init__(
+        self,
+        clear_after: Mapping[str, timedelta],
+        default_clear_after: timedelta = timedelta(minutes=5),
+        cooldown: Mapping[str, timedelta] | None = None,
+    ) -> None:
         self.clear_after = dict(clear_after)
         self.default_clear_after = default_clear_after
         self.cooldown = {k: v for k, v in (cooldown or {}).items() if v > timedelta(0)}
@@ -134,8 +157,7 @@ class AlertBook:
     def load(self, active: Iterable[tuple[AlertKey, datetime]]) -> None:
         self.active = dict(active)
 
-    def plan(self, findings: Iterable[Finding],
-             seen: Mapping[tuple[str, str], datetime]) -> Plan:
+    def plan(self, findings: Iterable[Finding], seen: Mapping[tuple[str, str], datetime]) -> Plan:
         """Decide upserts and clears.
 
         ``seen`` maps (mn, pollutant) — and (mn, '') for the device — to the newest
@@ -181,8 +203,9 @@ class AlertBook:
         for key, last in candidates.items():
             rule, mn, pollutant = key
             now = seen.get(seen_key(rule, mn, pollutant))
-            if now is not None and now - last >= self.clear_after.get(rule,
-                                                                      self.default_clear_after):
+            if now is not None and now - last >= self.clear_after.get(
+                rule, self.default_clear_after
+            ):
                 clears.append(key)
         return Plan(upserts, clears, closed)
 

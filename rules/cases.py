@@ -38,8 +38,13 @@ _ALLOWED: dict[CaseState, frozenset[CaseState]] = {
 }
 
 
-def move(current: CaseState | str, target: CaseState | str, *, open_tasks: int = 0,
-         note: str | None = None) -> CaseState:
+def move(
+    current: CaseState | str,
+    target: CaseState | str,
+    *,
+    open_tasks: int = 0,
+    note: str | None = None,
+) -> CaseState:
     """Check a regulator's step; raise InvalidTransition saying why it is refused.
 
     Every step needs a note (the record must say why), and closing needs no inspection
@@ -47,13 +52,15 @@ def move(current: CaseState | str, target: CaseState | str, *, open_tasks: int =
     cur, tgt = CaseState(current), CaseState(target)
     if tgt not in _ALLOWED[cur]:
         allowed = ", ".join(sorted(s.value for s in _ALLOWED[cur])) or "nothing"
-        raise InvalidTransition(f"a case that is {cur.value} cannot become {tgt.value} "
-                                f"(it can become: {allowed})")
+        raise InvalidTransition(
+            f"a case that is {cur.value} cannot become {tgt.value} (it can become: {allowed})"
+        )
     if not note or not note.strip():
         raise InvalidTransition(f"moving a case to {tgt.value} needs a note saying why")
     if tgt is CaseState.CLOSED and open_tasks:
-        raise InvalidTransition(f"the case has {open_tasks} open inspection task(s): "
-                                "their visits must report first")
+        raise InvalidTransition(
+            f"the case has {open_tasks} open inspection task(s): their visits must report first"
+        )
     return tgt
 
 
@@ -66,7 +73,7 @@ class Deadline:
     response_due_at: datetime | None
     escalated_at: datetime | None
     last_response_at: datetime | None  # the enterprise's newest response, if any
-    responses_pending: int = 0         # responses not yet accepted or rejected
+    responses_pending: int = 0  # responses not yet accepted or rejected
 
 
 def due_for_escalation(cases: Iterable[Deadline], now: datetime) -> list[int]:
@@ -74,8 +81,12 @@ def due_for_escalation(cases: Iterable[Deadline], now: datetime) -> list[int]:
     (a response awaiting the regulator's verdict counts as given). Each escalates once."""
     out = []
     for c in cases:
-        if c.state == CaseState.CLOSED or c.response_due_at is None \
-                or c.escalated_at is not None or now < c.response_due_at:
+        if (
+            c.state == CaseState.CLOSED
+            or c.response_due_at is None
+            or c.escalated_at is not None
+            or now < c.response_due_at
+        ):
             continue
         if c.responses_pending:
             continue

@@ -30,8 +30,17 @@ O2_CODE = "a19001"
 _LEVELS = ("device_type", "enterprise", "point", "device")  # override cascade, weakest first
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_GATING_KEYS = {"severity", "count", "for", "clear_after", "clear_score", "cooldown",
-                "critical_score", "mute_on_maintenance", "enabled"}
+_GATING_KEYS = {
+    "severity",
+    "count",
+    "for",
+    "clear_after",
+    "clear_score",
+    "cooldown",
+    "critical_score",
+    "mute_on_maintenance",
+    "enabled",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +100,15 @@ class Silence:
             return False
         if self.rules and rule not in self.rules and rule.split(".")[0] not in self.rules:
             return False
-        return all(want is None or want == have for want, have in (
-            (self.device_type, info.device_type), (self.enterprise, info.enterprise),
-            (self.point, info.point), (self.device, info.mn)))
+        return all(
+            want is None or want == have
+            for want, have in (
+                (self.device_type, info.device_type),
+                (self.enterprise, info.enterprise),
+                (self.point, info.point),
+                (self.device, info.mn),
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +149,9 @@ class RuleSet:
     # [cases] open_for_severity: alerts opened at this severity or worse open a case
     # (store/cases.py open_cases_for); None: the engine opens no cases
     case_open_severity: str | None = None
-    _cache: dict[SeriesInfo, tuple[Bound, ...]] = field(default_factory=dict, compare=False,
-                                                        repr=False)
+    _cache: dict[SeriesInfo, tuple[Bound, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
     # one object per distinct binding, shared by every series it applies to: tens of
     # thousands of series otherwise each held their own equal detectors (60+ MB at
     # 10,000 devices)
@@ -189,8 +205,12 @@ class RuleSet:
 
 
 def _level_value(level: str, info: SeriesInfo) -> str:
-    return {"device_type": info.device_type, "enterprise": info.enterprise,
-            "point": info.point, "device": info.mn}[level]
+    return {
+        "device_type": info.device_type,
+        "enterprise": info.enterprise,
+        "point": info.point,
+        "device": info.mn,
+    }[level]
 
 
 def _pollutant_matches(patterns: Sequence[str], info: SeriesInfo) -> bool:
@@ -236,19 +256,24 @@ class _Where:
         start = starts[index]
         if key:
             for j in range(start, len(self.lines)):
-                if j > start and re.match(r"^\s*\[", self.lines[j]) and not re.match(
-                        rf"^\s*\[\s*{re.escape(table)}\s*\.", self.lines[j]):
+                if (
+                    j > start
+                    and re.match(r"^\s*\[", self.lines[j])
+                    and not re.match(rf"^\s*\[\s*{re.escape(table)}\s*\.", self.lines[j])
+                ):
                     break  # the next table, but not this entry's own [table.params]
-                if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[j]) or \
-                        re.search(rf"[{{,]\s*{re.escape(key)}\s*=", self.lines[j]):
+                if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[j]) or re.search(
+                    rf"[{{,]\s*{re.escape(key)}\s*=", self.lines[j]
+                ):
                     return j + 1
         return start
 
     def key_line(self, key: str) -> int:
         """The line of a top-level key: ``key = …``, or a ``[key]``/``[[key]]`` header."""
         for i, line in enumerate(self.lines, 1):
-            if re.match(rf"^\s*{re.escape(key)}\s*=", line) or \
-                    re.match(rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]", line):
+            if re.match(rf"^\s*{re.escape(key)}\s*=", line) or re.match(
+                rf"^\s*\[\[?\s*{re.escape(key)}\s*[\].]", line
+            ):
                 return i
         return 1
 
@@ -267,11 +292,12 @@ def duration_s(value: Any) -> float:
         m = _DURATION.match(value)
         if m:
             return float(m.group(1)) * _UNIT_S[m.group(2)]
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30, \"90s\", \"5m\", \"1h\")")
+    raise ValueError(f'not a duration: {value!r} (use e.g. 30, "90s", "5m", "1h")')
 
 
-def _gating(raw: Mapping[str, Any], base: Gating, where: _Where, table: str,
-            idx: int) -> dict[str, Any]:
+def _gating(
+    raw: Mapping[str, Any], base: Gating, where: _Where, table: str, idx: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, val in raw.items():
         if key not in _GATING_KEYS:
@@ -279,8 +305,9 @@ def _gating(raw: Mapping[str, Any], base: Gating, where: _Where, table: str,
         try:
             if key == "severity":
                 if val not in SEVERITY_RANK:
-                    raise ValueError(f"severity must be one of {sorted(SEVERITY_RANK)}, "
-                                     f"not {val!r}")
+                    raise ValueError(
+                        f"severity must be one of {sorted(SEVERITY_RANK)}, not {val!r}"
+                    )
                 out[key] = val
             elif key == "count":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
@@ -301,14 +328,20 @@ def _gating(raw: Mapping[str, Any], base: Gating, where: _Where, table: str,
     return out
 
 
-def _check_params(detector: str, params: Mapping[str, Any], where: _Where, table: str,
-                  idx: int) -> None:
+def _check_params(
+    detector: str, params: Mapping[str, Any], where: _Where, table: str, idx: int
+) -> None:
     cls = CATALOG[detector]
     known = {f.name for f in fields(cls)}
     for k in params:
         if k not in known:
-            raise where.error(table, idx, k, f"detector {detector!r} has no parameter {k!r} "
-                                             f"(it has: {', '.join(sorted(known)) or 'none'})")
+            raise where.error(
+                table,
+                idx,
+                k,
+                f"detector {detector!r} has no parameter {k!r} "
+                f"(it has: {', '.join(sorted(known)) or 'none'})",
+            )
     try:
         cls(**params)
     except (TypeError, ValueError) as exc:
@@ -339,12 +372,13 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileError(f"{source}: not valid TOML: {exc}") from exc
     where = _Where(source, text)
-    known_top = {"version", "base", "defaults", "rule", "override", "silence", "offline",
-                 "cases"}
+    known_top = {"version", "base", "defaults", "rule", "override", "silence", "offline", "cases"}
     for k in doc:
         if k not in known_top:
-            raise RulesFileError(f"{source}:{where.key_line(k)}: unknown top-level key {k!r} "
-                                 f"(expected: {', '.join(sorted(known_top))})")
+            raise RulesFileError(
+                f"{source}:{where.key_line(k)}: unknown top-level key {k!r} "
+                f"(expected: {', '.join(sorted(known_top))})"
+            )
     rule_entries = _entries(doc, "rule", where)
     override_entries = _entries(doc, "override", where)
     silence_entries = _entries(doc, "silence", where)
@@ -354,14 +388,17 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     base_name = doc.get("base")
     if base_name is not None:
         if base_name != "default":
-            raise RulesFileError(f"{source}:{where.key_line('base')}: base must be "
-                                 f"\"default\" (the packaged rules), not {base_name!r}")
+            raise RulesFileError(
+                f"{source}:{where.key_line('base')}: base must be "
+                f'"default" (the packaged rules), not {base_name!r}'
+            )
         btext = default_rules_text()
         bdoc = tomllib.loads(btext)
         bwhere = _Where("default_rules.toml", btext)
         mine = {raw.get("name") for raw, _, _ in rule_entries}
-        rule_entries = [e for e in _entries(bdoc, "rule", bwhere)
-                        if e[0].get("name") not in mine] + rule_entries
+        rule_entries = [
+            e for e in _entries(bdoc, "rule", bwhere) if e[0].get("name") not in mine
+        ] + rule_entries
         override_entries = _entries(bdoc, "override", bwhere) + override_entries
         silence_entries = _entries(bdoc, "silence", bwhere) + silence_entries
         defaults_raw = {**bdoc.get("defaults", {}), **defaults_raw}
@@ -375,16 +412,27 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     for raw, wh, i in rule_entries:
         name = raw.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-            raise wh.error("rule", i, "name", f"rule needs a name of lower-case letters, "
-                                              f"digits and _ (got {name!r})")
+            raise wh.error(
+                "rule",
+                i,
+                "name",
+                f"rule needs a name of lower-case letters, digits and _ (got {name!r})",
+            )
         if name in {r.name for r in rules}:
             raise wh.error("rule", i, "name", f"rule {name!r} is defined twice")
         det = raw.get("detector", name)
         if det not in CATALOG:
-            raise wh.error("rule", i, "detector", f"unknown detector {det!r} (known: "
-                                                  f"{', '.join(sorted(CATALOG))})")
-        unknown = set(raw) - _GATING_KEYS - {"name", "detector", "params", "device_types",
-                                             "pollutants", "kinds"}
+            raise wh.error(
+                "rule",
+                i,
+                "detector",
+                f"unknown detector {det!r} (known: {', '.join(sorted(CATALOG))})",
+            )
+        unknown = (
+            set(raw)
+            - _GATING_KEYS
+            - {"name", "detector", "params", "device_types", "pollutants", "kinds"}
+        )
         if unknown:
             k = sorted(unknown)[0]
             raise wh.error("rule", i, k, f"rule {name!r}: unknown key {k!r}")
@@ -403,8 +451,18 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         except ValueError as exc:
             raise wh.error("rule", i, None, f"rule {name!r}: {exc}") from exc
         g = _gating(raw, base, wh, "rule", i)
-        rules.append(_Rule(name, det, params, _apply_gating(base, g), g.get("enabled", True),
-                           device_types, pollutants, kinds))
+        rules.append(
+            _Rule(
+                name,
+                det,
+                params,
+                _apply_gating(base, g),
+                g.get("enabled", True),
+                device_types,
+                pollutants,
+                kinds,
+            )
+        )
 
     by_name = {r.name: r for r in rules}
     overrides: list[_Override] = []
@@ -414,8 +472,9 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
             raise wh.error("override", i, "rule", f"override of unknown rule {rule!r}")
         levels = [lv for lv in _LEVELS if lv in raw]
         if len(levels) != 1:
-            raise wh.error("override", i, None, "an override names exactly one of "
-                                                f"{', '.join(_LEVELS)}")
+            raise wh.error(
+                "override", i, None, f"an override names exactly one of {', '.join(_LEVELS)}"
+            )
         unknown = set(raw) - _GATING_KEYS - {"rule", "params", "pollutants", *_LEVELS}
         if unknown:
             k = sorted(unknown)[0]
@@ -423,31 +482,49 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         params = raw.get("params", {})
         if not isinstance(params, dict):
             raise wh.error("override", i, "params", "params must be a table")
-        _check_params(by_name[rule].detector, {**by_name[rule].params, **params}, wh,
-                      "override", i)
+        _check_params(by_name[rule].detector, {**by_name[rule].params, **params}, wh, "override", i)
         g = _gating(raw, base, wh, "override", i)
         try:
-            pollutants = _strings(raw["pollutants"], "pollutants") \
-                if raw.get("pollutants") is not None else ()
+            pollutants = (
+                _strings(raw["pollutants"], "pollutants")
+                if raw.get("pollutants") is not None
+                else ()
+            )
         except ValueError as exc:
             raise wh.error("override", i, "pollutants", str(exc)) from exc
-        overrides.append(_Override(rule, levels[0], str(raw[levels[0]]), pollutants, params,
-                                   {k: v for k, v in g.items() if k != "enabled"},
-                                   g.get("enabled")))
+        overrides.append(
+            _Override(
+                rule,
+                levels[0],
+                str(raw[levels[0]]),
+                pollutants,
+                params,
+                {k: v for k, v in g.items() if k != "enabled"},
+                g.get("enabled"),
+            )
+        )
 
     silences: list[Silence] = []
     for raw, wh, i in silence_entries:
         start, end, reason = raw.get("start"), raw.get("end"), raw.get("reason")
         for key, val in (("start", start), ("end", end)):
             if not isinstance(val, datetime) or val.tzinfo is None:
-                raise wh.error("silence", i, key, f"{key} must be a TOML date-time with "
-                                                  f"a zone, e.g. 2026-11-26T08:00:00+08:00")
+                raise wh.error(
+                    "silence",
+                    i,
+                    key,
+                    f"{key} must be a TOML date-time with a zone, e.g. 2026-11-26T08:00:00+08:00",
+                )
         assert isinstance(start, datetime) and isinstance(end, datetime)
         if end <= start:
             raise wh.error("silence", i, "end", "end must be after start")
         if not isinstance(reason, str) or not reason.strip():
-            raise wh.error("silence", i, "reason", "a silence needs a reason (it is "
-                                                   "recorded on every alert it mutes)")
+            raise wh.error(
+                "silence",
+                i,
+                "reason",
+                "a silence needs a reason (it is recorded on every alert it mutes)",
+            )
         try:
             names = frozenset(_strings(raw.get("rules", []), "rules")) - {"*"}
         except ValueError as exc:
@@ -473,8 +550,19 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         raise where.error("offline", 0, None, str(exc)) from exc
     case_sev = _case_severity(cases_raw, where)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return RuleSet(version, digest, source, tuple(rules), tuple(overrides), tuple(silences),
-                   intervals, off_sev, off_clear, off_enabled, case_sev)
+    return RuleSet(
+        version,
+        digest,
+        source,
+        tuple(rules),
+        tuple(overrides),
+        tuple(silences),
+        intervals,
+        off_sev,
+        off_clear,
+        off_enabled,
+        case_sev,
+    )
 
 
 def _case_severity(raw: Mapping[str, Any], where: _Where) -> str | None:
@@ -482,15 +570,20 @@ def _case_severity(raw: Mapping[str, Any], where: _Where) -> str | None:
     by itself; absent or ``"none"``: only people open cases."""
     for k in raw:
         if k != "open_for_severity":
-            raise where.error("cases", 0, k, f"unknown key {k!r} in [cases] "
-                                             "(expected: open_for_severity)")
+            raise where.error(
+                "cases", 0, k, f"unknown key {k!r} in [cases] (expected: open_for_severity)"
+            )
     sev = raw.get("open_for_severity", "none")
     if sev == "none":
         return None
     if sev not in SEVERITY_RANK:
-        raise where.error("cases", 0, "open_for_severity",
-                          f"cases.open_for_severity must be \"none\" or one of "
-                          f"{sorted(SEVERITY_RANK)}, not {sev!r}")
+        raise where.error(
+            "cases",
+            0,
+            "open_for_severity",
+            f'cases.open_for_severity must be "none" or one of '
+            f"{sorted(SEVERITY_RANK)}, not {sev!r}",
+        )
     return str(sev)
 
 

@@ -77,8 +77,9 @@ class _Instance:
         self.slots = np.full(capacity, -1, dtype=np.int64)  # series row → slot
         self.n_slots = 0
         self.state: State | None = self.det.new_state(16)
-        self.gate = State(16, streak=(np.int64, 0), first=(np.float64, np.nan),
-                          firing=(np.bool_, False))
+        self.gate = State(
+            16, streak=(np.int64, 0), first=(np.float64, np.nan), firing=(np.bool_, False)
+        )
         self.params = params_of(self.det)
 
     def grow(self, capacity: int) -> None:
@@ -112,16 +113,30 @@ class ReadingRefs(Protocol):
 class _Refs:
     """The readings behind a round's rows, built only when a finding needs one."""
 
-    def __init__(self, keys: list[SeriesKey], sidx: np.ndarray, t: np.ndarray, x: np.ndarray,
-                 flag: np.ndarray, readings: Sequence[Reading] | None,
-                 sel: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        keys: list[SeriesKey],
+        sidx: np.ndarray,
+        t: np.ndarray,
+        x: np.ndarray,
+        flag: np.ndarray,
+        readings: Sequence[Reading] | None,
+        sel: np.ndarray | None = None,
+    ) -> None:
         self.keys, self.sidx, self.t, self.x, self.flag = keys, sidx, t, x, flag
         self.readings = readings
         self.sel = sel
 
     def subset(self, sel: np.ndarray) -> _Refs:
-        return _Refs(self.keys, self.sidx, self.t, self.x, self.flag, self.readings,
-                     sel if self.sel is None else self.sel[sel])
+        return _Refs(
+            self.keys,
+            self.sidx,
+            self.t,
+            self.x,
+            self.flag,
+            self.readings,
+            sel if self.sel is None else self.sel[sel],
+        )
 
     def __len__(self) -> int:
         return int(self.t.shape[0] if self.sel is None else self.sel.shape[0])
@@ -131,8 +146,14 @@ class _Refs:
         if self.readings is not None:
             return self.readings[j]
         mn, pollutant, kind = self.keys[int(self.sidx[j])]
-        return Reading(datetime.fromtimestamp(float(self.t[j]), UTC), mn, pollutant,
-                       float(self.x[j]), chr(int(self.flag[j])), DataKind(kind))
+        return Reading(
+            datetime.fromtimestamp(float(self.t[j]), UTC),
+            mn,
+            pollutant,
+            float(self.x[j]),
+            chr(int(self.flag[j])),
+            DataKind(kind),
+        )
 
 
 ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
@@ -141,8 +162,9 @@ ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 class RuleEngine:
     maintenance_grace_s = 600.0
 
-    def __init__(self, rules: RuleSet, devices: Mapping[str, DeviceMeta],
-                 started_at: datetime) -> None:
+    def __init__(
+        self, rules: RuleSet, devices: Mapping[str, DeviceMeta], started_at: datetime
+    ) -> None:
         self.rules = rules
         self.devices = dict(devices)
         self.started_at = started_at
@@ -159,8 +181,9 @@ class RuleEngine:
         self._hi = np.full(cap, np.inf)
         self._o2ref = np.full(cap, np.nan)
         self._interval = np.full(cap, 60.0)
-        self._partner: dict[str, np.ndarray] = {r: np.full(cap, -1, dtype=np.int64)
-                                                for r in ("o2", "conc", "flow")}
+        self._partner: dict[str, np.ndarray] = {
+            r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
+        }
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
@@ -175,8 +198,9 @@ class RuleEngine:
         the shared window for the longest history any of them reads)."""
         out: list[Bound] = []
         for r in self.rules.rules:
-            variants = [dict(r.params)] + [{**r.params, **ov.params}
-                                          for ov in self.rules.overrides if ov.rule == r.name]
+            variants = [dict(r.params)] + [
+                {**r.params, **ov.params} for ov in self.rules.overrides if ov.rule == r.name
+            ]
             out.extend(Bound(r.name, CATALOG[r.detector](**p), r.gating, "") for p in variants)
         return out
 
@@ -211,8 +235,14 @@ class RuleEngine:
         if self._limit.shape[0] >= cap:
             return
 
-        for name, fill in (("_limit", np.nan), ("_lo", -np.inf), ("_hi", np.inf),
-                           ("_o2ref", np.nan), ("_interval", 60.0), ("_applies", False)):
+        for name, fill in (
+            ("_limit", np.nan),
+            ("_lo", -np.inf),
+            ("_hi", np.inf),
+            ("_o2ref", np.nan),
+            ("_interval", 60.0),
+            ("_applies", False),
+        ):
             grow_attr(self, name, cap, fill)
         for role in list(self._partner):
             self._partner[role] = grow_rows(self._partner.pop(role), cap, -1)
@@ -230,7 +260,8 @@ class RuleEngine:
             self._instances.append(_Instance(bound, self.windows.capacity))
             self._inst_index[bound.key] = j
             self._applies = np.concatenate(
-                [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1)
+                [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1
+            )
         return j
 
     def _key(self, row: int) -> SeriesKey:
@@ -240,8 +271,9 @@ class RuleEngine:
         mn, pollutant, kind = self._key(row)
         meta = self.devices.get(mn, DeviceMeta())
         limit = meta.limits.get(pollutant)
-        info = SeriesInfo(mn, pollutant, kind, meta.device_type, meta.enterprise, meta.point,
-                          limit is not None)
+        info = SeriesInfo(
+            mn, pollutant, kind, meta.device_type, meta.enterprise, meta.point, limit is not None
+        )
         if row < len(self._info):
             self._info[row] = info
         else:
@@ -269,9 +301,11 @@ class RuleEngine:
                 self._partner["o2"][row] = by_code.get((O2_CODE, kind), -1)
                 flows = sorted(r for (c, k), r in by_code.items() if k == kind and c in FLOW_CODES)
                 self._partner["flow"][row] = flows[0] if flows else -1
-                concs = sorted((c, r) for (c, k), r in by_code.items()
-                               if k == kind and c not in FLOW_CODES
-                               and np.isfinite(self._limit[r]))
+                concs = sorted(
+                    (c, r)
+                    for (c, k), r in by_code.items()
+                    if k == kind and c not in FLOW_CODES and np.isfinite(self._limit[r])
+                )
                 self._partner["conc"][row] = concs[0][1] if concs else -1
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
@@ -299,22 +333,32 @@ class RuleEngine:
             self._quiet = False
         return sum(1 for r in readings if not r.stat)
 
-    def evaluate(self, readings: Sequence[Reading],
-                 received: Mapping[str, datetime] | None = None) -> Evaluation:
+    def evaluate(
+        self, readings: Sequence[Reading], received: Mapping[str, datetime] | None = None
+    ) -> Evaluation:
         """Judge new readings; ``received`` maps each device to when its data arrived."""
         primary = [r for r in readings if not r.stat]  # min/max/cou… beside an average:
-        index: dict[SeriesKey, int] = {}              # the rules judge primary values
-        sidx = np.fromiter((index.setdefault((r.mn, r.pollutant, r.kind), len(index))
-                            for r in primary), np.int64, len(primary))
+        index: dict[SeriesKey, int] = {}  # the rules judge primary values
+        sidx = np.fromiter(
+            (index.setdefault((r.mn, r.pollutant, r.kind), len(index)) for r in primary),
+            np.int64,
+            len(primary),
+        )
         t = np.fromiter((r.ts.timestamp() for r in primary), float, len(primary))
         x = np.fromiter((r.value for r in primary), float, len(primary))
         flag = np.frombuffer("".join(r.flag for r in primary).encode("ascii"), np.uint8)
         return self.evaluate_arrays(list(index), sidx, t, x, flag, received, primary)
 
-    def evaluate_arrays(self, keys: list[SeriesKey], sidx: np.ndarray, t: np.ndarray,
-                        x: np.ndarray, flag: np.ndarray,
-                        received: Mapping[str, datetime] | None = None,
-                        readings: Sequence[Reading] | None = None) -> Evaluation:
+    def evaluate_arrays(
+        self,
+        keys: list[SeriesKey],
+        sidx: np.ndarray,
+        t: np.ndarray,
+        x: np.ndarray,
+        flag: np.ndarray,
+        received: Mapping[str, datetime] | None = None,
+        readings: Sequence[Reading] | None = None,
+    ) -> Evaluation:
         """``evaluate`` on arrays: reading i is of series ``keys[sidx[i]]`` (mn, pollutant,
         kind), at device time ``t[i]`` (epoch s), value ``x[i]``, flag code ``flag[i]``.
         What the rule runner calls with its queue, without a Python object per reading;
@@ -339,8 +383,9 @@ class RuleEngine:
         rows = series_rows[sidx]
         refs = _Refs(keys, sidx, t, x, flag, readings)
         devices: dict[str, int] = {}
-        dev_of_series = np.fromiter((devices.setdefault(k[0], len(devices)) for k in keys),
-                                    np.int64, len(keys))
+        dev_of_series = np.fromiter(
+            (devices.setdefault(k[0], len(devices)) for k in keys), np.int64, len(keys)
+        )
         dev = dev_of_series[sidx]
         if np.unique(sidx).shape[0] == n:  # one reading per series: one round
             self._judge_round(np.arange(n), dev, rows, x, t, flag, refs, ev)
@@ -368,9 +413,17 @@ class RuleEngine:
             self._judge_round(np.flatnonzero(rank == rnd), dev, rows, x, t, flag, refs, ev)
         return ev
 
-    def _judge_round(self, sel: np.ndarray, dev: np.ndarray, rows: np.ndarray,
-                     x: np.ndarray, t: np.ndarray, flag: np.ndarray, refs: _Refs,
-                     ev: Evaluation) -> None:
+    def _judge_round(
+        self,
+        sel: np.ndarray,
+        dev: np.ndarray,
+        rows: np.ndarray,
+        x: np.ndarray,
+        t: np.ndarray,
+        flag: np.ndarray,
+        refs: _Refs,
+        ev: Evaluation,
+    ) -> None:
         """Judge one round (readings ``sel``) in pieces of whole devices.
 
         A round's temporaries are a few kB per series (window gathers, masks, sorted
@@ -395,31 +448,52 @@ class RuleEngine:
         """Row numbers of series (creating them): the index ``evaluate_round`` takes."""
         return self._rows(keys)
 
-    def _batch(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray,
-               flag: np.ndarray) -> Batch:
+    def _batch(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray, flag: np.ndarray) -> Batch:
         window, wflag, wt = self.windows.window(rows)
-        return Batch(rows, x, t, flag, self._limit[rows], self._lo[rows], self._hi[rows],
-                     self._o2ref[rows], self._interval[rows], window, wflag, wt)
+        return Batch(
+            rows,
+            x,
+            t,
+            flag,
+            self._limit[rows],
+            self._lo[rows],
+            self._hi[rows],
+            self._o2ref[rows],
+            self._interval[rows],
+            window,
+            wflag,
+            wt,
+        )
 
-    def _partners(self, b: Batch, roles: tuple[str, ...],
-                  where: np.ndarray, full: Batch) -> dict[str, Partner]:
+    def _partners(
+        self, b: Batch, roles: tuple[str, ...], where: np.ndarray, full: Batch
+    ) -> dict[str, Partner]:
         out = {}
         for role in roles:
             prow = self._partner[role][b.rows]
             have = prow >= 0
             safe = np.where(have, prow, 0)
             pos = where[safe]
-            x = np.where(have & (pos >= 0), full.x[np.maximum(pos, 0)],
-                         np.where(have, self.windows.latest(safe), np.nan))
-            x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N),
-                         np.nan, x)
+            x = np.where(
+                have & (pos >= 0),
+                full.x[np.maximum(pos, 0)],
+                np.where(have, self.windows.latest(safe), np.nan),
+            )
+            x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
             vals, flags, _ = self.windows.window(safe)
             win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
             out[role] = Partner(x, win)
         return out
 
-    def evaluate_round(self, rows: np.ndarray, x: np.ndarray, t: np.ndarray,
-                       flag: np.ndarray, batch: ReadingRefs, ev: Evaluation) -> None:
+    def evaluate_round(
+        self,
+        rows: np.ndarray,
+        x: np.ndarray,
+        t: np.ndarray,
+        flag: np.ndarray,
+        batch: ReadingRefs,
+        ev: Evaluation,
+    ) -> None:
         """One round as arrays: distinct series ``rows``, their new values, device times
         (epoch s) and flag codes. ``batch[i]`` is the reading behind row i, read only
         to word a finding. The core of ``evaluate``, and what the micro-benchmark times.
@@ -448,9 +522,21 @@ class RuleEngine:
             if b is None:
                 b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
                 if det.partners:
-                    b = Batch(b.rows, b.x, b.t, b.flag, b.limit, b.lo, b.hi, b.o2ref,
-                              b.interval, b.window, b.wflag, b.wt,
-                              self._partners(b, det.partners, where, full))
+                    b = Batch(
+                        b.rows,
+                        b.x,
+                        b.t,
+                        b.flag,
+                        b.limit,
+                        b.lo,
+                        b.hi,
+                        b.o2ref,
+                        b.interval,
+                        b.window,
+                        b.wflag,
+                        b.wt,
+                        self._partners(b, det.partners, where, full),
+                    )
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
             b = replace(b, rows=inst.slots[b.rows])
@@ -462,19 +548,22 @@ class RuleEngine:
             for k in np.flatnonzero(fire).tolist():
                 i = int(idx[k])
                 value = float(hits.value[k]) if hits.value is not None else float(full.x[i])
-                self._finding(inst, batch[i], int(rows[i]), value, float(hits.score[k]),
-                              full, i, ev)
+                self._finding(
+                    inst, batch[i], int(rows[i]), value, float(hits.score[k]), full, i, ev
+                )
         keep = np.flatnonzero(in_order)
         if keep.size:
             self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
 
-    def _gate(self, inst: _Instance, b: Batch, hit: np.ndarray,
-              score: np.ndarray) -> np.ndarray:
+    def _gate(self, inst: _Instance, b: Batch, hit: np.ndarray, score: np.ndarray) -> np.ndarray:
         """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing."""
         g = inst.bound.gating
         r = b.rows
-        streak, first, firing = inst.gate["streak"][r], inst.gate["first"][r], \
-            inst.gate["firing"][r]
+        streak, first, firing = (
+            inst.gate["streak"][r],
+            inst.gate["first"][r],
+            inst.gate["firing"][r],
+        )
         on = hit.copy()
         if g.clear_score is not None:
             on |= firing & (np.nan_to_num(score, nan=-np.inf) >= g.clear_score)
@@ -486,8 +575,17 @@ class RuleEngine:
         inst.gate["firing"][r] = fire | (firing & on)
         return fire
 
-    def _finding(self, inst: _Instance, r: Reading, row: int, value: float, score: float,
-                 full: Batch, i: int, ev: Evaluation) -> None:
+    def _finding(
+        self,
+        inst: _Instance,
+        r: Reading,
+        row: int,
+        value: float,
+        score: float,
+        full: Batch,
+        i: int,
+        ev: Evaluation,
+    ) -> None:
         b, g = inst.bound, inst.bound.gating
         info = self._info[row]
         limit = float(full.limit[i])
@@ -508,19 +606,38 @@ class RuleEngine:
         keep = [k for k, t in enumerate(ts) if t == t]  # drop empty (NaN) slots
         detail: dict[str, Any] = {
             "score": round(score, 4) if score == score else None,
-            "rule": {"name": b.name, "detector": inst.det.kind, "params": inst.params,
-                     "version": b.version, "digest": self.rules.digest[:12],
-                     "count": g.count, "for_s": g.for_s, "clear_score": g.clear_score},
-            "evidence": {"t": [round(ts[k], 3) for k in keep],
-                         "v": [vs[k] for k in keep],
-                         "flag": "".join(chr(fl[k]) for k in keep)},
+            "rule": {
+                "name": b.name,
+                "detector": inst.det.kind,
+                "params": inst.params,
+                "version": b.version,
+                "digest": self.rules.digest[:12],
+                "count": g.count,
+                "for_s": g.for_s,
+                "clear_score": g.clear_score,
+            },
+            "evidence": {
+                "t": [round(ts[k], 3) for k in keep],
+                "v": [vs[k] for k in keep],
+                "flag": "".join(chr(fl[k]) for k in keep),
+            },
         }
         pollutant = "" if inst.det.scope == "device" else r.pollutant
-        ev.findings.append(Finding(
-            name, r.mn, pollutant, r.ts, value, severity,
-            inst.det.describe(value, score, limit) + (f" [{r.pollutant}]" if not pollutant
-                                                      else ""),
-            None if np.isnan(limit) else limit, detail, suppressed))
+        ev.findings.append(
+            Finding(
+                name,
+                r.mn,
+                pollutant,
+                r.ts,
+                value,
+                severity,
+                inst.det.describe(value, score, limit)
+                + (f" [{r.pollutant}]" if not pollutant else ""),
+                None if np.isnan(limit) else limit,
+                detail,
+                suppressed,
+            )
+        )
 
     # -- the clock --------------------------------------------------------------------
     def check_offline(self, now: datetime, devices: Sequence[str] | None = None) -> Evaluation:
@@ -538,8 +655,9 @@ class RuleEngine:
         if not mns:
             return ev
         start = _epoch(self.started_at)
-        last = np.array([max(_epoch(self.last_received.get(mn, self.started_at)), start)
-                         for mn in mns])
+        last = np.array(
+            [max(_epoch(self.last_received.get(mn, self.started_at)), start) for mn in mns]
+        )
         interval = np.array([self.devices.get(mn, DeviceMeta()).interval_s for mn in mns])
         silent = self.offline_rule.silent(last, interval, _epoch(now))
         for i in np.flatnonzero(silent):
@@ -547,16 +665,29 @@ class RuleEngine:
             minutes = (_epoch(now) - last[i]) / 60.0
             since = datetime.fromtimestamp(last[i], UTC)
             meta = self.devices.get(mn, DeviceMeta())
-            info = SeriesInfo(mn, "", "rtd", meta.device_type, meta.enterprise, meta.point,
-                              False)
-            ev.findings.append(Finding(
-                "offline", mn, "", now, round(float(minutes), 2), self.rules.offline_severity,
-                f"no data since {since.isoformat(timespec='seconds')} "
-                f"({minutes:.1f} min; expected every {interval[i]:g} s)",
-                None, {"last_seen": since.isoformat(),
-                       "rule": {"name": "offline", "intervals": self.rules.offline_intervals,
-                                "version": self.rules.version}},
-                self.rules.silenced("offline", info, now)))
+            info = SeriesInfo(mn, "", "rtd", meta.device_type, meta.enterprise, meta.point, False)
+            ev.findings.append(
+                Finding(
+                    "offline",
+                    mn,
+                    "",
+                    now,
+                    round(float(minutes), 2),
+                    self.rules.offline_severity,
+                    f"no data since {since.isoformat(timespec='seconds')} "
+                    f"({minutes:.1f} min; expected every {interval[i]:g} s)",
+                    None,
+                    {
+                        "last_seen": since.isoformat(),
+                        "rule": {
+                            "name": "offline",
+                            "intervals": self.rules.offline_intervals,
+                            "version": self.rules.version,
+                        },
+                    },
+                    self.rules.silenced("offline", info, now),
+                )
+            )
         return ev
 
     # -- lifecycle settings the alert book needs --------------------------------------

@@ -36,8 +36,12 @@ class SeenTimes(Mapping[tuple[str, str], datetime]):
     slice's series keys (mn, pollutant, kind), their newest device times (epoch s, -inf
     where the slice has none) and the devices' receive times under (mn, '')."""
 
-    def __init__(self, keys: Sequence[tuple[str, str, str]], newest: np.ndarray,
-                 devices: Mapping[tuple[str, str], datetime]) -> None:
+    def __init__(
+        self,
+        keys: Sequence[tuple[str, str, str]],
+        newest: np.ndarray,
+        devices: Mapping[tuple[str, str], datetime],
+    ) -> None:
         self._index = {k: i for i, k in enumerate(keys)}
         self._newest = newest
         self._devices = dict(devices)

@@ -5,8 +5,20 @@ from __future__ import annotations
 import math
 
 _INF = math.inf
-_CONCENTRATIONS = ("a21026", "a21002", "a34013", "a24088", "a21005", "a05002",
-                   "w01018", "w21003", "w21001", "w21011", "w01019", "w01009")
+_CONCENTRATIONS = (
+    "a21026",
+    "a21002",
+    "a34013",
+    "a24088",
+    "a21005",
+    "a05002",
+    "w01018",
+    "w21003",
+    "w21001",
+    "w21011",
+    "w01019",
+    "w01009",
+)
 
 RANGES: dict[str, tuple[float, float]] = {
     **{code: (0.0, _INF) for code in _CONCENTRATIONS},

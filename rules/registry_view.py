@@ -11,6 +11,7 @@ def device_meta(reg: Registry) -> dict[str, DeviceMeta]:
     out = {}
     for d in reg.devices:
         p = points[d.point_id]
-        out[d.mn] = DeviceMeta(p.kind, p.enterprise_id, p.id, d.interval_s, p.o2_ref,
-                               dict(p.limits))
+        out[d.mn] = DeviceMeta(
+            p.kind, p.enterprise_id, p.id, d.interval_s, p.o2_ref, dict(p.limits)
+        )
     return out

@@ -14,18 +14,21 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class GuardPolicy:
     period_days: float  # "recently" means within this many days
-    max_visits: int     # this many visits in the period, and the next needs a reason
+    max_visits: int  # this many visits in the period, and the next needs a reason
 
 
 @dataclass(frozen=True, slots=True)
 class Justification:
-    case_id: int | None = None   # an open case of this enterprise
-    task_id: int | None = None   # an open inspection task at this enterprise
+    case_id: int | None = None  # an open case of this enterprise
+    task_id: int | None = None  # an open inspection task at this enterprise
     complaint: str | None = None  # a complaint's reference and gist
 
     def __bool__(self) -> bool:
-        return self.case_id is not None or self.task_id is not None or bool(
-            self.complaint and self.complaint.strip())
+        return (
+            self.case_id is not None
+            or self.task_id is not None
+            or bool(self.complaint and self.complaint.strip())
+        )
 
     def describe(self) -> str | None:
         if self.task_id is not None:
@@ -44,14 +47,17 @@ class GuardDecision:
     reason: str  # why a justification is needed (or why it is not)
 
 
-def judge(policy: GuardPolicy, recent_visits: int, no_disturbance: bool,
-          justification: Justification) -> GuardDecision:
+def judge(
+    policy: GuardPolicy, recent_visits: int, no_disturbance: bool, justification: Justification
+) -> GuardDecision:
     """Allowed unless the visit would be one too many, or the enterprise is on the
     no-disturbance list, and no justification is given."""
     why: list[str] = []
     if recent_visits >= policy.max_visits:
-        why.append(f"visited {recent_visits} time(s) in the last {policy.period_days:g} "
-                   f"days (at most {policy.max_visits} without a reason)")
+        why.append(
+            f"visited {recent_visits} time(s) in the last {policy.period_days:g} "
+            f"days (at most {policy.max_visits} without a reason)"
+        )
     if no_disturbance:
         why.append("the enterprise is on the no-disturbance list")
     if not why:

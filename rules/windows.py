@@ -55,8 +55,13 @@ class Windows:
         return out, new
 
     def _grow(self, cap: int) -> None:
-        for name, fill in (("_vals", np.nan), ("_flags", 0), ("_times", np.nan),
-                           ("_pos", 0), ("_last_t", -np.inf)):
+        for name, fill in (
+            ("_vals", np.nan),
+            ("_flags", 0),
+            ("_times", np.nan),
+            ("_pos", 0),
+            ("_last_t", -np.inf),
+        ):
             grow_attr(self, name, cap, fill)
 
     def widen(self, width: int) -> None:
@@ -71,8 +76,11 @@ class Windows:
         def wide(a: np.ndarray, fill: float | int) -> np.ndarray:
             return np.concatenate([np.full((a.shape[0], pad), fill, dtype=a.dtype), a], axis=1)
 
-        self._vals, self._flags, self._times = wide(vals, np.nan), wide(flags, 0), \
-            wide(times, np.nan)
+        self._vals, self._flags, self._times = (
+            wide(vals, np.nan),
+            wide(flags, 0),
+            wide(times, np.nan),
+        )
         self._pos[:] = 0
         self.width = width
 
@@ -92,8 +100,9 @@ class Windows:
     def last_t(self, rows: np.ndarray) -> np.ndarray:
         return self._last_t[rows]
 
-    def push(self, rows: np.ndarray, values: np.ndarray, flags: np.ndarray,
-             times: np.ndarray) -> None:
+    def push(
+        self, rows: np.ndarray, values: np.ndarray, flags: np.ndarray, times: np.ndarray
+    ) -> None:
         """Append one reading per row (rows must be distinct)."""
         pos = self._pos[rows]
         self._vals[rows, pos] = values

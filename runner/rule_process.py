@@ -59,16 +59,25 @@ def figures_in(counts: Any) -> RulesFigures:
 class RuleProcess:
     """Starts, watches and stops the rule runner's process."""
 
-    def __init__(self, database_url: str, config: RunnerConfig, *, log_level: str = "INFO",
-                 log_format: str = "auto") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        config: RunnerConfig,
+        *,
+        log_level: str = "INFO",
+        log_format: str = "auto",
+    ) -> None:
         # spawned, not forked: a fork of a process running paho's and the pool's threads
         # may inherit a held lock, and the runner starts as clean as its own command does
         ctx = mp.get_context("spawn")
         self._stop: Event = ctx.Event()
         self._counts: Any = new_counts()
-        self._proc = ctx.Process(target=run_child, name="offsite-rules", daemon=True,
-                                 args=(database_url, config, self._counts, self._stop,
-                                       log_level, log_format))
+        self._proc = ctx.Process(
+            target=run_child,
+            name="offsite-rules",
+            daemon=True,
+            args=(database_url, config, self._counts, self._stop, log_level, log_format),
+        )
 
     def start(self) -> None:
         self._proc.start()
@@ -91,8 +100,11 @@ class RuleProcess:
             return
         self._proc.join(timeout)
         if self._proc.is_alive():
-            log.warning("rule runner did not stop within %.0f s; terminating it (the "
-                        "queue it held is judged by the next runner)", timeout)
+            log.warning(
+                "rule runner did not stop within %.0f s; terminating it (the "
+                "queue it held is judged by the next runner)",
+                timeout,
+            )
             self._proc.terminate()
             self._proc.join(5)
 
@@ -113,8 +125,14 @@ def release_freed_memory() -> None:
         pass
 
 
-def run_child(database_url: str, config: RunnerConfig, counts: SynchronizedArray[int],
-              stop_asked: Event, log_level: str, log_format: str) -> None:
+def run_child(
+    database_url: str,
+    config: RunnerConfig,
+    counts: SynchronizedArray[int],
+    stop_asked: Event,
+    log_level: str,
+    log_format: str,
+) -> None:
     """The runner process: lead when it can, report its counters, stop when asked or
     when the worker that started it is gone."""
     # Ctrl-C reaches the whole process group; the worker decides when we stop (after its
@@ -130,8 +148,7 @@ def run_child(database_url: str, config: RunnerConfig, counts: SynchronizedArray
     def watch() -> None:
         while not stop_asked.wait(0.5):
             if parent is not None and not parent.is_alive():
-                log.warning("rule runner: the ingest worker that started it is gone; "
-                            "stopping")
+                log.warning("rule runner: the ingest worker that started it is gone; stopping")
                 break
         stop.set()
 
@@ -139,8 +156,12 @@ def run_child(database_url: str, config: RunnerConfig, counts: SynchronizedArray
     run_rules(database_url, config, stop, counts)
 
 
-def run_rules(database_url: str, config: RunnerConfig, stop: threading.Event,
-              counts: SynchronizedArray[int] | None = None) -> RulesFigures:
+def run_rules(
+    database_url: str,
+    config: RunnerConfig,
+    stop: threading.Event,
+    counts: SynchronizedArray[int] | None = None,
+) -> RulesFigures:
     """Run a rule runner until ``stop`` (also ``offsite rules`` in the foreground);
     ``counts``, if given, receives its figures every ``REPORT_S``."""
     from offsite.ingest.pipeline import unavailable
@@ -170,8 +191,7 @@ def run_rules(database_url: str, config: RunnerConfig, stop: threading.Event,
 
     def figures() -> RulesFigures:
         eng = runner.engine
-        return RulesFigures(runner.leading, runner.judged, eng.late if eng else 0,
-                            opened, cleared)
+        return RulesFigures(runner.leading, runner.judged, eng.late if eng else 0, opened, cleared)
 
     def report() -> None:
         if counts is None:

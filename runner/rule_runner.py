@@ -65,17 +65,30 @@ def _audit_rules(conn: psycopg.Connection, rules: RuleSet) -> None:
                           ORDER BY seq DESC LIMIT 1""").fetchone()
     if row is not None and json.loads(row[0]).get("digest") == rules.digest:
         return
-    append_sync(conn, "engine", "rules.loaded", f"rules:{rules.source}",
-                {"version": rules.version, "digest": rules.digest,
-                 "rules": rules.names, "silences": len(rules.silences)})
-    log.info("rules %s (%s) in force, recorded in the audit log", rules.version,
-             rules.digest[:12])
+    append_sync(
+        conn,
+        "engine",
+        "rules.loaded",
+        f"rules:{rules.source}",
+        {
+            "version": rules.version,
+            "digest": rules.digest,
+            "rules": rules.names,
+            "silences": len(rules.silences),
+        },
+    )
+    log.info("rules %s (%s) in force, recorded in the audit log", rules.version, rules.digest[:12])
 
 
 class RuleRunner:
-    def __init__(self, database_url: str, pool: ConnectionPool, config: RunnerConfig,
-                 on_events: Callable[[list[tuple[int, str]]], None] = lambda ev: None,
-                 unavailable: Callable[[BaseException], bool] = lambda exc: False) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        pool: ConnectionPool,
+        config: RunnerConfig,
+        on_events: Callable[[list[tuple[int, str]]], None] = lambda ev: None,
+        unavailable: Callable[[BaseException], bool] = lambda exc: False,
+    ) -> None:
         self.database_url = database_url
         self.pool = pool
         self.cfg = config
@@ -98,10 +111,12 @@ class RuleRunner:
         while not (tried and stop.is_set()):
             tried = True
             try:
-                with psycopg.connect(self.database_url, autocommit=True,
-                                     application_name="offsite-rules") as lock_conn:
-                    row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                            (RULES_LOCK,)).fetchone()
+                with psycopg.connect(
+                    self.database_url, autocommit=True, application_name="offsite-rules"
+                ) as lock_conn:
+                    row = lock_conn.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (RULES_LOCK,)
+                    ).fetchone()
                     if row and row[0]:
                         lock_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                         self._lead(lock_conn, stop)
@@ -109,8 +124,9 @@ class RuleRunner:
                 if not self.unavailable(exc):
                     log.exception("rule runner stopped leading on an unexpected error")
                 else:
-                    log.warning("rule runner lost the database (%s); will retry",
-                                str(exc).strip()[:200])
+                    log.warning(
+                        "rule runner lost the database (%s); will retry", str(exc).strip()[:200]
+                    )
             finally:
                 if self.leading:
                     log.info("rule runner: no longer leading")
@@ -128,27 +144,40 @@ class RuleRunner:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             registry = load_registry(conn)
             active = load_active(conn)
-            heard: dict[str, datetime] = dict(conn.execute(
-                "SELECT mn, last_received_at FROM device_status").fetchall())
+            heard: dict[str, datetime] = dict(
+                conn.execute("SELECT mn, last_received_at FROM device_status").fetchall()
+            )
             queued = queued_keys(conn)
-            history = recent_readings(conn, self.cfg.warm_max,
-                                      now - timedelta(seconds=self.cfg.warm_s))
+            history = recent_readings(
+                conn, self.cfg.warm_max, now - timedelta(seconds=self.cfg.warm_s)
+            )
         rules = load_rules(self.cfg.rules_file)
         with self.pool.connection() as conn, conn.transaction():
             _audit_rules(conn, rules)
         engine = RuleEngine(rules, device_meta(registry), started_at=now)
         engine.note_received(heard)
         # what is still queued is judged from the queue, not replayed as history
-        warmed = engine.warm([r for r in history
-                              if (r.mn, r.pollutant, r.kind.value, r.ts.timestamp())
-                              not in queued])
-        book = AlertBook(engine.clear_after(),
-                         default_clear_after=timedelta(seconds=self.cfg.clear_s),
-                         cooldown=engine.cooldowns())
+        warmed = engine.warm(
+            [
+                r
+                for r in history
+                if (r.mn, r.pollutant, r.kind.value, r.ts.timestamp()) not in queued
+            ]
+        )
+        book = AlertBook(
+            engine.clear_after(),
+            default_clear_after=timedelta(seconds=self.cfg.clear_s),
+            cooldown=engine.cooldowns(),
+        )
         book.load(active)
         self.engine, self.book = engine, book
-        log.info("rule runner: leading (%d rules, state rebuilt from %d stored values, "
-                 "%d alerts active)", len(engine.rules.rules), warmed, len(active))
+        log.info(
+            "rule runner: leading (%d rules, state rebuilt from %d stored values, "
+            "%d alerts active)",
+            len(engine.rules.rules),
+            warmed,
+            len(active),
+        )
 
     def _lead(self, lock_conn: psycopg.Connection, stop: threading.Event) -> None:
         self._start()
@@ -164,8 +193,13 @@ class RuleRunner:
                 next_registry = now + self.cfg.registry_refresh_s
             if now >= next_offline:
                 with self.pool.connection() as conn:
-                    self.engine.note_received(dict(conn.execute(
-                        "SELECT mn, last_received_at FROM device_status").fetchall()))
+                    self.engine.note_received(
+                        dict(
+                            conn.execute(
+                                "SELECT mn, last_received_at FROM device_status"
+                            ).fetchall()
+                        )
+                    )
                 self._write(self.engine.check_offline(datetime.now(UTC)), [], stop)
                 next_offline = now + self.cfg.offline_check_s
             if self._judge(stop):
@@ -187,8 +221,11 @@ class RuleRunner:
             with self.pool.connection() as conn, conn.transaction():
                 # readings received within ``reorder_s`` of each other by different
                 # workers may carry inverted receive times: judged in device-time order
-                q = take(conn, watermark(conn, timedelta(seconds=self.cfg.stale_s)),
-                         timedelta(seconds=self.cfg.reorder_s))
+                q = take(
+                    conn,
+                    watermark(conn, timedelta(seconds=self.cfg.stale_s)),
+                    timedelta(seconds=self.cfg.reorder_s),
+                )
                 if not q.ids:
                     return False
                 ids = q.ids
@@ -207,8 +244,11 @@ class RuleRunner:
                 return True
             # refused for what it holds (an alert for a device deleted meanwhile): the
             # readings are stored; drop these alert changes rather than loop on them
-            log.error("database refused %d alert changes (%s); dropped", len(plan.upserts)
-                      + len(plan.clears), exc)
+            log.error(
+                "database refused %d alert changes (%s); dropped",
+                len(plan.upserts) + len(plan.clears),
+                exc,
+            )
             self._retry_write(Plan(), ids, stop)
             return True
         self.book.applied(plan)
@@ -218,8 +258,13 @@ class RuleRunner:
     def _open_cases(self, conn: psycopg.Connection, events: list[tuple[int, str]]) -> None:
         """Cases for critical alerts, in the alerts' own transaction (rules file [cases])."""
         assert self.engine is not None
-        open_cases_for(conn, events, self.engine.rules.case_open_severity,
-                       timedelta(seconds=self.cfg.case_response_s), datetime.now(UTC))
+        open_cases_for(
+            conn,
+            events,
+            self.engine.rules.case_open_severity,
+            timedelta(seconds=self.cfg.case_response_s),
+            datetime.now(UTC),
+        )
 
     def _write(self, ev: Evaluation, ids: list[int], stop: threading.Event) -> None:
         assert self.book is not None
@@ -240,11 +285,16 @@ class RuleRunner:
             except Exception as exc:
                 if not self.unavailable(exc):
                     raise
-                log.warning("rule runner: database unavailable (%s); retrying in %.1f s",
-                            str(exc).strip()[:200], delay)
+                log.warning(
+                    "rule runner: database unavailable (%s); retrying in %.1f s",
+                    str(exc).strip()[:200],
+                    delay,
+                )
             if stop.wait(delay):
-                raise RuntimeError("stopped before the alerts could be written; the "
-                                   "next runner judges the queue again")
+                raise RuntimeError(
+                    "stopped before the alerts could be written; the "
+                    "next runner judges the queue again"
+                )
             delay = min(delay * 2, 30.0)
         self.book.applied(plan)
         self.on_events(events)

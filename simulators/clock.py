@@ -13,8 +13,9 @@ from offsite.simulators.scenarios import Fleet
 LOOP_SLICE_S = 0.05
 
 
-def realtime_ticks(rate_s: float, duration_s: float | None, stop: threading.Event,
-                   pump: Callable[[float], None]) -> Iterator[datetime]:
+def realtime_ticks(
+    rate_s: float, duration_s: float | None, stop: threading.Event, pump: Callable[[float], None]
+) -> Iterator[datetime]:
     """Wall-clock ticks on the ``rate_s`` grid; a late wake-up skips ticks (a real gap).
 
     Waits by calling ``pump(seconds)`` — the transport's network loop — so acks,
@@ -35,8 +36,9 @@ def realtime_ticks(rate_s: float, duration_s: float | None, stop: threading.Even
         yield datetime.fromtimestamp(tick, UTC)
 
 
-def replay_ticks(fleet: Fleet, duration_s: float | None, start: datetime | None,
-                 stop: threading.Event) -> Iterator[datetime]:
+def replay_ticks(
+    fleet: Fleet, duration_s: float | None, start: datetime | None, stop: threading.Event
+) -> Iterator[datetime]:
     """Device time from ``start`` (or the fleet's) in ``rate_s`` steps, as fast as asked."""
     t0 = fleet.start if start is None else start
     k = 0

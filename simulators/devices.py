@@ -106,8 +106,9 @@ CEMS = Profile(
         Channel("a01012", "flue-gas temperature", "°C", 120.0, 0.15, 0.6, 0.3, spread=0.05),
         Channel("a01011", "flue-gas velocity", "m/s", 12.0, 1.0, 0.24, 0.12),
         # Negative (induced draft) and deeper at high load: not clamped at zero.
-        Channel("a01013", "flue-gas pressure", "kPa", -0.3, 0.8, 0.01, 0.005,
-                lower=None, upper=None),
+        Channel(
+            "a01013", "flue-gas pressure", "kPa", -0.3, 0.8, 0.01, 0.005, lower=None, upper=None
+        ),
         Channel("a01014", "flue-gas humidity", "%", 8.0, 0.0, 0.16, 0.08, upper=100.0),
     ),
 )
@@ -180,8 +181,9 @@ class SimDevice:
     devices do, on faults, or on wall-clock time.
     """
 
-    def __init__(self, mn: str, profile: Profile, seed: int,
-                 calibration: Calibration | None = None) -> None:
+    def __init__(
+        self, mn: str, profile: Profile, seed: int, calibration: Calibration | None = None
+    ) -> None:
         try:
             self._rng = np.random.default_rng(seed)
         except (TypeError, ValueError) as exc:
@@ -190,8 +192,9 @@ class SimDevice:
         self.profile = profile
         self.seed = seed
         if calibration is not None and calibration.code not in profile.codes:
-            raise ScenarioError(f"device {mn}: cannot calibrate {calibration.code}, "
-                                f"not one of its channels")
+            raise ScenarioError(
+                f"device {mn}: cannot calibrate {calibration.code}, not one of its channels"
+            )
         self.calibration = calibration
         chans = profile.channels
         # Per-installation character: baseline offsets and a shifted daily peak.
@@ -203,8 +206,9 @@ class SimDevice:
         self._white = np.array([c.white_sd for c in chans])
         self._lower = np.array([-math.inf if c.lower is None else c.lower for c in chans])
         self._upper = np.array([math.inf if c.upper is None else c.upper for c in chans])
-        self._wander = Wander(np.array([c.slow_sd for c in chans]),
-                              np.array([c.tau_s for c in chans]))
+        self._wander = Wander(
+            np.array([c.slow_sd for c in chans]), np.array([c.tau_s for c in chans])
+        )
         self._noise = StratifiedNoise(len(chans))
         self._last_ts: datetime | None = None
 

@@ -64,8 +64,9 @@ REQUIRED_PARAMS: Mapping[FaultKind, tuple[str, ...]] = {
 
 # Kinds that act on the whole device: their ground truth names no pollutant, so an
 # alert on any channel of the device (or on the device itself) can be explained by it.
-DEVICE_WIDE: frozenset[FaultKind] = frozenset({
-    FaultKind.OFFLINE, FaultKind.CAPTURE, FaultKind.FALSE_STOP, FaultKind.COPY_PASTE})
+DEVICE_WIDE: frozenset[FaultKind] = frozenset(
+    {FaultKind.OFFLINE, FaultKind.CAPTURE, FaultKind.FALSE_STOP, FaultKind.COPY_PASTE}
+)
 
 # Channels diluted along with the sample gas (O2 is what rises instead).
 O2 = "a19001"
@@ -132,8 +133,10 @@ class Fault:
         if not self.end > self.start:
             raise ScenarioError(f"{where}: end must be after start")
         if (kind in DEVICE_WIDE) != (self.pollutant is None):
-            raise ScenarioError(f"{where}: pollutant must be None exactly for device-wide "
-                                f"faults ({', '.join(sorted(DEVICE_WIDE))})")
+            raise ScenarioError(
+                f"{where}: pollutant must be None exactly for device-wide "
+                f"faults ({', '.join(sorted(DEVICE_WIDE))})"
+            )
         missing = [p for p in REQUIRED_PARAMS[kind] if p not in self.params]
         if missing:
             raise ScenarioError(f"{where}: missing params {missing}")
@@ -215,8 +218,11 @@ class Message:
 
 
 def apply_faults_flagged(
-    faults_for_device: Iterable[Fault], ts: datetime, values: Mapping[str, float],
-    flags: Mapping[str, str] | None = None, history: History | None = None,
+    faults_for_device: Iterable[Fault],
+    ts: datetime,
+    values: Mapping[str, float],
+    flags: Mapping[str, str] | None = None,
+    history: History | None = None,
 ) -> tuple[dict[str, float], dict[str, str]] | None:
     """The device's ``(values, flags)`` at ``ts`` once its active faults are applied.
 

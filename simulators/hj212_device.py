@@ -37,9 +37,17 @@ def system_code(point_kind: str) -> str:
         raise PublishError(f"no HJ 212 system code (ST) for point kind {point_kind!r}") from exc
 
 
-def realtime_packet(*, mn: str, pw: str, st: str, values: Mapping[str, float], ts: datetime,
-                    tz: tzinfo = BEIJING, crc: str = "standard",
-                    flags: Mapping[str, str] | None = None) -> bytes:
+def realtime_packet(
+    *,
+    mn: str,
+    pw: str,
+    st: str,
+    values: Mapping[str, float],
+    ts: datetime,
+    tz: tzinfo = BEIJING,
+    crc: str = "standard",
+    flags: Mapping[str, str] | None = None,
+) -> bytes:
     """The CN 2011 packet (Flag=5) carrying ``values`` sampled at ``ts``.
 
     Each value's ``<code>-Flag`` is ``flags[code]``, N where absent.
@@ -62,8 +70,17 @@ def realtime_packet(*, mn: str, pw: str, st: str, values: Mapping[str, float], t
             raise PublishError(f"flag {flag!r} for {code} is not an HJ 212 data flag")
         items.append((code, v, flag))
     try:
-        return build_data_packet(mn=mn, pw=pw, cn=REALTIME_CN, ts=ts, st=st, values=items,
-                                 flag=FLAG_REPLY_WANTED, tz=tz, crc=crc)
+        return build_data_packet(
+            mn=mn,
+            pw=pw,
+            cn=REALTIME_CN,
+            ts=ts,
+            st=st,
+            values=items,
+            flag=FLAG_REPLY_WANTED,
+            tz=tz,
+            crc=crc,
+        )
     except ValueError as exc:
         raise PublishError(f"HJ 212 packet for {mn} cannot be framed: {exc}") from exc
 
@@ -80,18 +97,28 @@ class Hj212Encoder:
         self.tz = tz
         kinds = {p.id: p.kind for p in registry.points}
         self._profile: dict[str, tuple[str, str, str]] = {
-            d.mn: (d.password or DEFAULT_PASSWORD, system_code(kinds[d.point_id]),
-                   "modbus_swapped" if d.crc_compat else "standard")
-            for d in registry.devices}
+            d.mn: (
+                d.password or DEFAULT_PASSWORD,
+                system_code(kinds[d.point_id]),
+                "modbus_swapped" if d.crc_compat else "standard",
+            )
+            for d in registry.devices
+        }
 
-    def packet(self, mn: str, values: Mapping[str, float], ts: datetime,
-               flags: Mapping[str, str] | None = None) -> bytes:
+    def packet(
+        self,
+        mn: str,
+        values: Mapping[str, float],
+        ts: datetime,
+        flags: Mapping[str, str] | None = None,
+    ) -> bytes:
         try:
             pw, st, crc = self._profile[mn]
         except KeyError as exc:
             raise PublishError(f"device {mn} is not in the fleet's registry") from exc
-        return realtime_packet(mn=mn, pw=pw, st=st, values=values, ts=ts, tz=self.tz, crc=crc,
-                               flags=flags)
+        return realtime_packet(
+            mn=mn, pw=pw, st=st, values=values, ts=ts, tz=self.tz, crc=crc, flags=flags
+        )
 
     def qn(self, ts: datetime) -> str:
         """The QN of every packet of the tick at ``ts`` (what the platform's reply echoes)."""

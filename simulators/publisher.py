@@ -55,8 +55,15 @@ PROTOCOLS = ("json", "hj212")
 class PayloadEncoder(Protocol):
     """``(mn, ts, values, flags)`` → payload bytes; ``flags`` names only values not flagged N."""
 
-    def __call__(self, mn: str, ts: datetime, values: Mapping[str, float],
-                 flags: Mapping[str, str] | None = None, /) -> bytes: ...
+    def __call__(
+        self,
+        mn: str,
+        ts: datetime,
+        values: Mapping[str, float],
+        flags: Mapping[str, str] | None = None,
+        /,
+    ) -> bytes: ...
+
 
 DEFAULT_PORT = 1883
 CONNECT_TIMEOUT_S = 10.0
@@ -112,8 +119,9 @@ def payload_json(
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def payload_encoder(registry: Registry, protocol: str = "json", *,
-                    hj212_tz: tzinfo = BEIJING) -> PayloadEncoder:
+def payload_encoder(
+    registry: Registry, protocol: str = "json", *, hj212_tz: tzinfo = BEIJING
+) -> PayloadEncoder:
     """The function that turns one device tick into its MQTT payload in ``protocol``.
 
     Chosen once per run (not per message) so the HJ 212 encoder's registry lookups
@@ -186,20 +194,34 @@ def publish_fleet(
     stop = stop or threading.Event()
 
     def ticks(session: _Session) -> Iterator[list[tuple[str, bytes, int]]]:
-        times = realtime_ticks(fleet.rate_s, duration_s, stop, session.pump) if realtime \
+        times = (
+            realtime_ticks(fleet.rate_s, duration_s, stop, session.pump)
+            if realtime
             else replay_ticks(fleet, duration_s, start, stop)
+        )
         for ts in times:
-            yield [(topic_template.format(mn=m.mn), encode(m.mn, ts, m.values, m.flags),
-                    len(m.values)) for m in fleet.messages(ts)]
+            yield [
+                (topic_template.format(mn=m.mn), encode(m.mn, ts, m.values, m.flags), len(m.values))
+                for m in fleet.messages(ts)
+            ]
 
-    return _drive(_Session(host, port, username, password, client_id), ticks, stop,
-                  on_progress, every_tick=realtime)
+    return _drive(
+        _Session(host, port, username, password, client_id),
+        ticks,
+        stop,
+        on_progress,
+        every_tick=realtime,
+    )
 
 
-def _drive(session: _Session,
-           ticks: Callable[[_Session], Iterator[list[tuple[str, bytes, int]]]],
-           stop: threading.Event, on_progress: Callable[[PublishStats], None] | None,
-           *, every_tick: bool = False) -> PublishStats:
+def _drive(
+    session: _Session,
+    ticks: Callable[[_Session], Iterator[list[tuple[str, bytes, int]]]],
+    stop: threading.Event,
+    on_progress: Callable[[PublishStats], None] | None,
+    *,
+    every_tick: bool = False,
+) -> PublishStats:
     """Publish each tick's (topic, payload, readings) at QoS 1 with at most MAX_PENDING
     unacknowledged, report progress (after every tick, or every 0.5 s), and return once
     all is acknowledged — also after ``stop`` — with the session closed."""
@@ -211,9 +233,12 @@ def _drive(session: _Session,
             for topic, payload, _ in tick:
                 session.publish(topic, payload)
             session.wait_acked(MAX_PENDING, stop)
-            stats = replace(stats, messages=stats.messages + len(tick),
-                            readings=stats.readings + sum(n for _, _, n in tick),
-                            elapsed_s=time.monotonic() - t_wall)
+            stats = replace(
+                stats,
+                messages=stats.messages + len(tick),
+                readings=stats.readings + sum(n for _, _, n in tick),
+                elapsed_s=time.monotonic() - t_wall,
+            )
             now = time.monotonic()
             if on_progress and (every_tick or now - last_progress >= REPLAY_PROGRESS_EVERY_S):
                 last_progress = now
@@ -227,18 +252,21 @@ def _drive(session: _Session,
     return stats
 
 
-def replay_encoder(protocol: str, *, password: str = DEFAULT_PASSWORD, st: str = "31",
-                   hj212_tz: tzinfo = BEIJING) -> PayloadEncoder:
+def replay_encoder(
+    protocol: str, *, password: str = DEFAULT_PASSWORD, st: str = "31", hj212_tz: tzinfo = BEIJING
+) -> PayloadEncoder:
     """The payload encoder for a recorded series, which has no fleet registry behind it:
     the HJ 212 packet's password and system code (ST) are given instead."""
     if protocol == "json":
         return lambda _mn, ts, values, flags=None: payload_json(ts, values, flags)
     if protocol == "hj212":
         if st not in ST_BY_POINT_KIND.values():
-            raise PublishError(f"HJ 212 system code must be one of "
-                               f"{sorted(ST_BY_POINT_KIND.values())}, not {st!r}")
+            raise PublishError(
+                f"HJ 212 system code must be one of {sorted(ST_BY_POINT_KIND.values())}, not {st!r}"
+            )
         return lambda mn, ts, values, flags=None: realtime_packet(
-            mn=mn, pw=password, st=st, values=values, ts=ts, tz=hj212_tz, flags=flags)
+            mn=mn, pw=password, st=st, values=values, ts=ts, tz=hj212_tz, flags=flags
+        )
     raise PublishError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
 
 
@@ -282,8 +310,9 @@ def publish_records(
     return _drive(_Session(*parse_mqtt_url(mqtt_url), client_id), ticks, stop, on_progress)
 
 
-def publish_raw(mqtt_url: str, topic: str, payload: bytes, *,
-                client_id: str = "offsite-sim-raw") -> None:
+def publish_raw(
+    mqtt_url: str, topic: str, payload: bytes, *, client_id: str = "offsite-sim-raw"
+) -> None:
     """Publish arbitrary bytes once (QoS 1) and wait for the acknowledgement.
 
     For demos and tests of what ingest does with bad input (malformed JSON,
@@ -306,8 +335,9 @@ class _Session:
     delivers it after reconnecting.
     """
 
-    def __init__(self, host: str, port: int, username: str | None, password: str | None,
-                 client_id: str) -> None:
+    def __init__(
+        self, host: str, port: int, username: str | None, password: str | None, client_id: str
+    ) -> None:
         self.where = f"{host}:{port}"
         self.sent = 0
         self.acked = 0
@@ -316,8 +346,9 @@ class _Session:
         self._refused: str | None = None
         self._down_since: float | None = None
         self._last_try = 0.0
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
         if username is not None:
             c.username_pw_set(username, password)
         c.max_queued_messages_set(0)  # unbounded: backpressure is ours (MAX_PENDING)
@@ -339,20 +370,21 @@ class _Session:
             why = self._refused or f"no CONNACK within {CONNECT_TIMEOUT_S:.0f} s"
             raise PublishError(f"MQTT broker at {self.where} did not accept us: {why}")
 
-    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, reason: object,
-                    _p: object) -> None:
+    def _on_connect(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             self._refused = str(reason)
         else:
             self._up = True
             self._down_since = None
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, _r: object,
-                       _p: object) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, _r: object, _p: object
+    ) -> None:
         self._mark_down()
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: object,
-                    _p: object) -> None:
+    def _on_publish(self, _c: mqtt.Client, _u: object, _mid: int, _r: object, _p: object) -> None:
         self.acked += 1
 
     def publish(self, topic: str, payload: bytes) -> None:
@@ -385,8 +417,10 @@ class _Session:
             raise PublishError(f"MQTT broker at {self.where} refused us: {self._refused}")
         now = time.monotonic()
         if self._down_since is not None and now - self._down_since > ACK_TIMEOUT_S:
-            raise PublishError(f"lost the MQTT broker at {self.where} for more than "
-                               f"{ACK_TIMEOUT_S:.0f} s ({self.sent - self.acked} unacknowledged)")
+            raise PublishError(
+                f"lost the MQTT broker at {self.where} for more than "
+                f"{ACK_TIMEOUT_S:.0f} s ({self.sent - self.acked} unacknowledged)"
+            )
         if self._link:
             return  # connected, waiting for the CONNACK
         if now - self._last_try >= RECONNECT_EVERY_S:
@@ -408,8 +442,10 @@ class _Session:
             if stop is not None and stop.is_set():
                 return
             if time.monotonic() > deadline:
-                raise PublishError(f"{self.sent - self.acked} message(s) not acknowledged by "
-                                   f"{self.where} within {ACK_TIMEOUT_S:.0f} s")
+                raise PublishError(
+                    f"{self.sent - self.acked} message(s) not acknowledged by "
+                    f"{self.where} within {ACK_TIMEOUT_S:.0f} s"
+                )
             self.pump(LOOP_SLICE_S)
 
     def close(self) -> None:

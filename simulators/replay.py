@@ -71,8 +71,11 @@ def _layout(header: list[str], mapping: Mapping[str, str]) -> _Layout:
         raise ReplayError(f"line 1: duplicate column names {dup}")
     lowered = [n.lower() for n in names]
     ts_index = next((lowered.index(c) for c in TS_COLUMNS if c in lowered), 0)
-    flag_of = {n[: -len(FLAG_SUFFIX)]: i for i, n in enumerate(names)
-               if n.lower().endswith(FLAG_SUFFIX) and i != ts_index}
+    flag_of = {
+        n[: -len(FLAG_SUFFIX)]: i
+        for i, n in enumerate(names)
+        if n.lower().endswith(FLAG_SUFFIX) and i != ts_index
+    }
     unknown_maps = sorted(set(mapping) - set(names))
     if unknown_maps:
         raise ReplayError(f"--map names columns not in the header: {unknown_maps}")
@@ -85,8 +88,10 @@ def _layout(header: list[str], mapping: Mapping[str, str]) -> _Layout:
             bad.append(n)
         cols.append((i, n, code))
     if bad:
-        raise ReplayError(f"line 1: columns {bad} are not HJ 212 pollutant codes; map them "
-                          f"with --map {bad[0]}=<code>")
+        raise ReplayError(
+            f"line 1: columns {bad} are not HJ 212 pollutant codes; map them "
+            f"with --map {bad[0]}=<code>"
+        )
     if not cols:
         raise ReplayError("line 1: no value columns besides the timestamp")
     codes = [c for _, _, c in cols]
@@ -106,14 +111,17 @@ def _timestamp(cell: str, line: int, default_tz: tzinfo | None) -> datetime:
         raise ReplayError(f"line {line}: timestamp {text!r} is not ISO 8601") from exc
     if ts.tzinfo is None:
         if default_tz is None:
-            raise ReplayError(f"line {line}: timestamp {text!r} has no zone; add one "
-                              f"(Z, +08:00) or give the zone of the file (--tz)")
+            raise ReplayError(
+                f"line {line}: timestamp {text!r} has no zone; add one "
+                f"(Z, +08:00) or give the zone of the file (--tz)"
+            )
         ts = ts.replace(tzinfo=default_tz)
     return ts
 
 
-def _record(row: list[str], line: int, lay: _Layout, width: int,
-            default_tz: tzinfo | None) -> Record:
+def _record(
+    row: list[str], line: int, lay: _Layout, width: int, default_tz: tzinfo | None
+) -> Record:
     if len(row) != width:
         raise ReplayError(f"line {line}: {len(row)} cells, the header has {width}")
     ts = _timestamp(row[lay.ts_index], line, default_tz)
@@ -136,16 +144,21 @@ def _record(row: list[str], line: int, lay: _Layout, width: int,
         values[code] = v
         if flag and flag != "N":
             if flag not in FLAGS:
-                raise ReplayError(f"line {line}: {name}{FLAG_SUFFIX} = {flag!r} is not an "
-                                  f"HJ 212 data flag ({''.join(sorted(FLAGS))})")
+                raise ReplayError(
+                    f"line {line}: {name}{FLAG_SUFFIX} = {flag!r} is not an "
+                    f"HJ 212 data flag ({''.join(sorted(FLAGS))})"
+                )
             flags[code] = flag
     if not values:
         raise ReplayError(f"line {line}: no values")
     return Record(line, ts, values, flags)
 
 
-def parse_csv(text: str | Iterable[str], mapping: Mapping[str, str] | None = None,
-              default_tz: tzinfo | None = None) -> list[Record]:
+def parse_csv(
+    text: str | Iterable[str],
+    mapping: Mapping[str, str] | None = None,
+    default_tz: tzinfo | None = None,
+) -> list[Record]:
     """Every line of the recording as a ``Record``, in file order (time must not go back).
 
     Raises ``ReplayError`` naming the line of the first problem.
@@ -164,8 +177,10 @@ def parse_csv(text: str | Iterable[str], mapping: Mapping[str, str] | None = Non
                 continue  # blank line
             rec = _record(row, line, lay, len(header), default_tz)
             if out and rec.ts < out[-1].ts:
-                raise ReplayError(f"line {line}: time goes back ({rec.ts.isoformat()} after "
-                                  f"{out[-1].ts.isoformat()} on line {out[-1].line})")
+                raise ReplayError(
+                    f"line {line}: time goes back ({rec.ts.isoformat()} after "
+                    f"{out[-1].ts.isoformat()} on line {out[-1].line})"
+                )
             out.append(rec)
     except csv.Error as exc:
         raise ReplayError(f"line {reader.line_num}: unreadable CSV: {exc}") from exc

@@ -25,28 +25,73 @@ from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_fl
 
 # The kinds ``build_fleet`` injects (the demo's set). The others need hours of
 # history or a specific channel and are built by ``simulators.evalsuite``.
-ALL_FAULTS: tuple[FaultKind, ...] = (FaultKind.FLATLINE, FaultKind.SPIKE, FaultKind.DRIFT,
-                                     FaultKind.OFFLINE, FaultKind.EXCEEDANCE)
+ALL_FAULTS: tuple[FaultKind, ...] = (
+    FaultKind.FLATLINE,
+    FaultKind.SPIKE,
+    FaultKind.DRIFT,
+    FaultKind.OFFLINE,
+    FaultKind.EXCEEDANCE,
+)
 
 # Place names and trades for realistic enterprise names; an enterprise with a
 # stack gets a combustion trade, one with only an outlet a water-intensive one.
 _PLACES = (
-    "Jiangnan", "Huaihe", "Taihu", "Changjiang", "Qinling", "Zhujiang", "Songhua", "Minjiang",
-    "Xiangjiang", "Dongting", "Poyang", "Hanjiang", "Lishui", "Fenhe", "Weihe", "Luhe",
-    "Qiantang", "Huangshan", "Yandang", "Jinsha", "Beijiang", "Liaohe", "Haihe", "Tianmu",
+    "Jiangnan",
+    "Huaihe",
+    "Taihu",
+    "Changjiang",
+    "Qinling",
+    "Zhujiang",
+    "Songhua",
+    "Minjiang",
+    "Xiangjiang",
+    "Dongting",
+    "Poyang",
+    "Hanjiang",
+    "Lishui",
+    "Fenhe",
+    "Weihe",
+    "Luhe",
+    "Qiantang",
+    "Huangshan",
+    "Yandang",
+    "Jinsha",
+    "Beijiang",
+    "Liaohe",
+    "Haihe",
+    "Tianmu",
 )
 _STACK_TRADES = (
-    "Thermal Power Co.", "Cogeneration Co., Ltd.", "Cement Co., Ltd.", "Iron & Steel Co.",
-    "Glass Works", "Coking Co., Ltd.", "Paper Co., Ltd.", "Waste-to-Energy Co.",
+    "Thermal Power Co.",
+    "Cogeneration Co., Ltd.",
+    "Cement Co., Ltd.",
+    "Iron & Steel Co.",
+    "Glass Works",
+    "Coking Co., Ltd.",
+    "Paper Co., Ltd.",
+    "Waste-to-Energy Co.",
 )
 _WATER_TRADES = (
-    "Wastewater Treatment Co.", "Pharmaceutical Co., Ltd.", "Dyeing & Printing Co.",
-    "Chemical Co., Ltd.", "Food Processing Co.", "Electroplating Co., Ltd.",
+    "Wastewater Treatment Co.",
+    "Pharmaceutical Co., Ltd.",
+    "Dyeing & Printing Co.",
+    "Chemical Co., Ltd.",
+    "Food Processing Co.",
+    "Electroplating Co., Ltd.",
 )
 _REGIONS = (
-    "Jiangsu/Nanjing", "Jiangsu/Suzhou", "Jiangsu/Wuxi", "Zhejiang/Hangzhou", "Zhejiang/Ningbo",
-    "Shandong/Jinan", "Shandong/Zibo", "Hebei/Tangshan", "Henan/Zhengzhou", "Guangdong/Foshan",
-    "Hubei/Wuhan", "Anhui/Hefei",
+    "Jiangsu/Nanjing",
+    "Jiangsu/Suzhou",
+    "Jiangsu/Wuxi",
+    "Zhejiang/Hangzhou",
+    "Zhejiang/Ningbo",
+    "Shandong/Jinan",
+    "Shandong/Zibo",
+    "Hebei/Tangshan",
+    "Henan/Zhengzhou",
+    "Guangdong/Foshan",
+    "Hubei/Wuhan",
+    "Anhui/Hefei",
 )
 # Faulty-device starts are spread over this many ticks so that detectors cannot
 # rely on every fault beginning at the same instant.
@@ -103,16 +148,22 @@ class Fleet:
                 out.append(Message(dev.mn, values, flags))
                 continue
             sent = self._sent.get(dev.mn)
-            got = apply_faults_flagged(faults, ts, values, flags,
-                                       None if sent is None else sent.get)
+            got = apply_faults_flagged(
+                faults, ts, values, flags, None if sent is None else sent.get
+            )
             if sent is not None:
                 self._remember(dev.mn, sent, ts, None if got is None else got[0])
             if got is not None:
                 out.append(Message(dev.mn, *got))
         return out
 
-    def _remember(self, mn: str, sent: dict[datetime, dict[str, float]], ts: datetime,
-                  values: dict[str, float] | None) -> None:
+    def _remember(
+        self,
+        mn: str,
+        sent: dict[datetime, dict[str, float]],
+        ts: datetime,
+        values: dict[str, float] | None,
+    ) -> None:
         if values is not None:
             sent[ts] = dict(values)
         horizon = ts - timedelta(seconds=self._keep_s[mn] + 2 * self.rate_s)
@@ -199,27 +250,41 @@ def build_fleet(
         raise ScenarioError(f"unknown fault kind in {list(faults)!r}") from exc
     others = sorted({k.value for k in kinds} - set(ALL_FAULTS))
     if others:
-        raise ScenarioError(f"build_fleet injects only {', '.join(ALL_FAULTS)}; "
-                            f"{', '.join(others)} faults are built by simulators.evalsuite")
+        raise ScenarioError(
+            f"build_fleet injects only {', '.join(ALL_FAULTS)}; "
+            f"{', '.join(others)} faults are built by simulators.evalsuite"
+        )
     rng = np.random.default_rng(seed)
 
     n_water = round(n_devices / 3)
     kinds_of_device = [WASTEWATER] * n_water + [CEMS] * (n_devices - n_water)
     profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
     mns = [device_mn(seed, i) for i in range(n_devices)]
-    devices = [SimDevice(mns[i], profiles[i], device_seed(seed, i),
-                         daily_calibration(mns[i], profiles[i]) if calibration else None)
-               for i in range(n_devices)]
+    devices = [
+        SimDevice(
+            mns[i],
+            profiles[i],
+            device_seed(seed, i),
+            daily_calibration(mns[i], profiles[i]) if calibration else None,
+        )
+        for i in range(n_devices)
+    ]
     passwords = [device_password(seed, i) for i in range(n_devices)]
     registry = build_registry(rng, devices, passwords, rate_s)
-    fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s,
-                                fault_duration_s)
-    return Fleet(registry=registry, devices=devices, faults=fault_list, rate_s=rate_s,
-                 start=start, seed=seed)
+    fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s, fault_duration_s)
+    return Fleet(
+        registry=registry, devices=devices, faults=fault_list, rate_s=rate_s, start=start, seed=seed
+    )
 
 
-def _check_args(n_devices: int, seed: int, start: datetime, rate_s: float,
-                fault_after_s: float, fault_duration_s: float) -> None:
+def _check_args(
+    n_devices: int,
+    seed: int,
+    start: datetime,
+    rate_s: float,
+    fault_after_s: float,
+    fault_duration_s: float,
+) -> None:
     if n_devices < 1:
         raise ScenarioError("a fleet needs at least one device")
     if not isinstance(seed, int) or seed < 0:
@@ -234,8 +299,9 @@ def _check_args(n_devices: int, seed: int, start: datetime, rate_s: float,
         raise ScenarioError("fault_duration_s must be > 0")
 
 
-def build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords: list[str],
-                    rate_s: float) -> Registry:
+def build_registry(
+    rng: np.random.Generator, devices: list[SimDevice], passwords: list[str], rate_s: float
+) -> Registry:
     enterprises: list[Enterprise] = []
     points: list[Point] = []
     regs: list[Device] = []
@@ -244,7 +310,7 @@ def build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords
     password_of = dict(zip((d.mn for d in devices), passwords, strict=True))
     i = 0
     while i < len(devices):
-        group = devices[i:i + int(rng.integers(1, 4))]
+        group = devices[i : i + int(rng.integers(1, 4))]
         i += len(group)
         eid = f"E{len(enterprises) + 1:04d}"
         has_stack = any(d.profile is CEMS for d in group)
@@ -260,21 +326,34 @@ def build_registry(rng: np.random.Generator, devices: list[SimDevice], passwords
             prof = dev.profile
             per_kind[prof.name] = per_kind.get(prof.name, 0) + 1
             pid = f"{eid}-P{k}"
-            points.append(Point(id=pid, enterprise_id=eid,
-                                name=f"{per_kind[prof.name]}# {prof.point_name}",
-                                kind=prof.point_kind, o2_ref=prof.o2_ref,
-                                limits=dict(prof.limits)))
-            regs.append(Device(mn=dev.mn, point_id=pid, interval_s=rate_s,
-                               password=password_of[dev.mn]))
+            points.append(
+                Point(
+                    id=pid,
+                    enterprise_id=eid,
+                    name=f"{per_kind[prof.name]}# {prof.point_name}",
+                    kind=prof.point_kind,
+                    o2_ref=prof.o2_ref,
+                    limits=dict(prof.limits),
+                )
+            )
+            regs.append(
+                Device(mn=dev.mn, point_id=pid, interval_s=rate_s, password=password_of[dev.mn])
+            )
     try:
         return Registry(tuple(enterprises), tuple(points), tuple(regs))
     except RegistryError as exc:  # pragma: no cover - would be a bug in this module
         raise ScenarioError(f"generated registry is invalid: {exc}") from exc
 
 
-def _assign_faults(rng: np.random.Generator, devices: list[SimDevice], kinds: list[FaultKind],
-                   start: datetime, rate_s: float, after_s: float,
-                   duration_s: float) -> list[Fault]:
+def _assign_faults(
+    rng: np.random.Generator,
+    devices: list[SimDevice],
+    kinds: list[FaultKind],
+    start: datetime,
+    rate_s: float,
+    after_s: float,
+    duration_s: float,
+) -> list[Fault]:
     if not kinds:
         return []
     n = len(devices)
@@ -306,10 +385,14 @@ def _assign_faults(rng: np.random.Generator, devices: list[SimDevice], kinds: li
                 rate = max(_MIN_DRIFT_PER_H, _DRIFT_AT_END * 3600.0 / duration_s)
                 params = {"rate_per_h": round(rate, 3), "baseline": level}
             case FaultKind.EXCEEDANCE:
-                params = {"limit": float(dev.profile.limits[code]), "factor": exceed_factor,
-                          "baseline": level}
+                params = {
+                    "limit": float(dev.profile.limits[code]),
+                    "factor": exceed_factor,
+                    "baseline": level,
+                }
             case FaultKind.OFFLINE:
                 pollutant = None
-        out.append(Fault(kind=kind, mn=dev.mn, pollutant=pollutant, start=t0, end=end,
-                         params=params))
+        out.append(
+            Fault(kind=kind, mn=dev.mn, pollutant=pollutant, start=t0, end=end, params=params)
+        )
     return out

@@ -113,8 +113,7 @@ def run_tcp_loggers(
     """
     _check_args(fleet, duration_s, connections, response_timeout_s, window)
     encoder = Hj212Encoder(fleet.registry, tz=tz)
-    n_links = len(fleet.devices) if connections is None else min(connections,
-                                                                 len(fleet.devices))
+    n_links = len(fleet.devices) if connections is None else min(connections, len(fleet.devices))
     link_of = {d.mn: i % n_links for i, d in enumerate(fleet.devices)}
     stop = stop or threading.Event()
     started_at = datetime.now(UTC)
@@ -122,13 +121,20 @@ def run_tcp_loggers(
     loggers = _Loggers(host, port, n_links, response_timeout_s, None if realtime else window)
     last_progress = 0.0
     try:
-        ticks = realtime_ticks(fleet.rate_s, duration_s, stop, loggers.pump) if realtime else \
-            replay_ticks(fleet, duration_s, start, stop)
+        ticks = (
+            realtime_ticks(fleet.rate_s, duration_s, stop, loggers.pump)
+            if realtime
+            else replay_ticks(fleet, duration_s, start, stop)
+        )
         for ts in ticks:
             qn = encoder.qn(ts)
             for m in fleet.messages(ts):
-                loggers.queue(link_of[m.mn], (m.mn, qn),
-                              encoder.packet(m.mn, m.values, ts, m.flags), len(m.values))
+                loggers.queue(
+                    link_of[m.mn],
+                    (m.mn, qn),
+                    encoder.packet(m.mn, m.values, ts, m.flags),
+                    len(m.values),
+                )
             loggers.pump(0.0)
             # A replay moves on only once every packet of this tick is on the wire.
             while not realtime and loggers.backlogged and not stop.is_set():
@@ -147,8 +153,13 @@ def run_tcp_loggers(
     return stats
 
 
-def _check_args(fleet: Fleet, duration_s: float | None, connections: int | None,
-                response_timeout_s: float, window: int) -> None:
+def _check_args(
+    fleet: Fleet,
+    duration_s: float | None,
+    connections: int | None,
+    response_timeout_s: float,
+    window: int,
+) -> None:
     if duration_s is not None and not duration_s >= 0:
         raise PublishError("duration_s must be >= 0 or None")
     if connections is not None and connections < 1:
@@ -158,15 +169,26 @@ def _check_args(fleet: Fleet, duration_s: float | None, connections: int | None,
     if window < 1:
         raise PublishError("window must be >= 1")
     if fleet.rate_s < MIN_RATE_S:
-        raise PublishError(f"HJ 212 QNs have millisecond resolution: rate_s must be >= "
-                           f"{MIN_RATE_S} s")
+        raise PublishError(
+            f"HJ 212 QNs have millisecond resolution: rate_s must be >= {MIN_RATE_S} s"
+        )
 
 
 class _Link:
     """One logger-side connection: its socket, unsent bytes, and packets waiting for room."""
 
-    __slots__ = ("backlog", "down_since", "events", "framer", "inflight", "last_try", "name",
-                 "out", "sock", "stalled_since")
+    __slots__ = (
+        "backlog",
+        "down_since",
+        "events",
+        "framer",
+        "inflight",
+        "last_try",
+        "name",
+        "out",
+        "sock",
+        "stalled_since",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -195,8 +217,9 @@ class _Loggers:
     for every packet, so that order is also deadline order and expiry is O(1).
     """
 
-    def __init__(self, host: str, port: int, n_links: int, timeout_s: float,
-                 window: int | None) -> None:
+    def __init__(
+        self, host: str, port: int, n_links: int, timeout_s: float, window: int | None
+    ) -> None:
         self.where = f"{host}:{port}"
         self.host, self.port = host, port
         self.timeout_s = timeout_s
@@ -215,8 +238,9 @@ class _Loggers:
                 self._connect(link, CONNECT_TIMEOUT_S)
         except OSError as exc:
             self.close()
-            raise PublishError(f"cannot connect to the HJ 212 gateway at {self.where}: "
-                               f"{exc}") from exc
+            raise PublishError(
+                f"cannot connect to the HJ 212 gateway at {self.where}: {exc}"
+            ) from exc
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -228,11 +252,19 @@ class _Loggers:
         return not self.pending and not self.waiting
 
     def stats(self, started_at: datetime, elapsed_s: float) -> TcpStats:
-        return TcpStats(packets=self.packets, readings=self.readings, sent=self.sent,
-                        resent=self.resent, responses=self.responses, missing=self.missing,
-                        unmatched=self.unmatched, reconnects=self.reconnects,
-                        connections=len(self.links), started_at=started_at,
-                        elapsed_s=elapsed_s)
+        return TcpStats(
+            packets=self.packets,
+            readings=self.readings,
+            sent=self.sent,
+            resent=self.resent,
+            responses=self.responses,
+            missing=self.missing,
+            unmatched=self.unmatched,
+            reconnects=self.reconnects,
+            connections=len(self.links),
+            started_at=started_at,
+            elapsed_s=elapsed_s,
+        )
 
     # -- sending --------------------------------------------------------------------------
     def queue(self, link_index: int, key: Key, raw: bytes, readings: int) -> None:
@@ -361,8 +393,10 @@ class _Loggers:
     def _check_stalls(self, now: float) -> None:
         for link in self.links:
             if link.sock is not None and link.out and now - link.stalled_since > GIVE_UP_S:
-                raise PublishError(f"the HJ 212 gateway at {self.where} has read nothing from "
-                                   f"{link.name} for {GIVE_UP_S:.0f} s")
+                raise PublishError(
+                    f"the HJ 212 gateway at {self.where} has read nothing from "
+                    f"{link.name} for {GIVE_UP_S:.0f} s"
+                )
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self, link: _Link, timeout_s: float) -> None:
@@ -400,8 +434,9 @@ class _Loggers:
                 self.reconnects += 1
             except OSError as exc:
                 if link.down_since is not None and now - link.down_since > GIVE_UP_S:
-                    raise PublishError(f"lost the HJ 212 gateway at {self.where} for more "
-                                       f"than {GIVE_UP_S:.0f} s") from exc
+                    raise PublishError(
+                        f"lost the HJ 212 gateway at {self.where} for more than {GIVE_UP_S:.0f} s"
+                    ) from exc
 
     def close(self) -> None:
         for link in self.links:

@@ -64,11 +64,21 @@ RETURNING id
 
 
 def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> list[tuple[int, str]]:
-    args = {"rule": u.rule, "mn": u.mn, "pollutant": u.pollutant, "severity": u.severity,
-            "first_seen": u.first_seen, "last_seen": u.last_seen, "count": u.count,
-            "worst": u.worst_value, "limit": u.limit, "message": u.message,
-            "detail": Jsonb(dict(u.detail)), "suppressed": u.suppressed,
-            "reopen": reopen_within}
+    args = {
+        "rule": u.rule,
+        "mn": u.mn,
+        "pollutant": u.pollutant,
+        "severity": u.severity,
+        "first_seen": u.first_seen,
+        "last_seen": u.last_seen,
+        "count": u.count,
+        "worst": u.worst_value,
+        "limit": u.limit,
+        "message": u.message,
+        "detail": Jsonb(dict(u.detail)),
+        "suppressed": u.suppressed,
+        "reopen": reopen_within,
+    }
     if reopen_within > timedelta(0):
         cur.execute(_REOPEN, args)
         reopened = cur.fetchone()
@@ -85,17 +95,21 @@ def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> li
 
 
 def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[tuple[int, str]]:
-    cur.execute("""UPDATE alerts SET state = 'cleared', closed_at = now(),
+    cur.execute(
+        """UPDATE alerts SET state = 'cleared', closed_at = now(),
                           closed_by = 'engine', updated_at = now(),
                           close_note = 'condition absent'
                    WHERE rule = %s AND mn = %s AND pollutant = %s
                      AND state IN ('open', 'acknowledged', 'assigned')
-                   RETURNING id""", key)
+                   RETURNING id""",
+        key,
+    )
     return [(r[0], "cleared") for r in cur.fetchall()]
 
 
-def apply_plan(conn: psycopg.Connection, plan: Plan,
-               reopen_within: timedelta = timedelta(hours=6)) -> list[tuple[int, str]]:
+def apply_plan(
+    conn: psycopg.Connection, plan: Plan, reopen_within: timedelta = timedelta(hours=6)
+) -> list[tuple[int, str]]:
     """Write a plan in the caller's transaction; return (alert id, event kind) pairs."""
     events: list[tuple[int, str]] = []
     with conn.cursor() as cur:
@@ -108,8 +122,11 @@ def apply_plan(conn: psycopg.Connection, plan: Plan,
         for key in plan.clears:
             events.extend(_clear(cur, key))
         for alert_id, kind in events:
-            cur.execute("""INSERT INTO alert_events (alert_id, kind, actor) VALUES (%s, %s,
-                           'engine') RETURNING id""", (alert_id, kind))
+            cur.execute(
+                """INSERT INTO alert_events (alert_id, kind, actor) VALUES (%s, %s,
+                           'engine') RETURNING id""",
+                (alert_id, kind),
+            )
             row = cur.fetchone()
             assert row is not None
             cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row[0])))
@@ -117,14 +134,19 @@ def apply_plan(conn: psycopg.Connection, plan: Plan,
 
 
 def load_active(conn: psycopg.Connection) -> list[tuple[AlertKey, datetime]]:
-    return [((rule, mn, pol), last) for rule, mn, pol, last in conn.execute(
-        "SELECT rule, mn, pollutant, last_seen FROM alerts "
-        "WHERE state IN ('open', 'acknowledged', 'assigned')")]
+    return [
+        ((rule, mn, pol), last)
+        for rule, mn, pol, last in conn.execute(
+            "SELECT rule, mn, pollutant, last_seen FROM alerts "
+            "WHERE state IN ('open', 'acknowledged', 'assigned')"
+        )
+    ]
 
 
 def counts_by_rule(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for rule, state, n in conn.execute(
-            "SELECT rule, state, count(*) FROM alerts GROUP BY rule, state ORDER BY rule"):
+        "SELECT rule, state, count(*) FROM alerts GROUP BY rule, state ORDER BY rule"
+    ):
         out.setdefault(rule, {})[state] = n
     return out

@@ -30,8 +30,10 @@ from offsite.store.errors import StoreError
 
 GENESIS = bytes(32)
 _LOCK_KEY = 0x0FF5A0D  # arbitrary, constant: "offsite audit"
-_HEAD = "SELECT now(), (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), " \
-        "(SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1)"
+_HEAD = (
+    "SELECT now(), (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), "
+    "(SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1)"
+)
 _INSERT = """INSERT INTO audit_log (seq, at, actor, action, subject, data, prev_hash, hash)
              VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""
 
@@ -70,8 +72,14 @@ class ChainReport:
 
 def canonical_data(data: Mapping[str, Any]) -> str:
     try:
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=_default)
+        return json.dumps(
+            data,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            default=_default,
+        )
     except (TypeError, ValueError) as exc:
         raise AuditError(f"audit data is not JSON: {exc}") from exc
 
@@ -82,13 +90,24 @@ def _default(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def row_hash(prev_hash: bytes, seq: int, at: datetime, actor: str, action: str, subject: str,
-             data: str) -> bytes:
+def row_hash(
+    prev_hash: bytes, seq: int, at: datetime, actor: str, action: str, subject: str, data: str
+) -> bytes:
     """sha256(prev_hash || canonical JSON of the row). The time is hashed in UTC with
     microseconds: exactly what ``timestamptz`` gives back, whatever the session zone."""
-    body = json.dumps({"seq": seq, "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-                       "actor": actor, "action": action, "subject": subject, "data": data},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    body = json.dumps(
+        {
+            "seq": seq,
+            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(prev_hash + body.encode("utf-8")).digest()
 
 
@@ -98,32 +117,63 @@ def check_chain(rows: Iterable[AuditRow]) -> ChainReport:
     for r in rows:
         if r.seq != expected:
             what = "deleted" if r.seq > expected else "inserted (sequence repeats or goes back)"
-            return ChainReport(n, expected - 1, prev.hex(), ChainBreak(
-                r.seq, f"expected row {expected} here: rows were {what} out of band"))
+            return ChainReport(
+                n,
+                expected - 1,
+                prev.hex(),
+                ChainBreak(r.seq, f"expected row {expected} here: rows were {what} out of band"),
+            )
         if r.prev_hash != prev:
-            return ChainReport(n, expected - 1, prev.hex(), ChainBreak(
-                r.seq, "prev_hash does not match the row before: that row was edited, or "
-                       "this one inserted, out of band"))
+            return ChainReport(
+                n,
+                expected - 1,
+                prev.hex(),
+                ChainBreak(
+                    r.seq,
+                    "prev_hash does not match the row before: that row was edited, or "
+                    "this one inserted, out of band",
+                ),
+            )
         if row_hash(r.prev_hash, r.seq, r.at, r.actor, r.action, r.subject, r.data) != r.hash:
-            return ChainReport(n, expected - 1, prev.hex(), ChainBreak(
-                r.seq, "hash does not match the row's content: the row was edited out of band"))
+            return ChainReport(
+                n,
+                expected - 1,
+                prev.hex(),
+                ChainBreak(
+                    r.seq, "hash does not match the row's content: the row was edited out of band"
+                ),
+            )
         prev, expected, n = r.hash, expected + 1, n + 1
     return ChainReport(n, expected - 1, prev.hex(), None)
 
 
-def _entry(head: tuple[Any, ...] | None, actor: str, action: str, subject: str,
-           data: Mapping[str, Any]) -> tuple[Any, ...]:
+def _entry(
+    head: tuple[Any, ...] | None, actor: str, action: str, subject: str, data: Mapping[str, Any]
+) -> tuple[Any, ...]:
     assert head is not None
     now, last_seq, last_hash = head
     seq = (last_seq or 0) + 1
     prev = bytes(last_hash) if last_hash is not None else GENESIS
     text = canonical_data(data)
-    return (seq, now, actor, action, subject, text, prev,
-            row_hash(prev, seq, now, actor, action, subject, text))
+    return (
+        seq,
+        now,
+        actor,
+        action,
+        subject,
+        text,
+        prev,
+        row_hash(prev, seq, now, actor, action, subject, text),
+    )
 
 
-async def append(conn: AsyncConnection, actor: str, action: str, subject: str,
-                 data: Mapping[str, Any] | None = None) -> int:
+async def append(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    subject: str,
+    data: Mapping[str, Any] | None = None,
+) -> int:
     """Append one entry inside the caller's transaction (or its own); return its seq.
 
     ``action`` is a dotted verb (``visit.check_in``, ``alert.acknowledge``,
@@ -137,8 +187,13 @@ async def append(conn: AsyncConnection, actor: str, action: str, subject: str,
     return int(row[0])
 
 
-def append_sync(conn: psycopg.Connection, actor: str, action: str, subject: str,
-                data: Mapping[str, Any] | None = None) -> int:
+def append_sync(
+    conn: psycopg.Connection,
+    actor: str,
+    action: str,
+    subject: str,
+    data: Mapping[str, Any] | None = None,
+) -> int:
     """``append`` for synchronous callers (the CLI, registry loading)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -151,7 +206,11 @@ def verify(conn: psycopg.Connection) -> ChainReport:
     """Read the whole log in order (server-side cursor: constant memory) and check it."""
     with conn.transaction(), conn.cursor(name="offsite_audit_verify") as cur:
         cur.itersize = 5000
-        cur.execute("SELECT seq, at, actor, action, subject, data, prev_hash, hash "
-                    "FROM audit_log ORDER BY seq")
-        return check_chain(AuditRow(s, at, ac, act, sub, d, bytes(p), bytes(h))
-                           for s, at, ac, act, sub, d, p, h in cur)
+        cur.execute(
+            "SELECT seq, at, actor, action, subject, data, prev_hash, hash "
+            "FROM audit_log ORDER BY seq"
+        )
+        return check_chain(
+            AuditRow(s, at, ac, act, sub, d, bytes(p), bytes(h))
+            for s, at, ac, act, sub, d, p, h in cur
+        )

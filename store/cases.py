@@ -31,12 +31,18 @@ INSERT_OUTBOX = "INSERT INTO webhook_outbox (event, payload) VALUES (%s, %s) RET
 OUTBOX_NOTIFY = "SELECT pg_notify('offsite_webhook', '')"
 
 
-def notice_args(enterprise_id: str, audience: str, case_id: int | None, kind: str,
-                message: str) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+def notice_args(
+    enterprise_id: str, audience: str, case_id: int | None, kind: str, message: str
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """The arguments of INSERT_NOTICE and INSERT_OUTBOX for one notice: what the console
     shows and what outside systems receive say the same thing."""
-    payload = {"event": kind, "enterprise_id": enterprise_id, "audience": audience,
-               "case_id": case_id, "message": message}
+    payload = {
+        "event": kind,
+        "enterprise_id": enterprise_id,
+        "audience": audience,
+        "case_id": case_id,
+        "message": message,
+    }
     return ((enterprise_id, audience, case_id, kind, message), (kind, Jsonb(payload)))
 
 
@@ -44,9 +50,13 @@ def _rank(severity: str) -> int:
     return SEVERITY_RANK.get(severity, -1)
 
 
-def open_cases_for(conn: psycopg.Connection, events: Iterable[tuple[int, str]],
-                   min_severity: str | None, response_within: timedelta,
-                   now: datetime) -> list[int]:
+def open_cases_for(
+    conn: psycopg.Connection,
+    events: Iterable[tuple[int, str]],
+    min_severity: str | None,
+    response_within: timedelta,
+    now: datetime,
+) -> list[int]:
     """The engine's share of discovery: for alerts just opened (or escalated) at
     ``min_severity`` or worse and in no case yet, open one case per enterprise.
 
@@ -62,7 +72,9 @@ def open_cases_for(conn: psycopg.Connection, events: Iterable[tuple[int, str]],
            FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
            WHERE a.id = ANY(%s)
              AND NOT EXISTS (SELECT 1 FROM case_alerts c WHERE c.alert_id = a.id)
-           ORDER BY a.id""", (ids,)).fetchall()
+           ORDER BY a.id""",
+        (ids,),
+    ).fetchall()
     by_enterprise: dict[str, list[tuple[int, str]]] = {}
     for alert_id, severity, rule, pollutant, mn, enterprise in rows:
         if _rank(severity) >= _rank(min_severity):
@@ -71,28 +83,55 @@ def open_cases_for(conn: psycopg.Connection, events: Iterable[tuple[int, str]],
     opened = []
     for enterprise, alerts in sorted(by_enterprise.items()):
         title = "; ".join(label for _, label in alerts)[:500]
-        case_id = _insert_case(conn, enterprise, f"{min_severity}+: {title}", "engine",
-                               now + response_within, [a for a, _ in alerts])
+        case_id = _insert_case(
+            conn,
+            enterprise,
+            f"{min_severity}+: {title}",
+            "engine",
+            now + response_within,
+            [a for a, _ in alerts],
+        )
         opened.append(case_id)
     return opened
 
 
-def _insert_case(conn: psycopg.Connection, enterprise: str, title: str, actor: str,
-                 due: datetime | None, alert_ids: list[int]) -> int:
+def _insert_case(
+    conn: psycopg.Connection,
+    enterprise: str,
+    title: str,
+    actor: str,
+    due: datetime | None,
+    alert_ids: list[int],
+) -> int:
     row = conn.execute(INSERT_CASE, (enterprise, title, actor, due)).fetchone()
     assert row is not None
     case_id = int(row[0])
     for a in alert_ids:
         conn.execute(INSERT_CASE_ALERT, (case_id, a))
-    conn.execute(INSERT_STEP, (case_id, actor, "opened", None, "discovered",
-                               f"opened from alert(s) {', '.join(map(str, alert_ids))}"))
-    notice, outbox = notice_args(enterprise, "enterprise", case_id, "case.opened",
-                                 _opened_message(case_id, title, due))
+    conn.execute(
+        INSERT_STEP,
+        (
+            case_id,
+            actor,
+            "opened",
+            None,
+            "discovered",
+            f"opened from alert(s) {', '.join(map(str, alert_ids))}",
+        ),
+    )
+    notice, outbox = notice_args(
+        enterprise, "enterprise", case_id, "case.opened", _opened_message(case_id, title, due)
+    )
     conn.execute(INSERT_NOTICE, notice)
     conn.execute(INSERT_OUTBOX, outbox)
     conn.execute(OUTBOX_NOTIFY)
-    append_sync(conn, actor, "case.open", f"case:{case_id}",
-                {"enterprise_id": enterprise, "alerts": alert_ids, "response_due_at": due})
+    append_sync(
+        conn,
+        actor,
+        "case.open",
+        f"case:{case_id}",
+        {"enterprise_id": enterprise, "alerts": alert_ids, "response_due_at": due},
+    )
     return case_id
 
 

@@ -16,8 +16,18 @@ def insert_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter]) ->
         cur.executemany(
             """INSERT INTO dead_letters (received_at, topic, mn, reason, detail, payload)
                VALUES (%s, %s, %s, %s, %s, %s)""",
-            [(d.received_at, _text(d.topic), _text(d.mn), d.reason.value, _text(d.detail),
-              d.payload) for d in dead])
+            [
+                (
+                    d.received_at,
+                    _text(d.topic),
+                    _text(d.mn),
+                    d.reason.value,
+                    _text(d.detail),
+                    d.payload,
+                )
+                for d in dead
+            ],
+        )
     return len(dead)
 
 

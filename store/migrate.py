@@ -49,11 +49,14 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
             try:
                 with conn.transaction():
                     conn.execute(mig.sql.encode())
-                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                                 (mig.version, mig.name))
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (mig.version, mig.name),
+                    )
             except psycopg.Error as exc:
-                raise MigrationError(f"migration {mig.version:04d}_{mig.name} failed: "
-                                     f"{exc}") from exc
+                raise MigrationError(
+                    f"migration {mig.version:04d}_{mig.name} failed: {exc}"
+                ) from exc
             applied.append(mig)
     return applied
 
@@ -65,5 +68,6 @@ def current_version(conn: psycopg.Connection) -> int:
 
 def timescale_active(conn: psycopg.Connection) -> bool:
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')").fetchone()
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+    ).fetchone()
     return bool(row and row[0])

@@ -18,5 +18,20 @@ def insert_packets(conn: psycopg.Connection, packets: Sequence[RawPacket]) -> No
                                     pno, raw)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT DO NOTHING""",
-            [(p.received_at, p.transport, p.source, p.mn, p.qn, p.st, p.cn, p.flag, p.pnum,
-              p.pno, p.raw) for p in packets])
+            [
+                (
+                    p.received_at,
+                    p.transport,
+                    p.source,
+                    p.mn,
+                    p.qn,
+                    p.st,
+                    p.cn,
+                    p.flag,
+                    p.pnum,
+                    p.pno,
+                    p.raw,
+                )
+                for p in packets
+            ],
+        )

@@ -80,9 +80,14 @@ def month_partition(start: datetime) -> Partition:
     return Partition(f"readings_p{start:%Y_%m}", start, add_months(start, 1))
 
 
-def plan_partitions(now: datetime, existing: Sequence[Partition], *, months_ahead: int,
-                    retention: timedelta | None,
-                    default_months: Sequence[datetime] = ()) -> PartitionPlan:
+def plan_partitions(
+    now: datetime,
+    existing: Sequence[Partition],
+    *,
+    months_ahead: int,
+    retention: timedelta | None,
+    default_months: Sequence[datetime] = (),
+) -> PartitionPlan:
     """What to create and drop so that the current month and ``months_ahead`` after it
     have partitions, months with rows waiting in DEFAULT get theirs, and partitions
     wholly older than ``now - retention`` go (``retention`` None keeps everything).
@@ -104,16 +109,20 @@ def plan_partitions(now: datetime, existing: Sequence[Partition], *, months_ahea
         if any(e.start < p.end and p.start < e.end for e in existing):
             continue
         create.append(p)
-    drop = tuple(sorted((e for e in existing if cutoff is not None and e.end <= cutoff),
-                        key=lambda e: e.start))
+    drop = tuple(
+        sorted(
+            (e for e in existing if cutoff is not None and e.end <= cutoff), key=lambda e: e.start
+        )
+    )
     return PartitionPlan(tuple(create), drop, cutoff)
 
 
 # -- I/O ---------------------------------------------------------------------------------
 def partitioned(conn: psycopg.Connection) -> bool:
     """True when ``readings`` is a partitioned table (plain PostgreSQL after 0005)."""
-    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('readings')"
-                       ).fetchone()
+    row = conn.execute(
+        "SELECT relkind FROM pg_class WHERE oid = to_regclass('readings')"
+    ).fetchone()
     return bool(row and row[0] == "p")
 
 
@@ -128,32 +137,36 @@ def existing_partitions(conn: psycopg.Connection) -> list[Partition]:
         m = _BOUND_RE.search(bound or "")
         if m is None:
             continue  # DEFAULT (or MINVALUE/MAXVALUE bounds, left alone)
-        out.append(Partition(name, datetime.fromisoformat(m.group(1)),
-                             datetime.fromisoformat(m.group(2))))
+        out.append(
+            Partition(name, datetime.fromisoformat(m.group(1)), datetime.fromisoformat(m.group(2)))
+        )
     return sorted(out, key=lambda p: p.start)
 
 
 def default_months(conn: psycopg.Connection) -> list[datetime]:
     """Months that have rows waiting in the DEFAULT partition (normally none: a scan of
     an empty table)."""
-    rows = conn.execute(sql.SQL(
-        "SELECT DISTINCT date_trunc('month', ts, 'UTC') FROM {}").format(
-        sql.Identifier(DEFAULT_PARTITION))).fetchall()
+    rows = conn.execute(
+        sql.SQL("SELECT DISTINCT date_trunc('month', ts, 'UTC') FROM {}").format(
+            sql.Identifier(DEFAULT_PARTITION)
+        )
+    ).fetchall()
     return sorted(r[0] for r in rows)
 
 
 @dataclass
 class MaintainReport:
-    backend: str                      # "partitioned", "timescaledb" or "plain"
+    backend: str  # "partitioned", "timescaledb" or "plain"
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
-    moved_rows: int = 0               # rows moved out of DEFAULT into new months
-    purged_rows: int = 0              # rows past retention deleted from DEFAULT
-    skipped: bool = False             # another maintainer held the lock
+    moved_rows: int = 0  # rows moved out of DEFAULT into new months
+    purged_rows: int = 0  # rows past retention deleted from DEFAULT
+    skipped: bool = False  # another maintainer held the lock
 
 
-def maintain(conn: psycopg.Connection, now: datetime, *, months_ahead: int,
-             retention: timedelta | None) -> MaintainReport:
+def maintain(
+    conn: psycopg.Connection, now: datetime, *, months_ahead: int, retention: timedelta | None
+) -> MaintainReport:
     """Create months ahead, empty DEFAULT into months, apply retention.
 
     On TimescaleDB the equivalent is a retention policy (chunks are made by TimescaleDB
@@ -161,8 +174,10 @@ def maintain(conn: psycopg.Connection, now: datetime, *, months_ahead: int,
     transaction, so a failure leaves the earlier steps done and the table consistent.
     """
     if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise StoreError("partition maintenance needs a connection outside any transaction "
-                         "(commit first, or use autocommit): each step commits on its own")
+        raise StoreError(
+            "partition maintenance needs a connection outside any transaction "
+            "(commit first, or use autocommit): each step commits on its own"
+        )
     with conn.transaction():
         if timescale_active(conn):
             return _maintain_timescale(conn, retention)
@@ -175,8 +190,13 @@ def maintain(conn: psycopg.Connection, now: datetime, *, months_ahead: int,
         return report
     try:
         with conn.transaction():
-            plan = plan_partitions(now, existing_partitions(conn), months_ahead=months_ahead,
-                                   retention=retention, default_months=default_months(conn))
+            plan = plan_partitions(
+                now,
+                existing_partitions(conn),
+                months_ahead=months_ahead,
+                retention=retention,
+                default_months=default_months(conn),
+            )
         for p in plan.create:
             report.moved_rows += _create(conn, p)
             report.created.append(p.name)
@@ -186,8 +206,12 @@ def maintain(conn: psycopg.Connection, now: datetime, *, months_ahead: int,
             report.dropped.append(p.name)
         if plan.purge_default_before is not None:
             with conn.transaction():
-                cur = conn.execute(sql.SQL("DELETE FROM {} WHERE ts < %s").format(
-                    sql.Identifier(DEFAULT_PARTITION)), (plan.purge_default_before,))
+                cur = conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE ts < %s").format(
+                        sql.Identifier(DEFAULT_PARTITION)
+                    ),
+                    (plan.purge_default_before,),
+                )
                 report.purged_rows = cur.rowcount
     except psycopg.Error as exc:
         raise StoreError(f"partition maintenance failed: {exc}") from exc
@@ -196,9 +220,13 @@ def maintain(conn: psycopg.Connection, now: datetime, *, months_ahead: int,
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     if report.created or report.dropped or report.purged_rows:
-        log.info("partitions: created %s, dropped %s, %d rows moved out of DEFAULT, %d "
-                 "purged", report.created or "none", report.dropped or "none",
-                 report.moved_rows, report.purged_rows)
+        log.info(
+            "partitions: created %s, dropped %s, %d rows moved out of DEFAULT, %d purged",
+            report.created or "none",
+            report.dropped or "none",
+            report.moved_rows,
+            report.purged_rows,
+        )
     return report
 
 
@@ -213,26 +241,40 @@ def _create(conn: psycopg.Connection, p: Partition) -> int:
         # waited on ``readings`` itself routes with the new partition.
         conn.execute("LOCK TABLE readings IN SHARE ROW EXCLUSIVE MODE")
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
-        conn.execute(sql.SQL("CREATE TABLE {} (LIKE readings INCLUDING DEFAULTS "
-                             "INCLUDING CONSTRAINTS)").format(name))
-        cur = conn.execute(sql.SQL("""
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} (LIKE readings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ).format(name)
+        )
+        cur = conn.execute(
+            sql.SQL("""
             WITH moved AS (DELETE FROM {} WHERE ts >= %s AND ts < %s RETURNING *)
-            INSERT INTO {} SELECT * FROM moved""").format(default, name), (p.start, p.end))
+            INSERT INTO {} SELECT * FROM moved""").format(default, name),
+            (p.start, p.end),
+        )
         moved = cur.rowcount
         # the CHECK lets ATTACH skip scanning the new table to prove its rows fit
         # (DDL takes no bind parameters: the bounds go in as literals)
         lo, hi = sql.Literal(p.start), sql.Literal(p.end)
-        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (ts >= {} AND ts < {})")
-                     .format(name, sql.Identifier(f"{p.name}_range"), lo, hi))
-        conn.execute(sql.SQL("ALTER TABLE readings ATTACH PARTITION {} "
-                             "FOR VALUES FROM ({}) TO ({})").format(name, lo, hi))
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            name, sql.Identifier(f"{p.name}_range")))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (ts >= {} AND ts < {})").format(
+                name, sql.Identifier(f"{p.name}_range"), lo, hi
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE readings ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+                name, lo, hi
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                name, sql.Identifier(f"{p.name}_range")
+            )
+        )
     return moved
 
 
-def _maintain_timescale(conn: psycopg.Connection,
-                        retention: timedelta | None) -> MaintainReport:
+def _maintain_timescale(conn: psycopg.Connection, retention: timedelta | None) -> MaintainReport:
     """Keep the hypertable's retention policy equal to the setting (never run here: the
     machines this was written on cannot load TimescaleDB)."""
     conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")

@@ -7,12 +7,18 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from offsite.store.errors import StoreUnavailable
 
 
-def open_pool(url: str, *, max_size: int = 8, min_size: int = 1, name: str = "offsite",
-              timeout: float = 15.0) -> ConnectionPool:
+def open_pool(
+    url: str, *, max_size: int = 8, min_size: int = 1, name: str = "offsite", timeout: float = 15.0
+) -> ConnectionPool:
     """Open a pool and wait until one connection works, or raise StoreUnavailable."""
-    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, name=name,
-                          open=False,
-                          kwargs={"application_name": name})
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        kwargs={"application_name": name},
+    )
     try:
         pool.open(wait=True, timeout=timeout)
     except Exception as exc:  # psycopg_pool.PoolTimeout and friends
@@ -21,10 +27,12 @@ def open_pool(url: str, *, max_size: int = 8, min_size: int = 1, name: str = "of
     return pool
 
 
-async def open_async_pool(url: str, *, max_size: int = 8, name: str = "offsite-api",
-                          timeout: float = 15.0) -> AsyncConnectionPool:
-    pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, name=name, open=False,
-                               kwargs={"application_name": name})
+async def open_async_pool(
+    url: str, *, max_size: int = 8, name: str = "offsite-api", timeout: float = 15.0
+) -> AsyncConnectionPool:
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=max_size, name=name, open=False, kwargs={"application_name": name}
+    )
     try:
         await pool.open(wait=True, timeout=timeout)
     except Exception as exc:

@@ -40,8 +40,9 @@ def _ensure_stage(conn: psycopg.Connection) -> None:
                     (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS""")
 
 
-def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
-                    received_at: Sequence[datetime]) -> list[Reading]:
+def insert_readings(
+    conn: psycopg.Connection, readings: Sequence[Reading], received_at: Sequence[datetime]
+) -> list[Reading]:
     """Store readings inside the caller's transaction; return those that were new."""
     if not readings:
         return []
@@ -64,7 +65,8 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
                 ts, n = last.get(r.mn, (r.ts, 0))
                 last[r.mn] = (max(ts, r.ts), n + 1)
             mns = sorted(last)
-            cur.execute("""
+            cur.execute(
+                """
                 INSERT INTO device_status AS s (mn, last_ts, last_received_at, readings)
                 SELECT mn, ts, %s, n FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[])
                     AS u (mn, ts, n)
@@ -72,7 +74,8 @@ def insert_readings(conn: psycopg.Connection, readings: Sequence[Reading],
                     last_ts = greatest(s.last_ts, excluded.last_ts),
                     last_received_at = greatest(s.last_received_at, excluded.last_received_at),
                     readings = s.readings + excluded.readings""",
-                (max(received_at), mns, [last[m][0] for m in mns], [last[m][1] for m in mns]))
+                (max(received_at), mns, [last[m][0] for m in mns], [last[m][1] for m in mns]),
+            )
     return new
 
 
@@ -84,9 +87,11 @@ def _move(cur: psycopg.Cursor, on_conflict: str, rollups: bool) -> int:
     if not rollups:
         cur.execute(insert.encode())
         return cur.rowcount
-    cur.execute(f"""WITH new AS ({insert} RETURNING ts, mn, pollutant, kind, value, flag),
+    cur.execute(
+        f"""WITH new AS ({insert} RETURNING ts, mn, pollutant, kind, value, flag),
                          h AS ({UPSERT_HOURLY})
-                    SELECT count(*) FROM new""".encode())
+                    SELECT count(*) FROM new""".encode()
+    )
     row = cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -99,8 +104,9 @@ def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]
         FROM readings r JOIN (SELECT DISTINCT mn, pollutant, kind, ts FROM readings_stage) s
              USING (mn, pollutant, kind, ts)
         WHERE r.xmin = pg_current_xact_id()::xid""")
-    stored = {(mn, pol, kind, ts): (value, flag)
-              for ts, mn, pol, kind, value, flag in cur.fetchall()}
+    stored = {
+        (mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in cur.fetchall()
+    }
     new = []
     for r in readings:
         row = stored.pop((r.mn, r.pollutant, r.kind_text, r.ts), None)
@@ -109,8 +115,7 @@ def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]
     return new
 
 
-def recent_readings(conn: psycopg.Connection, per_series: int,
-                    since: datetime) -> list[Reading]:
+def recent_readings(conn: psycopg.Connection, per_series: int, since: datetime) -> list[Reading]:
     """The newest ``per_series`` primary values of every series heard from since ``since``
     (to rebuild the rule engine's state when a rule runner takes the lead). Finding the
     series scans the readings since ``since`` (OFFSITE_RULE_WARM_S, 4 h by default, read
@@ -123,6 +128,9 @@ def recent_readings(conn: psycopg.Connection, per_series: int,
                SELECT ts, value, flag FROM readings x
                WHERE x.mn = s.mn AND x.pollutant = s.pollutant AND x.kind = s.kind
                ORDER BY x.ts DESC LIMIT %s) r""",
-        (since, per_series)).fetchall()
-    return [Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
-            for ts, mn, pol, value, flag, kind in rows]
+        (since, per_series),
+    ).fetchall()
+    return [
+        Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
+        for ts, mn, pol, value, flag, kind in rows
+    ]

@@ -54,8 +54,9 @@ def rollups_maintained(conn: psycopg.Connection) -> bool:
     they are TimescaleDB continuous aggregates (or absent). Asked once per connection."""
     known = _maintained.get(conn)
     if known is None:
-        row = conn.execute("SELECT relkind FROM pg_class "
-                           "WHERE oid = to_regclass('readings_hourly')").fetchone()
+        row = conn.execute(
+            "SELECT relkind FROM pg_class WHERE oid = to_regclass('readings_hourly')"
+        ).fetchone()
         known = _maintained[conn] = bool(row and row[0] == "r")
     return known
 
@@ -78,26 +79,35 @@ def _aligned(t: datetime, width_s: int) -> bool:
     return delta.microseconds == 0 and (delta.days * DAY + delta.seconds) % width_s == 0
 
 
-def rebuild_rollups(conn: psycopg.Connection, start: datetime | None = None,
-                    end: datetime | None = None) -> tuple[int, int]:
+def rebuild_rollups(
+    conn: psycopg.Connection, start: datetime | None = None, end: datetime | None = None
+) -> tuple[int, int]:
     """Recompute the rollups from raw readings over [start, end) (widened to whole UTC
     days; None: everything) — after a bulk COPY that bypassed ``insert_readings``.
     Runs in the caller's transaction; returns (hourly rows written, daily rows they make)."""
     if not rollups_maintained(conn):
-        raise StoreError("rollups are not tables here (TimescaleDB continuous aggregates "
-                         "refresh themselves: CALL refresh_continuous_aggregate(...))")
+        raise StoreError(
+            "rollups are not tables here (TimescaleDB continuous aggregates "
+            "refresh themselves: CALL refresh_continuous_aggregate(...))"
+        )
     lo = _floor_day(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
     hi = _ceil_day(end) if end is not None else datetime(9999, 1, 1, tzinfo=UTC)
     conn.execute("DELETE FROM readings_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
-    hourly = conn.execute("""
+    hourly = conn.execute(
+        """
         INSERT INTO readings_hourly
         SELECT mn, pollutant, kind, date_bin('1 hour', ts, timestamptz '1970-01-01'),
                count(*), sum(value), min(value), max(value),
                count(*) FILTER (WHERE flag = 'N'),
                coalesce(sum(value) FILTER (WHERE flag = 'N'), 0)
-        FROM readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2, 3, 4""", (lo, hi)).rowcount
-    row = conn.execute("""SELECT count(*) FROM readings_daily   -- a view of the hourly
-                          WHERE bucket >= %s AND bucket < %s""", (lo, hi)).fetchone()
+        FROM readings WHERE ts >= %s AND ts < %s GROUP BY 1, 2, 3, 4""",
+        (lo, hi),
+    ).rowcount
+    row = conn.execute(
+        """SELECT count(*) FROM readings_daily   -- a view of the hourly
+                          WHERE bucket >= %s AND bucket < %s""",
+        (lo, hi),
+    ).fetchone()
     daily = int(row[0]) if row else 0
     return hourly, daily
 
@@ -114,19 +124,29 @@ def _ceil_day(t: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class HourlyAverage:
-    bucket: datetime          # hour start, UTC
-    avg: float | None         # mean of the valid (flag N) values; None if there are none
-    n_valid: int              # how many valid values (HJ 212 Annex D wants ≥ 45 minutes)
-    n: int                    # how many values of any flag
+    bucket: datetime  # hour start, UTC
+    avg: float | None  # mean of the valid (flag N) values; None if there are none
+    n_valid: int  # how many valid values (HJ 212 Annex D wants ≥ 45 minutes)
+    n: int  # how many values of any flag
 
 
-def hourly_averages(conn: psycopg.Connection, mn: str, pollutant: str, start: datetime,
-                    end: datetime, kind: str = "rtd") -> list[HourlyAverage]:
+def hourly_averages(
+    conn: psycopg.Connection,
+    mn: str,
+    pollutant: str,
+    start: datetime,
+    end: datetime,
+    kind: str = "rtd",
+) -> list[HourlyAverage]:
     """Hourly averages of one series from the rollup (never the raw rows) — for rules
     judged on 1-hour averages, as exceedances of flue gas are. Works on both backends."""
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT bucket, total_valid / nullif(n_valid, 0), n_valid, n FROM readings_hourly
         WHERE mn = %s AND pollutant = %s AND kind = %s AND bucket >= %s AND bucket < %s
-        ORDER BY bucket""", (mn, pollutant, kind, start, end)).fetchall()
-    return [HourlyAverage(b, None if a is None else float(a), int(v), int(n))
-            for b, a, v, n in rows]
+        ORDER BY bucket""",
+        (mn, pollutant, kind, start, end),
+    ).fetchall()
+    return [
+        HourlyAverage(b, None if a is None else float(a), int(v), int(n)) for b, a, v, n in rows
+    ]

@@ -37,8 +37,12 @@ class Queued:
         return int(self.t.shape[0])
 
 
-def queue_for_rules(conn: psycopg.Connection, new: Sequence[Reading],
-                    received: Sequence[datetime], heard: Mapping[str, datetime]) -> None:
+def queue_for_rules(
+    conn: psycopg.Connection,
+    new: Sequence[Reading],
+    received: Sequence[datetime],
+    heard: Mapping[str, datetime],
+) -> None:
     """Queue primary readings (not min/max/cou… beside an average) and who was heard;
     ``received[i]`` is when ingest received ``new[i]``."""
     index: dict[tuple[str, str, str], int] = {}
@@ -79,18 +83,32 @@ def queue_for_rules(conn: psycopg.Connection, new: Sequence[Reading],
                    string_to_array(%s, %s), %s, %s, %s, %s, %s, string_to_array(%s, %s),
                    ARRAY(SELECT to_timestamp(x) FROM unnest(string_to_array(%s, ',')::float8[])
                          WITH ORDINALITY AS u (x, i) ORDER BY i))""",
-        (first, SEP.join(k[0] for k in keys), SEP, SEP.join(k[1] for k in keys), SEP,
-         SEP.join(k[2] for k in keys), SEP,
-         np.asarray(sidx, "<i4").tobytes(), np.asarray(ts, "<f8").tobytes(),
-         np.asarray(value, "<f8").tobytes(), np.asarray(rec, "<f8").tobytes(),
-         "".join(flags), SEP.join(heard), SEP, ",".join(map(repr, heard_at))))
+        (
+            first,
+            SEP.join(k[0] for k in keys),
+            SEP,
+            SEP.join(k[1] for k in keys),
+            SEP,
+            SEP.join(k[2] for k in keys),
+            SEP,
+            np.asarray(sidx, "<i4").tobytes(),
+            np.asarray(ts, "<f8").tobytes(),
+            np.asarray(value, "<f8").tobytes(),
+            np.asarray(rec, "<f8").tobytes(),
+            "".join(flags),
+            SEP.join(heard),
+            SEP,
+            ",".join(map(repr, heard_at)),
+        ),
+    )
     conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
 def committed_through(conn: psycopg.Connection, worker: str, through: datetime) -> None:
     """Record this worker's promise (in the transaction that keeps it, or when idle)."""
-    conn.execute("UPDATE ingest_workers SET committed_through = %s WHERE worker = %s",
-                 (through, worker))
+    conn.execute(
+        "UPDATE ingest_workers SET committed_through = %s WHERE worker = %s", (through, worker)
+    )
 
 
 def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
@@ -103,7 +121,8 @@ def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
     row = conn.execute(
         """SELECT coalesce(min(coalesce(committed_through, 'epoch')), clock_timestamp())
            FROM ingest_workers WHERE heartbeat_at > clock_timestamp() - %s""",
-        (stale,)).fetchone()
+        (stale,),
+    ).fetchone()
     assert row is not None
     return row[0]
 
@@ -132,18 +151,38 @@ class _Row:
 def _parse(row: tuple, index: dict[tuple[str, str, str], int]) -> _Row:
     rid, _, s_mn, s_pol, s_kind, b_sidx, b_ts, b_value, b_rec, flag, hmn, hat = row
     mns = s_mn.split(SEP) if s_mn else []
-    series = np.fromiter((index.setdefault(k, len(index)) for k in zip(
-        mns, s_pol.split(SEP) if s_pol else [], s_kind.split(SEP) if s_kind else [],
-        strict=True)), np.int64, len(mns))
+    series = np.fromiter(
+        (
+            index.setdefault(k, len(index))
+            for k in zip(
+                mns,
+                s_pol.split(SEP) if s_pol else [],
+                s_kind.split(SEP) if s_kind else [],
+                strict=True,
+            )
+        ),
+        np.int64,
+        len(mns),
+    )
     local = np.frombuffer(b_sidx, "<i4")
-    return _Row(rid, series[local], local, np.frombuffer(b_ts, "<f8"),
-                np.frombuffer(b_value, "<f8"), np.frombuffer(b_rec, "<f8"),
-                np.frombuffer(flag.encode("ascii"), np.uint8),
-                list(zip(hmn, hat, strict=True)))
+    return _Row(
+        rid,
+        series[local],
+        local,
+        np.frombuffer(b_ts, "<f8"),
+        np.frombuffer(b_value, "<f8"),
+        np.frombuffer(b_rec, "<f8"),
+        np.frombuffer(flag.encode("ascii"), np.uint8),
+        list(zip(hmn, hat, strict=True)),
+    )
 
 
-def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = timedelta(0),
-         limit: int = 16) -> Queued:
+def take(
+    conn: psycopg.Connection,
+    watermark: datetime,
+    reorder: timedelta = timedelta(0),
+    limit: int = 16,
+) -> Queued:
     """Lock and take the queued readings received before ``watermark - reorder``, and
     the ones received within ``reorder`` after that cut which are older, in device
     time, than a reading of their series being taken. (One at the same instant is a
@@ -166,10 +205,12 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
     rows = conn.execute(
         f"""SELECT {_COLUMNS} FROM rule_inbox WHERE min_received < %s
             ORDER BY min_received, id LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (cut, limit)).fetchall()
+        (cut, limit),
+    ).fetchall()
     if not rows:
-        return Queued([], [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0),
-                      np.zeros(0, np.uint8), {})
+        return Queued(
+            [], [], np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), {}
+        )
     if len(rows) == limit:  # a cut: only what was received before the last one is complete
         cut = min(cut, rows[-1][1])
     index: dict[tuple[str, str, str], int] = {}
@@ -186,15 +227,20 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
         tail = conn.execute(
             """SELECT id, ts FROM rule_inbox WHERE min_received < %s AND NOT id = ANY(%s)
                ORDER BY min_received, id""",  # read only: locked below if taken
-            (cut + reorder, [p.rid for p in parsed])).fetchall()
+            (cut + reorder, [p.rid for p in parsed]),
+        ).fetchall()
         # the usual case: no later reading is older than everything taken, and the row
         # is left alone without reading its series keys
-        maybe = [rid for rid, b_ts in tail if np.frombuffer(b_ts, "<f8").min(initial=np.inf)
-                 < top]
-        candidates = conn.execute(
-            f"""SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s)
+        maybe = [rid for rid, b_ts in tail if np.frombuffer(b_ts, "<f8").min(initial=np.inf) < top]
+        candidates = (
+            conn.execute(
+                f"""SELECT {_COLUMNS} FROM rule_inbox WHERE id = ANY(%s)
                 ORDER BY min_received, id FOR UPDATE SKIP LOCKED""",
-            (maybe,)).fetchall() if maybe else []
+                (maybe,),
+            ).fetchall()
+            if maybe
+            else []
+        )
         for r in candidates:
             trial = dict(index)  # a row left alone adds no series to the slice
             p = _parse(r, trial)
@@ -225,10 +271,16 @@ def take(conn: psycopg.Connection, watermark: datetime, reorder: timedelta = tim
                    SELECT queued_at, to_timestamp(%s), s_mn, s_pollutant, s_kind,
                           %s, %s, %s, %s, %s, '{}', '{}'
                    FROM rule_inbox WHERE id = %s""",
-                (float(p.rec[later].min()), p.local[later].astype("<i4").tobytes(),
-                 p.ts[later].astype("<f8").tobytes(), p.value[later].astype("<f8").tobytes(),
-                 p.rec[later].astype("<f8").tobytes(), p.flag[later].tobytes().decode("ascii"),
-                 p.rid))
+                (
+                    float(p.rec[later].min()),
+                    p.local[later].astype("<i4").tobytes(),
+                    p.ts[later].astype("<f8").tobytes(),
+                    p.value[later].astype("<f8").tobytes(),
+                    p.rec[later].astype("<f8").tobytes(),
+                    p.flag[later].tobytes().decode("ascii"),
+                    p.rid,
+                ),
+            )
     cat = [np.concatenate([k[i] for k in keep]) for i in range(4)]
     return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard)
 
@@ -237,10 +289,12 @@ def queued_keys(conn: psycopg.Connection) -> set[tuple[str, str, str, float]]:
     """(mn, pollutant, kind, epoch) of every queued reading: left out of a warm-up."""
     out: set[tuple[str, str, str, float]] = set()
     for s_mn, s_pol, s_kind, b_sidx, b_ts in conn.execute(
-            "SELECT s_mn, s_pollutant, s_kind, sidx, ts FROM rule_inbox"):
+        "SELECT s_mn, s_pollutant, s_kind, sidx, ts FROM rule_inbox"
+    ):
         keys = list(zip(s_mn, s_pol, s_kind, strict=True))
-        for i, t in zip(np.frombuffer(b_sidx, "<i4").tolist(),
-                        np.frombuffer(b_ts, "<f8").tolist(), strict=True):
+        for i, t in zip(
+            np.frombuffer(b_sidx, "<i4").tolist(), np.frombuffer(b_ts, "<f8").tolist(), strict=True
+        ):
             out.add((*keys[i], t))
     return out
 

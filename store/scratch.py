@@ -17,8 +17,9 @@ def with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(admin_url: str, prefix: str = "offsite_scratch",
-                     keep: bool = False) -> Iterator[str]:
+def scratch_database(
+    admin_url: str, prefix: str = "offsite_scratch", keep: bool = False
+) -> Iterator[str]:
     """Create an empty database next to ``admin_url``'s; drop it afterwards unless ``keep``."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -28,5 +29,6 @@ def scratch_database(admin_url: str, prefix: str = "offsite_scratch",
     finally:
         if not keep:
             with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                             .format(sql.Identifier(name)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                )

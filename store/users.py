@@ -22,9 +22,17 @@ class UserError(StoreError):
     """A user could not be created or changed (bad role, unknown enterprise…)."""
 
 
-def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str | None,
-                *, enterprise_id: str | None = None, region: str = "",
-                department: str = "", actor: str = "system") -> None:
+def create_user(
+    conn: psycopg.Connection,
+    user_id: str,
+    role: str,
+    password: str | None,
+    *,
+    enterprise_id: str | None = None,
+    region: str = "",
+    department: str = "",
+    actor: str = "system",
+) -> None:
     """Create (or, for an existing id, replace the role/scope/password of) a user."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -43,29 +51,48 @@ def create_user(conn: psycopg.Connection, user_id: str, role: str, password: str
                        department = excluded.department,
                        password_hash = coalesce(excluded.password_hash, users.password_hash),
                        active = true""",
-                (user_id, role, enterprise_id, region, pw_hash, department))
-            append_sync(conn, actor, "user.upsert", f"user:{user_id}",
-                        {"role": role, "enterprise_id": enterprise_id, "region": region,
-                         "department": department,
-                         "password_set": pw_hash is not None})
+                (user_id, role, enterprise_id, region, pw_hash, department),
+            )
+            append_sync(
+                conn,
+                actor,
+                "user.upsert",
+                f"user:{user_id}",
+                {
+                    "role": role,
+                    "enterprise_id": enterprise_id,
+                    "region": region,
+                    "department": department,
+                    "password_set": pw_hash is not None,
+                },
+            )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise UserError(f"enterprise {enterprise_id!r} is not in the registry") from exc
     except psycopg.errors.CheckViolation as exc:
         raise UserError(f"user id {user_id!r} is not 1–64 letters, digits or _.@-") from exc
 
 
-def issue_token(conn: psycopg.Connection, user_id: str, *, kind: str = "api_key",
-                ttl: timedelta | None = None, actor: str = "system") -> str:
+def issue_token(
+    conn: psycopg.Connection,
+    user_id: str,
+    *,
+    kind: str = "api_key",
+    ttl: timedelta | None = None,
+    actor: str = "system",
+) -> str:
     """A new bearer token for the user; only its SHA-256 is stored, so show it once."""
     token = new_token()
     expires = datetime.now(UTC) + ttl if ttl is not None else None
     try:
         with conn.transaction():
-            conn.execute("INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) "
-                         "VALUES (%s, %s, %s, %s)",
-                         (token_digest(token), user_id, kind, expires))
-            append_sync(conn, actor, "token.issue", f"user:{user_id}",
-                        {"kind": kind, "expires_at": expires})
+            conn.execute(
+                "INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (token_digest(token), user_id, kind, expires),
+            )
+            append_sync(
+                conn, actor, "token.issue", f"user:{user_id}", {"kind": kind, "expires_at": expires}
+            )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise UserError(f"no user {user_id!r}") from exc
     return token

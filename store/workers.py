@@ -39,9 +39,22 @@ def beat(conn: psycopg.Connection, hb: Heartbeat) -> None:
                lag_s = excluded.lag_s, messages = excluded.messages,
                readings_stored = excluded.readings_stored, dead_letters = excluded.dead_letters,
                db_errors = excluded.db_errors, last_commit_at = excluded.last_commit_at""",
-        (hb.worker, hb.host, hb.pid, hb.started_at, hb.broker_connected,
-         hb.gateway_connections, hb.inbox, hb.lag_s, hb.messages, hb.readings_stored,
-         hb.dead_letters, hb.db_errors, hb.last_commit_at))
+        (
+            hb.worker,
+            hb.host,
+            hb.pid,
+            hb.started_at,
+            hb.broker_connected,
+            hb.gateway_connections,
+            hb.inbox,
+            hb.lag_s,
+            hb.messages,
+            hb.readings_stored,
+            hb.dead_letters,
+            hb.db_errors,
+            hb.last_commit_at,
+        ),
+    )
 
 
 def fields() -> list[str]:

@@ -27,8 +27,11 @@ def _root_logging_restored() -> Iterator[None]:
     root = logging.getLogger()
     before, level = set(root.handlers), root.level
     yield
-    ours = [h for h in root.handlers if h not in before
-            and isinstance(h.formatter, JsonFormatter | TextFormatter)]
+    ours = [
+        h
+        for h in root.handlers
+        if h not in before and isinstance(h.formatter, JsonFormatter | TextFormatter)
+    ]
     for h in ours:  # pytest's own capture handlers come and go by themselves
         root.removeHandler(h)
     if ours:
@@ -90,22 +93,27 @@ def template_db(admin_db_url: str) -> Iterator[str]:
         yield name
     finally:
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture
 def db_url(admin_db_url: str, template_db: str) -> Iterator[str]:
     name = f"offsite_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     try:
         yield _with_dbname(admin_db_url, name)
     finally:
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture

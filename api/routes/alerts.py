@@ -35,7 +35,8 @@ REPLAY_PAGE = 1000
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
 async def list_alerts(
-    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
     state: Annotated[list[State] | None, Query(description="repeatable")] = None,
     severity: Severity | None = None,
     enterprise: str | None = None,
@@ -47,18 +48,32 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[dict]:
-    return await queries.list_alerts(conn, states=list(state) if state else None,
-                                     severity=severity, enterprise=enterprise, mn=mn, rule=rule,
-                                     since=since, until=until, limit=limit, offset=offset,
-                                     visible=who.scope, pollutant=pollutant)
+    return await queries.list_alerts(
+        conn,
+        states=list(state) if state else None,
+        severity=severity,
+        enterprise=enterprise,
+        mn=mn,
+        rule=rule,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        visible=who.scope,
+        pollutant=pollutant,
+    )
 
 
-@router.get("/stream", summary="Live alert events (Server-Sent Events)",
-            response_class=StreamingResponse)
-async def stream(request: Request, feed: FeedDep, who: Annotated[Principal, Depends(ANY_USER)],
-                 last_event_id: Annotated[int | None, Header()] = None,
-                 after: Annotated[int | None, Query(description="replay events after this id")]
-                 = None) -> StreamingResponse:
+@router.get(
+    "/stream", summary="Live alert events (Server-Sent Events)", response_class=StreamingResponse
+)
+async def stream(
+    request: Request,
+    feed: FeedDep,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    last_event_id: Annotated[int | None, Header()] = None,
+    after: Annotated[int | None, Query(description="replay events after this id")] = None,
+) -> StreamingResponse:
     """Each event is ``id: <event id>``, ``event: alert``, ``data: <alert JSON>``.
 
     Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed. Only
@@ -99,38 +114,52 @@ async def stream(request: Request, feed: FeedDep, who: Annotated[Principal, Depe
         finally:
             feed.unsubscribe(q)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
-@router.get("/{alert_id}", response_model=AlertDetail, summary="One alert with its history",
-            responses={404: {"description": "no such alert"}})
-async def get_alert(alert_id: int, conn: Conn,
-                    who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+@router.get(
+    "/{alert_id}",
+    response_model=AlertDetail,
+    summary="One alert with its history",
+    responses={404: {"description": "no such alert"}},
+)
+async def get_alert(
+    alert_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> dict:
     row = await queries.get_alert(conn, alert_id)
     visible_or_404(who, row["enterprise_id"] if row else None, f"alert {alert_id}")
     assert row is not None
     return row
 
 
-async def _act(conn: Conn, alert_id: int, target: AlertState | None,
-               body: AlertAction | AlertAssign | AlertComment, who: Principal) -> dict:
+async def _act(
+    conn: Conn,
+    alert_id: int,
+    target: AlertState | None,
+    body: AlertAction | AlertAssign | AlertComment,
+    who: Principal,
+) -> dict:
     """A person's step on an alert (``target`` None: a comment), audited in the same
     transaction; the actor is the signed-in user."""
     visible_or_404(who, await queries.alert_enterprise(conn, alert_id), f"alert {alert_id}")
     assignee = body.assignee if isinstance(body, AlertAssign) else None
-    action = "comment" if target is None else ("reopen" if target is AlertState.OPEN
-                                               else target.value)
+    action = (
+        "comment" if target is None else ("reopen" if target is AlertState.OPEN else target.value)
+    )
     try:
         async with conn.transaction():
-            found = await queries.act_on_alert(conn, alert_id, target, who.user_id, body.note,
-                                               assignee)
+            found = await queries.act_on_alert(
+                conn, alert_id, target, who.user_id, body.note, assignee
+            )
             if found:
                 data: dict[str, str | None] = {"note": body.note}
                 if assignee is not None:
                     data["assignee"] = assignee
-                await audit.append(conn, who.user_id, f"alert.{action}",
-                                   f"alert:{alert_id}", data)
+                await audit.append(conn, who.user_id, f"alert.{action}", f"alert:{alert_id}", data)
     except InvalidTransition as exc:
         raise HTTPException(409, str(exc)) from exc
     if not found:
@@ -140,45 +169,73 @@ async def _act(conn: Conn, alert_id: int, target: AlertState | None,
     return row
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertDetail,
-             responses={404: {"description": "no such alert"},
-                        409: {"description": "not allowed in the alert's state"}})
-async def acknowledge(alert_id: int, body: AlertAction, conn: Conn,
-                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{alert_id}/acknowledge",
+    response_model=AlertDetail,
+    responses={
+        404: {"description": "no such alert"},
+        409: {"description": "not allowed in the alert's state"},
+    },
+)
+async def acknowledge(
+    alert_id: int, body: AlertAction, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     return await _act(conn, alert_id, AlertState.ACKNOWLEDGED, body, who)
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertDetail,
-             responses={404: {"description": "no such alert"},
-                        409: {"description": "not allowed in the alert's state"}})
-async def resolve(alert_id: int, body: AlertAction, conn: Conn,
-                who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{alert_id}/resolve",
+    response_model=AlertDetail,
+    responses={
+        404: {"description": "no such alert"},
+        409: {"description": "not allowed in the alert's state"},
+    },
+)
+async def resolve(
+    alert_id: int, body: AlertAction, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     return await _act(conn, alert_id, AlertState.RESOLVED, body, who)
 
 
-@router.post("/{alert_id}/assign", response_model=AlertDetail,
-             responses={404: {"description": "no such alert"},
-                        409: {"description": "not allowed in the alert's state"}})
-async def assign(alert_id: int, body: AlertAssign, conn: Conn,
-                 who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{alert_id}/assign",
+    response_model=AlertDetail,
+    responses={
+        404: {"description": "no such alert"},
+        409: {"description": "not allowed in the alert's state"},
+    },
+)
+async def assign(
+    alert_id: int, body: AlertAssign, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     """Hand an active alert to someone (again, to re-assign it)."""
     return await _act(conn, alert_id, AlertState.ASSIGNED, body, who)
 
 
-@router.post("/{alert_id}/reopen", response_model=AlertDetail,
-             responses={404: {"description": "no such alert"},
-                        409: {"description": "not allowed in the alert's state"}})
-async def reopen(alert_id: int, body: AlertAction, conn: Conn,
-                 who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{alert_id}/reopen",
+    response_model=AlertDetail,
+    responses={
+        404: {"description": "no such alert"},
+        409: {"description": "not allowed in the alert's state"},
+    },
+)
+async def reopen(
+    alert_id: int, body: AlertAction, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     """Reopen a resolved or cleared alert (the engine also does, when its condition
     returns within OFFSITE_ALERT_REOPEN_S)."""
     return await _act(conn, alert_id, AlertState.OPEN, body, who)
 
 
-@router.post("/{alert_id}/comments", response_model=AlertDetail,
-             responses={404: {"description": "no such alert"}})
-async def comment(alert_id: int, body: AlertComment, conn: Conn,
-                  who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+@router.post(
+    "/{alert_id}/comments",
+    response_model=AlertDetail,
+    responses={404: {"description": "no such alert"}},
+)
+async def comment(
+    alert_id: int, body: AlertComment, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> dict:
     """Add a comment to the alert's history, in any state: regulators, inspectors, and
     the enterprise answering for its own alert."""
     return await _act(conn, alert_id, None, body, who)

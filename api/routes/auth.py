@@ -22,11 +22,23 @@ from offsite.store import audit
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=LoginResult, summary="Sign in with a user name and "
-             "password", responses={401: {"description": "wrong user name or password"},
-                                    429: {"description": "too many attempts"}})
-async def login(body: LoginRequest, request: Request, response: Response, conn: Conn,
-                settings: SettingsDep, _: Annotated[None, Depends(PUBLIC)]) -> dict:
+@router.post(
+    "/login",
+    response_model=LoginResult,
+    summary="Sign in with a user name and password",
+    responses={
+        401: {"description": "wrong user name or password"},
+        429: {"description": "too many attempts"},
+    },
+)
+async def login(
+    body: LoginRequest,
+    request: Request,
+    response: Response,
+    conn: Conn,
+    settings: SettingsDep,
+    _: Annotated[None, Depends(PUBLIC)],
+) -> dict:
     limiter: RateLimiter = request.app.state.limiters["login"]
     now = time.monotonic()
     client = request.client.host if request.client else "?"
@@ -37,27 +49,45 @@ async def login(body: LoginRequest, request: Request, response: Response, conn: 
     user = await sq.login_user(conn, body.username)
     stored = user["password_hash"] if user and user["password_hash"] else DUMMY_HASH
     # argon2 takes tens of milliseconds of CPU on purpose: keep it off the event loop
-    if not await run_in_threadpool(verify_password, stored, body.password) or user is None \
-            or not user["password_hash"]:
-        raise HTTPException(401, "wrong user name or password",
-                            headers={"WWW-Authenticate": "Bearer"})
+    if (
+        not await run_in_threadpool(verify_password, stored, body.password)
+        or user is None
+        or not user["password_hash"]
+    ):
+        raise HTTPException(
+            401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"}
+        )
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_h)
     async with conn.transaction():
         await sq.insert_token(conn, token_digest(token), user["id"], "session", expires)
-        await audit.append(conn, user["id"], "auth.login", f"user:{user['id']}",
-                           {"client": client})
-    response.set_cookie(COOKIE, token, max_age=int(settings.session_ttl_h * 3600),
-                        httponly=True, samesite="strict",
-                        secure=settings.base_url.startswith("https://"), path="/")
+        await audit.append(conn, user["id"], "auth.login", f"user:{user['id']}", {"client": client})
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(settings.session_ttl_h * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=settings.base_url.startswith("https://"),
+        path="/",
+    )
     row = await sq.principal_for_token(conn, token_digest(token))
     assert row is not None
-    return {"token": token, "user_id": user["id"], "role": user["role"],
-            "enterprise_id": row["enterprise_id"], "expires_at": expires}
+    return {
+        "token": token,
+        "user_id": user["id"],
+        "role": user["role"],
+        "enterprise_id": row["enterprise_id"],
+        "expires_at": expires,
+    }
 
 
-@router.post("/logout", status_code=204, response_class=Response,
-             summary="Revoke the token in use and clear the cookie")
+@router.post(
+    "/logout",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke the token in use and clear the cookie",
+)
 async def logout(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> Response:
     async with conn.transaction():
         await sq.revoke_token(conn, who.token_sha256)
@@ -68,5 +98,9 @@ async def logout(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> Re
 
 @router.get("/me", response_model=Me, summary="Who the token belongs to")
 async def me(who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return {"user_id": who.user_id, "role": who.role.value, "enterprise_id": who.enterprise_id,
-            "region": who.region}
+    return {
+        "user_id": who.user_id,
+        "role": who.role.value,
+        "enterprise_id": who.enterprise_id,
+        "region": who.region,
+    }

@@ -45,12 +45,19 @@ async def _case(conn: Conn, case_id: int, who: Principal, *, lock: bool = False)
     return case
 
 
-@router.post("", response_model=CaseDetail, status_code=201,
-             summary="Open a case from alerts of one enterprise",
-             responses={409: {"description": "an alert is in a case already"},
-                        422: {"description": "unknown alerts, or of several enterprises"}})
-async def open_case(body: CaseCreate, conn: Conn, settings: SettingsDep,
-                    who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "",
+    response_model=CaseDetail,
+    status_code=201,
+    summary="Open a case from alerts of one enterprise",
+    responses={
+        409: {"description": "an alert is in a case already"},
+        422: {"description": "unknown alerts, or of several enterprises"},
+    },
+)
+async def open_case(
+    body: CaseCreate, conn: Conn, settings: SettingsDep, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     ids = sorted(set(body.alert_ids))
     owners = await lq.alert_owners(conn, ids)
     missing = [a for a in ids if a not in owners or not who.can_see(owners[a])]
@@ -58,12 +65,16 @@ async def open_case(body: CaseCreate, conn: Conn, settings: SettingsDep,
         raise HTTPException(422, f"alert(s) not found: {', '.join(map(str, missing))}")
     enterprises = sorted(set(owners.values()))
     if len(enterprises) != 1:
-        raise HTTPException(422, f"a case is about one enterprise; these alerts are of "
-                                 f"{', '.join(enterprises)}")
+        raise HTTPException(
+            422, f"a case is about one enterprise; these alerts are of {', '.join(enterprises)}"
+        )
     taken = await lq.alerts_in_cases(conn, ids)
     if taken:
-        raise HTTPException(409, "alert(s) already in a case: " + ", ".join(
-            f"{a} (case {c})" for a, c in sorted(taken.items())))
+        raise HTTPException(
+            409,
+            "alert(s) already in a case: "
+            + ", ".join(f"{a} (case {c})" for a, c in sorted(taken.items())),
+        )
     hours = body.response_hours or settings.case_response_h
     due = datetime.now(UTC) + timedelta(hours=hours)
     title = body.title or f"alerts {', '.join(map(str, ids))}"
@@ -73,56 +84,90 @@ async def open_case(body: CaseCreate, conn: Conn, settings: SettingsDep,
 
 
 @router.get("", response_model=list[CasePublic], summary="Cases, newest first (your scope)")
-async def list_cases(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                     enterprise: str | None = None,
-                     state: Annotated[str | None, Query(pattern="^(discovered|verifying|"
-                                                        "rectifying|feedback|closed)$")] = None,
-                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict]:
+async def list_cases(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    enterprise: str | None = None,
+    state: Annotated[
+        str | None, Query(pattern="^(discovered|verifying|rectifying|feedback|closed)$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[dict]:
     return await lq.list_cases(conn, who.scope, enterprise, state, limit, offset)
 
 
-@router.get("/notifications", response_model=list[NotificationPublic],
-            summary="What the enterprise (or the regulators) were told, newest first",
-            description="An enterprise sees the notices addressed to it.")
-async def notifications(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+@router.get(
+    "/notifications",
+    response_model=list[NotificationPublic],
+    summary="What the enterprise (or the regulators) were told, newest first",
+    description="An enterprise sees the notices addressed to it.",
+)
+async def notifications(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
     audience = "enterprise" if who.role is Role.ENTERPRISE else None
     return await lq.list_notifications(conn, who.scope, audience, limit)
 
 
-@router.get("/{case_id}", response_model=CaseDetail, responses={404: {"description": "none"}},
-            summary="A case with its alerts, steps, responses and tasks")
-async def get_case(case_id: int, conn: Conn,
-                   who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+@router.get(
+    "/{case_id}",
+    response_model=CaseDetail,
+    responses={404: {"description": "none"}},
+    summary="A case with its alerts, steps, responses and tasks",
+)
+async def get_case(case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     return await lq.case_detail(conn, await _case(conn, case_id, who))
 
 
-@router.post("/{case_id}/move", response_model=CaseDetail,
-             summary="Move a case to its next state (with a note saying why)",
-             responses={404: {"description": "no such case"},
-                        409: {"description": "the state does not allow it"}})
-async def move_case(case_id: int, body: CaseMove, conn: Conn,
-                    who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{case_id}/move",
+    response_model=CaseDetail,
+    summary="Move a case to its next state (with a note saying why)",
+    responses={
+        404: {"description": "no such case"},
+        409: {"description": "the state does not allow it"},
+    },
+)
+async def move_case(
+    case_id: int, body: CaseMove, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
         try:
-            move(case["state"], body.to, open_tasks=await lq.open_tasks_of_case(conn, case_id),
-                 note=body.note)
+            move(
+                case["state"],
+                body.to,
+                open_tasks=await lq.open_tasks_of_case(conn, case_id),
+                note=body.note,
+            )
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
         await lq.move_case(conn, case, body.to, who.user_id, body.note)
     return await lq.case_detail(conn, await _case(conn, case_id, who))
 
 
-@router.post("/{case_id}/responses", response_model=CaseDetail, status_code=201,
-             summary="The enterprise answers: an explanation and attachments (base64)",
-             responses={404: {"description": "no such case of this enterprise"},
-                        409: {"description": "the case is closed"},
-                        413: {"description": "an attachment is too large"},
-                        422: {"description": "an attachment is not base64"}})
-async def respond(case_id: int, body: ResponseCreate, conn: Conn, settings: SettingsDep,
-                  who: Annotated[Principal, Depends(ENTERPRISE)]) -> dict:
+@router.post(
+    "/{case_id}/responses",
+    response_model=CaseDetail,
+    status_code=201,
+    summary="The enterprise answers: an explanation and attachments (base64)",
+    responses={
+        404: {"description": "no such case of this enterprise"},
+        409: {"description": "the case is closed"},
+        413: {"description": "an attachment is too large"},
+        422: {"description": "an attachment is not base64"},
+    },
+)
+async def respond(
+    case_id: int,
+    body: ResponseCreate,
+    conn: Conn,
+    settings: SettingsDep,
+    who: Annotated[Principal, Depends(ENTERPRISE)],
+) -> dict:
     files = []
     for a in body.attachments:
         try:
@@ -130,8 +175,11 @@ async def respond(case_id: int, body: ResponseCreate, conn: Conn, settings: Sett
         except (binascii.Error, ValueError) as exc:
             raise HTTPException(422, f"attachment {a.filename!r} is not base64: {exc}") from exc
         if len(content) > settings.attachment_max_bytes:
-            raise HTTPException(413, f"attachment {a.filename!r} has {len(content)} bytes; "
-                                     f"at most {settings.attachment_max_bytes}")
+            raise HTTPException(
+                413,
+                f"attachment {a.filename!r} has {len(content)} bytes; "
+                f"at most {settings.attachment_max_bytes}",
+            )
         files.append((a.filename, a.content_type, content))
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
@@ -141,12 +189,22 @@ async def respond(case_id: int, body: ResponseCreate, conn: Conn, settings: Sett
     return await lq.case_detail(conn, await _case(conn, case_id, who))
 
 
-@router.post("/{case_id}/responses/{response_id}/verdict", response_model=CaseDetail,
-             summary="Accept or reject the enterprise's response",
-             responses={404: {"description": "no such case or response"},
-                        409: {"description": "already judged"}})
-async def verdict(case_id: int, response_id: int, body: Verdict, conn: Conn,
-                  who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{case_id}/responses/{response_id}/verdict",
+    response_model=CaseDetail,
+    summary="Accept or reject the enterprise's response",
+    responses={
+        404: {"description": "no such case or response"},
+        409: {"description": "already judged"},
+    },
+)
+async def verdict(
+    case_id: int,
+    response_id: int,
+    body: Verdict,
+    conn: Conn,
+    who: Annotated[Principal, Depends(STAFF)],
+) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
         resp = await lq.get_response(conn, case_id, response_id, lock=True)
@@ -154,27 +212,38 @@ async def verdict(case_id: int, response_id: int, body: Verdict, conn: Conn,
             raise HTTPException(404, f"response {response_id} of case {case_id} not found")
         if resp["verdict"] is not None:
             raise HTTPException(409, f"response {response_id} was already {resp['verdict']}")
-        new_due = None if body.accept or body.respond_again_hours is None else \
-            datetime.now(UTC) + timedelta(hours=body.respond_again_hours)
-        await lq.judge_response(conn, case, response_id, body.accept, who.user_id,
-                                body.note, new_due)
+        new_due = (
+            None
+            if body.accept or body.respond_again_hours is None
+            else datetime.now(UTC) + timedelta(hours=body.respond_again_hours)
+        )
+        await lq.judge_response(
+            conn, case, response_id, body.accept, who.user_id, body.note, new_due
+        )
     return await lq.case_detail(conn, await _case(conn, case_id, who))
 
 
-@router.get("/{case_id}/attachments/{attachment_id}", response_class=Response,
-            summary="An attachment as it was sent (X-Content-SHA256 to check it)",
-            responses={200: {"content": {"application/octet-stream": {}}},
-                       404: {"description": "none"}})
-async def get_attachment(case_id: int, attachment_id: int, conn: Conn,
-                         who: Annotated[Principal, Depends(ANY_USER)]) -> Response:
+@router.get(
+    "/{case_id}/attachments/{attachment_id}",
+    response_class=Response,
+    summary="An attachment as it was sent (X-Content-SHA256 to check it)",
+    responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "none"}},
+)
+async def get_attachment(
+    case_id: int, attachment_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> Response:
     await _case(conn, case_id, who)
     att = await lq.attachment(conn, case_id, attachment_id)
     if att is None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
-    return Response(bytes(att["content"]), media_type=att["content_type"],
-                    headers={"X-Content-SHA256": bytes(att["sha256"]).hex(),
-                             "Content-Disposition": f"attachment; filename*=UTF-8''"
-                             f"{_quote(att['filename'])}"})
+    return Response(
+        bytes(att["content"]),
+        media_type=att["content_type"],
+        headers={
+            "X-Content-SHA256": bytes(att["sha256"]).hex(),
+            "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(att['filename'])}",
+        },
+    )
 
 
 def _quote(name: str) -> str:
@@ -183,23 +252,32 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-@router.post("/{case_id}/tasks", response_model=TaskPublic, status_code=201,
-             summary="Send an inspector: remote verification cannot settle the case",
-             responses={404: {"description": "no such case"},
-                        409: {"description": "the case is closed"},
-                        422: {"description": "the assignee is not an active inspector"}})
-async def create_task(case_id: int, body: TaskCreate, conn: Conn,
-                      who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{case_id}/tasks",
+    response_model=TaskPublic,
+    status_code=201,
+    summary="Send an inspector: remote verification cannot settle the case",
+    responses={
+        404: {"description": "no such case"},
+        409: {"description": "the case is closed"},
+        422: {"description": "the assignee is not an active inspector"},
+    },
+)
+async def create_task(
+    case_id: int, body: TaskCreate, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
         if await lq.user_role(conn, body.assignee) != "inspector":
             raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
-        due = None if body.due_hours is None else \
-            datetime.now(UTC) + timedelta(hours=body.due_hours)
-        task_id = await lq.create_task(conn, case["enterprise_id"], case_id, None,
-                                       body.reason, body.assignee, who.user_id, due)
+        due = (
+            None if body.due_hours is None else datetime.now(UTC) + timedelta(hours=body.due_hours)
+        )
+        task_id = await lq.create_task(
+            conn, case["enterprise_id"], case_id, None, body.reason, body.assignee, who.user_id, due
+        )
     task = await lq.get_task(conn, task_id)
     assert task is not None
     return task

@@ -40,25 +40,46 @@ mimetypes.add_type("text/javascript", ".js")  # some systems map .js otherwise
 async def static_file(path: str, _: Annotated[None, Depends(PUBLIC)]) -> FileResponse:
     """The console's modules, styles and vendored libraries (public, like the page)."""
     target = (STATIC / path).resolve()
-    if (not path.startswith(tuple(d + "/" for d in STATIC_DIRS))
-            or not target.is_relative_to(STATIC.resolve()) or not target.is_file()):
+    if (
+        not path.startswith(tuple(d + "/" for d in STATIC_DIRS))
+        or not target.is_relative_to(STATIC.resolve())
+        or not target.is_file()
+    ):
         raise HTTPException(404, "no such file")
     media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     return FileResponse(target, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/api/alert-counts", response_model=dict[str, int],
-            summary="Alerts per state under the feed's filters")
-async def alert_counts(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                       severity: Severity | None = None, enterprise: str | None = None,
-                       mn: str | None = None, rule: str | None = None,
-                       pollutant: str | None = None) -> dict[str, int]:
-    return await cq.alert_counts(conn, severity=severity, enterprise=enterprise, mn=mn,
-                                 rule=rule, pollutant=pollutant, visible=who.scope)
+@router.get(
+    "/api/alert-counts",
+    response_model=dict[str, int],
+    summary="Alerts per state under the feed's filters",
+)
+async def alert_counts(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    severity: Severity | None = None,
+    enterprise: str | None = None,
+    mn: str | None = None,
+    rule: str | None = None,
+    pollutant: str | None = None,
+) -> dict[str, int]:
+    return await cq.alert_counts(
+        conn,
+        severity=severity,
+        enterprise=enterprise,
+        mn=mn,
+        rule=rule,
+        pollutant=pollutant,
+        visible=who.scope,
+    )
 
 
-@router.get("/api/alert-facets", response_model=AlertFacets,
-            summary="Rules and pollutants among the caller's alerts (filter choices)")
+@router.get(
+    "/api/alert-facets",
+    response_model=AlertFacets,
+    summary="Rules and pollutants among the caller's alerts (filter choices)",
+)
 async def alert_facets(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     return await cq.alert_facets(conn, who.scope)
 
@@ -70,24 +91,31 @@ async def _device(conn: Conn, who: Principal, mn: str) -> dict:
     return info
 
 
-@router.get("/api/devices/{mn}", response_model=DeviceDetail,
-            summary="A device: its point, limits and latest value per pollutant with flags",
-            responses={404: {"description": "no such device"}})
-async def device_detail(mn: str, conn: Conn,
-                        who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+@router.get(
+    "/api/devices/{mn}",
+    response_model=DeviceDetail,
+    summary="A device: its point, limits and latest value per pollutant with flags",
+    responses={404: {"description": "no such device"}},
+)
+async def device_detail(mn: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     info = await _device(conn, who, mn)
-    info["latest"] = (await cq.latest_values(conn, mn, info["last_ts"])
-                      if info["last_ts"] is not None else [])
+    info["latest"] = (
+        await cq.latest_values(conn, mn, info["last_ts"]) if info["last_ts"] is not None else []
+    )
     return info
 
 
-@router.get("/api/devices/{mn}/capture", response_model=CapturePage,
-            summary="Data-capture rate per UTC day: reporting slots received (and valid) "
-                    "against those the device's interval expects",
-            responses={404: {"description": "no such device"},
-                       422: {"description": "bad time range"}})
+@router.get(
+    "/api/devices/{mn}/capture",
+    response_model=CapturePage,
+    summary="Data-capture rate per UTC day: reporting slots received (and valid) "
+    "against those the device's interval expects",
+    responses={404: {"description": "no such device"}, 422: {"description": "bad time range"}},
+)
 async def device_capture(
-    mn: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
+    mn: str,
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
     start: Annotated[datetime | None, Query(description="default end − 7 days")] = None,
     end: Annotated[datetime | None, Query(description="default now")] = None,
 ) -> dict:
@@ -102,22 +130,43 @@ async def device_capture(
         raise HTTPException(422, f"at most {MAX_CAPTURE_DAYS} days at once")
     info = await _device(conn, who, mn)
     counts = await cq.day_counts(conn, mn, start, end)
-    days = capture_by_day(counts, info["interval_s"], start, end, now,
-                          since=active_since(info["registered_at"], counts))
+    days = capture_by_day(
+        counts,
+        info["interval_s"],
+        start,
+        end,
+        now,
+        since=active_since(info["registered_at"], counts),
+    )
     expected = sum(d.expected for d in days)
-    total = (None if expected == 0 else
-             (min(1.0, sum(d.received for d in days) / expected),
-              min(1.0, sum(d.valid for d in days) / expected)))
-    return {"mn": mn, "interval_s": info["interval_s"], "start": start, "end": end,
-            "days": days, "capture_rate": total[0] if total else None,
-            "valid_rate": total[1] if total else None}
+    total = (
+        None
+        if expected == 0
+        else (
+            min(1.0, sum(d.received for d in days) / expected),
+            min(1.0, sum(d.valid for d in days) / expected),
+        )
+    )
+    return {
+        "mn": mn,
+        "interval_s": info["interval_s"],
+        "start": start,
+        "end": end,
+        "days": days,
+        "capture_rate": total[0] if total else None,
+        "valid_rate": total[1] if total else None,
+    }
 
 
-@router.get("/api/enterprises/{enterprise_id}", response_model=EnterpriseDetail,
-            summary="An enterprise's monitoring points, limits and devices",
-            responses={404: {"description": "no such enterprise"}})
-async def enterprise_detail(enterprise_id: str, conn: Conn,
-                            who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+@router.get(
+    "/api/enterprises/{enterprise_id}",
+    response_model=EnterpriseDetail,
+    summary="An enterprise's monitoring points, limits and devices",
+    responses={404: {"description": "no such enterprise"}},
+)
+async def enterprise_detail(
+    enterprise_id: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> dict:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
     ent = await cq.enterprise_detail(conn, enterprise_id)
     visible_or_404(who, enterprise_id if ent else None, f"enterprise {enterprise_id}")
@@ -126,36 +175,66 @@ async def enterprise_detail(enterprise_id: str, conn: Conn,
 
 
 def _csv(text: str, name: str) -> Response:
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
 
 
-@router.get("/api/export/alerts.csv", response_class=Response, responses=CSV,
-            summary="The alerts a feed filter selects, as CSV")
+@router.get(
+    "/api/export/alerts.csv",
+    response_class=Response,
+    responses=CSV,
+    summary="The alerts a feed filter selects, as CSV",
+)
 async def export_alerts(
-    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
     state: Annotated[list[State] | None, Query(description="repeatable")] = None,
-    severity: Severity | None = None, enterprise: str | None = None, mn: str | None = None,
-    rule: str | None = None, pollutant: str | None = None,
-    since: datetime | None = None, until: datetime | None = None,
+    severity: Severity | None = None,
+    enterprise: str | None = None,
+    mn: str | None = None,
+    rule: str | None = None,
+    pollutant: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
-    rows = await queries.list_alerts(conn, states=list(state) if state else None,
-                                     severity=severity, enterprise=enterprise, mn=mn, rule=rule,
-                                     since=since, until=until, limit=limit, offset=offset,
-                                     visible=who.scope, pollutant=pollutant)
+    rows = await queries.list_alerts(
+        conn,
+        states=list(state) if state else None,
+        severity=severity,
+        enterprise=enterprise,
+        mn=mn,
+        rule=rule,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        visible=who.scope,
+        pollutant=pollutant,
+    )
     return _csv(to_csv(list(AlertPublic.model_fields), rows), "alerts.csv")
 
 
-@router.get("/api/export/visits.csv", response_class=Response, responses=CSV,
-            summary="Visits (as GET /api/visits selects them), as CSV")
-async def export_visits(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                        enterprise: str | None = None, inspector: str | None = None,
-                        limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000) -> Response:
+@router.get(
+    "/api/export/visits.csv",
+    response_class=Response,
+    responses=CSV,
+    summary="Visits (as GET /api/visits selects them), as CSV",
+)
+async def export_visits(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    enterprise: str | None = None,
+    inspector: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000,
+) -> Response:
     if who.role is Role.INSPECTOR:  # inspectors see only their own visits
         if inspector is not None and inspector != who.user_id:
             return _csv(to_csv(list(VisitPublic.model_fields), []), "visits.csv")
@@ -166,13 +245,23 @@ async def export_visits(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
     return _csv(to_csv(columns, rows), "visits.csv")
 
 
-@router.get("/api/export/devices/{mn}/readings.csv", response_class=Response,
-            responses={**CSV, 404: {"description": "no such device"},
-                       422: {"description": "bad time range or bucket"}},
-            summary="A device's readings (raw, or avg/min/max per bucket), as CSV")
+@router.get(
+    "/api/export/devices/{mn}/readings.csv",
+    response_class=Response,
+    responses={
+        **CSV,
+        404: {"description": "no such device"},
+        422: {"description": "bad time range or bucket"},
+    },
+    summary="A device's readings (raw, or avg/min/max per bucket), as CSV",
+)
 async def export_readings(
-    mn: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-    start: datetime | None = None, end: datetime | None = None, pollutant: str | None = None,
+    mn: str,
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    pollutant: str | None = None,
     bucket: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_ROWS)] = MAX_RAW_ROWS,
 ) -> Response:

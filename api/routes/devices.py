@@ -30,30 +30,46 @@ MAX_BUCKETS = 20_000
 
 
 @router.get("", response_model=list[DevicePublic], summary="Devices and their last reading time")
-async def list_devices(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                       enterprise: str | None = None) -> list[dict]:
+async def list_devices(
+    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)], enterprise: str | None = None
+) -> list[dict]:
     return await queries.list_devices(conn, enterprise, visible=who.scope)
 
 
-@router.get("/{mn}/readings", response_model=ReadingsPage,
-            summary="A device's readings, raw or bucketed (avg/min/max per bucket)",
-            responses={404: {"description": "no such device"},
-                       422: {"description": "bad time range or bucket"}})
+@router.get(
+    "/{mn}/readings",
+    response_model=ReadingsPage,
+    summary="A device's readings, raw or bucketed (avg/min/max per bucket)",
+    responses={
+        404: {"description": "no such device"},
+        422: {"description": "bad time range or bucket"},
+    },
+)
 async def device_readings(
-    mn: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
+    mn: str,
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
     start: Annotated[datetime | None, Query(description="inclusive; default end − 1 h")] = None,
     end: Annotated[datetime | None, Query(description="exclusive; default now")] = None,
     pollutant: str | None = None,
-    bucket: Annotated[int | None, Query(ge=1, le=31 * 86400,
-                                        description="bucket width in seconds")] = None,
+    bucket: Annotated[
+        int | None, Query(ge=1, le=31 * 86400, description="bucket width in seconds")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_ROWS)] = 10_000,
 ) -> dict:
     return await readings_page(conn, who, mn, start, end, pollutant, bucket, limit)
 
 
-async def readings_page(conn: Conn, who: Principal, mn: str, start: datetime | None,
-                        end: datetime | None, pollutant: str | None, bucket: int | None,
-                        limit: int) -> dict:
+async def readings_page(
+    conn: Conn,
+    who: Principal,
+    mn: str,
+    start: datetime | None,
+    end: datetime | None,
+    pollutant: str | None,
+    bucket: int | None,
+    limit: int,
+) -> dict:
     """The checks and the query behind a readings page (the JSON route and its CSV
     export alike)."""
     end = end or datetime.now(UTC)
@@ -73,43 +89,75 @@ async def readings_page(conn: Conn, who: Principal, mn: str, start: datetime | N
     return page
 
 
-@router.post("", response_model=DeviceCredentials, status_code=201,
-             summary="Onboard a device (or re-admit a revoked one); returns its MQTT password "
-                     "once",
-             responses={404: {"description": "no such monitoring point"},
-                        409: {"description": "the device exists and is not revoked"}})
-async def onboard(body: DeviceCreate, conn: Conn, settings: SettingsDep,
-                  who: Annotated[Principal, Depends(ADMIN)]) -> dict:
+@router.post(
+    "",
+    response_model=DeviceCredentials,
+    status_code=201,
+    summary="Onboard a device (or re-admit a revoked one); returns its MQTT password once",
+    responses={
+        404: {"description": "no such monitoring point"},
+        409: {"description": "the device exists and is not revoked"},
+    },
+)
+async def onboard(
+    body: DeviceCreate, conn: Conn, settings: SettingsDep, who: Annotated[Principal, Depends(ADMIN)]
+) -> dict:
     if not await sq.point_exists(conn, body.point_id):
         raise HTTPException(404, f"monitoring point {body.point_id} not found")
     password = new_device_password()
     async with conn.transaction():
-        if not await sq.onboard_device(conn, body.mn, body.point_id, body.interval_s,
-                                       body.hj212_password, mosquitto_hash(password)):
-            raise HTTPException(409, f"device {body.mn} is already registered; revoke it "
-                                     "first to re-issue its credentials")
-        await audit.append(conn, who.user_id, "device.onboard", f"device:{body.mn}",
-                           {"point_id": body.point_id, "interval_s": body.interval_s,
-                            "hj212_password_set": body.hj212_password is not None})
+        if not await sq.onboard_device(
+            conn,
+            body.mn,
+            body.point_id,
+            body.interval_s,
+            body.hj212_password,
+            mosquitto_hash(password),
+        ):
+            raise HTTPException(
+                409,
+                f"device {body.mn} is already registered; revoke it "
+                "first to re-issue its credentials",
+            )
+        await audit.append(
+            conn,
+            who.user_id,
+            "device.onboard",
+            f"device:{body.mn}",
+            {
+                "point_id": body.point_id,
+                "interval_s": body.interval_s,
+                "hj212_password_set": body.hj212_password is not None,
+            },
+        )
     prefix, suffix = policy_topic(settings.mqtt_topic)
-    return {"mn": body.mn, "mqtt_username": body.mn, "mqtt_password": password,
-            "topic": f"{prefix}/{body.mn}/{suffix}"}
+    return {
+        "mn": body.mn,
+        "mqtt_username": body.mn,
+        "mqtt_password": password,
+        "topic": f"{prefix}/{body.mn}/{suffix}",
+    }
 
 
-@router.post("/{mn}/revoke", status_code=204, response_class=Response,
-             summary="Revoke a device: its data is dead-lettered from now on",
-             description="Regenerate the broker's password and ACL files "
-                         "(`offsite devices export-broker-auth`) to shut it out of the broker "
-                         "too; ingest refuses its data within OFFSITE_OFFLINE_CHECK_S.",
-             responses={404: {"description": "no such device"},
-                        409: {"description": "already revoked"}})
-async def revoke(mn: str, body: DeviceRevoke, conn: Conn,
-                 who: Annotated[Principal, Depends(ADMIN)]) -> Response:
+@router.post(
+    "/{mn}/revoke",
+    status_code=204,
+    response_class=Response,
+    summary="Revoke a device: its data is dead-lettered from now on",
+    description="Regenerate the broker's password and ACL files "
+    "(`offsite devices export-broker-auth`) to shut it out of the broker "
+    "too; ingest refuses its data within OFFSITE_OFFLINE_CHECK_S.",
+    responses={404: {"description": "no such device"}, 409: {"description": "already revoked"}},
+)
+async def revoke(
+    mn: str, body: DeviceRevoke, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
+) -> Response:
     async with conn.transaction():
         done = await sq.revoke_device(conn, mn, body.reason)
         if done:
-            await audit.append(conn, who.user_id, "device.revoke", f"device:{mn}",
-                               {"reason": body.reason})
+            await audit.append(
+                conn, who.user_id, "device.revoke", f"device:{mn}", {"reason": body.reason}
+            )
     if done is None:
         raise HTTPException(404, f"device {mn} not found")
     if not done:

@@ -15,18 +15,25 @@ from offsite.api.auth import PUBLIC
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Database, live feed and every ingest worker's state",
-            description="503 only when this API cannot serve (database unreachable). Each "
-                        "ingest worker reports by heartbeat: broker connection, messages "
-                        "in hand and the age of the oldest (lag), last commit; a worker "
-                        "silent for 15 s is 'stale'.")
+@router.get(
+    "/healthz",
+    summary="Database, live feed and every ingest worker's state",
+    description="503 only when this API cannot serve (database unreachable). Each "
+    "ingest worker reports by heartbeat: broker connection, messages "
+    "in hand and the age of the oldest (lag), last commit; a worker "
+    "silent for 15 s is 'stale'.",
+)
 async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok"}
     try:
         async with request.app.state.pool.connection(timeout=5) as conn:
             body["database"] = "ok"
-            body.update({k: v.isoformat() if isinstance(v, datetime) else v
-                         for k, v in (await queries.health(conn)).items()})
+            body.update(
+                {
+                    k: v.isoformat() if isinstance(v, datetime) else v
+                    for k, v in (await queries.health(conn)).items()
+                }
+            )
             workers = await queries.ingest_workers(conn)
             body["ingest"] = [_worker(w) for w in workers]
     except (psycopg.Error, TimeoutError, OSError) as exc:

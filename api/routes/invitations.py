@@ -22,46 +22,77 @@ from offsite.api.loop_models import (
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 
 
-@router.post("", response_model=InvitationPublic, status_code=201,
-             summary="The enterprise invites an advisory check-up")
-async def invite(body: InvitationCreate, conn: Conn,
-                 who: Annotated[Principal, Depends(ENTERPRISE)]) -> dict:
+@router.post(
+    "",
+    response_model=InvitationPublic,
+    status_code=201,
+    summary="The enterprise invites an advisory check-up",
+)
+async def invite(
+    body: InvitationCreate, conn: Conn, who: Annotated[Principal, Depends(ENTERPRISE)]
+) -> dict:
     assert who.enterprise_id is not None
     async with conn.transaction():
-        return await lq.create_invitation(conn, who.enterprise_id, who.user_id, body.scope,
-                                          body.preferred_at)
+        return await lq.create_invitation(
+            conn, who.enterprise_id, who.user_id, body.scope, body.preferred_at
+        )
 
 
 @router.get("", response_model=list[InvitationPublic], summary="Invitations (your scope)")
-async def list_invitations(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+async def list_invitations(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
     return await lq.list_invitations(conn, who.scope, limit)
 
 
-@router.post("/{invitation_id}/schedule", response_model=TaskPublic, status_code=201,
-             summary="Accept an invitation: an advisory task for an inspector",
-             responses={404: {"description": "no such invitation"},
-                        409: {"description": "already scheduled or done"},
-                        422: {"description": "the assignee is not an active inspector"}})
-async def schedule(invitation_id: int, body: InvitationSchedule, conn: Conn,
-                   who: Annotated[Principal, Depends(STAFF)]) -> dict:
+@router.post(
+    "/{invitation_id}/schedule",
+    response_model=TaskPublic,
+    status_code=201,
+    summary="Accept an invitation: an advisory task for an inspector",
+    responses={
+        404: {"description": "no such invitation"},
+        409: {"description": "already scheduled or done"},
+        422: {"description": "the assignee is not an active inspector"},
+    },
+)
+async def schedule(
+    invitation_id: int,
+    body: InvitationSchedule,
+    conn: Conn,
+    who: Annotated[Principal, Depends(STAFF)],
+) -> dict:
     async with conn.transaction():
         inv = await lq.get_invitation(conn, invitation_id, lock=True)
-        visible_or_404(who, inv["enterprise_id"] if inv else None,
-                       f"invitation {invitation_id}")
+        visible_or_404(who, inv["enterprise_id"] if inv else None, f"invitation {invitation_id}")
         assert inv is not None
         if inv["state"] != "requested":
             raise HTTPException(409, f"invitation {invitation_id} is {inv['state']}")
         if await lq.user_role(conn, body.assignee) != "inspector":
             raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
-        task_id = await lq.create_task(conn, inv["enterprise_id"], None, invitation_id,
-                                       f"advisory check-up (invited): {inv['scope']}",
-                                       body.assignee, who.user_id, body.due_at)
-        await conn.execute("UPDATE invitations SET state = 'scheduled' WHERE id = %s",
-                           (invitation_id,))
-        await lq.notify(conn, inv["enterprise_id"], "enterprise", None, "invitation.scheduled",
-                        f"your invitation {invitation_id} is scheduled (advisory task "
-                        f"{task_id})")
+        task_id = await lq.create_task(
+            conn,
+            inv["enterprise_id"],
+            None,
+            invitation_id,
+            f"advisory check-up (invited): {inv['scope']}",
+            body.assignee,
+            who.user_id,
+            body.due_at,
+        )
+        await conn.execute(
+            "UPDATE invitations SET state = 'scheduled' WHERE id = %s", (invitation_id,)
+        )
+        await lq.notify(
+            conn,
+            inv["enterprise_id"],
+            "enterprise",
+            None,
+            "invitation.scheduled",
+            f"your invitation {invitation_id} is scheduled (advisory task {task_id})",
+        )
     task = await lq.get_task(conn, task_id)
     assert task is not None
     return task

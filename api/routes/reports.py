@@ -22,8 +22,7 @@ REPORT_READERS = Access(Role.ADMIN, Role.REGULATOR, Role.ENTERPRISE)
 @router.get("/page", include_in_schema=False, response_model=None)
 async def page(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
     """The printable page (public; the data it fetches is not)."""
-    return HTMLResponse(resources.files("api").joinpath("static", "report.html")
-                        .read_text("utf-8"))
+    return HTMLResponse(resources.files("api").joinpath("static", "report.html").read_text("utf-8"))
 
 
 async def _report(conn: Conn, who: Principal, enterprise_id: str, month: str) -> dict[str, Any]:
@@ -36,23 +35,39 @@ async def _report(conn: Conn, who: Principal, enterprise_id: str, month: str) ->
     return await rq.monthly_report(conn, enterprise_id, month, datetime.now(UTC))
 
 
-@router.get("/{enterprise_id}/{month}",
-            summary="An enterprise's month: exceedance hours, data capture, alerts, cases, "
-                    "visits and ratings",
-            responses={404: {"description": "no such enterprise (in your scope)"},
-                       422: {"description": "month is not YYYY-MM"}})
-async def report_json(enterprise_id: str, month: str, conn: Conn,
-                      who: Annotated[Principal, Depends(REPORT_READERS)]) -> dict[str, Any]:
+@router.get(
+    "/{enterprise_id}/{month}",
+    summary="An enterprise's month: exceedance hours, data capture, alerts, cases, "
+    "visits and ratings",
+    responses={
+        404: {"description": "no such enterprise (in your scope)"},
+        422: {"description": "month is not YYYY-MM"},
+    },
+)
+async def report_json(
+    enterprise_id: str, month: str, conn: Conn, who: Annotated[Principal, Depends(REPORT_READERS)]
+) -> dict[str, Any]:
     return await _report(conn, who, enterprise_id, month)
 
 
-@router.get("/{enterprise_id}/{month}/csv", response_class=Response,
-            summary="The same report as CSV",
-            responses={200: {"content": {"text/csv": {}}},
-                       404: {"description": "no such enterprise (in your scope)"},
-                       422: {"description": "month is not YYYY-MM"}})
-async def report_csv(enterprise_id: str, month: str, conn: Conn,
-                     who: Annotated[Principal, Depends(REPORT_READERS)]) -> Response:
+@router.get(
+    "/{enterprise_id}/{month}/csv",
+    response_class=Response,
+    summary="The same report as CSV",
+    responses={
+        200: {"content": {"text/csv": {}}},
+        404: {"description": "no such enterprise (in your scope)"},
+        422: {"description": "month is not YYYY-MM"},
+    },
+)
+async def report_csv(
+    enterprise_id: str, month: str, conn: Conn, who: Annotated[Principal, Depends(REPORT_READERS)]
+) -> Response:
     r = await _report(conn, who, enterprise_id, month)
-    return Response(rq.to_csv(r), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="offsite-{enterprise_id}-{month}.csv"'})
+    return Response(
+        rq.to_csv(r),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="offsite-{enterprise_id}-{month}.csv"'
+        },
+    )

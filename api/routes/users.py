@@ -23,49 +23,71 @@ async def list_users(conn: Conn, _: Annotated[Principal, Depends(ADMIN)]) -> lis
     return await sq.list_users(conn)
 
 
-@router.put("", response_model=UserPublic, summary="Create or update a user",
-            responses={422: {"description": "role and enterprise do not fit together, or "
-                                            "unknown enterprise"}})
-async def put_user(body: UserCreate, conn: Conn,
-                   who: Annotated[Principal, Depends(ADMIN)]) -> dict:
+@router.put(
+    "",
+    response_model=UserPublic,
+    summary="Create or update a user",
+    responses={
+        422: {"description": "role and enterprise do not fit together, or unknown enterprise"}
+    },
+)
+async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]) -> dict:
     if (body.role == "enterprise") != (body.enterprise_id is not None):
-        raise HTTPException(422, "enterprise_id is required for, and only for, role "
-                                 "'enterprise'")
+        raise HTTPException(422, "enterprise_id is required for, and only for, role 'enterprise'")
     pw_hash = await run_in_threadpool(hash_password, body.password) if body.password else None
     try:
         async with conn.transaction():
-            row = await sq.upsert_user(conn, body.id, body.role, body.enterprise_id,
-                                       body.region, pw_hash, body.department)
-            await audit.append(conn, who.user_id, "user.upsert", f"user:{body.id}",
-                               {"role": body.role, "enterprise_id": body.enterprise_id,
-                                "region": body.region, "department": body.department,
-                                "password_set": pw_hash is not None})
+            row = await sq.upsert_user(
+                conn, body.id, body.role, body.enterprise_id, body.region, pw_hash, body.department
+            )
+            await audit.append(
+                conn,
+                who.user_id,
+                "user.upsert",
+                f"user:{body.id}",
+                {
+                    "role": body.role,
+                    "enterprise_id": body.enterprise_id,
+                    "region": body.region,
+                    "department": body.department,
+                    "password_set": pw_hash is not None,
+                },
+            )
     except errors.ForeignKeyViolation as exc:
         raise HTTPException(422, f"enterprise {body.enterprise_id} not found") from exc
     return row
 
 
-@router.post("/{user_id}/api-keys", response_model=ApiKey, status_code=201,
-             summary="Issue an API key (shown once)",
-             responses={404: {"description": "no such user"}})
-async def issue_key(user_id: str, conn: Conn,
-                    who: Annotated[Principal, Depends(ADMIN)]) -> dict:
+@router.post(
+    "/{user_id}/api-keys",
+    response_model=ApiKey,
+    status_code=201,
+    summary="Issue an API key (shown once)",
+    responses={404: {"description": "no such user"}},
+)
+async def issue_key(user_id: str, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]) -> dict:
     token = new_token()
     try:
         async with conn.transaction():
             await sq.insert_token(conn, token_digest(token), user_id, "api_key", None)
-            await audit.append(conn, who.user_id, "token.issue", f"user:{user_id}",
-                               {"kind": "api_key"})
+            await audit.append(
+                conn, who.user_id, "token.issue", f"user:{user_id}", {"kind": "api_key"}
+            )
     except errors.ForeignKeyViolation as exc:
         raise HTTPException(404, f"user {user_id} not found") from exc
     return {"user_id": user_id, "token": token}
 
 
-@router.post("/{user_id}/deactivate", status_code=204, response_class=Response,
-             summary="Deactivate a user and revoke all their tokens",
-             responses={404: {"description": "no such user"}})
-async def deactivate(user_id: str, conn: Conn,
-                     who: Annotated[Principal, Depends(ADMIN)]) -> Response:
+@router.post(
+    "/{user_id}/deactivate",
+    status_code=204,
+    response_class=Response,
+    summary="Deactivate a user and revoke all their tokens",
+    responses={404: {"description": "no such user"}},
+)
+async def deactivate(
+    user_id: str, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
+) -> Response:
     async with conn.transaction():
         found = await sq.deactivate_user(conn, user_id)
         if found:

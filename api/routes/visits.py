@@ -31,39 +31,59 @@ router = APIRouter(prefix="/api/visits", tags=["visits"])
 
 
 # the frequency guard's list and record (paths of two segments: no clash with /{visit_id})
-@router.get("/guard/no-disturbance", response_model=list[NoDisturbancePublic],
-            summary="Enterprises not to be visited without a recorded reason")
-async def no_disturbance_list(conn: Conn,
-                              who: Annotated[Principal, Depends(ANY_USER)]) -> list[dict]:
+@router.get(
+    "/guard/no-disturbance",
+    response_model=list[NoDisturbancePublic],
+    summary="Enterprises not to be visited without a recorded reason",
+)
+async def no_disturbance_list(
+    conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> list[dict]:
     return await lq.list_no_disturbance(conn, who.scope)
 
 
-@router.put("/guard/no-disturbance/{enterprise_id}", status_code=204, response_class=Response,
-            summary="Put an enterprise on the no-disturbance list (or change its entry)",
-            responses={404: {"description": "no such enterprise in your region"}})
-async def no_disturbance_set(enterprise_id: str, body: NoDisturbance, conn: Conn,
-                             who: Annotated[Principal, Depends(STAFF)]) -> Response:
+@router.put(
+    "/guard/no-disturbance/{enterprise_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Put an enterprise on the no-disturbance list (or change its entry)",
+    responses={404: {"description": "no such enterprise in your region"}},
+)
+async def no_disturbance_set(
+    enterprise_id: str, body: NoDisturbance, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> Response:
     known = await queries.enterprise_exists(conn, enterprise_id)
     visible_or_404(who, enterprise_id if known else None, f"enterprise {enterprise_id}")
     await lq.set_no_disturbance(conn, enterprise_id, body.reason, who.user_id, body.until)
     return Response(status_code=204)
 
 
-@router.delete("/guard/no-disturbance/{enterprise_id}", status_code=204,
-               response_class=Response, summary="Take an enterprise off the list",
-               responses={404: {"description": "not on the list (in your region)"}})
-async def no_disturbance_clear(enterprise_id: str, conn: Conn,
-                               who: Annotated[Principal, Depends(STAFF)]) -> Response:
+@router.delete(
+    "/guard/no-disturbance/{enterprise_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Take an enterprise off the list",
+    responses={404: {"description": "not on the list (in your region)"}},
+)
+async def no_disturbance_clear(
+    enterprise_id: str, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+) -> Response:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
     if not await lq.clear_no_disturbance(conn, enterprise_id, who.user_id):
         raise HTTPException(404, f"enterprise {enterprise_id} is not on the list")
     return Response(status_code=204)
 
 
-@router.get("/guard/refusals", response_model=list[RefusalPublic],
-            summary="Check-ins the frequency guard refused")
-async def refusals(conn: Conn, who: Annotated[Principal, Depends(STAFF)],
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+@router.get(
+    "/guard/refusals",
+    response_model=list[RefusalPublic],
+    summary="Check-ins the frequency guard refused",
+)
+async def refusals(
+    conn: Conn,
+    who: Annotated[Principal, Depends(STAFF)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict]:
     return await lq.list_refusals(conn, who.scope, limit)
 
 
@@ -71,27 +91,45 @@ def _policy(settings: Settings) -> GuardPolicy:
     return GuardPolicy(settings.visit_guard_days, settings.visit_guard_max)
 
 
-@router.post("/check-in", response_model=VisitPublic, status_code=201,
-             summary="Check in at a site by presenting its scanned QR token",
-             description="Alone (an unscheduled visit, subject to the frequency guard), for "
-                         "an inspection task (``task_id``: a task visit, or an advisory one "
-                         "for an invitation), or joining an open visit at the same site "
-                         "(``join_visit_id``, or the task's open visit): one joint visit.",
-             responses={200: {"model": VisitPublic,
-                              "description": "a replay: the open visit made with this code, "
-                                             "or a visit this inspector is already in"},
-                        400: {"description": "malformed token"},
-                        401: {"description": "forged, altered, expired, revoked or "
-                                             "unknown-key token, or not signed in"},
-                        403: {"description": "not an inspector, or the site is outside "
-                                             "the inspector's region"},
-                        404: {"description": "token names no known enterprise"},
-                        409: {"description": "refused by the frequency guard (recorded): "
-                                             "give an open case, task or complaint"},
-                        422: {"description": "the alert, task, case or visit is unknown, "
-                                             "closed or of another site"}})
-async def check_in(body: CheckIn, conn: Conn, keyring: KeyRingDep, settings: SettingsDep,
-                   response: Response, who: Annotated[Principal, Depends(INSPECTOR)]) -> dict:
+@router.post(
+    "/check-in",
+    response_model=VisitPublic,
+    status_code=201,
+    summary="Check in at a site by presenting its scanned QR token",
+    description="Alone (an unscheduled visit, subject to the frequency guard), for "
+    "an inspection task (``task_id``: a task visit, or an advisory one "
+    "for an invitation), or joining an open visit at the same site "
+    "(``join_visit_id``, or the task's open visit): one joint visit.",
+    responses={
+        200: {
+            "model": VisitPublic,
+            "description": "a replay: the open visit made with this code, "
+            "or a visit this inspector is already in",
+        },
+        400: {"description": "malformed token"},
+        401: {
+            "description": "forged, altered, expired, revoked or "
+            "unknown-key token, or not signed in"
+        },
+        403: {"description": "not an inspector, or the site is outside the inspector's region"},
+        404: {"description": "token names no known enterprise"},
+        409: {
+            "description": "refused by the frequency guard (recorded): "
+            "give an open case, task or complaint"
+        },
+        422: {
+            "description": "the alert, task, case or visit is unknown, closed or of another site"
+        },
+    },
+)
+async def check_in(
+    body: CheckIn,
+    conn: Conn,
+    keyring: KeyRingDep,
+    settings: SettingsDep,
+    response: Response,
+    who: Annotated[Principal, Depends(INSPECTOR)],
+) -> dict:
     try:
         claims = keyring.verify(body.token, time.time())
     except TokenError as exc:
@@ -121,54 +159,86 @@ async def check_in(body: CheckIn, conn: Conn, keyring: KeyRingDep, settings: Set
         async with conn.transaction():
             added = await queries.add_participant(conn, joining["id"], who.user_id, digest)
             if added:
-                await audit.append(conn, who.user_id, "visit.join", f"visit:{joining['id']}",
-                                   {"enterprise_id": enterprise_id, "qr_kid": claims.kid,
-                                    "qr_generation": claims.generation})
+                await audit.append(
+                    conn,
+                    who.user_id,
+                    "visit.join",
+                    f"visit:{joining['id']}",
+                    {
+                        "enterprise_id": enterprise_id,
+                        "qr_kid": claims.kid,
+                        "qr_generation": claims.generation,
+                    },
+                )
         if not added:
             response.status_code = 200
         return await _with_people(conn, joining, who)
     kind, case_id, justification = "unscheduled", body.case_id, None
     if task is not None:
         if task["assignee"] != who.user_id:
-            raise HTTPException(422, f"task {task['id']} is assigned to {task['assignee']}: "
-                                     "they check in first, others join their visit")
+            raise HTTPException(
+                422,
+                f"task {task['id']} is assigned to {task['assignee']}: "
+                "they check in first, others join their visit",
+            )
         kind = "advisory" if task["advisory"] else "task"
         case_id, justification = task["case_id"], f"task {task['id']}"
     else:
         if case_id is not None:
             case = await lq.get_case(conn, case_id)
-            if case is None or case["enterprise_id"] != enterprise_id or \
-                    case["state"] == "closed":
+            if case is None or case["enterprise_id"] != enterprise_id or case["state"] == "closed":
                 raise HTTPException(422, f"case {case_id} is not an open case of this site")
         recent = await lq.recent_visits(conn, enterprise_id, settings.visit_guard_days)
         listed = await lq.on_no_disturbance(conn, enterprise_id)
-        decision = judge(_policy(settings), recent, listed,
-                         Justification(case_id, None, body.complaint))
+        decision = judge(
+            _policy(settings), recent, listed, Justification(case_id, None, body.complaint)
+        )
         if not decision.allowed:
             # what was read so far ends here, so the refusal commits on its own and
             # survives the error answer
             await conn.commit()
-            refusal = await lq.record_refusal(conn, enterprise_id, who.user_id,
-                                              decision.reason, recent, listed)
-            raise HTTPException(409, f"visit refused (recorded as refusal {refusal}): "
-                                     f"{decision.reason}")
+            refusal = await lq.record_refusal(
+                conn, enterprise_id, who.user_id, decision.reason, recent, listed
+            )
+            raise HTTPException(
+                409, f"visit refused (recorded as refusal {refusal}): {decision.reason}"
+            )
         justification = Justification(case_id, None, body.complaint).describe()
     async with conn.transaction():
-        visit = await queries.create_visit(conn, enterprise_id, who.user_id, body.purpose,
-                                           body.alert_id, claims.kid, digest, kind=kind,
-                                           task_id=task["id"] if task else None,
-                                           case_id=case_id, justification=justification)
-        await audit.append(conn, who.user_id, "visit.check_in", f"visit:{visit['id']}",
-                           {"enterprise_id": enterprise_id, "purpose": body.purpose,
-                            "alert_id": body.alert_id, "qr_kid": claims.kid,
-                            "qr_generation": claims.generation, "kind": kind,
-                            "task_id": visit["task_id"], "case_id": case_id,
-                            "justification": justification})
+        visit = await queries.create_visit(
+            conn,
+            enterprise_id,
+            who.user_id,
+            body.purpose,
+            body.alert_id,
+            claims.kid,
+            digest,
+            kind=kind,
+            task_id=task["id"] if task else None,
+            case_id=case_id,
+            justification=justification,
+        )
+        await audit.append(
+            conn,
+            who.user_id,
+            "visit.check_in",
+            f"visit:{visit['id']}",
+            {
+                "enterprise_id": enterprise_id,
+                "purpose": body.purpose,
+                "alert_id": body.alert_id,
+                "qr_kid": claims.kid,
+                "qr_generation": claims.generation,
+                "kind": kind,
+                "task_id": visit["task_id"],
+                "case_id": case_id,
+                "justification": justification,
+            },
+        )
     return await _with_people(conn, visit, who)
 
 
-async def _task_here(conn: AsyncConnection, task_id: int | None,
-                     enterprise_id: str) -> dict | None:
+async def _task_here(conn: AsyncConnection, task_id: int | None, enterprise_id: str) -> dict | None:
     if task_id is None:
         return None
     task = await lq.get_task(conn, task_id)
@@ -179,14 +249,19 @@ async def _task_here(conn: AsyncConnection, task_id: int | None,
     return task
 
 
-async def _visit_to_join(conn: AsyncConnection, body: CheckIn, task: dict | None,
-                         enterprise_id: str) -> dict | None:
+async def _visit_to_join(
+    conn: AsyncConnection, body: CheckIn, task: dict | None, enterprise_id: str
+) -> dict | None:
     if body.join_visit_id is not None:
         visit = await queries.get_visit(conn, body.join_visit_id)
-        if visit is None or visit["enterprise_id"] != enterprise_id \
-                or visit["checked_out_at"] is not None:
-            raise HTTPException(422, f"visit {body.join_visit_id} is not an open visit at "
-                                     "this site")
+        if (
+            visit is None
+            or visit["enterprise_id"] != enterprise_id
+            or visit["checked_out_at"] is not None
+        ):
+            raise HTTPException(
+                422, f"visit {body.join_visit_id} is not an open visit at this site"
+            )
         return visit
     if task is not None:
         return await queries.open_visit_of_task(conn, task["id"])
@@ -210,15 +285,21 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
     return out
 
 
-@router.post("/{visit_id}/check-out", response_model=VisitPublic,
-             summary="Check out of a visit with findings",
-             description="Each inspector of a joint visit checks out with their findings; "
-                         "the visit ends when the last one leaves, and closes its task.",
-             responses={403: {"description": "not an inspector of this visit"},
-                        404: {"description": "no such visit"},
-                        409: {"description": "already checked out"}})
-async def check_out(visit_id: int, body: CheckOut, conn: Conn,
-                    who: Annotated[Principal, Depends(INSPECTOR)]) -> dict:
+@router.post(
+    "/{visit_id}/check-out",
+    response_model=VisitPublic,
+    summary="Check out of a visit with findings",
+    description="Each inspector of a joint visit checks out with their findings; "
+    "the visit ends when the last one leaves, and closes its task.",
+    responses={
+        403: {"description": "not an inspector of this visit"},
+        404: {"description": "no such visit"},
+        409: {"description": "already checked out"},
+    },
+)
+async def check_out(
+    visit_id: int, body: CheckOut, conn: Conn, who: Annotated[Principal, Depends(INSPECTOR)]
+) -> dict:
     visit = await queries.get_visit(conn, visit_id)
     if visit is None:
         raise HTTPException(404, f"visit {visit_id} not found")
@@ -230,12 +311,17 @@ async def check_out(visit_id: int, body: CheckOut, conn: Conn,
             done = await queries.check_out(conn, visit_id, body.findings)
             ok, over = done is not None, done is not None
         else:
-            ok, over = await queries.check_out_participant(conn, visit_id, who.user_id,
-                                                           body.findings)
+            ok, over = await queries.check_out_participant(
+                conn, visit_id, who.user_id, body.findings
+            )
         if ok:
-            await audit.append(conn, who.user_id, "visit.check_out", f"visit:{visit_id}",
-                               {"findings": body.findings, "visit_over": over,
-                                "advisory": visit["advisory"]})
+            await audit.append(
+                conn,
+                who.user_id,
+                "visit.check_out",
+                f"visit:{visit_id}",
+                {"findings": body.findings, "visit_over": over, "advisory": visit["advisory"]},
+            )
         if over and visit["task_id"] is not None:
             final = await queries.get_visit(conn, visit_id)
             task = await lq.get_task(conn, visit["task_id"], lock=True)
@@ -248,42 +334,68 @@ async def check_out(visit_id: int, body: CheckOut, conn: Conn,
     return await _with_people(conn, final, who)
 
 
-@router.get("", response_model=list[VisitPublic], summary="Visits per site or per inspector",
-            description="Inspectors see their own visits; enterprises the visits to their "
-                        "sites; regulators those in their region.")
-async def list_visits(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)],
-                      enterprise: str | None = None, inspector: str | None = None,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                      offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> list[dict]:
+@router.get(
+    "",
+    response_model=list[VisitPublic],
+    summary="Visits per site or per inspector",
+    description="Inspectors see their own visits; enterprises the visits to their "
+    "sites; regulators those in their region.",
+)
+async def list_visits(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    enterprise: str | None = None,
+    inspector: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> list[dict]:
     if who.role is Role.INSPECTOR:
         if inspector is not None and inspector != who.user_id:
             return []
         inspector = who.user_id
-    return await _complete(conn, await queries.list_visits(conn, enterprise, inspector, limit,
-                                                           offset, visible=who.scope), who)
+    return await _complete(
+        conn,
+        await queries.list_visits(conn, enterprise, inspector, limit, offset, visible=who.scope),
+        who,
+    )
 
 
 @router.get("/{visit_id}", response_model=VisitPublic, responses={404: {"description": "none"}})
-async def get_visit(visit_id: int, conn: Conn,
-                    who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+async def get_visit(
+    visit_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> dict:
     visit = await queries.get_visit(conn, visit_id)
-    if visit is not None and who.role is Role.INSPECTOR and visit["inspector_id"] != who.user_id \
-            and not await queries.is_participant(conn, visit_id, who.user_id):
+    if (
+        visit is not None
+        and who.role is Role.INSPECTOR
+        and visit["inspector_id"] != who.user_id
+        and not await queries.is_participant(conn, visit_id, who.user_id)
+    ):
         visit = None
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
     assert visit is not None
     return await _with_people(conn, visit, who)
 
 
-@router.post("/{visit_id}/rating", status_code=204, response_class=Response,
-             summary="The enterprise rates a visit to its site (1–5, optional comment)",
-             responses={404: {"description": "no such visit of this enterprise"}})
-async def rate_visit(visit_id: int, body: VisitRating, conn: Conn,
-                     who: Annotated[Principal, Depends(ENTERPRISE)]) -> Response:
+@router.post(
+    "/{visit_id}/rating",
+    status_code=204,
+    response_class=Response,
+    summary="The enterprise rates a visit to its site (1–5, optional comment)",
+    responses={404: {"description": "no such visit of this enterprise"}},
+)
+async def rate_visit(
+    visit_id: int, body: VisitRating, conn: Conn, who: Annotated[Principal, Depends(ENTERPRISE)]
+) -> Response:
     visit = await queries.get_visit(conn, visit_id)
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
     async with conn.transaction():
         await queries.rate_visit(conn, visit_id, body.rating, body.comment)
-        await audit.append(conn, who.user_id, "visit.rate", f"visit:{visit_id}",
-                           {"rating": body.rating, "comment": body.comment})
+        await audit.append(
+            conn,
+            who.user_id,
+            "visit.rate",
+            f"visit:{visit_id}",
+            {"rating": body.rating, "comment": body.comment},
+        )
     return Response(status_code=204)

@@ -36,17 +36,63 @@ UNKNOWN_CN = "hj212_unknown_cn"
 BAD_TIMESTAMP = "bad_timestamp"
 
 DATA_CNS: dict[str, DataKind] = {
-    "2011": DataKind.RTD, "2051": DataKind.MINUTE, "2061": DataKind.HOUR,
-    "2031": DataKind.DAY, "2041": DataKind.DAY,
+    "2011": DataKind.RTD,
+    "2051": DataKind.MINUTE,
+    "2061": DataKind.HOUR,
+    "2031": DataKind.DAY,
+    "2041": DataKind.DAY,
 }
 # CNs a device may send up that carry no readings but are understood (kept as packets)
-NOTICE_CNS = frozenset({
-    "1000", "1001", "1011", "1012", "1013", "1014", "1015", "1061", "1062", "1063", "1064",
-    "1072", "2012", "2013", "2021", "2022", "2081", "3011", "3012", "3013", "3014", "3015",
-    "3016", "3017", "3018", "3019", "3020", "3021", "9011", "9012", "9013", "9014", "9015"})
+NOTICE_CNS = frozenset(
+    {
+        "1000",
+        "1001",
+        "1011",
+        "1012",
+        "1013",
+        "1014",
+        "1015",
+        "1061",
+        "1062",
+        "1063",
+        "1064",
+        "1072",
+        "2012",
+        "2013",
+        "2021",
+        "2022",
+        "2081",
+        "3011",
+        "3012",
+        "3013",
+        "3014",
+        "3015",
+        "3016",
+        "3017",
+        "3018",
+        "3019",
+        "3020",
+        "3021",
+        "9011",
+        "9012",
+        "9013",
+        "9014",
+        "9015",
+    }
+)
 # value suffixes → the stat stored in the readings' kind (primary value: bare kind)
-_STATS = {"Rtd": "", "Avg": "", "Min": "min", "Max": "max", "Cou": "cou",
-          "ZsRtd": "zs", "ZsAvg": "zs", "ZsMin": "zsmin", "ZsMax": "zsmax", "RT": "rt"}
+_STATS = {
+    "Rtd": "",
+    "Avg": "",
+    "Min": "min",
+    "Max": "max",
+    "Cou": "cou",
+    "ZsRtd": "zs",
+    "ZsAvg": "zs",
+    "ZsMin": "zsmin",
+    "ZsMax": "zsmax",
+    "RT": "rt",
+}
 _QN_RE = re.compile(r"[0-9]{17}\Z")
 _DT_RE = re.compile(r"[0-9]{14}\Z")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -140,8 +186,10 @@ def parse_packet(raw: bytes) -> Packet:
     length = int(m.group(1))
     body = data[6:]
     if len(body) != length + 4:
-        raise DecodeError(LENGTH_MISMATCH, f"header says {length} bytes of data segment, "
-                                           f"packet carries {len(body) - 4}")
+        raise DecodeError(
+            LENGTH_MISMATCH,
+            f"header says {length} bytes of data segment, packet carries {len(body) - 4}",
+        )
     segment, crc_text = body[:length], body[length:]
     try:
         crc_sent = int(crc_text.decode("ascii"), 16)
@@ -155,17 +203,20 @@ def parse_packet(raw: bytes) -> Packet:
         if crc_sent == _swap(crc16_modbus(segment)):
             variant = "modbus_swapped"
         else:
-            raise DecodeError(CRC_MISMATCH, f"CRC {crc_text.decode()} does not match the data "
-                                            f"segment (expected {crc:04X})")
+            raise DecodeError(
+                CRC_MISMATCH,
+                f"CRC {crc_text.decode()} does not match the data segment (expected {crc:04X})",
+            )
     try:
         text = segment.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DecodeError(MALFORMED_FIELD, f"data segment is not UTF-8 (byte {exc.start})") \
-            from exc
+        raise DecodeError(MALFORMED_FIELD, f"data segment is not UTF-8 (byte {exc.start})") from exc
     bad = _CONTROL_RE.search(text)
     if bad:
-        raise DecodeError(MALFORMED_FIELD, f"control character {bad.group()!r} at "
-                                           f"{bad.start()} in the data segment")
+        raise DecodeError(
+            MALFORMED_FIELD,
+            f"control character {bad.group()!r} at {bad.start()} in the data segment",
+        )
     return _parse_segment(text, raw, variant)
 
 
@@ -173,7 +224,7 @@ def _parse_segment(text: str, raw: bytes, variant: str) -> Packet:
     idx = text.find("CP=&&")
     if idx < 0:
         raise DecodeError(MISSING_FIELD, "no CP=&&…&& in the data segment")
-    head, cp_text = text[:idx], text[idx + 5:]
+    head, cp_text = text[:idx], text[idx + 5 :]
     if not cp_text.endswith("&&"):
         raise DecodeError(MALFORMED_FIELD, "CP does not end with &&")
     cp_text = cp_text[:-2]
@@ -219,8 +270,19 @@ def _parse_segment(text: str, raw: bytes, variant: str) -> Packet:
                 raise DecodeError(MALFORMED_FIELD, f"CP field {fld!r} is not name=value")
             pairs.append((key, value))
         items.append(tuple(pairs))
-    return Packet(st=st, cn=cn, mn=mn, pw=fields.get("PW"), qn=qn, flag=flag, pnum=pnum,
-                  pno=pno, cp=tuple(items), crc_variant=variant, raw=raw)
+    return Packet(
+        st=st,
+        cn=cn,
+        mn=mn,
+        pw=fields.get("PW"),
+        qn=qn,
+        flag=flag,
+        pnum=pnum,
+        pno=pno,
+        cp=tuple(items),
+        crc_variant=variant,
+        raw=raw,
+    )
 
 
 def _int_field(fields: dict[str, str], name: str, lo: int, hi: int) -> int | None:
@@ -313,17 +375,30 @@ def data_time(ts: datetime, tz: tzinfo = BEIJING) -> str:
     return ts.astimezone(tz).strftime("%Y%m%d%H%M%S")
 
 
-def build_data_packet(*, mn: str, pw: str, cn: str, ts: datetime, st: str = "32",
-                      values: Iterable[tuple[str, float, str]] = (), flag: int = 4,
-                      qn_time: datetime | None = None, tz: tzinfo = BEIJING,
-                      crc: str = "standard", precision: int = 3) -> bytes:
+def build_data_packet(
+    *,
+    mn: str,
+    pw: str,
+    cn: str,
+    ts: datetime,
+    st: str = "32",
+    values: Iterable[tuple[str, float, str]] = (),
+    flag: int = 4,
+    qn_time: datetime | None = None,
+    tz: tzinfo = BEIJING,
+    crc: str = "standard",
+    precision: int = 3,
+) -> bytes:
     """A data upload: ``values`` are (code, value, data flag); the suffix follows the CN."""
     suffix = "Rtd" if cn == "2011" else "Avg"
     items = [f"DataTime={data_time(ts, tz)}"]
-    items += [f"{code}-{suffix}={value:.{precision}f},{code}-Flag={flg}"
-              for code, value, flg in values]
-    segment = (f"QN={qn_of(qn_time or ts, tz)};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};"
-               f"CP=&&{';'.join(items)}&&")
+    items += [
+        f"{code}-{suffix}={value:.{precision}f},{code}-Flag={flg}" for code, value, flg in values
+    ]
+    segment = (
+        f"QN={qn_of(qn_time or ts, tz)};ST={st};CN={cn};PW={pw};MN={mn};Flag={flag};"
+        f"CP=&&{';'.join(items)}&&"
+    )
     return frame(segment, crc=crc)
 
 

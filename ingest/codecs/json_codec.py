@@ -36,8 +36,9 @@ def parse_timestamp(raw: object) -> datetime:
     except ValueError as exc:
         raise DecodeError(DeadReason.BAD_TIMESTAMP, f"ts {raw!r} is not ISO 8601") from exc
     if ts.tzinfo is None or ts.utcoffset() is None:
-        raise DecodeError(DeadReason.BAD_TIMESTAMP,
-                          f"ts {raw!r} has no time zone (add Z or +08:00)")
+        raise DecodeError(
+            DeadReason.BAD_TIMESTAMP, f"ts {raw!r} has no time zone (add Z or +08:00)"
+        )
     return ts
 
 
@@ -84,6 +85,7 @@ def decode_json(payload: bytes) -> ParsedMessage:
         pairs = [_record(doc, -1)]
     mns = {mn for _, mn in pairs if mn is not None}
     if len(mns) > 1:
-        raise DecodeError(DeadReason.DEVICE_MISMATCH,
-                          f"records name several devices: {sorted(mns)}")
+        raise DecodeError(
+            DeadReason.DEVICE_MISMATCH, f"records name several devices: {sorted(mns)}"
+        )
     return ParsedMessage(tuple(r for r, _ in pairs), mns.pop() if mns else None)

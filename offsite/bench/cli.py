@@ -21,8 +21,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     i.add_argument("--devices", type=int, default=1000)
     i.add_argument("--ticks", type=int, default=60, help="messages per device")
     i.add_argument("--publishers", type=int, default=2, help="publisher processes")
-    i.add_argument("--workers", type=int, default=1,
-                   help="ingest workers (and bare subscribers) sharing the stream")
+    i.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest workers (and bare subscribers) sharing the stream",
+    )
     i.add_argument("--json", action="store_true")
     lat = bs.add_parser("latency", help="publish → alert on the SSE feed under steady load")
     lat.add_argument("--rate", type=int, default=10_000, help="background readings/s")
@@ -48,29 +52,56 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     if args.bench_command == "ingest":
         from offsite.bench.ingest import IngestBenchArgs, run_ingest_bench
 
-        result = run_ingest_bench(IngestBenchArgs(
-            devices=args.devices, ticks=args.ticks, publishers=args.publishers,
-            workers=args.workers), admin, out)
+        result = run_ingest_bench(
+            IngestBenchArgs(
+                devices=args.devices,
+                ticks=args.ticks,
+                publishers=args.publishers,
+                workers=args.workers,
+            ),
+            admin,
+            out,
+        )
         emit(result, args.json)
         return 0 if result["lost"] == 0 else 1
     if args.bench_command == "latency":
         from offsite.bench.latency import LatencyBenchArgs, run_latency_bench
 
-        result = run_latency_bench(LatencyBenchArgs(
-            readings_per_s=args.rate, probes=args.probes, probe_every_s=args.probe_every),
-            admin, out)
+        result = run_latency_bench(
+            LatencyBenchArgs(
+                readings_per_s=args.rate, probes=args.probes, probe_every_s=args.probe_every
+            ),
+            admin,
+            out,
+        )
         emit(result, args.json)
         return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
     if args.bench_command == "query":
         from offsite.bench.query import QueryBenchArgs, run_query_bench
 
-        emit(run_query_bench(QueryBenchArgs(devices=args.devices, days=args.days,
-                                            repeats=args.repeats, fresh=args.fresh),
-                             admin, out), args.json)
+        emit(
+            run_query_bench(
+                QueryBenchArgs(
+                    devices=args.devices, days=args.days, repeats=args.repeats, fresh=args.fresh
+                ),
+                admin,
+                out,
+            ),
+            args.json,
+        )
         return 0
     if args.bench_command == "rules":
         from offsite.bench.rules_bench import main as rules_main
 
-        return rules_main(["--devices", str(args.devices), "--rounds", str(args.rounds),
-                           "--repeat", str(args.repeat), *(["--json"] if args.json else [])])
+        return rules_main(
+            [
+                "--devices",
+                str(args.devices),
+                "--rounds",
+                str(args.rounds),
+                "--repeat",
+                str(args.repeat),
+                *(["--json"] if args.json else []),
+            ]
+        )
     raise AssertionError(args.bench_command)

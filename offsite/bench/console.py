@@ -50,9 +50,24 @@ def _readings(start: datetime, minutes: int) -> Iterator[Reading]:
 
 
 def _load(url: str, end: datetime, days: int) -> int:
-    reg = registry_from_dict({"enterprises": [{"id": "EB", "name": "Bench", "points": [{
-        "id": "EB-P", "kind": "flue_gas", "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+    reg = registry_from_dict(
+        {
+            "enterprises": [
+                {
+                    "id": "EB",
+                    "name": "Bench",
+                    "points": [
+                        {
+                            "id": "EB-P",
+                            "kind": "flue_gas",
+                            "limits": {"a21026": 35.0},
+                            "devices": [{"mn": MN, "interval_s": 60}],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     n = 0
     with psycopg.connect(url) as conn:
         migrate(conn)
@@ -91,9 +106,10 @@ def _browser_ms(url: str, end: datetime, days: int) -> float:
 
     start = end - timedelta(days=days)
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=os.environ.get("OFFSITE_TEST_CHROMIUM",
-                                                             "/usr/bin/chromium"),
-                              args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        b = p.chromium.launch(
+            executable_path=os.environ.get("OFFSITE_TEST_CHROMIUM", "/usr/bin/chromium"),
+            args=["--no-sandbox"] if os.geteuid() == 0 else [],
+        )
         page = b.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{url}/")
         page.fill("input[name=username]", "bench")
@@ -103,8 +119,10 @@ def _browser_ms(url: str, end: datetime, days: int) -> float:
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            page.goto(f"{url}/#/device/{MN}?pollutant=a21026&start={start.isoformat()}"
-                      f"&end={end.isoformat()}".replace("+", "%2B"))
+            page.goto(
+                f"{url}/#/device/{MN}?pollutant=a21026&start={start.isoformat()}"
+                f"&end={end.isoformat()}".replace("+", "%2B")
+            )
             page.reload()
             page.wait_for_selector("#chart canvas")
             times.append((time.perf_counter() - t0) * 1000)
@@ -128,36 +146,73 @@ def main() -> None:
         out["load_s"] = round(time.perf_counter() - t0, 1)
         with psycopg.connect(url) as conn:
             token = issue_token(conn, "bench")
-        settings = load_settings(database_url=url, mqtt_url="mqtt://127.0.0.1:1",
-                                 login_rate_per_min=600)
+        settings = load_settings(
+            database_url=url, mqtt_url="mqtt://127.0.0.1:1", login_rate_per_min=600
+        )
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, url), host="127.0.0.1",
-                                               port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, url), host="127.0.0.1", port=port, log_level="warning"
+            )
+        )
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         while not server.started:
             time.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
         try:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"},
-                              timeout=60) as c:
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as c:
                 readings = f"/api/devices/{MN}/readings"
                 for label, path, params in (
-                    ("chart_1h_raw", readings, {"pollutant": "a21026", "limit": 20000,
-                                                "start": end - timedelta(hours=1), "end": end}),
-                    ("chart_24h_2min_buckets", readings, {
-                        "pollutant": "a21026", "bucket": 120,
-                        "start": end - timedelta(days=1), "end": end}),
-                    (f"chart_{a.days}d_hourly_rollup", readings, {
-                        "pollutant": "a21026", "bucket": 3600,
-                        "start": end - timedelta(days=a.days), "end": end}),
+                    (
+                        "chart_1h_raw",
+                        readings,
+                        {
+                            "pollutant": "a21026",
+                            "limit": 20000,
+                            "start": end - timedelta(hours=1),
+                            "end": end,
+                        },
+                    ),
+                    (
+                        "chart_24h_2min_buckets",
+                        readings,
+                        {
+                            "pollutant": "a21026",
+                            "bucket": 120,
+                            "start": end - timedelta(days=1),
+                            "end": end,
+                        },
+                    ),
+                    (
+                        f"chart_{a.days}d_hourly_rollup",
+                        readings,
+                        {
+                            "pollutant": "a21026",
+                            "bucket": 3600,
+                            "start": end - timedelta(days=a.days),
+                            "end": end,
+                        },
+                    ),
                     ("latest_values", f"/api/devices/{MN}", {}),
                     ("capture_7d", f"/api/devices/{MN}/capture", {}),
-                    (f"capture_{a.days}d", f"/api/devices/{MN}/capture", {
-                        "start": end - timedelta(days=a.days), "end": end}),
+                    (
+                        f"capture_{a.days}d",
+                        f"/api/devices/{MN}/capture",
+                        {"start": end - timedelta(days=a.days), "end": end},
+                    ),
                 ):
-                    ms, size = _median_ms(c, path, {k: v.isoformat() if isinstance(
-                        v, datetime) else v for k, v in params.items()}, a.repeat)
+                    ms, size = _median_ms(
+                        c,
+                        path,
+                        {
+                            k: v.isoformat() if isinstance(v, datetime) else v
+                            for k, v in params.items()
+                        },
+                        a.repeat,
+                    )
                     out[f"{label}_ms"] = f"{ms}  ({size / 1024:.0f} KiB)"
             if a.browser:
                 out[f"browser_device_page_{a.days}d_ms"] = _browser_ms(base, end, a.days)

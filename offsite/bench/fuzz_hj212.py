@@ -52,25 +52,135 @@ DEVICES = {
 }
 PASSWORDS = {"010000A8900016F000169DC0": "123456", "88888880000001": "x", "AB12": "pw"}
 MNS = [*DEVICES, "UNKNOWN9", "0123456789ABCDEF01234567"]
-CODES = ["a21026", "a21002", "a34013", "a19001", "a01011", "a01012", "a01013", "a01014",
-         "a00000", "w00000", "w01018", "w21003", "w21001", "w21011", "w01001", "a24088",
-         "02", "03", "01", "S01", "S02", "B02", "B01", "011", "060", "i13001", "i13008"]
+CODES = [
+    "a21026",
+    "a21002",
+    "a34013",
+    "a19001",
+    "a01011",
+    "a01012",
+    "a01013",
+    "a01014",
+    "a00000",
+    "w00000",
+    "w01018",
+    "w21003",
+    "w21001",
+    "w21011",
+    "w01001",
+    "a24088",
+    "02",
+    "03",
+    "01",
+    "S01",
+    "S02",
+    "B02",
+    "B01",
+    "011",
+    "060",
+    "i13001",
+    "i13008",
+]
 DATA_CNS = ["2011", "2051", "2061", "2031", "2041"]
 NOTICE_CNS = ["9011", "9012", "9013", "9014", "2081", "1062", "3020", "1011"]
-SUFFIXES = ["Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "ZsAvg", "ZsMin", "ZsMax", "Flag",
-            "EFlag", "SampleTime", "Info", "RT"]
+SUFFIXES = [
+    "Rtd",
+    "Avg",
+    "Min",
+    "Max",
+    "Cou",
+    "ZsRtd",
+    "ZsAvg",
+    "ZsMin",
+    "ZsMax",
+    "Flag",
+    "EFlag",
+    "SampleTime",
+    "Info",
+    "RT",
+]
 DATA_FLAGS = "NFMSDCTB"
 WS = b"\r\n\t "
 SKIPPABLE = WS + b"\x00"
 # tokens spliced into fields: separators, numbers at the edges, unicode look-alikes
-TOKENS = ["", ";", ",", "=", "&", "&&", "CP=&&", "&&CP=&&", ";CP=&&&&", "QN=", "ST=", "CN=",
-          "MN=", "PW=", "Flag=", "PNUM=", "PNO=", "DataTime=", "-Rtd", "-Avg", "-Flag", "-",
-          "0", "00", "0000", "9999", "10000", "-1", "+1", "1e308", "1e999", "-1e999", "nan",
-          "NaN", "inf", "-inf", "1_000", " 1 ", "0x10", "1,5", "١٢", "٣", "１２", "二氧化硫",
-          "\r\n", "##", "#", "\x00", "\t", " ", "N", "X", "n", "NN", "20260301115900",
-          "20260230000000", "20261301000000", "99999999999999", "2026030111590", "\ufeff",
-          "\u202e", "a" * 30, "9" * 30, "7", "6", "255", "256", "3", "4", "5", "2", "1",
-          "²", "³", "①", "¹"]  # the last four: str.isdigit() but not int()
+TOKENS = [
+    "",
+    ";",
+    ",",
+    "=",
+    "&",
+    "&&",
+    "CP=&&",
+    "&&CP=&&",
+    ";CP=&&&&",
+    "QN=",
+    "ST=",
+    "CN=",
+    "MN=",
+    "PW=",
+    "Flag=",
+    "PNUM=",
+    "PNO=",
+    "DataTime=",
+    "-Rtd",
+    "-Avg",
+    "-Flag",
+    "-",
+    "0",
+    "00",
+    "0000",
+    "9999",
+    "10000",
+    "-1",
+    "+1",
+    "1e308",
+    "1e999",
+    "-1e999",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "1_000",
+    " 1 ",
+    "0x10",
+    "1,5",
+    "١٢",
+    "٣",
+    "１２",
+    "二氧化硫",
+    "\r\n",
+    "##",
+    "#",
+    "\x00",
+    "\t",
+    " ",
+    "N",
+    "X",
+    "n",
+    "NN",
+    "20260301115900",
+    "20260230000000",
+    "20261301000000",
+    "99999999999999",
+    "2026030111590",
+    "\ufeff",
+    "\u202e",
+    "a" * 30,
+    "9" * 30,
+    "7",
+    "6",
+    "255",
+    "256",
+    "3",
+    "4",
+    "5",
+    "2",
+    "1",
+    "²",
+    "³",
+    "①",
+    "¹",
+]  # the last four: str.isdigit() but not int()
 REASONS = {r.value for r in DeadReason}
 FIELD_RE = re.compile(r"([^;,=&]*)=([^;,&]*)")
 
@@ -107,22 +217,33 @@ class Fuzzer:
         return NOW - timedelta(days=self.rng.randint(20, 400))
 
     def _pw(self, mn: str) -> str:
-        return PASSWORDS.get(mn, "1") if self.rng.random() < 0.9 else self.rng.choice(
-            ["", "000000", "123456 ", "PW"])
+        return (
+            PASSWORDS.get(mn, "1")
+            if self.rng.random() < 0.9
+            else self.rng.choice(["", "000000", "123456 ", "PW"])
+        )
 
     def _flag(self) -> int:
         return self.rng.choice([4, 4, 5, 5, 0, 1, 8, 9])
 
-    def data_segment(self, *, split: tuple[int, int] | None = None, mn: str | None = None,
-                     cn: str | None = None, ts: datetime | None = None) -> str:
+    def data_segment(
+        self,
+        *,
+        split: tuple[int, int] | None = None,
+        mn: str | None = None,
+        cn: str | None = None,
+        ts: datetime | None = None,
+    ) -> str:
         rng = self.rng
         mn = mn or rng.choice(MNS)
         cn = cn or rng.choice(DATA_CNS)
         ts = ts or self._ts()
         qn = hj212.qn_of(ts)
         flag = self._flag() | (2 if split else 0)
-        head = f"QN={qn};ST={rng.choice(['31', '32', '22', '51'])};CN={cn};PW={self._pw(mn)};" \
-               f"MN={mn};Flag={flag};"
+        head = (
+            f"QN={qn};ST={rng.choice(['31', '32', '22', '51'])};CN={cn};PW={self._pw(mn)};"
+            f"MN={mn};Flag={flag};"
+        )
         if split:
             head += f"PNUM={split[0]};PNO={split[1]};"
         items = [f"DataTime={hj212.data_time(ts)}"]
@@ -142,11 +263,21 @@ class Fuzzer:
         rng = self.rng
         mn = rng.choice(MNS)
         cn = rng.choice(NOTICE_CNS)
-        cp = rng.choice(["QnRtn=1", "ExeRtn=1", "RestartTime=20260301115900",
-                         "RtdInterval=30", "DataTime=20260301115900;i13008-Info=1.02",
-                         "SystemTime=20260301115900", ""])
-        return (f"QN={hj212.qn_of(self._ts())};ST=91;CN={cn};PW={self._pw(mn)};MN={mn};"
-                f"Flag={self._flag()};CP=&&{cp}&&")
+        cp = rng.choice(
+            [
+                "QnRtn=1",
+                "ExeRtn=1",
+                "RestartTime=20260301115900",
+                "RtdInterval=30",
+                "DataTime=20260301115900;i13008-Info=1.02",
+                "SystemTime=20260301115900",
+                "",
+            ]
+        )
+        return (
+            f"QN={hj212.qn_of(self._ts())};ST=91;CN={cn};PW={self._pw(mn)};MN={mn};"
+            f"Flag={self._flag()};CP=&&{cp}&&"
+        )
 
     def segment(self) -> str:
         r = self.rng.random()
@@ -176,17 +307,17 @@ class Fuzzer:
                 text = text[:i] + rng.choice(self.tokens) + text[i:]
             elif op == 3 and text:
                 i = rng.randrange(len(text))
-                text = text[:i] + text[i + rng.randint(1, 8):]
+                text = text[:i] + text[i + rng.randint(1, 8) :]
             elif op == 4 and text:
                 i = rng.randrange(len(text))
                 j = min(len(text), i + rng.randint(1, 40))
                 text = text[:j] + text[i:j] + text[j:]
             elif op == 5 and text:
                 i = rng.randrange(len(text))
-                text = text[:i] + rng.choice(";,=&") + text[i + 1:]
+                text = text[:i] + rng.choice(";,=&") + text[i + 1 :]
             elif text:
                 i = rng.randrange(len(text))
-                text = text[:i] + text[i].swapcase() + text[i + 1:]
+                text = text[:i] + text[i].swapcase() + text[i + 1 :]
         return text
 
     def mutate_bytes(self, raw: bytes) -> bytes:
@@ -202,7 +333,7 @@ class Fuzzer:
             elif op == 2:
                 data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
             elif op == 3:
-                del data[i:i + rng.randint(1, 6)]
+                del data[i : i + rng.randint(1, 6)]
             elif op == 4:
                 del data[i:]
             elif op == 5 and len(data) > 6:
@@ -211,7 +342,7 @@ class Fuzzer:
                 data[i:i] = rng.choice([b"##", b"\r\n", b"#", b" ", b"\x00", b"##0000"])
             else:
                 j = rng.randrange(len(data) + 1)
-                data[i:i] = data[min(i, j):max(i, j)]
+                data[i:i] = data[min(i, j) : max(i, j)]
         return bytes(data)
 
     def random_bytes(self) -> bytes:
@@ -221,8 +352,11 @@ class Fuzzer:
         if r < 0.4:
             return bytes(rng.randrange(256) for _ in range(n))
         if r < 0.7:
-            return b"##%04d" % rng.randint(0, 9999) + bytes(
-                rng.randrange(32, 127) for _ in range(n)) + b"\r\n"
+            return (
+                b"##%04d" % rng.randint(0, 9999)
+                + bytes(rng.randrange(32, 127) for _ in range(n))
+                + b"\r\n"
+            )
         body = "".join(rng.choice(";,=&CPQNST0123456789aAMNFlag-Rtd") for _ in range(n))
         return hj212.frame(body)
 
@@ -241,13 +375,14 @@ class Fuzzer:
         if r < 0.90:
             return self.random_bytes()
         a, b = self.packet(), self.packet()
-        return a[:rng.randint(0, len(a))] + b[rng.randint(0, len(b)):]
+        return a[: rng.randint(0, len(a))] + b[rng.randint(0, len(b)) :]
 
     # -- checks ------------------------------------------------------------------------------
     def _decode_error(self, where: str, exc: DecodeError, example: bytes) -> str:
         if exc.reason not in REASONS or not exc.detail:
-            self.fig.violation(f"{where}: DecodeError with reason {exc.reason!r} / empty detail",
-                               example)
+            self.fig.violation(
+                f"{where}: DecodeError with reason {exc.reason!r} / empty detail", example
+            )
         return exc.reason
 
     def check_codec(self, payload: bytes) -> tuple[hj212.Packet | None, str | None]:
@@ -273,8 +408,10 @@ class Fuzzer:
                 if back.qn != p.qn or back.mn != p.mn or back.st != "91":
                     fig.violation("reply does not echo QN/MN", payload)
         except Exception as exc:
-            fig.violation(f"build_response/parse of the reply raised {type(exc).__name__}",
-                          (str(exc), payload))
+            fig.violation(
+                f"build_response/parse of the reply raised {type(exc).__name__}",
+                (str(exc), payload),
+            )
         if p.is_split:
             fig.message["split part (not decoded alone)"] += 1
             return p, None
@@ -331,13 +468,16 @@ class Fuzzer:
             self.fig.violation(f"process raised {type(exc).__name__}", (str(exc), payload))
             return None
         self.fig.process[self.check_outcome(out, payload, "process")] += 1
-        if (transport == "tcp" and parse_reason is not None and payload.lstrip()[:2] == b"##"
-                and len(payload) <= POLICY.max_payload_bytes
-                and (out.dead is None or out.dead.reason.value != parse_reason)):
+        if (
+            transport == "tcp"
+            and parse_reason is not None
+            and payload.lstrip()[:2] == b"##"
+            and len(payload) <= POLICY.max_payload_bytes
+            and (out.dead is None or out.dead.reason.value != parse_reason)
+        ):
             self.fig.violation("process over TCP disagrees with parse_packet's reason", payload)
         if out.readings and parsed is None:
-            self.fig.violation("process stored readings of a packet parse_packet refuses",
-                               payload)
+            self.fig.violation("process stored readings of a packet parse_packet refuses", payload)
         return out
 
     def one_input(self) -> None:
@@ -384,7 +524,7 @@ class Fuzzer:
         try:
             while pos < len(stream):
                 n = rng.choice([1, 2, 7, 64, 500, len(stream)])
-                events += f.feed(stream[pos:pos + n])
+                events += f.feed(stream[pos : pos + n])
                 pos += n
             self._account(stream, events, f.buffered, "framer (before flush)")
             buffered = f.buffered
@@ -407,8 +547,7 @@ class Fuzzer:
         if max_frame == MAX_FRAME:
             missing = [p for p in intact if p not in frames]
             if missing:
-                fig.violation("framer: an intact packet did not come out as its own frame",
-                              stream)
+                fig.violation("framer: an intact packet did not come out as its own frame", stream)
         for raw in frames:
             self.fig.inputs += 1
             self.check_process(raw)
@@ -421,16 +560,14 @@ class Fuzzer:
             k = stream.find(e.raw, pos) if e.raw else -1
             gap = stream[pos:k] if k >= 0 else b"?"
             if k < 0 or gap.strip(SKIPPABLE) != b"" or k + len(e.raw) > end:
-                fig.violation(f"{where}: an event is not the next slice of the stream",
-                              (stream, e))
+                fig.violation(f"{where}: an event is not the next slice of the stream", (stream, e))
                 return
             nul += gap.count(b"\x00")
             ws += len(gap) - gap.count(b"\x00")
             pos = k + len(e.raw)
         tail = stream[pos:end]
         if tail.strip(SKIPPABLE) != b"":
-            fig.violation(f"{where}: bytes lost (neither framed, reported nor buffered)",
-                          stream)
+            fig.violation(f"{where}: bytes lost (neither framed, reported nor buffered)", stream)
             return
         nul += tail.count(b"\x00")
         ws += len(tail) - tail.count(b"\x00")
@@ -441,8 +578,13 @@ class Fuzzer:
             fig.framer["NUL skipped"] += nul
 
     # -- split packets -----------------------------------------------------------------------
-    def one_split_set(self, clock: float, reasm: Reassembler[InboundMessage],
-                      handed: list[InboundMessage], out: list[InboundMessage]) -> None:
+    def one_split_set(
+        self,
+        clock: float,
+        reasm: Reassembler[InboundMessage],
+        handed: list[InboundMessage],
+        out: list[InboundMessage],
+    ) -> None:
         rng = self.rng
         n = rng.randint(2, 4)
         mn = rng.choice(list(DEVICES))
@@ -474,9 +616,14 @@ class Fuzzer:
             for rel in reasm.add(msg, res.split, clock):
                 self._released(rel.items, rel.packets, rel.extra, rel.complete, out)
 
-    def _released(self, items: list[InboundMessage], packets: list[hj212.Packet],
-                  extra: list[InboundMessage], complete: bool,
-                  out: list[InboundMessage]) -> None:
+    def _released(
+        self,
+        items: list[InboundMessage],
+        packets: list[hj212.Packet],
+        extra: list[InboundMessage],
+        complete: bool,
+        out: list[InboundMessage],
+    ) -> None:
         out += items + extra
         if not complete:
             self.fig.split["sets expired/evicted"] += 1
@@ -491,8 +638,13 @@ class Fuzzer:
         self.fig.split["reassembled " + self.check_outcome(res, payload, "judge_packets")] += 1
 
 
-def run(*, seconds: float | None = 60.0, max_inputs: int | None = None, seed: int = 1,
-        progress: Callable[[Figures], None] | None = None) -> Figures:
+def run(
+    *,
+    seconds: float | None = 60.0,
+    max_inputs: int | None = None,
+    seed: int = 1,
+    progress: Callable[[Figures], None] | None = None,
+) -> Figures:
     fz = Fuzzer(seed)
     reasm: Reassembler[InboundMessage] = Reassembler(timeout_s=50.0, max_sets=20)
     handed: list[InboundMessage] = []
@@ -516,8 +668,9 @@ def run(*, seconds: float | None = 60.0, max_inputs: int | None = None, seed: in
         i += 1
     released += reasm.drain()
     if sorted(map(id, released)) != sorted(map(id, handed)):
-        fz.fig.violation("reassembler: a split part was lost or released twice",
-                         (len(handed), len(released)))
+        fz.fig.violation(
+            "reassembler: a split part was lost or released twice", (len(handed), len(released))
+        )
     fz.fig.split["parts handed to the reassembler"] = len(handed)
     return fz.fig
 
@@ -527,15 +680,17 @@ def report(fig: Figures, seconds: float, seed: int) -> str:
         return f"{title}: " + ", ".join(f"{k} {v}" for k, v in c.most_common())
 
     rejected = sum(v for k, v in fig.parse.items() if not k.startswith("accepted"))
-    out = [f"HJ 212 fuzz: seed {seed}, {seconds:.1f} s, {fig.inputs} inputs "
-           f"({fig.inputs / max(seconds, 1e-9):.0f}/s), plus {fig.framer['streams']} framer "
-           f"streams and {fig.split['parts handed to the reassembler']} split parts held",
-           f"parse_packet: {sum(fig.parse.values()) - rejected} accepted, {rejected} rejected",
-           "  " + line("by outcome", fig.parse),
-           "  " + line("to_message", fig.message),
-           "  " + line("process", fig.process),
-           "  " + line("split sets", fig.split),
-           "  " + line("framer", fig.framer)]
+    out = [
+        f"HJ 212 fuzz: seed {seed}, {seconds:.1f} s, {fig.inputs} inputs "
+        f"({fig.inputs / max(seconds, 1e-9):.0f}/s), plus {fig.framer['streams']} framer "
+        f"streams and {fig.split['parts handed to the reassembler']} split parts held",
+        f"parse_packet: {sum(fig.parse.values()) - rejected} accepted, {rejected} rejected",
+        "  " + line("by outcome", fig.parse),
+        "  " + line("to_message", fig.message),
+        "  " + line("process", fig.process),
+        "  " + line("split sets", fig.split),
+        "  " + line("framer", fig.framer),
+    ]
     if fig.violations:
         out.append(f"VIOLATIONS: {sum(fig.violations.values())}")
         for kind, n in fig.violations.most_common():

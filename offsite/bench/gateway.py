@@ -29,13 +29,23 @@ from offsite.store.registry import save_registry
 from offsite.store.scratch import scratch_database
 
 
-def _loggers(args: argparse.Namespace, start: datetime, port: int,
-             out: multiprocessing.Queue[dict[str, int]]) -> None:
+def _loggers(
+    args: argparse.Namespace, start: datetime, port: int, out: multiprocessing.Queue[dict[str, int]]
+) -> None:
     fleet = build_fleet(args.devices, seed=1, start=start, rate_s=args.rate, faults=())
-    st = run_tcp_loggers(fleet, "127.0.0.1", port, duration_s=args.minutes * 60, start=start,
-                         realtime=False, connections=args.connections)
-    res = {k: getattr(st, k) for k in ("connections", "packets", "readings", "responses",
-                                       "missing", "resent")}
+    st = run_tcp_loggers(
+        fleet,
+        "127.0.0.1",
+        port,
+        duration_s=args.minutes * 60,
+        start=start,
+        realtime=False,
+        connections=args.connections,
+    )
+    res = {
+        k: getattr(st, k)
+        for k in ("connections", "packets", "readings", "responses", "missing", "resent")
+    }
     res["elapsed_ms"] = round(st.elapsed_s * 1000)
     out.put(res)
 
@@ -75,16 +85,25 @@ def _run(args: argparse.Namespace, db: str) -> dict[str, object]:
     elapsed = st["elapsed_ms"] / 1000  # first packet sent → last answer received
     svc.stop()
     with psycopg.connect(db) as conn:
-        row = conn.execute("SELECT (SELECT count(*) FROM readings), "
-                           "(SELECT count(*) FROM packets)").fetchone()
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM readings), (SELECT count(*) FROM packets)"
+        ).fetchone()
     stored, archived = (int(row[0]), int(row[1])) if row else (0, 0)
     return {
-        "devices": args.devices, "connections": st["connections"], "packets": st["packets"],
-        "readings": st["readings"], "stored": stored, "packets_archived": archived,
-        "responses": st["responses"], "missing": st["missing"], "resent": st["resent"],
-        "seconds": round(elapsed, 2), "wall_s_with_spawn": round(wall, 2),
+        "devices": args.devices,
+        "connections": st["connections"],
+        "packets": st["packets"],
+        "readings": st["readings"],
+        "stored": stored,
+        "packets_archived": archived,
+        "responses": st["responses"],
+        "missing": st["missing"],
+        "resent": st["resent"],
+        "seconds": round(elapsed, 2),
+        "wall_s_with_spawn": round(wall, 2),
         "packets_per_s": round(st["packets"] / elapsed),
-        "readings_per_s": round(stored / elapsed), "batches": svc.stats.batches,
+        "readings_per_s": round(stored / elapsed),
+        "batches": svc.stats.batches,
     }
 
 

@@ -49,8 +49,13 @@ def sampled(key: int) -> bool:
     return key % SAMPLE_EVERY == 0
 
 
-def build_messages(fleet: Fleet, ticks: Iterable[datetime], topic_template: str,
-                   publishers: int, skip: Collection[str] = ()) -> list[list[tuple[str, bytes]]]:
+def build_messages(
+    fleet: Fleet,
+    ticks: Iterable[datetime],
+    topic_template: str,
+    publishers: int,
+    skip: Collection[str] = (),
+) -> list[list[tuple[str, bytes]]]:
     """The fleet's JSON payloads, tick by tick, split among ``publishers`` by device (so
     each device's messages leave in order from one publisher); devices in ``skip`` stay
     silent."""
@@ -61,7 +66,8 @@ def build_messages(fleet: Fleet, ticks: Iterable[datetime], topic_template: str,
             if mn in skip:
                 continue
             out[index[mn] % publishers].append(
-                (topic_template.format(mn=mn), payload_json(ts, values)))
+                (topic_template.format(mn=mn), payload_json(ts, values))
+            )
     return out
 
 
@@ -90,8 +96,11 @@ def _publish_packet(topic: bytes, pid: int, payload: bytes) -> bytes:
 
 def _connect(host: str, port: int, client_id: str) -> socket.socket:
     cid = client_id.encode()
-    body = (b"\x00\x04MQTT\x04\x02\x00\x00"  # 3.1.1, clean session, no keep-alive
-            + struct.pack("!H", len(cid)) + cid)
+    body = (
+        b"\x00\x04MQTT\x04\x02\x00\x00"  # 3.1.1, clean session, no keep-alive
+        + struct.pack("!H", len(cid))
+        + cid
+    )
     sock = socket.create_connection((host, port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(b"\x10" + _varint(len(body)) + body)
@@ -101,8 +110,14 @@ def _connect(host: str, port: int, client_id: str) -> socket.socket:
     return sock
 
 
-def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
-                    go: Event, out: Queue, rate: float | None = None) -> None:
+def publish_process(
+    url: str,
+    messages: list[tuple[str, bytes]],
+    client_id: str,
+    go: Event,
+    out: Queue,
+    rate: float | None = None,
+) -> None:
     """Publish ``messages`` at QoS 1 once ``go`` is set, as fast as the broker acks them
     (or ``rate`` messages/s), and put a summary with sampled publish times on ``out``."""
     host, port, _user, _password = parse_mqtt_url(url)
@@ -120,7 +135,7 @@ def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
             now = time.time()
             if due > now:
                 time.sleep(due - now)
-        chunk = messages[sent:sent + (CHUNK if rate is None else max(1, int(rate * 0.01)))]
+        chunk = messages[sent : sent + (CHUNK if rate is None else max(1, int(rate * 0.01)))]
         buf = bytearray()
         for i, (topic, payload) in enumerate(chunk):
             buf += _publish_packet(topic.encode(), (sent + i) % 65535 + 1, payload)
@@ -144,8 +159,15 @@ def publish_process(url: str, messages: list[tuple[str, bytes]], client_id: str,
     sock.sendall(b"\xe0\x00")  # DISCONNECT
     sock.close()
     t = os.times()
-    out.put({"messages": sent, "t_first": t0, "t_acked": t_acked, "samples": samples,
-             "cpu_s": t.user + t.system - c0.user - c0.system})
+    out.put(
+        {
+            "messages": sent,
+            "t_first": t0,
+            "t_acked": t_acked,
+            "samples": samples,
+            "cpu_s": t.user + t.system - c0.user - c0.system,
+        }
+    )
 
 
 class ProbePublisher:
@@ -192,8 +214,9 @@ def latency(published: dict[int, float], arrived: Iterable[tuple[int, float]]) -
         if k in published and k not in first:
             first[k] = t
     lat = sorted(t - published[k] for k, t in first.items())
-    return Latency(len(lat), round(percentile(lat, 50) * 1000, 1),
-                   round(percentile(lat, 99) * 1000, 1))
+    return Latency(
+        len(lat), round(percentile(lat, 50) * 1000, 1), round(percentile(lat, 99) * 1000, 1)
+    )
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

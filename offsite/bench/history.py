@@ -31,8 +31,15 @@ class History:
     alerts: int
 
 
-def generate_history(conn: psycopg.Connection, fleet: Fleet, days: float, end: datetime,
-                     *, interval_s: int = 60, out: Callable[[str], None] = print) -> History:
+def generate_history(
+    conn: psycopg.Connection,
+    fleet: Fleet,
+    days: float,
+    end: datetime,
+    *,
+    interval_s: int = 60,
+    out: Callable[[str], None] = print,
+) -> History:
     """Minute data (``interval_s``) of every channel of every device of ``fleet`` over
     ``days`` before ``end`` — a daily cycle plus noise around each channel's baseline —
     and exceedance alerts (a few a device a day, the newest ones still open).
@@ -48,9 +55,10 @@ def generate_history(conn: psycopg.Connection, fleet: Fleet, days: float, end: d
     per = max(1, DEVICES_PER_STATEMENT)
     mns = [d.mn for d in fleet.devices]
     for k in range(0, len(mns), per):
-        chunk = set(mns[k:k + per])
+        chunk = set(mns[k : k + per])
         part = [r for r in rows if r[0] in chunk]
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO readings (ts, mn, pollutant, kind, value, flag, received_at)
             SELECT t, s.mn, s.code, 'rtd',
                    greatest(0, s.base * (1 + 0.2 * sin(extract(epoch FROM t) / 13750.99
@@ -62,8 +70,16 @@ def generate_history(conn: psycopg.Connection, fleet: Fleet, days: float, end: d
             CROSS JOIN generate_series(%s::timestamptz, %s::timestamptz - interval '1 second',
                                        make_interval(secs => %s)) AS t
             ORDER BY s.mn, s.code, t""",
-            ([r[0] for r in part], [r[1] for r in part], [r[2] for r in part],
-             [r[3] for r in part], start, end, interval_s))
+            (
+                [r[0] for r in part],
+                [r[1] for r in part],
+                [r[2] for r in part],
+                [r[3] for r in part],
+                start,
+                end,
+                interval_s,
+            ),
+        )
         conn.commit()
         done = min(k + per, len(mns))
         out(f"  readings: {done}/{len(mns)} devices, {time.perf_counter() - t0:.0f} s")
@@ -80,9 +96,12 @@ def _alerts(conn: psycopg.Connection, fleet: Fleet, start: datetime, end: dateti
     """Per device an exceedance of its limited pollutant every 8 hours, resolved or
     cleared, except the newest, which is still open or acknowledged (one active alert
     per rule, device and pollutant, as the engine keeps it)."""
-    limited = [(d.mn, d.profile.fault_pollutant,
-                float(d.profile.limits[d.profile.fault_pollutant])) for d in fleet.devices]
-    cur = conn.execute("""
+    limited = [
+        (d.mn, d.profile.fault_pollutant, float(d.profile.limits[d.profile.fault_pollutant]))
+        for d in fleet.devices
+    ]
+    cur = conn.execute(
+        """
         INSERT INTO alerts (rule, mn, pollutant, severity, state, first_seen, last_seen,
                             count, worst_value, limit_value, message, opened_at, updated_at)
         SELECT 'exceedance', s.mn, s.code,
@@ -102,6 +121,16 @@ def _alerts(conn: psycopg.Connection, fleet: Fleet, start: datetime, end: dateti
            OR t = (SELECT max(x) FROM generate_series(
                        %s::timestamptz + (hashtext(s.mn) & 255) * interval '1 minute',
                        %s::timestamptz, interval '8 hours') AS x)""",
-        (end, [m for m, _, _ in limited], [c for _, c, _ in limited],
-         [v for _, _, v in limited], start, end, end, start, end))
+        (
+            end,
+            [m for m, _, _ in limited],
+            [c for _, c, _ in limited],
+            [v for _, _, v in limited],
+            start,
+            end,
+            end,
+            start,
+            end,
+        ),
+    )
     return cur.rowcount

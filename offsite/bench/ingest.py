@@ -64,22 +64,25 @@ class IngestBenchArgs:
     seed: int = 1
 
 
-def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
-                     out: Callable[[str], None] = print) -> dict[str, object]:
+def run_ingest_bench(
+    args: IngestBenchArgs, admin_url: str, out: Callable[[str], None] = print
+) -> dict[str, object]:
     # spawned, not forked: a forked child's peak RSS would count the parent's prepared
     # messages, and the ingest process should start as clean as ``offsite ingest`` does
     ctx = mp.get_context("spawn")
-    start = (datetime.now(UTC) - timedelta(seconds=args.ticks * args.rate_s + 60)
-             ).replace(second=0, microsecond=0)
-    fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate_s,
-                        faults=())
+    start = (datetime.now(UTC) - timedelta(seconds=args.ticks * args.rate_s + 60)).replace(
+        second=0, microsecond=0
+    )
+    fleet = build_fleet(args.devices, seed=args.seed, start=start, rate_s=args.rate_s, faults=())
     ticks = list(fleet.timestamps(args.ticks * args.rate_s))
     tag = uuid.uuid4().hex[:6]
     out(f"preparing {args.devices} devices × {args.ticks} ticks …")
     t = time.perf_counter()
     template = f"bench/{tag}/{{phase}}/devices/{{{{mn}}}}/telemetry"
-    msgs = {phase: build_messages(fleet, ticks, template.format(phase=phase), args.publishers)
-            for phase in ("bare", "offsite")}
+    msgs = {
+        phase: build_messages(fleet, ticks, template.format(phase=phase), args.publishers)
+        for phase in ("bare", "offsite")
+    }
     n_msgs = sum(len(m) for m in msgs["bare"])
     n_readings = sum(readings_in(m) for m in msgs["bare"])
     out(f"  {n_msgs} messages, {n_readings} readings in {time.perf_counter() - t:.1f} s")
@@ -91,15 +94,34 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
         with psycopg.connect(admin_url) as conn:
             pg = cpu.postmaster_pid(conn)
         procs = {"broker": broker.proc.pid, **({"postgres": pg} if pg else {})}
-        bare = _phase(ctx, broker.url, msgs["bare"], f"bench/{tag}/bare/devices/+/telemetry",
-                      args, n_msgs, _bare_process, {}, procs, out)
+        bare = _phase(
+            ctx,
+            broker.url,
+            msgs["bare"],
+            f"bench/{tag}/bare/devices/+/telemetry",
+            args,
+            n_msgs,
+            _bare_process,
+            {},
+            procs,
+            out,
+        )
         with scratch_database(admin_url, "offsite_bench") as db:
             with psycopg.connect(db) as conn:
                 migrate(conn)
                 save_registry(conn, fleet.registry)
-            off = _phase(ctx, broker.url, msgs["offsite"],
-                         f"bench/{tag}/offsite/devices/+/telemetry", args, n_readings,
-                         _offsite_process, {"db": db}, procs, out)
+            off = _phase(
+                ctx,
+                broker.url,
+                msgs["offsite"],
+                f"bench/{tag}/offsite/devices/+/telemetry",
+                args,
+                n_readings,
+                _offsite_process,
+                {"db": db},
+                procs,
+                out,
+            )
             with psycopg.connect(db) as conn:
                 row = conn.execute("SELECT count(*) FROM readings").fetchone()
             stored = int(row[0]) if row else 0
@@ -107,32 +129,50 @@ def run_ingest_bench(args: IngestBenchArgs, admin_url: str,
         broker.discard()
     ratio = off["messages_per_s"] / bare["messages_per_s"] if bare["messages_per_s"] else 0
     return {
-        "devices": args.devices, "workers": args.workers, "publishers": args.publishers,
-        "messages": n_msgs, "readings": n_readings,
+        "devices": args.devices,
+        "workers": args.workers,
+        "publishers": args.publishers,
+        "messages": n_msgs,
+        "readings": n_readings,
         "readings_per_message": round(n_readings / n_msgs, 2),
         "bare_messages_per_s": bare["messages_per_s"],
-        "bare_p50_ms": bare["p50_ms"], "bare_p99_ms": bare["p99_ms"],
+        "bare_p50_ms": bare["p50_ms"],
+        "bare_p99_ms": bare["p99_ms"],
         "offsite_messages_per_s": off["messages_per_s"],
         "offsite_readings_per_s": round(off["messages_per_s"] * n_readings / n_msgs),
         "ratio_offsite_bare": round(ratio, 3),
-        "offsite_p50_ms": off["p50_ms"], "offsite_p99_ms": off["p99_ms"],
+        "offsite_p50_ms": off["p50_ms"],
+        "offsite_p99_ms": off["p99_ms"],
         "rules_lag_s": off["rules_lag_s"],
         "latency_samples": off["samples"],
         "publish_messages_per_s": off["publish_messages_per_s"],
-        "peak_rss_mb": off["peak_rss_mb"], "rules_peak_rss_mb": off["rules_peak_rss_mb"],
+        "peak_rss_mb": off["peak_rss_mb"],
+        "rules_peak_rss_mb": off["rules_peak_rss_mb"],
         "worker_messages": off["worker_messages"],
         "worker_cpu_shares": off["cpu"],
-        "cpu_us_per_message": {"bare": bare["cpu_us_per_message"],
-                               "offsite": off["cpu_us_per_message"]},
+        "cpu_us_per_message": {
+            "bare": bare["cpu_us_per_message"],
+            "offsite": off["cpu_us_per_message"],
+        },
         "machine_busy": {"bare": bare["machine_busy"], "offsite": off["machine_busy"]},
-        "stored": stored, "lost": n_readings - stored, "loadavg_1m_before": load_before,
+        "stored": stored,
+        "lost": n_readings - stored,
+        "loadavg_1m_before": load_before,
     }
 
 
-def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: str,
-           args: IngestBenchArgs, expected: int, target: Callable[..., None],
-           extra: dict[str, Any], procs: dict[str, int],
-           out: Callable[[str], None]) -> dict[str, Any]:
+def _phase(
+    ctx: Any,
+    url: str,
+    messages: list[list[tuple[str, bytes]]],
+    topic: str,
+    args: IngestBenchArgs,
+    expected: int,
+    target: Callable[..., None],
+    extra: dict[str, Any],
+    procs: dict[str, int],
+    out: Callable[[str], None],
+) -> dict[str, Any]:
     """Start the subscribers, then the publishers; wait until ``expected`` units
     (messages or readings) are counted or progress stalls; collect the figures, with
     the CPU each group of processes spent (``procs``: long-running ones by pid)."""
@@ -142,10 +182,24 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     ready = [ctx.Event() for _ in range(args.workers)]
     counters = [ctx.Value("q", 0) for _ in range(args.workers)]
     group = f"bench{uuid.uuid4().hex[:6]}" if args.workers > 1 else None
-    subs = [ctx.Process(target=target, kwargs=extra, name=f"{name}-{i}",
-                        args=(url, topic, group, f"{name}-{i}-{uuid.uuid4().hex[:6]}",
-                              ready[i], stop, counters[i], results))
-            for i in range(args.workers)]
+    subs = [
+        ctx.Process(
+            target=target,
+            kwargs=extra,
+            name=f"{name}-{i}",
+            args=(
+                url,
+                topic,
+                group,
+                f"{name}-{i}-{uuid.uuid4().hex[:6]}",
+                ready[i],
+                stop,
+                counters[i],
+                results,
+            ),
+        )
+        for i in range(args.workers)
+    ]
     for p in subs:
         p.start()
     for r, p in zip(ready, subs, strict=True):
@@ -154,9 +208,14 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
                 raise RuntimeError(f"{p.name} exited before it was ready")
     go = ctx.Event()
     pubq: Any = ctx.Queue()
-    pubs = [ctx.Process(target=publish_process, args=(url, m, f"pub-{i}-{uuid.uuid4().hex[:6]}",
-                                                      go, pubq), name=f"pub-{i}")
-            for i, m in enumerate(messages)]
+    pubs = [
+        ctx.Process(
+            target=publish_process,
+            args=(url, m, f"pub-{i}-{uuid.uuid4().hex[:6]}", go, pubq),
+            name=f"pub-{i}",
+        )
+        for i, m in enumerate(messages)
+    ]
     for p in pubs:
         p.start()
     time.sleep(0.5)  # publishers connected
@@ -188,30 +247,39 @@ def _phase(ctx: Any, url: str, messages: list[list[tuple[str, bytes]]], topic: s
     published = {k: t for r in pub_results for k, t in r["samples"]}
     lat = latency(published, (s for r in sub_results for s in r["samples"]))
     n = sum(r["messages"] for r in pub_results)
-    spent = {"publishers": sum(r["cpu_s"] for r in pub_results),
-             **{k: sum(r["cpu_s"].get(k, 0.0) for r in sub_results)
-                for k in sub_results[0]["cpu_s"]},
-             **{k: cpu1[k] - cpu0[k] for k in procs}}
+    spent = {
+        "publishers": sum(r["cpu_s"] for r in pub_results),
+        **{k: sum(r["cpu_s"].get(k, 0.0) for r in sub_results) for k in sub_results[0]["cpu_s"]},
+        **{k: cpu1[k] - cpu0[k] for k in procs},
+    }
     per_msg = {k: round(v / n * 1e6, 1) for k, v in spent.items()}
     per_msg["total"] = round(sum(per_msg.values()), 1)
     res = {
         "messages_per_s": round(n / (t_end - t_first)),
         "publish_messages_per_s": round(n / (max(r["t_acked"] for r in pub_results) - t_first)),
-        "p50_ms": lat.p50_ms, "p99_ms": lat.p99_ms, "samples": lat.count,
+        "p50_ms": lat.p50_ms,
+        "p99_ms": lat.p99_ms,
+        "samples": lat.count,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in sub_results),
         "rules_peak_rss_mb": max((r.get("rules_peak_rss_mb") or 0.0) for r in sub_results),
         "cpu": [r.get("cpu") for r in sub_results],
         "cpu_us_per_message": per_msg,
         # the rule runner may still be judging when the last batch is stored: its lag
         "rules_lag_s": round(max(0.0, t_drained - t_end), 2) if "db" in extra else None,
-        "machine_busy": round(sum(spent.values()) / (max(t_end, t_drained) - t_first)
-                              / (os.cpu_count() or 1), 2),
+        "machine_busy": round(
+            sum(spent.values()) / (max(t_end, t_drained) - t_first) / (os.cpu_count() or 1), 2
+        ),
         "worker_messages": [r["messages"] for r in sub_results],
     }
-    out(f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
-        f"p99 {lat.p99_ms} ms, per worker {res['worker_messages']}")
-    out(f"  {name}: CPU µs per message " + ", ".join(f"{k} {v}" for k, v in per_msg.items())
-        + f"; machine {res['machine_busy']:.0%} busy")
+    out(
+        f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
+        f"p99 {lat.p99_ms} ms, per worker {res['worker_messages']}"
+    )
+    out(
+        f"  {name}: CPU µs per message "
+        + ", ".join(f"{k} {v}" for k, v in per_msg.items())
+        + f"; machine {res['machine_busy']:.0%} busy"
+    )
     return res
 
 
@@ -227,8 +295,16 @@ def _drain_rules(db: str, timeout_s: float = 300.0) -> float:
     return time.time()
 
 
-def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready: Event,
-                  stop: Event, counter: Synchronized[int], results: Queue) -> None:
+def _bare_process(
+    url: str,
+    topic: str,
+    group: str | None,
+    client_id: str,
+    ready: Event,
+    stop: Event,
+    counter: Synchronized[int],
+    results: Queue,
+) -> None:
     """Count messages, nothing else (paho acknowledges each when the callback returns)."""
     import paho.mqtt.client as mqtt
 
@@ -251,12 +327,12 @@ def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready
         ready.set()
 
     if group:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv5)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         sub = f"$share/{group}/{topic}"
     else:
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
         sub = topic
     c.on_message = on_message
     c.on_subscribe = on_subscribe
@@ -268,14 +344,29 @@ def _bare_process(url: str, topic: str, group: str | None, client_id: str, ready
     c.disconnect()
     c.loop_stop()
     t = os.times()
-    results.put({"messages": state["n"], "t_last": state["t_last"], "samples": samples,
-                 "peak_rss_mb": peak_rss_mb(),
-                 "cpu_s": {"subscriber": t.user + t.system - c0.user - c0.system}})
+    results.put(
+        {
+            "messages": state["n"],
+            "t_last": state["t_last"],
+            "samples": samples,
+            "peak_rss_mb": peak_rss_mb(),
+            "cpu_s": {"subscriber": t.user + t.system - c0.user - c0.system},
+        }
+    )
 
 
-def _offsite_process(url: str, topic: str, group: str | None, client_id: str, ready: Event,
-                     stop: Event, counter: Synchronized[int], results: Queue, *,
-                     db: str) -> None:
+def _offsite_process(
+    url: str,
+    topic: str,
+    group: str | None,
+    client_id: str,
+    ready: Event,
+    stop: Event,
+    counter: Synchronized[int],
+    results: Queue,
+    *,
+    db: str,
+) -> None:
     """One ingest worker, as ``offsite ingest`` runs it; its acknowledgements (which
     follow the commit) are timed for the latency samples."""
     from offsite.core.logs import setup_logging
@@ -284,8 +375,13 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
     from offsite.ingest.service import IngestService
 
     setup_logging("WARNING")
-    settings = load_settings(database_url=db, mqtt_url=url, mqtt_topic=topic,
-                             mqtt_client_id=client_id, mqtt_shared_group=group)
+    settings = load_settings(
+        database_url=db,
+        mqtt_url=url,
+        mqtt_topic=topic,
+        mqtt_client_id=client_id,
+        mqtt_shared_group=group,
+    )
     svc = IngestService(settings, db, url)
     svc.start()
     samples: list[tuple[int, float]] = []
@@ -312,10 +408,18 @@ def _offsite_process(url: str, topic: str, group: str | None, client_id: str, re
     rules_pid = svc.runner.pid if svc.runner is not None else None
     rules_rss = peak_rss_mb(rules_pid) if rules_pid else None  # before it exits
     svc.stop()
-    results.put({"messages": svc.stats.messages, "t_last": svc.stats.last_commit_at,
-                 "samples": samples, "peak_rss_mb": peak_rss_mb(),
-                 "rules_peak_rss_mb": rules_rss, "cpu_s": shares.pop("cpu_s"), "cpu": shares,
-                 "error": repr(svc.error) if svc.error else None})
+    results.put(
+        {
+            "messages": svc.stats.messages,
+            "t_last": svc.stats.last_commit_at,
+            "samples": samples,
+            "peak_rss_mb": peak_rss_mb(),
+            "rules_peak_rss_mb": rules_rss,
+            "cpu_s": shares.pop("cpu_s"),
+            "cpu": shares,
+            "error": repr(svc.error) if svc.error else None,
+        }
+    )
 
 
 def _cpu_meter(svc: Any) -> Callable[[], dict[str, Any]]:
@@ -331,6 +435,7 @@ def _cpu_meter(svc: Any) -> Callable[[], dict[str, Any]]:
                 return fn(*a, **k)
             finally:
                 spent[name] += time.thread_time() - t
+
         return wrapper
 
     p = svc.pipeline
@@ -344,7 +449,10 @@ def _cpu_meter(svc: Any) -> Callable[[], dict[str, Any]]:
         own = (t1.user - t0.user) + (t1.system - t0.system)
         rules = (cpu.tree_cpu_s(rules_pid) - r0) if rules_pid else 0.0
         both = own + rules
-        return {"cpu_s": {"worker": round(own, 2), "rules": round(rules, 2)},
-                "rules": round(rules / both, 3) if both else 0.0,
-                **{k: round(v / both, 3) if both else 0.0 for k, v in spent.items()}}
+        return {
+            "cpu_s": {"worker": round(own, 2), "rules": round(rules, 2)},
+            "rules": round(rules / both, 3) if both else 0.0,
+            **{k: round(v / both, 3) if both else 0.0 for k, v in spent.items()},
+        }
+
     return shares

@@ -38,8 +38,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="device time replayed")
     ap.add_argument("--rate", type=float, default=60.0, help="seconds between readings")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--own-broker", action="store_true",
-                    help="run a private Mosquitto configured for lossless ingest")
+    ap.add_argument(
+        "--own-broker",
+        action="store_true",
+        help="run a private Mosquitto configured for lossless ingest",
+    )
     args = ap.parse_args()
     admin = os.environ.get("OFFSITE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     mqtt_url = os.environ.get("OFFSITE_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -64,15 +67,22 @@ def _run(args: argparse.Namespace, db: str, mqtt_url: str) -> dict[str, object]:
     with psycopg.connect(db) as conn:
         migrate(conn)
         save_registry(conn, fleet.registry)
-    settings = load_settings(database_url=db, mqtt_url=mqtt_url, mqtt_topic=topic,
-                             mqtt_client_id=f"bench-{tag}")
+    settings = load_settings(
+        database_url=db, mqtt_url=mqtt_url, mqtt_topic=topic, mqtt_client_id=f"bench-{tag}"
+    )
     svc = IngestService(settings, db, mqtt_url)
     svc.start()
     t0 = time.perf_counter()
     wall0 = time.time()
-    stats = publish_fleet(fleet, mqtt_url, duration_s=args.minutes * 60, start=start,
-                          realtime=False, topic_template=topic.replace("+", "{mn}"),
-                          client_id=f"bench-pub-{tag}")
+    stats = publish_fleet(
+        fleet,
+        mqtt_url,
+        duration_s=args.minutes * 60,
+        start=start,
+        realtime=False,
+        topic_template=topic.replace("+", "{mn}"),
+        client_id=f"bench-pub-{tag}",
+    )
     t_pub = time.perf_counter() - t0
     last, last_change = -1, time.perf_counter()
     while svc.stats.readings_stored < stats.readings:
@@ -87,10 +97,16 @@ def _run(args: argparse.Namespace, db: str, mqtt_url: str) -> dict[str, object]:
         row = conn.execute("SELECT count(*) FROM readings").fetchone()
     stored = int(row[0]) if row else 0
     return {
-        "devices": args.devices, "messages": stats.messages, "readings": stats.readings,
-        "stored": stored, "lost": stats.readings - stored, "publish_s": round(t_pub, 2),
-        "ingest_s": round(elapsed, 2), "messages_per_s": round(stats.messages / elapsed),
-        "readings_per_s": round(stored / elapsed), "batches": svc.stats.batches,
+        "devices": args.devices,
+        "messages": stats.messages,
+        "readings": stats.readings,
+        "stored": stored,
+        "lost": stats.readings - stored,
+        "publish_s": round(t_pub, 2),
+        "ingest_s": round(elapsed, 2),
+        "messages_per_s": round(stats.messages / elapsed),
+        "readings_per_s": round(stored / elapsed),
+        "batches": svc.stats.batches,
     }
 
 

@@ -56,8 +56,9 @@ class LatencyBenchArgs:
     seed: int = 1
 
 
-def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
-                      out: Callable[[str], None] = print) -> dict[str, object]:
+def run_latency_bench(
+    args: LatencyBenchArgs, admin_url: str, out: Callable[[str], None] = print
+) -> dict[str, object]:
     ctx = mp.get_context("fork")
     duration = WARMUP_S + args.probes * args.probe_every_s + TAIL_S
     # background devices (1 s interval) until their channels make the rate, then probes
@@ -72,13 +73,20 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
             break
         background.append(d.mn)
         total += len(d.profile.channels)
-    probes = [d for d in fleet.devices if d.mn not in set(background)][:args.probes]
+    probes = [d for d in fleet.devices if d.mn not in set(background)][: args.probes]
     tag = uuid.uuid4().hex[:6]
     sub = f"bench/{tag}/devices/+/telemetry"
-    out(f"preparing {len(background)} background devices ({total} readings/s) for "
-        f"{duration:.0f} s and {len(probes)} probes …")
-    msgs = build_messages(fleet, fleet.timestamps(duration, t_start),
-                          sub.replace("+", "{mn}"), 1, skip={d.mn for d in probes})[0]
+    out(
+        f"preparing {len(background)} background devices ({total} readings/s) for "
+        f"{duration:.0f} s and {len(probes)} probes …"
+    )
+    msgs = build_messages(
+        fleet,
+        fleet.timestamps(duration, t_start),
+        sub.replace("+", "{mn}"),
+        1,
+        skip={d.mn for d in probes},
+    )[0]
     n_readings = readings_in(msgs)
     broker = OwnMosquitto.scratch(LOSSLESS)
     broker.start()
@@ -92,13 +100,20 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
                 create_user(conn, "bench-regulator", "regulator", None)
                 token = issue_token(conn, "bench-regulator")
             port = free_port()
-            env = {**os.environ, "OFFSITE_DATABASE_URL": db, "OFFSITE_MQTT_URL": broker.url,
-                   "OFFSITE_MQTT_TOPIC": sub, "OFFSITE_MQTT_CLIENT_ID": f"bench-{tag}",
-                   "OFFSITE_HTTP_PORT": str(port), "OFFSITE_LOG_LEVEL": "WARNING"}
+            env = {
+                **os.environ,
+                "OFFSITE_DATABASE_URL": db,
+                "OFFSITE_MQTT_URL": broker.url,
+                "OFFSITE_MQTT_TOPIC": sub,
+                "OFFSITE_MQTT_CLIENT_ID": f"bench-{tag}",
+                "OFFSITE_HTTP_PORT": str(port),
+                "OFFSITE_LOG_LEVEL": "WARNING",
+            }
             procs.append(_start(["ingest"], env, "ingest consuming"))
             procs.append(_start(["serve"], env, None))
-            feed = _Feed(f"http://127.0.0.1:{port}/api/alerts/stream",
-                         {d.mn for d in probes}, token)
+            feed = _Feed(
+                f"http://127.0.0.1:{port}/api/alerts/stream", {d.mn for d in probes}, token
+            )
             feed.start()
             if not feed.connected.wait(30):
                 raise RuntimeError("the SSE feed did not answer within 30 s")
@@ -107,8 +122,9 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
             go = ctx.Event()
             pubq: Any = ctx.Queue()
             rate = len(background)  # messages/s: one per device per second
-            pub = ctx.Process(target=publish_process,
-                              args=(broker.url, msgs, f"bg-{tag}", go, pubq, float(rate)))
+            pub = ctx.Process(
+                target=publish_process, args=(broker.url, msgs, f"bg-{tag}", go, pubq, float(rate))
+            )
             pub.start()
             go.set()
             time.sleep(WARMUP_S)
@@ -119,8 +135,9 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
                 point = fleet.registry.point_of(d.mn)
                 limit = point.limits[code] if point else 100.0
                 ts = datetime.fromtimestamp(math.floor(time.time()), UTC)
-                sent[d.mn] = probe.publish(sub.replace("+", d.mn),
-                                           payload_json(ts, {code: 3 * float(limit)}))
+                sent[d.mn] = probe.publish(
+                    sub.replace("+", d.mn), payload_json(ts, {code: 3 * float(limit)})
+                )
                 time.sleep(args.probe_every_s)
             probe.close()
             bg = pubq.get(timeout=duration + 60)
@@ -144,12 +161,14 @@ def run_latency_bench(args: LatencyBenchArgs, admin_url: str,
     return {
         "background_readings_per_s": round(bg_rate * n_readings / len(msgs)),
         "background_messages_per_s": round(bg_rate),
-        "probes": len(sent), "alerts_seen": len(lat),
+        "probes": len(sent),
+        "alerts_seen": len(lat),
         "p50_ms": round(percentile(lat, 50) * 1000, 1),
         "p99_ms": round(percentile(lat, 99) * 1000, 1),
         "max_ms": round(lat[-1] * 1000, 1) if lat else float("nan"),
         "background_readings": n_readings,
-        "stored": stored - len(sent), "lost": n_readings - (stored - len(sent)),
+        "stored": stored - len(sent),
+        "lost": n_readings - (stored - len(sent)),
     }
 
 
@@ -168,8 +187,13 @@ def _stored(db: str, expected: int, timeout_s: float) -> int:
 
 def _start(command: list[str], env: dict[str, str], ready: str | None) -> subprocess.Popen[str]:
     """Run ``offsite <command>``; with ``ready``, wait for that line on its output."""
-    p = subprocess.Popen([sys.executable, "-m", "offsite.cli", *command], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "offsite.cli", *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     if ready is None:
         threading.Thread(target=_drain, args=(p,), daemon=True).start()
         return p
@@ -203,8 +227,9 @@ class _Feed(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                with httpx.stream("GET", self.url, headers=self.headers,
-                                  timeout=httpx.Timeout(5, read=None)) as r:
+                with httpx.stream(
+                    "GET", self.url, headers=self.headers, timeout=httpx.Timeout(5, read=None)
+                ) as r:
                     r.raise_for_status()
                     self.connected.set()
                     for line in r.iter_lines():
@@ -216,8 +241,11 @@ class _Feed(threading.Thread):
                 time.sleep(0.2)  # the API is still starting
 
     def _event(self, ev: dict[str, Any], at: float) -> None:
-        if (ev.get("event") == "opened" and str(ev.get("rule", "")).startswith("exceedance")
-                and ev.get("mn") in self.watch):
+        if (
+            ev.get("event") == "opened"
+            and str(ev.get("rule", "")).startswith("exceedance")
+            and ev.get("mn") in self.watch
+        ):
             self.opened.setdefault(ev["mn"], at)
 
     def stop(self) -> None:

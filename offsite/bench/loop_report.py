@@ -36,15 +36,31 @@ def _mn(i: int) -> str:
 
 def _load(url: str, devices: int, days: int) -> int:
     start, _ = month_range(MONTH)
-    reg = registry_from_dict({"enterprises": [{"id": "EB", "name": "Bench", "points": [{
-        "id": "EB-P", "kind": "flue_gas", "limits": {"a21026": 35.0},
-        "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)]}]}]})
+    reg = registry_from_dict(
+        {
+            "enterprises": [
+                {
+                    "id": "EB",
+                    "name": "Bench",
+                    "points": [
+                        {
+                            "id": "EB-P",
+                            "kind": "flue_gas",
+                            "limits": {"a21026": 35.0},
+                            "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     rows = 0
     with psycopg.connect(url) as conn:
         migrate(conn)
         save_registry(conn, reg)
-        with conn.cursor().copy("COPY readings (ts, mn, pollutant, kind, value, flag, "
-                                "received_at) FROM STDIN") as cp:
+        with conn.cursor().copy(
+            "COPY readings (ts, mn, pollutant, kind, value, flag, received_at) FROM STDIN"
+        ) as cp:
             for minute in range(days * 24 * 60):
                 ts = start + timedelta(minutes=minute)
                 for d in range(devices):
@@ -55,22 +71,32 @@ def _load(url: str, devices: int, days: int) -> int:
                     rows += 2
         rebuild_rollups(conn)
         for i in range(200):
-            conn.execute("""INSERT INTO alerts (rule, mn, pollutant, severity, state,
+            conn.execute(
+                """INSERT INTO alerts (rule, mn, pollutant, severity, state,
                                 first_seen, last_seen, message)
                             VALUES (%s, %s, %s, 'major', 'cleared', %s, %s, 'bench')""",
-                         (("exceedance", "flatline", "spike")[i % 3], _mn(i % devices),
-                          f"p{i}", start + timedelta(hours=i), start + timedelta(hours=i)))
+                (
+                    ("exceedance", "flatline", "spike")[i % 3],
+                    _mn(i % devices),
+                    f"p{i}",
+                    start + timedelta(hours=i),
+                    start + timedelta(hours=i),
+                ),
+            )
         for i in range(30):
-            conn.execute("""INSERT INTO cases (enterprise_id, title, opened_by, opened_at,
+            conn.execute(
+                """INSERT INTO cases (enterprise_id, title, opened_by, opened_at,
                                 state, closed_at) VALUES ('EB', 'bench', 'bench', %s,
                                 'closed', %s)""",
-                         (start + timedelta(days=i % days), start + timedelta(days=i % days,
-                                                                               hours=5)))
+                (start + timedelta(days=i % days), start + timedelta(days=i % days, hours=5)),
+            )
         for i in range(60):
-            conn.execute("""INSERT INTO visits (enterprise_id, inspector_id, purpose,
+            conn.execute(
+                """INSERT INTO visits (enterprise_id, inspector_id, purpose,
                                 token_kid, checked_in_at, rating)
                             VALUES ('EB', 'insp', 'bench', 'k1', %s, %s)""",
-                         (start + timedelta(hours=i * 5), 1 + i % 5))
+                (start + timedelta(hours=i * 5), 1 + i % 5),
+            )
         conn.commit()
         conn.execute("ANALYZE")  # as autovacuum would after a bulk load; plans need it
     return rows
@@ -90,12 +116,15 @@ def _time_naive(url: str) -> tuple[float, int]:
     start, end = month_range(MONTH)
     with psycopg.connect(url) as conn:
         t0 = time.perf_counter()
-        row = conn.execute("""
+        row = conn.execute(
+            """
             SELECT count(*) FROM (
                 SELECT mn, date_trunc('hour', ts) h, avg(value) a, count(*) n FROM readings
                 WHERE pollutant = 'a21026' AND kind = 'rtd' AND flag = 'N'
                   AND ts >= %s AND ts < %s GROUP BY 1, 2) x
-            WHERE n >= 45 AND a > 35""", (start, end)).fetchone()
+            WHERE n >= 45 AND a > 35""",
+            (start, end),
+        ).fetchone()
         return time.perf_counter() - t0, int(row[0]) if row else 0
 
 
@@ -115,12 +144,20 @@ def main() -> None:
     over = sum(report["summary"]["hours_over_limit"].values())
     if over != naive_hours:
         raise SystemExit(f"report says {over} hours over the limit, raw readings {naive_hours}")
-    emit({"devices": a.devices, "days": a.days, "raw_readings": rows,
-          "load_and_rollup_s": round(load_s, 2),
-          "report_ms (rollups, best of 5)": round(report_s * 1000, 1),
-          "exceedance_hours_from_raw_ms": round(naive_s * 1000, 1),
-          "hours_over_limit": over, "cases": len(report["cases"]),
-          "visits": len(report["visits"])}, a.json)
+    emit(
+        {
+            "devices": a.devices,
+            "days": a.days,
+            "raw_readings": rows,
+            "load_and_rollup_s": round(load_s, 2),
+            "report_ms (rollups, best of 5)": round(report_s * 1000, 1),
+            "exceedance_hours_from_raw_ms": round(naive_s * 1000, 1),
+            "hours_over_limit": over,
+            "cases": len(report["cases"]),
+            "visits": len(report["visits"]),
+        },
+        a.json,
+    )
 
 
 if __name__ == "__main__":

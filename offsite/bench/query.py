@@ -50,11 +50,13 @@ class QueryBenchArgs:
     seed: int = 1
 
 
-def run_query_bench(args: QueryBenchArgs, admin_url: str,
-                    out: Callable[[str], None] = print) -> dict[str, object]:
+def run_query_bench(
+    args: QueryBenchArgs, admin_url: str, out: Callable[[str], None] = print
+) -> dict[str, object]:
     end = datetime(2026, 11, 1, tzinfo=UTC)  # fixed: the same history whenever generated
-    fleet = build_fleet(args.devices, seed=args.seed, start=end - timedelta(days=args.days),
-                        rate_s=60.0, faults=())
+    fleet = build_fleet(
+        args.devices, seed=args.seed, start=end - timedelta(days=args.days), rate_s=60.0, faults=()
+    )
     shape = f"devices={args.devices} days={args.days:g} seed={args.seed} end={end.isoformat()}"
     db = with_database(admin_url, DB_NAME)
     gen_s = _ensure_history(admin_url, db, fleet, args, end, shape, out)
@@ -65,9 +67,14 @@ def run_query_bench(args: QueryBenchArgs, admin_url: str,
                               FROM pg_partition_tree('readings')""").fetchone()
         size_gb = round(int(row[0]) / 1e9, 2) if row else 0.0
     timings = asyncio.run(_time_queries(db, fleet, end, args))
-    result: dict[str, object] = {"readings": n_readings, "readings_table_gb": size_gb,
-                                 "devices": args.devices, "days": args.days,
-                                 "generated_s": gen_s, "repeats": args.repeats}
+    result: dict[str, object] = {
+        "readings": n_readings,
+        "readings_table_gb": size_gb,
+        "devices": args.devices,
+        "days": args.days,
+        "generated_s": gen_s,
+        "repeats": args.repeats,
+    }
     for name, (ms, rows) in timings.items():
         ms.sort()
         result[f"{name}_p50_ms"] = round(percentile(ms, 50), 1)
@@ -76,13 +83,22 @@ def run_query_bench(args: QueryBenchArgs, admin_url: str,
     return result
 
 
-def _ensure_history(admin_url: str, db: str, fleet: Any, args: QueryBenchArgs, end: datetime,
-                    shape: str, out: Callable[[str], None]) -> float | None:
+def _ensure_history(
+    admin_url: str,
+    db: str,
+    fleet: Any,
+    args: QueryBenchArgs,
+    end: datetime,
+    shape: str,
+    out: Callable[[str], None],
+) -> float | None:
     """Reuse the kept history when it has this shape; else (re)generate it. Returns the
     generation time in seconds, or None when reused."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                              (DB_NAME,)).fetchone() is not None
+        exists = (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone()
+            is not None
+        )
     if exists and not args.fresh:
         with psycopg.connect(db) as conn:
             try:
@@ -96,8 +112,9 @@ def _ensure_history(admin_url: str, db: str, fleet: Any, args: QueryBenchArgs, e
             return None
     out(f"generating the history in {DB_NAME} ({shape}) …")
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                     .format(sql.Identifier(DB_NAME)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
     t0 = time.perf_counter()
     with psycopg.connect(db) as conn:
@@ -130,8 +147,9 @@ def _ensure_rollups(conn: psycopg.Connection, out: Callable[[str], None]) -> Non
     out(f"  {hourly} hourly, {daily} daily rollup rows in {time.perf_counter() - t0:.0f} s")
 
 
-async def _time_queries(db: str, fleet: Any, end: datetime,
-                        args: QueryBenchArgs) -> dict[str, tuple[list[float], int]]:
+async def _time_queries(
+    db: str, fleet: Any, end: datetime, args: QueryBenchArgs
+) -> dict[str, tuple[list[float], int]]:
     rng = random.Random(args.seed)
     mns = [d.mn for d in fleet.devices]
     enterprises = [e.id for e in fleet.registry.enterprises]
@@ -151,20 +169,40 @@ async def _time_queries(db: str, fleet: Any, end: datetime,
 
     def open_alerts() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         return lambda c: queries.list_alerts(
-            c, states=["open", "acknowledged"], severity=None, enterprise=None, mn=None,
-            rule=None, since=None, until=None, limit=100, offset=0)
+            c,
+            states=["open", "acknowledged"],
+            severity=None,
+            enterprise=None,
+            mn=None,
+            rule=None,
+            since=None,
+            until=None,
+            limit=100,
+            offset=0,
+        )
 
     def enterprise_month() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         e = rng.choice(enterprises)
         month_end = end
         return lambda c: queries.list_alerts(
-            c, states=None, severity=None, enterprise=e, mn=None, rule="exceedance",
-            since=month_end - timedelta(days=30), until=month_end, limit=10_000, offset=0)
+            c,
+            states=None,
+            severity=None,
+            enterprise=e,
+            mn=None,
+            rule="exceedance",
+            since=month_end - timedelta(days=30),
+            until=month_end,
+            limit=10_000,
+            offset=0,
+        )
 
     cases: dict[str, Callable[[], Callable[[Any], Awaitable[list[dict[str, Any]]]]]] = {
-        "device_day_hourly": device_day, "device_day_hourly_raw": device_day_raw,
+        "device_day_hourly": device_day,
+        "device_day_hourly_raw": device_day_raw,
         "open_alerts": open_alerts,
-        "enterprise_month_exceedances": enterprise_month}
+        "enterprise_month_exceedances": enterprise_month,
+    }
     results: dict[str, tuple[list[float], int]] = {}
     async with await psycopg.AsyncConnection.connect(db, autocommit=True) as conn:
         for name, make in cases.items():

@@ -38,8 +38,10 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 def _engine(devices: int) -> tuple[RuleEngine, list[str]]:
     mns = [f"B{i:011d}" for i in range(devices)]
-    meta = {mn: DeviceMeta("flue_gas", f"E{i // 3}", f"P{i}", 60.0, 6.0, LIMITS)
-            for i, mn in enumerate(mns)}
+    meta = {
+        mn: DeviceMeta("flue_gas", f"E{i // 3}", f"P{i}", 60.0, 6.0, LIMITS)
+        for i, mn in enumerate(mns)
+    }
     return RuleEngine(load_rules(None), meta, T0), mns
 
 
@@ -79,8 +81,10 @@ def run(devices: int, rounds: int, warm_rounds: int = 40) -> dict[str, float]:
                 ev = engine.evaluate_arrays(keys, sidx, t, vals[r], flags)
                 took = time.perf_counter() - start
             else:
-                readings = [Reading(ts, k[0], k[1], float(v), "N", DataKind.RTD)
-                            for k, v in zip(keys, vals[r].tolist(), strict=True)]
+                readings = [
+                    Reading(ts, k[0], k[1], float(v), "N", DataKind.RTD)
+                    for k, v in zip(keys, vals[r].tolist(), strict=True)
+                ]
                 start = time.perf_counter()
                 ev = engine.evaluate(readings)
                 took = time.perf_counter() - start
@@ -105,21 +109,28 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeat):
         res = run(args.devices, args.rounds)
         runs.append(res)
-        print(f"run {i + 1}/{args.repeat}: core {res['core_readings_per_s']:,.0f}, runner "
-              f"{res['runner_readings_per_s']:,.0f}, full {res['full_readings_per_s']:,.0f} "
-              "readings/s", file=sys.stderr)
+        print(
+            f"run {i + 1}/{args.repeat}: core {res['core_readings_per_s']:,.0f}, runner "
+            f"{res['runner_readings_per_s']:,.0f}, full {res['full_readings_per_s']:,.0f} "
+            "readings/s",
+            file=sys.stderr,
+        )
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     if args.json:
         print(json.dumps({"median": med, "runs": runs}))
     else:
-        print(f"rule evaluation, {med['rules']:.0f} rules, {med['series']:.0f} series, "
-              f"{args.rounds} rounds, median of {args.repeat}:")
+        print(
+            f"rule evaluation, {med['rules']:.0f} rules, {med['series']:.0f} series, "
+            f"{args.rounds} rounds, median of {args.repeat}:"
+        )
         print(f"  core (arrays in)        {med['core_readings_per_s']:>12,.0f} readings/s")
         print(f"  runner (queue arrays)   {med['runner_readings_per_s']:>12,.0f} readings/s")
         print(f"  full (Reading objects)  {med['full_readings_per_s']:>12,.0f} readings/s")
-        print(f"  findings on this synthetic data: {med['core_findings']:.0f} (core), "
-              f"{med['runner_findings']:.0f} (runner), {med['full_findings']:.0f} (full); "
-              "detection quality is `offsite eval`'s job")
+        print(
+            f"  findings on this synthetic data: {med['core_findings']:.0f} (core), "
+            f"{med['runner_findings']:.0f} (runner), {med['full_findings']:.0f} (full); "
+            "detection quality is `offsite eval`'s job"
+        )
     return 0
 
 

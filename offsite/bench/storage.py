@@ -45,14 +45,34 @@ def _readings(devices: int, hours: int) -> Iterator[Reading]:
         ts = START + timedelta(minutes=minute)
         for d in range(devices):
             for k, pol in enumerate(POLLUTANTS):
-                yield Reading(ts, _mn(d), pol, float((minute * 7 + d * 13 + k) % 97),
-                              "N" if (minute + d) % 50 else "M")
+                yield Reading(
+                    ts,
+                    _mn(d),
+                    pol,
+                    float((minute * 7 + d * 13 + k) % 97),
+                    "N" if (minute + d) % 50 else "M",
+                )
 
 
 def _prepare(url: str, devices: int, keep_rollups: bool) -> None:
-    reg = registry_from_dict({"enterprises": [{"id": "EB", "name": "Bench", "points": [{
-        "id": "EB-P", "kind": "flue_gas", "limits": {},
-        "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)]}]}]})
+    reg = registry_from_dict(
+        {
+            "enterprises": [
+                {
+                    "id": "EB",
+                    "name": "Bench",
+                    "points": [
+                        {
+                            "id": "EB-P",
+                            "kind": "flue_gas",
+                            "limits": {},
+                            "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
     with psycopg.connect(url) as conn:
         migrate(conn)
         save_registry(conn, reg)
@@ -96,8 +116,7 @@ def main() -> None:
         _prepare(url, a.devices, keep_rollups=True)
         n, s = _load(url, a.devices, a.hours, a.batch)
         out["insert_with_rollups_rows_per_s"] = round(n / s)
-        out["rollup_cost_on_insert"] = (
-            f"{out['insert_no_rollups_rows_per_s'] / (n / s):.2f}x time")  # type: ignore[operator]
+        out["rollup_cost_on_insert"] = f"{out['insert_no_rollups_rows_per_s'] / (n / s):.2f}x time"  # type: ignore[operator]
         with psycopg.connect(url) as conn:
             t0 = time.perf_counter()
             with conn.transaction():
@@ -106,16 +125,22 @@ def main() -> None:
             out["hourly_rows"], out["daily_rows"] = hourly, daily
             span = (START, START + timedelta(hours=a.hours))
             for label, q in (
-                ("bucket_query_rollup_ms", """
+                (
+                    "bucket_query_rollup_ms",
+                    """
                     SELECT bucket, pollutant, sum(total) / sum(n), min(min_value),
                            max(max_value), sum(n) FROM readings_hourly
                     WHERE mn = %s AND kind = 'rtd' AND bucket >= %s AND bucket < %s
-                    GROUP BY 1, 2"""),
-                ("bucket_query_raw_ms", """
+                    GROUP BY 1, 2""",
+                ),
+                (
+                    "bucket_query_raw_ms",
+                    """
                     SELECT date_bin('1 hour', ts, timestamptz 'epoch'), pollutant,
                            avg(value), min(value), max(value), count(*) FROM readings
                     WHERE mn = %s AND kind = 'rtd' AND ts >= %s AND ts < %s
-                    GROUP BY 1, 2"""),
+                    GROUP BY 1, 2""",
+                ),
             ):
                 conn.execute(q.encode(), (_mn(0), *span)).fetchall()  # warm the cache
                 t0 = time.perf_counter()

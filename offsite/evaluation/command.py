@@ -21,9 +21,18 @@ from offsite.simulators.faults import FaultKind
 Out = Callable[[str], None]
 
 
-def run_eval(*, seeds: int, kinds: Sequence[str], devices_per_kind: int = DEVICES_PER_KIND,
-             as_json: bool = False, strict: bool = False, config: EngineConfig | None = None,
-             targets: Targets | None = None, out: Out = print, err: Out = print) -> int:
+def run_eval(
+    *,
+    seeds: int,
+    kinds: Sequence[str],
+    devices_per_kind: int = DEVICES_PER_KIND,
+    as_json: bool = False,
+    strict: bool = False,
+    config: EngineConfig | None = None,
+    targets: Targets | None = None,
+    out: Out = print,
+    err: Out = print,
+) -> int:
     if seeds < 1 or devices_per_kind < 1:
         raise OffsiteError("offsite eval needs --seeds >= 1 and --devices-per-kind >= 1")
     t = targets or Targets()
@@ -42,21 +51,30 @@ def run_eval(*, seeds: int, kinds: Sequence[str], devices_per_kind: int = DEVICE
                 clean_days += run.device_days
             else:
                 alerts += got
-                truths += [Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end)
-                           for f in run.fleet.faults]
-            err(f"{run.name}: {len(run.fleet.devices)} devices × "
+                truths += [
+                    Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end) for f in run.fleet.faults
+                ]
+            err(
+                f"{run.name}: {len(run.fleet.devices)} devices × "
                 f"{run.duration_s / 3600:g} h, {len(got)} alerts "
-                f"({time.monotonic() - t_run:.1f} s)")
+                f"({time.monotonic() - t_run:.1f} s)"
+            )
     scores = score(truths, alerts, clean_alerts, clean_days, [k.value for k in wanted])
     elapsed = time.monotonic() - t0
-    meta = {"seeds": seeds, "devices_per_kind": devices_per_kind,
-            "kinds": [k.value for k in wanted], "elapsed_s": round(elapsed, 1)}
+    meta = {
+        "seeds": seeds,
+        "devices_per_kind": devices_per_kind,
+        "kinds": [k.value for k in wanted],
+        "elapsed_s": round(elapsed, 1),
+    }
     if as_json:
         out(json.dumps(json_report(scores, t, meta), indent=2))
     else:
-        header = (f"offsite eval: {seeds} seed(s), {len(wanted)} fault kind(s) × "
-                  f"{devices_per_kind} devices ({RUN_S / 3600:g} h runs, data every "
-                  f"{RATE_S:g} s), clean data {clean_days:.0f} device-days; {elapsed:.1f} s")
+        header = (
+            f"offsite eval: {seeds} seed(s), {len(wanted)} fault kind(s) × "
+            f"{devices_per_kind} devices ({RUN_S / 3600:g} h runs, data every "
+            f"{RATE_S:g} s), clean data {clean_days:.0f} device-days; {elapsed:.1f} s"
+        )
         for line in text_report(scores, t, header):
             out(line)
     return 1 if strict and scores.missed(t) else 0

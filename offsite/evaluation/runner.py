@@ -31,8 +31,12 @@ class EngineConfig:
     alert_clear_s: float = 300.0
 
 
-def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offline_every: int = 1,
-               config: EngineConfig | None = None) -> list[Raised]:
+def run_engine(
+    registry: Registry,
+    ordered_batches: Iterable[Batch],
+    check_offline_every: int = 1,
+    config: EngineConfig | None = None,
+) -> list[Raised]:
     """The alerts the engine raises on ``ordered_batches`` (in device-time order).
 
     Wired as ``ingest`` wires it (``ingest/service.py``): the rules file, the registry
@@ -53,9 +57,11 @@ def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offli
     if first is None:
         return []
     engine = RuleEngine(load_rules(cfg.rules_file), device_meta(registry), started_at=first[0])
-    book = AlertBook(engine.clear_after(),
-                     default_clear_after=timedelta(seconds=cfg.alert_clear_s),
-                     cooldown=engine.cooldowns())
+    book = AlertBook(
+        engine.clear_after(),
+        default_clear_after=timedelta(seconds=cfg.alert_clear_s),
+        cooldown=engine.cooldowns(),
+    )
     raised: list[Raised] = []
 
     def apply(ev: Evaluation) -> None:
@@ -75,8 +81,11 @@ def run_engine(registry: Registry, ordered_batches: Iterable[Batch], check_offli
         yield from batches
 
     for k, (ts, messages) in enumerate(chain()):
-        readings = [Reading(ts, m.mn, code, value, m.flags.get(code, "N"))
-                    for m in messages for code, value in m.values.items()]
+        readings = [
+            Reading(ts, m.mn, code, value, m.flags.get(code, "N"))
+            for m in messages
+            for code, value in m.values.items()
+        ]
         apply(engine.evaluate(readings, {m.mn: ts for m in messages}))
         if (k + 1) % check_offline_every == 0:
             apply(engine.check_offline(ts))

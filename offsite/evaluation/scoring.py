@@ -124,8 +124,9 @@ class KindScore:
         if self.median_delay_min is not None and self.median_delay_min > t.delay_min:
             out.append(f"median delay {self.median_delay_min:.1f} min > {t.delay_min:g}")
         if self.clean_rate is not None and self.clean_rate > t.clean_per_device_day:
-            out.append(f"clean false alerts {self.clean_rate:.2f}/device-day > "
-                       f"{t.clean_per_device_day:g}")
+            out.append(
+                f"clean false alerts {self.clean_rate:.2f}/device-day > {t.clean_per_device_day:g}"
+            )
         return out
 
 
@@ -146,8 +147,9 @@ class Scores:
         out = {k.kind: m for k in self.kinds if (m := k.missed(t))}
         rate = self.clean_rate
         if rate is not None and rate > t.clean_per_device_day:
-            out["clean (all rules)"] = [f"false alerts {rate:.2f}/device-day > "
-                                        f"{t.clean_per_device_day:g}"]
+            out["clean (all rules)"] = [
+                f"false alerts {rate:.2f}/device-day > {t.clean_per_device_day:g}"
+            ]
         return out
 
 
@@ -159,15 +161,24 @@ def matches(fault: Truth, alert: Raised) -> bool:
     """Same device, compatible pollutant, raised within the fault's window plus grace."""
     if alert.mn != fault.mn:
         return False
-    if (fault.pollutant and alert.pollutant and fault.pollutant != alert.pollutant
-            and alert.pollutant not in ALSO_AFFECTS.get(fault.kind, ())):
+    if (
+        fault.pollutant
+        and alert.pollutant
+        and fault.pollutant != alert.pollutant
+        and alert.pollutant not in ALSO_AFFECTS.get(fault.kind, ())
+    ):
         return False
     return fault.start <= alert.at <= fault.end + grace_of(fault.kind)
 
 
-def score(faults: Sequence[Truth], alerts: Sequence[Raised], clean_alerts: Sequence[Raised],
-          clean_device_days: float, kinds: Iterable[str] | None = None,
-          kind_rules: Mapping[str, tuple[str, ...]] = KIND_RULES) -> Scores:
+def score(
+    faults: Sequence[Truth],
+    alerts: Sequence[Raised],
+    clean_alerts: Sequence[Raised],
+    clean_device_days: float,
+    kinds: Iterable[str] | None = None,
+    kind_rules: Mapping[str, tuple[str, ...]] = KIND_RULES,
+) -> Scores:
     """Score ``alerts`` (from the faulty runs) and ``clean_alerts`` (from clean runs)."""
     by_mn: dict[str, list[Truth]] = {}
     for f in faults:
@@ -190,10 +201,18 @@ def score(faults: Sequence[Truth], alerts: Sequence[Raised], clean_alerts: Seque
             if hits:
                 detected += 1
                 delays.append((min(hits) - f.start).total_seconds() / 60.0)
-        out.append(KindScore(
-            kind, len(kind_faults), detected, len(mine),
-            sum(1 for a in mine if explained_by(a)), tuple(sorted(delays)),
-            sum(1 for a in clean_alerts if a.rule in rules), clean_device_days))
+        out.append(
+            KindScore(
+                kind,
+                len(kind_faults),
+                detected,
+                len(mine),
+                sum(1 for a in mine if explained_by(a)),
+                tuple(sorted(delays)),
+                sum(1 for a in clean_alerts if a.rule in rules),
+                clean_device_days,
+            )
+        )
     confusion: dict[str, dict[str, int]] = {}
     for a in every:
         row = confusion.setdefault(a.rule, {})

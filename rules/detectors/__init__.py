@@ -10,12 +10,48 @@ from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
 from offsite.rules.detectors.stats import Drift, Flatline, Spike, Stat
 
-CATALOG: dict[str, type] = {d.kind: d for d in (
-    Exceedance, AverageExceedance, Implausible, Clamp, Spike, Flatline, Stat, Drift,
-    Dilution, FlowZero, FalseStop, CopyPaste, FlagAbuse, Capture)}
+CATALOG: dict[str, type] = {
+    d.kind: d
+    for d in (
+        Exceedance,
+        AverageExceedance,
+        Implausible,
+        Clamp,
+        Spike,
+        Flatline,
+        Stat,
+        Drift,
+        Dilution,
+        FlowZero,
+        FalseStop,
+        CopyPaste,
+        FlagAbuse,
+        Capture,
+    )
+}
 """Round detectors by kind. ``offline`` runs on a timer and is configured apart."""
 
-__all__ = ["CATALOG", "AverageExceedance", "Batch", "Capture", "Clamp", "CopyPaste",
-           "Detector", "Dilution", "Drift", "Exceedance", "FalseStop", "FlagAbuse",
-           "Flatline", "FlowZero", "Hits", "Implausible", "Offline", "Partner", "Spike",
-           "Stat", "State", "params_of"]
+__all__ = [
+    "CATALOG",
+    "AverageExceedance",
+    "Batch",
+    "Capture",
+    "Clamp",
+    "CopyPaste",
+    "Detector",
+    "Dilution",
+    "Drift",
+    "Exceedance",
+    "FalseStop",
+    "FlagAbuse",
+    "Flatline",
+    "FlowZero",
+    "Hits",
+    "Implausible",
+    "Offline",
+    "Partner",
+    "Spike",
+    "Stat",
+    "State",
+    "params_of",
+]

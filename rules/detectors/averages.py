@@ -41,9 +41,17 @@ class AverageExceedance:
             raise ValueError(f"period must be one of {sorted(_PERIOD_S)}, not {self.period!r}")
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, hour=(np.float64, np.nan), hsum=(np.float64, 0.0),
-                     hn=(np.int64, 0), minutes=(np.int64, 0), minute=(np.float64, np.nan),
-                     day=(np.float64, np.nan), dsum=(np.float64, 0.0), dn=(np.int64, 0))
+        return State(
+            capacity,
+            hour=(np.float64, np.nan),
+            hsum=(np.float64, 0.0),
+            hn=(np.int64, 0),
+            minutes=(np.int64, 0),
+            minute=(np.float64, np.nan),
+            day=(np.float64, np.nan),
+            dsum=(np.float64, 0.0),
+            dn=(np.int64, 0),
+        )
 
     def _converted(self, b: Batch) -> np.ndarray:
         o2 = b.partners["o2"].x

@@ -48,8 +48,10 @@ def nanmedian_rows(w: np.ndarray) -> np.ndarray:
     lo = np.maximum((cnt - 1) // 2, 0)
     hi = np.maximum(cnt // 2, 0)
     hi = np.minimum(hi, w.shape[1] - 1)
-    med = (np.take_along_axis(s, lo[:, None], axis=1)[:, 0]
-           + np.take_along_axis(s, hi[:, None], axis=1)[:, 0]) / 2.0
+    med = (
+        np.take_along_axis(s, lo[:, None], axis=1)[:, 0]
+        + np.take_along_axis(s, hi[:, None], axis=1)[:, 0]
+    ) / 2.0
     return np.where(cnt > 0, med, np.nan)
 
 
@@ -93,8 +95,9 @@ class Batch:
 
     def take(self, idx: np.ndarray) -> Batch:
         """The sub-batch of rows ``idx`` (a rule that applies to some series only)."""
-        kw: dict[str, Any] = {f.name: getattr(self, f.name)[idx] for f in fields(self)
-                              if f.name != "partners"}
+        kw: dict[str, Any] = {
+            f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "partners"
+        }
         kw["partners"] = {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}
         return Batch(**kw)
 

@@ -13,7 +13,8 @@ from offsite.rules.detectors.base import Batch, Hits, State, flag_table
 # Fixed odd multipliers for the segment fingerprint (a seeded draw, so fingerprints are
 # the same in every process and after a restart).
 _MULT = np.random.default_rng(212).integers(1, 2**62, size=64, dtype=np.int64).astype(
-    np.uint64) * np.uint64(2) + np.uint64(1)
+    np.uint64
+) * np.uint64(2) + np.uint64(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +59,19 @@ class CopyPaste:
     def new_state(self, capacity: int) -> State | None:
         # seen: readings of the series so far (uncapped: it also says which ones are
         # kept); pos: the ring's next slot; kept: slots filled
-        return State(capacity, fp=(np.uint32, 0, self.slots), pos=(np.int64, 0),
-                     kept=(np.int64, 0), seen=(np.int64, 0))
+        return State(
+            capacity,
+            fp=(np.uint32, 0, self.slots),
+            pos=(np.int64, 0),
+            kept=(np.int64, 0),
+            seen=(np.int64, 0),
+        )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
-        seq = np.concatenate([b.valid_window()[:, b.window.shape[1] - self.k:], b.x[:, None]],
-                             axis=1)
+        seq = np.concatenate(
+            [b.valid_window()[:, b.window.shape[1] - self.k :], b.x[:, None]], axis=1
+        )
         with np.errstate(invalid="ignore"):
             q = np.round(np.diff(seq, axis=1) * 10**self.decimals)
         usable = np.isfinite(q).all(axis=1)
@@ -81,7 +88,7 @@ class CopyPaste:
         lag = np.full(b.n, np.nan)
         look = np.flatnonzero(usable & (seen > self.k) & (kept > 0))
         if look.size:
-            found = (ring[rows[look]] == fp[look, None])
+            found = ring[rows[look]] == fp[look, None]
             cand = np.flatnonzero(found.any(axis=1))
             for c in cand.tolist():  # matches are rare: check their age exactly
                 i = int(look[c])
@@ -102,8 +109,10 @@ class CopyPaste:
         return Hits(hit, lag)
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"the last {self.k + 1} values repeat, step for step, a segment "
-                f"{score:.0f} readings earlier")
+        return (
+            f"the last {self.k + 1} values repeat, step for step, a segment "
+            f"{score:.0f} readings earlier"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +135,7 @@ class FlagAbuse:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         table = flag_table(self.flags)
-        w = b.wflag[:, b.wflag.shape[1] - self.history + 1:]
+        w = b.wflag[:, b.wflag.shape[1] - self.history + 1 :]
         seen = (w != 0).sum(axis=1) + 1
         now = table[b.flag]
         marked = table[w].sum(axis=1) + now
@@ -136,8 +145,7 @@ class FlagAbuse:
         return Hits(hit, np.where(full, share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"{score:.0%} of the last {self.history} readings carry "
-                f"{'/'.join(self.flags)} flags")
+        return f"{score:.0%} of the last {self.history} readings carry {'/'.join(self.flags)} flags"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +168,7 @@ class Capture:
     min_history: int = 10
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, gap=(np.float64, np.nan), last=(np.float64, np.nan),
-                     n=(np.int64, 0))
+        return State(capacity, gap=(np.float64, np.nan), last=(np.float64, np.nan), n=(np.int64, 0))
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None

@@ -96,8 +96,9 @@ class Clamp:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         k = self.count - 1
-        recent = np.concatenate([b.valid_window()[:, b.window.shape[1] - k:], b.x[:, None]],
-                                axis=1)
+        recent = np.concatenate(
+            [b.valid_window()[:, b.window.shape[1] - k :], b.x[:, None]], axis=1
+        )
         lim = b.limit[:, None]
         with np.errstate(invalid="ignore"):
             near = ((recent >= self.low * lim) & (recent <= lim)).all(axis=1)
@@ -111,5 +112,7 @@ class Clamp:
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"{self.count} values held at {score:.0%} of the limit {limit:g} with almost "
-                f"no variation")
+        return (
+            f"{self.count} values held at {score:.0%} of the limit {limit:g} with almost "
+            f"no variation"
+        )

@@ -52,8 +52,10 @@ class Dilution:
         return Hits(hit, np.where(np.isfinite(rise), rise, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"O2 up {score:.1f} points while this concentration fell to {value:g}: "
-                f"dilution of the sample")
+        return (
+            f"O2 up {score:.1f} points while this concentration fell to {value:g}: "
+            f"dilution of the sample"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +88,9 @@ class FlowZero:
         return Hits(hit, np.where(np.isfinite(c_share), c_share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"flow reads {value:g} while the concentration stays at {score:.0%} of its "
-                f"usual level")
+        return (
+            f"flow reads {value:g} while the concentration stays at {score:.0%} of its usual level"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +113,14 @@ class FalseStop:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         stopped = flag_table(self.flags)[b.flag]
-        base = _median(b.valid_window()[:, b.window.shape[1] - self.history:])
+        base = _median(b.valid_window()[:, b.window.shape[1] - self.history :])
         with np.errstate(invalid="ignore", divide="ignore"):
             share = b.x / base
         hit = stopped & (base > 0) & (np.nan_to_num(share) >= self.running)
         return Hits(hit, np.where(stopped & np.isfinite(share), share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"device reports a stop while its flow reads {value:g} "
-                f"({score:.0%} of normal operation)")
+        return (
+            f"device reports a stop while its flow reads {value:g} "
+            f"({score:.0%} of normal operation)"
+        )

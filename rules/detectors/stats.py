@@ -49,10 +49,11 @@ class Spike:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
-        w = b.valid_window()[:, b.window.shape[1] - self.history:]
+        w = b.valid_window()[:, b.window.shape[1] - self.history :]
         med, mad, cnt = _robust_centre(w)
-        scale = np.maximum(MAD_TO_SIGMA * mad,
-                           np.maximum(self.rel_floor * np.abs(med), self.abs_floor))
+        scale = np.maximum(
+            MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
+        )
         with np.errstate(invalid="ignore"):
             score = np.abs(b.x - med) / scale
         score = np.where((cnt >= self.min_history) & np.isfinite(b.x), score, np.nan)
@@ -87,7 +88,7 @@ class Flatline:
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         k = self.count - 1
-        recent = b.valid_window()[:, b.window.shape[1] - k:]
+        recent = b.valid_window()[:, b.window.shape[1] - k :]
         seq = np.concatenate([recent, b.x[:, None]], axis=1)
         filled = ~np.isnan(seq).any(axis=1)
         same = filled & (recent == b.x[:, None]).all(axis=1)
@@ -117,8 +118,7 @@ class Flatline:
     def describe(self, value: float, score: float, limit: float) -> str:
         if score >= self.count:
             return f"value stuck at {value:g} for {self.count}+ consecutive readings"
-        return (f"the last {self.count} values barely move ({score:.2f}× the series' usual "
-                f"step)")
+        return f"the last {self.count} values barely move ({score:.2f}× the series' usual step)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +145,22 @@ class Stat:
     abs_floor: float = 1e-3
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, mu=(np.float64, np.nan), dev=(np.float64, np.nan),
-                     n=(np.int64, 0), run=(np.int64, 0))
+        return State(
+            capacity,
+            mu=(np.float64, np.nan),
+            dev=(np.float64, np.nan),
+            n=(np.int64, 0),
+            run=(np.int64, 0),
+        )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         r = b.rows
         mu, dev, n, run = state["mu"][r], state["dev"][r], state["n"][r], state["run"][r]
-        scale = np.maximum(MEAN_ABS_TO_SIGMA * np.nan_to_num(dev),
-                           np.maximum(self.rel_floor * np.abs(np.nan_to_num(mu)), self.abs_floor))
+        scale = np.maximum(
+            MEAN_ABS_TO_SIGMA * np.nan_to_num(dev),
+            np.maximum(self.rel_floor * np.abs(np.nan_to_num(mu)), self.abs_floor),
+        )
         with np.errstate(invalid="ignore"):
             score = np.abs(b.x - mu) / scale
         judged = (n >= self.min_history) & np.isfinite(b.x)
@@ -204,9 +211,8 @@ class Drift:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         k = self.history
-        v = np.concatenate([b.valid_window()[:, b.window.shape[1] - k + 1:], b.x[:, None]],
-                           axis=1)
-        t = np.concatenate([b.wt[:, b.wt.shape[1] - k + 1:], b.t[:, None]], axis=1)
+        v = np.concatenate([b.valid_window()[:, b.window.shape[1] - k + 1 :], b.x[:, None]], axis=1)
+        t = np.concatenate([b.wt[:, b.wt.shape[1] - k + 1 :], b.t[:, None]], axis=1)
         ok = np.isfinite(v) & np.isfinite(t)
         cnt = ok.sum(axis=1)
         with warnings.catch_warnings():
@@ -227,5 +233,6 @@ class Drift:
         return Hits(hit, np.where(judged, rate, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return (f"{value:g}: a steady trend of {score:+.0%} of the level per hour "
-                f"(drifting analyser)")
+        return (
+            f"{value:g}: a steady trend of {score:+.0%} of the level per hour (drifting analyser)"
+        )

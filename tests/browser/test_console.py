@@ -65,13 +65,15 @@ class World:
 def world(admin_db_url: str, template_db: str, mqtt_url: str) -> Iterator[World]:
     name = f"offsite_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     db_url = urlunsplit(urlsplit(admin_db_url)._replace(path=f"/{name}"))
     topic = f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
     try:
-        start = (datetime.now(UTC) - timedelta(seconds=HISTORY_S)).replace(second=0,
-                                                                          microsecond=0)
+        start = (datetime.now(UTC) - timedelta(seconds=HISTORY_S)).replace(second=0, microsecond=0)
         fleet = build_fleet(5, seed=11, faults=[], start=start, rate_s=60.0)
         register(db_url, fleet.registry)
         with psycopg.connect(db_url) as conn:
@@ -81,26 +83,43 @@ def world(admin_db_url: str, template_db: str, mqtt_url: str) -> Iterator[World]
             mn, pollutant, limit, ent = conn.execute(
                 """SELECT d.mn, l.pollutant, l.limit_value, p.enterprise_id FROM devices d
                    JOIN points p ON p.id = d.point_id JOIN point_limits l ON l.point_id = p.id
-                   WHERE l.pollutant IN ('a21026', 'w01018') ORDER BY d.mn LIMIT 1""").fetchone()
+                   WHERE l.pollutant IN ('a21026', 'w01018') ORDER BY d.mn LIMIT 1"""
+            ).fetchone()
             other_ent, other_mn = conn.execute(
                 """SELECT p.enterprise_id, d.mn FROM devices d JOIN points p ON p.id = d.point_id
-                   WHERE p.enterprise_id <> %s ORDER BY d.mn LIMIT 1""", (ent,)).fetchone()
+                   WHERE p.enterprise_id <> %s ORDER BY d.mn LIMIT 1""",
+                (ent,),
+            ).fetchone()
             create_user(conn, "ent", "enterprise", PASSWORD, enterprise_id=ent)
-        settings = make_settings(db_url, mqtt_url, topic, login_rate_per_min=600,
-                                 checkin_rate_per_min=600)
+        settings = make_settings(
+            db_url, mqtt_url, topic, login_rate_per_min=600, checkin_rate_per_min=600
+        )
         with running_ingest(settings), serving(settings, db_url) as url:
-            stats = publish_fleet(fleet, mqtt_url, duration_s=HISTORY_S, start=start,
-                                  realtime=False, topic_template=topic.replace("+", "{mn}"),
-                                  client_id=f"offsite-test-sim-{uuid.uuid4().hex[:6]}")
-            wait_for(lambda: scalar(db_url, "SELECT coalesce(sum(readings), 0) FROM "
-                                    "device_status") >= stats.readings,
-                     timeout=60, what="the fleet's history stored")
-            yield World(url, db_url, mqtt_url, topic, mn, pollutant, limit, ent, other_ent,
-                        other_mn)
+            stats = publish_fleet(
+                fleet,
+                mqtt_url,
+                duration_s=HISTORY_S,
+                start=start,
+                realtime=False,
+                topic_template=topic.replace("+", "{mn}"),
+                client_id=f"offsite-test-sim-{uuid.uuid4().hex[:6]}",
+            )
+            wait_for(
+                lambda: (
+                    scalar(db_url, "SELECT coalesce(sum(readings), 0) FROM device_status")
+                    >= stats.readings
+                ),
+                timeout=60,
+                what="the fleet's history stored",
+            )
+            yield World(
+                url, db_url, mqtt_url, topic, mn, pollutant, limit, ent, other_ent, other_mn
+            )
     finally:
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +127,11 @@ def browser(chromium: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, headless=True,
-                              args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        b = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox"] if os.geteuid() == 0 else [],
+        )
         try:
             yield b
         finally:
@@ -133,8 +155,9 @@ def signed_in(browser: Any, w: World, user: str) -> Any:
 def go(page: Any, url: str) -> None:
     """Navigate within the console; the page marker is reset first so that a wait for the
     next page's marker cannot be satisfied by the page before."""
-    page.evaluate("() => { const v = document.getElementById('view'); "
-                  "if (v) v.dataset.page = 'stale'; }")
+    page.evaluate(
+        "() => { const v = document.getElementById('view'); if (v) v.dataset.page = 'stale'; }"
+    )
     page.goto(url)
 
 
@@ -144,13 +167,22 @@ def shot(page: Any, screenshots: Path, name: str) -> None:
 
 def inject_exceedance(w: World, factor: float = 3.0) -> None:
     """A fault injected live: the device reports its headline pollutant at 3× its limit."""
-    publish_raw(w.mqtt_url, [(topic_for(w.topic, w.mn), json.dumps(
-        {"ts": datetime.now(UTC).isoformat(),
-         "values": {w.pollutant: w.limit * factor}}).encode())])
+    publish_raw(
+        w.mqtt_url,
+        [
+            (
+                topic_for(w.topic, w.mn),
+                json.dumps(
+                    {"ts": datetime.now(UTC).isoformat(), "values": {w.pollutant: w.limit * factor}}
+                ).encode(),
+            )
+        ],
+    )
 
 
 def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
-        world: World, browser: Any, screenshots: Path) -> None:
+    world: World, browser: Any, screenshots: Path
+) -> None:
     w = world
     a, b = signed_in(browser, w, "reg"), signed_in(browser, w, "adm")
     for page in (a, b):
@@ -164,38 +196,52 @@ def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
     alert_id = a.get_attribute(row, "data-id")
     assert a.get_attribute(row, "data-severity") == "critical"  # 3× the limit
     assert a.is_visible("#critical") and "New critical alert" in a.inner_text("#critical")
-    a.wait_for_function("() => document.querySelector('#counts [data-state=open] b')"
-                        ".textContent !== '0'")
+    a.wait_for_function(
+        "() => document.querySelector('#counts [data-state=open] b').textContent !== '0'"
+    )
     shot(a, screenshots, "feed")
 
     a.click(f"{row} button[data-act=acknowledge]")
-    b.wait_for_selector(f"#rows tr[data-id='{alert_id}'][data-state='acknowledged']",
-                        timeout=LIVE_TIMEOUT_MS)
-    assert scalar(w.db_url, "SELECT state FROM alerts WHERE id = %s",
-                  int(alert_id)) == "acknowledged"
+    b.wait_for_selector(
+        f"#rows tr[data-id='{alert_id}'][data-state='acknowledged']", timeout=LIVE_TIMEOUT_MS
+    )
+    assert (
+        scalar(w.db_url, "SELECT state FROM alerts WHERE id = %s", int(alert_id)) == "acknowledged"
+    )
     # assign in the second browser (an inline field asks for whom); the first sees it
     b.click(f"#rows tr[data-id='{alert_id}'] button[data-act=assign]")
     b.fill(f"#rows tr[data-id='{alert_id}'] form.ask input", "insp")
     b.click(f"#rows tr[data-id='{alert_id}'] form.ask button:text-is('OK')")
-    a.wait_for_selector(f"#rows tr[data-id='{alert_id}'][data-state='assigned']",
-                        timeout=LIVE_TIMEOUT_MS)
+    a.wait_for_selector(
+        f"#rows tr[data-id='{alert_id}'][data-state='assigned']", timeout=LIVE_TIMEOUT_MS
+    )
     assert "→ insp" in a.inner_text(f"#rows tr[data-id='{alert_id}'] td.state")
     a.click(f"#rows tr[data-id='{alert_id}'] button[data-act=comments]")
     a.fill(f"#rows tr[data-id='{alert_id}'] form.ask input", "called the plant")
     a.press(f"#rows tr[data-id='{alert_id}'] form.ask input", "Enter")
-    wait_for(lambda: scalar(w.db_url, "SELECT count(*) FROM alert_events WHERE alert_id = %s "
-                            "AND kind = 'commented' AND note = 'called the plant' "
-                            "AND actor = 'reg'", int(alert_id)), timeout=10,
-             what="the comment stored")
+    wait_for(
+        lambda: scalar(
+            w.db_url,
+            "SELECT count(*) FROM alert_events WHERE alert_id = %s "
+            "AND kind = 'commented' AND note = 'called the plant' "
+            "AND actor = 'reg'",
+            int(alert_id),
+        ),
+        timeout=10,
+        what="the comment stored",
+    )
 
     # a state filter keeps only what it names, and the counts follow the database
     b.select_option("select[name=state]", "assigned")
     b.wait_for_selector(f"#rows tr[data-id='{alert_id}']")
-    assert {s for s in b.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.state)")} \
-        == {"assigned"}
+    assert {
+        s for s in b.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.state)")
+    } == {"assigned"}
     assigned = scalar(w.db_url, "SELECT count(*) FROM alerts WHERE state = 'assigned'")
-    b.wait_for_function("n => document.querySelector('#counts [data-state=assigned] b')"
-                        ".textContent === String(n)", arg=assigned)
+    b.wait_for_function(
+        "n => document.querySelector('#counts [data-state=assigned] b').textContent === String(n)",
+        arg=assigned,
+    )
     csv = b.request.get(f"{w.url}/api/export/alerts.csv?state=assigned")
     assert csv.ok and csv.text().splitlines()[0].startswith("id,rule,mn")
     assert len(csv.text().splitlines()) == 1 + assigned
@@ -213,7 +259,8 @@ def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
 
 
 def test_device_chart_draws_raw_and_bucketed_data_with_capture_rate(
-        world: World, browser: Any, screenshots: Path) -> None:
+    world: World, browser: Any, screenshots: Path
+) -> None:
     w = world
     page = signed_in(browser, w, "reg")
     go(page, f"{w.url}/#/device/{w.mn}")
@@ -223,8 +270,7 @@ def test_device_chart_draws_raw_and_bucketed_data_with_capture_rate(
     assert page.locator("#latest tbody tr").count() >= 3
     assert "%" in page.inner_text("#capture")
     page.click("button[data-span='86400']")
-    page.wait_for_function("() => /buckets/.test(document.querySelector('#rangetext')"
-                           ".textContent)")
+    page.wait_for_function("() => /buckets/.test(document.querySelector('#rangetext').textContent)")
     page.wait_for_selector("#chart canvas")
     bucketed = int(page.get_attribute("#chart", "data-points"))
     assert 0 < bucketed <= 720
@@ -249,8 +295,9 @@ def test_device_chart_draws_raw_and_bucketed_data_with_capture_rate(
     assert not page.errors, page.errors
 
 
-def test_enterprise_user_sees_its_own_pages_only(world: World, browser: Any,
-                                                screenshots: Path) -> None:
+def test_enterprise_user_sees_its_own_pages_only(
+    world: World, browser: Any, screenshots: Path
+) -> None:
     w = world
     page = signed_in(browser, w, "ent")
     page.wait_for_selector("main[data-page=enterprise]")  # their site is their home page
@@ -271,14 +318,16 @@ def test_enterprise_user_sees_its_own_pages_only(world: World, browser: Any,
     assert w.other_mn not in page.inner_text("main")
     go(page, f"{w.url}/#/feed?state=")
     page.wait_for_selector("#counts .count")
-    enterprises = set(page.eval_on_selector_all(
-        "#rows tr td:nth-child(5)", "tds => tds.map(t => t.textContent.trim())"))
+    enterprises = set(
+        page.eval_on_selector_all(
+            "#rows tr td:nth-child(5)", "tds => tds.map(t => t.textContent.trim())"
+        )
+    )
     assert enterprises <= {w.enterprise}, enterprises
     # the API behind the pages says the same
     assert page.request.get(f"{w.url}/api/enterprises/{w.other_enterprise}").status == 404
     assert page.request.get(f"{w.url}/api/devices/{w.other_mn}/capture").status == 404
-    assert page.request.get(
-        f"{w.url}/api/export/devices/{w.other_mn}/readings.csv").status == 404
+    assert page.request.get(f"{w.url}/api/export/devices/{w.other_mn}/readings.csv").status == 404
 
     go(page, f"{w.url}/#/enterprise/{w.enterprise}/qr")
     page.wait_for_selector("#qr")
@@ -287,19 +336,29 @@ def test_enterprise_user_sees_its_own_pages_only(world: World, browser: Any,
     assert not page.errors, page.errors
 
 
-def test_visits_list_and_detail_for_the_inspector(world: World, browser: Any,
-                                                 screenshots: Path) -> None:
+def test_visits_list_and_detail_for_the_inspector(
+    world: World, browser: Any, screenshots: Path
+) -> None:
     w = world
     admin = {"Authorization": f"Bearer {token_for(w.db_url, 'admin')}"}
     scan = httpx.get(f"{w.url}/api/enterprises/{w.enterprise}/qr.svg", headers=admin)
     insp = {"Authorization": f"Bearer {token_for(w.db_url, 'inspector', user_id='insp')}"}
-    alert_id = scalar(w.db_url, """SELECT a.id FROM alerts a JOIN devices d ON d.mn = a.mn
+    alert_id = scalar(
+        w.db_url,
+        """SELECT a.id FROM alerts a JOIN devices d ON d.mn = a.mn
                                    JOIN points p ON p.id = d.point_id
                                    WHERE p.enterprise_id = %s ORDER BY a.id LIMIT 1""",
-                      w.enterprise)
-    visit = httpx.post(f"{w.url}/api/visits/check-in", headers=insp, json={
-        "token": scan.headers["x-offsite-scan-url"], "purpose": "exceedance follow-up",
-        "alert_id": alert_id})
+        w.enterprise,
+    )
+    visit = httpx.post(
+        f"{w.url}/api/visits/check-in",
+        headers=insp,
+        json={
+            "token": scan.headers["x-offsite-scan-url"],
+            "purpose": "exceedance follow-up",
+            "alert_id": alert_id,
+        },
+    )
     assert visit.status_code == 201, visit.text
     vid = visit.json()["id"]
 
@@ -312,10 +371,14 @@ def test_visits_list_and_detail_for_the_inspector(world: World, browser: Any,
     page.wait_for_selector("#checkout")
     page.fill("#checkout textarea", "CEMS probe cleaned; readings back to normal")
     page.click("#checkout button")
-    page.wait_for_function("() => !document.querySelector('#checkout') && "
-                           "/probe cleaned/.test(document.querySelector('main').textContent)")
-    assert scalar(w.db_url, "SELECT findings FROM visits WHERE id = %s", vid) \
+    page.wait_for_function(
+        "() => !document.querySelector('#checkout') && "
+        "/probe cleaned/.test(document.querySelector('main').textContent)"
+    )
+    assert (
+        scalar(w.db_url, "SELECT findings FROM visits WHERE id = %s", vid)
         == "CEMS probe cleaned; readings back to normal"
+    )
     shot(page, screenshots, "visit")
     go(page, f"{w.url}/#/visits")
     page.wait_for_selector(f"main[data-page=visits] a:text-is('{vid}')")

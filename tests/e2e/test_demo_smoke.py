@@ -26,9 +26,23 @@ def test_demo_runs_on_embedded_services_and_summarises(tmp_path: Path) -> None:
     env.update(OFFSITE_HTTP_PORT=str(port), OFFSITE_DATA_DIR=str(tmp_path))
     offsite = Path(sys.executable).with_name("offsite")
     proc = subprocess.Popen(
-        [str(offsite), "demo", "--devices", "6", "--duration", "25", "--fault-after", "12",
-         "--progress", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [
+            str(offsite),
+            "demo",
+            "--devices",
+            "6",
+            "--duration",
+            "25",
+            "--fault-after",
+            "12",
+            "--progress",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     lines: list[str] = []
     api_checked = False
@@ -40,14 +54,20 @@ def test_demo_runs_on_embedded_services_and_summarises(tmp_path: Path) -> None:
             assert health.status_code == 200 and health.json()["database"] == "ok"
             base = f"http://127.0.0.1:{port}"
             assert httpx.get(f"{base}/api/devices", timeout=10).status_code == 401
-            password = re.search(r"^\s+regulator\s+(\S+)\s+regulator", "\n".join(lines),
-                                 re.M).group(1)
-            login = httpx.post(f"{base}/auth/login", timeout=10,
-                               json={"username": "regulator", "password": password})
+            password = re.search(
+                r"^\s+regulator\s+(\S+)\s+regulator", "\n".join(lines), re.M
+            ).group(1)
+            login = httpx.post(
+                f"{base}/auth/login",
+                timeout=10,
+                json={"username": "regulator", "password": password},
+            )
             assert login.status_code == 200, login.text
-            devices = httpx.get(f"{base}/api/devices", timeout=10,
-                                cookies={"offsite_session": login.cookies["offsite_session"]}
-                                ).json()
+            devices = httpx.get(
+                f"{base}/api/devices",
+                timeout=10,
+                cookies={"offsite_session": login.cookies["offsite_session"]},
+            ).json()
             assert len(devices) == 6
             api_checked = True
         assert time.monotonic() < deadline, "\n".join(lines)

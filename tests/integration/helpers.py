@@ -18,9 +18,13 @@ from offsite.store.registry import save_registry
 
 def make_settings(db_url: str, mqtt_url: str, topic: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "database_url": db_url, "mqtt_url": mqtt_url, "mqtt_topic": topic,
+        "database_url": db_url,
+        "mqtt_url": mqtt_url,
+        "mqtt_topic": topic,
         "mqtt_client_id": f"offsite-test-{uuid.uuid4().hex[:8]}",
-        "batch_max_delay_ms": 50, "offline_check_s": 0.5, "alert_clear_s": 60.0,
+        "batch_max_delay_ms": 50,
+        "offline_check_s": 0.5,
+        "alert_clear_s": 60.0,
     }
     base.update(overrides)
     return load_settings(**base)
@@ -30,16 +34,18 @@ def topic_for(subscription: str, mn: str) -> str:
     return subscription.replace("+", mn)
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1,
-             what: str = "condition") -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} "
-                                 f"(last value: {value!r})")
+            raise AssertionError(
+                f"timed out after {timeout:g} s waiting for {what} (last value: {value!r})"
+            )
         time.sleep(interval)
 
 
@@ -75,8 +81,12 @@ def _forget_session(settings: Settings) -> None:
 
     assert settings.mqtt_url
     host, port, user, password = parse_mqtt_url(settings.mqtt_url)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.mqtt_client_id,
-                    clean_session=True, protocol=mqtt.MQTTv311)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=settings.mqtt_client_id,
+        clean_session=True,
+        protocol=mqtt.MQTTv311,
+    )
     if user:
         c.username_pw_set(user, password)
     try:
@@ -96,9 +106,11 @@ def publish_raw(mqtt_url: str, messages: list[tuple[str, bytes]], qos: int = 1) 
     from offsite.ingest.subscriber import parse_mqtt_url
 
     host, port, user, password = parse_mqtt_url(mqtt_url)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                    client_id=f"offsite-test-pub-{uuid.uuid4().hex[:8]}",
-                    protocol=mqtt.MQTTv311)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"offsite-test-pub-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv311,
+    )
     if user:
         c.username_pw_set(user, password)
     c.connect(host, port, 10)
@@ -113,9 +125,15 @@ def publish_raw(mqtt_url: str, messages: list[tuple[str, bytes]], qos: int = 1) 
         c.loop_stop()
 
 
-def token_for(db_url: str, role: str, *, user_id: str | None = None,
-              enterprise: str | None = None, region: str = "",
-              password: str | None = None) -> str:
+def token_for(
+    db_url: str,
+    role: str,
+    *,
+    user_id: str | None = None,
+    enterprise: str | None = None,
+    region: str = "",
+    password: str | None = None,
+) -> str:
     """Create (or update) a user of ``role`` in the test database and return an API key."""
     from offsite.store.users import create_user, issue_token
 

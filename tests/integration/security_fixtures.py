@@ -23,16 +23,51 @@ PASSWORD = "correct horse battery staple"
 ROLES = ("admin", "regulator", "inspector", "enterprise")
 USERS = {"admin": "adm", "regulator": "reg", "inspector": "insp", "enterprise": "ent1"}
 
-REGISTRY = registry_from_dict({"enterprises": [
-    {"id": "E1", "name": "One", "region": "R1/City", "points": [{
-        "id": "E1-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN1}, {"mn": MN3}]}]},
-    {"id": "E2", "name": "Two", "region": "R2", "points": [{
-        "id": "E2-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN2}]}]},
-    {"id": "E3", "name": "Three", "region": "R1", "points": [{
-        "id": "E3-P1", "kind": "wastewater", "limits": {"w01018": 50.0},
-        "devices": [{"mn": MN4}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E1",
+                "name": "One",
+                "region": "R1/City",
+                "points": [
+                    {
+                        "id": "E1-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN1}, {"mn": MN3}],
+                    }
+                ],
+            },
+            {
+                "id": "E2",
+                "name": "Two",
+                "region": "R2",
+                "points": [
+                    {
+                        "id": "E2-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN2}],
+                    }
+                ],
+            },
+            {
+                "id": "E3",
+                "name": "Three",
+                "region": "R1",
+                "points": [
+                    {
+                        "id": "E3-P1",
+                        "kind": "wastewater",
+                        "limits": {"w01018": 50.0},
+                        "devices": [{"mn": MN4}],
+                    }
+                ],
+            },
+        ]
+    }
+)
 
 
 @dataclass
@@ -50,18 +85,23 @@ class World:
 
 
 def _alert(conn: psycopg.Connection, mn: str) -> int:
-    row = conn.execute("""INSERT INTO alerts (rule, mn, pollutant, severity, first_seen,
+    row = conn.execute(
+        """INSERT INTO alerts (rule, mn, pollutant, severity, first_seen,
                               last_seen, message) VALUES ('exceedance', %s, 'a21026', 'major',
-                              now(), now(), 'over the limit') RETURNING id""", (mn,)).fetchone()
+                              now(), now(), 'over the limit') RETURNING id""",
+        (mn,),
+    ).fetchone()
     assert row is not None
     conn.execute("INSERT INTO alert_events (alert_id, kind) VALUES (%s, 'opened')", (row[0],))
     return int(row[0])
 
 
 def _visit(conn: psycopg.Connection, enterprise: str, inspector: str) -> int:
-    row = conn.execute("""INSERT INTO visits (enterprise_id, inspector_id, purpose, token_kid)
+    row = conn.execute(
+        """INSERT INTO visits (enterprise_id, inspector_id, purpose, token_kid)
                           VALUES (%s, %s, 'routine', 'k1') RETURNING id""",
-                       (enterprise, inspector)).fetchone()
+        (enterprise, inspector),
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -85,8 +125,15 @@ def build_world(db_url: str) -> World:
 @contextmanager
 def api_client(db_url: str, **overrides: Any) -> Iterator[TestClient]:
     # these tests scan codes many times over; the frequency guard has its own tests
-    settings = load_settings(**{"database_url": db_url, "mqtt_url": "mqtt://127.0.0.1:1",
-                                "qr_secret": "q" * 40, "visit_guard_max": 1000, **overrides})
+    settings = load_settings(
+        **{
+            "database_url": db_url,
+            "mqtt_url": "mqtt://127.0.0.1:1",
+            "qr_secret": "q" * 40,
+            "visit_guard_max": 1000,
+            **overrides,
+        }
+    )
     with TestClient(create_app(settings, db_url)) as client:
         yield client
 

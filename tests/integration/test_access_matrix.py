@@ -62,7 +62,8 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/devices/{mn}/revoke"): ADMIN,
     ("GET", "/api/enterprises"): EVERYONE,
     ("GET", "/api/enterprises/{enterprise_id}/qr.{kind}"): frozenset(
-        {"admin", "regulator", "enterprise"}),
+        {"admin", "regulator", "enterprise"}
+    ),
     ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): STAFF,
     ("POST", "/api/visits/check-in"): frozenset({"inspector"}),
     ("POST", "/api/visits/{visit_id}/check-out"): frozenset({"inspector"}),
@@ -85,9 +86,11 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/api/invitations/{invitation_id}/schedule"): STAFF,
     ("GET", "/api/reports/page"): PUBLIC,
     ("GET", "/api/reports/{enterprise_id}/{month}"): frozenset(
-        {"admin", "regulator", "enterprise"}),
+        {"admin", "regulator", "enterprise"}
+    ),
     ("GET", "/api/reports/{enterprise_id}/{month}/csv"): frozenset(
-        {"admin", "regulator", "enterprise"}),
+        {"admin", "regulator", "enterprise"}
+    ),
     ("GET", "/api/visits/guard/no-disturbance"): EVERYONE,
     ("PUT", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
     ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
@@ -129,15 +132,22 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
     adm = w.headers("admin")
     case = client.post("/api/cases", headers=adm, json={"alert_ids": [a1]}).json()
     c1 = case["id"]
-    resp = client.post(f"/api/cases/{c1}/responses", headers=w.headers("enterprise"), json={
-        "explanation": "a probe was cleaned", "attachments": [
-            {"filename": "log.txt", "content_base64": "aGVsbG8="}]}).json()
+    resp = client.post(
+        f"/api/cases/{c1}/responses",
+        headers=w.headers("enterprise"),
+        json={
+            "explanation": "a probe was cleaned",
+            "attachments": [{"filename": "log.txt", "content_base64": "aGVsbG8="}],
+        },
+    ).json()
     r1 = resp["responses"][0]["id"]
     att1 = resp["responses"][0]["attachments"][0]["id"]
-    t1 = client.post(f"/api/cases/{c1}/tasks", headers=adm,
-                     json={"assignee": "insp", "reason": "see the probe"}).json()["id"]
-    inv1 = client.post("/api/invitations", headers=w.headers("enterprise"),
-                       json={"scope": "CEMS setup"}).json()["id"]
+    t1 = client.post(
+        f"/api/cases/{c1}/tasks", headers=adm, json={"assignee": "insp", "reason": "see the probe"}
+    ).json()["id"]
+    inv1 = client.post(
+        "/api/invitations", headers=w.headers("enterprise"), json={"scope": "CEMS setup"}
+    ).json()["id"]
     month = time.strftime("%Y-%m", time.gmtime())
 
     def stream(h: dict) -> Any:
@@ -147,112 +157,144 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
     return {
         ("GET", "/openapi.json"): lambda h: client.get("/openapi.json", headers=h),
         ("GET", "/docs"): lambda h: client.get("/docs", headers=h),
-        ("GET", "/docs/oauth2-redirect"): lambda h: client.get("/docs/oauth2-redirect",
-                                                               headers=h),
+        ("GET", "/docs/oauth2-redirect"): lambda h: client.get("/docs/oauth2-redirect", headers=h),
         ("GET", "/redoc"): lambda h: client.get("/redoc", headers=h),
         ("GET", "/"): lambda h: client.get("/", headers=h),
         ("GET", "/scan"): lambda h: client.get("/scan", headers=h),
-        ("GET", "/console"): lambda h: client.get("/console", headers=h,
-                                                  follow_redirects=False),
+        ("GET", "/console"): lambda h: client.get("/console", headers=h, follow_redirects=False),
         ("GET", "/healthz"): lambda h: client.get("/healthz", headers=h),
         ("GET", "/metrics"): lambda h: client.get("/metrics", headers=h),
         ("POST", "/auth/login"): lambda h: client.post(
-            "/auth/login", headers=h, json={"username": "adm", "password": PASSWORD}),
+            "/auth/login", headers=h, json={"username": "adm", "password": PASSWORD}
+        ),
         ("POST", "/auth/logout"): lambda h: client.post("/auth/logout", headers=h),
         ("GET", "/auth/me"): lambda h: client.get("/auth/me", headers=h),
         ("GET", "/api/alerts"): lambda h: client.get("/api/alerts", headers=h),
         ("GET", "/api/alerts/stream"): stream,
-        ("GET", "/api/alerts/{alert_id}"): lambda h: client.get(f"/api/alerts/{a1}",
-                                                                headers=h),
+        ("GET", "/api/alerts/{alert_id}"): lambda h: client.get(f"/api/alerts/{a1}", headers=h),
         ("POST", "/api/alerts/{alert_id}/acknowledge"): lambda h: client.post(
-            f"/api/alerts/{a1}/acknowledge", headers=h, json={"note": "seen"}),
+            f"/api/alerts/{a1}/acknowledge", headers=h, json={"note": "seen"}
+        ),
         ("POST", "/api/alerts/{alert_id}/resolve"): lambda h: client.post(
-            f"/api/alerts/{a1}/resolve", headers=h, json={"note": "fixed"}),
+            f"/api/alerts/{a1}/resolve", headers=h, json={"note": "fixed"}
+        ),
         ("POST", "/api/alerts/{alert_id}/assign"): lambda h: client.post(
-            f"/api/alerts/{a1}/assign", headers=h, json={"assignee": "insp"}),
+            f"/api/alerts/{a1}/assign", headers=h, json={"assignee": "insp"}
+        ),
         ("POST", "/api/alerts/{alert_id}/reopen"): lambda h: client.post(
-            f"/api/alerts/{a1}/reopen", headers=h, json={"note": "again"}),
+            f"/api/alerts/{a1}/reopen", headers=h, json={"note": "again"}
+        ),
         ("POST", "/api/alerts/{alert_id}/comments"): lambda h: client.post(
-            f"/api/alerts/{a1}/comments", headers=h, json={"note": "a word"}),
+            f"/api/alerts/{a1}/comments", headers=h, json={"note": "a word"}
+        ),
         ("GET", "/api/devices"): lambda h: client.get("/api/devices", headers=h),
         ("GET", "/api/devices/{mn}/readings"): lambda h: client.get(
-            f"/api/devices/{MN1}/readings", headers=h),
+            f"/api/devices/{MN1}/readings", headers=h
+        ),
         ("POST", "/api/devices"): lambda h: client.post(
-            "/api/devices", headers=h, json={"mn": unique_mn(), "point_id": "E1-P1"}),
+            "/api/devices", headers=h, json={"mn": unique_mn(), "point_id": "E1-P1"}
+        ),
         ("POST", "/api/devices/{mn}/revoke"): lambda h: client.post(
-            f"/api/devices/{MN3}/revoke", headers=h, json={"reason": "test"}),
+            f"/api/devices/{MN3}/revoke", headers=h, json={"reason": "test"}
+        ),
         ("GET", "/api/enterprises"): lambda h: client.get("/api/enterprises", headers=h),
         ("GET", "/api/enterprises/{enterprise_id}/qr.{kind}"): lambda h: client.get(
-            "/api/enterprises/E1/qr.svg", headers=h),
+            "/api/enterprises/E1/qr.svg", headers=h
+        ),
         ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): lambda h: client.post(
-            "/api/enterprises/E3/qr/revoke", headers=h),
+            "/api/enterprises/E3/qr/revoke", headers=h
+        ),
         ("POST", "/api/visits/check-in"): lambda h: client.post(
-            "/api/visits/check-in", headers=h, json={"token": scan, "purpose": "routine"}),
+            "/api/visits/check-in", headers=h, json={"token": scan, "purpose": "routine"}
+        ),
         ("POST", "/api/visits/{visit_id}/check-out"): lambda h: client.post(
-            f"/api/visits/{v1}/check-out", headers=h, json={"findings": "fine"}),
+            f"/api/visits/{v1}/check-out", headers=h, json={"findings": "fine"}
+        ),
         ("GET", "/api/visits"): lambda h: client.get("/api/visits", headers=h),
-        ("GET", "/api/visits/{visit_id}"): lambda h: client.get(f"/api/visits/{v1}",
-                                                                headers=h),
+        ("GET", "/api/visits/{visit_id}"): lambda h: client.get(f"/api/visits/{v1}", headers=h),
         ("POST", "/api/visits/{visit_id}/rating"): lambda h: client.post(
-            f"/api/visits/{v1}/rating", headers=h, json={"rating": 4}),
+            f"/api/visits/{v1}/rating", headers=h, json={"rating": 4}
+        ),
         ("GET", "/api/cases"): lambda h: client.get("/api/cases", headers=h),
-        ("POST", "/api/cases"): lambda h: client.post("/api/cases", headers=h,
-                                                      json={"alert_ids": [a1]}),
-        ("GET", "/api/cases/notifications"): lambda h: client.get("/api/cases/notifications",
-                                                                  headers=h),
+        ("POST", "/api/cases"): lambda h: client.post(
+            "/api/cases", headers=h, json={"alert_ids": [a1]}
+        ),
+        ("GET", "/api/cases/notifications"): lambda h: client.get(
+            "/api/cases/notifications", headers=h
+        ),
         ("GET", "/api/cases/{case_id}"): lambda h: client.get(f"/api/cases/{c1}", headers=h),
         ("POST", "/api/cases/{case_id}/move"): lambda h: client.post(
-            f"/api/cases/{c1}/move", headers=h, json={"to": "verifying", "note": "ask"}),
+            f"/api/cases/{c1}/move", headers=h, json={"to": "verifying", "note": "ask"}
+        ),
         ("POST", "/api/cases/{case_id}/responses"): lambda h: client.post(
-            f"/api/cases/{c1}/responses", headers=h, json={"explanation": "again"}),
+            f"/api/cases/{c1}/responses", headers=h, json={"explanation": "again"}
+        ),
         ("POST", "/api/cases/{case_id}/responses/{response_id}/verdict"): lambda h: client.post(
-            f"/api/cases/{c1}/responses/{r1}/verdict", headers=h, json={"accept": False}),
+            f"/api/cases/{c1}/responses/{r1}/verdict", headers=h, json={"accept": False}
+        ),
         ("GET", "/api/cases/{case_id}/attachments/{attachment_id}"): lambda h: client.get(
-            f"/api/cases/{c1}/attachments/{att1}", headers=h),
+            f"/api/cases/{c1}/attachments/{att1}", headers=h
+        ),
         ("POST", "/api/cases/{case_id}/tasks"): lambda h: client.post(
-            f"/api/cases/{c1}/tasks", headers=h, json={"assignee": "insp", "reason": "go"}),
+            f"/api/cases/{c1}/tasks", headers=h, json={"assignee": "insp", "reason": "go"}
+        ),
         ("GET", "/api/tasks"): lambda h: client.get("/api/tasks", headers=h),
         ("GET", "/api/tasks/{task_id}"): lambda h: client.get(f"/api/tasks/{t1}", headers=h),
         ("POST", "/api/invitations"): lambda h: client.post(
-            "/api/invitations", headers=h, json={"scope": "flow meter"}),
+            "/api/invitations", headers=h, json={"scope": "flow meter"}
+        ),
         ("GET", "/api/invitations"): lambda h: client.get("/api/invitations", headers=h),
         ("POST", "/api/invitations/{invitation_id}/schedule"): lambda h: client.post(
-            f"/api/invitations/{inv1}/schedule", headers=h, json={"assignee": "insp"}),
+            f"/api/invitations/{inv1}/schedule", headers=h, json={"assignee": "insp"}
+        ),
         ("GET", "/api/reports/page"): lambda h: client.get("/api/reports/page", headers=h),
         ("GET", "/api/reports/{enterprise_id}/{month}"): lambda h: client.get(
-            f"/api/reports/E1/{month}", headers=h),
+            f"/api/reports/E1/{month}", headers=h
+        ),
         ("GET", "/api/reports/{enterprise_id}/{month}/csv"): lambda h: client.get(
-            f"/api/reports/E1/{month}/csv", headers=h),
+            f"/api/reports/E1/{month}/csv", headers=h
+        ),
         ("GET", "/api/visits/guard/no-disturbance"): lambda h: client.get(
-            "/api/visits/guard/no-disturbance", headers=h),
+            "/api/visits/guard/no-disturbance", headers=h
+        ),
         ("PUT", "/api/visits/guard/no-disturbance/{enterprise_id}"): lambda h: client.put(
-            "/api/visits/guard/no-disturbance/E3", headers=h, json={"reason": "audit week"}),
+            "/api/visits/guard/no-disturbance/E3", headers=h, json={"reason": "audit week"}
+        ),
         ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): lambda h: client.delete(
-            "/api/visits/guard/no-disturbance/E3", headers=h),
+            "/api/visits/guard/no-disturbance/E3", headers=h
+        ),
         ("GET", "/api/visits/guard/refusals"): lambda h: client.get(
-            "/api/visits/guard/refusals", headers=h),
+            "/api/visits/guard/refusals", headers=h
+        ),
         ("GET", "/api/users"): lambda h: client.get("/api/users", headers=h),
-        ("GET", "/static/{path:path}"): lambda h: client.get("/static/console/app.js",
-                                                             headers=h),
+        ("GET", "/static/{path:path}"): lambda h: client.get("/static/console/app.js", headers=h),
         ("GET", "/api/alert-counts"): lambda h: client.get("/api/alert-counts", headers=h),
         ("GET", "/api/alert-facets"): lambda h: client.get("/api/alert-facets", headers=h),
         ("GET", "/api/devices/{mn}"): lambda h: client.get(f"/api/devices/{MN1}", headers=h),
         ("GET", "/api/devices/{mn}/capture"): lambda h: client.get(
-            f"/api/devices/{MN1}/capture", headers=h),
+            f"/api/devices/{MN1}/capture", headers=h
+        ),
         ("GET", "/api/enterprises/{enterprise_id}"): lambda h: client.get(
-            "/api/enterprises/E1", headers=h),
-        ("GET", "/api/export/alerts.csv"): lambda h: client.get("/api/export/alerts.csv",
-                                                                headers=h),
-        ("GET", "/api/export/visits.csv"): lambda h: client.get("/api/export/visits.csv",
-                                                                headers=h),
+            "/api/enterprises/E1", headers=h
+        ),
+        ("GET", "/api/export/alerts.csv"): lambda h: client.get(
+            "/api/export/alerts.csv", headers=h
+        ),
+        ("GET", "/api/export/visits.csv"): lambda h: client.get(
+            "/api/export/visits.csv", headers=h
+        ),
         ("GET", "/api/export/devices/{mn}/readings.csv"): lambda h: client.get(
-            f"/api/export/devices/{MN1}/readings.csv", headers=h),
+            f"/api/export/devices/{MN1}/readings.csv", headers=h
+        ),
         ("PUT", "/api/users"): lambda h: client.put(
-            "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}),
+            "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}
+        ),
         ("POST", "/api/users/{user_id}/api-keys"): lambda h: client.post(
-            "/api/users/victim/api-keys", headers=h),
+            "/api/users/victim/api-keys", headers=h
+        ),
         ("POST", "/api/users/{user_id}/deactivate"): lambda h: client.post(
-            "/api/users/victim/deactivate", headers=h),
+            "/api/users/victim/deactivate", headers=h
+        ),
     }
 
 

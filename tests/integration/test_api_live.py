@@ -33,19 +33,39 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 MN = "020000A8900016F000169DC0"
-REGISTRY = registry_from_dict({"enterprises": [
-    {"id": "E7", "name": "Riverside Paper Mill", "points": [{
-        "id": "E7-W1", "kind": "wastewater", "limits": {"w01018": 50.0},
-        "devices": [{"mn": MN, "interval_s": 60}]}]},
-    {"id": "E8", "name": "Other Works", "points": []}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E7",
+                "name": "Riverside Paper Mill",
+                "points": [
+                    {
+                        "id": "E7-W1",
+                        "kind": "wastewater",
+                        "limits": {"w01018": 50.0},
+                        "devices": [{"mn": MN, "interval_s": 60}],
+                    }
+                ],
+            },
+            {"id": "E8", "name": "Other Works", "points": []},
+        ]
+    }
+)
 
 
 @contextmanager
 def serving(settings: Settings, db_url: str) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, db_url), host="127.0.0.1",
-                                           port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, db_url),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=15, what="uvicorn started")
@@ -56,11 +76,14 @@ def serving(settings: Settings, db_url: str) -> Iterator[str]:
         thread.join(10)
 
 
-def _listen(url: str, out: queue.Queue, stop: threading.Event,
-            headers: dict[str, str] | None = None) -> None:
+def _listen(
+    url: str, out: queue.Queue, stop: threading.Event, headers: dict[str, str] | None = None
+) -> None:
     try:
-        with httpx.Client(timeout=httpx.Timeout(5.0, read=30.0)) as client, \
-                client.stream("GET", f"{url}/api/alerts/stream", headers=headers or {}) as resp:
+        with (
+            httpx.Client(timeout=httpx.Timeout(5.0, read=30.0)) as client,
+            client.stream("GET", f"{url}/api/alerts/stream", headers=headers or {}) as resp,
+        ):
             out.put(("status", resp.status_code))
             event_id = None
             for line in resp.iter_lines():
@@ -83,8 +106,9 @@ def _next_event(q: queue.Queue, kind: str, timeout: float = 15.0) -> tuple[int, 
             return eid, ev
 
 
-def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
-                                                 unique_topic: str) -> None:
+def test_live_feed_carries_new_alerts_and_actions(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
     settings = make_settings(db_url, mqtt_url, unique_topic)
     reg = bearer(token_for(db_url, "regulator", user_id="reg-1"))
@@ -96,14 +120,26 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
         assert events.get(timeout=10) == ("status", 200)
         time.sleep(0.3)  # the subscription is registered before the first byte is sent
 
-        publish_raw(mqtt_url, [(topic_for(unique_topic, MN), json.dumps(
-            {"ts": datetime.now(UTC).isoformat(), "values": {"w01018": 80.0}}).encode())])
+        publish_raw(
+            mqtt_url,
+            [
+                (
+                    topic_for(unique_topic, MN),
+                    json.dumps(
+                        {"ts": datetime.now(UTC).isoformat(), "values": {"w01018": 80.0}}
+                    ).encode(),
+                )
+            ],
+        )
         opened_id, opened = _next_event(events, "opened")
         assert opened["rule"] == "exceedance" and opened["mn"] == MN
         assert opened["enterprise_id"] == "E7" and opened["worst_value"] == 80.0
 
-        r = httpx.post(f"{url}/api/alerts/{opened['id']}/resolve", headers=reg,
-                       json={"note": "explained by enterprise"})
+        r = httpx.post(
+            f"{url}/api/alerts/{opened['id']}/resolve",
+            headers=reg,
+            json={"note": "explained by enterprise"},
+        )
         assert r.status_code == 200 and r.json()["state"] == "resolved"
         resolved_id, resolved = _next_event(events, "resolved")
         assert resolved["id"] == opened["id"] and resolved["actor"] == "reg-1"
@@ -113,30 +149,44 @@ def test_live_feed_carries_new_alerts_and_actions(db_url: str, mqtt_url: str,
         # a client that reconnects with Last-Event-ID gets what came after, in order
         missed: queue.Queue = queue.Queue()
         stop2 = threading.Event()
-        threading.Thread(target=_listen, args=(url, missed, stop2,
-                                               {"Last-Event-ID": str(opened_id), **reg}),
-                         daemon=True).start()
+        threading.Thread(
+            target=_listen,
+            args=(url, missed, stop2, {"Last-Event-ID": str(opened_id), **reg}),
+            daemon=True,
+        ).start()
         assert missed.get(timeout=10) == ("status", 200)
         eid, ev = missed.get(timeout=10)
         assert (eid, ev["event"]) == (resolved_id, "resolved")
         stop2.set()
 
         # unknown alerts and bad actions get clear errors
-        assert httpx.post(f"{url}/api/alerts/999999/acknowledge", headers=reg,
-                          json={}).status_code == 404
-        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg,
-                          json={}).status_code == 409
-        assert httpx.post(f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg,
-                          json={"note": 5}).status_code == 422
+        assert (
+            httpx.post(f"{url}/api/alerts/999999/acknowledge", headers=reg, json={}).status_code
+            == 404
+        )
+        assert (
+            httpx.post(
+                f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg, json={}
+            ).status_code
+            == 409
+        )
+        assert (
+            httpx.post(
+                f"{url}/api/alerts/{opened['id']}/acknowledge", headers=reg, json={"note": 5}
+            ).status_code
+            == 422
+        )
         health = httpx.get(f"{url}/healthz").json()
         assert health["status"] == "ok" and health["database"] == "ok"
 
 
-def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_url: str,
-                                                            unique_topic: str) -> None:
+def test_check_in_refuses_forged_altered_and_unknown_tokens(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
-    settings = make_settings(db_url, mqtt_url, unique_topic, qr_secret="s" * 40,
-                             checkin_rate_per_min=600)
+    settings = make_settings(
+        db_url, mqtt_url, unique_topic, qr_secret="s" * 40, checkin_rate_per_min=600
+    )
     forger = make_settings(db_url, mqtt_url, unique_topic, qr_secret="f" * 40)
     admin = bearer(token_for(db_url, "admin"))
     insp = bearer(token_for(db_url, "inspector", user_id="insp-1"))
@@ -147,12 +197,16 @@ def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_ur
         token = good.headers["x-offsite-scan-url"].split("token=")[1]
         forged = httpx.get(f"{forged_url}/api/enterprises/E7/qr.svg", headers=admin)
         forged_token = forged.headers["x-offsite-scan-url"].split("token=")[1]
-        other = httpx.get(f"{url}/api/enterprises/E8/qr.svg",
-                          headers=admin).headers["x-offsite-scan-url"]
+        other = httpx.get(f"{url}/api/enterprises/E8/qr.svg", headers=admin).headers[
+            "x-offsite-scan-url"
+        ]
 
         def check_in(tok: str, **extra: object) -> httpx.Response:
-            return httpx.post(f"{url}/api/visits/check-in", headers=insp, json={
-                "token": tok, "purpose": "routine", **extra})
+            return httpx.post(
+                f"{url}/api/visits/check-in",
+                headers=insp,
+                json={"token": tok, "purpose": "routine", **extra},
+            )
 
         payload, sig = token.split(".")
         altered = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + sig
@@ -161,26 +215,37 @@ def test_check_in_refuses_forged_altered_and_unknown_tokens(db_url: str, mqtt_ur
         assert check_in(altered).status_code in (400, 401)
         assert check_in("not-a-token").status_code == 400
         assert check_in(token, alert_id=424242).status_code == 422
-        assert httpx.get(f"{url}/api/enterprises/NOPE/qr.svg",
-                         headers=admin).status_code == 404
+        assert httpx.get(f"{url}/api/enterprises/NOPE/qr.svg", headers=admin).status_code == 404
 
         ok = check_in(token)
         assert ok.status_code == 201 and ok.json()["enterprise_id"] == "E7"
         assert check_in(other).json()["enterprise_id"] == "E8"
         visit = ok.json()["id"]
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=other_insp, json={
-            "findings": "x"}).status_code == 403
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=insp, json={
-            "findings": "all fine"}).status_code == 200
-        assert httpx.post(f"{url}/api/visits/{visit}/check-out", headers=insp, json={
-            "findings": "again"}).status_code == 409
-        listed = httpx.get(f"{url}/api/visits", params={"inspector": "insp-1"},
-                           headers=admin).json()
+        assert (
+            httpx.post(
+                f"{url}/api/visits/{visit}/check-out", headers=other_insp, json={"findings": "x"}
+            ).status_code
+            == 403
+        )
+        assert (
+            httpx.post(
+                f"{url}/api/visits/{visit}/check-out", headers=insp, json={"findings": "all fine"}
+            ).status_code
+            == 200
+        )
+        assert (
+            httpx.post(
+                f"{url}/api/visits/{visit}/check-out", headers=insp, json={"findings": "again"}
+            ).status_code
+            == 409
+        )
+        listed = httpx.get(
+            f"{url}/api/visits", params={"inspector": "insp-1"}, headers=admin
+        ).json()
         assert {v["enterprise_id"] for v in listed} == {"E7", "E8"}
 
 
-def test_healthz_reports_each_ingest_worker(db_url: str, mqtt_url: str,
-                                           unique_topic: str) -> None:
+def test_healthz_reports_each_ingest_worker(db_url: str, mqtt_url: str, unique_topic: str) -> None:
     register(db_url, REGISTRY)
     settings = make_settings(db_url, mqtt_url, unique_topic)
     with serving(settings, db_url) as url:
@@ -188,8 +253,12 @@ def test_healthz_reports_each_ingest_worker(db_url: str, mqtt_url: str,
         with running_ingest(settings):
             # the first heartbeat may precede the broker connection (the pipeline starts
             # first, so a persistent session's backlog has somewhere to go): wait for "ok"
-            workers = wait_for(lambda: [w for w in httpx.get(f"{url}/healthz").json()["ingest"]
-                                        if w["state"] == "ok"], what="a heartbeat saying ok")
+            workers = wait_for(
+                lambda: [
+                    w for w in httpx.get(f"{url}/healthz").json()["ingest"] if w["state"] == "ok"
+                ],
+                what="a heartbeat saying ok",
+            )
             w = workers[0]
             assert w["worker"] == settings.mqtt_client_id and w["state"] == "ok"
             assert w["broker_connected"] is True and w["inbox"] == 0

@@ -35,22 +35,44 @@ def test_people_actions_are_audited_in_one_valid_chain(db_url: str) -> None:
     w = build_world(db_url)
     with api_client(db_url) as c:
         reg, insp = w.headers("regulator"), w.headers("inspector")
-        assert c.post(f"/api/alerts/{w.alerts['E1']}/acknowledge", headers=reg,
-                      json={"note": "on it"}).status_code == 200
-        token = c.get("/api/enterprises/E1/qr.svg",
-                      headers=w.headers("admin")).headers["x-offsite-scan-url"]
-        vid = c.post("/api/visits/check-in", headers=insp,
-                     json={"token": token, "purpose": "check"}).json()["id"]
-        assert c.post(f"/api/visits/{vid}/check-out", headers=insp,
-                      json={"findings": "fine"}).status_code == 200
-        assert c.post("/api/devices", headers=w.headers("admin"),
-                      json={"mn": "NEW0001", "point_id": "E1-P1"}).status_code == 201
-        assert c.post("/api/devices/NEW0001/revoke", headers=w.headers("admin"),
-                      json={"reason": "test"}).status_code == 204
+        assert (
+            c.post(
+                f"/api/alerts/{w.alerts['E1']}/acknowledge", headers=reg, json={"note": "on it"}
+            ).status_code
+            == 200
+        )
+        token = c.get("/api/enterprises/E1/qr.svg", headers=w.headers("admin")).headers[
+            "x-offsite-scan-url"
+        ]
+        vid = c.post(
+            "/api/visits/check-in", headers=insp, json={"token": token, "purpose": "check"}
+        ).json()["id"]
+        assert (
+            c.post(
+                f"/api/visits/{vid}/check-out", headers=insp, json={"findings": "fine"}
+            ).status_code
+            == 200
+        )
+        assert (
+            c.post(
+                "/api/devices",
+                headers=w.headers("admin"),
+                json={"mn": "NEW0001", "point_id": "E1-P1"},
+            ).status_code
+            == 201
+        )
+        assert (
+            c.post(
+                "/api/devices/NEW0001/revoke", headers=w.headers("admin"), json={"reason": "test"}
+            ).status_code
+            == 204
+        )
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT actor, action, subject, data FROM audit_log "
-                            "WHERE action NOT IN ('user.upsert', 'token.issue', 'registry.load') "
-                            "ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT actor, action, subject, data FROM audit_log "
+            "WHERE action NOT IN ('user.upsert', 'token.issue', 'registry.load') "
+            "ORDER BY seq"
+        ).fetchall()
         report = verify(conn)
     assert [(a, act, s) for a, act, s, _ in rows] == [
         ("reg", "alert.acknowledged", f"alert:{w.alerts['E1']}"),
@@ -62,8 +84,9 @@ def test_people_actions_are_audited_in_one_valid_chain(db_url: str) -> None:
     assert json.loads(rows[0][3]) == {"note": "on it"}
     assert report.broken is None and report.rows > len(rows)  # users and tokens too
     with psycopg.connect(db_url) as conn:
-        loaded = conn.execute("SELECT data FROM audit_log WHERE action = 'registry.load'"
-                              ).fetchall()
+        loaded = conn.execute(
+            "SELECT data FROM audit_log WHERE action = 'registry.load'"
+        ).fetchall()
     assert len(loaded) == 1
     summary = json.loads(loaded[0][0])
     assert (summary["enterprises"], summary["devices"]) == (3, 4)
@@ -74,23 +97,37 @@ def test_first_row_hashes_the_genesis_and_its_canonical_json(db_url: str) -> Non
     with psycopg.connect(db_url) as conn:
         append_sync(conn, "a", "x.y", "s:1", {"b": 2, "a": 1})
         seq, at, prev, h, data = conn.execute(
-            "SELECT seq, at, prev_hash, hash, data FROM audit_log").fetchone()  # type: ignore[misc]
+            "SELECT seq, at, prev_hash, hash, data FROM audit_log"
+        ).fetchone()  # type: ignore[misc]
     assert seq == 1 and bytes(prev) == GENESIS and data == '{"a":1,"b":2}'
-    body = json.dumps({"seq": 1, "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-                       "actor": "a", "action": "x.y", "subject": "s:1", "data": data},
-                      sort_keys=True, separators=(",", ":"))
+    body = json.dumps(
+        {
+            "seq": 1,
+            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor": "a",
+            "action": "x.y",
+            "subject": "s:1",
+            "data": data,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     assert bytes(h) == hashlib.sha256(GENESIS + body.encode()).digest()
 
 
-@pytest.mark.parametrize(("sql", "broken_at", "why"), [
-    ("UPDATE audit_log SET data = '{\"i\":99,\"note\":\"ü €\"}' WHERE seq = 3", 3, "edited"),
-    ("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2", 2, "edited"),
-    ("UPDATE audit_log SET at = at + interval '1 second' WHERE seq = 4", 4, "edited"),
-    ("DELETE FROM audit_log WHERE seq = 2", 3, "deleted"),
-    ("UPDATE audit_log SET seq = seq + 100 WHERE seq = 5", 105, "deleted"),
-])
-def test_out_of_band_change_is_found_and_named(db_url: str, sql: str, broken_at: int,
-                                               why: str, capsys, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("sql", "broken_at", "why"),
+    [
+        ('UPDATE audit_log SET data = \'{"i":99,"note":"ü €"}\' WHERE seq = 3', 3, "edited"),
+        ("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2", 2, "edited"),
+        ("UPDATE audit_log SET at = at + interval '1 second' WHERE seq = 4", 4, "edited"),
+        ("DELETE FROM audit_log WHERE seq = 2", 3, "deleted"),
+        ("UPDATE audit_log SET seq = seq + 100 WHERE seq = 5", 105, "deleted"),
+    ],
+)
+def test_out_of_band_change_is_found_and_named(
+    db_url: str, sql: str, broken_at: int, why: str, capsys, monkeypatch
+) -> None:
     _fill(db_url)
     with psycopg.connect(db_url) as conn:
         assert verify(conn).broken is None
@@ -115,8 +152,12 @@ def test_a_rewritten_row_with_a_recomputed_hash_breaks_the_next_link(db_url: str
             "SELECT seq, at, actor, action, subject, prev_hash FROM audit_log WHERE seq = 2"
         ).fetchone()  # type: ignore[misc]
     forged = '{"i":1,"note":"nothing happened"}'
-    _tamper(db_url, "UPDATE audit_log SET data = %s, hash = %s WHERE seq = 2",
-            forged, row_hash(bytes(prev), seq, at, actor, action, subject, forged))
+    _tamper(
+        db_url,
+        "UPDATE audit_log SET data = %s, hash = %s WHERE seq = 2",
+        forged,
+        row_hash(bytes(prev), seq, at, actor, action, subject, forged),
+    )
     with psycopg.connect(db_url) as conn:
         report = verify(conn)
     assert report.broken is not None and report.broken.seq == 3
@@ -136,8 +177,11 @@ def test_app_role_may_append_but_never_change_history(db_url: str) -> None:
         conn.execute("SET ROLE offsite_app")
         append_sync(conn, "app", "test.append", "thing:x", {})  # insert works
         conn.commit()
-        for sql in ("UPDATE audit_log SET actor = 'x' WHERE seq = 1",
-                    "DELETE FROM audit_log WHERE seq = 1", "TRUNCATE audit_log"):
+        for sql in (
+            "UPDATE audit_log SET actor = 'x' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 1",
+            "TRUNCATE audit_log",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(sql)
             conn.rollback()
@@ -149,8 +193,11 @@ def test_app_role_may_append_but_never_change_history(db_url: str) -> None:
 def test_trigger_refuses_changes_even_to_the_tables_owner(db_url: str) -> None:
     _fill(db_url, 2)
     with psycopg.connect(db_url) as conn:
-        for sql in ("UPDATE audit_log SET actor = 'x' WHERE seq = 1",
-                    "DELETE FROM audit_log WHERE seq = 2", "TRUNCATE audit_log"):
+        for sql in (
+            "UPDATE audit_log SET actor = 'x' WHERE seq = 1",
+            "DELETE FROM audit_log WHERE seq = 2",
+            "TRUNCATE audit_log",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(sql)
             conn.rollback()

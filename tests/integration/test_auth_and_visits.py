@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_login_sets_an_httponly_cookie_that_authenticates_and_logout_revokes_it(
-        db_url: str) -> None:
+    db_url: str,
+) -> None:
     build_world(db_url)
     with api_client(db_url) as c:
         bad = c.post("/auth/login", json={"username": "adm", "password": "wrong"})
@@ -28,10 +29,8 @@ def test_login_sets_an_httponly_cookie_that_authenticates_and_logout_revokes_it(
         nobody = c.post("/auth/login", json={"username": "ghost", "password": PASSWORD})
         assert nobody.status_code == 401 and nobody.json() == bad.json()
         # a user without a password (API keys only) cannot log in with any password
-        assert c.post("/auth/login", json={"username": "insp2", "password": ""}
-                      ).status_code == 422
-        assert c.post("/auth/login", json={"username": "insp2", "password": "x"}
-                      ).status_code == 401
+        assert c.post("/auth/login", json={"username": "insp2", "password": ""}).status_code == 422
+        assert c.post("/auth/login", json={"username": "insp2", "password": "x"}).status_code == 401
 
         ok = c.post("/auth/login", json={"username": "ent1", "password": PASSWORD})
         assert ok.status_code == 200, ok.text
@@ -55,22 +54,21 @@ def test_expired_tokens_and_deactivated_users_are_refused(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         expired = issue_token(conn, "reg", ttl=timedelta(seconds=-1))
     with api_client(db_url) as c:
-        assert c.get("/auth/me", headers={"Authorization": f"Bearer {expired}"}
-                     ).status_code == 401
+        assert c.get("/auth/me", headers={"Authorization": f"Bearer {expired}"}).status_code == 401
         victim = {"Authorization": f"Bearer {w.token('inspector', 'victim')}"}
         assert c.get("/auth/me", headers=victim).status_code == 200
-        assert c.post("/api/users/victim/deactivate",
-                      headers=w.headers("admin")).status_code == 204
+        assert c.post("/api/users/victim/deactivate", headers=w.headers("admin")).status_code == 204
         assert c.get("/auth/me", headers=victim).status_code == 401
-        assert c.get("/auth/me", headers={"Authorization": "Bearer ofs_made-up"}
-                     ).status_code == 401
+        assert c.get("/auth/me", headers={"Authorization": "Bearer ofs_made-up"}).status_code == 401
 
 
 def test_login_is_rate_limited_with_retry_after(db_url: str) -> None:
     build_world(db_url)
     with api_client(db_url, login_rate_per_min=6) as c:
-        codes = [c.post("/auth/login", json={"username": "adm", "password": "guess"}
-                        ).status_code for _ in range(7)]
+        codes = [
+            c.post("/auth/login", json={"username": "adm", "password": "guess"}).status_code
+            for _ in range(7)
+        ]
         assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
         r = c.post("/auth/login", json={"username": "adm", "password": PASSWORD})
         assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 10
@@ -88,8 +86,9 @@ def test_check_in_refuses_expired_revoked_and_unknown_key_codes(db_url: str) -> 
         insp = w.headers("inspector")
 
         def check_in(token: str) -> tuple[int, str]:
-            r = c.post("/api/visits/check-in", headers=insp,
-                       json={"token": token, "purpose": "routine"})
+            r = c.post(
+                "/api/visits/check-in", headers=insp, json={"token": token, "purpose": "routine"}
+            )
             return r.status_code, r.text
 
         ring = c.app.state.keyring
@@ -109,13 +108,18 @@ def test_check_in_refuses_expired_revoked_and_unknown_key_codes(db_url: str) -> 
     with api_client(db_url, qr_secret="z" * 40, qr_key_id="k9") as other:
         foreign = _scan(other, w)
     with api_client(db_url) as c:
-        status, text = c.post("/api/visits/check-in", headers=w.headers("inspector"), json={
-            "token": foreign, "purpose": "x"}).status_code, ""
+        status, text = (
+            c.post(
+                "/api/visits/check-in",
+                headers=w.headers("inspector"),
+                json={"token": foreign, "purpose": "x"},
+            ).status_code,
+            "",
+        )
         assert status == 401
 
 
-def test_key_rotation_keeps_printed_codes_working_until_the_old_key_is_retired(
-        db_url: str) -> None:
+def test_key_rotation_keeps_printed_codes_working_until_the_old_key_is_retired(db_url: str) -> None:
     w = build_world(db_url)
     with api_client(db_url) as c:  # signing key k1
         printed = _scan(c, w)
@@ -124,15 +128,25 @@ def test_key_rotation_keeps_printed_codes_working_until_the_old_key_is_retired(
         new = _scan(c, w)
         assert new != printed
         for token, _kid in ((printed, "k1"), (new, "k2")):
-            r = c.post("/api/visits/check-in", headers=w.headers("inspector"),
-                       json={"token": token, "purpose": "rotation"})
+            r = c.post(
+                "/api/visits/check-in",
+                headers=w.headers("inspector"),
+                json={"token": token, "purpose": "rotation"},
+            )
             assert r.status_code == 201, r.text
-        kids = [k for (k,) in psycopg.connect(db_url).execute(
-            "SELECT token_kid FROM visits WHERE purpose = 'rotation' ORDER BY id")]
+        kids = [
+            k
+            for (k,) in psycopg.connect(db_url).execute(
+                "SELECT token_kid FROM visits WHERE purpose = 'rotation' ORDER BY id"
+            )
+        ]
         assert kids == ["k1", "k2"]
     with api_client(db_url, qr_secret="n" * 40, qr_key_id="k2") as c:  # k1 retired
-        r = c.post("/api/visits/check-in", headers=w.headers("inspector"),
-                   json={"token": printed, "purpose": "late"})
+        r = c.post(
+            "/api/visits/check-in",
+            headers=w.headers("inspector"),
+            json={"token": printed, "purpose": "late"},
+        )
         assert r.status_code == 401 and "retired" in r.text
 
 
@@ -141,27 +155,42 @@ def test_replayed_check_in_returns_the_open_visit(db_url: str) -> None:
     with api_client(db_url) as c:
         token = _scan(c, w)
         insp = w.headers("inspector")
-        first = c.post("/api/visits/check-in", headers=insp,
-                       json={"token": token, "purpose": "routine"})
-        again = c.post("/api/visits/check-in", headers=w.headers("inspector"),
-                       json={"token": token.split("token=")[1], "purpose": "double tap"})
+        first = c.post(
+            "/api/visits/check-in", headers=insp, json={"token": token, "purpose": "routine"}
+        )
+        again = c.post(
+            "/api/visits/check-in",
+            headers=w.headers("inspector"),
+            json={"token": token.split("token=")[1], "purpose": "double tap"},
+        )
         assert (first.status_code, again.status_code) == (201, 200)
         assert again.json() == first.json()
         # another inspector with the same code is another visit
         with psycopg.connect(db_url) as conn:
             conn.execute("UPDATE users SET region = '' WHERE id = 'insp2'")
-        other = c.post("/api/visits/check-in", headers=w.headers("inspector", "insp2"),
-                       json={"token": token, "purpose": "joint"})
+        other = c.post(
+            "/api/visits/check-in",
+            headers=w.headers("inspector", "insp2"),
+            json={"token": token, "purpose": "joint"},
+        )
         assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
         # after checking out, scanning again starts a new visit
         vid = first.json()["id"]
-        assert c.post(f"/api/visits/{vid}/check-out", headers=insp,
-                      json={"findings": "ok"}).status_code == 200
-        later = c.post("/api/visits/check-in", headers=insp,
-                       json={"token": token, "purpose": "second"})
+        assert (
+            c.post(
+                f"/api/visits/{vid}/check-out", headers=insp, json={"findings": "ok"}
+            ).status_code
+            == 200
+        )
+        later = c.post(
+            "/api/visits/check-in", headers=insp, json={"token": token, "purpose": "second"}
+        )
         assert later.status_code == 201 and later.json()["id"] not in (vid, other.json()["id"])
-    n = psycopg.connect(db_url).execute(
-        "SELECT count(*) FROM visits WHERE enterprise_id = 'E1'").fetchone()
+    n = (
+        psycopg.connect(db_url)
+        .execute("SELECT count(*) FROM visits WHERE enterprise_id = 'E1'")
+        .fetchone()
+    )
     assert n is not None and n[0] == 1 + 3  # the world's own visit + three
 
 
@@ -170,26 +199,39 @@ def test_check_in_needs_an_inspector_of_the_sites_region(db_url: str) -> None:
     with api_client(db_url) as c:
         token = _scan(c, w)
         for role, user in (("regulator", "reg"), ("admin", "adm"), ("enterprise", "ent1")):
-            r = c.post("/api/visits/check-in", headers=w.headers(role, user),
-                       json={"token": token, "purpose": "x"})
+            r = c.post(
+                "/api/visits/check-in",
+                headers=w.headers(role, user),
+                json={"token": token, "purpose": "x"},
+            )
             assert r.status_code == 403, role
-        r = c.post("/api/visits/check-in", headers=w.headers("inspector", "insp2"),
-                   json={"token": token, "purpose": "x"})  # insp2 covers R2 only
+        r = c.post(
+            "/api/visits/check-in",
+            headers=w.headers("inspector", "insp2"),
+            json={"token": token, "purpose": "x"},
+        )  # insp2 covers R2 only
         assert r.status_code == 403 and "region" in r.text
-        assert c.post("/api/visits/check-in", json={"token": token, "purpose": "x"}
-                      ).status_code == 401
+        assert (
+            c.post("/api/visits/check-in", json={"token": token, "purpose": "x"}).status_code == 401
+        )
 
 
 def test_check_in_is_rate_limited_per_inspector(db_url: str) -> None:
     w = build_world(db_url)
     with api_client(db_url, checkin_rate_per_min=1) as c:
         insp = w.headers("inspector")
-        codes = [c.post("/api/visits/check-in", headers=insp,
-                        json={"token": "not-a-token", "purpose": "x"}).status_code
-                 for _ in range(6)]
+        codes = [
+            c.post(
+                "/api/visits/check-in", headers=insp, json={"token": "not-a-token", "purpose": "x"}
+            ).status_code
+            for _ in range(6)
+        ]
         assert codes == [400] * 5 + [429]
-        r = c.post("/api/visits/check-in", headers=w.headers("inspector", "insp2"),
-                   json={"token": "not-a-token", "purpose": "x"})
+        r = c.post(
+            "/api/visits/check-in",
+            headers=w.headers("inspector", "insp2"),
+            json={"token": "not-a-token", "purpose": "x"},
+        )
         assert r.status_code == 400  # another inspector has their own bucket
 
 
@@ -200,19 +242,27 @@ def test_concurrent_replays_create_one_visit(db_url: str) -> None:
 
     w = build_world(db_url)
     settings = load_settings(
-        database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", qr_secret="q" * 40,
-        checkin_rate_per_min=1000)
+        database_url=db_url,
+        mqtt_url="mqtt://127.0.0.1:1",
+        qr_secret="q" * 40,
+        checkin_rate_per_min=1000,
+    )
     with serving(settings, db_url) as url:
-        token = httpx.get(f"{url}/api/enterprises/E1/qr.svg",
-                          headers=w.headers("admin")).headers["x-offsite-scan-url"]
+        token = httpx.get(f"{url}/api/enterprises/E1/qr.svg", headers=w.headers("admin")).headers[
+            "x-offsite-scan-url"
+        ]
         insp = w.headers("inspector")
         gate = threading.Barrier(8)
         answers: list[tuple[int, int]] = []
 
         def scan() -> None:
             gate.wait()
-            r = httpx.post(f"{url}/api/visits/check-in", headers=insp, timeout=30,
-                           json={"token": token, "purpose": "retry storm"})
+            r = httpx.post(
+                f"{url}/api/visits/check-in",
+                headers=insp,
+                timeout=30,
+                json={"token": token, "purpose": "retry storm"},
+            )
             answers.append((r.status_code, r.json()["id"]))
 
         threads = [threading.Thread(target=scan) for _ in range(8)]
@@ -222,6 +272,9 @@ def test_concurrent_replays_create_one_visit(db_url: str) -> None:
             t.join(60)
     assert sorted(s for s, _ in answers) == [200] * 7 + [201]
     assert len({i for _, i in answers}) == 1
-    n = psycopg.connect(db_url).execute(
-        "SELECT count(*) FROM visits WHERE purpose = 'retry storm'").fetchone()
+    n = (
+        psycopg.connect(db_url)
+        .execute("SELECT count(*) FROM visits WHERE purpose = 'retry storm'")
+        .fetchone()
+    )
     assert n == (1,)

@@ -22,8 +22,11 @@ def _needs_mosquitto() -> None:
 
 
 def test_ingest_bench_two_workers_balance(admin_db_url: str) -> None:
-    r = run_ingest_bench(IngestBenchArgs(devices=30, ticks=10, publishers=2, workers=2),
-                         admin_db_url, out=lambda _s: None)
+    r = run_ingest_bench(
+        IngestBenchArgs(devices=30, ticks=10, publishers=2, workers=2),
+        admin_db_url,
+        out=lambda _s: None,
+    )
     assert r["messages"] == 300
     assert r["lost"] == 0 and r["stored"] == r["readings"]
     shares = r["worker_messages"]
@@ -32,7 +35,10 @@ def test_ingest_bench_two_workers_balance(admin_db_url: str) -> None:
 
 
 def test_latency_bench_sees_every_probe_on_the_feed(admin_db_url: str) -> None:
-    r = run_latency_bench(LatencyBenchArgs(readings_per_s=300, probes=4, probe_every_s=0.2),
-                          admin_db_url, out=lambda _s: None)
+    r = run_latency_bench(
+        LatencyBenchArgs(readings_per_s=300, probes=4, probe_every_s=0.2),
+        admin_db_url,
+        out=lambda _s: None,
+    )
     assert r["probes"] == r["alerts_seen"] == 4
     assert r["lost"] == 0

@@ -24,9 +24,24 @@ from tests.integration.helpers import register
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
 
 A, B, C = "AAAA0001", "BBBB0002", "CCCC0003"
-REGISTRY = registry_from_dict({"enterprises": [{"id": "E1", "name": "One", "points": [{
-    "id": "E1-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-    "devices": [{"mn": A}, {"mn": B}, {"mn": C}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E1",
+                "name": "One",
+                "points": [
+                    {
+                        "id": "E1-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": A}, {"mn": B}, {"mn": C}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 
 
 def _binary() -> str:
@@ -41,8 +56,11 @@ def _binary() -> str:
 def _client(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, int]:
     """Connect and return the client with the CONNACK reason code (0: accepted)."""
     got: queue.Queue[int] = queue.Queue()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}",
-                    protocol=mqtt.MQTTv311)
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"t-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv311,
+    )
     if user is not None:
         c.username_pw_set(user, password)
     c.on_connect = lambda cl, ud, flags, rc, props: got.put(rc.value)
@@ -65,7 +83,8 @@ def test_mosquitto_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
 
 
 def test_generated_files_enforce_per_device_credentials_and_topics(
-        tmp_path: Path, db_url: str) -> None:
+    tmp_path: Path, db_url: str
+) -> None:
     binary = _binary()
     register(db_url, REGISTRY)
     pw = {A: "pw-a-" + uuid.uuid4().hex, B: "pw-b-" + uuid.uuid4().hex}
@@ -73,17 +92,23 @@ def test_generated_files_enforce_per_device_credentials_and_topics(
         for mn, p in pw.items():
             assert set_device_mqtt_hash(conn, mn, mosquitto_hash(p))
         conn.commit()
-        conn.execute("UPDATE devices SET revoked_at = now(), revoked_reason = 'stolen' "
-                     "WHERE mn = %s", (B,))
+        conn.execute(
+            "UPDATE devices SET revoked_at = now(), revoked_reason = 'stolen' WHERE mn = %s", (B,)
+        )
         conn.commit()
         hashes = device_mqtt_hashes(conn)
     assert [mn for mn, _ in hashes] == [A]  # B revoked, C has no MQTT credentials
     auth = render(hashes, "devices", "telemetry", "ingest", "ingest-pw")
     (tmp_path / "passwd").write_text(auth.passwd)
     (tmp_path / "acl").write_text(auth.acl)
-    broker = OwnMosquitto(tmp_path / "b", binary=binary, extra_config=(
-        f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
-        f"acl_file {tmp_path / 'acl'}\n"))
+    broker = OwnMosquitto(
+        tmp_path / "b",
+        binary=binary,
+        extra_config=(
+            f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
+            f"acl_file {tmp_path / 'acl'}\n"
+        ),
+    )
     broker.start()
     clients: list[mqtt.Client] = []
     try:
@@ -106,8 +131,13 @@ def test_generated_files_enforce_per_device_credentials_and_topics(
         assert got.get(timeout=10) == f"devices/{A}/telemetry"
         assert got.empty()
 
-        for user, password in ((A, "wrong"), (B, pw[B]), (C, "anything"), (None, None),
-                               ("ingest", "nope")):
+        for user, password in (
+            (A, "wrong"),
+            (B, pw[B]),
+            (C, "anything"),
+            (None, None),
+            ("ingest", "nope"),
+        ):
             c, rc = _client(broker.port, user, password)
             clients.append(c)
             assert rc in (134, 135), (user, rc)  # paho maps 3.1.1 refusals to these

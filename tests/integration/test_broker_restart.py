@@ -26,15 +26,39 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
 
 MN = "030000A8900016F000169DC0"
-REGISTRY = registry_from_dict({"enterprises": [{"id": "E3", "name": "Broker Restart Works",
-    "points": [{"id": "E3-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-                "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E3",
+                "name": "Broker Restart Works",
+                "points": [
+                    {
+                        "id": "E3-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN, "interval_s": 60}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 
 
 def _messages(topic: str, start: datetime, n: int, offset: int) -> list[tuple[str, bytes]]:
-    return [(topic, json.dumps({"ts": (start + timedelta(seconds=offset + i)).isoformat(),
-                                "values": {"a21026": 10.0 + (offset + i) % 7}}).encode())
-            for i in range(n)]
+    return [
+        (
+            topic,
+            json.dumps(
+                {
+                    "ts": (start + timedelta(seconds=offset + i)).isoformat(),
+                    "values": {"a21026": 10.0 + (offset + i) % 7},
+                }
+            ).encode(),
+        )
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
@@ -42,8 +66,10 @@ def own_mosquitto(tmp_path: Path) -> OwnMosquitto:
     if services.mosquitto_binary() is None:
         if services.required():
             pytest.fail("OFFSITE_TEST_REQUIRE_SERVICES=1 but no mosquitto binary was found")
-        pytest.skip("needs the mosquitto binary (restarts a broker of its own); "
-                    "set OFFSITE_TEST_MOSQUITTO or install mosquitto")
+        pytest.skip(
+            "needs the mosquitto binary (restarts a broker of its own); "
+            "set OFFSITE_TEST_MOSQUITTO or install mosquitto"
+        )
     broker = OwnMosquitto(tmp_path, binary=services.mosquitto_binary())
     broker.start()
     yield broker
@@ -51,7 +77,8 @@ def own_mosquitto(tmp_path: Path) -> OwnMosquitto:
 
 
 def test_ingest_reconnects_and_loses_nothing_across_a_broker_restart(
-        db_url: str, own_mosquitto: OwnMosquitto, unique_topic: str) -> None:
+    db_url: str, own_mosquitto: OwnMosquitto, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
     url = own_mosquitto.url
     settings = make_settings(db_url, url, unique_topic, mqtt_keepalive_s=5)
@@ -59,15 +86,21 @@ def test_ingest_reconnects_and_loses_nothing_across_a_broker_restart(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
     with running_ingest(settings) as ingest:
         publish_raw(url, _messages(topic, start, 50, 0))
-        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings") == 50,
-                 what="first 50 readings")
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM readings") == 50, what="first 50 readings"
+        )
         own_mosquitto.stop()
         wait_for(lambda: not ingest.subscriber.connected.is_set(), what="disconnect noticed")
         own_mosquitto.start()
-        wait_for(lambda: ingest.subscriber.connected.is_set(), timeout=45,
-                 what="ingest reconnected by itself")
+        wait_for(
+            lambda: ingest.subscriber.connected.is_set(),
+            timeout=45,
+            what="ingest reconnected by itself",
+        )
         publish_raw(url, _messages(topic, start, 50, 50))
-        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings") == 100,
-                 what="all 100 readings after the restart")
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM readings") == 100,
+            what="all 100 readings after the restart",
+        )
         assert ingest.alive
     assert scalar(db_url, "SELECT count(DISTINCT ts) FROM readings") == 100

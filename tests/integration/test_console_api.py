@@ -15,8 +15,7 @@ from tests.integration.security_fixtures import MN1, MN2, api_client, build_worl
 
 pytestmark = pytest.mark.integration
 
-DAY0 = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0,
-                                                       microsecond=0)
+DAY0 = (datetime.now(UTC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _load(db_url: str) -> None:
@@ -26,20 +25,34 @@ def _load(db_url: str) -> None:
     for i in range(0, 1440, 2):
         ts = DAY0 + timedelta(minutes=i)
         flag = "M" if 600 <= i < 800 else "N"
-        rows += [(ts, MN1, "a21026", "rtd", 10.0 + i % 7, flag),
-                 (ts, MN1, "a19001", "rtd", 8.0, "N")]
+        rows += [
+            (ts, MN1, "a21026", "rtd", 10.0 + i % 7, flag),
+            (ts, MN1, "a19001", "rtd", 8.0, "N"),
+        ]
     last = DAY0 + timedelta(days=1, hours=1)
-    rows += [(last, MN1, "a21026", "rtd", 70.0, "N"), (last, MN1, "a19001", "rtd", 9.0, "D"),
-             (last, MN1, "a21026", "hour", 1.0, "N")]
+    rows += [
+        (last, MN1, "a21026", "rtd", 70.0, "N"),
+        (last, MN1, "a19001", "rtd", 9.0, "D"),
+        (last, MN1, "a21026", "hour", 1.0, "N"),
+    ]
     with psycopg.connect(db_url) as conn:
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO readings (ts, mn, pollutant, kind, value, flag, "
-                            "received_at) VALUES (%s, %s, %s, %s, %s, %s, now())", rows)
-        conn.execute("""INSERT INTO device_status (mn, last_ts, last_received_at, readings)
-                        VALUES (%s, %s, now(), %s)""", (MN1, last, len(rows)))
-        conn.execute("""INSERT INTO alerts (rule, mn, pollutant, severity, first_seen, last_seen,
+            cur.executemany(
+                "INSERT INTO readings (ts, mn, pollutant, kind, value, flag, "
+                "received_at) VALUES (%s, %s, %s, %s, %s, %s, now())",
+                rows,
+            )
+        conn.execute(
+            """INSERT INTO device_status (mn, last_ts, last_received_at, readings)
+                        VALUES (%s, %s, now(), %s)""",
+            (MN1, last, len(rows)),
+        )
+        conn.execute(
+            """INSERT INTO alerts (rule, mn, pollutant, severity, first_seen, last_seen,
                             message, state) VALUES ('spike', %s, 'a19001', 'critical', now(),
-                            now(), '=cmd|'' /C calc''!A0', 'resolved')""", (MN1,))
+                            now(), '=cmd|'' /C calc''!A0', 'resolved')""",
+            (MN1,),
+        )
 
 
 def test_capture_latest_and_enterprise_pages(db_url: str) -> None:
@@ -47,8 +60,11 @@ def test_capture_latest_and_enterprise_pages(db_url: str) -> None:
     _load(db_url)
     with api_client(db_url) as c:
         reg, ent1 = w.headers("regulator"), w.headers("enterprise")
-        r = c.get(f"/api/devices/{MN1}/capture", headers=reg, params={
-            "start": DAY0.isoformat(), "end": (DAY0 + timedelta(days=1)).isoformat()})
+        r = c.get(
+            f"/api/devices/{MN1}/capture",
+            headers=reg,
+            params={"start": DAY0.isoformat(), "end": (DAY0 + timedelta(days=1)).isoformat()},
+        )
         assert r.status_code == 200, r.text
         day = r.json()["days"]
         assert len(day) == 1 and day[0]["expected"] == 1440 and day[0]["received"] == 720
@@ -66,13 +82,28 @@ def test_capture_latest_and_enterprise_pages(db_url: str) -> None:
         assert sorted(x["mn"] for x in e["points"][0]["devices"]) == sorted([MN1, "3333CCCC"])
 
         # another enterprise's objects do not exist for an enterprise user
-        for path in ("/api/enterprises/E2", f"/api/devices/{MN2}", f"/api/devices/{MN2}/capture",
-                     f"/api/export/devices/{MN2}/readings.csv", "/api/enterprises/NOPE"):
+        for path in (
+            "/api/enterprises/E2",
+            f"/api/devices/{MN2}",
+            f"/api/devices/{MN2}/capture",
+            f"/api/export/devices/{MN2}/readings.csv",
+            "/api/enterprises/NOPE",
+        ):
             assert c.get(path, headers=ent1).status_code == 404, path
-        assert c.get(f"/api/devices/{MN1}/capture", headers=reg, params={
-            "start": DAY0.isoformat(), "end": DAY0.isoformat()}).status_code == 422
-        assert c.get(f"/api/devices/{MN1}/capture", headers=reg, params={
-            "start": "2026-01-01T00:00:00"}).status_code == 422  # no zone
+        assert (
+            c.get(
+                f"/api/devices/{MN1}/capture",
+                headers=reg,
+                params={"start": DAY0.isoformat(), "end": DAY0.isoformat()},
+            ).status_code
+            == 422
+        )
+        assert (
+            c.get(
+                f"/api/devices/{MN1}/capture", headers=reg, params={"start": "2026-01-01T00:00:00"}
+            ).status_code
+            == 422
+        )  # no zone
 
 
 def test_counts_facets_and_csv_exports_follow_the_callers_scope(db_url: str) -> None:
@@ -86,10 +117,13 @@ def test_counts_facets_and_csv_exports_follow_the_callers_scope(db_url: str) -> 
         assert c.get("/api/alert-counts", headers=reg).json() == {"open": 2, "resolved": 1}
         assert c.get("/api/enterprises/E2", headers=reg).status_code == 404
         assert c.get("/api/enterprises/E3", headers=reg).status_code == 200
-        assert c.get("/api/alert-counts", headers=adm,
-                     params={"pollutant": "a19001"}).json() == {"resolved": 1}
+        assert c.get("/api/alert-counts", headers=adm, params={"pollutant": "a19001"}).json() == {
+            "resolved": 1
+        }
         assert c.get("/api/alert-facets", headers=ent1).json() == {
-            "rule": ["exceedance", "spike"], "pollutant": ["a19001", "a21026"]}
+            "rule": ["exceedance", "spike"],
+            "pollutant": ["a19001", "a21026"],
+        }
         listed = c.get("/api/alerts", headers=adm, params={"pollutant": "a21026"}).json()
         assert {a["pollutant"] for a in listed} == {"a21026"} and len(listed) == 3
 
@@ -99,28 +133,56 @@ def test_counts_facets_and_csv_exports_follow_the_callers_scope(db_url: str) -> 
         rows = list(csv.DictReader(io.StringIO(r.text)))
         assert {x["enterprise_id"] for x in rows} == {"E1"} and len(rows) == 2
         assert next(x for x in rows if x["rule"] == "spike")["message"].startswith("'=cmd")
-        assert len(list(csv.DictReader(io.StringIO(c.get(
-            "/api/export/alerts.csv", headers=adm, params={"state": "open"}).text)))) == 3
+        assert (
+            len(
+                list(
+                    csv.DictReader(
+                        io.StringIO(
+                            c.get(
+                                "/api/export/alerts.csv", headers=adm, params={"state": "open"}
+                            ).text
+                        )
+                    )
+                )
+            )
+            == 3
+        )
 
-        raw = c.get(f"/api/export/devices/{MN1}/readings.csv", headers=ent1, params={
-            "start": DAY0.isoformat(), "end": (DAY0 + timedelta(hours=1)).isoformat(),
-            "pollutant": "a21026"})
+        raw = c.get(
+            f"/api/export/devices/{MN1}/readings.csv",
+            headers=ent1,
+            params={
+                "start": DAY0.isoformat(),
+                "end": (DAY0 + timedelta(hours=1)).isoformat(),
+                "pollutant": "a21026",
+            },
+        )
         got = list(csv.DictReader(io.StringIO(raw.text)))
         assert len(got) == 30 and got[0]["ts"] == DAY0.isoformat() and got[0]["flag"] == "N"
-        bucketed = c.get(f"/api/export/devices/{MN1}/readings.csv", headers=ent1, params={
-            "start": DAY0.isoformat(), "end": (DAY0 + timedelta(days=1)).isoformat(),
-            "pollutant": "a21026", "bucket": 5400})  # 1.5 h: from raw rows, not a rollup
+        bucketed = c.get(
+            f"/api/export/devices/{MN1}/readings.csv",
+            headers=ent1,
+            params={
+                "start": DAY0.isoformat(),
+                "end": (DAY0 + timedelta(days=1)).isoformat(),
+                "pollutant": "a21026",
+                "bucket": 5400,
+            },
+        )  # 1.5 h: from raw rows, not a rollup
         got = list(csv.DictReader(io.StringIO(bucketed.text)))
         assert [int(g["count"]) for g in got] == [45] * 16
         assert list(got[0]) == ["bucket", "pollutant", "avg", "min", "max", "count"]
 
         # inspectors export only their own visits, whatever they ask for
         insp = w.headers("inspector")
-        mine = list(csv.DictReader(io.StringIO(c.get("/api/export/visits.csv",
-                                                      headers=insp).text)))
+        mine = list(csv.DictReader(io.StringIO(c.get("/api/export/visits.csv", headers=insp).text)))
         assert [v["inspector_id"] for v in mine] == ["insp"]
-        assert c.get("/api/export/visits.csv", headers=insp,
-                     params={"inspector": "insp2"}).text.count("\n") == 1  # header only
+        assert (
+            c.get("/api/export/visits.csv", headers=insp, params={"inspector": "insp2"}).text.count(
+                "\n"
+            )
+            == 1
+        )  # header only
 
 
 def test_console_files_are_served_and_nothing_else(db_url: str) -> None:
@@ -129,9 +191,13 @@ def test_console_files_are_served_and_nothing_else(db_url: str) -> None:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
         assert c.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
         assert c.get("/static/vendor/uplot/LICENSE").status_code == 200
-        for bad in ("/static/index.html", "/static/console/../../app.py",
-                    "/static/console/%2e%2e/%2e%2e/app.py", "/static/console/nope.js",
-                    "/static/console/"):
+        for bad in (
+            "/static/index.html",
+            "/static/console/../../app.py",
+            "/static/console/%2e%2e/%2e%2e/app.py",
+            "/static/console/nope.js",
+            "/static/console/",
+        ):
             assert c.get(bad).status_code == 404, bad
         page = c.get("/")
-        assert page.status_code == 200 and '/static/console/app.js' in page.text
+        assert page.status_code == 200 and "/static/console/app.js" in page.text

@@ -24,9 +24,14 @@ def test_db_status_reports_schema_backend_sizes_and_span(db_url: str) -> None:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     with psycopg.connect(db_url) as conn:
         with conn.transaction():
-            insert_readings(conn, [Reading(t0, MN, "a21026", 1.0),
-                                   Reading(t0 + timedelta(hours=1), MN, "a21026", 2.0)],
-                            [t0, t0 + timedelta(hours=1)])
+            insert_readings(
+                conn,
+                [
+                    Reading(t0, MN, "a21026", 1.0),
+                    Reading(t0 + timedelta(hours=1), MN, "a21026", 2.0),
+                ],
+                [t0, t0 + timedelta(hours=1)],
+            )
         conn.execute("ANALYZE readings")
         st = db_status(conn)
     assert st.schema_version == st.latest_migration >= 4
@@ -34,8 +39,12 @@ def test_db_status_reports_schema_backend_sizes_and_span(db_url: str) -> None:
     assert st.tables["readings"][0] == 2 and st.tables["readings"][1] > 0
     assert st.oldest_reading == t0 and st.newest_reading == t0 + timedelta(hours=1)
 
-    out = subprocess.run([sys.executable, "-m", "offsite.cli", "db", "status"],
-                         env={**os.environ, "OFFSITE_DATABASE_URL": db_url},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "offsite.cli", "db", "status"],
+        env={**os.environ, "OFFSITE_DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "readings a plain table" in out.stdout and "~2 rows" in out.stdout

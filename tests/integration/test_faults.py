@@ -28,9 +28,24 @@ from tests.integration.helpers import register, scalar, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
 
 MNS = [f"0F0000A8900016F00016{i:04X}" for i in range(4)]
-REGISTRY = registry_from_dict({"enterprises": [{"id": "EF", "name": "Fault Test Works",
-    "points": [{"id": "EF-P1", "kind": "flue_gas", "limits": {"a21026": 1000.0},
-                "devices": [{"mn": mn, "interval_s": 1} for mn in MNS]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "EF",
+                "name": "Fault Test Works",
+                "points": [
+                    {
+                        "id": "EF-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 1000.0},
+                        "devices": [{"mn": mn, "interval_s": 1} for mn in MNS],
+                    }
+                ],
+            }
+        ]
+    }
+)
 TOPIC = "faults/devices/+/telemetry"
 
 
@@ -40,8 +55,10 @@ def broker(tmp_path: Path) -> Iterator[OwnMosquitto]:
     if binary is None:
         if services.required():
             pytest.fail("OFFSITE_TEST_REQUIRE_SERVICES=1 but no mosquitto binary was found")
-        pytest.skip("needs the mosquitto binary (a private broker configured for lossless "
-                    "ingest); set OFFSITE_TEST_MOSQUITTO or install mosquitto")
+        pytest.skip(
+            "needs the mosquitto binary (a private broker configured for lossless "
+            "ingest); set OFFSITE_TEST_MOSQUITTO or install mosquitto"
+        )
     b = OwnMosquitto(tmp_path / "mosquitto", LOSSLESS, binary=binary)
     b.start()
     yield b
@@ -51,43 +68,56 @@ def broker(tmp_path: Path) -> Iterator[OwnMosquitto]:
 def _ingest(tmp_path: Path, db_url: str, mqtt_url: str, **extra: str) -> IngestProcess:
     rules = tmp_path / "rules.toml"  # the publisher pauses on purpose: not "offline"
     rules.write_text('base = "default"\n[offline]\nenabled = false\n')
-    env = {"OFFSITE_DATABASE_URL": db_url, "OFFSITE_MQTT_URL": mqtt_url,
-           "OFFSITE_MQTT_TOPIC": TOPIC, "OFFSITE_MQTT_CLIENT_ID": "offsite-fault-test",
-           "OFFSITE_RULES_FILE": str(rules), **extra}
+    env = {
+        "OFFSITE_DATABASE_URL": db_url,
+        "OFFSITE_MQTT_URL": mqtt_url,
+        "OFFSITE_MQTT_TOPIC": TOPIC,
+        "OFFSITE_MQTT_CLIENT_ID": "offsite-fault-test",
+        "OFFSITE_RULES_FILE": str(rules),
+        **extra,
+    }
     return IngestProcess(env, tmp_path / "ingest.log")
 
 
 def _start(ingest: IngestProcess, db_url: str) -> None:
     """Start and wait for its first heartbeat: its MQTT session exists from then on."""
     ingest.start()
-    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"), timeout=30,
-             what=f"ingest up\n{ingest.output()}")
+    wait_for(
+        lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"),
+        timeout=30,
+        what=f"ingest up\n{ingest.output()}",
+    )
 
 
 def _stored(db_url: str) -> tuple[int, int]:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT count(*), count(DISTINCT (mn, pollutant, ts)) "
-                           "FROM readings").fetchone()
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT (mn, pollutant, ts)) FROM readings"
+        ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
 
 def _report(name: str, stream: Stream, db_url: str, catch_up_s: float) -> None:
     rows, distinct = _stored(db_url)
-    print(f"\n[{name}] published {stream.acked} messages = {stream.readings} readings; "
-          f"stored {rows} rows ({distinct} distinct); duplicates {rows - distinct}; "
-          f"backlog of the fault stored {catch_up_s:.1f} s after it ended")
+    print(
+        f"\n[{name}] published {stream.acked} messages = {stream.readings} readings; "
+        f"stored {rows} rows ({distinct} distinct); duplicates {rows - distinct}; "
+        f"backlog of the fault stored {catch_up_s:.1f} s after it ended"
+    )
 
 
 def _until_stored(db_url: str, expected: int, ingest: IngestProcess, timeout: float) -> float:
     t0 = time.monotonic()
-    wait_for(lambda: _stored(db_url)[0] >= expected, timeout=timeout,
-             what=f"{expected} readings stored\n{ingest.output()[-3000:]}")
+    wait_for(
+        lambda: _stored(db_url)[0] >= expected,
+        timeout=timeout,
+        what=f"{expected} readings stored\n{ingest.output()[-3000:]}",
+    )
     return time.monotonic() - t0
 
 
-def test_kill_9_mid_stream_then_restart(db_url: str, broker: OwnMosquitto,
-                                        tmp_path: Path) -> None:
+def test_kill_9_mid_stream_then_restart(db_url: str, broker: OwnMosquitto, tmp_path: Path) -> None:
     register(db_url, REGISTRY)
     ingest = _ingest(tmp_path, db_url, broker.url)
     _start(ingest, db_url)
@@ -112,13 +142,15 @@ def test_kill_9_mid_stream_then_restart(db_url: str, broker: OwnMosquitto,
     assert rows == distinct == stream.readings == 4000 * len(POLLUTANTS)
 
 
-def test_database_outage_of_60_s_mid_stream(db_url: str, broker: OwnMosquitto,
-                                            tmp_path: Path) -> None:
+def test_database_outage_of_60_s_mid_stream(
+    db_url: str, broker: OwnMosquitto, tmp_path: Path
+) -> None:
     register(db_url, REGISTRY)
     template, host, port = proxied_db_url(db_url)
     proxy = FaultProxy(host, port).start()
-    ingest = _ingest(tmp_path, template.format(port=proxy.port), broker.url,
-                     OFFSITE_QUEUE_MAX_MESSAGES="2000")
+    ingest = _ingest(
+        tmp_path, template.format(port=proxy.port), broker.url, OFFSITE_QUEUE_MAX_MESSAGES="2000"
+    )
     _start(ingest, db_url)
     stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=8000, rate=100).start()
     rss: list[float] = []
@@ -143,8 +175,10 @@ def test_database_outage_of_60_s_mid_stream(db_url: str, broker: OwnMosquitto,
         assert ingest.stop() == 0, ingest.output()[-3000:]
         proxy.stop()
     _report("database outage 60 s", stream, db_url, catch_up)
-    print(f"[database outage 60 s] ingest RSS during the outage: {min(rss):.1f} → "
-          f"{max(rss):.1f} MB; {proxy.refused} connection attempts refused")
+    print(
+        f"[database outage 60 s] ingest RSS during the outage: {min(rss):.1f} → "
+        f"{max(rss):.1f} MB; {proxy.refused} connection attempts refused"
+    )
     rows, distinct = _stored(db_url)
     assert during == before  # nothing was written through a cut link
     assert rows == distinct == stream.readings == 8000 * len(POLLUTANTS)
@@ -178,9 +212,24 @@ def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: 
 def test_soak_command_balances_its_books(admin_db_url: str, broker: OwnMosquitto) -> None:
     """``offsite soak`` end to end, short: a fault or two, then published = stored."""
     res = subprocess.run(
-        [sys.executable, "-m", "offsite.cli", "soak", "--duration", "25", "--rate", "50",
-         "--faults", "kill9,db_cut", "--seed", "3"],
+        [
+            sys.executable,
+            "-m",
+            "offsite.cli",
+            "soak",
+            "--duration",
+            "25",
+            "--rate",
+            "50",
+            "--faults",
+            "kill9,db_cut",
+            "--seed",
+            "3",
+        ],
         env={**os.environ, "OFFSITE_DATABASE_URL": admin_db_url},
-        capture_output=True, text=True, timeout=300)
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "soak: BALANCED" in res.stdout and "fault:" in res.stdout, res.stdout

@@ -32,20 +32,37 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
     start = (datetime.now(UTC) - timedelta(seconds=1800)).replace(microsecond=0)
     # 720 messages: under the 1,000 that a default Mosquitto queues per client before it
     # drops QoS 1 messages (the lossless broker set-up is tested with its own broker)
-    fleet = build_fleet(6, seed=7, start=start, rate_s=15.0,
-                        faults=[FaultKind.EXCEEDANCE, FaultKind.FLATLINE, FaultKind.SPIKE],
-                        fault_after_s=600, fault_duration_s=1500)
+    fleet = build_fleet(
+        6,
+        seed=7,
+        start=start,
+        rate_s=15.0,
+        faults=[FaultKind.EXCEEDANCE, FaultKind.FLATLINE, FaultKind.SPIKE],
+        fault_after_s=600,
+        fault_duration_s=1500,
+    )
     register(db_url, fleet.registry)
     settings = make_settings(db_url, mqtt_url, unique_topic)
 
     with running_ingest(settings) as ingest:
-        stats = publish_fleet(fleet, mqtt_url, duration_s=1800, start=start, realtime=False,
-                              topic_template=unique_topic.replace("+", "{mn}"),
-                              client_id="offsite-test-sim")
+        stats = publish_fleet(
+            fleet,
+            mqtt_url,
+            duration_s=1800,
+            start=start,
+            realtime=False,
+            topic_template=unique_topic.replace("+", "{mn}"),
+            client_id="offsite-test-sim",
+        )
         assert stats.messages > 0
-        wait_for(lambda: not ingest.alive or scalar(db_url, "SELECT count(*) FROM readings")
-                 == stats.readings,
-                 timeout=60, what=f"{stats.readings} readings stored ({ingest.stats})")
+        wait_for(
+            lambda: (
+                not ingest.alive
+                or scalar(db_url, "SELECT count(*) FROM readings") == stats.readings
+            ),
+            timeout=60,
+            what=f"{stats.readings} readings stored ({ingest.stats})",
+        )
         wait_for(lambda: ingest.stats.messages == stats.messages, what="all messages taken")
 
     # every published reading stored exactly once, nothing dead-lettered
@@ -56,8 +73,9 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
 
     # each injected fault raised its alert on the right device and pollutant
     with psycopg.connect(db_url) as conn:
-        alerts = conn.execute("SELECT rule, mn, pollutant, count, worst_value, limit_value "
-                              "FROM alerts").fetchall()
+        alerts = conn.execute(
+            "SELECT rule, mn, pollutant, count, worst_value, limit_value FROM alerts"
+        ).fetchall()
         messages = conn.execute("SELECT rule, mn, pollutant, message FROM alerts").fetchall()
     raised = {(rule, mn, pol) for rule, mn, pol, *_ in alerts}
     for fault in fleet.faults:
@@ -72,11 +90,11 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
     spike_dev = next(f.mn for f in fleet.faults if f.kind is FaultKind.SPIKE)
     assert ("spike", spike_dev) in {(r, m) for r, m, _ in raised}
     with psycopg.connect(db_url) as conn:
-        states = dict(((r, m), s) for r, m, s in conn.execute(
-            "SELECT rule, mn, state FROM alerts"))
+        states = dict(((r, m), s) for r, m, s in conn.execute("SELECT rule, mn, state FROM alerts"))
     assert {s for (r, _), s in states.items() if r == "spike"} == {"cleared"}, states
-    assert {s for (r, m), s in states.items()
-            if (r, m) != ("exceedance", spike_dev) and r != "spike"} == {"open"}, states
+    assert {
+        s for (r, m), s in states.items() if (r, m) != ("exceedance", spike_dev) and r != "spike"
+    } == {"open"}, states
     exceed_dev = next(f.mn for f in fleet.faults if f.kind is FaultKind.EXCEEDANCE)
     exceed = next(a for a in alerts if a[0] == "exceedance" and a[1] == exceed_dev)
     assert exceed[3] > 1 and exceed[4] > exceed[5]
@@ -91,8 +109,7 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
         alert = next(a for a in listed if a["mn"] == exceed_mn)
         enterprise = alert["enterprise_id"]
 
-        acked = client.post(f"/api/alerts/{alert['id']}/acknowledge",
-                            json={"note": "looking"})
+        acked = client.post(f"/api/alerts/{alert['id']}/acknowledge", json={"note": "looking"})
         assert acked.status_code == 200
         assert acked.json()["state"] == "acknowledged"
         assert acked.json()["acknowledged_by"] == "regulator-1"  # the signed-in user
@@ -106,17 +123,24 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
         qr = client.get(f"/api/enterprises/{enterprise}/qr.svg")
         assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg")
         scan_url = qr.headers["x-offsite-scan-url"]
-        visit = client.post("/api/visits/check-in", headers=inspector, json={
-            "token": scan_url, "purpose": "verify exceedance", "alert_id": alert["id"]})
+        visit = client.post(
+            "/api/visits/check-in",
+            headers=inspector,
+            json={"token": scan_url, "purpose": "verify exceedance", "alert_id": alert["id"]},
+        )
         assert visit.status_code == 201, visit.text
         v = visit.json()
         assert v["enterprise_id"] == enterprise and v["alert_id"] == alert["id"]
         assert v["inspector_id"] == "insp-7"
-        out = client.post(f"/api/visits/{v['id']}/check-out", headers=inspector,
-                          json={"findings": "analyser span drift"})
+        out = client.post(
+            f"/api/visits/{v['id']}/check-out",
+            headers=inspector,
+            json={"findings": "analyser span drift"},
+        )
         assert out.status_code == 200 and out.json()["checked_out_at"] is not None
-        assert [x["id"] for x in client.get("/api/visits",
-                                            params={"enterprise": enterprise}).json()] == [v["id"]]
+        assert [
+            x["id"] for x in client.get("/api/visits", params={"enterprise": enterprise}).json()
+        ] == [v["id"]]
         assert client.get("/api/visits", params={"inspector": "nobody"}).json() == []
 
         # replay of the live feed from the start includes the acknowledgement

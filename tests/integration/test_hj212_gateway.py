@@ -29,26 +29,63 @@ pytestmark = pytest.mark.integration
 MN = "088888A8900016F000169DC0"
 MN2 = "088888A8900016F000169DC1"
 PW = "123456"
-REGISTRY = registry_from_dict({"enterprises": [{
-    "id": "E9", "name": "Gateway Test Power", "points": [{
-        "id": "E9-P1", "kind": "flue_gas", "o2_ref": 6.0, "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN, "interval_s": 60, "password": PW},
-                    {"mn": MN2, "interval_s": 60, "password": PW, "crc_compat": True}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E9",
+                "name": "Gateway Test Power",
+                "points": [
+                    {
+                        "id": "E9-P1",
+                        "kind": "flue_gas",
+                        "o2_ref": 6.0,
+                        "limits": {"a21026": 35.0},
+                        "devices": [
+                            {"mn": MN, "interval_s": 60, "password": PW},
+                            {"mn": MN2, "interval_s": 60, "password": PW, "crc_compat": True},
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+)
 
 
-def _packet(ts: datetime, so2: float, *, mn: str = MN, pw: str = PW, cn: str = "2011",
-            flag: int = 5, crc: str = "standard") -> bytes:
-    return hj212.build_data_packet(mn=mn, pw=pw, cn=cn, ts=ts, st="31", flag=flag, crc=crc,
-                                   values=[("a21026", so2, "N"), ("a19001", 8.2, "N")])
+def _packet(
+    ts: datetime,
+    so2: float,
+    *,
+    mn: str = MN,
+    pw: str = PW,
+    cn: str = "2011",
+    flag: int = 5,
+    crc: str = "standard",
+) -> bytes:
+    return hj212.build_data_packet(
+        mn=mn,
+        pw=pw,
+        cn=cn,
+        ts=ts,
+        st="31",
+        flag=flag,
+        crc=crc,
+        values=[("a21026", so2, "N"), ("a19001", 8.2, "N")],
+    )
 
 
 def _split(ts: datetime) -> list[bytes]:
     qn = hj212.qn_of(ts)
     dt = hj212.data_time(ts)
-    parts = [f"DataTime={dt};a21026-Rtd=11.0,a21026-Flag=N",
-             f"DataTime={dt};a21002-Rtd=30.5,a21002-Flag=N"]
-    return [hj212.frame(f"QN={qn};ST=31;CN=2011;PW={PW};MN={MN};Flag=7;PNUM=2;PNO={i + 1};"
-                        f"CP=&&{cp}&&") for i, cp in enumerate(parts)]
+    parts = [
+        f"DataTime={dt};a21026-Rtd=11.0,a21026-Flag=N",
+        f"DataTime={dt};a21002-Rtd=30.5,a21002-Flag=N",
+    ]
+    return [
+        hj212.frame(f"QN={qn};ST=31;CN=2011;PW={PW};MN={MN};Flag=7;PNUM=2;PNO={i + 1};CP=&&{cp}&&")
+        for i, cp in enumerate(parts)
+    ]
 
 
 class Logger:
@@ -92,9 +129,15 @@ class Logger:
 @pytest.fixture
 def gateway(db_url: str, unique_topic: str, mqtt_url: str):
     register(db_url, REGISTRY)
-    settings = make_settings(db_url, mqtt_url, unique_topic, gateway_port=0,
-                             gateway_max_garbage_bytes=2000, gateway_idle_timeout_s=2.0,
-                             gateway_frame_timeout_s=1.0)
+    settings = make_settings(
+        db_url,
+        mqtt_url,
+        unique_topic,
+        gateway_port=0,
+        gateway_max_garbage_bytes=2000,
+        gateway_idle_timeout_s=2.0,
+        gateway_frame_timeout_s=1.0,
+    )
     svc = IngestService(settings, db_url, None, gateway=True)
     svc.start()
     try:
@@ -120,8 +163,7 @@ def test_loggers_over_tcp_get_replies_after_commit(db_url: str, gateway: IngestS
     replies = log.replies(4)
     # each reply is the data response to its packet, sent once the readings committed
     sent = [hj212.parse_packet(p) for p in packets[:4]]
-    assert [(r.cn, r.st, r.qn, r.mn) for r in replies] == \
-        [("9014", "91", p.qn, MN) for p in sent]
+    assert [(r.cn, r.st, r.qn, r.mn) for r in replies] == [("9014", "91", p.qn, MN) for p in sent]
     assert scalar(db_url, "SELECT count(*) FROM readings") == 8
     # a packet without the reply bit gets no reply; its readings are stored all the same
     log.send(_packet(t0 + timedelta(seconds=10), 12.0, flag=4) + packets[4])
@@ -143,7 +185,8 @@ def test_loggers_over_tcp_get_replies_after_commit(db_url: str, gateway: IngestS
 
 
 def test_bad_packets_are_dead_lettered_with_their_reason_and_get_no_reply(
-        db_url: str, gateway: IngestService) -> None:
+    db_url: str, gateway: IngestService
+) -> None:
     assert gateway.gateway is not None
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     good = _packet(t0, 10.0)
@@ -152,32 +195,38 @@ def test_bad_packets_are_dead_lettered_with_their_reason_and_get_no_reply(
         "unknown_device": _packet(t0, 1.0, mn="0999999999"),
         "hj212_crc_mismatch": good[:-6] + b"0000\r\n",
         "hj212_length_mismatch": b"##0999" + good[6:],
-        "hj212_unknown_cn": hj212.frame(f"QN=20260101000000000;ST=31;CN=7777;PW={PW};"
-                                        f"MN={MN};Flag=5;CP=&&&&"),
-        "hj212_missing_field": hj212.frame(f"QN=20260101000000000;ST=31;CN=2011;PW={PW};"
-                                           f"MN={MN};Flag=5;CP=&&a21026-Rtd=1&&"),
-        "bad_timestamp": hj212.frame(f"QN=20260101000000000;ST=31;CN=2011;PW={PW};MN={MN};"
-                                     f"Flag=5;CP=&&DataTime=20261399000000;a21026-Rtd=1&&"),
+        "hj212_unknown_cn": hj212.frame(
+            f"QN=20260101000000000;ST=31;CN=7777;PW={PW};MN={MN};Flag=5;CP=&&&&"
+        ),
+        "hj212_missing_field": hj212.frame(
+            f"QN=20260101000000000;ST=31;CN=2011;PW={PW};MN={MN};Flag=5;CP=&&a21026-Rtd=1&&"
+        ),
+        "bad_timestamp": hj212.frame(
+            f"QN=20260101000000000;ST=31;CN=2011;PW={PW};MN={MN};"
+            f"Flag=5;CP=&&DataTime=20261399000000;a21026-Rtd=1&&"
+        ),
     }
     swapped_refused = _packet(t0 + timedelta(seconds=1), 1.0, crc="modbus_swapped")
     swapped_ok = _packet(t0 + timedelta(seconds=2), 2.0, mn=MN2, crc="modbus_swapped")
     log = Logger(gateway.gateway.port)
     log.send(b"".join(bad.values()) + swapped_refused + swapped_ok + good)
     replies = log.replies(2)
-    assert [(r.mn, r.qn) for r in replies] == [(MN2, hj212.parse_packet(swapped_ok).qn),
-                                              (MN, hj212.parse_packet(good).qn)]
+    assert [(r.mn, r.qn) for r in replies] == [
+        (MN2, hj212.parse_packet(swapped_ok).qn),
+        (MN, hj212.parse_packet(good).qn),
+    ]
     log.close()
     with psycopg.connect(db_url) as conn:
         reasons = [r[0] for r in conn.execute("SELECT reason FROM dead_letters ORDER BY id")]
-        detail = conn.execute("SELECT detail FROM dead_letters WHERE payload = %s",
-                              (swapped_refused,)).fetchone()
+        detail = conn.execute(
+            "SELECT detail FROM dead_letters WHERE payload = %s", (swapped_refused,)
+        ).fetchone()
     assert reasons == [*bad, "hj212_crc_mismatch"]
     assert detail is not None and "MODBUS" in detail[0] and "crc_compat" in detail[0]
     assert scalar(db_url, "SELECT count(*) FROM readings") == 4
 
 
-def test_split_packets_are_reassembled_before_commit(db_url: str,
-                                                     gateway: IngestService) -> None:
+def test_split_packets_are_reassembled_before_commit(db_url: str, gateway: IngestService) -> None:
     assert gateway.gateway is not None
     ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     first, second = _split(ts)
@@ -196,7 +245,8 @@ def test_split_packets_are_reassembled_before_commit(db_url: str,
 
 
 def test_noisy_and_idle_connections_are_cut_off_without_harming_others(
-        db_url: str, gateway: IngestService) -> None:
+    db_url: str, gateway: IngestService
+) -> None:
     assert gateway.gateway is not None
     port = gateway.gateway.port
     noisy = Logger(port)
@@ -214,7 +264,7 @@ def test_noisy_and_idle_connections_are_cut_off_without_harming_others(
     good.send(_packet(datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1), 10.0))
     assert good.replies(1)[0].cn == "9014"
     assert gateway.gateway.stats.cut_off == 1 and gateway.gateway.stats.timeouts >= 2
-    reasons = {r for r, in psycopg.connect(db_url).execute("SELECT reason FROM dead_letters")}
+    reasons = {r for (r,) in psycopg.connect(db_url).execute("SELECT reason FROM dead_letters")}
     assert reasons == {"hj212_garbage"}
     good.close()
 
@@ -226,16 +276,24 @@ def test_hj212_inside_mqtt_payloads(db_url: str, mqtt_url: str, unique_topic: st
     hourly = hj212.frame(
         f"QN={hj212.qn_of(ts)};ST=31;CN=2061;PW={PW};MN={MN};Flag=4;CP=&&DataTime="
         f"{hj212.data_time(ts)};a21026-Min=8.0,a21026-Avg=12.5,a21026-Max=20.0,"
-        f"a21026-ZsAvg=14.1,a21026-Flag=N&&")
+        f"a21026-ZsAvg=14.1,a21026-Flag=N&&"
+    )
     with running_ingest(settings) as ingest:
-        publish_raw(mqtt_url, [
-            (topic_for(unique_topic, MN), hourly),
-            (topic_for(unique_topic, MN2), _packet(ts, 50.0)),  # MN of another device
-        ])
-        wait_for(lambda: ingest.stats.messages == 2 and ingest.stats.batches >= 1,
-                 what="both messages processed")
-        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == 1,
-                 what="the mismatch dead-lettered")
+        publish_raw(
+            mqtt_url,
+            [
+                (topic_for(unique_topic, MN), hourly),
+                (topic_for(unique_topic, MN2), _packet(ts, 50.0)),  # MN of another device
+            ],
+        )
+        wait_for(
+            lambda: ingest.stats.messages == 2 and ingest.stats.batches >= 1,
+            what="both messages processed",
+        )
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == 1,
+            what="the mismatch dead-lettered",
+        )
     with psycopg.connect(db_url) as conn:
         rows = dict(conn.execute("SELECT kind, value FROM readings").fetchall())
         dead = conn.execute("SELECT reason FROM dead_letters").fetchone()
@@ -243,8 +301,9 @@ def test_hj212_inside_mqtt_payloads(db_url: str, mqtt_url: str, unique_topic: st
     assert dead == ("device_mismatch",)
 
 
-def test_simulated_loggers_over_tcp_all_stored_and_answered(db_url: str, mqtt_url: str,
-                                                           unique_topic: str) -> None:
+def test_simulated_loggers_over_tcp_all_stored_and_answered(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
     from offsite.simulators.scenarios import build_fleet
     from offsite.simulators.tcp_logger import run_tcp_loggers
 
@@ -256,8 +315,15 @@ def test_simulated_loggers_over_tcp_all_stored_and_answered(db_url: str, mqtt_ur
     svc.start()
     try:
         assert svc.gateway is not None
-        st = run_tcp_loggers(fleet, "127.0.0.1", svc.gateway.port, duration_s=20 * 60,
-                             start=start, realtime=False, connections=30)
+        st = run_tcp_loggers(
+            fleet,
+            "127.0.0.1",
+            svc.gateway.port,
+            duration_s=20 * 60,
+            start=start,
+            realtime=False,
+            connections=30,
+        )
         assert svc.gateway.stats.connections == 30
     finally:
         svc.stop()

@@ -26,29 +26,45 @@ def test_enterprise_sees_only_its_own_data_through_every_read(db_url: str) -> No
         h = w.headers("enterprise")  # ent1 → E1
         assert _ids(c.get("/api/alerts", headers=h).json()) == {"E1"}
         # asking for B by filter gives nothing, not B's data
-        for path, params in (("/api/alerts", {"enterprise": "E2"}),
-                             ("/api/alerts", {"mn": MN2}),
-                             ("/api/devices", {"enterprise": "E2"}),
-                             ("/api/visits", {"enterprise": "E2"})):
+        for path, params in (
+            ("/api/alerts", {"enterprise": "E2"}),
+            ("/api/alerts", {"mn": MN2}),
+            ("/api/devices", {"enterprise": "E2"}),
+            ("/api/visits", {"enterprise": "E2"}),
+        ):
             r = c.get(path, params=params, headers=h)
             assert r.status_code == 200 and r.json() == [], (path, params)
         assert _ids(c.get("/api/devices", headers=h).json()) == {"E1"}
         assert _ids(c.get("/api/enterprises", headers=h).json(), "id") == {"E1"}
         assert _ids(c.get("/api/visits", headers=h).json()) == {"E1"}
         # B's objects do not exist for A
-        for path in (f"/api/alerts/{w.alerts['E2']}", f"/api/visits/{w.visits['E2']}",
-                     f"/api/devices/{MN2}/readings", "/api/enterprises/E2/qr.svg"):
+        for path in (
+            f"/api/alerts/{w.alerts['E2']}",
+            f"/api/visits/{w.visits['E2']}",
+            f"/api/devices/{MN2}/readings",
+            "/api/enterprises/E2/qr.svg",
+        ):
             r = c.get(path, headers=h)
             assert r.status_code == 404, path
             # exactly what a caller gets for something that does not exist at all
             assert set(r.json()) == {"detail"} and r.json()["detail"].endswith("not found")
-        assert c.post(f"/api/visits/{w.visits['E2']}/rating", headers=h,
-                      json={"rating": 1}).status_code == 404
+        assert (
+            c.post(
+                f"/api/visits/{w.visits['E2']}/rating", headers=h, json={"rating": 1}
+            ).status_code
+            == 404
+        )
         # its own are there
         assert c.get(f"/api/alerts/{w.alerts['E1']}", headers=h).status_code == 200
         assert c.get(f"/api/devices/{MN1}/readings", headers=h).status_code == 200
-        assert c.post(f"/api/visits/{w.visits['E1']}/rating", headers=h,
-                      json={"rating": 5, "comment": "polite"}).status_code == 204
+        assert (
+            c.post(
+                f"/api/visits/{w.visits['E1']}/rating",
+                headers=h,
+                json={"rating": 5, "comment": "polite"},
+            ).status_code
+            == 204
+        )
 
 
 def test_regulator_sees_their_region_and_sub_regions_only(db_url: str) -> None:
@@ -59,10 +75,14 @@ def test_regulator_sees_their_region_and_sub_regions_only(db_url: str) -> None:
         assert _ids(c.get("/api/enterprises", headers=h).json(), "id") == {"E1", "E3"}
         assert c.get(f"/api/devices/{MN4}/readings", headers=h).status_code == 200
         assert c.get(f"/api/devices/{MN2}/readings", headers=h).status_code == 404
-        assert c.post(f"/api/alerts/{w.alerts['E2']}/acknowledge", headers=h,
-                      json={}).status_code == 404
-        assert c.post(f"/api/alerts/{w.alerts['E3']}/acknowledge", headers=h,
-                      json={}).status_code == 200
+        assert (
+            c.post(f"/api/alerts/{w.alerts['E2']}/acknowledge", headers=h, json={}).status_code
+            == 404
+        )
+        assert (
+            c.post(f"/api/alerts/{w.alerts['E3']}/acknowledge", headers=h, json={}).status_code
+            == 200
+        )
         assert c.post("/api/enterprises/E2/qr/revoke", headers=h).status_code == 404
 
 
@@ -75,8 +95,9 @@ def test_inspector_sees_only_their_own_visits(db_url: str) -> None:
         assert c.get(f"/api/visits/{w.visits['E2']}", headers=h).status_code == 404
 
 
-def _read_stream(client: Any, headers: dict[str, str], params: dict[str, Any],
-                 want: int) -> list[dict[str, Any]]:
+def _read_stream(
+    client: Any, headers: dict[str, str], params: dict[str, Any], want: int
+) -> list[dict[str, Any]]:
     """Events from the SSE stream until ``want`` arrived or the replay is over and a few
     heartbeats passed (nothing more is coming)."""
     out: list[dict[str, Any]] = []
@@ -110,11 +131,12 @@ def test_sse_feed_carries_only_the_callers_enterprises(db_url: str, monkeypatch)
         def later() -> None:
             with psycopg.connect(db_url) as conn:
                 for e in ("E2", "E1"):
-                    eid = conn.execute("INSERT INTO alert_events (alert_id, kind, actor) "
-                                       "VALUES (%s, 'updated', 'live') RETURNING id",
-                                       (w.alerts[e],)).fetchone()
-                    conn.execute("SELECT pg_notify('offsite_alert_events', %s)",
-                                 (str(eid[0]),))  # type: ignore[index]
+                    eid = conn.execute(
+                        "INSERT INTO alert_events (alert_id, kind, actor) "
+                        "VALUES (%s, 'updated', 'live') RETURNING id",
+                        (w.alerts[e],),
+                    ).fetchone()
+                    conn.execute("SELECT pg_notify('offsite_alert_events', %s)", (str(eid[0]),))  # type: ignore[index]
                     conn.commit()
 
         timer = threading.Timer(0.5, later)

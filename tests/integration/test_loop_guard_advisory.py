@@ -33,13 +33,41 @@ PW = "correct horse battery staple"
 
 
 def _world(db_url: str) -> dict[str, dict[str, str]]:
-    register(db_url, registry_from_dict({"enterprises": [
-        {"id": "ENT", "name": "Works", "region": "R1", "points": [{
-            "id": "ENT-S1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-            "devices": [{"mn": "GUARD001", "interval_s": 60}]}]},
-        {"id": "QUIET", "name": "Quiet", "region": "R1", "points": [{
-            "id": "QUIET-S1", "kind": "wastewater", "limits": {"w01018": 50.0},
-            "devices": [{"mn": "GUARD002"}]}]}]}))
+    register(
+        db_url,
+        registry_from_dict(
+            {
+                "enterprises": [
+                    {
+                        "id": "ENT",
+                        "name": "Works",
+                        "region": "R1",
+                        "points": [
+                            {
+                                "id": "ENT-S1",
+                                "kind": "flue_gas",
+                                "limits": {"a21026": 35.0},
+                                "devices": [{"mn": "GUARD001", "interval_s": 60}],
+                            }
+                        ],
+                    },
+                    {
+                        "id": "QUIET",
+                        "name": "Quiet",
+                        "region": "R1",
+                        "points": [
+                            {
+                                "id": "QUIET-S1",
+                                "kind": "wastewater",
+                                "limits": {"w01018": 50.0},
+                                "devices": [{"mn": "GUARD002"}],
+                            }
+                        ],
+                    },
+                ]
+            }
+        ),
+    )
     with psycopg.connect(db_url) as conn:
         create_user(conn, "reg", "regulator", PW, region="R1")
         create_user(conn, "insp", "inspector", PW, region="R1", department="ecology")
@@ -50,22 +78,24 @@ def _world(db_url: str) -> dict[str, dict[str, str]]:
 
 def _client(db_url: str, **kw: Any) -> TestClient:
     kw.setdefault("checkin_rate_per_min", 600.0)  # many scans in a few seconds
-    s = load_settings(database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", qr_secret="q" * 40,
-                      **kw)
+    s = load_settings(database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", qr_secret="q" * 40, **kw)
     return TestClient(create_app(s, db_url))
 
 
 def _scan(c: TestClient, h: dict, enterprise: str) -> str:
-    return c.get(f"/api/enterprises/{enterprise}/qr.svg",
-                 headers=h["reg"]).headers["x-offsite-scan-url"]
+    return c.get(f"/api/enterprises/{enterprise}/qr.svg", headers=h["reg"]).headers[
+        "x-offsite-scan-url"
+    ]
 
 
 def _visit(c: TestClient, h: dict, scan: str, **extra: Any) -> Any:
-    r = c.post("/api/visits/check-in", headers=h["insp"],
-               json={"token": scan, "purpose": "look", **extra})
+    r = c.post(
+        "/api/visits/check-in", headers=h["insp"], json={"token": scan, "purpose": "look", **extra}
+    )
     if r.status_code == 201:
-        c.post(f"/api/visits/{r.json()['id']}/check-out", headers=h["insp"],
-               json={"findings": "ok"})
+        c.post(
+            f"/api/visits/{r.json()['id']}/check-out", headers=h["insp"], json={"findings": "ok"}
+        )
     return r
 
 
@@ -91,29 +121,39 @@ def test_frequency_guard_refuses_without_a_reason_and_records_the_refusal(db_url
 
         # the no-disturbance list: even a first visit needs a reason
         quiet = _scan(c, h, "QUIET")
-        assert c.put("/api/visits/guard/no-disturbance/QUIET", headers=h["reg"],
-                     json={"reason": "positive list, good record"}).status_code == 204
+        assert (
+            c.put(
+                "/api/visits/guard/no-disturbance/QUIET",
+                headers=h["reg"],
+                json={"reason": "positive list, good record"},
+            ).status_code
+            == 204
+        )
         r = _visit(c, h, quiet)
         assert r.status_code == 409 and "no-disturbance" in r.text
         # an open case of that enterprise is a reason; a case of another is not
         alert = _alert(db_url, "GUARD002")
         cid = c.post("/api/cases", headers=h["reg"], json={"alert_ids": [alert]}).json()["id"]
-        other = c.post("/api/cases", headers=h["reg"],
-                       json={"alert_ids": [_alert(db_url, "GUARD001")]}).json()["id"]
+        other = c.post(
+            "/api/cases", headers=h["reg"], json={"alert_ids": [_alert(db_url, "GUARD001")]}
+        ).json()["id"]
         assert _visit(c, h, quiet, case_id=other).status_code == 422
         r = _visit(c, h, quiet, case_id=cid)
         assert r.status_code == 201 and r.json()["case_id"] == cid
-        assert c.delete("/api/visits/guard/no-disturbance/QUIET",
-                        headers=h["reg"]).status_code == 204
+        assert (
+            c.delete("/api/visits/guard/no-disturbance/QUIET", headers=h["reg"]).status_code == 204
+        )
         assert len(c.get("/api/visits/guard/refusals", headers=h["reg"]).json()) == 3
 
 
 def _alert(db_url: str, mn: str) -> int:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("""INSERT INTO alerts (rule, mn, pollutant, severity, first_seen,
+        row = conn.execute(
+            """INSERT INTO alerts (rule, mn, pollutant, severity, first_seen,
                                   last_seen, message) VALUES ('exceedance', %s, %s, 'major',
                                   now(), now(), 'over') RETURNING id""",
-                           (mn, uuid.uuid4().hex[:8])).fetchone()
+            (mn, uuid.uuid4().hex[:8]),
+        ).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -121,20 +161,36 @@ def _alert(db_url: str, mn: str) -> int:
 def test_invited_check_up_is_advisory_everywhere(db_url: str) -> None:
     h = _world(db_url)
     with _client(db_url, visit_guard_max=0) as c:  # every unscheduled visit needs a reason
-        inv = c.post("/api/invitations", headers=h["ent"],
-                     json={"scope": "CEMS sampling line and calibration records"})
+        inv = c.post(
+            "/api/invitations",
+            headers=h["ent"],
+            json={"scope": "CEMS sampling line and calibration records"},
+        )
         assert inv.status_code == 201 and inv.json()["advisory"]
         assert c.get("/api/invitations", headers=h["quiet"]).json() == []  # not theirs
-        task = c.post(f"/api/invitations/{inv.json()['id']}/schedule", headers=h["reg"],
-                      json={"assignee": "insp"}).json()
+        task = c.post(
+            f"/api/invitations/{inv.json()['id']}/schedule",
+            headers=h["reg"],
+            json={"assignee": "insp"},
+        ).json()
         assert task["advisory"] and task["case_id"] is None
-        r = c.post("/api/visits/check-in", headers=h["insp"], json={
-            "token": _scan(c, h, "ENT"), "purpose": "invited check-up", "task_id": task["id"]})
+        r = c.post(
+            "/api/visits/check-in",
+            headers=h["insp"],
+            json={
+                "token": _scan(c, h, "ENT"),
+                "purpose": "invited check-up",
+                "task_id": task["id"],
+            },
+        )
         assert r.status_code == 201, r.text  # the invitation is its reason: no guard
         v = r.json()
         assert v["kind"] == "advisory" and v["advisory"] and v["case_id"] is None
-        out = c.post(f"/api/visits/{v['id']}/check-out", headers=h["insp"],
-                     json={"findings": "sample line heater weak: suggest replacement"}).json()
+        out = c.post(
+            f"/api/visits/{v['id']}/check-out",
+            headers=h["insp"],
+            json={"findings": "sample line heater weak: suggest replacement"},
+        ).json()
         assert out["advisory"]
         assert c.get(f"/api/visits/{v['id']}", headers=h["ent"]).json()["advisory"]
         assert [x["advisory"] for x in c.get("/api/visits", headers=h["reg"]).json()] == [True]
@@ -160,12 +216,21 @@ def test_invited_check_up_is_advisory_everywhere(db_url: str) -> None:
 def test_overdue_response_escalates_once_by_the_clock_given(db_url: str) -> None:
     h = _world(db_url)
     with _client(db_url, case_check_s=3600) as c:
-        cid = c.post("/api/cases", headers=h["reg"], json={
-            "alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 2}).json()["id"]
-        answered = c.post("/api/cases", headers=h["reg"], json={
-            "alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 2}).json()["id"]
-        c.post(f"/api/cases/{answered}/responses", headers=h["ent"],
-               json={"explanation": "here is why"})
+        cid = c.post(
+            "/api/cases",
+            headers=h["reg"],
+            json={"alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 2},
+        ).json()["id"]
+        answered = c.post(
+            "/api/cases",
+            headers=h["reg"],
+            json={"alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 2},
+        ).json()["id"]
+        c.post(
+            f"/api/cases/{answered}/responses",
+            headers=h["ent"],
+            json={"explanation": "here is why"},
+        )
     due = scalar(db_url, "SELECT response_due_at FROM cases WHERE id = %s", cid)
 
     async def run(now: datetime) -> list[int]:
@@ -174,10 +239,16 @@ def test_overdue_response_escalates_once_by_the_clock_given(db_url: str) -> None
 
     assert asyncio.run(run(due - timedelta(seconds=1))) == []
     assert asyncio.run(run(due + timedelta(seconds=1))) == [cid]  # the answered one waits
-    assert asyncio.run(run(due + timedelta(hours=5))) == []        # once only
+    assert asyncio.run(run(due + timedelta(hours=5))) == []  # once only
     assert scalar(db_url, "SELECT count(*) FROM case_steps WHERE kind = 'escalated'") == 1
-    assert scalar(db_url, """SELECT count(*) FROM notifications WHERE kind = 'case.escalated'
-                             AND audience = 'regulator'""") == 1
+    assert (
+        scalar(
+            db_url,
+            """SELECT count(*) FROM notifications WHERE kind = 'case.escalated'
+                             AND audience = 'regulator'""",
+        )
+        == 1
+    )
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -221,8 +292,10 @@ def test_webhook_delivers_signed_case_events_with_retries(db_url: str, receiver:
             return await deliver_due(conn, receiver, "s3cret", max_attempts=3)
 
     assert asyncio.run(round_()) == 1  # the receiver answers 503 the first time
-    assert scalar(db_url, "SELECT status || attempts || last_status FROM webhook_outbox") \
+    assert (
+        scalar(db_url, "SELECT status || attempts || last_status FROM webhook_outbox")
         == "pending1503"
+    )
     assert asyncio.run(round_()) == 0  # not yet due again (backoff)
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE webhook_outbox SET next_attempt_at = now()")
@@ -255,34 +328,43 @@ def test_webhook_gives_up_after_max_attempts(db_url: str) -> None:
 
 @pytest.mark.parametrize("o2_ref", [None, 6.0])
 def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(
-        db_url: str, o2_ref: float | None) -> None:
-    point: dict[str, Any] = {"id": "N-S1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-                             "devices": [{"mn": "NAIVE001", "interval_s": 60}]}
+    db_url: str, o2_ref: float | None
+) -> None:
+    point: dict[str, Any] = {
+        "id": "N-S1",
+        "kind": "flue_gas",
+        "limits": {"a21026": 35.0},
+        "devices": [{"mn": "NAIVE001", "interval_s": 60}],
+    }
     if o2_ref is not None:
         point["o2_ref"] = o2_ref
-    register(db_url, registry_from_dict({"enterprises": [
-        {"id": "NAIVE", "name": "Naive", "points": [point]}]}))
+    register(
+        db_url,
+        registry_from_dict({"enterprises": [{"id": "NAIVE", "name": "Naive", "points": [point]}]}),
+    )
     start = datetime(2026, 10, 1, tzinfo=UTC)
     rows = []
     for hour in range(48):  # two days: some hours over, some under, some too thin
-        n = 60 if hour % 5 else 30           # every 5th hour has only half its minutes
-        level = 20.0 + (hour % 7) * 5        # 20 … 50 against a limit of 35
+        n = 60 if hour % 5 else 30  # every 5th hour has only half its minutes
+        level = 20.0 + (hour % 7) * 5  # 20 … 50 against a limit of 35
         for m in range(n):
             ts = start + timedelta(hours=hour, minutes=m)
             flag = "D" if m % 17 == 0 else "N"  # a few invalid values
             rows.append((ts, "NAIVE001", "a21026", "rtd", level + (m % 3), flag, start))
-            if hour % 11:                     # every 11th hour has no O2 at all
+            if hour % 11:  # every 11th hour has no O2 at all
                 o2 = 6.0 + (hour % 4) * 1.5 + (m % 5) * 0.1  # 6 … 10.9 %
                 rows.append((ts, "NAIVE001", "a19001", "rtd", o2, "N", start))
     with psycopg.connect(db_url) as conn:
-        with conn.cursor().copy("COPY readings (ts, mn, pollutant, kind, value, flag, "
-                                "received_at) FROM STDIN") as cp:
+        with conn.cursor().copy(
+            "COPY readings (ts, mn, pollutant, kind, value, flag, received_at) FROM STDIN"
+        ) as cp:
             for r in rows:
                 cp.write_row(r)
         rebuild_rollups(conn)
         # hourly valid averages from raw rows; at a reference O2, converted with the
         # hour's average O2, and an hour without O2 is no valid hour
-        naive = conn.execute("""
+        naive = conn.execute(
+            """
             WITH so2 AS (SELECT date_trunc('hour', ts) h, avg(value) a, count(*) n
                          FROM readings WHERE pollutant = 'a21026' AND flag = 'N'
                          GROUP BY 1),
@@ -293,7 +375,8 @@ def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(
                             FROM so2 LEFT JOIN o2 USING (h)
                             WHERE so2.n >= 45 AND (%s::float8 IS NULL OR o2.a IS NOT NULL))
             SELECT count(*) FILTER (WHERE c > 35), count(*) FROM judged""",
-            (o2_ref, o2_ref, o2_ref)).fetchone()
+            (o2_ref, o2_ref, o2_ref),
+        ).fetchone()
         conn.commit()
 
     async def run() -> list[dict[str, Any]]:
@@ -305,33 +388,41 @@ def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(
     assert (got["hours_over_limit"], got["valid_hours"]) == (naive[0], naive[1])
 
 
-def test_an_inspectors_department_is_set_through_the_api_and_shown_on_visits(
-        db_url: str) -> None:
+def test_an_inspectors_department_is_set_through_the_api_and_shown_on_visits(db_url: str) -> None:
     h = _world(db_url)
     with psycopg.connect(db_url) as conn:
         create_user(conn, "adm", "admin", PW)
         adm = bearer(issue_token(conn, "adm"))
     with _client(db_url) as c:
-        r = c.put("/api/users", headers=adm, json={"id": "insp", "role": "inspector",
-                                                   "region": "R1", "department": "fire"})
+        r = c.put(
+            "/api/users",
+            headers=adm,
+            json={"id": "insp", "role": "inspector", "region": "R1", "department": "fire"},
+        )
         assert r.status_code == 200 and r.json()["department"] == "fire"
         v = _visit(c, h, _scan(c, h, "ENT"))
         assert v.status_code == 201, v.text
         assert [(i["inspector_id"], i["department"]) for i in v.json()["inspectors"]] == [
-            ("insp", "fire")]
+            ("insp", "fire")
+        ]
 
 
 def test_the_api_process_escalates_and_sends_on_its_own(db_url: str, receiver: str) -> None:
     """The timers the app starts: an unanswered case escalates within seconds of its
     deadline, and both events reach the webhook (the first POST fails: retried)."""
     h = _world(db_url)
-    with _client(db_url, case_check_s=0.2, webhook_url=receiver,
-                 webhook_secret="s3cret") as c:
-        r = c.post("/api/cases", headers=h["reg"], json={
-            "alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 0.0003})  # ≈ 1 s
+    with _client(db_url, case_check_s=0.2, webhook_url=receiver, webhook_secret="s3cret") as c:
+        r = c.post(
+            "/api/cases",
+            headers=h["reg"],
+            json={"alert_ids": [_alert(db_url, "GUARD001")], "response_hours": 0.0003},
+        )  # ≈ 1 s
         cid = r.json()["id"]
-        wait_for(lambda: scalar(db_url, "SELECT escalated_at FROM cases WHERE id = %s", cid),
-                 timeout=15, what="the case escalated")
+        wait_for(
+            lambda: scalar(db_url, "SELECT escalated_at FROM cases WHERE id = %s", cid),
+            timeout=15,
+            what="the case escalated",
+        )
         wait_for(lambda: len(_Receiver.got) == 2, timeout=20, what="two webhook deliveries")
         steps = c.get(f"/api/cases/{cid}", headers=h["reg"]).json()["steps"]
     assert [s["kind"] for s in steps] == ["opened", "escalated"]
@@ -355,8 +446,13 @@ def test_concurrent_check_ins_cannot_all_be_the_last_one_allowed(db_url: str) ->
 
         def go(head: dict[str, str]) -> None:
             barrier.wait()
-            codes.append(c.post("/api/visits/check-in", headers=head,
-                                json={"token": scan, "purpose": "same moment"}).status_code)
+            codes.append(
+                c.post(
+                    "/api/visits/check-in",
+                    headers=head,
+                    json={"token": scan, "purpose": "same moment"},
+                ).status_code
+            )
 
         threads = [threading.Thread(target=go, args=(hd,)) for hd in heads]
         for t in threads:
@@ -374,29 +470,45 @@ def test_another_enterprise_cannot_see_or_answer_a_case(db_url: str) -> None:
         create_user(conn, "far", "inspector", None, region="R9")
         far = bearer(issue_token(conn, "far"))
     with _client(db_url) as c:
-        case = c.post("/api/cases", headers=h["reg"],
-                      json={"alert_ids": [_alert(db_url, "GUARD001")]}).json()
+        case = c.post(
+            "/api/cases", headers=h["reg"], json={"alert_ids": [_alert(db_url, "GUARD001")]}
+        ).json()
         cid = case["id"]
-        r = c.post(f"/api/cases/{cid}/responses", headers=h["ent"], json={
-            "explanation": "x", "attachments": [{"filename": "a.txt",
-                                                 "content_base64": "eA=="}]}).json()
+        r = c.post(
+            f"/api/cases/{cid}/responses",
+            headers=h["ent"],
+            json={
+                "explanation": "x",
+                "attachments": [{"filename": "a.txt", "content_base64": "eA=="}],
+            },
+        ).json()
         att = r["responses"][0]["attachments"][0]["id"]
         for who in (h["quiet"], far):
             assert c.get(f"/api/cases/{cid}", headers=who).status_code == 404
             assert c.get(f"/api/cases/{cid}/attachments/{att}", headers=who).status_code == 404
             assert c.get("/api/cases", headers=who).json() == []
             assert c.get("/api/cases/notifications", headers=who).json() == []
-        assert c.post(f"/api/cases/{cid}/responses", headers=h["quiet"],
-                      json={"explanation": "not mine"}).status_code == 404
-        assert c.get(f"/api/reports/ENT/{datetime.now(UTC):%Y-%m}",
-                     headers=h["quiet"]).status_code == 404
+        assert (
+            c.post(
+                f"/api/cases/{cid}/responses", headers=h["quiet"], json={"explanation": "not mine"}
+            ).status_code
+            == 404
+        )
+        assert (
+            c.get(f"/api/reports/ENT/{datetime.now(UTC):%Y-%m}", headers=h["quiet"]).status_code
+            == 404
+        )
         # the enterprise reads only the notices addressed to it, not the regulators'
         kinds = {n["kind"] for n in c.get("/api/cases/notifications", headers=h["ent"]).json()}
         assert kinds == {"case.opened"}
-        assert "case.response" in {n["kind"] for n in c.get("/api/cases/notifications",
-                                                            headers=h["reg"]).json()}
+        assert "case.response" in {
+            n["kind"] for n in c.get("/api/cases/notifications", headers=h["reg"]).json()
+        }
         # a bad attachment is refused whole: nothing half-stored
-        bad = c.post(f"/api/cases/{cid}/responses", headers=h["ent"], json={
-            "explanation": "y", "attachments": [{"filename": "b", "content_base64": "!!"}]})
+        bad = c.post(
+            f"/api/cases/{cid}/responses",
+            headers=h["ent"],
+            json={"explanation": "y", "attachments": [{"filename": "b", "content_base64": "!!"}]},
+        )
         assert bad.status_code == 422
         assert len(c.get(f"/api/cases/{cid}", headers=h["reg"]).json()["responses"]) == 1

@@ -32,28 +32,39 @@ EXAMPLES = 12
 def live(admin_db_url: str, template_db: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
     name = f"offsite_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
+        )
     db_url = _with_dbname(admin_db_url, name)
     world = build_world(db_url)
-    settings_ = load_settings(database_url=db_url, mqtt_url="mqtt://127.0.0.1:1",
-                              qr_secret="q" * 40, login_rate_per_min=100_000,
-                              checkin_rate_per_min=100_000)
+    settings_ = load_settings(
+        database_url=db_url,
+        mqtt_url="mqtt://127.0.0.1:1",
+        qr_secret="q" * 40,
+        login_rate_per_min=100_000,
+        checkin_rate_per_min=100_000,
+    )
     try:
         with serving(settings_, db_url) as url:
             yield (url, [world.headers(role) for role in ("admin", "inspector", "enterprise")])
     finally:
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 def _schema() -> schemathesis.BaseSchema:
     """The app's own OpenAPI document (building it needs no database)."""
     app = create_app(load_settings(database_url="postgresql://unused/x"), "postgresql://x")
     # the stream never ends and logout would revoke the token the run uses
-    return (schemathesis.openapi.from_dict(app.openapi())
-            .exclude(path="/api/alerts/stream").exclude(path="/auth/logout"))
+    return (
+        schemathesis.openapi.from_dict(app.openapi())
+        .exclude(path="/api/alerts/stream")
+        .exclude(path="/auth/logout")
+    )
 
 
 OPERATIONS = {op.ok().label: op.ok() for op in _schema().get_all_operations()}
@@ -64,11 +75,13 @@ def test_api_honours_its_schema(label: str, live: tuple[str, list[dict[str, str]
     url, roles = live
 
     @given(case=OPERATIONS[label].as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def check(case: schemathesis.Case) -> None:
         for headers in roles:
-            case.call_and_validate(base_url=url, headers=headers,
-                                   excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(
+                base_url=url, headers=headers, excluded_checks=[positive_data_acceptance]
+            )
 
     check()

@@ -17,15 +17,37 @@ from tests.integration.helpers import register
 pytestmark = pytest.mark.integration
 
 MN = "0300STORE000000000000001"
-REGISTRY = registry_from_dict({"enterprises": [{"id": "E9", "name": "Store Works",
-    "points": [{"id": "E9-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-                "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E9",
+                "name": "Store Works",
+                "points": [
+                    {
+                        "id": "E9-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN, "interval_s": 60}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 
 def _r(minute: int, value: float, pollutant: str = "a21026", stat: str = "") -> Reading:
-    return Reading(T0 + timedelta(minutes=minute), MN, pollutant, value, "N",
-                   DataKind.HOUR if stat else DataKind.RTD, stat)
+    return Reading(
+        T0 + timedelta(minutes=minute),
+        MN,
+        pollutant,
+        value,
+        "N",
+        DataKind.HOUR if stat else DataKind.RTD,
+        stat,
+    )
 
 
 def test_all_new_returns_the_batch_and_counts_the_device(db_url: str) -> None:
@@ -34,8 +56,9 @@ def test_all_new_returns_the_batch_and_counts_the_device(db_url: str) -> None:
     got = T0 + timedelta(hours=1)
     with psycopg.connect(db_url) as conn:
         assert insert_readings(conn, batch, [got] * len(batch)) == batch
-        row = conn.execute("SELECT last_ts, last_received_at, readings FROM device_status "
-                           "WHERE mn = %s", (MN,)).fetchone()
+        row = conn.execute(
+            "SELECT last_ts, last_received_at, readings FROM device_status WHERE mn = %s", (MN,)
+        ).fetchone()
     assert row == (T0 + timedelta(minutes=4), got, 6)
 
 
@@ -46,8 +69,14 @@ def test_duplicates_are_left_out_and_the_stored_value_is_returned(db_url: str) -
         insert_readings(conn, [_r(1, 11.0), _r(3, 13.0)], [got, got])
         conn.commit()
         # minute 1 and 3 already stored; minute 5 twice in the batch (first one wins)
-        batch = [_r(1, 99.0), _r(2, 12.0), _r(3, 99.0), _r(5, 15.0), _r(5, 77.0),
-                 _r(2, 12.0, pollutant="a21002")]
+        batch = [
+            _r(1, 99.0),
+            _r(2, 12.0),
+            _r(3, 99.0),
+            _r(5, 15.0),
+            _r(5, 77.0),
+            _r(2, 12.0, pollutant="a21002"),
+        ]
         new = insert_readings(conn, batch, [got] * len(batch))
         conn.commit()
         stored = conn.execute("SELECT count(*), sum(value) FROM readings").fetchone()

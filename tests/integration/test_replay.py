@@ -18,10 +18,25 @@ pytestmark = pytest.mark.integration
 
 MN = "0A0B0C0D0E0F101112131415"
 PASSWORD = "654321"
-REGISTRY = registry_from_dict({"enterprises": [{
-    "id": "E1", "name": "Replay Power", "points": [{
-        "id": "E1-P1", "kind": "flue_gas", "o2_ref": 6.0, "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN, "interval_s": 60, "password": PASSWORD}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E1",
+                "name": "Replay Power",
+                "points": [
+                    {
+                        "id": "E1-P1",
+                        "kind": "flue_gas",
+                        "o2_ref": 6.0,
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN, "interval_s": 60, "password": PASSWORD}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 
 
 def _csv(tmp_path: Path, start: datetime, n: int) -> Path:
@@ -38,32 +53,42 @@ def _csv(tmp_path: Path, start: datetime, n: int) -> Path:
 
 
 @pytest.mark.parametrize("protocol", ["json", "hj212"])
-def test_replayed_csv_is_stored_value_for_value(db_url: str, mqtt_url: str, unique_topic: str,
-                                                tmp_path: Path, protocol: str) -> None:
+def test_replayed_csv_is_stored_value_for_value(
+    db_url: str, mqtt_url: str, unique_topic: str, tmp_path: Path, protocol: str
+) -> None:
     register(db_url, REGISTRY)
     n = 10
     start = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
     with _csv(tmp_path, start, n).open(newline="") as fh:
         records = parse_csv(fh, parse_map("SO2=a21026"))
-    expected = sorted((r.ts, code, v, r.flags.get(code, "N"))
-                      for r in records for code, v in r.values.items())
+    expected = sorted(
+        (r.ts, code, v, r.flags.get(code, "N")) for r in records for code, v in r.values.items()
+    )
     assert len(expected) == 2 * n - 1
     settings = make_settings(db_url, mqtt_url, unique_topic)
     with running_ingest(settings) as ingest:
-        stats = publish_records(records, mqtt_url, MN, speed=600.0,  # 9 min in 0.9 s
-                                encode=replay_encoder(protocol, password=PASSWORD, st="31"),
-                                topic_template=unique_topic.replace("+", "{mn}"),
-                                client_id=f"offsite-test-replay-{protocol}")
+        stats = publish_records(
+            records,
+            mqtt_url,
+            MN,
+            speed=600.0,  # 9 min in 0.9 s
+            encode=replay_encoder(protocol, password=PASSWORD, st="31"),
+            topic_template=unique_topic.replace("+", "{mn}"),
+            client_id=f"offsite-test-replay-{protocol}",
+        )
         assert (stats.messages, stats.readings) == (n, len(expected))
         assert stats.elapsed_s >= 0.85  # paced by the recording's own clock, sped up 600×
-        wait_for(lambda: ingest.stats.readings_stored >= len(expected),
-                 what=f"{len(expected)} readings stored ({ingest.stats})")
+        wait_for(
+            lambda: ingest.stats.readings_stored >= len(expected),
+            what=f"{len(expected)} readings stored ({ingest.stats})",
+        )
     with psycopg.connect(db_url) as conn:
-        stored = conn.execute("SELECT ts, pollutant, value, flag FROM readings WHERE mn = %s "
-                              "ORDER BY ts, pollutant", (MN,)).fetchall()
+        stored = conn.execute(
+            "SELECT ts, pollutant, value, flag FROM readings WHERE mn = %s ORDER BY ts, pollutant",
+            (MN,),
+        ).fetchall()
         dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        alerts = conn.execute("SELECT rule, pollutant FROM alerts WHERE mn = %s",
-                              (MN,)).fetchall()
+        alerts = conn.execute("SELECT rule, pollutant FROM alerts WHERE mn = %s", (MN,)).fetchall()
     assert stored == expected
     assert dead == (0,)
     assert ("exceedance", "a21026") in alerts

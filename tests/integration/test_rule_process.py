@@ -30,10 +30,25 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 MN = "010000A8900016F000169DD0"
-REGISTRY = registry_from_dict({"enterprises": [{
-    "id": "E1", "name": "Test Power", "points": [{
-        "id": "E1-P1", "kind": "flue_gas", "o2_ref": 6.0, "limits": {"a21026": 35.0},
-        "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E1",
+                "name": "Test Power",
+                "points": [
+                    {
+                        "id": "E1-P1",
+                        "kind": "flue_gas",
+                        "o2_ref": 6.0,
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN, "interval_s": 60}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 EXCEEDANCES = "SELECT count(*) FROM alerts WHERE rule = 'exceedance' AND mn = %s"
 
 
@@ -42,30 +57,36 @@ def _payload(ts: datetime, **values: object) -> bytes:
 
 
 def test_the_runner_is_a_process_of_its_own_and_reports_to_its_worker(
-        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
     with running_ingest(make_settings(db_url, mqtt_url, unique_topic)) as ingest:
         assert ingest.runner is not None
         assert ingest.runner.pid not in (None, os.getpid())
         wait_for(lambda: ingest.rules_figures().leading, what="the runner leading")
-        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
-                                _payload(datetime.now(UTC), a21026=99.0))])  # limit 35
+        publish_raw(
+            mqtt_url, [(topic_for(unique_topic, MN), _payload(datetime.now(UTC), a21026=99.0))]
+        )  # limit 35
         wait_for(lambda: scalar(db_url, EXCEEDANCES, MN) == 1, what="the exceedance alert")
-        wait_for(lambda: ingest.rules_figures().opened == 1
-                 and ingest.rules_figures().judged == 1, timeout=5,
-                 what="the runner's figures reaching the worker")
+        wait_for(
+            lambda: ingest.rules_figures().opened == 1 and ingest.rules_figures().judged == 1,
+            timeout=5,
+            what="the runner's figures reaching the worker",
+        )
         runner = ingest.runner
     assert not runner.alive  # stopped with its worker
 
 
 def test_external_runner_judges_what_a_worker_only_queued(
-        db_url: str, mqtt_url: str, unique_topic: str) -> None:
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
     settings = make_settings(db_url, mqtt_url, unique_topic, rules_runner="external")
     with running_ingest(settings) as ingest:
         assert ingest.runner is None
-        publish_raw(mqtt_url, [(topic_for(unique_topic, MN),
-                                _payload(datetime.now(UTC), a21026=99.0))])
+        publish_raw(
+            mqtt_url, [(topic_for(unique_topic, MN), _payload(datetime.now(UTC), a21026=99.0))]
+        )
         wait_for(lambda: ingest.stats.readings_stored == 1, what="the reading stored")
         # stored and queued, and nobody here judges it
         assert scalar(db_url, "SELECT count(*) FROM rule_inbox") >= 1
@@ -73,7 +94,8 @@ def test_external_runner_judges_what_a_worker_only_queued(
         stop = threading.Event()
         found: list[object] = []
         runner = threading.Thread(
-            target=lambda: found.append(run_rules(db_url, runner_config(settings), stop)))
+            target=lambda: found.append(run_rules(db_url, runner_config(settings), stop))
+        )
         runner.start()  # as `offsite rules` runs it
         try:
             wait_for(lambda: scalar(db_url, EXCEEDANCES, MN) == 1, what="the alert")
@@ -86,8 +108,13 @@ def test_external_runner_judges_what_a_worker_only_queued(
 
 def test_offsite_rules_command_leads_reports_and_stops_on_ctrl_c(db_url: str) -> None:
     env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "offsite.cli", "rules", "--progress", "0.2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "offsite.cli", "rules", "--progress", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         lines: list[str] = []
@@ -110,9 +137,15 @@ def test_ctrl_c_through_dev_py_waits_for_the_command_to_stop(db_url: str) -> Non
     behind."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "dev.py", "offsite", "rules", "--progress", "0.2"],
-                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "dev.py", "offsite", "rules", "--progress", "0.2"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout is not None
         line = ""

@@ -20,25 +20,31 @@ EARLY, LATE = T0 + timedelta(seconds=1), T0 + timedelta(seconds=5)
 
 def _judged(q: Queued) -> list[tuple[str, str, str, float, float, int]]:
     """(mn, pollutant, kind, ts, value, flag) per reading of a slice, sorted."""
-    return sorted((*q.keys[int(i)], float(t), float(x), int(f))
-                  for i, t, x, f in zip(q.sidx, q.t, q.x, q.flag, strict=True))
+    return sorted(
+        (*q.keys[int(i)], float(t), float(x), int(f))
+        for i, t, x, f in zip(q.sidx, q.t, q.x, q.flag, strict=True)
+    )
 
 
 def test_a_batch_split_by_the_watermark_is_judged_in_two_slices(db_url: str) -> None:
     early = [Reading(T0, "MNA", "a21026", 1.0), Reading(T0, "MNB", "a21002", 2.0, "M")]
-    late = [Reading(T0 + timedelta(minutes=1), "MNC", "a19001", 3.0),
-            Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 4.0, kind=DataKind.MINUTE),
-            Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 9.0, kind=DataKind.MINUTE,
-                    stat="max")]  # a statistic beside an average: not queued
+    late = [
+        Reading(T0 + timedelta(minutes=1), "MNC", "a19001", 3.0),
+        Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 4.0, kind=DataKind.MINUTE),
+        Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 9.0, kind=DataKind.MINUTE, stat="max"),
+    ]  # a statistic beside an average: not queued
     with psycopg.connect(db_url) as conn:
-        queue_for_rules(conn, early + late, [EARLY] * 2 + [LATE] * 3,
-                        {"MNA": LATE, "MNB": EARLY, "MNC": LATE})
+        queue_for_rules(
+            conn, early + late, [EARLY] * 2 + [LATE] * 3, {"MNA": LATE, "MNB": EARLY, "MNC": LATE}
+        )
         conn.commit()
         first = take(conn, LATE - timedelta(seconds=1))
         done(conn, first.ids)
         conn.commit()
-        assert _judged(first) == [("MNA", "a21026", "rtd", T0.timestamp(), 1.0, ord("N")),
-                                  ("MNB", "a21002", "rtd", T0.timestamp(), 2.0, ord("M"))]
+        assert _judged(first) == [
+            ("MNA", "a21026", "rtd", T0.timestamp(), 1.0, ord("N")),
+            ("MNB", "a21002", "rtd", T0.timestamp(), 2.0, ord("M")),
+        ]
         assert first.heard == {"MNA": LATE, "MNB": EARLY, "MNC": LATE}
         # the later part stayed queued, as its own row
         assert conn.execute("SELECT count(*) FROM rule_inbox").fetchone() == (1,)
@@ -46,13 +52,14 @@ def test_a_batch_split_by_the_watermark_is_judged_in_two_slices(db_url: str) -> 
         done(conn, second.ids)
         conn.commit()
         t1 = (T0 + timedelta(minutes=1)).timestamp()
-        assert _judged(second) == [("MNA", "a21026", "min", t1, 4.0, ord("N")),
-                                   ("MNC", "a19001", "rtd", t1, 3.0, ord("N"))]
+        assert _judged(second) == [
+            ("MNA", "a21026", "min", t1, 4.0, ord("N")),
+            ("MNC", "a19001", "rtd", t1, 3.0, ord("N")),
+        ]
         assert conn.execute("SELECT count(*) FROM rule_inbox").fetchone() == (0,)
 
 
-def test_an_older_reading_stamped_just_after_the_cut_goes_with_the_newer_one(
-        db_url: str) -> None:
+def test_an_older_reading_stamped_just_after_the_cut_goes_with_the_newer_one(db_url: str) -> None:
     """Two workers received one device's consecutive messages with inverted stamps
     (the newer first). A cut between the stamps must not judge the newer reading
     alone: the older one, committed already, is taken with it; what is newer in device
@@ -61,33 +68,42 @@ def test_an_older_reading_stamped_just_after_the_cut_goes_with_the_newer_one(
     inverted = EARLY + timedelta(milliseconds=100)
     with psycopg.connect(db_url) as conn:
         queue_for_rules(conn, [Reading(t_new, "MNA", "a21026", 2.0)], [EARLY], {})
-        queue_for_rules(conn, [Reading(t_old, "MNA", "a21026", 1.0),  # older, stamped later
-                               Reading(t_new + timedelta(minutes=1), "MNA", "a21026", 3.0)],
-                        [inverted] * 2, {})
+        queue_for_rules(
+            conn,
+            [
+                Reading(t_old, "MNA", "a21026", 1.0),  # older, stamped later
+                Reading(t_new + timedelta(minutes=1), "MNA", "a21026", 3.0),
+            ],
+            [inverted] * 2,
+            {},
+        )
         queue_for_rules(conn, [Reading(t_new, "MNB", "a21026", 5.0)], [inverted], {})
         conn.commit()
         # the cut (watermark − reorder) falls between the two stamps
         q = take(conn, EARLY + timedelta(milliseconds=300), timedelta(milliseconds=250))
         done(conn, q.ids)
         conn.commit()
-        assert _judged(q) == [("MNA", "a21026", "rtd", t_old.timestamp(), 1.0, ord("N")),
-                              ("MNA", "a21026", "rtd", t_new.timestamp(), 2.0, ord("N"))]
+        assert _judged(q) == [
+            ("MNA", "a21026", "rtd", t_old.timestamp(), 1.0, ord("N")),
+            ("MNA", "a21026", "rtd", t_new.timestamp(), 2.0, ord("N")),
+        ]
         assert q.keys == [("MNA", "a21026", "rtd")]  # MNB's row was not taken
         rest = take(conn, inverted + timedelta(seconds=1))
         assert _judged(rest) == [
-            ("MNA", "a21026", "rtd", (t_new + timedelta(minutes=1)).timestamp(), 3.0,
-             ord("N")),
-            ("MNB", "a21026", "rtd", t_new.timestamp(), 5.0, ord("N"))]
+            ("MNA", "a21026", "rtd", (t_new + timedelta(minutes=1)).timestamp(), 3.0, ord("N")),
+            ("MNB", "a21026", "rtd", t_new.timestamp(), 5.0, ord("N")),
+        ]
 
 
-def test_without_a_reorder_window_a_cut_between_inverted_stamps_splits_them(
-        db_url: str) -> None:
+def test_without_a_reorder_window_a_cut_between_inverted_stamps_splits_them(db_url: str) -> None:
     """The same queue with no window: the cut is the watermark, as before."""
     with psycopg.connect(db_url) as conn:
-        queue_for_rules(conn, [Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 2.0)],
-                        [EARLY], {})
-        queue_for_rules(conn, [Reading(T0, "MNA", "a21026", 1.0)],
-                        [EARLY + timedelta(milliseconds=100)], {})
+        queue_for_rules(
+            conn, [Reading(T0 + timedelta(minutes=1), "MNA", "a21026", 2.0)], [EARLY], {}
+        )
+        queue_for_rules(
+            conn, [Reading(T0, "MNA", "a21026", 1.0)], [EARLY + timedelta(milliseconds=100)], {}
+        )
         conn.commit()
         q = take(conn, EARLY + timedelta(milliseconds=50))
         assert [float(x) for x in q.x] == [2.0]

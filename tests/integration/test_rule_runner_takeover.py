@@ -23,13 +23,27 @@ from tests.integration.helpers import register
 pytestmark = pytest.mark.integration
 
 MN = "0300TAKEOVER000000000001"
-REGISTRY = registry_from_dict({"enterprises": [{"id": "E7", "name": "Takeover Works",
-    "points": [{"id": "E7-P1", "kind": "flue_gas", "limits": {"a21026": 35.0},
-                "devices": [{"mn": MN, "interval_s": 60}]}]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E7",
+                "name": "Takeover Works",
+                "points": [
+                    {
+                        "id": "E7-P1",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 35.0},
+                        "devices": [{"mn": MN, "interval_s": 60}],
+                    }
+                ],
+            }
+        ]
+    }
+)
 
 
-def _store(db_url: str, readings: list[Reading], received: datetime, *,
-           queued: bool) -> None:
+def _store(db_url: str, readings: list[Reading], received: datetime, *, queued: bool) -> None:
     """As a worker stores a batch: readings and their queue row in one transaction."""
     with psycopg.connect(db_url) as conn:
         new = insert_readings(conn, readings, [received] * len(readings))
@@ -38,13 +52,18 @@ def _store(db_url: str, readings: list[Reading], received: datetime, *,
 
 
 def test_a_batch_committed_while_the_new_leader_reads_is_judged_once_in_order(
-        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     register(db_url, REGISTRY)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     t0 = now - timedelta(minutes=30)
     # history: judged long ago (stored, no longer queued)
-    _store(db_url, [Reading(t0 + timedelta(minutes=i), MN, "a21026", 10.0 + i)
-                    for i in range(5)], now - timedelta(minutes=20), queued=False)
+    _store(
+        db_url,
+        [Reading(t0 + timedelta(minutes=i), MN, "a21026", 10.0 + i) for i in range(5)],
+        now - timedelta(minutes=20),
+        queued=False,
+    )
     late_batch = [Reading(t0 + timedelta(minutes=5), MN, "a21026", 15.0)]
     real_queued_keys = rule_runner.queued_keys
 

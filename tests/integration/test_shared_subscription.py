@@ -31,18 +31,42 @@ from tests.integration.helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.mosquitto]
 
 MNS = [f"0300SHARE{i:015d}" for i in range(12)]
-REGISTRY = registry_from_dict({"enterprises": [{"id": "E7", "name": "Shared Load Works",
-    "points": [{"id": f"E7-P{i}", "kind": "flue_gas", "limits": {"a21026": 1000.0},
-                "devices": [{"mn": mn, "interval_s": 60}]} for i, mn in enumerate(MNS)]}]})
+REGISTRY = registry_from_dict(
+    {
+        "enterprises": [
+            {
+                "id": "E7",
+                "name": "Shared Load Works",
+                "points": [
+                    {
+                        "id": f"E7-P{i}",
+                        "kind": "flue_gas",
+                        "limits": {"a21026": 1000.0},
+                        "devices": [{"mn": mn, "interval_s": 60}],
+                    }
+                    for i, mn in enumerate(MNS)
+                ],
+            }
+        ]
+    }
+)
 
 
 def _messages(subscription: str, start: datetime, ticks: range) -> list[tuple[str, bytes]]:
     """One message per device and tick, two pollutants each (values far below limits)."""
-    return [(topic_for(subscription, mn),
-             json.dumps({"ts": (start + timedelta(minutes=k)).isoformat(),
-                         "values": {"a21026": 10.0 + (k * 7 + i) % 11,
-                                    "a21002": 20.0 + (k * 3 + i) % 5}}).encode())
-            for k in ticks for i, mn in enumerate(MNS)]
+    return [
+        (
+            topic_for(subscription, mn),
+            json.dumps(
+                {
+                    "ts": (start + timedelta(minutes=k)).isoformat(),
+                    "values": {"a21026": 10.0 + (k * 7 + i) % 11, "a21002": 20.0 + (k * 3 + i) % 5},
+                }
+            ).encode(),
+        )
+        for k in ticks
+        for i, mn in enumerate(MNS)
+    ]
 
 
 @pytest.fixture
@@ -58,14 +82,17 @@ def lossless_mosquitto(tmp_path: Path) -> Iterator[OwnMosquitto]:
 
 
 def _stored_once(db_url: str, expected: int) -> None:
-    wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings") >= expected,
-             what=f"{expected} readings stored")
+    wait_for(
+        lambda: scalar(db_url, "SELECT count(*) FROM readings") >= expected,
+        what=f"{expected} readings stored",
+    )
     assert scalar(db_url, "SELECT count(*) FROM readings") == expected
     assert scalar(db_url, "SELECT count(DISTINCT (mn, pollutant, ts)) FROM readings") == expected
 
 
 def test_two_workers_share_the_stream_and_store_every_reading_once(
-        db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str) -> None:
+    db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str
+) -> None:
     register(db_url, REGISTRY)
     url = lossless_mosquitto.url
     group = f"g{uuid.uuid4().hex[:6]}"
@@ -77,8 +104,10 @@ def test_two_workers_share_the_stream_and_store_every_reading_once(
         assert wa.subscriber is not None and wa.subscriber.mqtt5
         publish_raw(url, messages)
         _stored_once(db_url, 2 * len(messages))
-        wait_for(lambda: wa.stats.messages + wb.stats.messages == len(messages),
-                 what="both workers' counts settle")
+        wait_for(
+            lambda: wa.stats.messages + wb.stats.messages == len(messages),
+            what="both workers' counts settle",
+        )
     # each took a real share (Mosquitto deals round-robin), none was delivered twice
     assert min(wa.stats.messages, wb.stats.messages) >= len(messages) // 4
     assert wa.stats.duplicates == wb.stats.duplicates == 0
@@ -86,7 +115,8 @@ def test_two_workers_share_the_stream_and_store_every_reading_once(
 
 
 def test_a_worker_that_leaves_and_returns_loses_nothing(
-        db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str) -> None:
+    db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str
+) -> None:
     """A worker's persistent MQTT 5 session (clean start off, no expiry) keeps its place
     in the group while it is away: whatever the broker routed to it waits for it."""
     register(db_url, REGISTRY)
@@ -95,8 +125,10 @@ def test_a_worker_that_leaves_and_returns_loses_nothing(
     a = make_settings(db_url, url, unique_topic, mqtt_shared_group=group)
     b = make_settings(db_url, url, unique_topic, mqtt_shared_group=group)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
-    first, second = _messages(unique_topic, start, range(20)), \
-        _messages(unique_topic, start, range(20, 60))
+    first, second = (
+        _messages(unique_topic, start, range(20)),
+        _messages(unique_topic, start, range(20, 60)),
+    )
     with running_ingest(a) as wa:
         assert a.database_url and a.mqtt_url
         wb = IngestService(b, a.database_url, a.mqtt_url)

@@ -46,7 +46,7 @@ def _series(n: int, seed: int = 7) -> list[Reading]:
 def _store(conn: psycopg.Connection, readings: list[Reading], batch: int = 97) -> int:
     new = 0
     for k in range(0, len(readings), batch):
-        part = readings[k:k + batch]
+        part = readings[k : k + batch]
         with conn.transaction():
             new += len(insert_readings(conn, part, [r.ts for r in part]))
     return new
@@ -91,8 +91,9 @@ def test_rollups_equal_raw_queries_and_redelivery_never_double_counts(db_url: st
         hourly = conn.execute("SELECT count(*) FROM readings_hourly").fetchone()
         # rebuild from raw gives the same tables (as after a bulk COPY)
         with conn.transaction():
-            conn.execute("DELETE FROM readings_hourly WHERE bucket >= %s",
-                         (T0 + timedelta(hours=2),))
+            conn.execute(
+                "DELETE FROM readings_hourly WHERE bucket >= %s", (T0 + timedelta(hours=2),)
+            )
             rebuild_rollups(conn, T0 + timedelta(hours=1), T0 + timedelta(hours=4))
         _same(conn)
         assert conn.execute("SELECT count(*) FROM readings_hourly").fetchone() == hourly
@@ -101,14 +102,18 @@ def test_rollups_equal_raw_queries_and_redelivery_never_double_counts(db_url: st
 def test_hourly_averages_read_valid_values_only(db_url: str) -> None:
     register(db_url, REGISTRY)
     h = datetime(2026, 11, 3, 10, tzinfo=UTC)
-    rows = [Reading(h + timedelta(minutes=i), MN, "a21026", float(i), "N" if i < 50 else "M")
-            for i in range(60)]
+    rows = [
+        Reading(h + timedelta(minutes=i), MN, "a21026", float(i), "N" if i < 50 else "M")
+        for i in range(60)
+    ]
     rows.append(Reading(h + timedelta(hours=1), MN, "a21026", 5.0, "D"))
     with psycopg.connect(db_url) as conn:
         _store(conn, rows)
         avgs = hourly_averages(conn, MN, "a21026", h, h + timedelta(hours=2))
-    assert [(a.bucket, a.n_valid, a.n) for a in avgs] == [(h, 50, 60),
-                                                          (h + timedelta(hours=1), 0, 1)]
+    assert [(a.bucket, a.n_valid, a.n) for a in avgs] == [
+        (h, 50, 60),
+        (h + timedelta(hours=1), 0, 1),
+    ]
     assert avgs[0].avg == pytest.approx(sum(range(50)) / 50)
     assert avgs[1].avg is None
 
@@ -116,8 +121,8 @@ def test_hourly_averages_read_valid_values_only(db_url: str) -> None:
 def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(db_url: str) -> None:
     register(db_url, REGISTRY)
     now = datetime(2026, 11, 26, 9, tzinfo=UTC)
-    old = Reading(datetime(2023, 5, 2, tzinfo=UTC), MN, "a21026", 1.0)     # past retention
-    kept = Reading(datetime(2026, 3, 10, tzinfo=UTC), MN, "a21026", 2.0)   # no month yet
+    old = Reading(datetime(2023, 5, 2, tzinfo=UTC), MN, "a21026", 1.0)  # past retention
+    kept = Reading(datetime(2026, 3, 10, tzinfo=UTC), MN, "a21026", 2.0)  # no month yet
     far = Reading(datetime(2027, 9, 1, 12, tzinfo=UTC), MN, "a21026", 3.0)  # beyond ahead
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert existing_partitions(conn) == []
@@ -125,12 +130,18 @@ def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(db_url:
         assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (3,)
 
         r = maintain(conn, now, months_ahead=2, retention=timedelta(days=3 * 365))
-        assert r.created == ["readings_p2026_03", "readings_p2026_11", "readings_p2026_12",
-                             "readings_p2027_01", "readings_p2027_09"]
+        assert r.created == [
+            "readings_p2026_03",
+            "readings_p2026_11",
+            "readings_p2026_12",
+            "readings_p2027_01",
+            "readings_p2027_09",
+        ]
         assert r.moved_rows == 2 and r.purged_rows == 1 and r.dropped == []
         assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (0,)
-        where = dict(conn.execute("SELECT value, tableoid::regclass::text FROM readings"
-                                  ).fetchall())
+        where = dict(
+            conn.execute("SELECT value, tableoid::regclass::text FROM readings").fetchall()
+        )
         assert where == {2.0: "readings_p2026_03", 3.0: "readings_p2027_09"}
         # the primary key still refuses duplicates across the moved rows
         assert _store(conn, [kept, far]) == 0
@@ -147,52 +158,82 @@ def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(db_url:
         assert r.dropped == ["readings_p2026_03"] and r.created == ["readings_p2029_05"]
         names = [p.name for p in existing_partitions(conn)]
         assert "readings_p2026_03" not in names and "readings_p2026_11" in names
-        assert conn.execute("SELECT value FROM readings ORDER BY ts").fetchall() == [
-            (4.0,), (3.0,)]
+        assert conn.execute("SELECT value FROM readings ORDER BY ts").fetchall() == [(4.0,), (3.0,)]
         assert conn.execute("SELECT count(*) FROM readings_daily").fetchone() == daily_before
 
 
 def test_db_maintain_and_status_commands(db_url: str) -> None:
     register(db_url, REGISTRY)
     env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_PARTITION_MONTHS_AHEAD": "1"}
-    out = subprocess.run([sys.executable, "-m", "offsite.cli", "db", "maintain"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "offsite.cli", "db", "maintain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     month = datetime.now(UTC).strftime("readings_p%Y_%m")
     assert "backend: partitioned" in out.stdout and month in out.stdout
-    out = subprocess.run([sys.executable, "-m", "offsite.cli", "db", "status"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "offsite.cli", "db", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "partitions: 2 monthly" in out.stdout and "0 rows in DEFAULT" in out.stdout
     assert "rollups (hourly, daily): hourly table, daily view of it" in out.stdout
     assert "retention: 1096 days of raw readings" in out.stdout
 
 
-def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str,
-                                                              mqtt_url: str) -> None:
+def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str, mqtt_url: str) -> None:
     register(db_url, REGISTRY)
     readings = _series(2 * 24 * 60 + 17)  # two days and a bit, across the month end
     with psycopg.connect(db_url) as conn:
         _store(conn, readings, batch=1000)
     settings = make_settings(db_url, mqtt_url, "x/+/y")
     start, end = T0 - timedelta(hours=22), T0 + timedelta(days=2, hours=2)
-    cases = [(3600, start, end), (7200, start, end), (86400, start, end),
-             (3 * 3600, T0 + timedelta(hours=1), T0 + timedelta(hours=10)),
-             (3600, T0 + timedelta(minutes=30), T0 + timedelta(hours=5))]  # → raw path
-    with serving(settings, db_url) as url, httpx.Client(
-            base_url=url, timeout=30, headers=bearer(token_for(db_url, "regulator"))) as http:
+    cases = [
+        (3600, start, end),
+        (7200, start, end),
+        (86400, start, end),
+        (3 * 3600, T0 + timedelta(hours=1), T0 + timedelta(hours=10)),
+        (3600, T0 + timedelta(minutes=30), T0 + timedelta(hours=5)),
+    ]  # → raw path
+    with (
+        serving(settings, db_url) as url,
+        httpx.Client(
+            base_url=url, timeout=30, headers=bearer(token_for(db_url, "regulator"))
+        ) as http,
+    ):
         for bucket, lo, hi in cases:
-            got = http.get(f"/api/devices/{MN}/readings", params={
-                "bucket": bucket, "start": lo.isoformat(), "end": hi.isoformat()})
+            got = http.get(
+                f"/api/devices/{MN}/readings",
+                params={"bucket": bucket, "start": lo.isoformat(), "end": hi.isoformat()},
+            )
             assert got.status_code == 200, got.text
-            api = [(datetime.fromisoformat(b["bucket"]), b["pollutant"], b["avg"], b["min"],
-                    b["max"], b["count"]) for b in got.json()["buckets"]]
+            api = [
+                (
+                    datetime.fromisoformat(b["bucket"]),
+                    b["pollutant"],
+                    b["avg"],
+                    b["min"],
+                    b["max"],
+                    b["count"],
+                )
+                for b in got.json()["buckets"]
+            ]
             with psycopg.connect(db_url) as conn:
-                naive = conn.execute("""
+                naive = conn.execute(
+                    """
                     SELECT date_bin(make_interval(secs => %s), ts, timestamptz 'epoch'),
                            pollutant, avg(value), min(value), max(value), count(*)
                     FROM readings WHERE mn = %s AND kind = 'rtd' AND ts >= %s AND ts < %s
-                    GROUP BY 1, 2 ORDER BY 1, 2""", (bucket, MN, lo, hi)).fetchall()
+                    GROUP BY 1, 2 ORDER BY 1, 2""",
+                    (bucket, MN, lo, hi),
+                ).fetchall()
             assert len(api) == len(naive) > 0, (bucket, lo, hi)
             for a, n in zip(api, naive, strict=True):
                 assert a[0] == n[0] and a[1] == n[1] and a[3:] == n[3:]
@@ -200,9 +241,16 @@ def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str,
         # and the aligned cases really were answered from the rollups: tamper, and see
         with psycopg.connect(db_url) as conn:
             conn.execute("UPDATE readings_hourly SET max_value = 1e9")  # daily sums it
-        maxima = [{b["max"] for b in http.get(f"/api/devices/{MN}/readings", params={
-            "bucket": bucket, "start": lo.isoformat(), "end": hi.isoformat()}).json()["buckets"]}
-            for bucket, lo, hi in cases]
+        maxima = [
+            {
+                b["max"]
+                for b in http.get(
+                    f"/api/devices/{MN}/readings",
+                    params={"bucket": bucket, "start": lo.isoformat(), "end": hi.isoformat()},
+                ).json()["buckets"]
+            }
+            for bucket, lo, hi in cases
+        ]
     assert maxima[:4] == [{1e9}, {1e9}, {1e9}, {1e9}]
     assert max(maxima[4]) < 100  # the unaligned case reads raw rows
     assert scalar(db_url, "SELECT count(*) FROM readings_daily") > 0
@@ -225,8 +273,10 @@ def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -
             with psycopg.connect(db_url, autocommit=True) as conn:
                 i = 0
                 while not stop.is_set() or i < 60:
-                    batch = [Reading(dec + timedelta(minutes=i * 10 + k), MN, "a21026",
-                                     float(k)) for k in range(10)]
+                    batch = [
+                        Reading(dec + timedelta(minutes=i * 10 + k), MN, "a21026", float(k))
+                        for k in range(10)
+                    ]
                     stored.append(_store(conn, batch))
                     i += 1
                     if i == 30:
@@ -250,7 +300,8 @@ def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -
 
 
 def test_migration_turns_an_existing_readings_table_into_the_default_partition(
-        admin_db_url: str) -> None:
+    admin_db_url: str,
+) -> None:
     """An installation upgraded to 0005 keeps every reading (as the DEFAULT partition,
     without a copy), gets rollups of its history, and maintain then moves the rows."""
     from offsite.store.migrate import available, migrate
@@ -263,19 +314,23 @@ def test_migration_turns_an_existing_readings_table_into_the_default_partition(
             for m in available():
                 if m.version <= 4:
                     conn.execute(m.sql.encode())
-                    conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)",
-                                 (m.version, m.name))
+                    conn.execute(
+                        "INSERT INTO schema_migrations VALUES (%s, %s)", (m.version, m.name)
+                    )
             conn.commit()
             readings = _series(150)
             for r in readings:  # the pre-0005 way: no rollups
-                conn.execute("""INSERT INTO readings (ts, mn, pollutant, kind, value, flag,
+                conn.execute(
+                    """INSERT INTO readings (ts, mn, pollutant, kind, value, flag,
                                 received_at) VALUES (%s, %s, %s, %s, %s, %s, now())""",
-                             (r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag))
+                    (r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag),
+                )
             conn.commit()
             assert migrate(conn)[0].version == 5
             register(url, REGISTRY)  # (the registry's audit log came with 0007)
             assert conn.execute("SELECT count(*) FROM readings_default").fetchone() == (
-                len(readings),)
+                len(readings),
+            )
             _same(conn)
             conn.commit()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -285,8 +340,7 @@ def test_migration_turns_an_existing_readings_table_into_the_default_partition(
             assert conn.execute("SELECT count(*) FROM readings").fetchone() == (len(readings),)
 
 
-def test_ingest_makes_the_months_at_start(db_url: str, mqtt_url: str,
-                                          unique_topic: str) -> None:
+def test_ingest_makes_the_months_at_start(db_url: str, mqtt_url: str, unique_topic: str) -> None:
     from tests.integration.helpers import running_ingest
 
     register(db_url, REGISTRY)

@@ -40,15 +40,19 @@ def two_dbs(admin_db_url: str, template_db: str) -> Iterator[tuple[str, str]]:
     names = [f"offsite_t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     with psycopg.connect(admin_db_url, autocommit=True) as conn:
         for n in names:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(n), sql.Identifier(template_db)))
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    sql.Identifier(n), sql.Identifier(template_db)
+                )
+            )
     try:
         yield _with_dbname(admin_db_url, names[0]), _with_dbname(admin_db_url, names[1])
     finally:
         with psycopg.connect(admin_db_url, autocommit=True) as conn:
             for n in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                             .format(sql.Identifier(n)))
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n))
+                )
 
 
 def _alerts(db_url: str) -> list[tuple]:
@@ -58,41 +62,68 @@ def _alerts(db_url: str) -> list[tuple]:
                                FROM alerts ORDER BY rule, mn, pollutant, first_seen""").fetchall()
 
 
-def _run(db_url: str, mqtt_url: str, workers: int, tmp_path: Path,
-         start: datetime) -> list[tuple]:
-    fleet = build_fleet(8, seed=5, faults=[FaultKind.EXCEEDANCE, FaultKind.FLATLINE,
-                                           FaultKind.SPIKE, FaultKind.DRIFT],
-                        start=start, rate_s=60, fault_after_s=3600, fault_duration_s=1800)
+def _run(db_url: str, mqtt_url: str, workers: int, tmp_path: Path, start: datetime) -> list[tuple]:
+    fleet = build_fleet(
+        8,
+        seed=5,
+        faults=[FaultKind.EXCEEDANCE, FaultKind.FLATLINE, FaultKind.SPIKE, FaultKind.DRIFT],
+        start=start,
+        rate_s=60,
+        fault_after_s=3600,
+        fault_duration_s=1800,
+    )
     register(db_url, fleet.registry)
     rules = tmp_path / f"rules-{workers}.toml"  # publishing is bursty: not "offline"
     rules.write_text('base = "default"\n[offline]\nenabled = false\n')
     topic = f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
     group = f"g{uuid.uuid4().hex[:8]}"
     with ExitStack() as stack:
-        services = [stack.enter_context(running_ingest(make_settings(
-            db_url, mqtt_url, topic, mqtt_shared_group=group, rules_file=rules,
-            # three workers in one Python process, on a machine busy with the rest of the
-            # suite, share one GIL: a worker's MQTT thread may stamp a message well after
-            # the broker sent it. Separate processes (as deployed) need far less.
-            rule_reorder_ms=2000)))
-            for _ in range(workers)]
+        services = [
+            stack.enter_context(
+                running_ingest(
+                    make_settings(
+                        db_url,
+                        mqtt_url,
+                        topic,
+                        mqtt_shared_group=group,
+                        rules_file=rules,
+                        # three workers in one Python process, on a machine busy with the
+                        # rest of the suite, share one GIL: a worker's MQTT thread may stamp
+                        # a message well after the broker sent it (separate processes need less).
+                        rule_reorder_ms=2000,
+                    )
+                )
+            )
+            for _ in range(workers)
+        ]
         expected = 0
         for ts in fleet.timestamps(TICKS * 60):
             msgs = fleet.messages(ts)
             expected += sum(len(m.values) for m in msgs)
-            publish_raw(mqtt_url, [(topic.replace("+", m.mn),
-                                    payload_json(ts, m.values, m.flags)) for m in msgs])
+            publish_raw(
+                mqtt_url,
+                [(topic.replace("+", m.mn), payload_json(ts, m.values, m.flags)) for m in msgs],
+            )
             time.sleep(0.01)
-        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings") == expected,
-                 timeout=120, what=f"{expected} readings stored")
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM readings") == expected,
+            timeout=120,
+            what=f"{expected} readings stored",
+        )
         if workers > 1:  # the subscription was really shared
             assert sum(1 for s in services if s.stats.messages > 0) == workers
-        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0,
-                 timeout=60, what="the rule runner judging everything queued")
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM rule_inbox") == 0,
+            timeout=60,
+            what="the rule runner judging everything queued",
+        )
         # every reading judged once (the runner's counters reach its worker within
         # REPORT_S), none after a newer one of its series
-        wait_for(lambda: sum(s.rules_figures().judged for s in services) == expected,
-                 timeout=5, what="the runner's figures")
+        wait_for(
+            lambda: sum(s.rules_figures().judged for s in services) == expected,
+            timeout=5,
+            what="the runner's figures",
+        )
         leader = [s.rules_figures() for s in services if s.rules_figures().judged]
         assert [(r.judged, r.late) for r in leader] == [(expected, 0)]
     return _alerts(db_url)
@@ -115,7 +146,8 @@ def lossless_broker(tmp_path: Path) -> Iterator[str]:
 
 
 def test_one_and_three_workers_raise_the_same_alerts(
-        two_dbs: tuple[str, str], lossless_broker: str, tmp_path: Path) -> None:
+    two_dbs: tuple[str, str], lossless_broker: str, tmp_path: Path
+) -> None:
     mqtt_url = lossless_broker
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     one = _run(two_dbs[0], mqtt_url, 1, tmp_path, start)

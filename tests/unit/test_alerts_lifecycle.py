@@ -18,21 +18,43 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def finding(minute: float, value: float | None = 50.0, severity: str = "major",
-            rule: str = "exceedance", mn: str = "MN1", pollutant: str = "a21026",
-            limit: float | None = 35.0, message: str | None = None) -> Finding:
-    return Finding(rule, mn, pollutant, at(minute), value, severity,
-                   message or f"{rule} {value} at {minute}", limit)
+def finding(
+    minute: float,
+    value: float | None = 50.0,
+    severity: str = "major",
+    rule: str = "exceedance",
+    mn: str = "MN1",
+    pollutant: str = "a21026",
+    limit: float | None = 35.0,
+    message: str | None = None,
+) -> Finding:
+    return Finding(
+        rule,
+        mn,
+        pollutant,
+        at(minute),
+        value,
+        severity,
+        message or f"{rule} {value} at {minute}",
+        limit,
+    )
 
 
 # -- transitions ----------------------------------------------------------------------
 
 ALLOWED = [
-    (S.OPEN, S.ACKNOWLEDGED), (S.OPEN, S.ASSIGNED), (S.OPEN, S.RESOLVED), (S.OPEN, S.CLEARED),
-    (S.ACKNOWLEDGED, S.ASSIGNED), (S.ACKNOWLEDGED, S.RESOLVED), (S.ACKNOWLEDGED, S.CLEARED),
+    (S.OPEN, S.ACKNOWLEDGED),
+    (S.OPEN, S.ASSIGNED),
+    (S.OPEN, S.RESOLVED),
+    (S.OPEN, S.CLEARED),
+    (S.ACKNOWLEDGED, S.ASSIGNED),
+    (S.ACKNOWLEDGED, S.RESOLVED),
+    (S.ACKNOWLEDGED, S.CLEARED),
     (S.ASSIGNED, S.ASSIGNED),  # handed on to someone else
-    (S.ASSIGNED, S.RESOLVED), (S.ASSIGNED, S.CLEARED),
-    (S.RESOLVED, S.OPEN), (S.CLEARED, S.OPEN),  # reopened
+    (S.ASSIGNED, S.RESOLVED),
+    (S.ASSIGNED, S.CLEARED),
+    (S.RESOLVED, S.OPEN),
+    (S.CLEARED, S.OPEN),  # reopened
 ]
 
 
@@ -42,8 +64,7 @@ def test_allowed_transitions(cur, tgt):
     assert transition(cur.value, tgt.value) is tgt  # plain strings from the database
 
 
-@pytest.mark.parametrize(("cur", "tgt"), [(c, t) for c in S for t in S
-                                          if (c, t) not in ALLOWED])
+@pytest.mark.parametrize(("cur", "tgt"), [(c, t) for c in S for t in S if (c, t) not in ALLOWED])
 def test_every_other_transition_is_forbidden(cur, tgt):
     with pytest.raises(InvalidTransition) as info:
         transition(cur, tgt)
@@ -52,8 +73,13 @@ def test_every_other_transition_is_forbidden(cur, tgt):
 
 
 def test_forbidden_transitions_include_going_back():
-    for cur, tgt in [(S.OPEN, S.OPEN), (S.ACKNOWLEDGED, S.OPEN), (S.ASSIGNED, S.ACKNOWLEDGED),
-                     (S.RESOLVED, S.CLEARED), (S.CLEARED, S.ASSIGNED)]:
+    for cur, tgt in [
+        (S.OPEN, S.OPEN),
+        (S.ACKNOWLEDGED, S.OPEN),
+        (S.ASSIGNED, S.ACKNOWLEDGED),
+        (S.RESOLVED, S.CLEARED),
+        (S.CLEARED, S.ASSIGNED),
+    ]:
         with pytest.raises(InvalidTransition):
             transition(cur, tgt)
 
@@ -69,18 +95,40 @@ def test_active_states():
 
 # -- fold -----------------------------------------------------------------------------
 
+
 def test_fold_single_finding():
     (u,) = fold([finding(1, 40.0)])
-    assert u == AlertUpsert("exceedance", "MN1", "a21026", "major", at(1), at(1), 1, 40.0, 35.0,
-                            "exceedance 40.0 at 1")
+    assert u == AlertUpsert(
+        "exceedance", "MN1", "a21026", "major", at(1), at(1), 1, 40.0, 35.0, "exceedance 40.0 at 1"
+    )
     assert u.key == ("exceedance", "MN1", "a21026")
 
 
 def test_fold_keeps_the_first_findings_detail_and_suppression():
-    first = Finding("exceedance", "MN1", "a21026", at(1), 40.0, "major", "m1", 35.0,
-                    {"evidence": {"v": [40.0]}}, "stack repair")
-    worse = Finding("exceedance", "MN1", "a21026", at(2), 90.0, "critical", "m2", 35.0,
-                    {"evidence": {"v": [90.0]}}, None)
+    first = Finding(
+        "exceedance",
+        "MN1",
+        "a21026",
+        at(1),
+        40.0,
+        "major",
+        "m1",
+        35.0,
+        {"evidence": {"v": [40.0]}},
+        "stack repair",
+    )
+    worse = Finding(
+        "exceedance",
+        "MN1",
+        "a21026",
+        at(2),
+        90.0,
+        "critical",
+        "m2",
+        35.0,
+        {"evidence": {"v": [90.0]}},
+        None,
+    )
     (u,) = fold([first, worse])
     assert u.detail == {"evidence": {"v": [40.0]}}  # what triggered the alert
     assert u.suppressed == "stack repair"
@@ -101,25 +149,44 @@ def test_fold_counts_spans_and_keeps_worst():
 
 def test_fold_severity_only_goes_up_by_rank_not_alphabet():
     # alphabetically "warning" > "major" > "critical"; by rank it is the other way round
-    (u,) = fold([finding(1, severity="critical"), finding(2, severity="warning"),
-                 finding(3, severity="major")])
+    (u,) = fold(
+        [
+            finding(1, severity="critical"),
+            finding(2, severity="warning"),
+            finding(3, severity="major"),
+        ]
+    )
     assert u.severity == "critical"
     (u,) = fold([finding(1, severity="info"), finding(2, severity="warning")])
     assert u.severity == "warning"
 
 
 def test_fold_keeps_keys_apart():
-    ups = fold([finding(1), finding(2, pollutant="a21002"), finding(3, rule="spike"),
-                finding(4, mn="MN2"), finding(5)])
+    ups = fold(
+        [
+            finding(1),
+            finding(2, pollutant="a21002"),
+            finding(3, rule="spike"),
+            finding(4, mn="MN2"),
+            finding(5),
+        ]
+    )
     assert sorted((u.key, u.count) for u in ups) == [
-        (("exceedance", "MN1", "a21002"), 1), (("exceedance", "MN1", "a21026"), 2),
-        (("exceedance", "MN2", "a21026"), 1), (("spike", "MN1", "a21026"), 1)]
+        (("exceedance", "MN1", "a21002"), 1),
+        (("exceedance", "MN1", "a21026"), 2),
+        (("exceedance", "MN2", "a21026"), 1),
+        (("spike", "MN1", "a21026"), 1),
+    ]
 
 
 def test_fold_none_values_and_limits():
-    (u,) = fold([finding(1, None, limit=None, rule="offline", pollutant=""),
-                 finding(2, 3.0, limit=None, rule="offline", pollutant=""),
-                 finding(3, None, limit=None, rule="offline", pollutant="")])
+    (u,) = fold(
+        [
+            finding(1, None, limit=None, rule="offline", pollutant=""),
+            finding(2, 3.0, limit=None, rule="offline", pollutant=""),
+            finding(3, None, limit=None, rule="offline", pollutant=""),
+        ]
+    )
     assert u.worst_value == 3.0
     assert u.limit is None
     assert u.count == 3
@@ -141,8 +208,10 @@ OFF = ("offline", "MN1", "")
 
 
 def book(**clear_after_min) -> AlertBook:
-    return AlertBook({k: timedelta(minutes=v) for k, v in clear_after_min.items()},
-                     default_clear_after=timedelta(minutes=5))
+    return AlertBook(
+        {k: timedelta(minutes=v) for k, v in clear_after_min.items()},
+        default_clear_after=timedelta(minutes=5),
+    )
 
 
 def test_plan_upserts_new_findings():
@@ -215,6 +284,7 @@ def test_clear_is_decided_per_key():
 
 # -- applied --------------------------------------------------------------------------
 
+
 def test_applied_tracks_active_keys_and_clears():
     b = book()
     p = b.plan([finding(1), finding(3)], {("MN1", "a21026"): at(3)})
@@ -248,9 +318,11 @@ def test_forget_and_load():
 
 # -- cooldown ---------------------------------------------------------------------------
 
+
 def test_cooldown_drops_a_new_occurrence_soon_after_a_clear():
-    b = AlertBook({}, default_clear_after=timedelta(minutes=5),
-                  cooldown={"exceedance": timedelta(minutes=30)})
+    b = AlertBook(
+        {}, default_clear_after=timedelta(minutes=5), cooldown={"exceedance": timedelta(minutes=30)}
+    )
     b.applied(b.plan([finding(0)], {("MN1", "a21026"): at(0)}))
     p = b.plan([], {("MN1", "a21026"): at(6)})
     assert p.clears == [KEY]
@@ -267,14 +339,19 @@ def test_cooldown_drops_a_new_occurrence_soon_after_a_clear():
 
 
 def test_cooldown_is_per_rule_and_key_and_never_blocks_an_active_alert():
-    b = AlertBook({}, default_clear_after=timedelta(minutes=5),
-                  cooldown={"exceedance": timedelta(minutes=30), "spike": timedelta(0)})
+    b = AlertBook(
+        {},
+        default_clear_after=timedelta(minutes=5),
+        cooldown={"exceedance": timedelta(minutes=30), "spike": timedelta(0)},
+    )
     b.applied(b.plan([finding(0), finding(0, rule="spike")], {}))
     b.applied(b.plan([], {("MN1", "a21026"): at(6)}))
     assert b.active == {}
     p = b.plan([finding(10, rule="spike"), finding(10, mn="MN2"), finding(10)], {})
-    assert sorted(u.key for u in p.upserts) == [("exceedance", "MN2", "a21026"),
-                                                 ("spike", "MN1", "a21026")]
+    assert sorted(u.key for u in p.upserts) == [
+        ("exceedance", "MN2", "a21026"),
+        ("spike", "MN1", "a21026"),
+    ]
     # an alert that is still active keeps taking its findings
     b2 = AlertBook({}, cooldown={"exceedance": timedelta(hours=1)})
     b2.cleared[KEY] = at(0)
@@ -300,15 +377,17 @@ def test_one_big_batch_leaves_the_same_history_as_the_stream() -> None:
     for m in range(14):
         now = {("MN1", "a21026"): T0 + timedelta(minutes=m)}
         plan = streamed.plan([f for f in fs if f.ts == T0 + timedelta(minutes=m)], now)
-        history += ["clear" for _ in plan.closed] + ["upsert" for _ in plan.upserts
-                                                      if _.key not in streamed.active]
+        history += ["clear" for _ in plan.closed] + [
+            "upsert" for _ in plan.upserts if _.key not in streamed.active
+        ]
         history += ["clear" for _ in plan.clears]
         streamed.applied(plan)
 
     batched = AlertBook({}, default_clear_after=timedelta(minutes=5))
     plan = batched.plan(fs, seen)
     assert [(u.first_seen, u.last_seen, u.count) for u, _ in plan.closed] == [
-        (T0, T0 + timedelta(minutes=2), 3)]
+        (T0, T0 + timedelta(minutes=2), 3)
+    ]
     assert [(u.first_seen, u.count) for u in plan.upserts] == [(T0 + timedelta(minutes=12), 2)]
     assert plan.clears == []
     assert history == ["upsert", "clear", "upsert"]

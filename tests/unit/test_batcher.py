@@ -18,13 +18,18 @@ def message(i: int) -> InboundMessage:
 
 def outcome(i: int, n: int, dead: bool = False) -> Outcome:
     readings = [Reading(T0, f"MN{i}", f"a2100{k}", float(k)) for k in range(n)]
-    dl = DeadLetter(f"devices/MN{i}/telemetry", b"{}", T0, DeadReason.BAD_VALUE, "x") if dead \
+    dl = (
+        DeadLetter(f"devices/MN{i}/telemetry", b"{}", T0, DeadReason.BAD_VALUE, "x")
+        if dead
         else None
+    )
     return Outcome(readings=readings, dead=dl)
 
 
-@pytest.mark.parametrize(("readings", "delay", "messages"),
-                         [(0, 1.0, 10), (1, 0.0, 10), (1, -1.0, 10), (1, 1.0, 0), (-5, 1, 1)])
+@pytest.mark.parametrize(
+    ("readings", "delay", "messages"),
+    [(0, 1.0, 10), (1, 0.0, 10), (1, -1.0, 10), (1, 1.0, 0), (-5, 1, 1)],
+)
 def test_invalid_limits_raise(readings, delay, messages):
     with pytest.raises(ValueError):
         Batcher(readings, delay, messages)

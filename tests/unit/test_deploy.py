@@ -60,8 +60,9 @@ def test_client_id_expands_hostname(monkeypatch):
     from offsite.ingest.service import client_id
 
     monkeypatch.setattr(socket, "gethostname", lambda: "c0ffee")
-    assert client_id(Settings(mqtt_client_id="offsite-ingest-{hostname}")) == \
-        "offsite-ingest-c0ffee"
+    assert (
+        client_id(Settings(mqtt_client_id="offsite-ingest-{hostname}")) == "offsite-ingest-c0ffee"
+    )
     assert client_id(Settings(mqtt_client_id="fixed")) == "fixed"
 
 
@@ -69,8 +70,11 @@ def test_dashboard_queries_only_exported_metrics():
     dash = json.loads((ROOT / "deploy/grafana/offsite-dashboard.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
     source = (ROOT / "ingest/metrics.py").read_text() + (ROOT / "api/metrics.py").read_text()
-    names = {re.sub(r"_(total|bucket|count|sum)$", "", m)
-             for e in exprs for m in re.findall(r"\boffsite_[a-z_]+", e)}
+    names = {
+        re.sub(r"_(total|bucket|count|sum)$", "", m)
+        for e in exprs
+        for m in re.findall(r"\boffsite_[a-z_]+", e)
+    }
     assert names, "no metric found in the dashboard"
     missing = {n for n in names if f'"{n}"' not in source}
     assert not missing, f"dashboard queries metrics nobody exports: {missing}"

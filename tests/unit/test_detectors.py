@@ -40,6 +40,7 @@ F = {c: ord(c) for c in "NMCDFS"}
 
 # -- building batches -------------------------------------------------------------------
 
+
 @dataclass
 class Stream:
     """T rounds of n series (arrays [T, n]), and the per-series constants."""
@@ -63,8 +64,15 @@ class Stream:
         return Stream(**{f.name: getattr(self, f.name).copy() for f in fields(self)})
 
 
-def stream(n: int, rounds: int, seed: int = 0, level: float = LEVEL, noise: float = 1.0,
-           limit: float = LIMIT, code: str = "a21026") -> Stream:
+def stream(
+    n: int,
+    rounds: int,
+    seed: int = 0,
+    level: float = LEVEL,
+    noise: float = 1.0,
+    limit: float = LIMIT,
+    code: str = "a21026",
+) -> Stream:
     """Realistic clean data: a slow load swing, analyser noise, logger rounding to 3
     decimals, a reading a minute, flag N, O2 around 8 %."""
     rng = np.random.default_rng(seed)
@@ -76,9 +84,18 @@ def stream(n: int, rounds: int, seed: int = 0, level: float = LEVEL, noise: floa
     conc = np.round(LEVEL + rng.normal(0.0, 1.0, size=(rounds, n)), 3)
     t = T0 + 60.0 * np.broadcast_to(i, (rounds, n)).astype(float)
     lo, hi = plausible_range(code)
-    return Stream(x, t.copy(), np.full((rounds, n), FLAG_N, dtype=np.uint8), o2, conc,
-                  np.full(n, limit), np.full(n, lo), np.full(n, hi), np.full(n, O2_REF),
-                  np.full(n, 60.0))
+    return Stream(
+        x,
+        t.copy(),
+        np.full((rounds, n), FLAG_N, dtype=np.uint8),
+        o2,
+        conc,
+        np.full(n, limit),
+        np.full(n, lo),
+        np.full(n, hi),
+        np.full(n, O2_REF),
+        np.full(n, 60.0),
+    )
 
 
 def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
@@ -88,8 +105,9 @@ def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
         lo = max(0, k - width)
         pad = width - (k - lo)
 
-        def win(a: np.ndarray, fill: float | int, lo: int = lo, k: int = k,
-                pad: int = pad) -> np.ndarray:
+        def win(
+            a: np.ndarray, fill: float | int, lo: int = lo, k: int = k, pad: int = pad
+        ) -> np.ndarray:
             w = np.full((s.n, width), fill, dtype=a.dtype)
             w[:, pad:] = a[lo:k].T
             return w
@@ -98,13 +116,31 @@ def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
         for role in roles:
             p = {"o2": s.o2, "conc": s.conc}[role]  # KeyError: a role the helper lacks
             valid = s.flag[lo:k].T == FLAG_N
-            partners[role] = Partner(p[k].copy(), np.where(
-                np.concatenate([np.zeros((s.n, pad), bool), valid], axis=1),
-                win(p, np.nan), np.nan))
-        out.append(Batch(np.arange(s.n), s.x[k].copy(), s.t[k].copy(), s.flag[k].copy(),
-                         s.limit.copy(), s.lo.copy(), s.hi.copy(), s.o2ref.copy(),
-                         s.interval.copy(), win(s.x, np.nan), win(s.flag, 0),
-                         win(s.t, np.nan), partners))
+            partners[role] = Partner(
+                p[k].copy(),
+                np.where(
+                    np.concatenate([np.zeros((s.n, pad), bool), valid], axis=1),
+                    win(p, np.nan),
+                    np.nan,
+                ),
+            )
+        out.append(
+            Batch(
+                np.arange(s.n),
+                s.x[k].copy(),
+                s.t[k].copy(),
+                s.flag[k].copy(),
+                s.limit.copy(),
+                s.lo.copy(),
+                s.hi.copy(),
+                s.o2ref.copy(),
+                s.interval.copy(),
+                win(s.x, np.nan),
+                win(s.flag, 0),
+                win(s.t, np.nan),
+                partners,
+            )
+        )
     return out
 
 
@@ -132,9 +168,22 @@ def hits_of(det, s: Stream) -> np.ndarray:
 
 # -- the contract -----------------------------------------------------------------------
 
-FOCUSED = {"exceedance", "implausible", "clamp", "spike", "flatline", "stat", "drift",
-           "dilution", "flow_zero", "false_stop", "copy_paste", "flag_abuse", "capture",
-           "average_exceedance"}
+FOCUSED = {
+    "exceedance",
+    "implausible",
+    "clamp",
+    "spike",
+    "flatline",
+    "stat",
+    "drift",
+    "dilution",
+    "flow_zero",
+    "false_stop",
+    "copy_paste",
+    "flag_abuse",
+    "capture",
+    "average_exceedance",
+}
 
 
 def test_every_detector_in_the_catalog_has_focused_tests():
@@ -194,8 +243,9 @@ def poke(s: Stream) -> Stream:
 def test_contract_deterministic_and_inputs_untouched(det):
     s = poke(stream(7, 150, seed=7))
     bs = batches(s, det.partners)
-    snap = [{f.name: np.copy(getattr(b, f.name)) for f in fields(b) if f.name != "partners"}
-            for b in bs]
+    snap = [
+        {f.name: np.copy(getattr(b, f.name)) for f in fields(b) if f.name != "partners"} for b in bs
+    ]
     psnap = [{k: (p.x.copy(), p.window.copy()) for k, p in b.partners.items()} for b in bs]
     results = []
     for _ in range(2):
@@ -227,8 +277,10 @@ def test_contract_nan_never_raises_and_nan_x_never_hits(det):
     window[2, ::2] = np.nan  # NaN x and a holey window
     window[3, :5] = np.nan  # partly filled
     window[4, -1] = np.nan
-    partners = {k: Partner(np.where(np.arange(6) == 5, np.nan, p.x), p.window)
-                for k, p in last.partners.items()}
+    partners = {
+        k: Partner(np.where(np.arange(6) == 5, np.nan, p.x), p.window)
+        for k, p in last.partners.items()
+    }
     h = call(det, replace(last, x=x, window=window, partners=partners), state)
     check_shapes(h, 6)
     assert not h.hit[[0, 2, 4]].any()
@@ -238,8 +290,13 @@ def test_contract_nan_x_against_a_tempting_window(det):
     # a window stuck at 200 over a limit of 1, flagged M: every value-based rule would
     # fire on a real number here
     b = batches(stream(1, W + 1), det.partners)[-1]
-    b = replace(b, x=np.array([np.nan]), window=np.full((1, W), 200.0),
-                wflag=np.full((1, W), F["M"], dtype=np.uint8), limit=np.array([1.0]))
+    b = replace(
+        b,
+        x=np.array([np.nan]),
+        window=np.full((1, W), 200.0),
+        wflag=np.full((1, W), F["M"], dtype=np.uint8),
+        limit=np.array([1.0]),
+    )
     h = call(det, b, det.new_state(1))
     assert not h.hit[0]
 
@@ -258,8 +315,9 @@ def test_contract_clean_noisy_data_raises_nothing(det):
     assert s.x.max() < LIMIT * 0.6
     h = run(det, s)
     hits = np.array([x.hit for x in h])
-    assert not hits.any(), f"{int(hits.sum())} hits on clean data, first at " \
-                           f"{np.argwhere(hits)[:3].tolist()}"
+    assert not hits.any(), (
+        f"{int(hits.sum())} hits on clean data, first at {np.argwhere(hits)[:3].tolist()}"
+    )
     if det.kind not in ("false_stop", "copy_paste"):  # these score only what they find
         judged = np.isfinite(np.array([x.score for x in h]))
         assert judged[-1].all() or judged.sum() >= 20 * 9, "the clean run was never judged"
@@ -291,13 +349,13 @@ def test_contract_describe_returns_text(det):
 
 # -- exceedance -------------------------------------------------------------------------
 
+
 def single(xs, window=None, limit=LIMIT, flags=None, code="a21026", **kw) -> Batch:
     """A one-round batch of len(xs) series with a given (or clean) window."""
     n = len(xs)
     s = stream(n, W + 1, limit=limit, code=code, **kw)
     b = batches(s, ("o2", "conc"))[-1]
-    win = b.window if window is None else np.broadcast_to(np.asarray(window, float),
-                                                          (n, W)).copy()
+    win = b.window if window is None else np.broadcast_to(np.asarray(window, float), (n, W)).copy()
     flag = b.flag if flags is None else np.array([F[c] for c in flags], dtype=np.uint8)
     return replace(b, x=np.asarray(xs, float), window=win, flag=flag)
 
@@ -323,17 +381,27 @@ def test_exceedance_without_a_limit_never_hits():
 
 # -- implausible ------------------------------------------------------------------------
 
+
 def test_implausible_negative_concentration_beyond_the_margin():
     h = call(Implausible(), single([-0.3, -0.6, -5.0, 0.0]))
     assert list(h.hit) == [False, True, True, False]
     assert h.score[2] == pytest.approx(4.5)
 
 
-@pytest.mark.parametrize(("code", "value", "hit"), [
-    ("a19001", 20.9, False), ("a19001", 21.4, False), ("a19001", 22.0, True),
-    ("a19001", -1.0, True), ("w01001", 14.0, False), ("w01001", 14.6, True),
-    ("w01001", -0.7, True), ("a01014", 101.0, True), ("zz999", -1e6, False),
-])
+@pytest.mark.parametrize(
+    ("code", "value", "hit"),
+    [
+        ("a19001", 20.9, False),
+        ("a19001", 21.4, False),
+        ("a19001", 22.0, True),
+        ("a19001", -1.0, True),
+        ("w01001", 14.0, False),
+        ("w01001", 14.6, True),
+        ("w01001", -0.7, True),
+        ("a01014", 101.0, True),
+        ("zz999", -1e6, False),
+    ],
+)
 def test_implausible_physical_ranges(code, value, hit):
     h = call(Implausible(), single([value], code=code))
     assert h.hit[0] == hit
@@ -350,6 +418,7 @@ def test_implausible_judges_whatever_the_flag():
 
 
 # -- clamp ------------------------------------------------------------------------------
+
 
 def clamp_stream(level: float, noise: float, n: int = 1) -> Stream:
     s = stream(n, 40, seed=21, level=level, noise=noise)
@@ -374,12 +443,13 @@ def test_clamp_steady_but_far_below_the_limit_does_not_hit():
 
 def test_clamp_needs_count_values():
     s = clamp_stream(95.0, 0.05)
-    s.x[: -19] = LEVEL  # only the last 19 are parked
+    s.x[:-19] = LEVEL  # only the last 19 are parked
     assert not hits_of(Clamp(count=20), s).any()
     assert one(Clamp(count=19), s).hit[0]
 
 
 # -- spike ------------------------------------------------------------------------------
+
 
 def test_spike_hits_a_jump():
     h = call(Spike(), single([LEVEL + 30.0, LEVEL + 1.0]))
@@ -427,6 +497,7 @@ def test_spike_absolute_floor_on_a_zero_series():
 
 # -- flatline ---------------------------------------------------------------------------
 
+
 def test_flatline_count_identical_values_including_the_new_one():
     det = Flatline(count=10)
     s = stream(3, 40, seed=8)
@@ -464,6 +535,7 @@ def test_flatline_does_not_learn_the_collapse_as_normal():
 
 
 # -- stat -------------------------------------------------------------------------------
+
 
 def shifted(shift: float, at: int = 100, rounds: int = 300) -> Stream:
     s = stream(1, rounds, seed=14)
@@ -504,11 +576,13 @@ def test_stat_does_not_learn_from_flagged_values():
 
 # -- drift ------------------------------------------------------------------------------
 
+
 def test_drift_steady_trend_hits():
     s = stream(1, 120, seed=16, noise=0.2)
     minutes = np.arange(120) - 60.0
-    s.x[60:, 0] = np.round(LEVEL * (1 + 0.6 * minutes[60:] / 60.0)
-                           + np.random.default_rng(2).normal(0, 0.2, 60), 3)
+    s.x[60:, 0] = np.round(
+        LEVEL * (1 + 0.6 * minutes[60:] / 60.0) + np.random.default_rng(2).normal(0, 0.2, 60), 3
+    )
     h = run(Drift(), s)
     assert h[-1].hit[0]
     assert h[-1].score[0] > 0.3
@@ -524,8 +598,12 @@ def test_drift_downward_trend_hits_with_negative_score():
 
 def test_drift_noisy_wander_and_flat_do_not_hit():
     wander = stream(1, 300, seed=17)
-    wander.x[:, 0] = np.round(LEVEL + np.cumsum(np.random.default_rng(3).normal(0, 0.3, 300))
-                              + np.random.default_rng(4).normal(0, 1.0, 300), 3)
+    wander.x[:, 0] = np.round(
+        LEVEL
+        + np.cumsum(np.random.default_rng(3).normal(0, 0.3, 300))
+        + np.random.default_rng(4).normal(0, 1.0, 300),
+        3,
+    )
     flat = stream(1, 60)
     flat.x[:, 0] = LEVEL
     assert not hits_of(Drift(), wander).any()
@@ -541,6 +619,7 @@ def test_drift_steep_but_scattered_fit_does_not_hit():
 
 
 # -- dilution ---------------------------------------------------------------------------
+
 
 def test_dilution_o2_up_and_concentration_down_hits():
     s = stream(4, 60, seed=18)
@@ -560,6 +639,7 @@ def test_dilution_without_an_o2_partner_does_not_hit():
 
 # -- flow_zero --------------------------------------------------------------------------
 
+
 def test_flow_zero_while_concentration_stays_hits():
     s = stream(3, 60, seed=19, level=1000.0, noise=10.0, code="a00000")
     s.x[-1, :] = [0.0, 0.0, 900.0]
@@ -570,6 +650,7 @@ def test_flow_zero_while_concentration_stays_hits():
 
 
 # -- false_stop -------------------------------------------------------------------------
+
 
 def test_false_stop_flag_at_normal_flow_hits_and_at_zero_flow_does_not():
     s = stream(3, 60, seed=20, level=1000.0, noise=10.0, code="a00000")
@@ -583,6 +664,7 @@ def test_false_stop_flag_at_normal_flow_hits_and_at_zero_flow_does_not():
 
 
 # -- copy_paste -------------------------------------------------------------------------
+
 
 def pasted(offset: float = 0.0) -> Stream:
     s = stream(1, 260, seed=22)
@@ -605,8 +687,8 @@ def test_copy_paste_repeated_segment_hits_at_the_right_lag(offset):
 def test_copy_paste_default_stride_still_catches_the_segment():
     hits = hits_of(CopyPaste(), pasted())[:, 0]
     k = CopyPaste().k
-    assert not hits[:200 + k].any() and not hits[227:].any()
-    assert hits[200 + k:220].sum() >= (220 - 200 - k) // CopyPaste().stride
+    assert not hits[: 200 + k].any() and not hits[227:].any()
+    assert hits[200 + k : 220].sum() >= (220 - 200 - k) // CopyPaste().stride
 
 
 def test_copy_paste_fresh_noise_and_a_flatline_do_not_hit():
@@ -636,7 +718,7 @@ def test_copy_paste_keeps_a_stride_of_fingerprints_and_still_gives_the_exact_lag
     assert not hits[:206].any() and not hits[227:].any()
     # one of any ``stride`` consecutive copied positions meets a kept fingerprint
     for start in range(206, 220 - stride + 1):
-        assert hits[start:start + stride].any()
+        assert hits[start : start + stride].any()
     assert {h[i].score[0] for i in range(206, 220) if hits[i]} == {150.0}
 
 
@@ -645,6 +727,7 @@ def test_copy_paste_beyond_lookback_is_forgotten():
 
 
 # -- flag_abuse -------------------------------------------------------------------------
+
 
 def test_flag_abuse_share_above_max_share_hits():
     s = stream(1, 60, seed=24)
@@ -674,6 +757,7 @@ def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():
 
 # -- capture ----------------------------------------------------------------------------
 
+
 def test_capture_half_the_messages_dropped_hits():
     s = stream(2, 60, seed=25)
     s.t[:, 1] = T0 + 120.0 * np.arange(60)  # every other minute is missing
@@ -702,8 +786,15 @@ def test_capture_uses_the_device_interval():
 
 # -- average_exceedance -----------------------------------------------------------------
 
-def hour_stream(value: float, valid_minutes: int, o2: float = O2_LEVEL,
-                o2ref: float = np.nan, limit: float = LIMIT, hours: int = 2) -> Stream:
+
+def hour_stream(
+    value: float,
+    valid_minutes: int,
+    o2: float = O2_LEVEL,
+    o2ref: float = np.nan,
+    limit: float = LIMIT,
+    hours: int = 2,
+) -> Stream:
     rounds = 60 * hours + 1
     s = stream(1, rounds, seed=26)
     s.x[:, 0] = value
@@ -711,7 +802,7 @@ def hour_stream(value: float, valid_minutes: int, o2: float = O2_LEVEL,
     s.o2ref[:] = o2ref
     s.limit[:] = limit
     for h in range(hours):
-        s.flag[60 * h + valid_minutes: 60 * (h + 1), 0] = F["D"]
+        s.flag[60 * h + valid_minutes : 60 * (h + 1), 0] = F["D"]
     return s
 
 

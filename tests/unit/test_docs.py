@@ -12,8 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_readme_documents_every_setting_and_no_other():
     readme = (ROOT / "README.md").read_text()
-    table = {line.split("`")[1] for line in readme.splitlines()
-             if line.startswith("| `OFFSITE_") and not line.startswith("| `OFFSITE_TEST_")}
+    table = {
+        line.split("`")[1]
+        for line in readme.splitlines()
+        if line.startswith("| `OFFSITE_") and not line.startswith("| `OFFSITE_TEST_")
+    }
     assert table == {f"OFFSITE_{name.upper()}" for name in Settings.model_fields}
 
 

@@ -54,20 +54,29 @@ params = {{ count = {count} }}
 """
 
 
-def engine(*parts: str, devices: dict[str, DeviceMeta] | None = None,
-           offline: str = "") -> RuleEngine:
+def engine(
+    *parts: str, devices: dict[str, DeviceMeta] | None = None, offline: str = ""
+) -> RuleEngine:
     text = 'version = "t1"\n' + (offline or "[offline]\nintervals = 5\n") + "".join(parts)
-    return RuleEngine(parse_rules(text, "test.toml"), DEVICES if devices is None else devices,
-                      started_at=T0)
+    return RuleEngine(
+        parse_rules(text, "test.toml"), DEVICES if devices is None else devices, started_at=T0
+    )
 
 
-def r(minute: float, value: float, mn: str = MN, pollutant: str = SO2, flag: str = "N",
-      kind: DataKind = DataKind.RTD) -> Reading:
+def r(
+    minute: float,
+    value: float,
+    mn: str = MN,
+    pollutant: str = SO2,
+    flag: str = "N",
+    kind: DataKind = DataKind.RTD,
+) -> Reading:
     return Reading(T0 + timedelta(minutes=minute), mn, pollutant, value, flag, kind)
 
 
-def noisy_series(n: int, start: int = 0, level: float = 20.0, seed: int = 5,
-                 sd: float = 0.5, **kw) -> list[Reading]:
+def noisy_series(
+    n: int, start: int = 0, level: float = 20.0, seed: int = 5, sd: float = 0.5, **kw
+) -> list[Reading]:
     rng = random.Random(seed)
     return [r(start + i, round(level + rng.gauss(0, sd), 3), **kw) for i in range(n)]
 
@@ -78,6 +87,7 @@ def rules_of(findings: list[Finding]) -> list[str]:
 
 # -- the default rules on clean data ----------------------------------------------------
 
+
 def test_clean_plant_under_the_default_rules_gives_no_findings():
     e = RuleEngine(load_rules(None), DEVICES, started_at=T0)
     readings = []
@@ -85,8 +95,7 @@ def test_clean_plant_under_the_default_rules_gives_no_findings():
         readings += noisy_series(300, level=20.0, seed=k, mn=mn)
         readings += noisy_series(300, level=80.0, sd=2.0, seed=10 + k, mn=mn, pollutant=NOX)
         readings += noisy_series(300, level=8.0, sd=0.1, seed=20 + k, mn=mn, pollutant=O2)
-        readings += noisy_series(300, level=1000.0, sd=10.0, seed=30 + k, mn=mn,
-                                 pollutant=FLOW)
+        readings += noisy_series(300, level=1000.0, sd=10.0, seed=30 + k, mn=mn, pollutant=FLOW)
     for start in range(0, 300, 60):  # an hour at a time, as ingest would deliver a backlog
         batch = [x for x in readings if start <= (x.ts - T0).total_seconds() / 60 < start + 60]
         assert e.evaluate(batch).findings == []
@@ -99,8 +108,11 @@ def test_empty_batch():
 
 # -- exceedance -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("value", "severity"), [(35.1, "major"), (69.9, "major"),
-                                                 (70.0, "critical"), (200.0, "critical")])
+
+@pytest.mark.parametrize(
+    ("value", "severity"),
+    [(35.1, "major"), (69.9, "major"), (70.0, "critical"), (200.0, "critical")],
+)
 def test_exceedance_severity(value, severity):
     ev = engine(EXCEEDANCE).evaluate([r(0, value)])
     (f,) = ev.findings
@@ -117,8 +129,9 @@ def test_at_the_limit_is_not_an_exceedance():
 
 
 def test_exceedance_only_for_valid_flag_and_limited_series():
-    ev = engine(EXCEEDANCE).evaluate([r(0, 100.0, flag="D"), r(0, 100.0, pollutant=NOX),
-                                      r(0, 100.0, mn="MN9")])
+    ev = engine(EXCEEDANCE).evaluate(
+        [r(0, 100.0, flag="D"), r(0, 100.0, pollutant=NOX), r(0, 100.0, mn="MN9")]
+    )
     assert ev.findings == []
 
 
@@ -146,12 +159,16 @@ def test_update_rules_widens_the_windows_for_a_longer_history():
     e.update_rules(parse_rules('version = "t2"\n' + text, "t2.toml"))
     assert e.windows.width == 41
     # the 3 readings held + 37 new ones fill the 40, a quarter of them flagged D
-    fired = [i for i in range(37)
-             if e.evaluate([r(10 + i, 20.0, flag="D" if i % 4 == 0 else "N")]).findings]
+    fired = [
+        i
+        for i in range(37)
+        if e.evaluate([r(10 + i, 20.0, flag="D" if i % 4 == 0 else "N")]).findings
+    ]
     assert fired == [36]
 
 
 # -- flatline and rounds ----------------------------------------------------------------
+
 
 def test_flatline_after_n_identical_readings_across_batches():
     e = engine(flatline(5))
@@ -159,14 +176,22 @@ def test_flatline_after_n_identical_readings_across_batches():
         assert e.evaluate([r(i, 12.5)]).findings == [], f"reading {i + 1} of 4"
     (f,) = e.evaluate([r(4, 12.5)]).findings
     assert (f.rule, f.mn, f.pollutant, f.value, f.severity, f.ts) == (
-        "flatline", MN, SO2, 12.5, "warning", r(4, 0).ts)
+        "flatline",
+        MN,
+        SO2,
+        12.5,
+        "warning",
+        r(4, 0).ts,
+    )
     assert f.limit == 35.0
 
 
 def test_flatline_within_one_batch_is_judged_in_rounds():
     ev = engine(flatline(5)).evaluate([r(i, 12.5) for i in range(6)])
-    assert [(f.rule, f.ts) for f in ev.findings] == [("flatline", r(4, 0).ts),
-                                                     ("flatline", r(5, 0).ts)]
+    assert [(f.rule, f.ts) for f in ev.findings] == [
+        ("flatline", r(4, 0).ts),
+        ("flatline", r(5, 0).ts),
+    ]
 
 
 def test_flatline_not_before_n():
@@ -186,6 +211,7 @@ def test_kinds_are_separate_series():
 
 
 # -- spike ------------------------------------------------------------------------------
+
 
 def test_spike_on_a_jump():
     e = engine(EXCEEDANCE, SPIKE)
@@ -222,6 +248,7 @@ def test_flagged_values_are_not_judged_by_spike_and_stay_out_of_its_statistics()
 
 # -- out of order -----------------------------------------------------------------------
 
+
 def test_older_reading_is_judged_only_by_order_free_detectors():
     e = engine(EXCEEDANCE, SPIKE, IMPLAUSIBLE, flatline(3))
     e.evaluate(noisy_series(20))
@@ -247,12 +274,24 @@ def test_same_timestamp_again_is_not_in_order():
 
 # -- seen -------------------------------------------------------------------------------
 
+
 def test_seen_has_newest_device_time_per_series():
-    ev = engine(EXCEEDANCE).evaluate([
-        r(3, 1.0), r(1, 1.0), r(2, 1.0, pollutant=NOX), r(7, 1.0, mn=MN2),
-        r(9, 1.0, flag="D"), r(60, 1.0, kind=DataKind.HOUR)])
-    assert ev.seen == {(MN, SO2): r(9, 0).ts, (MN, NOX): r(2, 0).ts, (MN2, SO2): r(7, 0).ts,
-                       (MN, f"{SO2}@hour"): r(60, 0).ts}
+    ev = engine(EXCEEDANCE).evaluate(
+        [
+            r(3, 1.0),
+            r(1, 1.0),
+            r(2, 1.0, pollutant=NOX),
+            r(7, 1.0, mn=MN2),
+            r(9, 1.0, flag="D"),
+            r(60, 1.0, kind=DataKind.HOUR),
+        ]
+    )
+    assert ev.seen == {
+        (MN, SO2): r(9, 0).ts,
+        (MN, NOX): r(2, 0).ts,
+        (MN2, SO2): r(7, 0).ts,
+        (MN, f"{SO2}@hour"): r(60, 0).ts,
+    }
 
 
 def test_seen_per_device_is_the_receive_time():
@@ -286,6 +325,7 @@ def test_note_received_only_moves_forward():
 
 
 # -- offline ----------------------------------------------------------------------------
+
 
 def test_never_heard_is_measured_from_started_at():
     e = engine(EXCEEDANCE)
@@ -333,7 +373,7 @@ def test_offline_uses_each_device_interval_and_a_default():
 
 
 def test_offline_settings_come_from_the_rules_file():
-    e = engine(EXCEEDANCE, offline="[offline]\nintervals = 2\nseverity = \"critical\"\n")
+    e = engine(EXCEEDANCE, offline='[offline]\nintervals = 2\nseverity = "critical"\n')
     (f,) = e.check_offline(T0 + timedelta(minutes=2, seconds=1), devices=[MN]).findings
     assert f.severity == "critical"
     off = engine(EXCEEDANCE, offline="[offline]\nenabled = false\n")
@@ -347,6 +387,7 @@ def test_offline_with_no_devices():
 
 
 # -- warm -------------------------------------------------------------------------------
+
 
 def test_warm_refills_windows_and_gates_without_findings():
     e = engine(EXCEEDANCE, flatline(10))
@@ -382,6 +423,7 @@ def test_warm_then_evaluate_equals_one_uninterrupted_stream():
 
 # -- kinds of data ----------------------------------------------------------------------
 
+
 def test_an_hourly_exceedance_is_its_own_alert_and_not_cleared_by_realtime_values():
     e = engine(EXCEEDANCE)
     book = AlertBook(e.clear_after(), default_clear_after=timedelta(minutes=5))
@@ -395,17 +437,24 @@ def test_an_hourly_exceedance_is_its_own_alert_and_not_cleared_by_realtime_value
 
 
 def test_clear_after_and_cooldowns_cover_every_kind():
-    e = engine(EXCEEDANCE.replace('severity = "major"',
-                                  'severity = "major"\nclear_after = "2h"\ncooldown = "10m"'),
-               offline="[offline]\nclear_after = \"1m\"\n")
-    assert e.clear_after() == {"offline": timedelta(minutes=1),
-                               **{n: timedelta(hours=2) for n in (
-                                   "exceedance", "exceedance.min", "exceedance.hour",
-                                   "exceedance.day")}}
+    e = engine(
+        EXCEEDANCE.replace(
+            'severity = "major"', 'severity = "major"\nclear_after = "2h"\ncooldown = "10m"'
+        ),
+        offline='[offline]\nclear_after = "1m"\n',
+    )
+    assert e.clear_after() == {
+        "offline": timedelta(minutes=1),
+        **{
+            n: timedelta(hours=2)
+            for n in ("exceedance", "exceedance.min", "exceedance.hour", "exceedance.day")
+        },
+    }
     assert set(e.cooldowns().values()) == {timedelta(minutes=10)}
 
 
 # -- gating -----------------------------------------------------------------------------
+
 
 def test_count_needs_n_hits_in_a_row():
     e = engine(EXCEEDANCE.replace('severity = "major"', 'severity = "major"\ncount = 3'))
@@ -423,8 +472,7 @@ def test_for_needs_the_hits_to_span_that_long():
 
 
 def test_clear_score_keeps_firing_until_below_it():
-    e = engine(EXCEEDANCE.replace('severity = "major"', 'severity = "major"\n'
-                                                        'clear_score = 0.95'))
+    e = engine(EXCEEDANCE.replace('severity = "major"', 'severity = "major"\nclear_score = 0.95'))
     assert e.evaluate([r(0, 34.0)]).findings == []  # 0.97: not on before it fired
     values = [40.0, 34.0, 33.5, 33.0, 34.0, 36.0]  # 1.14, 0.97, 0.957, 0.94, 0.97, 1.03
     fired = [bool(e.evaluate([r(1 + i, v)]).findings) for i, v in enumerate(values)]
@@ -466,8 +514,11 @@ severity = "info"
 
 
 def test_overrides_cascade_most_specific_wins_whatever_the_file_order():
-    devices = {**DEVICES, "MN4": DeviceMeta("flue_gas", "E1", "P1", limits={SO2: 35.0}),
-               "MN5": DeviceMeta("wastewater", "E3", "P5", limits={SO2: 35.0})}
+    devices = {
+        **DEVICES,
+        "MN4": DeviceMeta("flue_gas", "E1", "P1", limits={SO2: 35.0}),
+        "MN5": DeviceMeta("wastewater", "E3", "P5", limits={SO2: 35.0}),
+    }
     e = engine(EXCEEDANCE.replace("critical_score = 2.0\n", ""), CASCADE, devices=devices)
     ev = e.evaluate([r(0, 50.0, mn=mn) for mn in (MN, "MN4", MN2, MN3, "MN5")])
     assert {f.mn: f.severity for f in ev.findings} == {
@@ -480,8 +531,9 @@ def test_overrides_cascade_most_specific_wins_whatever_the_file_order():
 
 
 def test_override_params_reach_the_detector_and_its_evidence():
-    text = flatline(10) + '\n[[override]]\nrule = "flatline"\npoint = "P1"\n' \
-                          'params = { count = 3 }\n'
+    text = (
+        flatline(10) + '\n[[override]]\nrule = "flatline"\npoint = "P1"\nparams = { count = 3 }\n'
+    )
     e = engine(text)
     ev = e.evaluate([r(i, 7.0) for i in range(3)] + [r(i, 7.0, mn=MN2) for i in range(3)])
     (f,) = ev.findings
@@ -490,8 +542,10 @@ def test_override_params_reach_the_detector_and_its_evidence():
 
 
 def test_override_for_some_pollutants_only():
-    text = EXCEEDANCE + '\n[[override]]\nrule = "exceedance"\ndevice = "MN1"\n' \
-                        f'pollutants = "{NOX}"\nseverity = "info"\n'
+    text = (
+        EXCEEDANCE + '\n[[override]]\nrule = "exceedance"\ndevice = "MN1"\n'
+        f'pollutants = "{NOX}"\nseverity = "info"\n'
+    )
     devices = {MN: DeviceMeta("flue_gas", "E1", "P1", limits={SO2: 35.0, NOX: 100.0})}
     ev = engine(text, devices=devices).evaluate([r(0, 50.0), r(0, 150.0, pollutant=NOX)])
     assert {f.pollutant: f.severity for f in ev.findings} == {SO2: "major", NOX: "info"}
@@ -504,9 +558,11 @@ def test_disabled_at_device_level_removes_the_rule_for_that_device_only():
 
 
 def test_a_device_can_re_enable_what_its_enterprise_disabled():
-    text = EXCEEDANCE + '\n[[override]]\nrule = "exceedance"\nenterprise = "E1"\n' \
-                        'enabled = false\n\n[[override]]\nrule = "exceedance"\n' \
-                        'device = "MN2"\nenabled = true\n'
+    text = (
+        EXCEEDANCE + '\n[[override]]\nrule = "exceedance"\nenterprise = "E1"\n'
+        'enabled = false\n\n[[override]]\nrule = "exceedance"\n'
+        'device = "MN2"\nenabled = true\n'
+    )
     ev = engine(text).evaluate([r(0, 50.0, mn=mn) for mn in (MN, MN2, MN3)])
     assert sorted(f.mn for f in ev.findings) == [MN2, MN3]
 
@@ -526,9 +582,11 @@ def test_silences_mark_findings_suppressed_not_dropped():
     e = engine(EXCEEDANCE, SILENCE)  # 00:00–01:00 UTC, point P1 only
     ev = e.evaluate([r(10, 50.0), r(10, 50.0, mn=MN2), r(70, 50.0)])
     by = {(f.mn, f.ts): f.suppressed for f in ev.findings}
-    assert by == {(MN, r(10, 0).ts): "stack repair, ticket 42",
-                  (MN2, r(10, 0).ts): None,
-                  (MN, r(70, 0).ts): None}
+    assert by == {
+        (MN, r(10, 0).ts): "stack repair, ticket 42",
+        (MN2, r(10, 0).ts): None,
+        (MN, r(70, 0).ts): None,
+    }
 
 
 def test_silence_for_some_rules_only():
@@ -537,21 +595,28 @@ def test_silence_for_some_rules_only():
     e.evaluate(noisy_series(20))
     ev = e.evaluate([r(20, 300.0)])
     assert {f.rule: f.suppressed for f in ev.findings} == {
-        "exceedance": None, "spike": "stack repair, ticket 42"}
+        "exceedance": None,
+        "spike": "stack repair, ticket 42",
+    }
 
 
 def test_offline_findings_can_be_silenced():
     text = EXCEEDANCE + SILENCE.replace('point = "P1"', 'device = "MN1"')
     ev = engine(text).check_offline(T0 + timedelta(minutes=30), devices=[MN, MN2])
-    assert {f.mn: f.suppressed for f in ev.findings} == {MN: "stack repair, ticket 42",
-                                                          MN2: None}
+    assert {f.mn: f.suppressed for f in ev.findings} == {MN: "stack repair, ticket 42", MN2: None}
 
 
 def test_maintenance_flags_on_a_device_mute_its_other_findings():
     e = engine(EXCEEDANCE, IMPLAUSIBLE)
     # the device flags NOx M (maintenance); SO2 exceeds and O2 reads impossible beside it
-    ev = e.evaluate([r(0, 5.0, pollutant=NOX, flag="M"), r(0, 50.0), r(0, 30.0, pollutant=O2),
-                     r(0, 50.0, mn=MN2)])
+    ev = e.evaluate(
+        [
+            r(0, 5.0, pollutant=NOX, flag="M"),
+            r(0, 50.0),
+            r(0, 30.0, pollutant=O2),
+            r(0, 50.0, mn=MN2),
+        ]
+    )
     got = {(f.rule, f.mn): f.suppressed for f in ev.findings}
     assert got[("exceedance", MN)] is not None and "maintenance" in got[("exceedance", MN)]
     assert got[("implausible", MN)] is None  # mute_on_maintenance = false
@@ -566,6 +631,7 @@ def test_maintenance_flags_on_a_device_mute_its_other_findings():
 
 # -- what a finding carries -------------------------------------------------------------
 
+
 def test_finding_detail_has_the_rule_its_params_version_and_evidence():
     e = engine(EXCEEDANCE, SPIKE)
     history = noisy_series(40)
@@ -574,12 +640,15 @@ def test_finding_detail_has_the_rule_its_params_version_and_evidence():
     rule = f.detail["rule"]
     assert rule["name"] == "spike" and rule["detector"] == "spike"
     assert rule["version"] == "t1" and len(rule["digest"]) == 12
-    assert rule["params"] == params_of(Spike()) == {
-        "history": 30, "z": 8.0, "min_history": 10, "rel_floor": 0.02, "abs_floor": 1e-3}
+    assert (
+        rule["params"]
+        == params_of(Spike())
+        == {"history": 30, "z": 8.0, "min_history": 10, "rel_floor": 0.02, "abs_floor": 1e-3}
+    )
     assert (rule["count"], rule["for_s"], rule["clear_score"]) == (1, 0.0, None)
     ev = f.detail["evidence"]
     assert ev["v"][-1] == 30.0 and ev["t"][-1] == r(40, 0).ts.timestamp()
-    assert ev["v"][:-1] == [x.value for x in history[-(len(ev["v"]) - 1):]]
+    assert ev["v"][:-1] == [x.value for x in history[-(len(ev["v"]) - 1) :]]
     assert len(ev["t"]) == len(ev["v"]) == len(ev["flag"]) == 31  # EVIDENCE_POINTS + 1
     assert set(ev["flag"]) == {"N"}
     assert ev["t"] == sorted(ev["t"])
@@ -618,11 +687,18 @@ pollutants = "@concentration"
 def test_dilution_pairs_a_concentration_with_the_o2_of_the_same_device():
     e = engine(DILUTION)
     for mn in (MN, MN2):
-        e.evaluate(noisy_series(40, mn=mn) + noisy_series(40, level=8.0, sd=0.1, mn=mn,
-                                                          pollutant=O2))
+        e.evaluate(
+            noisy_series(40, mn=mn) + noisy_series(40, level=8.0, sd=0.1, mn=mn, pollutant=O2)
+        )
     # MN: O2 up 4 points and SO2 down 25 % at the same minute; MN2: SO2 down, O2 steady
-    ev = e.evaluate([r(40, 15.0), r(40, 12.0, pollutant=O2),
-                     r(40, 15.0, mn=MN2), r(40, 8.0, mn=MN2, pollutant=O2)])
+    ev = e.evaluate(
+        [
+            r(40, 15.0),
+            r(40, 12.0, pollutant=O2),
+            r(40, 15.0, mn=MN2),
+            r(40, 8.0, mn=MN2, pollutant=O2),
+        ]
+    )
     (f,) = ev.findings
     assert (f.rule, f.mn, f.pollutant) == ("dilution", MN, SO2)
     assert f.detail["score"] == pytest.approx(4.0, abs=0.3)
@@ -644,11 +720,15 @@ def test_partners_are_paired_by_time_whatever_the_batching(o2_missing):
     # as the live stream does, not with the O2 reading at the same position.
     devices = {MN: DeviceMeta("flue_gas", "E1", "P1", 60.0, 6.0, {SO2: 10.0})}
     readings = [r(i, 30.0) for i in range(61)] + [
-        r(i, 11.0 if i < 30 else 3.0, pollutant=O2) for i in range(61) if i not in o2_missing]
+        r(i, 11.0 if i < 30 else 3.0, pollutant=O2) for i in range(61) if i not in o2_missing
+    ]
     one = engine(AVERAGE_1H, devices=devices).evaluate(readings).findings
     e = engine(AVERAGE_1H, devices=devices)
-    live = [f for m in range(61) for f in e.evaluate([x for x in readings
-                                                       if x.ts == r(m, 0).ts]).findings]
+    live = [
+        f
+        for m in range(61)
+        for f in e.evaluate([x for x in readings if x.ts == r(m, 0).ts]).findings
+    ]
     assert verdict(one) == verdict(live)
     if not o2_missing:
         assert [f.value for f in one] == [pytest.approx(35.0)]
@@ -672,6 +752,7 @@ params = { period = "hour", min_minutes = 45 }
 
 
 # -- batching does not change the verdict -----------------------------------------------
+
 
 def faulty_plant(minutes: int = 240) -> list[Reading]:
     """Three stacks under the default rules, with a spike, a stuck SO2 analyser, an
@@ -698,16 +779,19 @@ def faulty_plant(minutes: int = 240) -> list[Reading]:
                 fflag = "F"  # declared stop, still flowing
             if k == 2 and 200 <= i < 203:
                 so2, o2 = 14.0, 12.5  # dilution
-            out += [r(i, round(so2, 3), mn=mn, flag=flag), r(i, round(o2, 3), mn=mn,
-                                                            pollutant=O2),
-                    r(i, round(flow, 1), mn=mn, pollutant=FLOW, flag=fflag),
-                    r(i, round(80 + rng.gauss(0, 2), 2), mn=mn, pollutant=NOX, flag=flag)]
+            out += [
+                r(i, round(so2, 3), mn=mn, flag=flag),
+                r(i, round(o2, 3), mn=mn, pollutant=O2),
+                r(i, round(flow, 1), mn=mn, pollutant=FLOW, flag=fflag),
+                r(i, round(80 + rng.gauss(0, 2), 2), mn=mn, pollutant=NOX, flag=flag),
+            ]
     return out
 
 
 def verdict(findings: list[Finding]) -> list[tuple]:
-    return sorted((f.rule, f.mn, f.pollutant, f.ts, f.value, f.severity, f.suppressed)
-                  for f in findings)
+    return sorted(
+        (f.rule, f.mn, f.pollutant, f.ts, f.value, f.severity, f.suppressed) for f in findings
+    )
 
 
 def test_one_batch_per_minute_or_per_hour_gives_the_same_findings():
@@ -718,16 +802,24 @@ def test_one_batch_per_minute_or_per_hour_gives_the_same_findings():
     live = RuleEngine(load_rules(None), DEVICES, started_at=T0)
     per_minute = [f for ts in sorted(by_minute) for f in live.evaluate(by_minute[ts]).findings]
     hourly = RuleEngine(load_rules(None), DEVICES, started_at=T0)
-    per_hour = [f for h in range(4) for f in hourly.evaluate(
-        [x for x in readings if h * 60 <= (x.ts - T0).total_seconds() / 60 < h * 60 + 60]
-    ).findings]
+    per_hour = [
+        f
+        for h in range(4)
+        for f in hourly.evaluate(
+            [x for x in readings if h * 60 <= (x.ts - T0).total_seconds() / 60 < h * 60 + 60]
+        ).findings
+    ]
     got = verdict(per_minute)
     assert got == verdict(per_hour)
     rules = {(f[0], f[1]) for f in got}
-    assert {("spike", MN), ("flatline", MN), ("exceedance", MN2), ("false_stop", MN3),
-            ("dilution", MN3)} <= rules
-    muted = {(f.rule, f.mn, (f.ts - T0).total_seconds() // 60) for f in per_minute
-             if f.suppressed}
+    assert {
+        ("spike", MN),
+        ("flatline", MN),
+        ("exceedance", MN2),
+        ("false_stop", MN3),
+        ("dilution", MN3),
+    } <= rules
+    muted = {(f.rule, f.mn, (f.ts - T0).total_seconds() // 60) for f in per_minute if f.suppressed}
     assert ("exceedance", MN2, 192) in muted
     assert all(mn == MN2 and 180 <= minute < 200 for _, mn, minute in muted)
 

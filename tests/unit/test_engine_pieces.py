@@ -11,12 +11,18 @@ from offsite.rules import engine
 from offsite.simulators.evalsuite import EvalRun, build_suite
 from offsite.simulators.faults import FaultKind
 
-KINDS = [FaultKind.DILUTION, FaultKind.FALSE_STOP, FaultKind.FLAG_ABUSE, FaultKind.EXCEEDANCE,
-         FaultKind.FLATLINE]
+KINDS = [
+    FaultKind.DILUTION,
+    FaultKind.FALSE_STOP,
+    FaultKind.FLAG_ABUSE,
+    FaultKind.EXCEEDANCE,
+    FaultKind.FLATLINE,
+]
 
 
 def test_judging_a_round_in_pieces_raises_what_one_piece_raises(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def fresh() -> EvalRun:  # a fleet's streams are consumed as they are read
         (run, _clean) = build_suite(1, KINDS, devices_per_kind=2, clean_devices=1)
         return run
@@ -31,6 +37,7 @@ def test_judging_a_round_in_pieces_raises_what_one_piece_raises(
 def test_a_device_is_never_split_between_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pieces of one reading: a cut inside a device would judge its concentrations
     without the O2 of the same instant, and see the dilution a minute late."""
+
     def fresh() -> EvalRun:
         (run,) = build_suite(2, [FaultKind.DILUTION], devices_per_kind=2, clean_devices=0)
         return run

@@ -16,8 +16,9 @@ from offsite.simulators.faults import FaultKind, Message
 
 
 def test_runner_raises_each_alert_once_when_it_opens() -> None:
-    (faulty, clean) = build_suite(0, [FaultKind.EXCEEDANCE, FaultKind.OFFLINE],
-                                  devices_per_kind=2, clean_devices=2)
+    (faulty, clean) = build_suite(
+        0, [FaultKind.EXCEEDANCE, FaultKind.OFFLINE], devices_per_kind=2, clean_devices=2
+    )
     raised = run_one(faulty)
     by_mn = {f.mn: f for f in faulty.fleet.faults}
     opened = {(a.rule, a.mn) for a in raised}
@@ -39,22 +40,48 @@ def test_runner_follows_the_alert_lifecycle() -> None:
     mn, code = f.mn, f.pollutant
     assert code is not None
     ts0 = f.end + timedelta(minutes=20)
-    again = [(ts, [Message(m.mn, {**m.values, code: 99.0} if m.mn == mn else m.values,
-                           m.flags) for m in msgs])
-             if ts0 <= ts < ts0 + timedelta(minutes=3) else (ts, msgs) for ts, msgs in batches]
+    again = [
+        (
+            ts,
+            [
+                Message(m.mn, {**m.values, code: 99.0} if m.mn == mn else m.values, m.flags)
+                for m in msgs
+            ],
+        )
+        if ts0 <= ts < ts0 + timedelta(minutes=3)
+        else (ts, msgs)
+        for ts, msgs in batches
+    ]
     raised = [a for a in run_engine(fleet.registry, again) if a.rule == "exceedance"]
     assert [a.at for a in raised] == [f.start, ts0]
 
 
-def test_eval_command_json_and_strict(capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_eval_command_json_and_strict(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     rules = tmp_path / "rules.toml"  # the site's rules file is what eval measures
-    rules.write_text('base = "default"\n[[override]]\nrule = "clamp"\n'
-                     'device_type = "flue_gas"\nenabled = false\n[[override]]\n'
-                     'rule = "clamp"\ndevice_type = "wastewater"\nenabled = false\n')
+    rules.write_text(
+        'base = "default"\n[[override]]\nrule = "clamp"\n'
+        'device_type = "flue_gas"\nenabled = false\n[[override]]\n'
+        'rule = "clamp"\ndevice_type = "wastewater"\nenabled = false\n'
+    )
     monkeypatch.setenv("OFFSITE_RULES_FILE", str(rules))
-    assert main(["eval", "--seeds", "1", "--kinds", "exceedance", "clamp", "--json",
-                 "--devices-per-kind", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--seeds",
+                "1",
+                "--kinds",
+                "exceedance",
+                "clamp",
+                "--json",
+                "--devices-per-kind",
+                "2",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     kinds = {k["kind"]: k for k in doc["kinds"]}
@@ -62,7 +89,9 @@ def test_eval_command_json_and_strict(capsys: pytest.CaptureFixture[str],
     assert kinds["clamp"]["recall"] == 0.0  # switched off by the rules file
     assert doc["missed"]["clamp"] == ["recall 0.00 < 0.95"]
     assert "seed 0 faults" in captured.err  # progress on stderr
-    assert main(["eval", "--seeds", "1", "--kinds", "clamp", "--strict",
-                 "--devices-per-kind", "1"]) == 1
+    assert (
+        main(["eval", "--seeds", "1", "--kinds", "clamp", "--strict", "--devices-per-kind", "1"])
+        == 1
+    )
     out = capsys.readouterr().out
     assert "summary: 0 of 1 fault kinds meet every target" in out and "clamp" in out

@@ -39,8 +39,9 @@ def test_matches_needs_device_pollutant_and_window_plus_grace() -> None:
     assert not matches(FLAT_A, Raised("flatline", "X", "a21026", at(9)))  # other device
     assert not matches(FLAT_A, Raised("flatline", "A", "a21026", at(-1)))  # before it began
     assert matches(FLAT_A, Raised("flatline", "A", "a21026", FLAT_A.end + DEFAULT_GRACE))
-    assert not matches(FLAT_A, Raised("flatline", "A", "a21026",
-                                      FLAT_A.end + DEFAULT_GRACE + timedelta(seconds=1)))
+    assert not matches(
+        FLAT_A, Raised("flatline", "A", "a21026", FLAT_A.end + DEFAULT_GRACE + timedelta(seconds=1))
+    )
     assert matches(OFF_D, Raised("spike", "D", "a19001", at(12)))  # device-wide fault
     dil = Truth("dilution", "E", "a21026", at(0), at(60))
     assert matches(dil, Raised("spike", "E", "a19001", at(1)))  # O2 moves with dilution
@@ -59,8 +60,13 @@ def test_recall_precision_delay_and_confusion() -> None:
         Raised("spike", "Z", "a21026", at(5)),  # a device with no fault
     ]
     clean = [Raised("spike", "K", "a21026", at(3))]
-    s = score(faults, alerts, clean, clean_device_days=4.0,
-              kinds=["flatline", "spike", "offline", "clamp"])
+    s = score(
+        faults,
+        alerts,
+        clean,
+        clean_device_days=4.0,
+        kinds=["flatline", "spike", "offline", "clamp"],
+    )
     k = {x.kind: x for x in s.kinds}
     flat = k["flatline"]
     assert (flat.faults, flat.detected, flat.recall) == (2, 1, 0.5)
@@ -87,15 +93,23 @@ def test_targets_name_what_is_missed() -> None:
     faults = [FLAT_A]
     late = score(faults, [Raised("flatline", "A", "a21026", at(9))], [], 10.0, ["flatline"])
     assert late.missed(t) == {"flatline": ["median delay 9.0 min > 5"]}
-    noisy = score(faults, [Raised("flatline", "A", "a21026", at(1))],
-                  [Raised("spike", "K", "x", at(1))] * 3, 10.0, ["flatline"])
+    noisy = score(
+        faults,
+        [Raised("flatline", "A", "a21026", at(1))],
+        [Raised("spike", "K", "x", at(1))] * 3,
+        10.0,
+        ["flatline"],
+    )
     assert noisy.missed(t) == {"clean (all rules)": ["false alerts 0.30/device-day > 0.1"]}
     good = score(faults, [Raised("flatline", "A", "a21026", at(1))], [], 10.0, ["flatline"])
     assert good.missed(t) == {}
     lines = text_report(noisy, t, "header")
     assert lines[0] == "header" and any(line.startswith("flatline") for line in lines)
-    assert any(line.startswith("summary: 1 of 1 fault kinds meet every target; clean data")
-               for line in lines)
+    assert any(
+        line.startswith("summary: 1 of 1 fault kinds meet every target; clean data")
+        for line in lines
+    )
     doc = json.loads(json.dumps(json_report(late, t, {"seeds": 1})))
     assert doc["kinds"][0]["recall"] == 1.0 and doc["missed"] == {
-        "flatline": ["median delay 9.0 min > 5"]}
+        "flatline": ["median delay 9.0 min > 5"]
+    }

@@ -13,12 +13,21 @@ from offsite.ingest.codecs.hj212 import BEIJING, build_data_packet, frame, parse
 from offsite.ingest.framer import MAX_FRAME, Event, Frame, Framer, Garbage
 
 WS = b"\r\n\t "
-P1 = (b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
-      b"Flag=5;CP=&&RtdInterval=30&&1C80\r\n")
-P2 = (b"##0094QN=20231008125115215;ST=22;CN=9011;PW=123456;MN=010000A8900016F000169DC0;"
-      b"Flag=4;CP=&&QnRtn=1&&CC01\r\n")
-P3 = build_data_packet(mn="AB12", pw="1", cn="2011", ts=datetime(2024, 3, 15, 10, tzinfo=BEIJING),
-                       values=[("a21026", 1.5, "N")])
+P1 = (
+    b"##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;"
+    b"Flag=5;CP=&&RtdInterval=30&&1C80\r\n"
+)
+P2 = (
+    b"##0094QN=20231008125115215;ST=22;CN=9011;PW=123456;MN=010000A8900016F000169DC0;"
+    b"Flag=4;CP=&&QnRtn=1&&CC01\r\n"
+)
+P3 = build_data_packet(
+    mn="AB12",
+    pw="1",
+    cn="2011",
+    ts=datetime(2024, 3, 15, 10, tzinfo=BEIJING),
+    values=[("a21026", 1.5, "N")],
+)
 
 
 def run(*chunks: bytes, max_frame: int = MAX_FRAME, flush: bool = True) -> list[Event]:
@@ -40,8 +49,9 @@ def garbage(events: list[Event]) -> list[bytes]:
     return [e.raw for e in events if isinstance(e, Garbage)]
 
 
-def check_accounting(stream: bytes, events: list[Event], buffered: int = 0,
-                     skippable: bytes = WS) -> None:
+def check_accounting(
+    stream: bytes, events: list[Event], buffered: int = 0, skippable: bytes = WS
+) -> None:
     """Events are slices of the stream, in order; what lies between them is whitespace;
     Frame + Garbage + skipped + still buffered == bytes fed."""
     pos = 0
@@ -50,9 +60,10 @@ def check_accounting(stream: bytes, events: list[Event], buffered: int = 0,
     for e in events:
         assert e.raw, "empty event"
         k = pos
-        while stream[k:k + len(e.raw)] != e.raw:
+        while stream[k : k + len(e.raw)] != e.raw:
             assert k < end and stream[k] in skippable, (
-                f"bytes {stream[pos:k + 1]!r} before {e!r} were dropped")
+                f"bytes {stream[pos : k + 1]!r} before {e!r} were dropped"
+            )
             k += 1
         skipped += k - pos
         pos = k + len(e.raw)
@@ -64,6 +75,7 @@ def check_accounting(stream: bytes, events: list[Event], buffered: int = 0,
 
 
 # -- examples -----------------------------------------------------------------------------
+
 
 def test_one_packet():
     assert run(P1) == [Frame(P1)]
@@ -77,7 +89,7 @@ def test_packet_across_reads_byte_by_byte():
     f = Framer()
     out: list[Event] = []
     for i in range(len(P1)):
-        out += f.feed(P1[i:i + 1])
+        out += f.feed(P1[i : i + 1])
         if i < len(P1) - 1:
             assert out == []
             assert f.buffered == i + 1
@@ -90,8 +102,10 @@ def test_split_inside_the_crlf():
 
 
 def test_split_inside_the_hash_hash():
-    assert run(b"junk#", b"#" + P1[2:]) == [Garbage(b"junk", "bytes outside any ## … CRLF "
-                                                              "packet"), Frame(P1)]
+    assert run(b"junk#", b"#" + P1[2:]) == [
+        Garbage(b"junk", "bytes outside any ## … CRLF packet"),
+        Frame(P1),
+    ]
 
 
 def test_noise_between_packets_is_reported():
@@ -118,8 +132,9 @@ def test_missing_crlf_with_right_length_gives_two_frames():
         parse_packet(e.raw)
 
 
-@pytest.mark.parametrize("cut", [len(P1) - 2, len(P1) - 1, len(P1), len(P1) + 1, len(P1) + 6,
-                                 len(P1) + 20])
+@pytest.mark.parametrize(
+    "cut", [len(P1) - 2, len(P1) - 1, len(P1), len(P1) + 1, len(P1) + 6, len(P1) + 20]
+)
 def test_missing_crlf_split_across_reads(cut):
     stream = P1[:-2] + P2
     assert run(stream[:cut], stream[cut:]) == [Frame(P1[:-2]), Frame(P2)]
@@ -193,19 +208,31 @@ def test_frames_are_bytes_not_views():
 
 # -- properties -----------------------------------------------------------------------------
 
+
 @st.composite
 def packets(draw):
     kind = draw(st.integers(0, 3))
     if kind == 0:
         return draw(st.sampled_from([P1, P2, P3]))
     if kind == 1:
-        text = draw(st.text(st.characters(blacklist_categories=("Cs", "Cc"),
-                                          blacklist_characters="#"), max_size=80))
+        text = draw(
+            st.text(
+                st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="#"),
+                max_size=80,
+            )
+        )
         return frame(text)
     ts = datetime(2024, 1, 1, tzinfo=BEIJING)
-    vals = draw(st.lists(st.tuples(st.sampled_from(["a21026", "a21002", "w01018"]),
-                                   st.floats(-1e6, 1e6), st.sampled_from("NMD")),
-                         max_size=4))
+    vals = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["a21026", "a21002", "w01018"]),
+                st.floats(-1e6, 1e6),
+                st.sampled_from("NMD"),
+            ),
+            max_size=4,
+        )
+    )
     return build_data_packet(mn="AB", pw="1", cn="2051", ts=ts, values=vals)
 
 
@@ -221,8 +248,11 @@ def chunked(stream: bytes, cuts: list[int]) -> list[bytes]:
 
 
 @FAST
-@given(st.lists(packets(), min_size=0, max_size=6), st.data(),
-       st.lists(st.integers(0, 10_000), max_size=12))
+@given(
+    st.lists(packets(), min_size=0, max_size=6),
+    st.data(),
+    st.lists(st.integers(0, 10_000), max_size=12),
+)
 def test_stream_of_packets_and_noise_in_any_chunks(pkts, data, cuts):
     gaps = [data.draw(noise) for _ in range(len(pkts) + 1)]
     stream = gaps[0] + b"".join(p + g for p, g in zip(pkts, gaps[1:], strict=True))
@@ -263,8 +293,7 @@ def test_packets_without_crlf_in_any_chunks(pkts, cuts):
 
 
 @FAST
-@given(st.binary(max_size=300), st.lists(st.integers(0, 10_000), max_size=10),
-       st.integers(10, 200))
+@given(st.binary(max_size=300), st.lists(st.integers(0, 10_000), max_size=10), st.integers(10, 200))
 def test_arbitrary_bytes_are_all_accounted_for(stream, cuts, max_frame):
     f = Framer(max_frame)
     events: list[Event] = []
@@ -282,11 +311,12 @@ def test_arbitrary_bytes_are_all_accounted_for(stream, cuts, max_frame):
 def test_buffer_stays_bounded_without_crlf(stream, max_frame):
     f = Framer(max_frame)
     for i in range(0, len(stream), 7):
-        f.feed(stream[i:i + 7])
+        f.feed(stream[i : i + 7])
         assert f.buffered <= max_frame + 7
 
 
 # -- known bugs -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("noise_bytes", [b"#", b"x#", b"##", b"x##y", b"###"])
 def test_stray_hash_in_noise_does_not_swallow_the_next_packet(noise_bytes):
@@ -308,8 +338,13 @@ def test_a_header_like_run_inside_a_packet_does_not_cut_it():
 
     from offsite.ingest.codecs.hj212 import build_data_packet, parse_packet
 
-    p = build_data_packet(mn="AB", pw="x##1234", cn="2011", ts=datetime(2026, 1, 1, tzinfo=UTC),
-                          values=[("a21026", 1.0, "N")])
+    p = build_data_packet(
+        mn="AB",
+        pw="x##1234",
+        cn="2011",
+        ts=datetime(2026, 1, 1, tzinfo=UTC),
+        values=[("a21026", 1.0, "N")],
+    )
     events = Framer().feed(p + p)
     assert [type(e) for e in events] == [Frame, Frame]
     assert parse_packet(events[0].raw).pw == "x##1234"

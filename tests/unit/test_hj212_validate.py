@@ -27,24 +27,37 @@ TCP = "tcp/1.2.3.4:5"
 TRANSPORTS = ["mqtt", "tcp"]
 
 
-def inbound(payload: bytes, transport: str, mn: str = MN, *,
-            topic: str | None = None) -> InboundMessage:
+def inbound(
+    payload: bytes, transport: str, mn: str = MN, *, topic: str | None = None
+) -> InboundMessage:
     if topic is None:
         topic = f"devices/{mn}/telemetry" if transport == "mqtt" else TCP
     return InboundMessage(topic, payload, NOW, mid=3, transport=transport)
 
 
-def data_seg(cp: str, *, mn: str = MN, pw: str | None = None, cn: str = "2011",
-             flag: str = "5", extra: str = "", qn: str = "20260301115959001") -> str:
+def data_seg(
+    cp: str,
+    *,
+    mn: str = MN,
+    pw: str | None = None,
+    cn: str = "2011",
+    flag: str = "5",
+    extra: str = "",
+    qn: str = "20260301115959001",
+) -> str:
     pw = PW.get(mn, "1") if pw is None else pw
     return f"QN={qn};ST=31;CN={cn};PW={pw};MN={mn};Flag={flag};{extra}CP=&&{cp}&&"
 
 
-RTD_CP = ("DataTime=20260301115900;a21026-Rtd=25.3,a21026-ZsRtd=30.1,a21026-Flag=N;"
-          "a21002-Rtd=41.0,a21002-Flag=M")
-HOUR_CP = ("DataTime=20260301100000;a21026-Avg=25.3,a21026-Min=20.0,a21026-Max=30.5,"
-           "a21026-ZsAvg=31.0,a21026-Flag=N;a00000-Avg=1200.5,a00000-Cou=4321000,"
-           "a00000-Flag=N")
+RTD_CP = (
+    "DataTime=20260301115900;a21026-Rtd=25.3,a21026-ZsRtd=30.1,a21026-Flag=N;"
+    "a21002-Rtd=41.0,a21002-Flag=M"
+)
+HOUR_CP = (
+    "DataTime=20260301100000;a21026-Avg=25.3,a21026-Min=20.0,a21026-Max=30.5,"
+    "a21026-ZsAvg=31.0,a21026-Flag=N;a00000-Avg=1200.5,a00000-Cou=4321000,"
+    "a00000-Flag=N"
+)
 TS_RTD = datetime(2026, 3, 1, 11, 59, tzinfo=BEIJING)
 TS_HOUR = datetime(2026, 3, 1, 10, 0, tzinfo=BEIJING)
 
@@ -64,6 +77,7 @@ def dead_only(out: Outcome, reason: DeadReason, mn: str | None = MN) -> None:
 
 # -- happy path ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_rtd_packet_becomes_readings_and_an_archived_packet(transport):
     raw = frame(data_seg(RTD_CP))
@@ -75,8 +89,21 @@ def test_rtd_packet_becomes_readings_and_an_archived_packet(transport):
         Reading(TS_RTD, MN, "a21002", 41.0, "M", DataKind.RTD, ""),
     ]
     source = f"devices/{MN}/telemetry" if transport == "mqtt" else TCP
-    assert out.packets == [RawPacket(NOW, transport, source, MN, "20260301115959001", "31",
-                                     "2011", 5, None, None, raw.decode().strip())]
+    assert out.packets == [
+        RawPacket(
+            NOW,
+            transport,
+            source,
+            MN,
+            "20260301115959001",
+            "31",
+            "2011",
+            5,
+            None,
+            None,
+            raw.decode().strip(),
+        )
+    ]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -130,6 +157,7 @@ def test_leading_whitespace_before_the_header_is_hj212():
 
 
 # -- dead letters ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_unknown_device(transport):
@@ -192,11 +220,16 @@ def _bad(kind: str) -> bytes:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(("kind", "reason"), [
-    ("crc", DeadReason.HJ212_CRC_MISMATCH), ("length", DeadReason.HJ212_LENGTH_MISMATCH),
-    ("header", DeadReason.HJ212_BAD_HEADER), ("missing", DeadReason.HJ212_MISSING_FIELD),
-    ("malformed", DeadReason.HJ212_MALFORMED_FIELD),
-])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("crc", DeadReason.HJ212_CRC_MISMATCH),
+        ("length", DeadReason.HJ212_LENGTH_MISMATCH),
+        ("header", DeadReason.HJ212_BAD_HEADER),
+        ("missing", DeadReason.HJ212_MISSING_FIELD),
+        ("malformed", DeadReason.HJ212_MALFORMED_FIELD),
+    ],
+)
 def test_decode_errors_are_dead_letters_with_the_raw_bytes(transport, kind, reason):
     raw = _bad(kind)
     out = run(raw, transport)
@@ -207,12 +240,15 @@ def test_decode_errors_are_dead_letters_with_the_raw_bytes(transport, kind, reas
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize(("seg", "reason"), [
-    (data_seg(RTD_CP, cn="2099"), DeadReason.HJ212_UNKNOWN_CN),
-    (data_seg("a21026-Rtd=1"), DeadReason.HJ212_MISSING_FIELD),
-    (data_seg("DataTime=20261399000000;a21026-Rtd=1"), DeadReason.BAD_TIMESTAMP),
-    (data_seg("DataTime=20260301115900"), DeadReason.HJ212_MISSING_FIELD),
-])
+@pytest.mark.parametrize(
+    ("seg", "reason"),
+    [
+        (data_seg(RTD_CP, cn="2099"), DeadReason.HJ212_UNKNOWN_CN),
+        (data_seg("a21026-Rtd=1"), DeadReason.HJ212_MISSING_FIELD),
+        (data_seg("DataTime=20261399000000;a21026-Rtd=1"), DeadReason.BAD_TIMESTAMP),
+        (data_seg("DataTime=20260301115900"), DeadReason.HJ212_MISSING_FIELD),
+    ],
+)
 def test_content_errors_are_dead_letters_naming_the_device(transport, seg, reason):
     raw = frame(seg)
     out = run(raw, transport)
@@ -228,8 +264,9 @@ def test_mqtt_topic_must_name_the_packet_mn():
 
 
 def test_mqtt_bad_topic():
-    dead_only(run(frame(data_seg(RTD_CP)), "mqtt", topic="devices/x/y/z"),
-              DeadReason.BAD_TOPIC, None)
+    dead_only(
+        run(frame(data_seg(RTD_CP)), "mqtt", topic="devices/x/y/z"), DeadReason.BAD_TOPIC, None
+    )
 
 
 def test_tcp_topic_is_not_a_device_topic_and_needs_none():
@@ -237,8 +274,9 @@ def test_tcp_topic_is_not_a_device_topic_and_needs_none():
     assert out.dead is None and out.packets[0].source == "tcp/[::1]:40000"
 
 
-@pytest.mark.parametrize("payload", [b"hello", b'{"ts": 1, "values": {}}', b"\x00\x01",
-                                     b"#0101", b""])
+@pytest.mark.parametrize(
+    "payload", [b"hello", b'{"ts": 1, "values": {}}', b"\x00\x01", b"#0101", b""]
+)
 def test_non_hj212_bytes_on_the_gateway_are_garbage(payload):
     dead_only(run(payload, "tcp"), DeadReason.HJ212_GARBAGE, None)
 
@@ -250,8 +288,10 @@ def test_oversized_hj212_packet():
 
 
 def test_bad_values_are_refused_one_by_one_and_the_rest_kept():
-    cp = ("DataTime=20260301115900;a21026-Rtd=1.5,a21026-Flag=N;a21002-Rtd=abc;"
-          "a34013-Rtd=2,a34013-Flag=X;BAD-Rtd=3;a19001-Rtd=nan")
+    cp = (
+        "DataTime=20260301115900;a21026-Rtd=1.5,a21026-Flag=N;a21002-Rtd=abc;"
+        "a34013-Rtd=2,a34013-Flag=X;BAD-Rtd=3;a19001-Rtd=nan"
+    )
     out = run(frame(data_seg(cp)), "tcp")
     assert [(r.pollutant, r.value) for r in out.readings] == [("a21026", 1.5)]
     assert out.dead is not None and out.dead.reason == DeadReason.BAD_VALUE
@@ -261,24 +301,32 @@ def test_bad_values_are_refused_one_by_one_and_the_rest_kept():
     assert len(out.packets) == 1  # the packet is archived all the same
 
 
-@pytest.mark.parametrize(("delta", "reason"), [
-    (timedelta(minutes=6), DeadReason.FUTURE_TIMESTAMP),
-    (timedelta(days=-31), DeadReason.STALE_TIMESTAMP),
-])
+@pytest.mark.parametrize(
+    ("delta", "reason"),
+    [
+        (timedelta(minutes=6), DeadReason.FUTURE_TIMESTAMP),
+        (timedelta(days=-31), DeadReason.STALE_TIMESTAMP),
+    ],
+)
 def test_timestamps_outside_the_window(delta, reason):
-    raw = build_data_packet(mn=MN, pw="123456", cn="2011", ts=NOW + delta,
-                            values=[("a21026", 1.0, "N")])
+    raw = build_data_packet(
+        mn=MN, pw="123456", cn="2011", ts=NOW + delta, values=[("a21026", 1.0, "N")]
+    )
     out = run(raw, "tcp")
     assert out.readings == [] and out.dead is not None and out.dead.reason == reason
 
 
 def test_data_time_is_read_in_the_policy_zone():
-    out = process(inbound(frame(data_seg(RTD_CP)), "tcp"), KNOWN,
-                  Policy(hj212_tz=UTC, max_future=timedelta(days=1)))
+    out = process(
+        inbound(frame(data_seg(RTD_CP)), "tcp"),
+        KNOWN,
+        Policy(hj212_tz=UTC, max_future=timedelta(days=1)),
+    )
     assert out.readings[0].ts == datetime(2026, 3, 1, 11, 59, tzinfo=UTC)
 
 
 # -- split packets ---------------------------------------------------------------------------
+
 
 def split_part(pno: int, pnum: int = 2, cp: str | None = None) -> bytes:
     cp = cp or f"DataTime=20260301100000;a2100{pno}-Avg={pno}.5,a2100{pno}-Flag=N"
@@ -296,8 +344,10 @@ def test_split_part_is_handed_back_to_hold(transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_split_part_is_still_checked_first(transport):
-    out = run(frame(data_seg("DataTime=20260301100000", pw="no", flag="7",
-                             extra="PNUM=2;PNO=1;")), transport)
+    out = run(
+        frame(data_seg("DataTime=20260301100000", pw="no", flag="7", extra="PNUM=2;PNO=1;")),
+        transport,
+    )
     dead_only(out, DeadReason.HJ212_WRONG_PASSWORD)
 
 
@@ -313,15 +363,21 @@ def test_reassembled_parts_are_judged_together(transport):
     out = judge_packets(rel.items, rel.packets, POLICY)
     assert out.dead is None
     assert [(x.pollutant, x.value, x.kind, x.ts) for x in out.readings] == [
-        ("a21001", 1.5, DataKind.HOUR, TS_HOUR), ("a21002", 2.5, DataKind.HOUR, TS_HOUR)]
+        ("a21001", 1.5, DataKind.HOUR, TS_HOUR),
+        ("a21002", 2.5, DataKind.HOUR, TS_HOUR),
+    ]
     assert [(p.pnum, p.pno, p.transport, p.flag) for p in out.packets] == [
-        (2, 1, transport, 7), (2, 2, transport, 7)]
+        (2, 1, transport, 7),
+        (2, 2, transport, 7),
+    ]
     assert out.packets[0].raw == split_part(1).decode().strip()
 
 
 def test_reassembled_set_that_fails_to_decode_keeps_every_part():
-    parts = [split_part(1, cp="DataTime=20260301100000;a21001-Avg=1"),
-             split_part(2, cp="DataTime=20260301110000;a21002-Avg=2")]  # DataTimes differ
+    parts = [
+        split_part(1, cp="DataTime=20260301100000;a21001-Avg=1"),
+        split_part(2, cp="DataTime=20260301110000;a21002-Avg=2"),
+    ]  # DataTimes differ
     msgs = [inbound(p, "tcp") for p in parts]
     out = judge_packets(msgs, [parse_packet(p) for p in parts], POLICY)
     dead_only(out, DeadReason.HJ212_MALFORMED_FIELD)
@@ -329,6 +385,7 @@ def test_reassembled_set_that_fails_to_decode_keeps_every_part():
 
 
 # -- known bug -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_process_never_raises_on_superscript_flag(transport):
@@ -340,8 +397,12 @@ def test_process_never_raises_on_superscript_flag(transport):
 def test_revoked_device_packets_are_dead_lettered_as_revoked(transport):
     """Checked before the password: a revoked logger is refused whatever PW it sends."""
     for pw in ("123456", "wrong"):
-        out = process(inbound(frame(data_seg(RTD_CP, pw=pw)), transport), KNOWN, POLICY,
-                      {MN: "replaced by a new logger"})
+        out = process(
+            inbound(frame(data_seg(RTD_CP, pw=pw)), transport),
+            KNOWN,
+            POLICY,
+            {MN: "replaced by a new logger"},
+        )
         dead_only(out, DeadReason.DEVICE_REVOKED)
         assert "replaced by a new logger" in out.dead.detail
 
@@ -349,8 +410,7 @@ def test_revoked_device_packets_are_dead_lettered_as_revoked(transport):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_password_can_be_required_for_every_device(transport):
     strict = Policy(hj212_require_password=True)
-    out = process(inbound(frame(data_seg(RTD_CP, mn=MN_OPEN)), transport, MN_OPEN), KNOWN,
-                  strict)
+    out = process(inbound(frame(data_seg(RTD_CP, mn=MN_OPEN)), transport, MN_OPEN), KNOWN, strict)
     dead_only(out, DeadReason.HJ212_WRONG_PASSWORD, MN_OPEN)
     assert "no registered password" in out.dead.detail
     # a device with a password is judged as before: right PW accepted, wrong refused

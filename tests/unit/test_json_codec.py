@@ -30,9 +30,17 @@ def reason_of(payload: bytes) -> str:
 
 # -- timestamps -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", ["2026-11-26T00:00:00Z", "2026-11-26T00:00:00z",
-                                 "2026-11-26T08:00:00+08:00", "2026-11-25T19:00:00-05:00",
-                                 " 2026-11-26T00:00:00+00:00 "])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2026-11-26T00:00:00Z",
+        "2026-11-26T00:00:00z",
+        "2026-11-26T08:00:00+08:00",
+        "2026-11-25T19:00:00-05:00",
+        " 2026-11-26T00:00:00+00:00 ",
+    ],
+)
 def test_parse_timestamp_zoned_forms_are_the_same_instant(raw):
     ts = parse_timestamp(raw)
     assert ts.tzinfo is not None
@@ -60,8 +68,9 @@ def test_parse_timestamp_not_a_string_is_refused(raw):
     assert info.value.reason == DeadReason.BAD_TIMESTAMP
 
 
-@pytest.mark.parametrize("raw", ["", "Z", "yesterday", "2026-13-01T00:00:00Z",
-                                 "2026-11-26T25:00:00Z"])
+@pytest.mark.parametrize(
+    "raw", ["", "Z", "yesterday", "2026-13-01T00:00:00Z", "2026-11-26T25:00:00Z"]
+)
 def test_parse_timestamp_garbage_is_refused(raw):
     with pytest.raises(DecodeError) as info:
         parse_timestamp(raw)
@@ -70,9 +79,17 @@ def test_parse_timestamp_garbage_is_refused(raw):
 
 # -- shapes -----------------------------------------------------------------------------
 
+
 def test_single_object_with_number_and_object_values():
-    msg = decode_json(enc({"ts": TS, "mn": "MN1",
-                           "values": {"a21026": 12.3, "a19001": {"value": 8.1, "flag": "M"}}}))
+    msg = decode_json(
+        enc(
+            {
+                "ts": TS,
+                "mn": "MN1",
+                "values": {"a21026": 12.3, "a19001": {"value": 8.1, "flag": "M"}},
+            }
+        )
+    )
     assert isinstance(msg, ParsedMessage)
     assert msg.mn == "MN1"
     assert len(msg.records) == 1
@@ -89,11 +106,15 @@ def test_object_value_without_flag_defaults_to_n():
 
 def test_values_pass_through_unjudged():
     # The codec does not judge content: strings, bools, nulls and odd flags reach validate.
-    msg = decode_json(enc({"ts": TS, "values": {"x": "12", "a21002": True,
-                                                "a21026": {"value": None, "flag": 7}}}))
+    msg = decode_json(
+        enc({"ts": TS, "values": {"x": "12", "a21002": True, "a21026": {"value": None, "flag": 7}}})
+    )
     vals = msg.records[0].values
     assert [(v.pollutant, v.value, v.flag) for v in vals] == [
-        ("x", "12", "N"), ("a21002", True, "N"), ("a21026", None, 7)]
+        ("x", "12", "N"),
+        ("a21002", True, "N"),
+        ("a21026", None, 7),
+    ]
 
 
 def test_array_batch_keeps_record_order():
@@ -110,8 +131,10 @@ def test_batch_with_one_mn_on_some_records_names_that_device():
 
 
 def test_batch_with_several_devices_is_a_mismatch():
-    doc = [{"ts": TS, "mn": "MN1", "values": {"a21026": 1}},
-           {"ts": TS, "mn": "MN2", "values": {"a21026": 2}}]
+    doc = [
+        {"ts": TS, "mn": "MN1", "values": {"a21026": 1}},
+        {"ts": TS, "mn": "MN2", "values": {"a21026": 2}},
+    ]
     with pytest.raises(DecodeError) as info:
         decode_json(enc(doc))
     assert info.value.reason == DeadReason.DEVICE_MISMATCH
@@ -130,8 +153,10 @@ def test_nan_and_infinity_literals_come_through_as_floats(literal):
 
 # -- refusals ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [b"{", b"", b"{'ts': 1}", b"not json", b'{"ts":1,}',
-                                     b"[" * 100_000])
+
+@pytest.mark.parametrize(
+    "payload", [b"{", b"", b"{'ts': 1}", b"not json", b'{"ts":1,}', b"[" * 100_000]
+)
 def test_malformed_json(payload):
     assert reason_of(payload) == DeadReason.MALFORMED_JSON
 
@@ -150,16 +175,21 @@ def test_batch_over_max_records():
     assert reason_of(enc(doc)) == DeadReason.SCHEMA
 
 
-@pytest.mark.parametrize("doc", [
-    {"values": {"a21026": 1}},                       # missing ts
-    {"ts": TS},                                      # missing values
-    {"ts": TS, "values": {}},                        # empty values
-    {"ts": TS, "values": [1, 2]},                    # values not an object
-    {"ts": TS, "values": {"a21026": {"flag": "N"}}},  # object value without 'value'
-    {"ts": TS, "mn": 42, "values": {"a21026": 1}},   # mn not a string
-    [{"ts": TS, "values": {"a21026": 1}}, 5],        # record not an object
-    5, "text", None,
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"values": {"a21026": 1}},  # missing ts
+        {"ts": TS},  # missing values
+        {"ts": TS, "values": {}},  # empty values
+        {"ts": TS, "values": [1, 2]},  # values not an object
+        {"ts": TS, "values": {"a21026": {"flag": "N"}}},  # object value without 'value'
+        {"ts": TS, "mn": 42, "values": {"a21026": 1}},  # mn not a string
+        [{"ts": TS, "values": {"a21026": 1}}, 5],  # record not an object
+        5,
+        "text",
+        None,
+    ],
+)
 def test_schema_errors(doc):
     assert reason_of(enc(doc)) == DeadReason.SCHEMA
 
@@ -185,9 +215,17 @@ def test_decode_error_reason_is_a_dead_reason():
 
 # -- detection --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload,hj", [(b"##0101QN=20260101000000000;ST=22;", True),
-                                        (b"  \r\n##0101QN=...", True),
-                                        (b"#{}", False), (b'{"ts": 1}', False), (b"", False)])
+
+@pytest.mark.parametrize(
+    "payload,hj",
+    [
+        (b"##0101QN=20260101000000000;ST=22;", True),
+        (b"  \r\n##0101QN=...", True),
+        (b"#{}", False),
+        (b'{"ts": 1}', False),
+        (b"", False),
+    ],
+)
 def test_hj212_payloads_are_recognised_by_their_header(payload, hj):
     assert is_hj212(payload) is hj
 

@@ -30,8 +30,11 @@ def test_json_lines_off_a_terminal_carry_context_fields(restore_logging):
     out = io.StringIO()  # not a terminal: a pipe, a container log
     setup_logging("INFO", stream=out)
     log = logging.getLogger("offsite.ingest")
-    log.info("dead letter: %s", "unknown_device",
-             extra={"reason": "unknown_device", "mn": "010000A8", "topic": "devices/x/t"})
+    log.info(
+        "dead letter: %s",
+        "unknown_device",
+        extra={"reason": "unknown_device", "mn": "010000A8", "topic": "devices/x/t"},
+    )
     log.debug("not at info")
     try:
         raise RuntimeError("boom")
@@ -42,7 +45,10 @@ def test_json_lines_off_a_terminal_carry_context_fields(restore_logging):
     first, second = lines
     assert first["msg"] == "dead letter: unknown_device" and first["level"] == "info"
     assert (first["reason"], first["mn"], first["logger"]) == (
-        "unknown_device", "010000A8", "offsite.ingest")
+        "unknown_device",
+        "010000A8",
+        "offsite.ingest",
+    )
     assert first["ts"].endswith("+00:00")
     assert second["enterprise_id"] == "E1" and "RuntimeError: boom" in second["exc"]
     assert "args" not in first and "levelno" not in first

@@ -37,12 +37,14 @@ def test_case_moves_only_along_the_loop() -> None:
 
 def test_escalation_needs_a_passed_deadline_and_no_answer() -> None:
     due = T0 + timedelta(hours=2)
-    cases = [Deadline(1, "verifying", due, None, None),
-             Deadline(2, "verifying", due, None, T0, responses_pending=1),  # answered
-             Deadline(3, "verifying", due, T0, None),                      # escalated
-             Deadline(4, "closed", due, None, None),
-             Deadline(5, "verifying", None, None, None),
-             Deadline(6, "discovered", due + timedelta(hours=1), None, None)]
+    cases = [
+        Deadline(1, "verifying", due, None, None),
+        Deadline(2, "verifying", due, None, T0, responses_pending=1),  # answered
+        Deadline(3, "verifying", due, T0, None),  # escalated
+        Deadline(4, "closed", due, None, None),
+        Deadline(5, "verifying", None, None, None),
+        Deadline(6, "discovered", due + timedelta(hours=1), None, None),
+    ]
     assert due_for_escalation(cases, due - timedelta(seconds=1)) == []
     assert due_for_escalation(cases, due) == [1]
     assert due_for_escalation(cases, due + timedelta(hours=1)) == [1, 6]
@@ -68,26 +70,49 @@ def test_webhook_signature_and_backoff() -> None:
 
 
 def test_month_range() -> None:
-    assert month_range("2026-12") == (datetime(2026, 12, 1, tzinfo=UTC),
-                                      datetime(2027, 1, 1, tzinfo=UTC))
+    assert month_range("2026-12") == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
     for bad in ("2026-13", "2026-1", "26-01", "2026-01-01"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             month_range(bad)
 
 
 def test_summary_and_csv_follow_the_lists() -> None:
-    r = {"enterprise_id": "E", "month": "2026-11", "visit_refusals": 1,
-         "exceedances": [{"mn": "M", "pollutant": "a21026", "limit_value": 35.0,
-                          "hours_over_limit": 3, "valid_hours": 10, "worst_hour_avg": 50.0}],
-         "capture": [{"mn": "M", "pollutant": "a21026", "valid_values": 50,
-                      "expected_values": 100, "capture_rate": 0.5}],
-         "alerts": [{"rule": "exceedance", "state": "resolved", "alerts": 2}],
-         "cases": [{"id": 1, "state": "closed", "duration_h": 4.0, "escalated": True},
-                   {"id": 2, "state": "closed", "duration_h": 2.0, "escalated": False}],
-         "visits": [{"id": 9, "kind": "advisory", "advisory": True, "rating": 5,
-                     "inspectors": ["a", "b"]},
-                    {"id": 10, "kind": "task", "advisory": False, "rating": None,
-                     "inspectors": ["a"]}]}
+    r = {
+        "enterprise_id": "E",
+        "month": "2026-11",
+        "visit_refusals": 1,
+        "exceedances": [
+            {
+                "mn": "M",
+                "pollutant": "a21026",
+                "limit_value": 35.0,
+                "hours_over_limit": 3,
+                "valid_hours": 10,
+                "worst_hour_avg": 50.0,
+            }
+        ],
+        "capture": [
+            {
+                "mn": "M",
+                "pollutant": "a21026",
+                "valid_values": 50,
+                "expected_values": 100,
+                "capture_rate": 0.5,
+            }
+        ],
+        "alerts": [{"rule": "exceedance", "state": "resolved", "alerts": 2}],
+        "cases": [
+            {"id": 1, "state": "closed", "duration_h": 4.0, "escalated": True},
+            {"id": 2, "state": "closed", "duration_h": 2.0, "escalated": False},
+        ],
+        "visits": [
+            {"id": 9, "kind": "advisory", "advisory": True, "rating": 5, "inspectors": ["a", "b"]},
+            {"id": 10, "kind": "task", "advisory": False, "rating": None, "inspectors": ["a"]},
+        ],
+    }
     s = summarise(r)
     assert s["hours_over_limit"] == {"a21026": 3} and s["capture_rate_min"] == 0.5
     assert s["case_mean_closed_h"] == 3.0 and s["cases_by_state"] == {"closed": 2}
@@ -104,4 +129,4 @@ def test_rules_file_cases_table() -> None:
     with pytest.raises(RulesFileError, match=r"<rules>:3: cases.open_for_severity"):
         parse_rules('version = "1"\n[cases]\nopen_for_severity = "huge"')
     with pytest.raises(RulesFileError, match=r":2: unknown key 'when'"):
-        parse_rules('[cases]\nwhen = 1')
+        parse_rules("[cases]\nwhen = 1")

@@ -36,8 +36,12 @@ def test_month_arithmetic_crosses_years_and_reads_utc():
 
 def test_fresh_table_gets_this_month_and_the_months_ahead():
     plan = plan_partitions(d(2026, 11, 26, 9), [], months_ahead=3, retention=None)
-    assert names(plan.create) == ["readings_p2026_11", "readings_p2026_12",
-                                  "readings_p2027_01", "readings_p2027_02"]
+    assert names(plan.create) == [
+        "readings_p2026_11",
+        "readings_p2026_12",
+        "readings_p2027_01",
+        "readings_p2027_02",
+    ]
     assert plan.drop == () and plan.purge_default_before is None
 
 
@@ -49,16 +53,25 @@ def test_nothing_to_do_when_the_months_exist():
 
 
 def test_months_with_rows_in_default_get_partitions_even_in_the_past():
-    plan = plan_partitions(d(2026, 11, 26), [month_partition(d(2026, 11))], months_ahead=0,
-                           retention=timedelta(days=365),
-                           default_months=[d(2026, 3, 15), d(2026, 11, 2)])
+    plan = plan_partitions(
+        d(2026, 11, 26),
+        [month_partition(d(2026, 11))],
+        months_ahead=0,
+        retention=timedelta(days=365),
+        default_months=[d(2026, 3, 15), d(2026, 11, 2)],
+    )
     assert names(plan.create) == ["readings_p2026_03"]
 
 
 def test_default_rows_past_retention_are_purged_not_given_a_month():
     now = d(2026, 11, 26)
-    plan = plan_partitions(now, [month_partition(d(2026, 11))], months_ahead=0,
-                           retention=timedelta(days=365), default_months=[d(2020, 1, 5)])
+    plan = plan_partitions(
+        now,
+        [month_partition(d(2026, 11))],
+        months_ahead=0,
+        retention=timedelta(days=365),
+        default_months=[d(2020, 1, 5)],
+    )
     assert plan.create == ()
     assert plan.purge_default_before == now - timedelta(days=365)
 
@@ -70,8 +83,9 @@ def test_retention_drops_only_whole_months_older_than_the_cutoff():
     plan = plan_partitions(now, existing, months_ahead=0, retention=timedelta(days=365))
     assert names(plan.drop) == ["readings_p2025_10"]
     # exactly on a boundary: the month ending at the cutoff goes
-    plan = plan_partitions(d(2026, 12, 1), existing, months_ahead=0,
-                           retention=d(2026, 12, 1) - d(2025, 12, 1))
+    plan = plan_partitions(
+        d(2026, 12, 1), existing, months_ahead=0, retention=d(2026, 12, 1) - d(2025, 12, 1)
+    )
     assert names(plan.drop) == ["readings_p2025_10", "readings_p2025_11"]
 
 
@@ -90,16 +104,19 @@ def test_bad_inputs_are_refused():
         Partition("x", datetime(2026, 1, 1), d(2026, 2))
 
 
-@pytest.mark.parametrize(("bucket_s", "start", "end", "table"), [
-    (86400, d(2026, 11, 1), d(2026, 11, 8), "readings_daily"),
-    (7 * 86400, d(2026, 11, 1), d(2026, 11, 8), "readings_daily"),
-    (86400, d(2026, 11, 1, 5), d(2026, 11, 8), "readings_hourly"),  # start mid-day
-    (3600, d(2026, 11, 1, 5), d(2026, 11, 1, 9), "readings_hourly"),
-    (7200, d(2026, 11, 1, 5), d(2026, 11, 1, 9), "readings_hourly"),
-    (3600, d(2026, 11, 1, 5) + timedelta(minutes=30), d(2026, 11, 1, 9), None),
-    (3600, d(2026, 11, 1, 5), d(2026, 11, 1, 9) + timedelta(microseconds=1), None),
-    (1800, d(2026, 11, 1), d(2026, 11, 2), None),
-    (5400, d(2026, 11, 1), d(2026, 11, 2), None),
-])
+@pytest.mark.parametrize(
+    ("bucket_s", "start", "end", "table"),
+    [
+        (86400, d(2026, 11, 1), d(2026, 11, 8), "readings_daily"),
+        (7 * 86400, d(2026, 11, 1), d(2026, 11, 8), "readings_daily"),
+        (86400, d(2026, 11, 1, 5), d(2026, 11, 8), "readings_hourly"),  # start mid-day
+        (3600, d(2026, 11, 1, 5), d(2026, 11, 1, 9), "readings_hourly"),
+        (7200, d(2026, 11, 1, 5), d(2026, 11, 1, 9), "readings_hourly"),
+        (3600, d(2026, 11, 1, 5) + timedelta(minutes=30), d(2026, 11, 1, 9), None),
+        (3600, d(2026, 11, 1, 5), d(2026, 11, 1, 9) + timedelta(microseconds=1), None),
+        (1800, d(2026, 11, 1), d(2026, 11, 2), None),
+        (5400, d(2026, 11, 1), d(2026, 11, 2), None),
+    ],
+)
 def test_rollup_is_chosen_only_when_it_gives_the_raw_answer(bucket_s, start, end, table):
     assert rollup_table(bucket_s, start, end) == table

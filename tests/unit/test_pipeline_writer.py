@@ -72,19 +72,23 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Store:
 
 def _msg(i: int) -> InboundMessage:
     payload = json.dumps({"ts": T0.isoformat(), "values": {"a21026": float(i)}}).encode()
-    return InboundMessage(f"devices/{MN}/telemetry", payload,
-                          T0 + timedelta(seconds=i), mid=i + 1)
+    return InboundMessage(f"devices/{MN}/telemetry", payload, T0 + timedelta(seconds=i), mid=i + 1)
 
 
 def _pipeline(acked: list[int]) -> pl.Pipeline:
-    p = pl.Pipeline(_Pool(), Policy(max_age=timedelta(days=36500)),  # type: ignore[arg-type]
-                    Batcher(2, 60.0), lambda m: acked.append(m.mid))
+    p = pl.Pipeline(
+        _Pool(),
+        Policy(max_age=timedelta(days=36500)),  # type: ignore[arg-type]
+        Batcher(2, 60.0),
+        lambda m: acked.append(m.mid),
+    )
     p.known = {MN: object()}  # type: ignore[dict-item]
     return p
 
 
 def test_the_next_batch_is_taken_while_one_is_written_and_acks_keep_their_order(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     acked: list[int] = []
     p = _pipeline(acked)
     p._take(_msg(0), None)
@@ -119,7 +123,8 @@ def test_a_bug_in_the_writer_is_raised_in_the_pipeline_thread(store: Store) -> N
 
 
 def test_an_idle_promise_never_passes_a_message_stamped_while_it_is_made(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Nothing in hand: the promise is "now, less a margin". A message the subscriber
     stamps just after the pipeline looked, while the pipeline thread is descheduled
     for longer than the margin, must still be after the promise: the broken order

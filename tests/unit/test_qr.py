@@ -65,8 +65,11 @@ def test_current_key_must_be_in_the_ring():
 def test_altered_payload_is_refused_401():
     token = RING.sign("E0001")
     sig = token.split(".")[1]
-    other = b64(json.dumps({"v": 2, "e": "E0002", "k": "k1", "g": 0}, separators=(",", ":"),
-                           sort_keys=True).encode())
+    other = b64(
+        json.dumps(
+            {"v": 2, "e": "E0002", "k": "k1", "g": 0}, separators=(",", ":"), sort_keys=True
+        ).encode()
+    )
     assert refused(RING, f"{other}.{sig}").status == 401
 
 
@@ -92,21 +95,30 @@ def test_unknown_key_id_is_refused_401():
     assert "k9" in str(err)
 
 
-@pytest.mark.parametrize("token", [
-    "", "garbage", "a.b.c", "....", "no-dot-at-all", "%%%.%%%", "é.é",
-    "e30.",                                   # {} is not a claim set
-    b64(b"[1,2]") + ".AAAA",                  # not an object
-    b64(b"not json") + ".AAAA",
-    b64(b'{"v":1,"e":"E1","k":"k1"}') + ".AAAA",   # old version
-    b64(b'{"v":2,"e":5,"k":"k1","g":0}') + ".AAAA",      # enterprise not a string
-    b64(b'{"v":2,"e":"E1","g":0}') + ".AAAA",            # no key id
-    b64(b'{"v":2,"e":"E1","k":1,"g":0}') + ".AAAA",      # key id not a string
-    b64(b'{"v":2,"e":"E1","k":"k1"}') + ".AAAA",         # no generation
-    b64(b'{"v":2,"e":"E1","k":"k1","g":true}') + ".AAAA",  # generation not an integer
-    b64(b'{"v":2,"e":"E1","k":"k1","g":0,"x":"soon"}') + ".AAAA",  # expiry not a time
-    b64(b"\xff\xfe\x00") + ".AAAA",                # not UTF-8 / JSON
-    "A.",                                          # bad base64 length
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        "a.b.c",
+        "....",
+        "no-dot-at-all",
+        "%%%.%%%",
+        "é.é",
+        "e30.",  # {} is not a claim set
+        b64(b"[1,2]") + ".AAAA",  # not an object
+        b64(b"not json") + ".AAAA",
+        b64(b'{"v":1,"e":"E1","k":"k1"}') + ".AAAA",  # old version
+        b64(b'{"v":2,"e":5,"k":"k1","g":0}') + ".AAAA",  # enterprise not a string
+        b64(b'{"v":2,"e":"E1","g":0}') + ".AAAA",  # no key id
+        b64(b'{"v":2,"e":"E1","k":1,"g":0}') + ".AAAA",  # key id not a string
+        b64(b'{"v":2,"e":"E1","k":"k1"}') + ".AAAA",  # no generation
+        b64(b'{"v":2,"e":"E1","k":"k1","g":true}') + ".AAAA",  # generation not an integer
+        b64(b'{"v":2,"e":"E1","k":"k1","g":0,"x":"soon"}') + ".AAAA",  # expiry not a time
+        b64(b"\xff\xfe\x00") + ".AAAA",  # not UTF-8 / JSON
+        "A.",  # bad base64 length
+    ],
+)
 def test_garbage_is_refused_400(token):
     assert refused(RING, token).status == 400
 
@@ -142,12 +154,14 @@ def test_non_canonical_base64_spelling_is_refused():
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     token = RING.sign("E0001")
     twin = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
-    assert base64.urlsafe_b64decode(twin.split(".")[1] + "=") == \
-        base64.urlsafe_b64decode(token.split(".")[1] + "=")
+    assert base64.urlsafe_b64decode(twin.split(".")[1] + "=") == base64.urlsafe_b64decode(
+        token.split(".")[1] + "="
+    )
     refused(RING, twin)
 
 
 # -- scan URLs ------------------------------------------------------------------------
+
 
 def test_scan_url_and_extract_round_trip():
     token = RING.sign("E0001")
@@ -172,6 +186,7 @@ def test_url_without_token_is_refused_400():
 
 # -- rendering ------------------------------------------------------------------------
 
+
 def test_render_svg():
     svg = render(scan_url("http://localhost:8000", RING.sign("E0001")), "svg")
     assert svg.startswith(b"<?xml")
@@ -195,6 +210,7 @@ def test_render_unknown_kind():
 
 
 # -- expiry and generations --------------------------------------------------------------
+
 
 def test_expiring_code_verifies_until_its_expiry_then_is_refused_401():
     token = RING.sign("E0001", generation=3, expires_at=int(NOW) + 60)

@@ -16,12 +16,22 @@ MN = "010000A8900016F000169DC0"
 QN = "20240315103000123"
 
 
-def part(pno: int, pnum: int = 3, *, qn: str = QN, mn: str = MN, cn: str = "2061",
-         code: str | None = None) -> Packet:
+def part(
+    pno: int,
+    pnum: int = 3,
+    *,
+    qn: str = QN,
+    mn: str = MN,
+    cn: str = "2061",
+    code: str | None = None,
+) -> Packet:
     code = code or f"a2100{pno % 10}"
-    return parse_packet(frame(
-        f"QN={qn};ST=31;CN={cn};PW=123456;MN={mn};Flag=7;PNUM={pnum};PNO={pno};"
-        f"CP=&&DataTime=20240315100000;{code}-Avg={pno}.5,{code}-Flag=N&&"))
+    return parse_packet(
+        frame(
+            f"QN={qn};ST=31;CN={cn};PW=123456;MN={mn};Flag=7;PNUM={pnum};PNO={pno};"
+            f"CP=&&DataTime=20240315100000;{code}-Avg={pno}.5,{code}-Flag=N&&"
+        )
+    )
 
 
 def test_parts_are_split_packets():
@@ -57,8 +67,10 @@ def test_released_set_gives_one_message_with_every_part():
     (rec,) = m.records
     assert rec.ts == datetime(2024, 3, 15, 10, tzinfo=BEIJING)
     assert [(v.pollutant, v.value, v.kind) for v in rec.values] == [
-        ("a21001", 1.5, DataKind.HOUR), ("a21002", 2.5, DataKind.HOUR),
-        ("a21003", 3.5, DataKind.HOUR)]
+        ("a21001", 1.5, DataKind.HOUR),
+        ("a21002", 2.5, DataKind.HOUR),
+        ("a21003", 3.5, DataKind.HOUR),
+    ]
 
 
 def test_single_part_set_completes_at_once():
@@ -137,8 +149,9 @@ def test_capacity_evicts_the_oldest_set_incomplete():
     assert r.add("a2", part(2, qn="20240315103000001"), 6.0) == []  # existing set: no evict
     out = r.add("c", part(1, qn="20240315103000003"), 7.0)
     assert len(out) == 1
-    assert out[0] == Released((MN, "2061", "20240315103000002"), ["b"], out[0].packets, [],
-                              False, 3)
+    assert out[0] == Released(
+        (MN, "2061", "20240315103000002"), ["b"], out[0].packets, [], False, 3
+    )
     assert len(r) == 2
 
 
@@ -167,8 +180,7 @@ def test_add_refuses_a_packet_that_is_not_split():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 3)), max_size=30),
-       st.floats(0, 100))
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 3)), max_size=30), st.floats(0, 100))
 def test_nothing_is_lost(adds, horizon):
     """Every item added leaves exactly once: released (items + extra) or drained."""
     r: Reassembler[int] = Reassembler(timeout_s=50.0, max_sets=3)

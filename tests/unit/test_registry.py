@@ -12,16 +12,33 @@ from offsite.core.registry import Device, Registry, load_registry_file, registry
 
 MN1, MN2, MN3 = "010000A8900016F000169DC0", "MN2", "MN3"
 
-DATA = {"enterprises": [
-    {"id": "E0001", "name": "Hengda Thermal Power", "region": "Jiangsu/Nanjing", "points": [
-        {"id": "E0001-P1", "name": "1# boiler stack", "kind": "flue_gas", "o2_ref": 6.0,
-         "limits": {"a21026": 35.0, "a21002": 50, "a34013": 10.0},
-         "devices": [{"mn": MN1, "interval_s": 60.0}, {"mn": MN2, "interval_s": 30.0}]},
-        {"id": "E0001-W1", "name": "outfall", "kind": "wastewater", "limits": {"w01018": 50.0},
-         "devices": [{"mn": MN3, "interval_s": 300.0}]},
-    ]},
-    {"id": "E0002", "name": "Quiet Works", "region": "", "points": []},
-]}
+DATA = {
+    "enterprises": [
+        {
+            "id": "E0001",
+            "name": "Hengda Thermal Power",
+            "region": "Jiangsu/Nanjing",
+            "points": [
+                {
+                    "id": "E0001-P1",
+                    "name": "1# boiler stack",
+                    "kind": "flue_gas",
+                    "o2_ref": 6.0,
+                    "limits": {"a21026": 35.0, "a21002": 50, "a34013": 10.0},
+                    "devices": [{"mn": MN1, "interval_s": 60.0}, {"mn": MN2, "interval_s": 30.0}],
+                },
+                {
+                    "id": "E0001-W1",
+                    "name": "outfall",
+                    "kind": "wastewater",
+                    "limits": {"w01018": 50.0},
+                    "devices": [{"mn": MN3, "interval_s": 300.0}],
+                },
+            ],
+        },
+        {"id": "E0002", "name": "Quiet Works", "region": "", "points": []},
+    ]
+}
 
 TOML = f"""
 [[enterprises]]
@@ -74,17 +91,27 @@ def test_from_dict_builds_the_tree():
     reg = registry_from_dict(DATA)
     assert [e.id for e in reg.enterprises] == ["E0001", "E0002"]
     assert [(p.id, p.enterprise_id, p.kind) for p in reg.points] == [
-        ("E0001-P1", "E0001", "flue_gas"), ("E0001-W1", "E0001", "wastewater")]
+        ("E0001-P1", "E0001", "flue_gas"),
+        ("E0001-W1", "E0001", "wastewater"),
+    ]
     assert reg.points[0].o2_ref == 6.0 and reg.points[1].o2_ref is None
-    assert reg.devices == (Device(MN1, "E0001-P1", 60.0), Device(MN2, "E0001-P1", 30.0),
-                           Device(MN3, "E0001-W1", 300.0))
+    assert reg.devices == (
+        Device(MN1, "E0001-P1", 60.0),
+        Device(MN2, "E0001-P1", 30.0),
+        Device(MN3, "E0001-W1", 300.0),
+    )
     assert reg.point_of(MN3).id == "E0001-W1"
     assert reg.point_of("nope") is None
 
 
 def test_defaults_for_optional_fields():
-    reg = registry_from_dict({"enterprises": [
-        {"id": "E1", "name": "n", "points": [{"id": "P1", "devices": [{"mn": "M1"}]}]}]})
+    reg = registry_from_dict(
+        {
+            "enterprises": [
+                {"id": "E1", "name": "n", "points": [{"id": "P1", "devices": [{"mn": "M1"}]}]}
+            ]
+        }
+    )
     p = reg.points[0]
     assert (p.name, p.kind, p.o2_ref, dict(p.limits)) == ("P1", "flue_gas", None, {})
     assert reg.devices[0].interval_s == 60.0
@@ -97,9 +124,17 @@ def test_empty_registry():
 
 def test_device_limits():
     got = sorted(registry_from_dict(DATA).device_limits())
-    assert got == sorted([(MN1, "a21026", 35.0), (MN1, "a21002", 50.0), (MN1, "a34013", 10.0),
-                          (MN2, "a21026", 35.0), (MN2, "a21002", 50.0), (MN2, "a34013", 10.0),
-                          (MN3, "w01018", 50.0)])
+    assert got == sorted(
+        [
+            (MN1, "a21026", 35.0),
+            (MN1, "a21002", 50.0),
+            (MN1, "a34013", 10.0),
+            (MN2, "a21026", 35.0),
+            (MN2, "a21002", 50.0),
+            (MN2, "a34013", 10.0),
+            (MN3, "w01018", 50.0),
+        ]
+    )
     assert all(type(lim) is float for *_, lim in got)
 
 
@@ -119,6 +154,7 @@ def test_to_dict_omits_missing_o2_ref():
 
 # -- files ----------------------------------------------------------------------------
 
+
 def test_load_toml_and_json_agree(tmp_path):
     t = tmp_path / "reg.toml"
     t.write_text(TOML, encoding="utf-8")
@@ -135,12 +171,15 @@ def test_wrong_extension(tmp_path, name):
         load_registry_file(f)
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("reg.toml", b"[[enterprises]\nid = "),
-    ("reg.toml", b"id = \"\xff\xfe\""),
-    ("reg.json", b"{\"enterprises\": ["),
-    ("reg.json", b"\xff\xfe\x00{"),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("reg.toml", b"[[enterprises]\nid = "),
+        ("reg.toml", b'id = "\xff\xfe"'),
+        ("reg.json", b'{"enterprises": ['),
+        ("reg.json", b"\xff\xfe\x00{"),
+    ],
+)
 def test_unparsable_file(tmp_path, name, content):
     f = tmp_path / name
     f.write_bytes(content)
@@ -162,12 +201,16 @@ def test_json_top_level_not_an_object(tmp_path):
 
 # -- refusals -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "field"), [
-    (("enterprises", 0, "id"), "id"),
-    (("enterprises", 0, "name"), "name"),
-    (("enterprises", 0, "points", 0, "id"), "id"),
-    (("enterprises", 0, "points", 0, "devices", 0, "mn"), "mn"),
-])
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("enterprises", 0, "id"), "id"),
+        (("enterprises", 0, "name"), "name"),
+        (("enterprises", 0, "points", 0, "id"), "id"),
+        (("enterprises", 0, "points", 0, "devices", 0, "mn"), "mn"),
+    ],
+)
 def test_missing_field(path, field):
     d = data()
     node = d
@@ -272,19 +315,23 @@ def test_blank_enterprise_name():
     assert "name is empty" in refused(d)
 
 
-@pytest.mark.parametrize("doc", [
-    {"enterprises": [5]},
-    {"enterprises": ["E1"]},
-    {"enterprises": [{"id": "E1", "name": "n", "points": [7]}]},
-    {"enterprises": [{"id": "E1", "name": "n", "points": [{"id": "P", "limits": [1]}]}]},
-    {"enterprises": [{"id": "E1", "name": "n", "points": [{"id": "P", "devices": ["M"]}]}]},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"enterprises": [5]},
+        {"enterprises": ["E1"]},
+        {"enterprises": [{"id": "E1", "name": "n", "points": [7]}]},
+        {"enterprises": [{"id": "E1", "name": "n", "points": [{"id": "P", "limits": [1]}]}]},
+        {"enterprises": [{"id": "E1", "name": "n", "points": [{"id": "P", "devices": ["M"]}]}]},
+    ],
+)
 def test_wrong_shapes_are_registry_errors(doc):
     refused(doc)
 
 
 def test_registry_checks_references():
     from offsite.core.registry import Enterprise, Point
+
     e = Enterprise("E1", "n")
     p = Point("P1", "E1", "p", "flue_gas")
     with pytest.raises(RegistryError, match="unknown enterprise"):

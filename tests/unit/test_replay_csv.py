@@ -44,31 +44,53 @@ def test_parse_map() -> None:
             parse_map(bad)
 
 
-@pytest.mark.parametrize(("text", "mapping", "message"), [
-    ("", None, "line 1: the file is empty"),
-    ("time,SO2\n2026-11-26T08:00:00Z,1\n", None, "line 1: columns ['SO2'] are not HJ 212"),
-    ("time,a21026\n", None, "no data lines"),
-    ("time\n2026-11-26T08:00:00Z\n", None, "line 1: no value columns"),
-    ("time,a21026,a21026\n", None, "line 1: duplicate column"),
-    ("time,a21026\n2026-11-26T08:00:00Z,1\n", {"SO2": "a21026"}, "not in the header"),
-    ("time,a21026,NOx\n", {"NOx": "a21026"}, "several columns map to one"),
-    ("time,a21026,x_flag\n", None, "flag columns for unknown value columns"),
-    ("time,a21026\n2026-11-26T08:00:00Z,1\nyesterday,2\n", None, "line 3: timestamp 'yesterday'"),
-    ("time,a21026\n2026-11-26T08:00:00,1\n", None, "line 2: timestamp '2026-11-26T08:00:00' "
-                                                  "has no zone"),
-    ("time,a21026\n2026-11-26T08:00:00Z,1\n2026-11-26T08:01:00Z,abc\n", None,
-     "line 3: a21026 = 'abc' is not a number"),
-    ("time,a21026\n2026-11-26T08:00:00Z,nan\n", None, "line 2: a21026 = 'nan' is not a finite"),
-    ("time,a21026\n2026-11-26T08:00:00Z,1,2\n", None, "line 2: 3 cells, the header has 2"),
-    ("time,a21026,a21026_flag\n2026-11-26T08:00:00Z,1,Q\n", None,
-     "line 2: a21026_flag = 'Q' is not an HJ 212 data flag"),
-    ("time,a21026,a21026_flag\n2026-11-26T08:00:00Z,,M\n", None, "line 2: flag 'M' for a21026 "
-                                                                "without a value"),
-    ("time,a21026,a19001\n2026-11-26T08:00:00Z,,\n", None, "line 2: no values"),
-    ("time,a21026\n2026-11-26T08:05:00Z,1\n2026-11-26T08:00:00Z,2\n", None,
-     "line 3: time goes back"),
-    ('time,a21026\n"2026-11-26T08:00:00Z,1\n', None, "line 2: 1 cells, the header has 2"),
-])
+@pytest.mark.parametrize(
+    ("text", "mapping", "message"),
+    [
+        ("", None, "line 1: the file is empty"),
+        ("time,SO2\n2026-11-26T08:00:00Z,1\n", None, "line 1: columns ['SO2'] are not HJ 212"),
+        ("time,a21026\n", None, "no data lines"),
+        ("time\n2026-11-26T08:00:00Z\n", None, "line 1: no value columns"),
+        ("time,a21026,a21026\n", None, "line 1: duplicate column"),
+        ("time,a21026\n2026-11-26T08:00:00Z,1\n", {"SO2": "a21026"}, "not in the header"),
+        ("time,a21026,NOx\n", {"NOx": "a21026"}, "several columns map to one"),
+        ("time,a21026,x_flag\n", None, "flag columns for unknown value columns"),
+        (
+            "time,a21026\n2026-11-26T08:00:00Z,1\nyesterday,2\n",
+            None,
+            "line 3: timestamp 'yesterday'",
+        ),
+        (
+            "time,a21026\n2026-11-26T08:00:00,1\n",
+            None,
+            "line 2: timestamp '2026-11-26T08:00:00' has no zone",
+        ),
+        (
+            "time,a21026\n2026-11-26T08:00:00Z,1\n2026-11-26T08:01:00Z,abc\n",
+            None,
+            "line 3: a21026 = 'abc' is not a number",
+        ),
+        ("time,a21026\n2026-11-26T08:00:00Z,nan\n", None, "line 2: a21026 = 'nan' is not a finite"),
+        ("time,a21026\n2026-11-26T08:00:00Z,1,2\n", None, "line 2: 3 cells, the header has 2"),
+        (
+            "time,a21026,a21026_flag\n2026-11-26T08:00:00Z,1,Q\n",
+            None,
+            "line 2: a21026_flag = 'Q' is not an HJ 212 data flag",
+        ),
+        (
+            "time,a21026,a21026_flag\n2026-11-26T08:00:00Z,,M\n",
+            None,
+            "line 2: flag 'M' for a21026 without a value",
+        ),
+        ("time,a21026,a19001\n2026-11-26T08:00:00Z,,\n", None, "line 2: no values"),
+        (
+            "time,a21026\n2026-11-26T08:05:00Z,1\n2026-11-26T08:00:00Z,2\n",
+            None,
+            "line 3: time goes back",
+        ),
+        ('time,a21026\n"2026-11-26T08:00:00Z,1\n', None, "line 2: 1 cells, the header has 2"),
+    ],
+)
 def test_bad_files_name_the_line(text: str, mapping: dict | None, message: str) -> None:
     with pytest.raises(ReplayError) as info:
         parse_csv(text, mapping)

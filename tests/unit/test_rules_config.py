@@ -22,9 +22,15 @@ from offsite.rules.errors import RuleError, RulesFileError
 SO2, FLOW = "a21026", "a00000"
 
 
-def info(mn: str = "MN1", pollutant: str = SO2, kind: str = "rtd",
-         device_type: str = "flue_gas", enterprise: str = "E1", point: str = "P1",
-         limited: bool = True) -> SeriesInfo:
+def info(
+    mn: str = "MN1",
+    pollutant: str = SO2,
+    kind: str = "rtd",
+    device_type: str = "flue_gas",
+    enterprise: str = "E1",
+    point: str = "P1",
+    limited: bool = True,
+) -> SeriesInfo:
     return SeriesInfo(mn, pollutant, kind, device_type, enterprise, point, limited)
 
 
@@ -33,6 +39,7 @@ def names(rs: RuleSet, **kw) -> list[str]:
 
 
 # -- the default rules ------------------------------------------------------------------
+
 
 def test_the_default_rules_load():
     rs = load_rules(None)
@@ -47,8 +54,7 @@ def test_the_default_rules_load():
 def test_default_rules_bind_sensibly():
     rs = load_rules(None)
     so2 = names(rs)
-    assert {"exceedance", "exceedance_1h", "implausible", "spike", "clamp",
-            "dilution"} <= set(so2)
+    assert {"exceedance", "exceedance_1h", "implausible", "spike", "clamp", "dilution"} <= set(so2)
     assert "exceedance_1d" not in so2 and "stat" not in so2
     assert "stat" in names(rs, pollutant="a21002", limited=False)
     assert {"false_stop", "flow_zero"} <= set(names(rs, pollutant=FLOW, limited=False))
@@ -80,6 +86,7 @@ def test_rules_file_error_is_a_rule_error():
 
 # -- bad files, by line -----------------------------------------------------------------
 
+
 def refused(text: str) -> tuple[int, str]:
     """The line and message a file is refused with; the line marked ``# <-`` is expected."""
     with pytest.raises(RulesFileError) as exc:
@@ -96,20 +103,27 @@ def marked(text: str) -> int:
 
 
 BAD = {
-    "unknown detector": ("""version = "1"
+    "unknown detector": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [[rule]]
 name = "mine"
 detector = "sorcery"  # <-
-""", "unknown detector 'sorcery'"),
-    "unknown param": ("""version = "1"
+""",
+        "unknown detector 'sorcery'",
+    ),
+    "unknown param": (
+        """version = "1"
 [[rule]]
 name = "spike"
 params = { z = 6.0, zz = 1 }  # <-
-""", "has no parameter 'zz'"),
-    "unknown param in a sub-table": ("""version = "1"
+""",
+        "has no parameter 'zz'",
+    ),
+    "unknown param in a sub-table": (
+        """version = "1"
 [[rule]]
 name = "spike"
 severity = "major"
@@ -117,67 +131,100 @@ severity = "major"
 [rule.params]
 z = 6.0
 zz = 1  # <-
-""", "has no parameter 'zz'"),
-    "bad param value": ("""version = "1"
+""",
+        "has no parameter 'zz'",
+    ),
+    "bad param value": (
+        """version = "1"
 [[rule]]
 name = "average_exceedance"
 params = { period = "week" }  # <-
-""", "period"),
-    "bad severity": ("""version = "1"
+""",
+        "period",
+    ),
+    "bad severity": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [[rule]]
 name = "flatline"
 severity = "loud"  # <-
-""", "severity must be one of"),
-    "bad duration": ("""version = "1"
+""",
+        "severity must be one of",
+    ),
+    "bad duration": (
+        """version = "1"
 [[rule]]
 name = "spike"
 count = 2
 for = "5 minutes"  # <-
-""", "not a duration"),
-    "negative duration": ("""version = "1"
+""",
+        "not a duration",
+    ),
+    "negative duration": (
+        """version = "1"
 [[rule]]
 name = "spike"
 clear_after = -5  # <-
-""", "negative"),
-    "bad count": ("""version = "1"
+""",
+        "negative",
+    ),
+    "bad count": (
+        """version = "1"
 [[rule]]
 name = "spike"
 count = 0  # <-
-""", "count must be an integer"),
-    "duplicate rule": ("""version = "1"
+""",
+        "count must be an integer",
+    ),
+    "duplicate rule": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [[rule]]
 name = "spike"  # <-
 params = { z = 5.0 }
-""", "defined twice"),
-    "bad rule name": ("""version = "1"
+""",
+        "defined twice",
+    ),
+    "bad rule name": (
+        """version = "1"
 [[rule]]
 name = "Spike Rule"  # <-
-""", "lower-case"),
-    "unknown rule key": ("""version = "1"
+""",
+        "lower-case",
+    ),
+    "unknown rule key": (
+        """version = "1"
 [[rule]]
 name = "spike"
 pollutant = "a21026"  # <-
-""", "unknown key 'pollutant'"),
-    "unknown kind": ("""version = "1"
+""",
+        "unknown key 'pollutant'",
+    ),
+    "unknown kind": (
+        """version = "1"
 [[rule]]  # <-
 name = "spike"
 kinds = ["rtd", "week"]
-""", "unknown kinds"),
-    "override of unknown rule": ("""version = "1"
+""",
+        "unknown kinds",
+    ),
+    "override of unknown rule": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [[override]]
 rule = "spoke"  # <-
 device = "MN1"
-""", "unknown rule 'spoke'"),
-    "override naming two levels": ("""version = "1"
+""",
+        "unknown rule 'spoke'",
+    ),
+    "override naming two levels": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -189,16 +236,22 @@ device = "MN1"
 rule = "spike"
 device = "MN1"
 point = "P1"
-""", "exactly one of"),
-    "override naming no level": ("""version = "1"
+""",
+        "exactly one of",
+    ),
+    "override naming no level": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [[override]]  # <-
 rule = "spike"
 severity = "major"
-""", "exactly one of"),
-    "override with an unknown param": ("""version = "1"
+""",
+        "exactly one of",
+    ),
+    "override with an unknown param": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -206,8 +259,11 @@ name = "spike"
 rule = "spike"
 device = "MN1"
 params = { window = 3 }  # <-
-""", "has no parameter 'window'"),
-    "silence without zone": ("""version = "1"
+""",
+        "has no parameter 'window'",
+    ),
+    "silence without zone": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -215,8 +271,11 @@ name = "spike"
 start = 2026-11-26T08:00:00  # <-
 end = 2026-11-26T09:00:00+08:00
 reason = "repair"
-""", "with a zone"),
-    "silence without reason": ("""version = "1"
+""",
+        "with a zone",
+    ),
+    "silence without reason": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -224,14 +283,20 @@ name = "spike"
 start = 2026-11-26T08:00:00+08:00
 end = 2026-11-26T09:00:00+08:00
 device = "MN1"
-""", "needs a reason"),
-    "silence with a blank reason": ("""version = "1"
+""",
+        "needs a reason",
+    ),
+    "silence with a blank reason": (
+        """version = "1"
 [[silence]]
 start = 2026-11-26T08:00:00+08:00
 end = 2026-11-26T09:00:00+08:00
 reason = "  "  # <-
-""", "needs a reason"),
-    "silence ending before it starts": ("""version = "1"
+""",
+        "needs a reason",
+    ),
+    "silence ending before it starts": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -239,14 +304,20 @@ name = "spike"
 start = 2026-11-26T08:00:00+08:00
 end = 2026-11-26T07:00:00+08:00  # <-
 reason = "repair"
-""", "end must be after start"),
-    "silence of no length": ("""version = "1"
+""",
+        "end must be after start",
+    ),
+    "silence of no length": (
+        """version = "1"
 [[silence]]
 start = 2026-11-26T08:00:00+08:00
 end = 2026-11-26T00:00:00Z  # <-
 reason = "repair"
-""", "end must be after start"),
-    "silence of an unknown rule": ("""version = "1"
+""",
+        "end must be after start",
+    ),
+    "silence of an unknown rule": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
@@ -255,37 +326,54 @@ start = 2026-11-26T08:00:00+08:00
 end = 2026-11-26T09:00:00+08:00
 reason = "repair"
 rules = ["spike", "spoke"]  # <-
-""", "unknown rule 'spoke'"),
-    "unknown top-level key": ("""version = "1"
+""",
+        "unknown rule 'spoke'",
+    ),
+    "unknown top-level key": (
+        """version = "1"
 rulez = 3  # <-
 
 [[rule]]
 name = "spike"
-""", "unknown top-level key 'rulez'"),
-    "unknown top-level table": ("""version = "1"
+""",
+        "unknown top-level key 'rulez'",
+    ),
+    "unknown top-level table": (
+        """version = "1"
 
 [[rule]]
 name = "spike"
 
 [[rulez]]  # <-
 name = "flatline"
-""", "unknown top-level key 'rulez'"),
-    "bad base": ("""base = "site"  # <-
+""",
+        "unknown top-level key 'rulez'",
+    ),
+    "bad base": (
+        """base = "site"  # <-
 version = "1"
-""", "base must be"),
-    "bad offline": ("""version = "1"
+""",
+        "base must be",
+    ),
+    "bad offline": (
+        """version = "1"
 [[rule]]
 name = "spike"
 
 [offline]  # <-
 intervals = 0
-""", "offline.intervals"),
-    "bad defaults": ("""version = "1"
+""",
+        "offline.intervals",
+    ),
+    "bad defaults": (
+        """version = "1"
 
 [defaults]
 count = 1
 severity = "urgent"  # <-
-""", "severity must be one of"),
+""",
+        "severity must be one of",
+    ),
 }
 
 
@@ -308,6 +396,7 @@ def test_invalid_toml_is_refused_with_its_line():
 
 
 # -- what loads -------------------------------------------------------------------------
+
 
 def test_defaults_apply_to_every_rule_and_rules_override_them():
     rs = parse_rules("""version = "1"
@@ -340,32 +429,41 @@ def test_a_file_without_version_is_unversioned_and_digest_follows_the_text():
 
 
 def test_detector_defaults_to_the_rule_name_and_params_build_it():
-    rs = parse_rules('[[rule]]\nname = "spike"\nparams = { z = 5.5 }\n'
-                     '[[rule]]\nname = "quick_flat"\ndetector = "flatline"\n'
-                     'params = { count = 4 }\n')
+    rs = parse_rules(
+        '[[rule]]\nname = "spike"\nparams = { z = 5.5 }\n'
+        '[[rule]]\nname = "quick_flat"\ndetector = "flatline"\n'
+        "params = { count = 4 }\n"
+    )
     bound = rs.resolve(info())
-    assert [(b.name, b.detector) for b in bound] == [("spike", Spike(z=5.5)),
-                                                     ("quick_flat", Flatline(count=4))]
+    assert [(b.name, b.detector) for b in bound] == [
+        ("spike", Spike(z=5.5)),
+        ("quick_flat", Flatline(count=4)),
+    ]
 
 
-@pytest.mark.parametrize(("pattern", "hits"), [
-    ("*", {SO2, FLOW, "a21002"}),
-    ("@limited", {SO2, FLOW}),
-    ("@unlimited", {"a21002"}),
-    ("@flow", {FLOW}),
-    ("@concentration", {SO2}),
-    (SO2, {SO2}),
-])
+@pytest.mark.parametrize(
+    ("pattern", "hits"),
+    [
+        ("*", {SO2, FLOW, "a21002"}),
+        ("@limited", {SO2, FLOW}),
+        ("@unlimited", {"a21002"}),
+        ("@flow", {FLOW}),
+        ("@concentration", {SO2}),
+        (SO2, {SO2}),
+    ],
+)
 def test_pollutant_patterns(pattern, hits):
     rs = parse_rules(f'[[rule]]\nname = "spike"\npollutants = "{pattern}"\n')
-    got = {p for p, lim in ((SO2, True), (FLOW, True), ("a21002", False))
-           if rs.resolve(info(pollutant=p, limited=lim))}
+    got = {
+        p
+        for p, lim in ((SO2, True), (FLOW, True), ("a21002", False))
+        if rs.resolve(info(pollutant=p, limited=lim))
+    }
     assert got == hits
 
 
 def test_device_types_and_kinds_restrict_a_rule():
-    rs = parse_rules('[[rule]]\nname = "spike"\ndevice_types = ["wastewater"]\n'
-                     'kinds = ["hour"]\n')
+    rs = parse_rules('[[rule]]\nname = "spike"\ndevice_types = ["wastewater"]\nkinds = ["hour"]\n')
     assert rs.resolve(info(device_type="wastewater", kind="hour"))
     assert not rs.resolve(info(device_type="wastewater", kind="rtd"))
     assert not rs.resolve(info(device_type="flue_gas", kind="hour"))
@@ -399,16 +497,20 @@ severity = "major"
 
 
 def test_disabled_rule_can_be_enabled_for_one_device():
-    rs = parse_rules('[[rule]]\nname = "spike"\nenabled = false\n'
-                     '[[override]]\nrule = "spike"\ndevice = "MN1"\nenabled = true\n')
+    rs = parse_rules(
+        '[[rule]]\nname = "spike"\nenabled = false\n'
+        '[[override]]\nrule = "spike"\ndevice = "MN1"\nenabled = true\n'
+    )
     assert names(rs) == ["spike"]
     assert names(rs, mn="MN2") == []
 
 
 # -- base = "default" -------------------------------------------------------------------
 
+
 def test_base_default_merges_with_the_packaged_rules():
-    rs = parse_rules("""base = "default"
+    rs = parse_rules(
+        """base = "default"
 version = "site-3"
 
 [defaults]
@@ -430,7 +532,9 @@ severity = "critical"
 
 [offline]
 intervals = 10
-""", "site.toml")
+""",
+        "site.toml",
+    )
     default = load_rules(None)
     assert rs.version == "site-3"
     assert set(rs.names) == set(default.names) | {"quick_flat"}
@@ -441,8 +545,7 @@ intervals = 10
     assert rs.offline_intervals == 10 and rs.offline_severity == "major"
     by = {b.name: b for b in rs.resolve(info())}
     assert by["exceedance"].gating.severity == "critical"
-    assert {b.name: b.gating.severity for b in rs.resolve(info(mn="MN2"))}["exceedance"] \
-        == "major"
+    assert {b.name: b.gating.severity for b in rs.resolve(info(mn="MN2"))}["exceedance"] == "major"
 
 
 def test_base_default_errors_in_the_site_file_name_the_site_file():
@@ -456,6 +559,7 @@ def test_default_rules_text_is_the_packaged_file():
 
 
 # -- silences ---------------------------------------------------------------------------
+
 
 def test_silences_cover_their_window_rules_and_target():
     rs = parse_rules("""
@@ -473,8 +577,12 @@ enterprise = "E1"
 rules = ["exceedance"]
 """)
     (s,) = rs.silences
-    assert (s.reason, s.rules, s.enterprise, s.device) == ("stack repair",
-                                                           frozenset({"exceedance"}), "E1", None)
+    assert (s.reason, s.rules, s.enterprise, s.device) == (
+        "stack repair",
+        frozenset({"exceedance"}),
+        "E1",
+        None,
+    )
     start = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
     assert rs.silenced("exceedance", info(), start) == "stack repair"
     assert rs.silenced("exceedance.hour", info(), start) == "stack repair"
@@ -503,10 +611,23 @@ rules = "*"
 
 # -- durations --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("raw", "seconds"), [
-    (30, 30.0), (2.5, 2.5), ("45", 45.0), ("90s", 90.0), ("5m", 300.0), ("1h", 3600.0),
-    ("1.5h", 5400.0), ("2d", 172800.0), ("250ms", 0.25), (" 10 m ", 600.0), (0, 0.0),
-])
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [
+        (30, 30.0),
+        (2.5, 2.5),
+        ("45", 45.0),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1.5h", 5400.0),
+        ("2d", 172800.0),
+        ("250ms", 0.25),
+        (" 10 m ", 600.0),
+        (0, 0.0),
+    ],
+)
 def test_durations_parse(raw, seconds):
     assert duration_s(raw) == pytest.approx(seconds)
 

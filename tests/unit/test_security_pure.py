@@ -29,6 +29,7 @@ T0 = datetime(2026, 11, 26, tzinfo=UTC)
 
 # -- rate limiter ---------------------------------------------------------------------------
 
+
 def test_limiter_allows_a_burst_then_answers_how_long_to_wait():
     lim = RateLimiter(per_minute=6, burst=3)  # one token per 10 s
     assert [lim.hit("k", 0.0) for _ in range(3)] == [None, None, None]
@@ -64,6 +65,7 @@ def test_limiter_refuses_nonsense_limits():
 
 # -- credentials ----------------------------------------------------------------------------
 
+
 def test_passwords_are_argon2id_and_verify_only_themselves():
     h = hash_password("s3cret pass")
     assert h.startswith("$argon2id$") and "s3cret" not in h
@@ -94,6 +96,7 @@ def test_mosquitto_verify_refuses_other_formats():
 
 # -- broker files ---------------------------------------------------------------------------
 
+
 def test_broker_files_give_each_device_its_own_topic_and_ingest_read_access():
     ha, hb = mosquitto_hash("a"), mosquitto_hash("b")
     auth = render([("B2", hb), ("A1", ha)], "plant/x", "up", "ingest", "pw")
@@ -101,13 +104,16 @@ def test_broker_files_give_each_device_its_own_topic_and_ingest_read_access():
     assert users == ["ingest", "A1", "B2"] and auth.devices == 2
     assert f"A1:{ha}" in auth.passwd
     blocks = [b.strip().splitlines() for b in auth.acl.split("\n\n") if b.startswith("user")]
-    assert blocks == [["user ingest", "topic read plant/x/+/up"],
-                      ["user A1", "topic write plant/x/A1/up"],
-                      ["user B2", "topic write plant/x/B2/up"]]
+    assert blocks == [
+        ["user ingest", "topic read plant/x/+/up"],
+        ["user A1", "topic write plant/x/A1/up"],
+        ["user B2", "topic write plant/x/B2/up"],
+    ]
     assert "pw" not in auth.passwd.split(":", 1)[1].split("$")[2]  # salt, not the password
 
 
 # -- audit chain walk -------------------------------------------------------------------------
+
 
 def _chain(n: int) -> list[AuditRow]:
     rows, prev = [], GENESIS
@@ -131,8 +137,7 @@ def test_chain_names_the_first_broken_row():
     rows = _chain(5)
     edited = rows.copy()
     r = edited[2]
-    edited[2] = AuditRow(r.seq, r.at, "mallory", r.action, r.subject, r.data, r.prev_hash,
-                         r.hash)
+    edited[2] = AuditRow(r.seq, r.at, "mallory", r.action, r.subject, r.data, r.prev_hash, r.hash)
     assert check_chain(edited).broken.seq == 3  # type: ignore[union-attr]
     assert check_chain(rows[:1] + rows[2:]).broken.seq == 3  # type: ignore[union-attr]
     dup = [*rows[:3], rows[2], *rows[3:]]
@@ -142,8 +147,9 @@ def test_chain_names_the_first_broken_row():
 def test_hash_does_not_depend_on_the_sessions_time_zone():
     at = T0 + timedelta(microseconds=7)
     shanghai = at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
-    assert row_hash(GENESIS, 1, at, "u", "a", "s", "{}") == \
-        row_hash(GENESIS, 1, shanghai, "u", "a", "s", "{}")
+    assert row_hash(GENESIS, 1, at, "u", "a", "s", "{}") == row_hash(
+        GENESIS, 1, shanghai, "u", "a", "s", "{}"
+    )
 
 
 def test_audit_data_is_canonical_json():
@@ -155,6 +161,7 @@ def test_audit_data_is_canonical_json():
 
 # -- principals ---------------------------------------------------------------------------------
 
+
 def test_principal_scope():
     everyone = Principal("a", Role.ADMIN, None, "", None, b"")
     one = Principal("e", Role.ENTERPRISE, "E1", "", frozenset({"E1"}), b"")
@@ -164,6 +171,7 @@ def test_principal_scope():
 
 
 # -- settings -------------------------------------------------------------------------------------
+
 
 def test_qr_verify_keys_are_read_as_json_and_checked(monkeypatch):
     monkeypatch.setenv("OFFSITE_QR_VERIFY_KEYS", '{"k0": "' + "o" * 40 + '"}')

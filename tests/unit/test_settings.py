@@ -86,23 +86,26 @@ def test_settings_are_frozen():
         s.http_port = 1  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("var", "value"), [
-    ("OFFSITE_HTTP_PORT", "99999"),
-    ("OFFSITE_HTTP_PORT", "eighty"),
-    ("OFFSITE_ENV", "staging"),
-    ("OFFSITE_LOG_LEVEL", "verbose"),
-    ("OFFSITE_DATABASE_URL", "mysql://db/offsite"),
-    ("OFFSITE_MQTT_URL", "http://broker:1883"),
-    ("OFFSITE_DB_POOL_MAX", "0"),
-    ("OFFSITE_BATCH_MAX_READINGS", "0"),
-    ("OFFSITE_BATCH_MAX_DELAY_MS", "60001"),
-    ("OFFSITE_MAX_PAYLOAD_BYTES", "100"),
-    ("OFFSITE_MAX_AGE_DAYS", "0"),
-    ("OFFSITE_RULE_WARM_MAX", "-1"),
-    ("OFFSITE_ALERT_REOPEN_S", "-1"),
-    ("OFFSITE_RULES_FILE", "/no/such/rules.toml"),
-    ("OFFSITE_MQTT_KEEPALIVE_S", "1"),
-])
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("OFFSITE_HTTP_PORT", "99999"),
+        ("OFFSITE_HTTP_PORT", "eighty"),
+        ("OFFSITE_ENV", "staging"),
+        ("OFFSITE_LOG_LEVEL", "verbose"),
+        ("OFFSITE_DATABASE_URL", "mysql://db/offsite"),
+        ("OFFSITE_MQTT_URL", "http://broker:1883"),
+        ("OFFSITE_DB_POOL_MAX", "0"),
+        ("OFFSITE_BATCH_MAX_READINGS", "0"),
+        ("OFFSITE_BATCH_MAX_DELAY_MS", "60001"),
+        ("OFFSITE_MAX_PAYLOAD_BYTES", "100"),
+        ("OFFSITE_MAX_AGE_DAYS", "0"),
+        ("OFFSITE_RULE_WARM_MAX", "-1"),
+        ("OFFSITE_ALERT_REOPEN_S", "-1"),
+        ("OFFSITE_RULES_FILE", "/no/such/rules.toml"),
+        ("OFFSITE_MQTT_KEEPALIVE_S", "1"),
+    ],
+)
 def test_invalid_env_values_name_the_variable(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     msg = refused()

@@ -28,8 +28,9 @@ def run(fleet: Fleet, n: int) -> list[tuple[datetime, dict[str, dict[str, float]
     return [(ts, dict(fleet.tick(ts))) for ts in fleet.timestamps(n * fleet.rate_s)]
 
 
-def series(rows: list[tuple[datetime, dict[str, dict[str, float]]]], mn: str,
-           code: str) -> np.ndarray:
+def series(
+    rows: list[tuple[datetime, dict[str, dict[str, float]]]], mn: str, code: str
+) -> np.ndarray:
     return np.array([msgs[mn][code] for _, msgs in rows if mn in msgs])
 
 
@@ -63,6 +64,7 @@ def clean_twin() -> tuple[Fleet, list]:
 
 # --- determinism -----------------------------------------------------------------------------
 
+
 def test_same_seed_same_everything(faulty) -> None:
     fleet, rows = faulty
     again = build_fleet(20, seed=7, start=T0)
@@ -76,7 +78,8 @@ def test_different_seed_differs(faulty) -> None:
     other = build_fleet(20, seed=8, start=T0)
     assert {d.mn for d in other.registry.devices}.isdisjoint(d.mn for d in fleet.registry.devices)
     assert [e.name for e in other.registry.enterprises] != [
-        e.name for e in fleet.registry.enterprises]
+        e.name for e in fleet.registry.enterprises
+    ]
     a = SimDevice("A", CEMS, 1)
     b = SimDevice("A", CEMS, 2)
     assert a.step(T0) != b.step(T0)
@@ -91,6 +94,7 @@ def test_device_is_reproducible_and_independent_of_fault_choice(faulty, clean_tw
 
 
 # --- registry --------------------------------------------------------------------------------
+
 
 def test_registry_is_valid_and_consistent(faulty) -> None:
     fleet, _ = faulty
@@ -117,6 +121,7 @@ def test_registry_is_valid_and_consistent(faulty) -> None:
 
 
 # --- clean data ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("rate_s", "n"), [(1.0, 400), (60.0, 480)])
 def test_clean_series_look_real(rate_s: float, n: int) -> None:
@@ -158,16 +163,17 @@ def test_values_have_logger_precision_and_load_shape() -> None:
 
 # --- faults ----------------------------------------------------------------------------------
 
+
 def test_fault_assignment(faulty) -> None:
     fleet, _ = faulty
     kinds = [f.kind for f in fleet.faults]
     assert len(fleet.faults) == 10 and {k: kinds.count(k) for k in kinds} == {
-        k: 2 for k in ALL_FAULTS}
+        k: 2 for k in ALL_FAULTS
+    }
     assert len({f.mn for f in fleet.faults}) == len(fleet.faults)
     for f in fleet.faults:
         dev = fleet.device(f.mn)
-        assert f.pollutant == (None if f.kind is FaultKind.OFFLINE
-                               else dev.profile.fault_pollutant)
+        assert f.pollutant == (None if f.kind is FaultKind.OFFLINE else dev.profile.fault_pollutant)
         assert T0 + timedelta(seconds=15) <= f.start <= T0 + timedelta(seconds=19)
         length = (f.end - f.start).total_seconds()
         assert length in ((1.0, 2.0) if f.kind is FaultKind.SPIKE else (60.0,))
@@ -189,10 +195,16 @@ def test_each_fault_acts_only_in_its_window(faulty, clean_twin) -> None:
     fleet, rows = faulty
     _, clean_rows = clean_twin
     for f in fleet.faults:
-        inside = [(ts, m, c) for (ts, m), (_, c) in zip(rows, clean_rows, strict=True)
-                  if f.start <= ts < f.end]
-        outside = [(m, c) for (ts, m), (_, c) in zip(rows, clean_rows, strict=True)
-                   if not f.start <= ts < f.end]
+        inside = [
+            (ts, m, c)
+            for (ts, m), (_, c) in zip(rows, clean_rows, strict=True)
+            if f.start <= ts < f.end
+        ]
+        outside = [
+            (m, c)
+            for (ts, m), (_, c) in zip(rows, clean_rows, strict=True)
+            if not f.start <= ts < f.end
+        ]
         assert inside and outside
         assert all(m.get(f.mn) == c[f.mn] for m, c in outside), f.kind
         if f.kind is FaultKind.OFFLINE:
@@ -202,8 +214,11 @@ def test_each_fault_acts_only_in_its_window(faulty, clean_twin) -> None:
         got = np.array([m[f.mn][code] for _, m, _ in inside])
         base = np.array([c[f.mn][code] for _, _, c in inside])
         # other channels of the faulty device are untouched
-        assert all({k: v for k, v in m[f.mn].items() if k != code}
-                   == {k: v for k, v in c[f.mn].items() if k != code} for _, m, c in inside)
+        assert all(
+            {k: v for k, v in m[f.mn].items() if k != code}
+            == {k: v for k, v in c[f.mn].items() if k != code}
+            for _, m, c in inside
+        )
         match f.kind:
             case FaultKind.FLATLINE:
                 assert len(got) >= 10 and np.all(got == got[0]) and got[0] == f.params["value"]
@@ -233,31 +248,48 @@ def test_apply_faults_is_pure_and_handles_edges() -> None:
     assert apply_faults([drift], T0 + timedelta(seconds=59), values)["a21026"] == 0.0
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"start": T0.replace(tzinfo=None)},
-    {"end": T0},
-    {"pollutant": None},
-    {"kind": FaultKind.OFFLINE},
-    {"params": {}},
-    {"kind": "melted"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"start": T0.replace(tzinfo=None)},
+        {"end": T0},
+        {"pollutant": None},
+        {"kind": FaultKind.OFFLINE},
+        {"params": {}},
+        {"kind": "melted"},
+    ],
+)
 def test_bad_faults_are_refused(kwargs: dict) -> None:
-    args = {"kind": FaultKind.SPIKE, "mn": "M1", "pollutant": "a21026", "start": T0,
-            "end": T0 + timedelta(seconds=2), "params": {"factor": 7.0}} | kwargs
+    args = {
+        "kind": FaultKind.SPIKE,
+        "mn": "M1",
+        "pollutant": "a21026",
+        "start": T0,
+        "end": T0 + timedelta(seconds=2),
+        "params": {"factor": 7.0},
+    } | kwargs
     with pytest.raises(ScenarioError):
         Fault(**args)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"n_devices": 0}, {"seed": -1}, {"start": T0.replace(tzinfo=None)}, {"rate_s": 0.0},
-    {"fault_duration_s": 0.0}, {"faults": ["melted"]},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_devices": 0},
+        {"seed": -1},
+        {"start": T0.replace(tzinfo=None)},
+        {"rate_s": 0.0},
+        {"fault_duration_s": 0.0},
+        {"faults": ["melted"]},
+    ],
+)
 def test_bad_fleets_are_refused(kwargs: dict) -> None:
     with pytest.raises(SimulatorError):
         build_fleet(**({"start": T0} | kwargs))
 
 
 # --- publisher (no broker needed) ------------------------------------------------------------
+
 
 def test_payload_json_round_trips() -> None:
     ts = datetime(2025, 3, 1, 8, 0, 1, tzinfo=UTC)
@@ -267,8 +299,11 @@ def test_payload_json_round_trips() -> None:
     parsed = datetime.fromisoformat(doc["ts"])
     assert parsed == ts and parsed.tzinfo is not None
     assert doc["values"] == {"a21026": 12.3, "a19001": {"value": 8.0, "flag": "M"}}
-    for bad in ({"values": {"a21026": float("nan")}}, {"flags": {"a21026": "X"}},
-                {"ts": ts.replace(tzinfo=None)}):
+    for bad in (
+        {"values": {"a21026": float("nan")}},
+        {"flags": {"a21026": "X"}},
+        {"ts": ts.replace(tzinfo=None)},
+    ):
         args = {"ts": ts, "values": {"a21026": 1.0}} | bad
         with pytest.raises(SimulatorError):
             payload_json(**args)
@@ -276,7 +311,11 @@ def test_payload_json_round_trips() -> None:
 
 def test_parse_mqtt_url() -> None:
     assert parse_mqtt_url("mqtt://user:p%40ss@broker.local:1884") == (
-        "broker.local", 1884, "user", "p@ss")
+        "broker.local",
+        1884,
+        "user",
+        "p@ss",
+    )
     assert parse_mqtt_url("mqtt://127.0.0.1") == ("127.0.0.1", 1883, None, None)
     for bad in ("http://x:1883", "mqtt://", "mqtt://h:notaport"):
         with pytest.raises(SimulatorError):

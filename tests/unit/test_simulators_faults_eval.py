@@ -19,14 +19,21 @@ from offsite.simulators.publisher import payload_encoder
 from offsite.simulators.scenarios import Fleet, build_fleet
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-NEW_KINDS = [FaultKind.CLAMP, FaultKind.DILUTION, FaultKind.FLOW_ZERO, FaultKind.COPY_PASTE,
-             FaultKind.FLAG_ABUSE, FaultKind.FALSE_STOP, FaultKind.IMPLAUSIBLE, FaultKind.SHIFT,
-             FaultKind.CAPTURE]
+NEW_KINDS = [
+    FaultKind.CLAMP,
+    FaultKind.DILUTION,
+    FaultKind.FLOW_ZERO,
+    FaultKind.COPY_PASTE,
+    FaultKind.FLAG_ABUSE,
+    FaultKind.FALSE_STOP,
+    FaultKind.IMPLAUSIBLE,
+    FaultKind.SHIFT,
+    FaultKind.CAPTURE,
+]
 
 
 def _run(fleet: Fleet, duration_s: float) -> list[tuple[datetime, dict[str, Message]]]:
-    return [(ts, {m.mn: m for m in fleet.messages(ts)})
-            for ts in fleet.timestamps(duration_s)]
+    return [(ts, {m.mn: m for m in fleet.messages(ts)}) for ts in fleet.timestamps(duration_s)]
 
 
 def _twins(kind: FaultKind) -> tuple[Fleet, list, list]:
@@ -35,8 +42,7 @@ def _twins(kind: FaultKind) -> tuple[Fleet, list, list]:
     got = _run(run.fleet, run.duration_s)
     # devices keep state: the clean twin gets its own, rebuilt from the same seed
     (run2, _) = build_suite(11, [kind], devices_per_kind=2, clean_devices=1)
-    clean = Fleet(run2.fleet.registry, run2.fleet.devices, [], run2.fleet.rate_s,
-                  run2.fleet.start)
+    clean = Fleet(run2.fleet.registry, run2.fleet.devices, [], run2.fleet.rate_s, run2.fleet.start)
     return run.fleet, got, _run(clean, run.duration_s)
 
 
@@ -53,19 +59,24 @@ def test_each_new_fault_acts_as_its_ground_truth_says_and_only_in_its_window(twi
         assert truth["kind"] == kind.value and (truth["pollutant"] is None) == (kind in DEVICE_WIDE)
         assert f.start >= fleet.start + timedelta(seconds=HISTORY_S)
         assert f.end <= fleet.start + timedelta(seconds=RUN_S - TAIL_S)
-        inside = [(ts, r.get(f.mn), c[f.mn]) for (ts, r), (_, c) in zip(rows, clean_rows,
-                                                                         strict=True)
-                  if f.active(ts)]
-        outside = [(r.get(f.mn), c[f.mn]) for (ts, r), (_, c) in zip(rows, clean_rows,
-                                                                     strict=True)
-                   if not f.active(ts)]
+        inside = [
+            (ts, r.get(f.mn), c[f.mn])
+            for (ts, r), (_, c) in zip(rows, clean_rows, strict=True)
+            if f.active(ts)
+        ]
+        outside = [
+            (r.get(f.mn), c[f.mn])
+            for (ts, r), (_, c) in zip(rows, clean_rows, strict=True)
+            if not f.active(ts)
+        ]
         assert len(inside) >= DURATION_MIN[kind][0]
         assert all(r == c for r, c in outside), "a fault leaked out of its window"
         _check_effect(f, inside, fleet.start)
 
 
-def _check_effect(f: Fault, inside: list[tuple[datetime, Message | None, Message]],
-                  run_start: datetime) -> None:
+def _check_effect(
+    f: Fault, inside: list[tuple[datetime, Message | None, Message]], run_start: datetime
+) -> None:
     p, code = f.params, f.pollutant
     sent = [(ts, m, c) for ts, m, c in inside if m is not None]
     match f.kind:
@@ -88,8 +99,9 @@ def _check_effect(f: Fault, inside: list[tuple[datetime, Message | None, Message
             assert code in ("a01011", "w00000")
             for _, m, c in sent:
                 assert m.values[code] == 0.0
-                assert {k: v for k, v in m.values.items() if k != code} == \
-                    {k: v for k, v in c.values.items() if k != code}
+                assert {k: v for k, v in m.values.items() if k != code} == {
+                    k: v for k, v in c.values.items() if k != code
+                }
         case FaultKind.COPY_PASTE:
             assert 2 * 3600 <= p["lag_s"] <= 4 * 3600
             lag = timedelta(seconds=p["lag_s"])
@@ -107,14 +119,18 @@ def _check_effect(f: Fault, inside: list[tuple[datetime, Message | None, Message
                 assert set(m.flags) == set(m.values)
         case FaultKind.IMPLAUSIBLE:
             assert all(m.values[code] == p["value"] for _, m, _ in sent)
-            impossible = (p["value"] < 0 or (code == "a19001" and p["value"] > 21)
-                          or (code == "w01001" and p["value"] > 14))
+            impossible = (
+                p["value"] < 0
+                or (code == "a19001" and p["value"] > 21)
+                or (code == "w01001" and p["value"] > 14)
+            )
             assert impossible
         case FaultKind.SHIFT:
             assert code in ("a01012", "w01001") and 8 <= abs(p["sd_steps"]) <= 12
             for _, m, c in sent:
-                assert m.values[code] == pytest.approx(c.values[code]
-                                                       + p["sd_steps"] * p["sd"], abs=2e-3)
+                assert m.values[code] == pytest.approx(
+                    c.values[code] + p["sd_steps"] * p["sd"], abs=2e-3
+                )
         case FaultKind.CAPTURE:
             lost = sum(m is None for _, m, _ in inside) / len(inside)
             assert 0.4 <= p["drop"] <= 0.6 and abs(lost - p["drop"]) < 0.15
@@ -143,12 +159,14 @@ def test_the_suite_is_deterministic_by_seed_and_kinds_do_not_disturb_each_other(
     ts = a[0].fleet.start + timedelta(hours=5)
     assert _run_at(a[0].fleet, ts) == _run_at(b[0].fleet, ts)
     only = build_suite(5, [FaultKind.SHIFT], devices_per_kind=2, clean_devices=1)
-    assert [f.to_dict() for f in only[0].fleet.faults] == \
-        [f.to_dict() for f in a[0].fleet.faults if f.kind is FaultKind.SHIFT]
+    assert [f.to_dict() for f in only[0].fleet.faults] == [
+        f.to_dict() for f in a[0].fleet.faults if f.kind is FaultKind.SHIFT
+    ]
     dilution = [f for f in a[0].fleet.faults if f.kind is FaultKind.DILUTION]
     assert all(a[0].fleet.device(f.mn).profile is CEMS for f in dilution)
-    mixed = {a[0].fleet.device(f.mn).profile.name for f in a[0].fleet.faults
-             if f.kind is FaultKind.SHIFT}
+    mixed = {
+        a[0].fleet.device(f.mn).profile.name for f in a[0].fleet.faults if f.kind is FaultKind.SHIFT
+    }
     assert mixed == {"cems", "wastewater"}
 
 
@@ -172,20 +190,24 @@ def test_apply_faults_flagged_is_pure_and_keeps_flags() -> None:
     copy = Fault(FaultKind.COPY_PASTE, "M1", None, T0, t1, {"lag_s": 60})
     assert apply_faults_flagged([copy], T0, values) == (values, {})  # no history: unchanged
     earlier = {T0 - timedelta(seconds=60): {"a21026": 3.0, "a19001": 9.0}}
-    assert apply_faults_flagged([copy], T0, values, None, earlier.get)[0] == \
-        {"a21026": 3.0, "a19001": 9.0}
+    assert apply_faults_flagged([copy], T0, values, None, earlier.get)[0] == {
+        "a21026": 3.0,
+        "a19001": 9.0,
+    }
     drop = Fault(FaultKind.CAPTURE, "M1", None, T0, t1, {"drop": 1.0})
     assert apply_faults_flagged([drop], T0, values) is None
 
 
-@pytest.mark.parametrize(("kind", "pollutant", "params"), [
-    (FaultKind.CLAMP, "a21026", {"limit": 35.0}),
-    (FaultKind.CAPTURE, "a21026", {"drop": 0.5}),
-    (FaultKind.FLOW_ZERO, None, {}),
-    (FaultKind.SHIFT, "a01012", {"sd_steps": float("nan"), "sd": 1.0}),
-])
-def test_bad_new_faults_are_refused(kind: FaultKind, pollutant: str | None,
-                                    params: dict) -> None:
+@pytest.mark.parametrize(
+    ("kind", "pollutant", "params"),
+    [
+        (FaultKind.CLAMP, "a21026", {"limit": 35.0}),
+        (FaultKind.CAPTURE, "a21026", {"drop": 0.5}),
+        (FaultKind.FLOW_ZERO, None, {}),
+        (FaultKind.SHIFT, "a01012", {"sd_steps": float("nan"), "sd": 1.0}),
+    ],
+)
+def test_bad_new_faults_are_refused(kind: FaultKind, pollutant: str | None, params: dict) -> None:
     with pytest.raises(ScenarioError):
         Fault(kind, "M1", pollutant, T0, T0 + timedelta(minutes=5), params)
 
@@ -196,6 +218,7 @@ def test_build_fleet_refuses_kinds_it_cannot_place() -> None:
 
 
 # --- daily calibration --------------------------------------------------------------------
+
 
 def test_clean_devices_calibrate_once_a_day_flagged_c() -> None:
     for profile in (CEMS, WASTEWATER):
@@ -224,11 +247,13 @@ def test_calibration_is_off_by_default_and_moves_no_random_number() -> None:
         for x, y in zip(a, b, strict=True):
             if y.flags:
                 assert set(y.flags.values()) == {"C"}
-            assert {k: v for k, v in x.values.items() if k not in y.flags} == \
-                {k: v for k, v in y.values.items() if k not in y.flags}
+            assert {k: v for k, v in x.values.items() if k not in y.flags} == {
+                k: v for k, v in y.values.items() if k not in y.flags
+            }
 
 
 # --- flags in payloads ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("protocol", ["json", "hj212"])
 def test_flags_reach_both_payload_formats(protocol: str) -> None:
@@ -240,4 +265,7 @@ def test_flags_reach_both_payload_formats(protocol: str) -> None:
     msg = decode_json(raw) if protocol == "json" else to_message([parse_packet(raw)])
     (record,) = msg.records
     assert {v.pollutant: (v.value, v.flag) for v in record.values} == {
-        "a21026": (12.5, "M"), "a19001": (8.25, "D"), "w01018": (3.0, "N")}
+        "a21026": (12.5, "M"),
+        "a19001": (8.25, "D"),
+        "w01018": (3.0, "N"),
+    }

@@ -24,6 +24,7 @@ T0 = datetime(2025, 3, 1, 0, 0, 0, 250_000, tzinfo=UTC)
 
 # --- registry passwords ----------------------------------------------------------------------
 
+
 def test_passwords_are_six_digits_deterministic_and_change_nothing_else() -> None:
     a = build_fleet(12, seed=3, start=T0)
     b = build_fleet(12, seed=3, start=T0)
@@ -41,6 +42,7 @@ def test_passwords_are_six_digits_deterministic_and_change_nothing_else() -> Non
 
 # --- packets ----------------------------------------------------------------------------------
 
+
 def test_tick_packet_parses_back_to_the_same_reading() -> None:
     fleet = build_fleet(6, seed=1, start=T0)
     enc = Hj212Encoder(fleet.registry)
@@ -51,10 +53,13 @@ def test_tick_packet_parses_back_to_the_same_reading() -> None:
     for mn, values in ticks:
         packet = parse_packet(enc.packet(mn, values, T0))
         assert (packet.mn, packet.pw, packet.cn, packet.flag) == (
-            mn, devices[mn].password, "2011", 5)
+            mn,
+            devices[mn].password,
+            "2011",
+            5,
+        )
         assert packet.wants_reply and packet.crc_variant == "standard"
-        assert packet.st == {"flue_gas": "31", "wastewater": "32"}[
-            kinds[devices[mn].point_id]]
+        assert packet.st == {"flue_gas": "31", "wastewater": "32"}[kinds[devices[mn].point_id]]
         assert packet.qn == enc.qn(T0)
         msg = to_message([packet])
         assert msg.mn == mn
@@ -67,8 +72,7 @@ def test_tick_packet_parses_back_to_the_same_reading() -> None:
 
 def test_packet_time_follows_the_zone_and_bad_input_is_refused() -> None:
     utc7 = timezone(timedelta(hours=7))
-    raw = realtime_packet(mn="ABC123", pw="123456", st="31", values={"a21026": 1.5}, ts=T0,
-                          tz=utc7)
+    raw = realtime_packet(mn="ABC123", pw="123456", st="31", values={"a21026": 1.5}, ts=T0, tz=utc7)
     assert b"DataTime=20250301070000" in raw
     assert to_message([parse_packet(raw)], utc7).records[0].ts == T0.replace(microsecond=0)
     with pytest.raises(PublishError):
@@ -94,6 +98,7 @@ def test_payload_encoder_switches_protocol() -> None:
 
 
 # --- TCP loggers against an in-process gateway ------------------------------------------------
+
 
 class _Gateway(socketserver.ThreadingTCPServer):
     daemon_threads = True
@@ -142,13 +147,21 @@ def _port(server: _Gateway) -> int:
 def test_every_packet_is_answered_and_counted(gateway: _Gateway) -> None:
     fleet = build_fleet(5, seed=4, start=T0, faults=())
     snapshots: list[TcpStats] = []
-    stats = run_tcp_loggers(fleet, "127.0.0.1", _port(gateway), duration_s=30,
-                            realtime=False, on_progress=snapshots.append, window=3)
+    stats = run_tcp_loggers(
+        fleet,
+        "127.0.0.1",
+        _port(gateway),
+        duration_s=30,
+        realtime=False,
+        on_progress=snapshots.append,
+        window=3,
+    )
     assert stats.packets == 5 * 30 == len(gateway.packets)
     assert stats.responses == stats.packets == stats.sent
     assert (stats.missing, stats.resent, stats.unmatched, stats.awaiting) == (0, 0, 0, 0)
-    assert stats.readings == sum(len(v) for p in gateway.packets
-                                 for v in [to_message([parse_packet(p)]).records[0].values])
+    assert stats.readings == sum(
+        len(v) for p in gateway.packets for v in [to_message([parse_packet(p)]).records[0].values]
+    )
     assert stats.connections == gateway.connections == 5
     assert snapshots[-1] == stats
     # device time replayed from the fleet's start, in Beijing time
@@ -158,8 +171,9 @@ def test_every_packet_is_answered_and_counted(gateway: _Gateway) -> None:
 
 def test_a_pool_of_connections_carries_several_devices(gateway: _Gateway) -> None:
     fleet = build_fleet(7, seed=5, start=T0, faults=())
-    stats = run_tcp_loggers(fleet, "127.0.0.1", _port(gateway), duration_s=10,
-                            realtime=False, connections=2)
+    stats = run_tcp_loggers(
+        fleet, "127.0.0.1", _port(gateway), duration_s=10, realtime=False, connections=2
+    )
     assert stats.connections == gateway.connections == 2
     assert stats.responses == stats.packets == 70
     assert {parse_packet(p).mn for p in gateway.packets} == {d.mn for d in fleet.devices}
@@ -168,8 +182,9 @@ def test_a_pool_of_connections_carries_several_devices(gateway: _Gateway) -> Non
 @pytest.mark.parametrize("gateway", [{"answer": False}], indirect=True)
 def test_silence_makes_the_logger_resend_once_and_count_missing(gateway: _Gateway) -> None:
     fleet = build_fleet(3, seed=6, start=T0, faults=())
-    stats = run_tcp_loggers(fleet, "127.0.0.1", _port(gateway), duration_s=2,
-                            realtime=False, response_timeout_s=0.2)
+    stats = run_tcp_loggers(
+        fleet, "127.0.0.1", _port(gateway), duration_s=2, realtime=False, response_timeout_s=0.2
+    )
     assert stats.packets == 6
     assert stats.resent == 6 and stats.sent == 12 == len(gateway.packets)
     assert stats.missing == 6 and stats.responses == 0
@@ -180,8 +195,15 @@ def test_silence_makes_the_logger_resend_once_and_count_missing(gateway: _Gatewa
 @pytest.mark.parametrize("gateway", [{"answer": True, "drop_first": True}], indirect=True)
 def test_a_dropped_connection_is_reopened_and_its_packets_resent(gateway: _Gateway) -> None:
     fleet = build_fleet(2, seed=8, start=T0, faults=())
-    stats = run_tcp_loggers(fleet, "127.0.0.1", _port(gateway), duration_s=5,
-                            realtime=False, connections=1, response_timeout_s=0.2)
+    stats = run_tcp_loggers(
+        fleet,
+        "127.0.0.1",
+        _port(gateway),
+        duration_s=5,
+        realtime=False,
+        connections=1,
+        response_timeout_s=0.2,
+    )
     assert stats.reconnects == 1 and gateway.connections == 2
     assert stats.responses == stats.packets == 10 and stats.missing == 0
     assert stats.resent >= 1
@@ -197,8 +219,9 @@ def test_realtime_paces_on_the_wall_clock_and_stop_ends_cleanly(gateway: _Gatewa
         if len(seen) == 4:
             stop.set()
 
-    stats = run_tcp_loggers(fleet, "127.0.0.1", _port(gateway), duration_s=None,
-                            stop=stop, on_progress=progress)
+    stats = run_tcp_loggers(
+        fleet, "127.0.0.1", _port(gateway), duration_s=None, stop=stop, on_progress=progress
+    )
     assert stats.packets == 8 and stats.responses == 8 and stats.missing == 0
     stamps = sorted({parse_packet(p).qn for p in gateway.packets})
     assert len(stamps) == 4
@@ -215,8 +238,9 @@ def test_unreachable_gateway_raises_chained() -> None:
     assert isinstance(info.value.__cause__, OSError)
 
 
-@pytest.mark.parametrize("kwargs", [{"connections": 0}, {"response_timeout_s": 0},
-                                    {"duration_s": -1}, {"window": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"connections": 0}, {"response_timeout_s": 0}, {"duration_s": -1}, {"window": 0}]
+)
 def test_bad_arguments_are_refused(kwargs: dict) -> None:
     fleet = build_fleet(1, seed=0, start=T0)
     args: dict = {"duration_s": 1, "realtime": False, **kwargs}

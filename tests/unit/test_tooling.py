@@ -40,6 +40,12 @@ def _package_tree(tmp: Path) -> Path:
 
 
 def test_mypy_clean(tmp_path: Path):
-    res = _run(sys.executable, "-m", "mypy", "--cache-dir", str(ROOT / ".mypy_cache"),
-               str(_package_tree(tmp_path)))
+    res = _run(
+        sys.executable,
+        "-m",
+        "mypy",
+        "--cache-dir",
+        str(ROOT / ".mypy_cache"),
+        str(_package_tree(tmp_path)),
+    )
     assert res.returncode == 0, res.stdout + res.stderr

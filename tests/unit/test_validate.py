@@ -46,19 +46,23 @@ def dead_only(out: Outcome, reason: DeadReason) -> None:
 
 # -- topics ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("topic", "mn"), [
-    (TOPIC, MN),
-    ("devices/A/telemetry", "A"),
-    ("devices/abc123/telemetry", "abc123"),
-    ("devices//telemetry", None),
-    ("devices/MN1/status", None),
-    ("sensors/MN1/telemetry", None),
-    ("devices/MN1/telemetry/extra", None),
-    ("devices/MN-1/telemetry", None),
-    ("devices/" + "A" * 25 + "/telemetry", None),
-    ("devices/MN1", None),
-    ("", None),
-])
+
+@pytest.mark.parametrize(
+    ("topic", "mn"),
+    [
+        (TOPIC, MN),
+        ("devices/A/telemetry", "A"),
+        ("devices/abc123/telemetry", "abc123"),
+        ("devices//telemetry", None),
+        ("devices/MN1/status", None),
+        ("sensors/MN1/telemetry", None),
+        ("devices/MN1/telemetry/extra", None),
+        ("devices/MN-1/telemetry", None),
+        ("devices/" + "A" * 25 + "/telemetry", None),
+        ("devices/MN1", None),
+        ("", None),
+    ],
+)
 def test_topic_device(topic, mn):
     assert topic_device(topic, POLICY) == mn
 
@@ -76,19 +80,33 @@ def test_topic_device_with_multi_level_prefix_and_suffix():
     assert topic_device("site/b/MN1/up/data", pol) is None
 
 
-@pytest.mark.parametrize(("sub", "parts"), [
-    ("devices/+/telemetry", ("devices", "telemetry")),
-    ("site/a/+/up/data", ("site/a", "up/data")),
-])
+@pytest.mark.parametrize(
+    ("sub", "parts"),
+    [
+        ("devices/+/telemetry", ("devices", "telemetry")),
+        ("site/a/+/up/data", ("site/a", "up/data")),
+    ],
+)
 def test_policy_topic_splits_around_the_plus(sub, parts):
     assert policy_topic(sub) == parts
     prefix, suffix = parts
-    assert topic_device(sub.replace("+", "MN1"), Policy(topic_prefix=prefix,
-                                                        topic_suffix=suffix)) == "MN1"
+    assert (
+        topic_device(sub.replace("+", "MN1"), Policy(topic_prefix=prefix, topic_suffix=suffix))
+        == "MN1"
+    )
 
 
-@pytest.mark.parametrize("sub", ["devices/#", "+/telemetry", "devices/+", "devices/+/+/x",
-                                 "devices/mn/telemetry", "devices/+/#"])
+@pytest.mark.parametrize(
+    "sub",
+    [
+        "devices/#",
+        "+/telemetry",
+        "devices/+",
+        "devices/+/+/x",
+        "devices/mn/telemetry",
+        "devices/+/#",
+    ],
+)
 def test_policy_topic_refuses_subscriptions_without_one_inner_plus(sub):
     with pytest.raises(ValueError):
         policy_topic(sub)
@@ -100,11 +118,14 @@ def test_topic_device_refuses_trailing_newline_in_mn():
 
 # -- whole-message refusals -------------------------------------------------------------
 
+
 def test_good_message_becomes_readings_with_topic_mn():
     out = run(msg(rec({"a21026": 12.3, "a21002": {"value": 40, "flag": "M"}})))
     assert out.dead is None
-    assert out.readings == [Reading(NOW, MN, "a21026", 12.3, "N"),
-                            Reading(NOW, MN, "a21002", 40.0, "M")]
+    assert out.readings == [
+        Reading(NOW, MN, "a21026", 12.3, "N"),
+        Reading(NOW, MN, "a21002", 40.0, "M"),
+    ]
     assert all(type(r.value) is float for r in out.readings)
 
 
@@ -158,23 +179,28 @@ def test_device_mismatch_inside_a_batch():
     dead_only(out, DeadReason.DEVICE_MISMATCH)
 
 
-@pytest.mark.parametrize(("payload", "reason"), [
-    (b"{not json", DeadReason.MALFORMED_JSON),
-    (b"\xff\xfe\x00", DeadReason.NOT_UTF8),
-    (b"[]", DeadReason.SCHEMA),
-    (b'{"ts": "2026-11-26T00:00:00Z"}', DeadReason.SCHEMA),
-    (b"##0101QN=20260101;CN=2011;", DeadReason.HJ212_LENGTH_MISMATCH),
-    (b'{"ts": "2026-11-26T00:00:00", "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
-    (b'{"ts": 1764115200, "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
-])
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", DeadReason.MALFORMED_JSON),
+        (b"\xff\xfe\x00", DeadReason.NOT_UTF8),
+        (b"[]", DeadReason.SCHEMA),
+        (b'{"ts": "2026-11-26T00:00:00Z"}', DeadReason.SCHEMA),
+        (b"##0101QN=20260101;CN=2011;", DeadReason.HJ212_LENGTH_MISMATCH),
+        (b'{"ts": "2026-11-26T00:00:00", "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
+        (b'{"ts": 1764115200, "values": {"a21026": 1}}', DeadReason.BAD_TIMESTAMP),
+    ],
+)
 def test_decode_errors_become_dead_letters(payload, reason):
     out = run(msg(payload=payload))
     dead_only(out, reason)
     assert out.dead.mn == MN
 
 
-@pytest.mark.parametrize("reason", [DeadReason.OVERSIZED, DeadReason.BAD_TOPIC,
-                                    DeadReason.MALFORMED_JSON, DeadReason.BAD_VALUE])
+@pytest.mark.parametrize(
+    "reason",
+    [DeadReason.OVERSIZED, DeadReason.BAD_TOPIC, DeadReason.MALFORMED_JSON, DeadReason.BAD_VALUE],
+)
 def test_raw_payload_kept_byte_for_byte(reason):
     raw = b'{"ts": "2026-11-26T00:00:00Z",\r\n "values": {"a21026": NaN}}  \x00'
     topic, pol = TOPIC, POLICY
@@ -194,6 +220,7 @@ def test_raw_payload_kept_byte_for_byte(reason):
 
 
 # -- timestamps -------------------------------------------------------------------------
+
 
 def test_future_timestamp_beyond_tolerance():
     out = run(msg(rec({"a21026": 1}, ts=NOW + timedelta(minutes=5, seconds=1))))
@@ -228,13 +255,18 @@ def test_timezone_offsets_are_compared_as_instants():
 
 def test_policy_max_future_and_max_age_are_honoured():
     pol = Policy(max_future=timedelta(0), max_age=timedelta(hours=1))
-    dead_only(run(msg(rec({"a21026": 1}, ts=NOW + timedelta(seconds=1))), policy=pol),
-              DeadReason.FUTURE_TIMESTAMP)
-    dead_only(run(msg(rec({"a21026": 1}, ts=NOW - timedelta(hours=2))), policy=pol),
-              DeadReason.STALE_TIMESTAMP)
+    dead_only(
+        run(msg(rec({"a21026": 1}, ts=NOW + timedelta(seconds=1))), policy=pol),
+        DeadReason.FUTURE_TIMESTAMP,
+    )
+    dead_only(
+        run(msg(rec({"a21026": 1}, ts=NOW - timedelta(hours=2))), policy=pol),
+        DeadReason.STALE_TIMESTAMP,
+    )
 
 
 # -- per-value refusals -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("code", ["SO2", "a2102", "a210266", "A21026", "", "a21026 ", "1"])
 def test_bad_pollutant(code):
@@ -265,9 +297,22 @@ def test_pollutant_code_with_trailing_newline_is_refused():
     dead_only(out, DeadReason.BAD_POLLUTANT)
 
 
-@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "true", "false", '"12.3"',
-                                     "null", "[1]", '{"value": "1"}', '{"value": null}',
-                                     "1e400"])
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "true",
+        "false",
+        '"12.3"',
+        "null",
+        "[1]",
+        '{"value": "1"}',
+        '{"value": null}',
+        "1e400",
+    ],
+)
 def test_bad_value(literal):
     payload = f'{{"ts": "2026-11-26T00:00:00Z", "values": {{"a21026": {literal}}}}}'.encode()
     out = run(msg(payload=payload))
@@ -300,9 +345,12 @@ def test_integer_values_become_floats():
 
 # -- partial acceptance -----------------------------------------------------------------
 
+
 def test_partial_acceptance_keeps_good_values_and_names_the_refused_ones():
-    payload = (b'{"ts": "2026-11-26T00:00:00Z", "values": {"a21026": 1.5, "a21002": NaN, '
-               b'"SO2": 3, "a34013": {"value": 2, "flag": "Q"}, "a19001": 8}}')
+    payload = (
+        b'{"ts": "2026-11-26T00:00:00Z", "values": {"a21026": 1.5, "a21002": NaN, '
+        b'"SO2": 3, "a34013": {"value": 2, "flag": "Q"}, "a19001": 8}}'
+    )
     out = run(msg(payload=payload))
     assert [(r.pollutant, r.value) for r in out.readings] == [("a21026", 1.5), ("a19001", 8.0)]
     assert all(r.mn == MN for r in out.readings)
@@ -317,9 +365,11 @@ def test_partial_acceptance_keeps_good_values_and_names_the_refused_ones():
 
 
 def test_partial_acceptance_across_records():
-    doc = [rec({"a21026": 1}, ts=NOW - timedelta(minutes=1)),
-           rec({"a21026": 2}, ts=NOW + timedelta(hours=1)),
-           rec({"a21026": 3}, ts=NOW)]
+    doc = [
+        rec({"a21026": 1}, ts=NOW - timedelta(minutes=1)),
+        rec({"a21026": 2}, ts=NOW + timedelta(hours=1)),
+        rec({"a21026": 3}, ts=NOW),
+    ]
     out = run(msg(doc))
     assert [r.value for r in out.readings] == [1.0, 3.0]
     assert out.dead.reason == DeadReason.FUTURE_TIMESTAMP
@@ -350,16 +400,29 @@ def test_detail_is_capped_at_twenty_problems():
 
 # -- never raises -----------------------------------------------------------------------
 
-_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
-                    st.integers(min_value=-(10**300), max_value=10**300),
-                    st.booleans(), st.none(), st.text(max_size=5),
-                    st.fixed_dictionaries({"value": st.floats(), "flag": st.text(max_size=2)}))
+_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**300), max_value=10**300),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=5),
+    st.fixed_dictionaries({"value": st.floats(), "flag": st.text(max_size=2)}),
+)
 _docs = st.fixed_dictionaries(
-    {"ts": st.one_of(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                                  timezones=st.just(UTC)).map(iso),
-                     st.text(max_size=30), st.integers()),
-     "values": st.dictionaries(st.text(max_size=8), _values, max_size=4)},
-    optional={"mn": st.sampled_from([MN, "MN2", "", "x y"])})
+    {
+        "ts": st.one_of(
+            st.datetimes(
+                min_value=datetime(2000, 1, 1),
+                max_value=datetime(2100, 1, 1),
+                timezones=st.just(UTC),
+            ).map(iso),
+            st.text(max_size=30),
+            st.integers(),
+        ),
+        "values": st.dictionaries(st.text(max_size=8), _values, max_size=4),
+    },
+    optional={"mn": st.sampled_from([MN, "MN2", "", "x y"])},
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -379,6 +442,7 @@ def test_process_never_raises_on_arbitrary_bytes(payload, topic):
 
 
 # -- revoked devices ------------------------------------------------------------------------
+
 
 def test_revoked_device_is_dead_lettered_with_its_own_reason_and_the_revocation_note():
     out = process(msg(rec({"a21026": 1.0})), KNOWN - {MN}, POLICY, {MN: "logger stolen"})

@@ -19,8 +19,9 @@ def rows_of(w: Windows, keys: list) -> np.ndarray:
 
 
 def push1(w: Windows, key: object, value: float, t: float, flag: str = "N") -> None:
-    w.push(rows_of(w, [key]), np.array([value]), np.array([ord(flag)], dtype=np.uint8),
-           np.array([t]))
+    w.push(
+        rows_of(w, [key]), np.array([value]), np.array([ord(flag)], dtype=np.uint8), np.array([t])
+    )
 
 
 def win(w: Windows, key: object) -> np.ndarray:
@@ -145,10 +146,14 @@ def test_widen_keeps_what_is_held_and_then_holds_more():
 
 
 @settings(max_examples=60, deadline=None)
-@given(width=st.integers(2, 6),
-       ops=st.lists(st.tuples(st.integers(0, 4), st.floats(-1e6, 1e6),
-                              st.sampled_from("NMCDF")), max_size=60),
-       widen_at=st.integers(0, 60), wider=st.integers(0, 4))
+@given(
+    width=st.integers(2, 6),
+    ops=st.lists(
+        st.tuples(st.integers(0, 4), st.floats(-1e6, 1e6), st.sampled_from("NMCDF")), max_size=60
+    ),
+    widen_at=st.integers(0, 60),
+    wider=st.integers(0, 4),
+)
 def test_matches_a_deque_model(width, ops, widen_at, wider):
     w = Windows(width, capacity=1)
     model: dict[int, deque] = {}
