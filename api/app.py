@@ -47,7 +47,7 @@ log = logging.getLogger("offsite.api")
 
 
 def _page(name: str) -> str:
-    return resources.files("api").joinpath("static", name).read_text("utf-8")
+    return resources.files("offsite.api").joinpath("static", name).read_text("utf-8")
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:

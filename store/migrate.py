@@ -27,7 +27,7 @@ class Migration:
 
 def available() -> list[Migration]:
     out = []
-    for entry in resources.files("store").joinpath("migrations").iterdir():
+    for entry in resources.files("offsite.store").joinpath("migrations").iterdir():
         m = _NAME_RE.match(entry.name)
         if m:
             out.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))

@@ -120,3 +120,18 @@ def db_url(admin_db_url: str, template_db: str) -> Iterator[str]:
 def unique_topic() -> str:
     """A topic subscription of this test's own, so tests never see each other's messages."""
     return f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
+
+
+# The source tree's folders are importable from its root by their bare names (ingest,
+# store, …), but the installed package knows them only as offsite.*: a bare import or
+# resources.files("store") would pass here and fail from the wheel.
+_BARE = {"core", "rules", "store", "ingest", "runner", "api", "simulators", "bench"}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import sys
+
+    bare = sorted(_BARE & set(sys.modules))
+    if bare:
+        print(f"\nbare top-level imports of the source tree's folders: {bare}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

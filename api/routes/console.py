@@ -28,7 +28,7 @@ from offsite.api.models import MAX_OFFSET, AlertPublic, ReadingPublic, Severity,
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
-STATIC = Path(str(resources.files("api").joinpath("static")))
+STATIC = Path(str(resources.files("offsite.api").joinpath("static")))
 # served as files; anything else under static/ (or outside it) answers 404
 STATIC_DIRS = ("console", "vendor")
 MAX_EXPORT = 100_000

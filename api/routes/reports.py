@@ -22,7 +22,9 @@ REPORT_READERS = Access(Role.ADMIN, Role.REGULATOR, Role.ENTERPRISE)
 @router.get("/page", include_in_schema=False, response_model=None)
 async def page(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
     """The printable page (public; the data it fetches is not)."""
-    return HTMLResponse(resources.files("api").joinpath("static", "report.html").read_text("utf-8"))
+    return HTMLResponse(
+        resources.files("offsite.api").joinpath("static", "report.html").read_text("utf-8")
+    )
 
 
 async def _report(conn: Conn, who: Principal, enterprise_id: str, month: str) -> dict[str, Any]:
