@@ -17,7 +17,9 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, rules")
     bs = b.add_subparsers(dest="bench_command", required=True)
-    i = bs.add_parser("ingest", help="Offsite ingest vs a bare subscriber, same run")
+    i = bs.add_parser(
+        "ingest", help="Offsite ingest vs the minimal lossless ingest and a bare subscriber"
+    )
     i.add_argument("--devices", type=int, default=1000)
     i.add_argument("--ticks", type=int, default=60, help="messages per device")
     i.add_argument("--publishers", type=int, default=2, help="publisher processes")
@@ -26,6 +28,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=int,
         default=1,
         help="ingest workers (and bare subscribers) sharing the stream",
+    )
+    i.add_argument(
+        "--rounds", type=int, default=3, help="alternating minimal/offsite pairs (medians)"
     )
     i.add_argument("--json", action="store_true")
     lat = bs.add_parser("latency", help="publish → alert on the SSE feed under steady load")
@@ -58,6 +63,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 ticks=args.ticks,
                 publishers=args.publishers,
                 workers=args.workers,
+                rounds=args.rounds,
             ),
             admin,
             out,

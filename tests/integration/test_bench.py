@@ -23,7 +23,7 @@ def _needs_mosquitto() -> None:
 
 def test_ingest_bench_two_workers_balance(admin_db_url: str) -> None:
     r = run_ingest_bench(
-        IngestBenchArgs(devices=30, ticks=10, publishers=2, workers=2),
+        IngestBenchArgs(devices=30, ticks=10, publishers=2, workers=2, rounds=2),
         admin_db_url,
         out=lambda _s: None,
     )
@@ -32,6 +32,10 @@ def test_ingest_bench_two_workers_balance(admin_db_url: str) -> None:
     shares = r["worker_messages"]
     assert isinstance(shares, list) and sum(shares) == 300 and min(shares) > 0
     assert r["latency_samples"] and r["offsite_messages_per_s"] and r["bare_messages_per_s"]
+    # the minimal lossless comparator ran beside it, round by round, and stored everything
+    rates = r["rates_per_round"]
+    assert isinstance(rates, dict) and len(rates["minimal"]) == len(rates["offsite"]) == 2
+    assert r["minimal_messages_per_s"] and r["ratio_offsite_minimal"]
 
 
 def test_latency_bench_sees_every_probe_on_the_feed(admin_db_url: str) -> None:
