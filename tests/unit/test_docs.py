@@ -121,6 +121,11 @@ def _check_command(words: list[str], rest: str, where: str) -> None:
             name = alternative.group(1)
             assert name in choices, f"{where}: `{' '.join(path[:-1])} {name}` is not a command"
             after = after[alternative.end() :]
+    if _subcommands(parser):
+        return  # `offsite db`, `offsite bench …`: a group, named without options
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest.split(" #")[0]))
+    unknown = options - set(parser._option_string_actions)
+    assert not unknown, f"{where}: `{' '.join(path)}` has no option {sorted(unknown)}"
 
 
 def test_every_offsite_command_mentioned_exists():
