@@ -35,7 +35,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS minimal_readings (
     PRIMARY KEY (mn, code, ts))"""
 
 
-def rows_of(topic: str, payload: bytes) -> list[tuple[str, str, datetime, float]]:
+def rows_of(topic: str, payload: bytes | bytearray) -> list[tuple[str, str, datetime, float]]:
     """The readings of one JSON message: device from the topic (``…/devices/<mn>/…``)."""
     parts = topic.split("/")
     mn = parts[parts.index("devices") + 1]
@@ -68,7 +68,9 @@ def minimal_process(
     host, port, _, _ = parse_mqtt_url(url)
     inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
     samples: list[tuple[int, float]] = []
-    state = {"messages": 0, "stored": 0, "t_last": 0.0, "error": None}
+    counts = {"messages": 0, "stored": 0}
+    t_last = [0.0]
+    error: list[str] = []
 
     if group:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -118,10 +120,10 @@ def minimal_process(
                     k = message_key(m.topic, m.payload)
                     if sampled(k):
                         samples.append((k, now))
-                state["messages"] += len(batch)
-                state["stored"] += len(rows)
-                state["t_last"] = now
-                counter.value = int(state["stored"])
+                counts["messages"] += len(batch)
+                counts["stored"] += len(rows)
+                t_last[0] = now
+                counter.value = counts["stored"]
 
     c.connect(host, port, 60)
     c0 = os.times()
@@ -132,17 +134,17 @@ def minimal_process(
         stop.wait()
         w.join(60)
     except BaseException as exc:  # report, never hang the bench
-        state["error"] = repr(exc)
+        error.append(repr(exc))
     c.disconnect()
     c.loop_stop()
     t = os.times()
     results.put(
         {
-            "messages": state["messages"],
-            "t_last": state["t_last"],
+            "messages": counts["messages"],
+            "t_last": t_last[0],
             "samples": samples,
             "peak_rss_mb": peak_rss_mb(),
             "cpu_s": {"subscriber": t.user + t.system - c0.user - c0.system},
-            "error": state["error"],
+            "error": error[0] if error else None,
         }
     )
