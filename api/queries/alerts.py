@@ -9,8 +9,6 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from offsite.rules.alerts import AlertState, transition
-
 ALERT_COLS = """a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
     a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id, a.opened_at,
     a.updated_at, a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note,
@@ -150,66 +148,3 @@ async def alert_owners(conn: AsyncConnection, alert_ids: list[int]) -> dict[int,
         (alert_ids,),
     )
     return {int(a): str(e) for a, e in await cur.fetchall()}
-
-
-async def act_on_alert(
-    conn: AsyncConnection,
-    alert_id: int,
-    target: AlertState | None,
-    by: str,
-    note: str | None,
-    assignee: str | None = None,
-) -> bool:
-    """Apply a person's action atomically; False if no such alert.
-
-    ``target`` None is a comment (allowed in every state). Raises
-    ``rules.errors.InvalidTransition`` (→ 409) when the state forbids the action.
-    """
-    async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute("SELECT state FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
-        row = await cur.fetchone()
-        if row is None:
-            return False
-        kind = "commented"
-        if target is not None:
-            transition(row[0], target)
-            kind = target.value
-        if target is AlertState.ACKNOWLEDGED:
-            await cur.execute(
-                """UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s,
-                                 acknowledged_at = now(), updated_at = now() WHERE id = %s""",
-                (by, alert_id),
-            )
-        elif target is AlertState.ASSIGNED:
-            await cur.execute(
-                """UPDATE alerts SET state = 'assigned', assignee = %s,
-                                 assigned_by = %s, assigned_at = now(), updated_at = now()
-                                 WHERE id = %s""",
-                (assignee, by, alert_id),
-            )
-            note = f"assigned to {assignee}" + (f": {note}" if note else "")
-        elif target is AlertState.OPEN:  # a person reopens a closed alert
-            await cur.execute(
-                """UPDATE alerts SET state = 'open', reopened = reopened + 1,
-                                 closed_by = NULL, closed_at = NULL, close_note = NULL,
-                                 updated_at = now() WHERE id = %s""",
-                (alert_id,),
-            )
-            kind = "reopened"
-        elif target is not None:
-            await cur.execute(
-                """UPDATE alerts SET state = %s, closed_by = %s, closed_at = now(),
-                                 close_note = %s, updated_at = now() WHERE id = %s""",
-                (target.value, by, note, alert_id),
-            )
-        else:
-            await cur.execute("UPDATE alerts SET updated_at = now() WHERE id = %s", (alert_id,))
-        await cur.execute(
-            """INSERT INTO alert_events (alert_id, kind, actor, note)
-                             VALUES (%s, %s, %s, %s) RETURNING id""",
-            (alert_id, kind, by, note),
-        )
-        ev = await cur.fetchone()
-        assert ev is not None
-        await cur.execute("SELECT pg_notify('offsite_alert_events', %s)", (str(ev[0]),))
-    return True

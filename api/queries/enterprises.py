@@ -8,13 +8,15 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from offsite.rules.alerts import ACTIVE_STATES_SQL
+
 
 async def list_enterprises(
     conn: AsyncConnection, visible: list[str] | None = None
 ) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            b"""
+            f"""
             SELECT e.id, e.name, e.region,
                    (SELECT count(*) FROM points p WHERE p.enterprise_id = e.id) AS points,
                    (SELECT count(*) FROM devices d JOIN points p ON p.id = d.point_id
@@ -22,10 +24,10 @@ async def list_enterprises(
                    (SELECT count(*) FROM alerts a JOIN devices d ON d.mn = a.mn
                      JOIN points p ON p.id = d.point_id
                      WHERE p.enterprise_id = e.id
-                       AND a.state IN ('open', 'acknowledged', 'assigned'))
+                       AND a.state IN ({ACTIVE_STATES_SQL}))
                      AS open_alerts
             FROM enterprises e WHERE %s::text[] IS NULL OR e.id = ANY(%s)
-            ORDER BY e.id""",
+            ORDER BY e.id""".encode(),
             (visible, visible),
         )
         return await cur.fetchall()

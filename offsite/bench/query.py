@@ -32,6 +32,7 @@ from psycopg import sql
 from offsite.api import queries
 from offsite.bench.harness import percentile
 from offsite.bench.history import generate_history
+from offsite.rules.alerts import ACTIVE_STATES, AlertState
 from offsite.simulators.scenarios import build_fleet
 from offsite.store.migrate import migrate
 from offsite.store.registry import save_registry
@@ -170,7 +171,7 @@ async def _time_queries(
     def open_alerts() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         return lambda c: queries.alerts.list_alerts(
             c,
-            states=["open", "acknowledged"],
+            states=[s.value for s in AlertState if s in ACTIVE_STATES],
             severity=None,
             enterprise=None,
             mn=None,
