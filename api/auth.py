@@ -30,7 +30,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.routing import BaseRoute, Route
 
-from offsite.api import security_queries as sq
+from offsite.api import queries
 from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import token_digest
 
@@ -89,7 +89,7 @@ def token_of(request: Request, creds: HTTPAuthorizationCredentials | None) -> st
 async def authenticate(request: Request, token: str) -> Principal | None:
     digest = token_digest(token)
     async with request.app.state.auth_pool.connection() as conn:
-        row = await sq.principal_for_token(conn, digest)
+        row = await queries.users.principal_for_token(conn, digest)
         if row is None:
             return None
         role = Role(row["role"])
@@ -97,7 +97,9 @@ async def authenticate(request: Request, token: str) -> Principal | None:
         if role is Role.ENTERPRISE:
             visible = frozenset({row["enterprise_id"]})
         elif role in (Role.REGULATOR, Role.INSPECTOR) and row["region"]:
-            visible = frozenset(await sq.enterprises_in_region(conn, row["region"]))
+            visible = frozenset(
+                await queries.enterprises.enterprises_in_region(conn, row["region"])
+            )
         else:
             visible = None
     return Principal(row["id"], role, row["enterprise_id"], row["region"], visible, digest)

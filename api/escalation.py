@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from psycopg import AsyncConnection
 
-from offsite.api.loop_queries import escalate_overdue
 from offsite.api.periodic import Periodic
+from offsite.api.queries.cases import escalate_overdue
 
 log = logging.getLogger("offsite.escalation")
 

@@ -19,6 +19,8 @@ from prometheus_client.registry import Collector
 from psycopg import AsyncConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from offsite.rules.alerts import ACTIVE_STATES_SQL
+
 UNMATCHED = "<unmatched>"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -67,12 +69,16 @@ async def database_metrics(conn: AsyncConnection) -> list[Metric]:
         "offsite_alerts_raised", "Alerts ever raised", labels=["rule", "severity"]
     )
     open_ = GaugeMetricFamily(
-        "offsite_alerts_open", "Alerts open or acknowledged", labels=["rule", "severity"]
+        "offsite_alerts_open",
+        "Alerts active (open, acknowledged or assigned)",
+        labels=["rule", "severity"],
     )
-    cur = await conn.execute("""
+    cur = await conn.execute(
+        f"""
         SELECT rule, severity, count(*),
-               count(*) FILTER (WHERE state IN ('open', 'acknowledged'))
-        FROM alerts GROUP BY 1, 2 ORDER BY 1, 2""")
+               count(*) FILTER (WHERE state IN ({ACTIVE_STATES_SQL}))
+        FROM alerts GROUP BY 1, 2 ORDER BY 1, 2""".encode()
+    )
     for rule, severity, total, active in await cur.fetchall():
         raised.add_metric([rule, severity], total)
         open_.add_metric([rule, severity], active)

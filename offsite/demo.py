@@ -22,7 +22,7 @@ from offsite.embedded import services
 from offsite.ingest.service import IngestService
 from offsite.simulators.publisher import PublishStats, publish_fleet, publish_raw
 from offsite.simulators.scenarios import build_fleet
-from offsite.store.alerts import counts_by_rule
+from offsite.store.alerts import count_active, counts_by_rule
 from offsite.store.migrate import migrate
 from offsite.store.pool import open_pool
 from offsite.store.registry import save_registry
@@ -185,14 +185,11 @@ def run_demo(
                     next_progress += progress_s
                     s = ingest.stats
                     with pool.connection() as conn:
-                        row = conn.execute(
-                            "SELECT count(*) FROM alerts WHERE state IN "
-                            "('open','acknowledged','assigned')"
-                        ).fetchone()
+                        active = count_active(conn)
                     out(
                         f"[{now - t0:5.0f}s] messages {s.messages:>7}  readings stored "
                         f"{s.readings_stored:>8}  dead letters {s.dead_letters:>3}  "
-                        f"alerts open {row[0] if row else 0:>3}"
+                        f"alerts open {active:>3}"
                     )
                 stop.wait(0.2)
         finally:

@@ -38,7 +38,12 @@ class AlertState(StrEnum):
     CLEARED = "cleared"
 
 
-ACTIVE = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ASSIGNED})
+# The one definition of "active": the states in which an alert still asks for attention
+# (and of which there is at most one per key). SQL takes it as ACTIVE_STATES_SQL, the
+# literal list the partial unique index ``alerts_one_active`` was created with (a literal,
+# not a parameter: ON CONFLICT must match the index's predicate as written).
+ACTIVE_STATES = frozenset({AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ASSIGNED})
+ACTIVE_STATES_SQL = ", ".join(f"'{s.value}'" for s in AlertState if s in ACTIVE_STATES)
 _ALLOWED: dict[AlertState, frozenset[AlertState]] = {
     AlertState.OPEN: frozenset(
         {AlertState.ACKNOWLEDGED, AlertState.ASSIGNED, AlertState.RESOLVED, AlertState.CLEARED}

@@ -15,21 +15,29 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from offsite.rules.alerts import AlertKey, AlertUpsert, Plan
+from offsite.rules.alerts import (
+    ACTIVE_STATES_SQL,
+    AlertKey,
+    AlertState,
+    AlertUpsert,
+    Plan,
+    transition,
+)
 
 NOTIFY_CHANNEL = "offsite_alert_events"
 
-_UPSERT = """
+_UPSERT = f"""
 WITH prev AS (SELECT severity FROM alerts WHERE rule = %(rule)s AND mn = %(mn)s
-              AND pollutant = %(pollutant)s AND state IN ('open', 'acknowledged', 'assigned'))
+              AND pollutant = %(pollutant)s AND state IN ({ACTIVE_STATES_SQL}))
 INSERT INTO alerts AS a (rule, mn, pollutant, severity, state, first_seen, last_seen, count,
                          worst_value, limit_value, message, detail, suppressed)
 VALUES (%(rule)s, %(mn)s, %(pollutant)s, %(severity)s, 'open', %(first_seen)s,
         %(last_seen)s, %(count)s, %(worst)s, %(limit)s, %(message)s, %(detail)s,
         %(suppressed)s)
-ON CONFLICT (rule, mn, pollutant) WHERE state IN ('open', 'acknowledged', 'assigned')
+ON CONFLICT (rule, mn, pollutant) WHERE state IN ({ACTIVE_STATES_SQL})
 DO UPDATE SET
     last_seen = greatest(a.last_seen, excluded.last_seen),
     first_seen = least(a.first_seen, excluded.first_seen),
@@ -96,11 +104,11 @@ def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> li
 
 def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[tuple[int, str]]:
     cur.execute(
-        """UPDATE alerts SET state = 'cleared', closed_at = now(),
+        f"""UPDATE alerts SET state = 'cleared', closed_at = now(),
                           closed_by = 'engine', updated_at = now(),
                           close_note = 'condition absent'
                    WHERE rule = %s AND mn = %s AND pollutant = %s
-                     AND state IN ('open', 'acknowledged', 'assigned')
+                     AND state IN ({ACTIVE_STATES_SQL})
                    RETURNING id""",
         key,
     )
@@ -138,9 +146,17 @@ def load_active(conn: psycopg.Connection) -> list[tuple[AlertKey, datetime]]:
         ((rule, mn, pol), last)
         for rule, mn, pol, last in conn.execute(
             "SELECT rule, mn, pollutant, last_seen FROM alerts "
-            "WHERE state IN ('open', 'acknowledged', 'assigned')"
+            f"WHERE state IN ({ACTIVE_STATES_SQL})"
         )
     ]
+
+
+def count_active(conn: psycopg.Connection) -> int:
+    """Alerts that still ask for attention (``rules.alerts.ACTIVE_STATES``)."""
+    row = conn.execute(
+        f"SELECT count(*) FROM alerts WHERE state IN ({ACTIVE_STATES_SQL})"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def counts_by_rule(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
@@ -150,3 +166,68 @@ def counts_by_rule(conn: psycopg.Connection) -> dict[str, dict[str, int]]:
     ):
         out.setdefault(rule, {})[state] = n
     return out
+
+
+async def act(
+    conn: AsyncConnection,
+    alert_id: int,
+    target: AlertState | None,
+    by: str,
+    note: str | None,
+    assignee: str | None = None,
+) -> bool:
+    """Apply a person's action atomically; False if no such alert.
+
+    The engine's writes (``apply_plan``) and people's actions are the two writers of an
+    alert's state; both live here so the table has one owner. ``target`` None is a
+    comment (allowed in every state). Raises ``rules.errors.InvalidTransition`` (→ 409)
+    when the state forbids the action.
+    """
+    async with conn.transaction(), conn.cursor() as cur:
+        await cur.execute("SELECT state FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
+        row = await cur.fetchone()
+        if row is None:
+            return False
+        kind = "commented"
+        if target is not None:
+            transition(row[0], target)
+            kind = target.value
+        if target is AlertState.ACKNOWLEDGED:
+            await cur.execute(
+                """UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s,
+                                 acknowledged_at = now(), updated_at = now() WHERE id = %s""",
+                (by, alert_id),
+            )
+        elif target is AlertState.ASSIGNED:
+            await cur.execute(
+                """UPDATE alerts SET state = 'assigned', assignee = %s,
+                                 assigned_by = %s, assigned_at = now(), updated_at = now()
+                                 WHERE id = %s""",
+                (assignee, by, alert_id),
+            )
+            note = f"assigned to {assignee}" + (f": {note}" if note else "")
+        elif target is AlertState.OPEN:  # a person reopens a closed alert
+            await cur.execute(
+                """UPDATE alerts SET state = 'open', reopened = reopened + 1,
+                                 closed_by = NULL, closed_at = NULL, close_note = NULL,
+                                 updated_at = now() WHERE id = %s""",
+                (alert_id,),
+            )
+            kind = "reopened"
+        elif target is not None:
+            await cur.execute(
+                """UPDATE alerts SET state = %s, closed_by = %s, closed_at = now(),
+                                 close_note = %s, updated_at = now() WHERE id = %s""",
+                (target.value, by, note, alert_id),
+            )
+        else:
+            await cur.execute("UPDATE alerts SET updated_at = now() WHERE id = %s", (alert_id,))
+        await cur.execute(
+            """INSERT INTO alert_events (alert_id, kind, actor, note)
+                             VALUES (%s, %s, %s, %s) RETURNING id""",
+            (alert_id, kind, by, note),
+        )
+        ev = await cur.fetchone()
+        assert ev is not None
+        await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(ev[0])))
+    return True

@@ -1,5 +1,5 @@
 """Cases of the closed loop, written where they start: the SQL shared by the rule runner
-(synchronous, inside its alert transaction) and the API (``api/loop_queries.py``).
+(synchronous, inside its alert transaction) and the API (``api/queries/cases.py``).
 
 A case is opened by a regulator from alerts, or by the engine for alerts of the
 ``[cases] open_for_severity`` of the rules file. Either way the enterprise is told (a
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from offsite.rules.findings import SEVERITY_RANK
@@ -44,6 +45,35 @@ def notice_args(
         "message": message,
     }
     return ((enterprise_id, audience, case_id, kind, message), (kind, Jsonb(payload)))
+
+
+async def notify(
+    conn: AsyncConnection,
+    enterprise_id: str,
+    audience: str,
+    case_id: int | None,
+    kind: str,
+    message: str,
+) -> None:
+    """A notice for the console and the same for outside systems (outbox), together."""
+    notice, outbox = notice_args(enterprise_id, audience, case_id, kind, message)
+    await conn.execute(INSERT_NOTICE, notice)
+    await conn.execute(INSERT_OUTBOX, outbox)
+    await conn.execute(OUTBOX_NOTIFY)
+
+
+async def add_step(
+    conn: AsyncConnection,
+    case_id: int,
+    actor: str,
+    kind: str,
+    from_state: str | None,
+    to_state: str | None,
+    note: str | None,
+) -> None:
+    """One step in a case's history; the case's ``updated_at`` moves with it."""
+    await conn.execute(INSERT_STEP, (case_id, actor, kind, from_state, to_state, note))
+    await conn.execute("UPDATE cases SET updated_at = now() WHERE id = %s", (case_id,))
 
 
 def _rank(severity: str) -> int:

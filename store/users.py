@@ -1,6 +1,6 @@
 """People, their roles and tokens (synchronous side: the CLI, the demo and tests).
 
-The API reads the same tables through ``api/security_queries.py``. Every change is
+The API reads the same tables through ``api/queries/users.py``. Every change is
 written to the audit log in the same transaction.
 """
 

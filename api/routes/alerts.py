@@ -14,8 +14,7 @@ from fastapi.responses import StreamingResponse
 from offsite.api import queries
 from offsite.api.auth import ANY_USER, STAFF, Principal, visible_or_404
 from offsite.api.deps import Conn, FeedDep
-from offsite.api.models import (
-    MAX_OFFSET,
+from offsite.api.models.alerts import (
     AlertAction,
     AlertAssign,
     AlertComment,
@@ -24,8 +23,10 @@ from offsite.api.models import (
     Severity,
     State,
 )
+from offsite.api.models.paging import MAX_OFFSET
 from offsite.rules.alerts import AlertState
 from offsite.rules.errors import InvalidTransition
+from offsite.store import alerts as store_alerts
 from offsite.store import audit
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -48,7 +49,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[dict]:
-    return await queries.list_alerts(
+    return await queries.alerts.list_alerts(
         conn,
         states=list(state) if state else None,
         severity=severity,
@@ -130,7 +131,7 @@ async def stream(
 async def get_alert(
     alert_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
 ) -> dict:
-    row = await queries.get_alert(conn, alert_id)
+    row = await queries.alerts.get_alert(conn, alert_id)
     visible_or_404(who, row["enterprise_id"] if row else None, f"alert {alert_id}")
     assert row is not None
     return row
@@ -145,16 +146,14 @@ async def _act(
 ) -> dict:
     """A person's step on an alert (``target`` None: a comment), audited in the same
     transaction; the actor is the signed-in user."""
-    visible_or_404(who, await queries.alert_enterprise(conn, alert_id), f"alert {alert_id}")
+    visible_or_404(who, await queries.alerts.alert_enterprise(conn, alert_id), f"alert {alert_id}")
     assignee = body.assignee if isinstance(body, AlertAssign) else None
     action = (
         "comment" if target is None else ("reopen" if target is AlertState.OPEN else target.value)
     )
     try:
         async with conn.transaction():
-            found = await queries.act_on_alert(
-                conn, alert_id, target, who.user_id, body.note, assignee
-            )
+            found = await store_alerts.act(conn, alert_id, target, who.user_id, body.note, assignee)
             if found:
                 data: dict[str, str | None] = {"note": body.note}
                 if assignee is not None:
@@ -164,7 +163,7 @@ async def _act(
         raise HTTPException(409, str(exc)) from exc
     if not found:
         raise HTTPException(404, f"alert {alert_id} not found")
-    row = await queries.get_alert(conn, alert_id)
+    row = await queries.alerts.get_alert(conn, alert_id)
     assert row is not None
     return row
 

@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from offsite.api import security_queries as sq
+from offsite.api import queries
 from offsite.api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
 from offsite.api.deps import Conn, SettingsDep
-from offsite.api.models import LoginRequest, LoginResult, Me
+from offsite.api.models.users import LoginRequest, LoginResult, Me
 from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import DUMMY_HASH, new_token, token_digest, verify_password
 from offsite.store import audit
@@ -46,7 +46,7 @@ async def login(
         wait = limiter.hit(key, now)
         if wait is not None:
             raise too_many(wait)
-    user = await sq.login_user(conn, body.username)
+    user = await queries.users.login_user(conn, body.username)
     stored = user["password_hash"] if user and user["password_hash"] else DUMMY_HASH
     # argon2 takes tens of milliseconds of CPU on purpose: keep it off the event loop
     if (
@@ -60,7 +60,7 @@ async def login(
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_h)
     async with conn.transaction():
-        await sq.insert_token(conn, token_digest(token), user["id"], "session", expires)
+        await queries.users.insert_token(conn, token_digest(token), user["id"], "session", expires)
         await audit.append(conn, user["id"], "auth.login", f"user:{user['id']}", {"client": client})
     response.set_cookie(
         COOKIE,
@@ -71,7 +71,7 @@ async def login(
         secure=settings.base_url.startswith("https://"),
         path="/",
     )
-    row = await sq.principal_for_token(conn, token_digest(token))
+    row = await queries.users.principal_for_token(conn, token_digest(token))
     assert row is not None
     return {
         "token": token,
@@ -90,7 +90,7 @@ async def login(
 )
 async def logout(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> Response:
     async with conn.transaction():
-        await sq.revoke_token(conn, who.token_sha256)
+        await queries.users.revoke_token(conn, who.token_sha256)
     out = Response(status_code=204)
     out.delete_cookie(COOKIE, path="/")
     return out

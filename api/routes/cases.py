@@ -17,21 +17,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
-from offsite.api import loop_queries as lq
+from offsite.api import queries
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, SettingsDep
-from offsite.api.loop_models import (
+from offsite.api.models.cases import (
     CaseCreate,
     CaseDetail,
     CaseMove,
     CasePublic,
-    NotificationPublic,
     ResponseCreate,
-    TaskCreate,
-    TaskPublic,
     Verdict,
 )
-from offsite.api.models import MAX_OFFSET
+from offsite.api.models.notifications import NotificationPublic
+from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.models.tasks import TaskCreate, TaskPublic
 from offsite.rules.cases import move
 from offsite.rules.errors import InvalidTransition
 
@@ -39,7 +38,7 @@ router = APIRouter(prefix="/api/cases", tags=["cases"])
 
 
 async def _case(conn: Conn, case_id: int, who: Principal, *, lock: bool = False) -> dict:
-    case = await lq.get_case(conn, case_id, lock=lock)
+    case = await queries.cases.get_case(conn, case_id, lock=lock)
     visible_or_404(who, case["enterprise_id"] if case else None, f"case {case_id}")
     assert case is not None
     return case
@@ -59,7 +58,7 @@ async def open_case(
     body: CaseCreate, conn: Conn, settings: SettingsDep, who: Annotated[Principal, Depends(STAFF)]
 ) -> dict:
     ids = sorted(set(body.alert_ids))
-    owners = await lq.alert_owners(conn, ids)
+    owners = await queries.alerts.alert_owners(conn, ids)
     missing = [a for a in ids if a not in owners or not who.can_see(owners[a])]
     if missing:
         raise HTTPException(422, f"alert(s) not found: {', '.join(map(str, missing))}")
@@ -68,7 +67,7 @@ async def open_case(
         raise HTTPException(
             422, f"a case is about one enterprise; these alerts are of {', '.join(enterprises)}"
         )
-    taken = await lq.alerts_in_cases(conn, ids)
+    taken = await queries.cases.alerts_in_cases(conn, ids)
     if taken:
         raise HTTPException(
             409,
@@ -79,8 +78,10 @@ async def open_case(
     due = datetime.now(UTC) + timedelta(hours=hours)
     title = body.title or f"alerts {', '.join(map(str, ids))}"
     async with conn.transaction():
-        case_id = await lq.create_case(conn, enterprises[0], title, ids, who.user_id, due)
-    return await lq.case_detail(conn, await _case(conn, case_id, who))
+        case_id = await queries.cases.create_case(
+            conn, enterprises[0], title, ids, who.user_id, due
+        )
+    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
 @router.get("", response_model=list[CasePublic], summary="Cases, newest first (your scope)")
@@ -94,7 +95,7 @@ async def list_cases(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[dict]:
-    return await lq.list_cases(conn, who.scope, enterprise, state, limit, offset)
+    return await queries.cases.list_cases(conn, who.scope, enterprise, state, limit, offset)
 
 
 @router.get(
@@ -109,7 +110,7 @@ async def notifications(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
     audience = "enterprise" if who.role is Role.ENTERPRISE else None
-    return await lq.list_notifications(conn, who.scope, audience, limit)
+    return await queries.notifications.list_notifications(conn, who.scope, audience, limit)
 
 
 @router.get(
@@ -119,7 +120,7 @@ async def notifications(
     summary="A case with its alerts, steps, responses and tasks",
 )
 async def get_case(case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return await lq.case_detail(conn, await _case(conn, case_id, who))
+    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
 @router.post(
@@ -140,13 +141,13 @@ async def move_case(
             move(
                 case["state"],
                 body.to,
-                open_tasks=await lq.open_tasks_of_case(conn, case_id),
+                open_tasks=await queries.cases.open_tasks_of_case(conn, case_id),
                 note=body.note,
             )
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
-        await lq.move_case(conn, case, body.to, who.user_id, body.note)
-    return await lq.case_detail(conn, await _case(conn, case_id, who))
+        await queries.cases.move_case(conn, case, body.to, who.user_id, body.note)
+    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
 @router.post(
@@ -185,8 +186,8 @@ async def respond(
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
-        await lq.add_response(conn, case, who.user_id, body.explanation, files)
-    return await lq.case_detail(conn, await _case(conn, case_id, who))
+        await queries.cases.add_response(conn, case, who.user_id, body.explanation, files)
+    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
 @router.post(
@@ -207,7 +208,7 @@ async def verdict(
 ) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
-        resp = await lq.get_response(conn, case_id, response_id, lock=True)
+        resp = await queries.cases.get_response(conn, case_id, response_id, lock=True)
         if resp is None:
             raise HTTPException(404, f"response {response_id} of case {case_id} not found")
         if resp["verdict"] is not None:
@@ -217,10 +218,10 @@ async def verdict(
             if body.accept or body.respond_again_hours is None
             else datetime.now(UTC) + timedelta(hours=body.respond_again_hours)
         )
-        await lq.judge_response(
+        await queries.cases.judge_response(
             conn, case, response_id, body.accept, who.user_id, body.note, new_due
         )
-    return await lq.case_detail(conn, await _case(conn, case_id, who))
+    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
 @router.get(
@@ -233,7 +234,7 @@ async def get_attachment(
     case_id: int, attachment_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
 ) -> Response:
     await _case(conn, case_id, who)
-    att = await lq.attachment(conn, case_id, attachment_id)
+    att = await queries.cases.attachment(conn, case_id, attachment_id)
     if att is None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
     return Response(
@@ -270,14 +271,14 @@ async def create_task(
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
-        if await lq.user_role(conn, body.assignee) != "inspector":
+        if await queries.users.user_role(conn, body.assignee) != "inspector":
             raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
         due = (
             None if body.due_hours is None else datetime.now(UTC) + timedelta(hours=body.due_hours)
         )
-        task_id = await lq.create_task(
+        task_id = await queries.tasks.create_task(
             conn, case["enterprise_id"], case_id, None, body.reason, body.assignee, who.user_id, due
         )
-    task = await lq.get_task(conn, task_id)
+    task = await queries.tasks.get_task(conn, task_id)
     assert task is not None
     return task

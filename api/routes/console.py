@@ -17,14 +17,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 
-from offsite.api import console_queries as cq
 from offsite.api import queries
 from offsite.api.auth import ANY_USER, PUBLIC, Principal, Role, visible_or_404
 from offsite.api.capture import active_since, capture_by_day
-from offsite.api.console_models import AlertFacets, CapturePage, DeviceDetail, EnterpriseDetail
 from offsite.api.csvout import to_csv
 from offsite.api.deps import Conn
-from offsite.api.models import MAX_OFFSET, AlertPublic, ReadingPublic, Severity, State, VisitPublic
+from offsite.api.models.alerts import AlertFacets, AlertPublic, Severity, State
+from offsite.api.models.devices import DeviceDetail
+from offsite.api.models.enterprises import EnterpriseDetail
+from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.models.readings import CapturePage, ReadingPublic
+from offsite.api.models.visits import VisitPublic
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
@@ -64,7 +67,7 @@ async def alert_counts(
     rule: str | None = None,
     pollutant: str | None = None,
 ) -> dict[str, int]:
-    return await cq.alert_counts(
+    return await queries.alerts.alert_counts(
         conn,
         severity=severity,
         enterprise=enterprise,
@@ -81,11 +84,11 @@ async def alert_counts(
     summary="Rules and pollutants among the caller's alerts (filter choices)",
 )
 async def alert_facets(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return await cq.alert_facets(conn, who.scope)
+    return await queries.alerts.alert_facets(conn, who.scope)
 
 
 async def _device(conn: Conn, who: Principal, mn: str) -> dict:
-    info = await cq.device_info(conn, mn)
+    info = await queries.devices.device_info(conn, mn)
     visible_or_404(who, info["enterprise_id"] if info else None, f"device {mn}")
     assert info is not None
     return info
@@ -100,7 +103,9 @@ async def _device(conn: Conn, who: Principal, mn: str) -> dict:
 async def device_detail(mn: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     info = await _device(conn, who, mn)
     info["latest"] = (
-        await cq.latest_values(conn, mn, info["last_ts"]) if info["last_ts"] is not None else []
+        await queries.readings.latest_values(conn, mn, info["last_ts"])
+        if info["last_ts"] is not None
+        else []
     )
     return info
 
@@ -129,7 +134,7 @@ async def device_capture(
     if end - start > timedelta(days=MAX_CAPTURE_DAYS):
         raise HTTPException(422, f"at most {MAX_CAPTURE_DAYS} days at once")
     info = await _device(conn, who, mn)
-    counts = await cq.day_counts(conn, mn, start, end)
+    counts = await queries.readings.day_counts(conn, mn, start, end)
     days = capture_by_day(
         counts,
         info["interval_s"],
@@ -168,7 +173,7 @@ async def enterprise_detail(
     enterprise_id: str, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
 ) -> dict:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
-    ent = await cq.enterprise_detail(conn, enterprise_id)
+    ent = await queries.enterprises.enterprise_detail(conn, enterprise_id)
     visible_or_404(who, enterprise_id if ent else None, f"enterprise {enterprise_id}")
     assert ent is not None
     return ent
@@ -205,7 +210,7 @@ async def export_alerts(
     limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Response:
-    rows = await queries.list_alerts(
+    rows = await queries.alerts.list_alerts(
         conn,
         states=list(state) if state else None,
         severity=severity,
@@ -239,7 +244,9 @@ async def export_visits(
         if inspector is not None and inspector != who.user_id:
             return _csv(to_csv(list(VisitPublic.model_fields), []), "visits.csv")
         inspector = who.user_id
-    rows = await queries.list_visits(conn, enterprise, inspector, limit, 0, visible=who.scope)
+    rows = await queries.visits.list_visits(
+        conn, enterprise, inspector, limit, 0, visible=who.scope
+    )
     columns = list(VisitPublic.model_fields)
     columns += [c for c in (rows[0] if rows else {}) if c not in columns]
     return _csv(to_csv(columns, rows), "visits.csv")

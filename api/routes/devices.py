@@ -10,16 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from offsite.api import queries
-from offsite.api import security_queries as sq
 from offsite.api.auth import ADMIN, ANY_USER, Principal, visible_or_404
 from offsite.api.deps import Conn, SettingsDep
-from offsite.api.models import (
-    DeviceCreate,
-    DeviceCredentials,
-    DevicePublic,
-    DeviceRevoke,
-    ReadingsPage,
-)
+from offsite.api.models.devices import DeviceCreate, DeviceCredentials, DevicePublic, DeviceRevoke
+from offsite.api.models.readings import ReadingsPage
 from offsite.core.credentials import mosquitto_hash, new_device_password
 from offsite.ingest.validate import policy_topic
 from offsite.store import audit
@@ -33,7 +27,7 @@ MAX_BUCKETS = 20_000
 async def list_devices(
     conn: Conn, who: Annotated[Principal, Depends(ANY_USER)], enterprise: str | None = None
 ) -> list[dict]:
-    return await queries.list_devices(conn, enterprise, visible=who.scope)
+    return await queries.devices.list_devices(conn, enterprise, visible=who.scope)
 
 
 @router.get(
@@ -78,14 +72,14 @@ async def readings_page(
         raise HTTPException(422, "start and end need a time zone (e.g. Z or +08:00)")
     if start >= end:
         raise HTTPException(422, "start must be before end")
-    visible_or_404(who, await sq.device_enterprise(conn, mn), f"device {mn}")
+    visible_or_404(who, await queries.devices.device_enterprise(conn, mn), f"device {mn}")
     page: dict = {"mn": mn, "start": start, "end": end, "bucket_s": bucket}
     if bucket is None:
-        page["readings"] = await queries.readings(conn, mn, start, end, pollutant, limit)
+        page["readings"] = await queries.readings.readings(conn, mn, start, end, pollutant, limit)
     else:
         if (end - start).total_seconds() / bucket > MAX_BUCKETS:
             raise HTTPException(422, f"more than {MAX_BUCKETS} buckets: widen the bucket")
-        page["buckets"] = await queries.buckets(conn, mn, start, end, pollutant, bucket)
+        page["buckets"] = await queries.readings.buckets(conn, mn, start, end, pollutant, bucket)
     return page
 
 
@@ -102,11 +96,11 @@ async def readings_page(
 async def onboard(
     body: DeviceCreate, conn: Conn, settings: SettingsDep, who: Annotated[Principal, Depends(ADMIN)]
 ) -> dict:
-    if not await sq.point_exists(conn, body.point_id):
+    if not await queries.devices.point_exists(conn, body.point_id):
         raise HTTPException(404, f"monitoring point {body.point_id} not found")
     password = new_device_password()
     async with conn.transaction():
-        if not await sq.onboard_device(
+        if not await queries.devices.onboard_device(
             conn,
             body.mn,
             body.point_id,
@@ -153,7 +147,7 @@ async def revoke(
     mn: str, body: DeviceRevoke, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
 ) -> Response:
     async with conn.transaction():
-        done = await sq.revoke_device(conn, mn, body.reason)
+        done = await queries.devices.revoke_device(conn, mn, body.reason)
         if done:
             await audit.append(
                 conn, who.user_id, "device.revoke", f"device:{mn}", {"reason": body.reason}

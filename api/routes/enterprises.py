@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, HTTPException, Response
 
 from offsite.api import qr, queries
-from offsite.api import security_queries as sq
 from offsite.api.auth import ANY_USER, STAFF, Access, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, KeyRingDep, SettingsDep
-from offsite.api.models import EnterprisePublic, QrRevoked
+from offsite.api.models.enterprises import EnterprisePublic, QrRevoked
 from offsite.store import audit
 
 PRINTERS = Access(Role.ADMIN, Role.REGULATOR, Role.ENTERPRISE)
@@ -21,7 +20,7 @@ router = APIRouter(prefix="/api/enterprises", tags=["enterprises"])
 
 @router.get("", response_model=list[EnterprisePublic], summary="Enterprises with counts")
 async def list_enterprises(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> list[dict]:
-    rows = await queries.list_enterprises(conn, who.scope)
+    rows = await queries.enterprises.list_enterprises(conn, who.scope)
     for r in rows:
         r["qr_svg"] = f"/api/enterprises/{r['id']}/qr.svg"
         r["qr_png"] = f"/api/enterprises/{r['id']}/qr.png"
@@ -45,7 +44,7 @@ async def qr_code(
     settings: SettingsDep,
     who: Annotated[Principal, Depends(PRINTERS)],
 ) -> Response:
-    generation = await sq.qr_generation(conn, enterprise_id)
+    generation = await queries.enterprises.qr_generation(conn, enterprise_id)
     visible_or_404(
         who, enterprise_id if generation is not None else None, f"enterprise {enterprise_id}"
     )
@@ -73,7 +72,7 @@ async def revoke_qr(
 ) -> dict:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
     async with conn.transaction():
-        generation = await sq.bump_qr_generation(conn, enterprise_id)
+        generation = await queries.enterprises.bump_qr_generation(conn, enterprise_id)
         if generation is not None:
             await audit.append(
                 conn,

@@ -31,10 +31,10 @@ async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSON
             body.update(
                 {
                     k: v.isoformat() if isinstance(v, datetime) else v
-                    for k, v in (await queries.health(conn)).items()
+                    for k, v in (await queries.health.health(conn)).items()
                 }
             )
-            workers = await queries.ingest_workers(conn)
+            workers = await queries.health.ingest_workers(conn)
             body["ingest"] = [_worker(w) for w in workers]
     except (psycopg.Error, TimeoutError, OSError) as exc:
         body.update(status="degraded", database=f"unreachable: {type(exc).__name__}")

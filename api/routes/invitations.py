@@ -9,15 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from offsite.api import loop_queries as lq
+from offsite.api import queries
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, visible_or_404
 from offsite.api.deps import Conn
-from offsite.api.loop_models import (
-    InvitationCreate,
-    InvitationPublic,
-    InvitationSchedule,
-    TaskPublic,
-)
+from offsite.api.models.invitations import InvitationCreate, InvitationPublic, InvitationSchedule
+from offsite.api.models.tasks import TaskPublic
+from offsite.store.cases import notify
 
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 
@@ -33,7 +30,7 @@ async def invite(
 ) -> dict:
     assert who.enterprise_id is not None
     async with conn.transaction():
-        return await lq.create_invitation(
+        return await queries.invitations.create_invitation(
             conn, who.enterprise_id, who.user_id, body.scope, body.preferred_at
         )
 
@@ -44,7 +41,7 @@ async def list_invitations(
     who: Annotated[Principal, Depends(ANY_USER)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
-    return await lq.list_invitations(conn, who.scope, limit)
+    return await queries.invitations.list_invitations(conn, who.scope, limit)
 
 
 @router.post(
@@ -65,14 +62,14 @@ async def schedule(
     who: Annotated[Principal, Depends(STAFF)],
 ) -> dict:
     async with conn.transaction():
-        inv = await lq.get_invitation(conn, invitation_id, lock=True)
+        inv = await queries.invitations.get_invitation(conn, invitation_id, lock=True)
         visible_or_404(who, inv["enterprise_id"] if inv else None, f"invitation {invitation_id}")
         assert inv is not None
         if inv["state"] != "requested":
             raise HTTPException(409, f"invitation {invitation_id} is {inv['state']}")
-        if await lq.user_role(conn, body.assignee) != "inspector":
+        if await queries.users.user_role(conn, body.assignee) != "inspector":
             raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
-        task_id = await lq.create_task(
+        task_id = await queries.tasks.create_task(
             conn,
             inv["enterprise_id"],
             None,
@@ -82,10 +79,8 @@ async def schedule(
             who.user_id,
             body.due_at,
         )
-        await conn.execute(
-            "UPDATE invitations SET state = 'scheduled' WHERE id = %s", (invitation_id,)
-        )
-        await lq.notify(
+        await queries.invitations.mark_scheduled(conn, invitation_id)
+        await notify(
             conn,
             inv["enterprise_id"],
             "enterprise",
@@ -93,6 +88,6 @@ async def schedule(
             "invitation.scheduled",
             f"your invitation {invitation_id} is scheduled (advisory task {task_id})",
         )
-    task = await lq.get_task(conn, task_id)
+    task = await queries.tasks.get_task(conn, task_id)
     assert task is not None
     return task

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, Response
 
 from offsite.api import queries
-from offsite.api import report_queries as rq
 from offsite.api.auth import PUBLIC, Access, Principal, Role, visible_or_404
 from offsite.api.deps import Conn
 
@@ -28,13 +27,13 @@ async def page(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
 
 
 async def _report(conn: Conn, who: Principal, enterprise_id: str, month: str) -> dict[str, Any]:
-    known = await queries.enterprise_exists(conn, enterprise_id)
+    known = await queries.enterprises.enterprise_exists(conn, enterprise_id)
     visible_or_404(who, enterprise_id if known else None, f"enterprise {enterprise_id}")
     try:
-        rq.month_range(month)
+        queries.reports.month_range(month)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return await rq.monthly_report(conn, enterprise_id, month, datetime.now(UTC))
+    return await queries.reports.monthly_report(conn, enterprise_id, month, datetime.now(UTC))
 
 
 @router.get(
@@ -67,7 +66,7 @@ async def report_csv(
 ) -> Response:
     r = await _report(conn, who, enterprise_id, month)
     return Response(
-        rq.to_csv(r),
+        queries.reports.to_csv(r),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="offsite-{enterprise_id}-{month}.csv"'

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from offsite.api import loop_queries as lq
+from offsite.api import queries
 from offsite.api.auth import Access, Principal, Role, visible_or_404
 from offsite.api.deps import Conn
-from offsite.api.loop_models import TaskPublic
-from offsite.api.models import MAX_OFFSET
+from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.models.tasks import TaskPublic
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
 # enterprises are not told of visits in advance through this list
@@ -36,14 +36,14 @@ async def list_tasks(
 ) -> list[dict]:
     if who.role is Role.INSPECTOR:
         assignee = who.user_id
-    return await lq.list_tasks(conn, who.scope, assignee, state, limit, offset, alert_id)
+    return await queries.tasks.list_tasks(conn, who.scope, assignee, state, limit, offset, alert_id)
 
 
 @router.get("/{task_id}", response_model=TaskPublic, responses={404: {"description": "none"}})
 async def get_task(
     task_id: int, conn: Conn, who: Annotated[Principal, Depends(TASK_READERS)]
 ) -> dict:
-    task = await lq.get_task(conn, task_id)
+    task = await queries.tasks.get_task(conn, task_id)
     if task is not None and who.role is Role.INSPECTOR and task["assignee"] != who.user_id:
         task = None
     visible_or_404(who, task["enterprise_id"] if task else None, f"task {task_id}")

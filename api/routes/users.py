@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from psycopg import errors
 from starlette.concurrency import run_in_threadpool
 
-from offsite.api import security_queries as sq
+from offsite.api import queries
 from offsite.api.auth import ADMIN, Principal
 from offsite.api.deps import Conn
-from offsite.api.models import ApiKey, UserCreate, UserPublic
+from offsite.api.models.users import ApiKey, UserCreate, UserPublic
 from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store import audit
 
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 @router.get("", response_model=list[UserPublic], summary="Users and their roles")
 async def list_users(conn: Conn, _: Annotated[Principal, Depends(ADMIN)]) -> list[dict]:
-    return await sq.list_users(conn)
+    return await queries.users.list_users(conn)
 
 
 @router.put(
@@ -37,7 +37,7 @@ async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depen
     pw_hash = await run_in_threadpool(hash_password, body.password) if body.password else None
     try:
         async with conn.transaction():
-            row = await sq.upsert_user(
+            row = await queries.users.upsert_user(
                 conn, body.id, body.role, body.enterprise_id, body.region, pw_hash, body.department
             )
             await audit.append(
@@ -69,7 +69,7 @@ async def issue_key(user_id: str, conn: Conn, who: Annotated[Principal, Depends(
     token = new_token()
     try:
         async with conn.transaction():
-            await sq.insert_token(conn, token_digest(token), user_id, "api_key", None)
+            await queries.users.insert_token(conn, token_digest(token), user_id, "api_key", None)
             await audit.append(
                 conn, who.user_id, "token.issue", f"user:{user_id}", {"kind": "api_key"}
             )
@@ -89,7 +89,7 @@ async def deactivate(
     user_id: str, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
 ) -> Response:
     async with conn.transaction():
-        found = await sq.deactivate_user(conn, user_id)
+        found = await queries.users.deactivate_user(conn, user_id)
         if found:
             await audit.append(conn, who.user_id, "user.deactivate", f"user:{user_id}", {})
     if not found:

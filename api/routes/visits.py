@@ -13,14 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from psycopg import AsyncConnection
 
-from offsite.api import loop_queries as lq
 from offsite.api import queries
-from offsite.api import security_queries as sq
 from offsite.api.auth import ANY_USER, ENTERPRISE, INSPECTOR, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.errors import TokenError
-from offsite.api.loop_models import NoDisturbance, NoDisturbancePublic, RefusalPublic
-from offsite.api.models import MAX_OFFSET, CheckIn, CheckOut, VisitPublic, VisitRating
+from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.models.visit_guard import NoDisturbance, NoDisturbancePublic, RefusalPublic
+from offsite.api.models.visits import CheckIn, CheckOut, VisitPublic, VisitRating
 from offsite.api.qr import extract_token
 from offsite.core.credentials import token_digest
 from offsite.core.settings import Settings
@@ -39,7 +38,7 @@ router = APIRouter(prefix="/api/visits", tags=["visits"])
 async def no_disturbance_list(
     conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
 ) -> list[dict]:
-    return await lq.list_no_disturbance(conn, who.scope)
+    return await queries.visit_guard.list_no_disturbance(conn, who.scope)
 
 
 @router.put(
@@ -52,9 +51,11 @@ async def no_disturbance_list(
 async def no_disturbance_set(
     enterprise_id: str, body: NoDisturbance, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
 ) -> Response:
-    known = await queries.enterprise_exists(conn, enterprise_id)
+    known = await queries.enterprises.enterprise_exists(conn, enterprise_id)
     visible_or_404(who, enterprise_id if known else None, f"enterprise {enterprise_id}")
-    await lq.set_no_disturbance(conn, enterprise_id, body.reason, who.user_id, body.until)
+    await queries.visit_guard.set_no_disturbance(
+        conn, enterprise_id, body.reason, who.user_id, body.until
+    )
     return Response(status_code=204)
 
 
@@ -69,7 +70,7 @@ async def no_disturbance_clear(
     enterprise_id: str, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
 ) -> Response:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
-    if not await lq.clear_no_disturbance(conn, enterprise_id, who.user_id):
+    if not await queries.visit_guard.clear_no_disturbance(conn, enterprise_id, who.user_id):
         raise HTTPException(404, f"enterprise {enterprise_id} is not on the list")
     return Response(status_code=204)
 
@@ -84,7 +85,7 @@ async def refusals(
     who: Annotated[Principal, Depends(STAFF)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict]:
-    return await lq.list_refusals(conn, who.scope, limit)
+    return await queries.visit_guard.list_refusals(conn, who.scope, limit)
 
 
 def _policy(settings: Settings) -> GuardPolicy:
@@ -135,7 +136,7 @@ async def check_in(
     except TokenError as exc:
         raise HTTPException(exc.status, str(exc)) from exc
     enterprise_id = claims.enterprise_id
-    generation = await sq.qr_generation(conn, enterprise_id)
+    generation = await queries.enterprises.qr_generation(conn, enterprise_id)
     if generation is None:
         raise HTTPException(404, f"QR token names an unknown enterprise ({enterprise_id})")
     if claims.generation != generation:
@@ -143,12 +144,14 @@ async def check_in(
     if not who.can_see(enterprise_id):
         raise HTTPException(403, f"enterprise {enterprise_id} is outside your region")
     digest = token_digest(extract_token(body.token))
-    again = await queries.replayed_visit(conn, who.user_id, digest, settings.checkin_replay_s)
+    again = await queries.visits.replayed_visit(
+        conn, who.user_id, digest, settings.checkin_replay_s
+    )
     if again is not None:
         response.status_code = 200
         return await _with_people(conn, again, who)
     if body.alert_id is not None:
-        owner = await queries.alert_enterprise(conn, body.alert_id)
+        owner = await queries.alerts.alert_enterprise(conn, body.alert_id)
         if owner is None:
             raise HTTPException(422, f"alert {body.alert_id} not found")
         if owner != enterprise_id:
@@ -157,7 +160,7 @@ async def check_in(
     joining = await _visit_to_join(conn, body, task, enterprise_id)
     if joining is not None:
         async with conn.transaction():
-            added = await queries.add_participant(conn, joining["id"], who.user_id, digest)
+            added = await queries.visits.add_participant(conn, joining["id"], who.user_id, digest)
             if added:
                 await audit.append(
                     conn,
@@ -185,11 +188,13 @@ async def check_in(
         case_id, justification = task["case_id"], f"task {task['id']}"
     else:
         if case_id is not None:
-            case = await lq.get_case(conn, case_id)
+            case = await queries.cases.get_case(conn, case_id)
             if case is None or case["enterprise_id"] != enterprise_id or case["state"] == "closed":
                 raise HTTPException(422, f"case {case_id} is not an open case of this site")
-        recent = await lq.recent_visits(conn, enterprise_id, settings.visit_guard_days)
-        listed = await lq.on_no_disturbance(conn, enterprise_id)
+        recent = await queries.visit_guard.recent_visits(
+            conn, enterprise_id, settings.visit_guard_days
+        )
+        listed = await queries.visit_guard.on_no_disturbance(conn, enterprise_id)
         decision = judge(
             _policy(settings), recent, listed, Justification(case_id, None, body.complaint)
         )
@@ -197,7 +202,7 @@ async def check_in(
             # what was read so far ends here, so the refusal commits on its own and
             # survives the error answer
             await conn.commit()
-            refusal = await lq.record_refusal(
+            refusal = await queries.visit_guard.record_refusal(
                 conn, enterprise_id, who.user_id, decision.reason, recent, listed
             )
             raise HTTPException(
@@ -205,7 +210,7 @@ async def check_in(
             )
         justification = Justification(case_id, None, body.complaint).describe()
     async with conn.transaction():
-        visit = await queries.create_visit(
+        visit = await queries.visits.create_visit(
             conn,
             enterprise_id,
             who.user_id,
@@ -241,7 +246,7 @@ async def check_in(
 async def _task_here(conn: AsyncConnection, task_id: int | None, enterprise_id: str) -> dict | None:
     if task_id is None:
         return None
-    task = await lq.get_task(conn, task_id)
+    task = await queries.tasks.get_task(conn, task_id)
     if task is None or task["enterprise_id"] != enterprise_id:
         raise HTTPException(422, f"task {task_id} is not a task at this site")
     if task["state"] != "open":
@@ -253,7 +258,7 @@ async def _visit_to_join(
     conn: AsyncConnection, body: CheckIn, task: dict | None, enterprise_id: str
 ) -> dict | None:
     if body.join_visit_id is not None:
-        visit = await queries.get_visit(conn, body.join_visit_id)
+        visit = await queries.visits.get_visit(conn, body.join_visit_id)
         if (
             visit is None
             or visit["enterprise_id"] != enterprise_id
@@ -264,7 +269,7 @@ async def _visit_to_join(
             )
         return visit
     if task is not None:
-        return await queries.open_visit_of_task(conn, task["id"])
+        return await queries.visits.open_visit_of_task(conn, task["id"])
     return None
 
 
@@ -275,7 +280,7 @@ async def _with_people(conn: AsyncConnection, visit: dict, who: Principal) -> di
 async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -> list[dict]:
     """Add each visit's inspectors; hide the enterprise's rating from inspectors (the
     inspecting side must not see who rated them how)."""
-    people = await queries.participants(conn, [v["id"] for v in visits])
+    people = await queries.visits.participants(conn, [v["id"] for v in visits])
     out = []
     for v in visits:
         v = {**v, "inspectors": people.get(v["id"], [])}
@@ -300,18 +305,18 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
 async def check_out(
     visit_id: int, body: CheckOut, conn: Conn, who: Annotated[Principal, Depends(INSPECTOR)]
 ) -> dict:
-    visit = await queries.get_visit(conn, visit_id)
+    visit = await queries.visits.get_visit(conn, visit_id)
     if visit is None:
         raise HTTPException(404, f"visit {visit_id} not found")
-    member = await queries.is_participant(conn, visit_id, who.user_id)
+    member = await queries.visits.is_participant(conn, visit_id, who.user_id)
     if member is False or (member is None and visit["inspector_id"] != who.user_id):
         raise HTTPException(403, "only an inspector who checked in can check out")
     async with conn.transaction():
         if member is None:  # a visit from before joint visits
-            done = await queries.check_out(conn, visit_id, body.findings)
+            done = await queries.visits.check_out(conn, visit_id, body.findings)
             ok, over = done is not None, done is not None
         else:
-            ok, over = await queries.check_out_participant(
+            ok, over = await queries.visits.check_out_participant(
                 conn, visit_id, who.user_id, body.findings
             )
         if ok:
@@ -323,13 +328,15 @@ async def check_out(
                 {"findings": body.findings, "visit_over": over, "advisory": visit["advisory"]},
             )
         if over and visit["task_id"] is not None:
-            final = await queries.get_visit(conn, visit_id)
-            task = await lq.get_task(conn, visit["task_id"], lock=True)
+            final = await queries.visits.get_visit(conn, visit_id)
+            task = await queries.tasks.get_task(conn, visit["task_id"], lock=True)
             if final is not None and task is not None and task["state"] == "open":
-                await lq.finish_task(conn, task, visit_id, final["findings"] or "", who.user_id)
+                await queries.tasks.finish_task(
+                    conn, task, visit_id, final["findings"] or "", who.user_id
+                )
     if not ok:
         raise HTTPException(409, f"visit {visit_id} is already checked out")
-    final = await queries.get_visit(conn, visit_id)
+    final = await queries.visits.get_visit(conn, visit_id)
     assert final is not None
     return await _with_people(conn, final, who)
 
@@ -355,7 +362,9 @@ async def list_visits(
         inspector = who.user_id
     return await _complete(
         conn,
-        await queries.list_visits(conn, enterprise, inspector, limit, offset, visible=who.scope),
+        await queries.visits.list_visits(
+            conn, enterprise, inspector, limit, offset, visible=who.scope
+        ),
         who,
     )
 
@@ -364,12 +373,12 @@ async def list_visits(
 async def get_visit(
     visit_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
 ) -> dict:
-    visit = await queries.get_visit(conn, visit_id)
+    visit = await queries.visits.get_visit(conn, visit_id)
     if (
         visit is not None
         and who.role is Role.INSPECTOR
         and visit["inspector_id"] != who.user_id
-        and not await queries.is_participant(conn, visit_id, who.user_id)
+        and not await queries.visits.is_participant(conn, visit_id, who.user_id)
     ):
         visit = None
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
@@ -387,10 +396,10 @@ async def get_visit(
 async def rate_visit(
     visit_id: int, body: VisitRating, conn: Conn, who: Annotated[Principal, Depends(ENTERPRISE)]
 ) -> Response:
-    visit = await queries.get_visit(conn, visit_id)
+    visit = await queries.visits.get_visit(conn, visit_id)
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
     async with conn.transaction():
-        await queries.rate_visit(conn, visit_id, body.rating, body.comment)
+        await queries.visits.rate_visit(conn, visit_id, body.rating, body.comment)
         await audit.append(
             conn,
             who.user_id,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from offsite.api.report_queries import month_range, monthly_report
+from offsite.api.queries.reports import month_range, monthly_report
 from offsite.bench.report import emit
 from offsite.core.registry import registry_from_dict
 from offsite.store.migrate import migrate

@@ -32,6 +32,7 @@ from psycopg import sql
 from offsite.api import queries
 from offsite.bench.harness import percentile
 from offsite.bench.history import generate_history
+from offsite.rules.alerts import ACTIVE_STATES, AlertState
 from offsite.simulators.scenarios import build_fleet
 from offsite.store.migrate import migrate
 from offsite.store.registry import save_registry
@@ -158,19 +159,19 @@ async def _time_queries(
     def device_day() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         day = end - timedelta(days=rng.randrange(1, days + 1))
         mn = rng.choice(mns)
-        return lambda c: queries.buckets(c, mn, day, day + timedelta(days=1), None, 3600)
+        return lambda c: queries.readings.buckets(c, mn, day, day + timedelta(days=1), None, 3600)
 
     def device_day_raw() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         # the same view over a day that does not start on the hour: no rollup can
         # answer it exactly, so raw rows do (as without rollups at all)
         day = end - timedelta(days=rng.randrange(1, days + 1)) + timedelta(minutes=1)
         mn = rng.choice(mns)
-        return lambda c: queries.buckets(c, mn, day, day + timedelta(days=1), None, 3600)
+        return lambda c: queries.readings.buckets(c, mn, day, day + timedelta(days=1), None, 3600)
 
     def open_alerts() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
-        return lambda c: queries.list_alerts(
+        return lambda c: queries.alerts.list_alerts(
             c,
-            states=["open", "acknowledged"],
+            states=[s.value for s in AlertState if s in ACTIVE_STATES],
             severity=None,
             enterprise=None,
             mn=None,
@@ -184,7 +185,7 @@ async def _time_queries(
     def enterprise_month() -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
         e = rng.choice(enterprises)
         month_end = end
-        return lambda c: queries.list_alerts(
+        return lambda c: queries.alerts.list_alerts(
             c,
             states=None,
             severity=None,

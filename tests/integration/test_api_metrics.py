@@ -36,7 +36,8 @@ def test_metrics_show_latency_by_route_template_and_alerts_by_rule(
                    ('exceedance', %(b)s, 'a21026', 'major', 'cleared', now(), now(), 'x'),
                    ('exceedance', %(a)s, 'a21026', 'major', 'resolved', now(), now(), 'x'),
                    ('flatline', %(b)s, 'a21002', 'warning', 'acknowledged', now(), now(),
-                    'x')""",
+                    'x'),
+                   ('offline', %(a)s, '', 'critical', 'assigned', now(), now(), 'x')""",
             {"a": MN, "b": OTHER},
         )
         conn.execute("""
@@ -66,6 +67,8 @@ def test_metrics_show_latency_by_route_template_and_alerts_by_rule(
     assert s[("offsite_alerts_raised_total", (("rule", "exceedance"), ("severity", "major")))] == 3
     assert s[("offsite_alerts_open", (("rule", "exceedance"), ("severity", "major")))] == 1
     assert s[("offsite_alerts_open", (("rule", "flatline"), ("severity", "warning")))] == 1
+    # assigned is active too (it was left out once: the gauge said 0 for it)
+    assert s[("offsite_alerts_open", (("rule", "offline"), ("severity", "critical")))] == 1
     assert s[("offsite_ingest_worker_lag_seconds", (("worker", "w1"),))] == 1.5
     assert s[("offsite_ingest_worker_readings_stored_total", (("worker", "w1"),))] == 42
     assert 0 <= s[("offsite_ingest_worker_heartbeat_age_seconds", (("worker", "w1"),))] < 60

@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from offsite.api.app import create_app
-from offsite.api.loop_queries import escalate_overdue
-from offsite.api.report_queries import exceedances
+from offsite.api.queries.cases import escalate_overdue
+from offsite.api.queries.reports import exceedances
 from offsite.api.webhook import deliver_due
 from offsite.core.registry import registry_from_dict
 from offsite.core.settings import load_settings

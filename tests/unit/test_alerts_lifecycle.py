@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from offsite.rules.alerts import ACTIVE, AlertBook, AlertState, AlertUpsert, Plan, fold, transition
+from offsite.rules.alerts import (
+    ACTIVE_STATES,
+    AlertBook,
+    AlertState,
+    AlertUpsert,
+    Plan,
+    fold,
+    transition,
+)
 from offsite.rules.errors import InvalidTransition, RuleError
 from offsite.rules.findings import Finding
 
@@ -90,7 +99,7 @@ def test_unknown_state_is_refused():
 
 
 def test_active_states():
-    assert frozenset({S.OPEN, S.ACKNOWLEDGED, S.ASSIGNED}) == ACTIVE
+    assert frozenset({S.OPEN, S.ACKNOWLEDGED, S.ASSIGNED}) == ACTIVE_STATES
 
 
 # -- fold -----------------------------------------------------------------------------
@@ -402,3 +411,15 @@ def test_an_active_alert_whose_condition_ended_long_before_the_batch_clears_firs
     plan = book.plan([finding(30)], {("MN1", "a21026"): T0 + timedelta(minutes=30)})
     assert plan.closed == [(None, ("exceedance", "MN1", "a21026"))]
     assert [u.first_seen for u in plan.upserts] == [T0 + timedelta(minutes=30)]
+
+
+def test_active_states_sql_is_the_one_active_index_predicate():
+    """ON CONFLICT infers ``alerts_one_active`` only when its predicate matches as written:
+    the SQL list built from ACTIVE_STATES must be the newest migration's predicate."""
+    from offsite.rules.alerts import ACTIVE_STATES_SQL
+
+    migrations = sorted((Path(__file__).parents[2] / "store" / "migrations").glob("*.sql"))
+    text = "\n".join(p.read_text() for p in migrations)
+    last = text.rsplit("CREATE UNIQUE INDEX alerts_one_active", 1)[1].split(";", 1)[0]
+    assert f"WHERE state IN ({ACTIVE_STATES_SQL})" in last
+    assert ACTIVE_STATES_SQL == "'open', 'acknowledged', 'assigned'"

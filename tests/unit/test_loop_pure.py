@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from offsite.api.report_queries import month_range, summarise, to_csv
+from offsite.api.queries.reports import month_range, summarise, to_csv
 from offsite.api.webhook import backoff_s, signature
 from offsite.rules.cases import CaseState, Deadline, due_for_escalation, move
 from offsite.rules.config import parse_rules

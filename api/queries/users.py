@@ -1,4 +1,4 @@
-"""SQL for authentication, users, device onboarding and QR generations (async, API side)."""
+"""Users and their API tokens: who a token is, logging in, the user list."""
 
 from __future__ import annotations
 
@@ -22,21 +22,18 @@ async def principal_for_token(conn: AsyncConnection, digest: bytes) -> dict[str,
         return await cur.fetchone()
 
 
-async def enterprises_in_region(conn: AsyncConnection, region: str) -> list[str]:
-    """A region covers itself and its sub-regions: 'Jiangsu' covers 'Jiangsu/Nanjing'."""
-    cur = await conn.execute(
-        "SELECT id FROM enterprises WHERE region = %s OR left(region, %s) = %s",
-        (region, len(region) + 1, region + "/"),
-    )
-    return [r[0] for r in await cur.fetchall()]
-
-
 async def login_user(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT id, role, password_hash FROM users WHERE id = %s AND active", (user_id,)
         )
         return await cur.fetchone()
+
+
+async def user_role(conn: AsyncConnection, user_id: str) -> str | None:
+    cur = await conn.execute("SELECT role FROM users WHERE id = %s AND active", (user_id,))
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
 
 
 async def insert_token(
@@ -97,71 +94,3 @@ async def deactivate_user(conn: AsyncConnection, user_id: str) -> bool:
         (user_id,),
     )
     return cur.rowcount > 0
-
-
-async def point_exists(conn: AsyncConnection, point_id: str) -> bool:
-    cur = await conn.execute("SELECT 1 FROM points WHERE id = %s", (point_id,))
-    return await cur.fetchone() is not None
-
-
-async def onboard_device(
-    conn: AsyncConnection,
-    mn: str,
-    point_id: str,
-    interval_s: float,
-    password: str | None,
-    mqtt_hash: str,
-) -> bool:
-    """Insert a new device, or re-admit a revoked one; False if it exists and is active."""
-    cur = await conn.execute(
-        """INSERT INTO devices (mn, point_id, interval_s, password, mqtt_password_hash)
-           VALUES (%s, %s, %s, %s, %s)
-           ON CONFLICT (mn) DO UPDATE SET point_id = excluded.point_id,
-               interval_s = excluded.interval_s, password = excluded.password,
-               mqtt_password_hash = excluded.mqtt_password_hash, active = true,
-               revoked_at = NULL, revoked_reason = NULL
-           WHERE devices.revoked_at IS NOT NULL""",
-        (mn, point_id, interval_s, password, mqtt_hash),
-    )
-    return cur.rowcount > 0
-
-
-async def revoke_device(conn: AsyncConnection, mn: str, reason: str) -> bool | None:
-    """Revoke; None if no such device, False if it was already revoked."""
-    cur = await conn.execute(
-        """UPDATE devices SET active = false, revoked_at = now(), revoked_reason = %s,
-               mqtt_password_hash = NULL
-           WHERE mn = %s AND revoked_at IS NULL""",
-        (reason, mn),
-    )
-    if cur.rowcount:
-        return True
-    cur = await conn.execute("SELECT 1 FROM devices WHERE mn = %s", (mn,))
-    return False if await cur.fetchone() else None
-
-
-async def device_enterprise(conn: AsyncConnection, mn: str) -> str | None:
-    cur = await conn.execute(
-        "SELECT p.enterprise_id FROM devices d JOIN points p ON p.id = d.point_id WHERE d.mn = %s",
-        (mn,),
-    )
-    row = await cur.fetchone()
-    return row[0] if row else None
-
-
-async def qr_generation(conn: AsyncConnection, enterprise_id: str) -> int | None:
-    cur = await conn.execute(
-        "SELECT qr_generation FROM enterprises WHERE id = %s", (enterprise_id,)
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else None
-
-
-async def bump_qr_generation(conn: AsyncConnection, enterprise_id: str) -> int | None:
-    cur = await conn.execute(
-        "UPDATE enterprises SET qr_generation = qr_generation + 1 "
-        "WHERE id = %s RETURNING qr_generation",
-        (enterprise_id,),
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else None

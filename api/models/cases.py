@@ -1,4 +1,4 @@
-"""Request and response models of the closed loop (cases, tasks, invitations, guard)."""
+"""Case models of the closed loop: opening, moves, responses with attachments, verdicts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from offsite.api.models.tasks import TaskPublic
 
 CaseStateName = Literal["discovered", "verifying", "rectifying", "feedback", "closed"]
 
@@ -66,23 +68,6 @@ class ResponsePublic(BaseModel):
     attachments: list[AttachmentPublic]
 
 
-class TaskPublic(BaseModel):
-    id: int
-    enterprise_id: str
-    case_id: int | None
-    invitation_id: int | None
-    advisory: bool = Field(description="from an invitation: advisory, not a basis for enforcement")
-    reason: str
-    assignee: str
-    created_by: str
-    created_at: datetime
-    due_at: datetime | None
-    state: Literal["open", "done"]
-    visit_id: int | None
-    findings: str | None
-    done_at: datetime | None
-
-
 class CaseDetail(CasePublic):
     alerts: list[int]
     steps: list[CaseStep]
@@ -113,61 +98,3 @@ class Verdict(BaseModel):
     respond_again_hours: float | None = Field(
         default=None, gt=0, le=24 * 365, description="after a rejection: a new deadline"
     )
-
-
-class TaskCreate(BaseModel):
-    assignee: str = Field(min_length=1, max_length=64, description="an inspector's user id")
-    reason: str = Field(min_length=1, max_length=4000)
-    due_hours: float | None = Field(default=None, gt=0, le=24 * 365)
-
-
-class NotificationPublic(BaseModel):
-    id: int
-    at: datetime
-    enterprise_id: str
-    audience: Literal["enterprise", "regulator"]
-    case_id: int | None
-    kind: str
-    message: str
-
-
-class InvitationCreate(BaseModel):
-    scope: str = Field(min_length=1, max_length=4000, description="what to look at")
-    preferred_at: datetime | None = None
-
-
-class InvitationPublic(BaseModel):
-    id: int
-    enterprise_id: str
-    invited_by: str
-    scope: str
-    preferred_at: datetime | None
-    created_at: datetime
-    state: Literal["requested", "scheduled", "done", "declined"]
-    advisory: bool = True
-
-
-class InvitationSchedule(BaseModel):
-    assignee: str = Field(min_length=1, max_length=64)
-    due_at: datetime | None = None
-
-
-class NoDisturbance(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
-    until: datetime | None = None
-
-
-class NoDisturbancePublic(NoDisturbance):
-    enterprise_id: str
-    added_by: str
-    added_at: datetime
-
-
-class RefusalPublic(BaseModel):
-    id: int
-    at: datetime
-    enterprise_id: str
-    inspector_id: str
-    reason: str
-    recent_visits: int
-    no_disturbance: bool

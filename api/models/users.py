@@ -1,0 +1,54 @@
+"""User models: logging in, who am I, creating users and their API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginResult(BaseModel):
+    token: str
+    user_id: str
+    role: str
+    enterprise_id: str | None
+    expires_at: datetime
+
+
+class Me(BaseModel):
+    user_id: str
+    role: str
+    enterprise_id: str | None
+    region: str
+
+
+class UserCreate(BaseModel):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+    role: Literal["admin", "regulator", "inspector", "enterprise"]
+    enterprise_id: str | None = None
+    region: str = Field(default="", max_length=200)
+    password: str | None = Field(default=None, min_length=12, max_length=1024)
+    department: str = Field(
+        default="", max_length=200, description="an inspector's department (joint visits list it)"
+    )
+
+
+class UserPublic(BaseModel):
+    id: str
+    role: str
+    enterprise_id: str | None
+    region: str
+    department: str = ""
+    active: bool
+    created_at: datetime
+
+
+class ApiKey(BaseModel):
+    user_id: str
+    token: str = Field(description="shown once: only its SHA-256 is kept")

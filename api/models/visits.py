@@ -1,0 +1,74 @@
+"""Visit models: check-in and out, a visit with its inspectors, the enterprise's rating."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class CheckIn(BaseModel):
+    token: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="the scanned QR content: the token or the whole URL",
+    )
+    purpose: str = Field(min_length=1, max_length=2000)
+    alert_id: int | None = Field(default=None, description="the alert that justified it")
+    task_id: int | None = Field(
+        default=None,
+        description="the inspection task this visit "
+        "carries out (joins the task's open visit if there is one)",
+    )
+    join_visit_id: int | None = Field(
+        default=None,
+        description="join this open visit at the same site: one joint visit, several departments",
+    )
+    case_id: int | None = Field(default=None, description="an open case justifying the visit")
+    complaint: str | None = Field(
+        default=None, max_length=2000, description="a complaint justifying the visit"
+    )
+
+
+class CheckOut(BaseModel):
+    findings: str = Field(min_length=1, max_length=20_000)
+
+
+class VisitInspector(BaseModel):
+    inspector_id: str
+    department: str
+    checked_in_at: datetime
+    checked_out_at: datetime | None
+    findings: str | None
+
+
+class VisitPublic(BaseModel):
+    id: int
+    enterprise_id: str
+    inspector_id: str
+    purpose: str
+    alert_id: int | None
+    checked_in_at: datetime
+    checked_out_at: datetime | None
+    findings: str | None
+    kind: Literal["unscheduled", "task", "advisory"] = "unscheduled"
+    advisory: bool = Field(
+        default=False, description="an invited check-up: advisory, not a basis for enforcement"
+    )
+    task_id: int | None = None
+    case_id: int | None = None
+    justification: str | None = None
+    inspectors: list[VisitInspector] = Field(
+        default_factory=list, description="everyone of a joint visit"
+    )
+    rating: int | None = Field(
+        default=None, description="the enterprise's rating; hidden from inspectors"
+    )
+    rating_comment: str | None = None
+    rated_at: datetime | None = None
+
+
+class VisitRating(BaseModel):
+    rating: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=4000)
