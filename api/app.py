@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
+from importlib import metadata, resources
 from typing import Annotated
 
 import psycopg
@@ -18,7 +18,6 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from offsite import __version__
 from offsite.api.auth import PUBLIC, require_declared
 from offsite.api.escalation import EscalationTimer
 from offsite.api.feed import AlertFeed
@@ -85,7 +84,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
 
     app = FastAPI(
         title="Offsite",
-        version=__version__,
+        version=metadata.version("offsite"),
         lifespan=lifespan,
         description="Off-site inspection: anomaly feed, devices, readings and QR-coded visits.",
     )

@@ -188,16 +188,11 @@ class Settings(BaseSettings):
 
     @field_validator("rules_file")
     @classmethod
-    def _rules_file_loads(cls, v: Path | None) -> Path | None:
-        """Refuse a bad rules file before anything starts, naming its line and reason."""
-        if v is not None:
-            from offsite.rules.config import load_rules
-            from offsite.rules.errors import RulesFileError
-
-            try:
-                load_rules(v)
-            except RulesFileError as exc:
-                raise ValueError(str(exc)) from exc
+    def _rules_file_exists(cls, v: Path | None) -> Path | None:
+        """A missing file is refused here; its content is checked by the shell at start
+        (``offsite.cli.settings_from_env``), since the kernel knows no rules."""
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v}: no such file")
         return v
 
     @field_validator("mqtt_topic")

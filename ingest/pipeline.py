@@ -48,6 +48,7 @@ from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, C
 from offsite.ingest.reassembly import Reassembler, Released
 from offsite.ingest.validate import Policy, judge_packets, process
 from offsite.store.dead_letters import insert_dead_letters
+from offsite.store.errors import unavailable
 from offsite.store.packets import insert_packets
 from offsite.store.readings import insert_readings
 from offsite.store.registry import load_registry, load_revoked
@@ -488,20 +489,3 @@ def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:
 
 WATERMARK_MARGIN = timedelta(milliseconds=50)
 IDLE_MARK_S = 0.2
-
-# SQLSTATE classes and codes that mean "not now" rather than "not this data":
-# 08 connection, 25 invalid transaction state (e.g. read-only), 53 insufficient
-# resources, 57 operator intervention, 58 system error; 42501 insufficient privilege,
-# 42P01 undefined table (a deploy half done), 40001/40P01 serialization/deadlock.
-TRANSIENT_CLASSES = frozenset({"08", "25", "53", "57", "58"})
-TRANSIENT_STATES = frozenset({"42501", "42P01", "40001", "40P01"})
-
-
-def unavailable(exc: BaseException) -> bool:
-    """Is this database error a "not now" (retry) rather than a "not this data"?"""
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError):
-        return True
-    if isinstance(exc, psycopg.DatabaseError):
-        state = exc.sqlstate or ""
-        return state[:2] in TRANSIENT_CLASSES or state in TRANSIENT_STATES
-    return type(exc).__name__ in ("PoolClosed", "PoolTimeout")

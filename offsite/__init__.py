@@ -7,4 +7,6 @@ floors from the bottom up: ``offsite.core`` (kernel) → ``offsite.rules`` (pure
 The error tree of the kernel is drawn in ``offsite/core/__init__.py``.
 """
 
-__version__ = "0.2.0"
+from importlib import metadata
+
+__version__ = metadata.version("offsite")  # one source: pyproject.toml

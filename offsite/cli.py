@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-from offsite.core.errors import OffsiteError
+from offsite.core.errors import OffsiteError, SettingsError
 from offsite.core.logs import setup_logging
 from offsite.core.settings import Settings, load_settings
 
@@ -885,10 +885,24 @@ def _fault_kinds() -> list[str]:
     return [k.value for k in FaultKind]
 
 
+def settings_from_env(**overrides: object) -> Settings:
+    """The validated settings, and the rules file they name parsed, so that a bad file is
+    refused before anything starts, with its line and reason."""
+    from offsite.rules.config import load_rules
+    from offsite.rules.errors import RulesFileError
+
+    settings = load_settings(**overrides)
+    try:
+        load_rules(settings.rules_file)
+    except RulesFileError as exc:
+        raise SettingsError(f"invalid configuration: OFFSITE_RULES_FILE: {exc}") from exc
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = settings_from_env()
         setup_logging(
             settings.log_level if args.command != "demo" else "WARNING", fmt=settings.log_format
         )

@@ -164,8 +164,7 @@ def run_rules(
 ) -> RulesFigures:
     """Run a rule runner until ``stop`` (also ``offsite rules`` in the foreground);
     ``counts``, if given, receives its figures every ``REPORT_S``."""
-    from offsite.ingest.pipeline import unavailable
-    from offsite.store.errors import StoreUnavailable
+    from offsite.store.errors import StoreUnavailable, unavailable
     from offsite.store.pool import open_pool
 
     opened = cleared = 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from offsite.cli import settings_from_env
 from offsite.core.errors import OffsiteError, SettingsError
 from offsite.core.settings import DEV_QR_SECRET, Settings, load_settings
 
@@ -124,7 +125,9 @@ def test_a_bad_rules_file_is_refused_at_start_with_its_line(monkeypatch, tmp_pat
     bad = tmp_path / "rules.toml"
     bad.write_text('base = "default"\n\n[[rule]]\nname = "mine"\ndetector = "spikey"\n')
     monkeypatch.setenv("OFFSITE_RULES_FILE", str(bad))
-    msg = refused()
+    with pytest.raises(SettingsError) as exc:
+        settings_from_env()
+    msg = str(exc.value)
     assert "OFFSITE_RULES_FILE" in msg and f"{bad}:5:" in msg and "spikey" in msg
 
 
