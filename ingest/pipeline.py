@@ -51,8 +51,8 @@ from offsite.store.dead_letters import insert_dead_letters
 from offsite.store.packets import insert_packets
 from offsite.store.readings import insert_readings
 from offsite.store.registry import load_registry, load_revoked
-from offsite.store.rule_inbox import committed_through, queue_for_rules
-from offsite.store.workers import Heartbeat, beat
+from offsite.store.rule_inbox import queue_for_rules
+from offsite.store.workers import Heartbeat, beat, committed_through
 
 log = logging.getLogger("offsite.ingest")
 SHUTDOWN_RETRY_S = 10.0
