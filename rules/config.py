@@ -559,95 +559,149 @@ class _Cases(_Shape):
     open_for_severity: Annotated[str | None, BeforeValidator(_case_severity)] = None
 
 
+_M = TypeVar("_M", bound=_Shape)
+
+
 class _Document(_Shape):
+    """The top level; each entry and table is checked by its own model, in the order the
+    file is read, so a file with several errors is refused for the one it always was."""
+
     version: Any = None
     base: Annotated[str | None, BeforeValidator(_base)] = None
-    defaults: _Defaults = Field(default_factory=_Defaults)
-    rule: list[_RuleEntry] = Field(default_factory=list)
-    override: list[_OverrideEntry] = Field(default_factory=list)
-    silence: list[_SilenceEntry] = Field(default_factory=list)
-    offline: _Offline = Field(default_factory=_Offline)
-    cases: _Cases = Field(default_factory=_Cases)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    rule: list[dict[str, Any]] = Field(default_factory=list)
+    override: list[dict[str, Any]] = Field(default_factory=list)
+    silence: list[dict[str, Any]] = Field(default_factory=list)
+    offline: dict[str, Any] = Field(default_factory=dict)
+    cases: dict[str, Any] = Field(default_factory=dict)
 
 
 _TOP_KEYS = tuple(_Document.model_fields)
 _TABLES: dict[str, type[_Shape]] = {"defaults": _Defaults, "offline": _Offline, "cases": _Cases}
-# which error a file with several is refused with: the order the checks read the file
-_PHASE = {k: i for i, k in enumerate(_TOP_KEYS)}
-_FIRST = {
-    "rule": ("name", "detector", None, "*extra*", "params", "kinds", "pollutants"),
-    "override": ("rule", *_LEVELS, "*extra*", "params"),
+_GATING_FIELDS = tuple(f.alias or n for n, f in _GatingKeys.model_fields.items())
+# within one entry, the order its keys were always checked in (params against the
+# detector, a check of code, comes after "params" and before what follows it)
+_ORDER = {
+    "rule": (
+        "name",
+        "detector",
+        None,
+        "*extra*",
+        "params",
+        "kinds",
+        "pollutants",
+        "device_types",
+        "*gating*",
+    ),
+    "override": ("*extra*", "params", "*gating*", "pollutants"),
+    "silence": ("start", "end", "reason", "rules"),
+    "defaults": ("*gating*", "kinds"),
+    "offline": ("intervals", "severity", "clear_after", "enabled"),
     "cases": ("*extra*",),
+}
+_AFTER_PARAMS = {
+    "rule": {"kinds", "pollutants", "device_types", *_GATING_FIELDS},
+    "override": {*_GATING_FIELDS, "pollutants"},
 }
 
 
-def _refusal(exc: ValidationError, doc: Mapping[str, Any], where: _Where) -> RulesFileError:
-    """The first error of the file's shape, as ``file:line: message``."""
+def _key(e: Any) -> str | None:
+    """The file's key an error is about (None: the entry or table as a whole)."""
+    if e["type"] == "extra_forbidden":
+        return "*extra*"
+    rest = [x for x in e["loc"] if not isinstance(x, int)]
+    return str(rest[0]) if rest else None
 
-    def rank(e: Any) -> tuple[int, int, int, str]:
-        loc = e["loc"]
-        if len(loc) == 1 and e["type"] == "extra_forbidden":
-            return (-1, 0, 0, str(loc[0]))
-        table = str(loc[0])
-        idx = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
-        rest = [x for x in loc[1:] if not isinstance(x, int)]
-        key: str | None = str(rest[0]) if rest else None
-        slot = "*extra*" if e["type"] == "extra_forbidden" else key
-        first = _FIRST.get(table, ())
-        prio = first.index(slot) if slot in first else len(first)
-        return (_PHASE.get(table, 99), idx, prio, key or "")
 
-    e = min(exc.errors(), key=rank)
-    loc = e["loc"]
-    table = str(loc[0])
-    if len(loc) == 1 and e["type"] == "extra_forbidden":
-        return RulesFileError(
-            f"{where.source}:{where.key_line(table)}: unknown top-level key {table!r} "
-            f"(expected: {', '.join(sorted(_TOP_KEYS))})"
-        )
+def _first(exc: ValidationError, table: str, raw: Any) -> Any:
+    """The error the entry is refused for: its keys in the order they were always
+    checked, the gating keys in the order the file writes them."""
+    order = _ORDER.get(table, ())
+    written = list(raw) if isinstance(raw, dict) else []
+
+    def rank(e: Any) -> tuple[int, int, str]:
+        key = _key(e)
+        slot = "*gating*" if key in _GATING_FIELDS and "*gating*" in order else key
+        at = written.index(key) if slot == "*gating*" and key in written else 0
+        extra_name = str(e["loc"][-1]) if key == "*extra*" else ""
+        return (order.index(slot) if slot in order else len(order), at, extra_name)
+
+    return min(exc.errors(), key=rank)
+
+
+def _refusal(e: Any, raw: Any, where: _Where, table: str, idx: int = 0) -> RulesFileError:
+    """One error of an entry's or table's shape, as ``file:line: message``."""
     err = e.get("ctx", {}).get("error")
-    idx = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
-    rest = [str(x) for x in loc[1:] if not isinstance(x, int)]
-    key = rest[0] if rest else None
+    key = _key(e)
+    if key == "*extra*":
+        key = str(e["loc"][-1])
+        if table == "rule":
+            name = raw.get("name") if isinstance(raw, dict) else None
+            msg = f"rule {name!r}: unknown key {key!r}"
+        elif table in ("override", "silence"):
+            msg = f"{table}: unknown key {key!r}"
+        else:
+            expected = sorted(f.alias or n for n, f in _TABLES[table].model_fields.items())
+            msg = f"unknown key {key!r} in [{table}] (expected: {', '.join(expected)})"
+        return where.error(table, idx, key, msg)
     if isinstance(err, ValueError):
         msg = str(err)
     elif e["type"] in ("model_type", "dict_type"):
         msg = f"{key or table} must be a table"
-    elif e["type"] == "list_type":
-        msg = f"{table} must be an array of tables ([[{table}]])"
     else:
         msg = f"{key or table}: {e['msg']}"
-    if table in ("version", "base") or (key is None and not isinstance(err, ValueError)):
-        line = where.key_line(table)  # the value itself, or a table of the wrong shape
-        return RulesFileError(f"{where.source}:{line}: {msg}")
-    extra = e["type"] == "extra_forbidden"
-    if table == "rule":
-        entries = doc.get("rule")
-        raw = entries[idx] if isinstance(entries, list) and idx < len(entries) else {}
+    if table == "rule" and key in ("kinds", "pollutants", "device_types"):
         name = raw.get("name") if isinstance(raw, dict) else None
-        if extra:
-            msg = f"rule {name!r}: unknown key {key!r}"
-        elif key in ("kinds", "pollutants", "device_types"):
-            key, msg = None, f"rule {name!r}: {msg}"
-    elif extra and table in ("override", "silence"):
-        msg = f"{table}: unknown key {key!r}"
-    elif extra:
-        expected = sorted(f.alias or n for n, f in _TABLES[table].model_fields.items())
-        msg = f"unknown key {key!r} in [{table}] (expected: {', '.join(expected)})"
+        key, msg = None, f"rule {name!r}: {msg}"
     elif table == "offline":
         key = None
     return where.error(table, idx, key, msg)
 
 
-def _shape(text: str, source: str, where: _Where) -> tuple[_Document, dict[str, Any]]:
+def _document(text: str, source: str, where: _Where) -> tuple[_Document, dict[str, Any]]:
+    """The TOML text and its top level: known keys, tables and arrays of tables."""
     try:
-        doc = tomllib.loads(text)
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesFileError(f"{source}: not valid TOML: {exc}") from exc
     try:
-        return _Document.model_validate(doc), doc
+        return _Document.model_validate(raw), raw
     except ValidationError as exc:
-        raise _refusal(exc, doc, where) from exc
+        errors = exc.errors()
+        extra = [e for e in errors if e["type"] == "extra_forbidden"]
+        if extra:
+            k = str(extra[0]["loc"][0])
+            raise RulesFileError(
+                f"{source}:{where.key_line(k)}: unknown top-level key {k!r} "
+                f"(expected: {', '.join(sorted(_TOP_KEYS))})"
+            ) from exc
+        e = min(errors, key=lambda e: _TOP_KEYS.index(str(e["loc"][0])))
+        top = str(e["loc"][0])
+        err = e.get("ctx", {}).get("error")
+        if isinstance(err, ValueError):
+            msg = str(err)
+        elif e["type"] == "list_type" or (top in ("rule", "override", "silence")):
+            msg = f"{top} must be an array of tables ([[{top}]])"
+        else:
+            msg = f"{top} must be a table"
+        raise RulesFileError(f"{source}:{where.key_line(top)}: {msg}") from exc
+
+
+def _check(
+    model: type[_M], raw: Any, where: _Where, table: str, idx: int = 0
+) -> tuple[_M | None, Any]:
+    """The entry as its model, or None and the error it is refused for first."""
+    try:
+        return model.model_validate(raw), None
+    except ValidationError as exc:
+        return None, _first(exc, table, raw)
+
+
+def _table_of(model: type[_M], raw: Mapping[str, Any], where: _Where, table: str) -> _M:
+    entry, e = _check(model, raw, where, table)
+    if entry is None:
+        raise _refusal(e, raw, where, table) from None
+    return entry
 
 
 def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
@@ -658,64 +712,83 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
     ``[defaults]`` and ``[offline]`` keys win — so a site file holds only what differs.
     """
     where = _Where(source, text)
-    doc, raw = _shape(text, source, where)
+    doc, raw = _document(text, source, where)
     rule_entries = [(r, where, i) for i, r in enumerate(doc.rule)]
     override_entries = [(o, where, i) for i, o in enumerate(doc.override)]
     silence_entries = [(s, where, i) for i, s in enumerate(doc.silence)]
-    defaults, offline, cases = doc.defaults, doc.offline, doc.cases
+    defaults_raw, offline_raw, cases_raw = doc.defaults, doc.offline, doc.cases
     if doc.base is not None:
         btext = default_rules_text()
         bwhere = _Where("default_rules.toml", btext)
-        bdoc, _ = _shape(btext, "default_rules.toml", bwhere)
-        mine = {r.name for r in doc.rule}
+        bdoc, _ = _document(btext, "default_rules.toml", bwhere)
+        mine = {r.get("name") for r in doc.rule}
         rule_entries = [
-            (r, bwhere, i) for i, r in enumerate(bdoc.rule) if r.name not in mine
+            (r, bwhere, i) for i, r in enumerate(bdoc.rule) if r.get("name") not in mine
         ] + rule_entries
         override_entries = [(o, bwhere, i) for i, o in enumerate(bdoc.override)] + override_entries
         silence_entries = [(s, bwhere, i) for i, s in enumerate(bdoc.silence)] + silence_entries
-        # the file's keys win, key by key; each side was checked on its own
-        defaults = _merged(bdoc.defaults, doc.defaults)
-        offline = _merged(bdoc.offline, doc.offline)
-        cases = _merged(bdoc.cases, doc.cases)
+        defaults_raw = {**bdoc.defaults, **defaults_raw}
+        offline_raw = {**bdoc.offline, **offline_raw}
+        cases_raw = {**bdoc.cases, **cases_raw}
     version = str(raw.get("version", "unversioned"))
+    defaults = _table_of(_Defaults, defaults_raw, where, "defaults")
     base = _apply_gating(Gating(), defaults.gating())
     default_kinds = defaults.kinds if defaults.kinds is not None else frozenset({"rtd", "min"})
 
     rules: list[_Rule] = []
-    for entry, wh, i in rule_entries:
-        name = entry.name
-        if name in {r.name for r in rules}:
+    for rraw, wh, i in rule_entries:
+        rule, e = _check(_RuleEntry, rraw, wh, "rule", i)
+        name = rraw.get("name")
+        if (e is None or _key(e) != "name") and name in {r.name for r in rules}:
             raise wh.error("rule", i, "name", f"rule {name!r} is defined twice")
-        det = entry.detector or name
-        _check_params(det, entry.params, wh, "rule", i)
-        g = entry.gating()
+        if e is not None:
+            det, params = rraw.get("detector", name), rraw.get("params", {})
+            if _key(e) in _AFTER_PARAMS["rule"] and det in CATALOG and isinstance(params, dict):
+                _check_params(det, params, wh, "rule", i)
+            raise _refusal(e, rraw, wh, "rule", i)
+        assert rule is not None
+        det = rule.detector or rule.name
+        _check_params(det, rule.params, wh, "rule", i)
+        g = rule.gating()
         rules.append(
             _Rule(
-                name,
+                rule.name,
                 det,
-                entry.params,
+                rule.params,
                 _apply_gating(base, g),
                 g.get("enabled", True),
-                None if entry.device_types is None else frozenset(entry.device_types),
-                entry.pollutants if entry.pollutants is not None else ("*",),
-                entry.kinds if entry.kinds is not None else default_kinds,
+                None if rule.device_types is None else frozenset(rule.device_types),
+                rule.pollutants if rule.pollutants is not None else ("*",),
+                rule.kinds if rule.kinds is not None else default_kinds,
             )
         )
 
     by_name = {r.name: r for r in rules}
     overrides: list[_Override] = []
-    for ov, wh, i in override_entries:
-        rule = ov.rule
-        if not isinstance(rule, str) or rule not in by_name:
-            raise wh.error("override", i, "rule", f"override of unknown rule {rule!r}")
+    for oraw, wh, i in override_entries:
+        target = oraw.get("rule")
+        if not isinstance(target, str) or target not in by_name:
+            raise wh.error("override", i, "rule", f"override of unknown rule {target!r}")
+        if len([lv for lv in _LEVELS if lv in oraw]) != 1:
+            raise wh.error(
+                "override", i, None, f"an override names exactly one of {', '.join(_LEVELS)}"
+            )
+        ov, e = _check(_OverrideEntry, oraw, wh, "override", i)
+        params = oraw.get("params", {})
+        merged = {**by_name[target].params, **params} if isinstance(params, dict) else None
+        if e is not None:
+            if _key(e) in _AFTER_PARAMS["override"] and merged is not None:
+                _check_params(by_name[target].detector, merged, wh, "override", i)
+            raise _refusal(e, oraw, wh, "override", i)
+        assert ov is not None
         _check_params(
-            by_name[rule].detector, {**by_name[rule].params, **ov.params}, wh, "override", i
+            by_name[target].detector, {**by_name[target].params, **ov.params}, wh, "override", i
         )
         g = ov.gating()
         level = ov.levels[0]
         overrides.append(
             _Override(
-                rule,
+                target,
                 level,
                 str(getattr(ov, level)),
                 ov.pollutants or (),
@@ -726,14 +799,19 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         )
 
     silences: list[Silence] = []
-    for si, wh, i in silence_entries:
+    for sraw, wh, i in silence_entries:
+        si, e = _check(_SilenceEntry, sraw, wh, "silence", i)
+        if si is None:
+            raise _refusal(e, sraw, wh, "silence", i)
         names = frozenset(si.rules or ()) - {"*"}
-        for n in sorted(names):
+        for n in names:
             if n not in by_name and n != "offline":
                 raise wh.error("silence", i, "rules", f"silence of unknown rule {n!r}")
         sel = {lv: getattr(si, lv) for lv in _LEVELS if getattr(si, lv) is not None}
         silences.append(Silence(si.start, si.end, si.reason, names, **sel))
 
+    offline = _table_of(_Offline, offline_raw, where, "offline")
+    cases = _table_of(_Cases, cases_raw, where, "cases")
     digest = hashlib.sha256(text.encode()).hexdigest()
     return RuleSet(
         version,
@@ -748,14 +826,6 @@ def parse_rules(text: str, source: str = "<rules>") -> RuleSet:
         offline.enabled,
         cases.open_for_severity,
     )
-
-
-_M = TypeVar("_M", bound=_Shape)
-
-
-def _merged(base: _M, mine: _M) -> _M:
-    """``base`` with the keys ``mine`` sets (both already checked)."""
-    return base.model_copy(update={k: getattr(mine, k) for k in mine.model_fields_set})
 
 
 def default_rules_text() -> str:

@@ -460,6 +460,29 @@ def test_bad_shapes_are_refused_naming_the_line(case):
     assert line == marked(text), msg
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        # the rule's own name is checked before its other keys
+        ('[[rule]]\nname = "spike"\n\n[[rule]]\nname = "spike"  # <-\nseverity = "x"\n', "twice"),
+        # params against the detector before the gating keys
+        ('[[rule]]\nname = "spike"\nseverity = "x"\nparams = { zz = 1 }  # <-\n', "'zz'"),
+        # the gating keys in the order they are written
+        ('[[rule]]\nname = "spike"\nclear_score = "a"  # <-\ncount = 0\n', "clear_score"),
+        # an earlier entry before a later one
+        (
+            '[[rule]]\nname = "spike"\nparams = { zz = 1 }  # <-\n\n'
+            '[[rule]]\nname = "flatline"\nseverity = "x"\n',
+            "'zz'",
+        ),
+    ],
+)
+def test_a_file_with_several_errors_is_refused_for_the_first_as_read(text, words):
+    line, msg = refused(text)
+    assert words in msg
+    assert line == marked(text), msg
+
+
 def test_invalid_toml_is_refused_with_its_line():
     text = 'version = "1"\n\n[[rule]]\nname = "spike\n'
     with pytest.raises(RulesFileError) as exc:
