@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 
 from offsite.api.periodic import Periodic
-from offsite.api.queries.cases import escalate_overdue
+from offsite.store.cases import escalate_overdue
 
 log = logging.getLogger("offsite.escalation")
 

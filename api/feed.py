@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from offsite.core.retry import Backoff, retry_async
 from offsite.store.alerts import NOTIFY_CHANNEL
 
 log = logging.getLogger("offsite.api.feed")
@@ -32,6 +33,7 @@ JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
 """
 
 Event = tuple[int, str]  # (event id, JSON)
+FEED_BACKOFF = Backoff(first_s=0.5, factor=2, max_s=30.0)
 
 
 def event_json(row: dict[str, Any]) -> Event:
@@ -79,14 +81,20 @@ class AlertFeed:
         return event_json(row) if row else None
 
     async def _listen(self) -> None:
-        delay = 0.5
+        """Hold the LISTEN connection for the life of the process: (re)connect with
+        backoff while the database is away, from the first wait again after each loss."""
         while True:
+            conn = await retry_async(
+                self._connect,
+                retry_on=lambda exc: isinstance(exc, psycopg.OperationalError),
+                backoff=FEED_BACKOFF,
+                on_retry=lambda exc, delay: log.warning(
+                    "alert feed cannot reach the database (%s); retrying in %.1f s", exc, delay
+                ),
+            )
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.connected.set()
-                    delay = 0.5
                     async for note in conn.notifies():
                         try:
                             event = await self._fetch(int(note.payload))
@@ -100,9 +108,16 @@ class AlertFeed:
                 # notifications sent while we were away are gone: end every stream so
                 # each client reconnects with Last-Event-ID and replays what it missed
                 self._disconnect_all()
-                log.warning("alert feed lost its database connection (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30)
+                log.warning("alert feed lost its database connection (%s); reconnecting", exc)
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        try:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
 
     def _disconnect_all(self) -> None:
         for q in list(self.subscribers):

@@ -1,7 +1,7 @@
 """Tell outside systems about case events: an outbox drained by a small sender.
 
 Notices are written to ``webhook_outbox`` in the same transaction as what they announce
-(store/cases.py), so nothing is announced that did not happen and nothing that happened
+(store/notices.py), so nothing is announced that did not happen and nothing that happened
 goes unannounced if the receiver is down. The sender (an asyncio task in the API
 process) claims due rows with ``FOR UPDATE SKIP LOCKED`` — several API processes never
 send one row twice at once — POSTs each as JSON, optionally signed
@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from offsite.api.periodic import Periodic
+from offsite.store import notices
 
 log = logging.getLogger("offsite.webhook")
 BASE_DELAY_S = 2.0
@@ -81,12 +82,7 @@ async def deliver_due(
     sent = 0
     for _ in range(BATCH):
         async with conn.transaction():
-            cur = await conn.execute(
-                """SELECT id, event, payload, attempts FROM webhook_outbox
-                   WHERE status = 'pending' AND next_attempt_at <= now()
-                   ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
-            )
-            row = await cur.fetchone()
+            row = await notices.claim_due(conn)
             if row is None:
                 return sent
             row_id, event, payload, attempts = row
@@ -97,23 +93,19 @@ async def deliver_due(
             out = await asyncio.to_thread(post, url, body, headers)
             attempts += 1
             if out.ok:
-                await conn.execute(
-                    """UPDATE webhook_outbox SET status = 'delivered',
-                                          attempts = %s, delivered_at = now(),
-                                          last_status = %s, last_error = NULL
-                                      WHERE id = %s""",
-                    (attempts, out.status, row_id),
-                )
+                await notices.mark_delivered(conn, row_id, attempts, out.status)
             else:
-                status = "failed" if attempts >= max_attempts else "pending"
-                await conn.execute(
-                    """UPDATE webhook_outbox SET status = %s, attempts = %s,
-                                          last_status = %s, last_error = %s,
-                                          next_attempt_at = now() + make_interval(secs => %s)
-                                      WHERE id = %s""",
-                    (status, attempts, out.status, out.error, backoff_s(attempts), row_id),
+                give_up = attempts >= max_attempts
+                await notices.mark_failed(
+                    conn,
+                    row_id,
+                    attempts,
+                    out.status,
+                    out.error,
+                    retry_in_s=backoff_s(attempts),
+                    give_up=give_up,
                 )
-                if status == "failed":
+                if give_up:
                     log.warning(
                         "webhook %s (%s) failed for good after %d attempts: %s",
                         row_id,

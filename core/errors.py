@@ -15,3 +15,15 @@ class RegistryError(OffsiteError):
 
 class EmbeddedError(OffsiteError):
     """An embedded service could not be started or stopped."""
+
+
+class RetryError(OffsiteError):
+    """A retried call did not succeed (``core.retry``); the last failure is the cause."""
+
+
+class RetryExhausted(RetryError):
+    """The attempts or the deadline ran out while the failure persisted."""
+
+
+class RetryStopped(RetryError):
+    """A stop was requested while waiting to try again."""

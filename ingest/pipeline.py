@@ -40,20 +40,21 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from offsite.core.errors import RegistryError
+from offsite.core.errors import RegistryError, RetryError
 from offsite.core.readings import DeadLetter, DeadReason, InboundMessage, Outcome, Reading
 from offsite.core.registry import Device
+from offsite.core.retry import plain_sleep, retry
 from offsite.ingest.batcher import Batch, Batcher
 from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
 from offsite.ingest.reassembly import Reassembler, Released
 from offsite.ingest.validate import Policy, judge_packets, process
 from offsite.store.dead_letters import insert_dead_letters
-from offsite.store.errors import unavailable
+from offsite.store.errors import DB_BACKOFF, unavailable
 from offsite.store.packets import insert_packets
 from offsite.store.readings import insert_readings
 from offsite.store.registry import load_registry, load_revoked
-from offsite.store.rule_inbox import committed_through, queue_for_rules
-from offsite.store.workers import Heartbeat, beat
+from offsite.store.rule_inbox import queue_for_rules
+from offsite.store.workers import Heartbeat, beat, committed_through
 
 log = logging.getLogger("offsite.ingest")
 SHUTDOWN_RETRY_S = 10.0
@@ -454,26 +455,25 @@ class Pipeline:
         was refused. Returns None if ``stop`` is set while retrying; with ``stop`` None
         (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
         """
-        delay = 0.5
-        give_up = time.monotonic() + SHUTDOWN_RETRY_S
-        while True:
-            try:
-                result = fn()
-                return result if result is not None else []
-            except Exception as exc:
-                if not unavailable(exc):
-                    raise
-                self.stats.db_errors += 1
-                log.warning(
-                    "database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], delay
-                )
-            if stop is not None and stop.wait(delay):
-                return None
-            if stop is None:
-                if time.monotonic() + delay > give_up:
-                    return None
-                time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+
+        def failed(exc: BaseException, delay: float) -> None:
+            self.stats.db_errors += 1
+            log.warning(
+                "database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], delay
+            )
+
+        try:
+            result = retry(
+                fn,
+                retry_on=unavailable,
+                backoff=DB_BACKOFF,
+                deadline_s=None if stop is not None else SHUTDOWN_RETRY_S,
+                sleep=stop.wait if stop is not None else plain_sleep,
+                on_retry=failed,
+            )
+        except RetryError:
+            return None
+        return result if result is not None else []
 
 
 def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:

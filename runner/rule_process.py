@@ -25,6 +25,8 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from offsite.core.errors import RetryStopped
+from offsite.core.retry import Backoff, retry
 from offsite.runner.rule_runner import RuleRunner, RunnerConfig
 
 log = logging.getLogger("offsite.rules")
@@ -178,14 +180,18 @@ def run_rules(
             elif kind == "cleared":
                 cleared += 1
 
-    while True:
-        try:
-            pool = open_pool(database_url, max_size=2, name="offsite-rules")
-            break
-        except StoreUnavailable as exc:
-            log.warning("rule runner: %s; retrying in %.0f s", exc, START_RETRY_S)
-            if stop.wait(START_RETRY_S):
-                return RulesFigures()
+    try:
+        pool = retry(
+            lambda: open_pool(database_url, max_size=2, name="offsite-rules"),
+            retry_on=lambda exc: isinstance(exc, StoreUnavailable),
+            backoff=Backoff(START_RETRY_S, 1, START_RETRY_S),
+            sleep=stop.wait,
+            on_retry=lambda exc, delay: log.warning(
+                "rule runner: %s; retrying in %.0f s", exc, delay
+            ),
+        )
+    except RetryStopped:
+        return RulesFigures()
     runner = RuleRunner(database_url, pool, config, on_events, unavailable)
 
     def figures() -> RulesFigures:

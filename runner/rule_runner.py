@@ -27,6 +27,8 @@ from pathlib import Path
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from offsite.core.errors import RetryStopped
+from offsite.core.retry import retry
 from offsite.rules.alerts import AlertBook, Plan
 from offsite.rules.config import RuleSet, load_rules
 from offsite.rules.engine import Evaluation, RuleEngine
@@ -34,6 +36,7 @@ from offsite.rules.registry_view import device_meta
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
+from offsite.store.errors import DB_BACKOFF
 from offsite.store.readings import recent_readings
 from offsite.store.registry import load_registry
 from offsite.store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
@@ -274,27 +277,32 @@ class RuleRunner:
 
     def _retry_write(self, plan: Plan, ids: list[int], stop: threading.Event) -> None:
         assert self.book is not None
-        delay = 0.5
-        while True:
-            try:
-                with self.pool.connection() as conn, conn.transaction():
-                    events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
-                    self._open_cases(conn, events)
-                    done(conn, ids)
-                break
-            except Exception as exc:
-                if not self.unavailable(exc):
-                    raise
-                log.warning(
-                    "rule runner: database unavailable (%s); retrying in %.1f s",
-                    str(exc).strip()[:200],
-                    delay,
-                )
-            if stop.wait(delay):
-                raise RuntimeError(
-                    "stopped before the alerts could be written; the "
-                    "next runner judges the queue again"
-                )
-            delay = min(delay * 2, 30.0)
+
+        def write() -> list[tuple[int, str]]:
+            with self.pool.connection() as conn, conn.transaction():
+                events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
+                self._open_cases(conn, events)
+                done(conn, ids)
+            return events
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning(
+                "rule runner: database unavailable (%s); retrying in %.1f s",
+                str(exc).strip()[:200],
+                delay,
+            )
+
+        try:
+            events = retry(
+                write,
+                retry_on=self.unavailable,
+                backoff=DB_BACKOFF,
+                sleep=stop.wait,
+                on_retry=failed,
+            )
+        except RetryStopped as exc:
+            raise RuntimeError(
+                "stopped before the alerts could be written; the next runner judges the queue again"
+            ) from exc
         self.book.applied(plan)
         self.on_events(events)

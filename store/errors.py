@@ -1,7 +1,11 @@
-"""Store's error tree (drawn in ``store/__init__.py``), and which database errors mean
-"not now"."""
+"""Store's error tree (drawn in ``store/__init__.py``), and which database errors are
+transient (``unavailable``: retry) rather than a refusal of the data."""
+
+from __future__ import annotations
 
 import psycopg
+
+from offsite.core.retry import Backoff
 
 
 class StoreError(Exception):
@@ -15,6 +19,9 @@ class MigrationError(StoreError):
 class StoreUnavailable(StoreError):
     """The database cannot be reached or went away mid-transaction."""
 
+
+# how long to wait between tries while ``unavailable`` says the database is away
+DB_BACKOFF = Backoff(first_s=0.5, factor=2, max_s=30.0)
 
 # SQLSTATE classes and codes that mean "not now" rather than "not this data":
 # 08 connection, 25 invalid transaction state (e.g. read-only), 53 insufficient

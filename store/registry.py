@@ -6,6 +6,7 @@ import hashlib
 from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
 
 from offsite.core.registry import Device, Enterprise, Point, Registry
 from offsite.store.audit import append_sync, canonical_data
@@ -129,3 +130,49 @@ def set_device_mqtt_hash(
         if cur.rowcount:
             append_sync(conn, actor, "device.mqtt_password", f"device:{mn}", {})
     return cur.rowcount > 0
+
+
+async def onboard_device(
+    conn: AsyncConnection,
+    mn: str,
+    point_id: str,
+    interval_s: float,
+    password: str | None,
+    mqtt_hash: str,
+) -> bool:
+    """Insert a new device, or re-admit a revoked one; False if it exists and is active."""
+    cur = await conn.execute(
+        """INSERT INTO devices (mn, point_id, interval_s, password, mqtt_password_hash)
+           VALUES (%s, %s, %s, %s, %s)
+           ON CONFLICT (mn) DO UPDATE SET point_id = excluded.point_id,
+               interval_s = excluded.interval_s, password = excluded.password,
+               mqtt_password_hash = excluded.mqtt_password_hash, active = true,
+               revoked_at = NULL, revoked_reason = NULL
+           WHERE devices.revoked_at IS NOT NULL""",
+        (mn, point_id, interval_s, password, mqtt_hash),
+    )
+    return cur.rowcount > 0
+
+
+async def revoke_device(conn: AsyncConnection, mn: str, reason: str) -> bool | None:
+    """Revoke; None if no such device, False if it was already revoked."""
+    cur = await conn.execute(
+        """UPDATE devices SET active = false, revoked_at = now(), revoked_reason = %s,
+               mqtt_password_hash = NULL
+           WHERE mn = %s AND revoked_at IS NULL""",
+        (reason, mn),
+    )
+    if cur.rowcount:
+        return True
+    cur = await conn.execute("SELECT 1 FROM devices WHERE mn = %s", (mn,))
+    return False if await cur.fetchone() else None
+
+
+async def bump_qr_generation(conn: AsyncConnection, enterprise_id: str) -> int | None:
+    cur = await conn.execute(
+        "UPDATE enterprises SET qr_generation = qr_generation + 1 "
+        "WHERE id = %s RETURNING qr_generation",
+        (enterprise_id,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None

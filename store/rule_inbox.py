@@ -104,13 +104,6 @@ def queue_for_rules(
     conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
 
 
-def committed_through(conn: psycopg.Connection, worker: str, through: datetime) -> None:
-    """Record this worker's promise (in the transaction that keeps it, or when idle)."""
-    conn.execute(
-        "UPDATE ingest_workers SET committed_through = %s WHERE worker = %s", (through, worker)
-    )
-
-
 def watermark(conn: psycopg.Connection, stale: timedelta) -> datetime:
     """Every reading received before this instant, by any live worker, is committed.
 

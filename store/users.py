@@ -1,18 +1,34 @@
-"""People, their roles and tokens (synchronous side: the CLI, the demo and tests).
+"""People, their roles and tokens: the one writer of ``users`` and ``api_tokens``.
 
-The API reads the same tables through ``api/queries/users.py``. Every change is
-written to the audit log in the same transaction.
+Synchronous for the CLI, the demo and tests (each change audited in its transaction);
+async for the API's routes (which audit in theirs). The API reads the same tables
+through ``api/queries/users.py``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
 
 from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store.audit import append_sync
 from offsite.store.errors import StoreError
+
+_UPSERT_USER = """INSERT INTO users (id, role, enterprise_id, region, password_hash, department)
+   VALUES (%s, %s, %s, %s, %s, %s)
+   ON CONFLICT (id) DO UPDATE SET role = excluded.role,
+       enterprise_id = excluded.enterprise_id, region = excluded.region,
+       department = excluded.department,
+       password_hash = coalesce(excluded.password_hash, users.password_hash),
+       active = true
+   RETURNING id, role, enterprise_id, region, department, active, created_at"""
+_INSERT_TOKEN = (
+    "INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) VALUES (%s, %s, %s, %s)"
+)
 
 ROLES = ("admin", "regulator", "inspector", "enterprise")
 MIN_PASSWORD = 12  # the API's UserCreate says the same
@@ -44,13 +60,7 @@ def create_user(
     try:
         with conn.transaction():
             conn.execute(
-                """INSERT INTO users (id, role, enterprise_id, region, password_hash, department)
-                   VALUES (%s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (id) DO UPDATE SET role = excluded.role,
-                       enterprise_id = excluded.enterprise_id, region = excluded.region,
-                       department = excluded.department,
-                       password_hash = coalesce(excluded.password_hash, users.password_hash),
-                       active = true""",
+                _UPSERT_USER,
                 (user_id, role, enterprise_id, region, pw_hash, department),
             )
             append_sync(
@@ -86,8 +96,7 @@ def issue_token(
     try:
         with conn.transaction():
             conn.execute(
-                "INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) "
-                "VALUES (%s, %s, %s, %s)",
+                _INSERT_TOKEN,
                 (token_digest(token), user_id, kind, expires),
             )
             append_sync(
@@ -96,3 +105,51 @@ def issue_token(
     except psycopg.errors.ForeignKeyViolation as exc:
         raise UserError(f"no user {user_id!r}") from exc
     return token
+
+
+async def insert_token(
+    conn: AsyncConnection, digest: bytes, user_id: str, kind: str, expires_at: datetime | None
+) -> None:
+    """Store a new token's digest (the caller shows the token once, then forgets it)."""
+    await conn.execute(
+        _INSERT_TOKEN,
+        (digest, user_id, kind, expires_at),
+    )
+
+
+async def revoke_token(conn: AsyncConnection, digest: bytes) -> None:
+    """Log a session out: the token stops working at once."""
+    await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE token_sha256 = %s AND revoked_at IS NULL",
+        (digest,),
+    )
+
+
+async def upsert_user(
+    conn: AsyncConnection,
+    user_id: str,
+    role: str,
+    enterprise_id: str | None,
+    region: str,
+    password_hash: str | None,
+    department: str = "",
+) -> dict[str, Any]:
+    """Create a user, or replace an existing one's role, scope and (if given) password."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _UPSERT_USER,
+            (user_id, role, enterprise_id, region, password_hash, department),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return row
+
+
+async def deactivate_user(conn: AsyncConnection, user_id: str) -> bool:
+    """Deactivate a user and revoke every token they hold; False if no such user."""
+    cur = await conn.execute("UPDATE users SET active = false WHERE id = %s", (user_id,))
+    await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+        (user_id,),
+    )
+    return cur.rowcount > 0

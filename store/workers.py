@@ -1,4 +1,5 @@
-"""Ingest workers' heartbeats (read by the API's /healthz)."""
+"""Ingest workers' rows, the one writer of ``ingest_workers``: heartbeats (read by the API's
+/healthz) and each worker's commit promise (read by ``store.rule_inbox.watermark``)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,10 @@ def fields() -> list[str]:
 
 def row_to_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(fields(), row, strict=True))
+
+
+def committed_through(conn: psycopg.Connection, worker: str, through: datetime) -> None:
+    """Record this worker's promise (in the transaction that keeps it, or when idle)."""
+    conn.execute(
+        "UPDATE ingest_workers SET committed_through = %s WHERE worker = %s", (through, worker)
+    )

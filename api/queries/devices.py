@@ -69,39 +69,3 @@ async def device_enterprise(conn: AsyncConnection, mn: str) -> str | None:
 async def point_exists(conn: AsyncConnection, point_id: str) -> bool:
     cur = await conn.execute("SELECT 1 FROM points WHERE id = %s", (point_id,))
     return await cur.fetchone() is not None
-
-
-async def onboard_device(
-    conn: AsyncConnection,
-    mn: str,
-    point_id: str,
-    interval_s: float,
-    password: str | None,
-    mqtt_hash: str,
-) -> bool:
-    """Insert a new device, or re-admit a revoked one; False if it exists and is active."""
-    cur = await conn.execute(
-        """INSERT INTO devices (mn, point_id, interval_s, password, mqtt_password_hash)
-           VALUES (%s, %s, %s, %s, %s)
-           ON CONFLICT (mn) DO UPDATE SET point_id = excluded.point_id,
-               interval_s = excluded.interval_s, password = excluded.password,
-               mqtt_password_hash = excluded.mqtt_password_hash, active = true,
-               revoked_at = NULL, revoked_reason = NULL
-           WHERE devices.revoked_at IS NOT NULL""",
-        (mn, point_id, interval_s, password, mqtt_hash),
-    )
-    return cur.rowcount > 0
-
-
-async def revoke_device(conn: AsyncConnection, mn: str, reason: str) -> bool | None:
-    """Revoke; None if no such device, False if it was already revoked."""
-    cur = await conn.execute(
-        """UPDATE devices SET active = false, revoked_at = now(), revoked_reason = %s,
-               mqtt_password_hash = NULL
-           WHERE mn = %s AND revoked_at IS NULL""",
-        (reason, mn),
-    )
-    if cur.rowcount:
-        return True
-    cur = await conn.execute("SELECT 1 FROM devices WHERE mn = %s", (mn,))
-    return False if await cur.fetchone() else None

@@ -81,13 +81,3 @@ async def qr_generation(conn: AsyncConnection, enterprise_id: str) -> int | None
     )
     row = await cur.fetchone()
     return int(row[0]) if row else None
-
-
-async def bump_qr_generation(conn: AsyncConnection, enterprise_id: str) -> int | None:
-    cur = await conn.execute(
-        "UPDATE enterprises SET qr_generation = qr_generation + 1 "
-        "WHERE id = %s RETURNING qr_generation",
-        (enterprise_id,),
-    )
-    row = await cur.fetchone()
-    return int(row[0]) if row else None

@@ -9,9 +9,7 @@ from psycopg import AsyncConnection
 
 from offsite.api.queries.rows import fetch_all, fetch_one
 from offsite.store import audit
-from offsite.store.cases import (
-    notify,
-)
+from offsite.store.notices import notify
 
 INVITATION_COLS = "id, enterprise_id, invited_by, scope, preferred_at, created_at, state"
 
@@ -66,6 +64,11 @@ async def list_invitations(
                                  ORDER BY id DESC LIMIT %s""",
         (visible, visible, limit),
     )
+
+
+async def mark_done(conn: AsyncConnection, invitation_id: int) -> None:
+    """The invitation's advisory check-up took place."""
+    await conn.execute("UPDATE invitations SET state = 'done' WHERE id = %s", (invitation_id,))
 
 
 async def mark_scheduled(conn: AsyncConnection, invitation_id: int) -> None:

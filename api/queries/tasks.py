@@ -7,6 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from offsite.api.queries import invitations
 from offsite.api.queries.rows import fetch_all, fetch_one
 from offsite.store import audit
 from offsite.store.cases import (
@@ -122,9 +123,7 @@ async def finish_task(
             f"task {task['id']} done by visit {visit_id}: {findings}",
         )
     if task["invitation_id"] is not None:
-        await conn.execute(
-            "UPDATE invitations SET state = 'done' WHERE id = %s", (task["invitation_id"],)
-        )
+        await invitations.mark_done(conn, task["invitation_id"])
     await audit.append(
         conn,
         actor,

@@ -26,7 +26,7 @@ from offsite.api.models.alerts import (
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.rules.alerts import AlertState
 from offsite.rules.errors import InvalidTransition
-from offsite.store import alerts as store_alerts
+from offsite.store import alerts as alert_store
 from offsite.store import audit
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -153,7 +153,7 @@ async def _act(
     )
     try:
         async with conn.transaction():
-            found = await store_alerts.act(conn, alert_id, target, who.user_id, body.note, assignee)
+            found = await alert_store.act(conn, alert_id, target, who.user_id, body.note, assignee)
             if found:
                 data: dict[str, str | None] = {"note": body.note}
                 if assignee is not None:

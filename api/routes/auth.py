@@ -18,6 +18,7 @@ from offsite.api.models.users import LoginRequest, LoginResult, Me
 from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import DUMMY_HASH, new_token, token_digest, verify_password
 from offsite.store import audit
+from offsite.store import users as user_store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -60,7 +61,7 @@ async def login(
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_h)
     async with conn.transaction():
-        await queries.users.insert_token(conn, token_digest(token), user["id"], "session", expires)
+        await user_store.insert_token(conn, token_digest(token), user["id"], "session", expires)
         await audit.append(conn, user["id"], "auth.login", f"user:{user['id']}", {"client": client})
     response.set_cookie(
         COOKIE,
@@ -90,7 +91,7 @@ async def login(
 )
 async def logout(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> Response:
     async with conn.transaction():
-        await queries.users.revoke_token(conn, who.token_sha256)
+        await user_store.revoke_token(conn, who.token_sha256)
     out = Response(status_code=204)
     out.delete_cookie(COOKIE, path="/")
     return out

@@ -33,6 +33,7 @@ from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.tasks import TaskCreate, TaskPublic
 from offsite.rules.cases import move
 from offsite.rules.errors import InvalidTransition
+from offsite.store import cases as case_store
 
 router = APIRouter(prefix="/api/cases", tags=["cases"])
 
@@ -78,9 +79,7 @@ async def open_case(
     due = datetime.now(UTC) + timedelta(hours=hours)
     title = body.title or f"alerts {', '.join(map(str, ids))}"
     async with conn.transaction():
-        case_id = await queries.cases.create_case(
-            conn, enterprises[0], title, ids, who.user_id, due
-        )
+        case_id = await case_store.create_case(conn, enterprises[0], title, ids, who.user_id, due)
     return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
@@ -146,7 +145,7 @@ async def move_case(
             )
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
-        await queries.cases.move_case(conn, case, body.to, who.user_id, body.note)
+        await case_store.move_case(conn, case, body.to, who.user_id, body.note)
     return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
@@ -186,7 +185,7 @@ async def respond(
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
-        await queries.cases.add_response(conn, case, who.user_id, body.explanation, files)
+        await case_store.add_response(conn, case, who.user_id, body.explanation, files)
     return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
 
 
@@ -218,7 +217,7 @@ async def verdict(
             if body.accept or body.respond_again_hours is None
             else datetime.now(UTC) + timedelta(hours=body.respond_again_hours)
         )
-        await queries.cases.judge_response(
+        await case_store.judge_response(
             conn, case, response_id, body.accept, who.user_id, body.note, new_due
         )
     return await queries.cases.case_detail(conn, await _case(conn, case_id, who))

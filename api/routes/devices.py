@@ -17,6 +17,7 @@ from offsite.api.models.readings import ReadingsPage
 from offsite.core.credentials import mosquitto_hash, new_device_password
 from offsite.ingest.validate import policy_topic
 from offsite.store import audit
+from offsite.store import registry as registry_store
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
 MAX_RAW_ROWS = 100_000
@@ -100,7 +101,7 @@ async def onboard(
         raise HTTPException(404, f"monitoring point {body.point_id} not found")
     password = new_device_password()
     async with conn.transaction():
-        if not await queries.devices.onboard_device(
+        if not await registry_store.onboard_device(
             conn,
             body.mn,
             body.point_id,
@@ -147,7 +148,7 @@ async def revoke(
     mn: str, body: DeviceRevoke, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
 ) -> Response:
     async with conn.transaction():
-        done = await queries.devices.revoke_device(conn, mn, body.reason)
+        done = await registry_store.revoke_device(conn, mn, body.reason)
         if done:
             await audit.append(
                 conn, who.user_id, "device.revoke", f"device:{mn}", {"reason": body.reason}

@@ -12,6 +12,7 @@ from offsite.api.auth import ANY_USER, STAFF, Access, Principal, Role, visible_o
 from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.models.enterprises import EnterprisePublic, QrRevoked
 from offsite.store import audit
+from offsite.store import registry as registry_store
 
 PRINTERS = Access(Role.ADMIN, Role.REGULATOR, Role.ENTERPRISE)
 
@@ -72,7 +73,7 @@ async def revoke_qr(
 ) -> dict:
     visible_or_404(who, enterprise_id, f"enterprise {enterprise_id}")
     async with conn.transaction():
-        generation = await queries.enterprises.bump_qr_generation(conn, enterprise_id)
+        generation = await registry_store.bump_qr_generation(conn, enterprise_id)
         if generation is not None:
             await audit.append(
                 conn,

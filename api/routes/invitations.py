@@ -14,7 +14,7 @@ from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, visible_or_
 from offsite.api.deps import Conn
 from offsite.api.models.invitations import InvitationCreate, InvitationPublic, InvitationSchedule
 from offsite.api.models.tasks import TaskPublic
-from offsite.store.cases import notify
+from offsite.store.notices import notify
 
 router = APIRouter(prefix="/api/invitations", tags=["invitations"])
 

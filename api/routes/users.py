@@ -14,6 +14,7 @@ from offsite.api.deps import Conn
 from offsite.api.models.users import ApiKey, UserCreate, UserPublic
 from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store import audit
+from offsite.store import users as user_store
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -37,7 +38,7 @@ async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depen
     pw_hash = await run_in_threadpool(hash_password, body.password) if body.password else None
     try:
         async with conn.transaction():
-            row = await queries.users.upsert_user(
+            row = await user_store.upsert_user(
                 conn, body.id, body.role, body.enterprise_id, body.region, pw_hash, body.department
             )
             await audit.append(
@@ -69,7 +70,7 @@ async def issue_key(user_id: str, conn: Conn, who: Annotated[Principal, Depends(
     token = new_token()
     try:
         async with conn.transaction():
-            await queries.users.insert_token(conn, token_digest(token), user_id, "api_key", None)
+            await user_store.insert_token(conn, token_digest(token), user_id, "api_key", None)
             await audit.append(
                 conn, who.user_id, "token.issue", f"user:{user_id}", {"kind": "api_key"}
             )
@@ -89,7 +90,7 @@ async def deactivate(
     user_id: str, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]
 ) -> Response:
     async with conn.transaction():
-        found = await queries.users.deactivate_user(conn, user_id)
+        found = await user_store.deactivate_user(conn, user_id)
         if found:
             await audit.append(conn, who.user_id, "user.deactivate", f"user:{user_id}", {})
     if not found:

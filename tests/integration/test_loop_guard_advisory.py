@@ -19,11 +19,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from offsite.api.app import create_app
-from offsite.api.queries.cases import escalate_overdue
 from offsite.api.queries.reports import exceedances
 from offsite.api.webhook import deliver_due
 from offsite.core.registry import registry_from_dict
 from offsite.core.settings import load_settings
+from offsite.store.cases import escalate_overdue
 from offsite.store.rollups import rebuild_rollups
 from offsite.store.users import create_user, issue_token
 from tests.integration.helpers import bearer, register, scalar, wait_for

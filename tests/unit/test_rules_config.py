@@ -385,6 +385,104 @@ def test_bad_files_are_refused_naming_the_line(case):
     assert line == marked(text), msg
 
 
+# refused since the file's shape is checked by pydantic models: before, these crashed
+# (a table of the wrong shape) or were silently ignored (a typo in [defaults])
+BAD_SHAPES = {
+    "rule that is not an array of tables": (
+        """version = "1"
+rule = 3  # <-
+""",
+        "rule must be an array of tables ([[rule]])",
+    ),
+    "defaults as an array of tables": (
+        """version = "1"
+[[defaults]]  # <-
+count = 2
+""",
+        "defaults must be a table",
+    ),
+    "unknown key in defaults": (
+        """version = "1"
+[defaults]
+count = 2
+sevrity = "major"  # <-
+""",
+        "unknown key 'sevrity' in [defaults]",
+    ),
+    "unknown key in offline": (
+        """version = "1"
+[offline]
+intervals = 5
+intervalls = 6  # <-
+""",
+        "unknown key 'intervalls' in [offline]",
+    ),
+    "unknown key in a silence": (
+        """version = "1"
+[[silence]]
+start = 2026-11-26T08:00:00+08:00
+end = 2026-11-26T09:00:00+08:00
+reason = "repair"
+mn = "MN1"  # <-
+""",
+        "silence: unknown key 'mn'",
+    ),
+    "bad kinds in defaults": (
+        """version = "1"
+[defaults]
+kinds = ["rtd", "week"]  # <-
+
+[[rule]]
+name = "spike"
+""",
+        "unknown kinds ['week']",
+    ),
+    "params that are not a table in an override": (
+        """version = "1"
+[[rule]]
+name = "spike"
+
+[[override]]
+rule = "spike"
+device = "MN1"
+params = [1]  # <-
+""",
+        "params must be a table",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SHAPES), ids=str)
+def test_bad_shapes_are_refused_naming_the_line(case):
+    text, words = BAD_SHAPES[case]
+    line, msg = refused(text)
+    assert words in msg
+    assert line == marked(text), msg
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        # the rule's own name is checked before its other keys
+        ('[[rule]]\nname = "spike"\n\n[[rule]]\nname = "spike"  # <-\nseverity = "x"\n', "twice"),
+        # params against the detector before the gating keys
+        ('[[rule]]\nname = "spike"\nseverity = "x"\nparams = { zz = 1 }  # <-\n', "'zz'"),
+        # the gating keys in the order they are written
+        ('[[rule]]\nname = "spike"\nclear_score = "a"  # <-\ncount = 0\n', "clear_score"),
+        # an earlier entry before a later one
+        (
+            '[[rule]]\nname = "spike"\nparams = { zz = 1 }  # <-\n\n'
+            '[[rule]]\nname = "flatline"\nseverity = "x"\n',
+            "'zz'",
+        ),
+    ],
+)
+def test_a_file_with_several_errors_is_refused_for_the_first_as_read(text, words):
+    line, msg = refused(text)
+    assert words in msg
+    assert line == marked(text), msg
+
+
 def test_invalid_toml_is_refused_with_its_line():
     text = 'version = "1"\n\n[[rule]]\nname = "spike\n'
     with pytest.raises(RulesFileError) as exc:
