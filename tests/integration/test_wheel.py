@@ -208,7 +208,9 @@ class Running:
             try:
                 line = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no {text!r} within {timeout:.0f} s:\n{self.output}") from None
+                raise AssertionError(
+                    f"no {text!r} within {timeout:.0f} s:\n{self.output}"
+                ) from None
             if line is None:
                 raise AssertionError(f"exited before {text!r}:\n{self.output}")
             self.lines.append(line)
@@ -284,7 +286,8 @@ def test_the_wheel_holds_one_package_with_its_resources(installed: Installed) ->
     # the embedded services are an extra, not what every server installs
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [
-        ln for ln in zipfile.ZipFile(installed.wheel).read(meta).decode().splitlines()
+        ln
+        for ln in zipfile.ZipFile(installed.wheel).read(meta).decode().splitlines()
         if ln.startswith("Requires-Dist:")
     ]
     assert all("extra ==" in ln for ln in requires if "pgserver" in ln or "amqtt" in ln)
