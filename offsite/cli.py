@@ -999,6 +999,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             cause = f" (caused by: {exc.__cause__})" if exc.__cause__ else ""
             print(f"offsite: error: {exc}{cause}", file=sys.stderr)
             return 2
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            # services may run as the limited application role (docker-compose.yml)
+            print(
+                f"offsite: error: the database role may not do this: {str(exc).strip()} "
+                "(schema changes and storage upkeep need the owning role, the one that "
+                "runs `offsite db migrate`)",
+                file=sys.stderr,
+            )
+            return 2
         raise
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
