@@ -16,7 +16,7 @@ from offsite.core.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-BATCH_JOBS = {"migrate", "simulator", "broker-auth"}
+BATCH_JOBS = {"migrate", "maintain", "simulator", "broker-auth"}
 THIRD_PARTY_UI = {"prometheus", "grafana"}
 
 
@@ -88,6 +88,7 @@ ENV_EXAMPLE = ROOT / "deploy/.env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 REQUIRED_SECRETS = {
     "OFFSITE_DB_PASSWORD",
+    "OFFSITE_APP_DB_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
     "OFFSITE_MQTT_PASSWORD",
     "OFFSITE_SIMULATOR_MQTT_PASSWORD",
@@ -219,6 +220,44 @@ def test_every_offsite_service_environment_is_accepted_by_settings(monkeypatch):
         assert settings.env == "production", name
         assert settings.database_url and "@db:5432/" in settings.database_url, name
         assert FILLED in settings.database_url, f"{name}: the DB password is not the secret"
+
+
+# jobs that change the schema or storage policies log in as the owner; the rest do not
+OWNER_JOBS = {"migrate", "maintain"}
+INITDB = ROOT / "deploy/postgres/initdb"
+
+
+def test_services_connect_as_the_limited_app_role_and_only_jobs_as_the_owner():
+    from urllib.parse import urlsplit
+
+    env = _example_env()
+    owner = SERVICES["db"]["environment"]["POSTGRES_USER"]
+    for name, svc in _offsite_services().items():
+        url = _interpolate(svc["environment"]["OFFSITE_DATABASE_URL"], env)
+        user = urlsplit(str(url)).username
+        if name in OWNER_JOBS:
+            assert user == owner, f"{name} must migrate/maintain as the owner {owner}"
+            assert "${OFFSITE_DB_PASSWORD" in svc["environment"]["OFFSITE_DATABASE_URL"]
+        else:
+            assert user == "offsite_service", f"{name} connects as {user}, not the app role"
+            assert "${OFFSITE_APP_DB_PASSWORD" in svc["environment"]["OFFSITE_DATABASE_URL"]
+    # every service that stores or judges waits for the owner's jobs
+    for name in ("ingest", "gateway"):
+        assert "maintain" in SERVICES[name]["depends_on"], name
+
+
+def test_the_database_creates_the_app_login_role_on_first_start():
+    db = SERVICES["db"]
+    mounts = [v for v in db["volumes"] if v.endswith(":/docker-entrypoint-initdb.d:ro")]
+    assert mounts == ["./deploy/postgres/initdb:/docker-entrypoint-initdb.d:ro"]
+    assert db["environment"]["APP_DB_PASSWORD"].startswith("${OFFSITE_APP_DB_PASSWORD:?")
+    scripts = sorted(INITDB.glob("*.sh"))
+    assert scripts, "no init script creates the app login role"
+    text = "\n".join(p.read_text() for p in scripts)
+    assert "CREATE ROLE offsite_service LOGIN PASSWORD :'app_password' IN ROLE offsite_app" in text
+    assert '-v app_password="$APP_DB_PASSWORD"' in text
+    migration = (ROOT / "store/migrations/0007_security.sql").read_text()
+    assert "IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'offsite_app')" in migration
 
 
 def _final_stage() -> list[str]:
