@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -42,8 +43,11 @@ class _Stop:
         def handler(signum: int, frame: FrameType | None) -> None:
             if self.event.is_set():
                 raise KeyboardInterrupt
-            print("\nstopping… (Ctrl-C again to abort)", flush=True)
+            # set first, and never print() here: a signal landing while the main thread
+            # is inside print() makes a second print() raise "reentrant call", which
+            # unwinds the command without stopping its threads (a hang, not a stop)
             self.event.set()
+            _notice("\nstopping… (Ctrl-C again to abort)\n")
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
@@ -51,6 +55,17 @@ class _Stop:
 
 def _print(*parts: object) -> None:
     print(*parts, flush=True)
+
+
+def _notice(text: str) -> None:
+    """Write to standard output from a signal handler: straight to the file descriptor,
+    past the buffered stream the interrupted code may be in the middle of."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # no descriptor (a test's captured stdout): the stop matters, not the line
+    with contextlib.suppress(OSError):
+        os.write(fd, text.encode("utf-8", "replace"))
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -230,17 +245,21 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
             target=run_rules,
             name="offsite-rules",
             args=(db, runner_config(settings), stop.event, counts),
+            daemon=True,  # a second Ctrl-C aborts at once, as it says
         )
         runner.start()
         t0 = time.monotonic()
-        while not stop.event.wait(args.progress) and runner.is_alive():
-            f = figures_in(counts)
-            _print(
-                f"[{time.monotonic() - t0:6.0f}s] {'leading' if f.leading else 'standing by'}"
-                f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}"
-            )
-        stop.event.set()
-        runner.join()
+        try:
+            while not stop.event.wait(args.progress) and runner.is_alive():
+                f = figures_in(counts)
+                _print(
+                    f"[{time.monotonic() - t0:6.0f}s] "
+                    f"{'leading' if f.leading else 'standing by'}"
+                    f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}"
+                )
+        finally:  # whatever ends the loop, the runner thread must not outlive it
+            stop.event.set()
+            runner.join()
         f = figures_in(counts)
         _print(
             f"rule runner stopped: {f.judged} readings judged, {f.opened} alerts opened, "

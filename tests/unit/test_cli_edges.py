@@ -241,3 +241,62 @@ def test_the_malformed_share_is_deterministic_and_close_to_the_rate():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(PublishError):
             check_rate(bad)
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------
+@pytest.fixture
+def restore_signals():
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+def test_the_stop_handler_does_not_print_through_the_interrupted_stream(
+    monkeypatch, restore_signals
+):
+    """A signal that lands while the main thread is inside print() makes a print() in the
+    handler raise "reentrant call": the command then unwinds without stopping its threads
+    and hangs. The handler sets the stop flag first and writes past the stream."""
+    import io
+    import signal
+
+    from offsite.cli import _Stop
+
+    class InsidePrint(io.StringIO):
+        def write(self, s: str) -> int:
+            raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
+
+    monkeypatch.setattr(sys, "stdout", InsidePrint())
+    stop = _Stop()
+    stop.install()
+    handler = signal.getsignal(signal.SIGINT)
+    assert callable(handler)
+    handler(signal.SIGINT, None)
+    assert stop.event.is_set()
+    with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C aborts
+        handler(signal.SIGINT, None)
+
+
+def test_the_stop_notice_reaches_the_terminal(monkeypatch, restore_signals):
+    import os
+    import signal
+
+    from offsite.cli import _Stop
+
+    r, w = os.pipe()
+    try:
+        with os.fdopen(w, "w", closefd=False) as out:
+            monkeypatch.setattr(sys, "stdout", out)
+            stop = _Stop()
+            stop.install()
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler)
+            handler(signal.SIGTERM, None)
+        assert stop.event.is_set()
+        assert b"stopping" in os.read(r, 1000)
+    finally:
+        os.close(r)
+        os.close(w)
