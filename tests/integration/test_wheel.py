@@ -411,3 +411,12 @@ def test_eval_scores_one_seed(installed: Installed) -> None:
     r = run(installed, "eval", "--seeds", "1", "--devices-per-kind", "2")
     assert r.returncode == 0, r.stdout
     assert "recall" in r.stdout.lower(), r.stdout
+
+
+def test_demo_without_the_embedded_extra_says_what_to_install(installed: Installed) -> None:
+    """The wheel installed without ``[embedded]`` (as a server is): the demo, which would
+    start an embedded PostgreSQL and broker, names the extra instead of a traceback."""
+    r = run(installed, "demo", "--duration", "1")
+    assert r.returncode == 2, r.stdout
+    assert "pip install 'offsite[embedded]'" in r.stdout, r.stdout
+    assert "Traceback" not in r.stdout
