@@ -99,3 +99,40 @@ def test_simulate_sends_hj212_to_the_gateway_with_broken_packets(
     finally:
         svc.stop()
     assert svc.error is None
+
+
+def test_simulate_over_mqtt_with_broken_messages_on_the_configured_topic(
+    db_url: str, unique_topic: str, mqtt_url: str, capsys, monkeypatch
+) -> None:
+    """simulate publishes where OFFSITE_MQTT_TOPIC says (this test's own topic), and each
+    broken copy (HJ 212 with a bad CRC) is one dead letter beside the stored readings."""
+    from tests.integration.helpers import running_ingest
+
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    for name, value in (
+        ("OFFSITE_DATABASE_URL", db_url),
+        ("OFFSITE_MQTT_URL", mqtt_url),
+        ("OFFSITE_MQTT_TOPIC", unique_topic),
+    ):
+        monkeypatch.setenv(name, value)
+    args = ["simulate", "--devices", "3", "--duration", "0", "--seed", "9"]
+    assert main(args) == 0  # registers the fleet before ingest loads the registry
+    with running_ingest(settings):
+        args = ["simulate", "--devices", "3", "--duration", "40", "--fast", "--seed", "9"]
+        assert main([*args, "--protocol", "hj212", "--malformed", "0.3"]) == 0
+        summary = capsys.readouterr().out.strip().splitlines()[-1]
+        m = re.search(r"(\d+) readings in .* (\d+) malformed copies", summary)
+        assert m, summary
+        readings, broken = map(int, m.groups())
+        assert broken > 0
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM readings") == readings,
+            what="every good reading stored",
+        )
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM dead_letters") == broken,
+            what="one dead letter per broken message",
+        )
+    assert scalar(db_url, "SELECT array_agg(DISTINCT reason) FROM dead_letters") == [
+        hj212.CRC_MISMATCH
+    ]
