@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -42,8 +43,11 @@ class _Stop:
         def handler(signum: int, frame: FrameType | None) -> None:
             if self.event.is_set():
                 raise KeyboardInterrupt
-            print("\nstopping… (Ctrl-C again to abort)", flush=True)
+            # set first, and never print() here: a signal landing while the main thread
+            # is inside print() makes a second print() raise "reentrant call", which
+            # unwinds the command without stopping its threads (a hang, not a stop)
             self.event.set()
+            _notice("\nstopping… (Ctrl-C again to abort)\n")
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
@@ -51,6 +55,17 @@ class _Stop:
 
 def _print(*parts: object) -> None:
     print(*parts, flush=True)
+
+
+def _notice(text: str) -> None:
+    """Write to standard output from a signal handler: straight to the file descriptor,
+    past the buffered stream the interrupted code may be in the middle of."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # no descriptor (a test's captured stdout): the stop matters, not the line
+    with contextlib.suppress(OSError):
+        os.write(fd, text.encode("utf-8", "replace"))
 
 
 # -- db ----------------------------------------------------------------------------------
@@ -230,17 +245,21 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
             target=run_rules,
             name="offsite-rules",
             args=(db, runner_config(settings), stop.event, counts),
+            daemon=True,  # a second Ctrl-C aborts at once, as it says
         )
         runner.start()
         t0 = time.monotonic()
-        while not stop.event.wait(args.progress) and runner.is_alive():
-            f = figures_in(counts)
-            _print(
-                f"[{time.monotonic() - t0:6.0f}s] {'leading' if f.leading else 'standing by'}"
-                f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}"
-            )
-        stop.event.set()
-        runner.join()
+        try:
+            while not stop.event.wait(args.progress) and runner.is_alive():
+                f = figures_in(counts)
+                _print(
+                    f"[{time.monotonic() - t0:6.0f}s] "
+                    f"{'leading' if f.leading else 'standing by'}"
+                    f"  judged {f.judged}  alerts opened {f.opened}  cleared {f.cleared}"
+                )
+        finally:  # whatever ends the loop, the runner thread must not outlive it
+            stop.event.set()
+            runner.join()
         f = figures_in(counts)
         _print(
             f"rule runner stopped: {f.judged} readings judged, {f.opened} alerts opened, "
@@ -294,9 +313,15 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.replay:
         return _replay(args, settings)
-    tcp = args.transport == "tcp"
-    if tcp and args.protocol != "hj212":
-        raise OffsiteError("--transport tcp speaks HJ 212 only: add --protocol hj212")
+    gateway_host, gateway_port = settings.gateway_host, settings.gateway_port
+    if args.gateway:
+        gateway_host, gateway_port = _host_port(args.gateway, "--gateway")
+    tcp = args.transport == "tcp" or args.gateway is not None
+    if args.transport == "mqtt" and args.gateway is not None:
+        raise OffsiteError("--gateway sends over TCP: drop --transport mqtt")
+    protocol = args.protocol or ("hj212" if tcp else "json")
+    if tcp and protocol != "hj212":
+        raise OffsiteError("the HJ 212 gateway (TCP) speaks HJ 212 only: drop --protocol json")
     if not tcp and settings.mqtt_url is None:
         raise OffsiteError(
             "offsite simulate needs a broker: set OFFSITE_MQTT_URL "
@@ -334,13 +359,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             _print(
                 f"sent {t.packets} packets ({t.readings} readings), {t.responses} answered, "
                 f"{t.resent} resent, {t.missing} missing"
+                + (f", {t.malformed} malformed" if t.malformed else "")
             )
 
-        _print(f"HJ 212 loggers → {settings.gateway_host}:{settings.gateway_port}")
+        _print(f"HJ 212 loggers → {gateway_host}:{gateway_port}")
         t = run_tcp_loggers(
             fleet,
-            settings.gateway_host,
-            settings.gateway_port,
+            gateway_host,
+            gateway_port,
             duration_s=args.duration,
             start=start,
             realtime=not args.fast,
@@ -349,13 +375,14 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             connections=args.connections,
             response_timeout_s=args.response_timeout,
             tz=hj212_tz,
+            malformed=args.malformed,
         )
         _print(
             f"simulation done over {t.connections} connection(s): {t.packets} packets, "
             f"{t.readings} readings in {t.elapsed_s:.1f} s "
             f"({t.readings / max(t.elapsed_s, 1e-9):.0f} readings/s); responses received "
             f"{t.responses}, missing {t.missing}; {t.resent} resent, {t.unmatched} "
-            f"unmatched responses, {t.reconnects} reconnects"
+            f"unmatched responses, {t.reconnects} reconnects" + _malformed_note(t.malformed)
         )
         return 0 if t.missing == 0 else 1
 
@@ -373,15 +400,39 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         realtime=not args.fast,
         stop=stop.event,
         on_progress=progress,
-        protocol=args.protocol,
+        protocol=protocol,
         hj212_tz=hj212_tz,
+        topic_template=_topic_template(settings),
+        malformed=args.malformed,
     )
     _print(
-        f"simulation done ({args.protocol} over MQTT): {st.messages} messages, "
+        f"simulation done ({protocol} over MQTT): {st.messages} messages, "
         f"{st.readings} readings in {st.elapsed_s:.1f} s "
-        f"({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)"
+        f"({st.readings / max(st.elapsed_s, 1e-9):.0f} readings/s)" + _malformed_note(st.malformed)
     )
     return 0
+
+
+def _malformed_note(n: int) -> str:
+    return f"; {n} malformed copies sent (ingest dead-letters each)" if n else ""
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) → (host, port), or a message naming the option."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise OffsiteError(f"{option} must be HOST:PORT, e.g. 127.0.0.1:9212, not {value!r}")
+    return host, int(port)
+
+
+def _topic_template(settings: Settings) -> str:
+    """Where a device publishes: OFFSITE_MQTT_TOPIC with the device MN for its ``+``, so a
+    simulator and an ingest worker given the same settings meet on the same topics."""
+    from offsite.ingest.validate import policy_topic
+
+    prefix, suffix = policy_topic(settings.mqtt_topic)
+    return f"{prefix}/{{mn}}/{suffix}"
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -408,8 +459,9 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             records = parse_csv(fh, parse_map(args.map), tz)
     except OSError as exc:
         raise OffsiteError(f"cannot read {args.replay}: {exc}") from exc
+    protocol = args.protocol or "json"
     encode = replay_encoder(
-        args.protocol,
+        protocol,
         password=args.password,
         st=args.st,
         hj212_tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)),
@@ -433,9 +485,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         encode=encode,
         stop=stop.event,
         on_progress=progress,
+        topic_template=_topic_template(settings),
     )
     _print(
-        f"replay done ({args.protocol} over MQTT): {st.messages} messages, "
+        f"replay done ({protocol} over MQTT): {st.messages} messages, "
         f"{st.readings} readings in {st.elapsed_s:.1f} s"
     )
     return 0
@@ -479,18 +532,42 @@ def _db(settings: Settings) -> Iterator[psycopg.Connection]:
             pool.close()
 
 
-def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+def _ask_password(user: str) -> str:
+    """The new password, typed twice without echo; a mismatch or an empty input (Ctrl-D)
+    stops with a message rather than saving a password nobody meant."""
     import getpass
 
+    try:
+        first = getpass.getpass(f"password for {user}: ")
+        if not first:
+            raise OffsiteError(
+                "no password given (use --no-password for a user with API keys only)"
+            )
+        second = getpass.getpass(f"password for {user} (again): ")
+    except EOFError as exc:
+        raise OffsiteError(
+            "no password given: input ended (use --password-stdin to pipe one in, "
+            "or --no-password for a user with API keys only)"
+        ) from exc
+    if first != second:
+        raise OffsiteError("the two passwords differ; nothing saved")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.store.users import create_user, issue_token
 
+    password = None
+    if args.users_command == "add":  # asked before any database work, so Ctrl-D leaves none
+        if args.password_stdin:
+            line = sys.stdin.readline()
+            if not line.strip():
+                raise OffsiteError("--password-stdin: no password on standard input")
+            password = line.rstrip("\r\n")
+        elif not args.no_password:
+            password = _ask_password(args.user)
     with _db(settings) as conn:
         if args.users_command == "add":
-            password = None
-            if args.password_stdin:
-                password = sys.stdin.readline().rstrip("\n")
-            elif not args.no_password:
-                password = getpass.getpass(f"password for {args.user}: ")
             create_user(
                 conn,
                 args.user,
@@ -614,6 +691,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- demo --------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from offsite.embedded import require_embedded
+
+    require_embedded(settings.database_url, settings.mqtt_url)
     from offsite.demo import run_demo
 
     stop = _Stop()
@@ -649,10 +729,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="simulators → MQTT → ingest → rules → API, all in one")
-    d.add_argument("--devices", type=int, default=20)
+    d.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
     d.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     d.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="fleet and fault draw (same seed, same run)")
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     d.add_argument(
         "--fault-after", type=float, default=15.0, help="seconds before the injected faults begin"
@@ -670,14 +750,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     i = sub.add_parser("ingest", help="MQTT → store → rules")
-    i.add_argument("--progress", type=float, default=10.0)
+    i.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
     i.add_argument(
         "--gateway",
         action="store_true",
         help="also run the HJ 212 TCP gateway (OFFSITE_GATEWAY_HOST/PORT)",
     )
     g = sub.add_parser("gateway", help="HJ 212 over TCP → store → rules (no MQTT)")
-    g.add_argument("--progress", type=float, default=10.0)
+    g.add_argument("--progress", type=float, default=10.0, help="seconds between progress lines")
 
     ru = sub.add_parser(
         "rules",
@@ -690,18 +770,25 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="simulated devices → OFFSITE_MQTT_URL (JSON or HJ 212) or the HJ 212 TCP gateway",
     )
-    s.add_argument("--devices", type=int, default=20)
+    s.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
     s.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     s.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     s.add_argument(
         "--fault",
         action="append",
         default=[],
-        choices=["flatline", "spike", "drift", "offline", "exceedance"],
+        choices=_fault_kinds(),
+        metavar="KIND",
+        help="inject this fault into one device (repeat for more); one of: "
+        + ", ".join(_fault_kinds()),
     )
-    s.add_argument("--fault-after", type=float, default=15.0)
-    s.add_argument("--fault-duration", type=float, default=60.0)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--fault-after", type=float, default=15.0, help="seconds before the faults begin"
+    )
+    s.add_argument("--fault-duration", type=float, default=60.0, help="seconds each fault lasts")
+    s.add_argument(
+        "--seed", type=int, default=0, help="fleet and fault draw (same seed, same devices)"
+    )
     s.add_argument(
         "--fast",
         action="store_true",
@@ -710,15 +797,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--protocol",
         choices=["json", "hj212"],
-        default="json",
-        help="payload format (default json)",
+        default=None,
+        help="payload format (default json over MQTT, hj212 to the gateway)",
     )
     s.add_argument(
         "--transport",
         choices=["mqtt", "tcp"],
-        default="mqtt",
-        help="mqtt: OFFSITE_MQTT_URL; tcp: the HJ 212 gateway at "
-        "OFFSITE_GATEWAY_HOST/PORT (needs --protocol hj212)",
+        default=None,
+        help="mqtt (default): OFFSITE_MQTT_URL; tcp: the HJ 212 gateway at "
+        "OFFSITE_GATEWAY_HOST/PORT (HJ 212 only)",
+    )
+    s.add_argument(
+        "--gateway",
+        metavar="HOST:PORT",
+        help="send HJ 212 over TCP to the gateway at HOST:PORT, as field loggers do "
+        "(implies --transport tcp --protocol hj212)",
+    )
+    s.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="also send this share (0-1) of the messages broken, just before the good "
+        "copy: HJ 212 with a bad CRC, JSON cut short; ingest dead-letters each",
     )
     s.add_argument(
         "--connections",
@@ -763,10 +864,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream with random faults (kill -9, database cut, broker "
         "restart); fails unless published = stored, once each",
     )
-    k.add_argument("--duration", type=float, default=120.0)
-    k.add_argument("--devices", type=int, default=8)
+    k.add_argument("--duration", type=float, default=120.0, help="seconds of streaming")
+    k.add_argument("--devices", type=int, default=8, help="simulated devices")
     k.add_argument("--rate", type=float, default=100.0, help="messages per second")
-    k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--seed", type=int, default=1, help="draw of the faults and their times")
     k.add_argument(
         "--faults",
         default="kill9,db_cut,broker_restart",
@@ -779,7 +880,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the rules on simulated faults with ground truth "
         "(precision, recall, delay, clean false alerts)",
     )
-    e.add_argument("--seeds", type=int, default=3)
+    e.add_argument("--seeds", type=int, default=3, help="independent runs scored (default 3)")
     e.add_argument(
         "--kinds",
         nargs="+",
@@ -788,7 +889,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=_fault_kinds(),
         help="default: every kind",
     )
-    e.add_argument("--devices-per-kind", type=int, default=6)
+    e.add_argument(
+        "--devices-per-kind", type=int, default=6, help="faulty devices per fault kind and seed"
+    )
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
 
@@ -810,14 +913,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="recompute hourly/daily rollups from raw readings (after a bulk load)",
     )
     lr = dbs.add_parser("load-registry", help="load enterprises/points/devices from .toml/.json")
-    lr.add_argument("file")
+    lr.add_argument("file", help="registry file (.toml or .json); see examples/registry.toml")
 
     u = sub.add_parser("users", help="people who use the API, and their API keys")
     us = u.add_subparsers(dest="users_command", required=True)
     ua = us.add_parser("add", help="create or update a user (asks for the password)")
-    ua.add_argument("user")
+    ua.add_argument("user", help="login name (1-64 letters, digits or _.@-)")
     ua.add_argument(
-        "--role", required=True, choices=["admin", "regulator", "inspector", "enterprise"]
+        "--role",
+        required=True,
+        choices=["admin", "regulator", "inspector", "enterprise"],
+        help="what the user may see and do",
     )
     ua.add_argument("--enterprise", help="the enterprise of an enterprise user")
     ua.add_argument("--region", default="", help="regulator/inspector region ('' = all)")
@@ -827,7 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     ua.add_argument("--no-password", action="store_true", help="API keys only, no login")
     ut = us.add_parser("token", help="issue an API key for a user (printed once)")
-    ut.add_argument("user")
+    ut.add_argument("user", help="the user the key acts as")
     ut.add_argument("--days", type=float, default=None, help="expire after; default never")
 
     dv = sub.add_parser("devices", help="device credentials for the MQTT broker")
@@ -835,16 +941,20 @@ def build_parser() -> argparse.ArgumentParser:
     ex = dvs.add_parser(
         "export-broker-auth", help="write Mosquitto password and ACL files from the registry"
     )
-    ex.add_argument("--out", default="deploy/mosquitto/auth")
+    ex.add_argument(
+        "--out", default="deploy/mosquitto/auth", help="directory for the passwd and acl files"
+    )
     ex.add_argument(
         "--simulator-user",
         help="demo only: a user that may publish for every device (the simulator)",
     )
-    ex.add_argument("--simulator-password", default="")
+    ex.add_argument(
+        "--simulator-password", default="", help="the simulator user's password (both needed)"
+    )
     sp = dvs.add_parser(
         "set-mqtt-password", help="issue a device a new MQTT password (printed once)"
     )
-    sp.add_argument("mn")
+    sp.add_argument("mn", help="the device's MN")
 
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     aus = au.add_subparsers(dest="audit_command", required=True)
@@ -921,6 +1031,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, IngestError | StoreError | RuleError | ApiError | SimulatorError):
             cause = f" (caused by: {exc.__cause__})" if exc.__cause__ else ""
             print(f"offsite: error: {exc}{cause}", file=sys.stderr)
+            return 2
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            # services may run as the limited application role (docker-compose.yml)
+            print(
+                f"offsite: error: the database role may not do this: {str(exc).strip()} "
+                "(schema changes and storage upkeep need the owning role, the one that "
+                "runs `offsite db migrate`)",
+                file=sys.stderr,
+            )
             return 2
         raise
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ A few deliberately bad messages are published too, so the dead-letter store show
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,33 @@ def demo_users(conn: psycopg.Connection, enterprise_id: str) -> list[tuple[str, 
     return made
 
 
+def bind_http(host: str, port: int, *, explicit: bool) -> tuple[socket.socket, str | None]:
+    """The API's listening socket, and a note when it is not on the port asked for.
+
+    The demo's default port (8000) is often taken by something else on a laptop: like the
+    embedded services, the demo then takes a free port and says which. A port the user
+    set (OFFSITE_HTTP_PORT) is not second-guessed: taken, it is an error.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    note = None
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if explicit or port == 0:
+            sock.close()
+            raise OffsiteError(
+                f"the API cannot listen on {host}:{port} ({exc.strerror}); "
+                "set OFFSITE_HTTP_PORT to a free port"
+            ) from exc
+        sock.bind((host, 0))
+        note = f"port {port} is in use; the API took port {sock.getsockname()[1]} instead"
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock, note
+
+
 def run_demo(
     settings: Settings,
     data_dir: Path,
@@ -119,6 +147,14 @@ def run_demo(
         ingest.start()
         out(f"ingest consuming {settings.mqtt_topic} from {mq}")
 
+        sock, port_note = bind_http(
+            settings.http_host,
+            settings.http_port,
+            explicit="http_port" in settings.model_fields_set,
+        )
+        if port_note:
+            out(port_note)
+            settings = settings.model_copy(update={"http_port": sock.getsockname()[1]})
         app = create_app(settings, db)
         server = uvicorn.Server(
             uvicorn.Config(
@@ -129,7 +165,9 @@ def run_demo(
                 timeout_graceful_shutdown=2,
             )
         )
-        api_thread = threading.Thread(target=server.run, name="offsite-api", daemon=True)
+        api_thread = threading.Thread(
+            target=server.run, args=([sock],), name="offsite-api", daemon=True
+        )
         api_thread.start()
         deadline = time.monotonic() + 15
         while not server.started and api_thread.is_alive() and time.monotonic() < deadline:
@@ -137,9 +175,9 @@ def run_demo(
         if not server.started:
             ingest.stop()
             pool.close()
+            sock.close()
             raise OffsiteError(
-                f"the API could not start on {settings.http_host}:"
-                f"{settings.http_port} (port in use? set OFFSITE_HTTP_PORT)"
+                f"the API could not start on {settings.http_host}:{settings.http_port}"
             )
         out(f"API and console on {settings.base_url}  (OpenAPI: {settings.base_url}/docs)")
         out("sign in to the console with (passwords are new each run):")
@@ -200,6 +238,7 @@ def run_demo(
             ingest.stop()
             server.should_exit = True
             api_thread.join(10)
+            sock.close()
             with pool.connection() as conn:
                 by_rule = counts_by_rule(conn)
                 alerted = {

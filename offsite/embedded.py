@@ -21,6 +21,37 @@ from offsite.core.errors import EmbeddedError
 
 log = logging.getLogger("offsite.embedded")
 
+# What a server install lacks for the embedded services (they are an extra).
+INSTALL_HINT = "pip install 'offsite[embedded]'"
+
+
+def _importable(module: str) -> bool:
+    try:
+        with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+            warnings.simplefilter("ignore")
+            __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def require_embedded(database_url: str | None, mqtt_url: str | None) -> None:
+    """Fail before anything starts, saying what to install, when an unset service would
+    need an embedded one whose package the extra would have brought."""
+    missing = [
+        f"{module} (for the {what}; or set {var})"
+        for module, what, var, url in (
+            ("pgserver", "embedded PostgreSQL", "OFFSITE_DATABASE_URL", database_url),
+            ("amqtt", "embedded MQTT broker", "OFFSITE_MQTT_URL", mqtt_url),
+        )
+        if url is None and not _importable(module)
+    ]
+    if missing:
+        raise EmbeddedError(
+            f"the embedded services are not installed: {INSTALL_HINT} "
+            f"(missing {', '.join(missing)})"
+        )
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -43,8 +74,12 @@ class EmbeddedPostgres:
                 import pgserver
         except ImportError as exc:
             raise EmbeddedError(
-                "the embedded PostgreSQL needs the 'pgserver' package (or set OFFSITE_DATABASE_URL)"
+                f"the embedded PostgreSQL is not installed: {INSTALL_HINT} "
+                "(or set OFFSITE_DATABASE_URL)"
             ) from exc
+        # pgserver logs every initdb/pg_ctl command and its output at INFO: that buries
+        # what `db status`, `users add` or `load-registry` print. Its warnings still show.
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
@@ -86,7 +121,8 @@ class EmbeddedBroker:
             from amqtt.broker import Broker
         except ImportError as exc:
             raise EmbeddedError(
-                "the embedded broker needs the 'amqtt' package (or set OFFSITE_MQTT_URL)"
+                f"the embedded MQTT broker is not installed: {INSTALL_HINT} "
+                "(or set OFFSITE_MQTT_URL)"
             ) from exc
         config = {
             "listeners": {

@@ -14,6 +14,8 @@ Data flow::
         → publisher.py (JSON or HJ 212 payloads over MQTT, QoS 1)
         → or tcp_logger.py (HJ 212 packets over TCP, each answer awaited)
     hj212_device.py: one tick → one HJ 212 real-time packet (used by both transports)
+    malformed.py: a share of the messages also sent broken (bad CRC, cut JSON), for
+        dead-letter demos and tests
     replay.py: a recorded CSV series → records → publisher.publish_records
     evalsuite.py: fleets with one known fault per device, for ``offsite eval``
 

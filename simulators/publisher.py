@@ -45,6 +45,7 @@ from offsite.simulators.hj212_device import (
     Hj212Encoder,
     realtime_packet,
 )
+from offsite.simulators.malformed import check_rate, corrupt, is_malformed
 from offsite.simulators.replay import Record
 from offsite.simulators.scenarios import Fleet
 
@@ -80,14 +81,18 @@ INFLIGHT = 100
 RECONNECT_EVERY_S = 1.0
 # Progress callbacks during a replay: at most this often (wall clock).
 REPLAY_PROGRESS_EVERY_S = 0.5
+# The readings count of a tick entry that is a deliberately broken copy (``malformed``).
+MALFORMED = -1
 
 
 @dataclass(frozen=True, slots=True)
 class PublishStats:
-    """What was published: messages (one per device and tick) and readings (values)."""
+    """What was published: messages (one per device and tick) and readings (values);
+    ``malformed``: broken copies sent besides them (each one a dead letter for ingest)."""
 
     messages: int = 0
     readings: int = 0
+    malformed: int = 0
     started_at: datetime | None = None
     elapsed_s: float = 0.0
 
@@ -167,6 +172,7 @@ def publish_fleet(
     client_id: str = "offsite-sim",
     protocol: str = "json",
     hj212_tz: tzinfo = BEIJING,
+    malformed: float = 0.0,
 ) -> PublishStats:
     """Publish the fleet's ticks until ``duration_s`` is covered or ``stop`` is set.
 
@@ -181,8 +187,11 @@ def publish_fleet(
     stop. Raises ``PublishError`` if the broker cannot be reached, refuses us, or
     stays unreachable/silent for ``ACK_TIMEOUT_S``. ``on_progress`` gets a
     snapshot after each realtime tick, at most every 0.5 s in a replay, and once
-    at the end. ``protocol`` picks the payload (``payload_encoder``).
+    at the end. ``protocol`` picks the payload (``payload_encoder``). ``malformed``: the
+    share of messages that are also sent broken, just before the good copy
+    (``simulators.malformed``).
     """
+    check_rate(malformed)
     host, port, username, password = parse_mqtt_url(mqtt_url)
     encode = payload_encoder(fleet.registry, protocol, hj212_tz=hj212_tz)
     if duration_s is not None and not duration_s >= 0:
@@ -200,10 +209,14 @@ def publish_fleet(
             else replay_ticks(fleet, duration_s, start, stop)
         )
         for ts in times:
-            yield [
-                (topic_template.format(mn=m.mn), encode(m.mn, ts, m.values, m.flags), len(m.values))
-                for m in fleet.messages(ts)
-            ]
+            tick: list[tuple[str, bytes, int]] = []
+            for m in fleet.messages(ts):
+                topic = topic_template.format(mn=m.mn)
+                payload = encode(m.mn, ts, m.values, m.flags)
+                if is_malformed(malformed, fleet.seed, m.mn, ts):
+                    tick.append((topic, corrupt(payload), MALFORMED))
+                tick.append((topic, payload, len(m.values)))
+            yield tick
 
     return _drive(
         _Session(host, port, username, password, client_id),
@@ -233,10 +246,12 @@ def _drive(
             for topic, payload, _ in tick:
                 session.publish(topic, payload)
             session.wait_acked(MAX_PENDING, stop)
+            broken = sum(n == MALFORMED for _, _, n in tick)
             stats = replace(
                 stats,
-                messages=stats.messages + len(tick),
-                readings=stats.readings + sum(n for _, _, n in tick),
+                messages=stats.messages + len(tick) - broken,
+                readings=stats.readings + sum(n for _, _, n in tick if n != MALFORMED),
+                malformed=stats.malformed + broken,
                 elapsed_s=time.monotonic() - t_wall,
             )
             now = time.monotonic()

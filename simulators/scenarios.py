@@ -22,9 +22,11 @@ from offsite.core.registry import Device, Enterprise, Point, Registry
 from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
 from offsite.simulators.errors import ScenarioError
 from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
+from offsite.simulators.signals import unit_hash
 
-# The kinds ``build_fleet`` injects (the demo's set). The others need hours of
-# history or a specific channel and are built by ``simulators.evalsuite``.
+# The kinds ``build_fleet`` injects by default (the demo's set). It places every other
+# kind too when asked (``offsite simulate --fault KIND``); ``simulators.evalsuite`` builds
+# them with the hours of history the statistical detectors need to score them.
 ALL_FAULTS: tuple[FaultKind, ...] = (
     FaultKind.FLATLINE,
     FaultKind.SPIKE,
@@ -248,12 +250,6 @@ def build_fleet(
         kinds = [FaultKind(k) for k in faults]
     except ValueError as exc:
         raise ScenarioError(f"unknown fault kind in {list(faults)!r}") from exc
-    others = sorted({k.value for k in kinds} - set(ALL_FAULTS))
-    if others:
-        raise ScenarioError(
-            f"build_fleet injects only {', '.join(ALL_FAULTS)}; "
-            f"{', '.join(others)} faults are built by simulators.evalsuite"
-        )
     rng = np.random.default_rng(seed)
 
     n_water = round(n_devices / 3)
@@ -358,10 +354,17 @@ def _assign_faults(
         return []
     n = len(devices)
     n_faulty = min(n, max(len(kinds), n // 2))
-    chosen = rng.permutation(n)[:n_faulty]
+    order = [int(i) for i in rng.permutation(n)]
+    for j in range(n_faulty):
+        kind = kinds[j % len(kinds)]
+        if kind in _CEMS_ONLY and devices[order[j]].profile.name != "cems":
+            # dilution air changes O2, which only a stack measures: swap in a stack
+            stacks = [k for k in range(j + 1, n) if devices[order[k]].profile.name == "cems"]
+            if stacks:
+                order[j], order[stacks[0]] = order[stacks[0]], order[j]
     out = []
-    for j, idx in enumerate(chosen):
-        dev = devices[int(idx)]
+    for j, idx in enumerate(order[:n_faulty]):
+        dev = devices[idx]
         kind = kinds[j % len(kinds)]
         t0 = start + timedelta(seconds=after_s + int(rng.integers(_START_SPREAD_TICKS)) * rate_s)
         # Draw every random number whatever the kind, so that one fault's kind
@@ -392,7 +395,60 @@ def _assign_faults(
                 }
             case FaultKind.OFFLINE:
                 pollutant = None
+            case _:
+                pollutant, params = _other_fault(kind, dev, level, t0, after_s, rate_s)
         out.append(
             Fault(kind=kind, mn=dev.mn, pollutant=pollutant, start=t0, end=end, params=params)
         )
     return out
+
+
+# Dilution air shows only where O2 is measured.
+_CEMS_ONLY = frozenset({FaultKind.DILUTION})
+# The channel a shift or a flow_zero acts on, per profile (as in simulators.evalsuite).
+_SHIFT_CHANNEL = {"cems": "a01012", "wastewater": "w01001"}
+_FLOW_CHANNEL = {"cems": "a01011", "wastewater": "w00000"}
+_IMPLAUSIBLE = {"cems": ("a21026", -5.0), "wastewater": ("w01018", -5.0)}
+
+
+def _other_fault(
+    kind: FaultKind,
+    dev: SimDevice,
+    level: float,
+    t0: datetime,
+    after_s: float,
+    rate_s: float,
+) -> tuple[str | None, dict[str, float]]:
+    """(pollutant, params) of the kinds beyond the demo's set, sized to be visible within
+    a live run. Their variety comes from a hash of the device and start, not from the
+    fleet's generator, so asking for them never moves the other faults."""
+    prof = dev.profile
+    u = unit_hash("fault", dev.mn, kind.value, t0.isoformat())
+    code = prof.fault_pollutant
+    match kind:
+        case FaultKind.CLAMP:
+            return code, {"limit": float(prof.limits[code]), "level": round(0.92 + 0.05 * u, 3)}
+        case FaultKind.DILUTION:
+            return code, {"o2_add": round(4.0 + 3.0 * u, 2), "ramp_s": 2 * rate_s}
+        case FaultKind.FLOW_ZERO:
+            return _FLOW_CHANNEL[prof.name], {}
+        case FaultKind.COPY_PASTE:
+            # repeat what was sent from the start of the run: a whole number of ticks back
+            return None, {"lag_s": max(1, round(after_s / rate_s)) * rate_s}
+        case FaultKind.FLAG_ABUSE:
+            return code, {"share": round(0.3 + 0.3 * u, 2)}
+        case FaultKind.FALSE_STOP:
+            return None, {}
+        case FaultKind.CAPTURE:
+            return None, {"drop": round(0.4 + 0.2 * u, 2)}
+        case FaultKind.IMPLAUSIBLE:
+            channel, value = _IMPLAUSIBLE[prof.name]
+            return channel, {"value": value}
+        case FaultKind.SHIFT:
+            channel = _SHIFT_CHANNEL[prof.name]
+            ch = prof.channel(channel)
+            return channel, {
+                "sd_steps": round((1.0 if u < 0.5 else -1.0) * (8.0 + 4.0 * u), 2),
+                "sd": round(math.hypot(ch.slow_sd, ch.white_sd), 4),
+            }
+    raise ScenarioError(f"no live placement for {kind.value} faults")  # pragma: no cover

@@ -33,6 +33,7 @@ from offsite.ingest.framer import Frame, Framer
 from offsite.simulators.clock import LOOP_SLICE_S, realtime_ticks, replay_ticks
 from offsite.simulators.errors import PublishError
 from offsite.simulators.hj212_device import Hj212Encoder
+from offsite.simulators.malformed import check_rate, corrupt, is_malformed
 from offsite.simulators.scenarios import Fleet
 
 RESPONSE_TIMEOUT_S = 10.0
@@ -59,12 +60,14 @@ class TcpStats:
 
     ``packets`` counts distinct packets (one per device and tick); ``sent`` also
     counts resends. At the end every packet is either in ``responses`` or in
-    ``missing``. ``unmatched``: answers naming no packet still awaited (a second
+    ``missing``. ``malformed``: broken copies sent besides the packets, never answered
+    (the gateway dead-letters them). ``unmatched``: answers naming no packet still awaited (a second
     answer to a resent packet, a late one, or one that does not parse as 9014).
     """
 
     packets: int = 0
     readings: int = 0
+    malformed: int = 0
     sent: int = 0
     resent: int = 0
     responses: int = 0
@@ -95,6 +98,7 @@ def run_tcp_loggers(
     response_timeout_s: float = RESPONSE_TIMEOUT_S,
     window: int = WINDOW,
     tz: tzinfo = BEIJING,
+    malformed: float = 0.0,
 ) -> TcpStats:
     """Run the fleet's loggers against the HJ 212 gateway at ``host:port``.
 
@@ -109,9 +113,11 @@ def run_tcp_loggers(
     Raises ``PublishError`` (chained) if a connection cannot be opened, or the
     gateway stays unreachable or stops reading for ``GIVE_UP_S``. ``on_progress``
     gets a snapshot after each realtime tick, at most every 0.5 s in a replay, and
-    once at the end.
+    once at the end. ``malformed``: the share of packets also sent with a broken CRC just
+    before the good one, unanswered by design (``simulators.malformed``).
     """
     _check_args(fleet, duration_s, connections, response_timeout_s, window)
+    check_rate(malformed)
     encoder = Hj212Encoder(fleet.registry, tz=tz)
     n_links = len(fleet.devices) if connections is None else min(connections, len(fleet.devices))
     link_of = {d.mn: i % n_links for i, d in enumerate(fleet.devices)}
@@ -129,12 +135,10 @@ def run_tcp_loggers(
         for ts in ticks:
             qn = encoder.qn(ts)
             for m in fleet.messages(ts):
-                loggers.queue(
-                    link_of[m.mn],
-                    (m.mn, qn),
-                    encoder.packet(m.mn, m.values, ts, m.flags),
-                    len(m.values),
-                )
+                packet = encoder.packet(m.mn, m.values, ts, m.flags)
+                if is_malformed(malformed, fleet.seed, m.mn, ts):
+                    loggers.send_unanswered(link_of[m.mn], corrupt(packet))
+                loggers.queue(link_of[m.mn], (m.mn, qn), packet, len(m.values))
             loggers.pump(0.0)
             # A replay moves on only once every packet of this tick is on the wire.
             while not realtime and loggers.backlogged and not stop.is_set():
@@ -230,7 +234,7 @@ class _Loggers:
         self.deadlines: deque[tuple[float, Key, int]] = deque()
         self.waiting: set[_Link] = set()  # links with a backlog
         self.down: set[_Link] = set()
-        self.packets = self.readings = self.sent = self.resent = 0
+        self.packets = self.readings = self.sent = self.resent = self.malformed = 0
         self.responses = self.missing = self.unmatched = self.reconnects = 0
         self._last_stall_check = 0.0
         try:
@@ -255,6 +259,7 @@ class _Loggers:
         return TcpStats(
             packets=self.packets,
             readings=self.readings,
+            malformed=self.malformed,
             sent=self.sent,
             resent=self.resent,
             responses=self.responses,
@@ -273,6 +278,11 @@ class _Loggers:
         self.readings += readings
         link.backlog.append((key, raw))
         self._fill(link)
+
+    def send_unanswered(self, link_index: int, raw: bytes) -> None:
+        """Write bytes that expect no answer (a broken packet): nothing awaits them."""
+        self.malformed += 1
+        self._write(self.links[link_index], raw)
 
     def _fill(self, link: _Link) -> None:
         while link.backlog and (self.window is None or link.inflight < self.window):

@@ -34,9 +34,23 @@ def available() -> list[Migration]:
     return sorted(out, key=lambda m: m.version)
 
 
+def _pending(conn: psycopg.Connection) -> bool:
+    """Whether any packaged migration is not applied yet: read-only, so a service that
+    connects as the limited application role (no CREATE on the schema) starts on a
+    schema the migrating role already brought up to date."""
+    with conn.transaction():
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NULL").fetchone()
+        if row is None or row[0]:
+            return True
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+    return any(m.version not in done for m in available())
+
+
 def migrate(conn: psycopg.Connection) -> list[Migration]:
     """Apply pending migrations; return those applied. ``conn`` must be in autocommit off."""
     applied: list[Migration] = []
+    if not _pending(conn):
+        return applied
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -277,6 +277,18 @@ def _create(conn: psycopg.Connection, p: Partition) -> int:
 def _maintain_timescale(conn: psycopg.Connection, retention: timedelta | None) -> MaintainReport:
     """Keep the hypertable's retention policy equal to the setting (never run here: the
     machines this was written on cannot load TimescaleDB)."""
+    current = [
+        r[0]
+        for r in conn.execute(
+            """SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs
+               WHERE proc_name = 'policy_retention' AND hypertable_name = 'readings'
+                 AND hypertable_schema = current_schema()"""
+        )
+    ]
+    if current == ([] if retention is None else [retention]):
+        # already as configured: nothing to change, so a service running as the limited
+        # application role (which does not own the hypertable) needs no ownership here
+        return MaintainReport("timescaledb")
     conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
     if retention is not None:
         conn.execute("SELECT add_retention_policy('readings', drop_after => %s)", (retention,))

@@ -56,6 +56,8 @@ def create_user(
         raise UserError("an enterprise user needs --enterprise, and only an enterprise user")
     if password is not None and len(password) < MIN_PASSWORD:
         raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+    if enterprise_id is not None and not _enterprise_exists(conn, enterprise_id):
+        raise UserError(_no_enterprise(conn, enterprise_id))
     pw_hash = hash_password(password) if password else None
     try:
         with conn.transaction():
@@ -76,10 +78,31 @@ def create_user(
                     "password_set": pw_hash is not None,
                 },
             )
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise UserError(f"enterprise {enterprise_id!r} is not in the registry") from exc
+    except psycopg.errors.ForeignKeyViolation as exc:  # removed since the check above
+        raise UserError(_no_enterprise(conn, enterprise_id)) from exc
     except psycopg.errors.CheckViolation as exc:
         raise UserError(f"user id {user_id!r} is not 1–64 letters, digits or _.@-") from exc
+
+
+def _enterprise_exists(conn: psycopg.Connection, enterprise_id: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (enterprise_id,)).fetchone()
+        is not None
+    )
+
+
+def _no_enterprise(conn: psycopg.Connection, enterprise_id: str | None) -> str:
+    """Why an enterprise user cannot be saved, and what to do: on a fresh database the
+    registry has not been loaded yet, which a foreign-key message does not say."""
+    row = conn.execute("SELECT count(*) FROM enterprises").fetchone()
+    loaded = row[0] if row else 0
+    hint = (
+        "the registry is empty: load it first with `offsite db load-registry FILE`"
+        if loaded == 0
+        else f"the registry holds {loaded} other enterprises; load or fix it with "
+        "`offsite db load-registry FILE`"
+    )
+    return f"enterprise {enterprise_id!r} is not in the registry ({hint})"
 
 
 def issue_token(

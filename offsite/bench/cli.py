@@ -20,7 +20,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     i = bs.add_parser(
         "ingest", help="Offsite ingest vs the minimal lossless ingest and a bare subscriber"
     )
-    i.add_argument("--devices", type=int, default=1000)
+    i.add_argument("--devices", type=int, default=1000, help="simulated devices publishing")
     i.add_argument("--ticks", type=int, default=60, help="messages per device")
     i.add_argument("--publishers", type=int, default=2, help="publisher processes")
     i.add_argument(
@@ -32,23 +32,23 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     i.add_argument(
         "--rounds", type=int, default=3, help="alternating minimal/offsite pairs (medians)"
     )
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     lat = bs.add_parser("latency", help="publish → alert on the SSE feed under steady load")
     lat.add_argument("--rate", type=int, default=10_000, help="background readings/s")
     lat.add_argument("--probes", type=int, default=100, help="exceedances injected")
     lat.add_argument("--probe-every", type=float, default=0.25, help="seconds between them")
-    lat.add_argument("--json", action="store_true")
+    lat.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     q = bs.add_parser("query", help="the console's queries over a large stored history")
-    q.add_argument("--devices", type=int, default=1000)
+    q.add_argument("--devices", type=int, default=1000, help="devices in the queried history")
     q.add_argument("--days", type=float, default=6.0, help="days of minute data")
     q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
     q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     r = bs.add_parser("rules", help="rule evaluation alone, whole catalog (no services)")
     r.add_argument("--devices", type=int, default=2000, help="CEMS stacks, 8 series each")
     r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
     r.add_argument("--repeat", type=int, default=3, help="runs (the median is reported)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:

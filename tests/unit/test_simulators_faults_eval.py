@@ -212,9 +212,36 @@ def test_bad_new_faults_are_refused(kind: FaultKind, pollutant: str | None, para
         Fault(kind, "M1", pollutant, T0, T0 + timedelta(minutes=5), params)
 
 
-def test_build_fleet_refuses_kinds_it_cannot_place() -> None:
-    with pytest.raises(ScenarioError, match="evalsuite"):
-        build_fleet(4, seed=0, start=T0, faults=[FaultKind.COPY_PASTE])
+@pytest.mark.parametrize("kind", list(FaultKind))
+def test_build_fleet_places_every_kind_where_it_shows(kind: FaultKind) -> None:
+    """`offsite simulate --fault KIND` offers every kind: each one lands on a device
+    that can show it and changes what that device sends, only within its window."""
+    rate, after, duration = 1.0, 15.0, 60.0
+    faulty = build_fleet(
+        4,
+        seed=3,
+        start=T0,
+        rate_s=rate,
+        faults=[kind],
+        fault_after_s=after,
+        fault_duration_s=duration,
+    )
+    clean = build_fleet(4, seed=3, start=T0, rate_s=rate, faults=[])
+    assert faulty.faults and {f.kind for f in faulty.faults} == {kind}
+    by_mn = {f.mn: f for f in faulty.faults}
+    if kind is FaultKind.DILUTION:
+        assert all(faulty.device(mn).profile.name == "cems" for mn in by_mn)
+    changed = dict.fromkeys(by_mn, 0)
+    for ts in faulty.timestamps(after + duration + 10 * rate):
+        sent = {m.mn: m for m in faulty.messages(ts)}
+        for want in clean.messages(ts):
+            got = sent.get(want.mn)
+            if got is None or (got.values, got.flags) != (want.values, want.flags):
+                assert want.mn in by_mn and by_mn[want.mn].active(ts), (
+                    f"{kind.value} changed {want.mn} at {ts} outside its window"
+                )
+                changed[want.mn] += 1
+    assert all(changed.values()), f"{kind.value} never changed what a device sent: {changed}"
 
 
 # --- daily calibration --------------------------------------------------------------------
