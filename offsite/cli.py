@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import tempfile
@@ -603,7 +604,12 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return run_eval(
         seeds=args.seeds,
         kinds=args.kinds,
+        split=args.split,
+        profiles=args.profiles or None,
         devices_per_kind=args.devices_per_kind,
+        clean_per_profile=args.clean_per_profile,
+        days=args.days,
+        workers=args.workers if args.workers else min(2, os.cpu_count() or 1),
         as_json=args.json,
         strict=args.strict,
         config=config,
@@ -776,10 +782,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "eval",
-        help="score the rules on simulated faults with ground truth "
-        "(precision, recall, delay, clean false alerts)",
+        help="score the rules on multi-day plant runs with injected faults "
+        "(precision, recall, delay, clean false alerts; tuning and held-out apart)",
     )
-    e.add_argument("--seeds", type=int, default=3)
+    e.add_argument("--seeds", type=int, default=2, help="seeds per split (default 2)")
+    e.add_argument(
+        "--split",
+        choices=["tune", "held-out", "both"],
+        default="both",
+        help="which fixed split of seeds and plant profiles to run (default both, side by side)",
+    )
+    e.add_argument(
+        "--profiles",
+        nargs="+",
+        default=[],
+        metavar="PROFILE",
+        choices=_plant_profiles(),
+        help="run these plant profiles instead of the split's own",
+    )
+    e.add_argument("--days", type=float, default=3.0, help="length of each run (>= 2)")
+    e.add_argument("--clean-per-profile", type=int, default=2)
+    e.add_argument("--workers", type=int, default=0, help="processes (default: up to 2)")
     e.add_argument(
         "--kinds",
         nargs="+",
@@ -788,9 +811,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=_fault_kinds(),
         help="default: every kind",
     )
-    e.add_argument("--devices-per-kind", type=int, default=6)
+    e.add_argument("--devices-per-kind", type=int, default=1)
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
-    e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
+    e.add_argument(
+        "--strict", action="store_true", help="exit 1 if a target of the held-out split is missed"
+    )
 
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
@@ -877,6 +902,12 @@ COMMANDS = {
     "audit": cmd_audit,
     "bench": cmd_bench,
 }
+
+
+def _plant_profiles() -> list[str]:
+    from offsite.simulators.plant import PLANT_PROFILES
+
+    return list(PLANT_PROFILES)
 
 
 def _fault_kinds() -> list[str]:

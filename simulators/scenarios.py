@@ -22,6 +22,10 @@ from offsite.core.registry import Device, Enterprise, Point, Registry
 from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
 from offsite.simulators.errors import ScenarioError
 from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
+from offsite.simulators.plant import PlantDevice
+
+# What a fleet drives: the independent-channel device or the plant model.
+AnyDevice = SimDevice | PlantDevice
 
 # The kinds ``build_fleet`` injects (the demo's set). The others need hours of
 # history or a specific channel and are built by ``simulators.evalsuite``.
@@ -107,14 +111,17 @@ class Fleet:
     """Simulated devices plus their registry and ground truth; ``tick`` drives them."""
 
     registry: Registry
-    devices: list[SimDevice]
+    devices: Sequence[AnyDevice]
     faults: list[Fault]
     rate_s: float
     start: datetime
     seed: int = 0
     _faults_by_mn: dict[str, list[Fault]] = field(init=False, repr=False)
-    # what devices with a copy_paste fault sent, by time, back to their longest lag
-    _sent: dict[str, dict[datetime, dict[str, float]]] = field(init=False, repr=False)
+    # what devices with a copy_paste fault sent (values, flags), by time, back to their
+    # longest lag
+    _sent: dict[str, dict[datetime, tuple[dict[str, float], dict[str, str]]]] = field(
+        init=False, repr=False
+    )
     _keep_s: dict[str, float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -127,7 +134,7 @@ class Fleet:
                 self._sent.setdefault(f.mn, {})
                 self._keep_s[f.mn] = max(self._keep_s.get(f.mn, 0.0), f.params["lag_s"])
 
-    def device(self, mn: str) -> SimDevice:
+    def device(self, mn: str) -> AnyDevice:
         for d in self.devices:
             if d.mn == mn:
                 return d
@@ -152,7 +159,7 @@ class Fleet:
                 faults, ts, values, flags, None if sent is None else sent.get
             )
             if sent is not None:
-                self._remember(dev.mn, sent, ts, None if got is None else got[0])
+                self._remember(dev.mn, sent, ts, got)
             if got is not None:
                 out.append(Message(dev.mn, *got))
         return out
@@ -160,12 +167,12 @@ class Fleet:
     def _remember(
         self,
         mn: str,
-        sent: dict[datetime, dict[str, float]],
+        sent: dict[datetime, tuple[dict[str, float], dict[str, str]]],
         ts: datetime,
-        values: dict[str, float] | None,
+        got: tuple[dict[str, float], dict[str, str]] | None,
     ) -> None:
-        if values is not None:
-            sent[ts] = dict(values)
+        if got is not None:
+            sent[ts] = (dict(got[0]), dict(got[1]))
         horizon = ts - timedelta(seconds=self._keep_s[mn] + 2 * self.rate_s)
         while sent:
             oldest = next(iter(sent))
@@ -300,7 +307,7 @@ def _check_args(
 
 
 def build_registry(
-    rng: np.random.Generator, devices: list[SimDevice], passwords: list[str], rate_s: float
+    rng: np.random.Generator, devices: Sequence[AnyDevice], passwords: list[str], rate_s: float
 ) -> Registry:
     enterprises: list[Enterprise] = []
     points: list[Point] = []
@@ -313,7 +320,7 @@ def build_registry(
         group = devices[i : i + int(rng.integers(1, 4))]
         i += len(group)
         eid = f"E{len(enterprises) + 1:04d}"
-        has_stack = any(d.profile is CEMS for d in group)
+        has_stack = any(d.profile.point_kind == "flue_gas" for d in group)
         trades = _STACK_TRADES if has_stack else _WATER_TRADES
         name = f"{places[len(enterprises) % len(places)]} {trades[int(rng.integers(len(trades)))]}"
         if name in used_names:

@@ -1,8 +1,10 @@
-"""``offsite eval``: build the suite per seed, run it through the engine, score, print.
+"""``offsite eval``: build the plant runs per split and seed, run them through the engine,
+score, print the splits side by side.
 
 A measurement, not a test: it exits 0 whatever the figures unless ``strict`` asks
-for 1 when a target is missed. Progress goes to stderr so that ``--json`` output
-on stdout stays machine-readable.
+for 1 when a target of the held-out split (the one the tuning never saw) is missed.
+Progress goes to stderr so that ``--json`` output on stdout stays machine-readable.
+Runs are independent and pure, so they spread over worker processes.
 """
 
 from __future__ import annotations
@@ -10,22 +12,91 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 
 from offsite.core.errors import OffsiteError
-from offsite.evaluation.report import json_report, text_report
-from offsite.evaluation.runner import EngineConfig, run_one
-from offsite.evaluation.scoring import Raised, Targets, Truth, score
-from offsite.simulators.evalsuite import DEVICES_PER_KIND, RATE_S, RUN_S, build_suite
+from offsite.evaluation.report import splits_json_report, splits_text_report
+from offsite.evaluation.runner import EngineConfig, run_engine
+from offsite.evaluation.scoring import Raised, Scores, Targets, Truth, score
 from offsite.simulators.faults import FaultKind
+from offsite.simulators.plantsuite import (
+    CLEAN_PER_PROFILE,
+    DAYS,
+    DEVICES_PER_KIND,
+    RATE_S,
+    SPLITS,
+    build_plant_run,
+)
 
 Out = Callable[[str], None]
+HELD_OUT = "held-out"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run to build and judge: everything a worker process needs (picklable)."""
+
+    split: str
+    seed_index: int
+    kinds: tuple[str, ...]
+    profiles: tuple[str, ...] | None
+    devices_per_kind: int
+    clean_per_profile: int
+    days: float
+    config: EngineConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    job: Job
+    name: str
+    devices: int
+    truths: list[Truth]
+    alerts: list[Raised]  # on devices with a fault
+    clean_alerts: list[Raised]  # on clean devices: every one is false
+    clean_device_days: float
+    elapsed_s: float
+
+
+def judge(job: Job) -> Judged:
+    """Build one run and feed it through the engine (runs in a worker process)."""
+    t0 = time.monotonic()
+    run = build_plant_run(
+        job.split,
+        job.seed_index,
+        job.kinds,
+        profiles=job.profiles,
+        devices_per_kind=job.devices_per_kind,
+        clean_per_profile=job.clean_per_profile,
+        days=job.days,
+    )
+    fleet = run.fleet
+    batches = ((ts, fleet.messages(ts)) for ts in fleet.timestamps(run.duration_s))
+    raised = run_engine(fleet.registry, batches, 1, job.config)
+    truths = [Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end) for f in fleet.faults]
+    return Judged(
+        job,
+        run.name,
+        len(fleet.devices),
+        truths,
+        [a for a in raised if a.mn not in run.clean_mns],
+        [a for a in raised if a.mn in run.clean_mns],
+        run.clean_device_days,
+        time.monotonic() - t0,
+    )
 
 
 def run_eval(
     *,
     seeds: int,
     kinds: Sequence[str],
+    split: str = "both",
+    profiles: Sequence[str] | None = None,
     devices_per_kind: int = DEVICES_PER_KIND,
+    clean_per_profile: int = CLEAN_PER_PROFILE,
+    days: float = DAYS,
+    workers: int = 1,
     as_json: bool = False,
     strict: bool = False,
     config: EngineConfig | None = None,
@@ -33,48 +104,108 @@ def run_eval(
     out: Out = print,
     err: Out = print,
 ) -> int:
-    if seeds < 1 or devices_per_kind < 1:
-        raise OffsiteError("offsite eval needs --seeds >= 1 and --devices-per-kind >= 1")
+    if seeds < 1 or devices_per_kind < 1 or clean_per_profile < 0 or workers < 1:
+        raise OffsiteError(
+            "offsite eval needs --seeds >= 1, --devices-per-kind >= 1, "
+            "--clean-per-profile >= 0 and --workers >= 1"
+        )
+    if days < 2:
+        raise OffsiteError("offsite eval needs --days >= 2 (a day-old copy needs a day)")
+    splits = list(SPLITS) if split == "both" else [split]
+    if any(s not in SPLITS for s in splits):
+        raise OffsiteError(f"unknown split {split!r}: tune, held-out or both")
     t = targets or Targets()
-    wanted = [FaultKind(k) for k in kinds] if kinds else list(FaultKind)
+    wanted = (
+        tuple(FaultKind(k).value for k in kinds) if kinds else tuple(k.value for k in FaultKind)
+    )
+    jobs = [
+        Job(
+            s,
+            i,
+            wanted,
+            tuple(profiles) if profiles else None,
+            devices_per_kind,
+            clean_per_profile,
+            days,
+            config,
+        )
+        for i in range(seeds)
+        for s in splits
+    ]
     t0 = time.monotonic()
-    truths: list[Truth] = []
-    alerts: list[Raised] = []
-    clean_alerts: list[Raised] = []
-    clean_days = 0.0
-    for seed in range(seeds):
-        for run in build_suite(seed, wanted, devices_per_kind=devices_per_kind):
-            t_run = time.monotonic()
-            got = run_one(run, config)
-            if run.clean:
-                clean_alerts += got
-                clean_days += run.device_days
-            else:
-                alerts += got
-                truths += [
-                    Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end) for f in run.fleet.faults
-                ]
-            err(
-                f"{run.name}: {len(run.fleet.devices)} devices × "
-                f"{run.duration_s / 3600:g} h, {len(got)} alerts "
-                f"({time.monotonic() - t_run:.1f} s)"
-            )
-    scores = score(truths, alerts, clean_alerts, clean_days, [k.value for k in wanted])
+    results = _run_jobs(jobs, workers, err)
+    by_split: dict[str, Scores] = {}
+    for s in splits:
+        mine = [r for r in results if r.job.split == s]
+        by_split[s] = score(
+            [f for r in mine for f in r.truths],
+            [a for r in mine for a in r.alerts],
+            [a for r in mine for a in r.clean_alerts],
+            sum(r.clean_device_days for r in mine),
+            list(wanted),
+        )
     elapsed = time.monotonic() - t0
+    verdict = HELD_OUT if HELD_OUT in by_split else splits[0]
+    described = {
+        s: {
+            "seeds": [SPLITS[s].seed_base + i for i in range(seeds)],
+            "profiles": list(profiles) if profiles else list(SPLITS[s].profiles),
+            "faults": sum(len(r.truths) for r in results if r.job.split == s),
+        }
+        for s in splits
+    }
     meta = {
-        "seeds": seeds,
+        "suite": "plant",
+        "days": days,
+        "rate_s": RATE_S,
         "devices_per_kind": devices_per_kind,
-        "kinds": [k.value for k in wanted],
+        "clean_per_profile": clean_per_profile,
+        "kinds": list(wanted),
+        "split_definition": described,
         "elapsed_s": round(elapsed, 1),
     }
     if as_json:
-        out(json.dumps(json_report(scores, t, meta), indent=2))
+        out(json.dumps(splits_json_report(by_split, t, meta, verdict), indent=2))
     else:
-        header = (
-            f"offsite eval: {seeds} seed(s), {len(wanted)} fault kind(s) × "
-            f"{devices_per_kind} devices ({RUN_S / 3600:g} h runs, data every "
-            f"{RATE_S:g} s), clean data {clean_days:.0f} device-days; {elapsed:.1f} s"
-        )
-        for line in text_report(scores, t, header):
+        header = [
+            f"offsite eval: plant suite, {days:g}-day runs of {RATE_S:g}-s data, faults on the "
+            f"last day (drift from day 2); {devices_per_kind} device(s) per kind and profile, "
+            f"{clean_per_profile} clean per profile; {elapsed:.1f} s"
+        ]
+        for s, d in described.items():
+            seeds_txt = ", ".join(map(str, d["seeds"]))
+            header.append(
+                f"  {s:<9} seeds {seeds_txt} on {', '.join(d['profiles'])}: {d['faults']} faults, "
+                f"{by_split[s].clean_device_days:g} clean device-days"
+            )
+        for line in splits_text_report(by_split, t, header, verdict):
             out(line)
-    return 1 if strict and scores.missed(t) else 0
+    return 1 if strict and by_split[verdict].missed(t) else 0
+
+
+def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
+    def report(r: Judged, done: int) -> None:
+        err(
+            f"[{done}/{len(jobs)}] {r.name}: {r.devices} devices × {r.job.days:g} days, "
+            f"{len(r.alerts) + len(r.clean_alerts)} alerts ({r.elapsed_s:.1f} s)"
+        )
+
+    if workers == 1 or len(jobs) == 1:
+        results = []
+        for job in jobs:
+            results.append(judge(job))
+            report(results[-1], len(results))
+        return results
+    results = []
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+    try:
+        pending: set[Future[Judged]] = {pool.submit(judge, j) for j in jobs}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                results.append(fut.result())
+                report(results[-1], len(results))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    order = {(j.split, j.seed_index): k for k, j in enumerate(jobs)}
+    return sorted(results, key=lambda r: order[(r.job.split, r.job.seed_index)])

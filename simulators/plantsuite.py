@@ -1,0 +1,275 @@
+"""The plant evaluation suite: multi-day runs of every plant profile, faults on the last day.
+
+What ``offsite eval`` scores the rule engine on (issue 17). Every run covers
+``DAYS`` days of 1-minute data from the plant model (``simulators.plant``): load
+wander, daily cycle, stops and starts, soot blowing, fuel changes, calibration and
+maintenance. Per profile and fault kind, ``devices_per_kind`` devices each carry
+one fault in the form the field reports it; ``clean_per_profile`` devices carry
+none, and every alert on them is a false alert.
+
+Tuning and scoring apart: ``SPLITS`` fixes which seeds and which profiles are for
+tuning the detectors and which are held out. A held-out run never shares a seed or
+a profile with a tuning run, so a figure on it is one the tuning never saw.
+
+Faults, as the field does them (DOMAIN.md, issue 17):
+  copy_paste   all channels repeat exactly what was sent 24 h earlier, for 4–8 h
+  drift        the analyser's slope creeps 1–2 %/h from day 2 to the end (reaching 1.4–1.9×)
+  clamp        the value *after O2 correction* parked at 93–98.5 % of the limit
+  dilution     O2 up 5–7 points as a 30-minute ramp, concentrations down with it
+  flatline     a plausible value (the expected level) repeated
+  exceedance   starts with a 5–15 minute ramp up to 1.5–3 × the limit
+  and the other kinds of ``FaultKind`` as ``simulators.evalsuite`` draws them.
+Short faults are placed where the plant runs all through them (a stack that is
+down cannot be clamped); the long drift only starts while it runs.
+
+Everything derives from (split, seed); each (profile, kind) draws from its own
+generator, so asking for fewer kinds never moves the faults of the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from offsite.simulators.errors import ScenarioError
+from offsite.simulators.faults import Fault, FaultKind
+from offsite.simulators.plant import PLANT_PROFILES, PlantDevice, PlantProfile
+from offsite.simulators.scenarios import Fleet, build_registry, device_password
+
+RATE_S = 60.0
+DAYS = 3
+DEVICES_PER_KIND = 1
+CLEAN_PER_PROFILE = 2
+# Faults end this long before the run does, so a late detection still lands in it.
+TAIL_S = 30 * 60.0
+EPOCH = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Seeds ``seed_base + 0 … n-1`` on these profiles."""
+
+    name: str
+    seed_base: int
+    profiles: tuple[str, ...]
+
+
+SPLITS: dict[str, Split] = {
+    "tune": Split("tune", 0, ("coal_boiler", "gas_turbine", "municipal_wastewater")),
+    "held-out": Split("held-out", 1000, ("waste_incinerator", "industrial_wastewater")),
+}
+
+# Fault lengths (minutes) per kind; drift is placed apart (day 2 to the end).
+DURATION_MIN: dict[FaultKind, tuple[float, float]] = {
+    FaultKind.FLATLINE: (30, 90),
+    FaultKind.SPIKE: (1, 2),
+    FaultKind.DRIFT: (0, 0),
+    FaultKind.OFFLINE: (20, 40),
+    FaultKind.EXCEEDANCE: (30, 90),
+    FaultKind.CLAMP: (120, 240),
+    FaultKind.DILUTION: (60, 120),
+    FaultKind.FLOW_ZERO: (30, 60),
+    FaultKind.COPY_PASTE: (240, 480),
+    FaultKind.FLAG_ABUSE: (120, 240),
+    FaultKind.FALSE_STOP: (60, 120),
+    FaultKind.IMPLAUSIBLE: (10, 30),
+    FaultKind.SHIFT: (120, 240),
+    FaultKind.CAPTURE: (120, 240),
+}
+FLUE_GAS_ONLY = frozenset({FaultKind.DILUTION})
+COPY_LAG_S = 86400.0
+DRIFT_RATE_PER_H = (0.01, 0.02)
+CLAMP_LEVEL = (0.93, 0.985)
+DILUTION_O2_ADD = (5.0, 7.0)
+DILUTION_RAMP_S = 1800.0
+EXCEEDANCE_RAMP_S = (300.0, 900.0)
+# Tries at drawing a fault start while the plant runs, before taking the last draw.
+PLACEMENT_TRIES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class PlantRun:
+    """One fleet (faulty and clean devices of a split's profiles) over ``duration_s``."""
+
+    name: str
+    split: str
+    seed: int
+    fleet: Fleet
+    duration_s: float
+    clean_mns: frozenset[str]
+
+    @property
+    def clean_device_days(self) -> float:
+        return len(self.clean_mns) * self.duration_s / 86400.0
+
+
+def plant_mn(seed: int, group: str, index: int) -> str:
+    """24 hex characters unique per (seed, group, index)."""
+    digest = hashlib.sha256(f"offsite-plant/{seed}/{group}/{index}".encode()).hexdigest()
+    return digest[:24].upper()
+
+
+def applicable(kind: FaultKind, profile: PlantProfile) -> bool:
+    return kind not in FLUE_GAS_ONLY or profile.point_kind == "flue_gas"
+
+
+def build_plant_run(
+    split: str,
+    seed_index: int,
+    kinds: Sequence[FaultKind | str] = tuple(FaultKind),
+    *,
+    profiles: Sequence[str] | None = None,
+    devices_per_kind: int = DEVICES_PER_KIND,
+    clean_per_profile: int = CLEAN_PER_PROFILE,
+    days: float = DAYS,
+) -> PlantRun:
+    """The run of the ``seed_index``-th seed of ``split`` (its profiles unless given)."""
+    if split not in SPLITS:
+        raise ScenarioError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    try:
+        wanted = [FaultKind(k) for k in kinds]
+    except ValueError as exc:
+        raise ScenarioError(f"unknown fault kind in {list(kinds)!r}") from exc
+    if devices_per_kind < 0 or clean_per_profile < 0 or seed_index < 0:
+        raise ScenarioError("need devices_per_kind, clean_per_profile and seed >= 0")
+    if days < 2:
+        raise ScenarioError("plant runs need at least 2 days (a day-old copy needs a day)")
+    sp = SPLITS[split]
+    names = tuple(profiles) if profiles is not None else sp.profiles
+    unknown = [p for p in names if p not in PLANT_PROFILES]
+    if unknown:
+        raise ScenarioError(
+            f"unknown plant profiles {unknown} (one of {', '.join(PLANT_PROFILES)})"
+        )
+    seed = sp.seed_base + seed_index
+    offset_min = int(np.random.default_rng([seed, 0]).integers(0, 24 * 60))
+    start = EPOCH + timedelta(days=seed % 365, minutes=offset_min)
+    run_s = days * 86400.0
+    devices: list[PlantDevice] = []
+    faults: list[Fault] = []
+    clean: set[str] = set()
+    for pname in names:
+        prof = PLANT_PROFILES[pname]
+        for kind in wanted:
+            if not applicable(kind, prof):
+                continue
+            rng = np.random.default_rng([seed, 1, list(PLANT_PROFILES).index(pname), _k(kind)])
+            for i in range(devices_per_kind):
+                dev = _device(seed, f"{pname}/{kind.value}", i, prof, start)
+                devices.append(dev)
+                faults.append(plant_fault(kind, dev, rng, start, run_s))
+        for i in range(clean_per_profile):
+            dev = _device(seed, f"{pname}/clean", i, prof, start)
+            devices.append(dev)
+            clean.add(dev.mn)
+    rng = np.random.default_rng([seed, 2])
+    passwords = [device_password(seed, i) for i in range(len(devices))]
+    registry = build_registry(rng, devices, passwords, RATE_S)
+    fleet = Fleet(
+        registry=registry, devices=devices, faults=faults, rate_s=RATE_S, start=start, seed=seed
+    )
+    return PlantRun(f"{split} seed {seed}", split, seed, fleet, run_s, frozenset(clean))
+
+
+def _k(kind: FaultKind) -> int:
+    return list(FaultKind).index(kind)
+
+
+def _device(
+    seed: int, group: str, index: int, profile: PlantProfile, start: datetime
+) -> PlantDevice:
+    mn = plant_mn(seed, group, index)
+    dev_seed = int(np.random.SeedSequence([seed, index, *group.encode()]).generate_state(1)[0])
+    return PlantDevice(mn, profile, dev_seed, start, RATE_S)
+
+
+def plant_fault(
+    kind: FaultKind, dev: PlantDevice, rng: np.random.Generator, run_start: datetime, run_s: float
+) -> Fault:
+    """One fault of ``kind`` on ``dev`` on the run's last day (drift: from day 2 on).
+
+    Always draws the same count of numbers per try, whatever the kind.
+    """
+    prof = dev.profile
+    last_day = run_start + timedelta(seconds=run_s - 86400.0)
+    run_end = run_start + timedelta(seconds=run_s)
+    t0 = end = last_day
+    for _ in range(PLACEMENT_TRIES):
+        u = rng.random(6)
+        if kind is FaultKind.DRIFT:
+            # from the start of day 2 (plus up to 6 h) to the end: 1.5–2 days of creep
+            t0 = run_start + timedelta(seconds=run_s - 2 * 86400.0 + u[0] * 6 * 3600.0)
+            t0 = t0.replace(second=0, microsecond=0)
+            end = run_end - timedelta(seconds=TAIL_S)
+            if dev.running_between(t0, t0 + timedelta(hours=1)):
+                break
+            continue
+        lo, hi = DURATION_MIN[kind]
+        minutes = round(lo + u[0] * (hi - lo))
+        latest_min = (86400.0 - TAIL_S) / 60.0 - minutes
+        t0 = last_day + timedelta(minutes=int(u[1] * latest_min))
+        end = t0 + timedelta(minutes=minutes)
+        if dev.running_between(t0 - timedelta(minutes=30), end + timedelta(minutes=15)):
+            break
+    code: str | None = prof.fault_pollutant
+    level = dev.expected(t0)[prof.fault_pollutant]
+    params: dict[str, float] = {}
+    match kind:
+        case FaultKind.FLATLINE:
+            ch = prof.channel(code)
+            params = {"value": round(round(level / ch.resolution) * ch.resolution, 3)}
+        case FaultKind.SPIKE:
+            params = {"factor": round(6.0 + 4.0 * u[2], 2)}
+        case FaultKind.DRIFT:
+            code = prof.drift_pollutant
+            rate = DRIFT_RATE_PER_H[0] + u[2] * (DRIFT_RATE_PER_H[1] - DRIFT_RATE_PER_H[0])
+            params = {
+                "rate_per_h": round(rate, 4),
+                "baseline": dev.expected(t0)[code],
+                "relative": 1.0,
+            }
+        case FaultKind.EXCEEDANCE:
+            ramp = EXCEEDANCE_RAMP_S[0] + u[3] * (EXCEEDANCE_RAMP_S[1] - EXCEEDANCE_RAMP_S[0])
+            params = {
+                "limit": float(prof.limits[code]),
+                "factor": round(1.5 + 1.5 * u[2], 2),
+                "baseline": level,
+                "ramp_s": round(ramp),
+            }
+        case FaultKind.CLAMP:
+            params = {
+                "limit": float(prof.limits[code]),
+                "level": round(CLAMP_LEVEL[0] + u[2] * (CLAMP_LEVEL[1] - CLAMP_LEVEL[0]), 3),
+            }
+            if prof.o2_ref is not None:
+                params["o2_ref"] = prof.o2_ref
+        case FaultKind.DILUTION:
+            add = DILUTION_O2_ADD[0] + u[2] * (DILUTION_O2_ADD[1] - DILUTION_O2_ADD[0])
+            params = {"o2_add": round(add, 2), "ramp_s": DILUTION_RAMP_S}
+        case FaultKind.FLOW_ZERO:
+            code = prof.flow
+        case FaultKind.COPY_PASTE:
+            code = None
+            params = {"lag_s": COPY_LAG_S}
+        case FaultKind.FLAG_ABUSE:
+            params = {"share": round(0.3 + 0.3 * u[2], 2)}
+        case FaultKind.FALSE_STOP | FaultKind.OFFLINE:
+            code = None
+        case FaultKind.IMPLAUSIBLE:
+            code, value = prof.implausible[int(u[2] * len(prof.implausible))]
+            params = {"value": value}
+        case FaultKind.SHIFT:
+            code = prof.shift
+            ch = prof.channel(code)
+            sign = 1.0 if u[3] < 0.5 else -1.0
+            sd = math.hypot(ch.noise, ch.wander) * abs(dev.baselines[code])
+            params = {"sd_steps": round(sign * (8.0 + 4.0 * u[2]), 2), "sd": round(sd, 4)}
+        case FaultKind.CAPTURE:
+            code = None
+            params = {"drop": round(0.4 + 0.2 * u[2], 2)}
+    return Fault(kind=kind, mn=dev.mn, pollutant=code, start=t0, end=end, params=params)
