@@ -159,10 +159,7 @@ def splits_text_report(
         lines.append(
             f"{kind:<12} " + " ".join(cells) + f" ≤ {t.delay_for(kind):>5g} min  {verdict}"
         )
-    clean = " ".join(
-        f"{_fmt(s.clean_rate, '.3f') + f' ({s.clean_alerts} in {s.clean_device_days:g} dd)':<{width}}"
-        for s in by_split.values()
-    )
+    clean = " ".join(f"{_clean_cell(s):<{width}}" for s in by_split.values())
     rate = by_split[verdict_split].clean_rate
     ok = rate is None or rate <= t.clean_per_device_day
     lines.append(
@@ -199,6 +196,10 @@ def splits_text_report(
     for kind, why in missed.items():
         lines.append(f"  {kind}: {'; '.join(why)}")
     return lines
+
+
+def _clean_cell(s: Scores) -> str:
+    return f"{_fmt(s.clean_rate, '.3f')} ({s.clean_alerts} in {s.clean_device_days:g} dd)"
 
 
 def _confusion(s: Scores) -> list[str]:
