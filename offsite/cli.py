@@ -800,7 +800,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=_plant_profiles(),
         help="run these plant profiles instead of the split's own",
     )
-    e.add_argument("--days", type=float, default=3.0, help="length of each run (>= 2)")
+    e.add_argument(
+        "--days",
+        type=float,
+        default=3.0,
+        help="length of each run (default 3; >= 2 with copy_paste or drift)",
+    )
     e.add_argument("--clean-per-profile", type=int, default=2)
     e.add_argument("--workers", type=int, default=0, help="processes (default: up to 2)")
     e.add_argument(

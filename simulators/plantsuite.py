@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -94,18 +94,31 @@ PLACEMENT_TRIES = 40
 
 @dataclass(frozen=True, slots=True)
 class PlantRun:
-    """One fleet (faulty and clean devices of a split's profiles) over ``duration_s``."""
+    """One fleet over ``duration_s``: the faulty and clean devices of one or more splits.
+
+    Splits share a run only to share the engine's per-round cost (the engine judges
+    every device on its own; nothing one device does changes another's alerts);
+    ``split_of`` says which split each device belongs to.
+    """
 
     name: str
-    split: str
-    seed: int
+    seed_index: int
     fleet: Fleet
     duration_s: float
     clean_mns: frozenset[str]
+    split_of: Mapping[str, str]
 
     @property
     def clean_device_days(self) -> float:
         return len(self.clean_mns) * self.duration_s / 86400.0
+
+    def clean_device_days_of(self, split: str) -> float:
+        n = sum(1 for mn in self.clean_mns if self.split_of[mn] == split)
+        return n * self.duration_s / 86400.0
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.split_of.values()))
 
 
 def plant_mn(seed: int, group: str, index: int) -> str:
@@ -118,8 +131,15 @@ def applicable(kind: FaultKind, profile: PlantProfile) -> bool:
     return kind not in FLUE_GAS_ONLY or profile.point_kind == "flue_gas"
 
 
+def run_start(seed_index: int) -> datetime:
+    """The calendar of the ``seed_index``-th seed (shared by the splits): a seeded day
+    and minute, so that runs meet every load phase and season of the clock."""
+    offset_min = int(np.random.default_rng([seed_index, 0]).integers(0, 24 * 60))
+    return EPOCH + timedelta(days=(7 * seed_index) % 365, minutes=offset_min)
+
+
 def build_plant_run(
-    split: str,
+    split: str | Sequence[str],
     seed_index: int,
     kinds: Sequence[FaultKind | str] = tuple(FaultKind),
     *,
@@ -128,52 +148,68 @@ def build_plant_run(
     clean_per_profile: int = CLEAN_PER_PROFILE,
     days: float = DAYS,
 ) -> PlantRun:
-    """The run of the ``seed_index``-th seed of ``split`` (its profiles unless given)."""
-    if split not in SPLITS:
-        raise ScenarioError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    """The ``seed_index``-th seed of each of ``split`` (one name or several) in one fleet:
+    per split, its own seed (``seed_base + seed_index``) on its profiles (or ``profiles``)."""
+    names = [split] if isinstance(split, str) else list(split)
+    bad = [s for s in names if s not in SPLITS]
+    if bad or not names:
+        raise ScenarioError(f"unknown split {bad or names!r} (one of {', '.join(SPLITS)})")
     try:
         wanted = [FaultKind(k) for k in kinds]
     except ValueError as exc:
         raise ScenarioError(f"unknown fault kind in {list(kinds)!r}") from exc
     if devices_per_kind < 0 or clean_per_profile < 0 or seed_index < 0:
         raise ScenarioError("need devices_per_kind, clean_per_profile and seed >= 0")
-    if days < 2:
-        raise ScenarioError("plant runs need at least 2 days (a day-old copy needs a day)")
-    sp = SPLITS[split]
-    names = tuple(profiles) if profiles is not None else sp.profiles
-    unknown = [p for p in names if p not in PLANT_PROFILES]
+    long_memory = {FaultKind.COPY_PASTE, FaultKind.DRIFT} & set(wanted)
+    if (days < 2 and long_memory) or days <= 1:
+        raise ScenarioError(
+            "plant runs need more than a day of data, and at least 2 days for "
+            "copy_paste and drift (a day-old copy needs a day, a drift runs from day 2)"
+        )
+    unknown = [p for p in profiles or () if p not in PLANT_PROFILES]
     if unknown:
         raise ScenarioError(
             f"unknown plant profiles {unknown} (one of {', '.join(PLANT_PROFILES)})"
         )
-    seed = sp.seed_base + seed_index
-    offset_min = int(np.random.default_rng([seed, 0]).integers(0, 24 * 60))
-    start = EPOCH + timedelta(days=seed % 365, minutes=offset_min)
+    start = run_start(seed_index)
     run_s = days * 86400.0
     devices: list[PlantDevice] = []
     faults: list[Fault] = []
     clean: set[str] = set()
-    for pname in names:
-        prof = PLANT_PROFILES[pname]
-        for kind in wanted:
-            if not applicable(kind, prof):
-                continue
-            rng = np.random.default_rng([seed, 1, list(PLANT_PROFILES).index(pname), _k(kind)])
-            for i in range(devices_per_kind):
-                dev = _device(seed, f"{pname}/{kind.value}", i, prof, start)
+    split_of: dict[str, str] = {}
+    for sname in names:
+        sp = SPLITS[sname]
+        seed = sp.seed_base + seed_index
+        for pname in tuple(profiles) if profiles is not None else sp.profiles:
+            prof = PLANT_PROFILES[pname]
+            pidx = list(PLANT_PROFILES).index(pname)
+            for kind in wanted:
+                if not applicable(kind, prof):
+                    continue
+                rng = np.random.default_rng([seed, 1, pidx, _k(kind)])
+                for i in range(devices_per_kind):
+                    dev = _device(seed, f"{pname}/{kind.value}", i, prof, start)
+                    devices.append(dev)
+                    split_of[dev.mn] = sname
+                    faults.append(plant_fault(kind, dev, rng, start, run_s))
+            for i in range(clean_per_profile):
+                dev = _device(seed, f"{pname}/clean", i, prof, start)
                 devices.append(dev)
-                faults.append(plant_fault(kind, dev, rng, start, run_s))
-        for i in range(clean_per_profile):
-            dev = _device(seed, f"{pname}/clean", i, prof, start)
-            devices.append(dev)
-            clean.add(dev.mn)
-    rng = np.random.default_rng([seed, 2])
-    passwords = [device_password(seed, i) for i in range(len(devices))]
+                split_of[dev.mn] = sname
+                clean.add(dev.mn)
+    rng = np.random.default_rng([seed_index, 2])
+    passwords = [device_password(seed_index, i) for i in range(len(devices))]
     registry = build_registry(rng, devices, passwords, RATE_S)
     fleet = Fleet(
-        registry=registry, devices=devices, faults=faults, rate_s=RATE_S, start=start, seed=seed
+        registry=registry,
+        devices=devices,
+        faults=faults,
+        rate_s=RATE_S,
+        start=start,
+        seed=seed_index,
     )
-    return PlantRun(f"{split} seed {seed}", split, seed, fleet, run_s, frozenset(clean))
+    seeds = ", ".join(f"{s} seed {SPLITS[s].seed_base + seed_index}" for s in names)
+    return PlantRun(seeds, seed_index, fleet, run_s, frozenset(clean), split_of)
 
 
 def _k(kind: FaultKind) -> int:
@@ -186,6 +222,21 @@ def _device(
     mn = plant_mn(seed, group, index)
     dev_seed = int(np.random.SeedSequence([seed, index, *group.encode()]).generate_state(1)[0])
     return PlantDevice(mn, profile, dev_seed, start, RATE_S)
+
+
+def _scan(
+    kind: FaultKind, dev: PlantDevice, last_day: datetime, t0: datetime, end: datetime
+) -> tuple[datetime, datetime]:
+    """The first window of the kind's shortest length on the last day where the plant
+    runs all through (a long stop left no room for the drawn one); the drawn window
+    if there is none at all."""
+    minutes = DURATION_MIN[kind][0]
+    for k in range(0, int((86400.0 - TAIL_S) / 60.0 - minutes), 15):
+        a = last_day + timedelta(minutes=k)
+        b = a + timedelta(minutes=minutes)
+        if dev.running_between(a - timedelta(minutes=30), b + timedelta(minutes=15)):
+            return a, b
+    return t0, end
 
 
 def plant_fault(
@@ -216,6 +267,9 @@ def plant_fault(
         end = t0 + timedelta(minutes=minutes)
         if dev.running_between(t0 - timedelta(minutes=30), end + timedelta(minutes=15)):
             break
+    else:
+        if kind is not FaultKind.DRIFT:
+            t0, end = _scan(kind, dev, last_day, t0, end)
     code: str | None = prof.fault_pollutant
     level = dev.expected(t0)[prof.fault_pollutant]
     params: dict[str, float] = {}
@@ -239,7 +293,7 @@ def plant_fault(
                 "limit": float(prof.limits[code]),
                 "factor": round(1.5 + 1.5 * u[2], 2),
                 "baseline": level,
-                "ramp_s": round(ramp),
+                "ramp_s": 60.0 * round(ramp / 60.0),
             }
         case FaultKind.CLAMP:
             params = {

@@ -37,7 +37,7 @@ HELD_OUT = "held-out"
 class Job:
     """One run to build and judge: everything a worker process needs (picklable)."""
 
-    split: str
+    splits: tuple[str, ...]
     seed_index: int
     kinds: tuple[str, ...]
     profiles: tuple[str, ...] | None
@@ -48,14 +48,19 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class Judged:
-    job: Job
-    name: str
-    devices: int
+class SplitResult:
     truths: list[Truth]
     alerts: list[Raised]  # on devices with a fault
     clean_alerts: list[Raised]  # on clean devices: every one is false
     clean_device_days: float
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    job: Job
+    name: str
+    devices: int
+    by_split: dict[str, SplitResult]
     elapsed_s: float
 
 
@@ -63,7 +68,7 @@ def judge(job: Job) -> Judged:
     """Build one run and feed it through the engine (runs in a worker process)."""
     t0 = time.monotonic()
     run = build_plant_run(
-        job.split,
+        job.splits,
         job.seed_index,
         job.kinds,
         profiles=job.profiles,
@@ -74,17 +79,20 @@ def judge(job: Job) -> Judged:
     fleet = run.fleet
     batches = ((ts, fleet.messages(ts)) for ts in fleet.timestamps(run.duration_s))
     raised = run_engine(fleet.registry, batches, 1, job.config)
-    truths = [Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end) for f in fleet.faults]
-    return Judged(
-        job,
-        run.name,
-        len(fleet.devices),
-        truths,
-        [a for a in raised if a.mn not in run.clean_mns],
-        [a for a in raised if a.mn in run.clean_mns],
-        run.clean_device_days,
-        time.monotonic() - t0,
-    )
+    by_split = {}
+    for s in job.splits:
+        mine = [a for a in raised if run.split_of.get(a.mn) == s]
+        by_split[s] = SplitResult(
+            [
+                Truth(f.kind.value, f.mn, f.pollutant, f.start, f.end)
+                for f in fleet.faults
+                if run.split_of[f.mn] == s
+            ],
+            [a for a in mine if a.mn not in run.clean_mns],
+            [a for a in mine if a.mn in run.clean_mns],
+            run.clean_device_days_of(s),
+        )
+    return Judged(job, run.name, len(fleet.devices), by_split, time.monotonic() - t0)
 
 
 def run_eval(
@@ -109,8 +117,6 @@ def run_eval(
             "offsite eval needs --seeds >= 1, --devices-per-kind >= 1, "
             "--clean-per-profile >= 0 and --workers >= 1"
         )
-    if days < 2:
-        raise OffsiteError("offsite eval needs --days >= 2 (a day-old copy needs a day)")
     splits = list(SPLITS) if split == "both" else [split]
     if any(s not in SPLITS for s in splits):
         raise OffsiteError(f"unknown split {split!r}: tune, held-out or both")
@@ -118,9 +124,15 @@ def run_eval(
     wanted = (
         tuple(FaultKind(k).value for k in kinds) if kinds else tuple(k.value for k in FaultKind)
     )
+    if (days < 2 and {"copy_paste", "drift"} & set(wanted)) or days <= 1:
+        raise OffsiteError(
+            "offsite eval needs --days > 1, and >= 2 with copy_paste or drift "
+            "(a day-old copy needs a day of history)"
+        )
+    # one run per seed holds every split: the engine's cost is mostly per round
     jobs = [
         Job(
-            s,
+            tuple(splits),
             i,
             wanted,
             tuple(profiles) if profiles else None,
@@ -130,13 +142,12 @@ def run_eval(
             config,
         )
         for i in range(seeds)
-        for s in splits
     ]
     t0 = time.monotonic()
     results = _run_jobs(jobs, workers, err)
     by_split: dict[str, Scores] = {}
     for s in splits:
-        mine = [r for r in results if r.job.split == s]
+        mine = [r.by_split[s] for r in results]
         by_split[s] = score(
             [f for r in mine for f in r.truths],
             [a for r in mine for a in r.alerts],
@@ -150,7 +161,7 @@ def run_eval(
         s: {
             "seeds": [SPLITS[s].seed_base + i for i in range(seeds)],
             "profiles": list(profiles) if profiles else list(SPLITS[s].profiles),
-            "faults": sum(len(r.truths) for r in results if r.job.split == s),
+            "faults": sum(len(r.by_split[s].truths) for r in results),
         }
         for s in splits
     }
@@ -187,7 +198,8 @@ def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
     def report(r: Judged, done: int) -> None:
         err(
             f"[{done}/{len(jobs)}] {r.name}: {r.devices} devices × {r.job.days:g} days, "
-            f"{len(r.alerts) + len(r.clean_alerts)} alerts ({r.elapsed_s:.1f} s)"
+            f"{sum(len(x.alerts) + len(x.clean_alerts) for x in r.by_split.values())} alerts "
+            f"({r.elapsed_s:.1f} s)"
         )
 
     if workers == 1 or len(jobs) == 1:
@@ -207,5 +219,4 @@ def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
                 report(results[-1], len(results))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    order = {(j.split, j.seed_index): k for k, j in enumerate(jobs)}
-    return sorted(results, key=lambda r: order[(r.job.split, r.job.seed_index)])
+    return sorted(results, key=lambda r: r.job.seed_index)
