@@ -567,6 +567,61 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- alerts export -------------------------------------------------------------------------
+def _device_time(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise OffsiteError(f"{what}: not an ISO 8601 time: {text!r}") from exc
+    if ts.tzinfo is None:
+        raise OffsiteError(f"{what}: give a zone, e.g. {text}+08:00 or {text}Z")
+    return ts
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """Every alert episode as JSON lines or CSV on stdout; progress and the count on
+    stderr. A reader that stops early (``| head``) ends the export quietly."""
+    import csv
+    import json
+
+    from offsite.store.alert_export import COLUMNS, export_episodes
+
+    since = _device_time(args.since, "--since")
+    until = _device_time(args.until, "--until")
+    if since and until and until <= since:
+        raise OffsiteError("--until must be after --since")
+    out = sys.stdout
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n") if args.format == "csv" else None
+    episodes = alerts = 0
+    last_alert = None
+    try:
+        if writer is not None:
+            writer.writeheader()
+        with _db(settings) as conn:
+            for ep in export_episodes(conn, since, until):
+                row = ep.as_dict()
+                if writer is not None:
+                    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                episodes += 1
+                if ep.alert_id != last_alert:
+                    alerts, last_alert = alerts + 1, ep.alert_id
+                if episodes % 10000 == 0:
+                    print(f"… {episodes} episodes", file=sys.stderr, flush=True)
+        out.flush()
+    except BrokenPipeError:
+        # the reader went away: point stdout at nothing so the interpreter's final
+        # flush does not complain, and stop without a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    print(f"exported {episodes} episodes of {alerts} alerts", file=sys.stderr)
+    return 0
+
+
 # -- soak ----------------------------------------------------------------------------------
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.soak import run_soak
@@ -876,6 +931,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("mn")
 
+    al = sub.add_parser("alerts", help="alert history")
+    als = al.add_subparsers(dest="alerts_command", required=True)
+    ae = als.add_parser(
+        "export",
+        help="every alert episode (a reopened alert is a new one) in device time, "
+        "as JSON lines or CSV on stdout",
+    )
+    ae.add_argument("--since", help="episodes still going at or after this device time (ISO 8601)")
+    ae.add_argument("--until", help="episodes that started before this device time (ISO 8601)")
+    ae.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     aus = au.add_subparsers(dest="audit_command", required=True)
     aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
@@ -905,6 +971,7 @@ COMMANDS = {
     "users": cmd_users,
     "devices": cmd_devices,
     "audit": cmd_audit,
+    "alerts": cmd_alerts,
     "bench": cmd_bench,
 }
 
