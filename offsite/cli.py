@@ -314,6 +314,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         faults=[FaultKind(f) for f in args.fault] if args.fault else (),
         fault_after_s=args.fault_after,
         fault_duration_s=args.fault_duration,
+        model=args.model,
     )
     if args.registry_out:
         _write_registry(fleet.registry, Path(args.registry_out))
@@ -692,6 +693,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             out=_print,
             fault_after_s=args.fault_after,
             protocol=args.protocol,
+            model=args.model,
         )
 
 
@@ -714,6 +716,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     d.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument(
+        "--model",
+        choices=["plant", "simple"],
+        default="plant",
+        help="device model: plant (one load drives every channel: daily cycle, wander, "
+        "stops, soot blowing, fuel changes) or simple (independent channels)",
+    )
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     d.add_argument(
         "--fault-after", type=float, default=15.0, help="seconds before the injected faults begin"
@@ -763,6 +772,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault-after", type=float, default=15.0)
     s.add_argument("--fault-duration", type=float, default=60.0)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--model",
+        choices=["plant", "simple"],
+        default="plant",
+        help="device model: plant (one load drives every channel: daily cycle, wander, "
+        "stops, soot blowing, fuel changes) or simple (independent channels)",
+    )
     s.add_argument(
         "--fast",
         action="store_true",

@@ -22,10 +22,21 @@ from offsite.core.registry import Device, Enterprise, Point, Registry
 from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
 from offsite.simulators.errors import ScenarioError
 from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
-from offsite.simulators.plant import PlantDevice
+from offsite.simulators.plant import (
+    COAL_BOILER,
+    GAS_TURBINE,
+    INDUSTRIAL_WASTEWATER,
+    MUNICIPAL_WASTEWATER,
+    WASTE_INCINERATOR,
+    PlantDevice,
+)
+from offsite.simulators.signals import unit_hash
 
 # What a fleet drives: the independent-channel device or the plant model.
 AnyDevice = SimDevice | PlantDevice
+MODELS = ("simple", "plant")
+FLUE_PLANTS = (COAL_BOILER, GAS_TURBINE, WASTE_INCINERATOR)
+WATER_PLANTS = (MUNICIPAL_WASTEWATER, INDUSTRIAL_WASTEWATER)
 
 # The kinds ``build_fleet`` injects (the demo's set). The others need hours of
 # history or a specific channel and are built by ``simulators.evalsuite``.
@@ -238,6 +249,7 @@ def build_fleet(
     fault_after_s: float = 15.0,
     fault_duration_s: float = 60.0,
     calibration: bool = False,
+    model: str = "simple",
 ) -> Fleet:
     """A deterministic fleet of ``n_devices`` with the requested faults injected.
 
@@ -249,7 +261,14 @@ def build_fleet(
     ``start`` plus 0–4 ticks, and lasts ``fault_duration_s`` (a spike: one or two
     ticks). ``calibration`` gives every device its daily ~10-minute automatic
     calibration (values flagged C; ``simulators.devices.daily_calibration``).
+
+    ``model="plant"`` drives each device by the plant model (``simulators.plant``):
+    stacks become coal boilers, gas turbines or waste incinerators and outlets
+    municipal or industrial wastewater (chosen by a hash, so the layout, the MNs and
+    the faults' devices and times are the same as with the simple model).
     """
+    if model not in MODELS:
+        raise ScenarioError(f"unknown device model {model!r} (one of {', '.join(MODELS)})")
     _check_args(n_devices, seed, start, rate_s, fault_after_s, fault_duration_s)
     try:
         kinds = [FaultKind(k) for k in faults]
@@ -267,21 +286,47 @@ def build_fleet(
     kinds_of_device = [WASTEWATER] * n_water + [CEMS] * (n_devices - n_water)
     profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
     mns = [device_mn(seed, i) for i in range(n_devices)]
-    devices = [
-        SimDevice(
-            mns[i],
-            profiles[i],
-            device_seed(seed, i),
-            daily_calibration(mns[i], profiles[i]) if calibration else None,
-        )
-        for i in range(n_devices)
-    ]
+    devices: list[AnyDevice]
+    if model == "plant":
+        devices = [
+            _plant_device(mns[i], profiles[i], seed, i, start, rate_s, calibration)
+            for i in range(n_devices)
+        ]
+    else:
+        devices = [
+            SimDevice(
+                mns[i],
+                profiles[i],
+                device_seed(seed, i),
+                daily_calibration(mns[i], profiles[i]) if calibration else None,
+            )
+            for i in range(n_devices)
+        ]
     passwords = [device_password(seed, i) for i in range(n_devices)]
     registry = build_registry(rng, devices, passwords, rate_s)
     fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s, fault_duration_s)
     return Fleet(
         registry=registry, devices=devices, faults=fault_list, rate_s=rate_s, start=start, seed=seed
     )
+
+
+def _plant_device(
+    mn: str,
+    simple: Profile,
+    seed: int,
+    index: int,
+    start: datetime,
+    rate_s: float,
+    calibration: bool,
+) -> PlantDevice:
+    """The plant-model device standing where the simple model puts ``simple``."""
+    choices = FLUE_PLANTS if simple.point_kind == "flue_gas" else WATER_PLANTS
+    profile = choices[int(unit_hash("plant-profile", seed, index) * len(choices))]
+    # the model reads ticks from its start on; the publisher's first tick is the wall
+    # clock truncated to the interval, so start one tick earlier on the grid
+    t0 = start.timestamp()
+    grid = datetime.fromtimestamp(t0 - t0 % rate_s - rate_s, tz=start.tzinfo)
+    return PlantDevice(mn, profile, device_seed(seed, index), grid, rate_s, calibration)
 
 
 def _check_args(
@@ -354,7 +399,7 @@ def build_registry(
 
 def _assign_faults(
     rng: np.random.Generator,
-    devices: list[SimDevice],
+    devices: Sequence[AnyDevice],
     kinds: list[FaultKind],
     start: datetime,
     rate_s: float,

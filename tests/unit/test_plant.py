@@ -263,3 +263,28 @@ def test_splits_share_neither_seeds_nor_profiles() -> None:
     # asking for fewer kinds never moves the faults of the others
     c = build_plant_run("tune", 0, ["flatline", "spike"], days=2)
     assert [f for f in c.fleet.faults if f.kind is FaultKind.FLATLINE] == a.fleet.faults
+
+
+def test_fleets_can_run_on_the_plant_model_with_the_same_layout_and_faults() -> None:
+    from offsite.simulators.scenarios import build_fleet
+
+    start = datetime(2026, 3, 2, 8, 0, 0, 400000, tzinfo=UTC)  # not on the tick grid
+    simple = build_fleet(9, seed=4, start=start, rate_s=1.0)
+    plant = build_fleet(9, seed=4, start=start, rate_s=1.0, model="plant")
+    assert plant.registry.devices == simple.registry.devices
+    where = [(f.kind, f.mn, f.start, f.end) for f in plant.faults]
+    assert where == [(f.kind, f.mn, f.start, f.end) for f in simple.faults]
+    for f in plant.faults:  # each plant's own headline pollutant
+        assert f.pollutant in (None, plant.device(f.mn).profile.fault_pollutant)
+    assert [(p.id, p.kind) for p in plant.registry.points] == [
+        (p.id, p.kind) for p in simple.registry.points
+    ]  # same layout; limits and reference O2 are the plants' own
+    assert all(isinstance(d, PlantDevice) for d in plant.devices)
+    assert {d.profile.point_kind for d in plant.devices} == {"flue_gas", "wastewater"}
+    tick = start.replace(microsecond=0)  # the publisher's first tick: wall time truncated
+    first = plant.messages(tick)
+    assert len(first) == 9 - sum(
+        1 for f in plant.faults if f.kind is FaultKind.OFFLINE and f.active(tick)
+    )
+    with pytest.raises(ScenarioError):
+        build_fleet(3, seed=0, start=start, model="fancy")
