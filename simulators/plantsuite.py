@@ -275,7 +275,7 @@ def plant_fault(
     params: dict[str, float] = {}
     match kind:
         case FaultKind.FLATLINE:
-            ch = prof.channel(code)
+            ch = prof.channel(prof.fault_pollutant)
             params = {"value": round(round(level / ch.resolution) * ch.resolution, 3)}
         case FaultKind.SPIKE:
             params = {"factor": round(6.0 + 4.0 * u[2], 2)}
@@ -290,14 +290,14 @@ def plant_fault(
         case FaultKind.EXCEEDANCE:
             ramp = EXCEEDANCE_RAMP_S[0] + u[3] * (EXCEEDANCE_RAMP_S[1] - EXCEEDANCE_RAMP_S[0])
             params = {
-                "limit": float(prof.limits[code]),
+                "limit": float(prof.limits[prof.fault_pollutant]),
                 "factor": round(1.5 + 1.5 * u[2], 2),
                 "baseline": level,
                 "ramp_s": 60.0 * round(ramp / 60.0),
             }
         case FaultKind.CLAMP:
             params = {
-                "limit": float(prof.limits[code]),
+                "limit": float(prof.limits[prof.fault_pollutant]),
                 "level": round(CLAMP_LEVEL[0] + u[2] * (CLAMP_LEVEL[1] - CLAMP_LEVEL[0]), 3),
             }
             if prof.o2_ref is not None:

@@ -64,6 +64,15 @@ class Judged:
     elapsed_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class SplitInfo:
+    """What a split ran on: its seeds, its profiles and how many faults it held."""
+
+    seeds: list[int]
+    profiles: list[str]
+    faults: int
+
+
 def judge(job: Job) -> Judged:
     """Build one run and feed it through the engine (runs in a worker process)."""
     t0 = time.monotonic()
@@ -157,12 +166,12 @@ def run_eval(
         )
     elapsed = time.monotonic() - t0
     verdict = HELD_OUT if HELD_OUT in by_split else splits[0]
-    described = {
-        s: {
-            "seeds": [SPLITS[s].seed_base + i for i in range(seeds)],
-            "profiles": list(profiles) if profiles else list(SPLITS[s].profiles),
-            "faults": sum(len(r.by_split[s].truths) for r in results),
-        }
+    described: dict[str, SplitInfo] = {
+        s: SplitInfo(
+            [SPLITS[s].seed_base + i for i in range(seeds)],
+            list(profiles) if profiles else list(SPLITS[s].profiles),
+            sum(len(r.by_split[s].truths) for r in results),
+        )
         for s in splits
     }
     meta = {
@@ -172,7 +181,10 @@ def run_eval(
         "devices_per_kind": devices_per_kind,
         "clean_per_profile": clean_per_profile,
         "kinds": list(wanted),
-        "split_definition": described,
+        "split_definition": {
+            s: {"seeds": d.seeds, "profiles": d.profiles, "faults": d.faults}
+            for s, d in described.items()
+        },
         "elapsed_s": round(elapsed, 1),
     }
     if as_json:
@@ -184,9 +196,9 @@ def run_eval(
             f"{clean_per_profile} clean per profile; {elapsed:.1f} s"
         ]
         for s, d in described.items():
-            seeds_txt = ", ".join(map(str, d["seeds"]))
+            seeds_txt = ", ".join(map(str, d.seeds))
             header.append(
-                f"  {s:<9} seeds {seeds_txt} on {', '.join(d['profiles'])}: {d['faults']} faults, "
+                f"  {s:<9} seeds {seeds_txt} on {', '.join(d.profiles)}: {d.faults} faults, "
                 f"{by_split[s].clean_device_days:g} clean device-days"
             )
         for line in splits_text_report(by_split, t, header, verdict):
