@@ -10,9 +10,10 @@ Runs are independent and pure, so they spread over worker processes.
 from __future__ import annotations
 
 import json
+import multiprocessing
+import signal
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
 from offsite.core.errors import OffsiteError
@@ -206,6 +207,10 @@ def run_eval(
     return 1 if strict and by_split[verdict].missed(t) else 0
 
 
+def _quiet_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
     def report(r: Judged, done: int) -> None:
         err(
@@ -221,14 +226,17 @@ def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
             report(results[-1], len(results))
         return results
     results = []
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+    # Workers ignore Ctrl-C: the parent alone decides, and on Ctrl-C it terminates them
+    # at once rather than waiting for runs of minutes to finish.
+    pool = multiprocessing.get_context().Pool(min(workers, len(jobs)), initializer=_quiet_worker)
     try:
-        pending: set[Future[Judged]] = {pool.submit(judge, j) for j in jobs}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                results.append(fut.result())
-                report(results[-1], len(results))
+        for r in pool.imap_unordered(judge, jobs):
+            results.append(r)
+            report(r, len(results))
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.join()
     return sorted(results, key=lambda r: r.job.seed_index)
