@@ -12,7 +12,8 @@ tuning the detectors and which are held out. A held-out run never shares a seed 
 a profile with a tuning run, so a figure on it is one the tuning never saw.
 
 Faults, as the field does them (DOMAIN.md, issue 17):
-  copy_paste   all channels repeat exactly what was sent 24 h earlier, for 4–8 h
+  copy_paste   all channels repeat exactly what was sent 24 h earlier (in runs of 8 days
+               or more, half of them: 7 days earlier), for 4–8 h
   drift        the analyser's slope creeps 1–2 %/h from day 2 to the end (reaching 1.4–1.9×)
   clamp        the value *after O2 correction* parked at 93–98.5 % of the limit
   dilution     O2 up 5–7 points as a 30-minute ramp, concentrations down with it
@@ -83,6 +84,9 @@ DURATION_MIN: dict[FaultKind, tuple[float, float]] = {
 }
 FLUE_GAS_ONLY = frozenset({FaultKind.DILUTION})
 COPY_LAG_S = 86400.0
+# Runs this long (a week of history plus the faulty day) draw half their copies from
+# the same day a week earlier.
+WEEK_COPY_MIN_S = 8 * 86400.0
 DRIFT_RATE_PER_H = (0.01, 0.02)
 CLAMP_LEVEL = (0.93, 0.985)
 DILUTION_O2_ADD = (5.0, 7.0)
@@ -309,7 +313,9 @@ def plant_fault(
             code = prof.flow
         case FaultKind.COPY_PASTE:
             code = None
-            params = {"lag_s": COPY_LAG_S}
+            # last week's data at the same time of day, when the run holds a week
+            week = run_s >= WEEK_COPY_MIN_S and u[3] < 0.5
+            params = {"lag_s": 7 * COPY_LAG_S if week else COPY_LAG_S}
         case FaultKind.FLAG_ABUSE:
             params = {"share": round(0.3 + 0.3 * u[2], 2)}
         case FaultKind.FALSE_STOP | FaultKind.OFFLINE:

@@ -288,3 +288,20 @@ def test_fleets_can_run_on_the_plant_model_with_the_same_layout_and_faults() -> 
     )
     with pytest.raises(ScenarioError):
         build_fleet(3, seed=0, start=start, model="fancy")
+
+
+def test_long_runs_copy_last_weeks_data_too() -> None:
+    run = build_plant_run(
+        "tune", 0, ["copy_paste"], days=8, devices_per_kind=2, clean_per_profile=0
+    )
+    lags = {f.params["lag_s"] for f in run.fleet.faults}
+    assert lags == {COPY_LAG_S, 7 * COPY_LAG_S}
+    week = [f for f in run.fleet.faults if f.params["lag_s"] == 7 * COPY_LAG_S]
+    sent = {}
+    for ts in run.fleet.timestamps(run.duration_s):
+        for m in run.fleet.messages(ts):
+            if m.mn == week[0].mn:
+                sent[ts] = m
+    f = week[0]
+    inside = [t for t in sent if f.start <= t < f.end]
+    assert inside and all(sent[t] == sent[t - timedelta(days=7)] for t in inside)
