@@ -86,3 +86,27 @@ def test_eval_command_json_and_strict(
     assert "summary (tune): 0 of 1 fault kinds meet every target" in out and "clamp" in out
     assert "held-out" not in out
     assert main(["eval", *small, "--kinds", "copy_paste"]) == 2  # a copy needs a day
+
+
+def test_eval_spreads_seeds_over_worker_processes() -> None:
+    from offsite.evaluation.command import run_eval
+
+    lines: list[str] = []
+    progress: list[str] = []
+    code = run_eval(
+        seeds=2,
+        kinds=["exceedance"],
+        profiles=["coal_boiler"],
+        clean_per_profile=0,
+        days=1.1,
+        workers=2,
+        as_json=True,
+        out=lines.append,
+        err=progress.append,
+    )
+    doc = json.loads("\n".join(lines))
+    assert code == 0 and len(progress) == 2 and progress[0].startswith("[1/2]")
+    for split, seeds in (("tune", [0, 1]), ("held-out", [1000, 1001])):
+        assert doc["split_definition"][split]["seeds"] == seeds
+        (k,) = doc["splits"][split]["kinds"]
+        assert k["faults"] == 2 and k["recall"] == 1.0
