@@ -27,6 +27,7 @@ from offsite.simulators.plantsuite import (
     DEVICES_PER_KIND,
     RATE_S,
     SPLITS,
+    PlantRun,
     build_plant_run,
 )
 
@@ -54,6 +55,8 @@ class SplitResult:
     alerts: list[Raised]  # on devices with a fault
     clean_alerts: list[Raised]  # on clean devices: every one is false
     clean_device_days: float
+    profile_of: dict[str, str]  # device → plant profile
+    clean_days_by_profile: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +104,18 @@ def judge(job: Job) -> Judged:
             [a for a in mine if a.mn not in run.clean_mns],
             [a for a in mine if a.mn in run.clean_mns],
             run.clean_device_days_of(s),
+            {d.mn: d.profile.name for d in fleet.devices if run.split_of[d.mn] == s},
+            _clean_days_by_profile(run, s),
         )
     return Judged(job, run.name, len(fleet.devices), by_split, time.monotonic() - t0)
+
+
+def _clean_days_by_profile(run: PlantRun, split: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for d in run.fleet.devices:
+        if d.mn in run.clean_mns and run.split_of[d.mn] == split:
+            out[d.profile.name] = out.get(d.profile.name, 0.0) + run.duration_s / 86400.0
+    return out
 
 
 def run_eval(
@@ -164,6 +177,8 @@ def run_eval(
             [a for r in mine for a in r.clean_alerts],
             sum(r.clean_device_days for r in mine),
             list(wanted),
+            group_of={mn: p for r in mine for mn, p in r.profile_of.items()},
+            clean_days_by_group=_sum_days([r.clean_days_by_profile for r in mine]),
         )
     elapsed = time.monotonic() - t0
     verdict = HELD_OUT if HELD_OUT in by_split else splits[0]
@@ -205,6 +220,14 @@ def run_eval(
         for line in splits_text_report(by_split, t, header, verdict):
             out(line)
     return 1 if strict and by_split[verdict].missed(t) else 0
+
+
+def _sum_days(parts: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def _quiet_worker() -> None:

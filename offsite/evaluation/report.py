@@ -183,6 +183,18 @@ def splits_text_report(
                 f"  {rule:<16} {count:>6}  {count / days:8.3f}/dd"
                 for rule, count in sorted(per_rule.items(), key=lambda kv: -kv[1])
             ]
+        for group, days in sorted(s.clean_days_by_group.items()):
+            if not days:
+                continue
+            rules = s.clean_by_group.get(group, {})
+            total = sum(rules.values())
+            worst = ", ".join(
+                f"{r} {c}" for r, c in sorted(rules.items(), key=lambda kv: -kv[1])[:4]
+            )
+            lines.append(
+                f"  on {group:<22} {total:>6} in {days:g} dd = {total / days:8.3f}/dd"
+                + (f"  ({worst})" if worst else "")
+            )
         lines += [f"{n}: alerts of each rule (rows) explained by injected fault kind"]
         lines += _confusion(s)
     missed = by_split[verdict_split].missed(t)
@@ -225,6 +237,16 @@ def splits_json_report(
         doc = json_report(s, t, {})
         doc.pop("targets")
         doc["clean"]["by_rule"] = s.clean_by_rule
+        doc["clean"]["by_profile"] = {
+            g: {
+                "device_days": days,
+                "alerts": sum(s.clean_by_group.get(g, {}).values()),
+                "per_device_day": sum(s.clean_by_group.get(g, {}).values()) / days,
+                "by_rule": s.clean_by_group.get(g, {}),
+            }
+            for g, days in s.clean_days_by_group.items()
+            if days
+        }
         splits[name] = doc
     return {
         **meta,

@@ -159,6 +159,9 @@ class Scores:
     clean_device_days: float = 0.0
     alerts: int = 0
     clean_by_rule: dict[str, int] = field(default_factory=dict)
+    # per group of clean devices (the plant profile): device-days and alerts by rule
+    clean_days_by_group: dict[str, float] = field(default_factory=dict)
+    clean_by_group: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def clean_rate(self) -> float | None:
@@ -199,8 +202,14 @@ def score(
     clean_device_days: float,
     kinds: Iterable[str] | None = None,
     kind_rules: Mapping[str, tuple[str, ...]] = KIND_RULES,
+    group_of: Mapping[str, str] | None = None,
+    clean_days_by_group: Mapping[str, float] | None = None,
 ) -> Scores:
-    """Score ``alerts`` (from the faulty runs) and ``clean_alerts`` (from clean runs)."""
+    """Score ``alerts`` (from the faulty runs) and ``clean_alerts`` (from clean runs).
+
+    ``group_of`` (device → group, e.g. its plant profile) and ``clean_days_by_group``
+    break the clean false alerts down by group: which plants cry wolf, and why.
+    """
     by_mn: dict[str, list[Truth]] = {}
     for f in faults:
         by_mn.setdefault(f.mn, []).append(f)
@@ -242,4 +251,19 @@ def score(
     by_rule: dict[str, int] = {}
     for a in clean_alerts:
         by_rule[a.rule] = by_rule.get(a.rule, 0) + 1
-    return Scores(out, confusion, len(clean_alerts), clean_device_days, len(every), by_rule)
+    by_group: dict[str, dict[str, int]] = {g: {} for g in clean_days_by_group or {}}
+    for a in clean_alerts:
+        g = (group_of or {}).get(a.mn)
+        if g is not None:
+            row = by_group.setdefault(g, {})
+            row[a.rule] = row.get(a.rule, 0) + 1
+    return Scores(
+        out,
+        confusion,
+        len(clean_alerts),
+        clean_device_days,
+        len(every),
+        by_rule,
+        dict(clean_days_by_group or {}),
+        by_group,
+    )

@@ -154,3 +154,37 @@ def test_splits_side_by_side_judge_the_held_out_one() -> None:
     assert doc["splits"]["tune"]["kinds"][0]["recall"] == 1.0
     assert doc["splits"]["held-out"]["clean"]["by_rule"] == {"spike": 2}
     assert set(doc["missed"]) == {"flatline", "clean (all rules)"}
+
+
+def test_clean_false_alerts_by_plant_profile() -> None:
+    from offsite.evaluation.report import splits_json_report, splits_text_report
+
+    clean = [
+        Raised("spike", "Z", "a21026", at(1)),
+        Raised("spike", "Z", "a21026", at(9)),
+        Raised("flatline", "W", "w01018", at(3)),
+    ]
+    s = score(
+        [],
+        [],
+        clean,
+        6.0,
+        ["spike"],
+        group_of={"Z": "coal_boiler", "W": "municipal_wastewater"},
+        clean_days_by_group={"coal_boiler": 3.0, "municipal_wastewater": 3.0, "gas_turbine": 0},
+    )
+    assert s.clean_by_group == {
+        "coal_boiler": {"spike": 2},
+        "municipal_wastewater": {"flatline": 1},
+        "gas_turbine": {},
+    }
+    doc = splits_json_report({"held-out": s}, Targets(), {}, "held-out")
+    coal = doc["splits"]["held-out"]["clean"]["by_profile"]["coal_boiler"]
+    assert coal == {
+        "device_days": 3.0,
+        "alerts": 2,
+        "per_device_day": 2 / 3,
+        "by_rule": {"spike": 2},
+    }
+    text = "\n".join(splits_text_report({"held-out": s}, Targets(), [], "held-out"))
+    assert "on coal_boiler" in text and "(spike 2)" in text
