@@ -665,6 +665,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         devices_per_kind=args.devices_per_kind,
         clean_per_profile=args.clean_per_profile,
         days=args.days,
+        rate_s=args.rate,
         workers=args.workers if args.workers else min(2, os.cpu_count() or 1),
         as_json=args.json,
         strict=args.strict,
@@ -878,6 +879,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of each run (default 3; >= 2 with copy_paste or drift)",
     )
     e.add_argument("--clean-per-profile", type=int, default=2)
+    e.add_argument(
+        "--rate",
+        type=float,
+        default=60.0,
+        help="the devices' reporting interval in seconds (divides a day; default 60)",
+    )
     e.add_argument("--workers", type=int, default=0, help="processes (default: up to 2)")
     e.add_argument(
         "--kinds",

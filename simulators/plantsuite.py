@@ -151,9 +151,15 @@ def build_plant_run(
     devices_per_kind: int = DEVICES_PER_KIND,
     clean_per_profile: int = CLEAN_PER_PROFILE,
     days: float = DAYS,
+    rate_s: float = RATE_S,
 ) -> PlantRun:
     """The ``seed_index``-th seed of each of ``split`` (one name or several) in one fleet:
-    per split, its own seed (``seed_base + seed_index``) on its profiles (or ``profiles``)."""
+    per split, its own seed (``seed_base + seed_index``) on its profiles (or ``profiles``).
+
+    ``rate_s`` is the devices' reporting interval (a divisor of a day, at most an hour):
+    the rules' gating must hold at 5- or 15-minute data as well as at 1-minute data.
+    Fault windows are snapped to the tick grid and last at least one tick.
+    """
     names = [split] if isinstance(split, str) else list(split)
     bad = [s for s in names if s not in SPLITS]
     if bad or not names:
@@ -170,6 +176,8 @@ def build_plant_run(
             "plant runs need more than a day of data, and at least 2 days for "
             "copy_paste and drift (a day-old copy needs a day, a drift runs from day 2)"
         )
+    if not (0 < rate_s <= 3600 and (86400.0 / rate_s).is_integer()):
+        raise ScenarioError(f"rate_s must divide a day and be at most an hour, not {rate_s!r}")
     unknown = [p for p in profiles or () if p not in PLANT_PROFILES]
     if unknown:
         raise ScenarioError(
@@ -192,23 +200,23 @@ def build_plant_run(
                     continue
                 rng = np.random.default_rng([seed, 1, pidx, _k(kind)])
                 for i in range(devices_per_kind):
-                    dev = _device(seed, f"{pname}/{kind.value}", i, prof, start)
+                    dev = _device(seed, f"{pname}/{kind.value}", i, prof, start, rate_s)
                     devices.append(dev)
                     split_of[dev.mn] = sname
                     faults.append(plant_fault(kind, dev, rng, start, run_s))
             for i in range(clean_per_profile):
-                dev = _device(seed, f"{pname}/clean", i, prof, start)
+                dev = _device(seed, f"{pname}/clean", i, prof, start, rate_s)
                 devices.append(dev)
                 split_of[dev.mn] = sname
                 clean.add(dev.mn)
     rng = np.random.default_rng([seed_index, 2])
     passwords = [device_password(seed_index, i) for i in range(len(devices))]
-    registry = build_registry(rng, devices, passwords, RATE_S)
+    registry = build_registry(rng, devices, passwords, rate_s)
     fleet = Fleet(
         registry=registry,
         devices=devices,
         faults=faults,
-        rate_s=RATE_S,
+        rate_s=rate_s,
         start=start,
         seed=seed_index,
     )
@@ -221,11 +229,17 @@ def _k(kind: FaultKind) -> int:
 
 
 def _device(
-    seed: int, group: str, index: int, profile: PlantProfile, start: datetime
+    seed: int, group: str, index: int, profile: PlantProfile, start: datetime, rate_s: float
 ) -> PlantDevice:
     mn = plant_mn(seed, group, index)
     dev_seed = int(np.random.SeedSequence([seed, index, *group.encode()]).generate_state(1)[0])
-    return PlantDevice(mn, profile, dev_seed, start, RATE_S)
+    return PlantDevice(mn, profile, dev_seed, start, rate_s)
+
+
+def _on_grid(t: datetime, start: datetime, rate_s: float) -> datetime:
+    """The first tick at or after ``t``."""
+    k = math.ceil((t - start).total_seconds() / rate_s - 1e-9)
+    return start + timedelta(seconds=k * rate_s)
 
 
 def _scan(
@@ -274,6 +288,9 @@ def plant_fault(
     else:
         if kind is not FaultKind.DRIFT:
             t0, end = _scan(kind, dev, last_day, t0, end)
+    # on the device's tick grid, at least one tick long (a no-op at 1-minute data)
+    t0 = _on_grid(t0, run_start, dev.rate_s)
+    end = max(_on_grid(end, run_start, dev.rate_s), t0 + timedelta(seconds=dev.rate_s))
     code: str | None = prof.fault_pollutant
     level = dev.expected(t0)[prof.fault_pollutant]
     params: dict[str, float] = {}

@@ -47,6 +47,7 @@ class Job:
     clean_per_profile: int
     days: float
     config: EngineConfig | None
+    rate_s: float = RATE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ def judge(job: Job) -> Judged:
         devices_per_kind=job.devices_per_kind,
         clean_per_profile=job.clean_per_profile,
         days=job.days,
+        rate_s=job.rate_s,
     )
     fleet = run.fleet
     batches = ((ts, fleet.messages(ts)) for ts in fleet.timestamps(run.duration_s))
@@ -127,6 +129,7 @@ def run_eval(
     devices_per_kind: int = DEVICES_PER_KIND,
     clean_per_profile: int = CLEAN_PER_PROFILE,
     days: float = DAYS,
+    rate_s: float = RATE_S,
     workers: int = 1,
     as_json: bool = False,
     strict: bool = False,
@@ -163,6 +166,7 @@ def run_eval(
             clean_per_profile,
             days,
             config,
+            rate_s,
         )
         for i in range(seeds)
     ]
@@ -193,7 +197,7 @@ def run_eval(
     meta = {
         "suite": "plant",
         "days": days,
-        "rate_s": RATE_S,
+        "rate_s": rate_s,
         "devices_per_kind": devices_per_kind,
         "clean_per_profile": clean_per_profile,
         "kinds": list(wanted),
@@ -207,7 +211,7 @@ def run_eval(
         out(json.dumps(splits_json_report(by_split, t, meta, verdict), indent=2))
     else:
         header = [
-            f"offsite eval: plant suite, {days:g}-day runs of {RATE_S:g}-s data, faults on the "
+            f"offsite eval: plant suite, {days:g}-day runs of {rate_s:g}-s data, faults on the "
             f"last day (drift from day 2); {devices_per_kind} device(s) per kind and profile, "
             f"{clean_per_profile} clean per profile; {elapsed:.1f} s"
         ]

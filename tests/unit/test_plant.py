@@ -305,3 +305,19 @@ def test_long_runs_copy_last_weeks_data_too() -> None:
     f = week[0]
     inside = [t for t in sent if f.start <= t < f.end]
     assert inside and all(sent[t] == sent[t - timedelta(days=7)] for t in inside)
+
+
+def test_coarser_reporting_intervals_keep_every_fault_on_the_tick_grid() -> None:
+    run = build_plant_run("held-out", 0, days=2, clean_per_profile=0, rate_s=300.0)
+    assert run.fleet.rate_s == 300.0 and {d.interval_s for d in run.fleet.registry.devices} == {
+        300.0
+    }
+    faulty = _series(run.fleet, run.duration_s)
+    clean = _series(_clean_twin(run), run.duration_s)
+    for f in run.fleet.faults:
+        assert (f.start - run.fleet.start).total_seconds() % 300 == 0
+        inside = [ts for ts in faulty if f.start <= ts < f.end]
+        assert inside, f.kind  # at least one tick, even for a one-minute spike
+        assert any(faulty[ts].get(f.mn) != clean[ts][f.mn] for ts in inside), f.kind
+    with pytest.raises(ScenarioError):
+        build_plant_run("tune", 0, ["spike"], days=2, rate_s=7.0)  # does not divide a day
