@@ -321,3 +321,11 @@ def test_coarser_reporting_intervals_keep_every_fault_on_the_tick_grid() -> None
         assert any(faulty[ts].get(f.mn) != clean[ts][f.mn] for ts in inside), f.kind
     with pytest.raises(ScenarioError):
         build_plant_run("tune", 0, ["spike"], days=2, rate_s=7.0)  # does not divide a day
+
+
+def test_a_plant_run_is_the_same_every_time() -> None:
+    a = build_plant_run("tune", 1, ["flatline", "clamp"], days=1.1)
+    b = build_plant_run("tune", 1, ["flatline", "clamp"], days=1.1)
+    assert a.fleet.registry == b.fleet.registry and a.fleet.faults == b.fleet.faults
+    for ts in list(a.fleet.timestamps(a.duration_s))[:300]:
+        assert a.fleet.messages(ts) == b.fleet.messages(ts)
