@@ -82,6 +82,10 @@ DURATION_MIN: dict[FaultKind, tuple[float, float]] = {
     FaultKind.SHIFT: (120, 240),
     FaultKind.CAPTURE: (120, 240),
 }
+# At coarse intervals, the fewest readings a fault must span to be a fault at all: a
+# silence shorter than the offline rule's 5 intervals is a late message, and a value
+# repeated fewer times than the flatline rule counts is not yet a flatline.
+MIN_TICKS: dict[FaultKind, int] = {FaultKind.OFFLINE: 8, FaultKind.FLATLINE: 8}
 FLUE_GAS_ONLY = frozenset({FaultKind.DILUTION})
 COPY_LAG_S = 86400.0
 # Runs this long (a week of history plus the faulty day) draw half their copies from
@@ -279,7 +283,7 @@ def plant_fault(
                 break
             continue
         lo, hi = DURATION_MIN[kind]
-        minutes = round(lo + u[0] * (hi - lo))
+        minutes = max(round(lo + u[0] * (hi - lo)), MIN_TICKS.get(kind, 1) * dev.rate_s / 60.0)
         latest_min = (86400.0 - TAIL_S) / 60.0 - minutes
         t0 = last_day + timedelta(minutes=int(u[1] * latest_min))
         end = t0 + timedelta(minutes=minutes)
