@@ -155,10 +155,12 @@ def run_eval(
             "offsite eval needs --days > 1, and >= 2 with copy_paste or drift "
             "(a day-old copy needs a day of history)"
         )
-    # one run per seed holds every split: the engine's cost is mostly per round
+    # One run per seed holds every split: the engine's cost is mostly per round. With
+    # fewer seeds than workers, each split runs apart so that the workers share the load.
+    groups = [tuple(splits)] if seeds >= workers else [(s,) for s in splits]
     jobs = [
         Job(
-            tuple(splits),
+            group,
             i,
             wanted,
             tuple(profiles) if profiles else None,
@@ -169,12 +171,13 @@ def run_eval(
             rate_s,
         )
         for i in range(seeds)
+        for group in groups
     ]
     t0 = time.monotonic()
     results = _run_jobs(jobs, workers, err)
     by_split: dict[str, Scores] = {}
     for s in splits:
-        mine = [r.by_split[s] for r in results]
+        mine = [r.by_split[s] for r in results if s in r.by_split]
         by_split[s] = score(
             [f for r in mine for f in r.truths],
             [a for r in mine for a in r.alerts],
@@ -190,7 +193,7 @@ def run_eval(
         s: SplitInfo(
             [SPLITS[s].seed_base + i for i in range(seeds)],
             list(profiles) if profiles else list(SPLITS[s].profiles),
-            sum(len(r.by_split[s].truths) for r in results),
+            sum(len(r.by_split[s].truths) for r in results if s in r.by_split),
         )
         for s in splits
     }
@@ -266,4 +269,4 @@ def _run_jobs(jobs: list[Job], workers: int, err: Out) -> list[Judged]:
         raise
     finally:
         pool.join()
-    return sorted(results, key=lambda r: r.job.seed_index)
+    return sorted(results, key=lambda r: (r.job.seed_index, r.job.splits))
