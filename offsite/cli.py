@@ -338,6 +338,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         faults=[FaultKind(f) for f in args.fault] if args.fault else (),
         fault_after_s=args.fault_after,
         fault_duration_s=args.fault_duration,
+        model=args.model,
     )
     if args.registry_out:
         _write_registry(fleet.registry, Path(args.registry_out))
@@ -643,6 +644,61 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# -- alerts export -------------------------------------------------------------------------
+def _device_time(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise OffsiteError(f"{what}: not an ISO 8601 time: {text!r}") from exc
+    if ts.tzinfo is None:
+        raise OffsiteError(f"{what}: give a zone, e.g. {text}+08:00 or {text}Z")
+    return ts
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """Every alert episode as JSON lines or CSV on stdout; progress and the count on
+    stderr. A reader that stops early (``| head``) ends the export quietly."""
+    import csv
+    import json
+
+    from offsite.store.alert_export import COLUMNS, export_episodes
+
+    since = _device_time(args.since, "--since")
+    until = _device_time(args.until, "--until")
+    if since and until and until <= since:
+        raise OffsiteError("--until must be after --since")
+    out = sys.stdout
+    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n") if args.format == "csv" else None
+    episodes = alerts = 0
+    last_alert = None
+    try:
+        if writer is not None:
+            writer.writeheader()
+        with _db(settings) as conn:
+            for ep in export_episodes(conn, since, until):
+                row = ep.as_dict()
+                if writer is not None:
+                    writer.writerow({k: "" if v is None else v for k, v in row.items()})
+                else:
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                episodes += 1
+                if ep.alert_id != last_alert:
+                    alerts, last_alert = alerts + 1, ep.alert_id
+                if episodes % 10000 == 0:
+                    print(f"… {episodes} episodes", file=sys.stderr, flush=True)
+        out.flush()
+    except BrokenPipeError:
+        # the reader went away: point stdout at nothing so the interpreter's final
+        # flush does not complain, and stop without a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    print(f"exported {episodes} episodes of {alerts} alerts", file=sys.stderr)
+    return 0
+
+
 # -- soak ----------------------------------------------------------------------------------
 def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.soak import run_soak
@@ -680,7 +736,13 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return run_eval(
         seeds=args.seeds,
         kinds=args.kinds,
+        split=args.split,
+        profiles=args.profiles or None,
         devices_per_kind=args.devices_per_kind,
+        clean_per_profile=args.clean_per_profile,
+        days=args.days,
+        rate_s=args.rate,
+        workers=args.workers if args.workers else min(2, os.cpu_count() or 1),
         as_json=args.json,
         strict=args.strict,
         config=config,
@@ -711,6 +773,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             out=_print,
             fault_after_s=args.fault_after,
             protocol=args.protocol,
+            model=args.model,
         )
 
 
@@ -733,6 +796,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     d.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     d.add_argument("--seed", type=int, default=0, help="fleet and fault draw (same seed, same run)")
+    d.add_argument(
+        "--model",
+        choices=["plant", "simple"],
+        default="plant",
+        help="device model: plant (one load drives every channel: daily cycle, wander, "
+        "stops, soot blowing, fuel changes) or simple (independent channels)",
+    )
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     d.add_argument(
         "--fault-after", type=float, default=15.0, help="seconds before the injected faults begin"
@@ -788,6 +858,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fault-duration", type=float, default=60.0, help="seconds each fault lasts")
     s.add_argument(
         "--seed", type=int, default=0, help="fleet and fault draw (same seed, same devices)"
+    )
+    s.add_argument(
+        "--model",
+        choices=["plant", "simple"],
+        default="plant",
+        help="device model: plant (one load drives every channel: daily cycle, wander, "
+        "stops, soot blowing, fuel changes) or simple (independent channels)",
     )
     s.add_argument(
         "--fast",
@@ -877,10 +954,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "eval",
-        help="score the rules on simulated faults with ground truth "
-        "(precision, recall, delay, clean false alerts)",
+        help="score the rules on multi-day plant runs with injected faults "
+        "(precision, recall, delay, clean false alerts; tuning and held-out apart)",
     )
-    e.add_argument("--seeds", type=int, default=3, help="independent runs scored (default 3)")
+    e.add_argument("--seeds", type=int, default=2, help="seeds per split (default 2)")
+    e.add_argument(
+        "--split",
+        choices=["tune", "held-out", "both"],
+        default="both",
+        help="which fixed split of seeds and plant profiles to run (default both, side by side)",
+    )
+    e.add_argument(
+        "--profiles",
+        nargs="+",
+        default=[],
+        metavar="PROFILE",
+        choices=_plant_profiles(),
+        help="run these plant profiles instead of the split's own",
+    )
+    e.add_argument(
+        "--days",
+        type=float,
+        default=3.0,
+        help="length of each run (default 3; >= 2 with copy_paste or drift)",
+    )
+    e.add_argument(
+        "--clean-per-profile", type=int, default=2, help="fault-free devices per plant profile"
+    )
+    e.add_argument(
+        "--rate",
+        type=float,
+        default=60.0,
+        help="the devices' reporting interval in seconds (divides a day; default 60)",
+    )
+    e.add_argument("--workers", type=int, default=0, help="processes (default: up to 2)")
     e.add_argument(
         "--kinds",
         nargs="+",
@@ -890,10 +997,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: every kind",
     )
     e.add_argument(
-        "--devices-per-kind", type=int, default=6, help="faulty devices per fault kind and seed"
+        "--devices-per-kind", type=int, default=1, help="faulty devices per fault kind and seed"
     )
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
-    e.add_argument("--strict", action="store_true", help="exit 1 if any target is missed")
+    e.add_argument(
+        "--strict", action="store_true", help="exit 1 if a target of the held-out split is missed"
+    )
 
     db = sub.add_parser("db", help="database tasks")
     dbs = db.add_subparsers(dest="db_command", required=True)
@@ -956,6 +1065,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("mn", help="the device's MN")
 
+    al = sub.add_parser("alerts", help="alert history")
+    als = al.add_subparsers(dest="alerts_command", required=True)
+    ae = als.add_parser(
+        "export",
+        help="every alert episode (a reopened alert is a new one) in device time, "
+        "as JSON lines or CSV on stdout",
+    )
+    ae.add_argument("--since", help="episodes still going at or after this device time (ISO 8601)")
+    ae.add_argument("--until", help="episodes that started before this device time (ISO 8601)")
+    ae.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="JSON lines (default) or CSV"
+    )
+
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     aus = au.add_subparsers(dest="audit_command", required=True)
     aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
@@ -985,8 +1107,15 @@ COMMANDS = {
     "users": cmd_users,
     "devices": cmd_devices,
     "audit": cmd_audit,
+    "alerts": cmd_alerts,
     "bench": cmd_bench,
 }
+
+
+def _plant_profiles() -> list[str]:
+    from offsite.simulators.plant import PLANT_PROFILES
+
+    return list(PLANT_PROFILES)
 
 
 def _fault_kinds() -> list[str]:

@@ -114,6 +114,7 @@ def run_demo(
     out: Out,
     fault_after_s: float = 15.0,
     protocol: str = "json",
+    model: str = "plant",
 ) -> int:
     t_start = time.monotonic()
     with services(settings.database_url, settings.mqtt_url, data_dir, ephemeral=True) as (
@@ -125,7 +126,12 @@ def run_demo(
             out(f"started {n}")
         start = datetime.now(UTC)
         fleet = build_fleet(
-            devices, seed=seed, start=start, rate_s=rate_s, fault_after_s=fault_after_s
+            devices,
+            seed=seed,
+            start=start,
+            rate_s=rate_s,
+            fault_after_s=fault_after_s,
+            model=model,
         )
         pool = open_pool(db, max_size=2, name="offsite-demo")
         with pool.connection() as conn:

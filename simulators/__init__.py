@@ -9,7 +9,11 @@ only one that talks TCP).
 Data flow::
 
     signals.py (load cycle, AR(1) noise) → devices.py (SimDevice.reading → clean values,
-        calibration flags) → faults.py (apply_faults_flagged → values and flags | None)
+        calibration flags)
+    or plant.py (PlantDevice.reading: one process state, the load, drives every channel;
+        stops/starts flagged F, soot blowing, fuel changes, calibration C, maintenance M;
+        five plant profiles)
+        → faults.py (apply_faults_flagged → values and flags | None)
         → scenarios.py (Fleet.messages)
         → publisher.py (JSON or HJ 212 payloads over MQTT, QoS 1)
         → or tcp_logger.py (HJ 212 packets over TCP, each answer awaited)
@@ -17,7 +21,9 @@ Data flow::
     malformed.py: a share of the messages also sent broken (bad CRC, cut JSON), for
         dead-letter demos and tests
     replay.py: a recorded CSV series → records → publisher.publish_records
-    evalsuite.py: fleets with one known fault per device, for ``offsite eval``
+    plantsuite.py: multi-day plant runs with one known fault per device, split into a
+        tuning and a held-out set, for ``offsite eval``
+    evalsuite.py: the earlier 8-hour suite on independent channels (engine tests)
 
 Error tree::
 

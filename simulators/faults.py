@@ -77,8 +77,10 @@ CLAMP_JITTER = 0.002
 ABUSE_FLAGS = ("M", "D")
 STOPPED = "F"
 
-# The device's earlier *sent* values (after faults) by timestamp, for copy_paste.
-History = Callable[[datetime], Mapping[str, float] | None]
+# The device's earlier *sent* values (after faults) by timestamp, for copy_paste: the
+# values alone, or (values, non-N flags) so that a copy repeats the flags too.
+Sent = Mapping[str, float] | tuple[Mapping[str, float], Mapping[str, str]]
+History = Callable[[datetime], Sent | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +90,26 @@ class Fault:
     params by kind:
       flatline    ``value``: the number repeated (the reading expected at ``start``)
       spike       ``factor``: readings multiplied by it (6–10 in scenarios)
-      drift       ``rate_per_h``, ``baseline``: adds ``baseline × rate_per_h × hours since start``
+      drift       ``rate_per_h``, ``baseline``: adds ``baseline × rate_per_h × hours since start``;
+                  with ``relative`` = 1 the value itself is scaled by ``1 + rate_per_h × hours``
+                  instead (an analyser's slope creeping: 1–2 %/h over days, issue 17)
       exceedance  ``limit``, ``factor``, ``baseline``: the clean series rescaled so that
                   its baseline sits at ``factor × limit`` (noise kept: a parked constant
-                  would be a flatline, not an exceedance)
+                  would be a flatline, not an exceedance); optional ``ramp_s``: the scale
+                  grows linearly from 1 to its full value over that time (real exceedances
+                  ramp up)
       clamp       ``limit``, ``level``: ``limit × level × (1 + jitter)``, jitter of relative
-                  sd ``CLAMP_JITTER`` hashed from the timestamp
+                  sd ``CLAMP_JITTER`` hashed from the timestamp; optional ``o2_ref``: the
+                  value parked is the one *converted to reference O2*, so the raw value
+                  sent is ``limit × level × (1 + jitter) × (21 − O2) / (21 − o2_ref)`` with
+                  the O2 the device sends at that instant (how a point with a reference O2
+                  is judged, and how it is clamped in the field)
       dilution    ``o2_add``, ``ramp_s``: O2 rises by ``o2_add`` points, linearly over
                   ``ramp_s``; SO2, NOx and particulates scale by (21 − O2_new)/(21 − O2_old)
                   (``pollutant`` is the headline one the ground truth names)
       flow_zero   none; ``pollutant`` is the flow-like channel, which reads 0.0
       copy_paste  ``lag_s``: every channel repeats what the device sent ``lag_s`` earlier
+                  (values and flags, when the history knows the flags)
       flag_abuse  ``share``: that share of ``pollutant``'s readings (hashed by timestamp)
                   flagged M or D, values unchanged
       false_stop  none; every channel flagged F, values unchanged
@@ -172,9 +183,16 @@ def _faulty_value(fault: Fault, ts: datetime, value: float) -> float:
             return value * p["factor"]
         case FaultKind.DRIFT:
             hours = (ts - fault.start).total_seconds() / 3600.0
+            if p.get("relative"):
+                return value * (1.0 + p["rate_per_h"] * hours)
             return value + p["baseline"] * p["rate_per_h"] * hours
         case FaultKind.EXCEEDANCE:
-            return value * p["factor"] * p["limit"] / p["baseline"]
+            scale = p["factor"] * p["limit"] / p["baseline"]
+            ramp = p.get("ramp_s", 0.0)
+            if ramp > 0:
+                share = min(1.0, (ts - fault.start).total_seconds() / ramp)
+                scale = 1.0 + (scale - 1.0) * share
+            return value * scale
         case FaultKind.CLAMP:
             # uniform on ±√3 has sd 1
             jitter = (2.0 * _draw(fault, ts, "clamp") - 1.0) * math.sqrt(3.0) * CLAMP_JITTER
@@ -250,7 +268,11 @@ def apply_faults_flagged(
                 continue
             case FaultKind.COPY_PASTE:
                 earlier = history(_lagged(ts, fault.params["lag_s"])) if history else None
-                if earlier is not None:
+                if isinstance(earlier, tuple):
+                    old_values, old_flags = earlier
+                    out.update({k: v for k, v in old_values.items() if k in out})
+                    out_flags = {k: f for k, f in old_flags.items() if k in out}
+                elif earlier is not None:
                     out.update({k: v for k, v in earlier.items() if k in out})
                 continue
             case FaultKind.DILUTION:
@@ -265,6 +287,8 @@ def apply_faults_flagged(
                 out_flags[code] = ABUSE_FLAGS[int(u / fault.params["share"] * 2) % 2]
             continue
         new = _faulty_value(fault, ts, out[code])
+        if fault.kind is FaultKind.CLAMP and "o2_ref" in fault.params and O2 in out:
+            new *= (21.0 - min(out[O2], 20.0)) / (21.0 - fault.params["o2_ref"])
         # Concentrations cannot go negative; a channel that already is (draft
         # pressure) is left alone, and an implausible value is the point.
         if fault.kind is not FaultKind.IMPLAUSIBLE and out[code] >= 0:

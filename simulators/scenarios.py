@@ -22,7 +22,21 @@ from offsite.core.registry import Device, Enterprise, Point, Registry
 from offsite.simulators.devices import CEMS, WASTEWATER, Profile, SimDevice, daily_calibration
 from offsite.simulators.errors import ScenarioError
 from offsite.simulators.faults import Fault, FaultKind, Message, apply_faults_flagged
+from offsite.simulators.plant import (
+    COAL_BOILER,
+    GAS_TURBINE,
+    INDUSTRIAL_WASTEWATER,
+    MUNICIPAL_WASTEWATER,
+    WASTE_INCINERATOR,
+    PlantDevice,
+)
 from offsite.simulators.signals import unit_hash
+
+# What a fleet drives: the independent-channel device or the plant model.
+AnyDevice = SimDevice | PlantDevice
+MODELS = ("simple", "plant")
+FLUE_PLANTS = (COAL_BOILER, GAS_TURBINE, WASTE_INCINERATOR)
+WATER_PLANTS = (MUNICIPAL_WASTEWATER, INDUSTRIAL_WASTEWATER)
 
 # The kinds ``build_fleet`` injects by default (the demo's set). It places every other
 # kind too when asked (``offsite simulate --fault KIND``); ``simulators.evalsuite`` builds
@@ -109,14 +123,17 @@ class Fleet:
     """Simulated devices plus their registry and ground truth; ``tick`` drives them."""
 
     registry: Registry
-    devices: list[SimDevice]
+    devices: Sequence[AnyDevice]
     faults: list[Fault]
     rate_s: float
     start: datetime
     seed: int = 0
     _faults_by_mn: dict[str, list[Fault]] = field(init=False, repr=False)
-    # what devices with a copy_paste fault sent, by time, back to their longest lag
-    _sent: dict[str, dict[datetime, dict[str, float]]] = field(init=False, repr=False)
+    # what devices with a copy_paste fault sent (values, flags), by time, back to their
+    # longest lag
+    _sent: dict[str, dict[datetime, tuple[dict[str, float], dict[str, str]]]] = field(
+        init=False, repr=False
+    )
     _keep_s: dict[str, float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -129,7 +146,7 @@ class Fleet:
                 self._sent.setdefault(f.mn, {})
                 self._keep_s[f.mn] = max(self._keep_s.get(f.mn, 0.0), f.params["lag_s"])
 
-    def device(self, mn: str) -> SimDevice:
+    def device(self, mn: str) -> AnyDevice:
         for d in self.devices:
             if d.mn == mn:
                 return d
@@ -154,7 +171,7 @@ class Fleet:
                 faults, ts, values, flags, None if sent is None else sent.get
             )
             if sent is not None:
-                self._remember(dev.mn, sent, ts, None if got is None else got[0])
+                self._remember(dev.mn, sent, ts, got)
             if got is not None:
                 out.append(Message(dev.mn, *got))
         return out
@@ -162,12 +179,12 @@ class Fleet:
     def _remember(
         self,
         mn: str,
-        sent: dict[datetime, dict[str, float]],
+        sent: dict[datetime, tuple[dict[str, float], dict[str, str]]],
         ts: datetime,
-        values: dict[str, float] | None,
+        got: tuple[dict[str, float], dict[str, str]] | None,
     ) -> None:
-        if values is not None:
-            sent[ts] = dict(values)
+        if got is not None:
+            sent[ts] = (dict(got[0]), dict(got[1]))
         horizon = ts - timedelta(seconds=self._keep_s[mn] + 2 * self.rate_s)
         while sent:
             oldest = next(iter(sent))
@@ -233,6 +250,7 @@ def build_fleet(
     fault_after_s: float = 15.0,
     fault_duration_s: float = 60.0,
     calibration: bool = False,
+    model: str = "simple",
 ) -> Fleet:
     """A deterministic fleet of ``n_devices`` with the requested faults injected.
 
@@ -244,7 +262,14 @@ def build_fleet(
     ``start`` plus 0–4 ticks, and lasts ``fault_duration_s`` (a spike: one or two
     ticks). ``calibration`` gives every device its daily ~10-minute automatic
     calibration (values flagged C; ``simulators.devices.daily_calibration``).
+
+    ``model="plant"`` drives each device by the plant model (``simulators.plant``):
+    stacks become coal boilers, gas turbines or waste incinerators and outlets
+    municipal or industrial wastewater (chosen by a hash, so the layout, the MNs and
+    the faults' devices and times are the same as with the simple model).
     """
+    if model not in MODELS:
+        raise ScenarioError(f"unknown device model {model!r} (one of {', '.join(MODELS)})")
     _check_args(n_devices, seed, start, rate_s, fault_after_s, fault_duration_s)
     try:
         kinds = [FaultKind(k) for k in faults]
@@ -256,21 +281,47 @@ def build_fleet(
     kinds_of_device = [WASTEWATER] * n_water + [CEMS] * (n_devices - n_water)
     profiles: list[Profile] = [kinds_of_device[i] for i in rng.permutation(n_devices)]
     mns = [device_mn(seed, i) for i in range(n_devices)]
-    devices = [
-        SimDevice(
-            mns[i],
-            profiles[i],
-            device_seed(seed, i),
-            daily_calibration(mns[i], profiles[i]) if calibration else None,
-        )
-        for i in range(n_devices)
-    ]
+    devices: list[AnyDevice]
+    if model == "plant":
+        devices = [
+            _plant_device(mns[i], profiles[i], seed, i, start, rate_s, calibration)
+            for i in range(n_devices)
+        ]
+    else:
+        devices = [
+            SimDevice(
+                mns[i],
+                profiles[i],
+                device_seed(seed, i),
+                daily_calibration(mns[i], profiles[i]) if calibration else None,
+            )
+            for i in range(n_devices)
+        ]
     passwords = [device_password(seed, i) for i in range(n_devices)]
     registry = build_registry(rng, devices, passwords, rate_s)
     fault_list = _assign_faults(rng, devices, kinds, start, rate_s, fault_after_s, fault_duration_s)
     return Fleet(
         registry=registry, devices=devices, faults=fault_list, rate_s=rate_s, start=start, seed=seed
     )
+
+
+def _plant_device(
+    mn: str,
+    simple: Profile,
+    seed: int,
+    index: int,
+    start: datetime,
+    rate_s: float,
+    calibration: bool,
+) -> PlantDevice:
+    """The plant-model device standing where the simple model puts ``simple``."""
+    choices = FLUE_PLANTS if simple.point_kind == "flue_gas" else WATER_PLANTS
+    profile = choices[int(unit_hash("plant-profile", seed, index) * len(choices))]
+    # the model reads ticks from its start on; the publisher's first tick is the wall
+    # clock truncated to the interval, so start one tick earlier on the grid
+    t0 = start.timestamp()
+    grid = datetime.fromtimestamp(t0 - t0 % rate_s - rate_s, tz=start.tzinfo)
+    return PlantDevice(mn, profile, device_seed(seed, index), grid, rate_s, calibration)
 
 
 def _check_args(
@@ -296,7 +347,7 @@ def _check_args(
 
 
 def build_registry(
-    rng: np.random.Generator, devices: list[SimDevice], passwords: list[str], rate_s: float
+    rng: np.random.Generator, devices: Sequence[AnyDevice], passwords: list[str], rate_s: float
 ) -> Registry:
     enterprises: list[Enterprise] = []
     points: list[Point] = []
@@ -309,7 +360,7 @@ def build_registry(
         group = devices[i : i + int(rng.integers(1, 4))]
         i += len(group)
         eid = f"E{len(enterprises) + 1:04d}"
-        has_stack = any(d.profile is CEMS for d in group)
+        has_stack = any(d.profile.point_kind == "flue_gas" for d in group)
         trades = _STACK_TRADES if has_stack else _WATER_TRADES
         name = f"{places[len(enterprises) % len(places)]} {trades[int(rng.integers(len(trades)))]}"
         if name in used_names:
@@ -343,7 +394,7 @@ def build_registry(
 
 def _assign_faults(
     rng: np.random.Generator,
-    devices: list[SimDevice],
+    devices: Sequence[AnyDevice],
     kinds: list[FaultKind],
     start: datetime,
     rate_s: float,

@@ -71,7 +71,12 @@ RETURNING id
 """
 
 
-def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> list[tuple[int, str]]:
+# (alert id, event kind, device time the event starts an episode at, when the row
+# cannot tell: a reopened episode's first reading)
+Event = tuple[int, str, datetime | None]
+
+
+def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> list[Event]:
     args = {
         "rule": u.rule,
         "mn": u.mn,
@@ -91,18 +96,18 @@ def _upsert(cur: psycopg.Cursor, u: AlertUpsert, reopen_within: timedelta) -> li
         cur.execute(_REOPEN, args)
         reopened = cur.fetchone()
         if reopened is not None:
-            return [(reopened[0], "reopened")]
+            return [(reopened[0], "reopened", u.first_seen)]
     cur.execute(_UPSERT, args)
     row = cur.fetchone()
     assert row is not None
     if row[1]:
-        return [(row[0], "opened")]
+        return [(row[0], "opened", None)]
     if row[2]:  # a plain repeat is not news; a worse severity is
-        return [(row[0], "updated")]
+        return [(row[0], "updated", None)]
     return []
 
 
-def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[tuple[int, str]]:
+def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[Event]:
     cur.execute(
         f"""UPDATE alerts SET state = 'cleared', closed_at = now(),
                           closed_by = 'engine', updated_at = now(),
@@ -112,33 +117,41 @@ def _clear(cur: psycopg.Cursor, key: AlertKey) -> list[tuple[int, str]]:
                    RETURNING id""",
         key,
     )
-    return [(r[0], "cleared") for r in cur.fetchall()]
+    return [(r[0], "cleared", None) for r in cur.fetchall()]
 
 
 def apply_plan(
     conn: psycopg.Connection, plan: Plan, reopen_within: timedelta = timedelta(hours=6)
 ) -> list[tuple[int, str]]:
-    """Write a plan in the caller's transaction; return (alert id, event kind) pairs."""
-    events: list[tuple[int, str]] = []
+    """Write a plan in the caller's transaction; return (alert id, event kind) pairs.
+
+    Each event is written as it happens, so the trigger of migration 0030 snapshots
+    the alert's device times between one step and the next (an episode that opens and
+    clears within one plan gets its own start and end)."""
+    events: list[Event] = []
     with conn.cursor() as cur:
+
+        def record(got: list[Event]) -> None:
+            for alert_id, kind, device_at in got:
+                cur.execute(
+                    """INSERT INTO alert_events (alert_id, kind, actor, device_at)
+                       VALUES (%s, %s, 'engine', %s) RETURNING id""",
+                    (alert_id, kind, device_at),
+                )
+                row = cur.fetchone()
+                assert row is not None
+                cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row[0])))
+            events.extend(got)
+
         for u, key in plan.closed:  # episodes over within this plan, in order
             if u is not None:
-                events.extend(_upsert(cur, u, reopen_within))
-            events.extend(_clear(cur, key))
+                record(_upsert(cur, u, reopen_within))
+            record(_clear(cur, key))
         for u in plan.upserts:
-            events.extend(_upsert(cur, u, reopen_within))
+            record(_upsert(cur, u, reopen_within))
         for key in plan.clears:
-            events.extend(_clear(cur, key))
-        for alert_id, kind in events:
-            cur.execute(
-                """INSERT INTO alert_events (alert_id, kind, actor) VALUES (%s, %s,
-                           'engine') RETURNING id""",
-                (alert_id, kind),
-            )
-            row = cur.fetchone()
-            assert row is not None
-            cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(row[0])))
-    return events
+            record(_clear(cur, key))
+    return [(alert_id, kind) for alert_id, kind, _ in events]
 
 
 def load_active(conn: psycopg.Connection) -> list[tuple[AlertKey, datetime]]:

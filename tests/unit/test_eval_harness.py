@@ -66,32 +66,47 @@ def test_eval_command_json_and_strict(
         'rule = "clamp"\ndevice_type = "wastewater"\nenabled = false\n'
     )
     monkeypatch.setenv("OFFSITE_RULES_FILE", str(rules))
-    assert (
-        main(
-            [
-                "eval",
-                "--seeds",
-                "1",
-                "--kinds",
-                "exceedance",
-                "clamp",
-                "--json",
-                "--devices-per-kind",
-                "2",
-            ]
-        )
-        == 0
-    )
+    small = ["--seeds", "1", "--days", "1.1", "--clean-per-profile", "0", "--workers", "1"]
+    args = ["eval", *small, "--kinds", "exceedance", "clamp", "--profiles", "coal_boiler"]
+    assert main([*args, "--json"]) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
-    kinds = {k["kind"]: k for k in doc["kinds"]}
-    assert kinds["exceedance"]["recall"] == 1.0 and kinds["exceedance"]["faults"] == 2
-    assert kinds["clamp"]["recall"] == 0.0  # switched off by the rules file
+    assert set(doc["splits"]) == {"tune", "held-out"} and doc["verdict_split"] == "held-out"
+    for split in ("tune", "held-out"):
+        kinds = {k["kind"]: k for k in doc["splits"][split]["kinds"]}
+        assert kinds["exceedance"]["recall"] == 1.0 and kinds["exceedance"]["faults"] == 1
+        assert kinds["clamp"]["recall"] == 0.0  # switched off by the rules file
     assert doc["missed"]["clamp"] == ["recall 0.00 < 0.95"]
-    assert "seed 0 faults" in captured.err  # progress on stderr
-    assert (
-        main(["eval", "--seeds", "1", "--kinds", "clamp", "--strict", "--devices-per-kind", "1"])
-        == 1
-    )
+    assert doc["targets"]["median_delay_min_by_kind"]["drift"] == 360.0
+    assert doc["split_definition"]["held-out"]["seeds"] == [1000]
+    assert "held-out seed 1000" in captured.err  # progress on stderr
+    only_clamp = ["eval", *small, "--kinds", "clamp", "--profiles", "municipal_wastewater"]
+    assert main([*only_clamp, "--split", "tune", "--strict"]) == 1
     out = capsys.readouterr().out
-    assert "summary: 0 of 1 fault kinds meet every target" in out and "clamp" in out
+    assert "summary (tune): 0 of 1 fault kinds meet every target" in out and "clamp" in out
+    assert "held-out" not in out
+    assert main(["eval", *small, "--kinds", "copy_paste"]) == 2  # a copy needs a day
+
+
+def test_eval_spreads_seeds_over_worker_processes() -> None:
+    from offsite.evaluation.command import run_eval
+
+    lines: list[str] = []
+    progress: list[str] = []
+    code = run_eval(
+        seeds=2,
+        kinds=["exceedance"],
+        profiles=["coal_boiler"],
+        clean_per_profile=0,
+        days=1.1,
+        workers=2,
+        as_json=True,
+        out=lines.append,
+        err=progress.append,
+    )
+    doc = json.loads("\n".join(lines))
+    assert code == 0 and len(progress) == 2 and progress[0].startswith("[1/2]")
+    for split, seeds in (("tune", [0, 1]), ("held-out", [1000, 1001])):
+        assert doc["split_definition"][split]["seeds"] == seeds
+        (k,) = doc["splits"][split]["kinds"]
+        assert k["faults"] == 2 and k["recall"] == 1.0

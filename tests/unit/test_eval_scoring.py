@@ -113,3 +113,78 @@ def test_targets_name_what_is_missed() -> None:
     assert doc["kinds"][0]["recall"] == 1.0 and doc["missed"] == {
         "flatline": ["median delay 9.0 min > 5"]
     }
+
+
+def test_variants_of_a_rule_count_for_its_kind_and_delay_targets_are_per_kind() -> None:
+    from offsite.evaluation.scoring import KIND_RULES, rule_detects
+
+    assert rule_detects("drift", "drift_long", KIND_RULES)
+    assert rule_detects("spike", "spike.xchan", KIND_RULES)
+    assert not rule_detects("drift", "driftwood", KIND_RULES)
+    assert not rule_detects("spike", "drift", KIND_RULES)
+    t = Targets()
+    assert t.delay_for("drift") == 360.0 and t.delay_for("copy_paste") == 10.0
+    assert t.delay_for("flatline") == 5.0
+    slow = Truth("drift", "A", "a34013", at(0), at(48 * 60))
+    s = score([slow], [Raised("drift_long", "A", "a34013", at(300))], [], 1.0, ["drift"])
+    assert s.kinds[0].recall == 1.0 and s.kinds[0].missed(t) == []  # 5 h ≤ 6 h
+
+
+def test_splits_side_by_side_judge_the_held_out_one() -> None:
+    from offsite.evaluation.report import splits_json_report, splits_text_report
+
+    tune = score([FLAT_A], [Raised("flatline", "A", "a21026", at(1))], [], 2.0, ["flatline"])
+    held = score(
+        [FLAT_B],
+        [],
+        [Raised("spike", "Z", "a21026", at(1)), Raised("spike", "Z", "a21026", at(9))],
+        4.0,
+        ["flatline"],
+    )
+    t = Targets()
+    lines = splits_text_report({"tune": tune, "held-out": held}, t, ["head"], "held-out")
+    text = "\n".join(lines)
+    row = next(line for line in lines if line.startswith("flatline"))
+    assert "1/1" in row and "0/1" in row and row.endswith("MISS")
+    assert "0.500 (2 in 4 dd)" in text and "spike" in text  # clean false alerts, by rule
+    assert "summary (held-out): 0 of 1 fault kinds meet every target" in text
+    doc = json.loads(
+        json.dumps(splits_json_report({"tune": tune, "held-out": held}, t, {}, "held-out"))
+    )
+    assert doc["splits"]["tune"]["kinds"][0]["recall"] == 1.0
+    assert doc["splits"]["held-out"]["clean"]["by_rule"] == {"spike": 2}
+    assert set(doc["missed"]) == {"flatline", "clean (all rules)"}
+
+
+def test_clean_false_alerts_by_plant_profile() -> None:
+    from offsite.evaluation.report import splits_json_report, splits_text_report
+
+    clean = [
+        Raised("spike", "Z", "a21026", at(1)),
+        Raised("spike", "Z", "a21026", at(9)),
+        Raised("flatline", "W", "w01018", at(3)),
+    ]
+    s = score(
+        [],
+        [],
+        clean,
+        6.0,
+        ["spike"],
+        group_of={"Z": "coal_boiler", "W": "municipal_wastewater"},
+        clean_days_by_group={"coal_boiler": 3.0, "municipal_wastewater": 3.0, "gas_turbine": 0},
+    )
+    assert s.clean_by_group == {
+        "coal_boiler": {"spike": 2},
+        "municipal_wastewater": {"flatline": 1},
+        "gas_turbine": {},
+    }
+    doc = splits_json_report({"held-out": s}, Targets(), {}, "held-out")
+    coal = doc["splits"]["held-out"]["clean"]["by_profile"]["coal_boiler"]
+    assert coal == {
+        "device_days": 3.0,
+        "alerts": 2,
+        "per_device_day": 2 / 3,
+        "by_rule": {"spike": 2},
+    }
+    text = "\n".join(splits_text_report({"held-out": s}, Targets(), [], "held-out"))
+    assert "on coal_boiler" in text and "(spike 2)" in text
