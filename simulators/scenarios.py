@@ -29,6 +29,7 @@ from offsite.simulators.plant import (
     MUNICIPAL_WASTEWATER,
     WASTE_INCINERATOR,
     PlantDevice,
+    PlantProfile,
 )
 from offsite.simulators.signals import unit_hash
 
@@ -408,9 +409,9 @@ def _assign_faults(
     order = [int(i) for i in rng.permutation(n)]
     for j in range(n_faulty):
         kind = kinds[j % len(kinds)]
-        if kind in _CEMS_ONLY and devices[order[j]].profile.name != "cems":
+        if kind in _CEMS_ONLY and not _is_stack(devices[order[j]]):
             # dilution air changes O2, which only a stack measures: swap in a stack
-            stacks = [k for k in range(j + 1, n) if devices[order[k]].profile.name == "cems"]
+            stacks = [k for k in range(j + 1, n) if _is_stack(devices[order[k]])]
             if stacks:
                 order[j], order[stacks[0]] = order[stacks[0]], order[j]
     out = []
@@ -456,7 +457,17 @@ def _assign_faults(
 
 # Dilution air shows only where O2 is measured.
 _CEMS_ONLY = frozenset({FaultKind.DILUTION})
+
+
 # The channel a shift or a flow_zero acts on, per profile (as in simulators.evalsuite).
+def _is_stack(dev: AnyDevice) -> bool:
+    """A flue-gas device (O2 and a flow), where dilution and its kin can show."""
+    prof = dev.profile
+    if isinstance(prof, PlantProfile):
+        return prof.point_kind == "flue_gas"
+    return prof.name == "cems"
+
+
 _SHIFT_CHANNEL = {"cems": "a01012", "wastewater": "w01001"}
 _FLOW_CHANNEL = {"cems": "a01011", "wastewater": "w00000"}
 _IMPLAUSIBLE = {"cems": ("a21026", -5.0), "wastewater": ("w01018", -5.0)}
@@ -464,7 +475,7 @@ _IMPLAUSIBLE = {"cems": ("a21026", -5.0), "wastewater": ("w01018", -5.0)}
 
 def _other_fault(
     kind: FaultKind,
-    dev: SimDevice,
+    dev: AnyDevice,
     level: float,
     t0: datetime,
     after_s: float,
@@ -482,7 +493,8 @@ def _other_fault(
         case FaultKind.DILUTION:
             return code, {"o2_add": round(4.0 + 3.0 * u, 2), "ramp_s": 2 * rate_s}
         case FaultKind.FLOW_ZERO:
-            return _FLOW_CHANNEL[prof.name], {}
+            flow = prof.flow if isinstance(prof, PlantProfile) else _FLOW_CHANNEL[prof.name]
+            return flow, {}
         case FaultKind.COPY_PASTE:
             # repeat what was sent from the start of the run: a whole number of ticks back
             return None, {"lag_s": max(1, round(after_s / rate_s)) * rate_s}
@@ -493,13 +505,21 @@ def _other_fault(
         case FaultKind.CAPTURE:
             return None, {"drop": round(0.4 + 0.2 * u, 2)}
         case FaultKind.IMPLAUSIBLE:
-            channel, value = _IMPLAUSIBLE[prof.name]
+            if isinstance(prof, PlantProfile):
+                channel, value = prof.implausible[0]
+            else:
+                channel, value = _IMPLAUSIBLE[prof.name]
             return channel, {"value": value}
         case FaultKind.SHIFT:
+            sign = 1.0 if u < 0.5 else -1.0
+            if isinstance(prof, PlantProfile):
+                pch = prof.channel(prof.shift)
+                sd = math.hypot(pch.noise, pch.wander) * max(pch.level, pch.resolution)
+                return prof.shift, {"sd_steps": round(sign * (8.0 + 4.0 * u), 2), "sd": sd}
             channel = _SHIFT_CHANNEL[prof.name]
             ch = prof.channel(channel)
             return channel, {
-                "sd_steps": round((1.0 if u < 0.5 else -1.0) * (8.0 + 4.0 * u), 2),
+                "sd_steps": round(sign * (8.0 + 4.0 * u), 2),
                 "sd": round(math.hypot(ch.slow_sd, ch.white_sd), 4),
             }
     raise ScenarioError(f"no live placement for {kind.value} faults")  # pragma: no cover

@@ -212,8 +212,9 @@ def test_bad_new_faults_are_refused(kind: FaultKind, pollutant: str | None, para
         Fault(kind, "M1", pollutant, T0, T0 + timedelta(minutes=5), params)
 
 
+@pytest.mark.parametrize("model", ["simple", "plant"])
 @pytest.mark.parametrize("kind", list(FaultKind))
-def test_build_fleet_places_every_kind_where_it_shows(kind: FaultKind) -> None:
+def test_build_fleet_places_every_kind_where_it_shows(kind: FaultKind, model: str) -> None:
     """`offsite simulate --fault KIND` offers every kind: each one lands on a device
     that can show it and changes what that device sends, only within its window."""
     rate, after, duration = 1.0, 15.0, 60.0
@@ -225,12 +226,14 @@ def test_build_fleet_places_every_kind_where_it_shows(kind: FaultKind) -> None:
         faults=[kind],
         fault_after_s=after,
         fault_duration_s=duration,
+        model=model,
     )
-    clean = build_fleet(4, seed=3, start=T0, rate_s=rate, faults=[])
+    clean = build_fleet(4, seed=3, start=T0, rate_s=rate, faults=[], model=model)
     assert faulty.faults and {f.kind for f in faulty.faults} == {kind}
     by_mn = {f.mn: f for f in faulty.faults}
     if kind is FaultKind.DILUTION:
-        assert all(faulty.device(mn).profile.name == "cems" for mn in by_mn)
+        flue = {"cems", "coal_boiler", "gas_turbine", "waste_incinerator"}
+        assert all(faulty.device(mn).profile.name in flue for mn in by_mn)
     changed = dict.fromkeys(by_mn, 0)
     for ts in faulty.timestamps(after + duration + 10 * rate):
         sent = {m.mn: m for m in faulty.messages(ts)}
