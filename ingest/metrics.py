@@ -101,6 +101,16 @@ class IngestCollector(Collector):
                 "offsite_rules_judged", "Readings judged by this worker's rule runner", value=judged
             )
             yield CounterMetricFamily(
+                "offsite_rules_runner_restarts",
+                "Rule runner processes that died and were restarted by this worker",
+                value=r.restarts,
+            )
+            yield GaugeMetricFamily(
+                "offsite_rules_runner_up",
+                "1 while this worker's rule runner process is running",
+                value=int(r.up),
+            )
+            yield CounterMetricFamily(
                 "offsite_rules_late",
                 "Readings judged after a newer one of their series (order-free rules only)",
                 value=late,

@@ -6,6 +6,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
@@ -18,12 +19,13 @@ from offsite.ingest.gateway import Gateway
 from offsite.ingest.pipeline import IngestStats, Pipeline
 from offsite.ingest.subscriber import Subscriber
 from offsite.ingest.validate import Policy, policy_topic
-from offsite.runner.rule_process import RuleProcess, RulesFigures
+from offsite.runner.rule_process import RulesFigures, RuleSupervisor, RunnerHealth
 from offsite.runner.rule_runner import RunnerConfig
 from offsite.store.errors import StoreError
 from offsite.store.migrate import migrate
 from offsite.store.partitions import maintain
 from offsite.store.pool import open_pool
+from offsite.store.workers import runner_state
 
 log = logging.getLogger("offsite.ingest")
 
@@ -87,7 +89,7 @@ class IngestService:
         self.gateway: Gateway | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.runner: RuleProcess | None = None
+        self.runner: RuleSupervisor | None = None
         self.error: BaseException | None = None
 
     def start(self) -> None:
@@ -98,9 +100,14 @@ class IngestService:
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
+        worker = client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}"
         if s.rules_runner == "process":
-            self.runner = RuleProcess(
-                self.database_url, runner_config(s), log_level=s.log_level, log_format=s.log_format
+            self.runner = RuleSupervisor(
+                self.database_url,
+                runner_config(s),
+                log_level=s.log_level,
+                log_format=s.log_format,
+                on_change=lambda h: self._report_runner(worker, h),
             )
         inbox: queue.Queue[InboundMessage] = queue.Queue(maxsize=s.queue_max_messages)
         if self.mqtt_url is not None:
@@ -122,7 +129,7 @@ class IngestService:
             stats=self.stats,
             revoked_check_s=s.offline_check_s,
             in_transit=self._in_transit,
-            worker=client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}",
+            worker=worker,
             links=self._links,
         )
         pipeline.refresh_registry()
@@ -196,6 +203,17 @@ class IngestService:
         """This worker's rule runner: leading?, readings judged, alerts opened…"""
         return self.runner.figures() if self.runner is not None else RulesFigures()
 
+    def _report_runner(self, worker: str, health: RunnerHealth) -> None:
+        """The supervised runner's state on this worker's heartbeat row (/healthz);
+        skipped while the database is away (the next change or start writes it)."""
+        if self.pool is None:
+            return
+        try:
+            with self.pool.connection(timeout=2.0) as conn:
+                runner_state(conn, worker, health.state, health.restarts, health.last_exit)
+        except Exception as exc:  # like the heartbeat: never stops ingest
+            log.debug("rule runner state not written: %s", exc)
+
     def _in_transit(self) -> datetime | None:
         return self.subscriber.handing if self.subscriber is not None else None
 
@@ -215,12 +233,14 @@ class IngestService:
         if self.gateway is not None:
             self.gateway.pause()
         self._stop.set()
+        t0 = time.monotonic()
         if self._thread is not None:
             self._thread.join(timeout)
         # the pipeline has committed (and queued) what it had: the runner judges the
-        # rest of the queue before it lets go of the lead
+        # rest of the queue before it lets go of the lead, in what is left of the time
+        # (a stop grace period bounds the whole; the runner is killed past it)
         if self.runner is not None:
-            self.runner.stop(timeout)
+            self.runner.stop(max(2.0, timeout - (time.monotonic() - t0)))
         if self.subscriber is not None:
             self.subscriber.stop()
         if self.gateway is not None:

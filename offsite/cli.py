@@ -209,10 +209,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 s = svc.stats
                 g = svc.gateway.stats if svc.gateway else None
                 conns = f"  connections {g.open_connections}" if g else ""
+                r = svc.rules_figures()
+                restarts = f"  rule runner restarts {r.restarts}" if r.restarts else ""
                 _print(
                     f"[{time.monotonic() - t0:6.0f}s] messages {s.messages}  stored "
                     f"{s.readings_stored}  dead letters {s.dead_letters}  alerts opened "
-                    f"{svc.rules_figures().opened}{conns}"
+                    f"{r.opened}{conns}{restarts}"
                 )
         finally:
             svc.stop()

@@ -11,6 +11,14 @@ another worker's runner takes over within ``retry_s``. The offline timer runs he
 
 This also closes the gap between storing readings and judging them: a crash in between
 leaves them queued, not forgotten.
+
+Leadership is provable, not assumed: every judging transaction runs on the very
+connection (server session) that holds the session lock. A database restart ends that
+session and its lock together, so the next write fails instead of landing on a new
+server without the lock; the runner then drops its in-memory state, reconnects within
+seconds (short connect timeouts, TCP keepalives, no pool to wait on), re-takes the lock
+and rebuilds from the store. A slice whose transaction failed is judged again from the
+queue by the rebuilt engine: judged at least once, with its effect written once.
 """
 
 from __future__ import annotations
@@ -25,10 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
-from offsite.core.errors import RetryStopped
-from offsite.core.retry import retry
 from offsite.rules.alerts import AlertBook, Plan
 from offsite.rules.config import RuleSet, load_rules
 from offsite.rules.engine import Evaluation, RuleEngine
@@ -36,10 +41,18 @@ from offsite.rules.registry_view import device_meta
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
-from offsite.store.errors import DB_BACKOFF
+from offsite.store.errors import unavailable as transient
+from offsite.store.pool import KEEPALIVES
 from offsite.store.readings import recent_readings
 from offsite.store.registry import load_registry
-from offsite.store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
+from offsite.store.rule_inbox import (
+    NOTIFY_CHANNEL,
+    Queued,
+    done,
+    queued_keys,
+    take,
+    watermark,
+)
 
 log = logging.getLogger(__name__)
 RULES_LOCK = 0x0FF5174  # "offsite rule runner"
@@ -57,7 +70,8 @@ class RunnerConfig:
     reorder_s: float = 0.25
     offline_check_s: float = 5.0
     registry_refresh_s: float = 30.0
-    retry_s: float = 2.0
+    retry_s: float = 1.0  # between tries to lead (the database away, or another leads)
+    drain_s: float = 20.0  # stopping: the queue judged for at most this long
     case_response_s: float = 259200.0  # an engine-opened case asks for an answer within
 
 
@@ -87,59 +101,86 @@ class RuleRunner:
     def __init__(
         self,
         database_url: str,
-        pool: ConnectionPool,
         config: RunnerConfig,
         on_events: Callable[[list[tuple[int, str]]], None] = lambda ev: None,
-        unavailable: Callable[[BaseException], bool] = lambda exc: False,
+        unavailable: Callable[[BaseException], bool] = transient,
     ) -> None:
         self.database_url = database_url
-        self.pool = pool
         self.cfg = config
         self.on_events = on_events
         self.unavailable = unavailable
         self.leading = False
-        self.judged = 0  # readings judged while leading
+        self.judged = 0  # readings judged while leading, counted once committed
         self.engine: RuleEngine | None = None
         self.book: AlertBook | None = None
+        # the leader's connection: it holds the lock, and every write goes through it
+        self.conn: psycopg.Connection | None = None
+
+    def connect(self) -> psycopg.Connection:
+        """A connection that notices a dead server within seconds (see KEEPALIVES)."""
+        return psycopg.connect(
+            self.database_url, autocommit=True, application_name="offsite-rules", **KEEPALIVES
+        )
 
     # -- leadership -----------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, hurry: threading.Event | None = None) -> None:
         """Until ``stop``: try to lead; while leading, judge the queue.
 
         At least one try, even when stopped before it: a worker stopped while its
         runner was still starting has queued what it stored, and if no other runner
         leads, this one judges it before exiting rather than leave it to the next start.
+        ``hurry`` (the worker is gone) ends it at once: no final judging, and the lock
+        is released with the connection.
         """
+        hurry = hurry or threading.Event()
         tried = False
-        while not (tried and stop.is_set()):
+        lost_at: float | None = None  # when the database went away, for one log line
+        while not (tried and stop.is_set()) and not hurry.is_set():
             tried = True
             try:
-                with psycopg.connect(
-                    self.database_url, autocommit=True, application_name="offsite-rules"
-                ) as lock_conn:
-                    row = lock_conn.execute(
-                        "SELECT pg_try_advisory_lock(%s)", (RULES_LOCK,)
-                    ).fetchone()
-                    if row and row[0]:
-                        lock_conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                        self._lead(lock_conn, stop)
+                with self.connect() as conn:
+                    if lost_at is not None:
+                        log.info(
+                            "rule runner: database back after %.1f s", time.monotonic() - lost_at
+                        )
+                        lost_at = None
+                    # standing by on one session: no new connection per try
+                    while not self._try_lock(conn):
+                        if stop.is_set() or hurry.wait(self.cfg.retry_s):
+                            break
+                    else:
+                        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                        self.conn = conn
+                        self._lead(stop, hurry)
             except Exception as exc:
                 if not self.unavailable(exc):
                     log.exception("rule runner stopped leading on an unexpected error")
-                else:
+                elif lost_at is None:
+                    lost_at = time.monotonic()
                     log.warning(
-                        "rule runner lost the database (%s); will retry", str(exc).strip()[:200]
+                        "rule runner lost the database (%s); retrying every %.1f s",
+                        str(exc).strip()[:200],
+                        self.cfg.retry_s,
                     )
             finally:
+                self.conn = None
                 if self.leading:
                     log.info("rule runner: no longer leading")
                 self.leading = False
-            stop.wait(self.cfg.retry_s)
+            if hurry.wait(self.cfg.retry_s):
+                break
+
+    @staticmethod
+    def _try_lock(conn: psycopg.Connection) -> bool:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (RULES_LOCK,)).fetchone()
+        return bool(row and row[0])
 
     def _start(self) -> None:
         """Build the engine and the alert book from the store."""
+        conn = self.conn
+        assert conn is not None
         now = datetime.now(UTC)
-        with self.pool.connection() as conn, conn.transaction():
+        with conn.transaction():
             # one snapshot for all of it: read in two, a batch committed between reading
             # the queue and reading the history would be in the history but not seen as
             # queued, so warmed from the store and then judged again from the queue,
@@ -155,7 +196,7 @@ class RuleRunner:
                 conn, self.cfg.warm_max, now - timedelta(seconds=self.cfg.warm_s)
             )
         rules = load_rules(self.cfg.rules_file)
-        with self.pool.connection() as conn, conn.transaction():
+        with conn.transaction():
             _audit_rules(conn, rules)
         engine = RuleEngine(rules, device_meta(registry), started_at=now)
         engine.note_received(heard)
@@ -182,46 +223,49 @@ class RuleRunner:
             len(active),
         )
 
-    def _lead(self, lock_conn: psycopg.Connection, stop: threading.Event) -> None:
+    def _lead(self, stop: threading.Event, hurry: threading.Event) -> None:
+        conn = self.conn
+        assert conn is not None
         self._start()
         self.leading = True
         assert self.engine is not None
         next_offline = time.monotonic()
         next_registry = next_offline + self.cfg.registry_refresh_s  # just loaded by _start
-        while not stop.is_set():
+        while not stop.is_set() and not hurry.is_set():
             now = time.monotonic()
             if now >= next_registry:
-                with self.pool.connection() as conn:
-                    self.engine.update_registry(device_meta(load_registry(conn)))
+                self.engine.update_registry(device_meta(load_registry(conn)))
                 next_registry = now + self.cfg.registry_refresh_s
             if now >= next_offline:
-                with self.pool.connection() as conn:
-                    self.engine.note_received(
-                        dict(
-                            conn.execute(
-                                "SELECT mn, last_received_at FROM device_status"
-                            ).fetchall()
-                        )
-                    )
-                self._write(self.engine.check_offline(datetime.now(UTC)), [], stop)
+                self.engine.note_received(
+                    dict(conn.execute("SELECT mn, last_received_at FROM device_status").fetchall())
+                )
+                self._write(self.engine.check_offline(datetime.now(UTC)))
                 next_offline = now + self.cfg.offline_check_s
-            if self._judge(stop):
+            if self._judge():
                 continue  # more may be queued: no waiting
             wait = max(0.0, min(next_offline, next_registry) - time.monotonic())
             # a commit notifies; a slower worker's promise moves without one: poll too
-            list(lock_conn.notifies(timeout=min(wait, IDLE_POLL_S), stop_after=1))
-        # stopping: what was queued before the stop is judged before the lead goes
-        while self._judge(threading.Event()):
+            list(conn.notifies(timeout=min(wait, IDLE_POLL_S), stop_after=1))
+        # stopping: what was queued before the stop is judged before the lead goes, for
+        # a bounded time (the stop has a grace period), and not at all in a hurry
+        deadline = time.monotonic() + self.cfg.drain_s
+        while not hurry.is_set() and time.monotonic() < deadline and self._judge():
             pass
 
     # -- judging --------------------------------------------------------------------
-    def _judge(self, stop: threading.Event) -> bool:
-        """Judge one slice of the queue; True if there was something to judge."""
-        assert self.engine is not None and self.book is not None
+    def _judge(self) -> bool:
+        """Judge one slice of the queue; True if there was something to judge.
+
+        The slice, its alerts and its removal from the queue commit together on the
+        lock's own connection. If the database fails meanwhile, the error goes up and
+        the lead with it: the transaction rolled back, the queue is as it was, and the
+        next leader (this runner, rebuilt from the store) judges the slice again."""
+        assert self.engine is not None and self.book is not None and self.conn is not None
+        conn = self.conn
         plan: Plan | None = None
-        ids: list[int] = []
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with conn.transaction():
                 # readings received within ``reorder_s`` of each other by different
                 # workers may carry inverted receive times: judged in device-time order
                 q = take(
@@ -231,20 +275,14 @@ class RuleRunner:
                 )
                 if not q.ids:
                     return False
-                ids = q.ids
                 ev = self.engine.evaluate_arrays(q.keys, q.sidx, q.t, q.x, q.flag, q.heard)
-                self.judged += q.n
                 plan = self.book.plan(ev.findings, ev.seen)
                 events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
                 self._open_cases(conn, events)
-                done(conn, ids)
+                done(conn, q)
         except psycopg.DatabaseError as exc:
-            if plan is None:
+            if plan is None or self.unavailable(exc) or conn.broken or conn.closed:
                 raise
-            if self.unavailable(exc):
-                # judged, but not written: write the same plan again, not judge twice
-                self._retry_write(plan, ids, stop)
-                return True
             # refused for what it holds (an alert for a device deleted meanwhile): the
             # readings are stored; drop these alert changes rather than loop on them
             log.error(
@@ -252,10 +290,10 @@ class RuleRunner:
                 len(plan.upserts) + len(plan.clears),
                 exc,
             )
-            self._retry_write(Plan(), ids, stop)
+            self._commit(Plan(), q)
             return True
-        self.book.applied(plan)
-        self.on_events(events)
+        self.judged += q.n
+        self._applied(plan, events)
         return True
 
     def _open_cases(self, conn: psycopg.Connection, events: list[tuple[int, str]]) -> None:
@@ -269,40 +307,24 @@ class RuleRunner:
             datetime.now(UTC),
         )
 
-    def _write(self, ev: Evaluation, ids: list[int], stop: threading.Event) -> None:
+    def _write(self, ev: Evaluation) -> None:
         assert self.book is not None
         plan = self.book.plan(ev.findings, ev.seen)
-        if plan or ids:
-            self._retry_write(plan, ids, stop)
+        if plan:
+            self._commit(plan, None)
 
-    def _retry_write(self, plan: Plan, ids: list[int], stop: threading.Event) -> None:
+    def _commit(self, plan: Plan, taken: Queued | None) -> None:
+        """Write a plan (and a slice's removal) on the lock's connection, or raise."""
+        assert self.conn is not None
+        with self.conn.transaction():
+            events = apply_plan(self.conn, plan, timedelta(seconds=self.cfg.reopen_s))
+            self._open_cases(self.conn, events)
+            if taken is not None:
+                done(self.conn, taken)
+        self.judged += taken.n if taken is not None else 0
+        self._applied(plan, events)
+
+    def _applied(self, plan: Plan, events: list[tuple[int, str]]) -> None:
         assert self.book is not None
-
-        def write() -> list[tuple[int, str]]:
-            with self.pool.connection() as conn, conn.transaction():
-                events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
-                self._open_cases(conn, events)
-                done(conn, ids)
-            return events
-
-        def failed(exc: BaseException, delay: float) -> None:
-            log.warning(
-                "rule runner: database unavailable (%s); retrying in %.1f s",
-                str(exc).strip()[:200],
-                delay,
-            )
-
-        try:
-            events = retry(
-                write,
-                retry_on=self.unavailable,
-                backoff=DB_BACKOFF,
-                sleep=stop.wait,
-                on_retry=failed,
-            )
-        except RetryStopped as exc:
-            raise RuntimeError(
-                "stopped before the alerts could be written; the next runner judges the queue again"
-            ) from exc
         self.book.applied(plan)
         self.on_events(events)

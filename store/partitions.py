@@ -33,7 +33,10 @@ from offsite.store.migrate import timescale_active
 log = logging.getLogger("offsite.store")
 
 DEFAULT_PARTITION = "readings_default"
-_LOCK_KEY = 0x0FF5174  # "offsite partition maintenance": one maintainer at a time
+# "offsite partition maintenance": one maintainer at a time. Not 0x0FF5174, which it
+# shared with the rule runner's lead: a leading runner holds that lock for as long as it
+# leads, so every upkeep run was skipped (no partitions ahead, no retention)
+_LOCK_KEY = 0x0FF5176
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 

@@ -8,7 +8,7 @@ committed batch, arrays inside, so queueing costs one small INSERT per batch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -21,8 +21,26 @@ SEP = "\x1f"  # joins a batch's series keys on the way to the server (see queue_
 
 
 @dataclass(frozen=True, slots=True)
+class Rest:
+    """The part of a queue row a slice leaves for later: ``done`` shrinks the row to it.
+
+    Kept beside the slice rather than written by ``take``: a judging transaction that
+    fails must leave the queue exactly as it was, and the retry that writes the slice's
+    outcome must write the split with it, or the rest of the row is lost with it."""
+
+    rid: int
+    min_received: float
+    sidx: bytes  # the row's own series numbers (int32), as stored
+    ts: bytes
+    value: bytes
+    received: bytes
+    flag: str
+
+
+@dataclass(frozen=True, slots=True)
 class Queued:
-    """A slice of the queue, as the engine's ``evaluate_arrays`` takes it."""
+    """A slice of the queue, as the engine's ``evaluate_arrays`` takes it; ``ids`` the
+    rows it takes readings from, ``rest`` what stays queued of those it splits."""
 
     ids: list[int]
     keys: list[tuple[str, str, str]]  # (mn, pollutant, kind) per series
@@ -31,6 +49,7 @@ class Queued:
     x: np.ndarray  # float64 per reading
     flag: np.ndarray  # uint8 per reading
     heard: dict[str, datetime]
+    rest: list[Rest] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -190,7 +209,8 @@ def take(
     it is taken with the newer one, and the engine orders the slice by device time.
 
     A batch that also holds readings received later is split: those stay queued for
-    the next slice. ``limit`` batches at most per slice, each up to
+    the next slice (``Queued.rest``). ``take`` writes nothing: the split is written by
+    ``done``, with the alerts. ``limit`` batches at most per slice, each up to
     OFFSITE_BATCH_MAX_READINGS; the rows received within ``reorder`` of the cut are
     read besides.
     """
@@ -246,6 +266,7 @@ def take(
     ids: list[int] = []
     keep: list[tuple[np.ndarray, ...]] = []
     heard: dict[str, datetime] = {}
+    rest: list[Rest] = []
     for p in parsed:
         now = (p.rec < c) | ((p.rec < horizon) & (p.ts < newest[p.sid]))
         ids.append(p.rid)
@@ -254,28 +275,20 @@ def take(
             if m not in heard or at > heard[m]:
                 heard[m] = at
         later = ~now
-        if later.any():  # re-queue the later part of this batch as its own row
-            # the series keys are copied from the row itself, server-side: sending them
-            # back as Python lists cost the runner 7 % of its CPU in psycopg's list dumper
-            conn.execute(
-                """INSERT INTO rule_inbox (queued_at, min_received, s_mn, s_pollutant, s_kind,
-                                           sidx, ts, value, received, flag, heard_mn,
-                                           heard_at)
-                   SELECT queued_at, to_timestamp(%s), s_mn, s_pollutant, s_kind,
-                          %s, %s, %s, %s, %s, '{}', '{}'
-                   FROM rule_inbox WHERE id = %s""",
-                (
+        if later.any():  # the later part of this batch stays queued (see ``done``)
+            rest.append(
+                Rest(
+                    p.rid,
                     float(p.rec[later].min()),
                     p.local[later].astype("<i4").tobytes(),
                     p.ts[later].astype("<f8").tobytes(),
                     p.value[later].astype("<f8").tobytes(),
                     p.rec[later].astype("<f8").tobytes(),
                     p.flag[later].tobytes().decode("ascii"),
-                    p.rid,
-                ),
+                )
             )
     cat = [np.concatenate([k[i] for k in keep]) for i in range(4)]
-    return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard)
+    return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard, rest)
 
 
 def queued_keys(conn: psycopg.Connection) -> set[tuple[str, str, str, float]]:
@@ -292,9 +305,24 @@ def queued_keys(conn: psycopg.Connection) -> set[tuple[str, str, str, float]]:
     return out
 
 
-def done(conn: psycopg.Connection, ids: Sequence[int]) -> None:
-    if ids:
-        conn.execute("DELETE FROM rule_inbox WHERE id = ANY(%s)", (list(ids),))
+def done(conn: psycopg.Connection, taken: Queued) -> None:
+    """Remove a judged slice from the queue, in the transaction that writes its alerts.
+
+    A split row is shrunk in place to its unjudged rest (same id, so its place in the
+    queue and its series keys stay, and the heard devices go with the judged part);
+    the others are deleted. Both are idempotent: written again after a commit whose
+    outcome was lost, they change nothing more."""
+    split = {r.rid for r in taken.rest}
+    whole = [i for i in taken.ids if i not in split]
+    if whole:
+        conn.execute("DELETE FROM rule_inbox WHERE id = ANY(%s)", (whole,))
+    for r in taken.rest:
+        conn.execute(
+            """UPDATE rule_inbox SET min_received = to_timestamp(%s), sidx = %s, ts = %s,
+                   value = %s, received = %s, flag = %s, heard_mn = '{}', heard_at = '{}'
+               WHERE id = %s""",
+            (r.min_received, r.sidx, r.ts, r.value, r.received, r.flag, r.rid),
+        )
 
 
 def depth(conn: psycopg.Connection) -> tuple[int, float]:

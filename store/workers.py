@@ -71,3 +71,22 @@ def committed_through(conn: psycopg.Connection, worker: str, through: datetime) 
     conn.execute(
         "UPDATE ingest_workers SET committed_through = %s WHERE worker = %s", (through, worker)
     )
+
+
+def runner_state(
+    conn: psycopg.Connection, worker: str, state: str, restarts: int, last_exit: str | None
+) -> None:
+    """The state of the rule runner a worker supervises, on the worker's heartbeat row
+    (written by the worker when it changes; the heartbeat leaves these columns alone).
+    Inserts the row if the first heartbeat has not been written yet, as long silent, so
+    it holds no watermark back until the worker's own heartbeat fills it in."""
+    conn.execute(
+        """INSERT INTO ingest_workers AS w (worker, host, pid, started_at, heartbeat_at, inbox,
+               lag_s, messages, readings_stored, dead_letters, db_errors, rules_runner,
+               rules_restarts, rules_last_exit)
+           VALUES (%s, '', 0, 'epoch', 'epoch', 0, 0, 0, 0, 0, 0, %s, %s, %s)
+           ON CONFLICT (worker) DO UPDATE SET rules_runner = excluded.rules_runner,
+               rules_restarts = excluded.rules_restarts,
+               rules_last_exit = excluded.rules_last_exit""",
+        (worker, state, restarts, last_exit),
+    )

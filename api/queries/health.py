@@ -21,6 +21,7 @@ async def ingest_workers(conn: AsyncConnection) -> list[dict[str, Any]]:
                                     extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_s,
                                     broker_connected, gateway_connections, inbox, lag_s,
                                     messages, readings_stored, dead_letters, db_errors,
-                                    last_commit_at
+                                    last_commit_at, rules_runner, rules_restarts,
+                                    rules_last_exit
                              FROM ingest_workers ORDER BY worker""")
         return await cur.fetchall()

@@ -21,7 +21,9 @@ router = APIRouter(tags=["health"])
     description="503 only when this API cannot serve (database unreachable). Each "
     "ingest worker reports by heartbeat: broker connection, messages "
     "in hand and the age of the oldest (lag), last commit; a worker "
-    "silent for 15 s is 'stale'.",
+    "silent for 15 s is 'stale'; one whose rule runner process died and is being "
+    "restarted is 'rules restarting' (rules_restarts counts restarts, rules_last_exit "
+    "says how the last runner ended).",
 )
 async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok"}
@@ -49,12 +51,15 @@ STALE_S = 15.0
 
 def _worker(w: dict[str, Any]) -> dict[str, Any]:
     """A worker's heartbeat, judged: 'ok', 'stale' (no heartbeat for STALE_S: down or
-    cut off from the database), 'broker down', or 'behind' (oldest uncommitted > 60 s)."""
+    cut off from the database), 'broker down', 'rules restarting' (its rule runner
+    process died), or 'behind' (oldest uncommitted > 60 s)."""
     age = float(w["heartbeat_age_s"])
     if age > STALE_S:
         state = "stale"
     elif w["broker_connected"] is False:
         state = "broker down"
+    elif w.get("rules_runner") == "restarting":
+        state = "rules restarting"
     elif w["lag_s"] > 60:
         state = "behind"
     else:

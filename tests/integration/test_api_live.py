@@ -263,3 +263,27 @@ def test_healthz_reports_each_ingest_worker(db_url: str, mqtt_url: str, unique_t
             assert w["worker"] == settings.mqtt_client_id and w["state"] == "ok"
             assert w["broker_connected"] is True and w["inbox"] == 0
             assert w["lag_s"] == 0 and w["heartbeat_age_s"] < 15
+            assert w["rules_runner"] == "running" and w["rules_restarts"] == 0
+
+
+def test_healthz_reports_a_restarted_rule_runner(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    import os
+    import signal
+
+    register(db_url, REGISTRY)
+    settings = make_settings(db_url, mqtt_url, unique_topic)
+    with serving(settings, db_url) as url, running_ingest(settings) as ingest:
+        assert ingest.runner is not None and ingest.runner.pid is not None
+        wait_for(lambda: ingest.rules_figures().leading, what="the runner leading")
+        os.kill(ingest.runner.pid, signal.SIGKILL)
+        w = wait_for(
+            lambda: [
+                w
+                for w in httpx.get(f"{url}/healthz").json()["ingest"]
+                if w["rules_restarts"] == 1 and w["rules_runner"] == "running"
+            ],
+            what="the restart in /healthz",
+        )[0]
+        assert w["rules_last_exit"] == "killed by SIGKILL"

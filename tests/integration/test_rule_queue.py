@@ -39,7 +39,7 @@ def test_a_batch_split_by_the_watermark_is_judged_in_two_slices(db_url: str) -> 
         )
         conn.commit()
         first = take(conn, LATE - timedelta(seconds=1))
-        done(conn, first.ids)
+        done(conn, first)
         conn.commit()
         assert _judged(first) == [
             ("MNA", "a21026", "rtd", T0.timestamp(), 1.0, ord("N")),
@@ -49,7 +49,7 @@ def test_a_batch_split_by_the_watermark_is_judged_in_two_slices(db_url: str) -> 
         # the later part stayed queued, as its own row
         assert conn.execute("SELECT count(*) FROM rule_inbox").fetchone() == (1,)
         second = take(conn, LATE + timedelta(seconds=1))
-        done(conn, second.ids)
+        done(conn, second)
         conn.commit()
         t1 = (T0 + timedelta(minutes=1)).timestamp()
         assert _judged(second) == [
@@ -81,7 +81,7 @@ def test_an_older_reading_stamped_just_after_the_cut_goes_with_the_newer_one(db_
         conn.commit()
         # the cut (watermark − reorder) falls between the two stamps
         q = take(conn, EARLY + timedelta(milliseconds=300), timedelta(milliseconds=250))
-        done(conn, q.ids)
+        done(conn, q)
         conn.commit()
         assert _judged(q) == [
             ("MNA", "a21026", "rtd", t_old.timestamp(), 1.0, ord("N")),
@@ -107,3 +107,33 @@ def test_without_a_reorder_window_a_cut_between_inverted_stamps_splits_them(db_u
         conn.commit()
         q = take(conn, EARLY + timedelta(milliseconds=50))
         assert [float(x) for x in q.x] == [2.0]
+
+
+def test_a_split_rolled_back_leaves_the_queue_as_it_was_and_done_is_idempotent(
+    db_url: str,
+) -> None:
+    """``take`` writes nothing: a judging transaction that fails after a split leaves
+    the whole batch queued, and the split is written by ``done`` with the alerts; done
+    twice (a retry after a commit whose outcome was lost) changes nothing more."""
+    with psycopg.connect(db_url) as conn:
+        queue_for_rules(
+            conn,
+            [Reading(T0, "MNA", "a21026", 1.0), Reading(T0, "MNB", "a21026", 2.0)],
+            [EARLY, LATE],
+            {"MNA": EARLY},
+        )
+        conn.commit()
+        q = take(conn, LATE - timedelta(seconds=1))
+        assert [float(x) for x in q.x] == [1.0] and len(q.rest) == 1
+        conn.rollback()  # the judging transaction failed
+        assert conn.execute("SELECT count(*), sum(length(ts) / 8) FROM rule_inbox").fetchone() == (
+            1,
+            2,
+        )
+        q = take(conn, LATE - timedelta(seconds=1))
+        done(conn, q)
+        done(conn, q)
+        conn.commit()
+        rest = take(conn, LATE + timedelta(seconds=1))
+        assert _judged(rest) == [("MNB", "a21026", "rtd", T0.timestamp(), 2.0, ord("N"))]
+        assert rest.heard == {}  # the heard devices went with the judged part

@@ -5,7 +5,6 @@ newer readings of its series (a race that 3 workers in one test process hit)."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -15,7 +14,6 @@ from offsite.core.readings import Reading
 from offsite.core.registry import registry_from_dict
 from offsite.runner import rule_runner
 from offsite.runner.rule_runner import RuleRunner, RunnerConfig
-from offsite.store.pool import open_pool
 from offsite.store.readings import insert_readings
 from offsite.store.rule_inbox import queue_for_rules
 from tests.integration.helpers import register
@@ -73,13 +71,10 @@ def test_a_batch_committed_while_the_new_leader_reads_is_judged_once_in_order(
         return keys
 
     monkeypatch.setattr(rule_runner, "queued_keys", queued_then_a_worker_commits)
-    pool = open_pool(db_url, max_size=2, name="test-takeover")
-    try:
-        runner = RuleRunner(db_url, pool, RunnerConfig())
+    runner = RuleRunner(db_url, RunnerConfig())
+    with runner.connect() as runner.conn:
         runner._start()
         assert runner.engine is not None
-        assert runner._judge(threading.Event())
+        assert runner._judge()
         assert runner.judged == 1
         assert runner.engine.late == 0
-    finally:
-        pool.close()
