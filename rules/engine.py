@@ -333,6 +333,41 @@ class RuleEngine:
             self._quiet = False
         return sum(1 for r in readings if not r.stat)
 
+    def remember(self, readings: Sequence[Reading]) -> int:
+        """Rebuild long memories (copy-paste's days of fingerprints) from stored history
+        older than what ``warm`` replays: nothing else sees these readings, so windows,
+        gating and every other detector stay as they are. Call it before ``warm``.
+        Returns how many values reached a detector."""
+        by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
+        for r in readings:
+            if not r.stat:
+                by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
+        if not by_series:
+            return 0
+        keys = list(by_series)
+        rows = self._rows(keys)
+        fed = 0
+        for key, row in zip(keys, rows.tolist(), strict=True):
+            series = sorted(by_series[key], key=lambda r: r.ts)
+            t = np.array([r.ts.timestamp() for r in series])
+            x = np.array([r.value for r in series])
+            valid = np.array([r.flag == "N" for r in series])
+            for j in np.flatnonzero(self._applies[row]).tolist():
+                inst = self._instances[j]
+                remember = getattr(inst.det, "remember", None)
+                if remember is None or inst.state is None:
+                    continue
+                remember(inst.state, int(inst.slots[row]), t, x, valid, float(self._interval[row]))
+                fed += len(series)
+        return fed
+
+    def long_memory_pollutants(self) -> set[str]:
+        """Pollutants, by registry limits, that a detector with a long memory may be bound
+        to: what the rule runner fetches for ``remember`` (an over-estimate is harmless)."""
+        if not any(hasattr(CATALOG[r.detector], "remember") for r in self.rules.rules):
+            return set()
+        return {p for meta in self.devices.values() for p in meta.limits}
+
     def evaluate(
         self, readings: Sequence[Reading], received: Mapping[str, datetime] | None = None
     ) -> Evaluation:

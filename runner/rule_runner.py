@@ -34,7 +34,7 @@ from offsite.rules.registry_view import device_meta
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
-from offsite.store.readings import recent_readings
+from offsite.store.readings import day_lag_readings, recent_readings
 from offsite.store.registry import load_registry
 from offsite.store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
 
@@ -48,6 +48,11 @@ class RunnerConfig:
     rules_file: Path | None = None
     warm_s: float = 14400.0
     warm_max: int = 240
+    # copy-paste's memory: at a takeover, the same time of day on each of the last
+    # ``copy_days`` days, from ``copy_before_s`` before to ``copy_after_s`` after it
+    copy_days: int = 7
+    copy_before_s: float = 3600.0
+    copy_after_s: float = 7200.0
     clear_s: float = 300.0
     reopen_s: float = 21600.0
     stale_s: float = 10.0  # a worker silent this long no longer holds the runner back
@@ -151,11 +156,20 @@ class RuleRunner:
             history = recent_readings(
                 conn, self.cfg.warm_max, now - timedelta(seconds=self.cfg.warm_s)
             )
-        rules = load_rules(self.cfg.rules_file)
+            rules = load_rules(self.cfg.rules_file)
+            engine = RuleEngine(rules, device_meta(registry), started_at=now)
+            long_ago = day_lag_readings(
+                conn,
+                sorted(engine.long_memory_pollutants()),
+                now,
+                self.cfg.copy_days,
+                timedelta(seconds=self.cfg.copy_before_s),
+                timedelta(seconds=self.cfg.copy_after_s),
+            )
         with self.pool.connection() as conn, conn.transaction():
             _audit_rules(conn, rules)
-        engine = RuleEngine(rules, device_meta(registry), started_at=now)
         engine.note_received(heard)
+        remembered = engine.remember(long_ago)
         # what is still queued is judged from the queue, not replayed as history
         warmed = engine.warm(
             [
@@ -173,9 +187,10 @@ class RuleRunner:
         self.engine, self.book = engine, book
         log.info(
             "rule runner: leading (%d rules, state rebuilt from %d stored values, "
-            "%d alerts active)",
+            "long memories from %d, %d alerts active)",
             len(engine.rules.rules),
             warmed,
+            remembered,
             len(active),
         )
 
