@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.config import parse_rules
@@ -73,3 +75,74 @@ def test_copy_paste_memory_is_rebuilt_from_stored_history_after_a_restart():
     assert not found["cold"]
     first = min(ts for _, ts in found["live"])
     assert first - (T0 + timedelta(minutes=day + 120)) <= timedelta(minutes=10)
+
+
+def faulty_stream(seed: int) -> list[Reading]:
+    """Three hours of two stacks under the default rules, with something for most rules
+    to find: a spike, a stuck channel, a copied segment, a clamp, flags, a dilution."""
+    data = plant(180, seed)
+    data[SO2][50] = 90.0
+    data[NOX][70:90] = 33.3
+    data[PM][120:170] = data[PM][20:70]
+    data[NOX][130:150] = np.round(48.5 + 0.2 * np.sin(np.arange(20)), 1)
+    data[O2][160:170] = 13.0
+    data[SO2][160:170] = np.round(data[SO2][160:170] * 0.6, 1)
+    out = readings(data, 0, 180)
+    other = [
+        Reading(r.ts, "MN2", r.pollutant, r.value * 1.1, "M" if 100 <= i % 400 < 130 else "N", r.kind)
+        for i, r in enumerate(out)
+    ]
+    return sorted(out + other, key=lambda r: r.ts)
+
+
+def default_engine() -> RuleEngine:
+    from offsite.rules.config import load_rules
+
+    devices = {**DEVICES, "MN2": DeviceMeta("flue_gas", "E1", "P2", 60.0, 6.0, {SO2: 35.0})}
+    return RuleEngine(load_rules(None), devices, started_at=T0)
+
+
+def findings_of(batches: list[list[Reading]]) -> list[tuple[str, str, str, datetime, float]]:
+    e = default_engine()
+    out = []
+    for b in batches:
+        for f in e.evaluate(b).findings:
+            out.append((f.rule, f.mn, f.pollutant, f.ts, round(f.value, 6)))
+    return sorted(out)
+
+
+def messages(stream: list[Reading]) -> list[list[Reading]]:
+    """The stream as devices send it: one message per device and instant."""
+    out: dict[tuple[str, datetime], list[Reading]] = {}
+    for x in stream:
+        out.setdefault((x.mn, x.ts), []).append(x)
+    return list(out.values())
+
+
+MESSAGES = messages(faulty_stream(3))
+WHOLE = findings_of([[x for m in MESSAGES for x in m]])
+
+
+def test_the_faulty_stream_gives_findings_of_several_rules():
+    assert len({f[0].split(".")[0] for f in WHOLE}) >= 5
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    cuts=st.lists(st.integers(1, len(MESSAGES) - 1), max_size=40, unique=True),
+    shuffle=st.randoms(use_true_random=False),
+)
+def test_findings_do_not_depend_on_the_batch_boundaries(cuts, shuffle):
+    """Any split of the stream into batches of whole messages, each batch in any order,
+    gives the findings of the whole stream judged at once: for every rule."""
+    edges = [0, *sorted(cuts), len(MESSAGES)]
+    batches = []
+    for a, b in zip(edges, edges[1:], strict=False):
+        piece = [x for m in MESSAGES[a:b] for x in m]
+        shuffle.shuffle(piece)
+        batches.append(piece)
+    assert findings_of(batches) == WHOLE
+
+
+def test_one_message_per_batch_gives_the_same_findings():
+    assert findings_of(MESSAGES) == WHOLE
