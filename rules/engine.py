@@ -156,6 +156,7 @@ class _Refs:
         )
 
 
+CONTEXT_MAX = 4  # context partners a series is judged against, at most
 ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 
 
@@ -184,6 +185,9 @@ class RuleEngine:
         self._partner: dict[str, np.ndarray] = {
             r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
         }
+        # context partners (a detector's ``context`` selectors) → up to CONTEXT_MAX
+        # partner rows per series, -1 where none
+        self._ctx: dict[tuple[str, ...], np.ndarray] = {}
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
@@ -246,6 +250,8 @@ class RuleEngine:
             grow_attr(self, name, cap, fill)
         for role in list(self._partner):
             self._partner[role] = grow_rows(self._partner.pop(role), cap, -1)
+        for sel in list(self._ctx):
+            self._ctx[sel] = grow_rows(self._ctx.pop(sel), cap, -1)
         for inst in self._instances:
             inst.grow(cap)
 
@@ -259,6 +265,10 @@ class RuleEngine:
             j = len(self._instances)
             self._instances.append(_Instance(bound, self.windows.capacity))
             self._inst_index[bound.key] = j
+            sel = tuple(getattr(bound.detector, "context", ()))
+            if sel and sel not in self._ctx:
+                self._ctx[sel] = np.full((self.windows.capacity, CONTEXT_MAX), -1, np.int64)
+                self._link_partners(set(self._by_device))
             self._applies = np.concatenate(
                 [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1
             )
@@ -307,6 +317,55 @@ class RuleEngine:
                     if k == kind and c not in FLOW_CODES and np.isfinite(self._limit[r])
                 )
                 self._partner["conc"][row] = concs[0][1] if concs else -1
+                for sel, table in self._ctx.items():
+                    mine = sorted(
+                        (c, r)
+                        for (c, k), r in by_code.items()
+                        if k == kind and r != row and self._selects(sel, c, r)
+                    )[:CONTEXT_MAX]
+                    table[row] = -1
+                    table[row, : len(mine)] = [r for _, r in mine]
+
+    def _selects(self, sel: tuple[str, ...], code: str, row: int) -> bool:
+        """Whether a channel is one of a ``context`` selector's partners."""
+        limited = bool(np.isfinite(self._limit[row]))
+        for p in sel:
+            if p == code or (p == "@flow" and code in FLOW_CODES):
+                return True
+            if p == "@concentration" and limited and code not in FLOW_CODES:
+                return True
+            if p == "@limited" and limited:
+                return True
+        return False
+
+    def _load(self, b: Batch, sel: tuple[str, ...], where: np.ndarray, full: Batch) -> Partner:
+        """The load proxy of each row: the geometric mean of its context partners, now
+        and over the window (NaN where a partner is missing, invalid or not positive, and
+        everywhere for a series without partners)."""
+        table = self._ctx[sel][b.rows]
+        n, w = b.n, b.window.shape[1]
+        logx = np.zeros(n)
+        logw = np.zeros((n, w))
+        cnt = (table >= 0).sum(axis=1)
+        for k in range(table.shape[1]):
+            prow = table[:, k]
+            have = prow >= 0
+            if not have.any():
+                break
+            safe = np.where(have, prow, 0)
+            pos = where[safe]
+            now = np.where(pos >= 0, full.x[np.maximum(pos, 0)], self.windows.latest(safe))
+            bad = (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N)
+            now = np.where(bad | ~(now > 0), np.nan, now)
+            vals, flags, _ = self.windows.window(safe)
+            vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                logx += np.where(have, np.log(now), 0.0)
+                logw += np.where(have[:, None], np.log(vals), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
+            win = np.where(cnt[:, None] > 0, np.exp(logw / np.maximum(cnt, 1)[:, None]), np.nan)
+        return Partner(x, win)
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
         rows, new = self.windows.rows(keys)  # type: ignore[arg-type]
@@ -551,12 +610,16 @@ class RuleEngine:
             mask = applies[:, j] if det.order_free else applies[:, j] & in_order
             if not mask.any():
                 continue
-            key = (mask.tobytes(), det.partners)
+            ctx = tuple(getattr(det, "context", ()))
+            key = (mask.tobytes(), det.partners, ctx)
             b = subs.get(key)  # type: ignore[assignment]
             idx = np.flatnonzero(mask)
             if b is None:
                 b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
-                if det.partners:
+                if det.partners or ctx:
+                    partners = self._partners(b, det.partners, where, full)
+                    if ctx:
+                        partners["load"] = self._load(b, ctx, where, full)
                     b = Batch(
                         b.rows,
                         b.x,
@@ -570,7 +633,7 @@ class RuleEngine:
                         b.window,
                         b.wflag,
                         b.wt,
-                        self._partners(b, det.partners, where, full),
+                        partners,
                     )
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots

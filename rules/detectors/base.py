@@ -55,6 +55,52 @@ def nanmedian_rows(w: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, med, np.nan)
 
 
+def as_selectors(det: object, name: str = "context") -> None:
+    """A rules file gives a list; a detector keeps a tuple (it is hashed, and interned)."""
+    v = getattr(det, name)
+    if isinstance(v, str):
+        v = (v,)
+    if not all(isinstance(p, str) for p in v):
+        raise ValueError(f"{name} must be a list of pollutant codes or @flow/@concentration")
+    object.__setattr__(det, name, tuple(v))
+
+
+def against_load(
+    b: Batch, x: np.ndarray, window: np.ndarray, max_beta: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and its ``window`` with the process taken out: each value scaled by
+    (load at the window's median / load then)^β, β the series' own elasticity to the
+    load over the window (least squares on logs, in [0, ``max_beta``]; 1 when the load
+    barely moved). A value that moves with its partners comes out flat; an analyser
+    leaving them does not. Rows without a usable load (no ``load`` partner, partners
+    missing now or over most of the window) come back unchanged: judged on their own.
+    """
+    load = b.partners.get("load")
+    if load is None or x.shape[0] == 0:
+        return x, window
+    lw = load.window[:, load.window.shape[1] - window.shape[1] :]
+    use = np.isfinite(load.x) & (np.isfinite(lw).sum(axis=1) * 2 >= window.shape[1])
+    if not use.any():
+        return x, window
+    ref = nanmedian_rows(lw)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ll = np.log(lw / ref[:, None])
+        lx = np.log(np.where(window > 0, window, np.nan))
+        ok = np.isfinite(ll) & np.isfinite(lx)
+        cnt = ok.sum(axis=1)
+        mll = np.where(ok, ll, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+        mlx = np.where(ok, lx, 0.0).sum(axis=1) / np.maximum(cnt, 1)
+        dl = np.where(ok, ll - mll[:, None], 0.0)
+        dx = np.where(ok, lx - mlx[:, None], 0.0)
+        var = (dl * dl).sum(axis=1) / np.maximum(cnt, 1)
+        beta = (dl * dx).sum(axis=1) / np.maximum(cnt, 1) / var
+        beta = np.where((var > 1e-4) & (cnt >= 5) & np.isfinite(beta), beta, 1.0)
+        beta = np.clip(beta, 0.0, max_beta)
+        fx = np.exp(-beta * np.log(load.x / ref))
+        fw = np.exp(-beta[:, None] * ll)
+    return np.where(use, x * fx, x), np.where(use[:, None], window * fw, window)
+
+
 @dataclass(frozen=True, slots=True)
 class Partner:
     """Another channel of the same device, aligned with the batch's rows (NaN if none)."""
@@ -159,4 +205,5 @@ def none_hit(n: int) -> Hits:
 
 def params_of(det: object) -> dict[str, Any]:
     """A detector's parameters, for the evidence an alert carries."""
-    return {f.name: getattr(det, f.name) for f in fields(det)}  # type: ignore[arg-type]
+    out = {f.name: getattr(det, f.name) for f in fields(det)}  # type: ignore[arg-type]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

@@ -13,7 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, nanmedian_rows
+from offsite.rules.detectors.base import (
+    Batch,
+    Hits,
+    State,
+    against_load,
+    as_selectors,
+    nanmedian_rows,
+)
 
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law
@@ -31,7 +38,10 @@ class Spike:
     """A value far from the median of its window, in robust (MAD) units.
 
     The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``) so a
-    quiet, quantised series does not turn the smallest wiggle into a spike.
+    quiet, quantised series does not turn the smallest wiggle into a spike. With
+    ``context`` partners (e.g. ``["@flow", "@concentration"]``), values are judged with
+    the load they share taken out (``against_load``): a load ramp every channel shares
+    is the process, a jump on one channel alone is not.
     """
 
     kind: ClassVar[str] = "spike"
@@ -44,23 +54,29 @@ class Spike:
     min_history: int = 10
     rel_floor: float = 0.02
     abs_floor: float = 1e-3
+    context: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
 
     def new_state(self, capacity: int) -> State | None:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         w = b.valid_window()[:, b.window.shape[1] - self.history :]
+        x, w = against_load(b, b.x, w)
         med, mad, cnt = _robust_centre(w)
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
         with np.errstate(invalid="ignore"):
-            score = np.abs(b.x - med) / scale
-        score = np.where((cnt >= self.min_history) & np.isfinite(b.x), score, np.nan)
+            score = np.abs(x - med) / scale
+        score = np.where((cnt >= self.min_history) & np.isfinite(x), score, np.nan)
         return Hits(np.nan_to_num(score, nan=0.0) > self.z, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return f"{value:g} is {score:.1f} robust deviations from the recent median"
+        against = " (its partner channels' load taken out)" if self.context else ""
+        return f"{value:g} is {score:.1f} robust deviations from the recent median{against}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,9 +207,10 @@ class Drift:
     more than ``max_rate`` of the series' level per hour — and clean (R² ≥ ``min_r2``:
     the values line up on it). Load changes and analyser wander move a channel by a few
     per cent an hour and not in a straight line; a bad analyser drifts at tens of per
-    cent an hour, steadily. Scale-free, so one setting fits every pollutant. (A slow
-    drift of a few per cent a day needs a reference channel or a calibration check:
-    see the README.)
+    cent an hour, steadily. Scale-free, so one setting fits every pollutant. With
+    ``context`` partners, the trend is of the value with the shared load taken out
+    (``against_load``), so a load ramp is not a drift. Slow drift (per cent an hour over
+    days) is ``slow_drift``'s.
     """
 
     kind: ClassVar[str] = "drift"
@@ -205,13 +222,18 @@ class Drift:
     max_rate: float = 0.3
     min_r2: float = 0.8
     min_history: int = 15
+    context: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
 
     def new_state(self, capacity: int) -> State | None:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         k = self.history
-        v = np.concatenate([b.valid_window()[:, b.window.shape[1] - k + 1 :], b.x[:, None]], axis=1)
+        x, w = against_load(b, b.x, b.valid_window()[:, b.window.shape[1] - k + 1 :])
+        v = np.concatenate([w, x[:, None]], axis=1)
         t = np.concatenate([b.wt[:, b.wt.shape[1] - k + 1 :], b.t[:, None]], axis=1)
         ok = np.isfinite(v) & np.isfinite(t)
         cnt = ok.sum(axis=1)
@@ -235,4 +257,141 @@ class Drift:
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
             f"{value:g}: a steady trend of {score:+.0%} of the level per hour (drifting analyser)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlowDrift:
+    """An analyser creeping away from its partner channels by a per cent or two an hour,
+    over hours to days (dirty optics, an ageing cell): too slow for ``drift``.
+
+    Each device hour leaves the mean of the value and of its load (the geometric mean of
+    its ``context`` partners, see ``against_load``). When an hour closes, the value is
+    explained by the load over the reference hours (the last ``hours``, minus the
+    newest ``span``): log value = a + β log load. The newest ``span`` hours' residuals
+    must then trend steadily (slope ≥ ``min_rate`` per hour, R² ≥ ``min_r2``) and the
+    newest two stand clear of the reference (≥ ``min_rise`` and ≥ ``z`` robust
+    deviations of the reference residuals), in the same direction. Load wander and the
+    daily cycle move value and partners together and leave the residual flat; a step
+    (a fuel change, a recalibration) is not a steady trend. The verdict stands until the
+    next hour closes. Judged only with partners, after ``min_ref`` reference hours.
+
+    Memory per series: 12 bytes per hour kept (``hours``), 48 more for the open hour.
+    """
+
+    kind: ClassVar[str] = "slow_drift"
+    scope: ClassVar[str] = "series"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = False
+    history: ClassVar[int] = 0
+    context: tuple[str, ...] = ("@flow", "@concentration")
+    hours: int = 48
+    span: int = 6
+    min_ref: int = 18
+    min_rate: float = 0.006
+    min_r2: float = 0.8
+    min_rise: float = 0.04
+    z: float = 4.0
+    min_share: float = 0.5  # of the hour's expected readings, for the hour to count
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
+        if not (2 < self.span < self.hours and self.min_ref >= 3):
+            raise ValueError("slow_drift needs 2 < span < hours and min_ref ≥ 3")
+
+    def new_state(self, capacity: int) -> State | None:
+        return State(
+            capacity,
+            hour=(np.int64, -1),
+            sx=(np.float64, 0.0),
+            sl=(np.float64, 0.0),
+            n=(np.int64, 0),
+            hx=(np.float32, np.nan, self.hours),
+            hl=(np.float32, np.nan, self.hours),
+            hh=(np.int32, -1, self.hours),
+            verdict=(np.float64, np.nan),
+            hit=(np.bool_, False),
+        )
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        assert state is not None
+        r = b.rows
+        load = b.partners.get("load")
+        lx = load.x if load is not None else np.full(b.n, np.nan)
+        h = np.floor(b.t / 3600.0).astype(np.int64)
+        hour, n = state["hour"][r], state["n"][r]
+        closing = (hour >= 0) & (h > hour)
+        if closing.any():
+            need = self.min_share * 3600.0 / np.maximum(b.interval, 1.0)
+            full = closing & (n >= need)
+            c = np.flatnonzero(full)
+            if c.size:
+                rc, hc = r[c], hour[c]
+                slot = hc % self.hours
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    state["hx"][rc, slot] = np.log(state["sx"][rc] / n[c])
+                    state["hl"][rc, slot] = np.log(state["sl"][rc] / n[c])
+                state["hh"][rc, slot] = hc
+                verdict, hit = self._judge(state, rc, hc)
+                state["verdict"][rc], state["hit"][rc] = verdict, hit
+            gone = np.flatnonzero(closing & ~full)  # a thin hour: no verdict on it
+            state["verdict"][r[gone]], state["hit"][r[gone]] = np.nan, False
+            cl = np.flatnonzero(closing)
+            state["sx"][r[cl]], state["sl"][r[cl]], state["n"][r[cl]] = 0.0, 0.0, 0
+        fresh = hour < 0
+        state["hour"][r] = np.where(fresh | closing, h, hour)
+        ok = b.valid & (b.x > 0) & np.isfinite(b.x) & (lx > 0) & (h >= state["hour"][r])
+        k = np.flatnonzero(ok)
+        state["sx"][r[k]] += b.x[k]
+        state["sl"][r[k]] += lx[k]
+        state["n"][r[k]] += 1
+        hit = state["hit"][r] & np.isfinite(b.x)
+        return Hits(hit, state["verdict"][r].copy())
+
+    def _judge(self, state: State, rows: np.ndarray, closed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        age = np.arange(self.hours)
+        want = closed[:, None] - age[None, :]
+        slot = want % self.hours
+        have = state["hh"][rows[:, None], slot] == want
+        x = np.where(have, state["hx"][rows[:, None], slot], np.nan).astype(np.float64)
+        lo = np.where(have, state["hl"][rows[:, None], slot], np.nan).astype(np.float64)
+        have &= np.isfinite(x) & np.isfinite(lo)
+        recent, ref = have & (age < self.span), have & (age >= self.span)
+        nr, nf = recent.sum(axis=1), ref.sum(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # value explained by load over the reference hours
+            mx = np.nanmean(np.where(ref, x, np.nan), axis=1)
+            ml = np.nanmean(np.where(ref, lo, np.nan), axis=1)
+            dl = np.where(ref, lo - ml[:, None], 0.0)
+            dx = np.where(ref, x - mx[:, None], 0.0)
+            var = (dl * dl).sum(axis=1) / np.maximum(nf, 1)
+            beta = (dl * dx).sum(axis=1) / np.maximum(nf, 1) / var
+            beta = np.clip(np.where((var > 1e-5) & np.isfinite(beta), beta, 1.0), 0.0, 2.0)
+            e = x - mx[:, None] - beta[:, None] * (lo - ml[:, None])
+            eref = np.where(ref, e, np.nan)
+            med = nanmedian_rows(eref)
+            sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 0.003)
+            # the newest hours' trend (per hour, oldest → newest)
+            th = np.where(recent, -age[None, :].astype(np.float64), np.nan)
+            tm = np.nanmean(th, axis=1)
+            em = np.nanmean(np.where(recent, e, np.nan), axis=1)
+            dt = np.where(recent, th - tm[:, None], 0.0)
+            de = np.where(recent, e - em[:, None], 0.0)
+            sxx, sxy, syy = (dt * dt).sum(1), (dt * de).sum(1), (de * de).sum(1)
+            slope = sxy / sxx
+            r2 = sxy * sxy / (sxx * syy)
+            newest = np.nanmean(np.where(recent & (age < 2), e, np.nan), axis=1)
+            rise = newest - med
+        judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(slope)
+        hit = judged & (np.abs(slope) >= self.min_rate) & (np.nan_to_num(r2) >= self.min_r2)
+        hit &= np.abs(np.nan_to_num(rise)) >= np.maximum(self.min_rise, self.z * sigma)
+        hit &= np.sign(slope) == np.sign(rise)
+        return np.where(judged, slope, np.nan), hit
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        return (
+            f"{value:g}: drifting {score:+.1%} an hour away from its partner channels "
+            f"over the last {self.span} hours (slow analyser drift)"
         )
