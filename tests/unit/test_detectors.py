@@ -423,9 +423,53 @@ def test_implausible_judges_whatever_the_flag():
 
 
 def clamp_stream(level: float, noise: float, n: int = 1) -> Stream:
+    """Raw values at a point without a reference O2 (judged as they are)."""
     s = stream(n, 40, seed=21, level=level, noise=noise)
     s.x = np.round(level + np.random.default_rng(5).normal(0, noise, size=s.x.shape), 3)
+    s.o2ref[:] = np.nan
     return s
+
+
+def o2_clamp_stream(rounds: int = 60, seed: int = 41) -> Stream:
+    """The issue's case: NOx parked at 93-98.5 % of the limit after O2 correction, O2
+    wandering 7-9 %, so the raw values move with O2 (CV well above 1 %)."""
+    rng = np.random.default_rng(seed)
+    s = stream(1, rounds, seed=seed)
+    s.o2[:, 0] = np.round(8.0 + np.cumsum(rng.normal(0, 0.15, rounds)).clip(-1.5, 1.5), 2)
+    corrected = LIMIT * rng.uniform(0.93, 0.985, rounds)
+    s.x[:, 0] = np.round(corrected * (21.0 - s.o2[:, 0]) / (21.0 - O2_REF), 1)
+    return s
+
+
+def test_clamp_judges_o2_corrected_values_at_a_point_with_a_reference_o2():
+    s = o2_clamp_stream()
+    raw = s.x[:, 0]
+    assert raw.std() / raw.mean() > 0.015 and raw.min() < 0.9 * LIMIT  # raw looks free
+    det = Clamp(count=10)
+    hits = hits_of(det, s)[:, 0]
+    assert hits[det.count - 1 :].mean() > 0.8
+    assert hits[det.count - 1 : det.count + 4].any()  # within minutes of the start
+    # the same raw values at a point without reference O2 are not parked at all
+    s.o2ref[:] = np.nan
+    assert not hits_of(det, s).any()
+
+
+def test_clamp_a_process_near_its_limit_that_moves_with_the_load_does_not_hit():
+    s = o2_clamp_stream()
+    rng = np.random.default_rng(3)
+    # a process at 88 % of its limit that moves ±5 % with the load; (at 90 %, the top of
+    # each swing spends ten minutes at 93 % with a spread of 1.5 %: parked, for a window
+    # of ten values; telling the two apart needs the partners)
+    load = 1 + 0.05 * np.sin(2 * np.pi * np.arange(60) / 30.0)
+    corrected = 0.88 * LIMIT * load * (1 + rng.normal(0, 0.01, 60))
+    s.x[:, 0] = np.round(corrected * (21.0 - s.o2[:, 0]) / (21.0 - O2_REF), 1)
+    assert not hits_of(Clamp(count=10), s).any()
+
+
+def test_clamp_without_the_o2_it_needs_is_not_judged():
+    s = o2_clamp_stream()
+    s.o2[30:, 0] = np.nan
+    assert not hits_of(Clamp(count=10), s)[30:].any()
 
 
 def test_clamp_parked_just_under_the_limit_with_tiny_variance_hits():
