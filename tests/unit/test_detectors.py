@@ -50,6 +50,7 @@ class Stream:
     flag: np.ndarray
     o2: np.ndarray  # the O2 channel of the same device
     conc: np.ndarray  # a limited concentration channel of the same device
+    flow: np.ndarray  # the flue-gas flow of the same device
     limit: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
@@ -82,6 +83,7 @@ def stream(
     x = np.round(level + swing + rng.normal(0.0, noise, size=(rounds, n)), 3)
     o2 = np.round(O2_LEVEL + rng.normal(0.0, 0.1, size=(rounds, n)), 3)
     conc = np.round(LEVEL + rng.normal(0.0, 1.0, size=(rounds, n)), 3)
+    flow = np.round(3e5 + rng.normal(0.0, 2e3, size=(rounds, n)), 0)
     t = T0 + 60.0 * np.broadcast_to(i, (rounds, n)).astype(float)
     lo, hi = plausible_range(code)
     return Stream(
@@ -90,6 +92,7 @@ def stream(
         np.full((rounds, n), FLAG_N, dtype=np.uint8),
         o2,
         conc,
+        flow,
         np.full(n, limit),
         np.full(n, lo),
         np.full(n, hi),
@@ -114,7 +117,7 @@ def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
 
         partners = {}
         for role in roles:
-            p = {"o2": s.o2, "conc": s.conc}[role]  # KeyError: a role the helper lacks
+            p = {"o2": s.o2, "conc": s.conc, "flow": s.flow}[role]  # KeyError: a role the helper lacks
             valid = s.flag[lo:k].T == FLAG_N
             partners[role] = Partner(
                 p[k].copy(),
@@ -195,7 +198,7 @@ def test_catalog_kinds_match_their_classes():
     for kind, cls in CATALOG.items():
         assert cls.kind == kind
         assert cls.scope in ("series", "device")
-        assert set(cls.partners) <= {"o2", "conc"}, "teach batches() the new partner role"
+        assert set(cls.partners) <= {"o2", "conc", "flow"}, "teach batches() the new partner role"
 
 
 @pytest.fixture(params=sorted(CATALOG), ids=str)
@@ -674,6 +677,34 @@ def test_dilution_o2_up_and_concentration_down_hits():
     h = one(Dilution(), s)
     assert list(h.hit) == [True, False, False, False]  # both, O2 alone, conc alone, too little
     assert h.score[0] == pytest.approx(4.0, abs=0.3)
+
+
+def o2_ramp(points: int = 6, top: float = 3.0, interval: float = 300.0) -> Stream:
+    """Dilution as a ramp: over ``points`` readings the sample takes in more and more
+    air, up to O2 + ``top`` points; the concentration falls by the same share of air."""
+    s = stream(1, 40 + points + 4, seed=42)
+    s.t[:, 0] = T0 + interval * np.arange(s.t.shape[0])
+    s.interval[:] = interval
+    f = np.r_[np.zeros(40), top / (20.9 - O2_LEVEL) * np.arange(1, points + 1) / points]
+    f = np.r_[f, np.full(4, f[-1])]
+    s.o2[:, 0] = np.round(s.o2[:, 0] + f * (20.9 - s.o2[:, 0]), 2)
+    s.x[:, 0] = np.round(s.x[:, 0] * (1 - f), 1)
+    return s
+
+
+@pytest.mark.parametrize("top", [3.0, 6.0])
+def test_dilution_ramp_is_caught_in_its_first_half(top):
+    hits = hits_of(Dilution(), o2_ramp(top=top))[:, 0]
+    assert not hits[:40].any()
+    assert hits[40:43].any()  # within the first three of six points (15 of 30 minutes)
+
+
+def test_dilution_a_falling_load_lowers_the_flow_too_and_is_not_dilution():
+    s = o2_ramp(top=3.0)
+    s.flow[40:, 0] = np.round(s.flow[40:, 0] * 0.8, 0)  # the load fell by a fifth
+    assert not hits_of(Dilution(), s)[:, 0].any()
+    s.flow[:] = np.nan  # no flow channel: O2 and concentration alone
+    assert hits_of(Dilution(), s)[:, 0].any()
 
 
 def test_dilution_without_an_o2_partner_does_not_hit():
