@@ -40,6 +40,7 @@ _GATING_KEYS = {
     "critical_score",
     "mute_on_maintenance",
     "enabled",
+    "warm_up",
 }
 
 
@@ -55,6 +56,7 @@ class Gating:
     cooldown_s: float = 0.0  # after a clear, no new alert on the same key for this long
     critical_score: float | None = None  # score at which the severity becomes critical
     mute_on_maintenance: bool = True  # mark suppressed while the device reports M/C
+    warm_up: int = 0  # readings of a series the rule judges before it may fire at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +314,10 @@ def _gating(
             elif key == "count":
                 if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                     raise ValueError(f"count must be an integer ≥ 1, not {val!r}")
+                out[key] = val
+            elif key == "warm_up":
+                if not isinstance(val, int) or isinstance(val, bool) or val < 0:
+                    raise ValueError(f"warm_up must be an integer ≥ 0, not {val!r}")
                 out[key] = val
             elif key in ("for", "clear_after", "cooldown"):
                 out[key] = duration_s(val)

@@ -78,7 +78,11 @@ class _Instance:
         self.n_slots = 0
         self.state: State | None = self.det.new_state(16)
         self.gate = State(
-            16, streak=(np.int64, 0), first=(np.float64, np.nan), firing=(np.bool_, False)
+            16,
+            streak=(np.int64, 0),
+            first=(np.float64, np.nan),
+            firing=(np.bool_, False),
+            seen=(np.int64, 0),
         )
         self.params = params_of(self.det)
 
@@ -668,6 +672,11 @@ class RuleEngine:
         streak = np.where(on, streak + 1, 0)
         first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
         fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        if g.warm_up:
+            # a series is learnt before it may raise anything (its level, noise, steps)
+            seen = inst.gate["seen"][r] + 1
+            inst.gate["seen"][r] = seen
+            fire &= seen > g.warm_up
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first
         inst.gate["firing"][r] = fire | (firing & on)
@@ -712,6 +721,7 @@ class RuleEngine:
                 "digest": self.rules.digest[:12],
                 "count": g.count,
                 "for_s": g.for_s,
+                "warm_up": g.warm_up,
                 "clear_score": g.clear_score,
             },
             "evidence": {
@@ -796,6 +806,11 @@ class RuleEngine:
             for kind in ("rtd", "min", "hour", "day"):
                 out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
         return out
+
+    def intervals(self) -> dict[str, float]:
+        """Each device's reporting interval, s: the alert book scales clear_after and
+        cooldowns with it (a 5-minute series must not make every reading an episode)."""
+        return {mn: meta.interval_s for mn, meta in self.devices.items()}
 
     def cooldowns(self) -> dict[str, timedelta]:
         out = {}

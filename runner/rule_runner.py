@@ -182,6 +182,7 @@ class RuleRunner:
             engine.clear_after(),
             default_clear_after=timedelta(seconds=self.cfg.clear_s),
             cooldown=engine.cooldowns(),
+            intervals=engine.intervals(),
         )
         book.load(active)
         self.engine, self.book = engine, book
@@ -205,6 +206,8 @@ class RuleRunner:
             if now >= next_registry:
                 with self.pool.connection() as conn:
                     self.engine.update_registry(device_meta(load_registry(conn)))
+                if self.book is not None:
+                    self.book.intervals = self.engine.intervals()
                 next_registry = now + self.cfg.registry_refresh_s
             if now >= next_offline:
                 with self.pool.connection() as conn:

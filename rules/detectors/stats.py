@@ -81,9 +81,18 @@ class Spike:
 
 @dataclass(frozen=True, slots=True)
 class Flatline:
-    """A stuck sensor: the same value ``count`` times in a row (恒值), or a variance
-    collapse — the last ``count`` values move less than ``collapse`` × the series' own
-    usual step (a slow EWMA of |Δx|, learnt while the series behaves)."""
+    """A stuck sensor: the same value repeated longer than the series ever repeats by
+    itself (恒值), or a variance collapse — the last ``count`` values move less than
+    ``collapse`` × the series' own usual step (a slow EWMA of |Δx|).
+
+    How long is "longer" is learnt: the share p of readings equal to the one before (a
+    slowly varying or coarsely quantised series repeats often; a 1-minute analyser at
+    three decimals almost never) — a run of r repeats is unusual when p^r < ``rare`` —
+    and the longest run the series has ended by itself, times ``margin`` (repeats
+    bunch where a slow series turns); never less than ``count`` values. Both yardsticks are learnt only from behaving
+    data (``learn`` readings before they are trusted), so a flatline cannot teach the
+    detector that flatlines are normal; a series that has never moved is not judged.
+    """
 
     kind: ClassVar[str] = "flatline"
     scope: ClassVar[str] = "series"
@@ -93,13 +102,23 @@ class Flatline:
     count: int = 10
     collapse: float = 0.1
     learn: int = 120  # readings before the usual step is trusted
+    rare: float = 1e-4
+    margin: float = 1.5
 
     @property
     def history(self) -> int:
         return self.count - 1
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, step=(np.float64, np.nan), n=(np.int64, 0))
+        return State(
+            capacity,
+            step=(np.float64, np.nan),
+            n=(np.int64, 0),
+            p0=(np.float64, 0.0),
+            run=(np.int64, 0),
+            longest=(np.int64, 0),
+            flagged=(np.bool_, False),
+        )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
@@ -112,28 +131,50 @@ class Flatline:
             warnings.simplefilter("ignore", RuntimeWarning)
             moved = np.nanmean(np.abs(np.diff(seq, axis=1)), axis=1)
         step, n = state["step"][b.rows], state["n"][b.rows]
-        trusted = (n >= self.learn) & (step > 0)
+        p0, run = state["p0"][b.rows], state["run"][b.rows]
+        longest, flagged = state["longest"][b.rows], state["flagged"][b.rows]
+        last = recent[:, -1]
+        eq = np.isfinite(b.x) & (b.x == last)
+        # a run that ended by itself (never flagged) says how long this series repeats
+        ended = ~eq & (run > 0) & ~flagged
+        longest = np.where(ended, np.maximum(longest, run), longest)
+        flagged = flagged & eq
+        run = np.where(eq, run + 1, 0)  # repeats of the value before, this one included
+        trusted = n >= self.learn
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.ceil(np.log(self.rare) / np.log(p0))
+        need = np.where(p0 <= 0, 0, np.where(p0 >= 1, np.inf, need))
+        need = np.maximum(need, np.ceil(self.margin * longest))
+        need = np.maximum(np.where(trusted, need, 0), self.count - 1)
+        same &= run >= need
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = moved / step
-        collapsed = filled & trusted & (ratio < self.collapse)
+        # exact repeats are judged by their run above, against how the series repeats
+        collapsed = filled & trusted & (step > 0) & (moved > 0) & (ratio < self.collapse)
         hit = (same | collapsed) & np.isfinite(b.x)
         # learn the usual step only from behaving data, so a collapse cannot teach
-        # the detector that collapse is normal
-        last = recent[:, -1]
-        # winsorised at 5× the usual step, so one spike cannot inflate the yardstick and
-        # make the ordinary steps after it look like a collapse
+        # the detector that collapse is normal; winsorised at 5× the usual step, so one
+        # spike cannot inflate the yardstick and make ordinary steps look like a collapse
         d = np.minimum(np.abs(b.x - last), np.where(np.isfinite(step), 5.0 * step, np.inf))
-        learnable = np.isfinite(d) & ~hit
+        # (while learning, everything is learnt: the rules' warm_up mutes those hits)
+        learnable = np.isfinite(d) & (~hit | ~trusted)
         alpha = 1.0 / np.minimum(n + 1, self.learn)
         new_step = np.where(np.isnan(step), d, step + alpha * (d - step))
         state["step"][b.rows] = np.where(learnable, new_step, step)
+        state["p0"][b.rows] = np.where(learnable, p0 + alpha * (eq - p0), p0)
         state["n"][b.rows] = n + learnable
-        score = np.where(same, float(self.count), np.where(np.isfinite(ratio), ratio, np.nan))
+        state["run"][b.rows] = run
+        state["longest"][b.rows] = longest
+        state["flagged"][b.rows] = flagged | (same & trusted)
+        score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         if score >= self.count:
-            return f"value stuck at {value:g} for {self.count}+ consecutive readings"
+            return (
+                f"value stuck at {value:g} for {score:.0f} consecutive readings "
+                f"(longer than this series ever repeats by itself)"
+            )
         return f"the last {self.count} values barely move ({score:.2f}× the series' usual step)"
 
 
