@@ -160,7 +160,7 @@ class _Refs:
         )
 
 
-CONTEXT_MAX = 4  # context partners a series is judged against, at most
+CONTEXT_MAX = 3  # context partners a series is judged against, at most
 ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 
 
@@ -342,14 +342,18 @@ class RuleEngine:
                 return True
         return False
 
-    def _load(self, b: Batch, sel: tuple[str, ...], where: np.ndarray, full: Batch) -> Partner:
-        """The load proxy of each row: the geometric mean of its context partners, now
-        and over the window (NaN where a partner is missing, invalid or not positive, and
-        everywhere for a series without partners)."""
-        table = self._ctx[sel][b.rows]
-        n, w = b.n, b.window.shape[1]
+    def _load(
+        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
+    ) -> Partner:
+        """The load of each row's context partners: ``x`` the geometric mean of their
+        values now; ``window`` the load over the window *relative to now* (the mean of
+        each partner's value then over its value now): no logarithm on the windows.
+        NaN where a partner is missing, invalid or not positive, and everywhere for a
+        series without partners."""
+        table = self._ctx[sel][rows]
+        n, w = rows.shape[0], full.window.shape[1]
         logx = np.zeros(n)
-        logw = np.zeros((n, w))
+        rel = np.zeros((n, w))
         cnt = (table >= 0).sum(axis=1)
         for k in range(table.shape[1]):
             prow = table[:, k]
@@ -361,14 +365,14 @@ class RuleEngine:
             now = np.where(pos >= 0, full.x[np.maximum(pos, 0)], self.windows.latest(safe))
             bad = (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N)
             now = np.where(bad | ~(now > 0), np.nan, now)
-            vals, flags, _ = self.windows.window(safe)
-            vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
+            vals, flags = self._window_of(safe, pos, full)
             with np.errstate(invalid="ignore", divide="ignore"):
+                vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
                 logx += np.where(have, np.log(now), 0.0)
-                logw += np.where(have[:, None], np.log(vals), 0.0)
+                rel += np.where(have[:, None], vals / now[:, None], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
-            win = np.where(cnt[:, None] > 0, np.exp(logw / np.maximum(cnt, 1)[:, None]), np.nan)
+            win = np.where(cnt[:, None] > 0, rel / np.maximum(cnt, 1)[:, None], np.nan)
         return Partner(x, win)
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
@@ -564,11 +568,11 @@ class RuleEngine:
         )
 
     def _partners(
-        self, b: Batch, roles: tuple[str, ...], where: np.ndarray, full: Batch
+        self, rows: np.ndarray, roles: tuple[str, ...], where: np.ndarray, full: Batch
     ) -> dict[str, Partner]:
         out = {}
         for role in roles:
-            prow = self._partner[role][b.rows]
+            prow = self._partner[role][rows]
             have = prow >= 0
             safe = np.where(have, prow, 0)
             pos = where[safe]
@@ -578,10 +582,26 @@ class RuleEngine:
                 np.where(have, self.windows.latest(safe), np.nan),
             )
             x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
-            vals, flags, _ = self.windows.window(safe)
+            vals, flags = self._window_of(safe, pos, full)
             win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
             out[role] = Partner(x, win)
         return out
+
+    def _window_of(
+        self, prow: np.ndarray, pos: np.ndarray, full: Batch
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The windows of series ``prow``: taken from the round's own batch where the
+        series is in it (``pos`` ≥ 0, its index there), from the ring buffers if not."""
+        inr = pos >= 0
+        if inr.all():
+            return full.window[pos], full.wflag[pos]
+        vals = np.empty((prow.shape[0], full.window.shape[1]))
+        flags = np.empty((prow.shape[0], full.window.shape[1]), dtype=np.uint8)
+        vals[inr], flags[inr] = full.window[pos[inr]], full.wflag[pos[inr]]
+        out = ~inr
+        v, f, _ = self.windows.window(prow[out])
+        vals[out], flags[out] = v, f
+        return vals, flags
 
     def evaluate_round(
         self,
@@ -607,38 +627,61 @@ class RuleEngine:
             mn = batch[i].mn
             self._maint[mn] = max(self._maint.get(mn, -np.inf), full.t[i])
         applies = self._applies[rows]
-        # rules bound to the same series share one sub-batch (most bind to "@limited")
-        subs: dict[tuple[bytes, tuple[str, ...]], Batch] = {}
+        masks: list[np.ndarray | None] = []
+        # partner channels and loads are worked out once per round, for the union of the
+        # rows whose rules need them, and sliced for each rule
+        need: dict[tuple[str, Any], np.ndarray] = {}
         for j, inst in enumerate(self._instances):
             det = inst.det
             mask = applies[:, j] if det.order_free else applies[:, j] & in_order
-            if not mask.any():
+            masks.append(mask if mask.any() else None)
+            if masks[-1] is None:
                 continue
             ctx = tuple(getattr(det, "context", ()))
-            key = (mask.tobytes(), det.partners, ctx)
+            for nk in [*(("role", r) for r in det.partners), *([("load", ctx)] if ctx else [])]:
+                need[nk] = need[nk] | mask if nk in need else mask.copy()
+        made: dict[tuple[str, Any], tuple[np.ndarray, Partner]] = {}
+
+        def partner(k: tuple[str, Any], idx: np.ndarray) -> Partner:
+            got = made.get(k)
+            if got is None:
+                u = np.flatnonzero(need[k])
+                if k[0] == "role":
+                    p = self._partners(rows[u], (k[1],), where, full)[k[1]]
+                else:
+                    p = self._load(rows[u], k[1], where, full)
+                inv = np.full(rows.shape[0], -1, dtype=np.int64)
+                inv[u] = np.arange(u.shape[0])
+                got = made[k] = (inv, p)
+            inv, p = got
+            if idx.shape[0] == p.x.shape[0]:
+                return p
+            at = inv[idx]
+            return Partner(p.x[at], p.window[at])
+
+        # rules bound to the same series share one sub-batch (most bind to "@limited")
+        taken: dict[bytes, Batch] = {}
+        subs: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Batch] = {}
+        for j, inst in enumerate(self._instances):
+            det = inst.det
+            mask = masks[j]
+            if mask is None:
+                continue
+            ctx = tuple(getattr(det, "context", ()))
+            mkey = mask.tobytes()
+            key = (mkey, det.partners, ctx)
             b = subs.get(key)  # type: ignore[assignment]
             idx = np.flatnonzero(mask)
             if b is None:
-                b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
+                b = taken.get(mkey)  # type: ignore[assignment]
+                if b is None:
+                    b = full if idx.shape[0] == rows.shape[0] else full.take(idx, partners=False)
+                    taken[mkey] = b
                 if det.partners or ctx:
-                    partners = self._partners(b, det.partners, where, full)
+                    partners = {r: partner(("role", r), idx) for r in det.partners}
                     if ctx:
-                        partners["load"] = self._load(b, ctx, where, full)
-                    b = Batch(
-                        b.rows,
-                        b.x,
-                        b.t,
-                        b.flag,
-                        b.limit,
-                        b.lo,
-                        b.hi,
-                        b.o2ref,
-                        b.interval,
-                        b.window,
-                        b.wflag,
-                        b.wt,
-                        partners,
-                    )
+                        partners["load"] = partner(("load", ctx), idx)
+                    b = replace(b, partners=partners)
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
             b = replace(b, rows=inst.slots[b.rows])

@@ -48,11 +48,6 @@ class RunnerConfig:
     rules_file: Path | None = None
     warm_s: float = 14400.0
     warm_max: int = 240
-    # copy-paste's memory: at a takeover, the same time of day on each of the last
-    # ``copy_days`` days, from ``copy_before_s`` before to ``copy_after_s`` after it
-    copy_days: int = 7
-    copy_before_s: float = 3600.0
-    copy_after_s: float = 7200.0
     clear_s: float = 300.0
     reopen_s: float = 21600.0
     stale_s: float = 10.0  # a worker silent this long no longer holds the runner back
@@ -61,6 +56,11 @@ class RunnerConfig:
     registry_refresh_s: float = 30.0
     retry_s: float = 2.0
     case_response_s: float = 259200.0  # an engine-opened case asks for an answer within
+    # copy-paste's memory: at a takeover, the same time of day on each of the last
+    # ``copy_days`` days, from ``copy_before_s`` before to ``copy_after_s`` after it
+    copy_days: int = 7
+    copy_before_s: float = 3600.0
+    copy_after_s: float = 7200.0
 
 
 def _audit_rules(conn: psycopg.Connection, rules: RuleSet) -> None:

@@ -33,7 +33,7 @@ class CopyPaste:
     So what is kept depends on device time alone: any batching of the same stream, or a
     restart that rebuilds the table from stored history (``remember``), keeps the same.
 
-    Every reading is looked up in the buckets of the last ``recent_h`` hours and in the
+    Every reading is looked up in the buckets of the last ``recent_h`` hours (6) and in the
     buckets at the same time of day (± ``band`` buckets) on each of the last ``days``
     days. A copied segment matches at every position, so within ``stride`` readings one
     of its fingerprints meets a kept one. A fingerprint match is only a candidate: it
@@ -60,8 +60,8 @@ class CopyPaste:
     min_bits: float = 10.0
     stride: int = 8
     days: int = 7
-    recent_h: float = 12.0
-    band: int = 2
+    recent_h: float = 6.0
+    band: int = 1
     base_interval: float = 60.0
 
     def __post_init__(self) -> None:
@@ -159,17 +159,31 @@ class CopyPaste:
         if look.size:
             rows = b.rows[look]
             bucket = bn[look] // self.stride
-            off = self._offsets(g[look])
-            want = bucket[:, None] - off
-            slot = want % self.slots
-            found = (state["fp"][rows[:, None], slot] == fp[look, None]) & (off > 0)
-            found &= state["tag"][rows[:, None], slot] == (want % 65536).astype(np.uint16)
+            gl = g[look]
+            if (gl == gl[0]).all() and (bucket == bucket[0]).all():
+                # the usual round: one interval, one instant: one row of slots for all
+                off1 = self._offsets(gl[:1])[0]
+                want1 = bucket[0] - off1
+                slot1 = (want1 % self.slots) * (off1 > 0)  # off 0 looks at slot 0 …
+                off = np.broadcast_to(off1, (look.size, off1.shape[0]))
+                want = np.broadcast_to(want1, off.shape)
+                slot = np.broadcast_to(slot1, off.shape)
+            else:
+                off = self._offsets(gl)
+                want = bucket[:, None] - off
+                slot = want % self.slots
+            flat = state["fp"].reshape(-1)  # one gather on the flat table: much cheaper
+            found = flat[(rows * self.slots)[:, None] + slot] == fp[look, None]
+            found &= off > 0  # … and is never a match
             for c in np.flatnonzero(found.any(axis=1)).tolist():  # candidates are rare
                 i = int(look[c])
                 for j in np.flatnonzero(found[c]).tolist():
-                    if state["q"][rows[c], slot[c, j]] != value[i]:
+                    s_, w_ = int(slot[c, j]), int(want[c, j])
+                    if int(state["tag"][rows[c], s_]) != w_ % 65536:
+                        continue  # a stale slot, from an earlier turn of the table
+                    if state["q"][rows[c], s_] != value[i]:
                         continue  # the steps' fingerprint matched, the values do not
-                    gap = int(bn[i]) - int(want[c, j]) * self.stride  # in intervals
+                    gap = int(bn[i]) - w_ * self.stride  # in intervals
                     if gap > self.k and (np.isnan(lag[i]) or gap * g[i] < lag[i]):
                         hit[i] = True
                         lag[i] = gap * float(g[i])

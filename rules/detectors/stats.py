@@ -89,9 +89,11 @@ class Flatline:
     slowly varying or coarsely quantised series repeats often; a 1-minute analyser at
     three decimals almost never) — a run of r repeats is unusual when p^r < ``rare`` —
     and the longest run the series has ended by itself, times ``margin`` (repeats
-    bunch where a slow series turns); never less than ``count`` values. Both yardsticks are learnt only from behaving
-    data (``learn`` readings before they are trusted), so a flatline cannot teach the
-    detector that flatlines are normal; a series that has never moved is not judged.
+    bunch where a slow series turns); never less than ``count`` values. Both
+    yardsticks are learnt from behaving data once ``learn`` readings are in (during the
+    learning, from everything: the rules' ``warm_up`` mutes those hits), so a flatline
+    cannot teach the detector that flatlines are normal; a series that has never moved
+    is not judged.
     """
 
     kind: ClassVar[str] = "flatline"
@@ -273,7 +275,7 @@ class Drift:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         k = self.history
-        x, w = against_load(b, b.x, b.valid_window()[:, b.window.shape[1] - k + 1 :])
+        x, w = against_load(b, b.x, b.valid_window()[:, b.window.shape[1] - k + 1 :], fit=True)
         v = np.concatenate([w, x[:, None]], axis=1)
         t = np.concatenate([b.wt[:, b.wt.shape[1] - k + 1 :], b.t[:, None]], axis=1)
         ok = np.isfinite(v) & np.isfinite(t)
@@ -390,7 +392,9 @@ class SlowDrift:
         hit = state["hit"][r] & np.isfinite(b.x)
         return Hits(hit, state["verdict"][r].copy())
 
-    def _judge(self, state: State, rows: np.ndarray, closed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _judge(
+        self, state: State, rows: np.ndarray, closed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         age = np.arange(self.hours)
         want = closed[:, None] - age[None, :]
         slot = want % self.hours

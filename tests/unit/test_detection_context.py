@@ -127,5 +127,7 @@ def test_slow_drift_of_particulates_against_partners_is_caught_within_six_hours(
     first = {}
     for f in slow:
         first.setdefault(f.mn, f.ts)
-    delays = [(ts - (T0 + timedelta(minutes=start))).total_seconds() / 3600 for ts in first.values()]
+    delays = [
+        (ts - (T0 + timedelta(minutes=start))).total_seconds() / 3600 for ts in first.values()
+    ]
     assert len(delays) == 3 and float(np.median(delays)) <= 6.0, delays

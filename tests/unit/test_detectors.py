@@ -117,7 +117,9 @@ def batches(s: Stream, roles: tuple[str, ...], width: int = W) -> list[Batch]:
 
         partners = {}
         for role in roles:
-            p = {"o2": s.o2, "conc": s.conc, "flow": s.flow}[role]  # KeyError: a role the helper lacks
+            p = {"o2": s.o2, "conc": s.conc, "flow": s.flow}[
+                role
+            ]  # KeyError: a role the helper lacks
             valid = s.flag[lo:k].T == FLAG_N
             partners[role] = Partner(
                 p[k].copy(),

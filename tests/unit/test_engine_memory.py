@@ -3,6 +3,7 @@ and the same findings whatever the batch boundaries."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -89,7 +90,9 @@ def faulty_stream(seed: int) -> list[Reading]:
     data[SO2][160:170] = np.round(data[SO2][160:170] * 0.6, 1)
     out = readings(data, 0, 180)
     other = [
-        Reading(r.ts, "MN2", r.pollutant, r.value * 1.1, "M" if 100 <= i % 400 < 130 else "N", r.kind)
+        Reading(
+            r.ts, "MN2", r.pollutant, r.value * 1.1, "M" if 100 <= i % 400 < 130 else "N", r.kind
+        )
         for i, r in enumerate(out)
     ]
     return sorted(out + other, key=lambda r: r.ts)
@@ -137,7 +140,7 @@ def test_findings_do_not_depend_on_the_batch_boundaries(cuts, shuffle):
     gives the findings of the whole stream judged at once: for every rule."""
     edges = [0, *sorted(cuts), len(MESSAGES)]
     batches = []
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         piece = [x for m in MESSAGES[a:b] for x in m]
         shuffle.shuffle(piece)
         batches.append(piece)

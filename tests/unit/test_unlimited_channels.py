@@ -92,9 +92,7 @@ def test_a_series_is_learnt_before_it_may_raise_anything():
     x[[20, 50]] = 90.0
     found = {}
     for wu in (0, 30):
-        e = RuleEngine(
-            parse_rules(RULES.format(warm_up=wu), "t.toml"), {"M": DeviceMeta()}, T0
-        )
+        e = RuleEngine(parse_rules(RULES.format(warm_up=wu), "t.toml"), {"M": DeviceMeta()}, T0)
         readings = [
             Reading(T0 + timedelta(minutes=i), "M", "x01", float(v), "N", DataKind.RTD)
             for i, v in enumerate(x)
