@@ -152,10 +152,17 @@ class AlertBook:
         clear_after: Mapping[str, timedelta],
         default_clear_after: timedelta = timedelta(minutes=5),
         cooldown: Mapping[str, timedelta] | None = None,
+        intervals: Mapping[str, float] | None = None,
+        clear_intervals: float = 3.0,
     ) -> None:
         self.clear_after = dict(clear_after)
         self.default_clear_after = default_clear_after
         self.cooldown = {k: v for k, v in (cooldown or {}).items() if v > timedelta(0)}
+        # device → reporting interval, s: clear_after and cooldowns are at least
+        # ``clear_intervals`` of the device's intervals, so a condition seen on every
+        # reading of a slow series stays one episode
+        self.intervals: dict[str, float] = dict(intervals or {})
+        self.clear_intervals = clear_intervals
         self.active: dict[AlertKey, datetime] = {}
         self.cleared: dict[AlertKey, datetime] = {}  # key → last seen when it cleared
 
@@ -180,7 +187,7 @@ class AlertBook:
             # a gap of clear_after between findings is a clear in the live stream (a rule
             # that clears at once, like offline when the device reports, is cleared by
             # what ``seen`` says, not by gaps)
-            wait = self.clear_after.get(key[0], self.default_clear_after)
+            wait = self._wait(key)
             split = wait > timedelta(0)
             fs.sort(key=lambda f: f.ts)
             episodes: list[list[Finding]] = [[fs[0]]]
@@ -208,15 +215,24 @@ class AlertBook:
         for key, last in candidates.items():
             rule, mn, pollutant = key
             now = seen.get(seen_key(rule, mn, pollutant))
-            if now is not None and now - last >= self.clear_after.get(
-                rule, self.default_clear_after
-            ):
+            if now is not None and now - last >= self._wait(key):
                 clears.append(key)
         return Plan(upserts, clears, closed)
+
+    def _floor(self, mn: str) -> timedelta:
+        return timedelta(seconds=self.clear_intervals * self.intervals.get(mn, 0.0))
+
+    def _wait(self, key: AlertKey) -> timedelta:
+        """How long a condition must be gone: the rule's clear_after, at least a few of
+        the device's reporting intervals (a rule that clears at once stays so)."""
+        wait = self.clear_after.get(key[0], self.default_clear_after)
+        return max(wait, self._floor(key[1])) if wait > timedelta(0) else wait
 
     def _cooling(self, u: AlertUpsert) -> bool:
         """A new occurrence within the rule's cooldown after a clear is dropped."""
         wait = self.cooldown.get(u.rule)
+        if wait is not None:
+            wait = max(wait, self._floor(u.mn))
         if wait is None or u.key in self.active:
             return False
         cleared = self.cleared.get(u.key)

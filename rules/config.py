@@ -53,6 +53,7 @@ _GATING_KEYS = {
     "critical_score",
     "mute_on_maintenance",
     "enabled",
+    "warm_up",
 }
 
 
@@ -68,6 +69,7 @@ class Gating:
     cooldown_s: float = 0.0  # after a clear, no new alert on the same key for this long
     critical_score: float | None = None  # score at which the severity becomes critical
     mute_on_maintenance: bool = True  # mark suppressed while the device reports M/C
+    warm_up: int = 0  # readings of a series the rule judges before it may fire at all
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +358,12 @@ def _count(v: Any) -> int:
     return v
 
 
+def _warm_up(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"warm_up must be an integer ≥ 0, not {v!r}")
+    return v
+
+
 def _number(v: Any, info: ValidationInfo) -> float:
     if not isinstance(v, int | float) or isinstance(v, bool):
         raise ValueError(f"{info.field_name} must be a number, not {v!r}")
@@ -457,6 +465,7 @@ def _base(v: Any) -> str:
 
 Severity = Annotated[str | None, BeforeValidator(_severity)]
 Count = Annotated[int | None, BeforeValidator(_count)]
+WarmUp = Annotated[int | None, BeforeValidator(_warm_up)]
 Score = Annotated[float | None, BeforeValidator(_number)]
 Flag = Annotated[bool | None, BeforeValidator(_flag)]
 Duration = Annotated[float | None, BeforeValidator(duration_s)]
@@ -475,6 +484,7 @@ class _GatingKeys(_Shape):
 
     severity: Severity = None
     count: Count = None
+    warm_up: WarmUp = None
     for_: Duration = Field(default=None, alias="for")
     clear_after: Duration = None
     clear_score: Score = None

@@ -78,7 +78,11 @@ class _Instance:
         self.n_slots = 0
         self.state: State | None = self.det.new_state(16)
         self.gate = State(
-            16, streak=(np.int64, 0), first=(np.float64, np.nan), firing=(np.bool_, False)
+            16,
+            streak=(np.int64, 0),
+            first=(np.float64, np.nan),
+            firing=(np.bool_, False),
+            seen=(np.int64, 0),
         )
         self.params = params_of(self.det)
 
@@ -156,6 +160,7 @@ class _Refs:
         )
 
 
+CONTEXT_MAX = 3  # context partners a series is judged against, at most
 ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 
 
@@ -184,6 +189,9 @@ class RuleEngine:
         self._partner: dict[str, np.ndarray] = {
             r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
         }
+        # context partners (a detector's ``context`` selectors) → up to CONTEXT_MAX
+        # partner rows per series, -1 where none
+        self._ctx: dict[tuple[str, ...], np.ndarray] = {}
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
@@ -246,6 +254,8 @@ class RuleEngine:
             grow_attr(self, name, cap, fill)
         for role in list(self._partner):
             self._partner[role] = grow_rows(self._partner.pop(role), cap, -1)
+        for sel in list(self._ctx):
+            self._ctx[sel] = grow_rows(self._ctx.pop(sel), cap, -1)
         for inst in self._instances:
             inst.grow(cap)
 
@@ -259,6 +269,10 @@ class RuleEngine:
             j = len(self._instances)
             self._instances.append(_Instance(bound, self.windows.capacity))
             self._inst_index[bound.key] = j
+            sel = tuple(getattr(bound.detector, "context", ()))
+            if sel and sel not in self._ctx:
+                self._ctx[sel] = np.full((self.windows.capacity, CONTEXT_MAX), -1, np.int64)
+                self._link_partners(set(self._by_device))
             self._applies = np.concatenate(
                 [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1
             )
@@ -307,6 +321,59 @@ class RuleEngine:
                     if k == kind and c not in FLOW_CODES and np.isfinite(self._limit[r])
                 )
                 self._partner["conc"][row] = concs[0][1] if concs else -1
+                for sel, table in self._ctx.items():
+                    mine = sorted(
+                        (c, r)
+                        for (c, k), r in by_code.items()
+                        if k == kind and r != row and self._selects(sel, c, r)
+                    )[:CONTEXT_MAX]
+                    table[row] = -1
+                    table[row, : len(mine)] = [r for _, r in mine]
+
+    def _selects(self, sel: tuple[str, ...], code: str, row: int) -> bool:
+        """Whether a channel is one of a ``context`` selector's partners."""
+        limited = bool(np.isfinite(self._limit[row]))
+        for p in sel:
+            if p == code or (p == "@flow" and code in FLOW_CODES):
+                return True
+            if p == "@concentration" and limited and code not in FLOW_CODES:
+                return True
+            if p == "@limited" and limited:
+                return True
+        return False
+
+    def _load(
+        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
+    ) -> Partner:
+        """The load of each row's context partners: ``x`` the geometric mean of their
+        values now; ``window`` the load over the window *relative to now* (the mean of
+        each partner's value then over its value now): no logarithm on the windows.
+        NaN where a partner is missing, invalid or not positive, and everywhere for a
+        series without partners."""
+        table = self._ctx[sel][rows]
+        n, w = rows.shape[0], full.window.shape[1]
+        logx = np.zeros(n)
+        rel = np.zeros((n, w))
+        cnt = (table >= 0).sum(axis=1)
+        for k in range(table.shape[1]):
+            prow = table[:, k]
+            have = prow >= 0
+            if not have.any():
+                break
+            safe = np.where(have, prow, 0)
+            pos = where[safe]
+            now = np.where(pos >= 0, full.x[np.maximum(pos, 0)], self.windows.latest(safe))
+            bad = (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N)
+            now = np.where(bad | ~(now > 0), np.nan, now)
+            vals, flags = self._window_of(safe, pos, full)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
+                logx += np.where(have, np.log(now), 0.0)
+                rel += np.where(have[:, None], vals / now[:, None], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
+            win = np.where(cnt[:, None] > 0, rel / np.maximum(cnt, 1)[:, None], np.nan)
+        return Partner(x, win)
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
         rows, new = self.windows.rows(keys)  # type: ignore[arg-type]
@@ -332,6 +399,41 @@ class RuleEngine:
         finally:
             self._quiet = False
         return sum(1 for r in readings if not r.stat)
+
+    def remember(self, readings: Sequence[Reading]) -> int:
+        """Rebuild long memories (copy-paste's days of fingerprints) from stored history
+        older than what ``warm`` replays: nothing else sees these readings, so windows,
+        gating and every other detector stay as they are. Call it before ``warm``.
+        Returns how many values reached a detector."""
+        by_series: dict[SeriesKey, list[Reading]] = defaultdict(list)
+        for r in readings:
+            if not r.stat:
+                by_series[(r.mn, r.pollutant, r.kind.value)].append(r)
+        if not by_series:
+            return 0
+        keys = list(by_series)
+        rows = self._rows(keys)
+        fed = 0
+        for key, row in zip(keys, rows.tolist(), strict=True):
+            series = sorted(by_series[key], key=lambda r: r.ts)
+            t = np.array([r.ts.timestamp() for r in series])
+            x = np.array([r.value for r in series])
+            valid = np.array([r.flag == "N" for r in series])
+            for j in np.flatnonzero(self._applies[row]).tolist():
+                inst = self._instances[j]
+                remember = getattr(inst.det, "remember", None)
+                if remember is None or inst.state is None:
+                    continue
+                remember(inst.state, int(inst.slots[row]), t, x, valid, float(self._interval[row]))
+                fed += len(series)
+        return fed
+
+    def long_memory_pollutants(self) -> set[str]:
+        """Pollutants, by registry limits, that a detector with a long memory may be bound
+        to: what the rule runner fetches for ``remember`` (an over-estimate is harmless)."""
+        if not any(hasattr(CATALOG[r.detector], "remember") for r in self.rules.rules):
+            return set()
+        return {p for meta in self.devices.values() for p in meta.limits}
 
     def evaluate(
         self, readings: Sequence[Reading], received: Mapping[str, datetime] | None = None
@@ -466,11 +568,11 @@ class RuleEngine:
         )
 
     def _partners(
-        self, b: Batch, roles: tuple[str, ...], where: np.ndarray, full: Batch
+        self, rows: np.ndarray, roles: tuple[str, ...], where: np.ndarray, full: Batch
     ) -> dict[str, Partner]:
         out = {}
         for role in roles:
-            prow = self._partner[role][b.rows]
+            prow = self._partner[role][rows]
             have = prow >= 0
             safe = np.where(have, prow, 0)
             pos = where[safe]
@@ -480,10 +582,26 @@ class RuleEngine:
                 np.where(have, self.windows.latest(safe), np.nan),
             )
             x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
-            vals, flags, _ = self.windows.window(safe)
+            vals, flags = self._window_of(safe, pos, full)
             win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
             out[role] = Partner(x, win)
         return out
+
+    def _window_of(
+        self, prow: np.ndarray, pos: np.ndarray, full: Batch
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The windows of series ``prow``: taken from the round's own batch where the
+        series is in it (``pos`` ≥ 0, its index there), from the ring buffers if not."""
+        inr = pos >= 0
+        if inr.all():
+            return full.window[pos], full.wflag[pos]
+        vals = np.empty((prow.shape[0], full.window.shape[1]))
+        flags = np.empty((prow.shape[0], full.window.shape[1]), dtype=np.uint8)
+        vals[inr], flags[inr] = full.window[pos[inr]], full.wflag[pos[inr]]
+        out = ~inr
+        v, f, _ = self.windows.window(prow[out])
+        vals[out], flags[out] = v, f
+        return vals, flags
 
     def evaluate_round(
         self,
@@ -509,34 +627,61 @@ class RuleEngine:
             mn = batch[i].mn
             self._maint[mn] = max(self._maint.get(mn, -np.inf), full.t[i])
         applies = self._applies[rows]
-        # rules bound to the same series share one sub-batch (most bind to "@limited")
-        subs: dict[tuple[bytes, tuple[str, ...]], Batch] = {}
+        masks: list[np.ndarray | None] = []
+        # partner channels and loads are worked out once per round, for the union of the
+        # rows whose rules need them, and sliced for each rule
+        need: dict[tuple[str, Any], np.ndarray] = {}
         for j, inst in enumerate(self._instances):
             det = inst.det
             mask = applies[:, j] if det.order_free else applies[:, j] & in_order
-            if not mask.any():
+            masks.append(mask if mask.any() else None)
+            if masks[-1] is None:
                 continue
-            key = (mask.tobytes(), det.partners)
+            ctx = tuple(getattr(det, "context", ()))
+            for nk in [*(("role", r) for r in det.partners), *([("load", ctx)] if ctx else [])]:
+                need[nk] = need[nk] | mask if nk in need else mask.copy()
+        made: dict[tuple[str, Any], tuple[np.ndarray, Partner]] = {}
+
+        def partner(k: tuple[str, Any], idx: np.ndarray) -> Partner:
+            got = made.get(k)
+            if got is None:
+                u = np.flatnonzero(need[k])
+                if k[0] == "role":
+                    p = self._partners(rows[u], (k[1],), where, full)[k[1]]
+                else:
+                    p = self._load(rows[u], k[1], where, full)
+                inv = np.full(rows.shape[0], -1, dtype=np.int64)
+                inv[u] = np.arange(u.shape[0])
+                got = made[k] = (inv, p)
+            inv, p = got
+            if idx.shape[0] == p.x.shape[0]:
+                return p
+            at = inv[idx]
+            return Partner(p.x[at], p.window[at])
+
+        # rules bound to the same series share one sub-batch (most bind to "@limited")
+        taken: dict[bytes, Batch] = {}
+        subs: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Batch] = {}
+        for j, inst in enumerate(self._instances):
+            det = inst.det
+            mask = masks[j]
+            if mask is None:
+                continue
+            ctx = tuple(getattr(det, "context", ()))
+            mkey = mask.tobytes()
+            key = (mkey, det.partners, ctx)
             b = subs.get(key)  # type: ignore[assignment]
             idx = np.flatnonzero(mask)
             if b is None:
-                b = full if idx.shape[0] == rows.shape[0] else full.take(idx)
-                if det.partners:
-                    b = Batch(
-                        b.rows,
-                        b.x,
-                        b.t,
-                        b.flag,
-                        b.limit,
-                        b.lo,
-                        b.hi,
-                        b.o2ref,
-                        b.interval,
-                        b.window,
-                        b.wflag,
-                        b.wt,
-                        self._partners(b, det.partners, where, full),
-                    )
+                b = taken.get(mkey)  # type: ignore[assignment]
+                if b is None:
+                    b = full if idx.shape[0] == rows.shape[0] else full.take(idx, partners=False)
+                    taken[mkey] = b
+                if det.partners or ctx:
+                    partners = {r: partner(("role", r), idx) for r in det.partners}
+                    if ctx:
+                        partners["load"] = partner(("load", ctx), idx)
+                    b = replace(b, partners=partners)
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
             b = replace(b, rows=inst.slots[b.rows])
@@ -570,6 +715,11 @@ class RuleEngine:
         streak = np.where(on, streak + 1, 0)
         first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
         fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        if g.warm_up:
+            # a series is learnt before it may raise anything (its level, noise, steps)
+            seen = inst.gate["seen"][r] + 1
+            inst.gate["seen"][r] = seen
+            fire &= seen > g.warm_up
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first
         inst.gate["firing"][r] = fire | (firing & on)
@@ -614,6 +764,7 @@ class RuleEngine:
                 "digest": self.rules.digest[:12],
                 "count": g.count,
                 "for_s": g.for_s,
+                "warm_up": g.warm_up,
                 "clear_score": g.clear_score,
             },
             "evidence": {
@@ -698,6 +849,11 @@ class RuleEngine:
             for kind in ("rtd", "min", "hour", "day"):
                 out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
         return out
+
+    def intervals(self) -> dict[str, float]:
+        """Each device's reporting interval, s: the alert book scales clear_after and
+        cooldowns with it (a 5-minute series must not make every reading an episode)."""
+        return {mn: meta.interval_s for mn, meta in self.devices.items()}
 
     def cooldowns(self) -> dict[str, timedelta]:
         out = {}

@@ -43,7 +43,7 @@ from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
 from offsite.store.errors import unavailable as transient
 from offsite.store.pool import KEEPALIVES
-from offsite.store.readings import recent_readings
+from offsite.store.readings import day_lag_readings, recent_readings
 from offsite.store.registry import load_registry
 from offsite.store.rule_inbox import (
     NOTIFY_CHANNEL,
@@ -73,6 +73,11 @@ class RunnerConfig:
     retry_s: float = 1.0  # between tries to lead (the database away, or another leads)
     drain_s: float = 20.0  # stopping: the queue judged for at most this long
     case_response_s: float = 259200.0  # an engine-opened case asks for an answer within
+    # copy-paste's memory: at a takeover, the same time of day on each of the last
+    # ``copy_days`` days, from ``copy_before_s`` before to ``copy_after_s`` after it
+    copy_days: int = 7
+    copy_before_s: float = 3600.0
+    copy_after_s: float = 7200.0
 
 
 def _audit_rules(conn: psycopg.Connection, rules: RuleSet) -> None:
@@ -195,11 +200,20 @@ class RuleRunner:
             history = recent_readings(
                 conn, self.cfg.warm_max, now - timedelta(seconds=self.cfg.warm_s)
             )
-        rules = load_rules(self.cfg.rules_file)
+            rules = load_rules(self.cfg.rules_file)
+            engine = RuleEngine(rules, device_meta(registry), started_at=now)
+            long_ago = day_lag_readings(
+                conn,
+                sorted(engine.long_memory_pollutants()),
+                now,
+                self.cfg.copy_days,
+                timedelta(seconds=self.cfg.copy_before_s),
+                timedelta(seconds=self.cfg.copy_after_s),
+            )
         with conn.transaction():
             _audit_rules(conn, rules)
-        engine = RuleEngine(rules, device_meta(registry), started_at=now)
         engine.note_received(heard)
+        remembered = engine.remember(long_ago)
         # what is still queued is judged from the queue, not replayed as history
         warmed = engine.warm(
             [
@@ -212,14 +226,16 @@ class RuleRunner:
             engine.clear_after(),
             default_clear_after=timedelta(seconds=self.cfg.clear_s),
             cooldown=engine.cooldowns(),
+            intervals=engine.intervals(),
         )
         book.load(active)
         self.engine, self.book = engine, book
         log.info(
             "rule runner: leading (%d rules, state rebuilt from %d stored values, "
-            "%d alerts active)",
+            "long memories from %d, %d alerts active)",
             len(engine.rules.rules),
             warmed,
+            remembered,
             len(active),
         )
 
@@ -235,6 +251,8 @@ class RuleRunner:
             now = time.monotonic()
             if now >= next_registry:
                 self.engine.update_registry(device_meta(load_registry(conn)))
+                if self.book is not None:
+                    self.book.intervals = self.engine.intervals()
                 next_registry = now + self.cfg.registry_refresh_s
             if now >= next_offline:
                 self.engine.note_received(

@@ -19,7 +19,7 @@ CPU in building them again in Python.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -129,6 +129,35 @@ def recent_readings(conn: psycopg.Connection, per_series: int, since: datetime) 
                WHERE x.mn = s.mn AND x.pollutant = s.pollutant AND x.kind = s.kind
                ORDER BY x.ts DESC LIMIT %s) r""",
         (since, per_series),
+    ).fetchall()
+    return [
+        Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))
+        for ts, mn, pol, value, flag, kind in rows
+    ]
+
+
+def day_lag_readings(
+    conn: psycopg.Connection,
+    pollutants: Sequence[str],
+    now: datetime,
+    days: int,
+    before: timedelta,
+    after: timedelta,
+) -> list[Reading]:
+    """The stored values of these pollutants at the same time of day on each of the last
+    ``days`` days, from ``before`` ahead of now's time of day to ``after`` past it: what
+    copy-paste's memory holds for the next ``after`` of judging, rebuilt at a takeover.
+    Bounded by (``before`` + ``after``) × ``days`` of data per series."""
+    if not pollutants or days < 1:
+        return []
+    starts = [now - timedelta(days=d) - before for d in range(1, days + 1)]
+    ends = [now - timedelta(days=d) + after for d in range(1, days + 1)]
+    rows = conn.execute(
+        """SELECT r.ts, r.mn, r.pollutant, r.value, r.flag, r.kind
+           FROM unnest(%s::timestamptz[], %s::timestamptz[]) w (a, b)
+           JOIN readings r ON r.ts >= w.a AND r.ts < w.b
+           WHERE r.kind IN ('rtd', 'min') AND r.pollutant = ANY(%s)""",
+        (starts, ends, list(pollutants)),
     ).fetchall()
     return [
         Reading(ts, mn, pol, value, flag, *Reading.split_kind(kind))

@@ -8,7 +8,7 @@ from offsite.rules.detectors.base import Batch, Detector, Hits, Partner, State, 
 from offsite.rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
 from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
-from offsite.rules.detectors.stats import Drift, Flatline, Spike, Stat
+from offsite.rules.detectors.stats import Drift, Flatline, SlowDrift, Spike, Stat
 
 CATALOG: dict[str, type] = {
     d.kind: d
@@ -21,6 +21,7 @@ CATALOG: dict[str, type] = {
         Flatline,
         Stat,
         Drift,
+        SlowDrift,
         Dilution,
         FlowZero,
         FalseStop,
@@ -50,6 +51,7 @@ __all__ = [
     "Implausible",
     "Offline",
     "Partner",
+    "SlowDrift",
     "Spike",
     "Stat",
     "State",

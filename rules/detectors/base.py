@@ -55,6 +55,52 @@ def nanmedian_rows(w: np.ndarray) -> np.ndarray:
     return np.where(cnt > 0, med, np.nan)
 
 
+def as_selectors(det: object, name: str = "context") -> None:
+    """A rules file gives a list; a detector keeps a tuple (it is hashed, and interned)."""
+    v = getattr(det, name)
+    if isinstance(v, str):
+        v = (v,)
+    if not all(isinstance(p, str) for p in v):
+        raise ValueError(f"{name} must be a list of pollutant codes or @flow/@concentration")
+    object.__setattr__(det, name, tuple(v))
+
+
+def against_load(
+    b: Batch, x: np.ndarray, window: np.ndarray, fit: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and its ``window`` with the process taken out: each earlier value divided by
+    the load then relative to the load now (the ``load`` partner's window, see the
+    engine). A value that moves with its partners comes out flat; an analyser leaving
+    them does not. With ``fit``, the series' own elasticity β to the load is fitted on
+    the window (least squares on logs, in [0, 2]; 1 when the load barely moved) and the
+    load taken out as load^β: a channel that follows the load by less than one for one
+    (NOx often does) is not left with a share of every ramp. Rows without a usable load
+    (no ``load`` partner, partners missing now or over most of the window) come back
+    unchanged: judged on their own.
+    """
+    load = b.partners.get("load")
+    if load is None or x.shape[0] == 0:
+        return x, window
+    rel = load.window[:, load.window.shape[1] - window.shape[1] :]
+    use = np.isfinite(load.x) & (np.isfinite(rel).sum(axis=1) * 2 >= window.shape[1])
+    if not use.any():
+        return x, window
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if not fit:
+            return x, np.where(use[:, None], window / rel, window)
+        ll = np.log(rel)
+        lx = np.log(np.where(window > 0, window, np.nan))
+        ok = np.isfinite(ll) & np.isfinite(lx)
+        cnt = np.maximum(ok.sum(axis=1), 1)
+        dl = np.where(ok, ll - (np.where(ok, ll, 0.0).sum(axis=1) / cnt)[:, None], 0.0)
+        dx = np.where(ok, lx - (np.where(ok, lx, 0.0).sum(axis=1) / cnt)[:, None], 0.0)
+        var = (dl * dl).sum(axis=1) / cnt
+        beta = (dl * dx).sum(axis=1) / cnt / var
+        beta = np.where((var > 1e-4) & (cnt >= 5) & np.isfinite(beta), beta, 1.0)
+        beta = np.clip(beta, 0.0, 2.0)
+        return x, np.where(use[:, None], window * np.exp(-beta[:, None] * ll), window)
+
+
 @dataclass(frozen=True, slots=True)
 class Partner:
     """Another channel of the same device, aligned with the batch's rows (NaN if none)."""
@@ -93,12 +139,17 @@ class Batch:
         """The window with invalid-flagged values as NaN: what statistics are taken over."""
         return np.where(self.wflag == FLAG_N, self.window, np.nan)
 
-    def take(self, idx: np.ndarray) -> Batch:
-        """The sub-batch of rows ``idx`` (a rule that applies to some series only)."""
+    def take(self, idx: np.ndarray, partners: bool = True) -> Batch:
+        """The sub-batch of rows ``idx`` (a rule that applies to some series only);
+        without its partners when ``partners`` is false (the caller sets its own)."""
         kw: dict[str, Any] = {
             f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "partners"
         }
-        kw["partners"] = {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}
+        kw["partners"] = (
+            {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}
+            if partners
+            else {}
+        )
         return Batch(**kw)
 
 
@@ -159,4 +210,5 @@ def none_hit(n: int) -> Hits:
 
 def params_of(det: object) -> dict[str, Any]:
     """A detector's parameters, for the evidence an alert carries."""
-    return {f.name: getattr(det, f.name) for f in fields(det)}  # type: ignore[arg-type]
+    out = {f.name: getattr(det, f.name) for f in fields(det)}  # type: ignore[arg-type]
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}

@@ -17,24 +17,36 @@ _MULT = np.random.default_rng(212).integers(1, 2**62, size=64, dtype=np.int64).a
 ) * np.uint64(2) + np.uint64(1)
 
 
+DAY_S = 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class CopyPaste:
-    """A segment that repeats an earlier one of the same series (fabricated data).
+    """A segment that repeats an earlier one of the same series (fabricated data), up to
+    ``days`` back: most often yesterday's or last week's data at the same time of day.
 
     Each reading leaves a fingerprint of the last ``k`` steps (first differences,
-    quantised to the logger's ``decimals``), so a copy shifted by a constant offset
-    matches too. Fingerprints are 32 bits, so that a chance match costs about one false
-    alert per 1,000 device-days. Real measurements never repeat ``k`` steps to the last
-    digit; segments with fewer than ``min_moves`` non-zero steps are not fingerprinted,
-    so a flatline (another detector's business) does not match itself.
+    quantised to ``decimals``). Memory is a table indexed by device time, not a ring of
+    recent readings: time is cut into buckets of ``stride`` readings (of the series'
+    interval, at least ``base_interval``), and the reading that opens a bucket keeps its
+    fingerprint, its own quantised value and the bucket's number in the bucket's slot.
+    So what is kept depends on device time alone: any batching of the same stream, or a
+    restart that rebuilds the table from stored history (``remember``), keeps the same.
 
-    Memory is what limits this detector (10,000 stacks have 30,000 limited channels),
-    so only every ``stride``-th fingerprint of a series is kept, over ``lookback``
-    readings (12 hours at 1-minute data: 360 of them), and every reading is looked up:
-    a copied segment matches at every position, so within ``stride`` readings one of
-    its fingerprints meets a kept one. Which readings are kept is staggered across
-    series. A lookup scans the series' whole ring: this is the catalog's costliest
-    detector.
+    Every reading is looked up in the buckets of the last ``recent_h`` hours (6) and in the
+    buckets at the same time of day (± ``band`` buckets) on each of the last ``days``
+    days. A copied segment matches at every position, so within ``stride`` readings one
+    of its fingerprints meets a kept one. A fingerprint match is only a candidate: it
+    raises when the kept value equals the reading's own quantised value too (the
+    fingerprint is of steps, so this is a check on values it does not cover), and the
+    lag is longer than ``k`` readings. Segments that carry little information (fewer than
+    ``min_moves`` non-zero steps, or fewer than ``min_bits`` bits counted in the series'
+    own resolution) are not fingerprinted: a quiet quantised series repeats its steps by
+    chance, and a flatline is another detector's business.
+
+    Memory per series: 10 bytes per slot (fingerprint 4, value 4, bucket tag 2), and
+    ``slots`` = ``days`` × 86,400 s / (``base_interval`` × ``stride``): 1,260 slots,
+    12.6 kB with the defaults, whatever the number of readings seen.
     """
 
     kind: ClassVar[str] = "copy_paste"
@@ -43,75 +55,168 @@ class CopyPaste:
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
     k: int = 5
-    lookback: int = 720
     decimals: int = 3
     min_moves: int = 4
-    stride: int = 2
+    min_bits: float = 10.0
+    stride: int = 8
+    days: int = 7
+    recent_h: float = 6.0
+    band: int = 1
+    base_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.k < 2 or self.stride < 1 or self.days < 1 or self.base_interval <= 0:
+            raise ValueError("copy_paste needs k ≥ 2, stride ≥ 1, days ≥ 1, base_interval > 0")
+        if self.band < 0 or self.recent_h < 0:
+            raise ValueError("copy_paste band and recent_h cannot be negative")
 
     @property
     def history(self) -> int:
-        return self.k
+        # the window before the segment: the series' resolution is read from it
+        return max(self.k, 30)
 
     @property
     def slots(self) -> int:
-        return max(1, self.lookback // self.stride)
+        return int(np.ceil(self.days * DAY_S / (self.base_interval * self.stride)))
+
+    @property
+    def bytes_per_series(self) -> int:
+        return 10 * self.slots
 
     def new_state(self, capacity: int) -> State | None:
-        # seen: readings of the series so far (uncapped: it also says which ones are
-        # kept); pos: the ring's next slot; kept: slots filled
         return State(
             capacity,
             fp=(np.uint32, 0, self.slots),
-            pos=(np.int64, 0),
-            kept=(np.int64, 0),
-            seen=(np.int64, 0),
+            q=(np.uint32, 0, self.slots),
+            tag=(np.uint16, 0, self.slots),
         )
+
+    def _offsets(self, g: np.ndarray) -> np.ndarray:
+        """Bucket offsets each row looks back at: the recent ones, then each day's band."""
+        span = self.base_interval * self.stride
+        recent = np.arange(1, int(np.ceil(self.recent_h * 3600.0 / span)) + 1, dtype=np.int64)
+        per_day = DAY_S / (g * self.stride)  # buckets per day, per row
+        d = np.arange(1, self.days + 1, dtype=np.float64)
+        centre = np.rint(per_day[:, None] * d[None, :]).astype(np.int64)
+        band = np.arange(-self.band, self.band + 1, dtype=np.int64)
+        days = (centre[:, :, None] + band[None, None, :]).reshape(g.shape[0], -1)
+        days = np.where(days > recent.shape[0], days, 0)  # already in the recent scan
+        return np.concatenate([np.broadcast_to(recent, (g.shape[0], recent.shape[0])), days], 1)
+
+    def fingerprints(
+        self, seq: np.ndarray, res_window: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Fingerprint (0 = not usable) of each row's last k steps, and its quantised value.
+
+        ``seq`` holds k + 1 values, oldest first; ``res_window`` the values whose smallest
+        non-zero step is taken as the series' resolution."""
+        scale = 10.0**self.decimals
+        with np.errstate(invalid="ignore"):
+            q = np.round(np.diff(seq, axis=1) * scale)
+            rq = np.abs(np.round(np.diff(res_window, axis=1) * scale))
+        usable = np.isfinite(q).all(axis=1)
+        qi = np.where(np.isfinite(q), q, 0).astype(np.int64)
+        usable &= (qi != 0).sum(axis=1) >= self.min_moves
+        rq = np.where(np.isfinite(rq) & (rq > 0), rq, np.inf)
+        res = np.minimum(rq.min(axis=1), np.where(qi != 0, np.abs(qi), np.inf).min(axis=1))
+        res = np.where(np.isfinite(res), res, 1.0)
+        bits = np.log2(1.0 + np.abs(qi) / res[:, None]).sum(axis=1)
+        usable &= bits >= self.min_bits
+        qu = qi.astype(np.uint64)
+        h = (qu * _MULT[: self.k]).sum(axis=1)
+        h32 = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        fp = np.where(usable, h32 | np.uint32(1), np.uint32(0))
+        with np.errstate(invalid="ignore"):
+            qv = np.round(np.nan_to_num(seq[:, -1]) * scale)
+        value = (qv.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
+        return fp, value
+
+    def _bucket(self, t: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = np.maximum(np.where(np.isfinite(interval), interval, self.base_interval), 1.0)
+        g = np.maximum(g, self.base_interval)
+        bn = np.floor(t / g).astype(np.int64)
+        return bn, g
+
+    def _keep(
+        self, state: State, rows: np.ndarray, bn: np.ndarray, fp: np.ndarray, value: np.ndarray
+    ) -> None:
+        opens = bn % self.stride == 0
+        bucket = bn[opens] // self.stride
+        r, slot = rows[opens], bucket % self.slots
+        state["fp"][r, slot] = fp[opens]
+        state["q"][r, slot] = value[opens]
+        state["tag"][r, slot] = (bucket % 65536).astype(np.uint16)
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
-        seq = np.concatenate(
-            [b.valid_window()[:, b.window.shape[1] - self.k :], b.x[:, None]], axis=1
-        )
-        with np.errstate(invalid="ignore"):
-            q = np.round(np.diff(seq, axis=1) * 10**self.decimals)
-        usable = np.isfinite(q).all(axis=1)
-        qi = np.where(np.isfinite(q), q, 0).astype(np.int64).astype(np.uint64)
-        usable &= (qi != 0).sum(axis=1) >= self.min_moves
-        h = (qi * _MULT[: self.k]).sum(axis=1)
-        h32 = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-        fp = np.where(usable, h32 | np.uint32(1), np.uint32(0))
-        rows = b.rows
-        ring, pos, kept = state["fp"], state["pos"][rows], state["kept"][rows]
-        seen = state["seen"][rows]
-        phase = rows % self.stride
+        vw = b.valid_window()
+        seq = np.concatenate([vw[:, vw.shape[1] - self.k :], b.x[:, None]], axis=1)
+        fp, value = self.fingerprints(seq, vw[:, vw.shape[1] - self.history :])
+        bn, g = self._bucket(b.t, b.interval)
         hit = np.zeros(b.n, dtype=bool)
         lag = np.full(b.n, np.nan)
-        look = np.flatnonzero(usable & (seen > self.k) & (kept > 0))
+        look = np.flatnonzero(fp != 0)
         if look.size:
-            found = ring[rows[look]] == fp[look, None]
-            cand = np.flatnonzero(found.any(axis=1))
-            for c in cand.tolist():  # matches are rare: check their age exactly
+            rows = b.rows[look]
+            bucket = bn[look] // self.stride
+            gl = g[look]
+            if (gl == gl[0]).all() and (bucket == bucket[0]).all():
+                # the usual round: one interval, one instant: one row of slots for all
+                off1 = self._offsets(gl[:1])[0]
+                want1 = bucket[0] - off1
+                slot1 = (want1 % self.slots) * (off1 > 0)  # off 0 looks at slot 0 …
+                off = np.broadcast_to(off1, (look.size, off1.shape[0]))
+                want = np.broadcast_to(want1, off.shape)
+                slot = np.broadcast_to(slot1, off.shape)
+            else:
+                off = self._offsets(gl)
+                want = bucket[:, None] - off
+                slot = want % self.slots
+            flat = state["fp"].reshape(-1)  # one gather on the flat table: much cheaper
+            found = flat[(rows * self.slots)[:, None] + slot] == fp[look, None]
+            found &= off > 0  # … and is never a match
+            for c in np.flatnonzero(found.any(axis=1)).tolist():  # candidates are rare
                 i = int(look[c])
-                newest = int(seen[i]) - 1  # the newest kept reading: the last in phase
-                newest -= (newest - int(phase[i])) % self.stride
-                age_slots = (pos[i] - np.flatnonzero(found[c]) - 1) % self.slots  # 0 = newest
-                age = int(seen[i]) - (newest - self.stride * age_slots)  # in readings
-                ok = age[(age > self.k) & (age_slots < kept[i])]
-                if ok.size:
-                    hit[i] = True
-                    lag[i] = float(ok.min())
-        keep = seen % self.stride == phase
-        kr = rows[keep]
-        ring[kr, pos[keep]] = fp[keep]
-        state["pos"][kr] = (pos[keep] + 1) % self.slots
-        state["kept"][kr] = np.minimum(kept[keep] + 1, self.slots)
-        state["seen"][rows] = seen + 1
+                for j in np.flatnonzero(found[c]).tolist():
+                    s_, w_ = int(slot[c, j]), int(want[c, j])
+                    if int(state["tag"][rows[c], s_]) != w_ % 65536:
+                        continue  # a stale slot, from an earlier turn of the table
+                    if state["q"][rows[c], s_] != value[i]:
+                        continue  # the steps' fingerprint matched, the values do not
+                    gap = int(bn[i]) - w_ * self.stride  # in intervals
+                    if gap > self.k and (np.isnan(lag[i]) or gap * g[i] < lag[i]):
+                        hit[i] = True
+                        lag[i] = gap * float(g[i])
+        self._keep(state, b.rows, bn, fp, value)
         return Hits(hit, lag)
+
+    def remember(
+        self,
+        state: State,
+        row: int,
+        t: np.ndarray,
+        x: np.ndarray,
+        valid: np.ndarray,
+        interval: float,
+    ) -> None:
+        """Keep the fingerprints of one series' stored history (sorted by time), as the
+        live stream would have kept them: the rule runner's warm-up after a restart."""
+        v = np.where(valid, x, np.nan)  # the window masks invalid values; x is as read
+        h = self.history
+        pos = np.flatnonzero(np.floor(t / max(interval, self.base_interval)) % self.stride == 0)
+        if pos.size == 0:
+            return
+        idx = pos[:, None] + np.arange(-h, 0)[None, :]
+        before = np.where(idx >= 0, v[np.maximum(idx, 0)], np.nan)
+        seq = np.concatenate([before[:, h - self.k :], x[pos, None]], axis=1)
+        fp, value = self.fingerprints(seq, before)
+        bn, _ = self._bucket(t[pos], np.full(pos.shape[0], interval))
+        self._keep(state, np.full(pos.shape[0], row, dtype=np.int64), bn, fp, value)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
-            f"the last {self.k + 1} values repeat, step for step, a segment "
-            f"{score:.0f} readings earlier"
+            f"the last {self.k + 1} values repeat, step for step and to the last digit, "
+            f"a segment {score / 3600.0:.2f} h earlier"
         )
 
 

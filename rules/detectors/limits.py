@@ -68,24 +68,45 @@ class Implausible:
         return f"{value:g} is physically impossible for this channel (outside by {score:g})"
 
 
+O2_AIR = 21.0
+
+
+def o2_corrected(
+    x: np.ndarray, o2: np.ndarray, o2ref: np.ndarray, max_o2: float = 19.5
+) -> np.ndarray:
+    """C × (21 − O2ref) / (21 − O2) where the point has a reference O2 (``o2ref``
+    broadcast against ``x``); unchanged where it has none; NaN where it has one but the
+    O2 is missing or too close to air to convert."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = (O2_AIR - o2ref) / (O2_AIR - o2)
+    factor = np.where(np.isfinite(o2) & (o2 < max_o2), factor, np.nan)
+    return np.where(np.isfinite(o2ref), x * factor, x)
+
+
 @dataclass(frozen=True, slots=True)
 class Clamp:
-    """Values parked just under the limit with too little variance (贴限排放).
+    """Values parked just under the limit (贴限排放), judged on what the limit judges:
+    at a point with a reference O2, the O2-corrected values.
 
     Hit when the last ``count`` valid values (this one included) all sit in
-    [``low`` × limit, limit] and their coefficient of variation is below ``max_cv``.
-    A real process that runs close to its limit still moves with load; an analyser
-    whose output is being capped does not.
+    [``low`` × limit, limit] and either barely move (coefficient of variation below
+    ``max_cv``: a capped analyser output) or are parked high in the band with a spread
+    small against the limit (mean ≥ ``park`` × limit, standard deviation below
+    ``spread`` × limit: a logger that keeps the corrected value under the limit while
+    the raw value still moves with O2). A real process close to its limit moves with
+    the load, by several per cent of the limit.
     """
 
     kind: ClassVar[str] = "clamp"
     scope: ClassVar[str] = "series"
-    partners: ClassVar[tuple[str, ...]] = ()
+    partners: ClassVar[tuple[str, ...]] = ("o2",)
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
     count: int = 20
     low: float = 0.85
     max_cv: float = 0.01
+    park: float = 0.93
+    spread: float = 0.02
 
     @property
     def history(self) -> int:
@@ -99,20 +120,28 @@ class Clamp:
         recent = np.concatenate(
             [b.valid_window()[:, b.window.shape[1] - k :], b.x[:, None]], axis=1
         )
+        o2 = b.partners.get("o2")
+        if o2 is not None:
+            o2s = np.concatenate([o2.window[:, o2.window.shape[1] - k :], o2.x[:, None]], axis=1)
+            recent = o2_corrected(recent, o2s, b.o2ref[:, None])
         lim = b.limit[:, None]
         with np.errstate(invalid="ignore"):
             near = ((recent >= self.low * lim) & (recent <= lim)).all(axis=1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = recent.mean(axis=1)
-            cv = recent.std(axis=1) / mean
-        hit = near & np.isfinite(cv) & (cv < self.max_cv)
+            sd = recent.std(axis=1)
+            cv = sd / mean
+        tight = np.isfinite(cv) & (cv < self.max_cv)
+        with np.errstate(invalid="ignore"):
+            parked = (mean >= self.park * b.limit) & (sd < self.spread * b.limit)
+        hit = near & (tight | parked)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.where(np.isfinite(cv), mean / b.limit, np.nan)
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
-            f"{self.count} values held at {score:.0%} of the limit {limit:g} with almost "
-            f"no variation"
+            f"{self.count} values held at {score:.0%} of the limit {limit:g} "
+            f"(O2-corrected where the point has a reference O2) with almost no variation"
         )

@@ -17,23 +17,34 @@ from offsite.rules.detectors.base import Batch, Hits, State, flag_table, nanmedi
 _median = nanmedian_rows
 
 
+O2_AIR = 20.9
+
+
 @dataclass(frozen=True, slots=True)
 class Dilution:
-    """Dilution air in the sample line: O2 jumps up while the concentration drops.
+    """Dilution air in the sample line: O2 rises while the concentration falls, by the
+    same share of air.
 
-    Burning conditions move O2 slowly and by a point or two over a day; a rise of
-    ``o2_rise`` percentage points above its recent median together with a fall of the
-    concentration by ``drop`` of its own median is air (or water) being let in.
+    Air let in at a share f lifts O2 by f × (20.9 − O2) and lowers the concentration by
+    f. Burning conditions move O2 slowly; so a rise of ``o2_rise`` points above the
+    recent median together with a fall of the concentration by ``drop`` of its own
+    median, the two shares agreeing within ``agree`` (a factor), is dilution — caught
+    at the first steps of a ramp rather than at its end. When the device reports a flow,
+    the flow must hold (within ``flow_tol`` of its median): a falling load also lifts
+    O2 and lowers concentrations, but it lowers the flow with them, while air let into
+    the sample line does not touch the stack.
     """
 
     kind: ClassVar[str] = "dilution"
     scope: ClassVar[str] = "series"
-    partners: ClassVar[tuple[str, ...]] = ("o2",)
+    partners: ClassVar[tuple[str, ...]] = ("o2", "flow")
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
     history: int = 30
-    o2_rise: float = 2.5
-    drop: float = 0.15
+    o2_rise: float = 1.0
+    drop: float = 0.06
+    agree: float = 2.5
+    flow_tol: float = 0.05
 
     def new_state(self, capacity: int) -> State | None:
         return None
@@ -46,15 +57,25 @@ class Dilution:
         rise = o2.x - base_o2
         with np.errstate(invalid="ignore", divide="ignore"):
             fall = 1.0 - b.x / base_x
+            f_o2 = rise / (O2_AIR - base_o2)
+            ratio = fall / f_o2
         hit = np.nan_to_num(rise) >= self.o2_rise
         hit &= np.nan_to_num(fall) >= self.drop
+        hit &= (np.nan_to_num(ratio) >= 1.0 / self.agree) & (np.nan_to_num(ratio) <= self.agree)
         hit &= base_x > 0
+        flow = b.partners.get("flow")
+        if flow is not None:
+            base_f = _median(flow.window[:, w:])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = flow.x / base_f
+            # no flow channel (NaN): judged on O2 and concentration alone
+            hit &= ~(np.isfinite(share) & (share < 1.0 - self.flow_tol))
         return Hits(hit, np.where(np.isfinite(rise), rise, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
-            f"O2 up {score:.1f} points while this concentration fell to {value:g}: "
-            f"dilution of the sample"
+            f"O2 up {score:.1f} points while this concentration fell to {value:g} by the "
+            f"same share of air, the flow holding: dilution of the sample"
         )
 
 

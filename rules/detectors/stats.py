@@ -13,7 +13,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, nanmedian_rows
+from offsite.rules.detectors.base import (
+    Batch,
+    Hits,
+    State,
+    against_load,
+    as_selectors,
+    nanmedian_rows,
+)
 
 MAD_TO_SIGMA = 1.4826
 MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law
@@ -31,7 +38,10 @@ class Spike:
     """A value far from the median of its window, in robust (MAD) units.
 
     The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``) so a
-    quiet, quantised series does not turn the smallest wiggle into a spike.
+    quiet, quantised series does not turn the smallest wiggle into a spike. With
+    ``context`` partners (e.g. ``["@flow", "@concentration"]``), values are judged with
+    the load they share taken out (``against_load``): a load ramp every channel shares
+    is the process, a jump on one channel alone is not.
     """
 
     kind: ClassVar[str] = "spike"
@@ -44,30 +54,47 @@ class Spike:
     min_history: int = 10
     rel_floor: float = 0.02
     abs_floor: float = 1e-3
+    context: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
 
     def new_state(self, capacity: int) -> State | None:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         w = b.valid_window()[:, b.window.shape[1] - self.history :]
+        x, w = against_load(b, b.x, w)
         med, mad, cnt = _robust_centre(w)
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
         with np.errstate(invalid="ignore"):
-            score = np.abs(b.x - med) / scale
-        score = np.where((cnt >= self.min_history) & np.isfinite(b.x), score, np.nan)
+            score = np.abs(x - med) / scale
+        score = np.where((cnt >= self.min_history) & np.isfinite(x), score, np.nan)
         return Hits(np.nan_to_num(score, nan=0.0) > self.z, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return f"{value:g} is {score:.1f} robust deviations from the recent median"
+        against = " (its partner channels' load taken out)" if self.context else ""
+        return f"{value:g} is {score:.1f} robust deviations from the recent median{against}"
 
 
 @dataclass(frozen=True, slots=True)
 class Flatline:
-    """A stuck sensor: the same value ``count`` times in a row (恒值), or a variance
-    collapse — the last ``count`` values move less than ``collapse`` × the series' own
-    usual step (a slow EWMA of |Δx|, learnt while the series behaves)."""
+    """A stuck sensor: the same value repeated longer than the series ever repeats by
+    itself (恒值), or a variance collapse — the last ``count`` values move less than
+    ``collapse`` × the series' own usual step (a slow EWMA of |Δx|).
+
+    How long is "longer" is learnt: the share p of readings equal to the one before (a
+    slowly varying or coarsely quantised series repeats often; a 1-minute analyser at
+    three decimals almost never) — a run of r repeats is unusual when p^r < ``rare`` —
+    and the longest run the series has ended by itself, times ``margin`` (repeats
+    bunch where a slow series turns); never less than ``count`` values. Both
+    yardsticks are learnt from behaving data once ``learn`` readings are in (during the
+    learning, from everything: the rules' ``warm_up`` mutes those hits), so a flatline
+    cannot teach the detector that flatlines are normal; a series that has never moved
+    is not judged.
+    """
 
     kind: ClassVar[str] = "flatline"
     scope: ClassVar[str] = "series"
@@ -77,13 +104,23 @@ class Flatline:
     count: int = 10
     collapse: float = 0.1
     learn: int = 120  # readings before the usual step is trusted
+    rare: float = 1e-4
+    margin: float = 1.5
 
     @property
     def history(self) -> int:
         return self.count - 1
 
     def new_state(self, capacity: int) -> State | None:
-        return State(capacity, step=(np.float64, np.nan), n=(np.int64, 0))
+        return State(
+            capacity,
+            step=(np.float64, np.nan),
+            n=(np.int64, 0),
+            p0=(np.float64, 0.0),
+            run=(np.int64, 0),
+            longest=(np.int64, 0),
+            flagged=(np.bool_, False),
+        )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
@@ -96,28 +133,50 @@ class Flatline:
             warnings.simplefilter("ignore", RuntimeWarning)
             moved = np.nanmean(np.abs(np.diff(seq, axis=1)), axis=1)
         step, n = state["step"][b.rows], state["n"][b.rows]
-        trusted = (n >= self.learn) & (step > 0)
+        p0, run = state["p0"][b.rows], state["run"][b.rows]
+        longest, flagged = state["longest"][b.rows], state["flagged"][b.rows]
+        last = recent[:, -1]
+        eq = np.isfinite(b.x) & (b.x == last)
+        # a run that ended by itself (never flagged) says how long this series repeats
+        ended = ~eq & (run > 0) & ~flagged
+        longest = np.where(ended, np.maximum(longest, run), longest)
+        flagged = flagged & eq
+        run = np.where(eq, run + 1, 0)  # repeats of the value before, this one included
+        trusted = n >= self.learn
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.ceil(np.log(self.rare) / np.log(p0))
+        need = np.where(p0 <= 0, 0, np.where(p0 >= 1, np.inf, need))
+        need = np.maximum(need, np.ceil(self.margin * longest))
+        need = np.maximum(np.where(trusted, need, 0), self.count - 1)
+        same &= run >= need
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = moved / step
-        collapsed = filled & trusted & (ratio < self.collapse)
+        # exact repeats are judged by their run above, against how the series repeats
+        collapsed = filled & trusted & (step > 0) & (moved > 0) & (ratio < self.collapse)
         hit = (same | collapsed) & np.isfinite(b.x)
         # learn the usual step only from behaving data, so a collapse cannot teach
-        # the detector that collapse is normal
-        last = recent[:, -1]
-        # winsorised at 5× the usual step, so one spike cannot inflate the yardstick and
-        # make the ordinary steps after it look like a collapse
+        # the detector that collapse is normal; winsorised at 5× the usual step, so one
+        # spike cannot inflate the yardstick and make ordinary steps look like a collapse
         d = np.minimum(np.abs(b.x - last), np.where(np.isfinite(step), 5.0 * step, np.inf))
-        learnable = np.isfinite(d) & ~hit
+        # (while learning, everything is learnt: the rules' warm_up mutes those hits)
+        learnable = np.isfinite(d) & (~hit | ~trusted)
         alpha = 1.0 / np.minimum(n + 1, self.learn)
         new_step = np.where(np.isnan(step), d, step + alpha * (d - step))
         state["step"][b.rows] = np.where(learnable, new_step, step)
+        state["p0"][b.rows] = np.where(learnable, p0 + alpha * (eq - p0), p0)
         state["n"][b.rows] = n + learnable
-        score = np.where(same, float(self.count), np.where(np.isfinite(ratio), ratio, np.nan))
+        state["run"][b.rows] = run
+        state["longest"][b.rows] = longest
+        state["flagged"][b.rows] = flagged | (same & trusted)
+        score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         if score >= self.count:
-            return f"value stuck at {value:g} for {self.count}+ consecutive readings"
+            return (
+                f"value stuck at {value:g} for {score:.0f} consecutive readings "
+                f"(longer than this series ever repeats by itself)"
+            )
         return f"the last {self.count} values barely move ({score:.2f}× the series' usual step)"
 
 
@@ -191,9 +250,10 @@ class Drift:
     more than ``max_rate`` of the series' level per hour — and clean (R² ≥ ``min_r2``:
     the values line up on it). Load changes and analyser wander move a channel by a few
     per cent an hour and not in a straight line; a bad analyser drifts at tens of per
-    cent an hour, steadily. Scale-free, so one setting fits every pollutant. (A slow
-    drift of a few per cent a day needs a reference channel or a calibration check:
-    see the README.)
+    cent an hour, steadily. Scale-free, so one setting fits every pollutant. With
+    ``context`` partners, the trend is of the value with the shared load taken out
+    (``against_load``), so a load ramp is not a drift. Slow drift (per cent an hour over
+    days) is ``slow_drift``'s.
     """
 
     kind: ClassVar[str] = "drift"
@@ -205,13 +265,18 @@ class Drift:
     max_rate: float = 0.3
     min_r2: float = 0.8
     min_history: int = 15
+    context: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
 
     def new_state(self, capacity: int) -> State | None:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         k = self.history
-        v = np.concatenate([b.valid_window()[:, b.window.shape[1] - k + 1 :], b.x[:, None]], axis=1)
+        x, w = against_load(b, b.x, b.valid_window()[:, b.window.shape[1] - k + 1 :], fit=True)
+        v = np.concatenate([w, x[:, None]], axis=1)
         t = np.concatenate([b.wt[:, b.wt.shape[1] - k + 1 :], b.t[:, None]], axis=1)
         ok = np.isfinite(v) & np.isfinite(t)
         cnt = ok.sum(axis=1)
@@ -235,4 +300,143 @@ class Drift:
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
             f"{value:g}: a steady trend of {score:+.0%} of the level per hour (drifting analyser)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SlowDrift:
+    """An analyser creeping away from its partner channels by a per cent or two an hour,
+    over hours to days (dirty optics, an ageing cell): too slow for ``drift``.
+
+    Each device hour leaves the mean of the value and of its load (the geometric mean of
+    its ``context`` partners, see ``against_load``). When an hour closes, the value is
+    explained by the load over the reference hours (the last ``hours``, minus the
+    newest ``span``): log value = a + β log load. The newest ``span`` hours' residuals
+    must then trend steadily (slope ≥ ``min_rate`` per hour, R² ≥ ``min_r2``) and the
+    newest two stand clear of the reference (≥ ``min_rise`` and ≥ ``z`` robust
+    deviations of the reference residuals), in the same direction. Load wander and the
+    daily cycle move value and partners together and leave the residual flat; a step
+    (a fuel change, a recalibration) is not a steady trend. The verdict stands until the
+    next hour closes. Judged only with partners, after ``min_ref`` reference hours.
+
+    Memory per series: 12 bytes per hour kept (``hours``), 48 more for the open hour.
+    """
+
+    kind: ClassVar[str] = "slow_drift"
+    scope: ClassVar[str] = "series"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = False
+    history: ClassVar[int] = 0
+    context: tuple[str, ...] = ("@flow", "@concentration")
+    hours: int = 48
+    span: int = 6
+    min_ref: int = 18
+    min_rate: float = 0.006
+    min_r2: float = 0.8
+    min_rise: float = 0.04
+    z: float = 4.0
+    min_share: float = 0.5  # of the hour's expected readings, for the hour to count
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
+        if not (2 < self.span < self.hours and self.min_ref >= 3):
+            raise ValueError("slow_drift needs 2 < span < hours and min_ref ≥ 3")
+
+    def new_state(self, capacity: int) -> State | None:
+        return State(
+            capacity,
+            hour=(np.int64, -1),
+            sx=(np.float64, 0.0),
+            sl=(np.float64, 0.0),
+            n=(np.int64, 0),
+            hx=(np.float32, np.nan, self.hours),
+            hl=(np.float32, np.nan, self.hours),
+            hh=(np.int32, -1, self.hours),
+            verdict=(np.float64, np.nan),
+            hit=(np.bool_, False),
+        )
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        assert state is not None
+        r = b.rows
+        load = b.partners.get("load")
+        lx = load.x if load is not None else np.full(b.n, np.nan)
+        h = np.floor(b.t / 3600.0).astype(np.int64)
+        hour, n = state["hour"][r], state["n"][r]
+        closing = (hour >= 0) & (h > hour)
+        if closing.any():
+            need = self.min_share * 3600.0 / np.maximum(b.interval, 1.0)
+            full = closing & (n >= need)
+            c = np.flatnonzero(full)
+            if c.size:
+                rc, hc = r[c], hour[c]
+                slot = hc % self.hours
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    state["hx"][rc, slot] = np.log(state["sx"][rc] / n[c])
+                    state["hl"][rc, slot] = np.log(state["sl"][rc] / n[c])
+                state["hh"][rc, slot] = hc
+                verdict, hit = self._judge(state, rc, hc)
+                state["verdict"][rc], state["hit"][rc] = verdict, hit
+            gone = np.flatnonzero(closing & ~full)  # a thin hour: no verdict on it
+            state["verdict"][r[gone]], state["hit"][r[gone]] = np.nan, False
+            cl = np.flatnonzero(closing)
+            state["sx"][r[cl]], state["sl"][r[cl]], state["n"][r[cl]] = 0.0, 0.0, 0
+        fresh = hour < 0
+        state["hour"][r] = np.where(fresh | closing, h, hour)
+        ok = b.valid & (b.x > 0) & np.isfinite(b.x) & (lx > 0) & (h >= state["hour"][r])
+        k = np.flatnonzero(ok)
+        state["sx"][r[k]] += b.x[k]
+        state["sl"][r[k]] += lx[k]
+        state["n"][r[k]] += 1
+        hit = state["hit"][r] & np.isfinite(b.x)
+        return Hits(hit, state["verdict"][r].copy())
+
+    def _judge(
+        self, state: State, rows: np.ndarray, closed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        age = np.arange(self.hours)
+        want = closed[:, None] - age[None, :]
+        slot = want % self.hours
+        have = state["hh"][rows[:, None], slot] == want
+        x = np.where(have, state["hx"][rows[:, None], slot], np.nan).astype(np.float64)
+        lo = np.where(have, state["hl"][rows[:, None], slot], np.nan).astype(np.float64)
+        have &= np.isfinite(x) & np.isfinite(lo)
+        recent, ref = have & (age < self.span), have & (age >= self.span)
+        nr, nf = recent.sum(axis=1), ref.sum(axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            # value explained by load over the reference hours
+            mx = np.nanmean(np.where(ref, x, np.nan), axis=1)
+            ml = np.nanmean(np.where(ref, lo, np.nan), axis=1)
+            dl = np.where(ref, lo - ml[:, None], 0.0)
+            dx = np.where(ref, x - mx[:, None], 0.0)
+            var = (dl * dl).sum(axis=1) / np.maximum(nf, 1)
+            beta = (dl * dx).sum(axis=1) / np.maximum(nf, 1) / var
+            beta = np.clip(np.where((var > 1e-5) & np.isfinite(beta), beta, 1.0), 0.0, 2.0)
+            e = x - mx[:, None] - beta[:, None] * (lo - ml[:, None])
+            eref = np.where(ref, e, np.nan)
+            med = nanmedian_rows(eref)
+            sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 0.003)
+            # the newest hours' trend (per hour, oldest → newest)
+            th = np.where(recent, -age[None, :].astype(np.float64), np.nan)
+            tm = np.nanmean(th, axis=1)
+            em = np.nanmean(np.where(recent, e, np.nan), axis=1)
+            dt = np.where(recent, th - tm[:, None], 0.0)
+            de = np.where(recent, e - em[:, None], 0.0)
+            sxx, sxy, syy = (dt * dt).sum(1), (dt * de).sum(1), (de * de).sum(1)
+            slope = sxy / sxx
+            r2 = sxy * sxy / (sxx * syy)
+            newest = np.nanmean(np.where(recent & (age < 2), e, np.nan), axis=1)
+            rise = newest - med
+        judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(slope)
+        hit = judged & (np.abs(slope) >= self.min_rate) & (np.nan_to_num(r2) >= self.min_r2)
+        hit &= np.abs(np.nan_to_num(rise)) >= np.maximum(self.min_rise, self.z * sigma)
+        hit &= np.sign(slope) == np.sign(rise)
+        return np.where(judged, slope, np.nan), hit
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        return (
+            f"{value:g}: drifting {score:+.1%} an hour away from its partner channels "
+            f"over the last {self.span} hours (slow analyser drift)"
         )

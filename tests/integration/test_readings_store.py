@@ -84,3 +84,24 @@ def test_duplicates_are_left_out_and_the_stored_value_is_returned(db_url: str) -
     assert new == [_r(2, 12.0), _r(5, 15.0), _r(2, 12.0, pollutant="a21002")]
     assert stored == (5, 11.0 + 13.0 + 12.0 + 15.0 + 12.0)
     assert status == (5,)
+
+
+def test_day_lag_readings_fetch_the_same_time_of_day_on_past_days(db_url: str) -> None:
+    """What copy-paste's memory is rebuilt from at a takeover: for each past day, the
+    window around now's time of day, of the pollutants asked for, and nothing else."""
+    from offsite.store.readings import day_lag_readings
+
+    register(db_url, REGISTRY)
+    now = T0 + timedelta(days=3)
+    minutes = [d * 1440 + m for d in range(3) for m in range(-90, 150, 10)]
+    batch = [_r(m, 1.0) for m in minutes] + [_r(m, 2.0, pollutant="a19001") for m in minutes]
+    with psycopg.connect(db_url) as conn:
+        insert_readings(conn, batch, [now] * len(batch))
+        got = day_lag_readings(
+            conn, ["a21026"], now, 2, timedelta(minutes=30), timedelta(minutes=60)
+        )
+    want = sorted(
+        T0 + timedelta(minutes=m) for m in minutes if any(-30 <= m - d * 1440 < 60 for d in (1, 2))
+    )
+    assert sorted(r.ts for r in got) == want
+    assert {r.pollutant for r in got} == {"a21026"}

@@ -643,7 +643,14 @@ def test_finding_detail_has_the_rule_its_params_version_and_evidence():
     assert (
         rule["params"]
         == params_of(Spike())
-        == {"history": 30, "z": 8.0, "min_history": 10, "rel_floor": 0.02, "abs_floor": 1e-3}
+        == {
+            "history": 30,
+            "z": 8.0,
+            "min_history": 10,
+            "rel_floor": 0.02,
+            "abs_floor": 1e-3,
+            "context": [],
+        }
     )
     assert (rule["count"], rule["for_s"], rule["clear_score"]) == (1, 0.0, None)
     ev = f.detail["evidence"]

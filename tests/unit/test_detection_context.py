@@ -1,0 +1,133 @@
+"""Judging a channel against its partners: load wander and daily cycles every channel
+shares raise nothing; an analyser leaving its partners, fast or slow, is caught."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.config import parse_rules
+from offsite.rules.engine import DeviceMeta, RuleEngine
+
+T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+SO2, NOX, PM, FLOW, VEL, O2 = "a21026", "a21002", "a34013", "a00000", "a01011", "a19001"
+LIMITS = {SO2: 35.0, NOX: 50.0, PM: 10.0}
+CTX = '["@flow", "@concentration"]'
+
+
+def rules(context: bool = True) -> str:
+    ctx = f", context = {CTX}" if context else ""
+    return f"""
+version = "t"
+[[rule]]
+name = "spike"
+pollutants = ["@concentration", "@flow"]
+params = {{ z = 8.0{ctx} }}
+[[rule]]
+name = "drift"
+pollutants = "@concentration"
+params = {{ history = 15, min_history = 12{ctx} }}
+[[rule]]
+name = "slow_drift"
+pollutants = "@concentration"
+"""
+
+
+def plant(minutes: int, seed: int) -> dict[str, np.ndarray]:
+    """A stack driven by one load: AR wander of about ±8 % over half an hour, a daily
+    cycle of ±10 %; each channel with its own elasticity, noise and resolution."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(minutes)
+    ar = np.zeros(minutes)
+    for k in range(1, minutes):
+        ar[k] = 0.967 * ar[k - 1] + rng.normal(0, 0.013)
+    load = (1 + 0.1 * np.sin(2 * np.pi * (i / 1440.0 + rng.uniform()))) * (1 + ar)
+
+    def ch(level: float, beta: float, noise: float, res: float) -> np.ndarray:
+        v = level * load**beta * (1 + rng.normal(0, noise, minutes))
+        return np.round(v / res) * res
+
+    return {
+        SO2: ch(20.0, 1.0, 0.015, 0.1),
+        NOX: ch(35.0, 0.7, 0.012, 0.1),
+        PM: ch(5.0, 1.2, 0.02, 0.01),
+        FLOW: ch(3e5, 1.0, 0.008, 1.0),
+        VEL: ch(12.0, 1.0, 0.008, 0.01),
+        O2: np.round(8.0 - 6.0 * (load - 1) + rng.normal(0, 0.05, minutes), 2),
+    }
+
+
+def run(text: str, devices: dict[str, dict[str, np.ndarray]], minutes: int) -> list:
+    meta = {mn: DeviceMeta("flue_gas", "E", mn, 60.0, 6.0, LIMITS) for mn in devices}
+    e = RuleEngine(parse_rules(text, "t.toml"), meta, started_at=T0)
+    out = []
+    step = 120
+    for lo in range(0, minutes, step):
+        batch = [
+            Reading(T0 + timedelta(minutes=m), mn, code, float(v[m]), "N", DataKind.RTD)
+            for m in range(lo, min(lo + step, minutes))
+            for mn, data in devices.items()
+            for code, v in data.items()
+        ]
+        out += e.evaluate(batch).findings
+    return out
+
+
+DAYS = 3
+MIN = DAYS * 1440
+CLEAN = {f"C{s}": plant(MIN, s) for s in range(4)}
+
+
+@pytest.fixture(scope="module")
+def clean_with_context() -> list:
+    return run(rules(), CLEAN, MIN)
+
+
+def test_load_wander_and_daily_cycle_raise_nothing_against_partners(clean_with_context):
+    assert [(f.rule, f.mn, f.pollutant, f.ts) for f in clean_with_context][:5] == []
+
+
+def test_the_same_plants_judged_channel_by_channel_cry_wolf():
+    # what the issue measured: each channel alone sees the load's ramps as drifts
+    found = run(rules(context=False), CLEAN, 1440)
+    assert sum(f.rule == "drift" for f in found) > 10
+
+
+def test_a_jump_on_one_channel_alone_is_a_spike_a_shared_load_step_is_not():
+    data = plant(300, 7)
+    shared = {c: v.copy() for c, v in data.items()}
+    for c in shared:
+        if c != O2:
+            shared[c][200:] = shared[c][200:] * 1.3  # a load step: every channel together
+    alone = {c: v.copy() for c, v in data.items()}
+    alone[SO2][200] *= 1.6
+    got = run(rules(), {"SHARED": shared, "ALONE": alone}, 300)
+    spikes = {(f.mn, f.pollutant, f.ts) for f in got if f.rule == "spike"}
+    assert ("ALONE", SO2, T0 + timedelta(minutes=200)) in spikes
+    assert not [s for s in spikes if s[0] == "SHARED"]
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.015, 0.02])
+def test_slow_drift_of_particulates_against_partners_is_caught_within_six_hours(rate):
+    start = 2 * 1440 + 30  # after two clean days
+    minutes = start + 12 * 60
+    devices = {}
+    for s in range(3):
+        d = plant(minutes, 100 + s)
+        ramp = np.minimum(1 + rate * np.arange(minutes - start) / 60.0, 1.9)
+        d[PM][start:] = np.round(d[PM][start:] * ramp, 2)
+        devices[f"D{s}"] = d
+    got = run(rules(), devices, minutes)
+    slow = [f for f in got if f.rule == "slow_drift"]
+    assert {f.pollutant for f in slow} == {PM}
+    assert not [f for f in got if f.rule in ("spike", "drift")]
+    first = {}
+    for f in slow:
+        first.setdefault(f.mn, f.ts)
+    delays = [
+        (ts - (T0 + timedelta(minutes=start))).total_seconds() / 3600 for ts in first.values()
+    ]
+    assert len(delays) == 3 and float(np.median(delays)) <= 6.0, delays

@@ -1,0 +1,119 @@
+"""Channels without a limit adapt to the series they see: its interval, its resolution,
+how often it repeats itself; and nothing is raised before a series has been learnt."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.alerts import AlertBook
+from offsite.rules.config import parse_rules
+from offsite.rules.detectors import Batch, Flatline
+from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.findings import Finding
+
+T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+N = ord("N")
+
+
+def feed(det: Flatline, x: np.ndarray, width: int = 31) -> np.ndarray:
+    """hit per reading of one series fed reading by reading."""
+    state = det.new_state(1)
+    hits = []
+    for i in range(x.shape[0]):
+        w = np.full((1, width), np.nan)
+        past = x[max(0, i - width) : i]
+        w[0, width - past.shape[0] :] = past
+        b = Batch(
+            np.array([0]),
+            x[i : i + 1].astype(float),
+            np.array([i * 300.0]),
+            np.array([N], np.uint8),
+            np.array([np.nan]),
+            np.array([-np.inf]),
+            np.array([np.inf]),
+            np.array([np.nan]),
+            np.array([300.0]),
+            w,
+            np.where(np.isnan(w), 0, N).astype(np.uint8),
+            np.full((1, width), 0.0),
+        )
+        hits.append(bool(det(b, state).hit[0]))
+    return np.array(hits)
+
+
+def slow_quantised(n: int, seed: int = 1) -> np.ndarray:
+    """A temperature at 1 °C resolution that drifts slowly: it repeats itself for many
+    readings at a time, all day long."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    return np.round(120 + 3 * np.sin(2 * np.pi * i / 288) + rng.normal(0, 0.3, n))
+
+
+def test_flatline_learns_how_long_a_quantised_slow_series_repeats_itself():
+    x = slow_quantised(2000)
+    runs = np.diff(np.flatnonzero(np.r_[True, np.diff(x) != 0, True]))
+    assert runs.max() >= 12  # the old "6 identical values" fired all through it
+    det = Flatline(count=6, collapse=0.03)
+    hits = feed(det, x)
+    assert not hits[det.learn :].any()
+    stuck = x.copy()
+    stuck[1500:] = stuck[1500]  # now really stuck
+    h = feed(det, stuck)
+    assert not h[det.learn : 1500].any() and h[1500:].any()
+
+
+def test_flatline_never_judges_a_series_that_has_never_moved():
+    assert not feed(Flatline(count=6), np.full(600, 4.2))[200:].any()
+
+
+def test_flatline_on_a_fast_analyser_still_needs_only_count_values():
+    rng = np.random.default_rng(3)
+    x = np.round(50 + rng.normal(0, 1, 400), 3)
+    x[300:] = x[300]
+    h = feed(Flatline(count=6), x)
+    assert not h[:300].any() and h[305]
+
+
+RULES = """
+version = "t"
+[[rule]]
+name = "spike"
+pollutants = "*"
+warm_up = {warm_up}
+"""
+
+
+def test_a_series_is_learnt_before_it_may_raise_anything():
+    rng = np.random.default_rng(4)
+    x = np.round(20 + rng.normal(0, 0.5, 60), 2)
+    x[[20, 50]] = 90.0
+    found = {}
+    for wu in (0, 30):
+        e = RuleEngine(parse_rules(RULES.format(warm_up=wu), "t.toml"), {"M": DeviceMeta()}, T0)
+        readings = [
+            Reading(T0 + timedelta(minutes=i), "M", "x01", float(v), "N", DataKind.RTD)
+            for i, v in enumerate(x)
+        ]
+        found[wu] = [(f.ts - T0).total_seconds() / 60 for f in e.evaluate(readings).findings]
+    assert found[0] == [20.0, 50.0]
+    assert found[30] == [50.0]
+
+
+def finding(minute: float, mn: str = "SLOW") -> Finding:
+    return Finding(
+        "stat", mn, "x01", T0 + timedelta(minutes=minute), 1.0, "warning", "m", None, {}, None
+    )
+
+
+def test_clear_after_is_at_least_three_reporting_intervals():
+    # a condition on every reading of a 5-minute series, with clear_after 5 min
+    book = AlertBook({"stat": timedelta(minutes=5)}, intervals={"SLOW": 300.0, "FAST": 60.0})
+    slow = book.plan([finding(m) for m in (0, 5, 10, 15)], {})
+    assert not slow.closed and len(slow.upserts) == 1
+    fast = book.plan([finding(m, "FAST") for m in (0, 5, 10, 15)], {})
+    assert len(fast.closed) == 3  # a minute series silent for 5 minutes did clear
+    plain = AlertBook({"stat": timedelta(minutes=5)})
+    assert len(plain.plan([finding(m) for m in (0, 5, 10, 15)], {}).closed) == 3
