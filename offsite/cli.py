@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
+from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
 from offsite.core.logs import setup_logging
 from offsite.core.settings import Settings, load_settings
@@ -182,7 +183,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         svc = IngestService(settings, db, None if gateway_only else mq, gateway=with_gateway)
         svc.start()
         if not gateway_only:
-            _print(f"ingest consuming {settings.mqtt_topic} from {mq}")
+            _print(f"ingest consuming {settings.mqtt_topic} from {redact(mq)}")
         if svc.gateway is not None:
             _print(f"HJ 212 gateway listening on {settings.gateway_host}:{svc.gateway.port}")
         _print("Ctrl-C to stop")

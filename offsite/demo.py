@@ -16,6 +16,7 @@ import psycopg
 import uvicorn
 
 from offsite.api.app import create_app
+from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
 from offsite.core.settings import Settings
 from offsite.embedded import services
@@ -117,7 +118,7 @@ def run_demo(
 
         ingest = IngestService(settings, db, mq)
         ingest.start()
-        out(f"ingest consuming {settings.mqtt_topic} from {mq}")
+        out(f"ingest consuming {settings.mqtt_topic} from {redact(mq)}")
 
         app = create_app(settings, db)
         server = uvicorn.Server(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from offsite.core.credentials import redact
 from offsite.core.errors import EmbeddedError
 
 log = logging.getLogger("offsite.embedded")
@@ -159,7 +160,7 @@ def services(
         if mqtt_url is None:
             broker = EmbeddedBroker(mqtt_port)
             mqtt_url = broker.start()
-            notes.append(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {mqtt_url}")
+            notes.append(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {redact(mqtt_url)}")
         yield database_url, mqtt_url, notes
     finally:
         if broker is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
 from offsite.core.registry import Registry, registry_from_dict
 from offsite.embedded import EmbeddedPostgres
@@ -97,7 +98,7 @@ def run_soak(
     try:
         with scratch_database(admin, "offsite_soak", keep=keep_db) as db:
             if keep_db:
-                out(f"soak: database kept: {db}")
+                out(f"soak: database kept: {redact(db)}")
             return _soak(
                 db,
                 registry,
