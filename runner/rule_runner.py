@@ -31,9 +31,14 @@ from offsite.rules.alerts import AlertBook, Plan
 from offsite.rules.config import RuleSet, load_rules
 from offsite.rules.engine import Evaluation, RuleEngine
 from offsite.rules.registry_view import device_meta
+from offsite.rules.rewritten import NEVER
+from offsite.rules.rewritten import RULE as REWRITTEN
+from offsite.rules.rewritten import findings as rewrite_findings
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
+from offsite.store.conflicts import mark_alerted
+from offsite.store.conflicts import take as take_rewrites
 from offsite.store.readings import recent_readings
 from offsite.store.registry import load_registry
 from offsite.store.rule_inbox import NOTIFY_CHANNEL, done, queued_keys, take, watermark
@@ -165,7 +170,7 @@ class RuleRunner:
             ]
         )
         book = AlertBook(
-            engine.clear_after(),
+            {**engine.clear_after(), REWRITTEN: NEVER},  # a person closes those
             default_clear_after=timedelta(seconds=self.cfg.clear_s),
             cooldown=engine.cooldowns(),
         )
@@ -202,13 +207,14 @@ class RuleRunner:
                     )
                 self._write(self.engine.check_offline(datetime.now(UTC)), [], stop)
                 next_offline = now + self.cfg.offline_check_s
-            if self._judge(stop):
+            rewrites = self._judge_rewrites()
+            if self._judge(stop) or rewrites:
                 continue  # more may be queued: no waiting
             wait = max(0.0, min(next_offline, next_registry) - time.monotonic())
             # a commit notifies; a slower worker's promise moves without one: poll too
             list(lock_conn.notifies(timeout=min(wait, IDLE_POLL_S), stop_after=1))
         # stopping: what was queued before the stop is judged before the lead goes
-        while self._judge(threading.Event()):
+        while self._judge(threading.Event()) or self._judge_rewrites():
             pass
 
     # -- judging --------------------------------------------------------------------
@@ -251,6 +257,35 @@ class RuleRunner:
             )
             self._retry_write(Plan(), ids, stop)
             return True
+        self.book.applied(plan)
+        self.on_events(events)
+        return True
+
+    def _judge_rewrites(self) -> bool:
+        """Alert on rewritten history the store kept (``store.conflicts``), marking it
+        alerted in the alert's transaction; True if there was any. Not device-ordered
+        and stateless, so apart from the queue: a rewrite changes no detector state."""
+        assert self.book is not None
+        with self.pool.connection() as conn, conn.transaction():
+            rewrites = take_rewrites(conn)
+            if not rewrites:
+                return False
+            plan = self.book.plan(rewrite_findings(rewrites), {})
+            try:
+                with conn.transaction():
+                    events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
+                    self._open_cases(conn, events)
+            except psycopg.DatabaseError as exc:
+                if self.unavailable(exc):
+                    raise
+                # refused for what it holds (a device deleted meanwhile): the rewrites
+                # stay on record; the alert is dropped rather than retried forever
+                log.error("database refused %d rewritten-history alerts (%s)", len(rewrites), exc)
+                plan, events = Plan(), []
+            mark_alerted(conn, [r.id for r in rewrites])
+        log.warning(
+            "rewritten history: %d resent values differ from the stored ones", len(rewrites)
+        )
         self.book.applied(plan)
         self.on_events(events)
         return True

@@ -6,7 +6,8 @@ crash or a reconnect), so the INSERT is first tried plain, in a savepoint, and o
 unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that
 ON CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup
 against 123 ms plain (medians of 13 batches), paid on every batch for what happens on
-few. The rules must see
+few. A duplicate whose value or flag differs from the stored one is rewritten history,
+kept by ``store.conflicts`` in the same fallback (never on the fast path). The rules must see
 exactly the rows new to the store — a redelivered message is stored and judged once —
 and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
 exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
@@ -24,6 +25,7 @@ from datetime import datetime
 import psycopg
 
 from offsite.core.readings import Reading
+from offsite.store.conflicts import record_conflicts
 from offsite.store.rollups import UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
@@ -58,6 +60,8 @@ def insert_readings(
                 inserted = _move(cur, "", rollups)
         except psycopg.errors.UniqueViolation:
             inserted = _move(cur, "ON CONFLICT DO NOTHING", rollups)
+            # a duplicate with another value or flag is rewritten history: kept as evidence
+            record_conflicts(cur)
         new = list(readings) if inserted == len(readings) else _inserted(cur, readings)
         if new:
             last: dict[str, tuple[datetime, int]] = {}
