@@ -137,6 +137,7 @@ class RawPacket:
     pnum: int | None
     pno: int | None
     raw: str
+    crc_variant: str = "standard"  # which CRC it carried (ingest.codecs.hj212.CRC_VARIANTS)
 
 
 @dataclass(slots=True)
