@@ -202,3 +202,115 @@ def test_trigger_refuses_changes_even_to_the_tables_owner(db_url: str) -> None:
                 conn.execute(sql)
             conn.rollback()
         assert verify(conn).rows == 2
+
+
+# -- a kept head: what the chain alone cannot show -------------------------------------------
+
+
+def _recompute_from(db_url: str, start: int, forged: str) -> None:
+    """The careful forger: edit row ``start`` and recompute every hash after it, so the
+    chain is a chain again."""
+    from offsite.store.audit import row_hash
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET session_replication_role = replica")
+        rows = conn.execute(
+            "SELECT seq, at, actor, action, subject, data, prev_hash FROM audit_log "
+            "WHERE seq >= %s ORDER BY seq",
+            (start,),
+        ).fetchall()
+        prev = bytes(rows[0][6])
+        for seq, at, actor, action, subject, data, _ in rows:
+            data = forged if seq == start else data
+            h = row_hash(prev, seq, at, actor, action, subject, data)
+            conn.execute(
+                "UPDATE audit_log SET data = %s, prev_hash = %s, hash = %s WHERE seq = %s",
+                (data, prev, h, seq),
+            )
+            prev = h
+
+
+def _kept_head(db_url: str, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OFFSITE_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["audit", "head"]) == 0
+    out = capsys.readouterr().out
+    head = tmp_path / "head.json"
+    head.write_text(out)  # what `offsite audit head > head.json` keeps
+    return head, json.loads(out)
+
+
+def test_audit_head_prints_only_the_head_on_stdout(db_url, tmp_path, capsys, monkeypatch) -> None:
+    _fill(db_url, 4)
+    _, head = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    with psycopg.connect(db_url) as conn:
+        last = conn.execute("SELECT hash FROM audit_log WHERE seq = 4").fetchone()
+    assert head == {"seq": 4, "hash": bytes(last[0]).hex()}  # type: ignore[index]
+
+
+def test_rows_appended_after_the_kept_head_verify(db_url, tmp_path, capsys, monkeypatch) -> None:
+    _fill(db_url, 3)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _fill(db_url, 2)
+    assert main(["audit", "verify", "--head", str(head)]) == 0
+    assert "the kept head (row 3) matches, 2 rows appended since" in capsys.readouterr().out
+
+
+def test_deleting_the_newest_rows_is_found_against_the_kept_head(
+    db_url, tmp_path, capsys, monkeypatch
+) -> None:
+    _fill(db_url, 5)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _tamper(db_url, "DELETE FROM audit_log WHERE seq >= 4")
+    assert main(["audit", "verify"]) == 0  # the chain alone is still a chain
+    assert main(["audit", "verify", "--head", str(head)]) == 1
+    out = capsys.readouterr().out
+    assert "BROKEN at row 4" in out and "rows 4–5 were deleted" in out
+
+
+def test_a_recomputed_chain_is_found_against_the_kept_head(
+    db_url, tmp_path, capsys, monkeypatch
+) -> None:
+    _fill(db_url, 5)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _recompute_from(db_url, 2, '{"i":1,"note":"nothing happened"}')
+    assert main(["audit", "verify"]) == 0  # every link checks out again
+    assert main(["audit", "verify", "--head", str(head)]) == 1
+    out = capsys.readouterr().out
+    assert "BROKEN at row 5" in out and "recomputed" in out
+
+
+def test_a_bad_head_file_is_refused_with_its_reason(db_url, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("OFFSITE_DATABASE_URL", db_url)
+    bad = tmp_path / "head.json"
+    bad.write_text('{"seq": 3}')
+    assert main(["audit", "verify", "--head", str(bad)]) == 2
+    assert main(["audit", "verify", "--head", str(tmp_path / "missing.json")]) == 2
+    out = capsys.readouterr().out
+    assert "a kept head is" in out and "cannot read the kept head" in out
+
+
+def test_a_login_role_in_offsite_app_appends_but_cannot_truncate_the_tail(db_url: str) -> None:
+    """How services connect as the limited role (docs/security.md): a login role that is a
+    member of offsite_app gets its rights, and no more."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    _fill(db_url, 2)
+    login = f"offsite_svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE offsite_app")
+    try:
+        parts = urlsplit(db_url)
+        as_app = urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+        with psycopg.connect(as_app) as conn:
+            append_sync(conn, "svc", "test.append", "thing:y", {})
+            conn.commit()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM audit_log WHERE seq = 3")
+            conn.rollback()
+            assert verify(conn).head_seq == 3
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {login}")
+            conn.execute(f"DROP ROLE {login}")
