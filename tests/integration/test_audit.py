@@ -314,3 +314,64 @@ def test_a_login_role_in_offsite_app_appends_but_cannot_truncate_the_tail(db_url
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {login}")
             conn.execute(f"DROP ROLE {login}")
+
+
+def test_ingest_runs_as_a_login_member_of_offsite_app(db_url: str, mqtt_url: str) -> None:
+    """Services connect as offsite_app once the owner has migrated: ingest starts without
+    DDL and writes readings, packets and split parts (tables of later migrations too)."""
+    import uuid
+    from datetime import datetime, timedelta
+    from urllib.parse import urlsplit, urlunsplit
+
+    from offsite.core.registry import registry_from_dict
+    from offsite.ingest.codecs import hj212
+    from offsite.ingest.service import IngestService
+    from offsite.simulators.tcp_logger import LockstepLogger
+    from tests.integration.helpers import make_settings, register, scalar
+
+    mn = "066666A8900016F000169DC0"
+    register(
+        db_url,
+        registry_from_dict(
+            {
+                "enterprises": [
+                    {
+                        "id": "E6",
+                        "name": "Least Privilege Works",
+                        "points": [{"id": "E6-P1", "kind": "flue_gas", "devices": [{"mn": mn}]}],
+                    }
+                ]
+            }
+        ),
+    )
+    login = f"offsite_svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE offsite_app")
+    parts = urlsplit(db_url)
+    as_app = urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    qn = hj212.qn_of(ts)
+    split = hj212.frame(
+        f"QN={qn};ST=31;CN=2011;PW=1;MN={mn};Flag=7;PNUM=2;PNO=1;"
+        f"CP=&&DataTime={hj212.data_time(ts)};a21026-Rtd=1.5,a21026-Flag=N&&"
+    )
+    whole = hj212.build_data_packet(
+        mn=mn, pw="1", cn="2011", ts=ts, st="31", flag=5, values=[("a21002", 7.0, "N")]
+    )
+    settings = make_settings(as_app, mqtt_url, "t/+/x", gateway_port=0, rules_runner="external")
+    try:
+        svc = IngestService(settings, as_app, None, gateway=True)
+        svc.start()
+        try:
+            assert svc.gateway is not None
+            with LockstepLogger("127.0.0.1", svc.gateway.port, response_timeout_s=10) as log:
+                assert all(e.answered for e in log.run([split, whole]))
+        finally:
+            svc.stop()
+        assert svc.error is None
+        assert scalar(db_url, "SELECT count(*) FROM readings") == 1
+        assert scalar(db_url, "SELECT count(*) FROM hj212_split_parts") == 1
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {login}")
+            conn.execute(f"DROP ROLE {login}")
