@@ -386,12 +386,13 @@ class Pipeline:
             batch.accepted,
         )
         for parts in sets:
-            outcome, at = assemble(parts, self.policy)
+            outcome, strays, at = assemble(parts, self.policy)
             full.readings.extend(outcome.readings)
             full.received.extend([at] * len(outcome.readings))
             full.packets.extend(outcome.packets)
             if outcome.dead is not None:
                 full.dead.append(outcome.dead)
+            full.dead.extend(strays)
         return full
 
     def backlog(self) -> tuple[int, float]:

@@ -140,11 +140,31 @@ def complete(parts: list[StoredPart]) -> bool:
     return _released(parts) is not None
 
 
-def assemble(parts: Sequence[StoredPart], policy: Policy) -> tuple[Outcome, datetime]:
-    """A whole set's readings (or dead letter), and when its newest part was received."""
+def assemble(
+    parts: Sequence[StoredPart], policy: Policy
+) -> tuple[Outcome, list[DeadLetter], datetime]:
+    """A whole set's readings (or dead letter); a dead letter for each part that does
+    not belong (its PNUM disagrees with the set's), so none is dropped unseen; and when
+    the newest part was received."""
     rel = _released(parts)
     assert rel is not None, "assemble() takes a set that complete() accepted"
-    return judge_packets(rel.items, rel.packets, policy), max(p.received_at for p in parts)
+    strays = [
+        DeadLetter(
+            m.topic,
+            m.payload,
+            m.received_at,
+            DeadReason.HJ212_MALFORMED_FIELD,
+            f"split part's PNUM disagrees with its set's ({rel.expected}, CN={rel.key[1]} "
+            f"QN={rel.key[2] or '-'}): kept apart from the assembled packet",
+            rel.key[0],
+        )
+        for m in rel.extra
+    ]
+    return (
+        judge_packets(rel.items, rel.packets, policy),
+        strays,
+        max(p.received_at for p in parts),
+    )
 
 
 def expired_letter(parts: Sequence[StoredPart], timeout_s: float) -> DeadLetter:
