@@ -151,3 +151,42 @@ def test_two_versions_within_one_batch_are_a_rewrite_too(db_url: str) -> None:
     t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
     _store(db_url, [Reading(t, MN, "a21026", 12.0), Reading(t, MN, "a21026", 13.0)], t)
     assert [(c[2], c[5]) for c in _conflicts(db_url)] == [(12.0, 13.0)]
+
+
+def test_a_rewrite_over_mqtt_reaches_the_alert_feed_through_running_ingest(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    """The whole path: published twice with another value, through a running ingest
+    worker and its rule runner process, to an open alert with both values."""
+    from tests.integration.helpers import (
+        make_settings,
+        publish_raw,
+        running_ingest,
+        scalar,
+        topic_for,
+        wait_for,
+    )
+
+    register(db_url, REGISTRY)
+    t = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    topic = topic_for(unique_topic, MN)
+
+    def payload(so2: float) -> bytes:
+        return json.dumps({"ts": t.isoformat(), "values": {"a21026": so2}}).encode()
+
+    with running_ingest(make_settings(db_url, mqtt_url, unique_topic)):
+        publish_raw(mqtt_url, [(topic, payload(48.0))])
+        wait_for(lambda: scalar(db_url, "SELECT count(*) FROM readings"), what="stored")
+        publish_raw(mqtt_url, [(topic, payload(48.0)), (topic, payload(30.0))])
+        detail = wait_for(
+            lambda: scalar(
+                db_url,
+                "SELECT detail::text FROM alerts "
+                "WHERE rule = 'rewritten_history' AND state = 'open'",
+            ),
+            what="a rewritten_history alert",
+        )
+    (ev,) = json.loads(detail)["rewrites"]
+    assert (ev["stored"]["value"], ev["resent"]["value"]) == (48.0, 30.0)
+    assert scalar(db_url, "SELECT count(*) FROM reading_conflicts") == 1
+    assert scalar(db_url, "SELECT value FROM readings") == 48.0
