@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from offsite.core.credentials import weak_secret
 from offsite.core.errors import SettingsError
+from offsite.core.secrecy import weak_secret
 
 
 class Settings(BaseSettings):

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psycopg
 
-from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
 from offsite.core.logs import setup_logging
+from offsite.core.secrecy import redact
 from offsite.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:

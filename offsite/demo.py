@@ -16,8 +16,8 @@ import psycopg
 import uvicorn
 
 from offsite.api.app import create_app
-from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
+from offsite.core.secrecy import redact
 from offsite.core.settings import Settings
 from offsite.embedded import services
 from offsite.ingest.service import IngestService

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from offsite.core.credentials import redact
 from offsite.core.errors import EmbeddedError
+from offsite.core.secrecy import redact
 
 log = logging.getLogger("offsite.embedded")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import psycopg
 
-from offsite.core.credentials import redact
 from offsite.core.errors import OffsiteError
 from offsite.core.registry import Registry, registry_from_dict
+from offsite.core.secrecy import redact
 from offsite.embedded import EmbeddedPostgres
 from offsite.faultproxy import FaultProxy, proxied_db_url
 from offsite.faults import POLLUTANTS, IngestProcess, Stream

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from offsite.core.credentials import redact
+from offsite.core.secrecy import redact
 from offsite.store.errors import StoreUnavailable
 
 __all__ = ["open_async_pool", "open_pool", "redact"]

@@ -8,9 +8,9 @@ import stat
 
 import pytest
 
-from offsite.core.credentials import entropy_bits, redact, weak_secret
 from offsite.core.errors import SettingsError
 from offsite.core.local_secrets import local_secret
+from offsite.core.secrecy import entropy_bits, redact, weak_secret
 from offsite.store.pool import redact as store_redact
 
 
