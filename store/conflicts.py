@@ -1,9 +1,11 @@
 """Keep rewritten history (table ``reading_conflicts``, migration 0020).
 
-``record_conflicts`` runs inside the readings' transaction, right after the staged rows
-were moved with ON CONFLICT DO NOTHING — only when the plain insert met a duplicate, so
-a batch with nothing already stored never touches this table. ``take`` and
-``mark_alerted`` run in the rule runner's alert transaction.
+``KEEP_REWRITES`` runs inside the readings' transaction (``store.readings``), right after
+the staged rows were moved with ON CONFLICT DO NOTHING — only when the plain insert met a
+duplicate, so a batch with nothing already stored never touches this table. A staged row
+is a rewrite when its stored twin has another value or flag (an identical redelivery is
+not; a rewrite already kept is kept once). ``take`` and ``mark_alerted`` run in the rule
+runner's alert transaction.
 """
 
 from __future__ import annotations
@@ -14,21 +16,16 @@ import psycopg
 
 from offsite.rules.rewritten import Rewrite
 
-
-def record_conflicts(cur: psycopg.Cursor) -> int:
-    """Keep every staged row whose stored twin has another value or flag; return how
-    many new rewrites were kept (an identical redelivery is not one, nor a rewrite
-    already kept)."""
-    cur.execute(b"""
-        INSERT INTO reading_conflicts (mn, pollutant, kind, ts, stored_value, stored_flag,
-                                       stored_received_at, new_value, new_flag,
-                                       new_received_at)
-        SELECT s.mn, s.pollutant, s.kind, s.ts, r.value, r.flag, r.received_at,
-               s.value, s.flag, s.received_at
-        FROM readings_stage s JOIN readings r USING (mn, pollutant, kind, ts)
-        WHERE r.value <> s.value OR r.flag <> s.flag
-        ON CONFLICT DO NOTHING""")
-    return cur.rowcount
+# Keeps the rewrites among ``matched``: a CTE of the staged rows joined to their stored
+# twins (s_* staged, r_* stored), which store.readings also reads its inserted rows from,
+# so the fallback path joins the batch to the table once for both.
+KEEP_REWRITES = """
+    INSERT INTO reading_conflicts (mn, pollutant, kind, ts, stored_value, stored_flag,
+                                   stored_received_at, new_value, new_flag, new_received_at)
+    SELECT mn, pollutant, kind, ts, r_value, r_flag, r_received_at, s_value, s_flag,
+           s_received_at
+    FROM matched WHERE r_value <> s_value OR r_flag <> s_flag
+    ON CONFLICT DO NOTHING"""
 
 
 def take(conn: psycopg.Connection, limit: int = 1000) -> list[Rewrite]:

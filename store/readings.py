@@ -25,7 +25,7 @@ from datetime import datetime
 import psycopg
 
 from offsite.core.readings import Reading
-from offsite.store.conflicts import record_conflicts
+from offsite.store.conflicts import KEEP_REWRITES
 from offsite.store.rollups import UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
@@ -60,8 +60,6 @@ def insert_readings(
                 inserted = _move(cur, "", rollups)
         except psycopg.errors.UniqueViolation:
             inserted = _move(cur, "ON CONFLICT DO NOTHING", rollups)
-            # a duplicate with another value or flag is rewritten history: kept as evidence
-            record_conflicts(cur)
         new = list(readings) if inserted == len(readings) else _inserted(cur, readings)
         if new:
             last: dict[str, tuple[datetime, int]] = {}
@@ -102,12 +100,22 @@ def _move(cur: psycopg.Cursor, on_conflict: str, rollups: bool) -> int:
 
 def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]:
     """The staged rows this transaction inserted (``xmin`` is ours), as stored, in the
-    batch's order and once each (a batch may hold the same reading twice)."""
-    cur.execute("""
-        SELECT r.ts, r.mn, r.pollutant, r.kind, r.value, r.flag
-        FROM readings r JOIN (SELECT DISTINCT mn, pollutant, kind, ts FROM readings_stage) s
-             USING (mn, pollutant, kind, ts)
-        WHERE r.xmin = pg_current_xact_id()::xid""")
+    batch's order and once each (a batch may hold the same reading twice).
+
+    The same join keeps the rewrites: staged rows whose stored twin (ours too: two
+    versions in one batch) has another value or flag are rewritten history, kept as
+    evidence by ``store.conflicts``."""
+    cur.execute(
+        f"""
+        WITH matched AS (
+            SELECT mn, pollutant, kind, ts, s.value AS s_value, s.flag AS s_flag,
+                   s.received_at AS s_received_at, r.value AS r_value, r.flag AS r_flag,
+                   r.received_at AS r_received_at,
+                   r.xmin = pg_current_xact_id()::xid AS ours
+            FROM readings_stage s JOIN readings r USING (mn, pollutant, kind, ts)),
+        kept AS ({KEEP_REWRITES})
+        SELECT ts, mn, pollutant, kind, r_value, r_flag FROM matched WHERE ours""".encode()
+    )
     stored = {
         (mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in cur.fetchall()
     }
