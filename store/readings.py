@@ -3,18 +3,18 @@
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
 commit) and an INSERT moves the rows. Duplicates are rare (a message redelivered after a
 crash or a reconnect), so the INSERT is first tried plain, in a savepoint, and only a
-unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that
-ON CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup
-against 123 ms plain (medians of 13 batches), paid on every batch for what happens on
-few. A duplicate whose value or flag differs from the stored one is rewritten history,
-kept by ``store.conflicts`` in the same fallback (never on the fast path). The rules must see
-exactly the rows new to the store — a redelivered message is stored and judged once —
-and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
-exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
-Python gets back only their number: in the usual case every staged row is new and the
-batch itself is the answer; only when some were duplicates are the rows this transaction
-inserted read back (by ``xmin``). Returning every row instead cost a sixth of ingest's
-CPU in building them again in Python.
+unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that ON
+CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup against
+123 ms plain (medians of 13 batches), paid on every batch for what happens on few. A
+duplicate whose value or flag differs from the stored one is rewritten history: found by
+the fallback's read-back join and kept by ``store.conflicts``, never on the fast path.
+The rules must see exactly the rows new to the store — a redelivered message is stored
+and judged once — and the hourly rollup (``store/rollups.py``; the daily one is a view
+of it) must add up exactly those, which the same statement does from its RETURNING rows,
+inside PostgreSQL. Python gets back only their number: in the usual case every staged
+row is new and the batch itself is the answer; only when some were duplicates are the
+rows this transaction inserted read back (by ``xmin``). Returning every row instead cost
+a sixth of ingest's CPU in building them again in Python.
 """
 
 from __future__ import annotations
