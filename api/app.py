@@ -39,6 +39,7 @@ from offsite.api.routes import (
 )
 from offsite.api.routes import console as console_routes
 from offsite.api.webhook import WebhookSender
+from offsite.core.local_secrets import local_secret
 from offsite.core.settings import Settings
 from offsite.store.pool import open_async_pool
 
@@ -89,8 +90,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         description="Off-site inspection: anomaly feed, devices, readings and QR-coded visits.",
     )
     app.state.settings = settings
+    # no constant signs anything: without OFFSITE_QR_SECRET, a random secret generated
+    # once and kept in the data directory (production refuses to start without one)
+    qr_secret = settings.qr_secret or local_secret(settings.data_dir, "qr_secret")
     app.state.keyring = KeyRing(
-        {**settings.qr_verify_keys, settings.qr_key_id: settings.qr_secret}, settings.qr_key_id
+        {**settings.qr_verify_keys, settings.qr_key_id: qr_secret}, settings.qr_key_id
     )
     app.state.limiters = {
         name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst

@@ -137,13 +137,14 @@ class RawPacket:
     pnum: int | None
     pno: int | None
     raw: str
+    crc_variant: str = "standard"  # which CRC it carried (ingest.codecs.hj212.CRC_VARIANTS)
 
 
 @dataclass(slots=True)
 class Outcome:
     """What one message turned into: readings to store and/or a dead letter, packets to
-    archive — or, for one part of a split HJ 212 packet, ``split``: hold it until the
-    other parts arrive."""
+    archive — or, for one part of a split HJ 212 packet, ``split``: keep it in the store
+    with its batch, until the part that completes the set arrives."""
 
     readings: list[Reading] = field(default_factory=list)
     dead: DeadLetter | None = None

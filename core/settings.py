@@ -16,8 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offsite.core.errors import SettingsError
-
-DEV_QR_SECRET = "dev-only-insecure-qr-secret-change-me"
+from offsite.core.secrecy import weak_secret
 
 
 class Settings(BaseSettings):
@@ -144,7 +143,11 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     public_url: str | None = Field(default=None, description="base URL printed in QR codes")
-    qr_secret: str = DEV_QR_SECRET
+    qr_secret: str | None = Field(
+        default=None,
+        description="signs QR codes; unset: a random one generated once and kept in "
+        "OFFSITE_DATA_DIR/secrets/qr_secret (development only)",
+    )
     qr_key_id: str = "k1"
     qr_verify_keys: dict[str, str] = Field(
         default_factory=dict,
@@ -222,20 +225,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> Settings:
-        if self.env == "production" and (
-            self.qr_secret == DEV_QR_SECRET or len(self.qr_secret) < 32
-        ):
-            raise ValueError(
-                "OFFSITE_QR_SECRET must be set to ≥ 32 random characters in production"
-            )
+        """Production signs only with secrets set on purpose and hard to guess: every
+        replica needs the same key, and a length check alone passes 36 × "a"."""
         if self.qr_key_id in self.qr_verify_keys:
             raise ValueError(
                 f"OFFSITE_QR_VERIFY_KEYS must not repeat the signing key id {self.qr_key_id!r}"
             )
-        if self.env == "production" and any(len(v) < 32 for v in self.qr_verify_keys.values()):
+        if self.env != "production":
+            return self
+        if self.qr_secret is None:
             raise ValueError(
-                "every key of OFFSITE_QR_VERIFY_KEYS needs ≥ 32 characters in production"
+                "OFFSITE_QR_SECRET must be set in production (e.g. `openssl rand -hex 32`)"
             )
+        why = weak_secret(self.qr_secret)
+        if why:
+            raise ValueError(f"OFFSITE_QR_SECRET is refused in production: {why}")
+        for kid, key in self.qr_verify_keys.items():
+            why = weak_secret(key)
+            if why:
+                raise ValueError(
+                    f"OFFSITE_QR_VERIFY_KEYS key {kid!r} is refused in production: {why}"
+                )
         return self
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from offsite.core.readings import DeadLetter, InboundMessage, Outcome, RawPacket, Reading
 
@@ -21,6 +22,8 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     packets: list[RawPacket] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)  # per message: anything stored?
+    # parts of split HJ 212 packets (message, hj212.Packet), kept in the store as they come
+    parts: list[tuple[InboundMessage, Any]] = field(default_factory=list)
     opened_at: float = 0.0
 
     def __len__(self) -> int:
@@ -52,6 +55,8 @@ class Batcher:
         cur.readings.extend(outcome.readings)
         cur.received.extend([msgs[-1].received_at] * len(outcome.readings))
         cur.packets.extend(outcome.packets)
+        if outcome.split is not None:
+            cur.parts.extend((m, outcome.split) for m in msgs)
         if outcome.dead is not None:
             cur.dead.append(outcome.dead)
         if len(cur.readings) >= self.max_readings or len(cur.messages) >= self.max_messages:

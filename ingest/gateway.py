@@ -5,12 +5,17 @@ becomes an ``InboundMessage`` (transport "tcp") in the same inbox as MQTT messag
 it gets the same validation, batching and commit. The HJ 212 response (data response
 9014 / notice response 9013, when the packet's Flag asks for one) is written only after
 the packet's batch has committed — the TCP equivalent of acknowledging after commit: a
-logger that gets no answer sends again, and the primary key makes that harmless.
+logger that gets no answer sends again, and the primary key makes that harmless. A
+packet that is refused (too old, wrong password…) is answered too, once its dead letter
+has committed: 9014 acknowledges receipt and the dead letter is the durable record, and
+a logger left unanswered would resend it forever. Only bytes that do not parse as a
+packet (no QN or MN to answer) get no answer.
 
-Protection: at most ``max_connections``; a connection idle for ``idle_timeout_s`` or
-holding an unfinished packet for ``frame_timeout_s`` is closed; one that sends more
-than ``max_garbage_bytes`` of noise is cut off (its noise dead-lettered first). Other
-connections are unaffected.
+Protection: at most ``max_connections``; a connection idle for ``idle_timeout_s`` is
+closed, and so is one whose packet is unfinished ``frame_timeout_s`` after its first
+byte (a deadline, not a timeout per read: a packet trickled a byte at a time cannot
+hold a connection open); one that sends more than ``max_garbage_bytes`` of noise is cut
+off (its noise dead-lettered first). Other connections are unaffected.
 """
 
 from __future__ import annotations
@@ -135,9 +140,13 @@ class Gateway:
         framer = Framer()
         garbage = 0
         loop = asyncio.get_running_loop()
+        frame_deadline = 0.0  # when the packet being received must be complete
         try:
             while not self._closing:
-                timeout = self.frame_timeout_s if framer.buffered else self.idle_timeout_s
+                if framer.buffered:
+                    timeout = max(0.0, frame_deadline - loop.time())
+                else:
+                    timeout = self.idle_timeout_s
                 try:
                     data = await asyncio.wait_for(reader.read(65536), timeout)
                 except TimeoutError:
@@ -145,7 +154,9 @@ class Gateway:
                     log.info(
                         "%s: %s; closing",
                         source,
-                        "unfinished packet timed out" if framer.buffered else "idle",
+                        f"packet unfinished {self.frame_timeout_s:g} s after its first byte"
+                        if framer.buffered
+                        else "idle",
                     )
                     events = framer.flush()
                     await self._emit(events, source, writer, loop)
@@ -153,7 +164,16 @@ class Gateway:
                 if not data:
                     await self._emit(framer.flush(), source, writer, loop)
                     return
+                was_buffered = framer.buffered
                 events = framer.feed(data)
+                # the deadline runs from a packet's first byte: it starts when bytes are
+                # left over with none before, or after a whole packet was cut (what is
+                # left began in this read); noise cut off ahead of a held header does not
+                # restart it
+                if framer.buffered and (
+                    not was_buffered or any(isinstance(e, Frame) for e in events)
+                ):
+                    frame_deadline = loop.time() + self.frame_timeout_s
                 garbage += sum(len(e.raw) for e in events if isinstance(e, Garbage))
                 await self._emit(events, source, writer, loop)
                 if garbage > self.max_garbage_bytes:
@@ -205,7 +225,9 @@ class Gateway:
             response = None
 
         def on_commit(accepted: bool = True) -> None:
-            if response is None or not accepted or writer.is_closing():
+            # called once the packet's readings or its dead letter committed: either way
+            # it was received and durably recorded, and the logger may move on
+            if response is None or writer.is_closing():
                 return
             self.stats.replies += 1
             with contextlib.suppress(RuntimeError):  # loop already closed at shutdown

@@ -46,14 +46,16 @@ from offsite.core.registry import Device
 from offsite.core.retry import plain_sleep, retry
 from offsite.ingest.batcher import Batch, Batcher
 from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
-from offsite.ingest.reassembly import Reassembler, Released
-from offsite.ingest.validate import Policy, judge_packets, process
+from offsite.ingest.reassembly import assemble, complete, expired_letter, part_of
+from offsite.ingest.validate import Policy, process
 from offsite.store.dead_letters import insert_dead_letters
 from offsite.store.errors import DB_BACKOFF, unavailable
 from offsite.store.packets import insert_packets
 from offsite.store.readings import insert_readings
 from offsite.store.registry import load_registry, load_revoked
 from offsite.store.rule_inbox import queue_for_rules
+from offsite.store.split_parts import expire as expire_parts
+from offsite.store.split_parts import hold as hold_parts
 from offsite.store.workers import Heartbeat, beat, committed_through
 
 log = logging.getLogger("offsite.ingest")
@@ -106,7 +108,8 @@ class Pipeline:
         self.stats = stats or IngestStats()
         self.known: dict[str, Device] = {}
         self.revoked: dict[str, str] = {}
-        self.reassembler: Reassembler[InboundMessage] = Reassembler(split_timeout_s)
+        self.split_timeout_s = split_timeout_s
+        self._next_split_sweep = 0.0
         self._next_registry = 0.0
         self._last_registry_load = -1e9
         self._registry_as_of = datetime.min.replace(tzinfo=UTC)
@@ -157,8 +160,9 @@ class Pipeline:
             if now >= self._next_revoked:
                 self._guard(self._refresh_revoked, stop)
                 self._next_revoked = now + self.revoked_check_s
-            for released in self.reassembler.expired(now):
-                self._add_split(released, stop)
+            if now >= self._next_split_sweep:
+                self._guard(self._expire_splits, stop)
+                self._next_split_sweep = now + min(5.0, self.split_timeout_s / 4)
             if now >= self._next_beat:
                 self._beat()
                 self._next_beat = now + self.heartbeat_s
@@ -188,52 +192,35 @@ class Pipeline:
             self._commit(last, None)
         self._reap(keep=0)
         self._writer.shutdown()
-        held = self.reassembler.drain()
         try:  # stopped: hold no one back (what is left in hand the broker redelivers)
             with self.pool.connection(timeout=2.0) as conn:
                 committed_through(conn, self.worker, datetime.max.replace(tzinfo=UTC))
         except Exception as exc:
             log.debug("final watermark not written: %s", exc)
-        if held:
-            log.warning(
-                "shutdown with %d parts of split HJ 212 packets still incomplete; "
-                "left unacknowledged for redelivery",
-                len(held),
-            )
 
     # -- steps --------------------------------------------------------------------------
     def _take(self, msg: InboundMessage, stop: threading.Event | None) -> None:
         self.stats.messages += 1
-        outcome = self._process(msg, stop)
-        if outcome.split is not None:
-            for released in self.reassembler.add(msg, outcome.split, time.monotonic()):
-                self._add_split(released, stop)
-            return
+        outcome = self._process(msg, stop)  # a split part is kept in the store with its batch
         batch = self.batcher.add(msg, outcome, time.monotonic())
         if batch is not None:
             self._commit(batch, stop)
 
-    def _add_split(self, rel: Released[InboundMessage], stop: threading.Event | None) -> None:
-        if rel.complete:
-            outcome = judge_packets(rel.items, rel.packets, self.policy)
-        else:
-            mn, cn, qn = rel.key
-            msgs = rel.items + rel.extra
-            last = msgs[-1]
-            outcome = Outcome(
-                dead=DeadLetter(
-                    last.topic,
-                    b"".join(m.payload for m in msgs),
-                    last.received_at,
-                    DeadReason.HJ212_INCOMPLETE_SPLIT,
-                    f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
-                    f"arrived within {self.reassembler.timeout_s:g} s",
-                    mn,
-                )
+    def _expire_splits(self) -> list:
+        """Dead-letter split packets still incomplete ``split_timeout_s`` after their first
+        part (kept in the store, so this holds across restarts and workers)."""
+        with self.pool.connection() as conn, conn.transaction():
+            dead = [
+                expired_letter(parts, self.split_timeout_s)
+                for parts in expire_parts(conn, timedelta(seconds=self.split_timeout_s))
+            ]
+            insert_dead_letters(conn, dead)
+        for d in dead:
+            log.info(
+                "dead letter: %s", d.reason.value, extra={"reason": d.reason.value, "mn": d.mn}
             )
-        batch = self.batcher.add_group(rel.items + rel.extra, outcome, time.monotonic())
-        if batch is not None:
-            self._commit(batch, stop)
+        self.stats.dead_letters += len(dead)
+        return dead
 
     def _process(self, msg: InboundMessage, stop: threading.Event | None) -> Outcome:
         """Validate; a device unknown to a copy of the registry older than the message
@@ -269,7 +256,6 @@ class Pipeline:
         handing = self.in_transit()  # stamped by the subscriber, not yet in the inbox
         if handing is not None:
             times.append(handing)
-        times += [m.received_at for m in self.reassembler.held()]
         inbox = self._inbox
         if inbox is not None:
             with inbox.mutex:
@@ -333,13 +319,16 @@ class Pipeline:
     ) -> None:
         """The writer thread: commit the batch, then acknowledge it and count it."""
 
+        written = [batch]  # with the split packets this batch completed, once committed
+
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
-                new = insert_readings(conn, batch.readings, batch.received)
-                insert_dead_letters(conn, batch.dead)
-                insert_packets(conn, batch.packets)
+                full = written[0] = self._with_splits(conn, batch)
+                new = insert_readings(conn, full.readings, full.received)
+                insert_dead_letters(conn, full.dead)
+                insert_packets(conn, full.packets)
                 # judged by the rule runner, whichever worker leads it (rule_runner.py)
-                queue_for_rules(conn, new, _received_of(new, batch), heard)
+                queue_for_rules(conn, new, _received_of(new, full), heard)
                 committed_through(conn, self.worker, through)
                 return new
 
@@ -347,6 +336,7 @@ class Pipeline:
         try:
             new = self._guard(write, stop)
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
+            written[0] = batch
             new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
             log.warning(
@@ -363,10 +353,11 @@ class Pipeline:
         s.commit_seconds.observe(time.perf_counter() - t0)
         s.batch_readings.observe(len(batch.readings))
         s.batches += 1
+        full = written[0]
         s.readings_stored += len(new)
-        s.duplicates += len(batch.readings) - len(new)
-        s.dead_letters += len(batch.dead)
-        for d in batch.dead:
+        s.duplicates += len(full.readings) - len(new)
+        s.dead_letters += len(full.dead)
+        for d in full.dead:
             s.dead_by_reason[d.reason.value] = s.dead_by_reason.get(d.reason.value, 0) + 1
             # no payload at info level: the reason and who sent it; the detail (which may
             # quote the payload) at debug, and in the dead_letters table
@@ -377,6 +368,34 @@ class Pipeline:
             )
             log.debug("dead letter detail: %s", d.detail[:200])
         s.last_commit_at = time.time()
+
+    def _with_splits(self, conn: psycopg.Connection, batch: Batch) -> Batch:
+        """The batch, plus the split packets its parts complete: each part is kept in the
+        store in this transaction (and so answered after it); a set whose last part is
+        here is assembled from the store and stored with it. A copy, so a retried
+        transaction starts again from the batch as it came."""
+        if not batch.parts:
+            return batch
+        sets = hold_parts(conn, [part_of(m, p) for m, p in batch.parts], complete)
+        if not sets:
+            return batch
+        full = Batch(
+            batch.messages,
+            list(batch.readings),
+            list(batch.received),
+            list(batch.dead),
+            list(batch.packets),
+            batch.accepted,
+        )
+        for parts in sets:
+            outcome, strays, at = assemble(parts, self.policy)
+            full.readings.extend(outcome.readings)
+            full.received.extend([at] * len(outcome.readings))
+            full.packets.extend(outcome.packets)
+            if outcome.dead is not None:
+                full.dead.append(outcome.dead)
+            full.dead.extend(strays)
+        return full
 
     def backlog(self) -> tuple[int, float]:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""

@@ -183,12 +183,13 @@ def _process_hj212(
             f"PW does not match the registered password of {packet.mn}",
             packet.mn,
         )
-    if packet.crc_variant == "modbus_swapped" and not device.crc_compat:
+    if packet.crc_variant != "standard" and not device.crc_compat:
+        order = "low byte first" if packet.crc_variant == "modbus_swapped" else "high byte first"
         return _dead(
             msg,
             DeadReason.HJ212_CRC_MISMATCH,
-            "CRC is a byte-swapped CRC-16/MODBUS, not HJ 212's; turn on the device's "
-            "crc_compat switch in the registry to accept it",
+            f"CRC is a CRC-16/MODBUS ({packet.crc_variant}: {order}), not HJ 212's; turn "
+            "on the device's crc_compat switch in the registry to accept it",
             packet.mn,
         )
     if packet.is_split:
@@ -228,6 +229,7 @@ def judge_packets(
             p.pnum,
             p.pno,
             p.raw.decode("utf-8", "replace").strip(),
+            p.crc_variant,
         )
         for m, p in zip(msgs, packets, strict=True)
     ]

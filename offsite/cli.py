@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 from offsite.core.errors import OffsiteError, SettingsError
 from offsite.core.logs import setup_logging
+from offsite.core.secrecy import redact
 from offsite.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -53,8 +54,8 @@ class _Stop:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _print(*parts: object) -> None:
-    print(*parts, flush=True)
+def _print(*parts: object, err: bool = False) -> None:
+    print(*parts, file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def _notice(text: str) -> None:
@@ -197,7 +198,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         svc = IngestService(settings, db, None if gateway_only else mq, gateway=with_gateway)
         svc.start()
         if not gateway_only:
-            _print(f"ingest consuming {settings.mqtt_topic} from {mq}")
+            _print(f"ingest consuming {settings.mqtt_topic} from {redact(mq)}")
         if svc.gateway is not None:
             _print(f"HJ 212 gateway listening on {settings.gateway_host}:{svc.gateway.port}")
         _print("Ctrl-C to stop")
@@ -629,19 +630,49 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from offsite.store.audit import verify
+    from offsite.store.audit import AuditError, Head, verify
 
+    kept: Head | None = None
+    if args.audit_command == "verify" and args.head is not None:
+        try:
+            kept = Head.from_text(Path(args.head).read_text(encoding="utf-8"))
+        except OSError as exc:
+            _print(f"audit: cannot read the kept head {args.head}: {exc.strerror}")
+            return 2
+        except AuditError as exc:
+            _print(f"audit: {args.head}: {exc}")
+            return 2
+    quiet = args.audit_command == "head"  # stdout carries the head alone
+    _print("audit: verifying the hash chain …", err=quiet)
     with _db(settings) as conn:
-        report = verify(conn)
+        report = verify(conn, kept)
     if report.broken is not None:
         _print(
             f"audit: BROKEN at row {report.broken.seq}: {report.broken.reason} "
-            f"({report.rows} rows verified before it)"
+            f"({report.rows} rows verified before it)",
+            err=quiet,
         )
         return 1
+    head = Head(report.head_seq, report.head_hash)
+    if args.audit_command == "head":
+        # the head alone on stdout, so `offsite audit head > head.json` keeps it
+        print(head.to_json(), flush=True)
+        _print(
+            f"audit: OK, {report.rows} rows; store this head where the database's owner "
+            "cannot edit it, and check against it with `offsite audit verify --head FILE`",
+            err=True,
+        )
+        return 0
+    if kept is not None:
+        _print(
+            f"audit: OK, {report.rows} rows; head {head.seq} {head.hash}; the kept head "
+            f"(row {kept.seq}) matches, {head.seq - kept.seq} rows appended since"
+        )
+        return 0
     _print(
         f"audit: OK, {report.rows} rows; head {report.head_seq} {report.head_hash} "
-        "(keep this head elsewhere: deleting the newest rows is only visible against it)"
+        "(without a kept head, deleting the newest rows or recomputing the chain is "
+        "invisible: keep `offsite audit head` elsewhere and pass it with --head)"
     )
     return 0
 
@@ -1082,7 +1113,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     au = sub.add_parser("audit", help="the tamper-evident audit log")
     aus = au.add_subparsers(dest="audit_command", required=True)
-    aus.add_parser("verify", help="walk the hash chain; name the first row changed out of band")
+    av = aus.add_parser(
+        "verify", help="walk the hash chain; name the first row changed out of band"
+    )
+    av.add_argument(
+        "--head",
+        metavar="FILE",
+        help="a head kept by `offsite audit head`: also detect deleted newest rows and a "
+        "recomputed chain",
+    )
+    aus.add_parser("head", help="verify, then print the head (sequence and hash) to keep elsewhere")
 
     from offsite.bench.cli import add_bench_parser
 

@@ -18,6 +18,7 @@ import uvicorn
 
 from offsite.api.app import create_app
 from offsite.core.errors import OffsiteError
+from offsite.core.secrecy import redact
 from offsite.core.settings import Settings
 from offsite.embedded import services
 from offsite.ingest.service import IngestService
@@ -151,7 +152,7 @@ def run_demo(
 
         ingest = IngestService(settings, db, mq)
         ingest.start()
-        out(f"ingest consuming {settings.mqtt_topic} from {mq}")
+        out(f"ingest consuming {settings.mqtt_topic} from {redact(mq)}")
 
         sock, port_note = bind_http(
             settings.http_host,

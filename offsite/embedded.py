@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from offsite.core.errors import EmbeddedError
+from offsite.core.secrecy import redact
 
 log = logging.getLogger("offsite.embedded")
 
@@ -195,7 +196,7 @@ def services(
         if mqtt_url is None:
             broker = EmbeddedBroker(mqtt_port)
             mqtt_url = broker.start()
-            notes.append(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {mqtt_url}")
+            notes.append(f"embedded MQTT broker (amqtt, MQTT 3.1.1) on {redact(mqtt_url)}")
         yield database_url, mqtt_url, notes
     finally:
         if broker is not None:

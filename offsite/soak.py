@@ -21,6 +21,7 @@ import psycopg
 
 from offsite.core.errors import OffsiteError
 from offsite.core.registry import Registry, registry_from_dict
+from offsite.core.secrecy import redact
 from offsite.embedded import EmbeddedPostgres
 from offsite.faultproxy import FaultProxy, proxied_db_url
 from offsite.faults import POLLUTANTS, IngestProcess, Stream
@@ -97,7 +98,7 @@ def run_soak(
     try:
         with scratch_database(admin, "offsite_soak", keep=keep_db) as db:
             if keep_db:
-                out(f"soak: database kept: {db}")
+                out(f"soak: database kept: {redact(db)}")
             return _soak(
                 db,
                 registry,

@@ -38,9 +38,14 @@ from offsite.rules.alerts import AlertBook, Plan
 from offsite.rules.config import RuleSet, load_rules
 from offsite.rules.engine import Evaluation, RuleEngine
 from offsite.rules.registry_view import device_meta
+from offsite.rules.rewritten import NEVER
+from offsite.rules.rewritten import RULE as REWRITTEN
+from offsite.rules.rewritten import findings as rewrite_findings
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for
+from offsite.store.conflicts import mark_alerted
+from offsite.store.conflicts import take as take_rewrites
 from offsite.store.errors import unavailable as transient
 from offsite.store.pool import KEEPALIVES
 from offsite.store.readings import day_lag_readings, recent_readings
@@ -223,7 +228,7 @@ class RuleRunner:
             ]
         )
         book = AlertBook(
-            engine.clear_after(),
+            {**engine.clear_after(), REWRITTEN: NEVER},  # a person closes those
             default_clear_after=timedelta(seconds=self.cfg.clear_s),
             cooldown=engine.cooldowns(),
             intervals=engine.intervals(),
@@ -260,7 +265,8 @@ class RuleRunner:
                 )
                 self._write(self.engine.check_offline(datetime.now(UTC)))
                 next_offline = now + self.cfg.offline_check_s
-            if self._judge():
+            rewrites = self._judge_rewrites()
+            if self._judge() or rewrites:
                 continue  # more may be queued: no waiting
             wait = max(0.0, min(next_offline, next_registry) - time.monotonic())
             # a commit notifies; a slower worker's promise moves without one: poll too
@@ -268,7 +274,11 @@ class RuleRunner:
         # stopping: what was queued before the stop is judged before the lead goes, for
         # a bounded time (the stop has a grace period), and not at all in a hurry
         deadline = time.monotonic() + self.cfg.drain_s
-        while not hurry.is_set() and time.monotonic() < deadline and self._judge():
+        while (
+            not hurry.is_set()
+            and time.monotonic() < deadline
+            and (self._judge() or self._judge_rewrites())
+        ):
             pass
 
     # -- judging --------------------------------------------------------------------
@@ -311,6 +321,36 @@ class RuleRunner:
             self._commit(Plan(), q)
             return True
         self.judged += q.n
+        self._applied(plan, events)
+        return True
+
+    def _judge_rewrites(self) -> bool:
+        """Alert on rewritten history the store kept (``store.conflicts``), marking it
+        alerted in the alert's transaction, on the lock's own connection; True if there
+        was any. Not device-ordered and stateless, so apart from the queue: a rewrite
+        changes no detector state."""
+        assert self.book is not None and self.conn is not None
+        conn = self.conn
+        with conn.transaction():
+            rewrites = take_rewrites(conn)
+            if not rewrites:
+                return False
+            plan = self.book.plan(rewrite_findings(rewrites), {})
+            try:
+                with conn.transaction():
+                    events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
+                    self._open_cases(conn, events)
+            except psycopg.DatabaseError as exc:
+                if self.unavailable(exc) or conn.broken or conn.closed:
+                    raise
+                # refused for what it holds (a device deleted meanwhile): the rewrites
+                # stay on record; the alert is dropped rather than retried forever
+                log.error("database refused %d rewritten-history alerts (%s)", len(rewrites), exc)
+                plan, events = Plan(), []
+            mark_alerted(conn, [r.id for r in rewrites])
+        log.warning(
+            "rewritten history: %d resent values differ from the stored ones", len(rewrites)
+        )
         self._applied(plan, events)
         return True
 

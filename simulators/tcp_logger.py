@@ -455,3 +455,129 @@ class _Loggers:
                 link.sock.close()
                 link.sock = None
         self.sel.close()
+
+
+# -- one logger in lock step --------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One packet sent by a lock-step logger, and what came of it."""
+
+    sent: bytes
+    answer: bytes | None  # the platform's reply packet, None if none came
+    closed: bool = False  # the platform closed the connection instead
+
+    @property
+    def answered(self) -> bool:
+        return self.answer is not None
+
+
+class LockstepLogger:
+    """A data logger that sends one packet, waits for its answer, and only then sends the
+    next — as many field loggers do, the parts of a split packet included. A platform
+    that leaves any packet unanswered stalls it: ``run`` stops at the first packet left
+    unanswered for ``response_timeout_s`` (and, like a logger, resends it once first).
+
+    ``trickle_s`` writes each packet one byte at a time, that long apart: a slow or
+    hostile link, which the gateway must cut at its frame deadline.
+    """
+
+    def __init__(
+        self, host: str, port: int, *, response_timeout_s: float = RESPONSE_TIMEOUT_S
+    ) -> None:
+        if not (math.isfinite(response_timeout_s) and response_timeout_s > 0):
+            raise PublishError("response_timeout_s must be a positive number of seconds")
+        self.where = f"{host}:{port}"
+        self.timeout_s = response_timeout_s
+        try:
+            self.sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            raise PublishError(
+                f"cannot connect to the HJ 212 gateway at {self.where}: {exc}"
+            ) from exc
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.framer = Framer()
+        self.answers: deque[bytes] = deque()
+        self.closed = False
+
+    def exchange(self, raw: bytes, *, trickle_s: float = 0.0, resend: bool = True) -> Exchange:
+        """Send ``raw`` and wait for the platform's answer to it."""
+        for _ in range(2 if resend else 1):  # a logger resends an unanswered packet once
+            if not self._send(raw, trickle_s):
+                return Exchange(raw, None, closed=True)
+            answer = self._await_answer(raw)
+            if answer is not None or self.closed:
+                return Exchange(raw, answer, closed=self.closed)
+        return Exchange(raw, None)
+
+    def run(self, packets: list[bytes], *, trickle_s: float = 0.0) -> list[Exchange]:
+        """Send ``packets`` in lock step; stop at the first one left unanswered."""
+        out: list[Exchange] = []
+        for raw in packets:
+            ex = self.exchange(raw, trickle_s=trickle_s)
+            out.append(ex)
+            if not ex.answered:
+                break
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> LockstepLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, raw: bytes, trickle_s: float) -> bool:
+        try:
+            if trickle_s <= 0:
+                self.sock.sendall(raw)
+                return True
+            for i in range(len(raw)):
+                self.sock.sendall(raw[i : i + 1])
+                # between bytes: see whether the platform gave up on this connection
+                if self._read(trickle_s) and self.closed:
+                    return False
+            return True
+        except OSError:
+            self.closed = True
+            return False
+
+    def _read(self, timeout_s: float) -> bool:
+        """Read what arrives within ``timeout_s``; True if anything happened."""
+        self.sock.settimeout(max(timeout_s, 0.001))
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            return False
+        except OSError:
+            self.closed = True
+            return True
+        if not data:
+            self.closed = True
+            return True
+        for ev in self.framer.feed(data):
+            if isinstance(ev, Frame):
+                self.answers.append(ev.raw)
+        return True
+
+    def _await_answer(self, raw: bytes) -> bytes | None:
+        """The 9014/9013 naming this packet's MN and QN, once it comes."""
+        try:
+            sent = parse_packet(raw)
+        except DecodeError:
+            sent = None
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            while self.answers:
+                answer = self.answers.popleft()
+                try:
+                    p = parse_packet(answer)
+                except DecodeError:
+                    continue
+                if sent is None or (p.mn, p.qn) == (sent.mn, sent.qn):
+                    return answer
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closed:
+                return None
+            self._read(left)

@@ -10,8 +10,12 @@ Appends are serialised by a transaction-scoped advisory lock, so the chain stays
 chain with any number of API processes; the lock is held only until the caller's
 transaction commits, which is why the caller's transaction should be short.
 
-What this cannot see: deleting the newest rows (the chain is still a chain). Keep the
-head ``verify`` prints somewhere the database's owner cannot edit to cover that.
+What the chain alone cannot see: deleting the newest rows (the chain is still a chain),
+or editing a row and recomputing every hash after it (still a chain). Both are seen
+against a *kept head*: ``offsite audit head`` prints the newest row's sequence and hash
+(``Head``) for an operator to store where the database's owner cannot edit it, and
+``offsite audit verify --head FILE`` checks that the log still reaches that row and that
+the row still has that hash. Rows appended since are fine.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +74,45 @@ class ChainReport:
     broken: ChainBreak | None
 
 
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A row of the chain as an operator kept it: its sequence and hash (hex)."""
+
+    seq: int
+    hash: str
+
+    def to_json(self) -> str:
+        return json.dumps({"seq": self.seq, "hash": self.hash}, sort_keys=True)
+
+    @classmethod
+    def from_text(cls, text: str) -> Head:
+        """Read what ``offsite audit head`` printed: ``{"seq": N, "hash": "<64 hex>"}``
+        (or its plain form ``N <hash>``). Raises AuditError."""
+        text = text.strip()
+        try:
+            if text.startswith("{"):
+                raw = json.loads(text)
+                seq, digest = raw["seq"], raw["hash"]
+            else:
+                first, second = text.split()
+                seq, digest = int(first), second
+        except (ValueError, KeyError, TypeError) as exc:
+            raise AuditError(
+                'a kept head is {"seq": N, "hash": "<64 hex digits>"}, as `offsite audit '
+                "head` prints it"
+            ) from exc
+        if (
+            not isinstance(seq, int)
+            or isinstance(seq, bool)
+            or seq < 0
+            or not isinstance(digest, str)
+            or len(digest) != 64
+            or any(c not in "0123456789abcdef" for c in digest.lower())
+        ):
+            raise AuditError("a kept head needs a sequence ≥ 0 and a 64-digit hex hash")
+        return cls(seq, digest.lower())
+
+
 def canonical_data(data: Mapping[str, Any]) -> str:
     try:
         return json.dumps(
@@ -111,9 +154,32 @@ def row_hash(
     return hashlib.sha256(prev_hash + body.encode("utf-8")).digest()
 
 
-def check_chain(rows: Iterable[AuditRow]) -> ChainReport:
-    """Walk rows in ``seq`` order; stop at the first that does not follow from the last."""
+def check_chain(rows: Iterable[AuditRow], kept: Head | None = None) -> ChainReport:
+    """Walk rows in ``seq`` order; stop at the first that does not follow from the last.
+
+    With ``kept`` (a head stored elsewhere), an intact chain must also still reach the
+    kept row and hold the kept hash there: otherwise the newest rows were deleted, or
+    the chain was rewritten and its hashes recomputed.
+    """
+    report = _walk(rows, kept)
+    if report.broken is not None or kept is None:
+        return report
+    if report.head_seq < kept.seq:
+        return replace(
+            report,
+            broken=ChainBreak(
+                report.head_seq + 1,
+                f"the log ends at row {report.head_seq}, but the kept head is row {kept.seq}: "
+                f"rows {report.head_seq + 1}–{kept.seq} were deleted out of band",
+            ),
+        )
+    return report
+
+
+def _walk(rows: Iterable[AuditRow], kept: Head | None) -> ChainReport:
     prev, expected, n = GENESIS, 1, 0
+    if kept is not None and kept.seq == 0 and kept.hash != GENESIS.hex():
+        return ChainReport(0, 0, prev.hex(), ChainBreak(0, "a kept head of row 0 is the genesis"))
     for r in rows:
         if r.seq != expected:
             what = "deleted" if r.seq > expected else "inserted (sequence repeats or goes back)"
@@ -141,6 +207,17 @@ def check_chain(rows: Iterable[AuditRow]) -> ChainReport:
                 prev.hex(),
                 ChainBreak(
                     r.seq, "hash does not match the row's content: the row was edited out of band"
+                ),
+            )
+        if kept is not None and r.seq == kept.seq and r.hash.hex() != kept.hash:
+            return ChainReport(
+                n,
+                expected - 1,
+                prev.hex(),
+                ChainBreak(
+                    r.seq,
+                    f"row {r.seq} no longer has the kept head's hash: the chain up to it was "
+                    "rewritten and its hashes recomputed out of band",
                 ),
             )
         prev, expected, n = r.hash, expected + 1, n + 1
@@ -202,8 +279,9 @@ def append_sync(
     return int(row[0])
 
 
-def verify(conn: psycopg.Connection) -> ChainReport:
-    """Read the whole log in order (server-side cursor: constant memory) and check it."""
+def verify(conn: psycopg.Connection, kept: Head | None = None) -> ChainReport:
+    """Read the whole log in order (server-side cursor: constant memory) and check it,
+    against a kept head if one is given."""
     with conn.transaction(), conn.cursor(name="offsite_audit_verify") as cur:
         cur.itersize = 5000
         cur.execute(
@@ -211,6 +289,9 @@ def verify(conn: psycopg.Connection) -> ChainReport:
             "FROM audit_log ORDER BY seq"
         )
         return check_chain(
-            AuditRow(s, at, ac, act, sub, d, bytes(p), bytes(h))
-            for s, at, ac, act, sub, d, p, h in cur
+            (
+                AuditRow(s, at, ac, act, sub, d, bytes(p), bytes(h))
+                for s, at, ac, act, sub, d, p, h in cur
+            ),
+            kept,
         )

@@ -53,9 +53,14 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
         return applied
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
-                            version integer PRIMARY KEY, name text NOT NULL,
-                            applied_at timestamptz NOT NULL DEFAULT now())""")
+        # an up-to-date schema is left without any DDL: services that connect as the
+        # limited role offsite_app (no CREATE on the schema) start after the owner ran
+        # `offsite db migrate` (CREATE TABLE IF NOT EXISTS needs CREATE even when it exists)
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                                version integer PRIMARY KEY, name text NOT NULL,
+                                applied_at timestamptz NOT NULL DEFAULT now())""")
         done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
         for mig in available():
             if mig.version in done:
@@ -67,6 +72,11 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                         (mig.version, mig.name),
                     )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise MigrationError(
+                    f"migration {mig.version:04d}_{mig.name} needs the database's owner: "
+                    f"run `offsite db migrate` as the owner first ({exc})"
+                ) from exc
             except psycopg.Error as exc:
                 raise MigrationError(
                     f"migration {mig.version:04d}_{mig.name} failed: {exc}"

@@ -15,8 +15,8 @@ def insert_packets(conn: psycopg.Connection, packets: Sequence[RawPacket]) -> No
     with conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO packets (received_at, transport, source, mn, qn, st, cn, flag, pnum,
-                                    pno, raw)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                    pno, raw, crc_variant)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT DO NOTHING""",
             [
                 (
@@ -31,6 +31,7 @@ def insert_packets(conn: psycopg.Connection, packets: Sequence[RawPacket]) -> No
                     p.pnum,
                     p.pno,
                     p.raw,
+                    p.crc_variant,
                 )
                 for p in packets
             ],

@@ -6,7 +6,10 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from offsite.core.secrecy import redact
 from offsite.store.errors import StoreUnavailable
+
+__all__ = ["open_async_pool", "open_pool", "redact"]
 
 # Connection settings for a process that must notice a dead server in seconds, not
 # minutes: a refused or unanswered connect fails within CONNECT_TIMEOUT_S, and a peer
@@ -78,14 +81,3 @@ async def open_async_pool(
         await pool.close()
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact(url)}: {exc}") from exc
     return pool
-
-
-def redact(url: str) -> str:
-    """Hide a password before a URL reaches a log or an error message."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

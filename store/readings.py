@@ -3,17 +3,18 @@
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
 commit) and an INSERT moves the rows. Duplicates are rare (a message redelivered after a
 crash or a reconnect), so the INSERT is first tried plain, in a savepoint, and only a
-unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that
-ON CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup
-against 123 ms plain (medians of 13 batches), paid on every batch for what happens on
-few. The rules must see
-exactly the rows new to the store — a redelivered message is stored and judged once —
-and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
-exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
-Python gets back only their number: in the usual case every staged row is new and the
-batch itself is the answer; only when some were duplicates are the rows this transaction
-inserted read back (by ``xmin``). Returning every row instead cost a sixth of ingest's
-CPU in building them again in Python.
+unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that ON
+CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup against
+123 ms plain (medians of 13 batches), paid on every batch for what happens on few. A
+duplicate whose value or flag differs from the stored one is rewritten history: found by
+the fallback's read-back join and kept by ``store.conflicts``, never on the fast path.
+The rules must see exactly the rows new to the store — a redelivered message is stored
+and judged once — and the hourly rollup (``store/rollups.py``; the daily one is a view
+of it) must add up exactly those, which the same statement does from its RETURNING rows,
+inside PostgreSQL. Python gets back only their number: in the usual case every staged
+row is new and the batch itself is the answer; only when some were duplicates are the
+rows this transaction inserted read back (by ``xmin``). Returning every row instead cost
+a sixth of ingest's CPU in building them again in Python.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import datetime, timedelta
 import psycopg
 
 from offsite.core.readings import Reading
+from offsite.store.conflicts import KEEP_REWRITES
 from offsite.store.rollups import UPSERT_HOURLY, rollups_maintained
 
 _COLUMNS = "ts, mn, pollutant, kind, value, flag, received_at"
@@ -98,12 +100,22 @@ def _move(cur: psycopg.Cursor, on_conflict: str, rollups: bool) -> int:
 
 def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]:
     """The staged rows this transaction inserted (``xmin`` is ours), as stored, in the
-    batch's order and once each (a batch may hold the same reading twice)."""
-    cur.execute("""
-        SELECT r.ts, r.mn, r.pollutant, r.kind, r.value, r.flag
-        FROM readings r JOIN (SELECT DISTINCT mn, pollutant, kind, ts FROM readings_stage) s
-             USING (mn, pollutant, kind, ts)
-        WHERE r.xmin = pg_current_xact_id()::xid""")
+    batch's order and once each (a batch may hold the same reading twice).
+
+    The same join keeps the rewrites: staged rows whose stored twin (ours too: two
+    versions in one batch) has another value or flag are rewritten history, kept as
+    evidence by ``store.conflicts``."""
+    cur.execute(
+        f"""
+        WITH matched AS (
+            SELECT mn, pollutant, kind, ts, s.value AS s_value, s.flag AS s_flag,
+                   s.received_at AS s_received_at, r.value AS r_value, r.flag AS r_flag,
+                   r.received_at AS r_received_at,
+                   r.xmin = pg_current_xact_id()::xid AS ours
+            FROM readings_stage s JOIN readings r USING (mn, pollutant, kind, ts)),
+        kept AS ({KEEP_REWRITES})
+        SELECT ts, mn, pollutant, kind, r_value, r_flag FROM matched WHERE ours""".encode()
+    )
     stored = {
         (mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in cur.fetchall()
     }

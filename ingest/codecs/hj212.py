@@ -113,7 +113,9 @@ class Packet:
     pnum: int | None = None
     pno: int | None = None
     cp: tuple[tuple[tuple[str, str], ...], ...] = ()
-    crc_variant: str = "standard"  # or "modbus_swapped" (a known vendor deviation)
+    # or a CRC-16/MODBUS, in either byte order field loggers send: "modbus_swapped" (low
+    # byte first, e.g. "1086") or "modbus" (high byte first, "8610"); see CRC_VARIANTS
+    crc_variant: str = "standard"
     raw: bytes = field(default=b"", compare=False, repr=False)
 
     @property
@@ -173,6 +175,9 @@ def crc16_modbus(data: bytes) -> int:
     return crc
 
 
+CRC_VARIANTS = ("standard", "modbus_swapped", "modbus")
+
+
 def _swap(v: int) -> int:
     return ((v & 0xFF) << 8) | (v >> 8)
 
@@ -200,8 +205,11 @@ def parse_packet(raw: bytes) -> Packet:
     crc = crc16(segment)
     variant = "standard"
     if crc_sent != crc:
-        if crc_sent == _swap(crc16_modbus(segment)):
-            variant = "modbus_swapped"
+        modbus = crc16_modbus(segment)
+        if crc_sent == _swap(modbus):
+            variant = "modbus_swapped"  # low byte first, as MODBUS puts it on the wire
+        elif crc_sent == modbus:
+            variant = "modbus"  # the register's value, high byte first
         else:
             raise DecodeError(
                 CRC_MISMATCH,
@@ -362,7 +370,14 @@ def frame(segment: str, *, crc: str = "standard") -> bytes:
     data = segment.encode("utf-8")
     if len(data) > MAX_SEGMENT:
         raise ValueError(f"data segment of {len(data)} bytes exceeds {MAX_SEGMENT}")
-    value = crc16(data) if crc == "standard" else _swap(crc16_modbus(data))
+    if crc not in CRC_VARIANTS:
+        raise ValueError(f"unknown CRC variant {crc!r}; one of {', '.join(CRC_VARIANTS)}")
+    if crc == "standard":
+        value = crc16(data)
+    elif crc == "modbus":
+        value = crc16_modbus(data)
+    else:
+        value = _swap(crc16_modbus(data))
     return b"##%04d" % len(data) + data + b"%04X\r\n" % value
 
 

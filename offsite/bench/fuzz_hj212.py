@@ -290,7 +290,7 @@ class Fuzzer:
 
     def packet(self) -> bytes:
         seg = self.segment()
-        return hj212.frame(seg, crc="modbus" if self.rng.random() < 0.05 else "standard")
+        return hj212.frame(seg, crc="modbus_swapped" if self.rng.random() < 0.05 else "standard")
 
     # -- mutations ---------------------------------------------------------------------------
     def mutate_text(self, text: str) -> str:
@@ -371,7 +371,7 @@ class Fuzzer:
             text = self.mutate_text(self.segment())
             if len(text.encode("utf-8")) > hj212.MAX_SEGMENT:
                 text = text[:2000]
-            return hj212.frame(text, crc="modbus" if rng.random() < 0.05 else "standard")
+            return hj212.frame(text, crc="modbus_swapped" if rng.random() < 0.05 else "standard")
         if r < 0.90:
             return self.random_bytes()
         a, b = self.packet(), self.packet()
@@ -398,7 +398,7 @@ class Fuzzer:
             fig.parse["EXCEPTION"] += 1
             fig.violation(f"parse_packet raised {type(exc).__name__}", (str(exc), payload))
             return None, None
-        fig.parse["accepted" if p.crc_variant == "standard" else "accepted (modbus_swapped)"] += 1
+        fig.parse["accepted" if p.crc_variant == "standard" else f"accepted ({p.crc_variant})"] += 1
         if not MN_RE.match(p.mn) or not re.fullmatch(r"\d{4}", p.cn):
             fig.violation("accepted packet with an MN/CN outside the format", payload)
         try:

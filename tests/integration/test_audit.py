@@ -202,3 +202,176 @@ def test_trigger_refuses_changes_even_to_the_tables_owner(db_url: str) -> None:
                 conn.execute(sql)
             conn.rollback()
         assert verify(conn).rows == 2
+
+
+# -- a kept head: what the chain alone cannot show -------------------------------------------
+
+
+def _recompute_from(db_url: str, start: int, forged: str) -> None:
+    """The careful forger: edit row ``start`` and recompute every hash after it, so the
+    chain is a chain again."""
+    from offsite.store.audit import row_hash
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET session_replication_role = replica")
+        rows = conn.execute(
+            "SELECT seq, at, actor, action, subject, data, prev_hash FROM audit_log "
+            "WHERE seq >= %s ORDER BY seq",
+            (start,),
+        ).fetchall()
+        prev = bytes(rows[0][6])
+        for seq, at, actor, action, subject, data, _ in rows:
+            data = forged if seq == start else data
+            h = row_hash(prev, seq, at, actor, action, subject, data)
+            conn.execute(
+                "UPDATE audit_log SET data = %s, prev_hash = %s, hash = %s WHERE seq = %s",
+                (data, prev, h, seq),
+            )
+            prev = h
+
+
+def _kept_head(db_url: str, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OFFSITE_DATABASE_URL", db_url)
+    capsys.readouterr()
+    assert main(["audit", "head"]) == 0
+    out = capsys.readouterr().out
+    head = tmp_path / "head.json"
+    head.write_text(out)  # what `offsite audit head > head.json` keeps
+    return head, json.loads(out)
+
+
+def test_audit_head_prints_only_the_head_on_stdout(db_url, tmp_path, capsys, monkeypatch) -> None:
+    _fill(db_url, 4)
+    _, head = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    with psycopg.connect(db_url) as conn:
+        last = conn.execute("SELECT hash FROM audit_log WHERE seq = 4").fetchone()
+    assert head == {"seq": 4, "hash": bytes(last[0]).hex()}  # type: ignore[index]
+
+
+def test_rows_appended_after_the_kept_head_verify(db_url, tmp_path, capsys, monkeypatch) -> None:
+    _fill(db_url, 3)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _fill(db_url, 2)
+    assert main(["audit", "verify", "--head", str(head)]) == 0
+    assert "the kept head (row 3) matches, 2 rows appended since" in capsys.readouterr().out
+
+
+def test_deleting_the_newest_rows_is_found_against_the_kept_head(
+    db_url, tmp_path, capsys, monkeypatch
+) -> None:
+    _fill(db_url, 5)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _tamper(db_url, "DELETE FROM audit_log WHERE seq >= 4")
+    assert main(["audit", "verify"]) == 0  # the chain alone is still a chain
+    assert main(["audit", "verify", "--head", str(head)]) == 1
+    out = capsys.readouterr().out
+    assert "BROKEN at row 4" in out and "rows 4–5 were deleted" in out
+
+
+def test_a_recomputed_chain_is_found_against_the_kept_head(
+    db_url, tmp_path, capsys, monkeypatch
+) -> None:
+    _fill(db_url, 5)
+    head, _ = _kept_head(db_url, tmp_path, capsys, monkeypatch)
+    _recompute_from(db_url, 2, '{"i":1,"note":"nothing happened"}')
+    assert main(["audit", "verify"]) == 0  # every link checks out again
+    assert main(["audit", "verify", "--head", str(head)]) == 1
+    out = capsys.readouterr().out
+    assert "BROKEN at row 5" in out and "recomputed" in out
+
+
+def test_a_bad_head_file_is_refused_with_its_reason(db_url, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("OFFSITE_DATABASE_URL", db_url)
+    bad = tmp_path / "head.json"
+    bad.write_text('{"seq": 3}')
+    assert main(["audit", "verify", "--head", str(bad)]) == 2
+    assert main(["audit", "verify", "--head", str(tmp_path / "missing.json")]) == 2
+    out = capsys.readouterr().out
+    assert "a kept head is" in out and "cannot read the kept head" in out
+
+
+def test_a_login_role_in_offsite_app_appends_but_cannot_truncate_the_tail(db_url: str) -> None:
+    """How services connect as the limited role (docs/security.md): a login role that is a
+    member of offsite_app gets its rights, and no more."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    _fill(db_url, 2)
+    login = f"offsite_svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE offsite_app")
+    try:
+        parts = urlsplit(db_url)
+        as_app = urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+        with psycopg.connect(as_app) as conn:
+            append_sync(conn, "svc", "test.append", "thing:y", {})
+            conn.commit()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM audit_log WHERE seq = 3")
+            conn.rollback()
+            assert verify(conn).head_seq == 3
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {login}")
+            conn.execute(f"DROP ROLE {login}")
+
+
+def test_ingest_runs_as_a_login_member_of_offsite_app(db_url: str, mqtt_url: str) -> None:
+    """Services connect as offsite_app once the owner has migrated: ingest starts without
+    DDL and writes readings, packets and split parts (tables of later migrations too)."""
+    import uuid
+    from datetime import datetime, timedelta
+    from urllib.parse import urlsplit, urlunsplit
+
+    from offsite.core.registry import registry_from_dict
+    from offsite.ingest.codecs import hj212
+    from offsite.ingest.service import IngestService
+    from offsite.simulators.tcp_logger import LockstepLogger
+    from tests.integration.helpers import make_settings, register, scalar
+
+    mn = "066666A8900016F000169DC0"
+    register(
+        db_url,
+        registry_from_dict(
+            {
+                "enterprises": [
+                    {
+                        "id": "E6",
+                        "name": "Least Privilege Works",
+                        "points": [{"id": "E6-P1", "kind": "flue_gas", "devices": [{"mn": mn}]}],
+                    }
+                ]
+            }
+        ),
+    )
+    login = f"offsite_svc_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {login} LOGIN IN ROLE offsite_app")
+    parts = urlsplit(db_url)
+    as_app = urlunsplit(parts._replace(netloc=f"{login}@{parts.hostname}:{parts.port}"))
+    ts = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    qn = hj212.qn_of(ts)
+    split = hj212.frame(
+        f"QN={qn};ST=31;CN=2011;PW=1;MN={mn};Flag=7;PNUM=2;PNO=1;"
+        f"CP=&&DataTime={hj212.data_time(ts)};a21026-Rtd=1.5,a21026-Flag=N&&"
+    )
+    whole = hj212.build_data_packet(
+        mn=mn, pw="1", cn="2011", ts=ts, st="31", flag=5, values=[("a21002", 7.0, "N")]
+    )
+    settings = make_settings(as_app, mqtt_url, "t/+/x", gateway_port=0, rules_runner="external")
+    try:
+        svc = IngestService(settings, as_app, None, gateway=True)
+        svc.start()
+        try:
+            assert svc.gateway is not None
+            with LockstepLogger("127.0.0.1", svc.gateway.port, response_timeout_s=10) as log:
+                assert all(e.answered for e in log.run([split, whole]))
+        finally:
+            svc.stop()
+        assert svc.error is None
+        assert scalar(db_url, "SELECT count(*) FROM readings") == 1
+        assert scalar(db_url, "SELECT count(*) FROM hj212_split_parts") == 1
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {login}")
+            conn.execute(f"DROP ROLE {login}")

@@ -437,7 +437,7 @@ def test_lowercase_crc_is_the_same_number():
 
 
 def test_modbus_swapped_crc_is_recognised_as_such():
-    p = parse_packet(frame(RTD, crc="modbus"))
+    p = parse_packet(frame(RTD, crc="modbus_swapped"))
     assert p.crc_variant == "modbus_swapped"
     assert p == Packet(
         **{
@@ -448,13 +448,18 @@ def test_modbus_swapped_crc_is_recognised_as_such():
     assert parse_packet(frame(RTD)).crc_variant == "standard"
     data = RTD.encode()
     m = crc16_modbus(data)
-    assert frame(RTD, crc="modbus")[-6:-2] == b"%02X%02X" % (m & 0xFF, m >> 8)
+    assert frame(RTD, crc="modbus_swapped")[-6:-2] == b"%02X%02X" % (m & 0xFF, m >> 8)
 
 
-def test_unswapped_modbus_crc_is_a_plain_mismatch():
+def test_unswapped_modbus_crc_is_recognised_too():
+    """Field loggers send CRC-16/MODBUS in both byte orders; the high-byte-first one
+    was once refused as a plain mismatch."""
     data = RTD.encode()
     raw = b"##%04d" % len(data) + data + b"%04X" % crc16_modbus(data)
-    assert reason_of(raw) == CRC_MISMATCH
+    assert raw + b"\r\n" == frame(RTD, crc="modbus")
+    assert parse_packet(raw).crc_variant == "modbus"
+    with pytest.raises(ValueError, match="unknown CRC variant"):
+        frame(RTD, crc="crc32")
 
 
 @pytest.mark.parametrize(
@@ -602,7 +607,7 @@ def test_build_data_packet_qn_time_precision_and_modbus():
         qn_time=ts + timedelta(hours=1),
         values=[("a21026", 1.25, "N")],
         precision=1,
-        crc="modbus",
+        crc="modbus_swapped",
         st="31",
         flag=5,
     )

@@ -182,7 +182,7 @@ def test_missing_password_when_one_is_registered(transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_modbus_swapped_crc_refused_by_default(transport):
-    raw = frame(data_seg(RTD_CP), crc="modbus")
+    raw = frame(data_seg(RTD_CP), crc="modbus_swapped")
     assert parse_packet(raw).crc_variant == "modbus_swapped"
     out = run(raw, transport)
     dead_only(out, DeadReason.HJ212_CRC_MISMATCH)
@@ -192,7 +192,7 @@ def test_modbus_swapped_crc_refused_by_default(transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_modbus_swapped_crc_accepted_with_crc_compat(transport):
-    raw = frame(data_seg(RTD_CP, mn=MN_COMPAT), crc="modbus")
+    raw = frame(data_seg(RTD_CP, mn=MN_COMPAT), crc="modbus_swapped")
     out = run(raw, transport, MN_COMPAT)
     assert out.dead is None and len(out.readings) == 3
     assert out.packets[0].mn == MN_COMPAT
@@ -417,3 +417,19 @@ def test_password_can_be_required_for_every_device(transport):
     assert process(inbound(frame(data_seg(RTD_CP)), transport), KNOWN, strict).readings
     wrong = process(inbound(frame(data_seg(RTD_CP, pw="nope")), transport), KNOWN, strict)
     dead_only(wrong, DeadReason.HJ212_WRONG_PASSWORD)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_crc_compat_accepts_both_modbus_byte_orders_and_names_which(transport):
+    seg = data_seg(RTD_CP, mn=MN_COMPAT)
+    low_first, high_first = frame(seg, crc="modbus_swapped"), frame(seg, crc="modbus")
+    # the same segment, the same CRC-16/MODBUS, its two bytes in either order ("1086"/"8610")
+    assert low_first[-6:-4] == high_first[-4:-2] and low_first[-4:-2] == high_first[-6:-4]
+    for raw, variant in ((low_first, "modbus_swapped"), (high_first, "modbus")):
+        out = run(raw, transport, MN_COMPAT)
+        assert out.dead is None and len(out.readings) == 3
+        assert out.packets[0].crc_variant == variant
+    # without the switch, either is refused, and the reason names the order it saw
+    refused = run(frame(data_seg(RTD_CP), crc="modbus"), transport)
+    dead_only(refused, DeadReason.HJ212_CRC_MISMATCH)
+    assert "modbus: high byte first" in refused.dead.detail

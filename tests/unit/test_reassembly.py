@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offsite.core.readings import DataKind
+from offsite.core.readings import DataKind, DeadReason, InboundMessage
 from offsite.ingest.codecs.hj212 import BEIJING, Packet, frame, parse_packet, to_message
-from offsite.ingest.reassembly import Reassembler, Released
+from offsite.ingest.reassembly import (
+    Reassembler,
+    Released,
+    assemble,
+    complete,
+    expired_letter,
+    part_of,
+)
+from offsite.ingest.validate import Policy
+from offsite.store.split_parts import StoredPart
 
 MN = "010000A8900016F000169DC0"
 QN = "20240315103000123"
@@ -195,3 +204,42 @@ def test_nothing_is_lost(adds, horizon):
         out += rel.items + rel.extra
     out += r.drain()
     assert sorted(out) == list(range(len(adds)))
+
+
+# -- sets kept in the store ----------------------------------------------------------------
+
+
+def _stored(p: Packet, second: int) -> StoredPart:
+    at = datetime(2024, 3, 15, 2, 0, second, tzinfo=UTC)
+    return part_of(InboundMessage("tcp/peer", p.raw, at, transport="tcp"), p)
+
+
+def test_a_stored_set_is_complete_only_with_every_pno_and_assembles_in_pno_order():
+    p3, p1, p2 = (_stored(part(n), s) for n, s in ((3, 1), (1, 2), (2, 3)))
+    assert not complete([p3, p1])
+    assert complete([p3, p1, p2])
+    policy = Policy(max_age=timedelta(days=10_000))
+    outcome, strays, at = assemble([p3, p1, p2], policy)
+    assert [r.pollutant for r in outcome.readings] == ["a21001", "a21002", "a21003"]
+    assert [p.pno for p in outcome.packets] == [1, 2, 3] and strays == []
+    assert at == p2.received_at  # the newest part's receive time
+
+
+def test_a_part_whose_pnum_disagrees_is_dead_lettered_not_dropped():
+    parts = [_stored(part(1, 2), 1), _stored(part(3, 4), 2), _stored(part(2, 2), 3)]
+    assert complete(parts)
+    outcome, strays, _ = assemble(parts, Policy(max_age=timedelta(days=10_000)))
+    assert len(outcome.readings) == 2
+    assert [(d.reason, d.payload) for d in strays] == [
+        (DeadReason.HJ212_MALFORMED_FIELD, parts[1].raw)
+    ]
+    assert "PNUM disagrees" in strays[0].detail
+
+
+def test_an_expired_set_names_the_parts_that_came():
+    parts = [_stored(part(1), 1), _stored(part(3), 2)]
+    d = expired_letter(parts, 60.0)
+    assert (
+        d.reason is DeadReason.HJ212_INCOMPLETE_SPLIT and d.payload == parts[0].raw + parts[1].raw
+    )
+    assert d.detail == f"split packet CN=2061 QN={QN}: parts [1, 3] of 3 arrived within 60 s"

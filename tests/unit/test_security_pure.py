@@ -178,5 +178,8 @@ def test_qr_verify_keys_are_read_as_json_and_checked(monkeypatch):
     assert load_settings().qr_verify_keys == {"k0": "o" * 40}
     with pytest.raises(SettingsError, match="must not repeat"):
         load_settings(qr_verify_keys={"k1": "x" * 40})
-    with pytest.raises(SettingsError, match="32 characters"):
-        load_settings(env="production", qr_secret="s" * 40, qr_verify_keys={"k0": "short"})
+    strong = "Xq3v9LmT2pR7sK8wN4bY6cJ1hF5gD0aZeU_iO-yW"
+    with pytest.raises(SettingsError, match="32 random"):
+        load_settings(env="production", qr_secret=strong, qr_verify_keys={"k0": "short"})
+    with pytest.raises(SettingsError, match=r"k0.*estimated entropy"):
+        load_settings(env="production", qr_secret=strong, qr_verify_keys={"k0": "o" * 40})

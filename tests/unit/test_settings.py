@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from offsite.cli import settings_from_env
 from offsite.core.errors import OffsiteError, SettingsError
-from offsite.core.settings import DEV_QR_SECRET, Settings, load_settings
+from offsite.core.settings import Settings, load_settings
 
-STRONG = "s3cr3t-" + "z" * 40
+STRONG = "Hn4c8Ve1Rq7Zt2Lw9Ks5Px3Bm6Dj0Ga_Yu-Fo"  # what `openssl rand` gives, not a pattern
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,7 @@ def test_defaults():
     assert s.batch_max_readings == 20_000 and s.batch_max_delay_ms == 200
     assert s.max_payload_bytes == 256 * 1024
     assert s.rules_file is None and s.rule_warm_max == 240 and s.alert_reopen_s == 21600
-    assert s.qr_secret == DEV_QR_SECRET and s.qr_key_id == "k1"
+    assert s.qr_secret is None and s.qr_key_id == "k1"  # → generated in the data dir
     assert s.data_dir == Path(".offsite")
     assert s.registry_file is None
     assert s.base_url == "http://127.0.0.1:8000"
@@ -135,9 +135,24 @@ def test_invalid_override_names_the_variable():
     assert "OFFSITE_HTTP_PORT" in refused(http_port=70000)
 
 
-def test_production_refuses_the_dev_qr_secret(monkeypatch):
+def test_production_refuses_a_missing_qr_secret(monkeypatch):
     monkeypatch.setenv("OFFSITE_ENV", "production")
-    assert "OFFSITE_QR_SECRET" in refused()
+    assert "OFFSITE_QR_SECRET must be set" in refused()
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 36,  # the probe's: passed the old length check
+        "ab" * 20,
+        "0123456789abcdef" * 4,  # 64 characters, 16 distinct, but one unit repeated
+        "password" * 5,
+    ],
+)
+def test_production_refuses_a_low_entropy_qr_secret(monkeypatch, weak):
+    monkeypatch.setenv("OFFSITE_ENV", "production")
+    monkeypatch.setenv("OFFSITE_QR_SECRET", weak)
+    assert "estimated entropy" in refused()
 
 
 def test_production_refuses_a_short_qr_secret(monkeypatch):
@@ -153,5 +168,8 @@ def test_production_with_a_strong_secret(monkeypatch):
     assert s.env == "production" and s.qr_secret == STRONG
 
 
-def test_development_accepts_the_dev_secret():
-    assert load_settings(env="development").qr_secret == DEV_QR_SECRET
+def test_no_published_constant_is_a_default():
+    import offsite.core.settings as settings_module
+
+    assert not hasattr(settings_module, "DEV_QR_SECRET")
+    assert load_settings(env="development").qr_secret is None

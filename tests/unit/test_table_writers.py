@@ -33,6 +33,8 @@ OWNERS: dict[str, str] = {
     "webhook_outbox": "store/notices.py",
     "dead_letters": "store/dead_letters.py",
     "readings": "store/readings.py",
+    "reading_conflicts": "store/conflicts.py",
+    "hj212_split_parts": "store/split_parts.py",
     "readings_stage": "store/readings.py",
     "device_status": "store/readings.py",
     "readings_hourly": "store/rollups.py",
