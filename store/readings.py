@@ -10,10 +10,11 @@ few. The rules must see
 exactly the rows new to the store — a redelivered message is stored and judged once —
 and the hourly rollup (``store/rollups.py``; the daily one is a view of it) must add up
 exactly those, which the same statement does from its RETURNING rows, inside PostgreSQL.
-Python gets back only their number: in the usual case every staged row is new and the
-batch itself is the answer; only when some were duplicates are the rows this transaction
-inserted read back (by ``xmin``). Returning every row instead cost a sixth of ingest's
-CPU in building them again in Python.
+In the usual case every staged row is new, the plain INSERT stores them all, and the
+batch itself is the answer (returning every row instead cost a sixth of ingest's CPU in
+building them again in Python); only when some were duplicates does the ON CONFLICT
+statement return the rows it inserted. (Not ``xmin``: TimescaleDB refuses it on a
+hypertable with compressed chunks.)
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def insert_readings(
         rollups = rollups_maintained(conn)
         try:
             with conn.transaction():  # a savepoint: a duplicate undoes only this attempt
-                inserted = _move(cur, "", rollups)
+                _move(cur, "", rollups)  # a plain INSERT stores every row or none
+            new = list(readings)
         except psycopg.errors.UniqueViolation:
-            inserted = _move(cur, "ON CONFLICT DO NOTHING", rollups)
-        new = list(readings) if inserted == len(readings) else _inserted(cur, readings)
+            new = _move_returning(cur, readings, rollups)
         if new:
             last: dict[str, tuple[datetime, int]] = {}
             for r in new:
@@ -96,17 +97,29 @@ def _move(cur: psycopg.Cursor, on_conflict: str, rollups: bool) -> int:
     return int(row[0]) if row else 0
 
 
-def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]:
-    """The staged rows this transaction inserted (``xmin`` is ours), as stored, in the
-    batch's order and once each (a batch may hold the same reading twice)."""
-    cur.execute("""
-        SELECT r.ts, r.mn, r.pollutant, r.kind, r.value, r.flag
-        FROM readings r JOIN (SELECT DISTINCT mn, pollutant, kind, ts FROM readings_stage) s
-             USING (mn, pollutant, kind, ts)
-        WHERE r.xmin = pg_current_xact_id()::xid""")
+def _move_returning(
+    cur: psycopg.Cursor, readings: Sequence[Reading], rollups: bool
+) -> list[Reading]:
+    """Move the staged rows that are new (``ON CONFLICT DO NOTHING``) and return them, as
+    stored, in the batch's order and once each (a batch may hold the same reading twice).
+
+    The rare path of a batch with duplicates: the rows come from RETURNING, never from
+    ``xmin`` — TimescaleDB refuses system columns other than tableoid on a hypertable with
+    compressed chunks, and checking a conflict there may decompress existing rows into
+    this very transaction."""
+    insert = f"""INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
+                 ON CONFLICT DO NOTHING RETURNING ts, mn, pollutant, kind, value, flag"""
+    rollup = f", h AS ({UPSERT_HOURLY})" if rollups else ""
+    cur.execute(f"WITH new AS ({insert}){rollup} SELECT * FROM new".encode())
     stored = {
         (mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in cur.fetchall()
     }
+    return _in_batch_order(readings, stored)
+
+
+def _in_batch_order(
+    readings: Sequence[Reading], stored: dict[tuple[str, str, str, datetime], tuple[float, str]]
+) -> list[Reading]:
     new = []
     for r in readings:
         row = stored.pop((r.mn, r.pollutant, r.kind_text, r.ts), None)
