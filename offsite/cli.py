@@ -75,19 +75,23 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     ts = "active" if timescale_active(conn) else "not available (plain PostgreSQL)"
                     _print(f"schema at version {current_version(conn)}; TimescaleDB {ts}")
                 elif args.db_command == "status":
-                    _print_status(db_status(conn))
+                    st = db_status(conn)
+                    _print_status(st)
                     r = settings.retention
                     _print(
                         f"retention: {f'{r.days} days of raw readings' if r else 'none'}; "
                         f"{settings.partition_months_ahead} months made ahead"
+                        if st.partitioned
+                        else f"retention: {f'{r.days} days of raw readings' if r else 'none'}"
+                        f" (setting); policy in the database: "
+                        f"{st.retention_policy or 'none'} (offsite db maintain sets it)"
                     )
                 elif args.db_command == "maintain":
                     _maintain(conn, settings)
                 elif args.db_command == "rebuild-rollups":
                     from offsite.store.rollups import rebuild_rollups
 
-                    with conn.transaction():
-                        h, d = rebuild_rollups(conn)
+                    h, d = rebuild_rollups(conn)  # commits (TimescaleDB: refreshes)
                     _print(f"rollups rebuilt: {h:,} hourly rows, {d:,} daily rows")
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
@@ -121,7 +125,8 @@ def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
             f"DEFAULT partition; {r.purged_rows} rows past retention purged from it"
         )
     elif r.backend == "timescaledb":
-        _print(f"retention policy set to {settings.retention or 'none'}")
+        keep = f"chunks older than {r.retention.days} days dropped" if r.retention else "none"
+        _print(f"retention policy {r.retention_policy}: {keep}")
 
 
 def _print_status(st: object) -> None:
@@ -144,7 +149,18 @@ def _print_status(st: object) -> None:
             f"partitions: {len(st.partitions)} monthly, {first} → {last}; "
             f"{st.default_rows} rows in DEFAULT"
         )
+    if st.hypertable:
+        every = st.chunk_interval or "?"
+        _print(f"chunks: {st.chunks} of {every}, {st.compressed_chunks} compressed")
     _print(f"rollups (hourly, daily): {st.rollups}")
+    for view, until in st.materialized_until.items():
+        _print(f"  {view} materialised up to {until or '- (nothing yet)'}, later: real-time")
+    for j in st.jobs:
+        last = f"{j.last_status} at {j.last_run:%Y-%m-%d %H:%M}" if j.last_run else "never run"
+        state = "" if j.scheduled else " (paused)"
+        failed = f", {j.failures} failed runs" if j.failures else ""
+        nxt = f"{j.next_start:%Y-%m-%d %H:%M}" if j.next_start else "-"
+        _print(f"  job {j.id} {j.kind} every {j.schedule}{state}: {last}{failed}; next {nxt}")
     if st.compression is not None:
         before, after = st.compression
         _print(
