@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -84,7 +84,8 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                         if st.partitioned
                         else f"retention: {f'{r.days} days of raw readings' if r else 'none'}"
                         f" (setting); policy in the database: "
-                        f"{st.retention_policy or 'none'} (offsite db maintain sets it)"
+                        f"{_duration(st.retention_policy) if st.retention_policy else 'none'}"
+                        " (offsite db maintain sets it)"
                     )
                 elif args.db_command == "maintain":
                     _maintain(conn, settings)
@@ -129,6 +130,16 @@ def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
         _print(f"retention policy {r.retention_policy}: {keep}")
 
 
+def _duration(d: timedelta) -> str:
+    """'1 day', '12 h', '15 min' — a policy's interval as people write it."""
+    secs = int(d.total_seconds())
+    for unit, n in (("day", 86400), ("h", 3600), ("min", 60)):
+        if secs and secs % n == 0:
+            k = secs // n
+            return f"{k} {unit}{'s' if unit == 'day' and k != 1 else ''}"
+    return str(d)
+
+
 def _print_status(st: object) -> None:
     from offsite.store.status import DbStatus
 
@@ -150,7 +161,7 @@ def _print_status(st: object) -> None:
             f"{st.default_rows} rows in DEFAULT"
         )
     if st.hypertable:
-        every = st.chunk_interval or "?"
+        every = _duration(st.chunk_interval) if st.chunk_interval else "?"
         _print(f"chunks: {st.chunks} of {every}, {st.compressed_chunks} compressed")
     _print(f"rollups (hourly, daily): {st.rollups}")
     for view, until in st.materialized_until.items():
@@ -160,7 +171,10 @@ def _print_status(st: object) -> None:
         state = "" if j.scheduled else " (paused)"
         failed = f", {j.failures} failed runs" if j.failures else ""
         nxt = f"{j.next_start:%Y-%m-%d %H:%M}" if j.next_start else "-"
-        _print(f"  job {j.id} {j.kind} every {j.schedule}{state}: {last}{failed}; next {nxt}")
+        _print(
+            f"  job {j.id} {j.kind} every {_duration(j.schedule)}{state}: {last}{failed}; "
+            f"next {nxt}"
+        )
     if st.compression is not None:
         before, after = st.compression
         _print(

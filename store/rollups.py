@@ -97,17 +97,20 @@ def rebuild_rollups(
     its own, so ``conn`` must have none open (commit the load first)."""
     lo = _floor_day(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
     hi = _ceil_day(end) if end is not None else datetime(9999, 1, 1, tzinfo=UTC)
+    idle = conn.info.transaction_status == TransactionStatus.IDLE  # before asking anything
     if rollups_maintained(conn):
         with conn.transaction():
             return _rebuild_tables(conn, lo, hi)
     if not continuous_aggregates(conn):
         raise StoreError("no rollups here: migrate the database first (offsite db migrate)")
-    if conn.info.transaction_status != TransactionStatus.IDLE:
+    if not idle:
         raise StoreError(
             "refreshing TimescaleDB's continuous aggregates needs a connection outside any "
             "transaction: commit the load first"
         )
     bounds = (None if start is None else lo, None if end is None else hi)
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.commit()  # only the catalogue questions above are in it
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
