@@ -114,9 +114,9 @@ class Templates:
     On TimescaleDB a template needs care: the extension's launcher starts a job
     scheduler in every database that has the extension, and ``CREATE DATABASE … TEMPLATE``
     refuses a source with anyone connected. Once migrated, the template is marked a
-    template (the launcher starts no scheduler in templates) and the scheduler already
-    running in it is ended; the clones are ordinary databases with schedulers of their
-    own, whose jobs start paused (see ``_make_template``).
+    template that allows no connections (the launcher then leaves it alone) and the
+    scheduler already running in it is ended; the clones are ordinary databases with
+    schedulers of their own, whose jobs start paused (see ``_make_template``).
     """
 
     def __init__(self) -> None:
@@ -182,7 +182,15 @@ def _make_template(admin_url: str, name: str) -> None:
             conn.commit()
     if timescale:
         with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
+            # Not connectable either: TimescaleDB's loader sends its launcher a RESTART for
+            # the template of every CREATE DATABASE … TEMPLATE whose template allows
+            # connections, and the scheduler restarted then connects to it (then sees a
+            # template and exits) — sometimes just as the clone needs it alone.
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(name)
+                )
+            )
             _disconnect_everyone(conn, name)
 
 
