@@ -154,7 +154,7 @@ def _timescale_details(conn: psycopg.Connection, st: DbStatus) -> None:
         "policy_refresh_continuous_aggregate": "refresh",
     }
     for jid, proc, table, every, on, last, status, nxt, failures in rows:
-        kind = kinds.get(proc, proc)
+        kind = kinds.get(str(proc), str(proc))
         if kind == "refresh":
             kind = f"refresh {table}"
         # -infinity is TimescaleDB's "never run yet"
