@@ -380,3 +380,43 @@ def test_retention_policy_follows_the_setting_and_drops_old_chunks_but_not_aggre
     )
     assert maintain(ts, now, months_ahead=1, retention=None).retention_policy == "removed"
     assert db_status(ts).retention_policy is None
+
+
+# -- upgrades -------------------------------------------------------------------------------
+def test_an_installation_at_schema_4_upgrades_keeping_every_reading(
+    timescale_admin_url: str,
+) -> None:
+    """A TimescaleDB installation from before the rollups (a hypertable since 0002) gets
+    its aggregates (0005; daily rebuilt on hourly by 0011) over the readings it holds."""
+    from offsite.store.migrate import available, migrate
+    from offsite.store.scratch import scratch_database
+
+    t0 = datetime(2026, 10, 20, tzinfo=UTC)
+    readings = series(t0, 30 * 60)
+    with (
+        scratch_database(timescale_admin_url, "offsite_t_upgrade") as url,
+        psycopg.connect(url) as conn,
+    ):
+        conn.execute("""CREATE TABLE schema_migrations (version integer PRIMARY KEY,
+                            name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())""")
+        for m in available():
+            if m.version <= 4:
+                conn.execute(m.sql.encode())
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (m.version, m.name))
+        conn.commit()
+        with conn.cursor().copy(
+            "COPY readings (ts, mn, pollutant, kind, value, flag, received_at) FROM STDIN"
+        ) as cp:
+            for r in readings:
+                cp.write_row((r.ts, r.mn, r.pollutant, r.kind_text, r.value, r.flag, r.ts))
+        conn.commit()
+        assert [m.version for m in migrate(conn)][:1] == [5]
+        conn.commit()
+        st = db_status(conn)
+        assert st.hypertable and st.rollups == "continuous aggregates"
+        assert conn.execute("SELECT count(*) FROM readings").fetchone() == (len(readings),)
+        same_as_raw(conn)  # real-time aggregation over everything, until refreshed
+        conn.commit()
+        rebuild_rollups(conn)
+        assert watermark(conn, "readings_hourly") == t0 + timedelta(hours=30)
+        same_as_raw(conn)
