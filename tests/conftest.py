@@ -324,22 +324,21 @@ _leg: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say which backend the leg ran on, and say it loudly when TimescaleDB was not run."""
+    """Say which backend the leg ran on."""
     if _leg:
         terminalreporter.write_line(f"database backend of this run: {_leg[0]}")
-    if _timescale_missing:
-        terminalreporter.write_line(
-            f"TimescaleDB leg NOT run: {TIMESCALE_ENV} is unset, so the tests of "
-            "TimescaleDB features and of both backends were skipped (CI runs them: .ci/run)",
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's very last line, when TimescaleDB was not there to test."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _timescale_missing and reporter is not None:
+        reporter.write_line(
+            f"TimescaleDB leg NOT run: {TIMESCALE_ENV} is unset, so the tests of TimescaleDB "
+            "features and of both backends were skipped (CI runs them: .ci/run)",
             yellow=True,
             bold=True,
         )
-
-
-@pytest.fixture
-def unique_topic() -> str:
-    """A topic subscription of this test's own, so tests never see each other's messages."""
-    return f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
 
 
 # The source tree's folders are importable from its root by their bare names (ingest,
