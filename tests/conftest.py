@@ -341,6 +341,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture
+def unique_topic() -> str:
+    """A topic subscription of this test's own, so tests never see each other's messages."""
+    return f"offsite-test/{uuid.uuid4().hex[:10]}/devices/+/telemetry"
+
+
 # The source tree's folders are importable from its root by their bare names (ingest,
 # store, …), but the installed package knows them only as offsite.*: a bare import or
 # resources.files("store") would pass here and fail from the wheel.
