@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -91,19 +91,24 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
                     ts = "active" if timescale_active(conn) else "not available (plain PostgreSQL)"
                     _print(f"schema at version {current_version(conn)}; TimescaleDB {ts}")
                 elif args.db_command == "status":
-                    _print_status(db_status(conn))
+                    st = db_status(conn)
+                    _print_status(st)
                     r = settings.retention
                     _print(
                         f"retention: {f'{r.days} days of raw readings' if r else 'none'}; "
                         f"{settings.partition_months_ahead} months made ahead"
+                        if st.partitioned
+                        else f"retention: {f'{r.days} days of raw readings' if r else 'none'}"
+                        f" (setting); policy in the database: "
+                        f"{_duration(st.retention_policy) if st.retention_policy else 'none'}"
+                        " (offsite db maintain sets it)"
                     )
                 elif args.db_command == "maintain":
                     _maintain(conn, settings)
                 elif args.db_command == "rebuild-rollups":
                     from offsite.store.rollups import rebuild_rollups
 
-                    with conn.transaction():
-                        h, d = rebuild_rollups(conn)
+                    h, d = rebuild_rollups(conn)  # commits (TimescaleDB: refreshes)
                     _print(f"rollups rebuilt: {h:,} hourly rows, {d:,} daily rows")
                 elif args.db_command == "load-registry":
                     reg = load_registry_file(Path(args.file))
@@ -137,7 +142,18 @@ def _maintain(conn: psycopg.Connection, settings: Settings) -> None:
             f"DEFAULT partition; {r.purged_rows} rows past retention purged from it"
         )
     elif r.backend == "timescaledb":
-        _print(f"retention policy set to {settings.retention or 'none'}")
+        keep = f"chunks older than {r.retention.days} days dropped" if r.retention else "none"
+        _print(f"retention policy {r.retention_policy}: {keep}")
+
+
+def _duration(d: timedelta) -> str:
+    """'1 day', '12 h', '15 min' — a policy's interval as people write it."""
+    secs = int(d.total_seconds())
+    for unit, n in (("day", 86400), ("h", 3600), ("min", 60)):
+        if secs and secs % n == 0:
+            k = secs // n
+            return f"{k} {unit}{'s' if unit == 'day' and k != 1 else ''}"
+    return str(d)
 
 
 def _print_status(st: object) -> None:
@@ -160,7 +176,21 @@ def _print_status(st: object) -> None:
             f"partitions: {len(st.partitions)} monthly, {first} → {last}; "
             f"{st.default_rows} rows in DEFAULT"
         )
+    if st.hypertable:
+        every = _duration(st.chunk_interval) if st.chunk_interval else "?"
+        _print(f"chunks: {st.chunks} of {every}, {st.compressed_chunks} compressed")
     _print(f"rollups (hourly, daily): {st.rollups}")
+    for view, until in st.materialized_until.items():
+        _print(f"  {view} materialised up to {until or '- (nothing yet)'}, later: real-time")
+    for j in st.jobs:
+        last = f"{j.last_status} at {j.last_run:%Y-%m-%d %H:%M}" if j.last_run else "never run"
+        state = "" if j.scheduled else " (paused)"
+        failed = f", {j.failures} failed runs" if j.failures else ""
+        nxt = f"{j.next_start:%Y-%m-%d %H:%M}" if j.next_start else "-"
+        _print(
+            f"  job {j.id} {j.kind} every {_duration(j.schedule)}{state}: {last}{failed}; "
+            f"next {nxt}"
+        )
     if st.compression is not None:
         before, after = st.compression
         _print(

@@ -165,6 +165,10 @@ class MaintainReport:
     moved_rows: int = 0  # rows moved out of DEFAULT into new months
     purged_rows: int = 0  # rows past retention deleted from DEFAULT
     skipped: bool = False  # another maintainer held the lock
+    # TimescaleDB: what became of the retention policy ("added", "changed", "removed",
+    # "unchanged") and the drop_after it now has (None: no policy)
+    retention_policy: str = ""
+    retention: timedelta | None = None
 
 
 def maintain(
@@ -278,21 +282,32 @@ def _create(conn: psycopg.Connection, p: Partition) -> int:
 
 
 def _maintain_timescale(conn: psycopg.Connection, retention: timedelta | None) -> MaintainReport:
-    """Keep the hypertable's retention policy equal to the setting (never run here: the
-    machines this was written on cannot load TimescaleDB)."""
-    current = [
-        r[0]
-        for r in conn.execute(
-            """SELECT (config->>'drop_after')::interval FROM timescaledb_information.jobs
-               WHERE proc_name = 'policy_retention' AND hypertable_name = 'readings'
-                 AND hypertable_schema = current_schema()"""
-        )
-    ]
-    if current == ([] if retention is None else [retention]):
-        # already as configured: nothing to change, so a service running as the limited
-        # application role (which does not own the hypertable) needs no ownership here
-        return MaintainReport("timescaledb")
-    conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
+    """Keep the hypertable's retention policy equal to the setting. TimescaleDB makes the
+    chunks itself; its retention job drops whole chunks older than ``drop_after`` (the
+    continuous aggregates keep their rows: their refresh window never reaches that far
+    back). The policy is replaced only when the setting changed, so its schedule and
+    history survive a routine run."""
+    row = conn.execute("""
+        SELECT job_id, (config->>'drop_after')::interval FROM timescaledb_information.jobs
+        WHERE proc_name = 'policy_retention' AND hypertable_name = 'readings'""").fetchone()
+    current: timedelta | None = row[1] if row else None
+    report = MaintainReport("timescaledb", retention=retention)
+    if row is not None and current == retention:
+        report.retention_policy = "unchanged"
+        return report
+    if row is not None:
+        conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
     if retention is not None:
         conn.execute("SELECT add_retention_policy('readings', drop_after => %s)", (retention,))
-    return MaintainReport("timescaledb")
+    report.retention_policy = (
+        "unchanged"
+        if row is None and retention is None
+        else "added"
+        if row is None
+        else "removed"
+        if retention is None
+        else "changed"
+    )
+    if report.retention_policy != "unchanged":
+        log.info("retention policy %s: drop_after %s", report.retention_policy, retention)
+    return report

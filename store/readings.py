@@ -3,18 +3,19 @@
 COPY cannot skip duplicates, so it fills ``readings_stage`` (per connection, emptied at
 commit) and an INSERT moves the rows. Duplicates are rare (a message redelivered after a
 crash or a reconnect), so the INSERT is first tried plain, in a savepoint, and only a
-unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that ON
-CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup against
-123 ms plain (medians of 13 batches), paid on every batch for what happens on few. A
-duplicate whose value or flag differs from the stored one is rewritten history: found by
-the fallback's read-back join and kept by ``store.conflicts``, never on the fast path.
-The rules must see exactly the rows new to the store — a redelivered message is stored
-and judged once — and the hourly rollup (``store/rollups.py``; the daily one is a view
-of it) must add up exactly those, which the same statement does from its RETURNING rows,
-inside PostgreSQL. Python gets back only their number: in the usual case every staged
-row is new and the batch itself is the answer; only when some were duplicates are the
-rows this transaction inserted read back (by ``xmin``). Returning every row instead cost
-a sixth of ingest's CPU in building them again in Python.
+unique violation makes it ``ON CONFLICT DO NOTHING``: the speculative insertion that
+ON CONFLICT does for every row cost a 20,000-row batch 167 ms of insert and rollup
+against 123 ms plain (medians of 13 batches), paid on every batch for what happens on
+few. The rules must see exactly the rows new to the store (a redelivered message is
+stored and judged once) and the hourly rollup (``store/rollups.py``; the daily one is a
+view of it) must add up exactly those, which the same statement does from its RETURNING
+rows, inside PostgreSQL. In the usual case every staged row is new, the plain INSERT
+stores them all, and the batch itself is the answer (returning every row instead cost a
+sixth of ingest's CPU in building them again in Python); only when some were duplicates
+does the ON CONFLICT statement return the rows it inserted (not ``xmin``: TimescaleDB
+refuses it on a hypertable with compressed chunks). On that rare path, a duplicate whose
+value or flag differs from the stored one is rewritten history, found by a join of the
+batch to the table and kept by ``store.conflicts``; never on the fast path.
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ def insert_readings(
         rollups = rollups_maintained(conn)
         try:
             with conn.transaction():  # a savepoint: a duplicate undoes only this attempt
-                inserted = _move(cur, "", rollups)
+                _move(cur, "", rollups)  # a plain INSERT stores every row or none
+            new = list(readings)
         except psycopg.errors.UniqueViolation:
-            inserted = _move(cur, "ON CONFLICT DO NOTHING", rollups)
-        new = list(readings) if inserted == len(readings) else _inserted(cur, readings)
+            new = _move_returning(cur, readings, rollups)
         if new:
             last: dict[str, tuple[datetime, int]] = {}
             for r in new:
@@ -98,27 +99,40 @@ def _move(cur: psycopg.Cursor, on_conflict: str, rollups: bool) -> int:
     return int(row[0]) if row else 0
 
 
-def _inserted(cur: psycopg.Cursor, readings: Sequence[Reading]) -> list[Reading]:
-    """The staged rows this transaction inserted (``xmin`` is ours), as stored, in the
-    batch's order and once each (a batch may hold the same reading twice).
+def _move_returning(
+    cur: psycopg.Cursor, readings: Sequence[Reading], rollups: bool
+) -> list[Reading]:
+    """Move the staged rows that are new (``ON CONFLICT DO NOTHING``) and return them, as
+    stored, in the batch's order and once each (a batch may hold the same reading twice);
+    keep the rewrites: staged rows whose stored twin (inserted by this batch too: two
+    versions in one batch) has another value or flag, kept as evidence by
+    ``store.conflicts``.
 
-    The same join keeps the rewrites: staged rows whose stored twin (ours too: two
-    versions in one batch) has another value or flag are rewritten history, kept as
-    evidence by ``store.conflicts``."""
+    The rare path of a batch with duplicates: the rows come from RETURNING, never from
+    ``xmin`` — TimescaleDB refuses system columns other than tableoid on a hypertable with
+    compressed chunks, and checking a conflict there may decompress existing rows into
+    this very transaction."""
+    insert = f"""INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_stage
+                 ON CONFLICT DO NOTHING RETURNING ts, mn, pollutant, kind, value, flag"""
+    rollup = f", h AS ({UPSERT_HOURLY})" if rollups else ""
+    cur.execute(f"WITH new AS ({insert}){rollup} SELECT * FROM new".encode())
+    rows = cur.fetchall()
     cur.execute(
         f"""
         WITH matched AS (
             SELECT mn, pollutant, kind, ts, s.value AS s_value, s.flag AS s_flag,
                    s.received_at AS s_received_at, r.value AS r_value, r.flag AS r_flag,
-                   r.received_at AS r_received_at,
-                   r.xmin = pg_current_xact_id()::xid AS ours
-            FROM readings_stage s JOIN readings r USING (mn, pollutant, kind, ts)),
-        kept AS ({KEEP_REWRITES})
-        SELECT ts, mn, pollutant, kind, r_value, r_flag FROM matched WHERE ours""".encode()
+                   r.received_at AS r_received_at
+            FROM readings_stage s JOIN readings r USING (mn, pollutant, kind, ts))
+        {KEEP_REWRITES}""".encode()
     )
-    stored = {
-        (mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in cur.fetchall()
-    }
+    stored = {(mn, pol, kind, ts): (value, flag) for ts, mn, pol, kind, value, flag in rows}
+    return _in_batch_order(readings, stored)
+
+
+def _in_batch_order(
+    readings: Sequence[Reading], stored: dict[tuple[str, str, str, datetime], tuple[float, str]]
+) -> list[Reading]:
     new = []
     for r in readings:
         row = stored.pop((r.mn, r.pollutant, r.kind_text, r.ts), None)

@@ -12,7 +12,11 @@ INSERT returned, in the same statement: only rows new to the store count, so a
 redelivered message never counts twice, and a rolled-back batch leaves no trace. The
 daily rollup is a view summing the hourly rows (migration 0010): a second upsert per
 batch cost ingest more than reading 24 rows per day costs a reader. On TimescaleDB both
-names are continuous aggregates and nothing is upserted.
+names are continuous aggregates (the daily one of the hourly one, migration 0011) with
+real-time aggregation, and nothing is upserted: rows newer than the materialised part
+(the last hour or so) are aggregated when read, and a reading that arrives later than
+that counts once a refresh policy has run (every 15 minutes for hours, hourly for days)
+or ``rebuild_rollups`` has refreshed its range.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from offsite.store.errors import StoreError
 
@@ -82,16 +87,68 @@ def _aligned(t: datetime, width_s: int) -> bool:
 def rebuild_rollups(
     conn: psycopg.Connection, start: datetime | None = None, end: datetime | None = None
 ) -> tuple[int, int]:
-    """Recompute the rollups from raw readings over [start, end) (widened to whole UTC
-    days; None: everything) — after a bulk COPY that bypassed ``insert_readings``.
-    Runs in the caller's transaction; returns (hourly rows written, daily rows they make)."""
-    if not rollups_maintained(conn):
-        raise StoreError(
-            "rollups are not tables here (TimescaleDB continuous aggregates "
-            "refresh themselves: CALL refresh_continuous_aggregate(...))"
-        )
+    """Bring the rollups over [start, end) (widened to whole UTC days; None: everything)
+    up to date with the raw readings — after a bulk COPY that bypassed
+    ``insert_readings``; returns (hourly rows, daily rows) in the range.
+
+    Plain PostgreSQL: the hourly table is recomputed inside the caller's transaction (if
+    one is open), so a load and its rollups commit together. TimescaleDB: the continuous
+    aggregates are refreshed, hourly then daily; TimescaleDB refreshes in transactions of
+    its own, so ``conn`` must have none open (commit the load first)."""
     lo = _floor_day(start) if start is not None else datetime(1, 1, 1, tzinfo=UTC)
     hi = _ceil_day(end) if end is not None else datetime(9999, 1, 1, tzinfo=UTC)
+    idle = conn.info.transaction_status == TransactionStatus.IDLE  # before asking anything
+    if rollups_maintained(conn):
+        with conn.transaction():
+            return _rebuild_tables(conn, lo, hi)
+    if not continuous_aggregates(conn):
+        raise StoreError("no rollups here: migrate the database first (offsite db migrate)")
+    if not idle:
+        raise StoreError(
+            "refreshing TimescaleDB's continuous aggregates needs a connection outside any "
+            "transaction: commit the load first"
+        )
+    bounds = (None if start is None else lo, None if end is None else hi)
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.commit()  # only the catalogue questions above are in it
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        for view in ("readings_hourly", "readings_daily"):  # the daily sums the hourly
+            conn.execute(
+                f"CALL refresh_continuous_aggregate('{view}', %s::timestamptz, %s::timestamptz)",
+                bounds,
+            )
+    except psycopg.Error as exc:
+        raise StoreError(f"refreshing the continuous aggregates failed: {exc}") from exc
+    finally:
+        conn.autocommit = autocommit
+    counts = [
+        conn.execute(
+            f"SELECT count(*) FROM {view} WHERE bucket >= %s AND bucket < %s", (lo, hi)
+        ).fetchone()
+        for view in ("readings_hourly", "readings_daily")
+    ]
+    if not autocommit:
+        conn.commit()  # leave the connection as it came: outside any transaction
+    return int(counts[0][0]) if counts[0] else 0, int(counts[1][0]) if counts[1] else 0
+
+
+def continuous_aggregates(conn: psycopg.Connection) -> bool:
+    """True when the rollups are TimescaleDB continuous aggregates."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"""
+    ).fetchone()
+    if not (row and row[0]):
+        return False
+    row = conn.execute(
+        """SELECT count(*) FROM timescaledb_information.continuous_aggregates
+           WHERE view_name IN ('readings_hourly', 'readings_daily')"""
+    ).fetchone()
+    return bool(row and row[0] == 2)
+
+
+def _rebuild_tables(conn: psycopg.Connection, lo: datetime, hi: datetime) -> tuple[int, int]:
     conn.execute("DELETE FROM readings_hourly WHERE bucket >= %s AND bucket < %s", (lo, hi))
     hourly = conn.execute(
         """

@@ -4,7 +4,7 @@ partitions, rollups, retention, and compression where TimescaleDB knows it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -26,6 +26,20 @@ TABLES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One TimescaleDB background job (a policy) and how its last run went."""
+
+    id: int
+    kind: str  # "retention", "compression", "refresh readings_hourly", …
+    schedule: timedelta
+    scheduled: bool
+    last_run: datetime | None
+    last_status: str | None  # "Success", "Failed", None before the first run
+    next_start: datetime | None
+    failures: int
+
+
 @dataclass
 class DbStatus:
     server_version: str
@@ -43,6 +57,13 @@ class DbStatus:
     rollups: str = "none"  # "tables", "continuous aggregates"
     # TimescaleDB only: bytes before / after compression of the compressed chunks
     compression: tuple[int, int] | None = None
+    chunk_interval: timedelta | None = None
+    chunks: int = 0
+    compressed_chunks: int = 0
+    jobs: list[Job] = field(default_factory=list)
+    # continuous aggregate → materialised up to (later buckets: real-time aggregation)
+    materialized_until: dict[str, datetime | None] = field(default_factory=dict)
+    retention_policy: timedelta | None = None  # the policy's drop_after, if there is one
 
 
 def db_status(conn: psycopg.Connection) -> DbStatus:
@@ -98,9 +119,60 @@ def db_status(conn: psycopg.Connection) -> DbStatus:
         kind[0] if kind else "", "none"
     )
     if hyper:
-        c = conn.execute("""SELECT sum(before_compression_total_bytes)::bigint,
-                                   sum(after_compression_total_bytes)::bigint
-                            FROM hypertable_compression_stats('readings')""").fetchone()
-        if c and c[0]:
-            st.compression = (int(c[0]), int(c[1]))
+        _timescale_details(conn, st)
     return st
+
+
+def _timescale_details(conn: psycopg.Connection, st: DbStatus) -> None:
+    c = conn.execute("""SELECT sum(before_compression_total_bytes)::bigint,
+                               sum(after_compression_total_bytes)::bigint
+                        FROM hypertable_compression_stats('readings')""").fetchone()
+    if c and c[0]:
+        st.compression = (int(c[0]), int(c[1]))
+    row = conn.execute("""SELECT time_interval FROM timescaledb_information.dimensions
+                          WHERE hypertable_name = 'readings' AND column_name = 'ts'""").fetchone()
+    st.chunk_interval = row[0] if row else None
+    row = conn.execute("""SELECT count(*), count(*) FILTER (WHERE is_compressed)
+                          FROM timescaledb_information.chunks
+                          WHERE hypertable_name = 'readings'""").fetchone()
+    if row:
+        st.chunks, st.compressed_chunks = int(row[0]), int(row[1])
+    # (for a continuous aggregate's policy, hypertable_name is the aggregate's name)
+    rows = conn.execute("""
+        SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval,
+               j.scheduled, s.last_run_started_at, s.last_run_status, s.next_start,
+               coalesce(s.total_failures, 0)
+        FROM timescaledb_information.jobs j
+        LEFT JOIN timescaledb_information.job_stats s USING (job_id)
+        WHERE j.proc_schema = '_timescaledb_functions'
+          AND j.proc_name IN ('policy_retention', 'policy_compression',
+                              'policy_refresh_continuous_aggregate')
+        ORDER BY j.job_id""").fetchall()
+    kinds = {
+        "policy_retention": "retention",
+        "policy_compression": "compression",
+        "policy_refresh_continuous_aggregate": "refresh",
+    }
+    for jid, proc, table, every, on, last, status, nxt, failures in rows:
+        kind = kinds.get(str(proc), str(proc))
+        if kind == "refresh":
+            kind = f"refresh {table}"
+        # -infinity is TimescaleDB's "never run yet"
+        last = last if isinstance(last, datetime) else None
+        st.jobs.append(Job(jid, kind, every, on, last, status, nxt, int(failures)))
+    row = conn.execute("""SELECT (config->>'drop_after')::interval
+                          FROM timescaledb_information.jobs
+                          WHERE proc_name = 'policy_retention'
+                            AND hypertable_name = 'readings'""").fetchone()
+    st.retention_policy = row[0] if row else None
+    for view in ("readings_hourly", "readings_daily"):
+        # the watermark is the minimum time value while nothing is materialised
+        row = conn.execute(
+            """SELECT CASE WHEN w > '0001-01-01' THEN w END FROM (
+                   SELECT _timescaledb_functions.to_timestamp(
+                              _timescaledb_functions.cagg_watermark(mat_hypertable_id)) AS w
+                   FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = %s) x""",
+            (view,),
+        ).fetchone()
+        if row is not None:
+            st.materialized_until[view] = row[0]

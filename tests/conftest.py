@@ -43,6 +43,7 @@ def admin_db_url() -> Iterator[str]:
     """A URL to a database from which test databases can be created."""
     url = os.environ.get("OFFSITE_TEST_DATABASE_URL", services.DEFAULT_DB)
     if services.db_answers(url):
+        _leg.append(f"{backend_of(url)} ({url})")
         yield url
         return
     if services.required():
@@ -52,6 +53,7 @@ def admin_db_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="offsite-test-pg-") as d:
         pg = EmbeddedPostgres(Path(d), delete_on_stop=True)
         try:
+            _leg.append("plain (embedded PostgreSQL)")
             yield pg.start()
         finally:
             pg.stop()
@@ -78,42 +80,265 @@ def _with_dbname(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
-@pytest.fixture(scope="session")
-def template_db(admin_db_url: str) -> Iterator[str]:
-    """A migrated template database; each test clones it (fast, and fully isolated)."""
-    from offsite.store.migrate import migrate
+# -- the two storage backends ---------------------------------------------------------
+# The suite runs on one backend, OFFSITE_TEST_DATABASE_URL's (the "leg"): plain
+# PostgreSQL by default, TimescaleDB when that URL points at a server with the extension
+# preloaded. Tests of TimescaleDB features, and the tests that compare both backends,
+# find TimescaleDB at OFFSITE_TEST_TIMESCALE_URL (or use the leg's server when it is
+# TimescaleDB) and plain PostgreSQL at OFFSITE_TEST_PLAIN_URL (or the leg's server, or
+# the local default). Unset on a laptop, they skip, and the session's last line says the
+# TimescaleDB leg was not run; CI (.ci/run) sets both and refuses any skip.
+TIMESCALE_ENV = "OFFSITE_TEST_TIMESCALE_URL"
+PLAIN_ENV = "OFFSITE_TEST_PLAIN_URL"
+_backend_seen: dict[str, str] = {}  # admin URL → "timescaledb" | "plain"
 
-    name = f"offsite_tpl_{os.getpid()}"
-    with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+def backend_of(url: str) -> str:
+    """ "timescaledb" when the server preloads the extension (every database migrated there
+    becomes a hypertable), else "plain"."""
+    known = _backend_seen.get(url)
+    if known is None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                """SELECT current_setting('shared_preload_libraries', true) LIKE '%timescaledb%'
+                          AND EXISTS (SELECT 1 FROM pg_available_extensions
+                                      WHERE name = 'timescaledb')"""
+            ).fetchone()
+        known = _backend_seen[url] = "timescaledb" if row and row[0] else "plain"
+    return known
+
+
+class Templates:
+    """One migrated template database per server, made on first use, dropped at the end.
+
+    On TimescaleDB a template needs care: the extension's launcher starts a job
+    scheduler in every database that has the extension, and ``CREATE DATABASE … TEMPLATE``
+    refuses a source with anyone connected. Once migrated, the template is marked a
+    template that allows no connections (the launcher then leaves it alone) and the
+    scheduler already running in it is ended; the clones are ordinary databases with
+    schedulers of their own, whose jobs start paused (see ``_make_template``).
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[str, str] = {}
+
+    def for_server(self, admin_url: str) -> str:
+        name = self._made.get(admin_url)
+        if name is None:
+            name = f"offsite_tpl_{os.getpid()}_{len(self._made)}"
+            _make_template(admin_url, name)
+            self._made[admin_url] = name
+        return name
+
+    def clone(self, admin_url: str, prefix: str = "offsite_t") -> str:
+        """A new database cloned from the server's template; returns its URL.
+
+        On TimescaleDB a scheduler the launcher had already decided to start may still
+        connect to the template once, briefly (it then sees a template and exits): the
+        clone waits that out rather than fail."""
+        import time
+
+        template = self.for_server(admin_url)
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+        deadline = time.monotonic() + 30
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            while True:
+                try:
+                    conn.execute(create)
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    _disconnect_everyone(conn, template)
+                    time.sleep(0.2)
+        return _with_dbname(admin_url, name)
+
+    def drop_all(self) -> None:
+        for admin_url, name in self._made.items():
+            _drop(admin_url, name)
+        self._made.clear()
+
+
+def _make_template(admin_url: str, name: str) -> None:
+    from offsite.store.migrate import migrate, timescale_active
+
+    _drop(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(_with_dbname(admin_db_url, name)) as conn:
+    with psycopg.connect(_with_dbname(admin_url, name)) as conn:
         migrate(conn)
-    try:
-        yield name
-    finally:
-        with psycopg.connect(admin_db_url, autocommit=True) as conn:
+        timescale = timescale_active(conn)
+        if timescale:
+            # Policies do not run by themselves in test databases: a refresh or a
+            # compression landing mid-test at a moment nobody chose would make results
+            # depend on timing. Tests of the policies run them with CALL run_job(id), and
+            # test_timescale.py checks that a migrated database has them scheduled.
             conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
             )
+            conn.commit()
+    if timescale:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            # Not connectable either: TimescaleDB's loader sends its launcher a RESTART for
+            # the template of every CREATE DATABASE … TEMPLATE whose template allows
+            # connections, and the scheduler restarted then connects to it (then sees a
+            # template and exits) — sometimes just as the clone needs it alone.
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(name)
+                )
+            )
+            _disconnect_everyone(conn, name)
+
+
+def _disconnect_everyone(conn: psycopg.Connection, name: str) -> None:
+    """End every session in database ``name`` (TimescaleDB's scheduler and its jobs) and
+    wait until none is left; the launcher starts no new one in a template."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        row = conn.execute(
+            """SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE datname = %s AND pid <> pg_backend_pid()""",
+            (name,),
+        ).fetchone()
+        if not (row and row[0]):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sessions in template database {name} would not end")
+        time.sleep(0.1)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        ident = sql.Identifier(name)
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(ident))
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(ident))
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop the database ``url`` names, from ``admin_url`` (its sessions are ended)."""
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def templates() -> Iterator[Templates]:
+    t = Templates()
+    try:
+        yield t
+    finally:
+        t.drop_all()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_db_url: str, templates: Templates) -> str:
+    """The name of a migrated template database on the leg's server; each test clones
+    it (fast, and fully isolated)."""
+    return templates.for_server(admin_db_url)
 
 
 @pytest.fixture
-def db_url(admin_db_url: str, template_db: str) -> Iterator[str]:
-    name = f"offsite_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_db_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
+def db_url(admin_db_url: str, templates: Templates) -> Iterator[str]:
+    url = templates.clone(admin_db_url)
     try:
-        yield _with_dbname(admin_db_url, name)
+        yield url
     finally:
-        with psycopg.connect(admin_db_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(admin_db_url, url)
+
+
+def _answering(url: str, what: str) -> str:
+    if not services.db_answers(url):
+        pytest.fail(f"{what} at {url} does not answer")
+    return url
+
+
+@pytest.fixture(scope="session")
+def timescale_admin_url(admin_db_url: str) -> str:
+    """A server with TimescaleDB preloaded: OFFSITE_TEST_TIMESCALE_URL, or the leg's own."""
+    url = os.environ.get(TIMESCALE_ENV)
+    if url is None:
+        if backend_of(admin_db_url) == "timescaledb":
+            return admin_db_url
+        _timescale_missing.append(True)
+        pytest.skip(f"TimescaleDB leg not run: {TIMESCALE_ENV} is unset")
+    _answering(url, "TimescaleDB")
+    if backend_of(url) != "timescaledb":
+        pytest.fail(f"{TIMESCALE_ENV}={url} is a server without TimescaleDB preloaded")
+    return url
+
+
+@pytest.fixture(scope="session")
+def plain_admin_url(admin_db_url: str) -> str:
+    """A server without TimescaleDB: OFFSITE_TEST_PLAIN_URL, or the leg's own, or the
+    local default."""
+    url = os.environ.get(PLAIN_ENV)
+    if url is None:
+        if backend_of(admin_db_url) == "plain":
+            return admin_db_url
+        url = services.DEFAULT_DB
+    _answering(url, "plain PostgreSQL")
+    if backend_of(url) != "plain":
+        pytest.fail(f"{url} preloads TimescaleDB; set {PLAIN_ENV} to a plain server")
+    return url
+
+
+@pytest.fixture
+def timescale_db_url(timescale_admin_url: str, templates: Templates) -> Iterator[str]:
+    """A migrated database of this test's own on TimescaleDB."""
+    url = templates.clone(timescale_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(timescale_admin_url, url)
+
+
+@pytest.fixture
+def plain_db_url(plain_admin_url: str, templates: Templates) -> Iterator[str]:
+    """A migrated database of this test's own on plain PostgreSQL (monthly partitions)."""
+    url = templates.clone(plain_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(plain_admin_url, url)
+
+
+@pytest.fixture(params=["plain", "timescaledb"])
+def backend_db_url(request: pytest.FixtureRequest) -> str:
+    """The same test once on each backend: a database of its own on plain PostgreSQL, then
+    on TimescaleDB."""
+    fixture = "plain_db_url" if request.param == "plain" else "timescale_db_url"
+    return str(request.getfixturevalue(fixture))
+
+
+_timescale_missing: list[bool] = []
+_leg: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which backend the leg ran on."""
+    if _leg:
+        terminalreporter.write_line(f"database backend of this run: {_leg[0]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's very last line, when TimescaleDB was not there to test."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if _timescale_missing and reporter is not None:
+        reporter.write_line(
+            f"TimescaleDB leg NOT run: {TIMESCALE_ENV} is unset, so the tests of TimescaleDB "
+            "features and of both backends were skipped (CI runs them: .ci/run)",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture

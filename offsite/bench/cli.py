@@ -15,7 +15,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, rules")
+    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, storage, rules")
     bs = b.add_subparsers(dest="bench_command", required=True)
     i = bs.add_parser(
         "ingest", help="Offsite ingest vs the minimal lossless ingest and a bare subscriber"
@@ -44,6 +44,27 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
     q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
     q.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    st = bs.add_parser(
+        "storage", help="plain PostgreSQL against TimescaleDB: ingest, queries, compression"
+    )
+    st.add_argument(
+        "--backend",
+        choices=("both", "plain", "timescaledb"),
+        default="both",
+        help="which backends to measure (default both, side by side)",
+    )
+    st.add_argument("--plain-url", help="plain PostgreSQL server (default: OFFSITE_DATABASE_URL's)")
+    st.add_argument(
+        "--timescale-url",
+        default="postgresql://postgres@127.0.0.1:5433/postgres",
+        help="a server with TimescaleDB preloaded",
+    )
+    st.add_argument("--devices", type=int, default=12, help="8 pollutants each")
+    st.add_argument("--days", type=int, default=30, help="days of minute data (145 × 30: 50M)")
+    st.add_argument("--ingest-rows", type=int, default=200_000, help="through insert_readings")
+    st.add_argument("--batch", type=int, default=5000, help="readings per ingest batch")
+    st.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
+    st.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     r = bs.add_parser("rules", help="rule evaluation alone, whole catalog (no services)")
     r.add_argument("--devices", type=int, default=2000, help="CEMS stacks, 8 series each")
     r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
@@ -95,6 +116,29 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
             ),
             args.json,
         )
+        return 0
+    if args.bench_command == "storage":
+        import json
+
+        from offsite.bench.backends import StorageBenchArgs, run_storage_bench, side_by_side
+
+        urls = {}
+        if args.backend in ("both", "plain"):
+            urls["plain"] = args.plain_url or admin
+        if args.backend in ("both", "timescaledb"):
+            urls["timescaledb"] = args.timescale_url
+        result = run_storage_bench(
+            StorageBenchArgs(
+                devices=args.devices,
+                days=args.days,
+                ingest_rows=args.ingest_rows,
+                batch=args.batch,
+                repeats=args.repeats,
+            ),
+            urls,
+            out,
+        )
+        print(json.dumps(result) if args.json else side_by_side(result))
         return 0
     if args.bench_command == "rules":
         from offsite.bench.rules_bench import main as rules_main

@@ -69,6 +69,7 @@ def _load(url: str, devices: int, days: int) -> int:
                     cp.write_row((ts, _mn(d), "a21026", "rtd", so2, flag, ts))
                     cp.write_row((ts, _mn(d), "a19001", "rtd", 8.0, "N", ts))
                     rows += 2
+        conn.commit()  # TimescaleDB refreshes its continuous aggregates in its own transactions
         rebuild_rollups(conn)
         for i in range(200):
             conn.execute(

@@ -19,7 +19,8 @@ from tests.integration.test_ingest_store import MN, REGISTRY
 pytestmark = pytest.mark.integration
 
 
-def test_db_status_reports_schema_backend_sizes_and_span(db_url: str) -> None:
+def test_db_status_reports_schema_backend_sizes_and_span(backend_db_url: str) -> None:
+    db_url = backend_db_url
     register(db_url, REGISTRY)
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     with psycopg.connect(db_url) as conn:
@@ -34,8 +35,12 @@ def test_db_status_reports_schema_backend_sizes_and_span(db_url: str) -> None:
             )
         conn.execute("ANALYZE readings")
         st = db_status(conn)
+        timescale = conn.execute(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone() == (1,)
     assert st.schema_version == st.latest_migration >= 4
-    assert st.timescaledb is False and st.hypertable is False
+    assert st.timescaledb is timescale and st.hypertable is timescale
+    assert st.partitioned is not timescale
     assert st.tables["readings"][0] == 2 and st.tables["readings"][1] > 0
     assert st.oldest_reading == t0 and st.newest_reading == t0 + timedelta(hours=1)
 
@@ -47,4 +52,5 @@ def test_db_status_reports_schema_backend_sizes_and_span(db_url: str) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "readings a plain table" in out.stdout and "~2 rows" in out.stdout
+    kind = "a hypertable" if timescale else "a plain table"
+    assert f"readings {kind}" in out.stdout and "~2 rows" in out.stdout

@@ -360,6 +360,7 @@ def test_report_exceedance_hours_match_a_naive_query_on_raw_readings(
         ) as cp:
             for r in rows:
                 cp.write_row(r)
+        conn.commit()  # TimescaleDB refreshes its continuous aggregates in its own transactions
         rebuild_rollups(conn)
         # hourly valid averages from raw rows; at a reference O2, converted with the
         # hour's average O2, and an hour without O2 is no valid hour

@@ -7,7 +7,6 @@ never touches the conflicts table (the single-statement fast path)."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -16,7 +15,6 @@ import pytest
 from offsite.core.readings import Reading
 from offsite.core.registry import registry_from_dict
 from offsite.runner.rule_runner import RuleRunner, RunnerConfig
-from offsite.store.pool import open_pool
 from offsite.store.readings import insert_readings
 from offsite.store.rule_inbox import queue_for_rules
 from tests.integration.helpers import register
@@ -67,14 +65,12 @@ def _conflicts(db_url: str) -> list[tuple]:
 
 
 def _judge(db_url: str) -> list[tuple]:
-    pool = open_pool(db_url, max_size=2, name="test-rewrite")
-    try:
-        runner = RuleRunner(db_url, pool, RunnerConfig(stale_s=0.0, reorder_s=0.0))
+    runner = RuleRunner(db_url, RunnerConfig(stale_s=0.0, reorder_s=0.0))
+    with runner.connect() as conn:  # the runner judges on its lock's own connection
+        runner.conn = conn
         runner._start()
-        while runner._judge(threading.Event()) or runner._judge_rewrites():
+        while runner._judge() or runner._judge_rewrites():
             pass
-    finally:
-        pool.close()
     with psycopg.connect(db_url) as conn:
         return conn.execute(
             """SELECT rule, pollutant, severity, state, count, suppressed, detail::text

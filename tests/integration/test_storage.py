@@ -1,5 +1,7 @@
-"""Storage on plain PostgreSQL: monthly partitions made ahead, rows moved out of DEFAULT,
-retention by dropping months, rollups equal to naive queries over raw rows."""
+"""Storage: rollups equal to naive queries over raw rows and the API's buckets read from
+them (on the leg's backend, or on both), and on plain PostgreSQL its monthly partitions:
+made ahead, rows moved out of DEFAULT, retention by dropping months. TimescaleDB's own
+features are in test_timescale.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from offsite.core.readings import Reading
 from offsite.store.partitions import existing_partitions, maintain
 from offsite.store.readings import insert_readings
-from offsite.store.rollups import hourly_averages, rebuild_rollups
+from offsite.store.rollups import hourly_averages, rebuild_rollups, rollups_maintained
 from tests.integration.helpers import bearer, make_settings, register, scalar, token_for
 from tests.integration.test_api_live import serving
 from tests.integration.test_ingest_store import MN, OTHER, REGISTRY
@@ -89,11 +91,16 @@ def test_rollups_equal_raw_queries_and_redelivery_never_double_counts(db_url: st
             raise ZeroDivisionError
         _same(conn)
         hourly = conn.execute("SELECT count(*) FROM readings_hourly").fetchone()
-        # rebuild from raw gives the same tables (as after a bulk COPY)
-        with conn.transaction():
-            conn.execute(
-                "DELETE FROM readings_hourly WHERE bucket >= %s", (T0 + timedelta(hours=2),)
-            )
+        # rebuild from raw gives the same rollups (as after a bulk COPY): plain PostgreSQL
+        # recomputes rows lost from its table; TimescaleDB materialises its aggregates
+        if rollups_maintained(conn):
+            with conn.transaction():
+                conn.execute(
+                    "DELETE FROM readings_hourly WHERE bucket >= %s", (T0 + timedelta(hours=2),)
+                )
+                rebuild_rollups(conn, T0 + timedelta(hours=1), T0 + timedelta(hours=4))
+        else:
+            conn.commit()
             rebuild_rollups(conn, T0 + timedelta(hours=1), T0 + timedelta(hours=4))
         _same(conn)
         assert conn.execute("SELECT count(*) FROM readings_hourly").fetchone() == hourly
@@ -118,7 +125,10 @@ def test_hourly_averages_read_valid_values_only(db_url: str) -> None:
     assert avgs[1].avg is None
 
 
-def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(db_url: str) -> None:
+def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(
+    plain_db_url: str,
+) -> None:
+    db_url = plain_db_url
     register(db_url, REGISTRY)
     now = datetime(2026, 11, 26, 9, tzinfo=UTC)
     old = Reading(datetime(2023, 5, 2, tzinfo=UTC), MN, "a21026", 1.0)  # past retention
@@ -162,30 +172,49 @@ def test_months_are_made_ahead_default_rows_moved_and_old_months_dropped(db_url:
         assert conn.execute("SELECT count(*) FROM readings_daily").fetchone() == daily_before
 
 
-def test_db_maintain_and_status_commands(db_url: str) -> None:
+def test_db_maintain_and_status_commands(backend_db_url: str) -> None:
+    """The same commands on both backends, each saying what it has: months made ahead on
+    plain PostgreSQL, a retention policy and chunks on TimescaleDB."""
+    db_url = backend_db_url
     register(db_url, REGISTRY)
+    with psycopg.connect(db_url) as conn:
+        with conn.transaction():
+            t = datetime.now(UTC) - timedelta(days=2)
+            insert_readings(conn, [Reading(t, MN, "a21026", 1.0)], [t])
+        timescale = not rollups_maintained(conn)
     env = {**os.environ, "OFFSITE_DATABASE_URL": db_url, "OFFSITE_PARTITION_MONTHS_AHEAD": "1"}
-    out = subprocess.run(
-        [sys.executable, "-m", "offsite.cli", "db", "maintain"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    month = datetime.now(UTC).strftime("readings_p%Y_%m")
-    assert "backend: partitioned" in out.stdout and month in out.stdout
-    out = subprocess.run(
-        [sys.executable, "-m", "offsite.cli", "db", "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "partitions: 2 monthly" in out.stdout and "0 rows in DEFAULT" in out.stdout
-    assert "rollups (hourly, daily): hourly table, daily view of it" in out.stdout
-    assert "retention: 1096 days of raw readings" in out.stdout
+
+    def offsite(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "offsite.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    out = offsite("db", "maintain")
+    if timescale:
+        assert "backend: timescaledb" in out
+        assert "retention policy added: chunks older than 1096 days dropped" in out
+        assert "retention policy unchanged" in offsite("db", "maintain")
+    else:
+        month = datetime.now(UTC).strftime("readings_p%Y_%m")
+        assert "backend: partitioned" in out and month in out
+    out = offsite("db", "status")
+    if timescale:
+        assert "TimescaleDB: active; readings a hypertable" in out
+        assert "chunks: 1 of 1 day, 0 compressed" in out
+        assert "rollups (hourly, daily): continuous aggregates" in out
+        assert "readings_hourly materialised up to - (nothing yet), later: real-time" in out
+        assert "refresh readings_hourly every 15 min" in out and "retention every 1 day" in out
+        assert "policy in the database: 1096 days" in out
+    else:
+        assert "partitions: 2 monthly" in out and "0 rows in DEFAULT" in out
+        assert "rollups (hourly, daily): hourly table, daily view of it" in out
+    assert "retention: 1096 days of raw readings" in out
 
 
 def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str, mqtt_url: str) -> None:
@@ -239,8 +268,7 @@ def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str, mqtt_
                 assert a[0] == n[0] and a[1] == n[1] and a[3:] == n[3:]
                 assert a[2] == pytest.approx(n[2])
         # and the aligned cases really were answered from the rollups: tamper, and see
-        with psycopg.connect(db_url) as conn:
-            conn.execute("UPDATE readings_hourly SET max_value = 1e9")  # daily sums it
+        tamper_rollups(db_url, "max_value = 1e9")
         maxima = [
             {
                 b["max"]
@@ -256,12 +284,34 @@ def test_api_buckets_from_rollups_equal_buckets_from_raw_rows(db_url: str, mqtt_
     assert scalar(db_url, "SELECT count(*) FROM readings_daily") > 0
 
 
-def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -> None:
+def tamper_rollups(db_url: str, assignment: str) -> None:
+    """Change every hourly and daily rollup row behind the readers' backs: plain
+    PostgreSQL's hourly table (the daily view sums it); on TimescaleDB the aggregates'
+    materialisations, once refreshed (buckets not materialised yet would be aggregated
+    from raw rows when read)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        if rollups_maintained(conn):
+            conn.execute(f"UPDATE readings_hourly SET {assignment}".encode())
+            return
+        rebuild_rollups(conn)
+        for view in ("readings_hourly", "readings_daily"):
+            row = conn.execute(
+                """SELECT format('%%I.%%I', materialization_hypertable_schema,
+                                 materialization_hypertable_name)
+                   FROM timescaledb_information.continuous_aggregates WHERE view_name = %s""",
+                (view,),
+            ).fetchone()
+            assert row is not None
+            conn.execute(f"UPDATE {row[0]} SET {assignment}".encode())
+
+
+def test_making_a_month_while_ingest_writes_into_it_loses_nothing(plain_db_url: str) -> None:
     """Readings of a month with no partition keep arriving while the month is made: the
     ones already in DEFAULT move, the ones arriving meanwhile wait for the lock, and
     after it they go straight to the new partition — none lost, none refused."""
     import threading
 
+    db_url = plain_db_url
     register(db_url, REGISTRY)
     dec = datetime(2026, 12, 1, tzinfo=UTC)
     stored: list[int] = []
@@ -300,14 +350,14 @@ def test_making_a_month_while_ingest_writes_into_it_loses_nothing(db_url: str) -
 
 
 def test_migration_turns_an_existing_readings_table_into_the_default_partition(
-    admin_db_url: str,
+    plain_admin_url: str,
 ) -> None:
     """An installation upgraded to 0005 keeps every reading (as the DEFAULT partition,
     without a copy), gets rollups of its history, and maintain then moves the rows."""
     from offsite.store.migrate import available, migrate
     from offsite.store.scratch import scratch_database
 
-    with scratch_database(admin_db_url, "offsite_t_upgrade") as url:
+    with scratch_database(plain_admin_url, "offsite_t_upgrade") as url:
         with psycopg.connect(url) as conn:  # an installation at schema 4
             conn.execute("""CREATE TABLE schema_migrations (version integer PRIMARY KEY,
                             name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())""")
@@ -340,12 +390,24 @@ def test_migration_turns_an_existing_readings_table_into_the_default_partition(
             assert conn.execute("SELECT count(*) FROM readings").fetchone() == (len(readings),)
 
 
-def test_ingest_makes_the_months_at_start(db_url: str, mqtt_url: str, unique_topic: str) -> None:
+def test_ingest_does_the_storage_upkeep_at_start(
+    backend_db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    """Plain PostgreSQL: this month and the months ahead exist; TimescaleDB: the retention
+    policy follows the setting."""
+    from offsite.store.status import db_status
     from tests.integration.helpers import running_ingest
 
+    db_url = backend_db_url
     register(db_url, REGISTRY)
-    settings = make_settings(db_url, mqtt_url, unique_topic, partition_months_ahead=2)
+    settings = make_settings(
+        db_url, mqtt_url, unique_topic, partition_months_ahead=2, retention_days=400
+    )
     with running_ingest(settings), psycopg.connect(db_url) as conn:
-        parts = existing_partitions(conn)
+        st = db_status(conn)
     now = datetime.now(UTC)
-    assert len(parts) == 3 and parts[0].start <= now < parts[0].end
+    if st.timescaledb:
+        assert st.retention_policy == timedelta(days=400) and not st.partitions
+    else:
+        parts = st.partitions
+        assert len(parts) == 3 and parts[0].start <= now < parts[0].end
