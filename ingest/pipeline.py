@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -46,12 +46,14 @@ from offsite.core.registry import Device
 from offsite.ingest.batcher import Batch, Batcher
 from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
 from offsite.ingest.reassembly import Reassembler, Released
+from offsite.ingest.spool import Position, Spool, is_skip
 from offsite.ingest.validate import Policy, judge_packets, process
 from offsite.store.dead_letters import insert_dead_letters
 from offsite.store.packets import insert_packets
 from offsite.store.readings import insert_readings
 from offsite.store.registry import load_registry, load_revoked
 from offsite.store.rule_inbox import committed_through, queue_for_rules
+from offsite.store.spool_marks import mark_drained
 from offsite.store.workers import Heartbeat, beat
 
 log = logging.getLogger("offsite.ingest")
@@ -73,6 +75,8 @@ class IngestStats:
     db_errors: int = 0
     last_commit_at: float = 0.0
     dead_by_reason: dict[str, int] = field(default_factory=dict)
+    spooled: int = 0  # messages acknowledged once on disk (the database away)
+    drained: int = 0  # … and later stored from the spool
     batch_readings: Counts = field(default_factory=lambda: Counts(BATCH_SIZE_BOUNDS))
     commit_seconds: Counts = field(default_factory=lambda: Counts(COMMIT_SECONDS_BOUNDS))
 
@@ -94,6 +98,8 @@ class Pipeline:
         revoked_check_s: float = 5.0,
         in_transit: Callable[[], datetime | None] = lambda: None,
         links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
+        spool: Spool | None = None,
+        drain_messages: int = 2000,
     ) -> None:
         self.pool = pool
         self.policy = policy
@@ -121,6 +127,10 @@ class Pipeline:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="offsite-writer")
         # batches handed to the writer and not yet reaped here (at most two)
         self._writing: deque[tuple[Batch, Future[None]]] = deque()
+        # the disk buffer (None: off): batches go there while the database is away
+        self.spool = spool
+        self.drain_messages = drain_messages
+        self._drainer: threading.Thread | None = None
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_revoked(self) -> None:
@@ -146,14 +156,19 @@ class Pipeline:
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
         """Run until ``stop`` is set; then commit and acknowledge what is in hand."""
         self._inbox = inbox
+        if self.spool is not None:
+            self._drainer = threading.Thread(
+                target=self._drain_loop, args=(stop,), name="offsite-drain", daemon=True
+            )
+            self._drainer.start()
         while not stop.is_set():
             self._reap()
             now = time.monotonic()
             if now >= self._next_registry:
-                self._guard(self.refresh_registry, stop)
+                self._lookup(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
             if now >= self._next_revoked:
-                self._guard(self._refresh_revoked, stop)
+                self._lookup(self._refresh_revoked, stop)
                 self._next_revoked = now + self.revoked_check_s
             for released in self.reassembler.expired(now):
                 self._add_split(released, stop)
@@ -186,10 +201,15 @@ class Pipeline:
             self._commit(last, None)
         self._reap(keep=0)
         self._writer.shutdown()
+        if self._drainer is not None:
+            self._drainer.join()
         held = self.reassembler.drain()
-        try:  # stopped: hold no one back (what is left in hand the broker redelivers)
+        # stopped: hold no one back (what is left in hand the broker redelivers), except
+        # for what waits in the spool: it is ours to store when we are back
+        waiting = self.spool.pending_since if self.spool is not None else None
+        try:
             with self.pool.connection(timeout=2.0) as conn:
-                committed_through(conn, self.worker, datetime.max.replace(tzinfo=UTC))
+                committed_through(conn, self.worker, waiting or datetime.max.replace(tzinfo=UTC))
         except Exception as exc:
             log.debug("final watermark not written: %s", exc)
         if held:
@@ -212,24 +232,8 @@ class Pipeline:
             self._commit(batch, stop)
 
     def _add_split(self, rel: Released[InboundMessage], stop: threading.Event | None) -> None:
-        if rel.complete:
-            outcome = judge_packets(rel.items, rel.packets, self.policy)
-        else:
-            mn, cn, qn = rel.key
-            msgs = rel.items + rel.extra
-            last = msgs[-1]
-            outcome = Outcome(
-                dead=DeadLetter(
-                    last.topic,
-                    b"".join(m.payload for m in msgs),
-                    last.received_at,
-                    DeadReason.HJ212_INCOMPLETE_SPLIT,
-                    f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
-                    f"arrived within {self.reassembler.timeout_s:g} s",
-                    mn,
-                )
-            )
-        batch = self.batcher.add_group(rel.items + rel.extra, outcome, time.monotonic())
+        msgs, outcome = self._split_outcome(rel)
+        batch = self.batcher.add_group(msgs, outcome, time.monotonic())
         if batch is not None:
             self._commit(batch, stop)
 
@@ -250,13 +254,14 @@ class Pipeline:
             wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
             if wait > 0:
                 time.sleep(wait)
-            self._guard(self.refresh_registry, stop)
+            self._lookup(self.refresh_registry, stop)
             outcome = process(msg, self.known, self.policy, self.revoked)
         return outcome
 
-    def _in_hand_since(self, writing: bool = True) -> datetime | None:
+    def _in_hand_since(self, writing: bool = True, spool: bool = True) -> datetime | None:
         """When the oldest message still in hand (not committed) was received; with
-        ``writing`` False, leaving out the batches with the writer."""
+        ``writing`` False, leaving out the batches with the writer, with ``spool`` False
+        what waits in the spool."""
         times = [m.received_at for m in self.batcher.pending()[:1]]
         if writing:
             times += [
@@ -273,6 +278,9 @@ class Pipeline:
             with inbox.mutex:
                 if inbox.queue:
                     times.append(inbox.queue[0].received_at)
+        spooled = self.spool.pending_since if self.spool is not None and spool else None
+        if spooled is not None:  # acknowledged, on disk, not yet stored
+            times.append(spooled)
         return min(times, default=None)
 
     def _through(self) -> datetime:
@@ -294,7 +302,7 @@ class Pipeline:
     def _mark_idle(self) -> None:
         """Idle: move the promise on, so the rule runner does not wait for us."""
         now = time.monotonic()
-        if now < self._next_mark:
+        if now < self._next_mark or self._spooling():
             return
         self._next_mark = now + IDLE_MARK_S
         try:
@@ -322,6 +330,23 @@ class Pipeline:
             _, done = self._writing.popleft()
             done.result()
 
+    def _store(
+        self,
+        conn: psycopg.Connection,
+        batch: Batch,
+        heard: dict[str, datetime],
+        through: datetime,
+    ) -> list[Reading]:
+        """One batch's transaction body: readings, dead letters, packets, the rule queue
+        and this worker's promise, all or nothing."""
+        new = insert_readings(conn, batch.readings, batch.received)
+        insert_dead_letters(conn, batch.dead)
+        insert_packets(conn, batch.packets)
+        # judged by the rule runner, whichever worker leads it (rule_runner.py)
+        queue_for_rules(conn, new, _received_of(new, batch), heard)
+        committed_through(conn, self.worker, through)
+        return new
+
     def _write(
         self,
         batch: Batch,
@@ -329,21 +354,31 @@ class Pipeline:
         through: datetime,
         stop: threading.Event | None,
     ) -> None:
-        """The writer thread: commit the batch, then acknowledge it and count it."""
+        """The writer thread: commit the batch (or, the database away, put it in the
+        spool), then acknowledge it and count it."""
+        t0 = time.perf_counter()  # commit latency, database retries included
+        behind = self._spool_behind(batch, stop)
+        if behind is None:
+            log.warning(
+                "shutdown with %d messages the full spool could not take; "
+                "the broker will redeliver them",
+                len(batch),
+            )
+            return
+        if behind:
+            self._settle(batch, [], t0, spooled=True)
+            return
 
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
-                new = insert_readings(conn, batch.readings, batch.received)
-                insert_dead_letters(conn, batch.dead)
-                insert_packets(conn, batch.packets)
-                # judged by the rule runner, whichever worker leads it (rule_runner.py)
-                queue_for_rules(conn, new, _received_of(new, batch), heard)
-                committed_through(conn, self.worker, through)
-                return new
+                return self._store(conn, batch, heard, through)
 
-        t0 = time.perf_counter()  # commit latency, database retries included
+        def to_spool() -> bool:
+            assert self.spool is not None
+            return self.spool.append(batch.messages)
+
         try:
-            new = self._guard(write, stop)
+            new = self._guard(write, stop, fallback=to_spool if self.spool else None)
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
             new = self._quarantine(batch, exc, stop)
         if new is None:  # stopped while the database was down: nothing acknowledged
@@ -352,12 +387,53 @@ class Pipeline:
                 len(batch),
             )
             return
+        if new is SPOOLED:
+            log.warning(
+                "database unavailable: keeping messages in the spool %s and acknowledging "
+                "them once on disk; they are stored when it returns",
+                self.spool.dir if self.spool else "",
+            )
+            self._settle(batch, [], t0, spooled=True)
+            return
+        self._settle(batch, new, t0)
+
+    def _spool_behind(self, batch: Batch, stop: threading.Event | None) -> bool | None:
+        """While the spool holds anything, a batch joins it (the spool drains in arrival
+        order). True: spooled; False: the spool is empty, commit directly; None: stopped
+        while the spool was full. A full spool holds the batch unacknowledged until the
+        drainer frees room, so the broker keeps the rest, as without a spool."""
+        spool = self.spool
+        if spool is None or not batch.messages:
+            return False
+        warned = False
+        while True:
+            with spool.lock:
+                if not spool.pending:
+                    return False
+                if spool.append(batch.messages):
+                    return True
+            if not warned:
+                log.warning(
+                    "spool full (%d bytes): no longer acknowledging; the broker holds the rest",
+                    spool.max_bytes,
+                )
+                warned = True
+            if stop is None or stop.wait(0.2):
+                return None
+
+    def _settle(
+        self, batch: Batch, new: list[Reading], t0: float, *, spooled: bool = False
+    ) -> None:
+        """Acknowledge a committed (or spooled) batch and count it."""
         for m, accepted in zip(batch.messages, batch.accepted, strict=True):
             if m.on_commit is not None:
                 m.on_commit(accepted)
             elif m.transport == "mqtt":
                 self.ack(m)
         s = self.stats
+        if spooled:
+            s.spooled += len(batch)
+            return
         s.commit_seconds.observe(time.perf_counter() - t0)
         s.batch_readings.observe(len(batch.readings))
         s.batches += 1
@@ -376,6 +452,136 @@ class Pipeline:
             log.debug("dead letter detail: %s", d.detail[:200])
         s.last_commit_at = time.time()
 
+    def _spooling(self) -> bool:
+        """Is the spool holding anything? (Then the database was lately away: the
+        pipeline thread does not wait on it; the drainer does.)"""
+        return self.spool is not None and self.spool.pending
+
+    def _lookup(self, fn: Callable[[], None], stop: threading.Event | None) -> None:
+        """A registry read for the pipeline thread. With a spool it is tried once: the
+        database away, the copy in hand serves (the spool re-validates on drain), and
+        live messages keep flowing to the spool. Without one, retried as before."""
+        if self.spool is None or not self.known:
+            self._guard(fn, stop)
+            return
+        try:
+            fn()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.debug("registry not refreshed (database unavailable): %s", exc)
+
+    # -- the spool's drainer (its own thread) --------------------------------------------
+    def _drain_loop(self, stop: threading.Event) -> None:
+        """Store what the spool holds, oldest first, through the same validate/store
+        path; each batch commits with the spool position it reaches."""
+        spool = self.spool
+        assert spool is not None
+        delay = DRAIN_RETRY_MIN_S
+        next_beat = 0.0
+        while not stop.is_set():
+            if not spool.pending:
+                stop.wait(0.05)
+                delay = DRAIN_RETRY_MIN_S
+                continue
+            try:
+                drained = self._drain_once(spool)
+            except Exception as exc:
+                if not unavailable(exc):
+                    log.exception("spool drain failed; retrying")
+                else:
+                    log.info("spool: database still unavailable (%s)", str(exc).strip()[:120])
+                self.stats.db_errors += 1
+                stop.wait(delay)
+                delay = min(delay * 2, DRAIN_RETRY_MAX_S)
+                continue
+            delay = DRAIN_RETRY_MIN_S
+            if drained and time.monotonic() >= next_beat:  # the pipeline thread skips it
+                self._beat()
+                next_beat = time.monotonic() + self.heartbeat_s
+            if not spool.pending:
+                log.info("spool drained: %d messages stored from disk", spool.figures.drained)
+
+    def _drain_once(self, spool: Spool) -> int:
+        """Read a chunk from the spool's mark, store it, advance the mark. Returns how
+        many records it consumed."""
+        mark = spool.mark
+        chunk = spool.read(mark, self.drain_messages)
+        if not chunk:
+            return 0
+        at_end = chunk[-1][1] >= spool.end
+        builder = Batcher(10**9, 1e9, 10**9)
+        reasm: Reassembler[InboundMessage] = Reassembler(self.reassembler.timeout_s)
+        starts: dict[int, Position] = {}
+        before = mark
+        for raw, end in chunk:
+            start, before = before, end
+            if is_skip(raw):
+                continue
+            msg = replace(raw, on_commit=_already_acknowledged)
+            starts[id(msg)] = start
+            outcome = process(msg, self.known, self.policy, self.revoked)
+            if outcome.split is not None:
+                for rel in reasm.add(msg, outcome.split, 0.0):
+                    builder.add_group(*self._split_outcome(rel), 0.0)
+                continue
+            builder.add(msg, outcome, 0.0)
+        reach = chunk[-1][1]
+        held = reasm.held()
+        if held and not at_end:  # a split packet cut by the chunk: re-read from its start
+            reach = min(starts[id(m)] for m in held)
+        elif held:  # the spool ends inside a split packet: incomplete for good
+            for rel in reasm.expired(float("inf")):
+                builder.add_group(*self._split_outcome(rel), 0.0)
+        consumed = sum(1 for _, end in chunk if end <= reach)
+        batch = builder.flush() or Batch()
+        nxt = spool.read(reach, 1)
+        next_since = nxt[0][0].received_at if nxt else None
+        live = self._in_hand_since(spool=False)
+        through = min(
+            (t for t in (next_since, live) if t is not None),
+            default=datetime.now(UTC) - WATERMARK_MARGIN,
+        )
+        heard: dict[str, datetime] = {}
+        for at, r in zip(batch.received, batch.readings, strict=True):
+            if r.mn not in heard or at > heard[r.mn]:
+                heard[r.mn] = at
+        t0 = time.perf_counter()
+        try:
+            with self.pool.connection(timeout=DRAIN_POOL_TIMEOUT_S) as conn, conn.transaction():
+                new = self._store(conn, batch, heard, through)
+                mark_drained(conn, spool.id, self.worker, reach)
+        except psycopg.DatabaseError as exc:
+            if unavailable(exc):
+                raise
+            kept = self._quarantine(batch, exc, None, mark=reach)
+            if kept is None:
+                raise
+            new = kept
+        spool.drained(reach, consumed, next_since)
+        self.stats.drained += len(batch)
+        self._settle(batch, new, t0)
+        return consumed
+
+    def _split_outcome(self, rel: Released[InboundMessage]) -> tuple[list[InboundMessage], Outcome]:
+        """The messages of a released split packet and what they come to."""
+        if rel.complete:
+            return rel.items + rel.extra, judge_packets(rel.items, rel.packets, self.policy)
+        mn, cn, qn = rel.key
+        msgs = rel.items + rel.extra
+        last = msgs[-1]
+        return msgs, Outcome(
+            dead=DeadLetter(
+                last.topic,
+                b"".join(m.payload for m in msgs),
+                last.received_at,
+                DeadReason.HJ212_INCOMPLETE_SPLIT,
+                f"split packet CN={cn} QN={qn}: {len(rel.items)} of {rel.expected} parts "
+                f"arrived within {self.reassembler.timeout_s:g} s",
+                mn,
+            )
+        )
+
     def backlog(self) -> tuple[int, float]:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""
         now = datetime.now(UTC)
@@ -393,7 +599,10 @@ class Pipeline:
         return depth + len(self.batcher.pending()), lag
 
     def _beat(self) -> None:
-        """Publish this worker's state; skipped (not retried) while the database is down."""
+        """Publish this worker's state; skipped (not retried) while the database is down.
+        While the spool holds anything the drainer beats, once its commits go through."""
+        if threading.current_thread() is not self._drainer and self._spooling():
+            return
         in_hand, lag = self.backlog()
         broker, conns = self.links()
         s = self.stats
@@ -419,7 +628,11 @@ class Pipeline:
             log.debug("heartbeat not written: %s", exc)
 
     def _quarantine(
-        self, batch: Batch, exc: Exception, stop: threading.Event | None
+        self,
+        batch: Batch,
+        exc: Exception,
+        stop: threading.Event | None,
+        mark: Position | None = None,
     ) -> list[Reading] | None:
         """Keep a batch the database refuses (a value it cannot store, a bug) as dead
         letters, raw bytes and the database's reason included, so one poison message
@@ -440,18 +653,27 @@ class Pipeline:
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
                 insert_dead_letters(conn, batch.dead)
+                if mark is not None and self.spool is not None:
+                    mark_drained(conn, self.spool.id, self.worker, mark)
             return []
 
         return self._guard(write, stop)
 
-    def _guard(self, fn: Callable[[], list | None], stop: threading.Event | None) -> list | None:
+    def _guard(
+        self,
+        fn: Callable[[], list | None],
+        stop: threading.Event | None,
+        fallback: Callable[[], bool] | None = None,
+    ) -> list | None:
         """Run a database step, retrying with backoff while the database is unavailable.
 
         "Unavailable" is a lost or refused connection, an exhausted pool, or a server
         that cannot take writes from us right now (read-only during a failover, a grant
         or table missing mid-deploy). Any other database error is raised: the data itself
         was refused. Returns None if ``stop`` is set while retrying; with ``stop`` None
-        (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
+        (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None. With a
+        ``fallback`` (the spool), each failure first tries it, and its success returns
+        ``SPOOLED``: the caller acknowledges what is now on disk.
         """
         delay = 0.5
         give_up = time.monotonic() + SHUTDOWN_RETRY_S
@@ -463,6 +685,8 @@ class Pipeline:
                 if not unavailable(exc):
                     raise
                 self.stats.db_errors += 1
+                if fallback is not None and fallback():
+                    return SPOOLED
                 log.warning(
                     "database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], delay
                 )
@@ -486,6 +710,15 @@ def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:
     return [at[(r.mn, r.pollutant, r.kind_text, r.ts)] for r in new]
 
 
+def _already_acknowledged(accepted: bool) -> None:
+    """Drained messages were acknowledged when they reached the spool."""
+
+
+# the batch went to the spool (see _guard): acknowledge it, nothing was stored
+SPOOLED: list = []
+DRAIN_RETRY_MIN_S = 0.25
+DRAIN_RETRY_MAX_S = 2.0  # back within seconds of the database
+DRAIN_POOL_TIMEOUT_S = 5.0
 WATERMARK_MARGIN = timedelta(milliseconds=50)
 IDLE_MARK_S = 0.2
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import socket
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -16,6 +18,7 @@ from offsite.core.settings import Settings
 from offsite.ingest.batcher import Batcher
 from offsite.ingest.gateway import Gateway
 from offsite.ingest.pipeline import IngestStats, Pipeline
+from offsite.ingest.spool import Spool
 from offsite.ingest.subscriber import Subscriber
 from offsite.ingest.validate import Policy, policy_topic
 from offsite.runner.rule_process import RuleProcess, RulesFigures
@@ -24,6 +27,7 @@ from offsite.store.errors import StoreError
 from offsite.store.migrate import migrate
 from offsite.store.partitions import maintain
 from offsite.store.pool import open_pool
+from offsite.store.spool_marks import drained_mark
 
 log = logging.getLogger("offsite.ingest")
 
@@ -89,15 +93,22 @@ class IngestService:
         self._thread: threading.Thread | None = None
         self.runner: RuleProcess | None = None
         self.error: BaseException | None = None
+        self.spool: Spool | None = None
 
     def start(self) -> None:
         s = self.settings
         # one connection each for the pipeline's writer thread (batches), the pipeline
         # thread (heartbeats, watermarks, the registry) and the storage upkeep thread
-        self.pool = open_pool(self.database_url, max_size=3, name="offsite-ingest")
+        # (and one for the spool's drainer)
+        self.pool = open_pool(
+            self.database_url, max_size=4 if s.spool_dir else 3, name="offsite-ingest"
+        )
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
+        worker = client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}"
+        if s.spool_dir is not None:
+            self.spool = open_spool(s.spool_dir, worker, s.spool_max_bytes, self.pool)
         if s.rules_runner == "process":
             self.runner = RuleProcess(
                 self.database_url, runner_config(s), log_level=s.log_level, log_format=s.log_format
@@ -122,8 +133,9 @@ class IngestService:
             stats=self.stats,
             revoked_check_s=s.offline_check_s,
             in_transit=self._in_transit,
-            worker=client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}",
+            worker=worker,
             links=self._links,
+            spool=self.spool,
         )
         pipeline.refresh_registry()
         self.pipeline = pipeline
@@ -152,7 +164,9 @@ class IngestService:
             from offsite.ingest.metrics import IngestCollector, serve_metrics
 
             serve_metrics(
-                IngestCollector(self.stats, self._links, pipeline.backlog, self.rules_figures),
+                IngestCollector(
+                    self.stats, self._links, pipeline.backlog, self.rules_figures, self.spool
+                ),
                 s.metrics_host,
                 s.metrics_port,
             )
@@ -227,6 +241,20 @@ class IngestService:
             self.gateway.stop()
         if self.pool is not None:
             self.pool.close()
+        if self.spool is not None:
+            self.spool.close()
+
+
+def open_spool(directory: Path, worker: str, max_bytes: int, pool: ConnectionPool) -> Spool:
+    """This worker's spool (a sub-directory named after it), resumed after the position
+    the database says is drained."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", worker) or "ingest"
+    spool = Spool(directory / name, max_bytes)
+    spool.open()
+    with pool.connection() as conn:
+        spool.resume(drained_mark(conn, spool.id))
+    log.info("spool %s: %d bytes of %d in use", spool.dir, spool.bytes, max_bytes)
+    return spool
 
 
 def _no_ack(msg: InboundMessage) -> None:
