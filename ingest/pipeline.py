@@ -130,20 +130,23 @@ class Pipeline:
         # the disk buffer (None: off): batches go there while the database is away
         self.spool = spool
         self.drain_messages = drain_messages
+        # with a spool, a dead database must not hold a thread for the pool's 30 s
+        # default: the writer turns to the spool, the lookups to the registry in hand
+        self._db_wait: float | None = SPOOL_DB_WAIT_S if spool is not None else None
         self._drainer: threading.Thread | None = None
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_revoked(self) -> None:
         """Revocations take effect within ``revoked_check_s`` (one small query), not the
         full registry refresh: a revoked device should stop being stored soon."""
-        with self.pool.connection() as conn:
+        with self.pool.connection(timeout=self._db_wait) as conn:
             self.revoked = load_revoked(conn)
 
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=self._db_wait) as conn:
                 reg = load_registry(conn)
                 revoked = load_revoked(conn)
         except RegistryError as exc:  # edited by hand into something we refuse
@@ -370,7 +373,7 @@ class Pipeline:
             return
 
         def write() -> list:
-            with self.pool.connection() as conn, conn.transaction():
+            with self.pool.connection(timeout=self._db_wait) as conn, conn.transaction():
                 return self._store(conn, batch, heard, through)
 
         def to_spool() -> bool:
@@ -463,6 +466,8 @@ class Pipeline:
         live messages keep flowing to the spool. Without one, retried as before."""
         if self.spool is None or not self.known:
             self._guard(fn, stop)
+            return
+        if self._spooling():  # the database was lately away; the drainer re-validates
             return
         try:
             fn()
@@ -716,6 +721,7 @@ def _already_acknowledged(accepted: bool) -> None:
 
 # the batch went to the spool (see _guard): acknowledge it, nothing was stored
 SPOOLED: list = []
+SPOOL_DB_WAIT_S = 2.0
 DRAIN_RETRY_MIN_S = 0.25
 DRAIN_RETRY_MAX_S = 2.0  # back within seconds of the database
 DRAIN_POOL_TIMEOUT_S = 5.0
