@@ -9,7 +9,8 @@ COPY ingest ingest
 COPY rules rules
 COPY api api
 COPY simulators simulators
-RUN pip install --no-cache-dir . && useradd --system offsite
+RUN pip install --no-cache-dir . && useradd --system offsite \
+    && install -d -o offsite /var/lib/offsite/spool
 USER offsite
 ENTRYPOINT ["offsite"]
 CMD ["serve"]
