@@ -46,7 +46,7 @@ from offsite.core.registry import Device
 from offsite.ingest.batcher import Batch, Batcher
 from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
 from offsite.ingest.reassembly import Reassembler, Released
-from offsite.ingest.spool import Position, Spool, is_skip
+from offsite.ingest.spool import Position, Spool, discard, is_skip
 from offsite.ingest.validate import Policy, judge_packets, process
 from offsite.store.dead_letters import insert_dead_letters
 from offsite.store.packets import insert_packets
@@ -100,6 +100,7 @@ class Pipeline:
         links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
         spool: Spool | None = None,
         drain_messages: int = 2000,
+        orphans: list[Spool] | None = None,
     ) -> None:
         self.pool = pool
         self.policy = policy
@@ -130,6 +131,7 @@ class Pipeline:
         # the disk buffer (None: off): batches go there while the database is away
         self.spool = spool
         self.drain_messages = drain_messages
+        self.orphans = list(orphans or [])  # spools of workers that are gone: drained too
         # with a spool, a dead database must not hold a thread for the pool's 30 s
         # default: the writer turns to the spool, the lookups to the registry in hand
         self._db_wait: float | None = SPOOL_DB_WAIT_S if spool is not None else None
@@ -485,12 +487,19 @@ class Pipeline:
         delay = DRAIN_RETRY_MIN_S
         next_beat = 0.0
         while not stop.is_set():
+            current = spool
             if not spool.pending:
-                stop.wait(0.05)
-                delay = DRAIN_RETRY_MIN_S
-                continue
+                while self.orphans and not self.orphans[0].pending:
+                    done = self.orphans.pop(0)
+                    log.info("spool %s of a worker that is gone: drained, removed", done.dir)
+                    discard(done)
+                if not self.orphans:
+                    stop.wait(0.05)
+                    delay = DRAIN_RETRY_MIN_S
+                    continue
+                current = self.orphans[0]
             try:
-                drained = self._drain_once(spool)
+                drained = self._drain_once(current)
             except Exception as exc:
                 if not unavailable(exc):
                     log.exception("spool drain failed; retrying")
@@ -559,7 +568,7 @@ class Pipeline:
         except psycopg.DatabaseError as exc:
             if unavailable(exc):
                 raise
-            kept = self._quarantine(batch, exc, None, mark=reach)
+            kept = self._quarantine(batch, exc, None, mark=(spool, reach))
             if kept is None:
                 raise
             new = kept
@@ -637,7 +646,7 @@ class Pipeline:
         batch: Batch,
         exc: Exception,
         stop: threading.Event | None,
-        mark: Position | None = None,
+        mark: tuple[Spool, Position] | None = None,
     ) -> list[Reading] | None:
         """Keep a batch the database refuses (a value it cannot store, a bug) as dead
         letters, raw bytes and the database's reason included, so one poison message
@@ -658,8 +667,8 @@ class Pipeline:
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
                 insert_dead_letters(conn, batch.dead)
-                if mark is not None and self.spool is not None:
-                    mark_drained(conn, self.spool.id, self.worker, mark)
+                if mark is not None:
+                    mark_drained(conn, mark[0].id, self.worker, mark[1])
             return []
 
         return self._guard(write, stop)

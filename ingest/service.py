@@ -19,6 +19,7 @@ from offsite.ingest.batcher import Batcher
 from offsite.ingest.gateway import Gateway
 from offsite.ingest.pipeline import IngestStats, Pipeline
 from offsite.ingest.spool import Spool
+from offsite.ingest.spool import orphans as find_orphans
 from offsite.ingest.subscriber import Subscriber
 from offsite.ingest.validate import Policy, policy_topic
 from offsite.runner.rule_process import RuleProcess, RulesFigures
@@ -30,6 +31,7 @@ from offsite.store.pool import open_pool
 from offsite.store.spool_marks import drained_mark
 
 log = logging.getLogger("offsite.ingest")
+SPOOL_LOCK_WAIT_S = 60.0
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -107,8 +109,9 @@ class IngestService:
             migrate(conn)
             self._maintain(conn)
         worker = client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}"
+        orphans: list[Spool] = []
         if s.spool_dir is not None:
-            self.spool = open_spool(s.spool_dir, worker, s.spool_max_bytes, self.pool)
+            self.spool, orphans = open_spools(s.spool_dir, worker, s.spool_max_bytes, self.pool)
         if s.rules_runner == "process":
             self.runner = RuleProcess(
                 self.database_url, runner_config(s), log_level=s.log_level, log_format=s.log_format
@@ -136,6 +139,7 @@ class IngestService:
             worker=worker,
             links=self._links,
             spool=self.spool,
+            orphans=orphans,
         )
         pipeline.refresh_registry()
         self.pipeline = pipeline
@@ -245,16 +249,26 @@ class IngestService:
             self.spool.close()
 
 
-def open_spool(directory: Path, worker: str, max_bytes: int, pool: ConnectionPool) -> Spool:
-    """This worker's spool (a sub-directory named after it), resumed after the position
-    the database says is drained."""
+def open_spools(
+    directory: Path, worker: str, max_bytes: int, pool: ConnectionPool
+) -> tuple[Spool, list[Spool]]:
+    """This worker's spool (a sub-directory named after it), and those of workers that
+    are gone, each resumed after the position the database says is drained."""
     name = re.sub(r"[^A-Za-z0-9._-]", "_", worker) or "ingest"
     spool = Spool(directory / name, max_bytes)
-    spool.open()
+    spool.open(wait_s=SPOOL_LOCK_WAIT_S)  # a peer may be draining it as an orphan
+    left = find_orphans(directory, name, max_bytes)
     with pool.connection() as conn:
-        spool.resume(drained_mark(conn, spool.id))
+        for sp in [spool, *left]:
+            sp.resume(drained_mark(conn, sp.id))
     log.info("spool %s: %d bytes of %d in use", spool.dir, spool.bytes, max_bytes)
-    return spool
+    for sp in left:
+        log.warning(
+            "spool %s of a worker that is gone holds %d messages: storing them",
+            sp.dir,
+            sp.pending_records,
+        )
+    return spool, left
 
 
 def _no_ack(msg: InboundMessage) -> None:

@@ -32,8 +32,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import struct
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Sequence
@@ -207,15 +209,30 @@ class Spool:
         self.pending_records = 0
 
     # -- opening ------------------------------------------------------------------------
-    def open(self) -> None:
-        """Take the directory (one process), repair a torn tail, find the segments."""
+    def open(self, wait_s: float = 0.0) -> None:
+        """Take the directory (one process; waiting up to ``wait_s`` for another that
+        is draining it), repair a torn tail, find the segments."""
+        deadline = time.monotonic() + wait_s
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            while True:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    self.close()
+                    time.sleep(0.2)
+                    continue
+                if _same_file(self._lock_fd, self.dir / "lock"):
+                    break
+                self.close()  # a peer drained this spool and removed it meanwhile: anew
         except BlockingIOError as exc:
+            self.close()
             raise SpoolError(f"spool {self.dir} is in use by another process") from exc
         except OSError as exc:
+            self.close()
             raise SpoolError(f"spool directory {self.dir} is not usable: {exc}") from exc
         id_file = self.dir / "spool.id"
         if not id_file.exists():
@@ -428,6 +445,39 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
+
+
+def orphans(parent: Path, own: str, max_bytes: int) -> list[Spool]:
+    """The spools in ``parent`` left by workers that are gone (no process holds their
+    lock: a replica replaced under a new name), opened for this worker to drain."""
+    found: list[Spool] = []
+    if not parent.is_dir():
+        return found
+    for d in sorted(parent.iterdir()):
+        if d.name == own or not d.is_dir() or not (d / "spool.id").exists():
+            continue
+        sp = Spool(d, max_bytes)
+        try:
+            sp.open()
+        except SpoolError:
+            continue  # its worker is alive (or another is draining it)
+        found.append(sp)
+    return found
+
+
+def discard(spool: Spool) -> None:
+    """Remove a drained orphan spool's directory."""
+    if spool.pending:
+        raise SpoolError(f"spool {spool.dir} still holds undrained messages")
+    shutil.rmtree(spool.dir, ignore_errors=True)
+    spool.close()
 
 
 # stands for the damaged, skipped rest of a segment: carries only a position

@@ -161,3 +161,35 @@ def test_acknowledged_means_stored_through_db_crash_broker_sigkill_and_ingest_ki
         print(ingest.output()[-8000:])  # shown when the test fails
     assert len(POLLUTANTS) * 1400 == _counts(db)[0]
     shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+def test_a_spool_left_by_a_worker_that_is_gone_is_stored_and_removed(
+    tmp_path: Path, db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    """A replica replaced under a new name leaves its spool behind: the next worker to
+    start stores it (once) and removes it."""
+    from offsite.core.readings import InboundMessage
+    from offsite.ingest.spool import Spool
+    from tests.integration.helpers import make_settings, register, running_ingest, scalar
+
+    register(db_url, _registry())  # type: ignore[arg-type]
+    spool_dir = tmp_path / "spool"
+    left = Spool(spool_dir / "replica-that-is-gone", 10**7)
+    left.open()
+    left.resume(None)
+    stream = Stream("mqtt://127.0.0.1:1", unique_topic.replace("+", "{mn}"), MNS, 100, 1.0)
+    at = datetime.now(UTC)
+    left.append(
+        [InboundMessage(*stream.message(i), at, 0, 1) for i in range(100)]  # type: ignore[misc]
+    )
+    left.close()
+    settings = make_settings(db_url, mqtt_url, unique_topic, spool_dir=spool_dir)
+    with running_ingest(settings):
+        wait_for(
+            lambda: scalar(db_url, "SELECT count(*) FROM readings") >= 100 * len(POLLUTANTS),
+            30,
+            what="the orphan's messages stored",
+        )
+        wait_for(lambda: not (spool_dir / "replica-that-is-gone").exists(), 10, what="removed")
+    assert scalar(db_url, "SELECT count(*) FROM readings") == 100 * len(POLLUTANTS)
+    assert scalar(db_url, "SELECT count(*) FROM dead_letters") == 0

@@ -194,3 +194,32 @@ def test_damage_mid_segment_is_skipped_not_fatal(tmp_path: Path) -> None:
     assert [m.payload for m, _ in got[:1]] == [msg(0).payload]
     assert got[-1][1] == sp.end  # the rest of the segment skipped, with its position
     sp.close()
+
+
+def test_orphans_are_spools_nobody_holds(tmp_path: Path) -> None:
+    from offsite.ingest.spool import discard, orphans
+
+    gone = Spool(tmp_path / "gone-worker", 10**6)
+    gone.open()
+    gone.resume(None)
+    gone.append([msg(1)])
+    gone.close()  # its process died
+    alive = Spool(tmp_path / "alive-worker", 10**6)
+    alive.open()
+    found = orphans(tmp_path, "me", 10**6)
+    assert [o.dir.name for o in found] == ["gone-worker"]
+    returning = Spool(tmp_path / "gone-worker", 10**6)
+    with pytest.raises(SpoolError):  # held while a peer drains it
+        returning.open()
+    o = found[0]
+    o.resume(None)
+    with pytest.raises(SpoolError, match="undrained"):
+        discard(o)
+    got = o.read(o.mark, 10)
+    o.drained(got[-1][1], 1, None)
+    discard(o)
+    assert not (tmp_path / "gone-worker").exists()
+    returning.open()  # starts afresh, under a new id
+    assert returning.id != o.id
+    alive.close()
+    returning.close()
