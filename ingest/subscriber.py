@@ -240,6 +240,12 @@ class Subscriber:
                 log.info("let go of the session of %s (%s)", peer, reason)
 
         def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+            if message.topic.startswith(f"{MEMBERS}/"):
+                # the adopted session's own subscription to the members: ours answers those
+                if message.qos > 0:
+                    client.ack(message.mid, message.qos)
+                return
+
             def ack(accepted: bool, mid: int = message.mid, qos: int = message.qos) -> None:
                 if qos > 0:
                     client.ack(mid, qos)
