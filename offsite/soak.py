@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
