@@ -136,6 +136,7 @@ class Pipeline:
         # default: the writer turns to the spool, the lookups to the registry in hand
         self._db_wait: float | None = SPOOL_DB_WAIT_S if spool is not None else None
         self._drainer: threading.Thread | None = None
+        self._drain_conn: psycopg.Connection | None = None
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_revoked(self) -> None:
@@ -485,7 +486,13 @@ class Pipeline:
         spool = self.spool
         assert spool is not None
         delay = DRAIN_RETRY_MIN_S
-        next_beat = 0.0
+        try:
+            self._drain_loop_body(spool, stop, delay)
+        finally:
+            if self._drain_conn is not None:
+                self._drain_conn.close()
+
+    def _drain_loop_body(self, spool: Spool, stop: threading.Event, delay: float) -> None:
         while not stop.is_set():
             current = spool
             if not spool.pending:
@@ -499,8 +506,11 @@ class Pipeline:
                     continue
                 current = self.orphans[0]
             try:
-                drained = self._drain_once(current)
+                self._drain_once(current)
             except Exception as exc:
+                if self._drain_conn is not None:
+                    self._drain_conn.close()
+                    self._drain_conn = None
                 if not unavailable(exc):
                     log.exception("spool drain failed; retrying")
                 else:
@@ -510,9 +520,6 @@ class Pipeline:
                 delay = min(delay * 2, DRAIN_RETRY_MAX_S)
                 continue
             delay = DRAIN_RETRY_MIN_S
-            if drained and time.monotonic() >= next_beat:  # the pipeline thread skips it
-                self._beat()
-                next_beat = time.monotonic() + self.heartbeat_s
             if not spool.pending:
                 log.info("spool drained: %d messages stored from disk", spool.figures.drained)
 
@@ -561,10 +568,14 @@ class Pipeline:
             if r.mn not in heard or at > heard[r.mn]:
                 heard[r.mn] = at
         t0 = time.perf_counter()
+        conn = self._drain_connection()
         try:
-            with self.pool.connection(timeout=DRAIN_POOL_TIMEOUT_S) as conn, conn.transaction():
+            with conn.transaction():
                 new = self._store(conn, batch, heard, through)
                 mark_drained(conn, spool.id, self.worker, reach)
+                # alive in the same breath: a worker silent through the outage would not
+                # hold the rule runner back, and its spooled readings would come late
+                beat(conn, self._heartbeat())
         except psycopg.DatabaseError as exc:
             if unavailable(exc):
                 raise
@@ -576,6 +587,30 @@ class Pipeline:
         self.stats.drained += len(batch)
         self._settle(batch, new, t0)
         return consumed
+
+    def _drain_connection(self) -> psycopg.Connection:
+        """The drainer's own connection, not the pool's: the pool's reconnection backs off
+        for seconds after an outage, while this one is tried on every retry; the first
+        thing it does is say this worker is alive and what it still holds."""
+        if self._drain_conn is not None and not self._drain_conn.closed:
+            return self._drain_conn
+        info = self.pool.conninfo
+        conn = psycopg.connect(
+            info() if callable(info) else info,
+            connect_timeout=DRAIN_CONNECT_TIMEOUT_S,
+            application_name="offsite-drain",
+        )
+        try:
+            with conn.transaction():
+                beat(conn, self._heartbeat())
+                held = self._in_hand_since()
+                if held is not None:
+                    committed_through(conn, self.worker, held)
+        except BaseException:
+            conn.close()
+            raise
+        self._drain_conn = conn
+        return conn
 
     def _split_outcome(self, rel: Released[InboundMessage]) -> tuple[list[InboundMessage], Outcome]:
         """The messages of a released split packet and what they come to."""
@@ -614,9 +649,16 @@ class Pipeline:
 
     def _beat(self) -> None:
         """Publish this worker's state; skipped (not retried) while the database is down.
-        While the spool holds anything the drainer beats, once its commits go through."""
-        if threading.current_thread() is not self._drainer and self._spooling():
+        While the spool holds anything the drainer beats, in its own transactions."""
+        if self._spooling():
             return
+        try:
+            with self.pool.connection(timeout=1.0) as conn:
+                beat(conn, self._heartbeat())
+        except Exception as exc:  # the heartbeat must never stop ingest
+            log.debug("heartbeat not written: %s", exc)
+
+    def _heartbeat(self) -> Heartbeat:
         in_hand, lag = self.backlog()
         broker, conns = self.links()
         s = self.stats
@@ -635,11 +677,7 @@ class Pipeline:
             s.db_errors,
             datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at else None,
         )
-        try:
-            with self.pool.connection(timeout=1.0) as conn:
-                beat(conn, hb)
-        except Exception as exc:  # the heartbeat must never stop ingest
-            log.debug("heartbeat not written: %s", exc)
+        return hb
 
     def _quarantine(
         self,
@@ -733,7 +771,7 @@ SPOOLED: list = []
 SPOOL_DB_WAIT_S = 2.0
 DRAIN_RETRY_MIN_S = 0.25
 DRAIN_RETRY_MAX_S = 2.0  # back within seconds of the database
-DRAIN_POOL_TIMEOUT_S = 5.0
+DRAIN_CONNECT_TIMEOUT_S = 2
 WATERMARK_MARGIN = timedelta(milliseconds=50)
 IDLE_MARK_S = 0.2
 

@@ -581,6 +581,7 @@ def cmd_soak(args: argparse.Namespace, settings: Settings) -> int:
         scenarios=tuple(s for s in args.scenarios.split(",") if s),
         outage_s=args.outage,
         keep=args.keep,
+        spool=not args.no_spool,
     )
     if stop.event.is_set():
         _print("soak: interrupted")
@@ -769,6 +770,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--outage", type=float, default=None, help="seconds each outage lasts")
     k.add_argument("--keep", action="store_true", help="keep the soak's PostgreSQL cluster")
+    k.add_argument(
+        "--no-spool",
+        action="store_true",
+        help="ingest without its disk buffer (the broker holds the backlog): for comparison",
+    )
 
     e = sub.add_parser(
         "eval",

@@ -123,6 +123,7 @@ class SoakPlan:
     duration_s: float
     outage_s: float
     start: datetime  # device time of the first message: the same data in every scenario
+    spool: bool = True  # ingest's disk buffer on (off: the broker holds the backlog)
 
     @property
     def count(self) -> int:
@@ -139,6 +140,7 @@ def run_soak(
     scenarios: tuple[str, ...] = SCENARIOS,
     outage_s: float | None = None,
     keep: bool = False,
+    spool: bool = True,
 ) -> SoakResult:
     """Run ``clean`` first (the reference), then each fault scenario; print the table."""
     binary = mosquitto_binary()
@@ -159,10 +161,12 @@ def run_soak(
         duration_s,
         outage_s if outage_s is not None else max(3.0, min(20.0, duration_s / 3)),
         datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=n_per_device + 120),
+        spool,
     )
     out(
         f"soak: {len(order)} scenarios × {plan.count} messages "
-        f"({devices} devices, {rate:g} msg/s, {duration_s:g} s, outages {plan.outage_s:g} s); "
+        f"({devices} devices, {rate:g} msg/s, {duration_s:g} s, outages {plan.outage_s:g} s, "
+        f"spool {'on' if spool else 'off'}); "
         f"work in {work}"
     )
     pg = OwnPostgres(work / "pg")
@@ -251,7 +255,7 @@ def _scenario(
                 "OFFSITE_MQTT_CLIENT_ID": f"soak-{i}",
                 "OFFSITE_MQTT_SHARED_GROUP": GROUP,
                 "OFFSITE_RULES_FILE": str(rules),
-                "OFFSITE_SPOOL_DIR": str(work / "spool"),
+                **({"OFFSITE_SPOOL_DIR": str(work / "spool")} if plan.spool else {}),
             },
             work / f"ingest-{i}.log",
         )
