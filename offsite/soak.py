@@ -16,8 +16,10 @@ The faults are the real thing, not imitations:
 - ``ingest_kill9``: kill -9 of both workers at once, restarted.
 
 Every scenario runs two ingest workers on a shared subscription with a disk spool each,
-a private Mosquitto configured as deploy/mosquitto (lossless, ``autosave_interval 30``)
-and a fresh database on the soak's own PostgreSQL cluster, so it can break things freely.
+a private Mosquitto configured as deploy/mosquitto (lossless) but with
+``autosave_interval 3600`` (a SIGKILL loses all it accepted since start: the worst
+case of the deployed 30 s), and a fresh database on the soak's own PostgreSQL cluster,
+so it can break things freely.
 """
 
 from __future__ import annotations
@@ -243,7 +245,9 @@ def _scenario(
     with psycopg.connect(db) as conn:
         migrate(conn)
         save_registry(conn, _registry(mns))
-    broker = OwnMosquitto(work / "mosquitto", LOSSLESS + "autosave_interval 30\n", binary=binary)
+    # autosave far away: a SIGKILL loses everything accepted since start, the worst case
+    # of deploy/mosquitto (autosave_interval 30: killed just before a save)
+    broker = OwnMosquitto(work / "mosquitto", LOSSLESS + "autosave_interval 3600\n", binary=binary)
     rules = work / "rules.toml"  # outages are injected on purpose: not "offline"
     rules.write_text('base = "default"\n[offline]\nenabled = false\n')
     workers = [
