@@ -280,6 +280,11 @@ def _scenario(
                     "ingest did not start:\n" + "\n".join(w.output()[-1500:] for w in workers)
                 )
             time.sleep(0.2)
+        # a graceful restart saves the sessions (as autosave would within 30 s of their
+        # creation in a deployment): the SIGKILL later loses the backlog, not the sessions
+        broker.stop()
+        broker.start()
+        time.sleep(4.0)  # paho reconnects within 1 s, then resubscribes
         stream = Stream(
             broker.url, TOPIC.replace("+", "{mn}"), mns, plan.count, plan.rate, start=plan.start
         ).start()
