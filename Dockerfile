@@ -28,11 +28,12 @@ COPY --from=build /wheels /wheels
 # mounted on it starts as a copy of it (owner included), so the non-root user can write.
 #   /data  OFFSITE_DATA_DIR (embedded services' state; the working directory)
 #   /auth  the broker-auth job's password and ACL files (compose volume broker-auth)
+#   /var/lib/offsite/spool  ingest's disk buffer (OFFSITE_SPOOL_DIR; volume ingest-spool)
 RUN pip install --no-cache-dir /wheels/*.whl \
     && rm -rf /wheels \
     && useradd --system --user-group --uid 10001 --home-dir /data --no-create-home offsite \
-    && mkdir -p /data /auth \
-    && chown offsite:offsite /data /auth
+    && mkdir -p /data /auth /var/lib/offsite/spool \
+    && chown offsite:offsite /data /auth /var/lib/offsite/spool
 USER offsite
 WORKDIR /data
 ENTRYPOINT ["offsite"]

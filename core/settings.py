@@ -7,6 +7,7 @@ PostgreSQL and broker" — the fresh-laptop default.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -58,6 +59,20 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     max_future_s: float = Field(default=300.0, ge=0, description="clock skew tolerated")
     max_age_days: float = Field(default=30.0, gt=0, description="oldest backfill accepted")
+
+    # ingest's disk buffer (ingest/spool.py)
+    spool_dir: Path | None = Field(
+        default=None,
+        description="while the database is away, ingest keeps what it receives here "
+        "(one sub-directory per worker, fsync'd before the broker is acknowledged) and "
+        "stores it when the database returns; unset: off, the broker holds the backlog",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3,
+        ge=1024**2,
+        le=2**50,
+        description="the spool's size limit; full, ingest stops acknowledging",
+    )
 
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = Field(
@@ -196,6 +211,22 @@ class Settings(BaseSettings):
         (``offsite.cli.settings_from_env``), since the kernel knows no rules."""
         if v is not None and not v.is_file():
             raise ValueError(f"{v}: no such file")
+        return v
+
+    @field_validator("spool_dir")
+    @classmethod
+    def _spool_dir_usable(cls, v: Path | None) -> Path | None:
+        """Refuse a spool path that is a file, or whose nearest existing parent is not a
+        writable directory, at start rather than at the first outage."""
+        if v is None:
+            return v
+        if v.exists() and not v.is_dir():
+            raise ValueError(f"{v} exists and is not a directory")
+        probe = v
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise ValueError(f"{probe} is not a writable directory")
         return v
 
     @field_validator("mqtt_topic")

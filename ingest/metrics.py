@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from offsite.ingest.pipeline import IngestStats
+from offsite.ingest.spool import Spool
 from offsite.runner.rule_process import RulesFigures
 
 
@@ -28,7 +29,9 @@ class IngestCollector(Collector):
         links: Callable[[], tuple[bool | None, int | None]],
         backlog: Callable[[], tuple[int, float]],
         rules: Callable[[], RulesFigures] | None = None,
+        spool: Spool | None = None,
     ) -> None:
+        self.spool = spool
         self.stats = stats
         self.links = links
         self.backlog = backlog
@@ -84,6 +87,34 @@ class IngestCollector(Collector):
             "Unix time of the last commit",
             value=s.last_commit_at,
         )
+        if self.spool is not None:
+            sp = self.spool
+            f = sp.figures
+            for name, doc, value in (
+                (
+                    "offsite_ingest_spooled_messages",
+                    "Messages put in the spool (acknowledged once on disk)",
+                    f.appended,
+                ),
+                ("offsite_ingest_spooled_bytes", "Bytes written to the spool", f.appended_bytes),
+                (
+                    "offsite_ingest_spool_drained_messages",
+                    "Messages stored from the spool",
+                    f.drained,
+                ),
+                ("offsite_ingest_spool_full", "Appends refused by a full spool", f.refused_full),
+            ):
+                yield CounterMetricFamily(name, doc, value=value)
+            for name, doc, value in (
+                ("offsite_ingest_spool_bytes", "Bytes in the spool now", sp.bytes),
+                ("offsite_ingest_spool_capacity_bytes", "The spool's size limit", sp.max_bytes),
+                (
+                    "offsite_ingest_spool_pending_messages",
+                    "Messages in the spool not yet stored",
+                    sp.pending_records,
+                ),
+            ):
+                yield GaugeMetricFamily(name, doc, value=value)
         if self.rules is not None:
             r = self.rules()
             leading, judged, late = r.leading, r.judged, r.late

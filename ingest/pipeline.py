@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -47,6 +47,7 @@ from offsite.core.retry import plain_sleep, retry
 from offsite.ingest.batcher import Batch, Batcher
 from offsite.ingest.histogram import BATCH_SIZE_BOUNDS, COMMIT_SECONDS_BOUNDS, Counts
 from offsite.ingest.reassembly import assemble, complete, expired_letter, part_of
+from offsite.ingest.spool import Position, Spool, discard, is_skip
 from offsite.ingest.validate import Policy, process
 from offsite.store.dead_letters import insert_dead_letters
 from offsite.store.errors import DB_BACKOFF, unavailable
@@ -56,6 +57,7 @@ from offsite.store.registry import load_registry, load_revoked
 from offsite.store.rule_inbox import queue_for_rules
 from offsite.store.split_parts import expire as expire_parts
 from offsite.store.split_parts import hold as hold_parts
+from offsite.store.spool_marks import mark_drained
 from offsite.store.workers import Heartbeat, beat, committed_through
 
 log = logging.getLogger("offsite.ingest")
@@ -77,6 +79,8 @@ class IngestStats:
     db_errors: int = 0
     last_commit_at: float = 0.0
     dead_by_reason: dict[str, int] = field(default_factory=dict)
+    spooled: int = 0  # messages acknowledged once on disk (the database away)
+    drained: int = 0  # … and later stored from the spool
     batch_readings: Counts = field(default_factory=lambda: Counts(BATCH_SIZE_BOUNDS))
     commit_seconds: Counts = field(default_factory=lambda: Counts(COMMIT_SECONDS_BOUNDS))
 
@@ -98,6 +102,9 @@ class Pipeline:
         revoked_check_s: float = 5.0,
         in_transit: Callable[[], datetime | None] = lambda: None,
         links: Callable[[], tuple[bool | None, int | None]] = lambda: (None, None),
+        spool: Spool | None = None,
+        drain_messages: int = 2000,
+        orphans: list[Spool] | None = None,
     ) -> None:
         self.pool = pool
         self.policy = policy
@@ -126,19 +133,28 @@ class Pipeline:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="offsite-writer")
         # batches handed to the writer and not yet reaped here (at most two)
         self._writing: deque[tuple[Batch, Future[None]]] = deque()
+        # the disk buffer (None: off): batches go there while the database is away
+        self.spool = spool
+        self.drain_messages = drain_messages
+        self.orphans = list(orphans or [])  # spools of workers that are gone: drained too
+        # with a spool, a dead database must not hold a thread for the pool's 30 s
+        # default: the writer turns to the spool, the lookups to the registry in hand
+        self._db_wait: float | None = SPOOL_DB_WAIT_S if spool is not None else None
+        self._drainer: threading.Thread | None = None
+        self._drain_conn: psycopg.Connection | None = None
 
     # -- registry -----------------------------------------------------------------------
     def _refresh_revoked(self) -> None:
         """Revocations take effect within ``revoked_check_s`` (one small query), not the
         full registry refresh: a revoked device should stop being stored soon."""
-        with self.pool.connection() as conn:
+        with self.pool.connection(timeout=self._db_wait) as conn:
             self.revoked = load_revoked(conn)
 
     def refresh_registry(self) -> None:
         self._last_registry_load = time.monotonic()
         self._registry_as_of = datetime.now(UTC)
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=self._db_wait) as conn:
                 reg = load_registry(conn)
                 revoked = load_revoked(conn)
         except RegistryError as exc:  # edited by hand into something we refuse
@@ -151,14 +167,19 @@ class Pipeline:
     def run(self, inbox: queue.Queue[InboundMessage], stop: threading.Event) -> None:
         """Run until ``stop`` is set; then commit and acknowledge what is in hand."""
         self._inbox = inbox
+        if self.spool is not None:
+            self._drainer = threading.Thread(
+                target=self._drain_loop, args=(stop,), name="offsite-drain", daemon=True
+            )
+            self._drainer.start()
         while not stop.is_set():
             self._reap()
             now = time.monotonic()
             if now >= self._next_registry:
-                self._guard(self.refresh_registry, stop)
+                self._lookup(self.refresh_registry, stop)
                 self._next_registry = now + self.registry_refresh_s
             if now >= self._next_revoked:
-                self._guard(self._refresh_revoked, stop)
+                self._lookup(self._refresh_revoked, stop)
                 self._next_revoked = now + self.revoked_check_s
             if now >= self._next_split_sweep:
                 self._guard(self._expire_splits, stop)
@@ -192,9 +213,14 @@ class Pipeline:
             self._commit(last, None)
         self._reap(keep=0)
         self._writer.shutdown()
-        try:  # stopped: hold no one back (what is left in hand the broker redelivers)
+        if self._drainer is not None:
+            self._drainer.join()
+        # stopped: hold no one back (what is left in hand the broker redelivers), except
+        # for what waits in the spool: it is ours to store when we are back
+        waiting = self.spool.pending_since if self.spool is not None else None
+        try:
             with self.pool.connection(timeout=2.0) as conn:
-                committed_through(conn, self.worker, datetime.max.replace(tzinfo=UTC))
+                committed_through(conn, self.worker, waiting or datetime.max.replace(tzinfo=UTC))
         except Exception as exc:
             log.debug("final watermark not written: %s", exc)
 
@@ -239,13 +265,14 @@ class Pipeline:
             wait = UNKNOWN_RELOAD_S - (time.monotonic() - self._last_registry_load)
             if wait > 0:
                 time.sleep(wait)
-            self._guard(self.refresh_registry, stop)
+            self._lookup(self.refresh_registry, stop)
             outcome = process(msg, self.known, self.policy, self.revoked)
         return outcome
 
-    def _in_hand_since(self, writing: bool = True) -> datetime | None:
+    def _in_hand_since(self, writing: bool = True, spool: bool = True) -> datetime | None:
         """When the oldest message still in hand (not committed) was received; with
-        ``writing`` False, leaving out the batches with the writer."""
+        ``writing`` False, leaving out the batches with the writer, with ``spool`` False
+        what waits in the spool."""
         times = [m.received_at for m in self.batcher.pending()[:1]]
         if writing:
             times += [
@@ -261,6 +288,9 @@ class Pipeline:
             with inbox.mutex:
                 if inbox.queue:
                     times.append(inbox.queue[0].received_at)
+        spooled = self.spool.pending_since if self.spool is not None and spool else None
+        if spooled is not None:  # acknowledged, on disk, not yet stored
+            times.append(spooled)
         return min(times, default=None)
 
     def _through(self) -> datetime:
@@ -282,7 +312,7 @@ class Pipeline:
     def _mark_idle(self) -> None:
         """Idle: move the promise on, so the rule runner does not wait for us."""
         now = time.monotonic()
-        if now < self._next_mark:
+        if now < self._next_mark or self._spooling():
             return
         self._next_mark = now + IDLE_MARK_S
         try:
@@ -310,6 +340,25 @@ class Pipeline:
             _, done = self._writing.popleft()
             done.result()
 
+    def _store(
+        self,
+        conn: psycopg.Connection,
+        batch: Batch,
+        heard: dict[str, datetime],
+        through: datetime,
+    ) -> tuple[list[Reading], Batch]:
+        """One batch's transaction body: readings, dead letters, packets, the split
+        packets its parts complete, the rule queue and this worker's promise, all or
+        nothing. Returns the new readings and the batch as stored (splits included)."""
+        full = self._with_splits(conn, batch)
+        new = insert_readings(conn, full.readings, full.received)
+        insert_dead_letters(conn, full.dead)
+        insert_packets(conn, full.packets)
+        # judged by the rule runner, whichever worker leads it (rule_runner.py)
+        queue_for_rules(conn, new, _received_of(new, full), heard)
+        committed_through(conn, self.worker, through)
+        return new, full
+
     def _write(
         self,
         batch: Batch,
@@ -317,24 +366,34 @@ class Pipeline:
         through: datetime,
         stop: threading.Event | None,
     ) -> None:
-        """The writer thread: commit the batch, then acknowledge it and count it."""
+        """The writer thread: commit the batch (or, the database away, put it in the
+        spool), then acknowledge it and count it."""
+        t0 = time.perf_counter()  # commit latency, database retries included
+        behind = self._spool_behind(batch, stop)
+        if behind is None:
+            log.warning(
+                "shutdown with %d messages the full spool could not take; "
+                "the broker will redeliver them",
+                len(batch),
+            )
+            return
+        if behind:
+            self._settle(batch, [], t0, spooled=True)
+            return
 
         written = [batch]  # with the split packets this batch completed, once committed
 
         def write() -> list:
-            with self.pool.connection() as conn, conn.transaction():
-                full = written[0] = self._with_splits(conn, batch)
-                new = insert_readings(conn, full.readings, full.received)
-                insert_dead_letters(conn, full.dead)
-                insert_packets(conn, full.packets)
-                # judged by the rule runner, whichever worker leads it (rule_runner.py)
-                queue_for_rules(conn, new, _received_of(new, full), heard)
-                committed_through(conn, self.worker, through)
+            with self.pool.connection(timeout=self._db_wait) as conn, conn.transaction():
+                new, written[0] = self._store(conn, batch, heard, through)
                 return new
 
-        t0 = time.perf_counter()  # commit latency, database retries included
+        def to_spool() -> bool:
+            assert self.spool is not None
+            return self.spool.append(batch.messages)
+
         try:
-            new = self._guard(write, stop)
+            new = self._guard(write, stop, fallback=to_spool if self.spool else None)
         except psycopg.DatabaseError as exc:  # refused for what it holds: this batch
             written[0] = batch
             new = self._quarantine(batch, exc, stop)
@@ -344,16 +403,64 @@ class Pipeline:
                 len(batch),
             )
             return
+        if new is SPOOLED:
+            log.warning(
+                "database unavailable: keeping messages in the spool %s and acknowledging "
+                "them once on disk; they are stored when it returns",
+                self.spool.dir if self.spool else "",
+            )
+            self._settle(batch, [], t0, spooled=True)
+            return
+        self._settle(batch, new, t0, full=written[0])
+
+    def _spool_behind(self, batch: Batch, stop: threading.Event | None) -> bool | None:
+        """While the spool holds anything, a batch joins it (the spool drains in arrival
+        order). True: spooled; False: the spool is empty, commit directly; None: stopped
+        while the spool was full. A full spool holds the batch unacknowledged until the
+        drainer frees room, so the broker keeps the rest, as without a spool."""
+        spool = self.spool
+        if spool is None or not batch.messages:
+            return False
+        warned = False
+        while True:
+            with spool.lock:
+                if not spool.pending:
+                    return False
+                if spool.append(batch.messages):
+                    return True
+            if not warned:
+                log.warning(
+                    "spool full (%d bytes): no longer acknowledging; the broker holds the rest",
+                    spool.max_bytes,
+                )
+                warned = True
+            if stop is None or stop.wait(0.2):
+                return None
+
+    def _settle(
+        self,
+        batch: Batch,
+        new: list[Reading],
+        t0: float,
+        *,
+        spooled: bool = False,
+        full: Batch | None = None,
+    ) -> None:
+        """Acknowledge a committed (or spooled) batch and count it (``full``: the batch as
+        stored, with the split packets it completed)."""
         for m, accepted in zip(batch.messages, batch.accepted, strict=True):
             if m.on_commit is not None:
                 m.on_commit(accepted)
             elif m.transport == "mqtt":
                 self.ack(m)
         s = self.stats
+        if spooled:
+            s.spooled += len(batch)
+            return
         s.commit_seconds.observe(time.perf_counter() - t0)
         s.batch_readings.observe(len(batch.readings))
         s.batches += 1
-        full = written[0]
+        full = full or batch
         s.readings_stored += len(new)
         s.duplicates += len(full.readings) - len(new)
         s.dead_letters += len(full.dead)
@@ -397,6 +504,145 @@ class Pipeline:
             full.dead.extend(strays)
         return full
 
+    def _spooling(self) -> bool:
+        """Is the spool holding anything? (Then the database was lately away: the
+        pipeline thread does not wait on it; the drainer does.)"""
+        return self.spool is not None and self.spool.pending
+
+    def _lookup(self, fn: Callable[[], None], stop: threading.Event | None) -> None:
+        """A registry read for the pipeline thread. With a spool it is tried once: the
+        database away, the copy in hand serves (the spool re-validates on drain), and
+        live messages keep flowing to the spool. Without one, retried as before."""
+        if self.spool is None or not self.known:
+            self._guard(fn, stop)
+            return
+        if self._spooling():  # the database was lately away; the drainer re-validates
+            return
+        try:
+            fn()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.debug("registry not refreshed (database unavailable): %s", exc)
+
+    # -- the spool's drainer (its own thread) --------------------------------------------
+    def _drain_loop(self, stop: threading.Event) -> None:
+        """Store what the spool holds, oldest first, through the same validate/store
+        path; each batch commits with the spool position it reaches."""
+        spool = self.spool
+        assert spool is not None
+        delay = DRAIN_RETRY_MIN_S
+        try:
+            self._drain_loop_body(spool, stop, delay)
+        finally:
+            if self._drain_conn is not None:
+                self._drain_conn.close()
+
+    def _drain_loop_body(self, spool: Spool, stop: threading.Event, delay: float) -> None:
+        while not stop.is_set():
+            current = spool
+            if not spool.pending:
+                while self.orphans and not self.orphans[0].pending:
+                    done = self.orphans.pop(0)
+                    log.info("spool %s of a worker that is gone: drained, removed", done.dir)
+                    discard(done)
+                if not self.orphans:
+                    stop.wait(0.05)
+                    delay = DRAIN_RETRY_MIN_S
+                    continue
+                current = self.orphans[0]
+            try:
+                self._drain_once(current)
+            except Exception as exc:
+                if self._drain_conn is not None:
+                    self._drain_conn.close()
+                    self._drain_conn = None
+                if not unavailable(exc):
+                    log.exception("spool drain failed; retrying")
+                else:
+                    log.info("spool: database still unavailable (%s)", str(exc).strip()[:120])
+                self.stats.db_errors += 1
+                stop.wait(delay)
+                delay = min(delay * 2, DRAIN_RETRY_MAX_S)
+                continue
+            delay = DRAIN_RETRY_MIN_S
+            if not spool.pending:
+                log.info("spool drained: %d messages stored from disk", spool.figures.drained)
+
+    def _drain_once(self, spool: Spool) -> int:
+        """Read a chunk from the spool's mark, store it, advance the mark. Returns how
+        many records it consumed."""
+        mark = spool.mark
+        chunk = spool.read(mark, self.drain_messages)
+        if not chunk:
+            return 0
+        builder = Batcher(10**9, 1e9, 10**9)
+        for raw, _end in chunk:
+            if is_skip(raw):
+                continue
+            msg = replace(raw, on_commit=_already_acknowledged)
+            # a split part goes with the batch into the store, where its set is kept and
+            # assembled when complete (``_with_splits``), as on the live path
+            builder.add(msg, process(msg, self.known, self.policy, self.revoked), 0.0)
+        reach = chunk[-1][1]
+        consumed = len(chunk)
+        batch = builder.flush() or Batch()
+        nxt = spool.read(reach, 1)
+        next_since = nxt[0][0].received_at if nxt else None
+        live = self._in_hand_since(spool=False)
+        through = min(
+            (t for t in (next_since, live) if t is not None),
+            default=datetime.now(UTC) - WATERMARK_MARGIN,
+        )
+        heard: dict[str, datetime] = {}
+        for at, r in zip(batch.received, batch.readings, strict=True):
+            if r.mn not in heard or at > heard[r.mn]:
+                heard[r.mn] = at
+        t0 = time.perf_counter()
+        conn = self._drain_connection()
+        try:
+            with conn.transaction():
+                new, full = self._store(conn, batch, heard, through)
+                mark_drained(conn, spool.id, self.worker, reach)
+                # alive in the same breath: a worker silent through the outage would not
+                # hold the rule runner back, and its spooled readings would come late
+                beat(conn, self._heartbeat())
+        except psycopg.DatabaseError as exc:
+            if unavailable(exc):
+                raise
+            kept = self._quarantine(batch, exc, None, mark=(spool, reach))
+            if kept is None:
+                raise
+            new, full = kept, batch
+        spool.drained(reach, consumed, next_since)
+        self.stats.drained += len(batch)
+        self._settle(batch, new, t0, full=full)
+        return consumed
+
+    def _drain_connection(self) -> psycopg.Connection:
+        """The drainer's own connection, not the pool's: the pool's reconnection backs off
+        for seconds after an outage, while this one is tried on every retry; the first
+        thing it does is say this worker is alive and what it still holds."""
+        if self._drain_conn is not None and not self._drain_conn.closed:
+            return self._drain_conn
+        info = self.pool.conninfo
+        conn = psycopg.connect(
+            info() if callable(info) else info,
+            connect_timeout=DRAIN_CONNECT_TIMEOUT_S,
+            application_name="offsite-drain",
+        )
+        try:
+            with conn.transaction():
+                beat(conn, self._heartbeat())
+                held = self._in_hand_since()
+                if held is not None:
+                    committed_through(conn, self.worker, held)
+        except BaseException:
+            conn.close()
+            raise
+        self._drain_conn = conn
+        return conn
+
     def backlog(self) -> tuple[int, float]:
         """(messages in hand not yet committed, age in seconds of the oldest of them)."""
         now = datetime.now(UTC)
@@ -414,7 +660,17 @@ class Pipeline:
         return depth + len(self.batcher.pending()), lag
 
     def _beat(self) -> None:
-        """Publish this worker's state; skipped (not retried) while the database is down."""
+        """Publish this worker's state; skipped (not retried) while the database is down.
+        While the spool holds anything the drainer beats, in its own transactions."""
+        if self._spooling():
+            return
+        try:
+            with self.pool.connection(timeout=1.0) as conn:
+                beat(conn, self._heartbeat())
+        except Exception as exc:  # the heartbeat must never stop ingest
+            log.debug("heartbeat not written: %s", exc)
+
+    def _heartbeat(self) -> Heartbeat:
         in_hand, lag = self.backlog()
         broker, conns = self.links()
         s = self.stats
@@ -433,14 +689,14 @@ class Pipeline:
             s.db_errors,
             datetime.fromtimestamp(s.last_commit_at, UTC) if s.last_commit_at else None,
         )
-        try:
-            with self.pool.connection(timeout=1.0) as conn:
-                beat(conn, hb)
-        except Exception as exc:  # the heartbeat must never stop ingest
-            log.debug("heartbeat not written: %s", exc)
+        return hb
 
     def _quarantine(
-        self, batch: Batch, exc: Exception, stop: threading.Event | None
+        self,
+        batch: Batch,
+        exc: Exception,
+        stop: threading.Event | None,
+        mark: tuple[Spool, Position] | None = None,
     ) -> list[Reading] | None:
         """Keep a batch the database refuses (a value it cannot store, a bug) as dead
         letters, raw bytes and the database's reason included, so one poison message
@@ -461,29 +717,48 @@ class Pipeline:
         def write() -> list:
             with self.pool.connection() as conn, conn.transaction():
                 insert_dead_letters(conn, batch.dead)
+                if mark is not None:
+                    mark_drained(conn, mark[0].id, self.worker, mark[1])
             return []
 
         return self._guard(write, stop)
 
-    def _guard(self, fn: Callable[[], list | None], stop: threading.Event | None) -> list | None:
+    def _guard(
+        self,
+        fn: Callable[[], list | None],
+        stop: threading.Event | None,
+        fallback: Callable[[], bool] | None = None,
+    ) -> list | None:
         """Run a database step, retrying with backoff while the database is unavailable.
 
         "Unavailable" is a lost or refused connection, an exhausted pool, or a server
         that cannot take writes from us right now (read-only during a failover, a grant
         or table missing mid-deploy). Any other database error is raised: the data itself
         was refused. Returns None if ``stop`` is set while retrying; with ``stop`` None
-        (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None.
+        (shutting down) it gives up after ``SHUTDOWN_RETRY_S`` and returns None. With a
+        ``fallback`` (the spool), each failure first tries it, and its success returns
+        ``SPOOLED``: the caller acknowledges what is now on disk.
         """
 
         def failed(exc: BaseException, delay: float) -> None:
-            self.stats.db_errors += 1
             log.warning(
                 "database unavailable (%s); retrying in %.1f s", str(exc).strip()[:200], delay
             )
 
+        def attempt() -> list | None:
+            try:
+                return fn()
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+                self.stats.db_errors += 1
+                if fallback is not None and fallback():
+                    return SPOOLED
+                raise
+
         try:
             result = retry(
-                fn,
+                attempt,
                 retry_on=unavailable,
                 backoff=DB_BACKOFF,
                 deadline_s=None if stop is not None else SHUTDOWN_RETRY_S,
@@ -506,5 +781,15 @@ def _received_of(new: list[Reading], batch: Batch) -> list[datetime]:
     return [at[(r.mn, r.pollutant, r.kind_text, r.ts)] for r in new]
 
 
+def _already_acknowledged(accepted: bool) -> None:
+    """Drained messages were acknowledged when they reached the spool."""
+
+
+# the batch went to the spool (see _guard): acknowledge it, nothing was stored
+SPOOLED: list = []
+SPOOL_DB_WAIT_S = 2.0
+DRAIN_RETRY_MIN_S = 0.25
+DRAIN_RETRY_MAX_S = 2.0  # back within seconds of the database
+DRAIN_CONNECT_TIMEOUT_S = 2
 WATERMARK_MARGIN = timedelta(milliseconds=50)
 IDLE_MARK_S = 0.2

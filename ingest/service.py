@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -17,6 +19,8 @@ from offsite.core.settings import Settings
 from offsite.ingest.batcher import Batcher
 from offsite.ingest.gateway import Gateway
 from offsite.ingest.pipeline import IngestStats, Pipeline
+from offsite.ingest.spool import Spool
+from offsite.ingest.spool import orphans as find_orphans
 from offsite.ingest.subscriber import Subscriber
 from offsite.ingest.validate import Policy, policy_topic
 from offsite.runner.rule_process import RulesFigures, RuleSupervisor, RunnerHealth
@@ -25,9 +29,11 @@ from offsite.store.errors import StoreError
 from offsite.store.migrate import migrate
 from offsite.store.partitions import maintain
 from offsite.store.pool import open_pool
+from offsite.store.spool_marks import drained_mark
 from offsite.store.workers import runner_state
 
 log = logging.getLogger("offsite.ingest")
+SPOOL_LOCK_WAIT_S = 60.0
 
 
 def policy_from(settings: Settings) -> Policy:
@@ -91,16 +97,23 @@ class IngestService:
         self._thread: threading.Thread | None = None
         self.runner: RuleSupervisor | None = None
         self.error: BaseException | None = None
+        self.spool: Spool | None = None
 
     def start(self) -> None:
         s = self.settings
         # one connection each for the pipeline's writer thread (batches), the pipeline
         # thread (heartbeats, watermarks, the registry) and the storage upkeep thread
-        self.pool = open_pool(self.database_url, max_size=3, name="offsite-ingest")
+        # (and one for the spool's drainer)
+        self.pool = open_pool(
+            self.database_url, max_size=4 if s.spool_dir else 3, name="offsite-ingest"
+        )
         with self.pool.connection() as conn:
             migrate(conn)
             self._maintain(conn)
         worker = client_id(s) if self.mqtt_url is not None else f"gateway-{s.gateway_port}"
+        orphans: list[Spool] = []
+        if s.spool_dir is not None:
+            self.spool, orphans = open_spools(s.spool_dir, worker, s.spool_max_bytes, self.pool)
         if s.rules_runner == "process":
             self.runner = RuleSupervisor(
                 self.database_url,
@@ -131,6 +144,8 @@ class IngestService:
             in_transit=self._in_transit,
             worker=worker,
             links=self._links,
+            spool=self.spool,
+            orphans=orphans,
         )
         pipeline.refresh_registry()
         self.pipeline = pipeline
@@ -159,7 +174,9 @@ class IngestService:
             from offsite.ingest.metrics import IngestCollector, serve_metrics
 
             serve_metrics(
-                IngestCollector(self.stats, self._links, pipeline.backlog, self.rules_figures),
+                IngestCollector(
+                    self.stats, self._links, pipeline.backlog, self.rules_figures, self.spool
+                ),
                 s.metrics_host,
                 s.metrics_port,
             )
@@ -247,6 +264,30 @@ class IngestService:
             self.gateway.stop()
         if self.pool is not None:
             self.pool.close()
+        if self.spool is not None:
+            self.spool.close()
+
+
+def open_spools(
+    directory: Path, worker: str, max_bytes: int, pool: ConnectionPool
+) -> tuple[Spool, list[Spool]]:
+    """This worker's spool (a sub-directory named after it), and those of workers that
+    are gone, each resumed after the position the database says is drained."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", worker) or "ingest"
+    spool = Spool(directory / name, max_bytes)
+    spool.open(wait_s=SPOOL_LOCK_WAIT_S)  # a peer may be draining it as an orphan
+    left = find_orphans(directory, name, max_bytes)
+    with pool.connection() as conn:
+        for sp in [spool, *left]:
+            sp.resume(drained_mark(conn, sp.id))
+    log.info("spool %s: %d bytes of %d in use", spool.dir, spool.bytes, max_bytes)
+    for sp in left:
+        log.warning(
+            "spool %s of a worker that is gone holds %d messages: storing them",
+            sp.dir,
+            sp.pending_records,
+        )
+    return spool, left
 
 
 def _no_ack(msg: InboundMessage) -> None:

@@ -13,6 +13,7 @@ sha512, 101 iterations, salt prepended) and authorizer, or file-based ACL::
 
     {allow, {username, "<mn>"}, publish, ["devices/<mn>/telemetry"]}.
     {allow, {username, "offsite-ingest"}, subscribe, ["devices/+/telemetry"]}.
+    {allow, {username, "offsite-ingest"}, all, ["offsite/members/#"]}.
     {deny, all}.
 """
 
@@ -65,7 +66,14 @@ def render(
                 "the ingest user needs a password (OFFSITE_MQTT_URL mqtt://user:password@host:port)"
             )
         pw_lines.append(f"{_check_name(ingest_user)}:{mosquitto_hash(ingest_password, salt)}")
-        acl += [f"user {ingest_user}", f"topic read {prefix}/+/{suffix}", ""]
+        # offsite/members/#: share-group members announce themselves (up / gone, as
+        # their will) and adopt a dead member's session (ingest/subscriber.py)
+        acl += [
+            f"user {ingest_user}",
+            f"topic read {prefix}/+/{suffix}",
+            "topic readwrite offsite/members/#",
+            "",
+        ]
     if simulator is not None:
         pw_lines.append(f"{_check_name(simulator[0])}:{mosquitto_hash(simulator[1], salt)}")
         acl += [f"user {simulator[0]}", f"topic write {prefix}/+/{suffix}", ""]

@@ -91,6 +91,14 @@ class OwnMosquitto:
             self.proc.wait(10)
         self.proc = None
 
+    def kill9(self) -> None:
+        """SIGKILL: no persistence written on the way out (everything accepted since the
+        last ``autosave_interval`` is lost, as in a crash)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
     def log(self) -> str:
         path = self.workdir / "mosquitto.log"
         return path.read_text() if path.exists() else ""

@@ -8,7 +8,6 @@ no mosquitto binary, and never in CI."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -209,8 +208,15 @@ def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: 
     assert rows == distinct == stream.readings == 3000 * len(POLLUTANTS)
 
 
-def test_soak_command_balances_its_books(admin_db_url: str, broker: OwnMosquitto) -> None:
-    """``offsite soak`` end to end, short: a fault or two, then published = stored."""
+def test_soak_command_balances_its_books() -> None:
+    """``offsite soak`` end to end, short: the clean run and two real faults (a PostgreSQL
+    crash, kill -9 of one shared worker), each stored exactly once; the table says how
+    the alerts compare with the clean run."""
+    from offsite.mosquitto import mosquitto_binary
+    from offsite.pgcluster import pg_bin
+
+    if pg_bin() is None or mosquitto_binary() is None:
+        pytest.skip("needs PostgreSQL's initdb and pg_ctl (the soak crashes a cluster)")
     res = subprocess.run(
         [
             sys.executable,
@@ -218,18 +224,36 @@ def test_soak_command_balances_its_books(admin_db_url: str, broker: OwnMosquitto
             "offsite.cli",
             "soak",
             "--duration",
-            "25",
+            "15",
             "--rate",
             "50",
-            "--faults",
-            "kill9,db_cut",
-            "--seed",
-            "3",
+            "--devices",
+            "5",
+            "--outage",
+            "5",
+            "--scenarios",
+            "clean,pg_crash,worker_kill9",
         ],
-        env={**os.environ, "OFFSITE_DATABASE_URL": admin_db_url},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "soak: BALANCED" in res.stdout and "fault:" in res.stdout, res.stdout
+    assert res.returncode in (0, 1), res.stdout + res.stderr
+    rows = {
+        line.split()[0]: line.split()
+        for line in res.stdout.splitlines()
+        if line.split()
+        and line.split()[0] in ("clean", "pg_crash", "worker_kill9")
+        and len(line.split()) >= 8
+        and line.split()[1].isdigit()
+    }
+    assert set(rows) == {"clean", "pg_crash", "worker_kill9"}, res.stdout
+    for name, cols in rows.items():
+        expected, stored, missing, twice, dead = (int(c) for c in cols[1:6])
+        assert expected == stored == 15 * 50 * len(POLLUTANTS), (name, res.stdout)
+        assert (missing, twice, dead) == (0, 0, 0), (name, res.stdout)
+    # alerts are compared with the clean run in every row; not yet asserted equal: on this
+    # branch copy_paste still depends on batch boundaries and a database crash can make
+    # the runner skip readings (issue 18, items 6 and 1, fixed on the runner's branch)
+    assert rows["clean"][7] == "-"
+    assert all(rows[n][7].isdigit() for n in ("pg_crash", "worker_kill9")), res.stdout

@@ -118,16 +118,19 @@ def test_a_worker_that_leaves_and_returns_loses_nothing(
     db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str
 ) -> None:
     """A worker's persistent MQTT 5 session (clean start off, no expiry) keeps its place
-    in the group while it is away: whatever the broker routed to it waits for it."""
+    in the group while it is away, and the survivor adopts it meanwhile (the leaving
+    worker says ``gone``): what the broker routes to it is stored without waiting for
+    its return, and the returning worker takes its session back."""
     register(db_url, REGISTRY)
     url = lossless_mosquitto.url
     group = f"g{uuid.uuid4().hex[:6]}"
     a = make_settings(db_url, url, unique_topic, mqtt_shared_group=group)
     b = make_settings(db_url, url, unique_topic, mqtt_shared_group=group)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
-    first, second = (
+    first, second, third = (
         _messages(unique_topic, start, range(20)),
         _messages(unique_topic, start, range(20, 60)),
+        _messages(unique_topic, start, range(60, 80)),
     )
     with running_ingest(a) as wa:
         assert a.database_url and a.mqtt_url
@@ -135,18 +138,73 @@ def test_a_worker_that_leaves_and_returns_loses_nothing(
         wb.start()
         publish_raw(url, first)
         _stored_once(db_url, 2 * len(first))
-        wb.stop()  # leaves; its session stays with the broker
-        publish_raw(url, second)  # while b is away
+        wb.stop()  # leaves; its session stays with the broker, and a adopts it
+        wait_for(lambda: wa.subscriber and wa.subscriber.adopted, what="a adopts b's session")
+        publish_raw(url, second)  # while b is away: all of it stored by a
+        _stored_once(db_url, 2 * (len(first) + len(second)))
         wb2 = IngestService(b, a.database_url, a.mqtt_url)
         wb2.start()
         try:
-            _stored_once(db_url, 2 * (len(first) + len(second)))
+            assert wa.subscriber is not None
+            wait_for(lambda: not wa.subscriber.adopted, what="b takes its session back")  # type: ignore[union-attr]
+            publish_raw(url, third)
+            _stored_once(db_url, 2 * (len(first) + len(second) + len(third)))
         finally:
             wb2.stop()
         assert wb2.error is None and wa.alive
     total = wa.stats.messages + wb.stats.messages + wb2.stats.messages
-    assert total == len(first) + len(second)
-    # what Mosquitto routed to b's session while it was away came to b on its return
-    # (a clean start would have discarded it: those readings would never be stored)
-    assert wb2.stats.messages > 0
+    assert total == len(first) + len(second) + len(third)
+    assert wa.stats.messages >= len(second)  # b's share of it included
+    assert wb2.stats.messages > 0  # back in the group
     assert wa.stats.duplicates + wb.stats.duplicates + wb2.stats.duplicates == 0
+
+
+def test_a_killed_worker_s_share_goes_to_the_survivor(
+    tmp_path: Path, db_url: str, lossless_mosquitto: OwnMosquitto, unique_topic: str
+) -> None:
+    """kill -9 of one of two workers: the broker publishes its will, the survivor adopts
+    its session, gets the messages it held unacknowledged and its share from then on,
+    and stores everything, once, without the dead worker ever coming back."""
+    from offsite.faults import IngestProcess, Stream
+
+    register(db_url, REGISTRY)
+    url = lossless_mosquitto.url
+    group = f"g{uuid.uuid4().hex[:6]}"
+    a = make_settings(db_url, url, unique_topic, mqtt_shared_group=group)
+    victim = IngestProcess(
+        {
+            "OFFSITE_DATABASE_URL": db_url,
+            "OFFSITE_MQTT_URL": url,
+            "OFFSITE_MQTT_TOPIC": unique_topic,
+            "OFFSITE_MQTT_CLIENT_ID": f"victim-{uuid.uuid4().hex[:6]}",
+            "OFFSITE_MQTT_SHARED_GROUP": group,
+            "OFFSITE_RULES_RUNNER": "external",
+            # slow to commit: it always holds messages unacknowledged when killed
+            "OFFSITE_BATCH_MAX_DELAY_MS": "1000",
+            "OFFSITE_BATCH_IDLE_MS": "1000",
+        },
+        tmp_path / "victim.log",
+    )
+    with running_ingest(a) as wa:
+        victim.start()
+        try:
+            wait_for(lambda: "MQTT subscribed" in victim.output(), 60, what="the victim")
+            stream = Stream(
+                url, unique_topic.replace("+", "{mn}"), MNS, count=1200, rate=300
+            ).start()
+            wait_for(lambda: stream.acked >= 400, what="a third of the stream published")
+            victim.kill9()
+            assert stream.wait(60)
+            stream.close()
+            expected = stream.readings
+            wait_for(
+                lambda: scalar(db_url, "SELECT count(*) FROM readings") >= expected,
+                30,
+                what="everything stored by the survivor alone",
+            )
+        finally:
+            victim.stop()
+        assert scalar(db_url, "SELECT count(*) FROM readings") == expected
+        distinct = "SELECT count(DISTINCT (mn, pollutant, ts)) FROM readings"
+        assert scalar(db_url, distinct) == expected
+        assert wa.subscriber is not None and wa.subscriber.adopted

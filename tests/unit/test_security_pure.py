@@ -105,7 +105,7 @@ def test_broker_files_give_each_device_its_own_topic_and_ingest_read_access():
     assert f"A1:{ha}" in auth.passwd
     blocks = [b.strip().splitlines() for b in auth.acl.split("\n\n") if b.startswith("user")]
     assert blocks == [
-        ["user ingest", "topic read plant/x/+/up"],
+        ["user ingest", "topic read plant/x/+/up", "topic readwrite offsite/members/#"],
         ["user A1", "topic write plant/x/A1/up"],
         ["user B2", "topic write plant/x/B2/up"],
     ]

@@ -34,6 +34,7 @@ OWNERS: dict[str, str] = {
     "dead_letters": "store/dead_letters.py",
     "readings": "store/readings.py",
     "reading_conflicts": "store/conflicts.py",
+    "spool_marks": "store/spool_marks.py",
     "hj212_split_parts": "store/split_parts.py",
     "readings_stage": "store/readings.py",
     "device_status": "store/readings.py",
