@@ -156,6 +156,26 @@ class Settings(BaseSettings):
         default=600.0, ge=0, description="a repeated check-in within this returns the open visit"
     )
     session_ttl_h: float = Field(default=12.0, gt=0, description="login token lifetime")
+    api_key_ttl_days: float = Field(
+        default=90.0, gt=0, description="an API key stops working this long after it is issued"
+    )
+    feed_recheck_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="a live stream re-checks its token this often (logout, deactivation, expiry)",
+    )
+    http_body_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request body limit of most routes"
+    )
+    http_login_max_bytes: int = Field(
+        default=8 * 1024, ge=256, description="request body limit of POST /auth/login"
+    )
+    http_upload_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="request body limit of routes carrying attachments (base64 in JSON)",
+    )
     login_rate_per_min: float = Field(default=10.0, gt=0)
     checkin_rate_per_min: float = Field(default=6.0, gt=0)
 
@@ -175,6 +195,14 @@ class Settings(BaseSettings):
         description="unscheduled visits in the period beyond which a visit needs a recorded reason",
     )
     attachment_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    attachment_case_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="all attachments of one case together"
+    )
+    attachment_enterprise_max_bytes: int = Field(
+        default=500 * 1024 * 1024,
+        ge=1024,
+        description="all attachments of one enterprise's cases together",
+    )
     webhook_url: str | None = Field(
         default=None, description="outside systems are told of case events here (POST JSON)"
     )

@@ -94,6 +94,28 @@ async def case_detail(conn: AsyncConnection, case: dict[str, Any]) -> dict[str, 
     return out
 
 
+def as_enterprise_sees(detail: dict[str, Any]) -> dict[str, Any]:
+    """A case as its enterprise sees it: an inspection is not announced, so a task still
+    open and the step that created it (naming the inspector, the reason and the due time)
+    are left out; once the visit has closed the task, the enterprise has met the inspector
+    and sees both.
+
+    'task' steps are written by ``queries.tasks.create_task`` in the task's own
+    transaction, one per task, so the n-th 'task' step belongs to the n-th task by id."""
+    tasks = sorted(detail["tasks"], key=lambda t: t["id"])
+    task_steps = [s for s in detail["steps"] if s["kind"] == "task"]
+    hidden_steps = {
+        s["id"] for s, t in zip(task_steps, tasks, strict=False) if t["state"] != "done"
+    }
+    # a 'task' step with no task row (cannot happen today) is hidden too
+    hidden_steps |= {s["id"] for s in task_steps[len(tasks) :]}
+    return {
+        **detail,
+        "tasks": [t for t in detail["tasks"] if t["state"] == "done"],
+        "steps": [s for s in detail["steps"] if s["id"] not in hidden_steps],
+    }
+
+
 async def open_tasks_of_case(conn: AsyncConnection, case_id: int) -> int:
     cur = await conn.execute(
         "SELECT count(*) FROM inspection_tasks WHERE case_id = %s AND state = 'open'", (case_id,)

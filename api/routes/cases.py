@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from offsite.api import queries
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, SettingsDep
+from offsite.api.guard import UPLOAD_BODY
 from offsite.api.models.cases import (
     CaseCreate,
     CaseDetail,
@@ -80,7 +81,7 @@ async def open_case(
     title = body.title or f"alerts {', '.join(map(str, ids))}"
     async with conn.transaction():
         case_id = await case_store.create_case(conn, enterprises[0], title, ids, who.user_id, due)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.get("", response_model=list[CasePublic], summary="Cases, newest first (your scope)")
@@ -119,7 +120,14 @@ async def notifications(
     summary="A case with its alerts, steps, responses and tasks",
 )
 async def get_case(case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
+
+
+async def _detail(conn: Conn, case_id: int, who: Principal) -> dict:
+    """A case as ``who`` may see it: an enterprise is not told of an inspection before
+    the visit (``queries.cases.as_enterprise_sees``)."""
+    detail = await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return queries.cases.as_enterprise_sees(detail) if who.role is Role.ENTERPRISE else detail
 
 
 @router.post(
@@ -146,7 +154,7 @@ async def move_case(
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
         await case_store.move_case(conn, case, body.to, who.user_id, body.note)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.post(
@@ -154,6 +162,7 @@ async def move_case(
     response_model=CaseDetail,
     status_code=201,
     summary="The enterprise answers: an explanation and attachments (base64)",
+    openapi_extra=UPLOAD_BODY,
     responses={
         404: {"description": "no such case of this enterprise"},
         409: {"description": "the case is closed"},
@@ -186,7 +195,7 @@ async def respond(
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
         await case_store.add_response(conn, case, who.user_id, body.explanation, files)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.post(
@@ -220,7 +229,7 @@ async def verdict(
         await case_store.judge_response(
             conn, case, response_id, body.accept, who.user_id, body.note, new_due
         )
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.get(

@@ -19,7 +19,13 @@ from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.errors import TokenError
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.visit_guard import NoDisturbance, NoDisturbancePublic, RefusalPublic
-from offsite.api.models.visits import CheckIn, CheckOut, VisitPublic, VisitRating
+from offsite.api.models.visits import (
+    RATING_FIELDS,
+    CheckIn,
+    CheckOut,
+    VisitPublic,
+    VisitRating,
+)
 from offsite.api.qr import extract_token
 from offsite.core.credentials import token_digest
 from offsite.core.settings import Settings
@@ -285,7 +291,7 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
     for v in visits:
         v = {**v, "inspectors": people.get(v["id"], [])}
         if who.role is Role.INSPECTOR:
-            v.update(rating=None, rating_comment=None, rated_at=None)
+            v.update(dict.fromkeys(RATING_FIELDS))
         out.append(v)
     return out
 
