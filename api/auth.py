@@ -105,6 +105,15 @@ async def authenticate(request: Request, token: str) -> Principal | None:
     return Principal(row["id"], role, row["enterprise_id"], row["region"], visible, digest)
 
 
+async def optional_principal(request: Request) -> Principal | None:
+    """Who is asking on a public route, if anyone: the bearer token or the console's
+    cookie; None for nobody or a token that does not hold."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials if scheme.lower() == "bearer" and credentials else None
+    token = token or request.cookies.get(COOKIE)
+    return await authenticate(request, token) if token else None
+
+
 class Access:
     """The dependency a route uses to say which roles may call it (and, optionally,
     which rate limit applies, keyed by user)."""

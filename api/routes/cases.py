@@ -269,7 +269,7 @@ def _quote(name: str) -> str:
     responses={
         404: {"description": "no such case"},
         409: {"description": "the case is closed"},
-        422: {"description": "the assignee is not an active inspector"},
+        422: {"description": "the assignee is not an active inspector of the site's region"},
     },
 )
 async def create_task(
@@ -279,8 +279,12 @@ async def create_task(
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
-        if await queries.users.user_role(conn, body.assignee) != "inspector":
-            raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
+        if not await queries.users.inspector_covers(conn, body.assignee, case["enterprise_id"]):
+            raise HTTPException(
+                422,
+                f"{body.assignee!r} is not an active inspector of the region of "
+                f"enterprise {case['enterprise_id']}",
+            )
         due = (
             None if body.due_hours is None else datetime.now(UTC) + timedelta(hours=body.due_hours)
         )

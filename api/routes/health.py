@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from offsite.api import queries
-from offsite.api.auth import PUBLIC
+from offsite.api.auth import PUBLIC, Role, optional_principal
 
 router = APIRouter(tags=["health"])
 
@@ -21,11 +21,14 @@ router = APIRouter(tags=["health"])
     description="503 only when this API cannot serve (database unreachable). Each "
     "ingest worker reports by heartbeat: broker connection, messages "
     "in hand and the age of the oldest (lag), last commit; a worker "
-    "silent for 15 s is 'stale'.",
+    "silent for 15 s is 'stale'. Which host and process each worker is (``worker``, "
+    "``host``, ``pid``) is shown to a signed-in admin only.",
 )
 async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSONResponse:
     body: dict[str, Any] = {"status": "ok"}
     try:
+        who = await optional_principal(request)
+        admin = who is not None and who.role is Role.ADMIN
         async with request.app.state.pool.connection(timeout=5) as conn:
             body["database"] = "ok"
             body.update(
@@ -35,7 +38,7 @@ async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSON
                 }
             )
             workers = await queries.health.ingest_workers(conn)
-            body["ingest"] = [_worker(w) for w in workers]
+            body["ingest"] = [_worker(w, identify=admin) for w in workers]
     except (psycopg.Error, TimeoutError, OSError) as exc:
         body.update(status="degraded", database=f"unreachable: {type(exc).__name__}")
     except Exception as exc:  # psycopg_pool.PoolTimeout
@@ -47,9 +50,13 @@ async def healthz(request: Request, _: Annotated[None, Depends(PUBLIC)]) -> JSON
 STALE_S = 15.0
 
 
-def _worker(w: dict[str, Any]) -> dict[str, Any]:
+IDENTITY = ("worker", "host", "pid")  # where the workers run: not for anonymous callers
+
+
+def _worker(w: dict[str, Any], *, identify: bool) -> dict[str, Any]:
     """A worker's heartbeat, judged: 'ok', 'stale' (no heartbeat for STALE_S: down or
-    cut off from the database), 'broker down', or 'behind' (oldest uncommitted > 60 s)."""
+    cut off from the database), 'broker down', or 'behind' (oldest uncommitted > 60 s).
+    Without ``identify``, nothing says which host or process it is."""
     age = float(w["heartbeat_age_s"])
     if age > STALE_S:
         state = "stale"
@@ -62,4 +69,7 @@ def _worker(w: dict[str, Any]) -> dict[str, Any]:
     out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in w.items()}
     out["heartbeat_age_s"] = round(age, 1)
     out["state"] = state
+    if not identify:
+        for key in IDENTITY:
+            out.pop(key, None)
     return out

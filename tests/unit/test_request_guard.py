@@ -27,9 +27,7 @@ def client() -> Iterator[TestClient]:
 
 
 def test_a_login_body_over_its_limit_is_refused_before_parsing(client: TestClient) -> None:
-    r = client.post(
-        "/auth/login", content=b'{"username": "' + b"x" * 20_000 + b'"}', headers=_JSON
-    )
+    r = client.post("/auth/login", content=b'{"username": "' + b"x" * 20_000 + b'"}', headers=_JSON)
     assert r.status_code == 413
     assert "8192 bytes" in r.json()["detail"]
     assert len(r.content) < 200  # nothing of the input comes back
