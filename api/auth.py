@@ -114,6 +114,23 @@ async def optional_principal(request: Request) -> Principal | None:
     return await authenticate(request, token) if token else None
 
 
+async def still_holds(request: Request, principal: Principal) -> bool:
+    """Does the token a long-lived request (the live feed) started with still stand for
+    the same user and role? False after logout, deactivation, expiry or a role change."""
+    try:
+        async with request.app.state.auth_pool.connection(timeout=5) as conn:
+            row = await queries.users.principal_for_token(conn, principal.token_sha256)
+    except Exception:  # the database is away: keep the stream; the next check decides
+        return True
+    return (
+        row is not None
+        and row["id"] == principal.user_id
+        and row["role"] == principal.role.value
+        and row["enterprise_id"] == principal.enterprise_id
+        and row["region"] == principal.region
+    )
+
+
 class Access:
     """The dependency a route uses to say which roles may call it (and, optionally,
     which rate limit applies, keyed by user)."""

@@ -146,3 +146,20 @@ async def attachment(
                                WHERE a.id = %s AND r.case_id = %s""",
         (attachment_id, case_id),
     )
+
+
+async def attachment_usage(
+    conn: AsyncConnection, case_id: int, enterprise_id: str
+) -> tuple[int, int]:
+    """Bytes of attachments kept for the case, and for all the enterprise's cases."""
+    cur = await conn.execute(
+        """SELECT coalesce(sum(a.size) FILTER (WHERE r.case_id = %s), 0),
+                  coalesce(sum(a.size), 0)
+           FROM case_attachments a JOIN case_responses r ON r.id = a.response_id
+           JOIN cases c ON c.id = r.case_id
+           WHERE c.enterprise_id = %s""",
+        (case_id, enterprise_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from offsite.api import queries
+from offsite.api.attachments import ATTACHMENT_CSP, served_type
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, SettingsDep
 from offsite.api.guard import UPLOAD_BODY
@@ -165,8 +166,8 @@ async def move_case(
     openapi_extra=UPLOAD_BODY,
     responses={
         404: {"description": "no such case of this enterprise"},
-        409: {"description": "the case is closed"},
-        413: {"description": "an attachment is too large"},
+        409: {"description": "the case is closed, or an attachment quota would be passed"},
+        413: {"description": "an attachment (or the request) is too large"},
         422: {"description": "an attachment is not base64"},
     },
 )
@@ -190,10 +191,31 @@ async def respond(
                 f"at most {settings.attachment_max_bytes}",
             )
         files.append((a.filename, a.content_type, content))
+    adding = sum(len(f[2]) for f in files)
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
+        if adding:
+            used_case, used_enterprise = await queries.cases.attachment_usage(
+                conn, case_id, case["enterprise_id"]
+            )
+            for what, used, quota, setting in (
+                (f"case {case_id}", used_case, settings.attachment_case_max_bytes, "CASE"),
+                (
+                    f"enterprise {case['enterprise_id']}",
+                    used_enterprise,
+                    settings.attachment_enterprise_max_bytes,
+                    "ENTERPRISE",
+                ),
+            ):
+                if used + adding > quota:
+                    raise HTTPException(
+                        409,
+                        f"attachment quota: {what} holds {used} bytes of attachments; "
+                        f"{adding} more would pass its {quota} "
+                        f"(OFFSITE_ATTACHMENT_{setting}_MAX_BYTES)",
+                    )
         await case_store.add_response(conn, case, who.user_id, body.explanation, files)
     return await _detail(conn, case_id, who)
 
@@ -235,7 +257,9 @@ async def verdict(
 @router.get(
     "/{case_id}/attachments/{attachment_id}",
     response_class=Response,
-    summary="An attachment as it was sent (X-Content-SHA256 to check it)",
+    summary="An attachment as it was sent (X-Content-SHA256 to check it), as a download",
+    description="Served as its declared type only for PNG, JPEG, GIF, WebP and PDF whose "
+    "first bytes prove it; as application/octet-stream otherwise.",
     responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "none"}},
 )
 async def get_attachment(
@@ -245,12 +269,15 @@ async def get_attachment(
     att = await queries.cases.attachment(conn, case_id, attachment_id)
     if att is None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
+    content = bytes(att["content"])
     return Response(
-        bytes(att["content"]),
-        media_type=att["content_type"],
+        content,
+        media_type=served_type(att["content_type"], content[:16]),
         headers={
             "X-Content-SHA256": bytes(att["sha256"]).hex(),
             "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(att['filename'])}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": ATTACHMENT_CSP,
         },
     )
 
