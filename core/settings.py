@@ -266,6 +266,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _uploads_fit(self) -> Settings:
+        """One attachment of the largest allowed size must fit in an upload request: it
+        travels as base64, a third larger, inside JSON."""
+        needed = -(-self.attachment_max_bytes * 4 // 3) + 64 * 1024
+        if self.http_upload_max_bytes < needed:
+            raise ValueError(
+                f"OFFSITE_HTTP_UPLOAD_MAX_BYTES ({self.http_upload_max_bytes}) must be at least "
+                f"{needed} for an attachment of OFFSITE_ATTACHMENT_MAX_BYTES "
+                f"({self.attachment_max_bytes}) sent as base64"
+            )
+        return self
+
     @property
     def retention(self) -> timedelta | None:
         return timedelta(days=self.retention_days) if self.retention_days else None

@@ -155,3 +155,10 @@ def test_production_with_a_strong_secret(monkeypatch):
 
 def test_development_accepts_the_dev_secret():
     assert load_settings(env="development").qr_secret == DEV_QR_SECRET
+
+
+def test_an_upload_request_must_hold_the_largest_attachment():
+    with pytest.raises(SettingsError, match="OFFSITE_HTTP_UPLOAD_MAX_BYTES"):
+        load_settings(attachment_max_bytes=50 * 1024 * 1024)
+    s = load_settings(attachment_max_bytes=50 * 1024 * 1024, http_upload_max_bytes=70 * 2**20)
+    assert s.http_upload_max_bytes > s.attachment_max_bytes * 4 / 3
