@@ -268,7 +268,21 @@ class RequestGuard:
             receive = _replay(body, receive)
         else:
             receive = _counting(receive, limit)
-        await self.app(scope, receive, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            # answer the 500 here, so it carries the headers too; Starlette's outer
+            # handler still logs the exception and, seeing the answer sent, sends nothing
+            if not started:
+                await _answer(send, 500, {"detail": "Internal Server Error"})
+            raise
 
     @staticmethod
     def _with_headers(send: Send, csp: str) -> Send:

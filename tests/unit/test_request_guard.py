@@ -156,6 +156,14 @@ def test_every_answer_carries_the_security_headers(client: TestClient, path: str
     assert r.headers["referrer-policy"] in ("strict-origin-when-cross-origin", "no-referrer")
 
 
+def test_a_server_error_carries_the_headers_too(client: TestClient) -> None:
+    # no database behind this app: the route fails with a 500
+    r = client.get("/api/alerts", headers={"Authorization": "Bearer x"})
+    assert r.status_code == 500
+    assert r.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+
+
 def test_the_pages_have_no_inline_script() -> None:
     """A strict CSP blocks inline script: the pages load theirs from files."""
     from importlib import resources
