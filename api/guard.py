@@ -31,6 +31,8 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from offsite.api.errors import ApiError
+
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # what a route puts in ``openapi_extra`` to get a limit other than the default
 LIMIT_KEY = "x-offsite-body-limit"
@@ -60,7 +62,7 @@ HEADERS = (
 MAX_PROBLEMS = 10  # a body full of NaN is named by its first few fields
 
 
-class BodyTooLarge(HTTPException):
+class BodyTooLarge(ApiError, HTTPException):
     """A streamed body passed its route's limit. An ``HTTPException`` so that FastAPI,
     reading the body inside a route, lets it through as the 413 it is."""
 

@@ -184,3 +184,22 @@ def test_body_limits_by_path() -> None:
 
 
 _JSON = {"content-type": "application/json"}
+
+
+def test_a_body_read_past_its_limit_by_a_route_raises_413() -> None:
+    """The safety net for bodies the guard does not buffer: the route's read fails."""
+    import asyncio
+
+    from offsite.api.guard import BodyTooLarge, _counting
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"x" * 600, "more_body": True}
+
+    async def read() -> None:
+        counted = _counting(receive, 1000)
+        await counted()
+        await counted()
+
+    with pytest.raises(BodyTooLarge) as info:
+        asyncio.run(read())
+    assert info.value.status_code == 413
