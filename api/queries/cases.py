@@ -151,7 +151,15 @@ async def attachment(
 async def attachment_usage(
     conn: AsyncConnection, case_id: int, enterprise_id: str
 ) -> tuple[int, int]:
-    """Bytes of attachments kept for the case, and for all the enterprise's cases."""
+    """Bytes of attachments kept for the case, and for all the enterprise's cases.
+
+    Takes a transaction-long lock per enterprise first, so two responses to different
+    cases of one enterprise cannot both pass its quota (call it inside the transaction
+    that adds the attachments)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('case_attachments:' || %s, 0))",
+        (enterprise_id,),
+    )
     cur = await conn.execute(
         """SELECT coalesce(sum(a.size) FILTER (WHERE r.case_id = %s), 0),
                   coalesce(sum(a.size), 0)
