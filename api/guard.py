@@ -9,6 +9,8 @@ authentication, as one pure ASGI middleware (``RequestGuard``).
   body without a CORS preflight, which this API never grants.
 - **Body limits** per route: ``Content-Length`` above the route's limit answers 413 before
   a byte is read; a body streamed without a length is counted and cut off at the limit.
+  A route whose limit is above the default (uploads) reads a body only from a caller
+  whose token holds (401 otherwise, before reading).
 - **Strict JSON**: a JSON body that Python's parser would accept but nothing behind it
   can hold — ``NaN``, ``Infinity``, ``1e999``, a lone surrogate (``"\\ud800"``), a NUL
   character — answers 422 naming the field, in FastAPI's own error shape.
@@ -29,8 +31,10 @@ from urllib.parse import urlsplit
 
 from fastapi import HTTPException
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from offsite.api.auth import optional_principal
 from offsite.api.errors import ApiError
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -205,7 +209,9 @@ def json_problems(body: bytes) -> list[dict[str, Any]]:
     return problems
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _answer(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     data = json.dumps(body, separators=(",", ":")).encode()
     await send(
         {
@@ -215,6 +221,7 @@ async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
                 (b"connection", b"close"),
+                *(extra or []),
             ],
         }
     )
@@ -258,6 +265,16 @@ class RequestGuard:
         if length is not None and length > limit:
             await _answer(send, 413, {"detail": too_large(limit)})
             return
+        if has_body and limit > self.limits.default and not await self._signed_in(scope):
+            # a large body is read only for someone signed in: an anonymous flood of
+            # upload-sized bodies would otherwise be buffered and parsed before the 401
+            await _answer(
+                send,
+                401,
+                {"detail": "sign in: send 'Authorization: Bearer <token>'"},
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
         if has_body and method in BODY_METHODS and is_json(headers.get("content-type")):
             body = await _read(receive, limit)
             if body is None:
@@ -285,6 +302,14 @@ class RequestGuard:
             if not started:
                 await _answer(send, 500, {"detail": "Internal Server Error"})
             raise
+
+    @staticmethod
+    async def _signed_in(scope: Scope) -> bool:
+        """Does the request carry a token that holds (the route still checks the role)?"""
+        try:
+            return await optional_principal(Request(scope)) is not None
+        except Exception:  # the database is away: let the route answer as it would
+            return True
 
     @staticmethod
     def _with_headers(send: Send, csp: str) -> Send:

@@ -51,8 +51,12 @@ def test_an_upload_route_takes_more_than_the_default_and_no_more_than_its_own(
 ) -> None:
     big = 2 * 1024 * 1024  # over the 1 MiB default, under the 16 MiB upload limit
     body = json.dumps({"explanation": "x", "attachments": []}).encode() + b" " * big
+    token = {**_JSON, "authorization": "Bearer whatever"}
     # the guard let it through to the route (which, without a database here, fails)
-    assert client.post("/api/cases/1/responses", content=body, headers=_JSON).status_code != 413
+    assert client.post("/api/cases/1/responses", content=body, headers=token).status_code != 413
+    # an upload-sized body is read only from someone signed in: 401 before reading it
+    r = client.post("/api/cases/1/responses", content=body, headers=_JSON)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
     assert client.post("/api/cases", content=body, headers=_JSON).status_code == 413
     huge = {**_JSON, "content-length": str(100 * 1024 * 1024)}
     # before authentication: no token, still 413 (the body is never read)
