@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         default=600.0, ge=0, description="a repeated check-in within this returns the open visit"
     )
     session_ttl_h: float = Field(default=12.0, gt=0, description="login token lifetime")
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="proxies whose X-Forwarded-For/-Proto are believed (comma-separated "
+        "addresses or networks); empty: none, the client is the TCP peer",
+    )
     api_key_ttl_days: float = Field(
         default=90.0, gt=0, description="an API key stops working this long after it is issued"
     )

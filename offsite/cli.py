@@ -300,6 +300,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=5,
             log_config=None,
+            # X-Forwarded-For only from proxies named in the settings: uvicorn's default
+            # believes any local one, so a client on the host could pick its address
+            # (and dodge the per-address login limit)
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )  # uvicorn's lines go through ours (JSON off a terminal)
     return 0
 

@@ -197,3 +197,22 @@ def test_a_flood_of_100_mb_bodies_is_refused_in_bounded_memory(
     assert health and set(health) == {200}
     assert after - before < RSS_BOUND
     assert _healthy(port)
+
+
+def test_a_client_cannot_pick_its_address_with_x_forwarded_for(
+    served: tuple[int, int, dict[str, str]],
+) -> None:
+    """Logins sprayed from one host, each claiming another address, share that host's
+    limit: by default no proxy is believed (uvicorn's own default believes 127.0.0.1)."""
+    port, _, _ = served
+    codes = [
+        httpx.post(
+            f"http://127.0.0.1:{port}/auth/login",
+            json={"username": f"nobody{i}", "password": "wrong"},
+            headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            timeout=30,
+        ).status_code
+        for i in range(8)
+    ]
+    assert 429 in codes, codes  # the default burst is 5 attempts
+    assert set(codes) <= {401, 429}
