@@ -11,16 +11,21 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata, resources
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import psycopg
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from offsite.api.auth import PUBLIC, require_declared
+from offsite.api.auth import PUBLIC, all_routes, require_declared
 from offsite.api.escalation import EscalationTimer
 from offsite.api.feed import AlertFeed
+from offsite.api.guard import BODY_METHODS, LIMIT_KEY, BodyLimits, RequestGuard
 from offsite.api.metrics import RequestLatency, database_metrics, render
 from offsite.api.qr import KeyRing
 from offsite.api.ratelimit import RateLimiter
@@ -120,6 +125,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         app.include_router(r)
     registry = CollectorRegistry()  # per app: tests build many apps in one process
     app.add_middleware(RequestLatency, registry=registry)
+    # added last, so outermost: limits and refusals come before routing and authentication
+    public = urlsplit(settings.public_url).netloc.lower() if settings.public_url else None
+    app.add_middleware(
+        RequestGuard, limits=body_limits(app, settings), trusted_origins=[public] if public else []
+    )
 
     # Prometheus scrapes without credentials, like /healthz; it exposes counts, never
     # readings or names — keep it on the internal network (README, Observability)
@@ -166,5 +176,56 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
             status_code=422,
         )
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without repeating large inputs back (a 100 MB login body once
+        came back as a 200 MB error)."""
+        return JSONResponse({"detail": [brief_error(e) for e in exc.errors()]}, status_code=422)
+
     require_declared(app)
+    document_limits(app)
     return app
+
+
+INPUT_ECHO_MAX = 64  # characters of a refused value repeated in a 422
+
+
+def brief_error(error: Any) -> dict[str, Any]:
+    """A validation error with its ``input`` cut short: scalars stay (strings clipped to
+    ``INPUT_ECHO_MAX`` characters), objects and lists are left out."""
+    out = {k: v for k, v in dict(error).items() if k not in ("input", "ctx", "url")}
+    value = error.get("input")
+    if isinstance(value, str):
+        out["input"] = value if len(value) <= INPUT_ECHO_MAX else value[:INPUT_ECHO_MAX] + "…"
+    elif value is None or isinstance(value, bool | int | float):
+        out["input"] = value
+    ctx = error.get("ctx")
+    if isinstance(ctx, dict):  # e.g. {"max_length": 255}, or the exception a validator raised
+        out["ctx"] = {
+            k: v if isinstance(v, bool | int | float) else str(v)[:200] for k, v in ctx.items()
+        }
+    return jsonable_encoder(out)
+
+
+def body_limits(app: FastAPI, settings: Settings) -> BodyLimits:
+    """Each route's body limit, from what it declares in ``openapi_extra`` (``LOGIN_BODY``,
+    ``UPLOAD_BODY``); the rest get ``OFFSITE_HTTP_BODY_MAX_BYTES``."""
+    by_kind = {"login": settings.http_login_max_bytes, "upload": settings.http_upload_max_bytes}
+    routes = []
+    for route in all_routes(app.routes):
+        if isinstance(route, APIRoute) and route.openapi_extra:
+            kind = route.openapi_extra.get(LIMIT_KEY)
+            if kind is not None:
+                routes.append((route.path_regex, by_kind[kind]))
+    return BodyLimits(settings.http_body_max_bytes, tuple(routes))
+
+
+def document_limits(app: FastAPI) -> None:
+    """Every route that takes a body may answer 413 (too large) and 403 (a cross-site or
+    non-JSON request refused by ``RequestGuard``)."""
+    for route in all_routes(app.routes):
+        if isinstance(route, APIRoute) and set(route.methods or ()) & BODY_METHODS:
+            route.responses.setdefault(413, {"description": "the request body is too large"})
+            route.responses.setdefault(
+                403, {"description": "a cross-site or non-JSON request that changes something"}
+            )

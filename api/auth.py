@@ -105,6 +105,32 @@ async def authenticate(request: Request, token: str) -> Principal | None:
     return Principal(row["id"], role, row["enterprise_id"], row["region"], visible, digest)
 
 
+async def optional_principal(request: Request) -> Principal | None:
+    """Who is asking on a public route, if anyone: the bearer token or the console's
+    cookie; None for nobody or a token that does not hold."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials if scheme.lower() == "bearer" and credentials else None
+    token = token or request.cookies.get(COOKIE)
+    return await authenticate(request, token) if token else None
+
+
+async def still_holds(request: Request, principal: Principal) -> bool:
+    """Does the token a long-lived request (the live feed) started with still stand for
+    the same user and role? False after logout, deactivation, expiry or a role change."""
+    try:
+        async with request.app.state.auth_pool.connection(timeout=5) as conn:
+            row = await queries.users.principal_for_token(conn, principal.token_sha256)
+    except Exception:  # the database is away: keep the stream; the next check decides
+        return True
+    return (
+        row is not None
+        and row["id"] == principal.user_id
+        and row["role"] == principal.role.value
+        and row["enterprise_id"] == principal.enterprise_id
+        and row["region"] == principal.region
+    )
+
+
 class Access:
     """The dependency a route uses to say which roles may call it (and, optionally,
     which rate limit applies, keyed by user)."""

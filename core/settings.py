@@ -174,6 +174,31 @@ class Settings(BaseSettings):
         default=600.0, ge=0, description="a repeated check-in within this returns the open visit"
     )
     session_ttl_h: float = Field(default=12.0, gt=0, description="login token lifetime")
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="proxies whose X-Forwarded-For/-Proto are believed (comma-separated "
+        "addresses or networks); empty: none, the client is the TCP peer",
+    )
+    api_key_ttl_days: float = Field(
+        default=90.0, gt=0, description="an API key stops working this long after it is issued"
+    )
+    feed_recheck_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="a live stream re-checks its token this often (logout, deactivation, expiry)",
+    )
+    http_body_max_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request body limit of most routes"
+    )
+    http_login_max_bytes: int = Field(
+        default=8 * 1024, ge=256, description="request body limit of POST /auth/login"
+    )
+    http_upload_max_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="request body limit of routes carrying attachments (base64 in JSON)",
+    )
     login_rate_per_min: float = Field(default=10.0, gt=0)
     checkin_rate_per_min: float = Field(default=6.0, gt=0)
 
@@ -193,6 +218,14 @@ class Settings(BaseSettings):
         description="unscheduled visits in the period beyond which a visit needs a recorded reason",
     )
     attachment_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    attachment_case_max_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="all attachments of one case together"
+    )
+    attachment_enterprise_max_bytes: int = Field(
+        default=500 * 1024 * 1024,
+        ge=1024,
+        description="all attachments of one enterprise's cases together",
+    )
     webhook_url: str | None = Field(
         default=None, description="outside systems are told of case events here (POST JSON)"
     )
@@ -277,6 +310,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"OFFSITE_QR_VERIFY_KEYS key {kid!r} is refused in production: {why}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _uploads_fit(self) -> Settings:
+        """One attachment of the largest allowed size must fit in an upload request: it
+        travels as base64, a third larger, inside JSON."""
+        needed = -(-self.attachment_max_bytes * 4 // 3) + 64 * 1024
+        if self.http_upload_max_bytes < needed:
+            raise ValueError(
+                f"OFFSITE_HTTP_UPLOAD_MAX_BYTES ({self.http_upload_max_bytes}) must be at least "
+                f"{needed} for an attachment of OFFSITE_ATTACHMENT_MAX_BYTES "
+                f"({self.attachment_max_bytes}) sent as base64"
+            )
         return self
 
     @property

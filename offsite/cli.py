@@ -333,6 +333,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=5,
             log_config=None,
+            # X-Forwarded-For only from proxies named in the settings: uvicorn's default
+            # believes any local one, so a client on the host could pick its address
+            # (and dodge the per-address login limit)
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )  # uvicorn's lines go through ours (JSON off a terminal)
     return 0
 
@@ -616,7 +621,7 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
         else:
             from datetime import timedelta
 
-            ttl = timedelta(days=args.days) if args.days else None
+            ttl = timedelta(days=args.days or settings.api_key_ttl_days)
             _print(issue_token(conn, args.user, ttl=ttl, actor="cli"))
     return 0
 
@@ -1108,7 +1113,12 @@ def build_parser() -> argparse.ArgumentParser:
     ua.add_argument("--no-password", action="store_true", help="API keys only, no login")
     ut = us.add_parser("token", help="issue an API key for a user (printed once)")
     ut.add_argument("user", help="the user the key acts as")
-    ut.add_argument("--days", type=float, default=None, help="expire after; default never")
+    ut.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="expire after this many days; default OFFSITE_API_KEY_TTL_DAYS (90)",
+    )
 
     dv = sub.add_parser("devices", help="device credentials for the MQTT broker")
     dvs = dv.add_subparsers(dest="devices_command", required=True)

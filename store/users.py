@@ -18,13 +18,16 @@ from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store.audit import append_sync
 from offsite.store.errors import StoreError
 
-_UPSERT_USER = """INSERT INTO users (id, role, enterprise_id, region, password_hash, department)
-   VALUES (%s, %s, %s, %s, %s, %s)
+# ``active`` changes only when asked (None keeps it): saving a deactivated user's role
+# or password must not quietly bring it back
+_UPSERT_USER = """INSERT INTO users (id, role, enterprise_id, region, password_hash, department,
+                                    active)
+   VALUES (%s, %s, %s, %s, %s, %s, coalesce(%s, true))
    ON CONFLICT (id) DO UPDATE SET role = excluded.role,
        enterprise_id = excluded.enterprise_id, region = excluded.region,
        department = excluded.department,
        password_hash = coalesce(excluded.password_hash, users.password_hash),
-       active = true
+       active = coalesce(%s, users.active)
    RETURNING id, role, enterprise_id, region, department, active, created_at"""
 _INSERT_TOKEN = (
     "INSERT INTO api_tokens (token_sha256, user_id, kind, expires_at) VALUES (%s, %s, %s, %s)"
@@ -32,6 +35,7 @@ _INSERT_TOKEN = (
 
 ROLES = ("admin", "regulator", "inspector", "enterprise")
 MIN_PASSWORD = 12  # the API's UserCreate says the same
+API_KEY_TTL = timedelta(days=90)  # OFFSITE_API_KEY_TTL_DAYS's default; the API passes its own
 
 
 class UserError(StoreError):
@@ -48,8 +52,10 @@ def create_user(
     region: str = "",
     department: str = "",
     actor: str = "system",
+    active: bool | None = None,
 ) -> None:
-    """Create (or, for an existing id, replace the role/scope/password of) a user."""
+    """Create (or, for an existing id, replace the role/scope/password of) a user;
+    ``active`` None leaves an existing user's state alone."""
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if (role == "enterprise") != (enterprise_id is not None):
@@ -63,7 +69,7 @@ def create_user(
         with conn.transaction():
             conn.execute(
                 _UPSERT_USER,
-                (user_id, role, enterprise_id, region, pw_hash, department),
+                (user_id, role, enterprise_id, region, pw_hash, department, active, active),
             )
             append_sync(
                 conn,
@@ -113,8 +119,11 @@ def issue_token(
     ttl: timedelta | None = None,
     actor: str = "system",
 ) -> str:
-    """A new bearer token for the user; only its SHA-256 is stored, so show it once."""
+    """A new bearer token for the user; only its SHA-256 is stored, so show it once.
+    An API key always expires (``API_KEY_TTL`` unless ``ttl`` says otherwise)."""
     token = new_token()
+    if ttl is None and kind == "api_key":
+        ttl = API_KEY_TTL
     expires = datetime.now(UTC) + ttl if ttl is not None else None
     try:
         with conn.transaction():
@@ -156,16 +165,21 @@ async def upsert_user(
     region: str,
     password_hash: str | None,
     department: str = "",
+    active: bool | None = None,
 ) -> dict[str, Any]:
-    """Create a user, or replace an existing one's role, scope and (if given) password."""
+    """Create a user, or replace an existing one's role, scope and (if given) password.
+    ``active`` changes only when given: True reactivates, False deactivates and revokes
+    every token; None leaves an existing user as it was."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             _UPSERT_USER,
-            (user_id, role, enterprise_id, region, password_hash, department),
+            (user_id, role, enterprise_id, region, password_hash, department, active, active),
         )
         row = await cur.fetchone()
         assert row is not None
-        return row
+    if active is False:
+        await deactivate_user(conn, user_id)
+    return row
 
 
 async def deactivate_user(conn: AsyncConnection, user_id: str) -> bool:

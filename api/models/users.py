@@ -37,6 +37,11 @@ class UserCreate(BaseModel):
     department: str = Field(
         default="", max_length=200, description="an inspector's department (joint visits list it)"
     )
+    active: bool | None = Field(
+        default=None,
+        description="true reactivates, false deactivates (revoking every token); "
+        "left out, an existing user stays as it is and a new one is active",
+    )
 
 
 class UserPublic(BaseModel):
@@ -52,3 +57,4 @@ class UserPublic(BaseModel):
 class ApiKey(BaseModel):
     user_id: str
     token: str = Field(description="shown once: only its SHA-256 is kept")
+    expires_at: datetime = Field(description="OFFSITE_API_KEY_TTL_DAYS after issue")

@@ -69,6 +69,10 @@ class VisitPublic(BaseModel):
     rated_at: datetime | None = None
 
 
+# what the enterprise said of a visit: the inspecting side never reads it
+RATING_FIELDS = frozenset({"rating", "rating_comment", "rated_at"})
+
+
 class VisitRating(BaseModel):
     rating: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=4000)

@@ -94,6 +94,28 @@ async def case_detail(conn: AsyncConnection, case: dict[str, Any]) -> dict[str, 
     return out
 
 
+def as_enterprise_sees(detail: dict[str, Any]) -> dict[str, Any]:
+    """A case as its enterprise sees it: an inspection is not announced, so a task still
+    open and the step that created it (naming the inspector, the reason and the due time)
+    are left out; once the visit has closed the task, the enterprise has met the inspector
+    and sees both.
+
+    'task' steps are written by ``queries.tasks.create_task`` in the task's own
+    transaction, one per task, so the n-th 'task' step belongs to the n-th task by id."""
+    tasks = sorted(detail["tasks"], key=lambda t: t["id"])
+    task_steps = [s for s in detail["steps"] if s["kind"] == "task"]
+    hidden_steps = {
+        s["id"] for s, t in zip(task_steps, tasks, strict=False) if t["state"] != "done"
+    }
+    # a 'task' step with no task row (cannot happen today) is hidden too
+    hidden_steps |= {s["id"] for s in task_steps[len(tasks) :]}
+    return {
+        **detail,
+        "tasks": [t for t in detail["tasks"] if t["state"] == "done"],
+        "steps": [s for s in detail["steps"] if s["id"] not in hidden_steps],
+    }
+
+
 async def open_tasks_of_case(conn: AsyncConnection, case_id: int) -> int:
     cur = await conn.execute(
         "SELECT count(*) FROM inspection_tasks WHERE case_id = %s AND state = 'open'", (case_id,)
@@ -124,3 +146,28 @@ async def attachment(
                                WHERE a.id = %s AND r.case_id = %s""",
         (attachment_id, case_id),
     )
+
+
+async def attachment_usage(
+    conn: AsyncConnection, case_id: int, enterprise_id: str
+) -> tuple[int, int]:
+    """Bytes of attachments kept for the case, and for all the enterprise's cases.
+
+    Takes a transaction-long lock per enterprise first, so two responses to different
+    cases of one enterprise cannot both pass its quota (call it inside the transaction
+    that adds the attachments)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('case_attachments:' || %s, 0))",
+        (enterprise_id,),
+    )
+    cur = await conn.execute(
+        """SELECT coalesce(sum(a.size) FILTER (WHERE r.case_id = %s), 0),
+                  coalesce(sum(a.size), 0)
+           FROM case_attachments a JOIN case_responses r ON r.id = a.response_id
+           JOIN cases c ON c.id = r.case_id
+           WHERE c.enterprise_id = %s""",
+        (case_id, enterprise_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])

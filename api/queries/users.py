@@ -42,3 +42,16 @@ async def list_users(conn: AsyncConnection) -> list[dict[str, Any]]:
             "created_at FROM users ORDER BY id"
         )
         return await cur.fetchall()
+
+
+async def inspector_covers(conn: AsyncConnection, user_id: str, enterprise_id: str) -> bool:
+    """Is ``user_id`` an active inspector whose region ('' = every region, else itself and
+    its sub-regions) holds the enterprise? A task may be given only to such an inspector."""
+    cur = await conn.execute(
+        """SELECT 1 FROM users u JOIN enterprises e ON e.id = %s
+           WHERE u.id = %s AND u.active AND u.role = 'inspector'
+             AND (u.region = '' OR e.region = u.region
+                  OR left(e.region, length(u.region) + 1) = u.region || '/')""",
+        (enterprise_id, user_id),
+    )
+    return await cur.fetchone() is not None

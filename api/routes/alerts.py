@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
@@ -12,8 +13,8 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from offsite.api import queries
-from offsite.api.auth import ANY_USER, STAFF, Principal, visible_or_404
-from offsite.api.deps import Conn, FeedDep
+from offsite.api.auth import ANY_USER, STAFF, Principal, still_holds, visible_or_404
+from offsite.api.deps import Conn, FeedDep, SettingsDep
 from offsite.api.models.alerts import (
     AlertAction,
     AlertAssign,
@@ -32,6 +33,10 @@ from offsite.store import audit
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0
 REPLAY_PAGE = 1000
+EVENT_RECHECK_S = 1.0  # before an event, the token is re-read if older than this
+# what a stream whose token stopped holding sends last (the browser's EventSource then
+# reconnects, gets 401 and gives up)
+SIGNED_OUT = b'event: end\ndata: {"reason":"the session ended"}\n\n'
 
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
@@ -71,6 +76,7 @@ async def list_alerts(
 async def stream(
     request: Request,
     feed: FeedDep,
+    settings: SettingsDep,
     who: Annotated[Principal, Depends(ANY_USER)],
     last_event_id: Annotated[int | None, Header()] = None,
     after: Annotated[int | None, Query(description="replay events after this id")] = None,
@@ -79,8 +85,22 @@ async def stream(
 
     Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed. Only
     events of enterprises the caller may see are sent (ids skip the others).
+
+    The stream lives no longer than its token: it is re-checked every
+    ``OFFSITE_FEED_RECHECK_S`` and before an event is sent (at most once a second), and
+    after logout, deactivation or expiry the stream sends ``event: end`` and closes.
     """
     start_after = last_event_id if last_event_id is not None else after
+    recheck_s = settings.feed_recheck_s
+    checked = time.monotonic()
+
+    async def holds(*, event: bool) -> bool:
+        nonlocal checked
+        now = time.monotonic()
+        if now - checked < (min(EVENT_RECHECK_S, recheck_s) if event else recheck_s):
+            return True
+        checked = now
+        return await still_holds(request, who)
 
     async def events() -> AsyncIterator[bytes]:
         q = feed.subscribe()
@@ -101,8 +121,11 @@ async def stream(
             while True:
                 if await request.is_disconnected():
                     return
+                if not await holds(event=False):
+                    yield SIGNED_OUT
+                    return
                 try:
-                    item = await asyncio.wait_for(q.get(), HEARTBEAT_S)
+                    item = await asyncio.wait_for(q.get(), min(HEARTBEAT_S, recheck_s))
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
@@ -111,6 +134,9 @@ async def stream(
                 eid, data = item
                 if eid <= seen or not _visible(who, data):
                     continue
+                if not await holds(event=True):
+                    yield SIGNED_OUT
+                    return
                 yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
         finally:
             feed.unsubscribe(q)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from offsite.api import queries
 from offsite.api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
 from offsite.api.deps import Conn, SettingsDep
+from offsite.api.guard import LOGIN_BODY
 from offsite.api.models.users import LoginRequest, LoginResult, Me
 from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import DUMMY_HASH, new_token, token_digest, verify_password
@@ -27,6 +28,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
     "/login",
     response_model=LoginResult,
     summary="Sign in with a user name and password",
+    openapi_extra=LOGIN_BODY,
     responses={
         401: {"description": "wrong user name or password"},
         429: {"description": "too many attempts"},

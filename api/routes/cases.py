@@ -18,8 +18,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from offsite.api import queries
+from offsite.api.attachments import ATTACHMENT_CSP, served_type
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, SettingsDep
+from offsite.api.guard import UPLOAD_BODY
 from offsite.api.models.cases import (
     CaseCreate,
     CaseDetail,
@@ -80,7 +82,7 @@ async def open_case(
     title = body.title or f"alerts {', '.join(map(str, ids))}"
     async with conn.transaction():
         case_id = await case_store.create_case(conn, enterprises[0], title, ids, who.user_id, due)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.get("", response_model=list[CasePublic], summary="Cases, newest first (your scope)")
@@ -119,7 +121,14 @@ async def notifications(
     summary="A case with its alerts, steps, responses and tasks",
 )
 async def get_case(case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
+
+
+async def _detail(conn: Conn, case_id: int, who: Principal) -> dict:
+    """A case as ``who`` may see it: an enterprise is not told of an inspection before
+    the visit (``queries.cases.as_enterprise_sees``)."""
+    detail = await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return queries.cases.as_enterprise_sees(detail) if who.role is Role.ENTERPRISE else detail
 
 
 @router.post(
@@ -146,7 +155,7 @@ async def move_case(
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
         await case_store.move_case(conn, case, body.to, who.user_id, body.note)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.post(
@@ -154,10 +163,11 @@ async def move_case(
     response_model=CaseDetail,
     status_code=201,
     summary="The enterprise answers: an explanation and attachments (base64)",
+    openapi_extra=UPLOAD_BODY,
     responses={
         404: {"description": "no such case of this enterprise"},
-        409: {"description": "the case is closed"},
-        413: {"description": "an attachment is too large"},
+        409: {"description": "the case is closed, or an attachment quota would be passed"},
+        413: {"description": "an attachment (or the request) is too large"},
         422: {"description": "an attachment is not base64"},
     },
 )
@@ -181,12 +191,33 @@ async def respond(
                 f"at most {settings.attachment_max_bytes}",
             )
         files.append((a.filename, a.content_type, content))
+    adding = sum(len(f[2]) for f in files)
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
+        if adding:
+            used_case, used_enterprise = await queries.cases.attachment_usage(
+                conn, case_id, case["enterprise_id"]
+            )
+            for what, used, quota, setting in (
+                (f"case {case_id}", used_case, settings.attachment_case_max_bytes, "CASE"),
+                (
+                    f"enterprise {case['enterprise_id']}",
+                    used_enterprise,
+                    settings.attachment_enterprise_max_bytes,
+                    "ENTERPRISE",
+                ),
+            ):
+                if used + adding > quota:
+                    raise HTTPException(
+                        409,
+                        f"attachment quota: {what} holds {used} bytes of attachments; "
+                        f"{adding} more would pass its {quota} "
+                        f"(OFFSITE_ATTACHMENT_{setting}_MAX_BYTES)",
+                    )
         await case_store.add_response(conn, case, who.user_id, body.explanation, files)
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.post(
@@ -220,13 +251,15 @@ async def verdict(
         await case_store.judge_response(
             conn, case, response_id, body.accept, who.user_id, body.note, new_due
         )
-    return await queries.cases.case_detail(conn, await _case(conn, case_id, who))
+    return await _detail(conn, case_id, who)
 
 
 @router.get(
     "/{case_id}/attachments/{attachment_id}",
     response_class=Response,
-    summary="An attachment as it was sent (X-Content-SHA256 to check it)",
+    summary="An attachment as it was sent (X-Content-SHA256 to check it), as a download",
+    description="Served as its declared type only for PNG, JPEG, GIF, WebP and PDF whose "
+    "first bytes prove it; as application/octet-stream otherwise.",
     responses={200: {"content": {"application/octet-stream": {}}}, 404: {"description": "none"}},
 )
 async def get_attachment(
@@ -236,12 +269,15 @@ async def get_attachment(
     att = await queries.cases.attachment(conn, case_id, attachment_id)
     if att is None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
+    content = bytes(att["content"])
     return Response(
-        bytes(att["content"]),
-        media_type=att["content_type"],
+        content,
+        media_type=served_type(att["content_type"], content[:16]),
         headers={
             "X-Content-SHA256": bytes(att["sha256"]).hex(),
             "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(att['filename'])}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": ATTACHMENT_CSP,
         },
     )
 
@@ -260,7 +296,7 @@ def _quote(name: str) -> str:
     responses={
         404: {"description": "no such case"},
         409: {"description": "the case is closed"},
-        422: {"description": "the assignee is not an active inspector"},
+        422: {"description": "the assignee is not an active inspector of the site's region"},
     },
 )
 async def create_task(
@@ -270,8 +306,12 @@ async def create_task(
         case = await _case(conn, case_id, who, lock=True)
         if case["state"] == "closed":
             raise HTTPException(409, f"case {case_id} is closed")
-        if await queries.users.user_role(conn, body.assignee) != "inspector":
-            raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
+        if not await queries.users.inspector_covers(conn, body.assignee, case["enterprise_id"]):
+            raise HTTPException(
+                422,
+                f"{body.assignee!r} is not an active inspector of the region of "
+                f"enterprise {case['enterprise_id']}",
+            )
         due = (
             None if body.due_hours is None else datetime.now(UTC) + timedelta(hours=body.due_hours)
         )

@@ -27,13 +27,13 @@ from offsite.api.models.devices import DeviceDetail
 from offsite.api.models.enterprises import EnterpriseDetail
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.readings import CapturePage, ReadingPublic
-from offsite.api.models.visits import VisitPublic
+from offsite.api.models.visits import RATING_FIELDS, VisitPublic
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
 STATIC = Path(str(resources.files("offsite.api").joinpath("static")))
 # served as files; anything else under static/ (or outside it) answers 404
-STATIC_DIRS = ("console", "vendor")
+STATIC_DIRS = ("console", "vendor", "pages")
 MAX_EXPORT = 100_000
 MAX_CAPTURE_DAYS = 366
 mimetypes.add_type("text/javascript", ".js")  # some systems map .js otherwise
@@ -240,15 +240,17 @@ async def export_visits(
     inspector: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EXPORT)] = 10_000,
 ) -> Response:
-    if who.role is Role.INSPECTOR:  # inspectors see only their own visits
+    # inspectors see only their own visits, and never how the enterprise rated them
+    hidden = RATING_FIELDS if who.role is Role.INSPECTOR else frozenset()
+    columns = [c for c in VisitPublic.model_fields if c not in hidden]
+    if who.role is Role.INSPECTOR:
         if inspector is not None and inspector != who.user_id:
-            return _csv(to_csv(list(VisitPublic.model_fields), []), "visits.csv")
+            return _csv(to_csv(columns, []), "visits.csv")
         inspector = who.user_id
     rows = await queries.visits.list_visits(
         conn, enterprise, inspector, limit, 0, visible=who.scope
     )
-    columns = list(VisitPublic.model_fields)
-    columns += [c for c in (rows[0] if rows else {}) if c not in columns]
+    columns += [c for c in (rows[0] if rows else {}) if c not in columns and c not in hidden]
     return _csv(to_csv(columns, rows), "visits.csv")
 
 

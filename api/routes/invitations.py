@@ -52,7 +52,7 @@ async def list_invitations(
     responses={
         404: {"description": "no such invitation"},
         409: {"description": "already scheduled or done"},
-        422: {"description": "the assignee is not an active inspector"},
+        422: {"description": "the assignee is not an active inspector of the site's region"},
     },
 )
 async def schedule(
@@ -67,8 +67,12 @@ async def schedule(
         assert inv is not None
         if inv["state"] != "requested":
             raise HTTPException(409, f"invitation {invitation_id} is {inv['state']}")
-        if await queries.users.user_role(conn, body.assignee) != "inspector":
-            raise HTTPException(422, f"{body.assignee!r} is not an active inspector")
+        if not await queries.users.inspector_covers(conn, body.assignee, inv["enterprise_id"]):
+            raise HTTPException(
+                422,
+                f"{body.assignee!r} is not an active inspector of the region of "
+                f"enterprise {inv['enterprise_id']}",
+            )
         task_id = await queries.tasks.create_task(
             conn,
             inv["enterprise_id"],

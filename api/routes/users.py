@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from offsite.api import queries
 from offsite.api.auth import ADMIN, Principal
-from offsite.api.deps import Conn
+from offsite.api.deps import Conn, SettingsDep
 from offsite.api.models.users import ApiKey, UserCreate, UserPublic
 from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store import audit
@@ -39,7 +40,14 @@ async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depen
     try:
         async with conn.transaction():
             row = await user_store.upsert_user(
-                conn, body.id, body.role, body.enterprise_id, body.region, pw_hash, body.department
+                conn,
+                body.id,
+                body.role,
+                body.enterprise_id,
+                body.region,
+                pw_hash,
+                body.department,
+                active=body.active,
             )
             await audit.append(
                 conn,
@@ -52,6 +60,7 @@ async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depen
                     "region": body.region,
                     "department": body.department,
                     "password_set": pw_hash is not None,
+                    "active": body.active,
                 },
             )
     except errors.ForeignKeyViolation as exc:
@@ -66,17 +75,27 @@ async def put_user(body: UserCreate, conn: Conn, who: Annotated[Principal, Depen
     summary="Issue an API key (shown once)",
     responses={404: {"description": "no such user"}},
 )
-async def issue_key(user_id: str, conn: Conn, who: Annotated[Principal, Depends(ADMIN)]) -> dict:
+async def issue_key(
+    user_id: str,
+    conn: Conn,
+    settings: SettingsDep,
+    who: Annotated[Principal, Depends(ADMIN)],
+) -> dict:
     token = new_token()
+    expires = datetime.now(UTC) + timedelta(days=settings.api_key_ttl_days)
     try:
         async with conn.transaction():
-            await user_store.insert_token(conn, token_digest(token), user_id, "api_key", None)
+            await user_store.insert_token(conn, token_digest(token), user_id, "api_key", expires)
             await audit.append(
-                conn, who.user_id, "token.issue", f"user:{user_id}", {"kind": "api_key"}
+                conn,
+                who.user_id,
+                "token.issue",
+                f"user:{user_id}",
+                {"kind": "api_key", "expires_at": expires},
             )
     except errors.ForeignKeyViolation as exc:
         raise HTTPException(404, f"user {user_id} not found") from exc
-    return {"user_id": user_id, "token": token}
+    return {"user_id": user_id, "token": token, "expires_at": expires}
 
 
 @router.post(

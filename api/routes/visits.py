@@ -19,7 +19,13 @@ from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.errors import TokenError
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.visit_guard import NoDisturbance, NoDisturbancePublic, RefusalPublic
-from offsite.api.models.visits import CheckIn, CheckOut, VisitPublic, VisitRating
+from offsite.api.models.visits import (
+    RATING_FIELDS,
+    CheckIn,
+    CheckOut,
+    VisitPublic,
+    VisitRating,
+)
 from offsite.api.qr import extract_token
 from offsite.core.credentials import token_digest
 from offsite.core.settings import Settings
@@ -112,8 +118,8 @@ def _policy(settings: Settings) -> GuardPolicy:
             "description": "forged, altered, expired, revoked or "
             "unknown-key token, or not signed in"
         },
-        403: {"description": "not an inspector, or the site is outside the inspector's region"},
-        404: {"description": "token names no known enterprise"},
+        403: {"description": "not an inspector"},
+        404: {"description": "the token names no enterprise of the inspector's region"},
         409: {
             "description": "refused by the frequency guard (recorded): "
             "give an open case, task or complaint"
@@ -137,12 +143,11 @@ async def check_in(
         raise HTTPException(exc.status, str(exc)) from exc
     enterprise_id = claims.enterprise_id
     generation = await queries.enterprises.qr_generation(conn, enterprise_id)
-    if generation is None:
-        raise HTTPException(404, f"QR token names an unknown enterprise ({enterprise_id})")
+    # a site outside the inspector's region answers as an unknown one does
+    if generation is None or not who.can_see(enterprise_id):
+        raise HTTPException(404, f"no enterprise of your region has this code ({enterprise_id})")
     if claims.generation != generation:
         raise HTTPException(401, "this printed QR code was revoked: the site has a newer one")
-    if not who.can_see(enterprise_id):
-        raise HTTPException(403, f"enterprise {enterprise_id} is outside your region")
     digest = token_digest(extract_token(body.token))
     again = await queries.visits.replayed_visit(
         conn, who.user_id, digest, settings.checkin_replay_s
@@ -150,12 +155,12 @@ async def check_in(
     if again is not None:
         response.status_code = 200
         return await _with_people(conn, again, who)
-    if body.alert_id is not None:
-        owner = await queries.alerts.alert_enterprise(conn, body.alert_id)
-        if owner is None:
-            raise HTTPException(422, f"alert {body.alert_id} not found")
-        if owner != enterprise_id:
-            raise HTTPException(422, f"alert {body.alert_id} belongs to another enterprise")
+    # an alert unknown, out of scope or of another site: one answer, which says no more
+    if (
+        body.alert_id is not None
+        and await queries.alerts.alert_enterprise(conn, body.alert_id) != enterprise_id
+    ):
+        raise HTTPException(422, f"alert {body.alert_id} is not an alert of this site")
     task = await _task_here(conn, body.task_id, enterprise_id)
     joining = await _visit_to_join(conn, body, task, enterprise_id)
     if joining is not None:
@@ -181,8 +186,8 @@ async def check_in(
         if task["assignee"] != who.user_id:
             raise HTTPException(
                 422,
-                f"task {task['id']} is assigned to {task['assignee']}: "
-                "they check in first, others join their visit",
+                f"task {task['id']} is another inspector's: they check in first, "
+                "others join their visit",
             )
         kind = "advisory" if task["advisory"] else "task"
         case_id, justification = task["case_id"], f"task {task['id']}"
@@ -285,7 +290,7 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
     for v in visits:
         v = {**v, "inspectors": people.get(v["id"], [])}
         if who.role is Role.INSPECTOR:
-            v.update(rating=None, rating_comment=None, rated_at=None)
+            v.update(dict.fromkeys(RATING_FIELDS))
         out.append(v)
     return out
 
@@ -297,8 +302,7 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
     description="Each inspector of a joint visit checks out with their findings; "
     "the visit ends when the last one leaves, and closes its task.",
     responses={
-        403: {"description": "not an inspector of this visit"},
-        404: {"description": "no such visit"},
+        404: {"description": "no such visit of this inspector"},
         409: {"description": "already checked out"},
     },
 )
@@ -306,11 +310,16 @@ async def check_out(
     visit_id: int, body: CheckOut, conn: Conn, who: Annotated[Principal, Depends(INSPECTOR)]
 ) -> dict:
     visit = await queries.visits.get_visit(conn, visit_id)
-    if visit is None:
+    member = (
+        None if visit is None else await queries.visits.is_participant(conn, visit_id, who.user_id)
+    )
+    # a visit the inspector is not part of does not exist for them (as in GET)
+    if (
+        visit is None
+        or member is False
+        or (member is None and visit["inspector_id"] != who.user_id)
+    ):
         raise HTTPException(404, f"visit {visit_id} not found")
-    member = await queries.visits.is_participant(conn, visit_id, who.user_id)
-    if member is False or (member is None and visit["inspector_id"] != who.user_id):
-        raise HTTPException(403, "only an inspector who checked in can check out")
     async with conn.transaction():
         if member is None:  # a visit from before joint visits
             done = await queries.visits.check_out(conn, visit_id, body.findings)

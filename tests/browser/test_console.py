@@ -143,6 +143,11 @@ def signed_in(browser: Any, w: World, user: str) -> Any:
     page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # the strict Content-Security-Policy refuses inline script and style: say so
+    page.on(
+        "console",
+        lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+    )
     page.errors = errors
     page.goto(f"{w.url}/")
     page.fill("input[name=username]", user)
@@ -385,4 +390,17 @@ def test_visits_list_and_detail_for_the_inspector(
     shot(page, screenshots, "visits")
     go(page, f"{w.url}/#/alert/{alert_id}")  # the alert lists the visit made for it
     page.wait_for_selector(f"main[data-page=alert] a[href='#/visit/{vid}']")
+    assert not page.errors, page.errors
+
+
+def test_the_scan_and_report_pages_run_under_the_strict_csp(world: World, browser: Any) -> None:
+    """Their script and style come from files: nothing is refused by the policy."""
+    w = world
+    page = signed_in(browser, w, "ent")
+    month = datetime.now(UTC).strftime("%Y-%m")
+    page.goto(f"{w.url}/api/reports/page?enterprise={w.enterprise}&month={month}")
+    page.wait_for_selector("#out h2")
+    assert w.enterprise in page.inner_text("#title")
+    page.goto(f"{w.url}/scan?token=x")
+    page.wait_for_selector("#who:has-text('signed in as ent')")
     assert not page.errors, page.errors

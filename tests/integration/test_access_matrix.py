@@ -333,3 +333,68 @@ def test_an_undeclared_route_stops_the_app_from_being_built() -> None:
     assert any(isinstance(r, APIRoute) for r in all_routes(app.routes))
     with pytest.raises(RuntimeError, match="declares no access"):
         require_declared(app)
+
+
+def test_objects_out_of_scope_answer_404_to_every_role_allowed_on_the_route(db_url: str) -> None:
+    """An object of an enterprise the caller may not see does not exist for them: never
+    403 (which confirms it) nor 422 naming its owner. Every route with an object in its
+    path is called, on E2's objects (region R2), by each role the route allows whose
+    scope leaves E2 out: ent1 (enterprise E1), reg (regulator of R1), and insp for the
+    inspector's own-only objects (another inspector's visit and task)."""
+    w = build_world(db_url)
+    month = time.strftime("%Y-%m", time.gmtime())
+    with api_client(db_url) as client:
+        adm, ent2 = w.headers("admin"), w.headers("enterprise", "ent2")
+        a2, v2 = w.alerts["E2"], w.visits["E2"]
+        c2 = client.post("/api/cases", headers=adm, json={"alert_ids": [a2]}).json()["id"]
+        resp = client.post(
+            f"/api/cases/{c2}/responses",
+            headers=ent2,
+            json={
+                "explanation": "x",
+                "attachments": [{"filename": "a.txt", "content_base64": "aGVsbG8="}],
+            },
+        ).json()["responses"][0]
+        r2, att2 = resp["id"], resp["attachments"][0]["id"]
+        t2 = client.post(
+            f"/api/cases/{c2}/tasks", headers=adm, json={"assignee": "insp2", "reason": "go"}
+        ).json()["id"]
+        inv2 = client.post("/api/invitations", headers=ent2, json={"scope": "CEMS"}).json()["id"]
+        ent, reg, insp = "enterprise", "regulator", "inspector"
+        calls: list[tuple[str, str, dict | None, tuple[str, ...]]] = [
+            ("GET", f"/api/alerts/{a2}", None, (ent, reg)),
+            ("POST", f"/api/alerts/{a2}/acknowledge", {"note": "x"}, (reg,)),
+            ("POST", f"/api/alerts/{a2}/resolve", {"note": "x"}, (reg,)),
+            ("POST", f"/api/alerts/{a2}/assign", {"assignee": "insp"}, (reg,)),
+            ("POST", f"/api/alerts/{a2}/reopen", {"note": "x"}, (reg,)),
+            ("POST", f"/api/alerts/{a2}/comments", {"note": "x"}, (ent, reg)),
+            ("GET", "/api/devices/2222BBBB", None, (ent, reg)),
+            ("GET", "/api/devices/2222BBBB/readings", None, (ent, reg)),
+            ("GET", "/api/devices/2222BBBB/capture", None, (ent, reg)),
+            ("GET", "/api/export/devices/2222BBBB/readings.csv", None, (ent, reg)),
+            ("GET", "/api/enterprises/E2", None, (ent, reg)),
+            ("GET", "/api/enterprises/E2/qr.svg", None, (ent, reg)),
+            ("POST", "/api/enterprises/E2/qr/revoke", None, (reg,)),
+            ("GET", f"/api/visits/{v2}", None, (ent, reg, insp)),
+            ("POST", f"/api/visits/{v2}/check-out", {"findings": "x"}, (insp,)),
+            ("POST", f"/api/visits/{v2}/rating", {"rating": 3}, (ent,)),
+            ("GET", f"/api/cases/{c2}", None, (ent, reg)),
+            ("POST", f"/api/cases/{c2}/move", {"to": "verifying", "note": "x"}, (reg,)),
+            ("POST", f"/api/cases/{c2}/responses", {"explanation": "x"}, (ent,)),
+            ("POST", f"/api/cases/{c2}/responses/{r2}/verdict", {"accept": True}, (reg,)),
+            ("GET", f"/api/cases/{c2}/attachments/{att2}", None, (ent, reg)),
+            ("POST", f"/api/cases/{c2}/tasks", {"assignee": "insp", "reason": "x"}, (reg,)),
+            ("GET", f"/api/tasks/{t2}", None, (reg, insp)),
+            ("POST", f"/api/invitations/{inv2}/schedule", {"assignee": "insp"}, (reg,)),
+            ("GET", f"/api/reports/E2/{month}", None, (ent, reg)),
+            ("GET", f"/api/reports/E2/{month}/csv", None, (ent, reg)),
+            ("PUT", "/api/visits/guard/no-disturbance/E2", {"reason": "x"}, (reg,)),
+            ("DELETE", "/api/visits/guard/no-disturbance/E2", None, (reg,)),
+        ]
+        failures = []
+        for method, path, body, roles in calls:
+            for role in roles:
+                r = client.request(method, path, headers=w.headers(role), json=body)
+                if r.status_code != 404:
+                    failures.append(f"{method} {path} as {role}: {r.status_code} {r.text[:80]}")
+        assert not failures, "\n".join(failures)

@@ -173,3 +173,10 @@ def test_no_published_constant_is_a_default():
 
     assert not hasattr(settings_module, "DEV_QR_SECRET")
     assert load_settings(env="development").qr_secret is None
+
+
+def test_an_upload_request_must_hold_the_largest_attachment():
+    with pytest.raises(SettingsError, match="OFFSITE_HTTP_UPLOAD_MAX_BYTES"):
+        load_settings(attachment_max_bytes=50 * 1024 * 1024)
+    s = load_settings(attachment_max_bytes=50 * 1024 * 1024, http_upload_max_bytes=70 * 2**20)
+    assert s.http_upload_max_bytes > s.attachment_max_bytes * 4 / 3
