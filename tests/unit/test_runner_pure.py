@@ -42,10 +42,10 @@ def test_healthz_names_a_worker_whose_rule_runner_is_being_restarted() -> None:
         "rules_restarts": 0,
         "rules_last_exit": None,
     }
-    assert _worker(base)["state"] == "ok"
+    assert _worker(base, identify=False)["state"] == "ok"
     restarting = {**base, "rules_runner": "restarting", "rules_last_exit": "killed by SIGKILL"}
-    assert _worker(restarting)["state"] == "rules restarting"
-    assert _worker({**restarting, "heartbeat_age_s": 60.0})["state"] == "stale"
+    assert _worker(restarting, identify=False)["state"] == "rules restarting"
+    assert _worker({**restarting, "heartbeat_age_s": 60.0}, identify=True)["state"] == "stale"
 
 
 def test_the_worker_metrics_show_runner_restarts_and_whether_it_is_up() -> None:
