@@ -224,7 +224,12 @@ class CopyPaste:
 class FlagAbuse:
     """An unusual share of maintenance/fault/manual flags (M, D, S by default) among the
     last ``history`` readings: invalid data escapes the exceedance rules, so false flags
-    are how exceedances get hidden. Routine calibration (C) is left out by default."""
+    are how exceedances get hidden. Routine calibration (C) is left out by default.
+
+    The flagged readings must also fall in at least ``min_runs`` separate runs: a
+    maintenance visit flags one unbroken block (routine, and a person was there), false
+    flags are sprinkled over normal readings where they hide what they need to.
+    """
 
     kind: ClassVar[str] = "flag_abuse"
     scope: ClassVar[str] = "series"
@@ -234,6 +239,7 @@ class FlagAbuse:
     history: int = 30
     flags: str = "MDS"
     max_share: float = 0.2
+    min_runs: int = 2
 
     def new_state(self, capacity: int) -> State | None:
         return None
@@ -243,10 +249,12 @@ class FlagAbuse:
         w = b.wflag[:, b.wflag.shape[1] - self.history + 1 :]
         seen = (w != 0).sum(axis=1) + 1
         now = table[b.flag]
-        marked = table[w].sum(axis=1) + now
+        fl = np.concatenate([table[w], now[:, None]], axis=1)
+        marked = fl.sum(axis=1)
+        runs = fl[:, 0].astype(np.int64) + (fl[:, 1:] & ~fl[:, :-1]).sum(axis=1)
         share = marked / seen
         full = seen >= self.history
-        hit = full & (share > self.max_share) & now
+        hit = full & (share > self.max_share) & now & (runs >= self.min_runs)
         return Hits(hit, np.where(full, share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:

@@ -905,7 +905,17 @@ def test_flag_abuse_below_share_or_routine_calibration_does_not_hit():
     calib.flag[-12:, 0] = F["C"]  # a routine calibration: 40 % C flags
     assert not hits_of(FlagAbuse(), few).any()
     assert not hits_of(FlagAbuse(), calib).any()
-    assert one(FlagAbuse(flags="MDSC"), calib).hit[0]
+    assert one(FlagAbuse(flags="MDSC", min_runs=1), calib).hit[0]
+
+
+def test_flag_abuse_a_maintenance_block_is_not_abuse_but_scattered_flags_are():
+    block = stream(1, 60, seed=24)
+    block.flag[-12:, 0] = F["M"]  # a maintenance visit: 40 % M, one unbroken run
+    scattered = stream(1, 60, seed=24)
+    scattered.flag[[-12, -10, -7, -5, -3, -1], 0] = F["M"]  # 6 of 30 in 6 runs
+    assert not hits_of(FlagAbuse(max_share=0.1), block).any()
+    assert one(FlagAbuse(max_share=0.1), scattered).hit[0]
+    assert one(FlagAbuse(max_share=0.1, min_runs=1), block).hit[0]
 
 
 def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():
