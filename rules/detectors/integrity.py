@@ -41,7 +41,8 @@ class CopyPaste:
     raises when the kept value bits equal the reading's own quantised value's too (the
     fingerprint is of steps, so this is a check on values it does not cover), and the
     lag is longer than ``k`` readings. A slot left from an earlier turn of the table
-    carries another bucket's number in its fingerprint and so does not match. Segments that carry little information (fewer than
+    carries another bucket's number in its fingerprint and so does not match. Segments
+    that carry little information (fewer than
     ``min_moves`` non-zero steps, or fewer than ``min_bits`` bits counted in the series'
     own resolution) are not fingerprinted: a quiet quantised series repeats its steps by
     chance, and a flatline is another detector's business.
