@@ -61,6 +61,7 @@ def run_engine(
         engine.clear_after(),
         default_clear_after=timedelta(seconds=cfg.alert_clear_s),
         cooldown=engine.cooldowns(),
+        intervals=engine.intervals(),  # clear times scale with each device's interval, as live
     )
     raised: list[Raised] = []
 

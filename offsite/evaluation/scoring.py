@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 KIND_RULES: Mapping[str, tuple[str, ...]] = {
     "flatline": ("flatline",),
     "spike": ("spike",),
-    "drift": ("drift",),
+    "drift": ("drift", "slow_drift"),  # the fast runaway and the per-cent-an-hour creep
     "offline": ("offline",),
     "exceedance": ("exceedance", "exceedance.hour", "exceedance_1h", "exceedance_1d"),
     "clamp": ("clamp",),

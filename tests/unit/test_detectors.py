@@ -841,7 +841,7 @@ def test_copy_paste_a_fingerprint_collision_never_raises():
     det = CopyPaste()
     sa, sb = colliding_steps(det)
     s = plant_days(1.1, seed=34)
-    end = 104  # a bucket-opening minute (104 % stride == 0), and the same minute next day
+    end = 110  # a bucket-opening minute (110 % stride == 0), and the same minute next day
     s.x[end - det.k : end + 1, 0] = np.round(LEVEL + np.r_[0.0, np.cumsum(sa)], 3)
     s.x[end + 1440 - det.k : end + 1441, 0] = np.round(LEVEL + 3 + np.r_[0.0, np.cumsum(sb)], 3)
     h = run(det, s)
@@ -876,7 +876,7 @@ def test_copy_paste_remember_rebuilds_what_the_stream_kept():
         det(b, live)
     rebuilt = det.new_state(1)
     det.remember(rebuilt, 0, s.t[:, 0], s.x[:, 0], s.flag[:, 0] == FLAG_N, 60.0)
-    for name in ("fp", "q", "tag"):
+    for name in ("fp", "q"):
         np.testing.assert_array_equal(rebuilt[name], live[name], err_msg=name)
     assert (live["fp"] != 0).sum() > 50
 
@@ -885,7 +885,7 @@ def test_copy_paste_memory_per_series_is_bounded_and_stated():
     det = CopyPaste()
     st = det.new_state(100)
     assert sum(a.nbytes for a in st.arrays.values()) == 100 * det.bytes_per_series
-    assert det.bytes_per_series == 10 * 1260  # 7 days of 8-minute buckets
+    assert det.bytes_per_series == 6 * 1008  # 7 days of 10-minute buckets, 6 bytes each
 
 
 # -- flag_abuse -------------------------------------------------------------------------
@@ -905,7 +905,17 @@ def test_flag_abuse_below_share_or_routine_calibration_does_not_hit():
     calib.flag[-12:, 0] = F["C"]  # a routine calibration: 40 % C flags
     assert not hits_of(FlagAbuse(), few).any()
     assert not hits_of(FlagAbuse(), calib).any()
-    assert one(FlagAbuse(flags="MDSC"), calib).hit[0]
+    assert one(FlagAbuse(flags="MDSC", min_runs=1), calib).hit[0]
+
+
+def test_flag_abuse_a_maintenance_block_is_not_abuse_but_scattered_flags_are():
+    block = stream(1, 60, seed=24)
+    block.flag[-12:, 0] = F["M"]  # a maintenance visit: 40 % M, one unbroken run
+    scattered = stream(1, 60, seed=24)
+    scattered.flag[[-12, -10, -7, -5, -3, -1], 0] = F["M"]  # 6 of 30 in 6 runs
+    assert not hits_of(FlagAbuse(max_share=0.1), block).any()
+    assert one(FlagAbuse(max_share=0.1), scattered).hit[0]
+    assert one(FlagAbuse(max_share=0.1, min_runs=1), block).hit[0]
 
 
 def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():

@@ -773,7 +773,7 @@ def faulty_plant(minutes: int = 240) -> list[Reading]:
             flow = 1000.0 + rng.gauss(0, 10.0)
             flag, fflag = "N", "N"
             if k == 0 and i == 100:
-                so2 = 31.0  # spike
+                so2 = 48.0  # spike (2.4×: the packaged floor is 10 % of the level, z 12)
             if k == 0 and 150 <= i < 170:
                 so2 = 17.5  # stuck
             if k == 1 and 120 <= i < 135:

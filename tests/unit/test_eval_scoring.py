@@ -121,6 +121,7 @@ def test_variants_of_a_rule_count_for_its_kind_and_delay_targets_are_per_kind() 
     assert rule_detects("drift", "drift_long", KIND_RULES)
     assert rule_detects("spike", "spike.xchan", KIND_RULES)
     assert not rule_detects("drift", "driftwood", KIND_RULES)
+    assert rule_detects("drift", "slow_drift", KIND_RULES)  # the slow drift faults are its
     assert not rule_detects("spike", "drift", KIND_RULES)
     t = Targets()
     assert t.delay_for("drift") == 360.0 and t.delay_for("copy_paste") == 10.0
