@@ -52,3 +52,12 @@ class UserPublic(BaseModel):
 class ApiKey(BaseModel):
     user_id: str
     token: str = Field(description="shown once: only its SHA-256 is kept")
+
+
+class UserBrief(BaseModel):
+    """A person as a picker lists them (no enterprise, no dates)."""
+
+    id: str
+    role: str
+    region: str
+    department: str

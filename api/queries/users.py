@@ -42,3 +42,14 @@ async def list_users(conn: AsyncConnection) -> list[dict[str, Any]]:
             "created_at FROM users ORDER BY id"
         )
         return await cur.fetchall()
+
+
+async def assignable_users(conn: AsyncConnection, roles: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Active people work may be handed to (the assign pickers list these)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, role, region, department FROM users "
+            "WHERE active AND role = ANY(%s) ORDER BY role, id",
+            (list(roles),),
+        )
+        return await cur.fetchall()

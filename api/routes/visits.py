@@ -390,8 +390,11 @@ async def get_visit(
     "/{visit_id}/rating",
     status_code=204,
     response_class=Response,
-    summary="The enterprise rates a visit to its site (1–5, optional comment)",
-    responses={404: {"description": "no such visit of this enterprise"}},
+    summary="The enterprise rates a visit to its site (1–5, optional comment), once",
+    responses={
+        404: {"description": "no such visit of this enterprise"},
+        409: {"description": "already rated: the first rating stands"},
+    },
 )
 async def rate_visit(
     visit_id: int, body: VisitRating, conn: Conn, who: Annotated[Principal, Depends(ENTERPRISE)]
@@ -399,7 +402,8 @@ async def rate_visit(
     visit = await queries.visits.get_visit(conn, visit_id)
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
     async with conn.transaction():
-        await queries.visits.rate_visit(conn, visit_id, body.rating, body.comment)
+        if not await queries.visits.rate_visit(conn, visit_id, body.rating, body.comment):
+            raise HTTPException(409, f"visit {visit_id} is already rated")
         await audit.append(
             conn,
             who.user_id,

@@ -96,6 +96,7 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
     ("GET", "/api/visits/guard/refusals"): STAFF,
     ("GET", "/api/users"): ADMIN,
+    ("GET", "/api/users/assignable"): STAFF,
     ("PUT", "/api/users"): ADMIN,
     # the console's files and read endpoints (api/routes/console.py)
     ("GET", "/static/{path:path}"): PUBLIC,
@@ -286,6 +287,7 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/api/export/devices/{mn}/readings.csv"): lambda h: client.get(
             f"/api/export/devices/{MN1}/readings.csv", headers=h
         ),
+        ("GET", "/api/users/assignable"): lambda h: client.get("/api/users/assignable", headers=h),
         ("PUT", "/api/users"): lambda h: client.put(
             "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}
         ),

@@ -2,6 +2,7 @@
 // and one live alert stream shared by every page (the critical-alert highlight shows
 // wherever the regulator is).
 import {get, post, esc, HttpError} from '/static/console/api.js';
+import {t, lang, LANGS, setLang, translateDom, ruleName, alertMessage, roleName} from '/static/console/i18n.js';
 import * as feed from '/static/console/feed.js';
 import * as alertPage from '/static/console/alert.js';
 import * as devicePage from '/static/console/device.js';
@@ -33,11 +34,11 @@ function homeFor(me) {
 }
 
 function navFor(me) {
-  const items = [['#/feed', 'Feed']];
-  if (me.role === 'enterprise') items.push([homeFor(me), 'My site']);
-  else items.push(['#/enterprises', 'Enterprises']);
-  items.push(['#/devices', 'Devices'], ['#/visits', 'Visits']);
-  if (me.role === 'inspector') items.unshift(['#/work', 'My work']);
+  const items = [['#/feed', t('nav.feed')]];
+  if (me.role === 'enterprise') items.push([homeFor(me), t('nav.mysite')]);
+  else items.push(['#/enterprises', t('nav.enterprises')]);
+  items.push(['#/devices', t('nav.devices')], ['#/visits', t('nav.visits')]);
+  if (me.role === 'inspector') items.unshift(['#/work', t('nav.work')]);
   return items.map(([h, t]) => `<a href="${h}">${esc(t)}</a>`).join('');
 }
 
@@ -56,20 +57,20 @@ async function route(me) {
   for (const [re, page] of ROUTES) {
     const m = path.match(re);
     if (!m) continue;
-    view.innerHTML = '<p class="muted">loading…</p>';
+    view.innerHTML = `<p class="muted">${esc(t('app.loading'))}</p>`;
     view.dataset.page = '';
     try {
       cleanup = await page().render(view, {me, args: m.slice(1).map(decodeURIComponent), params, live}) || null;
     } catch (e) {
       if (e instanceof HttpError && e.status === 401) { location.reload(); return; }  // session over: sign in again
       view.innerHTML = e instanceof HttpError && e.status === 404
-        ? `<h2>Not found</h2><p class="error">${esc(e.message)}</p><p><a href="${homeFor(me)}">back</a></p>`
-        : `<h2>Could not load this page</h2><p class="error">${esc(e.message)}</p>`;
+        ? `<h2>${esc(t('app.notfound'))}</h2><p class="error">${esc(e.message)}</p><p><a href="${homeFor(me)}">${esc(t('app.back'))}</a></p>`
+        : `<h2>${esc(t('app.loadfailed'))}</h2><p class="error">${esc(e.message)}</p>`;
       view.dataset.page = 'error';
     }
     return;
   }
-  view.innerHTML = `<h2>Not found</h2><p>No page at ${esc(path)}.</p>`;
+  view.innerHTML = `<h2>${esc(t('app.notfound'))}</h2><p>${esc(t('app.nopage', {path}))}</p>`;
   view.dataset.page = 'error';
 }
 
@@ -78,21 +79,21 @@ const banner = document.getElementById('critical');
 let unseen = 0;
 function critical(a) {
   unseen += 1;
-  banner.innerHTML = `<strong>New critical alert</strong> <a href="#/alert/${a.id}">#${a.id}</a>
-    ${esc(a.enterprise_id)} · ${esc(a.mn)} · ${esc(a.rule)} — ${esc(a.message)}
-    ${unseen > 1 ? `<span class="muted">(+${unseen - 1} more)</span>` : ''} <button type="button">dismiss</button>`;
+  banner.innerHTML = `<strong>${esc(t('critical.new'))}</strong> <a href="#/alert/${a.id}">#${a.id}</a>
+    ${esc(a.enterprise_name || a.enterprise_id)} · ${esc(ruleName(a.rule))} — ${esc(alertMessage(a))}
+    ${unseen > 1 ? `<span>${esc(t('critical.more', {n: unseen - 1}))}</span>` : ''} <button type="button">${esc(t('critical.dismiss'))}</button>`;
   banner.hidden = false;
   banner.classList.remove('flash'); void banner.offsetWidth; banner.classList.add('flash');
-  document.title = `(${unseen}) ● Offsite`;
+  document.title = `(${unseen}) ● ${t('app.title')}`;
 }
 banner.addEventListener('click', e => {
-  if (e.target.closest('button, a')) { banner.hidden = true; unseen = 0; document.title = 'Offsite'; }
+  if (e.target.closest('button, a')) { banner.hidden = true; unseen = 0; document.title = t('app.title'); }
 });
 
 function connect(status) {
   const es = new EventSource('/api/alerts/stream');
-  es.onopen = () => { status.textContent = 'live'; status.className = 'live'; };
-  es.onerror = () => { status.textContent = 'reconnecting…'; status.className = ''; };
+  es.onopen = () => { status.textContent = t('status.live'); status.className = 'live'; };
+  es.onerror = () => { status.textContent = t('status.reconnecting'); status.className = ''; };
   es.addEventListener('alert', e => {
     const a = JSON.parse(e.data);
     if (a.severity === 'critical' && (a.event === 'opened' || a.event === 'reopened' || a.event === 'updated')) critical(a);
@@ -103,7 +104,7 @@ function connect(status) {
 async function signIn() {
   const form = document.getElementById('login');
   form.hidden = false; view.hidden = true;
-  document.getElementById('status').textContent = 'signed out';
+  document.getElementById('status').textContent = t('status.signedout');
   form.addEventListener('submit', async e => {
     e.preventDefault();
     const f = new FormData(form);
@@ -111,19 +112,29 @@ async function signIn() {
       await post('/auth/login', {username: f.get('username'), password: f.get('password')});
       location.reload();
     } catch (err) {
-      document.getElementById('loginerr').textContent = err.status === 429 ? 'too many attempts: wait a minute' : 'wrong user or password';
+      document.getElementById('loginerr').textContent = err.status === 429 ? t('login.toomany') : t('login.wrong');
     }
   });
 }
 
+// the language switch in the header: zh-CN / English, kept in this browser
+function languageSwitch() {
+  const sel = document.getElementById('lang');
+  sel.innerHTML = LANGS.map(l => `<option value="${l}" ${l === lang ? 'selected' : ''}>${esc(t(`lang.${l}`))}</option>`).join('');
+  sel.addEventListener('change', () => setLang(sel.value));
+}
+
 async function main() {
+  translateDom();
+  document.title = t('app.title');
+  languageSwitch();
   let me;
   try { me = await get('/auth/me'); } catch (e) { if (e.status === 401) return signIn(); throw e; }
   document.body.dataset.role = me.role;
-  document.getElementById('who').textContent = `${me.user_id} · ${me.role}${me.enterprise_id ? ' · ' + me.enterprise_id : ''}`;
+  document.getElementById('who').textContent = `${me.user_id} · ${roleName(me.role)}${me.enterprise_id ? ' · ' + me.enterprise_id : ''}`;
   document.getElementById('nav').innerHTML = navFor(me);
   const out = document.getElementById('logout'); out.hidden = false;
-  out.onclick = async () => { await post('/auth/logout'); location.hash = ''; location.reload(); };
+  out.addEventListener('click', async () => { await post('/auth/logout'); location.hash = ''; location.reload(); });
   connect(document.getElementById('status'));
   window.addEventListener('hashchange', () => route(me));
   await route(me);
