@@ -10,8 +10,8 @@ valid. (The rollups keep no minutes, so this converts the hour, not each minute 
 ``exceedance_1h`` rule does; the two differ a little when O2 swings within the hour.)
 The data-capture rate is valid values over the values the device's interval promises in
 the month so far (to ``now``), counted from when the device was expected to report (its
-registration, or its first reading if earlier). Months are UTC calendar months, as the rollups' buckets
-are.
+registration, or its first reading if earlier). Months are UTC calendar months, as the
+rollups' buckets are.
 """
 
 from __future__ import annotations
@@ -78,7 +78,10 @@ async def exceedances(
 
 
 def expected_values(
-    start: datetime, until: datetime, registered_at: datetime, first_reading: datetime | None,
+    start: datetime,
+    until: datetime,
+    registered_at: datetime,
+    first_reading: datetime | None,
     interval_s: float,
 ) -> float:
     """Values a device's interval promises from when it was expected to report — its

@@ -14,7 +14,6 @@ from fastapi.responses import StreamingResponse
 from offsite.api import queries
 from offsite.api.auth import ANY_USER, STAFF, Principal, visible_or_404
 from offsite.api.deps import Conn, FeedDep
-from offsite.api.routes.users import check_assignee
 from offsite.api.models.alerts import (
     AlertAction,
     AlertAssign,
@@ -25,6 +24,7 @@ from offsite.api.models.alerts import (
     State,
 )
 from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.routes.users import check_assignee
 from offsite.rules.alerts import AlertState
 from offsite.rules.errors import InvalidTransition
 from offsite.store import alerts as alert_store

@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/scan"): PUBLIC,
     ("GET", "/console"): PUBLIC,
+    ("GET", "/favicon.ico"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("POST", "/auth/login"): PUBLIC,
@@ -66,6 +67,7 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ),
     ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): STAFF,
     ("POST", "/api/visits/check-in"): frozenset({"inspector"}),
+    ("POST", "/api/visits/scan"): frozenset({"inspector"}),
     ("POST", "/api/visits/{visit_id}/check-out"): frozenset({"inspector"}),
     ("GET", "/api/visits"): EVERYONE,
     ("GET", "/api/visits/{visit_id}"): EVERYONE,
@@ -163,6 +165,9 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/"): lambda h: client.get("/", headers=h),
         ("GET", "/scan"): lambda h: client.get("/scan", headers=h),
         ("GET", "/console"): lambda h: client.get("/console", headers=h, follow_redirects=False),
+        ("GET", "/favicon.ico"): lambda h: client.get(
+            "/favicon.ico", headers=h, follow_redirects=False
+        ),
         ("GET", "/healthz"): lambda h: client.get("/healthz", headers=h),
         ("GET", "/metrics"): lambda h: client.get("/metrics", headers=h),
         ("POST", "/auth/login"): lambda h: client.post(
@@ -204,6 +209,9 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ),
         ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): lambda h: client.post(
             "/api/enterprises/E3/qr/revoke", headers=h
+        ),
+        ("POST", "/api/visits/scan"): lambda h: client.post(
+            "/api/visits/scan", headers=h, json={"token": scan}
         ),
         ("POST", "/api/visits/check-in"): lambda h: client.post(
             "/api/visits/check-in", headers=h, json={"token": scan, "purpose": "routine"}

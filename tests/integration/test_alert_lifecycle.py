@@ -110,6 +110,16 @@ def test_lifecycle_evidence_assign_comment_resolve_and_reopen(
         assert r.status_code == 422, r.text
         assert r.json()["detail"][0]["loc"] == ["body", "assignee"]
         assert r.json()["detail"][0]["type"] == "unknown_user"
+        # the message follows Accept-Language; the code and the field do not change
+        zh = http.post(
+            f"/api/alerts/{alert_id}/assign",
+            json={"assignee": "nosuchuser"},
+            headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+        ).json()["detail"][0]
+        assert zh["msg"] == "没有在职用户 nosuchuser" and zh["type"] == "unknown_user"
+        assert http.get("/api/alerts/999999", headers={"Accept-Language": "zh"}).json() == {
+            "detail": "未找到告警 999999"
+        }
         token_for(db_url, "admin", user_id="adm-1")
         r = http.post(f"/api/alerts/{alert_id}/assign", json={"assignee": "adm-1"})
         assert r.status_code == 422 and r.json()["detail"][0]["type"] == "role_not_assignable"

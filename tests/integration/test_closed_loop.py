@@ -280,9 +280,7 @@ def test_exceedance_to_case_to_joint_visit_to_report(
             == 204
         )
         # a second rating is refused: the first one and its comment stand
-        again = c.post(
-            f"/api/visits/{visit['id']}/rating", headers=h["ent"], json={"rating": 1}
-        )
+        again = c.post(f"/api/visits/{visit['id']}/rating", headers=h["ent"], json={"rating": 1})
         assert again.status_code == 409, again.text
         kept = c.get(f"/api/visits/{visit['id']}", headers=h["reg"]).json()
         assert kept["rating_comment"] == "brief and clear"
