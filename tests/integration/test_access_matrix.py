@@ -279,6 +279,8 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/static/{path:path}"): lambda h: client.get("/static/console/app.js", headers=h),
         ("GET", "/api/alert-counts"): lambda h: client.get("/api/alert-counts", headers=h),
         ("GET", "/api/alert-facets"): lambda h: client.get("/api/alert-facets", headers=h),
+        ("GET", "/api/alert-unseen"): lambda h: client.get("/api/alert-unseen", headers=h),
+        ("GET", "/api/overview"): lambda h: client.get("/api/overview", headers=h),
         ("GET", "/api/devices/{mn}"): lambda h: client.get(f"/api/devices/{MN1}", headers=h),
         ("GET", "/api/devices/{mn}/capture"): lambda h: client.get(
             f"/api/devices/{MN1}/capture", headers=h

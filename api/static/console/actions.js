@@ -10,7 +10,8 @@ const STAFF = ['admin', 'regulator'];
 export function actionButtons(a, me) {
   const b = [];
   const staff = STAFF.includes(me.role);
-  if (staff && a.state === 'open') b.push('acknowledge');
+  // a critical the engine cleared before anyone saw it is still acknowledged (it stays pinned until then)
+  if (staff && (a.state === 'open' || (a.state === 'cleared' && a.severity === 'critical' && !a.acknowledged_at))) b.push('acknowledge');
   if (staff && ACTIVE.includes(a.state)) b.push('assign', 'resolve');
   if (staff && ['resolved', 'cleared'].includes(a.state)) b.push('reopen');
   b.push('comments');
@@ -67,7 +68,9 @@ export async function act(button) {
   }
   button.disabled = true;
   try {
-    return await post(`/api/alerts/${id}/${action}`, body);
+    const updated = await post(`/api/alerts/${id}/${action}`, body);
+    document.dispatchEvent(new CustomEvent('offsite:unseen-changed'));
+    return updated;
   } catch (e) {
     const err = document.createElement('span');
     err.className = 'error'; err.setAttribute('role', 'status'); err.textContent = ` ${e.message}`;

@@ -9,13 +9,23 @@ import * as devicePage from '/static/console/device.js';
 import * as enterprisePage from '/static/console/enterprise.js';
 import * as visitsPage from '/static/console/visits.js';
 import * as lists from '/static/console/lists.js';
+import * as overview from '/static/console/overview.js';
+import * as cases from '/static/console/cases.js';
+import * as admin from '/static/console/admin.js';
 
 const view = document.getElementById('view');
 const live = new EventTarget();  // re-dispatches SSE 'alert' events to the current page
 
 // route → page; each page's render(view, ctx) may return a cleanup function
 const ROUTES = [
+  [/^#\/overview$/, () => overview],
   [/^#\/feed$/, () => feed],
+  [/^#\/cases$/, () => cases],
+  [/^#\/case\/(\d+)$/, () => ({render: cases.renderCase})],
+  [/^#\/tasks$/, () => ({render: cases.renderTasks})],
+  [/^#\/invitations$/, () => ({render: cases.renderInvitations})],
+  [/^#\/guard$/, () => ({render: cases.renderGuard})],
+  [/^#\/admin$/, () => admin],
   [/^#\/alert\/(\d+)$/, () => alertPage],
   [/^#\/devices$/, () => lists.devices],
   [/^#\/device\/([^/?]+)$/, () => devicePage],
@@ -30,15 +40,23 @@ const ROUTES = [
 function homeFor(me) {
   if (me.role === 'enterprise') return `#/enterprise/${encodeURIComponent(me.enterprise_id)}`;
   if (me.role === 'inspector') return '#/work';
-  return '#/feed';
+  return '#/overview';
 }
 
 function navFor(me) {
-  const items = [['#/feed', t('nav.feed')]];
+  const staff = ['admin', 'regulator'].includes(me.role);
+  const items = [];
+  if (staff) items.push(['#/overview', t('nav.overview')]);
+  if (me.role === 'inspector') items.push(['#/work', t('nav.work')]);
+  items.push(['#/feed', t('nav.feed')]);
   if (me.role === 'enterprise') items.push([homeFor(me), t('nav.mysite')]);
   else items.push(['#/enterprises', t('nav.enterprises')]);
-  items.push(['#/devices', t('nav.devices')], ['#/visits', t('nav.visits')]);
-  if (me.role === 'inspector') items.unshift(['#/work', t('nav.work')]);
+  items.push(['#/devices', t('nav.devices')], ['#/cases', t('nav.cases')]);
+  if (me.role !== 'enterprise') items.push(['#/tasks', t('nav.tasks')]);
+  items.push(['#/visits', t('nav.visits')], ['#/invitations', t('nav.invitations')]);
+  if (staff) items.push(['#/guard', t('nav.guard')]);
+  if (me.role !== 'inspector') items.push(['/api/reports/page', t('nav.reports')]);
+  if (me.role === 'admin') items.push(['#/admin', t('nav.admin')]);
   return items.map(([h, t]) => `<a href="${h}">${esc(t)}</a>`).join('');
 }
 
@@ -74,21 +92,29 @@ async function route(me) {
   view.dataset.page = 'error';
 }
 
-// a sound-free, visible highlight for a new critical alert, on any page, until dismissed
+// a sound-free, visible highlight of criticals nobody has acknowledged, on any page: the
+// count comes from the server, so it survives a reload and an engine that cleared them
 const banner = document.getElementById('critical');
-let unseen = 0;
-function critical(a) {
-  unseen += 1;
-  banner.innerHTML = `<strong>${esc(t('critical.new'))}</strong> <a href="#/alert/${a.id}">#${a.id}</a>
-    ${esc(a.enterprise_name || a.enterprise_id)} · ${esc(ruleName(a.rule))} — ${esc(alertMessage(a))}
-    ${unseen > 1 ? `<span>${esc(t('critical.more', {n: unseen - 1}))}</span>` : ''} <button type="button">${esc(t('critical.dismiss'))}</button>`;
+let hiddenAt = -1;  // the count when the person hid the banner (a new critical shows it again)
+async function refreshUnseen(fresh = null) {
+  let u;
+  try { u = await get('/api/alert-unseen?limit=1'); } catch { return; }
+  document.title = u.count ? `(${u.count}) ● ${t('app.title')}` : t('app.title');
+  banner.dataset.count = String(u.count);
+  if (!u.count || u.count === hiddenAt) { banner.hidden = !u.count || u.count === hiddenAt; if (!u.count) hiddenAt = -1; return; }
+  const a = fresh || u.alerts[0];
+  banner.innerHTML = `<strong>${esc(fresh ? t('critical.new') : t('critical.unseen', {n: u.count}))}</strong>
+    ${a ? `<a href="#/alert/${a.id}">#${a.id}</a> ${esc(a.enterprise_name || a.enterprise_id)} · ${esc(ruleName(a.rule))} — ${esc(alertMessage(a))}` : ''}
+    ${u.count > 1 ? `<span>${esc(t('critical.more', {n: u.count - 1}))}</span>` : ''}
+    <a href="#/overview">${esc(t('critical.all'))}</a> <button type="button" data-hide>${esc(t('critical.dismiss'))}</button>`;
   banner.hidden = false;
-  banner.classList.remove('flash'); void banner.offsetWidth; banner.classList.add('flash');
-  document.title = `(${unseen}) ● ${t('app.title')}`;
+  if (fresh) { banner.classList.remove('flash'); void banner.offsetWidth; banner.classList.add('flash'); }
 }
 banner.addEventListener('click', e => {
-  if (e.target.closest('button, a')) { banner.hidden = true; unseen = 0; document.title = t('app.title'); }
+  if (e.target.closest('button[data-hide]')) { hiddenAt = Number(banner.dataset.count); banner.hidden = true; }
 });
+document.addEventListener('offsite:unseen-changed', () => refreshUnseen());
+const critical = a => refreshUnseen(a);
 
 function connect(status) {
   const es = new EventSource('/api/alerts/stream');
@@ -96,7 +122,8 @@ function connect(status) {
   es.onerror = () => { status.textContent = t('status.reconnecting'); status.className = ''; };
   es.addEventListener('alert', e => {
     const a = JSON.parse(e.data);
-    if (a.severity === 'critical' && (a.event === 'opened' || a.event === 'reopened' || a.event === 'updated')) critical(a);
+    if (a.severity === 'critical' && (a.event === 'opened' || a.event === 'reopened')) critical(a);
+    else if (a.severity === 'critical') refreshUnseen();
     live.dispatchEvent(new CustomEvent('alert', {detail: a}));
   });
 }
@@ -136,6 +163,7 @@ async function main() {
   const out = document.getElementById('logout'); out.hidden = false;
   out.addEventListener('click', async () => { await post('/auth/logout'); location.hash = ''; location.reload(); });
   connect(document.getElementById('status'));
+  refreshUnseen();
   window.addEventListener('hashchange', () => route(me));
   await route(me);
 }

@@ -1,7 +1,7 @@
 // The anomaly feed: alerts newest first, live over SSE, filtered by severity, state,
 // rule, enterprise and pollutant (kept in the address, so a filtered feed is a link),
 // counts per state, actions in place, CSV of what is shown.
-import {get, qs, esc, when, pollutant, withUnit, t} from '/static/console/api.js';
+import {get, post, qs, esc, when, pollutant, withUnit, t} from '/static/console/api.js';
 import {ruleName, alertMessage, severityName, stateName} from '/static/console/i18n.js';
 import {actionButtons, act} from '/static/console/actions.js';
 
@@ -28,8 +28,11 @@ function select(name, label, options, value) {
 // the device page on the alert's own pollutant (not the device's first one)
 export const deviceLink = a => `#/device/${encodeURIComponent(a.mn)}${a.pollutant ? '?pollutant=' + encodeURIComponent(a.pollutant) : ''}`;
 
+const STAFF = ['admin', 'regulator'];
+
 function row(a, me) {
-  return `<td><a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(severityName(a.severity))}</td>
+  const pick = STAFF.includes(me.role) ? `<label><span class="sr">${esc(t('feed.select', {id: a.id}))}</span><input type="checkbox" data-pick="${a.id}" data-enterprise="${esc(a.enterprise_id)}"></label> ` : '';
+  return `<td>${pick}<a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(severityName(a.severity))}</td>
     <td class="state" data-assignee="${esc(a.assignee || '')}">${esc(stateName(a.state))}${a.state === 'assigned' && a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">' + esc(t('feed.muted')) + '</span>' : ''}</td>
     <td data-rule="${esc(a.rule)}">${esc(ruleName(a.rule))}</td><td data-enterprise="${esc(a.enterprise_id)}"><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_name || a.enterprise_id)}</a></td>
     <td data-mn="${esc(a.mn)}"><a href="${deviceLink(a)}" title="${esc(a.mn)}">${esc(a.point_name || a.mn)}</a></td><td>${esc(pollutant(a.pollutant))}</td>
@@ -54,6 +57,8 @@ export async function render(view, {me, params, live}) {
       <a class="csv" href="/api/export/alerts.csv${qs(listQuery)}" download>${esc(t('common.csv'))}</a>
     </form>
     <p id="counts" class="counts"></p>
+    ${STAFF.includes(me.role) ? `<p id="casebar"><button type="button" id="opencase" disabled>${esc(t('feed.opencase'))}</button> <span id="picked" class="muted"></span>
+      <span id="caseerr" class="error" role="status"></span></p>` : ''}
     <div class="scroll"><table class="grid feed"><thead><tr><th>#</th><th>${esc(t('col.severity'))}</th><th>${esc(t('col.state'))}</th><th>${esc(t('col.rule'))}</th><th>${esc(t('col.enterprise'))}</th>
       <th>${esc(t('col.device'))}</th><th>${esc(t('col.pollutant'))}</th><th>${esc(t('col.lastseen'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('col.count'))}</th><th>${esc(t('col.worst'))}</th><th class="msg">${esc(t('col.message'))}</th><th class="acts">${esc(t('col.actions'))}</th></tr></thead>
     <tbody id="rows"></tbody></table></div><p id="empty" class="muted" hidden>${esc(t('feed.empty'))}</p>`;
@@ -92,6 +97,23 @@ export async function render(view, {me, params, live}) {
   for (const a of initial.reverse()) draw(a);
   empty();
   await counts();
+
+  // open a case from the selected alerts (one enterprise per case: the server says so otherwise)
+  const picked = () => [...tbody.querySelectorAll('input[data-pick]:checked')].map(i => Number(i.dataset.pick));
+  const caseButton = view.querySelector('#opencase');
+  tbody.addEventListener('change', () => {
+    if (!caseButton) return;
+    const n = picked().length;
+    caseButton.disabled = !n;
+    view.querySelector('#picked').textContent = n ? t('feed.selected', {n}) : '';
+  });
+  caseButton?.addEventListener('click', async () => {
+    caseButton.disabled = true;
+    try {
+      const c = await post('/api/cases', {alert_ids: picked()});
+      location.hash = `#/case/${c.id}`;
+    } catch (err) { view.querySelector('#caseerr').textContent = err.message; caseButton.disabled = false; }
+  });
 
   tbody.addEventListener('click', async e => {
     const b = e.target.closest('button[data-act]');
