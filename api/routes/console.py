@@ -27,9 +27,9 @@ from offsite.api.models.devices import DeviceDetail
 from offsite.api.models.enterprises import EnterpriseDetail
 from offsite.api.models.overview import Overview, UnseenCriticals
 from offsite.api.models.paging import MAX_OFFSET
-from offsite.api.overview import build_overview, site_day_start
 from offsite.api.models.readings import CapturePage, ReadingPublic
 from offsite.api.models.visits import VisitPublic
+from offsite.api.overview import build_overview, site_day_start
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
