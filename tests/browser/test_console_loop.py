@@ -402,7 +402,8 @@ def test_overview_pins_a_fresh_critical_until_someone_acknowledges_it(
     page.wait_for_selector("main[data-page=overview]")
     page.wait_for_selector("#status.live")
     # a fresh critical on the other channel of the device (3× its limit)
-    t0 = datetime.now(UTC) + timedelta(seconds=20)
+    # six minutes ago in device time, so that a reading now ends it (clear_after 5 min)
+    t0 = datetime.now(UTC) - timedelta(minutes=6)
     other = next(p for p in ("a21026", "a21002", "a34013") if p != pollutant)
     lim = scalar(
         w.db_url,
@@ -417,11 +418,11 @@ def test_overview_pins_a_fresh_critical_until_someone_acknowledges_it(
     aid = int(page.get_attribute(pinned, "data-id"))
     assert page.is_visible("#critical")
     shot(page, screenshots, "overview-critical-zh")
-    # it survives a reload, and the engine clearing it (the condition gone for 2 min)
+    # it survives a reload, and the engine clearing it (the condition gone for 6 min)
     page.reload()
     page.wait_for_selector(f"#pinned .pinned[data-id='{aid}']")
     assert int(page.get_attribute("#critical", "data-count")) >= 1
-    publish(w, mn, t0 + timedelta(minutes=2), {other: lim * 0.2})
+    publish(w, mn, t0 + timedelta(minutes=6), {other: lim * 0.2})
     wait_for(
         lambda: scalar(w.db_url, "SELECT state FROM alerts WHERE id = %s", aid) == "cleared",
         timeout=15,

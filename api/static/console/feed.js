@@ -78,7 +78,9 @@ export async function render(view, {me, params, live}) {
     if (!r) { r = {tr: document.createElement('tr'), a: {}}; rows.set(a.id, r); top = true; }
     Object.assign(r.a, a);
     r.tr.dataset.id = a.id; r.tr.dataset.state = r.a.state; r.tr.dataset.severity = r.a.severity;
+    const picked = r.tr.querySelector('input[data-pick]')?.checked;  // a live update keeps the selection
     r.tr.innerHTML = row(r.a, me);
+    if (picked) r.tr.querySelector('input[data-pick]').checked = true;
     if (top) tbody.prepend(r.tr);
     if (fresh) { r.tr.classList.remove('new'); void r.tr.offsetWidth; r.tr.classList.add('new'); }
     empty();
