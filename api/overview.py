@@ -36,13 +36,22 @@ def device_status(device: Mapping[str, Any], now: datetime) -> str:
 
 
 def capture_today(
-    device: Mapping[str, Any], received: int, now: datetime, day_start: datetime
+    device: Mapping[str, Any],
+    received: int,
+    now: datetime,
+    day_start: datetime,
+    first_today: datetime | None = None,
 ) -> float | None:
-    """Received slots over those expected since the local midnight (or the device's
-    registration, if later); None when nothing is expected yet or it is revoked."""
+    """Received slots over those expected since the local midnight, or since the device
+    was expected to report if that is later (its registration, or its first reading if
+    earlier — history loaded after registering); None when nothing is expected yet or
+    the device is revoked."""
     if not device["active"]:
         return None
-    since = max(day_start, device.get("registered_at") or day_start)
+    expected_from = device.get("registered_at") or day_start
+    if first_today is not None:
+        expected_from = min(expected_from, first_today)
+    since = max(day_start, expected_from)
     expected = (now - since).total_seconds() / float(device["interval_s"])
     if expected < 1:
         return None
@@ -65,12 +74,13 @@ def _tile(key: str, name: str, region: str) -> dict[str, Any]:
 def build_overview(
     devices: Iterable[Mapping[str, Any]],
     open_alerts: Iterable[tuple[str, str, int]],
-    received_today: Mapping[str, int],
+    received_today: Mapping[str, tuple[int, datetime | None]],
     now: datetime,
 ) -> dict[str, Any]:
     """Tiles per site and per region, and the devices with a status.
 
-    ``open_alerts``: (enterprise_id, severity, count) of active alerts."""
+    ``open_alerts``: (enterprise_id, severity, count) of active alerts;
+    ``received_today``: per device, reporting slots since the local midnight and the first."""
     day_start = site_day_start(now)
     sites: dict[str, dict[str, Any]] = {}
     out_devices = []
@@ -80,7 +90,8 @@ def build_overview(
             _tile(d["enterprise_id"], d["enterprise_name"], d.get("region") or ""),
         )
         status = device_status(d, now)
-        cap = capture_today(d, received_today.get(d["mn"], 0), now, day_start)
+        received, first = received_today.get(d["mn"], (0, None))
+        cap = capture_today(d, received, now, day_start, first)
         site["devices"] += 1
         site["offline"] += status in ("offline", "never")
         if cap is not None:

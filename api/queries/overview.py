@@ -42,13 +42,16 @@ async def open_alerts(
     return [(str(e), str(s), int(n)) for e, s, n in await cur.fetchall()]
 
 
-async def received_since(conn: AsyncConnection, since: datetime) -> dict[str, int]:
-    """Distinct real-time reporting timestamps per device since ``since``."""
+async def received_since(
+    conn: AsyncConnection, since: datetime
+) -> dict[str, tuple[int, datetime | None]]:
+    """Distinct real-time reporting timestamps per device since ``since``, and the first."""
     cur = await conn.execute(
-        "SELECT mn, count(DISTINCT ts) FROM readings WHERE kind = 'rtd' AND ts >= %s GROUP BY mn",
+        "SELECT mn, count(DISTINCT ts), min(ts) FROM readings "
+        "WHERE kind = 'rtd' AND ts >= %s GROUP BY mn",
         (since,),
     )
-    return {str(mn): int(n) for mn, n in await cur.fetchall()}
+    return {str(mn): (int(n), first) for mn, n, first in await cur.fetchall()}
 
 
 # a critical nobody has acknowledged stays pinned, even after the engine cleared it

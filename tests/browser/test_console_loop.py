@@ -283,7 +283,9 @@ def test_the_closed_loop_regulator_enterprise_inspector_with_a_phone_check_in(
     go(ent, f"{w.url}/#/visit/{visit_id}")
     ent.select_option("#rate select[name=rating]", "4")
     ent.fill("#rate input[name=comment]", "专业高效")
-    ent.click("#rate button")
+    with ent.expect_response(lambda r: r.url.endswith(f"/api/visits/{visit_id}/rating")) as sent:
+        ent.click("#rate button")
+    assert sent.value.status == 204, sent.value.text()
     ent.wait_for_selector("#rated")
     assert ent.locator("#rate").count() == 0
     again = ent.request.post(f"{w.url}/api/visits/{visit_id}/rating", data={"rating": 1})

@@ -47,6 +47,9 @@ def test_capture_today_counts_from_midnight_or_registration() -> None:
     young = dev("A", "E", "R", 60, registered_at=NOW - timedelta(hours=1))
     assert capture_today(young, 60, NOW, day) == 1.0
     assert capture_today(dev("A", "E", "R", 60, registered_at=NOW), 0, NOW, day) is None
+    # registered a minute ago with two hours of history loaded: expected from the history
+    loaded = dev("A", "E", "R", 60, registered_at=NOW - timedelta(minutes=1))
+    assert capture_today(loaded, 120, NOW, day, NOW - timedelta(hours=2)) == 1.0
 
 
 def test_tiles_per_site_and_region_put_criticals_first() -> None:
@@ -59,7 +62,7 @@ def test_tiles_per_site_and_region_put_criticals_first() -> None:
     o = build_overview(
         devices,
         [("E3", "critical", 2), ("E1", "warning", 1), ("E9", "critical", 5)],
-        {"A1": 660, "A2": 330, "C1": 660},
+        {"A1": (660, None), "A2": (330, None), "C1": (660, None)},
         NOW,
     )
     assert [s["key"] for s in o["sites"]] == ["E3", "E1", "E2"]

@@ -98,11 +98,11 @@ const banner = document.getElementById('critical');
 let hiddenAt = -1;  // the count when the person hid the banner (a new critical shows it again)
 async function refreshUnseen(fresh = null) {
   let u;
-  try { u = await get('/api/alert-unseen?limit=1'); } catch { return; }
+  try { u = await get('/api/alert-unseen?limit=5'); } catch { return; }
   document.title = u.count ? `(${u.count}) ● ${t('app.title')}` : t('app.title');
   banner.dataset.count = String(u.count);
   if (!u.count || u.count === hiddenAt) { banner.hidden = !u.count || u.count === hiddenAt; if (!u.count) hiddenAt = -1; return; }
-  const a = fresh || u.alerts[0];
+  const a = u.alerts.find(x => x.id === fresh?.id) || fresh || u.alerts[0];  // the stored one carries names
   banner.innerHTML = `<strong>${esc(fresh ? t('critical.new') : t('critical.unseen', {n: u.count}))}</strong>
     ${a ? `<a href="#/alert/${a.id}">#${a.id}</a> ${esc(a.enterprise_name || a.enterprise_id)} · ${esc(ruleName(a.rule))} — ${esc(alertMessage(a))}` : ''}
     ${u.count > 1 ? `<span>${esc(t('critical.more', {n: u.count - 1}))}</span>` : ''}
