@@ -2,7 +2,7 @@
 // as a line, shaded spans (an alert's triggering span, alert markers on a device chart)
 // and drag-to-zoom that hands the new range back to the page (which refetches buckets).
 // uPlot's minified build is a classic script (index.html loads it first): global uPlot
-import {when, tick} from "/static/console/i18n.js";
+import {when, tick, t} from "/static/console/i18n.js";
 const uPlot = window.uPlot;
 
 const SEVERITY_FILL = {critical: 'rgba(176,0,32,0.18)', major: 'rgba(194,84,0,0.16)',
@@ -40,7 +40,7 @@ export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320
     axes: [{values: (u, splits, ax, space, incr) => splits.map((v, i) => tick(v, incr, i ? splits[i - 1] : null)),
             space: 60},
            {label: yLabel, size: 60}],
-    series: [{value: (u, v) => (v === null || v === undefined ? '—' : when(v * 1000))}, ...lines.map(l => ({label: l.label, stroke: l.color, dash: l.dash, spanGaps: false,
+    series: [{label: t('col.at'), value: (u, v) => (v === null || v === undefined ? '—' : when(v * 1000))}, ...lines.map(l => ({label: l.label, stroke: l.color, dash: l.dash, spanGaps: false,
                                       width: l.pointsOnly ? 0 : (l.width ?? 1.5),
                                       paths: l.pointsOnly ? () => null : undefined,
                                       points: l.pointsOnly ? {show: true, size: 6, fill: l.color}
