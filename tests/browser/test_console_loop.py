@@ -196,7 +196,8 @@ def test_the_closed_loop_regulator_enterprise_inspector_with_a_phone_check_in(
     free = scalar(
         w.db_url,
         """SELECT a.id FROM alerts a JOIN devices d ON d.mn = a.mn
-           JOIN points p ON p.id = d.point_id WHERE p.enterprise_id = %s AND a.id NOT IN (SELECT alert_id FROM case_alerts)
+           JOIN points p ON p.id = d.point_id
+           WHERE p.enterprise_id = %s AND a.id NOT IN (SELECT alert_id FROM case_alerts)
            ORDER BY a.id LIMIT 1""",
         w.enterprise,
     )
