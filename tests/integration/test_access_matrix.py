@@ -104,6 +104,8 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/static/{path:path}"): PUBLIC,
     ("GET", "/api/alert-counts"): EVERYONE,
     ("GET", "/api/alert-facets"): EVERYONE,
+    ("GET", "/api/alert-unseen"): EVERYONE,
+    ("GET", "/api/overview"): EVERYONE,
     ("GET", "/api/devices/{mn}"): EVERYONE,
     ("GET", "/api/devices/{mn}/capture"): EVERYONE,
     ("GET", "/api/enterprises/{enterprise_id}"): EVERYONE,

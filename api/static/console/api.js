@@ -44,6 +44,13 @@ async function send(method, url, body) {
   return r.status === 204 ? null : r.json();
 }
 
+// enterprise id → name, fetched once per page load (lists carry ids; people read names)
+let names = null;
+export async function enterpriseNames() {
+  names ??= get('/api/enterprises').then(list => new Map(list.map(e => [e.id, e.name]))).catch(() => new Map());
+  return names;
+}
+
 // query string from an object; arrays repeat the key, empty values are left out
 export function qs(params) {
   const u = new URLSearchParams();

@@ -3,7 +3,7 @@
 // form with attachments; verdicts; inspection tasks with a person picker; invitations;
 // and the frequency guard's no-disturbance list and refusals. The server decides who
 // may do what; the buttons shown follow the role.
-import {get, post, put, del, qs, esc, when, t} from '/static/console/api.js';
+import {get, post, put, del, qs, esc, when, t, enterpriseNames} from '/static/console/api.js';
 import {countdown, roleName} from '/static/console/i18n.js';
 import {assignableUsers, userOptions} from '/static/console/actions.js';
 
@@ -31,9 +31,10 @@ function onSubmit(form, send, after) {
 // ---- the list of cases, and the enterprise's notices --------------------------------
 export async function render(view, {me, params}) {
   const state = params.get('state') || '';
-  const [list, notices] = await Promise.all([
+  const [list, notices, names] = await Promise.all([
     get(`/api/cases${qs({state, limit: 200})}`),
-    me.role === 'enterprise' ? get('/api/cases/notifications?limit=50').catch(() => []) : Promise.resolve(null)]);
+    me.role === 'enterprise' ? get('/api/cases/notifications?limit=50').catch(() => []) : Promise.resolve(null),
+    enterpriseNames()]);
   view.dataset.page = 'cases';
   view.innerHTML = `<h2>${esc(t('nav.cases'))}</h2>
     ${notices ? `<section id="notices"><h3>${esc(t('case.notices'))}</h3>${notices.length ? `<ul>${notices.map(n => `<li>${esc(when(n.at, {seconds: false}))} ·
@@ -45,7 +46,7 @@ export async function render(view, {me, params}) {
     ${list.length ? `<div class="scroll"><table class="grid" id="caselist"><thead><tr><th>#</th><th>${esc(t('col.title'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.state'))}</th>
       <th>${esc(t('col.opened'))}</th><th>${esc(t('col.deadline'))}</th></tr></thead><tbody>
       ${list.map(c => `<tr data-case="${c.id}"><td><a href="#/case/${c.id}">${c.id}</a></td><td class="msg"><a href="#/case/${c.id}">${esc(c.title)}</a></td>
-        <td><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(c.enterprise_id)}</a></td><td>${caseState(c.state)}${c.escalated_at ? ` <span class="error">${esc(t('casestep.escalated'))}</span>` : ''}</td>
+        <td><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(names.get(c.enterprise_id) || c.enterprise_id)}</a></td><td>${caseState(c.state)}${c.escalated_at ? ` <span class="error">${esc(t('casestep.escalated'))}</span>` : ''}</td>
         <td>${esc(when(c.opened_at, {seconds: false}))}</td><td>${deadline(c)}</td></tr>`).join('')}</tbody></table></div>`
       : `<p class="muted">${esc(t('case.none'))}</p>`}`;
   view.querySelector('#cf').addEventListener('change', e => { location.hash = `#/cases${qs({state: e.target.value})}`; });
@@ -69,7 +70,7 @@ async function attachments(input) {
 // ---- one case: timeline, deadline, responses, verdicts, moves, tasks --------------------
 export async function renderCase(view, ctx) {
   const {me, args} = ctx;
-  const c = await get(`/api/cases/${encodeURIComponent(args[0])}`);
+  const [c, names] = await Promise.all([get(`/api/cases/${encodeURIComponent(args[0])}`), enterpriseNames()]);
   const staff = STAFF.includes(me.role);
   const inspectors = staff ? (await assignableUsers().catch(() => [])).filter(u => u.role === 'inspector') : [];
   view.dataset.page = 'case';
@@ -77,7 +78,7 @@ export async function renderCase(view, ctx) {
   const items = [...c.steps.map(s => ({at: s.at, html: `<b>${esc(t(`casestep.${s.kind}`))}</b>${s.from_state && s.to_state ? ` ${esc(t(`casestate.${s.from_state}`))} → ${esc(t(`casestate.${s.to_state}`))}` : ''}
       · ${esc(s.actor)}${s.note ? ` — ${esc(s.note)}` : ''}`}))];
   view.innerHTML = `<h2>${esc(t('case.title', {id: c.id}))} ${caseState(c.state)} <span class="muted">${esc(c.title)}</span></h2>
-    <p><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(c.enterprise_id)}</a> · ${esc(t('col.opened'))} ${esc(when(c.opened_at, {seconds: false, zone: true}))} · ${esc(c.opened_by)}
+    <p><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(names.get(c.enterprise_id) || c.enterprise_id)}</a> · ${esc(t('col.opened'))} ${esc(when(c.opened_at, {seconds: false, zone: true}))} · ${esc(c.opened_by)}
       ${c.escalated_at ? ` · <span class="error">${esc(t('casestep.escalated'))} ${esc(when(c.escalated_at, {seconds: false}))}</span>` : ''}</p>
     <p id="deadline">${deadline(c)}</p>
     <p>${esc(t('case.alerts'))}: ${c.alerts.map(id => `<a href="#/alert/${id}">#${id}</a>`).join(' ')}</p>
@@ -132,14 +133,14 @@ export async function renderCase(view, ctx) {
 // ---- tasks ------------------------------------------------------------------------
 export async function renderTasks(view, {me, params}) {
   const state = params.get('state') ?? 'open';
-  const tasks = await get(`/api/tasks${qs({state, limit: 500})}`);
+  const [tasks, names] = await Promise.all([get(`/api/tasks${qs({state, limit: 500})}`), enterpriseNames()]);
   view.dataset.page = 'tasks';
   view.innerHTML = `<h2>${esc(t('nav.tasks'))}</h2>
     <form class="filters" id="tf"><label>${esc(t('col.state'))} <select name="state"><option value="">${esc(t('feed.all'))}</option>
       ${['open', 'done'].map(s => `<option value="${s}" ${s === state ? 'selected' : ''}>${esc(t(`taskstate.${s}`))}</option>`).join('')}</select></label></form>
     ${tasks.length ? `<div class="scroll"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.inspector'))}</th><th>${esc(t('col.state'))}</th>
       <th class="msg">${esc(t('case.taskreason'))}</th><th>${esc(t('task.due'))}</th></tr></thead><tbody>
-      ${tasks.map(k => `<tr data-task="${k.id}"><td>${k.id}</td><td><a href="#/enterprise/${encodeURIComponent(k.enterprise_id)}">${esc(k.enterprise_id)}</a></td><td>${esc(k.assignee)}</td>
+      ${tasks.map(k => `<tr data-task="${k.id}"><td>${k.id}</td><td><a href="#/enterprise/${encodeURIComponent(k.enterprise_id)}">${esc(names.get(k.enterprise_id) || k.enterprise_id)}</a></td><td>${esc(k.assignee)}</td>
         <td>${esc(t(`taskstate.${k.state}`))}${k.advisory ? ` <span class="badge">${esc(t('task.advisory'))}</span>` : ''}</td>
         <td class="msg">${esc(k.reason)}${k.case_id ? ` · <a href="#/case/${k.case_id}">${esc(t('case.title', {id: k.case_id}))}</a>` : ''}${k.findings ? ` — ${esc(k.findings)}` : ''}</td>
         <td>${k.due_at ? `${esc(when(k.due_at, {seconds: false}))}${k.state === 'open' ? ` · ${esc(countdown(k.due_at))}` : ''}` : ''}</td></tr>`).join('')}</tbody></table></div>`
@@ -151,7 +152,7 @@ export async function renderTasks(view, {me, params}) {
 // ---- invitations: the enterprise asks, a regulator schedules ------------------------------
 export async function renderInvitations(view, ctx) {
   const {me} = ctx;
-  const list = await get('/api/invitations');
+  const [list, names] = await Promise.all([get('/api/invitations'), enterpriseNames()]);
   const staff = STAFF.includes(me.role);
   const inspectors = staff ? (await assignableUsers().catch(() => [])).filter(u => u.role === 'inspector') : [];
   view.dataset.page = 'invitations';
@@ -162,7 +163,7 @@ export async function renderInvitations(view, ctx) {
       <p><button>${esc(t('common.send'))}</button></p><p class="error" role="status"></p></form>` : ''}
     ${list.length ? `<div class="scroll"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('invitation.scope'))}</th><th>${esc(t('invitation.preferred'))}</th>
       <th>${esc(t('col.state'))}</th><th>${esc(t('col.actions'))}</th></tr></thead><tbody>
-      ${list.map(i => `<tr data-invitation="${i.id}"><td>${i.id}</td><td>${esc(i.enterprise_id)}</td><td class="msg">${esc(i.scope)}</td><td>${esc(when(i.preferred_at, {seconds: false}))}</td>
+      ${list.map(i => `<tr data-invitation="${i.id}"><td>${i.id}</td><td>${esc(names.get(i.enterprise_id) || i.enterprise_id)}</td><td class="msg">${esc(i.scope)}</td><td>${esc(when(i.preferred_at, {seconds: false}))}</td>
         <td>${esc(t(`invitationstate.${i.state}`))}</td><td class="acts">${staff && i.state === 'requested' ? `<form class="schedule" data-invitation="${i.id}">
           <label><span class="sr">${esc(t('act.assignee'))}</span><select name="assignee" required><option value="">${esc(t('act.pickuser'))}</option>${userOptions(inspectors)}</select></label>
           <button>${esc(t('invitation.schedule'))}</button><span class="error" role="status"></span></form>` : ''}</td></tr>`).join('')}</tbody></table></div>`
@@ -188,7 +189,7 @@ export async function renderGuard(view, ctx) {
   view.innerHTML = `<h2>${esc(t('nav.guard'))}</h2><p class="muted">${esc(t('guard.explain'))}</p>
     <section><h3>${esc(t('guard.list'))}</h3>${listed.length ? `<div class="scroll"><table class="grid"><thead><tr><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('guard.reason'))}</th>
       <th>${esc(t('guard.until'))}</th><th>${esc(t('col.who'))}</th><th></th></tr></thead><tbody>
-      ${listed.map(n => `<tr data-enterprise="${esc(n.enterprise_id)}"><td>${esc(n.enterprise_id)}</td><td class="msg">${esc(n.reason)}</td><td>${esc(when(n.until, {seconds: false})) || '—'}</td>
+      ${listed.map(n => `<tr data-enterprise="${esc(n.enterprise_id)}"><td>${esc(enterprises.find(e => e.id === n.enterprise_id)?.name || n.enterprise_id)}</td><td class="msg">${esc(n.reason)}</td><td>${esc(when(n.until, {seconds: false})) || '—'}</td>
         <td>${esc(n.added_by)} · ${esc(when(n.added_at, {seconds: false}))}</td><td>${staff ? `<button type="button" data-remove="${esc(n.enterprise_id)}">${esc(t('guard.remove'))}</button>` : ''}</td></tr>`).join('')}</tbody></table></div>`
       : `<p class="muted">${esc(t('common.none'))}</p>`}
       ${staff ? `<form id="addlisted" class="stack"><h3>${esc(t('guard.add'))}</h3>
@@ -197,7 +198,7 @@ export async function renderGuard(view, ctx) {
         <p><button>${esc(t('common.save'))}</button></p><p class="error" role="status"></p></form>` : ''}</section>
     ${staff ? `<section><h3>${esc(t('guard.refusals'))}</h3>${refusals.length ? `<div class="scroll"><table class="grid" id="refusals"><thead><tr><th>${esc(t('col.when'))}</th><th>${esc(t('col.enterprise'))}</th>
       <th>${esc(t('col.inspector'))}</th><th class="msg">${esc(t('guard.reason'))}</th></tr></thead><tbody>
-      ${refusals.map(r => `<tr><td>${esc(when(r.at, {seconds: false}))}</td><td>${esc(r.enterprise_id)}</td><td>${esc(r.inspector_id)}</td><td class="msg">${esc(r.reason)}</td></tr>`).join('')}</tbody></table></div>`
+      ${refusals.map(r => `<tr><td>${esc(when(r.at, {seconds: false}))}</td><td>${esc(enterprises.find(e => e.id === r.enterprise_id)?.name || r.enterprise_id)}</td><td>${esc(r.inspector_id)}</td><td class="msg">${esc(r.reason)}</td></tr>`).join('')}</tbody></table></div>`
       : `<p class="muted">${esc(t('common.none'))}</p>`}</section>` : ''}`;
   const again = () => renderGuard(view, ctx);
   onSubmit(view.querySelector('#addlisted'), f => put(`/api/visits/guard/no-disturbance/${encodeURIComponent(f.elements.enterprise.value)}`, {reason: f.elements.reason.value}), again);

@@ -1,6 +1,6 @@
 // Index pages: devices (with a status), enterprises, and an inspector's own work (tasks,
 // alerts assigned to them, visits).
-import {get, getOptional, esc, when, t} from '/static/console/api.js';
+import {get, getOptional, esc, when, t, enterpriseNames} from '/static/console/api.js';
 import {ruleName, alertMessage, severityName, stateName, countdown} from '/static/console/i18n.js';
 import {deviceLink} from '/static/console/feed.js';
 
@@ -39,16 +39,16 @@ export const enterprises = {async render(view) {
 // An inspector's day: the tasks given to them, the alerts assigned to them and their own
 // visits (the scan page checks in for a task).
 export const work = {async render(view, {me}) {
-  const [tasks, alerts, visits] = await Promise.all([
+  const [tasks, alerts, visits, names] = await Promise.all([
     getOptional('/api/tasks?state=open').catch(() => null),
     get(`/api/alerts?assignee=${encodeURIComponent(me.user_id)}&state=assigned&limit=200`).catch(() => []),
-    get('/api/visits?limit=50')]);
+    get('/api/visits?limit=50'), enterpriseNames()]);
   view.dataset.page = 'work';
   view.innerHTML = `<h2>${esc(t('nav.work'))}</h2>
     <section id="tasks"><h3>${esc(t('work.tasks'))}</h3>${tasks === null ? `<p class="muted">${esc(t('tasks.unavailable'))}</p>`
       : tasks.length ? `<ul class="cards">${tasks.map(k => `<li class="card" data-task="${k.id}"><b>${esc(t('task.title', {id: k.id}))}</b>
           ${k.advisory ? `<span class="badge">${esc(t('task.advisory'))}</span>` : ''}
-          <a href="#/enterprise/${encodeURIComponent(k.enterprise_id)}">${esc(k.enterprise_id)}</a><br>${esc(k.reason)}
+          <a href="#/enterprise/${encodeURIComponent(k.enterprise_id)}">${esc(names.get(k.enterprise_id) || k.enterprise_id)}</a><br>${esc(k.reason)}
           ${k.case_id ? `<br><a href="#/case/${k.case_id}">${esc(t('case.title', {id: k.case_id}))}</a>` : ''}
           ${k.due_at ? `<br><span class="${new Date(k.due_at) < new Date() ? 'error' : 'muted'}">${esc(t('task.due'))} ${esc(when(k.due_at, {seconds: false}))} · ${esc(countdown(k.due_at))}</span>` : ''}</li>`).join('')}</ul>`
       : `<p class="muted">${esc(t('work.notask'))}</p>`}</section>
@@ -57,7 +57,7 @@ export const work = {async render(view, {me}) {
         <a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_name || a.enterprise_id)}</a> · <a href="${deviceLink(a)}">${esc(a.point_name || a.mn)}</a><br>
         ${esc(alertMessage(a))} <span class="muted">${esc(when(a.last_seen, {seconds: false}))}</span></li>`).join('')}</ul>`
       : `<p class="muted">${esc(t('work.noalert'))}</p>`}</section>
-    <section><h3>${esc(t('work.visits'))}</h3>${visits.length ? `<ul>${visits.map(v => `<li><a href="#/visit/${v.id}">#${v.id}</a> ${esc(v.enterprise_id)} ·
+    <section><h3>${esc(t('work.visits'))}</h3>${visits.length ? `<ul>${visits.map(v => `<li><a href="#/visit/${v.id}">#${v.id}</a> ${esc(names.get(v.enterprise_id) || v.enterprise_id)} ·
       ${esc(when(v.checked_in_at, {seconds: false}))} ${v.checked_out_at ? '' : `<b>${esc(t('visit.onsite'))}</b>`} — ${esc(v.purpose)}</li>`).join('')}</ul>` : `<p class="muted">${esc(t('work.novisit'))}</p>`}
       <p class="muted">${esc(t('work.signedin', {user: me.user_id}))} · ${esc(stateName('assigned'))}</p></section>`;
 }};

@@ -1,13 +1,14 @@
 // Visits: the list (per site, per inspector) and one visit in full, with check-out for
 // its inspector and a rating (once) for the enterprise.
-import {get, getOptional, post, qs, esc, when, t} from '/static/console/api.js';
+import {get, getOptional, post, qs, esc, when, t, enterpriseNames} from '/static/console/api.js';
 
 const FIELDS = ['enterprise_id', 'inspector_id', 'kind', 'purpose', 'justification', 'alert_id', 'task_id', 'case_id',
                 'checked_in_at', 'checked_out_at', 'findings', 'rating', 'rating_comment', 'rated_at'];
 
+let names = new Map();
 function value(k, v) {
   if (v === null || v === undefined || v === '') return '<span class="muted">—</span>';
-  if (k === 'enterprise_id') return `<a href="#/enterprise/${encodeURIComponent(v)}">${esc(v)}</a>`;
+  if (k === 'enterprise_id') return `<a href="#/enterprise/${encodeURIComponent(v)}">${esc(names.get(v) || v)}</a>`;
   if (k === 'alert_id') return `<a href="#/alert/${encodeURIComponent(v)}">#${esc(v)}</a>`;
   if (k === 'case_id') return `<a href="#/case/${encodeURIComponent(v)}">${esc(t('case.title', {id: v}))}</a>`;
   if (k === 'task_id') return esc(t('task.title', {id: v}));
@@ -19,7 +20,8 @@ function value(k, v) {
 
 export async function render(view, {me, params}) {
   const f = {enterprise: params.get('enterprise') || '', inspector: params.get('inspector') || ''};
-  const visits = await get(`/api/visits${qs({...f, limit: 500})}`);
+  const [visits, known] = await Promise.all([get(`/api/visits${qs({...f, limit: 500})}`), enterpriseNames()]);
+  names = known;
   view.dataset.page = 'visits';
   view.innerHTML = `<h2>${esc(t('nav.visits'))}</h2>
     <form class="filters" id="vf">
@@ -42,7 +44,8 @@ export async function render(view, {me, params}) {
 
 export async function renderDetail(view, ctx) {
   const {me, args} = ctx;
-  const v = await get(`/api/visits/${encodeURIComponent(args[0])}`);
+  const [v, known] = await Promise.all([get(`/api/visits/${encodeURIComponent(args[0])}`), enterpriseNames()]);
+  names = known;
   const task = v.task_id && me.role !== 'enterprise' ? await getOptional(`/api/tasks/${encodeURIComponent(v.task_id)}`).catch(() => null) : null;
   view.dataset.page = 'visit';
   const open = !v.checked_out_at;
