@@ -208,7 +208,7 @@ def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
     b.wait_for_selector(row, timeout=LIVE_TIMEOUT_MS)
     alert_id = a.get_attribute(row, "data-id")
     assert a.get_attribute(row, "data-severity") == "critical"  # 3× the limit
-    assert a.is_visible("#critical") and "New critical alert" in a.inner_text("#critical")
+    a.wait_for_selector("#critical:has-text('New critical alert')")  # fetched from the server
     a.wait_for_function(
         "() => document.querySelector('#counts [data-state=open] b').textContent !== '0'"
     )
@@ -384,6 +384,9 @@ def test_visits_list_and_detail_for_the_inspector(
     page.wait_for_selector("main[data-page=work]")  # an inspector lands on their work
     assert "exceedance follow-up" in page.inner_text("main")
     assert page.locator("#tasks").count() == 1
+    # the alert the feed test assigned to insp is in their work
+    assigned = scalar(w.db_url, "SELECT count(*) FROM alerts WHERE assignee = 'insp'")
+    assert page.locator("#assigned .card[data-alert]").count() == assigned >= 1
     shot(page, screenshots, "my-work")
     go(page, f"{w.url}/#/visit/{vid}")
     page.wait_for_selector("#checkout")

@@ -21,10 +21,10 @@ export async function render(view, ctx) {
   view.innerHTML = `<h2>${esc(t('nav.admin'))}</h2>
     <section id="health"><h3>${esc(t('admin.health'))}</h3>
       <p>${esc(t('admin.db'))}: <b>${esc(health.database || health.status)}</b> · ${esc(t('admin.feed'))}: <b>${esc(health.alert_feed || '—')}</b></p>
-      ${(health.ingest || []).length ? `<div class="scroll"><table class="grid"><thead><tr><th>${esc(t('admin.worker'))}</th><th>${esc(t('col.state'))}</th><th class="n">${esc(t('admin.lag'))}</th><th class="n">${esc(t('admin.heartbeat'))}</th></tr></thead><tbody>
+      ${(health.ingest || []).length ? `<div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('admin.worker'))}</th><th>${esc(t('col.state'))}</th><th class="n">${esc(t('admin.lag'))}</th><th class="n">${esc(t('admin.heartbeat'))}</th></tr></thead><tbody>
         ${health.ingest.map(w => `<tr><td>${esc(w.worker_id ?? w.id ?? '')}</td><td class="${w.state === 'ok' ? '' : 'error'}">${esc(w.state)}</td><td class="n">${esc(w.lag_s ?? '')} s</td><td class="n">${esc(w.heartbeat_age_s)} s</td></tr>`).join('')}</tbody></table></div>`
         : `<p class="muted">${esc(t('admin.noworker'))}</p>`}</section>
-    <section><h3>${esc(t('admin.users'))}</h3><div class="scroll"><table class="grid" id="users"><thead><tr><th>${esc(t('col.name'))}</th><th>${esc(t('col.role'))}</th><th>${esc(t('col.enterprise'))}</th>
+    <section><h3>${esc(t('admin.users'))}</h3><div class="scroll" tabindex="0"><table class="grid" id="users"><thead><tr><th>${esc(t('col.name'))}</th><th>${esc(t('col.role'))}</th><th>${esc(t('col.enterprise'))}</th>
       <th>${esc(t('col.region'))}</th><th>${esc(t('col.department'))}</th><th>${esc(t('col.status'))}</th><th>${esc(t('col.actions'))}</th></tr></thead><tbody>
       ${users.map(u => `<tr data-user="${esc(u.id)}"><td>${esc(u.id)}</td><td>${esc(roleName(u.role))}</td><td>${esc(u.enterprise_id || '')}</td><td>${esc(u.region)}</td><td>${esc(u.department || '')}</td>
         <td>${u.active ? esc(t('admin.active')) : `<span class="muted">${esc(t('admin.inactive'))}</span>`}</td>
@@ -38,7 +38,7 @@ export async function render(view, ctx) {
         <label for="udept">${esc(t('col.department'))}</label><input id="udept" name="department" maxlength="200">
         <label for="upw">${esc(t('login.password'))} <span class="muted">${esc(t('admin.pwhint'))}</span></label><input id="upw" name="password" type="password" minlength="12" autocomplete="new-password">
         <p><button>${esc(t('common.save'))}</button></p><p class="error" role="status"></p></form></section>
-    <section><h3>${esc(t('admin.devices'))}</h3><div class="scroll"><table class="grid" id="devices"><thead><tr><th>${esc(t('col.device'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th>
+    <section><h3>${esc(t('admin.devices'))}</h3><div class="scroll" tabindex="0"><table class="grid" id="devices"><thead><tr><th>${esc(t('col.device'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th>
       <th>${esc(t('col.status'))}</th><th>${esc(t('col.actions'))}</th></tr></thead><tbody>
       ${devices.map(d => `<tr data-mn="${esc(d.mn)}"><td>${esc(d.mn)}</td><td>${esc(d.enterprise_name)}</td><td>${esc(d.point_name)}</td><td>${d.active ? esc(t('admin.active')) : esc(t('status.revoked'))}</td>
         <td class="acts">${d.active ? `<form class="revoke" data-mn="${esc(d.mn)}"><label><span class="sr">${esc(t('admin.revokereason'))}</span><input name="reason" required placeholder="${esc(t('admin.revokereason'))}"></label> <button>${esc(t('admin.revoke'))}</button><span class="error" role="status"></span></form>` : ''}</td></tr>`).join('')}

@@ -46,7 +46,7 @@ async function draw(view, {me, args}) {
     <section><h3>${esc(t('alert.evidence'))}</h3><div id="chart" class="chart"></div><p class="muted" id="chartnote"></p></section>
     <div class="cols">
       <section><h3>${esc(t('alert.rule'))}</h3>${ruleTable(a.rule_config)}</section>
-      <section><h3>${esc(t('alert.history'))}</h3><div class="scroll"><table class="grid"><thead><tr><th>${esc(t('col.when'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('col.what'))}</th><th>${esc(t('col.who'))}</th><th>${esc(t('col.note'))}</th></tr></thead>
+      <section><h3>${esc(t('alert.history'))}</h3><div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('col.when'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('col.what'))}</th><th>${esc(t('col.who'))}</th><th>${esc(t('col.note'))}</th></tr></thead>
         <tbody id="events">${a.events.map(e => `<tr data-kind="${esc(e.kind)}"><td>${esc(when(e.at))}</td><td>${esc(eventName(e.kind))}</td><td>${esc(e.actor)}</td><td class="msg">${esc(e.note)}</td></tr>`).join('')}</tbody></table></div></section>
     </div>
     <div class="cols">

@@ -151,6 +151,10 @@ function languageSwitch() {
   sel.addEventListener('change', () => setLang(sel.value));
 }
 
+// every form is handled by its page's script: a submit nobody handled must not reload
+// the page with the form's fields in the address
+document.addEventListener('submit', e => { if (!e.defaultPrevented) e.preventDefault(); });
+
 async function main() {
   translateDom();
   document.title = t('app.title');

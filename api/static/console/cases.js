@@ -43,7 +43,7 @@ export async function render(view, {me, params}) {
     <form class="filters" id="cf"><label>${esc(t('col.state'))} <select name="state"><option value="">${esc(t('feed.all'))}</option>
       ${Object.keys(NEXT).map(s => `<option value="${s}" ${s === state ? 'selected' : ''}>${esc(t(`casestate.${s}`))}</option>`).join('')}</select></label></form>
     ${STAFF.includes(me.role) ? `<p class="muted">${esc(t('case.howtoopen'))} <a href="#/feed">${esc(t('nav.feed'))}</a></p>` : ''}
-    ${list.length ? `<div class="scroll"><table class="grid" id="caselist"><thead><tr><th>#</th><th>${esc(t('col.title'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.state'))}</th>
+    ${list.length ? `<div class="scroll" tabindex="0"><table class="grid" id="caselist"><thead><tr><th>#</th><th>${esc(t('col.title'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.state'))}</th>
       <th>${esc(t('col.opened'))}</th><th>${esc(t('col.deadline'))}</th></tr></thead><tbody>
       ${list.map(c => `<tr data-case="${c.id}"><td><a href="#/case/${c.id}">${c.id}</a></td><td class="msg"><a href="#/case/${c.id}">${esc(c.title)}</a></td>
         <td><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(names.get(c.enterprise_id) || c.enterprise_id)}</a></td><td>${caseState(c.state)}${c.escalated_at ? ` <span class="error">${esc(t('casestep.escalated'))}</span>` : ''}</td>
@@ -138,7 +138,7 @@ export async function renderTasks(view, {me, params}) {
   view.innerHTML = `<h2>${esc(t('nav.tasks'))}</h2>
     <form class="filters" id="tf"><label>${esc(t('col.state'))} <select name="state"><option value="">${esc(t('feed.all'))}</option>
       ${['open', 'done'].map(s => `<option value="${s}" ${s === state ? 'selected' : ''}>${esc(t(`taskstate.${s}`))}</option>`).join('')}</select></label></form>
-    ${tasks.length ? `<div class="scroll"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.inspector'))}</th><th>${esc(t('col.state'))}</th>
+    ${tasks.length ? `<div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.inspector'))}</th><th>${esc(t('col.state'))}</th>
       <th class="msg">${esc(t('case.taskreason'))}</th><th>${esc(t('task.due'))}</th></tr></thead><tbody>
       ${tasks.map(k => `<tr data-task="${k.id}"><td>${k.id}</td><td><a href="#/enterprise/${encodeURIComponent(k.enterprise_id)}">${esc(names.get(k.enterprise_id) || k.enterprise_id)}</a></td><td>${esc(k.assignee)}</td>
         <td>${esc(t(`taskstate.${k.state}`))}${k.advisory ? ` <span class="badge">${esc(t('task.advisory'))}</span>` : ''}</td>
@@ -161,7 +161,7 @@ export async function renderInvitations(view, ctx) {
       <label for="scope">${esc(t('invitation.scope'))}</label><textarea id="scope" name="scope" required rows="3"></textarea>
       <label for="preferred">${esc(t('invitation.preferred'))} <span class="muted">${esc(t('time.zone'))}</span></label><input id="preferred" name="preferred" type="datetime-local">
       <p><button>${esc(t('common.send'))}</button></p><p class="error" role="status"></p></form>` : ''}
-    ${list.length ? `<div class="scroll"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('invitation.scope'))}</th><th>${esc(t('invitation.preferred'))}</th>
+    ${list.length ? `<div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('invitation.scope'))}</th><th>${esc(t('invitation.preferred'))}</th>
       <th>${esc(t('col.state'))}</th><th>${esc(t('col.actions'))}</th></tr></thead><tbody>
       ${list.map(i => `<tr data-invitation="${i.id}"><td>${i.id}</td><td>${esc(names.get(i.enterprise_id) || i.enterprise_id)}</td><td class="msg">${esc(i.scope)}</td><td>${esc(when(i.preferred_at, {seconds: false}))}</td>
         <td>${esc(t(`invitationstate.${i.state}`))}</td><td class="acts">${staff && i.state === 'requested' ? `<form class="schedule" data-invitation="${i.id}">
@@ -187,7 +187,7 @@ export async function renderGuard(view, ctx) {
     get('/api/enterprises')]);
   view.dataset.page = 'guard';
   view.innerHTML = `<h2>${esc(t('nav.guard'))}</h2><p class="muted">${esc(t('guard.explain'))}</p>
-    <section><h3>${esc(t('guard.list'))}</h3>${listed.length ? `<div class="scroll"><table class="grid"><thead><tr><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('guard.reason'))}</th>
+    <section><h3>${esc(t('guard.list'))}</h3>${listed.length ? `<div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('col.enterprise'))}</th><th class="msg">${esc(t('guard.reason'))}</th>
       <th>${esc(t('guard.until'))}</th><th>${esc(t('col.who'))}</th><th></th></tr></thead><tbody>
       ${listed.map(n => `<tr data-enterprise="${esc(n.enterprise_id)}"><td>${esc(enterprises.find(e => e.id === n.enterprise_id)?.name || n.enterprise_id)}</td><td class="msg">${esc(n.reason)}</td><td>${esc(when(n.until, {seconds: false})) || '—'}</td>
         <td>${esc(n.added_by)} · ${esc(when(n.added_at, {seconds: false}))}</td><td>${staff ? `<button type="button" data-remove="${esc(n.enterprise_id)}">${esc(t('guard.remove'))}</button>` : ''}</td></tr>`).join('')}</tbody></table></div>`
@@ -196,7 +196,7 @@ export async function renderGuard(view, ctx) {
         <label for="gent">${esc(t('col.enterprise'))}</label><select id="gent" name="enterprise" required>${enterprises.map(e => `<option value="${esc(e.id)}">${esc(e.name)} (${esc(e.id)})</option>`).join('')}</select>
         <label for="greason">${esc(t('guard.reason'))}</label><input id="greason" name="reason" required maxlength="2000">
         <p><button>${esc(t('common.save'))}</button></p><p class="error" role="status"></p></form>` : ''}</section>
-    ${staff ? `<section><h3>${esc(t('guard.refusals'))}</h3>${refusals.length ? `<div class="scroll"><table class="grid" id="refusals"><thead><tr><th>${esc(t('col.when'))}</th><th>${esc(t('col.enterprise'))}</th>
+    ${staff ? `<section><h3>${esc(t('guard.refusals'))}</h3>${refusals.length ? `<div class="scroll" tabindex="0"><table class="grid" id="refusals"><thead><tr><th>${esc(t('col.when'))}</th><th>${esc(t('col.enterprise'))}</th>
       <th>${esc(t('col.inspector'))}</th><th class="msg">${esc(t('guard.reason'))}</th></tr></thead><tbody>
       ${refusals.map(r => `<tr><td>${esc(when(r.at, {seconds: false}))}</td><td>${esc(enterprises.find(e => e.id === r.enterprise_id)?.name || r.enterprise_id)}</td><td>${esc(r.inspector_id)}</td><td class="msg">${esc(r.reason)}</td></tr>`).join('')}</tbody></table></div>`
       : `<p class="muted">${esc(t('common.none'))}</p>`}</section>` : ''}`;

@@ -33,10 +33,10 @@ export async function render(view, {me, args, params, live}) {
       · ${esc(t('col.point'))} ${esc(dev.point_name)} (${esc(t(`pointkind.${dev.point_kind}`))}) · ${esc(t('device.every', {s: dev.interval_s}))}
       · ${esc(t('device.lastreading'))} <span id="lastts">${esc(when(dev.last_ts, {zone: true})) || '—'}</span></p>
     <div class="cols">
-      <section><h3>${esc(t('device.latest'))}</h3><div class="scroll"><table class="grid" id="latest"><thead><tr><th>${esc(t('col.pollutant'))}</th><th class="n">${esc(t('col.value'))}</th><th>${esc(t('col.flag'))}</th><th class="n">${esc(t('col.limit'))}</th><th class="n">${esc(t('device.oflimit'))}</th><th>${esc(t('col.at'))}</th></tr></thead><tbody>
+      <section><h3>${esc(t('device.latest'))}</h3><div class="scroll" tabindex="0"><table class="grid" id="latest"><thead><tr><th>${esc(t('col.pollutant'))}</th><th class="n">${esc(t('col.value'))}</th><th>${esc(t('col.flag'))}</th><th class="n">${esc(t('col.limit'))}</th><th class="n">${esc(t('device.oflimit'))}</th><th>${esc(t('col.at'))}</th></tr></thead><tbody>
         ${latestRows(dev.latest)}</tbody></table></div></section>
       <section><h3>${esc(t('device.capture'))}</h3><p>${t('device.capturetext', {rate: `<b id="capture">${pct(capture.capture_rate)}</b>`, valid: pct(capture.valid_rate), s: dev.interval_s})}</p>
-        <div class="scroll"><table class="grid"><thead><tr><th>${esc(t('device.day'))}</th><th class="n">${esc(t('device.expected'))}</th><th class="n">${esc(t('device.received'))}</th><th class="n">${esc(t('device.valid'))}</th><th class="n">${esc(t('device.capturecol'))}</th></tr></thead><tbody>
+        <div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('device.day'))}</th><th class="n">${esc(t('device.expected'))}</th><th class="n">${esc(t('device.received'))}</th><th class="n">${esc(t('device.valid'))}</th><th class="n">${esc(t('device.capturecol'))}</th></tr></thead><tbody>
         ${capture.days.filter(d => d.expected || d.received).map(d => `<tr><td>${esc(d.day)}</td><td class="n">${d.expected}</td><td class="n">${d.received}</td><td class="n">${d.valid}</td>
           <td class="n ${d.capture_rate !== null && d.capture_rate < 0.9 ? 'low' : ''}">${pct(d.capture_rate)}</td></tr>`).join('')}</tbody></table></div></section>
     </div>

@@ -59,7 +59,7 @@ export async function render(view, {me, params, live}) {
     <p id="counts" class="counts"></p>
     ${STAFF.includes(me.role) ? `<p id="casebar"><button type="button" id="opencase" disabled>${esc(t('feed.opencase'))}</button> <span id="picked" class="muted"></span>
       <span id="caseerr" class="error" role="status"></span></p>` : ''}
-    <div class="scroll"><table class="grid feed"><thead><tr><th>#</th><th>${esc(t('col.severity'))}</th><th>${esc(t('col.state'))}</th><th>${esc(t('col.rule'))}</th><th>${esc(t('col.enterprise'))}</th>
+    <div class="scroll" tabindex="0"><table class="grid feed"><thead><tr><th>#</th><th>${esc(t('col.severity'))}</th><th>${esc(t('col.state'))}</th><th>${esc(t('col.rule'))}</th><th>${esc(t('col.enterprise'))}</th>
       <th>${esc(t('col.device'))}</th><th>${esc(t('col.pollutant'))}</th><th>${esc(t('col.lastseen'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('col.count'))}</th><th>${esc(t('col.worst'))}</th><th class="msg">${esc(t('col.message'))}</th><th class="acts">${esc(t('col.actions'))}</th></tr></thead>
     <tbody id="rows"></tbody></table></div><p id="empty" class="muted" hidden>${esc(t('feed.empty'))}</p>`;
   const form = view.querySelector('#filters');

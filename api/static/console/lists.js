@@ -19,7 +19,7 @@ export const devices = {async render(view) {
   const list = await get('/api/devices');
   const now = Date.now();
   view.dataset.page = 'devices';
-  view.innerHTML = `<h2>${esc(t('nav.devices'))}</h2><div class="scroll"><table class="grid"><thead><tr><th>${esc(t('col.status'))}</th><th>${esc(t('col.device'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th>
+  view.innerHTML = `<h2>${esc(t('nav.devices'))}</h2><div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('col.status'))}</th><th>${esc(t('col.device'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th>
     <th class="n">${esc(t('col.interval'))}</th><th>${esc(t('device.lastreading'))} <span class="muted">${esc(t('time.zone'))}</span></th><th class="n">${esc(t('device.readings'))}</th></tr></thead><tbody>
     ${list.map(d => `<tr data-mn="${esc(d.mn)}"><td>${statusBadge(deviceStatus(d, now))}</td><td><a href="#/device/${encodeURIComponent(d.mn)}">${esc(d.mn)}</a></td>
       <td><a href="#/enterprise/${encodeURIComponent(d.enterprise_id)}">${esc(d.enterprise_name)}</a></td>
@@ -30,7 +30,7 @@ export const devices = {async render(view) {
 export const enterprises = {async render(view) {
   const list = await get('/api/enterprises');
   view.dataset.page = 'enterprises';
-  view.innerHTML = `<h2>${esc(t('nav.enterprises'))}</h2><div class="scroll"><table class="grid"><thead><tr><th>${esc(t('col.name'))}</th><th>${esc(t('col.region'))}</th>
+  view.innerHTML = `<h2>${esc(t('nav.enterprises'))}</h2><div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('col.name'))}</th><th>${esc(t('col.region'))}</th>
     <th class="n">${esc(t('enterprise.npoints'))}</th><th class="n">${esc(t('enterprise.ndevices'))}</th><th class="n">${esc(t('enterprise.openalerts'))}</th></tr></thead><tbody>
     ${list.map(e => `<tr><td><a href="#/enterprise/${encodeURIComponent(e.id)}">${esc(e.name)}</a> <span class="muted">${esc(e.id)}</span></td><td>${esc(e.region)}</td>
       <td class="n">${e.points}</td><td class="n">${e.devices}</td><td class="n ${e.open_alerts ? 'over' : ''}">${e.open_alerts}</td></tr>`).join('')}</tbody></table></div>`;

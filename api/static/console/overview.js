@@ -33,7 +33,7 @@ async function draw(view, me) {
     </section>
     <section><h3>${esc(t('overview.regions'))}</h3><div class="tiles" id="regions">${o.regions.map(r => tile(r)).join('')}</div></section>
     <section><h3>${esc(t('overview.sites'))}</h3><div class="tiles" id="sites">${o.sites.map(s => tile(s, `#/enterprise/${encodeURIComponent(s.key)}`)).join('')}</div></section>
-    <section><h3>${esc(t('nav.devices'))}</h3><div class="scroll"><table class="grid" id="devstatus"><thead><tr><th>${esc(t('col.status'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th><th>${esc(t('col.device'))}</th>
+    <section><h3>${esc(t('nav.devices'))}</h3><div class="scroll" tabindex="0"><table class="grid" id="devstatus"><thead><tr><th>${esc(t('col.status'))}</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.point'))}</th><th>${esc(t('col.device'))}</th>
       <th>${esc(t('device.lastreading'))} <span class="muted">${esc(t('time.zone'))}</span></th><th class="n">${esc(t('overview.capture'))}</th></tr></thead><tbody>
       ${o.devices.map(d => `<tr data-mn="${esc(d.mn)}"><td>${statusBadge(d.status)}</td><td><a href="#/enterprise/${encodeURIComponent(d.enterprise_id)}">${esc(d.enterprise_name)}</a></td>
         <td>${esc(d.point_name)}</td><td><a href="#/device/${encodeURIComponent(d.mn)}">${esc(d.mn)}</a></td><td>${esc(when(d.last_ts)) || `<span class="muted">${esc(t('common.never'))}</span>`}</td>

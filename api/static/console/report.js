@@ -9,7 +9,7 @@ const pct = x => (x === null || x === undefined ? '—' : `${(100 * x).toFixed(1
 
 function table(head, rows, cls) {
   if (!rows.length) return `<p class="muted">${esc(t('common.none'))}</p>`;
-  return `<div class="scroll"><table><tr>${head.map(h => `<th>${esc(h)}</th>`).join('')}</tr>${
+  return `<div class="scroll" tabindex="0"><table><tr>${head.map(h => `<th>${esc(h)}</th>`).join('')}</tr>${
     rows.map((r, i) => `<tr class="${cls ? cls(i) : ''}">${r.map(c => `<td>${c}</td>`).join('')}</tr>`).join('')}</table></div>`;
 }
 

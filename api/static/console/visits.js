@@ -28,7 +28,7 @@ export async function render(view, {me, params}) {
       ${me.role === 'enterprise' ? '' : `<label>${esc(t('col.enterprise'))} <input name="enterprise" value="${esc(f.enterprise)}" size="10"></label>`}
       ${me.role === 'inspector' ? '' : `<label>${esc(t('col.inspector'))} <input name="inspector" value="${esc(f.inspector)}" size="10"></label>`}
       <button>${esc(t('common.filter'))}</button> <a class="csv" href="/api/export/visits.csv${qs(f)}" download>${esc(t('common.csv'))}</a></form>
-    ${visits.length ? `<div class="scroll"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.inspector'))}</th><th>${esc(t('col.purpose'))}</th><th>${esc(t('col.alert'))}</th>
+    ${visits.length ? `<div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>#</th><th>${esc(t('col.enterprise'))}</th><th>${esc(t('col.inspector'))}</th><th>${esc(t('col.purpose'))}</th><th>${esc(t('col.alert'))}</th>
       <th>${esc(t('visit.in'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('visit.out'))}</th><th class="msg">${esc(t('col.findings'))}</th><th>${esc(t('visit.rating'))}</th></tr></thead><tbody>
       ${visits.map(v => `<tr><td><a href="#/visit/${v.id}">${v.id}</a></td><td>${value('enterprise_id', v.enterprise_id)}</td><td>${esc(v.inspector_id)}</td>
         <td>${esc(v.purpose)}</td><td>${v.alert_id ? value('alert_id', v.alert_id) : ''}</td><td>${esc(when(v.checked_in_at, {seconds: false}))}</td>
