@@ -228,6 +228,9 @@ def test_feed_shows_a_fresh_fault_live_and_an_ack_reaches_a_second_browser(
     b.wait_for_selector(f"{picker} option[value=insp]", state="attached")
     choices = b.eval_on_selector_all(f"{picker} option", "os => os.map(o => o.value)")
     assert "insp" in choices and "adm" not in choices and "ent" not in choices, choices
+    # the open form does not squeeze the message column (the feed at 1400 px)
+    width = b.eval_on_selector(f"#rows tr[data-id='{alert_id}'] td.msg", "td => td.offsetWidth")
+    assert width >= 200, width
     b.select_option(picker, "insp")
     b.click(f"#rows tr[data-id='{alert_id}'] form.ask button:text-is('OK')")
     a.wait_for_selector(

@@ -320,6 +320,7 @@ def test_the_guards_refusal_is_answered_on_the_phone(
     phone.wait_for_selector("#guardnote:has-text('拒绝')")  # the 409, as a question
     no_overflow(phone, "refused scan page")
     shot(phone, screenshots, "scan-refused-phone-zh")
+    assert phone.input_value("#purpose") == "例行检查"  # what was typed survives the refusal
     phone.check("input[name=basis][value=own]")
     phone.fill("#purpose", "群众投诉核查")
     phone.fill("#complaint", "居民反映夜间冒黑烟")

@@ -87,7 +87,10 @@ function drawForm(me, p, refusal = '') {
       button.disabled = false;
       if (err instanceof HttpError && err.status === 409) {
         // the frequency guard refused (and recorded it): ask for the case or complaint
+        const kept = {purpose: form.elements.purpose.value, alert: form.elements.alert_id.value};
         drawForm(me, {...p, guard: {...p.guard, needs_reason: true}}, t('scan.refused', {reason: err.message}));
+        main.querySelector('#purpose').value = kept.purpose;  // what was typed stays
+        main.querySelector('#alert_id').value = kept.alert;
         main.querySelector('#complaint').focus();
         return;
       }
