@@ -17,15 +17,18 @@ from urllib.parse import urlsplit
 import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from offsite.api.auth import PUBLIC, all_routes, require_declared
 from offsite.api.escalation import EscalationTimer
 from offsite.api.feed import AlertFeed
 from offsite.api.guard import BODY_METHODS, LIMIT_KEY, BodyLimits, RequestGuard
+from offsite.api.messages import localise
 from offsite.api.metrics import RequestLatency, database_metrics, render
 from offsite.api.qr import KeyRing
 from offsite.api.ratelimit import RateLimiter
@@ -154,6 +157,11 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     async def scan(_: Annotated[None, Depends(PUBLIC)]) -> HTMLResponse:
         return HTMLResponse(_page("scan.html"))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon(_: Annotated[None, Depends(PUBLIC)]) -> RedirectResponse:
+        """Browsers ask for it at the root: the console's icon is an SVG."""
+        return RedirectResponse("/static/console/favicon.svg", status_code=301)
+
     @app.get("/console", include_in_schema=False)
     async def console_alias(_: Annotated[None, Depends(PUBLIC)]) -> RedirectResponse:
         return RedirectResponse("/")
@@ -181,6 +189,17 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
         """FastAPI's 422, without repeating large inputs back (a 100 MB login body once
         came back as a 200 MB error)."""
         return JSONResponse({"detail": [brief_error(e) for e in exc.errors()]}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def localised_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """FastAPI's own answer, with the human message in the caller's language
+        (``Accept-Language``); status and error codes stay as they are."""
+        localised = StarletteHTTPException(
+            exc.status_code,
+            localise(exc.detail, request.headers.get("accept-language")),  # type: ignore[arg-type]
+            headers=exc.headers,
+        )
+        return await http_exception_handler(request, localised)
 
     require_declared(app)
     document_limits(app)

@@ -197,15 +197,27 @@ async def act(
     when the state forbids the action.
     """
     async with conn.transaction(), conn.cursor() as cur:
-        await cur.execute("SELECT state FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
+        await cur.execute(
+            "SELECT state, acknowledged_at FROM alerts WHERE id = %s FOR UPDATE", (alert_id,)
+        )
         row = await cur.fetchone()
         if row is None:
             return False
         kind = "commented"
-        if target is not None:
+        # a critical the engine cleared before anyone saw it stays pinned until a person
+        # acknowledges it: that records who saw it, and the alert stays cleared
+        seen_late = target is AlertState.ACKNOWLEDGED and row[0] == "cleared" and row[1] is None
+        if target is not None and not seen_late:
             transition(row[0], target)
+        if target is not None:
             kind = target.value
-        if target is AlertState.ACKNOWLEDGED:
+        if seen_late:
+            await cur.execute(
+                """UPDATE alerts SET acknowledged_by = %s, acknowledged_at = now(),
+                                 updated_at = now() WHERE id = %s""",
+                (by, alert_id),
+            )
+        elif target is AlertState.ACKNOWLEDGED:
             await cur.execute(
                 """UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s,
                                  acknowledged_at = now(), updated_at = now() WHERE id = %s""",

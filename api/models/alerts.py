@@ -35,6 +35,9 @@ class AlertPublic(BaseModel):
     closed_by: str | None
     closed_at: datetime | None
     close_note: str | None
+    # names for people (the ids stay the keys)
+    enterprise_name: str | None = None
+    point_name: str | None = None
     assignee: str | None = None
     assigned_by: str | None = None
     assigned_at: datetime | None = None

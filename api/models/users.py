@@ -58,3 +58,12 @@ class ApiKey(BaseModel):
     user_id: str
     token: str = Field(description="shown once: only its SHA-256 is kept")
     expires_at: datetime = Field(description="OFFSITE_API_KEY_TTL_DAYS after issue")
+
+
+class UserBrief(BaseModel):
+    """A person as a picker lists them (no enterprise, no dates)."""
+
+    id: str
+    role: str
+    region: str
+    department: str

@@ -76,3 +76,30 @@ RATING_FIELDS = frozenset({"rating", "rating_comment", "rated_at"})
 class VisitRating(BaseModel):
     rating: int = Field(ge=1, le=5)
     comment: str | None = Field(default=None, max_length=4000)
+
+
+class ScanGuard(BaseModel):
+    """Where the site stands with the frequency guard before an unscheduled visit."""
+
+    recent_visits: int
+    max_visits: int
+    days: float
+    no_disturbance: bool
+    needs_reason: bool = Field(description="an unscheduled visit needs an open case or complaint")
+
+
+class ScanPreview(BaseModel):
+    """What the scan page shows after a scan, before checking in: the site, the
+    inspector's open tasks there, its open cases and visits to join, the guard."""
+
+    enterprise_id: str
+    enterprise_name: str
+    region: str
+    my_tasks: list[dict]
+    open_cases: list[dict]
+    open_visits: list[VisitPublic]
+    guard: ScanGuard
+
+
+class ScanRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=4096, description="the scanned QR content")

@@ -10,6 +10,7 @@ through ``store/``; the rest by their resource's module here.
     health         the database clock, ingest workers
     invitations    advisory check-ups an enterprise asks for (and their state)
     notifications  what the console shows each audience
+    overview       devices, open alerts per site, today's capture, unseen criticals
     readings       raw readings, buckets, latest values, daily capture
     reports        the monthly enterprise report
     tasks          inspection tasks
@@ -26,6 +27,7 @@ from offsite.api.queries import (
     health,
     invitations,
     notifications,
+    overview,
     readings,
     reports,
     tasks,
@@ -42,6 +44,7 @@ __all__ = [
     "health",
     "invitations",
     "notifications",
+    "overview",
     "readings",
     "reports",
     "tasks",

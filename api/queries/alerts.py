@@ -12,10 +12,12 @@ from psycopg.rows import dict_row
 ALERT_COLS = """a.id, a.rule, a.mn, a.pollutant, a.severity, a.state, a.first_seen, a.last_seen,
     a.count, a.worst_value, a.limit_value, a.message, p.enterprise_id, d.point_id, a.opened_at,
     a.updated_at, a.acknowledged_by, a.acknowledged_at, a.closed_by, a.closed_at, a.close_note,
-    a.assignee, a.assigned_by, a.assigned_at, a.reopened, a.suppressed"""
+    a.assignee, a.assigned_by, a.assigned_at, a.reopened, a.suppressed,
+    e.name AS enterprise_name, p.name AS point_name"""
 
 
-ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id"""
+ALERT_FROM = """FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
+    JOIN enterprises e ON e.id = p.enterprise_id"""
 
 
 async def list_alerts(
@@ -32,6 +34,7 @@ async def list_alerts(
     offset: int,
     visible: list[str] | None = None,
     pollutant: str | None = None,
+    assignee: str | None = None,
 ) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
@@ -47,6 +50,7 @@ async def list_alerts(
         ("a.mn", mn),
         ("a.rule", rule),
         ("a.pollutant", pollutant),
+        ("a.assignee", assignee),
     ):
         if val is not None:
             where.append(f"{col} = %s")

@@ -9,8 +9,9 @@ C × (21 − O2ref) / (21 − O2); an hour without valid O2 there cannot be judg
 valid. (The rollups keep no minutes, so this converts the hour, not each minute as the
 ``exceedance_1h`` rule does; the two differ a little when O2 swings within the hour.)
 The data-capture rate is valid values over the values the device's interval promises in
-the month so far (to ``now``). Months are UTC calendar months, as the rollups' buckets
-are.
+the month so far (to ``now``), counted from when the device was expected to report (its
+registration, or its first reading if earlier). Months are UTC calendar months, as the
+rollups' buckets are.
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ async def exceedances(
     )
 
 
+def expected_values(
+    start: datetime,
+    until: datetime,
+    registered_at: datetime,
+    first_reading: datetime | None,
+    interval_s: float,
+) -> float:
+    """Values a device's interval promises from when it was expected to report — its
+    registration, or its first reading if history came earlier — not from the month's
+    start (a device registered on the 20th is not 65 % missing)."""
+    since = registered_at if first_reading is None else min(registered_at, first_reading)
+    span = (until - max(start, since)).total_seconds()
+    return max(0.0, span / interval_s)
+
+
 async def capture(
     conn: AsyncConnection, enterprise: str, start: datetime, end: datetime, now: datetime
 ) -> list[dict[str, Any]]:
@@ -83,18 +99,22 @@ async def capture(
     rows = await _rows(
         conn,
         """
-        SELECT d.mn, h.pollutant, d.interval_s, sum(h.n_valid)::bigint AS valid_values,
-               sum(h.n)::bigint AS values
+        SELECT d.mn, h.pollutant, d.interval_s, d.registered_at,
+               (SELECT min(f.bucket) FROM readings_hourly f
+                WHERE f.mn = d.mn AND f.kind = 'rtd') AS first_bucket,
+               sum(h.n_valid)::bigint AS valid_values, sum(h.n)::bigint AS values
         FROM points p JOIN devices d ON d.point_id = p.id
         JOIN readings_hourly h ON h.mn = d.mn AND h.kind = 'rtd'
              AND h.bucket >= %s AND h.bucket < %s
         WHERE p.enterprise_id = %s
-        GROUP BY d.mn, h.pollutant, d.interval_s ORDER BY d.mn, h.pollutant""",
+        GROUP BY d.mn, h.pollutant, d.interval_s, d.registered_at
+        ORDER BY d.mn, h.pollutant""",
         (start, until, enterprise),
     )
-    span = (until - start).total_seconds()
     for r in rows:
-        expected = span / r.pop("interval_s")
+        expected = expected_values(
+            start, until, r.pop("registered_at"), r.pop("first_bucket"), r.pop("interval_s")
+        )
         r["expected_values"] = round(expected)
         r["capture_rate"] = None if expected <= 0 else min(1.0, r["valid_values"] / expected)
     return rows

@@ -55,3 +55,14 @@ async def inspector_covers(conn: AsyncConnection, user_id: str, enterprise_id: s
         (enterprise_id, user_id),
     )
     return await cur.fetchone() is not None
+
+
+async def assignable_users(conn: AsyncConnection, roles: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Active people work may be handed to (the assign pickers list these)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT id, role, region, department FROM users "
+            "WHERE active AND role = ANY(%s) ORDER BY role, id",
+            (list(roles),),
+        )
+        return await cur.fetchall()

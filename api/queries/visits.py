@@ -173,9 +173,11 @@ async def replayed_visit(
 async def rate_visit(
     conn: AsyncConnection, visit_id: int, rating: int, comment: str | None
 ) -> bool:
+    """Rate a visit once: False when it is already rated (a second rating would
+    replace the first and lose its comment)."""
     cur = await conn.execute(
-        """UPDATE visits SET rating = %s, rating_comment = %s,
-                                    rated_at = now() WHERE id = %s""",
+        """UPDATE visits SET rating = %s, rating_comment = %s, rated_at = now()
+           WHERE id = %s AND rated_at IS NULL""",
         (rating, comment, visit_id),
     )
     return cur.rowcount > 0

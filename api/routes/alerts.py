@@ -25,6 +25,7 @@ from offsite.api.models.alerts import (
     State,
 )
 from offsite.api.models.paging import MAX_OFFSET
+from offsite.api.routes.users import check_assignee
 from offsite.rules.alerts import AlertState
 from offsite.rules.errors import InvalidTransition
 from offsite.store import alerts as alert_store
@@ -49,6 +50,7 @@ async def list_alerts(
     mn: str | None = None,
     rule: str | None = None,
     pollutant: str | None = None,
+    assignee: Annotated[str | None, Query(description="assigned to this user")] = None,
     since: Annotated[datetime | None, Query(description="last seen at or after")] = None,
     until: Annotated[datetime | None, Query(description="first seen before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -67,6 +69,7 @@ async def list_alerts(
         offset=offset,
         visible=who.scope,
         pollutant=pollutant,
+        assignee=assignee,
     )
 
 
@@ -228,12 +231,15 @@ async def resolve(
     responses={
         404: {"description": "no such alert"},
         409: {"description": "not allowed in the alert's state"},
+        422: {"description": "the assignee is not an active user who may be assigned work"},
     },
 )
 async def assign(
     alert_id: int, body: AlertAssign, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
 ) -> dict:
-    """Hand an active alert to someone (again, to re-assign it)."""
+    """Hand an active alert to someone (again, to re-assign it): an active user whose
+    role may take work (an unknown name would leave the alert with nobody)."""
+    await check_assignee(conn, body.assignee)
     return await _act(conn, alert_id, AlertState.ASSIGNED, body, who)
 
 

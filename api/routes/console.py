@@ -25,9 +25,11 @@ from offsite.api.deps import Conn
 from offsite.api.models.alerts import AlertFacets, AlertPublic, Severity, State
 from offsite.api.models.devices import DeviceDetail
 from offsite.api.models.enterprises import EnterpriseDetail
+from offsite.api.models.overview import Overview, UnseenCriticals
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.readings import CapturePage, ReadingPublic
 from offsite.api.models.visits import RATING_FIELDS, VisitPublic
+from offsite.api.overview import build_overview, site_day_start
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
@@ -85,6 +87,42 @@ async def alert_counts(
 )
 async def alert_facets(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     return await queries.alerts.alert_facets(conn, who.scope)
+
+
+@router.get(
+    "/api/overview",
+    response_model=Overview,
+    summary="Tiles per region and site, devices with a status, unacknowledged criticals",
+    description="Criticals stay listed until a person acknowledges them, even when the "
+    "engine has cleared them. Data capture today counts from the sites' local midnight.",
+)
+async def overview(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+    now = datetime.now(UTC)
+    devices = await queries.overview.devices(conn, who.scope)
+    alerts = await queries.overview.open_alerts(conn, who.scope)
+    received = await queries.overview.received_since(conn, site_day_start(now))
+    count, unseen = await queries.overview.unseen_criticals(conn, who.scope)
+    return {
+        **build_overview(devices, alerts, received, now),
+        "unseen_count": count,
+        "unseen": unseen,
+    }
+
+
+@router.get(
+    "/api/alert-unseen",
+    response_model=UnseenCriticals,
+    summary="Critical alerts nobody has acknowledged (the console's banner)",
+    description="Open criticals, and criticals the engine cleared before a person "
+    "acknowledged them: they stay until acknowledged, across reloads.",
+)
+async def alert_unseen(
+    conn: Conn,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 5,
+) -> dict:
+    count, alerts = await queries.overview.unseen_criticals(conn, who.scope, limit)
+    return {"count": count, "alerts": alerts}
 
 
 async def _device(conn: Conn, who: Principal, mn: str) -> dict:

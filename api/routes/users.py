@@ -10,14 +10,43 @@ from psycopg import errors
 from starlette.concurrency import run_in_threadpool
 
 from offsite.api import queries
-from offsite.api.auth import ADMIN, Principal
+from offsite.api.auth import ADMIN, STAFF, Principal
 from offsite.api.deps import Conn, SettingsDep
-from offsite.api.models.users import ApiKey, UserCreate, UserPublic
+from offsite.api.models.users import ApiKey, UserBrief, UserCreate, UserPublic
 from offsite.core.credentials import hash_password, new_token, token_digest
 from offsite.store import audit
 from offsite.store import users as user_store
 
 router = APIRouter(prefix="/api/users", tags=["users"])
+# who work (an alert, an inspection task) may be handed to
+ASSIGNABLE_ROLES = ("inspector", "regulator")
+
+
+def field_error(field: str, message: str, kind: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the body field."""
+    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": kind}])
+
+
+async def check_assignee(conn: Conn, user_id: str) -> None:
+    """Refuse work for a name that is not an active user of an assignable role."""
+    role = await queries.users.user_role(conn, user_id)
+    if role is None:
+        raise field_error("assignee", f"no active user {user_id}", "unknown_user")
+    if role not in ASSIGNABLE_ROLES:
+        raise field_error(
+            "assignee",
+            f"user {user_id} is {role}: only {' or '.join(ASSIGNABLE_ROLES)} may be assigned",
+            "role_not_assignable",
+        )
+
+
+@router.get(
+    "/assignable",
+    response_model=list[UserBrief],
+    summary="Active users work may be assigned to (the pickers' choices)",
+)
+async def assignable(conn: Conn, _: Annotated[Principal, Depends(STAFF)]) -> list[dict]:
+    return await queries.users.assignable_users(conn, ASSIGNABLE_ROLES)
 
 
 @router.get("", response_model=list[UserPublic], summary="Users and their roles")

@@ -23,10 +23,12 @@ from offsite.api.models.visits import (
     RATING_FIELDS,
     CheckIn,
     CheckOut,
+    ScanPreview,
+    ScanRequest,
     VisitPublic,
     VisitRating,
 )
-from offsite.api.qr import extract_token
+from offsite.api.qr import KeyRing, extract_token
 from offsite.core.credentials import token_digest
 from offsite.core.settings import Settings
 from offsite.rules.visit_guard import GuardPolicy, Justification, judge
@@ -96,6 +98,75 @@ async def refusals(
 
 def _policy(settings: Settings) -> GuardPolicy:
     return GuardPolicy(settings.visit_guard_days, settings.visit_guard_max)
+
+
+@router.post(
+    "/scan",
+    response_model=ScanPreview,
+    summary="What a scanned code leads to, before checking in",
+    description="Verifies the site's QR token like check-in does and records nothing: "
+    "the inspector's open tasks at the site, its open cases and open visits "
+    "(to join), and whether the frequency guard will ask for a reason.",
+    responses={
+        400: {"description": "malformed token"},
+        401: {"description": "forged, expired or revoked token, or not signed in"},
+        403: {"description": "not an inspector, or the site is outside the inspector's region"},
+        404: {"description": "token names no known enterprise"},
+    },
+)
+async def scan_preview(
+    body: ScanRequest,
+    conn: Conn,
+    keyring: KeyRingDep,
+    settings: SettingsDep,
+    who: Annotated[Principal, Depends(INSPECTOR)],
+) -> dict:
+    enterprise_id = await _scanned_site(conn, keyring, body.token, who)
+    ent = await queries.enterprises.enterprise_detail(conn, enterprise_id)
+    assert ent is not None
+    tasks = await queries.tasks.list_tasks(conn, who.scope, who.user_id, "open", 1000, 0, None)
+    cases = await queries.cases.list_cases(conn, who.scope, enterprise_id, None, 100, 0)
+    visits = await queries.visits.list_visits(conn, enterprise_id, None, 50, 0, visible=who.scope)
+    async with conn.transaction():
+        recent = await queries.visit_guard.recent_visits(
+            conn, enterprise_id, settings.visit_guard_days
+        )
+        listed = await queries.visit_guard.on_no_disturbance(conn, enterprise_id)
+    policy = _policy(settings)
+    plain = judge(policy, recent, listed, Justification(None, None, None))
+    return {
+        "enterprise_id": enterprise_id,
+        "enterprise_name": ent["name"],
+        "region": ent.get("region") or "",
+        "my_tasks": [t for t in tasks if t["enterprise_id"] == enterprise_id],
+        "open_cases": [c for c in cases if c["state"] != "closed"],
+        "open_visits": await _complete(
+            conn, [v for v in visits if v["checked_out_at"] is None], who
+        ),
+        "guard": {
+            "recent_visits": recent,
+            "max_visits": settings.visit_guard_max,
+            "days": settings.visit_guard_days,
+            "no_disturbance": listed,
+            "needs_reason": not plain.allowed,
+        },
+    }
+
+
+async def _scanned_site(conn: AsyncConnection, keyring: KeyRing, token: str, who: Principal) -> str:
+    """The enterprise a scanned token names, checked as check-in checks it."""
+    try:
+        claims = keyring.verify(token, time.time())
+    except TokenError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
+    generation = await queries.enterprises.qr_generation(conn, claims.enterprise_id)
+    if generation is None:
+        raise HTTPException(404, f"QR token names an unknown enterprise ({claims.enterprise_id})")
+    if claims.generation != generation:
+        raise HTTPException(401, "this printed QR code was revoked: the site has a newer one")
+    if not who.can_see(claims.enterprise_id):
+        raise HTTPException(403, f"enterprise {claims.enterprise_id} is outside your region")
+    return str(claims.enterprise_id)
 
 
 @router.post(
@@ -399,8 +470,11 @@ async def get_visit(
     "/{visit_id}/rating",
     status_code=204,
     response_class=Response,
-    summary="The enterprise rates a visit to its site (1–5, optional comment)",
-    responses={404: {"description": "no such visit of this enterprise"}},
+    summary="The enterprise rates a visit to its site (1–5, optional comment), once",
+    responses={
+        404: {"description": "no such visit of this enterprise"},
+        409: {"description": "already rated: the first rating stands"},
+    },
 )
 async def rate_visit(
     visit_id: int, body: VisitRating, conn: Conn, who: Annotated[Principal, Depends(ENTERPRISE)]
@@ -408,7 +482,8 @@ async def rate_visit(
     visit = await queries.visits.get_visit(conn, visit_id)
     visible_or_404(who, visit["enterprise_id"] if visit else None, f"visit {visit_id}")
     async with conn.transaction():
-        await queries.visits.rate_visit(conn, visit_id, body.rating, body.comment)
+        if not await queries.visits.rate_visit(conn, visit_id, body.rating, body.comment):
+            raise HTTPException(409, f"visit {visit_id} is already rated")
         await audit.append(
             conn,
             who.user_id,

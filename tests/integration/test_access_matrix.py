@@ -43,6 +43,7 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/scan"): PUBLIC,
     ("GET", "/console"): PUBLIC,
+    ("GET", "/favicon.ico"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("POST", "/auth/login"): PUBLIC,
@@ -66,6 +67,7 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ),
     ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): STAFF,
     ("POST", "/api/visits/check-in"): frozenset({"inspector"}),
+    ("POST", "/api/visits/scan"): frozenset({"inspector"}),
     ("POST", "/api/visits/{visit_id}/check-out"): frozenset({"inspector"}),
     ("GET", "/api/visits"): EVERYONE,
     ("GET", "/api/visits/{visit_id}"): EVERYONE,
@@ -96,11 +98,14 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("DELETE", "/api/visits/guard/no-disturbance/{enterprise_id}"): STAFF,
     ("GET", "/api/visits/guard/refusals"): STAFF,
     ("GET", "/api/users"): ADMIN,
+    ("GET", "/api/users/assignable"): STAFF,
     ("PUT", "/api/users"): ADMIN,
     # the console's files and read endpoints (api/routes/console.py)
     ("GET", "/static/{path:path}"): PUBLIC,
     ("GET", "/api/alert-counts"): EVERYONE,
     ("GET", "/api/alert-facets"): EVERYONE,
+    ("GET", "/api/alert-unseen"): EVERYONE,
+    ("GET", "/api/overview"): EVERYONE,
     ("GET", "/api/devices/{mn}"): EVERYONE,
     ("GET", "/api/devices/{mn}/capture"): EVERYONE,
     ("GET", "/api/enterprises/{enterprise_id}"): EVERYONE,
@@ -162,6 +167,9 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/"): lambda h: client.get("/", headers=h),
         ("GET", "/scan"): lambda h: client.get("/scan", headers=h),
         ("GET", "/console"): lambda h: client.get("/console", headers=h, follow_redirects=False),
+        ("GET", "/favicon.ico"): lambda h: client.get(
+            "/favicon.ico", headers=h, follow_redirects=False
+        ),
         ("GET", "/healthz"): lambda h: client.get("/healthz", headers=h),
         ("GET", "/metrics"): lambda h: client.get("/metrics", headers=h),
         ("POST", "/auth/login"): lambda h: client.post(
@@ -203,6 +211,9 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ),
         ("POST", "/api/enterprises/{enterprise_id}/qr/revoke"): lambda h: client.post(
             "/api/enterprises/E3/qr/revoke", headers=h
+        ),
+        ("POST", "/api/visits/scan"): lambda h: client.post(
+            "/api/visits/scan", headers=h, json={"token": scan}
         ),
         ("POST", "/api/visits/check-in"): lambda h: client.post(
             "/api/visits/check-in", headers=h, json={"token": scan, "purpose": "routine"}
@@ -270,6 +281,8 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/static/{path:path}"): lambda h: client.get("/static/console/app.js", headers=h),
         ("GET", "/api/alert-counts"): lambda h: client.get("/api/alert-counts", headers=h),
         ("GET", "/api/alert-facets"): lambda h: client.get("/api/alert-facets", headers=h),
+        ("GET", "/api/alert-unseen"): lambda h: client.get("/api/alert-unseen", headers=h),
+        ("GET", "/api/overview"): lambda h: client.get("/api/overview", headers=h),
         ("GET", "/api/devices/{mn}"): lambda h: client.get(f"/api/devices/{MN1}", headers=h),
         ("GET", "/api/devices/{mn}/capture"): lambda h: client.get(
             f"/api/devices/{MN1}/capture", headers=h
@@ -286,6 +299,7 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ("GET", "/api/export/devices/{mn}/readings.csv"): lambda h: client.get(
             f"/api/export/devices/{MN1}/readings.csv", headers=h
         ),
+        ("GET", "/api/users/assignable"): lambda h: client.get("/api/users/assignable", headers=h),
         ("PUT", "/api/users"): lambda h: client.put(
             "/api/users", headers=h, json={"id": "new-user", "role": "inspector"}
         ),

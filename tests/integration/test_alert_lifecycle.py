@@ -105,11 +105,39 @@ def test_lifecycle_evidence_assign_comment_resolve_and_reopen(
         got = http.get(f"/api/alerts/{alert_id}").json()
         assert got["evidence"]["v"][-1] == 50.0 and got["rule_config"]["name"] == "exceedance"
 
+        # only an active user whose role may take work: not a made-up name, not an admin
+        r = http.post(f"/api/alerts/{alert_id}/assign", json={"assignee": "nosuchuser"})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "assignee"]
+        assert r.json()["detail"][0]["type"] == "unknown_user"
+        # the message follows Accept-Language; the code and the field do not change
+        zh = http.post(
+            f"/api/alerts/{alert_id}/assign",
+            json={"assignee": "nosuchuser"},
+            headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+        ).json()["detail"][0]
+        assert zh["msg"] == "没有在职用户 nosuchuser" and zh["type"] == "unknown_user"
+        assert http.get("/api/alerts/999999", headers={"Accept-Language": "zh"}).json() == {
+            "detail": "未找到告警 999999"
+        }
+        token_for(db_url, "admin", user_id="adm-1")
+        r = http.post(f"/api/alerts/{alert_id}/assign", json={"assignee": "adm-1"})
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "role_not_assignable"
+        assert http.get(f"/api/alerts/{alert_id}").json()["state"] == "open"
+        insp = bearer(token_for(db_url, "inspector", user_id="insp-7"))
+        picks = http.get("/api/users/assignable").json()
+        assert {"id": "insp-7", "role": "inspector"}.items() <= next(
+            u for u in picks if u["id"] == "insp-7"
+        ).items()
+        assert "adm-1" not in {u["id"] for u in picks}
         r = http.post(
             f"/api/alerts/{alert_id}/assign", json={"assignee": "insp-7", "note": "check the probe"}
         )
         assert r.status_code == 200 and r.json()["state"] == "assigned"
         assert r.json()["assignee"] == "insp-7"
+        # the inspector finds it in their own list (My work)
+        mine = http.get("/api/alerts", params={"assignee": "insp-7"}, headers=insp).json()
+        assert [a["id"] for a in mine] == [alert_id]
         r = http.post(
             f"/api/alerts/{alert_id}/comments",
             json={"note": "called the plant"},

@@ -279,6 +279,11 @@ def test_exceedance_to_case_to_joint_visit_to_report(
             ).status_code
             == 204
         )
+        # a second rating is refused: the first one and its comment stand
+        again = c.post(f"/api/visits/{visit['id']}/rating", headers=h["ent"], json={"rating": 1})
+        assert again.status_code == 409, again.text
+        kept = c.get(f"/api/visits/{visit['id']}", headers=h["reg"]).json()
+        assert kept["rating_comment"] == "brief and clear"
         assert c.get(f"/api/visits/{visit['id']}", headers=h["reg"]).json()["rating"] == 4
         assert c.get(f"/api/visits/{visit['id']}", headers=h["eco"]).json()["rating"] is None
 
@@ -297,6 +302,8 @@ def test_exceedance_to_case_to_joint_visit_to_report(
         assert s["rating_mean"] == 4 and s["ratings"] == 1
         cap = next(x for x in report["capture"] if x["pollutant"] == "a21026")
         assert cap["valid_values"] == 60
+        # expected from the device's first reading (an hour ago), not the month's start
+        assert cap["capture_rate"] >= 0.5, cap
         csv = c.get(f"/api/reports/ENT/{month}/csv", headers=h["reg"])
         assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
         assert f"exceedance,ENT,{month},{mn}/a21026,limit 35.0,1," in csv.text

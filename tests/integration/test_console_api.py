@@ -201,3 +201,79 @@ def test_console_files_are_served_and_nothing_else(db_url: str) -> None:
             assert c.get(bad).status_code == 404, bad
         page = c.get("/")
         assert page.status_code == 200 and "/static/console/app.js" in page.text
+
+
+def test_unseen_criticals_stay_until_acknowledged_and_the_overview_is_scoped(db_url: str) -> None:
+    w = build_world(db_url)
+    with psycopg.connect(db_url) as conn:
+        ids = [
+            conn.execute(
+                """INSERT INTO alerts (rule, mn, pollutant, severity, first_seen, last_seen,
+                   message, state, closed_by, closed_at, acknowledged_by, acknowledged_at)
+                   VALUES ('spike', %s, 'a21002', 'critical', now(), now(), 'x', %s,
+                           %s, %s, %s, %s) RETURNING id""",
+                (mn, state, closer, None if closer is None else datetime.now(UTC), ack, when),
+            ).fetchone()[0]
+            for mn, state, closer, ack, when in (
+                (MN1, "open", None, None, None),  # nobody has seen it
+                (MN2, "cleared", "engine", None, None),  # the engine cleared it unseen
+                (MN1, "cleared", "engine", "reg", datetime.now(UTC)),  # seen, then cleared
+            )
+        ]
+    with api_client(db_url) as c:
+        adm, ent1 = w.headers("admin"), w.headers("enterprise")
+        unseen = c.get("/api/alert-unseen", headers=adm).json()
+        assert unseen["count"] == 2 and {a["id"] for a in unseen["alerts"]} == set(ids[:2])
+        assert c.get("/api/alert-unseen", headers=ent1).json()["count"] == 1  # E1 only
+        # acknowledging the cleared one records who saw it; it stays cleared
+        r = c.post(f"/api/alerts/{ids[1]}/acknowledge", headers=adm, json={})
+        assert r.status_code == 200, r.text
+        assert r.json()["state"] == "cleared" and r.json()["acknowledged_by"]
+        assert c.get("/api/alert-unseen", headers=adm).json()["count"] == 1
+        assert c.post(f"/api/alerts/{ids[1]}/acknowledge", headers=adm, json={}).status_code == 409
+        assert [e["kind"] for e in c.get(f"/api/alerts/{ids[1]}", headers=adm).json()["events"]][
+            -1
+        ] == "acknowledged"
+
+        o = c.get("/api/overview", headers=w.headers("regulator")).json()  # region R1
+        assert {s["key"] for s in o["sites"]} <= {"E1", "E3"}
+        assert {d["enterprise_id"] for d in o["devices"]} <= {"E1", "E3"}
+        assert {d["status"] for d in o["devices"]} <= {"online", "offline", "never", "revoked"}
+        e1 = next(s for s in o["sites"] if s["key"] == "E1")
+        assert e1["alerts"]["critical"] == 1 and e1["alerts"]["major"] >= 1
+        assert o["unseen_count"] == 1 and o["day_start"].endswith("+08:00")
+
+
+def test_scan_preview_names_the_site_and_what_the_inspector_may_check_in_for(
+    db_url: str,
+) -> None:
+    w = build_world(db_url)
+    with api_client(db_url) as c:
+        qr = c.get("/api/enterprises/E1/qr.svg", headers=w.headers("admin"))
+        token = qr.headers["x-offsite-scan-url"]
+        case = c.post(
+            "/api/cases", headers=w.headers("admin"), json={"alert_ids": [w.alerts["E1"]]}
+        ).json()
+        task = c.post(
+            f"/api/cases/{case['id']}/tasks",
+            headers=w.headers("admin"),
+            json={"assignee": "insp", "reason": "check the probe"},
+        ).json()
+        insp = w.headers("inspector", "insp")
+        p = c.post("/api/visits/scan", headers=insp, json={"token": token}).json()
+        assert p["enterprise_id"] == "E1" and p["enterprise_name"]
+        assert [t["id"] for t in p["my_tasks"]] == [task["id"]]
+        assert [x["id"] for x in p["open_cases"]] == [case["id"]]
+        assert w.visits["E1"] in {v["id"] for v in p["open_visits"]}
+        assert set(p["guard"]) == {
+            "recent_visits",
+            "max_visits",
+            "days",
+            "no_disturbance",
+            "needs_reason",
+        }
+        # nothing was recorded: no visit, no refusal
+        with psycopg.connect(db_url) as conn:
+            assert conn.execute("SELECT count(*) FROM visits").fetchone()[0] == 2
+        bad = c.post("/api/visits/scan", headers=insp, json={"token": token[:-4] + "AAAA"})
+        assert bad.status_code in (400, 401)

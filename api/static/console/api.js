@@ -1,17 +1,28 @@
 // Talking to the API. The session is an HttpOnly cookie set by POST /auth/login: every
 // fetch (same origin) and the EventSource send it, so no page ever handles a token.
 
+import {lang} from '/static/console/i18n.js';
+
 export class HttpError extends Error {
   constructor(status, detail) { super(detail || `HTTP ${status}`); this.status = status; }
 }
 
 async function detailOf(r) {
-  try { const b = await r.json(); return typeof b.detail === 'string' ? b.detail : JSON.stringify(b.detail); }
+  try {
+    const b = await r.json();
+    if (typeof b.detail === 'string') return b.detail;
+    // a validation error: the field and why, not a JSON dump
+    if (Array.isArray(b.detail)) return b.detail.map(d => `${(d.loc || []).slice(1).join('.')}: ${d.msg}`).join('; ');
+    return JSON.stringify(b.detail);
+  }
   catch { return `HTTP ${r.status}`; }
 }
 
+// the API answers its human messages in the console's language (codes stay the same)
+const LANG_HEADER = {'accept-language': lang === 'en' ? 'en' : 'zh-CN,zh;q=0.9'};
+
 export async function get(url) {
-  const r = await fetch(url, {headers: {accept: 'application/json'}});
+  const r = await fetch(url, {headers: {accept: 'application/json', ...LANG_HEADER}});
   if (!r.ok) throw new HttpError(r.status, await detailOf(r));
   return r.json();
 }
@@ -22,11 +33,22 @@ export async function getOptional(url) {
   try { return await get(url); } catch (e) { if (e.status === 404) return null; throw e; }
 }
 
-export async function post(url, body) {
-  const r = await fetch(url, {method: 'POST', headers: {'content-type': 'application/json'},
-                              body: JSON.stringify(body ?? {})});
+export async function post(url, body) { return send('POST', url, body); }
+export async function put(url, body) { return send('PUT', url, body); }
+export async function del(url) { return send('DELETE', url); }
+
+async function send(method, url, body) {
+  const r = await fetch(url, {method, headers: {'content-type': 'application/json', ...LANG_HEADER},
+                              body: method === 'DELETE' ? undefined : JSON.stringify(body ?? {})});
   if (!r.ok) throw new HttpError(r.status, await detailOf(r));
   return r.status === 204 ? null : r.json();
+}
+
+// enterprise id → name, fetched once per page load (lists carry ids; people read names)
+let names = null;
+export async function enterpriseNames() {
+  names ??= get('/api/enterprises').then(list => new Map(list.map(e => [e.id, e.name]))).catch(() => new Map());
+  return names;
 }
 
 // query string from an object; arrays repeat the key, empty values are left out
@@ -42,24 +64,13 @@ export function qs(params) {
 export const esc = s => String(s ?? '').replace(/[&<>"']/g,
   c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
 
-export function when(iso) {
-  if (!iso) return '';
-  const d = new Date(iso);
-  return isNaN(d) ? String(iso) : d.toLocaleString(undefined, {dateStyle: 'short', timeStyle: 'medium'});
-}
-
 export const num = (v, digits = 3) => v === null || v === undefined ? '' : Number(v).toPrecision(digits);
 export const pct = v => v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`;
 
 // an element from an HTML string (the caller escapes what it interpolates)
 export function html(s) {
-  const t = document.createElement('template'); t.innerHTML = s.trim(); return t.content.firstElementChild;
+  const tpl = document.createElement("template"); tpl.innerHTML = s.trim(); return tpl.content.firstElementChild;
 }
 
-// HJ 212 pollutant codes a regulator reads every day, named (the code stays: it is what
-// the devices, rules and exports use)
-const POLLUTANTS = {a21026: 'SO₂', a21002: 'NOₓ', a34013: 'particulates', a19001: 'O₂',
-  a01011: 'flue-gas velocity', a01012: 'flue-gas temp.', a01013: 'flue-gas pressure',
-  a01014: 'flue-gas humidity', a21005: 'CO', a21024: 'HCl', a05002: 'CH₄', a24088: 'NMHC',
-  w01018: 'COD', w21003: 'NH₃-N', w01001: 'pH', w00000: 'flow', w21011: 'total P', w21001: 'total N'};
-export const pollutant = code => code ? (POLLUTANTS[code] ? `${code} ${POLLUTANTS[code]}` : code) : '';
+// names, units and times live in i18n.js; re-exported so pages import from one place
+export {when, day, pollutant, pollutantName, withUnit, unitOf, t} from '/static/console/i18n.js';

@@ -2,6 +2,7 @@
 // as a line, shaded spans (an alert's triggering span, alert markers on a device chart)
 // and drag-to-zoom that hands the new range back to the page (which refetches buckets).
 // uPlot's minified build is a classic script (index.html loads it first): global uPlot
+import {when, tick, t} from "/static/console/i18n.js";
 const uPlot = window.uPlot;
 
 const SEVERITY_FILL = {critical: 'rgba(176,0,32,0.18)', major: 'rgba(194,84,0,0.16)',
@@ -35,8 +36,11 @@ export function timeChart(el, {x, lines, spans = [], onZoom = null, height = 320
     width, height,
     // xRange: the range asked for, so an hour with data in its last minutes still reads as an hour
     scales: {x: xRange ? {time: true, range: () => xRange} : {time: true}},
-    axes: [{}, {label: yLabel}],
-    series: [{}, ...lines.map(l => ({label: l.label, stroke: l.color, dash: l.dash, spanGaps: false,
+    // the one time convention: site local time, 24 h, on the axis and in the legend
+    axes: [{values: (u, splits, ax, space, incr) => splits.map((v, i) => tick(v, incr, i ? splits[i - 1] : null)),
+            space: 60},
+           {label: yLabel, size: 60}],
+    series: [{label: t('col.at'), value: (u, v) => (v === null || v === undefined ? '—' : when(v * 1000))}, ...lines.map(l => ({label: l.label, stroke: l.color, dash: l.dash, spanGaps: false,
                                       width: l.pointsOnly ? 0 : (l.width ?? 1.5),
                                       paths: l.pointsOnly ? () => null : undefined,
                                       points: l.pointsOnly ? {show: true, size: 6, fill: l.color}

@@ -1,16 +1,23 @@
 // A device: latest value per pollutant with its flag, a chart of any range (bucketed by
 // the server so a month draws as fast as an hour; drag to zoom), alert markers on the
 // chart, and the data-capture rate per day.
-import {get, qs, esc, when, num, pct, pollutant} from '/static/console/api.js';
+import {get, qs, esc, when, pct, pollutant, withUnit, unitOf, t} from '/static/console/api.js';
+import {flagName, ruleName, alertMessage, severityName, stateName} from '/static/console/i18n.js';
 import {timeChart, chooseBucket, clearChart} from '/static/console/chart.js';
 
-const FLAGS = {N: 'normal', F: 'stopped', M: 'maintenance', S: 'manual', D: 'fault',
-               C: 'calibration', T: 'over range', B: 'logger comm. fault'};
-const PRESETS = [['1 h', 3600], ['6 h', 6 * 3600], ['24 h', 86400], ['7 d', 7 * 86400], ['30 d', 30 * 86400]];
+const PRESETS = [['range.1h', 3600], ['range.6h', 6 * 3600], ['range.24h', 86400], ['range.7d', 7 * 86400], ['range.30d', 30 * 86400]];
 const iso = s => new Date(s * 1000).toISOString();
 const secs = v => new Date(v).getTime() / 1000;
 
-export async function render(view, {me, args, params}) {
+function latestRows(latest) {
+  return latest.map(l => `<tr data-pollutant="${esc(l.pollutant)}" class="${l.limit_value && l.value > l.limit_value ? 'over' : ''}">
+    <td><a href="#" data-pick="${esc(l.pollutant)}">${esc(pollutant(l.pollutant))}</a></td><td class="n">${esc(withUnit(l.value, l.pollutant, 4))}</td>
+    <td class="flag ${l.flag === 'N' ? '' : 'flagged'}" data-flag="${esc(l.flag)}">${esc(l.flag)} ${esc(flagName(l.flag))}</td>
+    <td class="n">${esc(withUnit(l.limit_value, l.pollutant))}</td><td class="n">${l.limit_value ? pct(l.value / l.limit_value) : ''}</td><td>${esc(when(l.ts))}</td></tr>`).join('')
+    || `<tr><td colspan="6" class="muted">${esc(t('device.noreading'))}</td></tr>`;
+}
+
+export async function render(view, {me, args, params, live}) {
   const mn = args[0];
   const [dev, capture] = await Promise.all([get(`/api/devices/${encodeURIComponent(mn)}`),
                                             get(`/api/devices/${encodeURIComponent(mn)}/capture`)]);
@@ -21,30 +28,25 @@ export async function render(view, {me, args, params}) {
   };
   state.from = params.get('start') ? secs(params.get('start')) : state.to - 3600;
   view.dataset.page = 'device';
-  view.innerHTML = `<h2>Device ${esc(mn)} ${dev.active ? '' : '<span class="error">(revoked)</span>'}</h2>
-    <p><a href="#/enterprise/${encodeURIComponent(dev.enterprise_id)}">${esc(dev.enterprise_id)} ${esc(dev.enterprise_name)}</a>
-      · point ${esc(dev.point_id)} ${esc(dev.point_name)} (${esc(dev.point_kind)}) · every ${dev.interval_s} s
-      · last reading ${esc(when(dev.last_ts)) || '—'} · received ${esc(when(dev.last_received_at)) || '—'}</p>
+  view.innerHTML = `<h2>${esc(dev.point_name || mn)} <span class="muted mn">${esc(mn)}</span> ${dev.active ? '' : `<span class="error">${esc(t('device.revoked'))}</span>`}</h2>
+    <p><a href="#/enterprise/${encodeURIComponent(dev.enterprise_id)}">${esc(dev.enterprise_name || dev.enterprise_id)}</a>
+      · ${esc(t('col.point'))} ${esc(dev.point_name)} (${esc(t(`pointkind.${dev.point_kind}`))}) · ${esc(t('device.every', {s: dev.interval_s}))}
+      · ${esc(t('device.lastreading'))} <span id="lastts">${esc(when(dev.last_ts, {zone: true})) || '—'}</span></p>
     <div class="cols">
-      <section><h3>Latest values</h3><table class="grid" id="latest"><thead><tr><th>pollutant</th><th>value</th><th>flag</th><th>limit</th><th>of limit</th><th>at</th></tr></thead><tbody>
-        ${dev.latest.map(l => `<tr data-pollutant="${esc(l.pollutant)}" class="${l.limit_value && l.value > l.limit_value ? 'over' : ''}">
-          <td><a href="#" data-pick="${esc(l.pollutant)}">${esc(pollutant(l.pollutant))}</a></td><td class="n">${num(l.value, 4)}</td>
-          <td class="flag ${l.flag === 'N' ? '' : 'flagged'}" title="${esc(FLAGS[l.flag] || '')}">${esc(l.flag)} ${esc(FLAGS[l.flag] || '')}</td>
-          <td class="n">${num(l.limit_value)}</td><td class="n">${l.limit_value ? pct(l.value / l.limit_value) : ''}</td><td>${esc(when(l.ts))}</td></tr>`).join('')
-          || '<tr><td colspan="6" class="muted">No reading yet.</td></tr>'}</tbody></table></section>
-      <section><h3>Data capture</h3><p>Last 7 days: received <b id="capture">${pct(capture.capture_rate)}</b>,
-        valid ${pct(capture.valid_rate)} of the readings expected every ${dev.interval_s} s.</p>
-        <table class="grid"><thead><tr><th>day (UTC)</th><th>expected</th><th>received</th><th>valid</th><th>capture</th></tr></thead><tbody>
+      <section><h3>${esc(t('device.latest'))}</h3><div class="scroll" tabindex="0"><table class="grid" id="latest"><thead><tr><th>${esc(t('col.pollutant'))}</th><th class="n">${esc(t('col.value'))}</th><th>${esc(t('col.flag'))}</th><th class="n">${esc(t('col.limit'))}</th><th class="n">${esc(t('device.oflimit'))}</th><th>${esc(t('col.at'))}</th></tr></thead><tbody>
+        ${latestRows(dev.latest)}</tbody></table></div></section>
+      <section><h3>${esc(t('device.capture'))}</h3><p>${t('device.capturetext', {rate: `<b id="capture">${pct(capture.capture_rate)}</b>`, valid: pct(capture.valid_rate), s: dev.interval_s})}</p>
+        <div class="scroll" tabindex="0"><table class="grid"><thead><tr><th>${esc(t('device.day'))}</th><th class="n">${esc(t('device.expected'))}</th><th class="n">${esc(t('device.received'))}</th><th class="n">${esc(t('device.valid'))}</th><th class="n">${esc(t('device.capturecol'))}</th></tr></thead><tbody>
         ${capture.days.filter(d => d.expected || d.received).map(d => `<tr><td>${esc(d.day)}</td><td class="n">${d.expected}</td><td class="n">${d.received}</td><td class="n">${d.valid}</td>
-          <td class="n ${d.capture_rate !== null && d.capture_rate < 0.9 ? 'low' : ''}">${pct(d.capture_rate)}</td></tr>`).join('')}</tbody></table></section>
+          <td class="n ${d.capture_rate !== null && d.capture_rate < 0.9 ? 'low' : ''}">${pct(d.capture_rate)}</td></tr>`).join('')}</tbody></table></div></section>
     </div>
-    <section><h3>Chart</h3>
+    <section><h3>${esc(t('device.chart'))}</h3>
       <form class="filters" id="range">
-        <label>pollutant <select name="pollutant">${pollutants.map(p => `<option value="${esc(p)}" ${p === state.pollutant ? 'selected' : ''}>${esc(pollutant(p))}</option>`).join('')}</select></label>
-        ${PRESETS.map(([l, s]) => `<button type="button" data-span="${s}">${l}</button>`).join('')}
-        <span id="rangetext" class="muted"></span> <a id="csv" class="csv" download>CSV</a>
+        <label>${esc(t('col.pollutant'))} <select name="pollutant">${pollutants.map(p => `<option value="${esc(p)}" ${p === state.pollutant ? 'selected' : ''}>${esc(pollutant(p))}</option>`).join('')}</select></label>
+        ${PRESETS.map(([l, s]) => `<button type="button" data-span="${s}">${esc(t(l))}</button>`).join('')}
+        <span id="rangetext" class="muted"></span> <a id="csv" class="csv" download>${esc(t('common.csv'))}</a>
       </form>
-      <div id="chart" class="chart"></div><p class="muted">Drag across the chart to zoom; shaded: alerts.</p>
+      <div id="chart" class="chart"></div><p class="muted">${esc(t('device.chartnote'))}</p>
       <ul id="alerts" class="alerts"></ul>
     </section>`;
 
@@ -55,7 +57,7 @@ export async function render(view, {me, args, params}) {
     const {bucket, from, to} = chooseBucket(state.from, state.to);
     const q = {start: iso(from), end: iso(to), pollutant: state.pollutant, bucket};
     history.replaceState(null, '', `#/device/${encodeURIComponent(mn)}${qs({pollutant: state.pollutant, start: q.start, end: q.end})}`);
-    view.querySelector('#rangetext').textContent = `${when(q.start)} – ${when(q.end)} · ${bucket ? `${bucket / 60} min buckets (avg, min, max)` : 'raw readings'}`;
+    view.querySelector('#rangetext').textContent = `${when(q.start, {seconds: false})} – ${when(q.end, {seconds: false, zone: true})} · ${bucket ? t('device.buckets', {m: bucket / 60}) : t('device.raw')}`;
     view.querySelector('#csv').href = `/api/export/devices/${encodeURIComponent(mn)}/readings.csv${qs(q)}`;
     const [page, alerts] = await Promise.all([
       get(`/api/devices/${encodeURIComponent(mn)}/readings${qs({...q, limit: 20000})}`),
@@ -64,24 +66,25 @@ export async function render(view, {me, args, params}) {
     const mine = alerts.filter(a => !a.pollutant || a.pollutant === state.pollutant);
     const spans = mine.map(a => ({from: Math.max(secs(a.first_seen), from), to: Math.min(secs(a.last_seen), to), severity: a.severity}));
     const limit = dev.limits[state.pollutant];
+    const unit = unitOf(state.pollutant);
     let x, lines;
     if (bucket) {
       const b = page.buckets;
       x = b.map(r => secs(r.bucket));
-      lines = [{label: 'avg', values: b.map(r => r.avg), color: '#1f5fbf', width: 2},
-               {label: 'min', values: b.map(r => r.min), color: '#9db7e0', width: 1},
-               {label: 'max', values: b.map(r => r.max), color: '#9db7e0', width: 1}];
+      lines = [{label: `${t('chart.avg')} (${unit || '—'})`, values: b.map(r => r.avg), color: '#1f5fbf', width: 2},
+               {label: t('chart.min'), values: b.map(r => r.min), color: '#9db7e0', width: 1},
+               {label: t('chart.max'), values: b.map(r => r.max), color: '#9db7e0', width: 1}];
     } else {
       const r = page.readings.filter(v => v.kind === 'rtd');
       x = r.map(v => secs(v.ts));
-      lines = [{label: pollutant(state.pollutant), values: r.map(v => v.value), color: '#1f5fbf', width: 2},
-               {label: 'flagged (not N)', values: r.map(v => v.flag === 'N' ? null : v.value), color: '#c25400', pointsOnly: true}];
+      lines = [{label: `${pollutant(state.pollutant)}${unit ? ` (${unit})` : ''}`, values: r.map(v => v.value), color: '#1f5fbf', width: 2},
+               {label: t('chart.flagged'), values: r.map(v => v.flag === 'N' ? null : v.value), color: '#c25400', pointsOnly: true}];
     }
-    if (limit) lines.push({label: 'permit limit', values: x.map(() => limit), color: '#b00020', dash: [6, 4]});
-    if (!x.length) { clearChart(chartEl, '<p class="muted">No data in this range.</p>'); chartEl.dataset.points = '0'; }
-    else timeChart(chartEl, {x, lines, spans, xRange: [from, to], onZoom: (f, t) => { state.from = f; state.to = t; load(); }});
+    if (limit) lines.push({label: `${t('chart.limit')} ${withUnit(limit, state.pollutant)}`, values: x.map(() => limit), color: '#b00020', dash: [6, 4]});
+    if (!x.length) { clearChart(chartEl, `<p class="muted">${esc(t('device.nodata'))}</p>`); chartEl.dataset.points = '0'; }
+    else timeChart(chartEl, {x, lines, spans, yLabel: unit, xRange: [from, to], onZoom: (f, to2) => { state.from = f; state.to = to2; load(); }});
     view.querySelector('#alerts').innerHTML = mine.map(a => `<li><a href="#/alert/${a.id}">#${a.id}</a>
-      <span class="sev ${esc(a.severity)}">${esc(a.severity)}</span> ${esc(a.rule)} ${esc(a.state)} ${esc(when(a.first_seen))} — ${esc(a.message)}</li>`).join('');
+      <span class="sev ${esc(a.severity)}">${esc(severityName(a.severity))}</span> ${esc(ruleName(a.rule))} · ${esc(stateName(a.state))} · ${esc(when(a.first_seen))} — ${esc(alertMessage(a))}</li>`).join('');
   }
   const form = view.querySelector('#range');
   form.addEventListener('click', e => {
@@ -96,4 +99,22 @@ export async function render(view, {me, args, params}) {
     e.preventDefault(); state.pollutant = a.dataset.pick; form.elements.pollutant.value = a.dataset.pick; load();
   });
   await load();
+
+  // live: an alert on this device (over the console's SSE stream) or the device's own
+  // reporting interval brings the latest values, and a chart that ends now moves along
+  let alive = true;
+  async function refresh() {
+    if (!alive) return;
+    const fresh = await get(`/api/devices/${encodeURIComponent(mn)}`).catch(() => null);
+    if (!fresh || !alive) return;
+    view.querySelector('#latest tbody').innerHTML = latestRows(fresh.latest);
+    view.querySelector('#lastts').textContent = when(fresh.last_ts, {zone: true}) || '—';
+    const nowS = Date.now() / 1000;
+    if (state.to >= nowS - 120 && state.to - state.from <= 86400) { const span = state.to - state.from; state.to = nowS; state.from = nowS - span; load(); }
+  }
+  const onAlert = e => { if (e.detail.mn === mn) refresh(); };
+  live?.addEventListener('alert', onAlert);
+  const timer = setInterval(refresh, Math.max(15, dev.interval_s) * 1000);
+  view.dataset.live = 'on';
+  return () => { alive = false; clearInterval(timer); live?.removeEventListener('alert', onAlert); };
 }

@@ -1,7 +1,8 @@
 // The anomaly feed: alerts newest first, live over SSE, filtered by severity, state,
 // rule, enterprise and pollutant (kept in the address, so a filtered feed is a link),
 // counts per state, actions in place, CSV of what is shown.
-import {get, qs, esc, when, num, pollutant} from '/static/console/api.js';
+import {get, post, qs, esc, when, pollutant, withUnit, t} from '/static/console/api.js';
+import {ruleName, alertMessage, severityName, stateName} from '/static/console/i18n.js';
 import {actionButtons, act} from '/static/console/actions.js';
 
 const STATES = ['open', 'acknowledged', 'assigned', 'resolved', 'cleared'];
@@ -20,17 +21,23 @@ function matches(a, f) {
 
 function select(name, label, options, value) {
   const opts = options.map(o => Array.isArray(o) ? o : [o, o])
-    .map(([v, t]) => `<option value="${esc(v)}" ${v === value ? 'selected' : ''}>${esc(t)}</option>`).join('');
-  return `<label>${esc(label)} <select name="${name}"><option value="">all</option>${opts}</select></label>`;
+    .map(([v, text]) => `<option value="${esc(v)}" ${v === value ? 'selected' : ''}>${esc(text)}</option>`).join('');
+  return `<label>${esc(label)} <select name="${name}"><option value="">${esc(t('feed.all'))}</option>${opts}</select></label>`;
 }
 
+// the device page on the alert's own pollutant (not the device's first one)
+export const deviceLink = a => `#/device/${encodeURIComponent(a.mn)}${a.pollutant ? '?pollutant=' + encodeURIComponent(a.pollutant) : ''}`;
+
+const STAFF = ['admin', 'regulator'];
+
 function row(a, me) {
-  return `<td><a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(a.severity)}</td>
-    <td class="state">${esc(a.state)}${a.state === 'assigned' && a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">(muted)</span>' : ''}</td>
-    <td>${esc(a.rule)}</td><td><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_id)}</a></td>
-    <td><a href="#/device/${encodeURIComponent(a.mn)}">${esc(a.mn)}</a></td><td>${esc(pollutant(a.pollutant))}</td>
-    <td>${esc(when(a.last_seen))}</td><td class="n">${a.count ?? ''}</td><td class="n">${num(a.worst_value)}</td>
-    <td class="msg">${esc(a.message)}</td><td class="acts">${actionButtons(a, me)}</td>`;
+  const pick = STAFF.includes(me.role) ? `<label><span class="sr">${esc(t('feed.select', {id: a.id}))}</span><input type="checkbox" data-pick="${a.id}" data-enterprise="${esc(a.enterprise_id)}"></label> ` : '';
+  return `<td>${pick}<a href="#/alert/${a.id}">${a.id}</a></td><td class="sev ${esc(a.severity)}">${esc(severityName(a.severity))}</td>
+    <td class="state" data-assignee="${esc(a.assignee || '')}">${esc(stateName(a.state))}${a.state === 'assigned' && a.assignee ? ` → ${esc(a.assignee)}` : ''}${a.suppressed ? ' <span class="muted" title="' + esc(a.suppressed) + '">' + esc(t('feed.muted')) + '</span>' : ''}</td>
+    <td data-rule="${esc(a.rule)}">${esc(ruleName(a.rule))}</td><td data-enterprise="${esc(a.enterprise_id)}"><a href="#/enterprise/${encodeURIComponent(a.enterprise_id)}">${esc(a.enterprise_name || a.enterprise_id)}</a></td>
+    <td data-mn="${esc(a.mn)}"><a href="${deviceLink(a)}" title="${esc(a.mn)}">${esc(a.point_name || a.mn)}</a></td><td>${esc(pollutant(a.pollutant))}</td>
+    <td>${esc(when(a.last_seen))}</td><td class="n">${a.count ?? ''}</td><td class="n">${esc(withUnit(a.worst_value, a.pollutant))}</td>
+    <td class="msg" title="${esc(a.message)}">${esc(alertMessage(a))}</td><td class="acts">${actionButtons(a, me)}</td>`;
 }
 
 export async function render(view, {me, params, live}) {
@@ -40,19 +47,21 @@ export async function render(view, {me, params, live}) {
   const listQuery = {state: statesOf(f.state), severity: f.severity, rule: f.rule,
                      enterprise: f.enterprise, pollutant: f.pollutant};
   view.dataset.page = 'feed';
-  view.innerHTML = `<h2>Anomaly feed</h2>
+  view.innerHTML = `<h2>${esc(t('feed.title'))}</h2>
     <form id="filters" class="filters">
-      ${select('severity', 'severity', SEVERITIES, f.severity)}
-      ${select('state', 'state', [['active', 'active (open, ack., assigned)'], ...STATES], f.state)}
-      ${select('rule', 'rule', facets.rule, f.rule)}
-      ${me.role === 'enterprise' ? '' : select('enterprise', 'enterprise', enterprises.map(e => [e.id, `${e.id} ${e.name}`]), f.enterprise)}
-      ${select('pollutant', 'pollutant', facets.pollutant.filter(Boolean).map(p => [p, pollutant(p)]), f.pollutant)}
-      <a class="csv" href="/api/export/alerts.csv${qs(listQuery)}" download>CSV</a>
+      ${select('severity', t('col.severity'), SEVERITIES.map(s => [s, severityName(s)]), f.severity)}
+      ${select('state', t('col.state'), [['active', t('feed.active')], ...STATES.map(s => [s, stateName(s)])], f.state)}
+      ${select('rule', t('col.rule'), facets.rule.map(r => [r, ruleName(r)]), f.rule)}
+      ${me.role === 'enterprise' ? '' : select('enterprise', t('col.enterprise'), enterprises.map(e => [e.id, `${e.name} (${e.id})`]), f.enterprise)}
+      ${select('pollutant', t('col.pollutant'), facets.pollutant.filter(Boolean).map(p => [p, pollutant(p)]), f.pollutant)}
+      <a class="csv" href="/api/export/alerts.csv${qs(listQuery)}" download>${esc(t('common.csv'))}</a>
     </form>
     <p id="counts" class="counts"></p>
-    <table class="grid"><thead><tr><th>#</th><th>severity</th><th>state</th><th>rule</th><th>enterprise</th>
-      <th>device</th><th>pollutant</th><th>last seen</th><th>count</th><th>worst</th><th class="msg">message</th><th></th></tr></thead>
-    <tbody id="rows"></tbody></table><p id="empty" class="muted" hidden>No alert matches.</p>`;
+    ${STAFF.includes(me.role) ? `<p id="casebar"><button type="button" id="opencase" disabled>${esc(t('feed.opencase'))}</button> <span id="picked" class="muted"></span>
+      <span id="caseerr" class="error" role="status"></span></p>` : ''}
+    <div class="scroll" tabindex="0"><table class="grid feed"><thead><tr><th>#</th><th>${esc(t('col.severity'))}</th><th>${esc(t('col.state'))}</th><th>${esc(t('col.rule'))}</th><th>${esc(t('col.enterprise'))}</th>
+      <th>${esc(t('col.device'))}</th><th>${esc(t('col.pollutant'))}</th><th>${esc(t('col.lastseen'))} <span class="muted">${esc(t('time.zone'))}</span></th><th>${esc(t('col.count'))}</th><th>${esc(t('col.worst'))}</th><th class="msg">${esc(t('col.message'))}</th><th class="acts">${esc(t('col.actions'))}</th></tr></thead>
+    <tbody id="rows"></tbody></table></div><p id="empty" class="muted" hidden>${esc(t('feed.empty'))}</p>`;
   const form = view.querySelector('#filters');
   form.addEventListener('change', () => {
     const p = new URLSearchParams();
@@ -69,7 +78,9 @@ export async function render(view, {me, params, live}) {
     if (!r) { r = {tr: document.createElement('tr'), a: {}}; rows.set(a.id, r); top = true; }
     Object.assign(r.a, a);
     r.tr.dataset.id = a.id; r.tr.dataset.state = r.a.state; r.tr.dataset.severity = r.a.severity;
+    const picked = r.tr.querySelector('input[data-pick]')?.checked;  // a live update keeps the selection
     r.tr.innerHTML = row(r.a, me);
+    if (picked) r.tr.querySelector('input[data-pick]').checked = true;
     if (top) tbody.prepend(r.tr);
     if (fresh) { r.tr.classList.remove('new'); void r.tr.offsetWidth; r.tr.classList.add('new'); }
     empty();
@@ -80,7 +91,7 @@ export async function render(view, {me, params, live}) {
   async function counts() {
     const c = await get(`/api/alert-counts${qs({severity: f.severity, rule: f.rule, enterprise: f.enterprise, pollutant: f.pollutant})}`);
     view.querySelector('#counts').innerHTML = STATES.map(s =>
-      `<a href="#/feed${qs({...Object.fromEntries(FILTERS.map(k => [k, f[k]])), state: s})}" class="count ${s}" data-state="${s}">${s} <b>${c[s] || 0}</b></a>`).join(' ');
+      `<a href="#/feed${qs({...Object.fromEntries(FILTERS.map(k => [k, f[k]])), state: s})}" class="count ${s}" data-state="${s}">${esc(stateName(s))} <b>${c[s] || 0}</b></a>`).join(' ');
   }
   const recount = () => { clearTimeout(countTimer); countTimer = setTimeout(counts, 400); };
 
@@ -88,6 +99,23 @@ export async function render(view, {me, params, live}) {
   for (const a of initial.reverse()) draw(a);
   empty();
   await counts();
+
+  // open a case from the selected alerts (one enterprise per case: the server says so otherwise)
+  const picked = () => [...tbody.querySelectorAll('input[data-pick]:checked')].map(i => Number(i.dataset.pick));
+  const caseButton = view.querySelector('#opencase');
+  tbody.addEventListener('change', () => {
+    if (!caseButton) return;
+    const n = picked().length;
+    caseButton.disabled = !n;
+    view.querySelector('#picked').textContent = n ? t('feed.selected', {n}) : '';
+  });
+  caseButton?.addEventListener('click', async () => {
+    caseButton.disabled = true;
+    try {
+      const c = await post('/api/cases', {alert_ids: picked()});
+      location.hash = `#/case/${c.id}`;
+    } catch (err) { view.querySelector('#caseerr').textContent = err.message; caseButton.disabled = false; }
+  });
 
   tbody.addEventListener('click', async e => {
     const b = e.target.closest('button[data-act]');
