@@ -79,6 +79,7 @@ SHARD_CLASS = 0x0FF5
 GATE = 0
 MAX_SHARDS = 1024
 IDLE_POLL_S = 0.2
+SLICE_ROWS = 16  # queue rows a slice takes at most, per shard of the count
 MISMATCH_LOG_S = 30.0  # how often a runner kept out by another shard count says so
 
 
@@ -476,6 +477,8 @@ class RuleRunner:
                     conn,
                     mark,
                     timedelta(seconds=self.cfg.reorder_s),
+                    # a shard's rows hold about 1/N of a batch: as many readings a slice
+                    limit=SLICE_ROWS * self.cfg.shards,
                     shards=self.cfg.shards,
                     shard=sh.k,
                 )
