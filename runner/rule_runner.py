@@ -430,7 +430,9 @@ class RuleRunner:
                     sh.engine.update_registry(meta.get(sh.k, {}))
                 next_registry = now + self.cfg.registry_refresh_s
             if now >= next_offline:
-                heard = dict(conn.execute("SELECT mn, last_received_at FROM device_status"))
+                heard: dict[str, datetime] = dict(
+                    conn.execute("SELECT mn, last_received_at FROM device_status").fetchall()
+                )
                 for sh in list(self.shards.values()):
                     sh.engine.note_received(
                         {m: t for m, t in heard.items() if shard_of(m, n) == sh.k}
