@@ -142,6 +142,14 @@ class Settings(BaseSettings):
         "other by different workers are judged in "
         "device-time order",
     )
+    rule_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="devices are judged in this many shards (crc32 of the MN), each led "
+        "by one rule runner: N runners share them, ceil(shards / runners) each; the "
+        "same on every runner (stop them all to change it)",
+    )
     rules_runner: Literal["process", "external"] = Field(
         default="process",
         description="process: each ingest worker starts a rule runner process beside it "

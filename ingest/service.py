@@ -60,6 +60,7 @@ def runner_config(s: Settings) -> RunnerConfig:
         offline_check_s=s.offline_check_s,
         reorder_s=s.rule_reorder_ms / 1000,
         case_response_s=s.case_response_h * 3600,
+        shards=s.rule_shards,
     )
 
 

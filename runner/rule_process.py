@@ -387,8 +387,7 @@ def run_rules(
     runner = RuleRunner(database_url, config, on_events)
 
     def figures() -> RulesFigures:
-        eng = runner.engine
-        return RulesFigures(runner.leading, runner.judged, eng.late if eng else 0, opened, cleared)
+        return RulesFigures(runner.leading, runner.judged, runner.late, opened, cleared)
 
     def report() -> None:
         if counts is None:

@@ -7,9 +7,13 @@ committed batch, arrays inside, so queueing costs one small INSERT per batch.
 
 from __future__ import annotations
 
+import time
+import weakref
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 import psycopg
@@ -18,6 +22,11 @@ from offsite.core.readings import Reading
 
 NOTIFY_CHANNEL = "offsite_rule_inbox"
 SEP = "\x1f"  # joins a batch's series keys on the way to the server (see queue_for_rules)
+SHARDS_REFRESH_S = 1.0  # how stale ingest's idea of the shard count may be
+# per connection: (shard count, when read); a cache, so a connection's death drops it
+_counts: weakref.WeakKeyDictionary[psycopg.Connection, tuple[int, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,153 @@ class Queued:
         return int(self.t.shape[0])
 
 
+def shard_of(mn: str, shards: int) -> int:
+    """The rule shard of a device: stable across processes, machines and versions
+    (crc32 of the MN, not Python's salted ``hash``)."""
+    return _crc(mn) % shards if shards > 1 else 0
+
+
+@lru_cache(maxsize=65536)
+def _crc(mn: str) -> int:
+    return zlib.crc32(mn.encode())
+
+
+def split_by_shard(
+    keys: Sequence[tuple[str, str, str]], sidx: np.ndarray, heard: Sequence[str], shards: int
+) -> dict[int, tuple[list[int], np.ndarray, list[int]]]:
+    """Per shard with anything in it: (its series, as indices into ``keys``; the indices
+    of its readings; the indices of its heard devices). Pure."""
+    s_of = np.fromiter((shard_of(k[0], shards) for k in keys), np.int64, len(keys))
+    r_of = s_of[sidx] if len(sidx) else np.zeros(0, np.int64)
+    h_of = [shard_of(m, shards) for m in heard]
+    out: dict[int, tuple[list[int], np.ndarray, list[int]]] = {}
+    for k in sorted({*s_of[np.unique(sidx)].tolist(), *h_of}) if len(keys) else sorted(set(h_of)):
+        out[k] = (
+            np.flatnonzero(s_of == k).tolist(),
+            np.flatnonzero(r_of == k),
+            [i for i, h in enumerate(h_of) if h == k],
+        )
+    return out
+
+
+# the queue row as ``queue_for_rules`` and ``reshard`` write it; the arrays travel as one
+# joined string each, split by the server (see queue_for_rules)
+_INSERT = """INSERT INTO rule_inbox (queued_at, shards, shard, min_received, s_mn, s_pollutant,
+                                     s_kind, sidx, ts, value, received, flag, heard_mn, heard_at)
+   VALUES (coalesce(%s, clock_timestamp()), %s, %s, to_timestamp(%s), string_to_array(%s, %s),
+           string_to_array(%s, %s), string_to_array(%s, %s), %s, %s, %s, %s, %s,
+           string_to_array(%s, %s),
+           ARRAY(SELECT to_timestamp(x) FROM unnest(string_to_array(%s, ',')::float8[])
+                 WITH ORDINALITY AS u (x, i) ORDER BY i))"""
+
+
+def _row(
+    shards: int,
+    shard: int,
+    keys: Sequence[tuple[str, str, str]],
+    sidx: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    rec: np.ndarray,
+    flags: str,
+    heard: Sequence[tuple[str, float]],
+    queued_at: datetime | None = None,
+) -> tuple[object, ...]:
+    """The parameters of ``_INSERT`` for one queue row (``sidx`` indexes ``keys``)."""
+    first = min([*([float(rec.min())] if len(rec) else []), *(h for _, h in heard)])
+    return (
+        queued_at,
+        shards,
+        shard,
+        first,
+        SEP.join(k[0] for k in keys),
+        SEP,
+        SEP.join(k[1] for k in keys),
+        SEP,
+        SEP.join(k[2] for k in keys),
+        SEP,
+        np.asarray(sidx, "<i4").tobytes(),
+        np.asarray(ts, "<f8").tobytes(),
+        np.asarray(value, "<f8").tobytes(),
+        np.asarray(rec, "<f8").tobytes(),
+        flags,
+        SEP.join(m for m, _ in heard),
+        SEP,
+        ",".join(repr(h) for _, h in heard),
+    )
+
+
+def _rows_by_shard(
+    shards: int,
+    keys: Sequence[tuple[str, str, str]],
+    sidx: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    rec: np.ndarray,
+    flags: str,
+    heard: Sequence[tuple[str, float]],
+    queued_at: datetime | None = None,
+) -> list[tuple[object, ...]]:
+    """One row's worth of readings as the queue rows of ``shards`` shards."""
+    if shards == 1:
+        return [_row(1, 0, keys, sidx, ts, value, rec, flags, heard, queued_at)]
+    out = []
+    fb = np.frombuffer(flags.encode("ascii"), np.uint8)
+    for k, (series, readings, hs) in split_by_shard(
+        keys, sidx, [m for m, _ in heard], shards
+    ).items():
+        renumber = np.full(len(keys), -1, np.int64)
+        renumber[series] = np.arange(len(series))
+        out.append(
+            _row(
+                shards,
+                k,
+                [keys[i] for i in series],
+                renumber[sidx[readings]],
+                ts[readings],
+                value[readings],
+                rec[readings],
+                fb[readings].tobytes().decode("ascii"),
+                [heard[i] for i in hs],
+                queued_at,
+            )
+        )
+    return out
+
+
+def _insert(conn: psycopg.Connection, rows: list[tuple[object, ...]]) -> None:
+    if len(rows) == 1:
+        conn.execute(_INSERT, rows[0])
+    elif rows:
+        with conn.cursor() as cur:
+            cur.executemany(_INSERT, rows)  # pipelined: one round trip for the lot
+
+
+def shard_count(conn: psycopg.Connection, max_age_s: float = SHARDS_REFRESH_S) -> int:
+    """The shard count the runners lead by (``rule_shards``), read at most every
+    ``max_age_s`` per connection: a row queued by a count just replaced is split again
+    by the runners (``reshard``), so a stale count costs work, never correctness."""
+    now = time.monotonic()
+    got = _counts.get(conn)
+    if got is not None and now - got[1] < max_age_s:
+        return got[0]
+    row = conn.execute("SELECT count FROM rule_shards").fetchone()
+    n = int(row[0]) if row else 1
+    _counts[conn] = (n, now)
+    return n
+
+
+def set_shard_count(conn: psycopg.Connection, shards: int) -> int | None:
+    """Record the runners' shard count; the previous one if it changed, else None."""
+    row = conn.execute(
+        """UPDATE rule_shards n SET count = %s FROM (SELECT count FROM rule_shards) o
+           WHERE n.count <> %s RETURNING o.count""",
+        (shards, shards),
+    ).fetchone()
+    _counts.pop(conn, None)
+    return int(row[0]) if row else None
+
+
 def queue_for_rules(
     conn: psycopg.Connection,
     new: Sequence[Reading],
@@ -63,7 +219,8 @@ def queue_for_rules(
     heard: Mapping[str, datetime],
 ) -> None:
     """Queue primary readings (not min/max/cou… beside an average) and who was heard;
-    ``received[i]`` is when ingest received ``new[i]``."""
+    ``received[i]`` is when ingest received ``new[i]``. One row per rule shard with
+    anything in it (one row when there is one shard, the default)."""
     index: dict[tuple[str, str, str], int] = {}
     sidx: list[int] = []
     ts: list[float] = []
@@ -88,36 +245,21 @@ def queue_for_rules(
         flags.append(r.flag)
     if not sidx and not heard:
         return
-    keys = list(index)
-    heard_at = [h.timestamp() for h in heard.values()]
-    first = min([*rec, *heard_at])
     # The arrays travel as one joined string each, split by the server: psycopg dumps a
     # Python list element by element, which cost ingest several per cent of its CPU for
     # the thousands of series in a batch. Device numbers, pollutant codes and kinds are
     # validated alphanumerics, so the separator cannot occur in them.
-    conn.execute(
-        """INSERT INTO rule_inbox (min_received, s_mn, s_pollutant, s_kind, sidx, ts, value,
-                                   received, flag, heard_mn, heard_at)
-           VALUES (to_timestamp(%s), string_to_array(%s, %s), string_to_array(%s, %s),
-                   string_to_array(%s, %s), %s, %s, %s, %s, %s, string_to_array(%s, %s),
-                   ARRAY(SELECT to_timestamp(x) FROM unnest(string_to_array(%s, ',')::float8[])
-                         WITH ORDINALITY AS u (x, i) ORDER BY i))""",
-        (
-            first,
-            SEP.join(k[0] for k in keys),
-            SEP,
-            SEP.join(k[1] for k in keys),
-            SEP,
-            SEP.join(k[2] for k in keys),
-            SEP,
-            np.asarray(sidx, "<i4").tobytes(),
-            np.asarray(ts, "<f8").tobytes(),
-            np.asarray(value, "<f8").tobytes(),
-            np.asarray(rec, "<f8").tobytes(),
+    _insert(
+        conn,
+        _rows_by_shard(
+            shard_count(conn),
+            list(index),
+            np.asarray(sidx, np.int64),
+            np.asarray(ts, "<f8"),
+            np.asarray(value, "<f8"),
+            np.asarray(rec, "<f8"),
             "".join(flags),
-            SEP.join(heard),
-            SEP,
-            ",".join(map(repr, heard_at)),
+            [(m, h.timestamp()) for m, h in heard.items()],
         ),
     )
     conn.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
@@ -194,6 +336,9 @@ def take(
     watermark: datetime,
     reorder: timedelta = timedelta(0),
     limit: int = 16,
+    *,
+    shards: int = 1,
+    shard: int = 0,
 ) -> Queued:
     """Lock and take the queued readings received before ``watermark - reorder``, and
     the ones received within ``reorder`` after that cut which are older, in device
@@ -212,13 +357,15 @@ def take(
     the next slice (``Queued.rest``). ``take`` writes nothing: the split is written by
     ``done``, with the alerts. ``limit`` batches at most per slice, each up to
     OFFSITE_BATCH_MAX_READINGS; the rows received within ``reorder`` of the cut are
-    read besides.
+    read besides. Only rows of ``shard`` (split by ``shards``) are taken: its devices'
+    readings are all there once rows split by another count are split again (``reshard``).
     """
     cut = watermark - reorder
     rows = conn.execute(
-        f"""SELECT {_COLUMNS} FROM rule_inbox WHERE min_received < %s
+        f"""SELECT {_COLUMNS} FROM rule_inbox
+            WHERE shards = %s AND shard = %s AND min_received < %s
             ORDER BY min_received, id LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (cut, limit),
+        (shards, shard, cut, limit),
     ).fetchall()
     if not rows:
         return Queued(
@@ -238,9 +385,10 @@ def take(
     if reorder > timedelta(0) and len(index):
         top = float(newest.max())
         tail = conn.execute(
-            """SELECT id, ts FROM rule_inbox WHERE min_received < %s AND NOT id = ANY(%s)
+            """SELECT id, ts FROM rule_inbox
+               WHERE shards = %s AND shard = %s AND min_received < %s AND NOT id = ANY(%s)
                ORDER BY min_received, id""",  # read only: locked below if taken
-            (cut + reorder, [p.rid for p in parsed]),
+            (shards, shard, cut + reorder, [p.rid for p in parsed]),
         ).fetchall()
         # the usual case: no later reading is older than everything taken, and the row
         # is left alone without reading its series keys
@@ -289,6 +437,46 @@ def take(
             )
     cat = [np.concatenate([k[i] for k in keep]) for i in range(4)]
     return Queued(ids, list(index), cat[0], cat[1], cat[2], cat[3], heard, rest)
+
+
+def reshard(conn: psycopg.Connection, shards: int, before: datetime) -> int:
+    """Split again, by ``shards``, the queue rows received before ``before`` that were
+    split by another count (queued before the count changed, or by a worker that has
+    not read the new count yet); returns how many rows it split.
+
+    Runs in the judging transaction, before ``take``, and waits for rows another runner
+    is splitting: whichever shard a split row's readings land in, they are in the queue,
+    in their place (their receive times kept), before any newer reading of their device
+    can be taken. The rows keep their ``queued_at``, so the runner's lag stays true."""
+    rows = conn.execute(
+        f"""SELECT {_COLUMNS}, queued_at FROM rule_inbox
+            WHERE (shards < %s OR shards > %s) AND min_received < %s
+            ORDER BY min_received, id FOR UPDATE""",
+        (shards, shards, before),
+    ).fetchall()
+    if not rows:
+        return 0
+    out: list[tuple[object, ...]] = []
+    for row in rows:
+        s_mn, s_pol, s_kind = (x.split(SEP) if x else [] for x in row[2:5])
+        keys = list(zip(s_mn, s_pol, s_kind, strict=True))
+        hmn, hat = row[10], row[11]
+        out.extend(
+            _rows_by_shard(
+                shards,
+                keys,
+                np.frombuffer(row[5], "<i4").astype(np.int64),
+                np.frombuffer(row[6], "<f8"),
+                np.frombuffer(row[7], "<f8"),
+                np.frombuffer(row[8], "<f8"),
+                row[9],
+                [(m, a.timestamp()) for m, a in zip(hmn, hat, strict=True)],
+                row[12],
+            )
+        )
+    conn.execute("DELETE FROM rule_inbox WHERE id = ANY(%s)", ([r[0] for r in rows],))
+    _insert(conn, out)
+    return len(rows)
 
 
 def queued_keys(conn: psycopg.Connection) -> set[tuple[str, str, str, float]]:

@@ -15,7 +15,7 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, storage, rules")
+    b = sub.add_parser("bench", help="benchmarks: ingest, latency, query, storage, rules, runners")
     bs = b.add_subparsers(dest="bench_command", required=True)
     i = bs.add_parser(
         "ingest", help="Offsite ingest vs the minimal lossless ingest and a bare subscriber"
@@ -70,6 +70,15 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
     r.add_argument("--repeat", type=int, default=3, help="runs (the median is reported)")
     r.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    rr = bs.add_parser(
+        "runners", help="1 against N sharded rule runners (judged/s, lag after last commit)"
+    )
+    rr.add_argument("--devices", type=int, default=10_000, help="CEMS stacks, 6 series each")
+    rr.add_argument("--runners", type=int, default=2, help="runners (and shards) against 1")
+    rr.add_argument("--backlog", type=int, default=4, help="rounds queued before they start")
+    rr.add_argument("--stream", type=int, default=4, help="rounds written while they lead")
+    rr.add_argument("--rounds", type=int, default=3, help="alternating 1/N pairs (medians)")
+    rr.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
 
 
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,4 +163,22 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 *(["--json"] if args.json else []),
             ]
         )
+    if args.bench_command == "runners":
+        from offsite.bench.runners import RunnersBenchArgs, run_runners_bench
+
+        emit(
+            run_runners_bench(
+                RunnersBenchArgs(
+                    devices=args.devices,
+                    runners=args.runners,
+                    backlog=args.backlog,
+                    stream=args.stream,
+                    rounds=args.rounds,
+                ),
+                admin,
+                out,
+            ),
+            args.json,
+        )
+        return 0
     raise AssertionError(args.bench_command)
