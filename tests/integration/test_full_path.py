@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from offsite.api.app import create_app
+from offsite.demo import demo_rules
 from offsite.simulators.faults import FaultKind
 from offsite.simulators.publisher import publish_fleet
 from offsite.simulators.scenarios import build_fleet
@@ -27,7 +29,9 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: str) -> None:
+def test_simulator_to_alert_to_visit(
+    db_url: str, mqtt_url: str, unique_topic: str, tmp_path: Path
+) -> None:
     # replayed device time ends about now, so no device is (rightly) judged offline
     start = (datetime.now(UTC) - timedelta(seconds=1800)).replace(microsecond=0)
     # 720 messages: under the 1,000 that a default Mosquitto queues per client before it
@@ -42,7 +46,8 @@ def test_simulator_to_alert_to_visit(db_url: str, mqtt_url: str, unique_topic: s
         fault_duration_s=1500,
     )
     register(db_url, fleet.registry)
-    settings = make_settings(db_url, mqtt_url, unique_topic)
+    # faults 40 readings in: the packaged rules without their warm-ups, as the demo runs
+    settings = make_settings(db_url, mqtt_url, unique_topic, rules_file=demo_rules(tmp_path))
 
     with running_ingest(settings) as ingest:
         stats = publish_fleet(

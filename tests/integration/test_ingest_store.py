@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from offsite.core.registry import registry_from_dict
+from offsite.demo import demo_rules
 from tests.integration.helpers import (
     bearer,
     make_settings,
@@ -358,18 +359,23 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str, unique_top
 
 
 def test_rule_windows_survive_an_ingest_restart(
-    db_url: str, mqtt_url: str, unique_topic: str
+    db_url: str, mqtt_url: str, unique_topic: str, tmp_path: Path
 ) -> None:
-    """A sensor stuck across a restart: 4 identical values before, 2 after — the flatline
-    (6 in a row by default) is seen because rule state is rebuilt from the store at start."""
+    """A sensor stuck across a restart: after a varied history, 4 identical values before,
+    2 after — the flatline (6 in a row by default) is seen because rule state is rebuilt
+    from the store at start. (Without warm-ups: a short history.)"""
     register(db_url, REGISTRY)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     topic = topic_for(unique_topic, MN)
-    stuck = [(topic, _payload(t0 + timedelta(seconds=i), a21026=17.4)) for i in range(6)]
-    settings = make_settings(db_url, mqtt_url, unique_topic)
+    varied = [
+        (topic, _payload(t0 + timedelta(seconds=i), a21026=15.0 + 0.7 * (i % 5) + 0.1 * i))
+        for i in range(12)
+    ]
+    stuck = [(topic, _payload(t0 + timedelta(seconds=12 + i), a21026=17.4)) for i in range(6)]
+    settings = make_settings(db_url, mqtt_url, unique_topic, rules_file=demo_rules(tmp_path))
     with running_ingest(settings) as first:
-        publish_raw(mqtt_url, stuck[:4])
-        wait_for(lambda: first.stats.readings_stored == 4, what="first four stored")
+        publish_raw(mqtt_url, varied + stuck[:4])
+        wait_for(lambda: first.stats.readings_stored == 16, what="history and first four stored")
     assert scalar(db_url, "SELECT count(*) FROM alerts WHERE rule = 'flatline'") == 0
     with running_ingest(settings) as second:
         publish_raw(mqtt_url, stuck[4:])
