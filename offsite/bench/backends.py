@@ -32,8 +32,8 @@ from typing import Any
 
 import psycopg
 
+from offsite.bench.storage import bench_registry, mn_of
 from offsite.core.readings import Reading
-from offsite.core.registry import registry_from_dict
 from offsite.store.migrate import migrate, timescale_active
 from offsite.store.partitions import maintain
 from offsite.store.readings import insert_readings
@@ -68,10 +68,6 @@ class StorageBenchArgs:
     repeats: int = 40
 
 
-def _mn(i: int) -> str:
-    return f"BENCH{i:019d}"
-
-
 def _start(days: int, now: datetime) -> datetime:
     """History that ends eight days ago, so every chunk is older than compress_after."""
     end = (now - timedelta(days=8)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -86,29 +82,12 @@ def _stream(devices: int, start: datetime) -> Iterator[Reading]:
         ts = start + timedelta(minutes=minute)
         for d in range(devices):
             for k, pol in enumerate(POLLUTANTS):
-                yield Reading(ts, _mn(d), pol, round(40 + 10 * rnd.random() + k, 2), "N")
+                yield Reading(ts, mn_of(d), pol, round(40 + 10 * rnd.random() + k, 2), "N")
         minute += 1
 
 
 def _prepare(url: str, devices: int, start: datetime, days: int) -> bool:
-    reg = registry_from_dict(
-        {
-            "enterprises": [
-                {
-                    "id": "EB",
-                    "name": "Bench",
-                    "points": [
-                        {
-                            "id": "EB-P",
-                            "kind": "flue_gas",
-                            "limits": {},
-                            "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)],
-                        }
-                    ],
-                }
-            ]
-        }
-    )
+    reg = bench_registry(devices)
     with psycopg.connect(url) as conn:
         migrate(conn)
         save_registry(conn, reg)
@@ -129,7 +108,7 @@ def _ingest(url: str, a: StorageBenchArgs, start: datetime) -> tuple[int, float,
     return rows, seconds and the first minute not stored."""
     n, t0 = 0, time.perf_counter()
     batch: list[Reading] = []
-    last_mn, last_pol = _mn(a.devices - 1), POLLUTANTS[-1]
+    last_mn, last_pol = mn_of(a.devices - 1), POLLUTANTS[-1]
     with psycopg.connect(url) as conn:
 
         def flush() -> int:
@@ -205,7 +184,7 @@ def _timings(
                 d = rnd.randrange(a.devices)
                 first = start + timedelta(days=rnd.randrange(max(1, days - span + 1)))
                 t0 = time.perf_counter()
-                conn.execute(q.encode(), (_mn(d), first, first + timedelta(days=span))).fetchall()
+                conn.execute(q.encode(), (mn_of(d), first, first + timedelta(days=span))).fetchall()
                 if i >= 3:  # the first runs warm the cache
                     times.append((time.perf_counter() - t0) * 1000)
             times.sort()
@@ -272,7 +251,7 @@ def bench_backend(
         late = [  # at half minutes: none of them stored yet
             Reading(
                 start + timedelta(days=i % a.days, minutes=i, seconds=30),
-                _mn(i % a.devices),
+                mn_of(i % a.devices),
                 pol,
                 1.0,
             )

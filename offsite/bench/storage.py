@@ -24,7 +24,7 @@ import psycopg
 
 from offsite.bench.report import emit
 from offsite.core.readings import Reading
-from offsite.core.registry import registry_from_dict
+from offsite.core.registry import Registry, registry_from_dict
 from offsite.store.migrate import migrate
 from offsite.store.partitions import maintain
 from offsite.store.readings import insert_readings
@@ -36,7 +36,7 @@ POLLUTANTS = ("a21026", "a21002", "a34013", "a19001", "a01011", "a01012", "a0101
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _mn(i: int) -> str:
+def mn_of(i: int) -> str:
     return f"BENCH{i:019d}"
 
 
@@ -47,15 +47,16 @@ def _readings(devices: int, hours: int) -> Iterator[Reading]:
             for k, pol in enumerate(POLLUTANTS):
                 yield Reading(
                     ts,
-                    _mn(d),
+                    mn_of(d),
                     pol,
                     float((minute * 7 + d * 13 + k) % 97),
                     "N" if (minute + d) % 50 else "M",
                 )
 
 
-def _prepare(url: str, devices: int, keep_rollups: bool) -> None:
-    reg = registry_from_dict(
+def bench_registry(devices: int) -> Registry:
+    """One enterprise, one flue-gas point, ``devices`` minute devices with no limits."""
+    return registry_from_dict(
         {
             "enterprises": [
                 {
@@ -66,13 +67,17 @@ def _prepare(url: str, devices: int, keep_rollups: bool) -> None:
                             "id": "EB-P",
                             "kind": "flue_gas",
                             "limits": {},
-                            "devices": [{"mn": _mn(i), "interval_s": 60} for i in range(devices)],
+                            "devices": [{"mn": mn_of(i), "interval_s": 60} for i in range(devices)],
                         }
                     ],
                 }
             ]
         }
     )
+
+
+def _prepare(url: str, devices: int, keep_rollups: bool) -> None:
+    reg = bench_registry(devices)
     with psycopg.connect(url) as conn:
         migrate(conn)
         save_registry(conn, reg)
@@ -142,10 +147,10 @@ def main() -> None:
                     GROUP BY 1, 2""",
                 ),
             ):
-                conn.execute(q.encode(), (_mn(0), *span)).fetchall()  # warm the cache
+                conn.execute(q.encode(), (mn_of(0), *span)).fetchall()  # warm the cache
                 t0 = time.perf_counter()
                 for _ in range(5):
-                    conn.execute(q.encode(), (_mn(1), *span)).fetchall()
+                    conn.execute(q.encode(), (mn_of(1), *span)).fetchall()
                 out[label] = round((time.perf_counter() - t0) / 5 * 1000, 2)
         # every row so far sits in DEFAULT (no month was made): time moving them out
         with psycopg.connect(url, autocommit=True) as conn:
