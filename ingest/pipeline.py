@@ -182,7 +182,7 @@ class Pipeline:
                 self._lookup(self._refresh_revoked, stop)
                 self._next_revoked = now + self.revoked_check_s
             if now >= self._next_split_sweep:
-                self._guard(self._expire_splits, stop)
+                self._sweep_splits()
                 self._next_split_sweep = now + min(5.0, self.split_timeout_s / 4)
             if now >= self._next_beat:
                 self._beat()
@@ -232,10 +232,20 @@ class Pipeline:
         if batch is not None:
             self._commit(batch, stop)
 
-    def _expire_splits(self) -> list:
+    def _sweep_splits(self) -> None:
+        """Housekeeping, tried once: with the database away it waits for the next sweep
+        rather than hold the pipeline thread (and the spool's live messages) in retries."""
+        try:
+            self._expire_splits()
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.debug("split packets not swept (database unavailable): %s", exc)
+
+    def _expire_splits(self) -> None:
         """Dead-letter split packets still incomplete ``split_timeout_s`` after their first
         part (kept in the store, so this holds across restarts and workers)."""
-        with self.pool.connection() as conn, conn.transaction():
+        with self.pool.connection(timeout=SWEEP_DB_WAIT_S) as conn, conn.transaction():
             dead = [
                 expired_letter(parts, self.split_timeout_s)
                 for parts in expire_parts(conn, timedelta(seconds=self.split_timeout_s))
@@ -246,7 +256,6 @@ class Pipeline:
                 "dead letter: %s", d.reason.value, extra={"reason": d.reason.value, "mn": d.mn}
             )
         self.stats.dead_letters += len(dead)
-        return dead
 
     def _process(self, msg: InboundMessage, stop: threading.Event | None) -> Outcome:
         """Validate; a device unknown to a copy of the registry older than the message
@@ -788,6 +797,7 @@ def _already_acknowledged(accepted: bool) -> None:
 # the batch went to the spool (see _guard): acknowledge it, nothing was stored
 SPOOLED: list = []
 SPOOL_DB_WAIT_S = 2.0
+SWEEP_DB_WAIT_S = 2.0  # housekeeping on the pipeline thread: skipped, not waited for
 DRAIN_RETRY_MIN_S = 0.25
 DRAIN_RETRY_MAX_S = 2.0  # back within seconds of the database
 DRAIN_CONNECT_TIMEOUT_S = 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -40,7 +41,22 @@ class _Stop:
     def __init__(self) -> None:
         self.event = threading.Event()
 
+    def wait(self, timeout: float) -> bool:
+        """Like ``Event.wait``, in short slices: a signal the kernel hands to another
+        thread is only run by the main thread between two of its waits."""
+        deadline = time.monotonic() + timeout
+        while not self.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.event.wait(min(left, 0.5))
+        return True
+
     def install(self) -> None:
+        # `kill -USR1 <pid>` prints every thread's stack: what a stuck stop is doing
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            faulthandler.register(signal.SIGUSR1, all_threads=True)
+
         def handler(signum: int, frame: FrameType | None) -> None:
             if self.event.is_set():
                 raise KeyboardInterrupt
@@ -234,7 +250,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         _print("Ctrl-C to stop")
         t0 = time.monotonic()
         try:
-            while not stop.event.wait(args.progress):
+            while not stop.wait(args.progress):
                 if not svc.alive:
                     break
                 s = svc.stats
@@ -283,7 +299,7 @@ def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         runner.start()
         t0 = time.monotonic()
         try:
-            while not stop.event.wait(args.progress) and runner.is_alive():
+            while not stop.wait(args.progress) and runner.is_alive():
                 f = figures_in(counts)
                 _print(
                     f"[{time.monotonic() - t0:6.0f}s] "

@@ -46,7 +46,14 @@ def test_ingest_start_line_redacts_the_mqtt_and_database_passwords(db_url, mqtt_
             if "Ctrl-C to stop" in line:
                 break
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
+        try:
+            rest, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # every thread's stack: where the stop hangs
+            time.sleep(2.0)
+            proc.kill()
+            rest, _ = proc.communicate()
+            raise AssertionError(f"ingest did not stop within 60 s of Ctrl-C:\n{rest}") from None
         lines.append(rest)
     finally:
         if proc.poll() is None:

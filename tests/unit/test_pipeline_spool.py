@@ -111,3 +111,35 @@ def test_full_spool_acknowledges_nothing(tmp_path: Path, stored: list[float]) ->
     p._write(_batch(p, 2), {}, T0, stop)
     assert acked == [1, 2] and sp.figures.refused_full >= 1 and stored == []
     sp.close()
+
+
+def test_database_down_split_sweep_does_not_hold_live_messages(
+    tmp_path: Path, stored: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The split-packet sweep comes due while the database is away: it is skipped, and
+    the messages arriving meanwhile still reach the spool and are acknowledged (it used
+    to retry with backoff on the pipeline thread, so nothing was taken until it was back)."""
+    import queue
+    import time
+
+    sp = Spool(tmp_path / "w", 10**6)
+    sp.open()
+    sp.resume(None)
+    pool, acked = _Pool(), []  # type: ignore[var-annotated]
+    pool.down = True
+    p = _pipeline(pool, sp, acked)
+    monkeypatch.setattr(pl, "expire_parts", lambda conn, older: [])
+    inbox: queue.Queue = queue.Queue()
+    for i in range(3):
+        inbox.put(_msg(i))
+    stop = threading.Event()
+    t = threading.Thread(target=p.run, args=(inbox, stop), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    before_stop = list(acked)
+    stop.set()
+    t.join(10)
+    assert before_stop == [1, 2, 3] and sp.pending_records == 3
+    sp.close()
