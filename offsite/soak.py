@@ -24,6 +24,7 @@ so it can break things freely.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -392,10 +393,12 @@ def _by_rule(reference: set[tuple[object, ...]], got: set[tuple[object, ...]]) -
 def _runner_pids(pid: int) -> list[int]:
     """The rule runner processes (multiprocessing spawn children) of an ingest worker."""
     found: list[int] = []
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return found
+    children: list[str] = []
+    # every thread's children: a runner restarted by the supervisor thread is listed
+    # under that thread's task, not the main one's
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += (task / "children").read_text().split()
     for child in children:
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
