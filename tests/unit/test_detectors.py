@@ -28,7 +28,7 @@ from offsite.rules.detectors import (
     Spike,
     Stat,
 )
-from offsite.rules.detectors.base import FLAG_N
+from offsite.rules.detectors.base import FLAG_N, series_hash
 from offsite.rules.plausible import plausible_range
 
 W = 31  # the engine's window for the default rules: the longest history (30) + 1
@@ -1056,3 +1056,40 @@ def test_average_exceedance_daily_is_the_mean_of_hourly_averages():
 def test_average_exceedance_refuses_an_unknown_period():
     with pytest.raises(ValueError, match="period"):
         AverageExceedance(period="week")
+
+
+def test_copy_paste_keeps_fingerprints_staggered_by_the_series_hash_not_its_row():
+    """Which rounds a series keeps a fingerprint in follows a stable hash of its device
+    and pollutant: the work is spread over ``stride`` rounds, and the same series keeps
+    the same fingerprints whatever row it sits in (another batch order, a restart)."""
+    n, rounds = 40, 60
+    det = CopyPaste()
+    s = stream(n, rounds, seed=17, noise=2.0)
+    keys = np.array([series_hash(f"dev{i:03d}", "a21026") for i in range(n)], dtype=np.uint32)
+
+    def kept(order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rounds each series kept a fingerprint in [rounds, n], the final table by series)."""
+        state = det.new_state(n)
+        seen = np.zeros((rounds, n), dtype=bool)
+        before = np.zeros(n, dtype=np.int64)
+        for k, b in enumerate(batches(s, det.partners)):
+            b = b.take(order)
+            b = replace(b, rows=np.arange(n), key=keys[order])
+            call(det, b, state)
+            now = (state["fp"][:n] != 0).sum(axis=1)
+            seen[k, order] = now > before
+            before = now
+        fp = np.empty_like(state["fp"][:n])
+        fp[order] = state["fp"][:n]
+        return seen, fp
+
+    seen, fp = kept(np.arange(n))
+    minute = np.floor(s.t[:, 0] / 60.0).astype(np.int64)
+    phase = keys.astype(np.int64) % det.stride
+    opens = (minute[:, None] + phase[None, :]) % det.stride == 0
+    assert (seen <= opens).all() and seen[det.history :].sum() > 0
+    assert seen[det.history :].any(axis=0).sum() > n // 2  # most series kept some
+    # spread: no round keeps for more than a third of the series (all at once before)
+    assert seen[det.history :].sum(axis=1).max() <= n // 3
+    seen_r, fp_r = kept(np.arange(n)[::-1].copy())
+    assert np.array_equal(seen_r, seen) and np.array_equal(fp_r, fp)
