@@ -32,7 +32,7 @@ import numpy as np
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
-from offsite.rules.detectors.base import FLAG_N, flag_table
+from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
 from offsite.rules.findings import Finding, SeenTimes, rule_name
 from offsite.rules.growth import grow_attr, grow_rows, next_capacity
 from offsite.rules.plausible import plausible_range
@@ -186,6 +186,7 @@ class RuleEngine:
         self._hi = np.full(cap, np.inf)
         self._o2ref = np.full(cap, np.nan)
         self._interval = np.full(cap, 60.0)
+        self._key_hash = np.zeros(cap, dtype=np.uint32)  # series_hash(device, pollutant)
         self._partner: dict[str, np.ndarray] = {
             r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
         }
@@ -249,6 +250,7 @@ class RuleEngine:
             ("_hi", np.inf),
             ("_o2ref", np.nan),
             ("_interval", 60.0),
+            ("_key_hash", 0),
             ("_applies", False),
         ):
             grow_attr(self, name, cap, fill)
@@ -296,6 +298,7 @@ class RuleEngine:
         self._lo[row], self._hi[row] = plausible_range(pollutant)
         self._o2ref[row] = np.nan if meta.o2_ref is None else meta.o2_ref
         self._interval[row] = meta.interval_s
+        self._key_hash[row] = series_hash(mn, pollutant)
         self._applies[row, :] = False
         for bound in self.rules.resolve(info):
             j = self._instance(bound)  # may widen self._applies: index it afterwards
@@ -424,7 +427,15 @@ class RuleEngine:
                 remember = getattr(inst.det, "remember", None)
                 if remember is None or inst.state is None:
                     continue
-                remember(inst.state, int(inst.slots[row]), t, x, valid, float(self._interval[row]))
+                remember(
+                    inst.state,
+                    int(inst.slots[row]),
+                    t,
+                    x,
+                    valid,
+                    float(self._interval[row]),
+                    key=int(self._key_hash[row]),
+                )
                 fed += len(series)
         return fed
 
@@ -565,6 +576,7 @@ class RuleEngine:
             window,
             wflag,
             wt,
+            key=self._key_hash[rows],
         )
 
     def _partners(

@@ -10,6 +10,7 @@ which is what lets ``offsite eval`` and a restart's warm-up replay history exact
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol
@@ -21,6 +22,14 @@ from offsite.rules.growth import grow_rows
 # HJ 212 data flags as uint8 codes (ord), so flags live in numpy arrays.
 FLAG_N = ord("N")
 EMPTY = 0  # a window slot that has never been written
+
+
+def series_hash(mn: str, pollutant: str) -> int:
+    """A 32-bit hash of a series' device and pollutant that is the same in every process
+    (Python's ``hash`` of a str is salted per process): what spreads per-series work
+    over rounds without depending on the order the engine met the series in."""
+    digest = hashlib.blake2b(f"{mn}\x00{pollutant}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
 
 
 def flag_codes(flags: str) -> np.ndarray:
@@ -126,6 +135,9 @@ class Batch:
     wflag: np.ndarray  # uint8[n, W]: their flags (EMPTY where empty)
     wt: np.ndarray  # float64[n, W]: their device times (NaN where empty)
     partners: Mapping[str, Partner] = field(default_factory=dict)
+    # uint32[n]: a stable hash of each series' (device, pollutant), the same in every
+    # engine, order of rows and restart (``series_hash``); None where not known (0)
+    key: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -143,7 +155,9 @@ class Batch:
         """The sub-batch of rows ``idx`` (a rule that applies to some series only);
         without its partners when ``partners`` is false (the caller sets its own)."""
         kw: dict[str, Any] = {
-            f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name != "partners"
+            f.name: getattr(self, f.name)[idx]
+            for f in fields(self)
+            if f.name != "partners" and getattr(self, f.name) is not None
         }
         kw["partners"] = (
             {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}

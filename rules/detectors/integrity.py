@@ -144,10 +144,19 @@ class CopyPaste:
         value = (qv.astype(np.int64) & 0xFFFF).astype(np.uint16)
         return fp, value
 
-    def _bucket(self, t: np.ndarray, interval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _bucket(
+        self, t: np.ndarray, interval: np.ndarray, key: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each reading's interval number, shifted by its series' phase, and the interval.
+
+        The phase (``key`` mod ``stride``, the series' stable hash) spreads the buckets'
+        openings, and so the keeping, over ``stride`` rounds instead of all series at
+        once; it depends on the series alone, never on the engine's order of rows."""
         g = np.maximum(np.where(np.isfinite(interval), interval, self.base_interval), 1.0)
         g = np.maximum(g, self.base_interval)
         bn = np.floor(t / g).astype(np.int64)
+        if key is not None:
+            bn = bn + (np.asarray(key).astype(np.int64) % self.stride)
         return bn, g
 
     def _keep(
@@ -164,7 +173,7 @@ class CopyPaste:
         vw = b.valid_window()
         seq = np.concatenate([vw[:, vw.shape[1] - self.k :], b.x[:, None]], axis=1)
         fp, value = self.fingerprints(seq, vw[:, vw.shape[1] - self.history :])
-        bn, g = self._bucket(b.t, b.interval)
+        bn, g = self._bucket(b.t, b.interval, b.key)
         hit = np.zeros(b.n, dtype=bool)
         lag = np.full(b.n, np.nan)
         look = np.flatnonzero(fp != 0)
@@ -172,14 +181,12 @@ class CopyPaste:
             rows = b.rows[look]
             bucket = bn[look] // self.stride
             gl = g[look]
-            if (gl == gl[0]).all() and (bucket == bucket[0]).all():
-                # the usual round: one interval, one instant: one row of slots for all
+            if (gl == gl[0]).all():
+                # the usual round: one interval, so one row of offsets for all
                 off1 = self._offsets(gl[:1])[0]
-                want1 = bucket[0] - off1
-                slot1 = (want1 % self.slots) * (off1 > 0)  # off 0 looks at slot 0 …
                 off = np.broadcast_to(off1, (look.size, off1.shape[0]))
-                want = np.broadcast_to(want1, off.shape)
-                slot = np.broadcast_to(slot1, off.shape)
+                want = bucket[:, None] - off1[None, :]
+                slot = (want % self.slots) * (off1 > 0)  # off 0 looks at slot 0 …
             else:
                 off = self._offsets(gl)
                 want = bucket[:, None] - off
@@ -209,19 +216,23 @@ class CopyPaste:
         x: np.ndarray,
         valid: np.ndarray,
         interval: float,
+        key: int | None = None,
     ) -> None:
         """Keep the fingerprints of one series' stored history (sorted by time), as the
-        live stream would have kept them: the rule runner's warm-up after a restart."""
+        live stream would have kept them: the rule runner's warm-up after a restart.
+        ``key`` is the series' stable hash, as the engine's batches carry it."""
         v = np.where(valid, x, np.nan)  # the window masks invalid values; x is as read
         h = self.history
-        pos = np.flatnonzero(np.floor(t / max(interval, self.base_interval)) % self.stride == 0)
+        keys = None if key is None else np.full(t.shape[0], key, dtype=np.uint32)
+        all_bn, _ = self._bucket(t, np.full(t.shape[0], interval), keys)
+        pos = np.flatnonzero(all_bn % self.stride == 0)
         if pos.size == 0:
             return
         idx = pos[:, None] + np.arange(-h, 0)[None, :]
         before = np.where(idx >= 0, v[np.maximum(idx, 0)], np.nan)
         seq = np.concatenate([before[:, h - self.k :], x[pos, None]], axis=1)
         fp, value = self.fingerprints(seq, before)
-        bn, _ = self._bucket(t[pos], np.full(pos.shape[0], interval))
+        bn = all_bn[pos]
         self._keep(state, np.full(pos.shape[0], row, dtype=np.int64), bn, fp, value)
 
     def describe(self, value: float, score: float, limit: float) -> str:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State
+from offsite.rules.detectors.base import Batch, Hits, State, nanmedian_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,13 @@ class Clamp:
     ``spread`` × limit: a logger that keeps the corrected value under the limit while
     the raw value still moves with O2). A real process close to its limit moves with
     the load, by several per cent of the limit.
+
+    Sooner, after ``fast`` values: the same test on the last ``fast`` values, when
+    their steps are also quiet against the series' own: root mean square step below
+    ``quiet`` × the robust sd of its steps over the ``own`` values before them. A
+    parked value stops moving the moment it is parked, while a process reaching its
+    limit keeps its noise. A series whose steps were mostly zero before (quantised,
+    or already parked) has no noise to compare with and waits for ``count``.
     """
 
     kind: ClassVar[str] = "clamp"
@@ -107,24 +114,26 @@ class Clamp:
     max_cv: float = 0.01
     park: float = 0.93
     spread: float = 0.02
+    fast: int = 0
+    quiet: float = 0.2
+    own: int = 24
+
+    def __post_init__(self) -> None:
+        if self.count < 2 or (self.fast and not 3 <= self.fast <= self.count):
+            raise ValueError("clamp needs count ≥ 2 and, if set, 3 ≤ fast ≤ count")
+        if self.fast and (self.own < 8 or not 0 < self.quiet < 1):
+            raise ValueError("clamp needs own ≥ 8 and 0 < quiet < 1 with fast")
 
     @property
     def history(self) -> int:
-        return self.count - 1
+        return max(self.count - 1, self.fast - 1 + self.own if self.fast else 0)
 
     def new_state(self, capacity: int) -> State | None:
         return None
 
-    def __call__(self, b: Batch, state: State | None) -> Hits:
-        k = self.count - 1
-        recent = np.concatenate(
-            [b.valid_window()[:, b.window.shape[1] - k :], b.x[:, None]], axis=1
-        )
-        o2 = b.partners.get("o2")
-        if o2 is not None:
-            o2s = np.concatenate([o2.window[:, o2.window.shape[1] - k :], o2.x[:, None]], axis=1)
-            recent = o2_corrected(recent, o2s, b.o2ref[:, None])
-        lim = b.limit[:, None]
+    def _parked(self, recent: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(in the band and parked, mean / limit) for each row of ``recent``."""
+        lim = limit[:, None]
         with np.errstate(invalid="ignore"):
             near = ((recent >= self.low * lim) & (recent <= lim)).all(axis=1)
         with warnings.catch_warnings():
@@ -133,15 +142,40 @@ class Clamp:
             sd = recent.std(axis=1)
             cv = sd / mean
         tight = np.isfinite(cv) & (cv < self.max_cv)
-        with np.errstate(invalid="ignore"):
-            parked = (mean >= self.park * b.limit) & (sd < self.spread * b.limit)
-        hit = near & (tight | parked)
         with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.where(np.isfinite(cv), mean / b.limit, np.nan)
+            parked = (mean >= self.park * limit) & (sd < self.spread * limit)
+            score = np.where(np.isfinite(cv), mean / limit, np.nan)
+        return near & (tight | parked), score
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        h = self.history
+        vals = np.concatenate([b.valid_window()[:, b.window.shape[1] - h :], b.x[:, None]], axis=1)
+        o2 = b.partners.get("o2")
+        if o2 is not None:
+            o2s = np.concatenate([o2.window[:, o2.window.shape[1] - h :], o2.x[:, None]], axis=1)
+            vals = o2_corrected(vals, o2s, b.o2ref[:, None])
+        hit, score = self._parked(vals[:, vals.shape[1] - self.count :], b.limit)
+        if self.fast:
+            recent = vals[:, vals.shape[1] - self.fast :]
+            fast, fscore = self._parked(recent, b.limit)
+            before = np.diff(
+                vals[:, vals.shape[1] - self.fast - self.own : vals.shape[1] - self.fast + 1],
+                axis=1,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                # robust sd of the steps before (NaN steps, where a value was missing, left out)
+                own_sd = nanmedian_rows(np.abs(before)) / 0.6745
+                enough = np.isfinite(before).sum(axis=1) * 2 >= self.own
+                rms = np.sqrt(np.mean(np.diff(recent, axis=1) ** 2, axis=1))
+            with np.errstate(invalid="ignore"):
+                fast &= enough & (own_sd > 0) & (rms < self.quiet * own_sd)
+            score = np.where(fast & ~hit, fscore, score)
+            hit = hit | fast
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
-            f"{self.count} values held at {score:.0%} of the limit {limit:g} "
+            f"values held at {score:.0%} of the limit {limit:g} "
             f"(O2-corrected where the point has a reference O2) with almost no variation"
         )

@@ -29,7 +29,9 @@ class Dilution:
     f. Burning conditions move O2 slowly; so a rise of ``o2_rise`` points above the
     recent median together with a fall of the concentration by ``drop`` of its own
     median, the two shares agreeing within ``agree`` (a factor), is dilution — caught
-    at the first steps of a ramp rather than at its end. When the device reports a flow,
+    at the first steps of a ramp rather than at its end. The rise must also stand out
+    of the O2's own scatter over the window: ``z`` robust sds (a noisy or wandering O2
+    needs more than ``o2_rise``). When the device reports a flow,
     the flow must hold (within ``flow_tol`` of its median): a falling load also lifts
     O2 and lowers concentrations, but it lowers the flow with them, while air let into
     the sample line does not touch the stack.
@@ -42,6 +44,7 @@ class Dilution:
     judges_invalid: ClassVar[bool] = False
     history: int = 30
     o2_rise: float = 1.0
+    z: float = 0.0
     drop: float = 0.06
     agree: float = 2.5
     flow_tol: float = 0.05
@@ -52,7 +55,8 @@ class Dilution:
     def __call__(self, b: Batch, state: State | None) -> Hits:
         o2 = b.partners["o2"]
         w = b.window.shape[1] - self.history
-        base_o2 = _median(o2.window[:, w:])
+        o2w = o2.window[:, w:]
+        base_o2 = _median(o2w)
         base_x = _median(b.valid_window()[:, w:])
         rise = o2.x - base_o2
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -60,6 +64,11 @@ class Dilution:
             f_o2 = rise / (O2_AIR - base_o2)
             ratio = fall / f_o2
         hit = np.nan_to_num(rise) >= self.o2_rise
+        if self.z > 0:
+            # robust sd of O2 about its median (MAD × 1.4826); NaN rows fail the test
+            mad = _median(np.abs(o2w - base_o2[:, None])) * 1.4826
+            with np.errstate(invalid="ignore"):
+                hit &= rise >= self.z * mad
         hit &= np.nan_to_num(fall) >= self.drop
         hit &= (np.nan_to_num(ratio) >= 1.0 / self.agree) & (np.nan_to_num(ratio) <= self.agree)
         hit &= base_x > 0

@@ -63,7 +63,7 @@ def _batches(t0: datetime) -> list[list[Reading]]:
     """One batch per minute of every device: a seeded random SO2 that crosses the limit
     now and then, and on every third device a flat stretch (windows and "N in a row"
     state). Not periodic: a repeating curve is what ``copy_paste`` looks for, and which
-    of a series' fingerprints it keeps is staggered by the series' row in the engine, so
+    of a series' fingerprints it keeps is staggered by a hash of its device and pollutant, so
     its first match may come a reading later in another engine (any rebuilt one too)."""
     rng = np.random.default_rng(3)
     values = np.round(rng.normal(28.0, 6.0, (MINUTES, len(MNS))), 1)

@@ -28,7 +28,7 @@ from offsite.rules.detectors import (
     Spike,
     Stat,
 )
-from offsite.rules.detectors.base import FLAG_N
+from offsite.rules.detectors.base import FLAG_N, series_hash
 from offsite.rules.plausible import plausible_range
 
 W = 31  # the engine's window for the default rules: the longest history (30) + 1
@@ -1056,3 +1056,92 @@ def test_average_exceedance_daily_is_the_mean_of_hourly_averages():
 def test_average_exceedance_refuses_an_unknown_period():
     with pytest.raises(ValueError, match="period"):
         AverageExceedance(period="week")
+
+
+def test_copy_paste_keeps_fingerprints_staggered_by_the_series_hash_not_its_row():
+    """Which rounds a series keeps a fingerprint in follows a stable hash of its device
+    and pollutant: the work is spread over ``stride`` rounds, and the same series keeps
+    the same fingerprints whatever row it sits in (another batch order, a restart)."""
+    n, rounds = 40, 60
+    det = CopyPaste()
+    s = stream(n, rounds, seed=17, noise=2.0)
+    keys = np.array([series_hash(f"dev{i:03d}", "a21026") for i in range(n)], dtype=np.uint32)
+
+    def kept(order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rounds each series kept a fingerprint in [rounds, n], the final table by series)."""
+        state = det.new_state(n)
+        seen = np.zeros((rounds, n), dtype=bool)
+        before = np.zeros(n, dtype=np.int64)
+        for k, b in enumerate(batches(s, det.partners)):
+            b = b.take(order)
+            b = replace(b, rows=np.arange(n), key=keys[order])
+            call(det, b, state)
+            now = (state["fp"][:n] != 0).sum(axis=1)
+            seen[k, order] = now > before
+            before = now
+        fp = np.empty_like(state["fp"][:n])
+        fp[order] = state["fp"][:n]
+        return seen, fp
+
+    seen, fp = kept(np.arange(n))
+    minute = np.floor(s.t[:, 0] / 60.0).astype(np.int64)
+    phase = keys.astype(np.int64) % det.stride
+    opens = (minute[:, None] + phase[None, :]) % det.stride == 0
+    assert (seen <= opens).all() and seen[det.history :].sum() > 0
+    assert seen[det.history :].any(axis=0).sum() > n // 2  # most series kept some
+    # spread: no round keeps for more than a third of the series (all at once before)
+    assert seen[det.history :].sum(axis=1).max() <= n // 3
+    seen_r, fp_r = kept(np.arange(n)[::-1].copy())
+    assert np.array_equal(seen_r, seen) and np.array_equal(fp_r, fp)
+
+
+def _parked_after(noise: float, rounds: int = 60, start: int = 40) -> Stream:
+    """A series with its own noise at 85 % of the limit, parked at 95 % from ``start``
+    with a logger's tiny jitter (0.2 %)."""
+    s = stream(1, rounds, seed=21, level=85.0, noise=noise)
+    s.o2ref[:] = np.nan
+    jitter = np.random.default_rng(8).normal(0, 0.002 * 95.0, rounds - start)
+    s.x[start:, 0] = np.round(95.0 + jitter, 3)
+    return s
+
+
+def test_clamp_fast_hits_a_value_parked_after_its_own_noise_within_fast_values():
+    s = _parked_after(noise=1.5)
+    fast = hits_of(Clamp(count=10, fast=5), s)[:, 0]
+    slow = hits_of(Clamp(count=10), s)[:, 0]
+    assert not fast[:44].any() and fast[44]  # the 5th parked value
+    assert not slow[:49].any() and slow[49]  # the 10th
+
+
+def test_clamp_fast_waits_for_count_when_the_series_had_no_noise_to_compare_with():
+    s = _parked_after(noise=1.5)
+    s.x[:40, 0] = 80.0  # quantised or parked already: its steps were all zero
+    hits = hits_of(Clamp(count=10, fast=5), s)[:, 0]
+    assert not hits[:49].any() and hits[49]
+
+
+def test_clamp_fast_seldom_adds_a_hit_on_a_process_at_its_limit_that_keeps_its_noise():
+    """At 90 % of the limit with 1 % noise, five values often look tight (sd < 1 %):
+    what keeps the fast test quiet is that their steps are as large as ever."""
+    s = stream(1, 1500, seed=4, level=90.0, noise=1.0)
+    s.o2ref[:] = np.nan
+    s.x[:, 0] = np.round(90.0 + np.random.default_rng(9).normal(0, 1.0, 1500), 3)
+    plain = hits_of(Clamp(count=5), s)[:, 0]
+    slow = hits_of(Clamp(count=25), s)[:, 0]
+    fast = hits_of(Clamp(count=25, fast=6, quiet=0.2), s)[:, 0]
+    assert plain.mean() > 0.3  # five values alone would not do
+    assert (fast & ~slow).mean() < 0.01
+
+
+def test_dilution_rise_must_stand_out_of_the_o2_scatter():
+    """With ``z``, an O2 that scatters by ±0.3 points needs a rise of 6 robust sds."""
+    s = stream(1, 40, seed=2)
+    s.o2[:, 0] = np.round(8.0 + np.random.default_rng(1).normal(0, 0.3, 40), 2)
+    s.o2[-1, 0] = 8.0 + 0.8  # 0.8 points up: above o2_rise, inside 6 sds of the scatter
+    s.x[-1, 0] = LEVEL * (21.0 - 8.8) / (21.0 - 8.0)  # down by the same share of air
+    s.flow[-1, 0] = 3e5
+    assert one(Dilution(o2_rise=0.5, drop=0.03), s).hit[0]
+    assert not one(Dilution(o2_rise=0.5, drop=0.03, z=6.0), s).hit[0]
+    s.o2[-1, 0] = 8.0 + 2.5  # well out of it
+    s.x[-1, 0] = LEVEL * (21.0 - 10.5) / (21.0 - 8.0)
+    assert one(Dilution(o2_rise=0.5, drop=0.03, z=6.0), s).hit[0]
