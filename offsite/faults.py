@@ -50,8 +50,10 @@ class IngestProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM: commit and acknowledge what is in hand, then exit."""
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM: commit and acknowledge what is in hand, then exit. Killed only past
+        ``timeout``, longer than ingest's own stop budget (30 s for the batch in hand and
+        the rule runner's queue): on a loaded machine a clean stop takes most of it."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
