@@ -50,8 +50,10 @@ class IngestProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM: commit and acknowledge what is in hand, then exit."""
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM: commit and acknowledge what is in hand, then exit. Killed only past
+        ``timeout``, longer than ingest's own stop budget (30 s for the batch in hand and
+        the rule runner's queue): on a loaded machine a clean stop takes most of it."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
@@ -99,11 +101,14 @@ class Stream:
         )
         self.sent = 0
         self.acked = 0
+        self.marks: list[tuple[str, int, int]] = []  # (event, sent, acked) at that moment
+        self.mids: list[int] = []  # the MQTT packet id each message was published with
+        self.client_id = f"offsite-stream-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"offsite-stream-{uuid.uuid4().hex[:8]}",
+            client_id=self.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
@@ -129,6 +134,14 @@ class Stream:
             json.dumps({"ts": ts.isoformat(), "values": values}).encode(),
         )
 
+    def sequence(self, mn: str, ts: datetime) -> int:
+        """The number of the message that carried ``mn``'s reading at device time ``ts``."""
+        return int((ts - self.start_ts).total_seconds()) * len(self.mns) + self.mns.index(mn)
+
+    def mark(self, event: str) -> None:
+        """Note how far the stream was when ``event`` happened (for a failure's report)."""
+        self.marks.append((event, self.sent, self.acked))
+
     def start(self) -> Stream:
         self._client.connect_async(self.host, self.port, 30)
         self._client.loop_start()
@@ -150,7 +163,7 @@ class Stream:
             if delay > 0:
                 time.sleep(delay)
             topic, payload = self.message(i)
-            self._client.publish(topic, payload, qos=1)
+            self.mids.append(self._client.publish(topic, payload, qos=1).mid)
             self.sent += 1
 
     def wait(self, timeout: float) -> bool:

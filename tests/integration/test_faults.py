@@ -46,6 +46,7 @@ REGISTRY = registry_from_dict(
     }
 )
 TOPIC = "faults/devices/+/telemetry"
+CLIENT_ID = "offsite-fault-test"
 
 
 @pytest.fixture
@@ -58,7 +59,8 @@ def broker(tmp_path: Path) -> Iterator[OwnMosquitto]:
             "needs the mosquitto binary (a private broker configured for lossless "
             "ingest); set OFFSITE_TEST_MOSQUITTO or install mosquitto"
         )
-    b = OwnMosquitto(tmp_path / "mosquitto", LOSSLESS, binary=binary)
+    # every packet logged: a failure shows where a missing message went (see _trail)
+    b = OwnMosquitto(tmp_path / "mosquitto", LOSSLESS + "log_type all\n", binary=binary)
     b.start()
     yield b
     b.stop()
@@ -71,21 +73,35 @@ def _ingest(tmp_path: Path, db_url: str, mqtt_url: str, **extra: str) -> IngestP
         "OFFSITE_DATABASE_URL": db_url,
         "OFFSITE_MQTT_URL": mqtt_url,
         "OFFSITE_MQTT_TOPIC": TOPIC,
-        "OFFSITE_MQTT_CLIENT_ID": "offsite-fault-test",
+        "OFFSITE_MQTT_CLIENT_ID": CLIENT_ID,
         "OFFSITE_RULES_FILE": str(rules),
         **extra,
     }
     return IngestProcess(env, tmp_path / "ingest.log")
 
 
-def _start(ingest: IngestProcess, db_url: str) -> None:
-    """Start and wait for its first heartbeat: its MQTT session exists from then on."""
-    ingest.start()
-    wait_for(
-        lambda: scalar(db_url, "SELECT count(*) FROM ingest_workers"),
-        timeout=30,
-        what=f"ingest up\n{ingest.output()}",
+def _subscribed(db_url: str) -> bool:
+    """Has ingest's subscription been granted (its heartbeat says so)? Only from then on
+    does the broker keep the stream's messages for it: one published to a subscription
+    that does not exist yet is acknowledged to the publisher and dropped. A heartbeat alone
+    is not enough: the pipeline beats before the subscriber has even connected."""
+    return bool(
+        scalar(
+            db_url,
+            "SELECT count(*) FROM ingest_workers WHERE worker = %s AND broker_connected",
+            CLIENT_ID,
+        )
     )
+
+
+def _start(ingest: IngestProcess, db_url: str) -> None:
+    """Start and wait until its subscription exists (its MQTT session keeps the stream's
+    messages from then on)."""
+    ingest.start()
+    try:
+        wait_for(lambda: _subscribed(db_url), timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: ingest subscribed\n{ingest.output()[-3000:]}") from None
 
 
 def _stored(db_url: str) -> tuple[int, int]:
@@ -106,13 +122,81 @@ def _report(name: str, stream: Stream, db_url: str, catch_up_s: float) -> None:
     )
 
 
-def _until_stored(db_url: str, expected: int, ingest: IngestProcess, timeout: float) -> float:
-    t0 = time.monotonic()
-    wait_for(
-        lambda: _stored(db_url)[0] >= expected,
-        timeout=timeout,
-        what=f"{expected} readings stored\n{ingest.output()[-3000:]}",
+def _missing(db_url: str, stream: Stream) -> list[int]:
+    """The sequence numbers of the published messages with fewer readings stored than
+    they carry (each message has its own device and device time)."""
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT mn, ts, count(*) FROM readings GROUP BY mn, ts").fetchall()
+    complete = {stream.sequence(mn, ts) for mn, ts, n in rows if n >= len(POLLUTANTS)}
+    return [i for i in range(stream.sent) if i not in complete]
+
+
+def _trail(log: str, publisher: str, subscriber: str, mid: int) -> list[str]:
+    """The broker log's lines about one published message (``log_type all``): received
+    from the publisher with packet id ``mid``, sent to the subscriber with its own packet
+    id, redelivered, acknowledged; with the broker's restarts for reference."""
+    lines = log.splitlines()
+    wanted: set[int] = set()
+    out_mids: set[int] = set()
+    for n, line in enumerate(lines):
+        if f"Received PUBLISH from {publisher} (" in line and f", m{mid}, " in line:
+            wanted.add(n)
+            if n + 1 < len(lines) and f"Sending PUBLISH to {subscriber} (" in lines[n + 1]:
+                out_mids.add(int(lines[n + 1].split(", m", 1)[1].split(",", 1)[0]))
+    for n, line in enumerate(lines):
+        if "mosquitto version" in line or f"as {subscriber} " in line:
+            wanted.add(n)
+        for out in out_mids:
+            if (f"Sending PUBLISH to {subscriber} (" in line and f", m{out}, " in line) or (
+                f"from {subscriber} (Mid: {out}," in line
+            ):
+                wanted.add(n)
+    return [f"{n + 1}: {lines[n]}" for n in sorted(wanted)]
+
+
+def _diagnosis(
+    db_url: str, stream: Stream, ingest: IngestProcess, broker: OwnMosquitto | None
+) -> str:
+    """What to print when readings are missing: which messages (their sequence numbers,
+    against when the fault happened), their trail through the broker, ingest's output —
+    so a failure says where the messages went."""
+    missing = _missing(db_url, stream)
+    dead = scalar(db_url, "SELECT count(*) FROM dead_letters")
+    shown = ", ".join(str(i) for i in missing[:200])
+    text = (
+        f"published {stream.sent}, acknowledged by the broker {stream.acked}; dead letters "
+        f"{dead}; {len(missing)} messages missing: [{shown}"
+        f"{', ...' if len(missing) > 200 else ''}]; stream (event, sent, acked): "
+        f"{stream.marks}\n--- ingest ---\n{ingest.output()[-4000:]}"
     )
+    if broker is not None:
+        log = broker.log()
+        for i in missing[:5]:
+            trail = _trail(log, stream.client_id, CLIENT_ID, stream.mids[i])
+            text += f"\n--- broker log about message {i} (mid {stream.mids[i]}) ---\n"
+            text += "\n".join(trail[-60:])
+        text += f"\n--- broker log (end) ---\n{log[-3000:]}"
+    return text
+
+
+def _until_stored(
+    db_url: str,
+    expected: int,
+    ingest: IngestProcess,
+    timeout: float,
+    stream: Stream | None = None,
+    broker: OwnMosquitto | None = None,
+) -> float:
+    t0 = time.monotonic()
+    try:
+        wait_for(lambda: _stored(db_url)[0] >= expected, timeout=timeout)
+    except AssertionError as exc:
+        detail = (
+            _diagnosis(db_url, stream, ingest, broker)
+            if stream is not None
+            else ingest.output()[-3000:]
+        )
+        raise AssertionError(f"{exc}: {expected} readings stored\n{detail}") from None
     return time.monotonic() - t0
 
 
@@ -128,9 +212,9 @@ def test_kill_9_mid_stream_then_restart(db_url: str, broker: OwnMosquitto, tmp_p
         time.sleep(1.0)
         backlog = stream.readings  # published up to the restart
         ingest.start()
-        catch_up = _until_stored(db_url, backlog, ingest, 60)
+        catch_up = _until_stored(db_url, backlog, ingest, 60, stream, broker)
         assert stream.wait(60), f"broker acknowledged {stream.acked} of 4000"
-        _until_stored(db_url, stream.readings, ingest, 60)
+        _until_stored(db_url, stream.readings, ingest, 60, stream, broker)
         time.sleep(1.0)  # anything extra (a duplicate) would have arrived by now
     finally:
         stream.close()
@@ -165,9 +249,9 @@ def test_database_outage_of_60_s_mid_stream(
         during = _stored(db_url)[0]
         backlog = stream.readings  # published up to the end of the outage
         proxy.restore()
-        catch_up = _until_stored(db_url, backlog, ingest, 90)
+        catch_up = _until_stored(db_url, backlog, ingest, 90, stream, broker)
         assert stream.wait(60)
-        _until_stored(db_url, stream.readings, ingest, 90)
+        _until_stored(db_url, stream.readings, ingest, 90, stream, broker)
         time.sleep(1.0)
     finally:
         stream.close()
@@ -185,6 +269,39 @@ def test_database_outage_of_60_s_mid_stream(
     assert "database unavailable" in ingest.output()
 
 
+def test_ready_means_subscribed(db_url: str, broker: OwnMosquitto, tmp_path: Path) -> None:
+    """The fault tests start their stream as soon as ingest is "up". Up must mean
+    subscribed: ingest writes its heartbeat before its subscription is granted, and the
+    broker acknowledges, then drops, what is published before it exists — on a loaded
+    machine the broker-restart test lost the stream's first messages that way. Here the
+    broker is away while ingest starts: it beats, and is not subscribed until the broker is
+    back; a stream started the moment it is subscribed is stored whole."""
+    register(db_url, REGISTRY)
+    broker.stop()
+    ingest = _ingest(tmp_path, db_url, broker.url)
+    ingest.start()
+    stream: Stream | None = None
+    try:
+        wait_for(
+            lambda: scalar(
+                db_url, "SELECT count(*) FROM ingest_workers WHERE worker = %s", CLIENT_ID
+            ),
+            timeout=60,
+            what="ingest's first heartbeat",
+        )
+        assert not _subscribed(db_url), "subscribed to a broker that is not running"
+        broker.start()
+        wait_for(lambda: _subscribed(db_url), timeout=60, what="ingest subscribed")
+        stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=40, rate=200).start()
+        assert stream.wait(30), f"broker acknowledged {stream.acked} of 40"
+        _until_stored(db_url, stream.readings, ingest, 30, stream, broker)
+    finally:
+        if stream is not None:
+            stream.close()
+        assert ingest.stop() == 0, ingest.output()[-3000:]
+    assert _stored(db_url) == (40 * len(POLLUTANTS), 40 * len(POLLUTANTS))
+
+
 def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: Path) -> None:
     register(db_url, REGISTRY)
     ingest = _ingest(tmp_path, db_url, broker.url)
@@ -192,20 +309,25 @@ def test_broker_restart_mid_stream(db_url: str, broker: OwnMosquitto, tmp_path: 
     stream = Stream(broker.url, TOPIC.replace("+", "{mn}"), MNS, count=3000, rate=300).start()
     try:
         wait_for(lambda: _stored(db_url)[0] > 1500, timeout=30, what="stream under way")
+        stream.mark("broker stopping")
         broker.stop()  # SIGTERM: Mosquitto saves its persistence file
+        stream.mark("broker stopped")
         time.sleep(2.0)
         broker.start()
+        stream.mark("broker started")
         backlog = stream.readings
-        catch_up = _until_stored(db_url, backlog, ingest, 60)
+        catch_up = _until_stored(db_url, backlog, ingest, 60, stream, broker)
         assert stream.wait(90), f"broker acknowledged {stream.acked} of 3000"
-        _until_stored(db_url, stream.readings, ingest, 60)
+        _until_stored(db_url, stream.readings, ingest, 60, stream, broker)
         time.sleep(1.0)
     finally:
         stream.close()
         assert ingest.stop() == 0, ingest.output()[-3000:]
     _report("broker restart", stream, db_url, catch_up)
     rows, distinct = _stored(db_url)
-    assert rows == distinct == stream.readings == 3000 * len(POLLUTANTS)
+    assert rows == distinct == stream.readings == 3000 * len(POLLUTANTS), _diagnosis(
+        db_url, stream, ingest, broker
+    )
 
 
 def test_soak_command_balances_its_books() -> None:
