@@ -143,7 +143,7 @@ def test_chinese_by_default_english_on_request_one_time_convention(
             assert re.search(r"\((mg/m³|mg/L)\)", legend), legend
     assert not page.errors, page.errors
 
-    # the switch is kept in this browser: English until changed back
+    # the switch is kept for this user: English until changed back
     page.select_option("#lang", "en")
     page.wait_for_selector("html[lang=en]")
     page.wait_for_selector("#nav a:text-is('Overview')")
@@ -158,6 +158,10 @@ def test_chinese_by_default_english_on_request_one_time_convention(
     # and the API answers in the chosen language too
     zh = page.request.get(f"{w.url}/api/alerts/99999999", headers={"Accept-Language": "zh-CN"})
     assert zh.status == 404 and zh.json()["detail"] == "未找到告警 99999999"
+    # the choice is the user's, kept on the server; forgotten again for the tests after this
+    assert page.request.get(f"{w.url}/auth/me").json()["lang"] == "en"
+    reset = page.request.put(f"{w.url}/auth/me/language", data={"lang": None})
+    assert reset.ok and reset.json()["lang"] is None, reset.text()
 
 
 def test_device_page_from_an_alert_shows_the_alerts_pollutant(
