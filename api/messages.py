@@ -121,6 +121,15 @@ _ZH: list[tuple[re.Pattern[str], str]] = [
             "附件配额：{what} 已有附件 {n} 字节；再加 {m} 字节将超过上限 {q}（{setting}）",
         ),
         (r"^response (?P<id>\d+) was already (?P<vd_v>\w+)$", "回复 {id} 已{vd_v}"),
+        (
+            r"^photo (?P<f>.+) has (?P<n>\d+) bytes; at most (?P<m>\d+)$",
+            "照片 {f} 为 {n} 字节；最多 {m} 字节",
+        ),
+        (r"^photo (?P<f>.+) is not base64: (?P<why>.+)$", "照片 {f} 不是 base64 编码：{why}"),
+        (
+            r"^photo (?P<f>.+) is not a PNG, JPEG, GIF or WebP image$",
+            "照片 {f} 不是 PNG、JPEG、GIF 或 WebP 图片",
+        ),
         # the lifecycles' refusals (rules/cases.py, rules/alerts.py)
         (
             r"^a case that is (?P<cs_from>\w+) cannot become (?P<cs_to>\w+) \(it can become: "
@@ -216,6 +225,7 @@ _NOUNS = {
     "monitoring point": "监测点",
     "response": "回复",
     "invitation": "邀约",
+    "photo": "照片",
 }
 
 

@@ -141,6 +141,7 @@ async def _detail(conn: Conn, case_id: int, who: Principal, lang: str | None) ->
     detail["steps"] = [
         {**s, "note": localise_step(s["kind"], s["note"], lang)} for s in detail["steps"]
     ]
+    detail["photos"] = await queries.visits.photos_of_case(conn, case_id)
     return detail
 
 
