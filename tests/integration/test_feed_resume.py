@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -15,10 +16,12 @@ import psycopg
 import pytest
 
 from offsite.api.feed import FEED_APPLICATION_NAME
+from offsite.core.readings import Reading
 from offsite.core.settings import load_settings
 from offsite.store.alerts import NOTIFY_CHANNEL
+from offsite.store.readings import insert_readings
 from tests.integration.helpers import wait_for
-from tests.integration.security_fixtures import World, api_client, build_world
+from tests.integration.security_fixtures import MN1, MN2, World, api_client, build_world
 from tests.integration.test_api_live import serving
 
 pytestmark = pytest.mark.integration
@@ -144,3 +147,35 @@ def test_a_draining_server_refuses_new_streams(world: World, db_url: str) -> Non
         client.app.state.feed.drain()
         r = client.get("/api/alerts/stream", headers=world.headers("admin"))
         assert r.status_code == 503 and r.headers["retry-after"]
+
+
+# -- the device page's own stream --------------------------------------------------------
+def _store_reading(db_url: str, mn: str, ts: datetime, value: float) -> None:
+    with psycopg.connect(db_url) as conn, conn.transaction():
+        insert_readings(conn, [Reading(ts, mn, "a21026", value)], [ts])
+
+
+def test_a_device_stream_sends_each_new_reading_and_ends_at_logout(
+    world: World, db_url: str
+) -> None:
+    w = world
+    settings = load_settings(
+        database_url=db_url, mqtt_url="mqtt://127.0.0.1:1", qr_secret="q" * 40, feed_recheck_s=0.3
+    )
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    _store_reading(db_url, MN1, t0, 10.0)
+    token = w.token("enterprise")
+    with serving(settings, db_url) as url:
+        # another enterprise's device does not exist for this user
+        r = httpx.get(f"{url}/api/devices/{MN2}/stream", headers=w.headers("enterprise"))
+        assert r.status_code == 404
+        events = _open(f"{url}/api/devices/{MN1}/stream", {"Authorization": f"Bearer {token}"})
+        _store_reading(db_url, MN1, t0 + timedelta(minutes=1), 42.5)
+        _, _, data = _next(events, "reading")
+        assert data["mn"] == MN1
+        assert datetime.fromisoformat(data["last_ts"]) == t0 + timedelta(minutes=1)
+        assert [(x["pollutant"], x["value"]) for x in data["latest"]] == [("a21026", 42.5)]
+        _store_reading(db_url, MN1, t0 + timedelta(minutes=2), 43.5)
+        assert _next(events, "reading")[2]["latest"][0]["value"] == 43.5  # each one, once
+        httpx.post(f"{url}/auth/logout", headers={"Authorization": f"Bearer {token}"})
+        assert _next(events, "end")[2] == {"reason": "signed_out"}
