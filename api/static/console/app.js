@@ -202,6 +202,12 @@ function languageSwitch() {
 // the page with the form's fields in the address
 document.addEventListener('submit', e => { if (!e.defaultPrevented) e.preventDefault(); });
 
+// a request a page did not wait for that finds the session over (401): to the sign-in
+// form, not an error in the console
+window.addEventListener('unhandledrejection', e => {
+  if (e.reason instanceof HttpError && e.reason.status === 401) { e.preventDefault(); location.reload(); }
+});
+
 async function main() {
   translateDom();
   document.title = t('app.title');
