@@ -154,6 +154,7 @@ _ZH: list[tuple[re.Pattern[str], str]] = [
             "开始和结束时间须带时区（如 Z 或 +08:00）",
         ),
         (r"^more than (?P<n>\d+) buckets: widen the bucket$", "分桶超过 {n} 个：请加大分桶间隔"),
+        (r"^since needs a time zone \(e\.g\. Z or \+08:00\)$", "since 须带时区（如 Z 或 +08:00）"),
         (r"^at most (?P<n>\d+) days at once$", "一次最多 {n} 天"),
         (r"^no such file$", "没有此文件"),
         (r"^the server is shutting down$", "服务器正在关闭，请稍后重试"),

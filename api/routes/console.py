@@ -174,15 +174,22 @@ async def device_stream(
     settings: SettingsDep,
     feed: FeedDep,
     who: Annotated[Principal, Depends(ANY_USER)],
+    since: Annotated[
+        datetime | None,
+        Query(description="the newest reading time the client shows (default: now's)"),
+    ] = None,
 ) -> StreamingResponse:
     """``event: reading`` with ``{"mn", "last_ts", "latest"}`` (as ``GET
-    /api/devices/{mn}``) whenever the device has reported since the stream opened or
-    since the last such event; ``event: end`` as the alert stream's (``signed_out`` when
+    /api/devices/{mn}``) whenever the device's newest reading differs from ``since`` (a
+    page passes the one it drew, so nothing between its load and the stream is missed)
+    or from the last such event; ``event: end`` as the alert stream's (``signed_out`` when
     the token stops holding, ``reconnect`` when the server shuts down).
 
     Ingest sends no notification per reading, so each stream looks at the device's
     status every couple of seconds (one indexed row) on a pooled connection it does not
     keep between looks."""
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(422, "since needs a time zone (e.g. Z or +08:00)")
     pool = request.app.state.pool
     async with pool.connection() as conn:
         info = await _device(conn, who, mn)
@@ -191,7 +198,7 @@ async def device_stream(
 
     async def events() -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
-        last = info["last_ts"]
+        last = since if since is not None else info["last_ts"]
         checked = quiet = time.monotonic()
         while True:
             await asyncio.sleep(DEVICE_POLL_S)

@@ -100,7 +100,7 @@ def _next_event(q: queue.Queue, kind: str, timeout: float = 15.0) -> tuple[int, 
     deadline = time.monotonic() + timeout
     while True:
         eid, ev = q.get(timeout=max(0.01, deadline - time.monotonic()))
-        if eid != "status" and ev["event"] == kind:
+        if eid != "status" and ev.get("event") == kind:
             return eid, ev
 
 

@@ -169,13 +169,17 @@ def test_a_device_stream_sends_each_new_reading_and_ends_at_logout(
         # another enterprise's device does not exist for this user
         r = httpx.get(f"{url}/api/devices/{MN2}/stream", headers=w.headers("enterprise"))
         assert r.status_code == 404
-        events = _open(f"{url}/api/devices/{MN1}/stream", {"Authorization": f"Bearer {token}"})
+        # the page drew the reading at t0; one stored before the stream opens still comes
         _store_reading(db_url, MN1, t0 + timedelta(minutes=1), 42.5)
+        events = _open(
+            f"{url}/api/devices/{MN1}/stream?since={t0.isoformat().replace('+', '%2B')}",
+            {"Authorization": f"Bearer {token}"},
+        )
         _, _, data = _next(events, "reading")
         assert data["mn"] == MN1
         assert datetime.fromisoformat(data["last_ts"]) == t0 + timedelta(minutes=1)
         assert [(x["pollutant"], x["value"]) for x in data["latest"]] == [("a21026", 42.5)]
-        _store_reading(db_url, MN1, t0 + timedelta(minutes=2), 43.5)
+        _store_reading(db_url, MN1, t0 + timedelta(minutes=2), 43.5)  # and a later one
         assert _next(events, "reading")[2]["latest"][0]["value"] == 43.5  # each one, once
         httpx.post(f"{url}/auth/logout", headers={"Authorization": f"Bearer {token}"})
         assert _next(events, "end")[2] == {"reason": "signed_out"}

@@ -104,11 +104,11 @@ export async function render(view, {me, args, params, live}) {
   // values, and a chart that ends now moves along; an alert on this device (the
   // console's alert stream) does the same. The stream ends with `event: end`: signed
   // out → the sign-in form; anything else → open it again shortly.
-  let alive = true, stream = null, again = null, retryMs = 1000;
+  let alive = true, stream = null, again = null, retryMs = 1000, shownTs = dev.last_ts || '';
   function show(fresh) {
     view.querySelector('#latest tbody').innerHTML = latestRows(fresh.latest);
     view.querySelector('#lastts').textContent = when(fresh.last_ts, {zone: true}) || '—';
-    view.dataset.lastTs = fresh.last_ts || '';
+    view.dataset.lastTs = shownTs = fresh.last_ts || '';
     const nowS = Date.now() / 1000;
     if (state.to >= nowS - 120 && state.to - state.from <= 86400) { const span = state.to - state.from; state.to = nowS; state.from = nowS - span; load(); }
   }
@@ -122,12 +122,12 @@ export async function render(view, {me, args, params, live}) {
     if (!alive) return;
     view.dataset.live = 'waiting';
     clearTimeout(again);
-    again = setTimeout(() => { refresh(); open(); }, retryMs);  // catch up on what came meanwhile
+    again = setTimeout(open, retryMs);  // from the reading shown: what came meanwhile comes first
     retryMs = Math.min(retryMs * 2, 30000);
   }
   function open() {
     if (!alive) return;
-    const es = stream = new EventSource(`/api/devices/${encodeURIComponent(mn)}/stream`);
+    const es = stream = new EventSource(`/api/devices/${encodeURIComponent(mn)}/stream${qs({since: shownTs})}`);
     es.onopen = () => { retryMs = 1000; view.dataset.live = 'on'; };
     es.onerror = () => { if (es.readyState === EventSource.CLOSED) reopen(); };
     es.addEventListener('reading', e => { if (alive) show(JSON.parse(e.data)); });
