@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import psycopg
+import uvicorn
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
@@ -56,6 +57,22 @@ log = logging.getLogger("offsite.api")
 
 def _page(name: str) -> str:
     return resources.files("offsite.api").joinpath("static", name).read_text("utf-8")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn waits for open responses before it shuts the app down, and an alert stream
+    never finishes by itself: end every stream first (``event: end``, reason
+    ``reconnect``) so the console resumes from where it was instead of timing out."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.offsite_app = app
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        feed = getattr(self.offsite_app.state, "feed", None)
+        if isinstance(feed, AlertFeed):
+            feed.drain()
+        await super().shutdown(sockets)
 
 
 def create_app(settings: Settings, database_url: str) -> FastAPI:

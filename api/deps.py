@@ -26,6 +26,10 @@ def _keyring(request: Request) -> KeyRing:
     return request.app.state.keyring  # type: ignore[no-any-return]
 
 
+def _accept_language(request: Request) -> str | None:
+    return request.headers.get("accept-language")
+
+
 def _feed(request: Request) -> AlertFeed:
     return request.app.state.feed  # type: ignore[no-any-return]
 
@@ -34,3 +38,5 @@ Conn = Annotated[AsyncConnection, Depends(_conn)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 KeyRingDep = Annotated[KeyRing, Depends(_keyring)]
 FeedDep = Annotated[AlertFeed, Depends(_feed)]
+# the caller's Accept-Language, for server-written text in a response (not only errors)
+AcceptLanguage = Annotated[str | None, Depends(_accept_language)]

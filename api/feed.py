@@ -33,6 +33,7 @@ JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
 """
 
 Event = tuple[int, str]  # (event id, JSON)
+FEED_APPLICATION_NAME = "offsite-alert-feed"  # names the LISTEN session in pg_stat_activity
 FEED_BACKOFF = Backoff(first_s=0.5, factor=2, max_s=30.0)
 
 
@@ -48,6 +49,8 @@ class AlertFeed:
         self.subscribers: set[asyncio.Queue[Event | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # set once the server is shutting down: open streams are ended, new ones refused
+        self.draining = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="offsite-alert-feed")
@@ -60,6 +63,20 @@ class AlertFeed:
         for q in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
+
+    def drain(self) -> None:
+        """End every open stream now and refuse new ones: the server is going away, and
+        a stream never finishes by itself, so the clients would otherwise be cut off
+        without ``event: end`` when the graceful shutdown runs out."""
+        self.draining = True
+        self._disconnect_all()
+
+    async def last_id(self) -> int:
+        """The newest alert event's id (0 when there is none): where a fresh stream stands."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT coalesce(max(id), 0) FROM alert_events")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     def subscribe(self) -> asyncio.Queue[Event | None]:
         q: asyncio.Queue[Event | None] = asyncio.Queue(self.queue_size)
@@ -111,7 +128,9 @@ class AlertFeed:
                 log.warning("alert feed lost its database connection (%s); reconnecting", exc)
 
     async def _connect(self) -> psycopg.AsyncConnection:
-        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(
+            self.url, autocommit=True, application_name=FEED_APPLICATION_NAME
+        )
         try:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         except BaseException:

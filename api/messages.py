@@ -2,8 +2,11 @@
 
 Status codes, error ``type`` codes and field locations never change; only the sentence a
 person reads does. English is the source text; a small table of patterns gives the
-Chinese for the messages users meet in the console (not found, refused, conflicts, the
-frequency guard). A message without a pattern stays English rather than half-translated.
+Chinese for every message the API's routes, the lifecycles (``rules/cases.py``,
+``rules/alerts.py``) and QR tokens raise, the schema messages forms meet, and the case
+steps the server writes (tests/unit/test_api_messages.py finds each raised message in the
+source and fails when one has no pattern). A message without a pattern stays English
+rather than half-translated.
 Pure: no I/O.
 """
 
@@ -55,8 +58,161 @@ _ZH: list[tuple[re.Pattern[str], str]] = [
         (r"^start must be before end$", "开始时间必须早于结束时间"),
         (r"^invitation (?P<id>\d+) is (?P<s>\w+)$", "邀约 {id} 当前状态为 {s}"),
         (r"^device (?P<mn>\S+) is already revoked$", "设备 {mn} 已停用"),
+        (
+            r"^device (?P<mn>\S+) is already registered; revoke it first to re-issue its "
+            r"credentials$",
+            "设备 {mn} 已注册；如需重新签发凭据，请先停用",
+        ),
+        # signing in and QR codes
+        (r"^wrong user name or password$", "用户名或密码错误"),
+        (r"^QR token is malformed$", "二维码内容无效"),
+        (
+            r"^QR token was signed with an unknown or retired key \((?P<k>.*)\)$",
+            "二维码由未知或已停用的密钥签发（{k}）",
+        ),
+        (
+            r"^QR token signature is invalid: the code is forged or altered$",
+            "二维码签名无效：该码被伪造或篡改",
+        ),
+        (
+            r"^QR code has expired: print the site's current code$",
+            "二维码已过期：请打印企业当前的二维码",
+        ),
+        (r"^the scanned URL carries no token$", "扫描的网址不含二维码令牌"),
+        (r"^QR token names an unknown enterprise \((?P<e>.*)\)$", "二维码指向未知企业（{e}）"),
+        (
+            r"^no enterprise of your region has this code \((?P<e>.*)\)$",
+            "您的管辖区域内没有使用此二维码的企业（{e}）",
+        ),
+        # visits
+        (r"^enterprise (?P<e>\S+) is not on the list$", "企业 {e} 不在名单上"),
+        (r"^alert (?P<id>\d+) is not an alert of this site$", "告警 {id} 不属于本企业"),
+        (
+            r"^task (?P<id>\d+) is another inspector's: they check in first, others join their "
+            r"visit$",
+            "任务 {id} 属于其他检查人员：由其先登记入企，其他人员加入其检查",
+        ),
+        (
+            r"^visit (?P<id>\d+) is not an open visit at this site$",
+            "检查 {id} 不是本企业正在进行的检查",
+        ),
+        # users, tasks, invitations
+        (
+            r"^enterprise_id is required for, and only for, role 'enterprise'$",
+            "企业用户必须填写所属企业（enterprise_id），其他角色不能填写",
+        ),
+        (
+            r"^'?(?P<u>[^']+)'? is not an active inspector of the region of enterprise (?P<e>\S+)$",
+            "{u} 不是企业 {e} 所在区域的在职检查人员",
+        ),
+        # cases and their attachments
+        (
+            r"^a case is about one enterprise; these alerts are of (?P<es>.+)$",
+            "一个案件只涉及一家企业；所选告警分属 {es}",
+        ),
+        (
+            r"^attachment (?P<f>.+) has (?P<n>\d+) bytes; at most (?P<m>\d+)$",
+            "附件 {f} 为 {n} 字节；最多 {m} 字节",
+        ),
+        (r"^attachment (?P<f>.+) is not base64: (?P<why>.+)$", "附件 {f} 不是 base64 编码：{why}"),
+        (
+            r"^attachment quota: (?P<what>.+) holds (?P<n>\d+) bytes of attachments; (?P<m>\d+) "
+            r"more would pass its (?P<q>\d+) \((?P<setting>\w+)\)$",
+            "附件配额：{what} 已有附件 {n} 字节；再加 {m} 字节将超过上限 {q}（{setting}）",
+        ),
+        (r"^response (?P<id>\d+) was already (?P<vd_v>\w+)$", "回复 {id} 已{vd_v}"),
+        (
+            r"^photo (?P<f>.+) has (?P<n>\d+) bytes; at most (?P<m>\d+)$",
+            "照片 {f} 为 {n} 字节；最多 {m} 字节",
+        ),
+        (r"^photo (?P<f>.+) is not base64: (?P<why>.+)$", "照片 {f} 不是 base64 编码：{why}"),
+        (
+            r"^photo (?P<f>.+) is not a PNG, JPEG, GIF or WebP image$",
+            "照片 {f} 不是 PNG、JPEG、GIF 或 WebP 图片",
+        ),
+        # the lifecycles' refusals (rules/cases.py, rules/alerts.py)
+        (
+            r"^a case that is (?P<cs_from>\w+) cannot become (?P<cs_to>\w+) \(it can become: "
+            r"(?P<cs_list>.+)\)$",
+            "案件处于“{cs_from}”，不能转为“{cs_to}”（可转为：{cs_list}）",
+        ),
+        (
+            r"^moving a case to (?P<cs_to>\w+) needs a note saying why$",
+            "案件转为“{cs_to}”须填写理由",
+        ),
+        (
+            r"^the case has (?P<n>\d+) open inspection task\(s\): their visits must report first$",
+            "案件还有 {n} 个未完成的检查任务：须待其检查结果上报后才能办结",
+        ),
+        (
+            r"^an alert that is (?P<as_from>\w+) cannot become (?P<as_to>\w+)$",
+            "处于“{as_from}”状态的告警不能转为“{as_to}”",
+        ),
+        # readings, capture, files, the feed
+        (
+            r"^start and end need a time zone \(e\.g\. Z or \+08:00\)$",
+            "开始和结束时间须带时区（如 Z 或 +08:00）",
+        ),
+        (r"^more than (?P<n>\d+) buckets: widen the bucket$", "分桶超过 {n} 个：请加大分桶间隔"),
+        (r"^since needs a time zone \(e\.g\. Z or \+08:00\)$", "since 须带时区（如 Z 或 +08:00）"),
+        (r"^at most (?P<n>\d+) days at once$", "一次最多 {n} 天"),
+        (r"^no such file$", "没有此文件"),
+        (r"^the server is shutting down$", "服务器正在关闭，请稍后重试"),
+        # the schema's own (pydantic) messages that forms meet
+        (r"^Field required$", "必填"),
+        (r"^String should have at least (?P<n>\d+) characters?$", "至少 {n} 个字符"),
+        (r"^String should have at most (?P<n>\d+) characters?$", "最多 {n} 个字符"),
+        (r"^Input should be a valid integer.*$", "须为整数"),
+        (r"^Input should be a valid number.*$", "须为数字"),
+        (r"^Input should be greater than or equal to (?P<n>\S+)$", "须大于或等于 {n}"),
+        (r"^Input should be less than or equal to (?P<n>\S+)$", "须小于或等于 {n}"),
+        (r"^Input should be (?P<choices>'.+)$", "取值须为 {choices}"),
     ]
 ]
+# state words inside messages, by the group's prefix: a case's (cs_…) and an alert's (as_…)
+_CASE_STATES = {
+    "discovered": "发现",
+    "verifying": "核实",
+    "rectifying": "整改",
+    "feedback": "反馈",
+    "closed": "办结",
+    "nothing": "无",
+}
+_ALERT_STATES = {
+    "open": "新告警",
+    "acknowledged": "已确认",
+    "assigned": "已指派",
+    "resolved": "已办结",
+    "cleared": "已消除",
+}
+_VERDICTS = {"accepted": "通过", "rejected": "驳回"}
+
+# case steps the server writes (``store/cases.py``, ``api/queries/tasks.py``); a step
+# a person wrote ("moved") keeps its note exactly as written
+_STEP_ZH: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p, re.DOTALL), z)
+    for p, z in [
+        (r"^opened from alert\(s\) (?P<ids>[\d, ]+)$", "由告警 {ids} 立案"),
+        (r"^response (?P<id>\d+) with (?P<n>\d+) attachment\(s\)$", "企业回复 {id}（附件 {n} 个）"),
+        (r"^response (?P<id>\d+)$", "企业回复 {id}"),
+        (r"^response (?P<id>\d+) accepted$", "回复 {id} 通过"),
+        (r"^response (?P<id>\d+) accepted: (?P<free>.*)$", "回复 {id} 通过：{free}"),
+        (r"^response (?P<id>\d+) rejected$", "回复 {id} 驳回"),
+        (r"^response (?P<id>\d+) rejected: (?P<free>.*)$", "回复 {id} 驳回：{free}"),
+        (r"^no response by (?P<t>\S+)$", "截至 {t} 未回复"),
+        (
+            r"^inspection task (?P<id>\d+) for (?P<u>\S+): (?P<free>.*)$",
+            "检查任务 {id}，指派给 {u}：{free}",
+        ),
+        (
+            r"^task (?P<id>\d+) done by visit (?P<v>\d+): (?P<free>.*)$",
+            "任务 {id} 已由检查 {v} 完成：{free}",
+        ),
+    ]
+]
+SERVER_STEPS = frozenset(
+    {"opened", "response", "accepted", "rejected", "escalated", "task", "task_done"}
+)
 # nouns inside "… not found"
 _NOUNS = {
     "alert": "告警",
@@ -70,6 +226,7 @@ _NOUNS = {
     "monitoring point": "监测点",
     "response": "回复",
     "invitation": "邀约",
+    "photo": "照片",
 }
 
 
@@ -108,6 +265,13 @@ def to_chinese(text: str) -> str:
         m = pattern.match(text)
         if m:
             groups = {k: v for k, v in m.groupdict().items()}
+            for k, v in groups.items():
+                if k.startswith("cs_"):
+                    groups[k] = ", ".join(_CASE_STATES.get(w, w) for w in v.split(", "))
+                elif k.startswith("as_"):
+                    groups[k] = _ALERT_STATES.get(v, v)
+                elif k.startswith("vd_"):
+                    groups[k] = _VERDICTS.get(v, v)
             if "what" in groups:
                 groups["what"] = _noun(groups["what"])
             if "why" in groups:
@@ -120,6 +284,19 @@ def to_chinese(text: str) -> str:
             if done != parts:
                 return zh_sep.join(done)
     return text
+
+
+def localise_step(kind: str, note: str | None, accept_language: str | None) -> str | None:
+    """A case step's note for the caller: the server's own sentences translated, the
+    free text inside them (a reason, findings, a verdict's note) and a person's step as
+    written."""
+    if note is None or kind not in SERVER_STEPS or not wants_chinese(accept_language):
+        return note
+    for pattern, template in _STEP_ZH:
+        m = pattern.match(note)
+        if m:
+            return template.format(**m.groupdict())
+    return note
 
 
 def localise(detail: object, accept_language: str | None) -> object:

@@ -331,7 +331,7 @@ def _migrate(db: str) -> None:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from offsite.api.app import create_app
+    from offsite.api.app import DrainingServer, create_app
     from offsite.embedded import services
 
     with services(settings.database_url, "mqtt://unused:1", settings.data_dir) as (db, _, notes):
@@ -342,8 +342,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             f"API on http://{settings.http_host}:{settings.http_port} "
             f"(OpenAPI at /docs); Ctrl-C to stop"
         )
-        uvicorn.run(
-            create_app(settings, db),
+        app = create_app(settings, db)
+        config = uvicorn.Config(
+            app,
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
@@ -355,6 +356,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=bool(settings.forwarded_allow_ips),
             forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )  # uvicorn's lines go through ours (JSON off a terminal)
+        # alert streams are ended (clients resume) before uvicorn waits for responses
+        DrainingServer(config, app).run()
     return 0
 
 

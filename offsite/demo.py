@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import uvicorn
 
-from offsite.api.app import create_app
+from offsite.api.app import DrainingServer, create_app
 from offsite.core.errors import OffsiteError
 from offsite.core.secrecy import redact
 from offsite.core.settings import Settings
@@ -184,14 +184,15 @@ def run_demo(
             out(port_note)
             settings = settings.model_copy(update={"http_port": sock.getsockname()[1]})
         app = create_app(settings, db)
-        server = uvicorn.Server(
+        server = DrainingServer(
             uvicorn.Config(
                 app,
                 host=settings.http_host,
                 port=settings.http_port,
                 log_level="warning",
                 timeout_graceful_shutdown=2,
-            )
+            ),
+            app,
         )
         api_thread = threading.Thread(
             target=server.run, args=([sock],), name="offsite-api", daemon=True

@@ -34,6 +34,7 @@ _INSERT_TOKEN = (
 )
 
 ROLES = ("admin", "regulator", "inspector", "enterprise")
+LANGUAGES = ("zh-CN", "en")  # the console's catalogues; users.lang's CHECK says the same
 MIN_PASSWORD = 12  # the API's UserCreate says the same
 API_KEY_TTL = timedelta(days=90)  # OFFSITE_API_KEY_TTL_DAYS's default; the API passes its own
 
@@ -180,6 +181,15 @@ async def upsert_user(
     if active is False:
         await deactivate_user(conn, user_id)
     return row
+
+
+async def set_language(conn: AsyncConnection, user_id: str, lang: str | None) -> bool:
+    """Keep the console language a user chose (None: back to the browser's); False if
+    no such active user."""
+    if lang is not None and lang not in LANGUAGES:
+        raise UserError(f"unknown language {lang!r}: one of {', '.join(LANGUAGES)}")
+    cur = await conn.execute("UPDATE users SET lang = %s WHERE id = %s AND active", (lang, user_id))
+    return cur.rowcount > 0
 
 
 async def deactivate_user(conn: AsyncConnection, user_id: str) -> bool:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from offsite.api.models.tasks import TaskPublic
+from offsite.api.models.visits import PhotoPublic
 
 CaseStateName = Literal["discovered", "verifying", "rectifying", "feedback", "closed"]
 
@@ -73,6 +74,9 @@ class CaseDetail(CasePublic):
     steps: list[CaseStep]
     responses: list[ResponsePublic]
     tasks: list[TaskPublic]
+    photos: list[PhotoPublic] = Field(
+        default_factory=list, description="taken at check-out on the case's visits that are over"
+    )
 
 
 class CaseMove(BaseModel):

@@ -21,11 +21,21 @@ class LoginResult(BaseModel):
     expires_at: datetime
 
 
+Language = Literal["zh-CN", "en"]
+
+
 class Me(BaseModel):
     user_id: str
     role: str
     enterprise_id: str | None
     region: str
+    lang: Language | None = Field(
+        default=None, description="the console language chosen; null: the browser's applies"
+    )
+
+
+class LanguageChoice(BaseModel):
+    lang: Language | None = Field(description="null forgets the choice (the browser's applies)")
 
 
 class UserCreate(BaseModel):

@@ -31,8 +31,31 @@ class CheckIn(BaseModel):
     )
 
 
+class PhotoIn(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, pattern=r"^[^/\\\x00]+$")
+    content_type: str = Field(default="image/jpeg", max_length=200)
+    # as a case response's attachments: OFFSITE_ATTACHMENT_MAX_BYTES is checked after decoding
+    content_base64: str = Field(max_length=140_000_000, description="the image, base64")
+
+
 class CheckOut(BaseModel):
     findings: str = Field(min_length=1, max_length=20_000)
+    photos: list[PhotoIn] = Field(
+        default_factory=list,
+        max_length=20,
+        description="photos of the findings (PNG, JPEG, GIF or WebP, proven by their bytes)",
+    )
+
+
+class PhotoPublic(BaseModel):
+    id: int
+    visit_id: int
+    inspector_id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
 
 
 class VisitInspector(BaseModel):
@@ -67,6 +90,7 @@ class VisitPublic(BaseModel):
     )
     rating_comment: str | None = None
     rated_at: datetime | None = None
+    photos: list[PhotoPublic] = Field(default_factory=list, description="taken at check-out")
 
 
 # what the enterprise said of a visit: the inspecting side never reads it

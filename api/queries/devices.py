@@ -3,6 +3,7 @@ and revocation."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -36,6 +37,13 @@ async def list_devices(
 async def device_exists(conn: AsyncConnection, mn: str) -> bool:
     cur = await conn.execute("SELECT 1 FROM devices WHERE mn = %s", (mn,))
     return await cur.fetchone() is not None
+
+
+async def last_reading_at(conn: AsyncConnection, mn: str) -> datetime | None:
+    """The device time of the device's newest reading (None before its first)."""
+    cur = await conn.execute("SELECT last_ts FROM device_status WHERE mn = %s", (mn,))
+    row = await cur.fetchone()
+    return row[0] if row else None
 
 
 async def device_info(conn: AsyncConnection, mn: str) -> dict[str, Any] | None:

@@ -21,6 +21,13 @@ async def principal_for_token(conn: AsyncConnection, digest: bytes) -> dict[str,
         return await cur.fetchone()
 
 
+async def user_language(conn: AsyncConnection, user_id: str) -> str | None:
+    """The console language the user chose, or None (the browser's applies)."""
+    cur = await conn.execute("SELECT lang FROM users WHERE id = %s", (user_id,))
+    row = await cur.fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
 async def login_user(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(

@@ -230,3 +230,53 @@ async def list_visits(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql.encode(), [*args, limit, offset])
         return await cur.fetchall()
+
+
+PHOTO_COLS = """p.id, p.visit_id, p.inspector_id, p.filename, p.content_type, p.size,
+    encode(p.sha256, 'hex') AS sha256, p.created_at"""
+
+
+async def add_photos(
+    conn: AsyncConnection,
+    visit_id: int,
+    inspector_id: str,
+    photos: list[tuple[str, str, bytes, bytes]],
+) -> None:
+    """Keep an inspector's photos of a visit: (filename, content type, content, SHA-256)."""
+    for name, ctype, content, digest in photos:
+        await conn.execute(
+            """INSERT INTO visit_photos (visit_id, inspector_id, filename, content_type, size,
+                                        sha256, content) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            (visit_id, inspector_id, name, ctype, len(content), digest, content),
+        )
+
+
+async def photos_of_visits(conn: AsyncConnection, visit_ids: list[int]) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"SELECT {PHOTO_COLS} FROM visit_photos p WHERE p.visit_id = ANY(%s) ORDER BY p.id",
+            (visit_ids,),
+        )
+        return await cur.fetchall()
+
+
+async def photos_of_case(conn: AsyncConnection, case_id: int) -> list[dict[str, Any]]:
+    """The photos of the case's visits that are over (a joint visit still under way
+    shows its photos when its last inspector leaves)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"""SELECT {PHOTO_COLS} FROM visit_photos p JOIN visits v ON v.id = p.visit_id
+                WHERE v.case_id = %s AND v.checked_out_at IS NOT NULL ORDER BY p.id""",
+            (case_id,),
+        )
+        return await cur.fetchall()
+
+
+async def photo(conn: AsyncConnection, visit_id: int, photo_id: int) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT filename, content_type, content, sha256 FROM visit_photos
+               WHERE id = %s AND visit_id = %s""",
+            (photo_id, visit_id),
+        )
+        return await cur.fetchone()

@@ -35,9 +35,17 @@ router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 HEARTBEAT_S = 15.0
 REPLAY_PAGE = 1000
 EVENT_RECHECK_S = 1.0  # before an event, the token is re-read if older than this
-# what a stream whose token stopped holding sends last (the browser's EventSource then
-# reconnects, gets 401 and gives up)
-SIGNED_OUT = b'event: end\ndata: {"reason":"the session ended"}\n\n'
+# why a stream ended (the console resumes after "reconnect", signs in again after "signed_out")
+END_SIGNED_OUT = "signed_out"  # the token stopped holding: logout, deactivation, expiry
+END_RECONNECT = "reconnect"  # the server is going away or the feed lost events: resume
+
+
+def end_event(reason: str, position: int) -> bytes:
+    """The last event of a stream: ``id`` is where a client resumes (``?after=`` or
+    Last-Event-ID), so nothing is lost or sent twice across the gap."""
+    data = json.dumps({"reason": reason})
+    head = f"id: {position}\n" if position >= 0 else ""
+    return f"{head}event: end\ndata: {data}\n\n".encode()
 
 
 @router.get("", response_model=list[AlertPublic], summary="List and filter alerts")
@@ -86,13 +94,21 @@ async def stream(
 ) -> StreamingResponse:
     """Each event is ``id: <event id>``, ``event: alert``, ``data: <alert JSON>``.
 
-    Reconnect with ``Last-Event-ID`` (browsers do) to receive what was missed. Only
-    events of enterprises the caller may see are sent (ids skip the others).
+    The first event is ``event: ready`` whose ``id`` is where the stream stands (after
+    the replay, or the newest event for a fresh stream). Reconnect with ``Last-Event-ID``
+    (browsers do) or ``?after=`` to receive what was missed. Only events of enterprises
+    the caller may see are sent (ids skip the others).
 
     The stream lives no longer than its token: it is re-checked every
     ``OFFSITE_FEED_RECHECK_S`` and before an event is sent (at most once a second), and
-    after logout, deactivation or expiry the stream sends ``event: end`` and closes.
+    after logout, deactivation or expiry the stream sends ``event: end`` with
+    ``{"reason": "signed_out"}`` and closes. When the server shuts down, or the feed lost
+    events (its database connection dropped, the client fell behind), it sends
+    ``event: end`` with ``{"reason": "reconnect"}`` and the ``id`` to resume from.
+    While shutting down, a new stream is answered 503.
     """
+    if feed.draining:
+        raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "2"})
     start_after = last_event_id if last_event_id is not None else after
     recheck_s = settings.feed_recheck_s
     checked = time.monotonic()
@@ -110,6 +126,9 @@ async def stream(
         try:
             yield b"retry: 2000\n\n"
             seen = -1
+            # a fresh stream stands at the newest event: a client that reconnects from
+            # here loses nothing that happened in between (events already queued still go)
+            base = await feed.last_id() if start_after is None else -1
             if start_after is not None:
                 seen = start_after
                 while True:  # page through everything missed, not just the first page
@@ -121,24 +140,26 @@ async def stream(
                         yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
                     if len(page) < REPLAY_PAGE:
                         break
+            yield f"id: {max(seen, base)}\nevent: ready\ndata: {{}}\n\n".encode()
             while True:
                 if await request.is_disconnected():
                     return
                 if not await holds(event=False):
-                    yield SIGNED_OUT
+                    yield end_event(END_SIGNED_OUT, max(seen, base))
                     return
                 try:
                     item = await asyncio.wait_for(q.get(), min(HEARTBEAT_S, recheck_s))
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if item is None:  # feed stopping, or we were too slow: client reconnects
+                if item is None:  # feed stopping, or we were too slow: client resumes
+                    yield end_event(END_RECONNECT, max(seen, base))
                     return
                 eid, data = item
                 if eid <= seen or not _visible(who, data):
                     continue
                 if not await holds(event=True):
-                    yield SIGNED_OUT
+                    yield end_event(END_SIGNED_OUT, max(seen, base))
                     return
                 yield f"id: {eid}\nevent: alert\ndata: {data}\n\n".encode()
         finally:

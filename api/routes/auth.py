@@ -15,7 +15,7 @@ from offsite.api import queries
 from offsite.api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
 from offsite.api.deps import Conn, SettingsDep
 from offsite.api.guard import LOGIN_BODY
-from offsite.api.models.users import LoginRequest, LoginResult, Me
+from offsite.api.models.users import LanguageChoice, LoginRequest, LoginResult, Me
 from offsite.api.ratelimit import RateLimiter
 from offsite.core.credentials import DUMMY_HASH, new_token, token_digest, verify_password
 from offsite.store import audit
@@ -100,10 +100,27 @@ async def logout(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> Re
 
 
 @router.get("/me", response_model=Me, summary="Who the token belongs to")
-async def me(who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
+async def me(conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
     return {
         "user_id": who.user_id,
         "role": who.role.value,
         "enterprise_id": who.enterprise_id,
         "region": who.region,
+        "lang": await queries.users.user_language(conn, who.user_id),
     }
+
+
+@router.put(
+    "/me/language",
+    response_model=Me,
+    summary="Keep the console language for this user (on every browser and phone)",
+)
+async def set_language(
+    body: LanguageChoice, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> dict:
+    async with conn.transaction():
+        if not await user_store.set_language(conn, who.user_id, body.lang):
+            raise HTTPException(404, f"user {who.user_id} not found")
+        subject = f"user:{who.user_id}"
+        await audit.append(conn, who.user_id, "user.language", subject, {"lang": body.lang})
+    return await me(conn, who)

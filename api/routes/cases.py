@@ -20,8 +20,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from offsite.api import queries
 from offsite.api.attachments import ATTACHMENT_CSP, served_type
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
-from offsite.api.deps import Conn, SettingsDep
+from offsite.api.deps import AcceptLanguage, Conn, SettingsDep
 from offsite.api.guard import UPLOAD_BODY
+from offsite.api.messages import localise_step
 from offsite.api.models.cases import (
     CaseCreate,
     CaseDetail,
@@ -58,7 +59,11 @@ async def _case(conn: Conn, case_id: int, who: Principal, *, lock: bool = False)
     },
 )
 async def open_case(
-    body: CaseCreate, conn: Conn, settings: SettingsDep, who: Annotated[Principal, Depends(STAFF)]
+    body: CaseCreate,
+    conn: Conn,
+    settings: SettingsDep,
+    who: Annotated[Principal, Depends(STAFF)],
+    lang: AcceptLanguage,
 ) -> dict:
     ids = sorted(set(body.alert_ids))
     owners = await queries.alerts.alert_owners(conn, ids)
@@ -82,7 +87,7 @@ async def open_case(
     title = body.title or f"alerts {', '.join(map(str, ids))}"
     async with conn.transaction():
         case_id = await case_store.create_case(conn, enterprises[0], title, ids, who.user_id, due)
-    return await _detail(conn, case_id, who)
+    return await _detail(conn, case_id, who, lang)
 
 
 @router.get("", response_model=list[CasePublic], summary="Cases, newest first (your scope)")
@@ -120,15 +125,24 @@ async def notifications(
     responses={404: {"description": "none"}},
     summary="A case with its alerts, steps, responses and tasks",
 )
-async def get_case(case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]) -> dict:
-    return await _detail(conn, case_id, who)
+async def get_case(
+    case_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)], lang: AcceptLanguage
+) -> dict:
+    return await _detail(conn, case_id, who, lang)
 
 
-async def _detail(conn: Conn, case_id: int, who: Principal) -> dict:
+async def _detail(conn: Conn, case_id: int, who: Principal, lang: str | None) -> dict:
     """A case as ``who`` may see it: an enterprise is not told of an inspection before
-    the visit (``queries.cases.as_enterprise_sees``)."""
+    the visit (``queries.cases.as_enterprise_sees``); the steps the server wrote read in
+    the caller's language (people's notes stay as written)."""
     detail = await queries.cases.case_detail(conn, await _case(conn, case_id, who))
-    return queries.cases.as_enterprise_sees(detail) if who.role is Role.ENTERPRISE else detail
+    if who.role is Role.ENTERPRISE:
+        detail = queries.cases.as_enterprise_sees(detail)
+    detail["steps"] = [
+        {**s, "note": localise_step(s["kind"], s["note"], lang)} for s in detail["steps"]
+    ]
+    detail["photos"] = await queries.visits.photos_of_case(conn, case_id)
+    return detail
 
 
 @router.post(
@@ -141,7 +155,11 @@ async def _detail(conn: Conn, case_id: int, who: Principal) -> dict:
     },
 )
 async def move_case(
-    case_id: int, body: CaseMove, conn: Conn, who: Annotated[Principal, Depends(STAFF)]
+    case_id: int,
+    body: CaseMove,
+    conn: Conn,
+    who: Annotated[Principal, Depends(STAFF)],
+    lang: AcceptLanguage,
 ) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
@@ -155,7 +173,7 @@ async def move_case(
         except InvalidTransition as exc:
             raise HTTPException(409, str(exc)) from exc
         await case_store.move_case(conn, case, body.to, who.user_id, body.note)
-    return await _detail(conn, case_id, who)
+    return await _detail(conn, case_id, who, lang)
 
 
 @router.post(
@@ -177,6 +195,7 @@ async def respond(
     conn: Conn,
     settings: SettingsDep,
     who: Annotated[Principal, Depends(ENTERPRISE)],
+    lang: AcceptLanguage,
 ) -> dict:
     files = []
     for a in body.attachments:
@@ -217,7 +236,7 @@ async def respond(
                         f"(OFFSITE_ATTACHMENT_{setting}_MAX_BYTES)",
                     )
         await case_store.add_response(conn, case, who.user_id, body.explanation, files)
-    return await _detail(conn, case_id, who)
+    return await _detail(conn, case_id, who, lang)
 
 
 @router.post(
@@ -235,6 +254,7 @@ async def verdict(
     body: Verdict,
     conn: Conn,
     who: Annotated[Principal, Depends(STAFF)],
+    lang: AcceptLanguage,
 ) -> dict:
     async with conn.transaction():
         case = await _case(conn, case_id, who, lock=True)
@@ -251,7 +271,7 @@ async def verdict(
         await case_store.judge_response(
             conn, case, response_id, body.accept, who.user_id, body.note, new_due
         )
-    return await _detail(conn, case_id, who)
+    return await _detail(conn, case_id, who, lang)
 
 
 @router.get(

@@ -8,20 +8,25 @@ answers 404, and exports contain only what the caller may list.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import mimetypes
+import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import FileResponse, Response
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from offsite.api import queries
-from offsite.api.auth import ANY_USER, PUBLIC, Principal, Role, visible_or_404
+from offsite.api.auth import ANY_USER, PUBLIC, Principal, Role, still_holds, visible_or_404
 from offsite.api.capture import active_since, capture_by_day
 from offsite.api.csvout import to_csv
-from offsite.api.deps import Conn
+from offsite.api.deps import Conn, FeedDep, SettingsDep
 from offsite.api.models.alerts import AlertFacets, AlertPublic, Severity, State
 from offsite.api.models.devices import DeviceDetail
 from offsite.api.models.enterprises import EnterpriseDetail
@@ -30,6 +35,7 @@ from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.readings import CapturePage, ReadingPublic
 from offsite.api.models.visits import RATING_FIELDS, VisitPublic
 from offsite.api.overview import build_overview, site_day_start
+from offsite.api.routes.alerts import END_RECONNECT, END_SIGNED_OUT, end_event
 from offsite.api.routes.devices import MAX_RAW_ROWS, readings_page
 
 router = APIRouter(tags=["console"])
@@ -146,6 +152,94 @@ async def device_detail(mn: str, conn: Conn, who: Annotated[Principal, Depends(A
         else []
     )
     return info
+
+
+def _json_value(v: object) -> str:
+    return v.isoformat() if isinstance(v, datetime) else str(v)
+
+
+DEVICE_POLL_S = 2.0  # how often an open device page's stream looks for a newer reading
+DEVICE_HEARTBEAT_S = 15.0
+
+
+@router.get(
+    "/api/devices/{mn}/stream",
+    response_class=StreamingResponse,
+    summary="A device's new readings, live (Server-Sent Events)",
+    responses={404: {"description": "no such device"}},
+)
+async def device_stream(
+    mn: str,
+    request: Request,
+    settings: SettingsDep,
+    feed: FeedDep,
+    who: Annotated[Principal, Depends(ANY_USER)],
+    since: Annotated[
+        datetime | None,
+        Query(description="the newest reading time the client shows (default: now's)"),
+    ] = None,
+) -> StreamingResponse:
+    """``event: reading`` with ``{"mn", "last_ts", "latest"}`` (as ``GET
+    /api/devices/{mn}``) whenever the device's newest reading differs from ``since`` (a
+    page passes the one it drew, so nothing between its load and the stream is missed)
+    or from the last such event; ``event: end`` as the alert stream's (``signed_out`` when
+    the token stops holding, ``reconnect`` when the server shuts down).
+
+    Ingest sends no notification per reading, so each stream looks at the device's
+    status every couple of seconds (one indexed row) on a pooled connection it does not
+    keep between looks."""
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(422, "since needs a time zone (e.g. Z or +08:00)")
+    pool = request.app.state.pool
+    async with pool.connection() as conn:
+        info = await _device(conn, who, mn)
+    if feed.draining:
+        raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "2"})
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"retry: 2000\n\n"
+        last = since if since is not None else info["last_ts"]
+        checked = quiet = time.monotonic()
+        while True:
+            await asyncio.sleep(DEVICE_POLL_S)
+            if await request.is_disconnected():
+                return
+            if feed.draining:
+                yield end_event(END_RECONNECT, -1)
+                return
+            now = time.monotonic()
+            if now - checked >= settings.feed_recheck_s:
+                checked = now
+                if not await still_holds(request, who):
+                    yield end_event(END_SIGNED_OUT, -1)
+                    return
+            try:
+                async with pool.connection() as conn:
+                    ts = await queries.devices.last_reading_at(conn, mn)
+                    if ts is None or ts == last:
+                        latest = None
+                    else:
+                        latest = await queries.readings.latest_values(conn, mn, ts)
+            except psycopg.OperationalError:  # the database is away: look again later
+                continue
+            if latest is None:
+                if now - quiet >= DEVICE_HEARTBEAT_S:
+                    quiet = now
+                    yield b": keep-alive\n\n"
+                continue
+            last, quiet = ts, now
+            data = json.dumps(
+                {"mn": mn, "last_ts": ts, "latest": latest},
+                default=_json_value,
+                separators=(",", ":"),
+            )
+            yield f"event: reading\ndata: {data}\n\n".encode()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get(

@@ -7,22 +7,29 @@ bad network, a double tap) returns the open visit instead of creating a second o
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import time
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from psycopg import AsyncConnection
 
 from offsite.api import queries
+from offsite.api.attachments import ATTACHMENT_CSP, served_type
 from offsite.api.auth import ANY_USER, ENTERPRISE, INSPECTOR, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.errors import TokenError
+from offsite.api.guard import UPLOAD_BODY
 from offsite.api.models.paging import MAX_OFFSET
 from offsite.api.models.visit_guard import NoDisturbance, NoDisturbancePublic, RefusalPublic
 from offsite.api.models.visits import (
     RATING_FIELDS,
     CheckIn,
     CheckOut,
+    PhotoIn,
     ScanPreview,
     ScanRequest,
     VisitPublic,
@@ -349,6 +356,55 @@ async def _visit_to_join(
     return None
 
 
+def _photos(photos: list[PhotoIn], max_bytes: int) -> list[tuple[str, str, bytes, bytes]]:
+    """Decoded photos, each within OFFSITE_ATTACHMENT_MAX_BYTES (as a case response's
+    attachments) and an image its first bytes prove (PNG, JPEG, GIF, WebP): a phone's
+    camera gives one of these, and nothing else may pose as a photo."""
+    out = []
+    for p in photos:
+        try:
+            content = base64.b64decode(p.content_base64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise HTTPException(422, f"photo {p.filename!r} is not base64: {exc}") from exc
+        if len(content) > max_bytes:
+            raise HTTPException(
+                413, f"photo {p.filename!r} has {len(content)} bytes; at most {max_bytes}"
+            )
+        kind = served_type(p.content_type, content[:16])
+        if not kind.startswith("image/"):
+            raise HTTPException(422, f"photo {p.filename!r} is not a PNG, JPEG, GIF or WebP image")
+        out.append((p.filename, kind, content, hashlib.sha256(content).digest()))
+    return out
+
+
+@router.get(
+    "/{visit_id}/photos/{photo_id}",
+    response_class=Response,
+    summary="A photo taken at check-out, as it was sent (X-Content-SHA256 to check it)",
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "none"}},
+)
+async def get_photo(
+    visit_id: int, photo_id: int, conn: Conn, who: Annotated[Principal, Depends(ANY_USER)]
+) -> Response:
+    await get_visit(visit_id, conn, who)  # the visit's own visibility, 404 alike
+    found = await queries.visits.photo(conn, visit_id, photo_id)
+    if found is None:
+        raise HTTPException(404, f"photo {photo_id} not found")
+    content = bytes(found["content"])
+    name = quote(found["filename"], safe="")
+    return Response(
+        content,
+        media_type=served_type(found["content_type"], content[:16]),
+        headers={
+            "X-Content-SHA256": bytes(found["sha256"]).hex(),
+            "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": ATTACHMENT_CSP,
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
 async def _with_people(conn: AsyncConnection, visit: dict, who: Principal) -> dict:
     return (await _complete(conn, [visit], who))[0]
 
@@ -356,10 +412,16 @@ async def _with_people(conn: AsyncConnection, visit: dict, who: Principal) -> di
 async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -> list[dict]:
     """Add each visit's inspectors; hide the enterprise's rating from inspectors (the
     inspecting side must not see who rated them how)."""
-    people = await queries.visits.participants(conn, [v["id"] for v in visits])
+    ids = [v["id"] for v in visits]
+    people = await queries.visits.participants(conn, ids)
+    photos = await queries.visits.photos_of_visits(conn, ids)
     out = []
     for v in visits:
-        v = {**v, "inspectors": people.get(v["id"], [])}
+        v = {
+            **v,
+            "inspectors": people.get(v["id"], []),
+            "photos": [p for p in photos if p["visit_id"] == v["id"]],
+        }
         if who.role is Role.INSPECTOR:
             v.update(dict.fromkeys(RATING_FIELDS))
         out.append(v)
@@ -372,14 +434,22 @@ async def _complete(conn: AsyncConnection, visits: list[dict], who: Principal) -
     summary="Check out of a visit with findings",
     description="Each inspector of a joint visit checks out with their findings; "
     "the visit ends when the last one leaves, and closes its task.",
+    openapi_extra=UPLOAD_BODY,
     responses={
         404: {"description": "no such visit of this inspector"},
         409: {"description": "already checked out"},
+        413: {"description": "a photo (or the request) is too large"},
+        422: {"description": "a photo is not base64, or not an image"},
     },
 )
 async def check_out(
-    visit_id: int, body: CheckOut, conn: Conn, who: Annotated[Principal, Depends(INSPECTOR)]
+    visit_id: int,
+    body: CheckOut,
+    conn: Conn,
+    settings: SettingsDep,
+    who: Annotated[Principal, Depends(INSPECTOR)],
 ) -> dict:
+    photos = _photos(body.photos, settings.attachment_max_bytes)
     visit = await queries.visits.get_visit(conn, visit_id)
     member = (
         None if visit is None else await queries.visits.is_participant(conn, visit_id, who.user_id)
@@ -405,8 +475,14 @@ async def check_out(
                 who.user_id,
                 "visit.check_out",
                 f"visit:{visit_id}",
-                {"findings": body.findings, "visit_over": over, "advisory": visit["advisory"]},
+                {
+                    "findings": body.findings,
+                    "visit_over": over,
+                    "advisory": visit["advisory"],
+                    "photos": [{"filename": p[0], "sha256": p[3].hex()} for p in photos],
+                },
             )
+            await queries.visits.add_photos(conn, visit_id, who.user_id, photos)
         if over and visit["task_id"] is not None:
             final = await queries.visits.get_visit(conn, visit_id)
             task = await queries.tasks.get_task(conn, visit["task_id"], lock=True)

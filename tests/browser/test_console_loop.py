@@ -1,6 +1,6 @@
 """The console as its users work in it, in headless chromium on the real stack: Chinese by
 default and English on request, one time convention (the sites' zone, 24 h) even in a
-browser set to another zone, every page usable on a 390 px phone, the closed loop
+browser set to another zone, every page usable on a 360 px phone, the closed loop
 regulator ↔ enterprise ↔ inspector (a phone check-in for a task), the frequency guard's
 refusal answered on the phone, the overview pinning a fresh critical until someone
 acknowledges it, and an accessibility pass (axe-core, vendored) on every page.
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,8 +40,25 @@ pytestmark = pytest.mark.integration
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 CATALOGUE = Path(__file__).resolve().parents[2] / "api" / "static" / "console" / "i18n"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-PHONE = (390, 844)
+PHONE = (360, 780)  # the narrowest phones in use: every page must work at 360 px
 LIVE_MS = 10_000
+
+
+def tiny_png(width: int = 4, height: int = 3) -> bytes:
+    """A real PNG (the browser must draw it): one grey image, built by hand."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def keys_shown(page: Any) -> list[str]:
@@ -143,7 +162,7 @@ def test_chinese_by_default_english_on_request_one_time_convention(
             assert re.search(r"\((mg/m³|mg/L)\)", legend), legend
     assert not page.errors, page.errors
 
-    # the switch is kept in this browser: English until changed back
+    # the switch is kept for this user: English until changed back
     page.select_option("#lang", "en")
     page.wait_for_selector("html[lang=en]")
     page.wait_for_selector("#nav a:text-is('Overview')")
@@ -158,6 +177,10 @@ def test_chinese_by_default_english_on_request_one_time_convention(
     # and the API answers in the chosen language too
     zh = page.request.get(f"{w.url}/api/alerts/99999999", headers={"Accept-Language": "zh-CN"})
     assert zh.status == 404 and zh.json()["detail"] == "未找到告警 99999999"
+    # the choice is the user's, kept on the server; forgotten again for the tests after this
+    assert page.request.get(f"{w.url}/auth/me").json()["lang"] == "en"
+    reset = page.request.put(f"{w.url}/auth/me/language", data={"lang": None})
+    assert reset.ok and reset.json()["lang"] is None, reset.text()
 
 
 def test_device_page_from_an_alert_shows_the_alerts_pollutant(
@@ -265,8 +288,17 @@ def test_the_closed_loop_regulator_enterprise_inspector_with_a_phone_check_in(
     assert scalar(w.db_url, "SELECT task_id FROM visits WHERE id = %s", visit_id) == task_id
     shot(phone, screenshots, "checked-in-phone-zh")
     phone.fill("#findings", "分析仪校准正常，探头已清洗")
+    # a photo of the findings, from the phone's camera
+    assert phone.get_attribute("#photos", "accept") == "image/*"
+    assert phone.get_attribute("#photos", "capture") == "environment"
+    phone.set_input_files(
+        "#photos", files=[{"name": "探头.png", "mimeType": "image/png", "buffer": tiny_png()}]
+    )
+    no_overflow(phone, "check-out form")
+    axe(phone, "check-out form")
     phone.click("#checkout button")
     phone.wait_for_selector("#doneout")
+    assert phone.inner_text("#photocount") == "1 张"
     assert scalar(w.db_url, "SELECT state FROM inspection_tasks WHERE id = %s", task_id) == "done"
     assert not phone.errors, phone.errors
 
@@ -280,6 +312,12 @@ def test_the_closed_loop_regulator_enterprise_inspector_with_a_phone_check_in(
         reg.wait_for_selector(f"h2 [data-state={to}]")
     assert scalar(w.db_url, "SELECT state FROM cases WHERE id = %s", case_id) == "closed"
     assert reg.locator("#timeline li").count() >= 6
+    # the inspector's photo is on the timeline, and loads (an image, not a broken link)
+    reg.wait_for_function(
+        "() => { const i = document.querySelector('#timeline img.photo');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    assert "现场照片" in reg.inner_text("#timeline")
     shot(reg, screenshots, "case-closed-zh")
 
     # the enterprise rates the visit once: the form goes, a second rating is refused

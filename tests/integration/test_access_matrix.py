@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 
 from offsite.api.auth import all_routes, require_declared
 from offsite.api.routes import alerts as alert_routes
+from offsite.api.routes import console as console_routes
 from tests.integration.security_fixtures import (
     MN1,
     MN3,
@@ -51,6 +52,9 @@ ACCESS: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/auth/me"): EVERYONE,
     ("GET", "/api/alerts"): EVERYONE,
     ("GET", "/api/alerts/stream"): EVERYONE,
+    ("GET", "/api/devices/{mn}/stream"): EVERYONE,
+    ("PUT", "/auth/me/language"): EVERYONE,
+    ("GET", "/api/visits/{visit_id}/photos/{photo_id}"): EVERYONE,
     ("GET", "/api/alerts/{alert_id}"): EVERYONE,
     ("POST", "/api/alerts/{alert_id}/acknowledge"): STAFF,
     ("POST", "/api/alerts/{alert_id}/resolve"): STAFF,
@@ -155,8 +159,8 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
     ).json()["id"]
     month = time.strftime("%Y-%m", time.gmtime())
 
-    def stream(h: dict) -> Any:
-        with client.stream("GET", "/api/alerts/stream", headers=h) as resp:
+    def stream(h: dict, url: str = "/api/alerts/stream") -> Any:
+        with client.stream("GET", url, headers=h) as resp:
             return resp
 
     return {
@@ -177,6 +181,13 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
         ),
         ("POST", "/auth/logout"): lambda h: client.post("/auth/logout", headers=h),
         ("GET", "/auth/me"): lambda h: client.get("/auth/me", headers=h),
+        ("PUT", "/auth/me/language"): lambda h: client.put(
+            "/auth/me/language", headers=h, json={"lang": None}
+        ),
+        ("GET", "/api/devices/{mn}/stream"): lambda h: stream(h, f"/api/devices/{MN1}/stream"),
+        ("GET", "/api/visits/{visit_id}/photos/{photo_id}"): lambda h: client.get(
+            f"/api/visits/{v1}/photos/999999", headers=h
+        ),
         ("GET", "/api/alerts"): lambda h: client.get("/api/alerts", headers=h),
         ("GET", "/api/alerts/stream"): stream,
         ("GET", "/api/alerts/{alert_id}"): lambda h: client.get(f"/api/alerts/{a1}", headers=h),
@@ -314,6 +325,7 @@ def _requests(w: World, client: Any) -> dict[tuple[str, str], Callable[[dict], A
 
 def test_every_route_allows_and_denies_exactly_as_declared(db_url: str, monkeypatch) -> None:
     monkeypatch.setattr(alert_routes, "HEARTBEAT_S", 0.1)  # streams notice the hang-up fast
+    monkeypatch.setattr(console_routes, "DEVICE_POLL_S", 0.1)
     w = build_world(db_url)
     with api_client(db_url) as client:
         assert _routes(client.app) == set(ACCESS), "declare the new route in ACCESS"

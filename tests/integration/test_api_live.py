@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from offsite.api.app import create_app
+from offsite.api.app import DrainingServer, create_app
 from offsite.core.registry import registry_from_dict
 from offsite.core.settings import Settings
 from offsite.embedded import free_port
@@ -57,14 +57,12 @@ REGISTRY = registry_from_dict(
 @contextmanager
 def serving(settings: Settings, db_url: str) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(
+    app = create_app(settings, db_url)
+    server = DrainingServer(
         uvicorn.Config(
-            create_app(settings, db_url),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=1,
-        )
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        ),
+        app,
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -102,7 +100,7 @@ def _next_event(q: queue.Queue, kind: str, timeout: float = 15.0) -> tuple[int, 
     deadline = time.monotonic() + timeout
     while True:
         eid, ev = q.get(timeout=max(0.01, deadline - time.monotonic()))
-        if eid != "status" and ev["event"] == kind:
+        if eid != "status" and ev.get("event") == kind:
             return eid, ev
 
 

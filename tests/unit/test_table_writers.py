@@ -56,6 +56,7 @@ OWNERS: dict[str, str] = {
     "visit_refusals": "api/queries/visit_guard.py",
     "visits": "api/queries/visits.py",
     "visit_inspectors": "api/queries/visits.py",
+    "visit_photos": "api/queries/visits.py",
 }
 
 _WRITE = re.compile(

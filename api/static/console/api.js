@@ -44,6 +44,22 @@ async function send(method, url, body) {
   return r.status === 204 ? null : r.json();
 }
 
+// files of an <input type=file> → [{filename, content_type, content_base64}], as the
+// API takes attachments and photos
+export async function filesAsBase64(input) {
+  const out = [];
+  for (const f of input?.files || []) {
+    const b64 = await new Promise((ok, fail) => {
+      const r = new FileReader();
+      r.onload = () => ok(String(r.result).split(',', 2)[1] || '');
+      r.onerror = () => fail(r.error);
+      r.readAsDataURL(f);
+    });
+    out.push({filename: f.name, content_type: f.type || 'application/octet-stream', content_base64: b64});
+  }
+  return out;
+}
+
 // enterprise id → name, fetched once per page load (lists carry ids; people read names)
 let names = null;
 export async function enterpriseNames() {

@@ -116,11 +116,58 @@ banner.addEventListener('click', e => {
 document.addEventListener('offsite:unseen-changed', () => refreshUnseen());
 const critical = a => refreshUnseen(a);
 
+// The live stream, resumed where it stopped. The server ends a stream with `event: end`:
+// "signed_out" → the session is over, sign in again; anything else (a restart, a lost
+// feed) → reconnect with ?after=<the last event id> so nothing is lost or seen twice. A
+// stream the browser gave up on (an error status) is retried the same way, with backoff.
+const RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000;
+let lastEventId = null, retryMs = RETRY_FIRST_MS, stream = null;
+
+function position(e) {
+  const id = Number(e.lastEventId);
+  if (e.lastEventId !== '' && Number.isFinite(id)) lastEventId = Math.max(lastEventId ?? id, id);
+}
+
+function resumeLater(status) {
+  stream?.close();
+  status.textContent = t('status.reconnecting'); status.className = '';
+  const wait = retryMs;
+  retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+  setTimeout(async () => {
+    try { await get('/auth/me'); }
+    catch (e) {
+      if (e.status === 401) { location.reload(); return; }  // the sign-in form
+      resumeLater(status); return;  // the server is still away
+    }
+    connect(status);
+  }, wait);
+}
+
 function connect(status) {
-  const es = new EventSource('/api/alerts/stream');
+  const es = stream = new EventSource(`/api/alerts/stream${lastEventId === null ? '' : `?after=${lastEventId}`}`);
+  document.body.dataset.stream = 'connecting';
   es.onopen = () => { status.textContent = t('status.live'); status.className = 'live'; };
-  es.onerror = () => { status.textContent = t('status.reconnecting'); status.className = ''; };
+  es.onerror = () => {
+    status.textContent = t('status.reconnecting'); status.className = '';
+    if (es.readyState === EventSource.CLOSED) resumeLater(status);  // the browser gave up
+  };
+  es.addEventListener('ready', e => {
+    position(e); retryMs = RETRY_FIRST_MS;
+    document.body.dataset.stream = 'live';
+    document.body.dataset.streamAfter = String(lastEventId ?? '');
+  });
+  es.addEventListener('end', e => {
+    position(e); es.close();
+    document.body.dataset.stream = 'ended';
+    let reason = '';
+    try { reason = JSON.parse(e.data).reason; } catch { /* an old server: resume */ }
+    if (reason === 'signed_out') { location.reload(); return; }
+    resumeLater(status);
+  });
   es.addEventListener('alert', e => {
+    const id = Number(e.lastEventId);
+    if (lastEventId !== null && id <= lastEventId) return;  // already shown
+    position(e);
     const a = JSON.parse(e.data);
     if (a.severity === 'critical' && (a.event === 'opened' || a.event === 'reopened')) critical(a);
     else if (a.severity === 'critical') refreshUnseen();
@@ -154,6 +201,12 @@ function languageSwitch() {
 // every form is handled by its page's script: a submit nobody handled must not reload
 // the page with the form's fields in the address
 document.addEventListener('submit', e => { if (!e.defaultPrevented) e.preventDefault(); });
+
+// a request a page did not wait for that finds the session over (401): to the sign-in
+// form, not an error in the console
+window.addEventListener('unhandledrejection', e => {
+  if (e.reason instanceof HttpError && e.reason.status === 401) { e.preventDefault(); location.reload(); }
+});
 
 async function main() {
   translateDom();

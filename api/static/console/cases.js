@@ -3,7 +3,7 @@
 // form with attachments; verdicts; inspection tasks with a person picker; invitations;
 // and the frequency guard's no-disturbance list and refusals. The server decides who
 // may do what; the buttons shown follow the role.
-import {get, post, put, del, qs, esc, when, t, enterpriseNames} from '/static/console/api.js';
+import {get, post, put, del, qs, esc, when, t, enterpriseNames, filesAsBase64} from '/static/console/api.js';
 import {countdown, roleName} from '/static/console/i18n.js';
 import {assignableUsers, userOptions} from '/static/console/actions.js';
 
@@ -52,20 +52,6 @@ export async function render(view, {me, params}) {
   view.querySelector('#cf').addEventListener('change', e => { location.hash = `#/cases${qs({state: e.target.value})}`; });
 }
 
-// files → [{filename, content_type, content_base64}]
-async function attachments(input) {
-  const out = [];
-  for (const f of input?.files || []) {
-    const b64 = await new Promise((ok, fail) => {
-      const r = new FileReader();
-      r.onload = () => ok(String(r.result).split(',', 2)[1] || '');
-      r.onerror = () => fail(r.error);
-      r.readAsDataURL(f);
-    });
-    out.push({filename: f.name, content_type: f.type || 'application/octet-stream', content_base64: b64});
-  }
-  return out;
-}
 
 // ---- one case: timeline, deadline, responses, verdicts, moves, tasks --------------------
 export async function renderCase(view, ctx) {
@@ -76,7 +62,12 @@ export async function renderCase(view, ctx) {
   view.dataset.page = 'case';
   // one timeline of steps and responses, oldest first
   const items = [...c.steps.map(s => ({at: s.at, html: `<b>${esc(t(`casestep.${s.kind}`))}</b>${s.from_state && s.to_state ? ` ${esc(t(`casestate.${s.from_state}`))} → ${esc(t(`casestate.${s.to_state}`))}` : ''}
-      · ${esc(s.actor)}${s.note ? ` — ${esc(s.note)}` : ''}`}))];
+      · ${esc(s.actor)}${s.note ? ` — ${esc(s.note)}` : ''}`})),
+    // the inspectors' photos of their findings, taken at check-out on the phone
+    ...(c.photos || []).map(p => ({at: p.created_at, html: `<b>${esc(t('casestep.photo'))}</b> · ${esc(p.inspector_id)}
+      · <a href="#/visit/${p.visit_id}">${esc(t('visit.title', {id: p.visit_id}))}</a>
+      <a href="/api/visits/${p.visit_id}/photos/${p.id}" download="${esc(p.filename)}" data-photo="${p.id}"><img class="photo" src="/api/visits/${p.visit_id}/photos/${p.id}" alt="${esc(t('photo.alt', {name: p.filename}))}" loading="lazy"></a>`}))]
+    .sort((a, b) => new Date(a.at) - new Date(b.at));
   view.innerHTML = `<h2>${esc(t('case.title', {id: c.id}))} ${caseState(c.state)} <span class="muted">${esc(c.title)}</span></h2>
     <p><a href="#/enterprise/${encodeURIComponent(c.enterprise_id)}">${esc(names.get(c.enterprise_id) || c.enterprise_id)}</a> · ${esc(t('col.opened'))} ${esc(when(c.opened_at, {seconds: false, zone: true}))} · ${esc(c.opened_by)}
       ${c.escalated_at ? ` · <span class="error">${esc(t('casestep.escalated'))} ${esc(when(c.escalated_at, {seconds: false}))}</span>` : ''}</p>
@@ -115,7 +106,7 @@ export async function renderCase(view, ctx) {
   onSubmit(view.querySelector('#newtask'), f => post(`/api/cases/${c.id}/tasks`, {assignee: f.elements.assignee.value, reason: f.elements.reason.value,
     ...(f.elements.due_hours.value ? {due_hours: Number(f.elements.due_hours.value)} : {})}), again);
   onSubmit(view.querySelector('#respond'), async f => post(`/api/cases/${c.id}/responses`, {explanation: f.elements.explanation.value,
-    attachments: await attachments(f.elements.files)}), again);
+    attachments: await filesAsBase64(f.elements.files)}), again);
   for (const f of view.querySelectorAll('form.verdict')) {
     f.addEventListener('click', async e => {
       const b = e.target.closest('button[data-accept]');

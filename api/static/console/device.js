@@ -100,21 +100,47 @@ export async function render(view, {me, args, params, live}) {
   });
   await load();
 
-  // live: an alert on this device (over the console's SSE stream) or the device's own
-  // reporting interval brings the latest values, and a chart that ends now moves along
-  let alive = true;
-  async function refresh() {
-    if (!alive) return;
-    const fresh = await get(`/api/devices/${encodeURIComponent(mn)}`).catch(() => null);
-    if (!fresh || !alive) return;
+  // live over SSE: each new reading of the device (its own stream) redraws the latest
+  // values, and a chart that ends now moves along; an alert on this device (the
+  // console's alert stream) does the same. The stream ends with `event: end`: signed
+  // out → the sign-in form; anything else → open it again shortly.
+  let alive = true, stream = null, again = null, retryMs = 1000, shownTs = dev.last_ts || '';
+  function show(fresh) {
     view.querySelector('#latest tbody').innerHTML = latestRows(fresh.latest);
     view.querySelector('#lastts').textContent = when(fresh.last_ts, {zone: true}) || '—';
+    view.dataset.lastTs = shownTs = fresh.last_ts || '';
     const nowS = Date.now() / 1000;
     if (state.to >= nowS - 120 && state.to - state.from <= 86400) { const span = state.to - state.from; state.to = nowS; state.from = nowS - span; load(); }
   }
+  async function refresh() {
+    if (!alive) return;
+    const fresh = await get(`/api/devices/${encodeURIComponent(mn)}`).catch(() => null);
+    if (fresh && alive) show(fresh);
+  }
+  function reopen() {
+    stream?.close();
+    if (!alive) return;
+    view.dataset.live = 'waiting';
+    clearTimeout(again);
+    again = setTimeout(open, retryMs);  // from the reading shown: what came meanwhile comes first
+    retryMs = Math.min(retryMs * 2, 30000);
+  }
+  function open() {
+    if (!alive) return;
+    const es = stream = new EventSource(`/api/devices/${encodeURIComponent(mn)}/stream${qs({since: shownTs})}`);
+    es.onopen = () => { retryMs = 1000; view.dataset.live = 'on'; };
+    es.onerror = () => { if (es.readyState === EventSource.CLOSED) reopen(); };
+    es.addEventListener('reading', e => { if (alive) show(JSON.parse(e.data)); });
+    es.addEventListener('end', e => {
+      es.close();
+      let reason = '';
+      try { reason = JSON.parse(e.data).reason; } catch { /* resume */ }
+      if (reason === 'signed_out') location.reload(); else reopen();
+    });
+  }
+  open();
   const onAlert = e => { if (e.detail.mn === mn) refresh(); };
   live?.addEventListener('alert', onAlert);
-  const timer = setInterval(refresh, Math.max(15, dev.interval_s) * 1000);
   view.dataset.live = 'on';
-  return () => { alive = false; clearInterval(timer); live?.removeEventListener('alert', onAlert); };
+  return () => { alive = false; stream?.close(); clearTimeout(again); live?.removeEventListener('alert', onAlert); };
 }

@@ -93,7 +93,9 @@ export async function render(view, {me, params, live}) {
     view.querySelector('#counts').innerHTML = STATES.map(s =>
       `<a href="#/feed${qs({...Object.fromEntries(FILTERS.map(k => [k, f[k]])), state: s})}" class="count ${s}" data-state="${s}">${esc(stateName(s))} <b>${c[s] || 0}</b></a>`).join(' ');
   }
-  const recount = () => { clearTimeout(countTimer); countTimer = setTimeout(counts, 400); };
+  // a recount that fails (the session just ended: the stream's end takes the person to
+  // sign-in) keeps the counts shown rather than throwing
+  const recount = () => { clearTimeout(countTimer); countTimer = setTimeout(() => counts().catch(() => {}), 400); };
 
   const initial = await get(`/api/alerts${qs({...listQuery, limit: 300})}`);
   for (const a of initial.reverse()) draw(a);

@@ -19,8 +19,23 @@ export function pickLang(stored, browserLangs) {
 }
 
 function storedLang() { try { return localStorage.getItem(STORE_KEY); } catch { return null; } }
+const browserLangs = navigator.languages?.length ? navigator.languages : [navigator.language];
 
-export const lang = pickLang(storedLang(), navigator.languages?.length ? navigator.languages : [navigator.language]);
+// who is signed in, and the language they chose (kept per user on the server); a
+// signed-out page (the sign-in form) has only this browser's choice
+async function account() {
+  try {
+    const r = await fetch('/auth/me', {headers: {accept: 'application/json'}});
+    if (!r.ok) return {signedIn: false, lang: null};
+    const me = await r.json();
+    return {signedIn: true, lang: me.lang ?? null};
+  } catch { return {signedIn: false, lang: null}; }
+}
+const who = await account();
+
+// signed in: the user's own choice, else the browser's (a new user follows the browser);
+// signed out: what was picked in this browser, else the browser's
+export const lang = pickLang(who.signedIn ? who.lang : storedLang(), browserLangs);
 
 async function load(l) {
   const r = await fetch(`/static/console/i18n/${l}.json`);
@@ -29,10 +44,17 @@ async function load(l) {
 const catalogue = await load(lang);
 document.documentElement.lang = lang;
 
-// kept per user: in this browser, and (when signed in) on the server as a preference
-export function setLang(l) {
+// kept per user on the server (every browser and phone they sign in on), and in this
+// browser for its sign-in form
+export async function setLang(l) {
   if (!LANGS.includes(l)) return;
   try { localStorage.setItem(STORE_KEY, l); } catch { /* private mode: this page only */ }
+  if (who.signedIn) {
+    try {
+      await fetch('/auth/me/language', {method: 'PUT', headers: {'content-type': 'application/json'},
+                                        body: JSON.stringify({lang: l})});
+    } catch { /* offline: the next choice is kept */ }
+  }
   location.reload();
 }
 

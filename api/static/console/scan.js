@@ -2,7 +2,7 @@
 // here (their open tasks at this site, its open cases, a visit to join), check in with a
 // reason the frequency guard accepts, read the result, and check out with findings —
 // all on this one page.
-import {get, post, esc, HttpError} from '/static/console/api.js';
+import {get, post, esc, HttpError, filesAsBase64} from '/static/console/api.js';
 import {t, lang, LANGS, setLang, translateDom, when, countdown} from '/static/console/i18n.js';
 
 const token = new URLSearchParams(location.search).get('token') || '';
@@ -116,11 +116,15 @@ function drawVisit(me, v, p, fresh = false) {
         <dt>${esc(t('visit.in'))}</dt><dd>${esc(when(v.checked_in_at, {zone: true}))}</dd>
         ${people.length > 1 ? `<dt>${esc(t('visit.joint'))}</dt><dd>${esc(people.map(x => x.inspector_id).join(', '))}</dd>` : ''}
         ${v.checked_out_at ? `<dt>${esc(t('visit.out'))}</dt><dd>${esc(when(v.checked_out_at, {zone: true}))}</dd>` : ''}
+        ${v.photos?.length ? `<dt>${esc(t('scan.photos'))}</dt><dd id="photocount">${esc(t('scan.photocount', {n: v.photos.length}))}</dd>` : ''}
       </dl>
       ${v.advisory ? `<p class="warn">${esc(t('task.advisory'))}</p>` : ''}
     </section>
     ${done ? `<p class="ok" id="doneout">${esc(t('scan.checkedout'))}</p>` : `<form id="checkout"><h2>${esc(t('visit.checkout'))}</h2>
       <label for="findings">${esc(t('col.findings'))}</label><textarea id="findings" name="findings" required rows="5"></textarea>
+      <label for="photos">${esc(t('scan.photos'))}</label>
+      <input id="photos" name="photos" type="file" accept="image/*" capture="environment" multiple aria-describedby="photoshint">
+      <p id="photoshint" class="muted">${esc(t('scan.photoshint'))}</p>
       <p><button>${esc(t('visit.checkout'))}</button></p><p id="err" class="error" role="status"></p></form>`}
     <p><a href="/#/work">${esc(t('nav.work'))}</a></p>`;
   const form = main.querySelector('#checkout');
@@ -129,7 +133,8 @@ function drawVisit(me, v, p, fresh = false) {
     e.preventDefault();
     const button = form.querySelector('button'); button.disabled = true;
     try {
-      const out = await post(`/api/visits/${v.id}/check-out`, {findings: form.elements.findings.value});
+      const out = await post(`/api/visits/${v.id}/check-out`, {findings: form.elements.findings.value,
+                                                               photos: await filesAsBase64(form.elements.photos)});
       drawVisit(me, out, p);
     } catch (err) { button.disabled = false; form.querySelector('#err').textContent = err.message; }
   });
