@@ -541,3 +541,34 @@ def test_an_installation_at_schema_4_upgrades_keeping_every_reading(
         rebuild_rollups(conn)
         assert watermark(conn, "readings_hourly") == t0 + timedelta(hours=30)
         same_as_raw(conn)
+
+
+# -- reads ----------------------------------------------------------------------------------
+def test_rollup_reads_are_never_prepared_so_each_plan_sees_its_range(
+    ts: psycopg.Connection, timescale_db_url: str
+) -> None:
+    """psycopg prepares a statement after a few runs, and PostgreSQL then plans it once for
+    any range: on TimescaleDB that plan reads the hourly rollup by its bucket index and
+    filters out every other device's rows. The API's bucket query stays unprepared."""
+    import asyncio
+
+    from offsite.api.queries.readings import buckets
+
+    now = datetime.now(UTC)
+    start = _hours_ago(now, 3 * 24)
+    store(ts, series(start, 180))
+    rebuild_rollups(ts)
+
+    async def read() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(timescale_db_url) as conn:
+            rows = 0
+            for _ in range(12):  # past psycopg's prepare_threshold (5)
+                rows = len(await buckets(conn, MN, start, start + timedelta(hours=3), None, 3600))
+            cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+            prepared = await cur.fetchone()
+            assert prepared is not None
+            return rows, int(prepared[0])
+
+    rows, prepared = asyncio.run(read())
+    assert rows == 3 * len(POLS)  # three hours of each pollutant, from the rollup
+    assert prepared == 0
