@@ -37,6 +37,9 @@ DEFAULT_PARTITION = "readings_default"
 # shared with the rule runner's lead: a leading runner holds that lock for as long as it
 # leads, so every upkeep run was skipped (no partitions ahead, no retention)
 _LOCK_KEY = 0x0FF5176
+# TimescaleDB's retention job runs daily at 01:05 UTC, on a fixed schedule like the other
+# policies (migration 0051 says why: a drifting one backs off after failed runs)
+RETENTION_SLOT = datetime(2000, 1, 1, 1, 5, tzinfo=UTC)
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
@@ -298,7 +301,10 @@ def _maintain_timescale(conn: psycopg.Connection, retention: timedelta | None) -
     if row is not None:
         conn.execute("SELECT remove_retention_policy('readings', if_exists => true)")
     if retention is not None:
-        conn.execute("SELECT add_retention_policy('readings', drop_after => %s)", (retention,))
+        conn.execute(
+            "SELECT add_retention_policy('readings', drop_after => %s, initial_start => %s)",
+            (retention, RETENTION_SLOT),
+        )
     report.retention_policy = (
         "unchanged"
         if row is None and retention is None

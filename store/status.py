@@ -140,7 +140,11 @@ def _timescale_details(conn: psycopg.Connection, st: DbStatus) -> None:
     # (for a continuous aggregate's policy, hypertable_name is the aggregate's name)
     rows = conn.execute("""
         SELECT j.job_id, j.proc_name, coalesce(j.hypertable_name, ''), j.schedule_interval,
-               j.scheduled, s.last_run_started_at, s.last_run_status, s.next_start,
+               j.scheduled,
+               -- ±infinity ("never run yet", "not planned") has no Python datetime: NULL
+               CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END,
+               s.last_run_status,
+               CASE WHEN isfinite(s.next_start) THEN s.next_start END,
                coalesce(s.total_failures, 0)
         FROM timescaledb_information.jobs j
         LEFT JOIN timescaledb_information.job_stats s USING (job_id)
@@ -157,8 +161,6 @@ def _timescale_details(conn: psycopg.Connection, st: DbStatus) -> None:
         kind = kinds.get(str(proc), str(proc))
         if kind == "refresh":
             kind = f"refresh {table}"
-        # -infinity is TimescaleDB's "never run yet"
-        last = last if isinstance(last, datetime) else None
         st.jobs.append(Job(jid, kind, every, on, last, status, nxt, int(failures)))
     row = conn.execute("""SELECT (config->>'drop_after')::interval
                           FROM timescaledb_information.jobs

@@ -168,18 +168,23 @@ def _make_template(admin_url: str, name: str) -> None:
     _drop(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    with psycopg.connect(_with_dbname(admin_url, name)) as conn:
+    # One transaction (migrate's own become savepoints): the scheduler TimescaleDB starts
+    # once the extension is committed must find every job paused already. A job it began
+    # before the pause was cut short when the template's sessions were ended, and every
+    # clone then inherited it as a crash, which the scheduler holds off for minutes (a
+    # test letting the scheduler run that job waited in vain).
+    with psycopg.connect(_with_dbname(admin_url, name)) as conn, conn.transaction():
         migrate(conn)
         timescale = timescale_active(conn)
         if timescale:
             # Policies do not run by themselves in test databases: a refresh or a
             # compression landing mid-test at a moment nobody chose would make results
-            # depend on timing. Tests of the policies run them with CALL run_job(id), and
-            # test_timescale.py checks that a migrated database has them scheduled.
+            # depend on timing. Tests of the policies run them with CALL run_job(id) or
+            # resume them one at a time (test_timescale.py), and test_timescale.py checks
+            # that a migrated database has them scheduled.
             conn.execute(
                 "SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
             )
-            conn.commit()
     if timescale:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             # Not connectable either: TimescaleDB's loader sends its launcher a RESTART for

@@ -10,7 +10,9 @@ scheduler would run it.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -382,6 +384,125 @@ def test_retention_policy_follows_the_setting_and_drops_old_chunks_but_not_aggre
     assert db_status(ts).retention_policy is None
 
 
+# -- the real scheduler ---------------------------------------------------------------------
+# What TimescaleDB 2.28.3 on PostgreSQL 15.20 reports for every run its scheduler makes, after
+# the run's work has committed (PortalDrop refuses the never-started portal the extension
+# creates for the job): docs/deploy.md "TimescaleDB background jobs".
+UPSTREAM_PORTAL_ERROR = 'cannot drop portal "" while it is being set up'
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRun:
+    status: str  # job_stats.last_run_status: "Success" or "Failed"
+    error: str | None  # the run's error message when it failed
+    started: datetime
+    schedule: timedelta
+    next_start: datetime  # when the scheduler means to run the job again
+
+
+def _job_state(conn: psycopg.Connection, job: int) -> tuple[int, str | None, str | None]:
+    row = conn.execute(
+        "SELECT coalesce(total_runs, 0), job_status, last_run_status "
+        "FROM timescaledb_information.job_stats "
+        "WHERE job_id = %s",
+        (job,),
+    ).fetchone()
+    return (int(row[0]), row[1], row[2]) if row else (0, None, None)
+
+
+def scheduled_run(conn: psycopg.Connection, job: int, *, within_s: float = 180.0) -> ScheduledRun:
+    """Let TimescaleDB's own scheduler run ``job`` once, now, and pause it again.
+
+    A run the server could not launch (no free background worker: every test database on
+    the server has a scheduler of its own) is not the job's outcome: it is asked again."""
+    runs, _, _ = _job_state(conn, job)
+    conn.execute("SELECT alter_job(%s, scheduled => true, next_start => now())", (job,))
+    deadline = time.monotonic() + within_s
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"the scheduler did not run job {job}"
+            time.sleep(0.2)
+            total, state, status = _job_state(conn, job)
+            if total <= runs or state == "Running" or status is None:
+                continue
+            row = conn.execute(
+                """SELECT s.last_run_started_at, j.schedule_interval, s.next_start,
+                          (SELECT e.err_message FROM timescaledb_information.job_errors e
+                           WHERE e.job_id = j.job_id ORDER BY e.start_time DESC LIMIT 1)
+                   FROM timescaledb_information.jobs j
+                   JOIN timescaledb_information.job_stats s USING (job_id)
+                   WHERE j.job_id = %s""",
+                (job,),
+            ).fetchone()
+            assert row is not None
+            started, schedule, next_start, error = row
+            if status != "Success" and error and "failed to start" in error:
+                runs = total
+                conn.execute("SELECT alter_job(%s, next_start => now())", (job,))
+                continue
+            return ScheduledRun(
+                status, error if status != "Success" else None, started, schedule, next_start
+            )
+    finally:
+        conn.execute("SELECT alter_job(%s, scheduled => false)", (job,))
+
+
+def test_the_scheduler_runs_every_policy_and_keeps_each_on_its_schedule(
+    ts: psycopg.Connection,
+) -> None:
+    """Each policy of ours run by TimescaleDB's background scheduler, not ``run_job``: its
+    work is done, it comes back within one schedule interval even after a run reported
+    failed, and it succeeds — where the server's TimescaleDB/PostgreSQL pair lets any job
+    succeed (not 2.28.3 on 15.20, whose every scheduled run fails after committing)."""
+    now = datetime.now(UTC)
+    old = _hours_ago(now, 60 * 24)  # past the 30-day retention set below
+    aged = _hours_ago(now, 12 * 24)  # past compress_after (7 days)
+    recent = _hours_ago(now, 3 * 24)
+    store(ts, series(old, 60) + series(aged, 60) + series(recent, 180))
+    maintain(ts, now, months_ahead=1, retention=timedelta(days=30))
+    jobs = {
+        "retention": job_id(ts, "policy_retention"),
+        "compression": job_id(ts, "policy_compression"),
+        "refresh hourly": job_id(ts, "policy_refresh_continuous_aggregate", "readings_hourly"),
+        "refresh daily": job_id(ts, "policy_refresh_continuous_aggregate", "readings_daily"),
+    }
+    ts.execute("SELECT alter_job(%s, scheduled => false)", (jobs["retention"],))
+
+    # twice each: a second run after a failed one is when a drifting schedule backs off
+    # (retry_period × consecutive failures), past the job's interval
+    runs = {kind: [scheduled_run(ts, job), scheduled_run(ts, job)] for kind, job in jobs.items()}
+
+    # the work is done (and committed) whatever the runs were reported as
+    row = ts.execute("SELECT min(ts) FROM readings").fetchone()
+    assert row is not None and row[0] >= now - timedelta(days=31)
+    compressed = ts.execute(
+        """SELECT count(*) FROM timescaledb_information.chunks
+           WHERE hypertable_name = 'readings' AND is_compressed
+             AND range_start <= %s AND range_end > %s""",
+        (aged, aged),
+    ).fetchone()
+    assert compressed == (1,)
+    hourly, daily = watermark(ts, "readings_hourly"), watermark(ts, "readings_daily")
+    assert hourly is not None and hourly >= recent + timedelta(hours=3)
+    assert daily is not None and daily >= recent.replace(hour=0) + timedelta(days=1)
+
+    # each policy comes back within one interval of its last start, failed or not
+    late = {
+        kind: (r.started, r.next_start, r.schedule)
+        for kind, (_, r) in runs.items()
+        if r.next_start > r.started + r.schedule
+    }
+    assert not late, f"policies scheduled later than their interval: {late}"
+
+    failed = {kind: r.error for kind, rs in runs.items() for r in rs if r.status != "Success"}
+    if failed and all(e == UPSTREAM_PORTAL_ERROR for e in failed.values()):
+        pytest.xfail(
+            f"every scheduled run reported: {UPSTREAM_PORTAL_ERROR} (TimescaleDB's job "
+            "runner on this PostgreSQL; the work above committed regardless)"
+        )
+    assert not failed, f"scheduled runs failed: {failed}"
+
+
 # -- upgrades -------------------------------------------------------------------------------
 def test_an_installation_at_schema_4_upgrades_keeping_every_reading(
     timescale_admin_url: str,
@@ -420,3 +541,34 @@ def test_an_installation_at_schema_4_upgrades_keeping_every_reading(
         rebuild_rollups(conn)
         assert watermark(conn, "readings_hourly") == t0 + timedelta(hours=30)
         same_as_raw(conn)
+
+
+# -- reads ----------------------------------------------------------------------------------
+def test_rollup_reads_are_never_prepared_so_each_plan_sees_its_range(
+    ts: psycopg.Connection, timescale_db_url: str
+) -> None:
+    """psycopg prepares a statement after a few runs, and PostgreSQL then plans it once for
+    any range: on TimescaleDB that plan reads the hourly rollup by its bucket index and
+    filters out every other device's rows. The API's bucket query stays unprepared."""
+    import asyncio
+
+    from offsite.api.queries.readings import buckets
+
+    now = datetime.now(UTC)
+    start = _hours_ago(now, 3 * 24)
+    store(ts, series(start, 180))
+    rebuild_rollups(ts)
+
+    async def read() -> tuple[int, int]:
+        async with await psycopg.AsyncConnection.connect(timescale_db_url) as conn:
+            rows = 0
+            for _ in range(12):  # past psycopg's prepare_threshold (5)
+                rows = len(await buckets(conn, MN, start, start + timedelta(hours=3), None, 3600))
+            cur = await conn.execute("SELECT count(*) FROM pg_prepared_statements")
+            prepared = await cur.fetchone()
+            assert prepared is not None
+            return rows, int(prepared[0])
+
+    rows, prepared = asyncio.run(read())
+    assert rows == 3 * len(POLS)  # three hours of each pollutant, from the rollup
+    assert prepared == 0
