@@ -199,6 +199,7 @@ class Flatline:
         # judged on what is known so far while learning too (a plant that starts the
         # run stopped has few readings learnt when the rules' warm_up is over)
         need = np.maximum(need, self.count - 1)
+        need = np.where(trusted & (seen <= 0), np.inf, need)  # never moved: no yardstick
         same &= run >= need
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = moved / step
@@ -219,7 +220,7 @@ class Flatline:
         # ended it. Learning repeats as they come would let a stuck value raise the bar
         # it is judged against while it is still short of it.
         decay = 1.0 - np.minimum(b.interval / self.memory_s, 1.0)
-        closes = ~eq & np.isfinite(b.x)
+        closes = ~eq & np.isfinite(b.x) & (np.isfinite(last) | ended)
         whole = np.where(ended, length, 0)
         f = np.where(closes, decay ** (whole + 1), 1.0)
         state["seen"][b.rows] = f * seen + np.where(closes, whole + 1, 0)
