@@ -35,13 +35,19 @@ def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 @dataclass(frozen=True, slots=True)
 class Spike:
-    """A value far from the median of its window, in robust (MAD) units.
+    """A value far from the median of its window, in robust (MAD) units, that got there
+    at once.
 
     The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``) so a
-    quiet, quantised series does not turn the smallest wiggle into a spike. With
-    ``context`` partners (e.g. ``["@flow", "@concentration"]``), values are judged with
-    the load they share taken out (``against_load``): a load ramp every channel shares
-    is the process, a jump on one channel alone is not.
+    quiet, quantised series does not turn the smallest wiggle into a spike. A spike
+    arrives in one reading: the jump from the last valid value must be at least
+    ``jump`` of the departure from the median, so a ramp (a start-up, a shut-down, soot
+    blowing) that walks away from its median step by step is not one. With ``context``
+    partners (e.g. ``["@flow", "@concentration"]``), a value that is a spike on its own
+    is judged again with the load they share taken out (``against_load``): a load ramp
+    every channel shares is the process, a jump on one channel alone is not. The
+    partners only ever explain a jump away: a channel that did not move is never made a
+    spike by a partner that did (an exceedance or a dilution on a partner).
     """
 
     kind: ClassVar[str] = "spike"
@@ -54,6 +60,7 @@ class Spike:
     min_history: int = 10
     rel_floor: float = 0.02
     abs_floor: float = 1e-3
+    jump: float = 0.5
     context: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -62,17 +69,39 @@ class Spike:
     def new_state(self, capacity: int) -> State | None:
         return None
 
-    def __call__(self, b: Batch, state: State | None) -> Hits:
-        w = b.valid_window()[:, b.window.shape[1] - self.history :]
-        x, w = against_load(b, b.x, w)
+    def _score(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Robust deviations of ``x`` from the median of ``w``, and of its jump from the
+        last valid value of ``w`` (NaN where too few values are known)."""
         med, mad, cnt = _robust_centre(w)
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
+        filled = ~np.isnan(w)
+        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
+        last = np.where(filled.any(axis=1), w[np.arange(w.shape[0]), at], np.nan)
         with np.errstate(invalid="ignore"):
             score = np.abs(x - med) / scale
+            step = np.abs(x - last) / scale
         score = np.where((cnt >= self.min_history) & np.isfinite(x), score, np.nan)
-        return Hits(np.nan_to_num(score, nan=0.0) > self.z, score)
+        return score, step
+
+    def _hit(self, score: np.ndarray, step: np.ndarray) -> np.ndarray:
+        s = np.nan_to_num(score, nan=0.0)
+        return (s > self.z) & (np.nan_to_num(step, nan=np.inf) >= self.jump * s)
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        w = b.valid_window()[:, b.window.shape[1] - self.history :]
+        score, step = self._score(b.x, w)
+        hit = self._hit(score, step)
+        if self.context and hit.any():
+            # judged again, the shared load taken out, only where it is a spike alone
+            idx = np.flatnonzero(hit)
+            sub = b.take(idx)
+            x2, w2 = against_load(sub, sub.x, w[idx])
+            s2, j2 = self._score(x2, w2)
+            hit[idx] = self._hit(s2, j2)
+            score[idx] = np.where(np.isfinite(s2), np.minimum(score[idx], s2), score[idx])
+        return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         against = " (its partner channels' load taken out)" if self.context else ""
@@ -85,15 +114,17 @@ class Flatline:
     itself (恒值), or a variance collapse — the last ``count`` values move less than
     ``collapse`` × the series' own usual step (a slow EWMA of |Δx|).
 
-    How long is "longer" is learnt: the share p of readings equal to the one before (a
-    slowly varying or coarsely quantised series repeats often; a 1-minute analyser at
-    three decimals almost never) — a run of r repeats is unusual when p^r < ``rare`` —
-    and the longest run the series has ended by itself, times ``margin`` (repeats
-    bunch where a slow series turns); never less than ``count`` values. Both
-    yardsticks are learnt from behaving data once ``learn`` readings are in (during the
-    learning, from everything: the rules' ``warm_up`` mutes those hits), so a flatline
-    cannot teach the detector that flatlines are normal; a series that has never moved
-    is not judged.
+    How long is "longer" is learnt from the series' own repeats, over about a day
+    (``memory_s``): p0, the share of readings equal to the one before, and p1, the
+    share of repeats followed by another one (a value near the middle of its
+    quantisation step, or a slowly varying series, repeats in runs: p1 > p0). A run of r
+    repeats starts at a reading with a chance of about p0·p1^(r−1); it is unusual when
+    the series would show one that long less than ``rare`` times a day at its reporting
+    interval. Never less than ``count`` values, nor less than ``margin`` × the longest
+    run the series has ended by itself. Both yardsticks are learnt from behaving data
+    once ``learn`` readings are in (during the learning, from everything: the rules'
+    ``warm_up`` mutes those hits), so a flatline cannot teach the detector that
+    flatlines are normal; a series that has never moved is not judged.
     """
 
     kind: ClassVar[str] = "flatline"
@@ -104,7 +135,9 @@ class Flatline:
     count: int = 10
     collapse: float = 0.1
     learn: int = 120  # readings before the usual step is trusted
-    rare: float = 1e-4
+    rare: float = 0.001  # natural runs this long per series and day
+    memory_s: float = 86400.0  # how far back the repeat statistics look (device time)
+    prior: float = 5.0  # pseudo-repeats behind p1 (the white-noise value √2·p0)
     margin: float = 1.5
 
     @property
@@ -116,11 +149,21 @@ class Flatline:
             capacity,
             step=(np.float64, np.nan),
             n=(np.int64, 0),
-            p0=(np.float64, 0.0),
+            seen=(np.float64, 0.0),  # decayed count of readings judged against the one before
+            rep=(np.float64, 0.0),  # … of them equal to it (repeats) …
+            rep2=(np.float64, 0.0),  # … and of repeats that followed a repeat
             run=(np.int64, 0),
             longest=(np.int64, 0),
             flagged=(np.bool_, False),
         )
+
+    def _need(self, p0: np.ndarray, p1: np.ndarray, interval: np.ndarray) -> np.ndarray:
+        """Repeats in a row that the series shows less than ``rare`` times a day."""
+        per_day = 86400.0 / np.maximum(interval, 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = 1.0 + np.ceil(np.log(self.rare / (per_day * p0)) / np.log(p1))
+        r = np.where(per_day * p0 <= self.rare, 1.0, r)
+        return np.where(p0 <= 0, 0.0, np.where((p0 >= 1) | (p1 >= 1), np.inf, r))
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
@@ -133,21 +176,30 @@ class Flatline:
             warnings.simplefilter("ignore", RuntimeWarning)
             moved = np.nanmean(np.abs(np.diff(seq, axis=1)), axis=1)
         step, n = state["step"][b.rows], state["n"][b.rows]
-        p0, run = state["p0"][b.rows], state["run"][b.rows]
+        run, seen = state["run"][b.rows], state["seen"][b.rows]
+        rep, rep2 = state["rep"][b.rows], state["rep2"][b.rows]
         longest, flagged = state["longest"][b.rows], state["flagged"][b.rows]
         last = recent[:, -1]
         eq = np.isfinite(b.x) & (b.x == last)
         # a run that ended by itself (never flagged) says how long this series repeats
         ended = ~eq & (run > 0) & ~flagged
+        length = run
         longest = np.where(ended, np.maximum(longest, run), longest)
         flagged = flagged & eq
         run = np.where(eq, run + 1, 0)  # repeats of the value before, this one included
         trusted = n >= self.learn
-        with np.errstate(divide="ignore", invalid="ignore"):
-            need = np.ceil(np.log(self.rare) / np.log(p0))
-        need = np.where(p0 <= 0, 0, np.where(p0 >= 1, np.inf, need))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p0 = np.where(seen > 0, rep / seen, 0.0)
+        # white noise on a grid repeats on at least √2·p0 once it has repeated (the
+        # value is known to sit inside the step); a slow series, more: the data say
+        white = np.minimum(np.sqrt(2.0) * p0, 1.0)
+        p1 = np.maximum((rep2 + self.prior * white) / (rep + self.prior), white)
+        need = self._need(p0, p1, b.interval)
         need = np.maximum(need, np.ceil(self.margin * longest))
-        need = np.maximum(np.where(trusted, need, 0), self.count - 1)
+        # judged on what is known so far while learning too (a plant that starts the
+        # run stopped has few readings learnt when the rules' warm_up is over)
+        need = np.maximum(need, self.count - 1)
+        need = np.where(trusted & (seen <= 0), np.inf, need)  # never moved: no yardstick
         same &= run >= need
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = moved / step
@@ -163,11 +215,21 @@ class Flatline:
         alpha = 1.0 / np.minimum(n + 1, self.learn)
         new_step = np.where(np.isnan(step), d, step + alpha * (d - step))
         state["step"][b.rows] = np.where(learnable, new_step, step)
-        state["p0"][b.rows] = np.where(learnable, p0 + alpha * (eq - p0), p0)
+        # The repeat statistics (decayed over ``memory_s`` of the series' own time) learn
+        # a run when it ends: by itself, all of it; a flagged one, only the reading that
+        # ended it. Learning repeats as they come would let a stuck value raise the bar
+        # it is judged against while it is still short of it.
+        decay = 1.0 - np.minimum(b.interval / self.memory_s, 1.0)
+        closes = ~eq & np.isfinite(b.x) & (np.isfinite(last) | ended)
+        whole = np.where(ended, length, 0)
+        f = np.where(closes, decay ** (whole + 1), 1.0)
+        state["seen"][b.rows] = f * seen + np.where(closes, whole + 1, 0)
+        state["rep"][b.rows] = f * rep + whole
+        state["rep2"][b.rows] = f * rep2 + np.maximum(whole - 1, 0)
         state["n"][b.rows] = n + learnable
         state["run"][b.rows] = run
         state["longest"][b.rows] = longest
-        state["flagged"][b.rows] = flagged | (same & trusted)
+        state["flagged"][b.rows] = flagged | same
         score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
         return Hits(hit, score)
 
@@ -188,6 +250,14 @@ class Stat:
     It knows no limits and no physics, so it runs on channels the engine has no other
     rule for. It judges before it learns, and learns nothing from a value it flags,
     so a sustained shift keeps firing until ``adapt`` readings have passed.
+
+    With ``context`` partners (e.g. ``["@flow", "@concentration"]``), a reading taken
+    while their shared load moves — it was more than ``load_step`` away from now at some
+    point of the last ``span`` readings — or within ``settle_s`` after, is neither
+    judged (it is learnt: the level it settles at is the new one): a start-up, a
+    shut-down or a load step moves every channel of the device at once (a lagging one,
+    as flue-gas temperature, for a while after), which is the process, not this channel
+    leaving its level.
     """
 
     kind: ClassVar[str] = "stat"
@@ -195,13 +265,32 @@ class Stat:
     partners: ClassVar[tuple[str, ...]] = ()
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
-    history: ClassVar[int] = 0
     z: float = 7.0
     alpha: float = 0.05
     adapt: int = 60  # after this many flagged readings in a row, accept the new level
     min_history: int = 30
     rel_floor: float = 0.005
     abs_floor: float = 1e-3
+    context: tuple[str, ...] = ()
+    load_step: float = 0.25
+    span: int = 30  # readings over which the partners' load is watched
+    settle_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
+
+    @property
+    def history(self) -> int:
+        return self.span if self.context else 0
+
+    def _load_moved(self, b: Batch) -> np.ndarray:
+        """Rows whose partners' load is moving (see the class)."""
+        load = b.partners.get("load")
+        if load is None:
+            return np.zeros(b.n, dtype=bool)
+        rel = load.window[:, load.window.shape[1] - self.span :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.abs(np.log(rel)) > np.log1p(self.load_step)).any(axis=1)
 
     def new_state(self, capacity: int) -> State | None:
         return State(
@@ -210,6 +299,7 @@ class Stat:
             dev=(np.float64, np.nan),
             n=(np.int64, 0),
             run=(np.int64, 0),
+            moved=(np.float64, np.nan),  # device time the partners' load last moved
         )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
@@ -222,7 +312,11 @@ class Stat:
         )
         with np.errstate(invalid="ignore"):
             score = np.abs(b.x - mu) / scale
-        judged = (n >= self.min_history) & np.isfinite(b.x)
+        moved = state["moved"][r]
+        moved = np.where(self._load_moved(b), b.t, moved)
+        state["moved"][r] = moved
+        moving = b.t - moved < self.settle_s  # False while NaN: never moved
+        judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         score = np.where(judged, score, np.nan)
         hit = np.nan_to_num(score, nan=0.0) > self.z
         ok = np.isfinite(b.x) & b.valid

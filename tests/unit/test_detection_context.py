@@ -131,3 +131,13 @@ def test_slow_drift_of_particulates_against_partners_is_caught_within_six_hours(
         (ts - (T0 + timedelta(minutes=start))).total_seconds() / 3600 for ts in first.values()
     ]
     assert len(delays) == 3 and float(np.median(delays)) <= 6.0, delays
+
+
+def test_a_partner_leaving_its_level_does_not_make_the_others_spike():
+    # NOx at several times its level for twenty minutes (an exceedance), then back:
+    # the load its partners share moves with it, the other channels did not move
+    data = plant(300, 11)
+    data[NOX][200:220] = data[NOX][200:220] * 5.0
+    got = run(rules(), {"EXC": data}, 300)
+    spikes = {f.pollutant for f in got if f.rule == "spike"}
+    assert spikes <= {NOX}, spikes

@@ -1145,3 +1145,66 @@ def test_dilution_rise_must_stand_out_of_the_o2_scatter():
     s.o2[-1, 0] = 8.0 + 2.5  # well out of it
     s.x[-1, 0] = LEVEL * (21.0 - 10.5) / (21.0 - 8.0)
     assert one(Dilution(o2_rise=0.5, drop=0.03, z=6.0), s).hit[0]
+
+
+# -- precision: what a plant does by itself is not a fault -----------------------------
+
+
+def test_spike_a_ramp_that_walks_away_step_by_step_is_not_a_spike():
+    # a shut-down: O2 climbs 0.8 a minute from its level; each step is small, the
+    # departure from the window's median grows past the threshold all the same
+    ramp = np.r_[np.full(20, 6.0), 6.0 + 0.8 * np.arange(1, 12)]
+    window = ramp[-W:]
+    h = call(Spike(z=12.0, rel_floor=0.1), single([window[-1] + 0.8], window=window))
+    assert h.score[0] > 12.0 and not h.hit[0]
+    # the same departure in one reading is a spike
+    flat = np.full(W, 6.0)
+    assert call(Spike(z=12.0, rel_floor=0.1), single([window[-1] + 0.8], window=flat)).hit[0]
+
+
+def quantised(rounds: int, seed: int, sd: float = 0.1, res: float = 0.1) -> Stream:
+    """A noisy analyser reported at a resolution as coarse as its noise: it repeats a
+    quarter of the time by itself, in runs of up to a dozen over a few days."""
+    s = stream(1, rounds, seed=seed)
+    rng = np.random.default_rng(seed)
+    s.x[:, 0] = np.round(np.round((2.5 + rng.normal(0, sd, rounds)) / res) * res, 3)
+    return s
+
+
+def test_flatline_a_coarse_series_repeating_as_it_does_by_itself_does_not_hit():
+    s = quantised(2000, seed=21)
+    s.x[1500:1510, 0] = 2.5  # ten identical values: this series shows such runs
+    hits = hits_of(Flatline(count=6, collapse=0.03), s)[:, 0]
+    assert not hits[120:].any()
+
+
+def test_flatline_a_coarse_series_stuck_far_longer_than_it_repeats_hits():
+    s = quantised(2000, seed=21)
+    s.x[1500:1560, 0] = 2.5
+    hits = hits_of(Flatline(count=6, collapse=0.03), s)[:, 0]
+    assert hits[1500:1560].any() and not hits[120:1500].any()
+
+
+def test_flatline_the_repeat_rate_is_per_day_at_the_series_interval():
+    # the same repeat statistics at hourly data: 24 chances a day, not 1440
+    det = Flatline(count=2, rare=0.001)
+    p0, p1 = np.array([0.3]), np.array([0.42])
+    minute, hour = det._need(p0, p1, np.array([60.0, 3600.0]))
+    assert hour < minute
+
+
+def test_stat_not_judged_while_the_partners_load_moves():
+    det = Stat(context=("@flow",), load_step=0.1, settle_s=3600.0)
+    s = shifted(20.0, at=100, rounds=200)
+    state = det.new_state(1)
+    hit = []
+    for k, b in enumerate(batches(s, (), width=31)):
+        rel = np.ones((1, 31))
+        if 100 <= k < 130:
+            rel[:, :] = 1.5  # the load was half as much again within the window
+        b = replace(b, partners={"load": Partner(np.array([1.0]), rel)})
+        hit.append(call(det, b, state).hit[0])
+    assert not any(hit[:100])
+    assert not any(hit[100:160])  # moving, then settling: the process
+    # without a moving load the same shift is judged
+    assert hits_of(Stat(), shifted(20.0, at=100, rounds=200))[100:160, 0].all()

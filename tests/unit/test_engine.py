@@ -649,6 +649,7 @@ def test_finding_detail_has_the_rule_its_params_version_and_evidence():
             "min_history": 10,
             "rel_floor": 0.02,
             "abs_floor": 1e-3,
+            "jump": 0.5,
             "context": [],
         }
     )
