@@ -183,6 +183,36 @@ def test_chinese_by_default_english_on_request_one_time_convention(
     assert reset.ok and reset.json()["lang"] is None, reset.text()
 
 
+def test_a_language_picked_on_the_sign_in_form_becomes_the_users(
+    world: World, browser: Any
+) -> None:
+    """Picked before signing in, English is that person's choice: kept on the server and
+    shown on another browser they sign in on (a Chinese one)."""
+    w = world
+    ctx = browser.new_context(locale="zh-CN", timezone_id="Europe/London")
+    try:
+        page = ctx.new_page()
+        page.goto(f"{w.url}/")
+        page.wait_for_selector("#login input[name=username]")
+        assert page.get_attribute("html", "lang") == "zh-CN"
+        page.select_option("#lang", "en")
+        page.wait_for_selector("html[lang=en]")
+        page.fill("input[name=username]", "reg")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("#login button")
+        page.wait_for_selector("#who:has-text('reg')")
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.request.get(f"{w.url}/auth/me").json()["lang"] == "en"
+        other = signed_in(browser, w, "reg", locale="zh-CN")
+        other.wait_for_selector("html[lang=en]")
+        other.context.close()
+    finally:
+        reset = ctx.request.put(f"{w.url}/auth/me/language", data={"lang": None})
+        forgotten = reset.ok and reset.json()["lang"] is None
+        ctx.close()
+    assert forgotten  # for the tests after this one
+
+
 def test_device_page_from_an_alert_shows_the_alerts_pollutant(
     world: World,
     browser: Any,

@@ -33,6 +33,28 @@ async function account() {
 }
 const who = await account();
 
+// a language picked on the sign-in form, just before signing in, is that person's choice:
+// it becomes their setting on the server (the last explicit pick wins)
+const PICKED_KEY = 'offsite.lang.signin';
+function takePicked() {
+  try {
+    const l = sessionStorage.getItem(PICKED_KEY);
+    sessionStorage.removeItem(PICKED_KEY);
+    return LANGS.includes(l) ? l : null;
+  } catch { return null; }
+}
+async function saveLang(l) {
+  try {
+    const r = await fetch('/auth/me/language', {method: 'PUT', headers: {'content-type': 'application/json'},
+                                                body: JSON.stringify({lang: l})});
+    return r.ok;
+  } catch { return false; }  // offline: the next choice is kept
+}
+if (who.signedIn) {
+  const picked = takePicked();
+  if (picked && picked !== who.lang && await saveLang(picked)) who.lang = picked;
+}
+
 // signed in: the user's own choice, else the browser's (a new user follows the browser);
 // signed out: what was picked in this browser, else the browser's
 export const lang = pickLang(who.signedIn ? who.lang : storedLang(), browserLangs);
@@ -49,11 +71,9 @@ document.documentElement.lang = lang;
 export async function setLang(l) {
   if (!LANGS.includes(l)) return;
   try { localStorage.setItem(STORE_KEY, l); } catch { /* private mode: this page only */ }
-  if (who.signedIn) {
-    try {
-      await fetch('/auth/me/language', {method: 'PUT', headers: {'content-type': 'application/json'},
-                                        body: JSON.stringify({lang: l})});
-    } catch { /* offline: the next choice is kept */ }
+  if (who.signedIn) await saveLang(l);
+  else {
+    try { sessionStorage.setItem(PICKED_KEY, l); } catch { /* private mode: this page only */ }
   }
   location.reload();
 }
