@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offsite.api.auth import optional_principal
 from offsite.api.errors import ApiError
+from offsite.api.messages import localise
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # what a route puts in ``openapi_extra`` to get a limit other than the default
@@ -210,8 +211,17 @@ def json_problems(body: bytes) -> list[dict[str, Any]]:
 
 
 async def _answer(
-    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    lang: str | None = None,
 ) -> None:
+    """Answer before the app: ``detail`` in the caller's language (``Accept-Language``),
+    as the app's own errors are."""
+    if "detail" in body:
+        body = {**body, "detail": localise(body["detail"], lang)}
     data = json.dumps(body, separators=(",", ":")).encode()
     await send(
         {
@@ -245,6 +255,7 @@ class RequestGuard:
         path: str = scope["path"]
         send = self._with_headers(send, DOCS_CSP if path in DOCS_PATHS else CSP)
         headers = Headers(scope=scope)
+        lang = headers.get("accept-language")
         method: str = scope["method"]
         limit = self.limits.for_path(path)
         length_text = headers.get("content-length")
@@ -252,18 +263,18 @@ class RequestGuard:
         try:
             length = int(length_text) if length_text is not None else None
         except ValueError:
-            await _answer(send, 400, {"detail": "Content-Length is not a number"})
+            await _answer(send, 400, {"detail": "Content-Length is not a number"}, lang=lang)
             return
         if length is not None and length < 0:
-            await _answer(send, 400, {"detail": "Content-Length is negative"})
+            await _answer(send, 400, {"detail": "Content-Length is negative"}, lang=lang)
             return
         has_body = chunked or bool(length)
         reason = cross_site_refusal(method, headers, self.trusted, has_body=has_body)
         if reason is not None:
-            await _answer(send, 403, {"detail": reason})
+            await _answer(send, 403, {"detail": reason}, lang=lang)
             return
         if length is not None and length > limit:
-            await _answer(send, 413, {"detail": too_large(limit)})
+            await _answer(send, 413, {"detail": too_large(limit)}, lang=lang)
             return
         if has_body and limit > self.limits.default and not await self._signed_in(scope):
             # a large body is read only for someone signed in: an anonymous flood of
@@ -273,16 +284,17 @@ class RequestGuard:
                 401,
                 {"detail": "sign in: send 'Authorization: Bearer <token>'"},
                 [(b"www-authenticate", b"Bearer")],
+                lang=lang,
             )
             return
         if has_body and method in BODY_METHODS and is_json(headers.get("content-type")):
             body = await _read(receive, limit)
             if body is None:
-                await _answer(send, 413, {"detail": too_large(limit)})
+                await _answer(send, 413, {"detail": too_large(limit)}, lang=lang)
                 return
             problems = json_problems(body)
             if problems:
-                await _answer(send, 422, {"detail": problems})
+                await _answer(send, 422, {"detail": problems}, lang=lang)
                 return
             receive = _replay(body, receive)
         else:
@@ -300,7 +312,7 @@ class RequestGuard:
             # answer the 500 here, so it carries the headers too; Starlette's outer
             # handler still logs the exception and, seeing the answer sent, sends nothing
             if not started:
-                await _answer(send, 500, {"detail": "Internal Server Error"})
+                await _answer(send, 500, {"detail": "Internal Server Error"}, lang=lang)
             raise
 
     @staticmethod

@@ -19,6 +19,38 @@ from collections.abc import Callable
 _ZH: list[tuple[re.Pattern[str], str]] = [
     (re.compile(p), z)
     for p, z in [
+        # the request guard's answers (api/guard.py), before any route runs
+        (r"^Content-Length is not a number$", "Content-Length 不是数字"),
+        (r"^Content-Length is negative$", "Content-Length 不能为负数"),
+        (r"^a (?:cross|same)-site request may not change anything here$", "跨站请求不能修改数据"),
+        (
+            r"^requests from origin (?P<o>.+) may not change anything here$",
+            "来自 {o} 的请求不能修改数据",
+        ),
+        (
+            r"^a request that changes something must send its body as application/json"
+            r"(?: \(not .+\))?$",
+            "修改数据的请求须以 application/json 发送请求体",
+        ),
+        (
+            r"^the request body is larger than this route accepts \((?P<n>\d+) bytes at most\)$",
+            "请求体超过此接口的上限（最多 {n} 字节）",
+        ),
+        (r"^the body is not UTF-8 \(JSON must be\)$", "请求体不是 UTF-8 编码（JSON 必须是）"),
+        (r"^JSON decode error: (?P<e>.+)$", "JSON 解析错误：{e}"),
+        (
+            r"^a number must be finite \(not NaN, Infinity or 1e999\)$",
+            "数字必须是有限值（不能是 NaN、Infinity 或 1e999）",
+        ),
+        (
+            r"^a NUL character \(\\u0000\) cannot be stored as text$",
+            "文本中不能含有 NUL 字符（\\u0000）",
+        ),
+        (
+            r"^a lone surrogate \((?P<c>\\u[0-9a-f]{4})\) is not text$",
+            "孤立代理项 {c} 不是有效文本",
+        ),
+        (r"^Internal Server Error$", "服务器内部错误"),
         (
             r"^visit refused \(recorded as refusal (?P<n>\d+)\): (?P<why>.+)$",
             "检查被拒绝（已记录为第 {n} 号拒绝）：{why}",

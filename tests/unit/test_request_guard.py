@@ -207,3 +207,31 @@ def test_a_body_read_past_its_limit_by_a_route_raises_413() -> None:
     with pytest.raises(BodyTooLarge) as info:
         asyncio.run(read())
     assert info.value.status_code == 413
+
+
+def test_the_guards_answers_follow_accept_language(client: TestClient) -> None:
+    """The guard answers before any route, so before the app's translating handler: it
+    speaks the caller's language itself (codes and locations unchanged)."""
+    zh = {**_JSON, "accept-language": "zh-CN,zh;q=0.9"}
+    big = b'{"username": "' + b"x" * 20_000 + b'"}'
+    r = client.post("/auth/login", content=big, headers=zh)
+    assert r.status_code == 413 and r.json()["detail"] == "请求体超过此接口的上限（最多 8192 字节）"
+    r = client.post("/auth/login", content=big, headers={**_JSON, "accept-language": "en"})
+    assert (
+        r.json()["detail"]
+        == "the request body is larger than this route accepts (8192 bytes at most)"
+    )
+    r = client.post(
+        "/auth/login",
+        content=b"x=1",
+        headers={"content-type": "text/plain", "accept-language": "zh-CN"},
+    )
+    assert (
+        r.status_code == 403
+        and r.json()["detail"] == "修改数据的请求须以 application/json 发送请求体"
+    )
+    r = client.post("/auth/login", content=b'{"username": NaN}', headers=zh)
+    assert r.status_code == 422
+    (item,) = r.json()["detail"]
+    assert item["type"] == "value_error" and item["loc"] == ["body", "username"]
+    assert item["msg"] == "数字必须是有限值（不能是 NaN、Infinity 或 1e999）"
