@@ -356,8 +356,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             proxy_headers=bool(settings.forwarded_allow_ips),
             forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )  # uvicorn's lines go through ours (JSON off a terminal)
-        # alert streams are ended (clients resume) before uvicorn waits for responses
-        DrainingServer(config, app).run()
+        # alert streams are ended (clients resume) before uvicorn waits for responses;
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down (uvicorn.run()
+        # swallows it, Server.run() does not): a clean stop, not an abort
+        with contextlib.suppress(KeyboardInterrupt):
+            DrainingServer(config, app).run()
     return 0
 
 

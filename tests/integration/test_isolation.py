@@ -102,10 +102,13 @@ def _read_stream(
     heartbeats passed (nothing more is coming)."""
     out: list[dict[str, Any]] = []
     beats = 0
+    event = ""
     with client.stream("GET", "/api/alerts/stream", headers=headers, params=params) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
-            if line.startswith("data: "):
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "alert":  # not ready / end
                 out.append(json.loads(line[6:]))
                 if len(out) >= want:
                     break
