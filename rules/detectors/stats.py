@@ -251,6 +251,12 @@ class Stat:
     rule for. It judges before it learns, and learns nothing from a value it flags,
     so a sustained shift keeps firing until ``adapt`` readings have passed.
 
+    The scale never falls below the series' own quantisation step (the smallest
+    non-zero change between readings seen so far, at least ``abs_floor``): a series
+    sitting still on its logger's grid must move ``z`` steps, not one. A percentage of
+    the level would mean nothing for an offset scale (°C, pH) and hid a shift of ten
+    noise sds on a hot flue.
+
     With ``context`` partners (e.g. ``["@flow", "@concentration"]``), a reading taken
     while their shared load moves — it was more than ``load_step`` away from now at some
     point of the last ``span`` readings — or within ``settle_s`` after, is neither
@@ -269,7 +275,6 @@ class Stat:
     alpha: float = 0.05
     adapt: int = 60  # after this many flagged readings in a row, accept the new level
     min_history: int = 30
-    rel_floor: float = 0.005
     abs_floor: float = 1e-3
     context: tuple[str, ...] = ()
     load_step: float = 0.25
@@ -300,16 +305,24 @@ class Stat:
             n=(np.int64, 0),
             run=(np.int64, 0),
             moved=(np.float64, np.nan),  # device time the partners' load last moved
+            last=(np.float64, np.nan),  # the last valid reading …
+            quantum=(np.float64, np.inf),  # … and the smallest non-zero step from one
         )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         r = b.rows
         mu, dev, n, run = state["mu"][r], state["dev"][r], state["n"][r], state["run"][r]
-        scale = np.maximum(
-            MEAN_ABS_TO_SIGMA * np.nan_to_num(dev),
-            np.maximum(self.rel_floor * np.abs(np.nan_to_num(mu)), self.abs_floor),
-        )
+        last, quantum = state["last"][r], state["quantum"][r]
+        ok = np.isfinite(b.x) & b.valid
+        # the grid the series is reported on, learnt from the steps between valid
+        # readings (any step, flagged by this rule or not, is a multiple of it)
+        step = np.abs(b.x - last)
+        quantum = np.where(ok & (step > 0), np.minimum(quantum, step), quantum)
+        state["quantum"][r] = quantum
+        state["last"][r] = np.where(ok, b.x, last)
+        floor = np.where(np.isfinite(quantum), np.maximum(quantum, self.abs_floor), self.abs_floor)
+        scale = np.maximum(MEAN_ABS_TO_SIGMA * np.nan_to_num(dev), floor)
         with np.errstate(invalid="ignore"):
             score = np.abs(b.x - mu) / scale
         moved = state["moved"][r]
@@ -319,7 +332,6 @@ class Stat:
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         score = np.where(judged, score, np.nan)
         hit = np.nan_to_num(score, nan=0.0) > self.z
-        ok = np.isfinite(b.x) & b.valid
         run = np.where(hit, run + 1, 0)
         learn = ok & (~hit | (run >= self.adapt))
         new_mu = np.where(np.isnan(mu), b.x, mu + self.alpha * (b.x - mu))
