@@ -245,11 +245,19 @@ class Flatline:
 @dataclass(frozen=True, slots=True)
 class Stat:
     """Generic detector for any numeric series, whatever it measures: a robust z-score
-    against an EWMA of the level and of the absolute deviation (adaptive thresholds).
+    of the reading against the level expected now (Brown's double exponential smoothing:
+    an EWMA of the level and of its trend, so a series that follows a ramp is not judged
+    against where it was) scaled by an EWMA of the absolute error (adaptive thresholds).
 
     It knows no limits and no physics, so it runs on channels the engine has no other
     rule for. It judges before it learns, and learns nothing from a value it flags,
     so a sustained shift keeps firing until ``adapt`` readings have passed.
+
+    The scale never falls below the series' own quantisation step (the smallest
+    non-zero change between readings seen so far, at least ``abs_floor``): a series
+    sitting still on its logger's grid must move ``z`` steps, not one. A percentage of
+    the level would mean nothing for an offset scale (°C, pH) and hid a shift of ten
+    noise sds on a hot flue.
 
     With ``context`` partners (e.g. ``["@flow", "@concentration"]``), a reading taken
     while their shared load moves — it was more than ``load_step`` away from now at some
@@ -257,7 +265,9 @@ class Stat:
     judged (it is learnt: the level it settles at is the new one): a start-up, a
     shut-down or a load step moves every channel of the device at once (a lagging one,
     as flue-gas temperature, for a while after), which is the process, not this channel
-    leaving its level.
+    leaving its level. ``settle_s`` is half an hour: a flue-gas temperature that lags
+    its load by some 20 minutes has made most of its move by then, and the trend
+    follows the rest.
     """
 
     kind: ClassVar[str] = "stat"
@@ -269,12 +279,11 @@ class Stat:
     alpha: float = 0.05
     adapt: int = 60  # after this many flagged readings in a row, accept the new level
     min_history: int = 30
-    rel_floor: float = 0.005
     abs_floor: float = 1e-3
     context: tuple[str, ...] = ()
     load_step: float = 0.25
     span: int = 30  # readings over which the partners' load is watched
-    settle_s: float = 3600.0
+    settle_s: float = 1800.0
 
     def __post_init__(self) -> None:
         as_selectors(self)
@@ -296,22 +305,35 @@ class Stat:
         return State(
             capacity,
             mu=(np.float64, np.nan),
+            trend=(np.float64, 0.0),  # the level's change per reading
             dev=(np.float64, np.nan),
             n=(np.int64, 0),
             run=(np.int64, 0),
             moved=(np.float64, np.nan),  # device time the partners' load last moved
+            last=(np.float64, np.nan),  # the last valid reading …
+            quantum=(np.float64, np.inf),  # … and the smallest non-zero step from one
         )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         r = b.rows
         mu, dev, n, run = state["mu"][r], state["dev"][r], state["n"][r], state["run"][r]
-        scale = np.maximum(
-            MEAN_ABS_TO_SIGMA * np.nan_to_num(dev),
-            np.maximum(self.rel_floor * np.abs(np.nan_to_num(mu)), self.abs_floor),
-        )
+        last, quantum = state["last"][r], state["quantum"][r]
+        ok = np.isfinite(b.x) & b.valid
+        # the grid the series is reported on, learnt from the steps between valid
+        # readings (any step, flagged by this rule or not, is a multiple of it)
+        step = np.abs(b.x - last)
+        quantum = np.where(ok & (step > 0), np.minimum(quantum, step), quantum)
+        state["quantum"][r] = quantum
+        state["last"][r] = np.where(ok, b.x, last)
+        floor = np.where(np.isfinite(quantum), np.maximum(quantum, self.abs_floor), self.abs_floor)
+        scale = np.maximum(MEAN_ABS_TO_SIGMA * np.nan_to_num(dev), floor)
+        # the level expected now: the last one carried on along the series' own trend,
+        # so a channel that follows a ramp (a lagging temperature) is not lagged behind
+        trend = state["trend"][r]
+        pred = mu + trend
         with np.errstate(invalid="ignore"):
-            score = np.abs(b.x - mu) / scale
+            score = np.abs(b.x - pred) / scale
         moved = state["moved"][r]
         moved = np.where(self._load_moved(b), b.t, moved)
         state["moved"][r] = moved
@@ -319,12 +341,16 @@ class Stat:
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         score = np.where(judged, score, np.nan)
         hit = np.nan_to_num(score, nan=0.0) > self.z
-        ok = np.isfinite(b.x) & b.valid
         run = np.where(hit, run + 1, 0)
         learn = ok & (~hit | (run >= self.adapt))
-        new_mu = np.where(np.isnan(mu), b.x, mu + self.alpha * (b.x - mu))
-        d = np.abs(b.x - np.where(np.isnan(mu), b.x, mu))
-        new_dev = np.where(np.isnan(dev), d, dev + self.alpha * (d - dev))
+        # Brown's double exponential smoothing (error-correction form): one ``alpha``
+        # sets how fast both the level and its trend follow the series
+        err = np.where(np.isnan(mu), 0.0, b.x - pred)
+        a = self.alpha
+        new_mu = np.where(np.isnan(mu), b.x, pred + (2 * a - a * a) * err)
+        d = np.abs(err)
+        new_dev = np.where(np.isnan(dev), d, dev + a * (d - dev))
+        state["trend"][r] = np.where(learn, trend + a * a * err, trend)
         state["mu"][r] = np.where(learn, new_mu, mu)
         state["dev"][r] = np.where(learn, new_dev, dev)
         state["n"][r] = n + learn
@@ -332,7 +358,7 @@ class Stat:
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return f"{value:g} is {score:.1f} adaptive deviations from the series' usual level"
+        return f"{value:g} is {score:.1f} adaptive deviations from the series' expected level"
 
 
 @dataclass(frozen=True, slots=True)

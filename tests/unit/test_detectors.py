@@ -606,6 +606,53 @@ def test_stat_small_shift_does_not_hit():
     assert not hits_of(Stat(), shifted(2.0)).any()
 
 
+def temperature(rounds: int, ramp: float = 0.0, seed: int = 16) -> Stream:
+    """A hot flue-gas temperature: 92 °C, noise sd 0.18 °C, logged at 0.1 °C, rising by
+    ``ramp`` °C a reading (a channel that follows a load ramp)."""
+    s = stream(1, rounds, seed=seed)
+    rng = np.random.default_rng(seed)
+    i = np.arange(rounds, dtype=float)[:, None]
+    s.x[:] = np.round(92.0 + ramp * i + rng.normal(0.0, 0.18, size=(rounds, 1)), 1)
+    return s
+
+
+def test_stat_finds_a_shift_of_nine_noise_sds_on_a_hot_temperature():
+    # a percentage of the level floored the scale at 0.46 °C here: the shift, 9 sds
+    # of the channel's own noise, hid under a 3.2 °C threshold
+    s = temperature(300)
+    s.x[150:, 0] += 9 * 0.18
+    hits = hits_of(Stat(), s)[:, 0]
+    assert not hits[:150].any()
+    assert hits[150:155].all()
+
+
+def test_stat_scale_never_below_the_series_own_quantisation_step():
+    # a series sitting still on a coarse grid (1 unit): dev collapses, the grid does not
+    x = np.full(200, 1000.0)
+    x[10] = 1001.0  # one flick teaches the grid
+    x[150:] = 1003.0  # three steps: within z = 7 steps of the grid
+    s = stream(1, 200)
+    s.x[:, 0] = x
+    det = Stat()
+    assert not hits_of(det, s).any()
+    state = det.new_state(1)
+    for b in batches(s, ()):
+        call(det, b, state)
+    assert state["quantum"][0] == 1.0
+    s.x[150:, 0] = 1008.0  # eight steps of the grid
+    assert hits_of(det, s)[150:, 0].all()
+
+
+def test_stat_follows_a_ramp_and_finds_a_shift_against_it():
+    # a channel following a load ramp: the level is expected along the series' trend,
+    # so the ramp is not a departure and a shift during it is not hidden by the lag
+    ramp = temperature(400, ramp=0.05)
+    assert not hits_of(Stat(), ramp)[:, 0].any()
+    s = ramp.copy()
+    s.x[250:, 0] -= 9 * 0.18
+    assert hits_of(Stat(), s)[250:255, 0].all()
+
+
 def test_stat_not_judged_before_min_history():
     s = shifted(40.0, at=20, rounds=30)
     h = run(Stat(min_history=30), s)
