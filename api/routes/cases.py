@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from offsite.api import queries
-from offsite.api.attachments import ATTACHMENT_CSP, served_type
+from offsite.api.attachments import stored_file_response
 from offsite.api.auth import ANY_USER, ENTERPRISE, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import AcceptLanguage, Conn, SettingsDep
 from offsite.api.guard import UPLOAD_BODY
@@ -289,23 +289,7 @@ async def get_attachment(
     att = await queries.cases.attachment(conn, case_id, attachment_id)
     if att is None:
         raise HTTPException(404, f"attachment {attachment_id} not found")
-    content = bytes(att["content"])
-    return Response(
-        content,
-        media_type=served_type(att["content_type"], content[:16]),
-        headers={
-            "X-Content-SHA256": bytes(att["sha256"]).hex(),
-            "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(att['filename'])}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": ATTACHMENT_CSP,
-        },
-    )
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+    return stored_file_response(att)
 
 
 @router.post(

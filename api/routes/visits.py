@@ -12,13 +12,12 @@ import binascii
 import hashlib
 import time
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from psycopg import AsyncConnection
 
 from offsite.api import queries
-from offsite.api.attachments import ATTACHMENT_CSP, served_type
+from offsite.api.attachments import served_type, stored_file_response
 from offsite.api.auth import ANY_USER, ENTERPRISE, INSPECTOR, STAFF, Principal, Role, visible_or_404
 from offsite.api.deps import Conn, KeyRingDep, SettingsDep
 from offsite.api.errors import TokenError
@@ -390,19 +389,8 @@ async def get_photo(
     found = await queries.visits.photo(conn, visit_id, photo_id)
     if found is None:
         raise HTTPException(404, f"photo {photo_id} not found")
-    content = bytes(found["content"])
-    name = quote(found["filename"], safe="")
-    return Response(
-        content,
-        media_type=served_type(found["content_type"], content[:16]),
-        headers={
-            "X-Content-SHA256": bytes(found["sha256"]).hex(),
-            "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": ATTACHMENT_CSP,
-            "Cache-Control": "private, max-age=3600",
-        },
-    )
+    # the photo of a finding does not change: the browser may keep it
+    return stored_file_response(found, {"Cache-Control": "private, max-age=3600"})
 
 
 async def _with_people(conn: AsyncConnection, visit: dict, who: Principal) -> dict:
