@@ -306,6 +306,19 @@ def test_the_build_stage_copies_every_folder_the_wheel_is_built_from():
     assert {"pyproject.toml", "README.md"} <= copied
 
 
+def test_pyproject_lists_every_package_of_the_tree():
+    """setuptools ships only the packages listed: a new subfolder left off the list works
+    from the tree (editable install) and is missing from the wheel and the image."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in tool["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in rel:
+                found.add(".".join((package, *rel)))
+    assert found == set(tool["packages"])
+
+
 def test_third_party_images_are_pinned():
     for name, svc in SERVICES.items():
         image = svc.get("image")
