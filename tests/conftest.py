@@ -17,6 +17,16 @@ from psycopg import sql
 from tests import services
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """An app built without OFFSITE_QR_SECRET keeps a generated one in OFFSITE_DATA_DIR
+    (default ./.offsite): the tests' go to a temporary directory, not to the checkout,
+    where a later demo or ``serve`` would sign with it. A test sets its own as it needs."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OFFSITE_DATA_DIR", str(tmp_path_factory.mktemp("offsite-data")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _root_logging_restored() -> Iterator[None]:
     """A test that runs a command in-process (``cli.main``) points the root logger at
