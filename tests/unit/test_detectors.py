@@ -1232,6 +1232,19 @@ def test_flatline_a_coarse_series_stuck_far_longer_than_it_repeats_hits():
     assert hits[1500:1560].any() and not hits[120:1500].any()
 
 
+def test_flatline_four_repeats_and_one_quantum_step_are_not_a_variance_collapse():
+    # a humidity at 0.01 resolution with noise of 7 quanta repeats 4 % of the time; four
+    # repeats and one step of one quantum move 0.02x its usual step, but as a run of
+    # repeats they are short: the collapse path must not judge mostly-repeating values
+    s = quantised(1000, seed=5, sd=0.07, res=0.01)
+    s.x[800:806, 0] = [2.49, 2.5, 2.5, 2.5, 2.5, 2.5]
+    det = Flatline(count=6, collapse=0.03)
+    assert not hits_of(det, s)[120:, 0].any()
+    # values that still move at most steps, by a small fraction of the usual step, are
+    s.x[800:806, 0] = [2.5, 2.501, 2.5, 2.501, 2.502, 2.501]
+    assert hits_of(det, s)[805, 0]
+
+
 def test_flatline_the_repeat_rate_is_per_day_at_the_series_interval():
     # the same repeat statistics at hourly data: 24 chances a day, not 1440
     det = Flatline(count=2, rare=0.001)
