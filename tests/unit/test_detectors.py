@@ -974,6 +974,52 @@ def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():
     assert not hits_of(FlagAbuse(), young).any()
 
 
+def test_flag_abuse_two_flags_over_live_values_hit_at_the_second():
+    # 2 of 10 flagged (20 %, not above max_share) while the values go on as measured
+    s = stream(1, 80, seed=24)
+    s.flag[[-4, -1], 0] = F["D"]
+    det = FlagAbuse(history=10, hidden=2)
+    h = hits_of(det, s)[:, 0]
+    assert h[-1] and not h[:-1].any()
+    assert not hits_of(FlagAbuse(history=10), s).any()  # judged by the share alone
+    # the two flags further apart than the window: no
+    apart = stream(1, 80, seed=24)
+    apart.flag[[-12, -1], 0] = F["D"]
+    assert not hits_of(det, apart).any()
+
+
+def test_flag_abuse_a_maintenance_that_takes_the_analyser_off_the_gas_is_not_hidden():
+    det = FlagAbuse(history=10, hidden=2)
+    zero = stream(1, 80, seed=24)  # zero gas / ambient air while flagged
+    zero.flag[-20:, 0] = F["M"]
+    zero.x[-20:, 0] = 0.0
+    held = stream(1, 80, seed=24)  # the logger holds a value through the visit
+    held.flag[-20:, 0] = F["M"]
+    held.x[-20:, 0] = held.x[-21, 0] + 0.5
+    for s in (zero, held):
+        assert not hits_of(det, s).any()
+    # the same visit over values that go on as measured hides them
+    live = stream(1, 80, seed=24)
+    live.flag[-20:, 0] = F["M"]
+    assert hits_of(det, live)[-19:, 0].all()
+
+
+def test_flag_abuse_judges_hidden_values_only_once_the_usual_step_is_learnt():
+    s = stream(1, 80, seed=24)
+    s.flag[[5, 8], 0] = F["M"]
+    assert not hits_of(FlagAbuse(history=10, hidden=2, learn=30), s)[:20].any()
+    assert hits_of(FlagAbuse(history=10, hidden=2, learn=3), s)[8, 0]
+
+
+def test_flag_abuse_memory_of_hidden_values_is_bounded():
+    det = FlagAbuse(history=10, hidden=2)
+    st = det.new_state(100)
+    assert st is not None and sum(a.nbytes for a in st.arrays.values()) == 100 * 32
+    assert FlagAbuse(history=10).new_state(100) is None
+    with pytest.raises(ValueError):
+        FlagAbuse(history=65)
+
+
 # -- capture ----------------------------------------------------------------------------
 
 
