@@ -276,8 +276,8 @@ class FlagAbuse:
     learn: int = 30
 
     def __post_init__(self) -> None:
-        if not 1 <= self.history <= 64:
-            raise ValueError("history must be 1–64 readings")
+        if self.hidden > 0 and not 1 <= self.history <= 64:
+            raise ValueError("history must be 1–64 readings with hidden (a 64-bit memory)")
 
     def new_state(self, capacity: int) -> State | None:
         if self.hidden <= 0:

@@ -1017,7 +1017,8 @@ def test_flag_abuse_memory_of_hidden_values_is_bounded():
     assert st is not None and sum(a.nbytes for a in st.arrays.values()) == 100 * 32
     assert FlagAbuse(history=10).new_state(100) is None
     with pytest.raises(ValueError):
-        FlagAbuse(history=65)
+        FlagAbuse(history=65, hidden=2)
+    assert FlagAbuse(history=65).new_state(1) is None  # the share alone: any window
 
 
 # -- capture ----------------------------------------------------------------------------
