@@ -118,10 +118,10 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         emit(result, args.json)
         return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
     if args.bench_command == "query":
-        from offsite.bench.query import QueryBenchArgs, run_query_bench
+        from offsite.bench.query import NotTimescale, QueryBenchArgs, run_query_bench
 
-        emit(
-            run_query_bench(
+        try:
+            result = run_query_bench(
                 QueryBenchArgs(
                     devices=args.devices,
                     days=args.days,
@@ -131,9 +131,11 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 ),
                 admin,
                 out,
-            ),
-            args.json,
-        )
+            )
+        except NotTimescale as exc:
+            print(f"offsite bench query: {exc}")
+            return 2
+        emit(result, args.json)
         return 0
     if args.bench_command == "storage":
         import json

@@ -66,6 +66,10 @@ class QueryBenchArgs:
     database: str = DB_NAME  # the kept history's database (tests use one of their own)
 
 
+class NotTimescale(ValueError):
+    """``--compress`` asked of a server without TimescaleDB."""
+
+
 MONTH = timedelta(days=30)
 # the reads compression can change: every other one reads alerts, never compressed
 READINGS_CASES = ("device_day_hourly", "device_day_hourly_raw", "device_month_hourly")
@@ -93,6 +97,8 @@ def run_query_bench(
     )
     shape = f"devices={args.devices} days={args.days:g} seed={args.seed} end={end.isoformat()}"
     db = with_database(admin_url, args.database)
+    if args.compress and not _preloads_timescale(admin_url):  # before minutes of generating
+        raise NotTimescale("--compress needs TimescaleDB: plain PostgreSQL compresses nothing")
     gen_s = _ensure_history(admin_url, db, fleet, args, end, shape, out)
     with psycopg.connect(db) as conn:
         timescale = timescale_active(conn)
@@ -100,8 +106,6 @@ def run_query_bench(
         n_readings = int(row[0]) if row else 0
         size = readings_size(conn, timescale)
         chunks = _chunks(conn) if timescale else None
-    if args.compress and not timescale:
-        raise ValueError("--compress needs TimescaleDB: plain PostgreSQL compresses nothing")
     result: dict[str, object] = {
         "backend": "timescaledb" if timescale else "plain",
         "readings": n_readings,
@@ -138,6 +142,18 @@ def run_query_bench(
     timings = asyncio.run(_time_queries(db, fleet, end, args, only=READINGS_CASES))
     _summarise(result, timings, "_compressed")
     return result
+
+
+def _preloads_timescale(admin_url: str) -> bool:
+    """True when the server preloads TimescaleDB (a database migrated there gets the
+    hypertable), as the test suite tells the backends apart."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT current_setting('shared_preload_libraries', true) LIKE '%timescaledb%'
+                      AND EXISTS (SELECT 1 FROM pg_available_extensions
+                                  WHERE name = 'timescaledb')"""
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def _summarise(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from offsite.bench.query import READINGS_CASES, QueryBenchArgs, run_query_bench
+from offsite.bench.query import READINGS_CASES, NotTimescale, QueryBenchArgs, run_query_bench
 from offsite.store.scratch import with_database
 
 pytestmark = pytest.mark.integration
@@ -70,7 +70,7 @@ def test_plain_history_lands_in_monthly_partitions_and_refuses_compress(
         with psycopg.connect(with_database(plain_admin_url, history_db)) as conn:
             row = conn.execute("SELECT count(*) FROM readings_default").fetchone()
         assert row is not None and row[0] == 0  # every row in its month's partition
-        with pytest.raises(ValueError, match="TimescaleDB"):
+        with pytest.raises(NotTimescale, match="TimescaleDB"):
             run_query_bench(_args(history_db, True), plain_admin_url, out=lambda _s: None)
     finally:
         _drop(plain_admin_url, history_db)
