@@ -43,6 +43,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     q.add_argument("--days", type=float, default=6.0, help="days of minute data")
     q.add_argument("--repeats", type=int, default=40, help="timed runs of each query")
     q.add_argument("--fresh", action="store_true", help="regenerate the kept history")
+    q.add_argument(
+        "--compress",
+        action="store_true",
+        help="TimescaleDB: run the compression policy, then time the readings queries again",
+    )
     q.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
     st = bs.add_parser(
         "storage", help="plain PostgreSQL against TimescaleDB: ingest, queries, compression"
@@ -113,18 +118,24 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         emit(result, args.json)
         return 0 if result["lost"] == 0 and result["alerts_seen"] == result["probes"] else 1
     if args.bench_command == "query":
-        from offsite.bench.query import QueryBenchArgs, run_query_bench
+        from offsite.bench.query import NotTimescale, QueryBenchArgs, run_query_bench
 
-        emit(
-            run_query_bench(
+        try:
+            result = run_query_bench(
                 QueryBenchArgs(
-                    devices=args.devices, days=args.days, repeats=args.repeats, fresh=args.fresh
+                    devices=args.devices,
+                    days=args.days,
+                    repeats=args.repeats,
+                    fresh=args.fresh,
+                    compress=args.compress,
                 ),
                 admin,
                 out,
-            ),
-            args.json,
-        )
+            )
+        except NotTimescale as exc:
+            print(f"offsite bench query: {exc}")
+            return 2
+        emit(result, args.json)
         return 0
     if args.bench_command == "storage":
         import json

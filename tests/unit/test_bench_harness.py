@@ -55,3 +55,22 @@ def test_publish_packet_is_mqtt_qos1_publish() -> None:
     pkt = _publish_packet(b"a/b", 513, payload)
     body = b"\x00\x03a/b\x02\x01" + payload
     assert pkt == b"\x32" + _varint(len(body)) + body
+
+
+def test_month_starts_are_the_whole_hours_a_30_day_window_fits_after() -> None:
+    from datetime import timedelta
+
+    from offsite.bench.query import month_starts
+
+    start, end = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    got = month_starts(start, end)
+    assert got[0] == start and got[-1] == end - timedelta(days=30)
+    assert len(got) == 25  # 31 days hold 30-day windows starting at 25 whole hours
+    assert all(t.minute == 0 and t.second == 0 for t in got)
+    # a history starting mid-hour: the first window starts at the next whole hour
+    late = month_starts(start + timedelta(minutes=20), end)
+    assert late[0] == start + timedelta(hours=1) and late[-1] == got[-1]
+    # shorter than a month: one window, from the first whole hour (the caller clips it)
+    assert month_starts(start + timedelta(minutes=1), start + timedelta(days=2)) == [
+        start + timedelta(hours=1)
+    ]
