@@ -433,18 +433,30 @@ class SlowDrift:
     """An analyser creeping away from its partner channels by a per cent or two an hour,
     over hours to days (dirty optics, an ageing cell): too slow for ``drift``.
 
-    Each device hour leaves the mean of the value and of its load (the geometric mean of
-    its ``context`` partners, see ``against_load``). When an hour closes, the value is
-    explained by the load over the reference hours (the last ``hours``, minus the
-    newest ``span``): log value = a + β log load. The newest ``span`` hours' residuals
-    must then trend steadily (slope ≥ ``min_rate`` per hour, R² ≥ ``min_r2``) and the
-    newest two stand clear of the reference (≥ ``min_rise`` and ≥ ``z`` robust
-    deviations of the reference residuals), in the same direction. Load wander and the
-    daily cycle move value and partners together and leave the residual flat; a step
-    (a fuel change, a recalibration) is not a steady trend. The verdict stands until the
-    next hour closes. Judged only with partners, after ``min_ref`` reference hours.
+    Each device hour leaves one point: the median of its ``BINS`` five-minute means of
+    log value and of log load (the geometric mean of its ``context`` partners, see
+    ``against_load``), so soot blowing or a calibration inside the hour does not move
+    it. When an hour closes, the value is explained by the load over the reference
+    hours (the last ``hours``, minus the newest ``span``): log value = a + β log load,
+    and the residual judged. A drift is a steady, monotonic departure; load wander and
+    the daily cycle leave the residual flat, an analyser's own wander turns back, and a
+    fuel change or a recalibration is a step. So the verdict needs all of:
 
-    Memory per series: 12 bytes per hour kept (``hours``), 48 more for the open hour.
+    - the newest ``newest`` hours' residual ≥ ``z`` robust sds of the reference
+      residuals (the series' own spread) and ≥ ``min_rise`` away from their median;
+    - the newest ``span`` hours rising (or falling) in that direction, Mann–Kendall
+      τ ≥ ``min_tau``;
+    - no one hour of the last ``step_hours`` moving more than the typical hour by
+      ``max_step`` of the departure (a step is not a creep; nor is the flat stretch
+      after one).
+
+    The verdict stands until the next hour closes. Judged only with partners, after
+    ``min_ref`` reference hours. Which partners explain a channel is the rules file's:
+    flue-gas concentrations move with the stack's flow at once; a treated-water
+    outlet's quality lags its inflow by hours, its other concentrations do not.
+
+    Memory per series: 12 bytes per hour kept (``hours``: 576 bytes at 48), 10 per
+    five-minute bin of the open hour (120), 17 more: 713 bytes (``bytes_per_series``).
     """
 
     kind: ClassVar[str] = "slow_drift"
@@ -453,28 +465,40 @@ class SlowDrift:
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
     history: ClassVar[int] = 0
+    BINS: ClassVar[int] = 12  # five-minute bins per hour
     context: tuple[str, ...] = ("@flow", "@concentration")
     hours: int = 48
-    span: int = 6
-    min_ref: int = 18
-    min_rate: float = 0.006
-    min_r2: float = 0.8
-    min_rise: float = 0.04
-    z: float = 4.0
+    span: int = 8
+    min_ref: int = 24
+    newest: int = 2
+    z: float = 6.0
+    min_rise: float = 0.03
+    min_tau: float = 0.6
+    max_step: float = 0.4
+    step_hours: int = 24
     min_share: float = 0.5  # of the hour's expected readings, for the hour to count
 
     def __post_init__(self) -> None:
         as_selectors(self)
-        if not (2 < self.span < self.hours and self.min_ref >= 3):
-            raise ValueError("slow_drift needs 2 < span < hours and min_ref ≥ 3")
+        if not (2 < self.span < self.hours and self.min_ref >= 3 and 0 < self.newest <= self.span):
+            raise ValueError("slow_drift needs 2 < span < hours, min_ref ≥ 3, 0 < newest ≤ span")
+        if self.min_ref > self.hours - self.span or not self.span <= self.step_hours <= self.hours:
+            raise ValueError("slow_drift needs min_ref ≤ hours − span, span ≤ step_hours ≤ hours")
+
+    @property
+    def bytes_per_series(self) -> int:
+        """What one series keeps (the ``State`` arrays' item sizes)."""
+        st = self.new_state(1)
+        assert st is not None
+        return sum(a.itemsize * (a.size // a.shape[0]) for a in st.arrays.values())
 
     def new_state(self, capacity: int) -> State | None:
         return State(
             capacity,
             hour=(np.int64, -1),
-            sx=(np.float64, 0.0),
-            sl=(np.float64, 0.0),
-            n=(np.int64, 0),
+            bx=(np.float32, 0.0, self.BINS),  # sums of log value per five-minute bin …
+            bl=(np.float32, 0.0, self.BINS),  # … of log load …
+            bn=(np.int16, 0, self.BINS),  # … and how many readings
             hx=(np.float32, np.nan, self.hours),
             hl=(np.float32, np.nan, self.hours),
             hh=(np.int32, -1, self.hours),
@@ -488,38 +512,49 @@ class SlowDrift:
         load = b.partners.get("load")
         lx = load.x if load is not None else np.full(b.n, np.nan)
         h = np.floor(b.t / 3600.0).astype(np.int64)
-        hour, n = state["hour"][r], state["n"][r]
+        hour = state["hour"][r]
         closing = (hour >= 0) & (h > hour)
         if closing.any():
-            need = self.min_share * 3600.0 / np.maximum(b.interval, 1.0)
-            full = closing & (n >= need)
+            cl = np.flatnonzero(closing)
+            rc = r[cl]
+            bn = state["bn"][rc].astype(np.float64)
+            n = bn.sum(axis=1)
+            need = self.min_share * 3600.0 / np.maximum(b.interval[cl], 1.0)
+            full = n >= need
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mx = nanmedian_rows(np.where(bn > 0, state["bx"][rc] / bn, np.nan))
+                ml = nanmedian_rows(np.where(bn > 0, state["bl"][rc] / bn, np.nan))
             c = np.flatnonzero(full)
             if c.size:
-                rc, hc = r[c], hour[c]
+                rf, hc = rc[c], hour[cl][c]
                 slot = hc % self.hours
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    state["hx"][rc, slot] = np.log(state["sx"][rc] / n[c])
-                    state["hl"][rc, slot] = np.log(state["sl"][rc] / n[c])
-                state["hh"][rc, slot] = hc
-                verdict, hit = self._judge(state, rc, hc)
-                state["verdict"][rc], state["hit"][rc] = verdict, hit
-            gone = np.flatnonzero(closing & ~full)  # a thin hour: no verdict on it
-            state["verdict"][r[gone]], state["hit"][r[gone]] = np.nan, False
-            cl = np.flatnonzero(closing)
-            state["sx"][r[cl]], state["sl"][r[cl]], state["n"][r[cl]] = 0.0, 0.0, 0
+                state["hx"][rf, slot] = mx[c]
+                state["hl"][rf, slot] = ml[c]
+                state["hh"][rf, slot] = hc
+                verdict, hit = self._judge(state, rf, hc)
+                state["verdict"][rf], state["hit"][rf] = verdict, hit
+            gone = rc[~full]  # a thin hour: no verdict on it
+            state["verdict"][gone], state["hit"][gone] = np.nan, False
+            state["bx"][rc], state["bl"][rc], state["bn"][rc] = 0.0, 0.0, 0
         fresh = hour < 0
         state["hour"][r] = np.where(fresh | closing, h, hour)
         ok = b.valid & (b.x > 0) & np.isfinite(b.x) & (lx > 0) & (h >= state["hour"][r])
         k = np.flatnonzero(ok)
-        state["sx"][r[k]] += b.x[k]
-        state["sl"][r[k]] += lx[k]
-        state["n"][r[k]] += 1
+        if k.size:
+            rk = r[k]
+            bin_ = np.floor((b.t[k] % 3600.0) / (3600.0 / self.BINS)).astype(np.int64)
+            bin_ = np.clip(bin_, 0, self.BINS - 1)
+            state["bx"][rk, bin_] += np.log(b.x[k])
+            state["bl"][rk, bin_] += np.log(lx[k])
+            state["bn"][rk, bin_] += 1
         hit = state["hit"][r] & np.isfinite(b.x)
         return Hits(hit, state["verdict"][r].copy())
 
     def _judge(
         self, state: State, rows: np.ndarray, closed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """The verdict on the hours up to ``closed``: (robust z of the newest hours'
+        residual, hit)."""
         age = np.arange(self.hours)
         want = closed[:, None] - age[None, :]
         slot = want % self.hours
@@ -539,29 +574,34 @@ class SlowDrift:
             var = (dl * dl).sum(axis=1) / np.maximum(nf, 1)
             beta = (dl * dx).sum(axis=1) / np.maximum(nf, 1) / var
             beta = np.clip(np.where((var > 1e-5) & np.isfinite(beta), beta, 1.0), 0.0, 2.0)
-            e = x - mx[:, None] - beta[:, None] * (lo - ml[:, None])
+            e = np.where(have, x - beta[:, None] * lo, np.nan)
             eref = np.where(ref, e, np.nan)
             med = nanmedian_rows(eref)
-            sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 0.003)
-            # the newest hours' trend (per hour, oldest → newest)
-            th = np.where(recent, -age[None, :].astype(np.float64), np.nan)
-            tm = np.nanmean(th, axis=1)
-            em = np.nanmean(np.where(recent, e, np.nan), axis=1)
-            dt = np.where(recent, th - tm[:, None], 0.0)
-            de = np.where(recent, e - em[:, None], 0.0)
-            sxx, sxy, syy = (dt * dt).sum(1), (dt * de).sum(1), (de * de).sum(1)
-            slope = sxy / sxx
-            r2 = sxy * sxy / (sxx * syy)
-            newest = np.nanmean(np.where(recent & (age < 2), e, np.nan), axis=1)
+            sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 1e-3)
+            newest = nanmedian_rows(np.where(recent & (age < self.newest), e, np.nan))
             rise = newest - med
-        judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(slope)
-        hit = judged & (np.abs(slope) >= self.min_rate) & (np.nan_to_num(r2) >= self.min_r2)
-        hit &= np.abs(np.nan_to_num(rise)) >= np.maximum(self.min_rise, self.z * sigma)
-        hit &= np.sign(slope) == np.sign(rise)
-        return np.where(judged, slope, np.nan), hit
+            # the newest span hours, oldest → newest: monotonic, and no one step
+            er = np.where(recent, e, np.nan)[:, self.span - 1 :: -1]
+            pair = np.sign(er[:, None, :] - er[:, :, None])  # [i, j] = sign(e_j − e_i)
+            upper = np.triu(np.ones((self.span, self.span), dtype=bool), 1)[None]
+            known = upper & np.isfinite(pair)
+            tau = np.where(known, pair, 0.0).sum(axis=(1, 2)) / np.maximum(known.sum((1, 2)), 1)
+            up = np.sign(rise)
+            # a step: one hour's move beyond the typical hourly move of the last
+            # ``step_hours`` (a creep moves every hour alike; a fuel change or a
+            # recalibration some hours ago moved one), against the whole departure
+            ew = np.where(have & (age < self.step_hours), e, np.nan)[:, self.step_hours - 1 :: -1]
+            d = np.diff(ew, axis=1) * up[:, None]
+            step = np.nanmax(d, axis=1) - nanmedian_rows(d)
+            score = rise / sigma
+        judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(score)
+        hit = judged & (np.abs(score) >= self.z) & (np.abs(rise) >= self.min_rise)
+        hit &= tau * up >= self.min_tau
+        hit &= np.nan_to_num(step, nan=np.inf) <= self.max_step * np.abs(rise)
+        return np.where(judged, score, np.nan), hit
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
-            f"{value:g}: drifting {score:+.1%} an hour away from its partner channels "
-            f"over the last {self.span} hours (slow analyser drift)"
+            f"{value:g}: {score:+.1f} robust sds away from its partner channels, creeping "
+            f"steadily over the last {self.span} hours (slow analyser drift)"
         )

@@ -1,0 +1,122 @@
+"""slow_drift: an analyser creeping a per cent or two an hour away from its partners is
+found; a step (a fuel change) and the analyser's own wander, which turns back, are not.
+
+The detector is driven directly, a reading a minute for three days, with the load its
+partners share given as the ``load`` partner (as the engine gives it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offsite.rules.detectors import Batch, Partner
+from offsite.rules.detectors.base import FLAG_N
+from offsite.rules.detectors.stats import SlowDrift
+
+T0 = 1_795_996_800.0  # 2026-11-30T00:00:00Z
+MIN = 3 * 1440
+START = 36 * 60  # the fault starts a day and a half in
+
+
+def ar(rng: np.random.Generator, n: int, sd: float, tau_min: float) -> np.ndarray:
+    """A smooth, mean-reverting wander (AR(1) low-passed) of about ``sd``."""
+    phi = np.exp(-1.0 / tau_min)
+    z = rng.normal(0.0, sd * np.sqrt(2.0 * (1 - phi * phi)), n)
+    a = np.zeros(n)
+    lp = np.zeros(n)
+    for k in range(1, n):
+        a[k] = phi * a[k - 1] + z[k]
+        lp[k] = phi * lp[k - 1] + (1 - phi) * a[k]
+    return lp
+
+
+def plant(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(load, value): a load with a daily cycle and ±8 % wander over half an hour; the
+    value follows it (elasticity 0.8) with its analyser's own 2 % wander over two hours,
+    1 % noise and soot blowing (+60 % for 20 minutes) three times a day."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(MIN)
+    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    value = 3.2 * load**0.8 * (1 + ar(rng, MIN, 0.02, 120.0)) * (1 + rng.normal(0, 0.01, MIN))
+    soot = ((i % 480) >= 200) & ((i % 480) < 220)
+    value = value * np.where(soot, 1.6, 1.0)
+    return load, value
+
+
+def verdicts(values: np.ndarray, load: np.ndarray, det: SlowDrift | None = None) -> np.ndarray:
+    """hit[minute, series] for ``values[minute, series]`` against ``load[minute, series]``."""
+    det = det or SlowDrift()
+    n = values.shape[1]
+    state = det.new_state(n)
+    out = np.zeros(values.shape, dtype=bool)
+    for k in range(values.shape[0]):
+        x = np.round(values[k], 2)
+        b = Batch(
+            np.arange(n),
+            x,
+            np.full(n, T0 + 60.0 * k),
+            np.full(n, FLAG_N, dtype=np.uint8),
+            np.full(n, 10.0),
+            np.full(n, 0.0),
+            np.full(n, np.inf),
+            np.full(n, 6.0),
+            np.full(n, 60.0),
+            np.zeros((n, 0)),
+            np.zeros((n, 0), dtype=np.uint8),
+            np.zeros((n, 0)),
+            {"load": Partner(np.round(load[k], 3), np.zeros((n, 0)))},
+        )
+        out[k] = det(b, state).hit
+    return out
+
+
+def fleet(seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [plant(s) for s in seeds]
+    return np.stack([p[0] for p in pairs], axis=1), np.stack([p[1] for p in pairs], axis=1)
+
+
+def test_a_steady_creep_is_found_within_hours_and_not_before_it_starts() -> None:
+    load, value = fleet(range(4))
+    rate = np.array([0.01, 0.015, 0.02, 0.015])  # per hour
+    hours = np.maximum(np.arange(MIN) - START, 0)[:, None] / 60.0
+    hit = verdicts(value * (1 + rate * hours), load)
+    assert not hit[:START].any()
+    first = np.argmax(hit, axis=0)
+    assert hit.any(axis=0).all(), "every creep is found"
+    delay_h = (first - START) / 60.0
+    assert (delay_h <= 16).all(), delay_h
+
+
+def test_a_creep_downwards_is_found_too() -> None:
+    load, value = fleet(range(4, 6))
+    hours = np.maximum(np.arange(MIN) - START, 0)[:, None] / 60.0
+    hit = verdicts(value / (1 + 0.02 * hours), load)
+    assert not hit[:START].any()
+    assert hit.any(axis=0).all()
+
+
+def test_a_step_that_stays_is_not_a_drift() -> None:
+    # a fuel change: +25 % (or −20 %) over 20 minutes, flat after
+    load, value = fleet(range(6, 10))
+    ramp = np.clip((np.arange(MIN) - START) / 20.0, 0, 1)[:, None]
+    size = np.array([1.25, 0.8, 1.25, 0.8])
+    hit = verdicts(value * (1 + (size - 1) * ramp), load)
+    assert not hit.any(), np.argwhere(hit)[:3]
+
+
+def test_the_analysers_own_wander_and_the_shared_load_raise_nothing() -> None:
+    load, value = fleet(range(10, 18))
+    assert not verdicts(value, load).any()
+
+
+def test_the_load_is_what_its_partners_share() -> None:
+    # the same creep found against the load, and a load ramp every channel shares
+    # (the value following it) is not a drift
+    load, value = fleet(range(18, 20))
+    ramp = 1 + 0.02 * np.maximum(np.arange(MIN) - START, 0)[:, None] / 60.0
+    assert not verdicts(value * ramp**0.8, load * ramp).any()
+
+
+def test_memory_per_series_is_bounded_and_stated() -> None:
+    det = SlowDrift()
+    assert det.bytes_per_series == 713
+    assert SlowDrift(hours=72).bytes_per_series == 713 + 24 * 12
