@@ -352,31 +352,61 @@ class RuleEngine:
         values now; ``window`` the load over the window *relative to now* (the mean of
         each partner's value then over its value now): no logarithm on the windows.
         NaN where a partner is missing, invalid or not positive, and everywhere for a
-        series without partners."""
+        series without partners.
+
+        A partner's share (its log now, its window over now) is the same whoever it is
+        the partner of, so it is worked out once per partner (``_load_sources``) and
+        gathered for each of the up to ``CONTEXT_MAX`` partners of a row: a round
+        otherwise divided every partner's window again for each of its channels."""
         table = self._ctx[sel][rows]
         n, w = rows.shape[0], full.window.shape[1]
         logx = np.zeros(n)
         rel = np.zeros((n, w))
         cnt = (table >= 0).sum(axis=1)
-        for k in range(table.shape[1]):
-            prow = table[:, k]
-            have = prow >= 0
-            if not have.any():
-                break
-            safe = np.where(have, prow, 0)
-            pos = where[safe]
-            now = np.where(pos >= 0, full.x[np.maximum(pos, 0)], self.windows.latest(safe))
-            bad = (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N)
-            now = np.where(bad | ~(now > 0), np.nan, now)
-            vals, flags = self._window_of(safe, pos, full)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
-                logx += np.where(have, np.log(now), 0.0)
-                rel += np.where(have[:, None], vals / now[:, None], 0.0)
+        cols = cnt.max(initial=0)  # columns fill from the left: none after the first empty
+        if cols:
+            at, src_log, src_rel = self._load_sources(table[:, :cols], where, full)
+            for k in range(cols):
+                # the zero row stands for "no partner here": adds exactly 0.0
+                logx += src_log[at[:, k]]
+                rel += src_rel[at[:, k]]
         with np.errstate(invalid="ignore", divide="ignore"):
             x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
             win = np.where(cnt[:, None] > 0, rel / np.maximum(cnt, 1)[:, None], np.nan)
         return Partner(x, win)
+
+    def _load_sources(
+        self, table: np.ndarray, where: np.ndarray, full: Batch
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each distinct partner in ``table`` (series rows, -1 for none) as a source of
+        load: ``log`` of its value now and its window over its value now (NaN where the
+        value is invalid or not positive); a last row of zeros; and ``at``, ``table``'s
+        entries as indices into them (the zero row for -1). A partner in the round is
+        read from the round's batch (its reading now, its window before it); one that
+        is not, from the ring buffers (its latest value, its window)."""
+        have = table >= 0
+        prows, inv = np.unique(np.where(have, table, -1), return_inverse=True)
+        inv = inv.reshape(table.shape)
+        if prows[0] < 0:  # the -1 entries: moved to the end, onto the zero row
+            prows = prows[1:]
+            inv = np.where(have, inv - 1, prows.shape[0])
+        else:
+            inv = np.where(have, inv, prows.shape[0])
+        pos = where[prows]
+        inr = pos >= 0
+        ip = np.maximum(pos, 0)
+        now = np.where(inr, full.x[ip], self.windows.latest(prows))
+        bad = inr & (full.flag[ip] != FLAG_N)
+        now = np.where(bad | ~(now > 0), np.nan, now)
+        vals, flags = self._window_of(prows, pos, full)
+        m = prows.shape[0]
+        src_log = np.zeros(m + 1)
+        src_rel = np.zeros((m + 1, vals.shape[1]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
+            src_log[:m] = np.log(now)
+            src_rel[:m] = vals / now[:, None]
+        return inv, src_log, src_rel
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
         rows, new = self.windows.rows(keys)  # type: ignore[arg-type]
