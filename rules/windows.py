@@ -14,6 +14,11 @@ import numpy as np
 from offsite.rules.growth import grow_attr, next_capacity
 
 
+def _rotations(width: int) -> np.ndarray:
+    """Row p: the slots of a ring whose oldest is at p, oldest → newest."""
+    return (np.arange(width)[:, None] + np.arange(width)[None, :]) % width
+
+
 class Windows:
     def __init__(self, width: int, capacity: int = 64) -> None:
         if width < 2:
@@ -26,6 +31,7 @@ class Windows:
         self._times = np.full((capacity, width), np.nan)
         self._pos = np.zeros(capacity, dtype=np.int64)  # next slot to write = oldest
         self._last_t = np.full(capacity, -np.inf)  # newest device time (epoch s)
+        self._rot = _rotations(width)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -83,15 +89,19 @@ class Windows:
         )
         self._pos[:] = 0
         self.width = width
-
-    def _order(self, rows: np.ndarray) -> np.ndarray:
-        return (self._pos[rows, None] + np.arange(self.width)) % self.width
+        self._rot = _rotations(width)
 
     def window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Values, flags and times of ``rows``, oldest → newest; empty slots at the front."""
-        idx = self._order(rows)
-        r = rows[:, None]
-        return self._vals[r, idx], self._flags[r, idx], self._times[r, idx]
+        """Values, flags and times of ``rows``, oldest → newest; empty slots at the front.
+
+        One flat index (row start + the row's rotation, looked up, not a modulo per
+        element) serves the three gathers: 2-D fancy indexing rebuilt it for each."""
+        flat = (rows * self.width)[:, None] + self._rot[self._pos[rows]]
+        return (
+            self._vals.reshape(-1).take(flat),
+            self._flags.reshape(-1).take(flat),
+            self._times.reshape(-1).take(flat),
+        )
 
     def latest(self, rows: np.ndarray) -> np.ndarray:
         """Each row's newest value (NaN for a row never written)."""
