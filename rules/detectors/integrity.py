@@ -97,11 +97,16 @@ class CopyPaste:
         )
 
     @staticmethod
+    def _mix(bucket: np.ndarray) -> np.ndarray:
+        """The 32 bits of a bucket's number that ``_sealed`` mixes into a fingerprint."""
+        b = (np.asarray(bucket).astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        return ((b >> np.uint64(32)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+    @staticmethod
     def _sealed(fp: np.ndarray, bucket: np.ndarray) -> np.ndarray:
         """The fingerprint as kept in (or looked up for) ``bucket``: its number mixed in,
         so a slot from an earlier turn of the table does not match; 0 stays unusable."""
-        b = (np.asarray(bucket).astype(np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
-        mix = ((b >> np.uint64(32)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        mix = CopyPaste._mix(bucket)
         return np.where(fp != 0, (fp ^ mix) | np.uint32(1), np.uint32(0)).astype(np.uint32)
 
     def _offsets(self, g: np.ndarray) -> np.ndarray:
@@ -182,23 +187,29 @@ class CopyPaste:
             bucket = bn[look] // self.stride
             gl = g[look]
             if (gl == gl[0]).all():
-                # the usual round: one interval, so one row of offsets for all
+                # the usual round: one interval, so one row of offsets for all, and a
+                # few distinct buckets (series' phases): their slots and the bits mixed
+                # into the fingerprints are worked out once per bucket, not per series
                 off1 = self._offsets(gl[:1])[0]
                 off = np.broadcast_to(off1, (look.size, off1.shape[0]))
-                want = bucket[:, None] - off1[None, :]
-                slot = (want % self.slots) * (off1 > 0)  # off 0 looks at slot 0 …
+                ub, which = np.unique(bucket, return_inverse=True)
+                want = ub[:, None] - off1[None, :]  # row which[c] is look[c]'s
+                slot = ((want % self.slots) * (off1 > 0))[which]  # off 0 looks at slot 0 …
+                mix = self._mix(want)[which]
             else:
                 off = self._offsets(gl)
                 want = bucket[:, None] - off
+                which = np.arange(look.size)
                 slot = want % self.slots
+                mix = self._mix(want)
             flat = state["fp"].reshape(-1)  # one gather on the flat table: much cheaper
-            sealed = self._sealed(np.broadcast_to(fp[look, None], want.shape), want)
+            sealed = (fp[look, None] ^ mix) | np.uint32(1)  # ``_sealed``: fp is not 0 here
             found = flat[(rows * self.slots)[:, None] + slot] == sealed
             found &= off > 0  # … and is never a match
             for c in np.flatnonzero(found.any(axis=1)).tolist():  # candidates are rare
                 i = int(look[c])
                 for j in np.flatnonzero(found[c]).tolist():
-                    s_, w_ = int(slot[c, j]), int(want[c, j])
+                    s_, w_ = int(slot[c, j]), int(want[which[c], j])
                     if state["q"][rows[c], s_] != value[i]:
                         continue  # the steps' fingerprint matched, the values do not
                     gap = int(bn[i]) - w_ * self.stride  # in intervals
