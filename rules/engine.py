@@ -385,13 +385,13 @@ class RuleEngine:
         read from the round's batch (its reading now, its window before it); one that
         is not, from the ring buffers (its latest value, its window)."""
         have = table >= 0
-        prows, inv = np.unique(np.where(have, table, -1), return_inverse=True)
-        inv = inv.reshape(table.shape)
-        if prows[0] < 0:  # the -1 entries: moved to the end, onto the zero row
-            prows = prows[1:]
-            inv = np.where(have, inv - 1, prows.shape[0])
-        else:
-            inv = np.where(have, inv, prows.shape[0])
+        # the distinct partners, by marking them on the engine's rows (no sort)
+        mark = np.zeros(self.windows.capacity, dtype=bool)
+        mark[table[have]] = True
+        prows = np.flatnonzero(mark)
+        index = np.empty(self.windows.capacity, dtype=np.int64)
+        index[prows] = np.arange(prows.shape[0])
+        inv = np.where(have, index[np.where(have, table, 0)], prows.shape[0])
         pos = where[prows]
         inr = pos >= 0
         ip = np.maximum(pos, 0)
