@@ -369,7 +369,7 @@ class RuleEngine:
             for k in range(cols):
                 # the zero row stands for "no partner here": adds exactly 0.0
                 logx += src_log[at[:, k]]
-                rel += src_rel[at[:, k]]
+                rel += np.take(src_rel, at[:, k], axis=0)  # whole rows: faster than [ ]
         with np.errstate(invalid="ignore", divide="ignore"):
             x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
             win = np.where(cnt[:, None] > 0, rel / np.maximum(cnt, 1)[:, None], np.nan)
@@ -636,7 +636,7 @@ class RuleEngine:
         series is in it (``pos`` ≥ 0, its index there), from the ring buffers if not."""
         inr = pos >= 0
         if inr.all():
-            return full.window[pos], full.wflag[pos]
+            return np.take(full.window, pos, axis=0), np.take(full.wflag, pos, axis=0)
         vals = np.empty((prow.shape[0], full.window.shape[1]))
         flags = np.empty((prow.shape[0], full.window.shape[1]), dtype=np.uint8)
         vals[inr], flags[inr] = full.window[pos[inr]], full.wflag[pos[inr]]
@@ -699,7 +699,7 @@ class RuleEngine:
             if idx.shape[0] == p.x.shape[0]:
                 return p
             at = inv[idx]
-            return Partner(p.x[at], p.window[at])
+            return Partner(p.x[at], np.take(p.window, at, axis=0))
 
         # rules bound to the same series share one sub-batch (most bind to "@limited")
         taken: dict[bytes, Batch] = {}

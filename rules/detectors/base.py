@@ -160,14 +160,22 @@ class Batch:
 
     def take(self, idx: np.ndarray, partners: bool = True) -> Batch:
         """The sub-batch of rows ``idx`` (a rule that applies to some series only);
-        without its partners when ``partners`` is false (the caller sets its own)."""
+        without its partners when ``partners`` is false (the caller sets its own).
+
+        ``np.take`` along the first axis copies whole rows: twice as fast as fancy
+        indexing on the (n, W) windows, which made most of a round's copying."""
+        if idx.dtype == np.bool_:
+            idx = np.flatnonzero(idx)
         kw: dict[str, Any] = {
-            f.name: getattr(self, f.name)[idx]
+            f.name: np.take(getattr(self, f.name), idx, axis=0)
             for f in fields(self)
             if f.name != "partners" and getattr(self, f.name) is not None
         }
         kw["partners"] = (
-            {k: Partner(p.x[idx], p.window[idx]) for k, p in self.partners.items()}
+            {
+                k: Partner(np.take(p.x, idx, axis=0), np.take(p.window, idx, axis=0))
+                for k, p in self.partners.items()
+            }
             if partners
             else {}
         )
