@@ -366,14 +366,16 @@ class RuleEngine:
         cols = cnt.max(initial=0)  # columns fill from the left: none after the first empty
         if cols:
             at, src_log, src_rel = self._load_sources(table[:, :cols], where, full)
+            part = np.empty_like(rel)  # one buffer for every column's gather
             for k in range(cols):
                 # the zero row stands for "no partner here": adds exactly 0.0
                 logx += src_log[at[:, k]]
-                rel += np.take(src_rel, at[:, k], axis=0)  # whole rows: faster than [ ]
+                rel += np.take(src_rel, at[:, k], axis=0, out=part)  # whole rows, no [ ]
         with np.errstate(invalid="ignore", divide="ignore"):
             x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
-            win = np.where(cnt[:, None] > 0, rel / np.maximum(cnt, 1)[:, None], np.nan)
-        return Partner(x, win)
+            rel /= np.maximum(cnt, 1)[:, None]  # in place: a round's largest arrays
+        rel[cnt == 0] = np.nan
+        return Partner(x, rel)
 
     def _load_sources(
         self, table: np.ndarray, where: np.ndarray, full: Batch
