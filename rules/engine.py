@@ -359,15 +359,32 @@ class RuleEngine:
         gathered for each of the up to ``CONTEXT_MAX`` partners of a row: a round
         otherwise divided every partner's window again for each of its channels."""
         table = self._ctx[sel][rows]
-        n, w = rows.shape[0], full.window.shape[1]
+        cols = int((table >= 0).sum(axis=1).max(initial=0))
+        table = table[:, :cols]  # columns fill from the left: none after the first empty
+        # channels with the same partners (most of a device's) share one load
+        base = self.windows.capacity + 1
+        if cols > 0 and base**cols < 2**62:
+            code = np.zeros(rows.shape[0], dtype=np.int64)
+            for k in range(cols):
+                code = code * base + (table[:, k] + 1)
+            _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+            if first.shape[0] < rows.shape[0]:
+                x, win = self._load_of(table[first], where, full)
+                return Partner(x[inv], np.take(win, inv.reshape(-1), axis=0))
+        return Partner(*self._load_of(table, where, full))
+
+    def _load_of(
+        self, table: np.ndarray, where: np.ndarray, full: Batch
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``_load`` for rows whose partners are ``table`` (series rows, -1 for none)."""
+        n, w = table.shape[0], full.window.shape[1]
         logx = np.zeros(n)
         rel = np.zeros((n, w))
         cnt = (table >= 0).sum(axis=1)
-        cols = cnt.max(initial=0)  # columns fill from the left: none after the first empty
-        if cols:
-            at, src_log, src_rel = self._load_sources(table[:, :cols], where, full)
+        if table.shape[1]:
+            at, src_log, src_rel = self._load_sources(table, where, full)
             part = np.empty_like(rel)  # one buffer for every column's gather
-            for k in range(cols):
+            for k in range(table.shape[1]):
                 # the zero row stands for "no partner here": adds exactly 0.0
                 logx += src_log[at[:, k]]
                 rel += np.take(src_rel, at[:, k], axis=0, out=part)  # whole rows, no [ ]
@@ -375,7 +392,7 @@ class RuleEngine:
             x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
             rel /= np.maximum(cnt, 1)[:, None]  # in place: a round's largest arrays
         rel[cnt == 0] = np.nan
-        return Partner(x, rel)
+        return x, rel
 
     def _load_sources(
         self, table: np.ndarray, where: np.ndarray, full: Batch
