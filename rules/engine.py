@@ -631,9 +631,12 @@ class RuleEngine:
     def _partners(
         self, rows: np.ndarray, roles: tuple[str, ...], where: np.ndarray, full: Batch
     ) -> dict[str, Partner]:
+        """Each row's partner channel in these roles (its value now, its valid window).
+        A device's channels share their partner (its O2, its flow): each partner is
+        worked out once and gathered for the rows it is the partner of."""
         out = {}
         for role in roles:
-            prow = self._partner[role][rows]
+            prow, inv = np.unique(self._partner[role][rows], return_inverse=True)
             have = prow >= 0
             safe = np.where(have, prow, 0)
             pos = where[safe]
@@ -645,7 +648,8 @@ class RuleEngine:
             x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
             vals, flags = self._window_of(safe, pos, full)
             win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
-            out[role] = Partner(x, win)
+            inv = inv.reshape(-1)
+            out[role] = Partner(x[inv], np.take(win, inv, axis=0))
         return out
 
     def _window_of(
