@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -746,10 +746,10 @@ class RuleEngine:
                     partners = {r: partner(("role", r), idx) for r in det.partners}
                     if ctx:
                         partners["load"] = partner(("load", ctx), idx)
-                    b = replace(b, partners=partners)
+                    b = b.same_windows(partners=partners)
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
-            b = replace(b, rows=inst.slots[b.rows])
+            b = b.same_windows(rows=inst.slots[b.rows])
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
             fire = self._gate(inst, b, hit, hits.score)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -145,6 +145,11 @@ class Batch:
     # uint32[n]: a stable hash of each series' (device, pollutant), the same in every
     # engine, order of rows and restart (``series_hash``); None where not known (0)
     key: np.ndarray | None = None
+    # what has been worked out from the windows (``valid_window``), shared by the
+    # copies ``same_windows`` makes; not an argument, so ``replace`` starts afresh
+    _memo: dict[str, np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def n(self) -> int:
@@ -155,8 +160,25 @@ class Batch:
         return self.flag == FLAG_N
 
     def valid_window(self) -> np.ndarray:
-        """The window with invalid-flagged values as NaN: what statistics are taken over."""
-        return np.where(self.wflag == FLAG_N, self.window, np.nan)
+        """The window with invalid-flagged values as NaN: what statistics are taken over.
+
+        Worked out once per batch (most rules read it, a round has several); read-only,
+        as it is shared."""
+        vw = self._memo.get("valid")
+        if vw is None:
+            vw = np.where(self.wflag == FLAG_N, self.window, np.nan)
+            vw.flags.writeable = False
+            self._memo["valid"] = vw
+        return vw
+
+    def same_windows(self, **changes: Any) -> Batch:
+        """``replace`` for changes that leave the windows as they are (the rows state is
+        indexed by, the partners): the copy shares what was worked out from them."""
+        if {"window", "wflag"} & changes.keys():
+            raise ValueError("same_windows cannot change the windows")
+        b = replace(self, **changes)
+        object.__setattr__(b, "_memo", self._memo)
+        return b
 
     def take(self, idx: np.ndarray, partners: bool = True) -> Batch:
         """The sub-batch of rows ``idx`` (a rule that applies to some series only);
@@ -169,7 +191,7 @@ class Batch:
         kw: dict[str, Any] = {
             f.name: np.take(getattr(self, f.name), idx, axis=0)
             for f in fields(self)
-            if f.name != "partners" and getattr(self, f.name) is not None
+            if f.init and f.name != "partners" and getattr(self, f.name) is not None
         }
         kw["partners"] = (
             {
@@ -179,7 +201,13 @@ class Batch:
             if partners
             else {}
         )
-        return Batch(**kw)
+        sub = Batch(**kw)
+        vw = self._memo.get("valid")
+        if vw is not None:  # a gather is cheaper than working it out again
+            vw = np.take(vw, idx, axis=0)
+            vw.flags.writeable = False
+            sub._memo["valid"] = vw
+        return sub
 
 
 @dataclass(frozen=True, slots=True)
