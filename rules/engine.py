@@ -194,6 +194,8 @@ class RuleEngine:
         # partner rows per series, -1 where none
         self._ctx: dict[tuple[str, ...], np.ndarray] = {}
         self._by_device: dict[str, list[int]] = defaultdict(list)
+        self._device_no = np.full(cap, -1, dtype=np.int64)  # row → its device's number
+        self._device_index: dict[str, int] = {}  # device → that number
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
         self.late = 0  # readings judged after a newer one of their series (order-free only)
@@ -251,6 +253,7 @@ class RuleEngine:
             ("_o2ref", np.nan),
             ("_interval", 60.0),
             ("_key_hash", 0),
+            ("_device_no", -1),
             ("_applies", False),
         ):
             grow_attr(self, name, cap, fill)
@@ -433,7 +436,9 @@ class RuleEngine:
             self._grow()
             for row in new:
                 self._describe_row(row)
-                self._by_device[self._key(row)[0]].append(row)
+                mn = self._key(row)[0]
+                self._by_device[mn].append(row)
+                self._device_no[row] = self._device_index.setdefault(mn, len(self._device_index))
             self._settle()
             self._link_partners({self._key(r)[0] for r in new})
         return rows
@@ -544,11 +549,14 @@ class RuleEngine:
         series_rows = self._rows(keys)
         rows = series_rows[sidx]
         refs = _Refs(keys, sidx, t, x, flag, readings)
-        devices: dict[str, int] = {}
-        dev_of_series = np.fromiter(
-            (devices.setdefault(k[0], len(devices)) for k in keys), np.int64, len(keys)
+        # the devices numbered by their first series in ``keys`` (rounds are cut in that
+        # order), from the engine's own numbers: no Python loop over the keys
+        known, first, inv = np.unique(
+            self._device_no[series_rows], return_index=True, return_inverse=True
         )
-        dev = dev_of_series[sidx]
+        number = np.empty(known.shape[0], dtype=np.int64)
+        number[np.argsort(first)] = np.arange(known.shape[0])
+        dev = number[inv.reshape(-1)][sidx]
         if np.unique(sidx).shape[0] == n:  # one reading per series: one round
             self._judge_round(np.arange(n), dev, rows, x, t, flag, refs, ev)
             return ev

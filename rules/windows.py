@@ -45,6 +45,9 @@ class Windows:
 
     def rows(self, keys: list[Hashable]) -> tuple[np.ndarray, list[int]]:
         """Row numbers for keys, creating rows for new series; also the new rows."""
+        known = list(map(self._index.get, keys))  # the usual batch: all of them known
+        if None not in known:
+            return np.array(known, dtype=np.int64), []
         out = np.empty(len(keys), dtype=np.int64)
         new: list[int] = []
         missing = sum(1 for k in keys if k not in self._index)
