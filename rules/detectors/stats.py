@@ -253,10 +253,11 @@ class Stat:
     It knows no limits and no physics, so it runs on channels the engine has no other
     rule for. It judges before it learns, and learns nothing from a value it flags,
     so a sustained shift keeps firing until ``adapt`` readings have passed. It looks for
-    a level *shift*: a step, then a level. Each reading of a run of hits must stay within
-    ``hold`` × ``z`` deviations of the one before; a value that keeps walking away
-    reading after reading (a flow running down at a shut-down before its stop flag) is a
-    ramp, and breaks the run.
+    a level *shift*: a step, then a level. No reading of a run of hits may stand further
+    away from the expected level than the level the run holds (its first reading, then
+    an EWMA of its readings) by more than ``hold`` × ``z`` deviations; a value that keeps
+    walking away reading after reading (a flow running down at a shut-down before its
+    stop flag) is a ramp, and breaks the run.
 
     The scale never falls below the series' own quantisation step (the smallest
     non-zero change between readings seen so far, at least ``abs_floor``): a series
@@ -310,7 +311,7 @@ class Stat:
             dev=(np.float64, np.nan),
             n=(np.int64, 0),
             run=(np.int64, 0),
-            prev=(np.float64, np.nan),  # the run's last reading, as is …
+            prev=(np.float64, np.nan),  # the level the run holds, as is …
             prev_adj=(np.float64, np.nan),  # … and along the load
             moved=(np.float64, np.nan),  # device time the partners' load last moved a lot
             last=(np.float64, np.nan),  # the last valid reading …
@@ -367,17 +368,22 @@ class Stat:
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         score = np.where(judged, score, np.nan)
         far = np.nan_to_num(score, nan=0.0) > self.z
-        # a step, then a level: each reading of a run stays near the one before (as is
-        # or along the load), or the run is a ramp and breaks
+        # a step, then a level: no reading of a run goes on away from the expected level
+        # (as is, or along the load) much further than the level the run holds, or it
+        # is a ramp
         adj = b.x - shift
         prev, prev_adj = state["prev"][r], state["prev_adj"][r]
+        way = np.sign(b.x - pred)
         with np.errstate(invalid="ignore"):
-            kept = np.minimum(np.abs(b.x - prev), np.abs(adj - prev_adj))
+            kept = np.minimum(way * (b.x - prev), way * (adj - prev_adj))
         # (a flagged reading leaves nothing to compare with: a run carried through a
         # stop's flagged readings lets ``adapt`` take the level the plant restarts at)
         hit = far & ((run == 0) | ~(kept > self.hold * self.z * scale))
-        state["prev"][r] = np.where(ok, np.where(hit, b.x, prev), np.nan)
-        state["prev_adj"][r] = np.where(ok, np.where(hit, adj, prev_adj), np.nan)
+        a = self.alpha
+        held = np.where((run == 0) | np.isnan(prev), b.x, prev + a * (b.x - prev))
+        held_adj = np.where((run == 0) | np.isnan(prev_adj), adj, prev_adj + a * (adj - prev_adj))
+        state["prev"][r] = np.where(ok, np.where(hit, held, prev), np.nan)
+        state["prev_adj"][r] = np.where(ok, np.where(hit, held_adj, prev_adj), np.nan)
         run = np.where(hit, run + 1, 0)
         learn = ok & (~far | (run >= self.adapt))
         # Brown's double exponential smoothing (error-correction form): one ``alpha``
@@ -386,7 +392,6 @@ class Stat:
         # a partner's own fault moving the load is not learnt as this channel's level)
         base = pred + np.where(along < plain, shift, 0.0)
         err = np.where(np.isnan(mu), 0.0, b.x - base)
-        a = self.alpha
         new_mu = np.where(np.isnan(mu), b.x, base + (2 * a - a * a) * err)
         d = np.abs(err)
         new_dev = np.where(np.isnan(dev), d, dev + a * (d - dev))
