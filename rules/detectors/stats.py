@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from offsite.rules.detectors.base import (
+    FLAG_N,
     Batch,
     Hits,
     State,
@@ -256,7 +257,12 @@ class Stat:
 
     It knows no limits and no physics, so it runs on channels the engine has no other
     rule for. It judges before it learns, and learns nothing from a value it flags,
-    so a sustained shift keeps firing until ``adapt`` readings have passed.
+    so a sustained shift keeps firing until ``adapt`` readings have passed. It looks for
+    a level *shift*: a step, then a level. No reading of a run of hits may stand further
+    away from the expected level than the level the run holds (its first reading, then
+    an EWMA of its readings) by more than ``hold`` × ``z`` deviations; a value that keeps
+    walking away reading after reading (a flow running down at a shut-down before its
+    stop flag) is a ramp, and breaks the run.
 
     The scale never falls below the series' own quantisation step (the smallest
     non-zero change between readings seen so far, at least ``abs_floor``): a series
@@ -264,15 +270,18 @@ class Stat:
     the level would mean nothing for an offset scale (°C, pH) and hid a shift of ten
     noise sds on a hot flue.
 
-    With ``context`` partners (e.g. ``["@flow", "@concentration"]``), a reading taken
-    while their shared load moves — it was more than ``load_step`` away from now at some
-    point of the last ``span`` readings — or within ``settle_s`` after, is neither
-    judged (it is learnt: the level it settles at is the new one): a start-up, a
-    shut-down or a load step moves every channel of the device at once (a lagging one,
-    as flue-gas temperature, for a while after), which is the process, not this channel
-    leaving its level. ``settle_s`` is half an hour: a flue-gas temperature that lags
-    its load by some 20 minutes has made most of its move by then, and the trend
-    follows the rest.
+    With ``context`` partners (e.g. ``["@flow", "@concentration"]``), the expected level
+    also moves with their shared load: by ``g`` per unit of log-load since the level was
+    last learnt, ``g`` a regression of the series' change over ``span`` readings on the
+    load's, learnt (about ``1/g_alpha`` readings of memory) from the readings it did not
+    flag. A ramp the partners share is then the process and a step inside it is judged
+    at once. The partners only ever explain a departure away: a reading is a hit only
+    when it departs from the level expected both with and without the load, so a
+    partner's own fault (an exceedance, a dilution) moving the load never makes this
+    channel a hit. Only a large move — the load more than ``load_step`` away from now at
+    some point of the last ``span`` readings: a start-up, a shut-down — leaves the
+    reading unjudged (still learnt) for ``settle_s`` after: the channels that lag their
+    load (flue-gas temperature, some 20 minutes) have made most of such a move by then.
     """
 
     kind: ClassVar[str] = "stat"
@@ -285,10 +294,12 @@ class Stat:
     adapt: int = 60  # after this many flagged readings in a row, accept the new level
     min_history: int = 30
     abs_floor: float = 1e-3
+    hold: float = 0.5
     context: tuple[str, ...] = ()
     load_step: float = 0.25
     span: int = 30  # readings over which the partners' load is watched
     settle_s: float = 1800.0
+    g_alpha: float = 0.01
 
     def __post_init__(self) -> None:
         as_selectors(self)
@@ -296,15 +307,6 @@ class Stat:
     @property
     def history(self) -> int:
         return self.span if self.context else 0
-
-    def _load_moved(self, b: Batch) -> np.ndarray:
-        """Rows whose partners' load is moving (see the class)."""
-        load = b.partners.get("load")
-        if load is None:
-            return np.zeros(b.n, dtype=bool)
-        rel = load.window[:, load.window.shape[1] - self.span :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (np.abs(np.log(rel)) > np.log1p(self.load_step)).any(axis=1)
 
     def new_state(self, capacity: int) -> State | None:
         return State(
@@ -314,10 +316,27 @@ class Stat:
             dev=(np.float64, np.nan),
             n=(np.int64, 0),
             run=(np.int64, 0),
-            moved=(np.float64, np.nan),  # device time the partners' load last moved
+            prev=(np.float64, np.nan),  # the level the run holds, as is …
+            prev_adj=(np.float64, np.nan),  # … and along the load
+            moved=(np.float64, np.nan),  # device time the partners' load last moved a lot
             last=(np.float64, np.nan),  # the last valid reading …
             quantum=(np.float64, np.inf),  # … and the smallest non-zero step from one
+            ell=(np.float64, np.nan),  # log-load when the level was last learnt
+            sxy=(np.float64, 0.0),  # EWMA of (change of x) × (change of log-load) …
+            sxx=(np.float64, 0.0),  # … and of (change of log-load)², over ``span``
         )
+
+    def _load(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log-load now, its change over ``span`` readings, whether it moved a lot
+        within them); NaN / False without partners."""
+        load = b.partners.get("load")
+        if load is None:
+            nan = np.full(b.n, np.nan)
+            return nan, nan, np.zeros(b.n, dtype=bool)
+        rel = load.window[:, load.window.shape[1] - self.span :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            big = (np.abs(np.log(rel)) > np.log1p(self.load_step)).any(axis=1)
+            return np.log(load.x), -np.log(rel[:, 0]), big
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
@@ -337,27 +356,63 @@ class Stat:
         # so a channel that follows a ramp (a lagging temperature) is not lagged behind
         trend = state["trend"][r]
         pred = mu + trend
+        ell, dl, big = self._load(b)
+        ell0, sxy, sxx = state["ell"][r], state["sxy"][r], state["sxx"][r]
+        # … and along the partners' load since the level was learnt (v0: a load that
+        # barely moved teaches no coupling)
+        g = sxy / (sxx + 1e-4)
+        shift = np.nan_to_num(g * (ell - ell0))
         with np.errstate(invalid="ignore"):
-            score = np.abs(b.x - pred) / scale
+            plain = np.abs(b.x - pred)
+            along = np.abs(b.x - pred - shift)
+            score = np.minimum(plain, along) / scale
         moved = state["moved"][r]
-        moved = np.where(self._load_moved(b), b.t, moved)
+        moved = np.where(big, b.t, moved)
         state["moved"][r] = moved
         moving = b.t - moved < self.settle_s  # False while NaN: never moved
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         score = np.where(judged, score, np.nan)
-        hit = np.nan_to_num(score, nan=0.0) > self.z
+        far = np.nan_to_num(score, nan=0.0) > self.z
+        # a step, then a level: no reading of a run goes on away from the expected level
+        # (as is, or along the load) much further than the level the run holds, or it
+        # is a ramp
+        adj = b.x - shift
+        prev, prev_adj = state["prev"][r], state["prev_adj"][r]
+        way = np.sign(b.x - pred)
+        with np.errstate(invalid="ignore"):
+            kept = np.minimum(way * (b.x - prev), way * (adj - prev_adj))
+        # (a flagged reading leaves nothing to compare with: a run carried through a
+        # stop's flagged readings lets ``adapt`` take the level the plant restarts at)
+        hit = far & ((run == 0) | ~(kept > self.hold * self.z * scale))
+        a = self.alpha
+        held = np.where((run == 0) | np.isnan(prev), b.x, prev + a * (b.x - prev))
+        held_adj = np.where((run == 0) | np.isnan(prev_adj), adj, prev_adj + a * (adj - prev_adj))
+        state["prev"][r] = np.where(ok, np.where(hit, held, prev), np.nan)
+        state["prev_adj"][r] = np.where(ok, np.where(hit, held_adj, prev_adj), np.nan)
         run = np.where(hit, run + 1, 0)
-        learn = ok & (~hit | (run >= self.adapt))
+        learn = ok & (~far | (run >= self.adapt))
         # Brown's double exponential smoothing (error-correction form): one ``alpha``
         # sets how fast both the level and its trend follow the series
-        err = np.where(np.isnan(mu), 0.0, b.x - pred)
-        a = self.alpha
-        new_mu = np.where(np.isnan(mu), b.x, pred + (2 * a - a * a) * err)
+        # (from the level as expected along the load, or as is, whichever came nearer:
+        # a partner's own fault moving the load is not learnt as this channel's level)
+        base = pred + np.where(along < plain, shift, 0.0)
+        err = np.where(np.isnan(mu), 0.0, b.x - base)
+        new_mu = np.where(np.isnan(mu), b.x, base + (2 * a - a * a) * err)
         d = np.abs(err)
         new_dev = np.where(np.isnan(dev), d, dev + a * (d - dev))
         state["trend"][r] = np.where(learn, trend + a * a * err, trend)
         state["mu"][r] = np.where(learn, new_mu, mu)
         state["dev"][r] = np.where(learn, new_dev, dev)
+        state["ell"][r] = np.where(learn & np.isfinite(ell), ell, ell0)
+        # the coupling to the load: the series' change over ``span`` readings against
+        # the load's, from readings it did not flag
+        c = b.window.shape[1] - self.span
+        then = np.where(b.wflag[:, c] == FLAG_N, b.window[:, c], np.nan) if self.context else dl
+        dx = b.x - then
+        pair = learn & np.isfinite(dx) & np.isfinite(dl)
+        ga = self.g_alpha
+        state["sxy"][r] = np.where(pair, sxy + ga * (dx * dl - sxy), sxy)
+        state["sxx"][r] = np.where(pair, sxx + ga * (dl * dl - sxx), sxx)
         state["n"][r] = n + learn
         state["run"][r] = run  # reset by the first reading that does not hit
         return Hits(hit, score)

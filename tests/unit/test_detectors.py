@@ -1315,3 +1315,90 @@ def test_stat_not_judged_while_the_partners_load_moves():
     assert not any(hit[100:160])  # moving, then settling: the process
     # without a moving load the same shift is judged
     assert hits_of(Stat(), shifted(20.0, at=100, rounds=200))[100:160, 0].all()
+
+
+def loaded(rounds: int, load: np.ndarray, seed: int = 31, elasticity: float = 1.0) -> Stream:
+    """A channel that follows its partners' ``load`` (flue-gas velocity: 17 m/s, noise
+    sd 0.14 m/s, logged at 0.01), ``elasticity`` of it for one."""
+    s = stream(1, rounds, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = 17.0 * load**elasticity + rng.normal(0.0, 0.14, rounds)
+    s.x[:, 0] = np.round(x, 2)
+    return s
+
+
+def wandering_load(rounds: int, seed: int = 32) -> np.ndarray:
+    """The partners' load: a wander of ±8 % over one to four hours, their own
+    noise (0.5 %) on top."""
+    i = np.arange(rounds, dtype=float)
+    rng = np.random.default_rng(seed)
+    swing = 0.05 * np.sin(2 * np.pi * i / 240.0) + 0.03 * np.sin(2 * np.pi * i / 90.0 + 1.0)
+    return (1.0 + swing) * (1.0 + rng.normal(0.0, 0.005, rounds))
+
+
+def hits_with_load(
+    det: Stat, s: Stream, load: np.ndarray | None, score: bool = False
+) -> np.ndarray:
+    """hit[T] (or score[T]) of one series whose partners' load is ``load`` (None: no
+    partners)."""
+    state = det.new_state(1)
+    out = []
+    for k, b in enumerate(batches(s, ())):
+        if load is not None:
+            lo = k - W
+            past = np.array([load[j] if j >= 0 else np.nan for j in range(lo, k)])
+            b = replace(b, partners={"load": Partner(load[k : k + 1].copy(), past[None] / load[k])})
+        h = call(det, b, state)
+        out.append(h.score[0] if score else h.hit[0])
+    return np.array(out)
+
+
+CTX = Stat(context=("@flow", "@concentration"))
+
+
+def test_stat_finds_a_shift_inside_a_load_ramp_at_once():
+    # the load climbs 15 % in half an hour (a big move is 25 %): the channel is judged
+    # along it, not only once it settles, and a step of 9 noise sds shows at once
+    load = wandering_load(600)
+    load[400:430] *= np.linspace(1.0, 1.15, 30)
+    load[430:] *= 1.15
+    s = loaded(600, load)
+    assert not hits_with_load(CTX, s, load)[60:].any()
+    s.x[415:, 0] += 9 * 0.14
+    hits = hits_with_load(CTX, s, load)
+    assert not hits[60:415].any()
+    assert hits[415:420].sum() >= 3  # the rule's 3 in a row within 5 minutes
+
+
+def test_stat_a_load_ramp_the_partners_share_is_not_a_shift():
+    # 24 % in 3 minutes (just short of a big move), every channel alike: the process
+    load = wandering_load(600)
+    load[400:403] *= np.linspace(1.08, 1.24, 3)
+    load[403:] *= 1.24
+    s = loaded(600, load)
+    assert not hits_with_load(CTX, s, load)[60:].any()
+    assert np.nanmax(hits_with_load(CTX, s, load, score=True)[400:410]) < 3.0
+    # with no partners to explain it, the same ramp departs from the series' own level
+    assert np.nanmax(hits_with_load(CTX, s, None, score=True)[400:410]) > 5.0
+
+
+def test_stat_a_partners_own_fault_does_not_make_this_channel_a_shift():
+    # a partner exceeds (the load it gives jumps 20 %); this channel stays where it was
+    load = wandering_load(600)
+    s = loaded(600, load)
+    moved = load.copy()
+    moved[400:460] *= 1.2
+    assert not hits_with_load(CTX, s, moved)[60:].any()
+
+
+def test_stat_a_value_running_down_reading_by_reading_is_a_ramp_not_a_shift():
+    # a flow running down at a shut-down, 9 % of its level a minute, before the stop flag
+    s = loaded(500, np.ones(500))
+    s.x[400:405, 0] = np.round(17.0 * (1.0 - 0.09 * np.arange(1, 6)), 2)
+    s.flag[405:, 0] = F["F"]
+    s.x[405:, 0] = 0.0
+    hits = hits_with_load(Stat(), s, None) & (s.flag[:, 0] == F["N"])
+    assert not (hits[1:] & hits[:-1]).any()  # never two in a row, let alone the rule's 3
+    # the same fall in one step, then a level, is a shift
+    s.x[400:405, 0] = np.round(17.0 * 0.55, 2)
+    assert hits_with_load(Stat(), s, None)[400:405].all()
