@@ -817,6 +817,8 @@ class RuleEngine:
                 "count": g.count,
                 "for_s": g.for_s,
                 "warm_up": g.warm_up,
+                "warm_up_for_s": g.warm_up_for_s,
+                "routine": g.routine,
                 "clear_score": g.clear_score,
             },
             "evidence": {
