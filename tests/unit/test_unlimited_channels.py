@@ -179,3 +179,20 @@ def test_the_packaged_rules_raise_nothing_on_a_constant_series():
         r = Reading(T0 + timedelta(minutes=5 * i), "M", "a99001", 45.0, "N", DataKind.RTD)
         found += e.evaluate([r]).findings
     assert found == []
+
+
+def test_only_channels_without_a_limit_learn_a_day_and_a_routine():
+    from offsite.rules.config import SeriesInfo, load_rules
+
+    rs = load_rules(None)
+    for device_type in ("flue_gas", "wastewater"):
+        for limited, code in ((True, "a21026"), (False, "a99001")):
+            info = SeriesInfo("M", code, "rtd", device_type, "", "", limited)
+            got = {
+                b.name: (b.gating.warm_up_for_s, b.gating.routine)
+                for b in rs.resolve(info)
+                if b.name in ("spike", "flatline", "stat")
+            }
+            # a regulator wants every episode of a limited channel, from its first day
+            want = (86400.0, 2) if not limited else (0.0, 0)
+            assert set(got.values()) == {want}, (device_type, limited, got)
