@@ -748,8 +748,11 @@ class RuleEngine:
             fire &= seen > g.warm_up
         if g.warm_up_for_s:
             # … and for long enough of its own time to have seen its daily cycle
+            # A series first met in a restart's replay of stored history (``warm``)
+            # was judged before the restart: its day is not started again
             since = inst.gate["since"][r]
-            since = np.where(np.isnan(since), b.t, since)
+            start = b.t - g.warm_up_for_s if self._quiet else b.t
+            since = np.where(np.isnan(since), start, since)
             inst.gate["since"][r] = since
             fire &= b.t - since >= g.warm_up_for_s
         inst.gate["streak"][r] = streak

@@ -196,3 +196,19 @@ def test_only_channels_without_a_limit_learn_a_day_and_a_routine():
             # a regulator wants every episode of a limited channel, from its first day
             want = (86400.0, 2) if not limited else (0.0, 0)
             assert set(got.values()) == {want}, (device_type, limited, got)
+
+
+def test_a_restart_does_not_start_the_day_of_warm_up_again():
+    x = noisy(12 * 3)
+    history = [
+        Reading(T0 + timedelta(minutes=5 * i), "M", "x01", float(v), "N", DataKind.RTD)
+        for i, v in enumerate(x)
+    ]
+    spike = Reading(T0 + timedelta(hours=3), "M", "x01", 90.0, "N", DataKind.RTD)
+    rules = parse_rules(ROUTINE.format(extra='warm_up_for = "1d"'), "t.toml")
+    fresh = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+    fresh.evaluate(history)  # a new series: three hours of it
+    assert fresh.evaluate([spike]).findings == []
+    restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+    restarted.warm(history)  # the same hours, replayed from the store at a restart
+    assert [f.rule for f in restarted.evaluate([spike]).findings] == ["spike"]
