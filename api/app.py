@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from offsite.api.auth import PUBLIC, all_routes, require_declared
+from offsite.api.device_cookie import device_key
 from offsite.api.escalation import EscalationTimer
 from offsite.api.feed import AlertFeed
 from offsite.api.guard import BODY_METHODS, LIMIT_KEY, BodyLimits, RequestGuard
@@ -121,6 +122,7 @@ def create_app(settings: Settings, database_url: str) -> FastAPI:
     app.state.keyring = KeyRing(
         {**settings.qr_verify_keys, settings.qr_key_id: qr_secret}, settings.qr_key_id
     )
+    app.state.device_key = device_key(qr_secret)
     app.state.limiters = {
         name: RateLimiter(rate, max(5, math.ceil(rate / 4)))  # 15 s burst
         for name, rate in (

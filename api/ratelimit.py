@@ -34,6 +34,14 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1.0, now)
         return None
 
+    def refund(self, key: str, now: float) -> None:
+        """Give back the token a request spent (a sign-in that succeeded costs nothing)."""
+        if key in self._buckets:
+            tokens, _last = self._buckets[key]
+            rate = self.per_minute / 60.0
+            refilled = tokens + (now - _last) * rate
+            self._buckets[key] = (min(float(self.burst), refilled + 1.0), now)
+
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no information."""
         rate = self.per_minute / 60.0

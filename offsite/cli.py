@@ -912,7 +912,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--protocol",
         choices=["json", "hj212"],
         default="json",
-        help="payload the simulated devices publish over MQTT",
+        help="json: devices publish JSON over MQTT; hj212: HJ 212 data loggers on the TCP "
+        "gateway, a share of packets also sent with a broken CRC",
     )
     d.add_argument(
         "--keep-data",

@@ -2,6 +2,8 @@
 
 simulated fleet (with faults) → MQTT → ingest → rules → alerts → API and console.
 A few deliberately bad messages are published too, so the dead-letter store shows up.
+With ``--protocol hj212`` the devices are HJ 212 data loggers on the TCP gateway instead,
+a share of their packets also sent with a broken CRC.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -20,16 +22,18 @@ from offsite.api.app import DrainingServer, create_app
 from offsite.core.errors import OffsiteError
 from offsite.core.secrecy import redact
 from offsite.core.settings import Settings
-from offsite.embedded import services
+from offsite.embedded import free_port, services
 from offsite.ingest.service import IngestService
 from offsite.simulators.publisher import PublishStats, publish_fleet, publish_raw
 from offsite.simulators.scenarios import build_fleet
+from offsite.simulators.tcp_logger import TcpStats, run_tcp_loggers
 from offsite.store.alerts import count_active, counts_by_rule
 from offsite.store.migrate import migrate
 from offsite.store.pool import open_pool
 from offsite.store.registry import save_registry
 
 Out = Callable[..., None]
+HJ212_MALFORMED = 0.02  # share of HJ 212 packets also sent broken, to be dead-lettered
 
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("devices/{mn}/telemetry", b"{not json"),
@@ -173,9 +177,16 @@ def run_demo(
         if settings.rules_file is None:
             settings = settings.model_copy(update={"rules_file": demo_rules(data_dir)})
             out("rules: the packaged ones, without their warm-ups (faults come seconds in)")
-        ingest = IngestService(settings, db, mq)
+        hj212 = protocol == "hj212"
+        if hj212:  # the loggers speak to the TCP gateway, on a free port
+            settings = settings.model_copy(
+                update={"gateway_host": "127.0.0.1", "gateway_port": free_port()}
+            )
+        ingest = IngestService(settings, db, mq, gateway=hj212)
         ingest.start()
         out(f"ingest consuming {settings.mqtt_topic} from {redact(mq)}")
+        if hj212:
+            out(f"HJ 212 gateway on {settings.gateway_host}:{settings.gateway_port}")
 
         sock, port_note = bind_http(
             settings.http_host,
@@ -217,11 +228,25 @@ def run_demo(
 
         sim_stop = threading.Event()
         pub: dict[str, PublishStats] = {}
+        tcp: dict[str, TcpStats] = {}
         first_mn = fleet.registry.devices[0].mn
         for topic, payload in BAD_MESSAGES:
             publish_raw(mq, topic.format(mn=first_mn), payload)
 
         def simulate() -> None:
+            if hj212:  # loggers that wait for each answer; a share of packets broken
+                tcp["stats"] = run_tcp_loggers(
+                    fleet,
+                    settings.gateway_host,
+                    settings.gateway_port,
+                    duration_s=None,
+                    realtime=True,
+                    stop=sim_stop,
+                    tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)),
+                    malformed=HJ212_MALFORMED,
+                    on_progress=lambda st: tcp.__setitem__("stats", st),
+                )
+                return
             pub["stats"] = publish_fleet(
                 fleet,
                 mq,
@@ -235,8 +260,13 @@ def run_demo(
 
         sim = threading.Thread(target=simulate, name="offsite-simulators", daemon=True)
         sim.start()
+        how = (
+            f"sending HJ 212 to the gateway ({HJ212_MALFORMED:.0%} of packets also sent broken)"
+            if hj212
+            else f"publishing {protocol.upper()}"
+        )
         out(
-            f"{devices} simulated devices publishing {protocol.upper()} every {rate_s:g} s"
+            f"{devices} simulated devices {how} every {rate_s:g} s"
             + (f" for {duration_s:g} s" if duration_s else "; Ctrl-C to stop")
         )
 
@@ -281,7 +311,16 @@ def run_demo(
         p = pub.get("stats")
         out("")
         out(f"summary after {time.monotonic() - t_start:.1f} s:")
-        out(f"  messages published   {p.messages if p else 0}")
+        t = tcp.get("stats")
+        if t is not None:
+            out(
+                f"  HJ 212 packets sent  {t.packets}  (answered {t.responses}, missing "
+                f"{t.missing}, broken copies {t.malformed})"
+            )
+        if t is None:
+            out(f"  messages published   {p.messages if p else 0}")
+        else:
+            out(f"  bad MQTT messages    {len(BAD_MESSAGES)}")
         out(f"  messages received    {s.messages}")
         out(f"  readings stored      {s.readings_stored}  (duplicates ignored: {s.duplicates})")
         out(

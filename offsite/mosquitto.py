@@ -73,16 +73,23 @@ class OwnMosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start and wait until *this* process serves the port: another process that took
+        the port meanwhile (a restart leaves it free for a moment) answers connections
+        too, so the broker's own "running" line after this start is what counts."""
+        seen = len(self.log())
         self.proc = subprocess.Popen(
             [self.binary, "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
-        while not _answers(self.port):
+        while not (" running" in self._log_since(seen) and _answers(self.port)):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start: {self.log()}")
+                self.stop()
+                raise RuntimeError(f"mosquitto did not start on port {self.port}: {self.log()}")
             time.sleep(0.05)
+        if self.proc.poll() is not None:  # it logged "running", then lost the port
+            raise RuntimeError(f"mosquitto exited after starting on port {self.port}: {self.log()}")
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM): Mosquitto writes its persistence file on the way out."""
@@ -98,6 +105,10 @@ class OwnMosquitto:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+    def _log_since(self, offset: int) -> str:
+        text = self.log()
+        return text[offset:] if len(text) >= offset else text  # a log started afresh
 
     def log(self) -> str:
         path = self.workdir / "mosquitto.log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,18 @@ import pytest
 from psycopg import sql
 
 from tests import services
+
+_DATA_DIR: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An app built without OFFSITE_QR_SECRET keeps a generated one in OFFSITE_DATA_DIR
+    (default ./.offsite): the tests' go to a temporary directory, not to the checkout,
+    where a later demo or ``serve`` would sign with it. Set here, before collection, since
+    some modules build an app at import (test_openapi_fuzz's schema); a test sets its own
+    as it needs."""
+    _DATA_DIR.append(tempfile.mkdtemp(prefix="offsite-test-data-"))
+    os.environ["OFFSITE_DATA_DIR"] = _DATA_DIR[0]
 
 
 @pytest.fixture(autouse=True)
@@ -344,6 +357,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             yellow=True,
             bold=True,
         )
+    if _DATA_DIR:  # the temporary OFFSITE_DATA_DIR of pytest_configure
+        shutil.rmtree(_DATA_DIR.pop(), ignore_errors=True)
 
 
 @pytest.fixture

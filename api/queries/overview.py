@@ -10,6 +10,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from offsite.api.queries.alerts import ALERT_COLS, ALERT_FROM
+from offsite.rules.alerts import ACTIVE_STATES_SQL
 
 
 async def devices(conn: AsyncConnection, visible: list[str] | None) -> list[dict[str, Any]]:
@@ -32,9 +33,9 @@ async def open_alerts(
     conn: AsyncConnection, visible: list[str] | None
 ) -> list[tuple[str, str, int]]:
     cur = await conn.execute(
-        """SELECT p.enterprise_id, a.severity, count(*)
+        f"""SELECT p.enterprise_id, a.severity, count(*)
            FROM alerts a JOIN devices d ON d.mn = a.mn JOIN points p ON p.id = d.point_id
-           WHERE a.state IN ('open', 'acknowledged', 'assigned')
+           WHERE a.state IN ({ACTIVE_STATES_SQL})
              AND (%s::text[] IS NULL OR p.enterprise_id = ANY(%s))
            GROUP BY 1, 2""",
         (visible, visible),

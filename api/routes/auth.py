@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from offsite.api import queries
+from offsite.api import device_cookie, queries
 from offsite.api.auth import ANY_USER, COOKIE, PUBLIC, Principal, too_many
 from offsite.api.deps import Conn, SettingsDep
+from offsite.api.device_cookie import DEVICE_COOKIE, DEVICE_COOKIE_DAYS
 from offsite.api.guard import LOGIN_BODY
 from offsite.api.models.users import LanguageChoice, LoginRequest, LoginResult, Me
 from offsite.api.ratelimit import RateLimiter
@@ -45,8 +46,13 @@ async def login(
     limiter: RateLimiter = request.app.state.limiters["login"]
     now = time.monotonic()
     client = request.client.host if request.client else "?"
-    for key in (f"ip:{client}", f"user:{body.username}"):
-        wait = limiter.hit(key, now)
+    # a browser this user signed in from before has a limit of its own: guessing from
+    # elsewhere cannot lock the user out of it (device cookies)
+    key = request.app.state.device_key
+    device = device_cookie.trusted_device(key, request.cookies.get(DEVICE_COOKIE), body.username)
+    user_bucket = f"device:{device}" if device else f"user:{body.username}"
+    for bucket in (f"ip:{client}", user_bucket):
+        wait = limiter.hit(bucket, now)
         if wait is not None:
             raise too_many(wait)
     user = await queries.users.login_user(conn, body.username)
@@ -60,6 +66,7 @@ async def login(
         raise HTTPException(
             401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"}
         )
+    limiter.refund(user_bucket, now)  # only wrong passwords count against the user
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_h)
     async with conn.transaction():
@@ -74,6 +81,16 @@ async def login(
         secure=settings.base_url.startswith("https://"),
         path="/",
     )
+    if device is None:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            device_cookie.issue(key, body.username),
+            max_age=DEVICE_COOKIE_DAYS * 86400,
+            httponly=True,
+            samesite="strict",
+            secure=settings.base_url.startswith("https://"),
+            path="/auth",
+        )
     row = await queries.users.principal_for_token(conn, token_digest(token))
     assert row is not None
     return {

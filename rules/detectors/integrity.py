@@ -244,13 +244,22 @@ class CopyPaste:
 
 @dataclass(frozen=True, slots=True)
 class FlagAbuse:
-    """An unusual share of maintenance/fault/manual flags (M, D, S by default) among the
-    last ``history`` readings: invalid data escapes the exceedance rules, so false flags
-    are how exceedances get hidden. Routine calibration (C) is left out by default.
+    """Maintenance/fault/manual flags (M, D, S by default) that hide valid data: invalid
+    data escapes the exceedance rules, so false flags are how exceedances get hidden.
+    Routine calibration (C) is left out by default.
 
-    The flagged readings must also fall in at least ``min_runs`` separate runs: a
-    maintenance visit flags one unbroken block (routine, and a person was there), false
-    flags are sprinkled over normal readings where they hide what they need to.
+    Two ways to fire, on a flagged reading:
+
+    - the flags *hide live values* (with ``hidden`` ≥ 1): at least ``hidden`` of the
+      last ``history`` readings are flagged while their value goes on as if measured —
+      within ``band`` × the series' usual step of its last valid value, and not the
+      reading before it held. An analyser really taken off the gas reads zero gas,
+      ambient air, span gas or a held value; one whose flag is false reads the stack.
+      The usual step is an EWMA of |Δ| between valid readings (winsorised at 5×), learnt
+      over ``learn`` valid readings before anything is judged this way.
+    - an unusual *share*: more than ``max_share`` of the last ``history`` readings
+      flagged, in at least ``min_runs`` separate runs (a maintenance visit flags one
+      unbroken block; false flags are sprinkled where they hide what they need to).
     """
 
     kind: ClassVar[str] = "flag_abuse"
@@ -262,9 +271,52 @@ class FlagAbuse:
     flags: str = "MDS"
     max_share: float = 0.2
     min_runs: int = 2
+    hidden: int = 0  # flagged live values in ``history`` that fire (0: judged by share only)
+    band: float = 4.0
+    learn: int = 30
+
+    def __post_init__(self) -> None:
+        if self.hidden > 0 and not 1 <= self.history <= 64:
+            raise ValueError("history must be 1–64 readings with hidden (a 64-bit memory)")
 
     def new_state(self, capacity: int) -> State | None:
-        return None
+        if self.hidden <= 0:
+            return None
+        return State(
+            capacity,
+            last=(np.float64, np.nan),  # the last valid value
+            step=(np.float64, np.nan),  # the usual |Δ| between valid readings
+            n=(np.int64, 0),  # valid steps learnt
+            hid=(np.uint64, 0),  # bit i: the reading i rounds ago hid a live value
+        )
+
+    def _hidden(self, b: Batch, now: np.ndarray, state: State) -> np.ndarray:
+        """How many of the last ``history`` readings (this one included) were flagged
+        over a live value; learns the usual step from this reading if it is valid."""
+        r = b.rows
+        last, step, n, hid = state["last"][r], state["step"][r], state["n"][r], state["hid"][r]
+        x = b.x
+        d = np.abs(x - last)
+        with np.errstate(invalid="ignore"):
+            live = (
+                now
+                & (n >= self.learn)
+                & (d <= self.band * step)
+                & (x != b.window[:, -1])  # not a held value
+            )
+        hid = (hid << np.uint64(1)) | live.astype(np.uint64)
+        ok = np.isfinite(x) & b.valid
+        dw = np.minimum(d, np.where(np.isfinite(step), 5.0 * step, np.inf))
+        learnt = ok & np.isfinite(dw)
+        alpha = 1.0 / np.minimum(n + 1, 2 * self.learn)
+        state["step"][r] = np.where(
+            learnt, np.where(np.isnan(step), dw, step + alpha * (dw - step)), step
+        )
+        state["n"][r] = n + learnt
+        state["last"][r] = np.where(ok, x, last)
+        state["hid"][r] = hid
+        mask = np.uint64((1 << self.history) - 1) if self.history < 64 else ~np.uint64(0)
+        return np.bitwise_count(hid & mask).astype(np.int64)
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         table = flag_table(self.flags)
@@ -277,10 +329,19 @@ class FlagAbuse:
         share = marked / seen
         full = seen >= self.history
         hit = full & (share > self.max_share) & now & (runs >= self.min_runs)
-        return Hits(hit, np.where(full, share, np.nan))
+        judged = full
+        if state is not None:
+            hiding = now & (self._hidden(b, now, state) >= self.hidden)
+            hit |= hiding
+            judged = judged | hiding
+        return Hits(hit, np.where(judged, share, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
-        return f"{score:.0%} of the last {self.history} readings carry {'/'.join(self.flags)} flags"
+        how = "over values that go on as if measured, or " if self.hidden > 0 else ""
+        return (
+            f"{score:.0%} of the last {self.history} readings carry {'/'.join(self.flags)} "
+            f"flags ({how}scattered in separate runs: not a maintenance visit)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

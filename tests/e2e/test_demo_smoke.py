@@ -80,3 +80,31 @@ def test_demo_runs_on_embedded_services_and_summarises(tmp_path: Path) -> None:
     assert "Warning" not in out, out
     assert re.search(r"dead letters\s+3 ", out), out
     assert "exceedance: 1/1 detected" in out and "spike: 1/1 detected" in out, out
+
+
+def test_demo_on_hj212_loggers_uses_the_gateway_and_dead_letters_broken_packets(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFSITE_")}
+    env.update(OFFSITE_HTTP_PORT=str(free_port()), OFFSITE_DATA_DIR=str(tmp_path))
+    offsite = Path(sys.executable).with_name("offsite")
+    # 20 loggers for 20 s: ~400 packets, so 2 % broken is at least one (P(none) < 0.1 %)
+    args = ["demo", "--protocol", "hj212", "--devices", "20", "--duration", "20"]
+    done = subprocess.run(
+        [str(offsite), *args], capture_output=True, text=True, env=env, timeout=180
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert re.search(r"HJ 212 gateway on 127\.0\.0\.1:\d+", out), out
+    sent = re.search(
+        r"HJ 212 packets sent\s+(\d+)\s+\(answered (\d+), missing (\d+), broken copies (\d+)\)",
+        out,
+    )
+    assert sent, out
+    packets, answered, missing, broken = map(int, sent.groups())
+    assert packets > 200 and answered == packets and missing == 0 and broken >= 1, out
+    # 2 % of packets also go out broken: each is dead-lettered for its CRC
+    crc = re.search(r"hj212_crc_mismatch: (\d+)", out)
+    assert (int(crc.group(1)) if crc else 0) == broken, out
+    stored = int(re.search(r"readings stored\s+(\d+)", out.split("summary")[1]).group(1))
+    assert stored > 300, out

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -11,6 +12,8 @@ import httpx
 import psycopg
 import pytest
 
+from offsite.api.app import create_app
+from offsite.api.device_cookie import DEVICE_COOKIE
 from offsite.core.settings import load_settings
 from offsite.store.users import issue_token
 from tests.integration.security_fixtures import PASSWORD, World, api_client, build_world
@@ -72,6 +75,52 @@ def test_login_is_rate_limited_with_retry_after(db_url: str) -> None:
         assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
         r = c.post("/auth/login", json={"username": "adm", "password": PASSWORD})
         assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 10
+
+
+def test_guessing_a_password_cannot_lock_the_user_out_of_a_browser_they_used(
+    db_url: str,
+) -> None:
+    """Three clients at three addresses: the user's browser, a guesser, a new browser."""
+    build_world(db_url)
+    settings = load_settings(
+        database_url=db_url,
+        mqtt_url="mqtt://127.0.0.1:1",
+        qr_secret="q" * 40,
+        login_rate_per_min=6,
+    )
+    app = create_app(settings, db_url)
+    right = {"username": "adm", "password": PASSWORD}
+    wrong = {"username": "adm", "password": "guess"}
+
+    def at(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async def scenario() -> None:
+        async with (
+            app.router.lifespan_context(app),
+            at("10.0.0.1") as browser,
+            at("10.0.0.2") as guesser,
+            at("10.0.0.3") as new_browser,
+        ):
+            assert (await browser.post("/auth/login", json=right)).status_code == 200
+            guesses = [
+                (await guesser.post("/auth/login", json=wrong)).status_code for _ in range(7)
+            ]
+            assert guesses[:5] == [401] * 5 and guesses[5:] == [429, 429]
+            # the user's own browser is not locked out, and right passwords cost nothing
+            for _ in range(3):
+                assert (await browser.post("/auth/login", json=right)).status_code == 200
+            # a browser the user never signed in from shares the guessed-out limit
+            assert (await new_browser.post("/auth/login", json=right)).status_code == 429
+            # another user's device cookie is no key to this one
+            assert DEVICE_COOKIE in browser.cookies
+            new_browser.cookies.clear()
+            new_browser.cookies.set(DEVICE_COOKIE, browser.cookies[DEVICE_COOKIE])
+            r = await new_browser.post("/auth/login", json={"username": "reg", "password": "x"})
+            assert r.status_code == 401
+
+    asyncio.run(scenario())
 
 
 def _scan(c, w: World, enterprise: str = "E1") -> str:

@@ -408,9 +408,11 @@ def test_serve_answers_healthz(installed: Installed, fresh_db: str) -> None:
 
 
 def test_eval_scores_one_seed(installed: Installed) -> None:
-    r = run(installed, "eval", "--seeds", "1", "--devices-per-kind", "2")
+    # one split is enough to prove the installed eval scores (the packaged rules and plant
+    # profiles are found); both splits took ~75 CPU-s and outlived the timeout under load
+    r = run(installed, "eval", "--seeds", "1", "--split", "tune")
     assert r.returncode == 0, r.stdout
-    assert "recall" in r.stdout.lower(), r.stdout
+    assert "recall" in r.stdout.lower() and "false alerts" in r.stdout.lower(), r.stdout
 
 
 def test_demo_without_the_embedded_extra_says_what_to_install(installed: Installed) -> None:

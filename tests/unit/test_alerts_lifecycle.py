@@ -423,3 +423,25 @@ def test_active_states_sql_is_the_one_active_index_predicate():
     last = text.rsplit("CREATE UNIQUE INDEX alerts_one_active", 1)[1].split(";", 1)[0]
     assert f"WHERE state IN ({ACTIVE_STATES_SQL})" in last
     assert ACTIVE_STATES_SQL == "'open', 'acknowledged', 'assigned'"
+
+
+def test_no_module_spells_out_the_active_states_itself():
+    """One definition of "active": Python and SQL take ``ACTIVE_STATES``/``_SQL`` from
+    offsite.rules.alerts (a copy drifts: ``offsite_alerts_open`` once left out
+    'assigned'); the console's JavaScript cannot import it, so its lists must equal it."""
+    import re
+
+    root = Path(__file__).parents[2]
+    listed = re.compile(r"""['"]open['"],\s*['"]acknowledged['"],\s*['"]assigned['"]\s*[)\]]""")
+    copies = [
+        f"{p.relative_to(root)}:{text[: m.start()].count(chr(10)) + 1}"
+        for folder in ("core", "rules", "store", "runner", "ingest", "api", "offsite")
+        for p in sorted((root / folder).rglob("*.py"))
+        for text in [p.read_text()]
+        for m in listed.finditer(text)
+    ]
+    assert copies == [], f"the active states spelled out instead of imported: {copies}"
+    active = sorted(s.value for s in ACTIVE_STATES)
+    for js in sorted((root / "api" / "static" / "console").glob("*.js")):
+        for m in re.finditer(r"const ACTIVE = \[([^\]]*)\]", js.read_text()):
+            assert sorted(re.findall(r"'(\w+)'", m[1])) == active, js.name

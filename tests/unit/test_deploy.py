@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -284,6 +285,38 @@ def test_the_image_installs_the_wheel_on_a_pinned_base():
     assert copies and all("--from=" in ln for ln in copies), "the final stage copies source"
     assert any("pip install" in ln and ".whl" in ln for ln in final)
     assert "pip wheel" in text or "python -m build" in text
+
+
+def test_the_build_stage_copies_every_folder_the_wheel_is_built_from():
+    """The image once left out a folder the CLI imported (``bench/``): the stage that
+    builds the wheel must copy every folder pyproject maps into the package."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = set(meta["tool"]["setuptools"]["package-dir"].values())
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    froms = [i for i, ln in enumerate(lines) if ln.upper().startswith("FROM ")]
+    build = lines[froms[0] : froms[-1]]
+    copied = {
+        src.rstrip("/")
+        for ln in build
+        if ln.upper().startswith("COPY ") and "--from=" not in ln
+        for src in ln.split()[1:-1]
+    }
+    assert folders <= copied, f"the build stage leaves out {sorted(folders - copied)}"
+    assert {"pyproject.toml", "README.md"} <= copied
+
+
+def test_pyproject_lists_every_package_of_the_tree():
+    """setuptools ships only the packages listed: a new subfolder left off the list works
+    from the tree (editable install) and is missing from the wheel and the image."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in tool["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            if "__pycache__" not in rel:
+                found.add(".".join((package, *rel)))
+    assert found == set(tool["packages"])
 
 
 def test_third_party_images_are_pinned():

@@ -974,6 +974,53 @@ def test_flag_abuse_needs_a_full_window_and_a_flagged_reading_now():
     assert not hits_of(FlagAbuse(), young).any()
 
 
+def test_flag_abuse_two_flags_over_live_values_hit_at_the_second():
+    # 2 of 10 flagged (20 %, not above max_share) while the values go on as measured
+    s = stream(1, 80, seed=24)
+    s.flag[[-4, -1], 0] = F["D"]
+    det = FlagAbuse(history=10, hidden=2)
+    h = hits_of(det, s)[:, 0]
+    assert h[-1] and not h[:-1].any()
+    assert not hits_of(FlagAbuse(history=10), s).any()  # judged by the share alone
+    # the two flags further apart than the window: no
+    apart = stream(1, 80, seed=24)
+    apart.flag[[-12, -1], 0] = F["D"]
+    assert not hits_of(det, apart).any()
+
+
+def test_flag_abuse_a_maintenance_that_takes_the_analyser_off_the_gas_is_not_hidden():
+    det = FlagAbuse(history=10, hidden=2)
+    zero = stream(1, 80, seed=24)  # zero gas / ambient air while flagged
+    zero.flag[-20:, 0] = F["M"]
+    zero.x[-20:, 0] = 0.0
+    held = stream(1, 80, seed=24)  # the logger holds a value through the visit
+    held.flag[-20:, 0] = F["M"]
+    held.x[-20:, 0] = held.x[-21, 0] + 0.5
+    for s in (zero, held):
+        assert not hits_of(det, s).any()
+    # the same visit over values that go on as measured hides them
+    live = stream(1, 80, seed=24)
+    live.flag[-20:, 0] = F["M"]
+    assert hits_of(det, live)[-19:, 0].all()
+
+
+def test_flag_abuse_judges_hidden_values_only_once_the_usual_step_is_learnt():
+    s = stream(1, 80, seed=24)
+    s.flag[[5, 8], 0] = F["M"]
+    assert not hits_of(FlagAbuse(history=10, hidden=2, learn=30), s)[:20].any()
+    assert hits_of(FlagAbuse(history=10, hidden=2, learn=3), s)[8, 0]
+
+
+def test_flag_abuse_memory_of_hidden_values_is_bounded():
+    det = FlagAbuse(history=10, hidden=2)
+    st = det.new_state(100)
+    assert st is not None and sum(a.nbytes for a in st.arrays.values()) == 100 * 32
+    assert FlagAbuse(history=10).new_state(100) is None
+    with pytest.raises(ValueError):
+        FlagAbuse(history=65, hidden=2)
+    assert FlagAbuse(history=65).new_state(1) is None  # the share alone: any window
+
+
 # -- capture ----------------------------------------------------------------------------
 
 
@@ -1230,6 +1277,19 @@ def test_flatline_a_coarse_series_stuck_far_longer_than_it_repeats_hits():
     s.x[1500:1560, 0] = 2.5
     hits = hits_of(Flatline(count=6, collapse=0.03), s)[:, 0]
     assert hits[1500:1560].any() and not hits[120:1500].any()
+
+
+def test_flatline_four_repeats_and_one_quantum_step_are_not_a_variance_collapse():
+    # a humidity at 0.01 resolution with noise of 7 quanta repeats 4 % of the time; four
+    # repeats and one step of one quantum move 0.02x its usual step, but as a run of
+    # repeats they are short: the collapse path must not judge mostly-repeating values
+    s = quantised(1000, seed=5, sd=0.07, res=0.01)
+    s.x[800:806, 0] = [2.49, 2.5, 2.5, 2.5, 2.5, 2.5]
+    det = Flatline(count=6, collapse=0.03)
+    assert not hits_of(det, s)[120:, 0].any()
+    # values that still move at most steps, by a small fraction of the usual step, are
+    s.x[800:806, 0] = [2.5, 2.501, 2.5, 2.501, 2.502, 2.501]
+    assert hits_of(det, s)[805, 0]
 
 
 def test_flatline_the_repeat_rate_is_per_day_at_the_series_interval():

@@ -91,3 +91,15 @@ def test_app_without_a_qr_secret_signs_with_a_generated_one_not_the_old_constant
         ring.verify(forged, 0)
     again = create_app(settings, "postgresql://unused/x").state.keyring
     assert again.verify(ring.sign("E1"), 0).enterprise_id == "E1"  # survives a restart
+
+
+def test_the_suite_keeps_generated_secrets_out_of_the_checkout():
+    """An app built without OFFSITE_QR_SECRET generates one in its data directory. Under
+    the tests that is a temporary one: the default ./.offsite of the checkout would collect
+    a QR secret that a demo or ``serve`` started there later signs with."""
+    from pathlib import Path
+
+    from offsite.core.settings import load_settings
+
+    checkout = Path(__file__).resolve().parents[2]
+    assert not load_settings().data_dir.resolve().is_relative_to(checkout)
