@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 
+from offsite.bench.query import readings_size
 from offsite.bench.storage import bench_registry, mn_of
 from offsite.core.readings import Reading
 from offsite.store.migrate import migrate, timescale_active
@@ -155,17 +156,6 @@ def _bulk(url: str, devices: int, lo: datetime, hi: datetime, out: Callable[[str
     return n
 
 
-def _size(conn: psycopg.Connection, timescale: bool) -> int:
-    if timescale:
-        row = conn.execute("SELECT hypertable_size('readings')").fetchone()
-    else:
-        row = conn.execute(
-            """SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('readings')
-               WHERE isleaf"""
-        ).fetchone()
-    return int(row[0]) if row and row[0] else 0
-
-
 def _timings(
     url: str, a: StorageBenchArgs, start: datetime, days: int
 ) -> dict[str, dict[str, float]]:
@@ -224,7 +214,7 @@ def bench_backend(
             rebuild_rollups(conn, start, end)
             res["rollups_s"] = round(time.perf_counter() - t0, 1)
             conn.execute("ANALYZE")
-            res["size_mib"] = round(_size(conn, ts) / 2**20, 1)
+            res["size_mib"] = round(readings_size(conn, ts) / 2**20, 1)
         out("  queries …")
         res["queries"] = _timings(url, a, start, a.days)
         if not ts:
@@ -245,7 +235,7 @@ def bench_backend(
             ).fetchone()
             res["chunks_compressed"] = f"{c[0]} of {c[1]}" if c else "?"
             conn.execute("ANALYZE")
-            res["compressed_size_mib"] = round(_size(conn, ts) / 2**20, 1)
+            res["compressed_size_mib"] = round(readings_size(conn, ts) / 2**20, 1)
             res["compression_ratio"] = round(
                 res["size_mib"] / max(res["compressed_size_mib"], 0.1), 1
             )
