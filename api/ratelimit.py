@@ -24,8 +24,7 @@ class RateLimiter:
     def hit(self, key: str, now: float) -> float | None:
         """Spend one token of ``key``'s bucket: None if allowed, else seconds to wait."""
         rate = self.per_minute / 60.0
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * rate)
+        tokens = self._tokens(key, now)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / rate
@@ -37,10 +36,12 @@ class RateLimiter:
     def refund(self, key: str, now: float) -> None:
         """Give back the token a request spent (a sign-in that succeeded costs nothing)."""
         if key in self._buckets:
-            tokens, _last = self._buckets[key]
-            rate = self.per_minute / 60.0
-            refilled = tokens + (now - _last) * rate
-            self._buckets[key] = (min(float(self.burst), refilled + 1.0), now)
+            self._buckets[key] = (min(float(self.burst), self._tokens(key, now) + 1.0), now)
+
+    def _tokens(self, key: str, now: float) -> float:
+        """``key``'s tokens at ``now``: what it held, refilled since, at most the burst."""
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.per_minute / 60.0)
 
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled completely: they hold no information."""

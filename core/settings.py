@@ -8,7 +8,7 @@ PostgreSQL and broker" — the fresh-laptop default.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -336,6 +336,11 @@ class Settings(BaseSettings):
     @property
     def retention(self) -> timedelta | None:
         return timedelta(days=self.retention_days) if self.retention_days else None
+
+    @property
+    def hj212_tz(self) -> timezone:
+        """The zone HJ 212 loggers write their times in."""
+        return timezone(timedelta(hours=self.hj212_utc_offset_h))
 
     @property
     def base_url(self) -> str:

@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -38,7 +38,7 @@ SPOOL_LOCK_WAIT_S = 60.0
 
 def policy_from(settings: Settings) -> Policy:
     prefix, suffix = policy_topic(settings.mqtt_topic)
-    tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
+    tz = settings.hj212_tz
     return Policy(
         max_payload_bytes=settings.max_payload_bytes,
         topic_prefix=prefix,

@@ -366,8 +366,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- simulate ----------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from datetime import timedelta, timezone
-
     from offsite.simulators.faults import FaultKind
     from offsite.simulators.scenarios import build_fleet
 
@@ -388,7 +386,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
             "(or use --transport tcp --protocol hj212 for the gateway)"
         )
     # HJ 212 times carry no zone: send them in the one the platform reads them in.
-    hj212_tz = timezone(timedelta(hours=settings.hj212_utc_offset_h))
+    hj212_tz = settings.hj212_tz
     start = datetime.now(UTC)
     fleet = build_fleet(
         args.devices,
@@ -525,7 +523,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         protocol,
         password=args.password,
         st=args.st,
-        hj212_tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)),
+        hj212_tz=settings.hj212_tz,
     )
     _print(
         f"replaying {len(records)} records of {args.replay} as {args.mn} "

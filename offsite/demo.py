@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -240,7 +240,7 @@ def run_demo(
                     duration_s=None,
                     realtime=True,
                     stop=sim_stop,
-                    tz=timezone(timedelta(hours=settings.hj212_utc_offset_h)),
+                    tz=settings.hj212_tz,
                     malformed=HJ212_MALFORMED,
                     on_progress=lambda st: tcp.__setitem__("stats", st),
                 )

@@ -67,6 +67,7 @@ async def login(
             401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"}
         )
     limiter.refund(user_bucket, now)  # only wrong passwords count against the user
+    secure = settings.base_url.startswith("https://")
     token = new_token()
     expires = datetime.now(UTC) + timedelta(hours=settings.session_ttl_h)
     async with conn.transaction():
@@ -78,7 +79,7 @@ async def login(
         max_age=int(settings.session_ttl_h * 3600),
         httponly=True,
         samesite="strict",
-        secure=settings.base_url.startswith("https://"),
+        secure=secure,
         path="/",
     )
     if device is None:
@@ -88,7 +89,7 @@ async def login(
             max_age=DEVICE_COOKIE_DAYS * 86400,
             httponly=True,
             samesite="strict",
-            secure=settings.base_url.startswith("https://"),
+            secure=secure,
             path="/auth",
         )
     row = await queries.users.principal_for_token(conn, token_digest(token))
