@@ -817,6 +817,21 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from offsite.evaluation.runner import EngineConfig
 
     config = EngineConfig(settings.rules_file, settings.alert_clear_s)
+    workers = args.workers if args.workers else min(2, os.cpu_count() or 1)
+    if args.generic or args.nab:
+        from offsite.evaluation.generic import run_generic
+
+        return run_generic(
+            seeds=args.seeds,
+            split=args.split,
+            nab=args.nab,
+            synthetic=args.generic,
+            workers=workers,
+            as_json=args.json,
+            config=config,
+            out=_print,
+            err=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     return run_eval(
         seeds=args.seeds,
         kinds=args.kinds,
@@ -826,7 +841,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         clean_per_profile=args.clean_per_profile,
         days=args.days,
         rate_s=args.rate,
-        workers=args.workers if args.workers else min(2, os.cpu_count() or 1),
+        workers=workers,
         as_json=args.json,
         strict=args.strict,
         config=config,
@@ -1091,6 +1106,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--devices-per-kind", type=int, default=1, help="faulty devices per fault kind and seed"
     )
     e.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    e.add_argument(
+        "--generic",
+        action="store_true",
+        help="instead of the plant suite: synthetic series of many shapes (flat, seasonal, "
+        "noisy, quantised, level shifts...) at 5-min to 1-h intervals on a channel without "
+        "a limit; episodes inside labelled windows vs time inside them, and per series-day "
+        "on series without an anomaly",
+    )
+    e.add_argument(
+        "--nab",
+        type=Path,
+        metavar="DIR",
+        help="also (or, without --generic, only) replay NAB files: DIR/data/<group>/<file>.csv "
+        "and DIR/labels/combined_windows.json",
+    )
     e.add_argument(
         "--strict", action="store_true", help="exit 1 if a target of the held-out split is missed"
     )

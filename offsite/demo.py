@@ -106,20 +106,22 @@ def bind_http(host: str, port: int, *, explicit: bool) -> tuple[socket.socket, s
     return sock, note
 
 
-# The packaged rules wait for a series' first readings before some may fire (a spike
-# needs 30 to know the series); a demo injects its faults seconds in, so it runs them
-# without those warm-ups. Nothing else differs.
+# The packaged rules wait for a series' first readings (a spike needs 30 to know the
+# series) and its first day before some may fire, and do not raise what a series does
+# routinely; a demo injects its faults seconds in, and again and again, so it runs them
+# without those warm-ups and without the routine. Nothing else differs.
 DEMO_WARM_UPS = ("spike", "flatline", "stat")
 
 
 def demo_rules(data_dir: Path) -> Path:
-    """A rules file of the packaged rules without their warm-ups, for a short demo."""
+    """A rules file of the packaged rules without their warm-ups and routine, for a
+    short demo."""
     path = data_dir / "demo-rules.toml"
     lines = ['base = "default"']
     for rule in DEMO_WARM_UPS:
         for device_type in ("flue_gas", "wastewater"):
             lines += ["[[override]]", f'rule = "{rule}"', f'device_type = "{device_type}"']
-            lines.append("warm_up = 0")
+            lines += ["warm_up = 0", 'warm_up_for = "0s"', "routine = 0"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -54,6 +54,9 @@ _GATING_KEYS = {
     "mute_on_maintenance",
     "enabled",
     "warm_up",
+    "routine",
+    "routine_window",
+    "warm_up_for",
 }
 
 
@@ -70,6 +73,11 @@ class Gating:
     critical_score: float | None = None  # score at which the severity becomes critical
     mute_on_maintenance: bool = True  # mark suppressed while the device reports M/C
     warm_up: int = 0  # readings of a series the rule judges before it may fire at all
+    warm_up_for_s: float = 0.0  # … and how long of its own (device) time
+    # a condition this series has shown ``routine`` times (onsets, decayed) within the
+    # last ``routine_window_s`` of its own time is its nature, not raised (0: off)
+    routine: int = 0
+    routine_window_s: float = 4 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +252,13 @@ def _pollutant_matches(patterns: Sequence[str], info: SeriesInfo) -> bool:
 
 
 def _apply_gating(g: Gating, raw: Mapping[str, Any]) -> Gating:
-    names = {"for": "for_s", "clear_after": "clear_after_s", "cooldown": "cooldown_s"}
+    names = {
+        "for": "for_s",
+        "clear_after": "clear_after_s",
+        "cooldown": "cooldown_s",
+        "routine_window": "routine_window_s",
+        "warm_up_for": "warm_up_for_s",
+    }
     return replace(g, **{names.get(k, k): v for k, v in raw.items() if k != "enabled"})
 
 
@@ -358,9 +372,9 @@ def _count(v: Any) -> int:
     return v
 
 
-def _warm_up(v: Any) -> int:
+def _warm_up(v: Any, info: ValidationInfo) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"warm_up must be an integer ≥ 0, not {v!r}")
+        raise ValueError(f"{info.field_name} must be an integer ≥ 0, not {v!r}")
     return v
 
 
@@ -485,6 +499,9 @@ class _GatingKeys(_Shape):
     severity: Severity = None
     count: Count = None
     warm_up: WarmUp = None
+    routine: WarmUp = None
+    routine_window: Duration = None
+    warm_up_for: Duration = None
     for_: Duration = Field(default=None, alias="for")
     clear_after: Duration = None
     clear_score: Score = None

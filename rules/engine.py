@@ -77,13 +77,25 @@ class _Instance:
         self.slots = np.full(capacity, -1, dtype=np.int64)  # series row → slot
         self.n_slots = 0
         self.state: State | None = self.det.new_state(16)
-        self.gate = State(
-            16,
-            streak=(np.int64, 0),
-            first=(np.float64, np.nan),
-            firing=(np.bool_, False),
-            seen=(np.int64, 0),
-        )
+        spec: dict[str, tuple[Any, Any]] = {
+            "streak": (np.int64, 0),
+            "first": (np.float64, np.nan),
+            "firing": (np.bool_, False),
+            "seen": (np.int64, 0),
+        }
+        if bound.gating.routine:
+            # onsets of the condition, decayed over the series' own time (``at``: when
+            # last judged), whether it was on, and whether the episode under way was
+            # judged routine at its onset
+            spec.update(
+                ons=(np.float64, 0.0),
+                at=(np.float64, np.nan),
+                armed=(np.bool_, False),
+                muted=(np.bool_, False),
+            )
+        if bound.gating.warm_up_for_s:
+            spec["since"] = (np.float64, np.nan)  # device time the series was first judged
+        self.gate = State(16, **spec)
         self.params = params_of(self.det)
 
     def grow(self, capacity: int) -> None:
@@ -788,15 +800,46 @@ class RuleEngine:
         streak = np.where(on, streak + 1, 0)
         first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
         fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        if g.routine:
+            fire = self._routine(inst, r, b.t, fire)
         if g.warm_up:
             # a series is learnt before it may raise anything (its level, noise, steps)
             seen = inst.gate["seen"][r] + 1
             inst.gate["seen"][r] = seen
             fire &= seen > g.warm_up
+        if g.warm_up_for_s:
+            # … and for long enough of its own time to have seen its daily cycle
+            # A series first met in a restart's replay of stored history (``warm``)
+            # was judged before the restart: its day is not started again
+            since = inst.gate["since"][r]
+            start = b.t - g.warm_up_for_s if self._quiet else b.t
+            since = np.where(np.isnan(since), start, since)
+            inst.gate["since"][r] = since
+            fire &= b.t - since >= g.warm_up_for_s
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first
         inst.gate["firing"][r] = fire | (firing & on)
         return fire
+
+    @staticmethod
+    def _routine(inst: _Instance, r: np.ndarray, t: np.ndarray, fire: np.ndarray) -> np.ndarray:
+        """Mute a condition that is this series' routine: one whose onsets it has shown
+        ``routine`` times (decayed over ``routine_window_s`` of device time, counted
+        during the warm-up too) before this one. A square wave's daily steps, a noisy
+        series' heavy tail, a slow series' long stays are what the series does; an
+        alert on them tells nothing. A new kind of behaviour still raises its first
+        onsets; an episode keeps the verdict of its onset."""
+        g, gate = inst.bound.gating, inst.gate
+        last = gate["at"][r]
+        dt = np.where(np.isnan(last), 0.0, np.maximum(t - last, 0.0))
+        ons = gate["ons"][r] * np.exp(-dt / g.routine_window_s)
+        onset = fire & ~gate["armed"][r]
+        muted = np.where(onset, ons >= g.routine - 1e-9, gate["muted"][r] & fire)
+        gate["ons"][r] = ons + onset
+        gate["at"][r] = t
+        gate["armed"][r] = fire
+        gate["muted"][r] = muted
+        return fire & ~muted
 
     def _finding(
         self,
@@ -838,6 +881,8 @@ class RuleEngine:
                 "count": g.count,
                 "for_s": g.for_s,
                 "warm_up": g.warm_up,
+                "warm_up_for_s": g.warm_up_for_s,
+                "routine": g.routine,
                 "clear_score": g.clear_score,
             },
             "evidence": {

@@ -117,3 +117,98 @@ def test_clear_after_is_at_least_three_reporting_intervals():
     assert len(fast.closed) == 3  # a minute series silent for 5 minutes did clear
     plain = AlertBook({"stat": timedelta(minutes=5)})
     assert len(plain.plan([finding(m) for m in (0, 5, 10, 15)], {}).closed) == 3
+
+
+ROUTINE = """
+version = "t"
+[[rule]]
+name = "spike"
+pollutants = "*"
+warm_up = 10
+{extra}
+"""
+
+
+def spikes_raised(x: np.ndarray, extra: str, interval_s: float = 300.0) -> list[float]:
+    """Hours (device time) at which the engine raised a spike finding on series ``x``."""
+    rules = parse_rules(ROUTINE.format(extra=extra), "t.toml")
+    e = RuleEngine(rules, {"M": DeviceMeta(interval_s=interval_s)}, T0)
+    out = []
+    for i, v in enumerate(x):
+        ts = T0 + timedelta(seconds=i * interval_s)
+        r = Reading(ts, "M", "x01", float(v), "N", DataKind.RTD)
+        out += [(f.ts - T0).total_seconds() / 3600 for f in e.evaluate([r]).findings]
+    return out
+
+
+def noisy(n: int, seed: int = 5) -> np.ndarray:
+    return np.round(50 + np.random.default_rng(seed).normal(0, 0.5, n), 2)
+
+
+def test_a_condition_the_series_shows_routinely_is_not_raised():
+    x = noisy(12 * 24 * 4)  # four days of 5-minute data
+    x[12 * 6 :: 12 * 6] = 90.0  # a spike every 6 hours, from the 6th hour on
+    every = spikes_raised(x, "")
+    assert len(every) == 15
+    routine = spikes_raised(x, "routine = 2")
+    # each earlier onset weighs e^(-age / 4 days): before the 3rd, 0.94 + 0.88 < 2;
+    # before the 4th, 2.65: from then on it is what the series does
+    assert routine == every[:3]
+
+
+def test_a_routine_fades_and_a_quiet_series_still_raises():
+    x = noisy(12 * 24 * 12)
+    x[[12 * 6, 12 * 12]] = 90.0  # two spikes on day one …
+    x[12 * 24 * 11] = 90.0  # … and one ten days later
+    assert spikes_raised(x, 'routine = 2\nroutine_window = "2d"') == [6.0, 12.0, 264.0]
+
+
+def test_nothing_is_raised_before_a_day_of_the_series_own_time():
+    x = noisy(12 * 48)
+    x[[12 * 6, 12 * 30]] = 90.0
+    assert spikes_raised(x, "") == [6.0, 30.0]
+    assert spikes_raised(x, 'warm_up_for = "1d"') == [30.0]
+
+
+def test_the_packaged_rules_raise_nothing_on_a_constant_series():
+    from offsite.rules.config import load_rules
+
+    e = RuleEngine(load_rules(None), {"M": DeviceMeta(interval_s=300.0)}, T0)
+    found = []
+    for i in range(12 * 24 * 3):
+        r = Reading(T0 + timedelta(minutes=5 * i), "M", "a99001", 45.0, "N", DataKind.RTD)
+        found += e.evaluate([r]).findings
+    assert found == []
+
+
+def test_only_channels_without_a_limit_learn_a_day_and_a_routine():
+    from offsite.rules.config import SeriesInfo, load_rules
+
+    rs = load_rules(None)
+    for device_type in ("flue_gas", "wastewater"):
+        for limited, code in ((True, "a21026"), (False, "a99001")):
+            info = SeriesInfo("M", code, "rtd", device_type, "", "", limited)
+            got = {
+                b.name: (b.gating.warm_up_for_s, b.gating.routine)
+                for b in rs.resolve(info)
+                if b.name in ("spike", "flatline", "stat")
+            }
+            # a regulator wants every episode of a limited channel, from its first day
+            want = (86400.0, 2) if not limited else (0.0, 0)
+            assert set(got.values()) == {want}, (device_type, limited, got)
+
+
+def test_a_restart_does_not_start_the_day_of_warm_up_again():
+    x = noisy(12 * 3)
+    history = [
+        Reading(T0 + timedelta(minutes=5 * i), "M", "x01", float(v), "N", DataKind.RTD)
+        for i, v in enumerate(x)
+    ]
+    spike = Reading(T0 + timedelta(hours=3), "M", "x01", 90.0, "N", DataKind.RTD)
+    rules = parse_rules(ROUTINE.format(extra='warm_up_for = "1d"'), "t.toml")
+    fresh = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+    fresh.evaluate(history)  # a new series: three hours of it
+    assert fresh.evaluate([spike]).findings == []
+    restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+    restarted.warm(history)  # the same hours, replayed from the store at a restart
+    assert [f.rule for f in restarted.evaluate([spike]).findings] == ["spike"]
