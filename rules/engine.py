@@ -22,7 +22,7 @@ backfilling hours of old data after an outage is not called offline while it tal
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -210,6 +210,7 @@ class RuleEngine:
         self._device_index: dict[str, int] = {}  # device → that number
         self._maint: dict[str, float] = {}  # device → newest time it flagged M or C
         self._quiet = False
+        self._older: set[SeriesKey] = set()  # see ``warm``
         self.late = 0  # readings judged after a newer one of their series (order-free only)
 
     def _width(self) -> int:
@@ -456,17 +457,22 @@ class RuleEngine:
         return rows
 
     # -- readings -------------------------------------------------------------------
-    def warm(self, readings: Sequence[Reading]) -> int:
+    def warm(self, readings: Sequence[Reading], older: Collection[SeriesKey] = ()) -> int:
         """Replay stored history (at start) through every detector, raising nothing.
 
         Windows, CUSUMs, averages and "N in a row" counters end where the stream left
         them, so a restart neither forgets a stuck sensor nor re-raises what is open.
+        ``older`` names the series whose stored history reaches back past what is
+        replayed: their warm-up (``warm_up_for``) was served before the restart; every
+        other series' warm-up is dated from its first replayed reading, as live.
         """
+        self._older = set(older)
         self._quiet = True
         try:
             self.evaluate(readings)
         finally:
             self._quiet = False
+            self._older = set()
         return sum(1 for r in readings if not r.stat)
 
     def remember(self, readings: Sequence[Reading]) -> int:
@@ -769,10 +775,11 @@ class RuleEngine:
                     b = b.same_windows(partners=partners)
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
-            b = b.same_windows(rows=inst.slots[b.rows])
+            series = b.rows
+            b = b.same_windows(rows=inst.slots[series])
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
-            fire = self._gate(inst, b, hit, hits.score)
+            fire = self._gate(inst, b, hit, hits.score, series)
             if self._quiet or not fire.any():
                 continue
             for k in np.flatnonzero(fire).tolist():
@@ -785,8 +792,11 @@ class RuleEngine:
         if keep.size:
             self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
 
-    def _gate(self, inst: _Instance, b: Batch, hit: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing."""
+    def _gate(
+        self, inst: _Instance, b: Batch, hit: np.ndarray, score: np.ndarray, series: np.ndarray
+    ) -> np.ndarray:
+        """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing
+        (``b.rows`` are this rule's slots; ``series`` the same readings' series rows)."""
         g = inst.bound.gating
         r = b.rows
         streak, first, firing = (
@@ -809,10 +819,13 @@ class RuleEngine:
             fire &= seen > g.warm_up
         if g.warm_up_for_s:
             # … and for long enough of its own time to have seen its daily cycle
-            # A series first met in a restart's replay of stored history (``warm``)
-            # was judged before the restart: its day is not started again
+            # dated from the series' first reading; one whose stored history reaches
+            # back past a restart's replay (``warm``'s ``older``) served it before
             since = inst.gate["since"][r]
-            start = b.t - g.warm_up_for_s if self._quiet else b.t
+            start = b.t
+            if self._older:
+                old = np.fromiter((self._key(i) in self._older for i in series.tolist()), bool)
+                start = np.where(old, b.t - g.warm_up_for_s, b.t)
             since = np.where(np.isnan(since), start, since)
             inst.gate["since"][r] = since
             fire &= b.t - since >= g.warm_up_for_s

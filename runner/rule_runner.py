@@ -38,6 +38,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -376,6 +377,9 @@ class RuleRunner:
             history = recent_readings(
                 conn, self.cfg.warm_max, now - timedelta(seconds=self.cfg.warm_s)
             )
+            # a series replayed up to the cap has older history: not a new series
+            per_series = Counter((r.mn, r.pollutant, r.kind) for r in history if not r.stat)
+            older = {key for key, c in per_series.items() if c >= self.cfg.warm_max}
             rules = load_rules(self.cfg.rules_file)
             # which pollutants a long memory needs (each shard remembers its own devices)
             probe = RuleEngine(rules, device_meta(registry), started_at=now)
@@ -402,7 +406,8 @@ class RuleRunner:
                     for r in history
                     if shard_of(r.mn, n) == k
                     and (r.mn, r.pollutant, r.kind.value, r.ts.timestamp()) not in queued
-                ]
+                ],
+                older=older,
             )
             book = AlertBook(
                 {**engine.clear_after(), REWRITTEN: NEVER},  # a person closes those

@@ -90,7 +90,7 @@ def _square(rng: np.random.Generator, t: np.ndarray, dt: float) -> tuple[np.ndar
 
 def _noise(rng: np.random.Generator, t: np.ndarray, dt: float) -> tuple[np.ndarray, list[int]]:
     level, sd = rng.uniform(-20, 100), rng.uniform(1, 20)
-    return level + rng.normal(0, sd, t.shape[0]), []
+    return level + rng.normal(0, sd, size=int(t.shape[0])), []
 
 
 def _walk(rng: np.random.Generator, t: np.ndarray, dt: float) -> tuple[np.ndarray, list[int]]:
@@ -150,7 +150,7 @@ def _noise_change(
 ) -> tuple[np.ndarray, list[int]]:
     """Noise around a daily cycle that becomes several times louder, and stays so."""
     level, amp, sd = rng.uniform(20, 100), rng.uniform(2, 10), rng.uniform(0.5, 1.5)
-    noise = rng.normal(0, sd, t.shape[0])
+    noise = rng.normal(0, sd, size=int(t.shape[0]))
     at = _onset(rng, t.shape[0])
     noise[at:] *= rng.uniform(4, 8)
     return level + amp * _daily(rng, t) + noise, [at]
@@ -163,7 +163,7 @@ def _spike_density(
     art_increase_spike_density): the normal spikes are part of the series."""
     n = t.shape[0]
     level, sd = rng.uniform(20, 100), rng.uniform(0.5, 2)
-    x = level + rng.normal(0, sd, n)
+    x = level + rng.normal(0, sd, size=int(n))
     at = _onset(rng, n)
     per_day = DAY_S / dt
     rate = np.where(np.arange(n) < at, 1.0 / (3 * per_day), 12.0 / per_day)

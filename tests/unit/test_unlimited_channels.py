@@ -210,5 +210,21 @@ def test_a_restart_does_not_start_the_day_of_warm_up_again():
     fresh.evaluate(history)  # a new series: three hours of it
     assert fresh.evaluate([spike]).findings == []
     restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
-    restarted.warm(history)  # the same hours, replayed from the store at a restart
+    # the same hours, replayed at a restart, of a series whose history goes back further
+    restarted.warm(history, older={("M", "x01", DataKind.RTD)})
     assert [f.rule for f in restarted.evaluate([spike]).findings] == ["spike"]
+
+
+def test_a_restart_of_a_new_series_keeps_its_day_of_warm_up():
+    """Replaying all of a new series' history (nothing older stored) is the live stream
+    again: its warm-up is dated from its first reading, not taken as served."""
+    x = noisy(12 * 3)
+    history = [
+        Reading(T0 + timedelta(minutes=5 * i), "M", "x01", float(v), "N", DataKind.RTD)
+        for i, v in enumerate(x)
+    ]
+    spike = Reading(T0 + timedelta(hours=3), "M", "x01", 90.0, "N", DataKind.RTD)
+    rules = parse_rules(ROUTINE.format(extra='warm_up_for = "1d"'), "t.toml")
+    restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+    restarted.warm(history)
+    assert restarted.evaluate([spike]).findings == []
