@@ -161,7 +161,8 @@ class AlertBook:
         # device → reporting interval, s: clear_after and cooldowns are at least
         # ``clear_intervals`` of the device's intervals, so a condition seen on every
         # reading of a slow series stays one episode
-        self.intervals: dict[str, float] = dict(intervals or {})
+        # (a live mapping: the engine's view follows the interval devices are seen at)
+        self.intervals: Mapping[str, float] = intervals if intervals is not None else {}
         self.clear_intervals = clear_intervals
         self.active: dict[AlertKey, datetime] = {}
         self.cleared: dict[AlertKey, datetime] = {}  # key → last seen when it cleared

@@ -22,7 +22,7 @@ backfilling hours of old data after an outage is not called offline while it tal
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -173,6 +173,27 @@ class _Refs:
 
 
 CONTEXT_MAX = 3  # context partners a series is judged against, at most
+STEP_EVERY = 16  # readings between looks at a series' seen reporting interval
+
+
+class _Intervals(Mapping[str, float]):
+    """Devices' reporting intervals as the engine knows them now (``interval_of``)."""
+
+    def __init__(self, engine: RuleEngine) -> None:
+        self._engine = engine
+
+    def __getitem__(self, mn: str) -> float:
+        if mn not in self._engine.devices and mn not in self._engine._device_index:
+            raise KeyError(mn)
+        return self._engine.interval_of(mn)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(set(self._engine.devices) | set(self._engine._device_index))
+
+    def __len__(self) -> int:
+        return len(set(self._engine.devices) | set(self._engine._device_index))
+
+
 ROUND_PIECE = 4096  # readings judged at once; see RuleEngine._judge_round
 
 
@@ -198,6 +219,11 @@ class RuleEngine:
         self._hi = np.full(cap, np.inf)
         self._o2ref = np.full(cap, np.nan)
         self._interval = np.full(cap, 60.0)
+        # each series' reporting interval as seen (median step of its last readings),
+        # refreshed every STEP_EVERY readings; NaN until it has that many
+        self._seen_step = np.full(cap, np.nan)
+        self._pushes = np.zeros(cap, dtype=np.int64)
+        self._device_step = np.zeros(0)  # device number → its newest seen step (0: none)
         self._key_hash = np.zeros(cap, dtype=np.uint32)  # series_hash(device, pollutant)
         self._partner: dict[str, np.ndarray] = {
             r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
@@ -265,6 +291,8 @@ class RuleEngine:
             ("_hi", np.inf),
             ("_o2ref", np.nan),
             ("_interval", 60.0),
+            ("_seen_step", np.nan),
+            ("_pushes", 0),
             ("_key_hash", 0),
             ("_device_no", -1),
             ("_applies", False),
@@ -791,6 +819,26 @@ class RuleEngine:
         keep = np.flatnonzero(in_order)
         if keep.size:
             self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
+            self._see_steps(rows[keep])
+
+    def _see_steps(self, rows: np.ndarray) -> None:
+        """Every STEP_EVERY readings of a series, the median step between its last ones:
+        the interval the device really reports at, whatever its registration says."""
+        n = self._pushes[rows] + 1
+        self._pushes[rows] = n
+        due = rows[n % STEP_EVERY == 0]
+        if not due.size:
+            return
+        _, _, t = self.windows.window(due)
+        with np.errstate(invalid="ignore"):
+            steps = np.diff(t[:, -(STEP_EVERY + 1) :], axis=1)
+            step = np.median(steps, axis=1)  # NaN while the window is shorter
+        self._seen_step[due] = step
+        ok = step > 0
+        dev = self._device_no[due[ok]]
+        if self._device_step.shape[0] < len(self._device_index):
+            self._device_step = grow_rows(self._device_step, len(self._device_index) * 2, 0.0)
+        self._device_step[dev] = step[ok]  # a device's channels share its interval
 
     def _gate(
         self, inst: _Instance, b: Batch, hit: np.ndarray, score: np.ndarray, series: np.ndarray
@@ -940,7 +988,7 @@ class RuleEngine:
         last = np.array(
             [max(_epoch(self.last_received.get(mn, self.started_at)), start) for mn in mns]
         )
-        interval = np.array([self.devices.get(mn, DeviceMeta()).interval_s for mn in mns])
+        interval = np.array([self.interval_of(mn) for mn in mns])
         silent = self.offline_rule.silent(last, interval, _epoch(now))
         for i in np.flatnonzero(silent):
             mn = mns[i]
@@ -981,10 +1029,21 @@ class RuleEngine:
                 out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
         return out
 
-    def intervals(self) -> dict[str, float]:
+    def intervals(self) -> Mapping[str, float]:
         """Each device's reporting interval, s: the alert book scales clear_after and
-        cooldowns with it (a 5-minute series must not make every reading an episode)."""
-        return {mn: meta.interval_s for mn, meta in self.devices.items()}
+        cooldowns with it (a 5-minute series must not make every reading an episode).
+        A live view: the registered interval, or the one the device is seen to report
+        at when that is longer (a device registered at 60 s that sends every 5 min)."""
+        return _Intervals(self)
+
+    def interval_of(self, mn: str) -> float:
+        """The registered interval, or the one the device is seen at when longer: a
+        device that sends less often than registered is judged by its capture rate,
+        not declared offline or split into an episode per reading as well."""
+        registered = self.devices.get(mn, DeviceMeta()).interval_s
+        i = self._device_index.get(mn, -1)
+        seen = float(self._device_step[i]) if 0 <= i < self._device_step.shape[0] else 0.0
+        return max(registered, seen)
 
     def cooldowns(self) -> dict[str, timedelta]:
         out = {}

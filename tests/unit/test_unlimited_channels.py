@@ -9,7 +9,7 @@ import numpy as np
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
-from offsite.rules.config import parse_rules
+from offsite.rules.config import load_rules, parse_rules
 from offsite.rules.detectors import Batch, Flatline
 from offsite.rules.engine import DeviceMeta, RuleEngine
 from offsite.rules.findings import Finding
@@ -117,6 +117,39 @@ def test_clear_after_is_at_least_three_reporting_intervals():
     assert len(fast.closed) == 3  # a minute series silent for 5 minutes did clear
     plain = AlertBook({"stat": timedelta(minutes=5)})
     assert len(plain.plan([finding(m) for m in (0, 5, 10, 15)], {}).closed) == 3
+
+
+def test_the_interval_a_device_is_seen_at_scales_its_clear_time():
+    """A device registered at 60 s (the default) that sends every 5 minutes: the alert
+    book's clear time follows the interval the engine sees, so a condition on every
+    reading stays one episode instead of one per reading."""
+    e = RuleEngine(load_rules(None), {"SLOW": DeviceMeta(interval_s=60.0)}, T0)
+    assert e.interval_of("SLOW") == 60.0
+    x = noisy(40)
+    e.evaluate(
+        [
+            Reading(T0 + timedelta(minutes=5 * i), "SLOW", "x01", float(v), "N", DataKind.RTD)
+            for i, v in enumerate(x)
+        ]
+    )
+    assert e.interval_of("SLOW") == 300.0
+    # nor is it declared offline between its readings (it was, 5 minutes after each)
+    last = T0 + timedelta(minutes=5 * 39)
+    e.note_received({"SLOW": last})
+    assert not e.check_offline(last + timedelta(minutes=6)).findings
+    assert e.check_offline(last + timedelta(minutes=26)).findings
+    book = AlertBook({"stat": timedelta(minutes=5)}, intervals=e.intervals())
+    plan = book.plan([finding(m) for m in (0, 5, 10, 15)], {})
+    assert not plan.closed and len(plan.upserts) == 1
+    # a device seen faster than registered keeps its registered interval
+    fast = RuleEngine(load_rules(None), {"FAST": DeviceMeta(interval_s=300.0)}, T0)
+    fast.evaluate(
+        [
+            Reading(T0 + timedelta(minutes=i), "FAST", "x01", float(v), "N", DataKind.RTD)
+            for i, v in enumerate(x)
+        ]
+    )
+    assert fast.interval_of("FAST") == 300.0 and dict(fast.intervals()) == {"FAST": 300.0}
 
 
 ROUTINE = """
