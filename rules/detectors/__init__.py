@@ -8,6 +8,7 @@ from offsite.rules.detectors.base import Batch, Detector, Hits, Partner, State, 
 from offsite.rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
 from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
+from offsite.rules.detectors.seasonal import Seasonal
 from offsite.rules.detectors.stats import Drift, Flatline, SlowDrift, Spike, Stat
 
 CATALOG: dict[str, type] = {
@@ -20,6 +21,7 @@ CATALOG: dict[str, type] = {
         Spike,
         Flatline,
         Stat,
+        Seasonal,
         Drift,
         SlowDrift,
         Dilution,
@@ -51,6 +53,7 @@ __all__ = [
     "Implausible",
     "Offline",
     "Partner",
+    "Seasonal",
     "SlowDrift",
     "Spike",
     "Stat",
