@@ -49,6 +49,12 @@ class Spike:
     every channel shares is the process, a jump on one channel alone is not. The
     partners only ever explain a jump away: a channel that did not move is never made a
     spike by a partner that did (an exceedance or a dilution on a partner).
+
+    With ``returns``, a spike is a value that came *and went*: the reading before the
+    newest is judged against the window before it, and is a spike only if the newest
+    is back within ``z`` / 2 deviations of that window's median. One reading later, but
+    a step that stays (a square wave's daily rise, a level shift: ``stat`` and
+    ``seasonal`` judge those) is not raised as a spike as well.
     """
 
     kind: ClassVar[str] = "spike"
@@ -63,12 +69,22 @@ class Spike:
     abs_floor: float = 1e-3
     jump: float = 0.5
     context: tuple[str, ...] = ()
+    returns: bool = False
 
     def __post_init__(self) -> None:
         as_selectors(self)
 
     def new_state(self, capacity: int) -> State | None:
         return None
+
+    def _returned(self, b: Batch) -> Hits:
+        """The reading before the newest, judged as a spike that the newest left."""
+        w = b.valid_window()[:, max(b.window.shape[1] - self.history - 1, 0) :]
+        cand, before = w[:, -1], w[:, :-1]
+        score, step = self._score(cand, before)
+        back, _ = self._score(b.x, before)
+        hit = self._hit(score, step) & (np.nan_to_num(back, nan=np.inf) <= self.z / 2)
+        return Hits(hit & b.valid, score, cand)
 
     def _score(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robust deviations of ``x`` from the median of ``w``, and of its jump from the
@@ -91,6 +107,8 @@ class Spike:
         return (s > self.z) & (np.nan_to_num(step, nan=np.inf) >= self.jump * s)
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
+        if self.returns:
+            return self._returned(b)
         w = b.valid_window()[:, b.window.shape[1] - self.history :]
         score, step = self._score(b.x, w)
         hit = self._hit(score, step)

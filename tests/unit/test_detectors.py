@@ -180,6 +180,7 @@ FOCUSED = {
     "spike",
     "flatline",
     "stat",
+    "seasonal",  # tests/unit/test_seasonal.py
     "drift",
     "slow_drift",
     "dilution",
@@ -324,8 +325,9 @@ def test_contract_clean_noisy_data_raises_nothing(det):
     assert not hits.any(), (
         f"{int(hits.sum())} hits on clean data, first at {np.argwhere(hits)[:3].tolist()}"
     )
-    if det.kind not in ("false_stop", "copy_paste", "slow_drift"):
-        # these score only what they find, or (slow_drift) judge after a day of hours
+    if det.kind not in ("false_stop", "copy_paste", "slow_drift", "seasonal"):
+        # these score only what they find, or judge after a day of hours (slow_drift)
+        # or two days of a bin (seasonal)
         judged = np.isfinite(np.array([x.score for x in h]))
         assert judged[-1].all() or judged.sum() >= 20 * 9, "the clean run was never judged"
 

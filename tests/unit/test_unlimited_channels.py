@@ -261,3 +261,12 @@ def test_a_restart_of_a_new_series_keeps_its_day_of_warm_up():
     restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
     restarted.warm(history)
     assert restarted.evaluate([spike]).findings == []
+
+
+def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
+    x = noisy(200)
+    x[100] = 90.0  # comes and goes
+    x[150:] += 40.0  # a step that stays (a square wave's rise, a level shift)
+    got = spikes_raised(x, "params = { returns = true }")
+    assert got == [101 * 5 / 60]  # the reading after the spike, which left it
+    assert len(spikes_raised(x, "")) == 2  # judged at once, the step is a spike too
