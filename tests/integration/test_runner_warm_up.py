@@ -63,9 +63,14 @@ def test_a_takeover_keeps_a_new_series_warm_up_and_not_an_old_one(db_url: str) -
         # of the old series, three hours of the new one
         stored = history(OLD, cfg.warm_max + 20) + history(NEW, 36)
         insert_readings(conn, stored, [now - timedelta(minutes=1)] * len(stored))
-        spikes = [Reading(now, mn, TEMP, 150.0) for mn in (OLD, NEW)]
-        new = insert_readings(conn, spikes, [now] * 2)
-        queue_for_rules(conn, new, [now] * 2, {OLD: now, NEW: now})
+        # a spike, and the reading after it that left it (a spike comes and goes)
+        spikes = [
+            Reading(now + timedelta(minutes=5 * i), mn, TEMP, v)
+            for mn in (OLD, NEW)
+            for i, v in enumerate((150.0, 50.0))
+        ]
+        new = insert_readings(conn, spikes, [now] * len(spikes))
+        queue_for_rules(conn, new, [now] * len(new), {OLD: now, NEW: now})
 
     runner = RuleRunner(db_url, cfg)
     with runner.connect() as runner.conn:
