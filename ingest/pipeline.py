@@ -72,9 +72,9 @@ UNKNOWN_RELOAD_S = 0.05
 
 @dataclass(slots=True)
 class IngestStats:
-    """Counters for progress lines, summaries and /healthz. ``messages`` is written by
-    the pipeline thread, ``db_errors`` by both threads (retries happen in each), the
-    rest by the writer thread."""
+    """Counters for progress lines, summaries and /healthz. ``messages`` and
+    ``writer_wait_s`` are written by the pipeline thread, ``db_errors`` by both threads
+    (retries happen in each), the rest by the writer thread."""
 
     messages: int = 0
     readings_stored: int = 0
@@ -84,6 +84,9 @@ class IngestStats:
     db_errors: int = 0
     last_commit_at: float = 0.0
     dead_by_reason: dict[str, int] = field(default_factory=dict)
+    # seconds the pipeline thread waited to hand a closed batch to the writer, still busy
+    # with the one before: growing with the clock, the database (the writer) is the limit
+    writer_wait_s: float = 0.0
     spooled: int = 0  # messages acknowledged once on disk (the database away)
     drained: int = 0  # … and later stored from the spool
     batch_readings: Counts = field(default_factory=lambda: Counts(BATCH_SIZE_BOUNDS))
@@ -353,7 +356,10 @@ class Pipeline:
             if r.mn not in heard or at > heard[r.mn]:
                 heard[r.mn] = at
         through = self._through()
-        self._reap(keep=0)
+        if self._writing:
+            waiting = time.perf_counter()
+            self._reap(keep=0)
+            self.stats.writer_wait_s += time.perf_counter() - waiting
         self._writing.append((batch, self._writer.submit(self._write, batch, heard, through, stop)))
 
     def _writer_busy(self) -> bool:

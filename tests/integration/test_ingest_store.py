@@ -356,6 +356,7 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str, unique_top
     assert f'offsite_ingest_batch_readings_bucket{{le="+Inf"}} {batches:.1f}' in text
     assert "offsite_ingest_batch_readings_sum 2.0" in text
     assert f"offsite_ingest_commit_seconds_count {batches:.1f}" in text
+    assert f"offsite_ingest_writer_wait_seconds_total {ingest.stats.writer_wait_s!r}" in text
 
 
 def test_rule_windows_survive_an_ingest_restart(

@@ -189,3 +189,23 @@ def test_while_the_writer_is_busy_the_open_batch_keeps_filling_past_its_deadline
         loop.join(10)
     assert store.batches == [[0.0, 1.0, 2.0], [3.0, 4.0]]
     assert acked == [1, 2, 3, 4, 5]
+
+
+def test_the_wait_for_a_busy_writer_is_counted(store: Store) -> None:
+    """A batch closed on size while the writer still holds the one before waits to be
+    handed over; that wait is counted (``offsite_ingest_writer_wait_seconds``): when it
+    grows with the clock, the database is what limits ingest, not the broker."""
+    p = _pipeline([])
+    p._take(_msg(0), None)
+    p._take(_msg(1), None)  # batch 1 with the writer, held open
+    assert store.entered.wait(5)
+    p._take(_msg(2), None)
+    assert p.stats.writer_wait_s == 0.0
+    taker = threading.Thread(target=p._take, args=(_msg(3), None))
+    taker.start()  # batch 2 is full: waits for the writer
+    threading.Event().wait(0.1)
+    store.gate.set()
+    taker.join(10)
+    p._reap(keep=0)
+    assert store.batches == [[0.0, 1.0], [2.0, 3.0]]
+    assert p.stats.writer_wait_s >= 0.1
