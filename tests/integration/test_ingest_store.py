@@ -323,6 +323,23 @@ def test_fuzzed_payloads_are_each_stored_or_dead_lettered_and_the_counts_add_up(
         assert round(float(value), 6) in stored
 
 
+def test_a_running_worker_hands_the_gil_over_within_half_a_millisecond(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    """The writer thread waits on PostgreSQL and then needs the GIL back from threads
+    busy decoding; Python's default (5 ms before it may take it) lengthened every batch's
+    commit. A running worker asks for 0.5 ms."""
+    import sys
+
+    register(db_url, REGISTRY)
+    before = sys.getswitchinterval()
+    try:
+        with running_ingest(make_settings(db_url, mqtt_url, unique_topic)):
+            assert sys.getswitchinterval() <= 0.0005
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str, unique_topic: str) -> None:
     import httpx
 
