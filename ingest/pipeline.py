@@ -65,7 +65,6 @@ from offsite.store.spool_marks import mark_drained
 from offsite.store.workers import Heartbeat, beat, committed_through
 
 log = logging.getLogger("offsite.ingest")
-
 SHUTDOWN_RETRY_S = 10.0
 UNKNOWN_RELOAD_S = 0.05
 
