@@ -1,8 +1,10 @@
 """Group processed messages into batches for one commit. Pure: the caller owns the clock.
 
 A batch closes when it holds ``max_readings`` readings or its oldest message has
-waited ``max_delay_s``. Messages are acknowledged only after their batch commits, so
-a batch carries the messages themselves (for the ack), not just their readings.
+waited ``max_delay_s``; with ``hold`` (the caller's writer is still busy with the batch
+before, so closing this one would not commit it any sooner) only the size closes it.
+Messages are acknowledged only after their batch commits, so a batch carries the
+messages themselves (for the ack), not just their readings.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class Batcher:
         self.max_messages = max_messages
         self._current = Batch()
 
-    def add(self, msg: InboundMessage, outcome: Outcome, now: float) -> Batch | None:
-        return self.add_group([msg], outcome, now)
+    def add(
+        self, msg: InboundMessage, outcome: Outcome, now: float, hold: bool = False
+    ) -> Batch | None:
+        return self.add_group([msg], outcome, now, hold)
 
-    def add_group(self, msgs: list[InboundMessage], outcome: Outcome, now: float) -> Batch | None:
+    def add_group(
+        self, msgs: list[InboundMessage], outcome: Outcome, now: float, hold: bool = False
+    ) -> Batch | None:
         """Several messages with one outcome (the parts of a split HJ 212 packet): they
         land in the same batch, so none is acknowledged before the readings commit."""
         cur = self._current
@@ -61,7 +67,7 @@ class Batcher:
             cur.dead.append(outcome.dead)
         if len(cur.readings) >= self.max_readings or len(cur.messages) >= self.max_messages:
             return self._close()
-        return self.poll(now)
+        return None if hold else self.poll(now)
 
     def poll(self, now: float) -> Batch | None:
         if self._current.messages and now - self._current.opened_at >= self.max_delay_s:

@@ -47,6 +47,11 @@ class IngestCollector(Collector):
             ("offsite_ingest_db_errors", "Database attempts that failed (retried)", s.db_errors),
         ):
             yield CounterMetricFamily(name, doc, value=value)
+        yield CounterMetricFamily(
+            "offsite_ingest_writer_wait_seconds",
+            "Seconds the pipeline waited for the writer (the database) to take a batch",
+            value=s.writer_wait_s,
+        )
         dead = CounterMetricFamily(
             "offsite_ingest_dead_letters", "Dead letters by reason", labels=["reason"]
         )

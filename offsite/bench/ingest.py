@@ -181,6 +181,8 @@ def run_ingest_bench(
         "rules_peak_rss_mb": off["rules_peak_rss_mb"],
         "worker_messages": off["worker_messages"],
         "worker_cpu_shares": off["cpu"],
+        "offsite_batches": off["batches"],
+        "offsite_writer_wait_s": off["writer_wait_s"],
         "cpu_us_per_message": {
             "bare": bare["cpu_us_per_message"],
             "minimal": minimal["cpu_us_per_message"],
@@ -312,6 +314,9 @@ def _phase(
             sum(spent.values()) / (max(t_end, t_drained) - t_first) / (os.cpu_count() or 1), 2
         ),
         "worker_messages": [r["messages"] for r in sub_results],
+        # offsite only: batches committed, and how long the pipeline waited for the writer
+        "batches": sum(r.get("batches", 0) for r in sub_results),
+        "writer_wait_s": round(sum(r.get("writer_wait_s", 0.0) for r in sub_results), 2),
     }
     out(
         f"  {name}: {res['messages_per_s']} messages/s, p50 {lat.p50_ms} ms, "
@@ -459,6 +464,8 @@ def _offsite_process(
             "rules_peak_rss_mb": rules_rss,
             "cpu_s": shares.pop("cpu_s"),
             "cpu": shares,
+            "batches": svc.stats.batches,
+            "writer_wait_s": svc.stats.writer_wait_s,
             "error": repr(svc.error) if svc.error else None,
         }
     )

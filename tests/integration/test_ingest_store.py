@@ -323,6 +323,23 @@ def test_fuzzed_payloads_are_each_stored_or_dead_lettered_and_the_counts_add_up(
         assert round(float(value), 6) in stored
 
 
+def test_a_running_worker_hands_the_gil_over_within_half_a_millisecond(
+    db_url: str, mqtt_url: str, unique_topic: str
+) -> None:
+    """The writer thread waits on PostgreSQL and then needs the GIL back from threads
+    busy decoding; Python's default (5 ms before it may take it) lengthened every batch's
+    commit. A running worker asks for 0.5 ms."""
+    import sys
+
+    register(db_url, REGISTRY)
+    before = sys.getswitchinterval()
+    try:
+        with running_ingest(make_settings(db_url, mqtt_url, unique_topic)):
+            assert sys.getswitchinterval() <= 0.0005
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str, unique_topic: str) -> None:
     import httpx
 
@@ -356,6 +373,7 @@ def test_ingest_serves_prometheus_metrics(db_url: str, mqtt_url: str, unique_top
     assert f'offsite_ingest_batch_readings_bucket{{le="+Inf"}} {batches:.1f}' in text
     assert "offsite_ingest_batch_readings_sum 2.0" in text
     assert f"offsite_ingest_commit_seconds_count {batches:.1f}" in text
+    assert f"offsite_ingest_writer_wait_seconds_total {ingest.stats.writer_wait_s!r}" in text
 
 
 def test_rule_windows_survive_an_ingest_restart(

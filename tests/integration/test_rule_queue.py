@@ -137,3 +137,30 @@ def test_a_split_rolled_back_leaves_the_queue_as_it_was_and_done_is_idempotent(
         rest = take(conn, LATE + timedelta(seconds=1))
         assert _judged(rest) == [("MNB", "a21026", "rtd", T0.timestamp(), 2.0, ord("N"))]
         assert rest.heard == {}  # the heard devices went with the judged part
+
+
+def test_the_queued_arrays_are_compressed_with_lz4_not_pglz(db_url: str) -> None:
+    """A batch's arrays are written once, read once and deleted: pglz compressing them
+    was a cost on ingest's commit path (migration 0062). Values big enough to be
+    compressed come back as lz4, and judged as queued."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            with conn.transaction():
+                conn.execute("CREATE TEMP TABLE lz4_probe (a text COMPRESSION lz4)")
+        except psycopg.errors.FeatureNotSupported:
+            pytest.skip("this PostgreSQL is built without lz4")
+        readings = [
+            Reading(T0 + timedelta(minutes=m), f"MN{d:03d}", "a21026", float(m))
+            for m in range(10)
+            for d in range(300)
+        ]
+        queue_for_rules(conn, readings, [EARLY] * len(readings), {"MN000": EARLY})
+        conn.commit()
+        methods = conn.execute(
+            """SELECT pg_column_compression(sidx), pg_column_compression(ts),
+                      pg_column_compression(received), pg_column_compression(s_mn)
+               FROM rule_inbox"""
+        ).fetchall()
+        assert methods == [("lz4",) * 4]
+        q = take(conn, LATE)
+        assert len(q.ids) == 1 and len(_judged(q)) == len(readings)

@@ -87,6 +87,20 @@ def test_add_after_the_deadline_closes_with_the_new_message():
     assert batch is not None and [m.mid for m in batch.messages] == [1, 2]
 
 
+def test_a_held_batch_closes_on_size_only():
+    """``hold``: the writer is busy with the batch before; past its deadline the batch
+    stays open (closing it would not commit it sooner), until the size closes it or an
+    add without hold finds it due."""
+    b = Batcher(max_readings=6, max_delay_s=0.5)
+    assert b.add(message(1), outcome(1, 2), now=0.0, hold=True) is None
+    assert b.add(message(2), outcome(2, 2), now=5.0, hold=True) is None  # past due, held
+    batch = b.add(message(3), outcome(3, 2), now=5.1, hold=True)  # full: closes
+    assert batch is not None and [m.mid for m in batch.messages] == [1, 2, 3]
+    assert b.add(message(4), outcome(4, 1), now=6.0, hold=True) is None
+    batch = b.add(message(5), outcome(5, 1), now=6.6)  # the writer is free: due, closes
+    assert batch is not None and [m.mid for m in batch.messages] == [4, 5]
+
+
 def test_deadline_restarts_with_the_next_batch():
     b = Batcher(max_readings=2, max_delay_s=1.0)
     assert b.add(message(1), outcome(1, 2), now=5.0) is not None

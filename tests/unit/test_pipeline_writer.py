@@ -9,7 +9,9 @@ tests/integration (test_ingest_store, test_faults, test_workers_same_alerts)."""
 from __future__ import annotations
 
 import json
+import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -142,3 +144,68 @@ def test_an_idle_promise_never_passes_a_message_stamped_while_it_is_made(
     monkeypatch.setattr(p, "_in_hand_since", look_then_lose_the_cpu)
     through = p._through()
     assert stamped and through < stamped[0]
+
+
+def test_while_the_writer_is_busy_the_open_batch_keeps_filling_past_its_deadline(
+    store: Store,
+) -> None:
+    """Closed on time (or on an idle inbox) while the batch before is still being
+    written, a batch only waited for the writer, and the next commit held fewer
+    readings: under load batches were cut at the timer to 60 % of the size limit. Now
+    the open batch stays open until the writer is free (or the size closes it), and is
+    handed over then."""
+    acked: list[int] = []
+    p = pl.Pipeline(
+        _Pool(),
+        Policy(max_age=timedelta(days=36500)),  # type: ignore[arg-type]
+        Batcher(3, 0.01),
+        lambda m: acked.append(m.mid),
+        idle_flush_s=0.005,
+    )
+    p.known = {MN: object()}  # type: ignore[dict-item]
+    for name in ("refresh_registry", "_refresh_revoked", "_sweep_splits", "_beat", "_mark_idle"):
+        setattr(p, name, lambda *a: None)
+    inbox: queue.Queue[InboundMessage] = queue.Queue()
+    stop = threading.Event()
+    loop = threading.Thread(target=p.run, args=(inbox, stop), daemon=True)
+    loop.start()
+    try:
+        for i in range(3):  # batch 1 closes on size; its transaction is held open
+            inbox.put(_msg(i))
+        assert store.entered.wait(5)
+        inbox.put(_msg(3))
+        threading.Event().wait(0.2)  # 20 × the deadline, 40 × the idle flush
+        assert [m.mid for m in p.batcher.pending()] == [4]  # still open, not handed over
+        inbox.put(_msg(4))
+        threading.Event().wait(0.05)
+        assert [m.mid for m in p.batcher.pending()] == [4, 5]
+        store.gate.set()  # the writer is free: the open batch is due and goes
+        deadline = time.monotonic() + 5
+        while len(acked) < 5 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
+    finally:
+        store.gate.set()
+        stop.set()
+        loop.join(10)
+    assert store.batches == [[0.0, 1.0, 2.0], [3.0, 4.0]]
+    assert acked == [1, 2, 3, 4, 5]
+
+
+def test_the_wait_for_a_busy_writer_is_counted(store: Store) -> None:
+    """A batch closed on size while the writer still holds the one before waits to be
+    handed over; that wait is counted (``offsite_ingest_writer_wait_seconds``): when it
+    grows with the clock, the database is what limits ingest, not the broker."""
+    p = _pipeline([])
+    p._take(_msg(0), None)
+    p._take(_msg(1), None)  # batch 1 with the writer, held open
+    assert store.entered.wait(5)
+    p._take(_msg(2), None)
+    assert p.stats.writer_wait_s == 0.0
+    taker = threading.Thread(target=p._take, args=(_msg(3), None))
+    taker.start()  # batch 2 is full: waits for the writer
+    threading.Event().wait(0.1)
+    store.gate.set()
+    taker.join(10)
+    p._reap(keep=0)
+    assert store.batches == [[0.0, 1.0], [2.0, 3.0]]
+    assert p.stats.writer_wait_s >= 0.1
