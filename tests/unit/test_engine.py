@@ -651,6 +651,7 @@ def test_finding_detail_has_the_rule_its_params_version_and_evidence():
             "abs_floor": 1e-3,
             "jump": 0.5,
             "context": [],
+            "returns": False,
         }
     )
     assert (rule["count"], rule["for_s"], rule["clear_score"]) == (1, 0.0, None)
