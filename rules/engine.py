@@ -833,12 +833,16 @@ class RuleEngine:
         with np.errstate(invalid="ignore"):
             steps = np.diff(t[:, -(STEP_EVERY + 1) :], axis=1)
             step = np.median(steps, axis=1)  # NaN while the window is shorter
-        self._seen_step[due] = step
-        ok = step > 0
-        dev = self._device_no[due[ok]]
+        self._seen_step[due] = np.where(step > 0, step, np.nan)
         if self._device_step.shape[0] < len(self._device_index):
             self._device_step = grow_rows(self._device_step, len(self._device_index) * 2, 0.0)
-        self._device_step[dev] = step[ok]  # a device's channels share its interval
+        # a device reports at the step of its most frequent series: its real-time values,
+        # not the hourly or daily averages it sends beside them
+        _, first = np.unique(self._device_no[due], return_index=True)
+        for row in due[first].tolist():
+            mine = self._by_device[self._key(row)[0]]
+            fastest = np.fmin.reduce(self._seen_step[mine])
+            self._device_step[self._device_no[row]] = fastest if fastest > 0 else 0.0
 
     def _gate(
         self, inst: _Instance, b: Batch, hit: np.ndarray, score: np.ndarray, series: np.ndarray

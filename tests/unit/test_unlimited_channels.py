@@ -152,6 +152,23 @@ def test_the_interval_a_device_is_seen_at_scales_its_clear_time():
     assert fast.interval_of("FAST") == 300.0 and dict(fast.intervals()) == {"FAST": 300.0}
 
 
+def test_a_device_is_seen_at_its_fastest_series_not_its_hourly_averages():
+    e = RuleEngine(load_rules(None), {"D": DeviceMeta(interval_s=60.0)}, T0)
+    x = noisy(33 * 60)
+    rtd = [
+        Reading(T0 + timedelta(minutes=i), "D", "x01", float(v), "N", DataKind.RTD)
+        for i, v in enumerate(x)
+    ]
+    hourly = [
+        Reading(T0 + timedelta(hours=h), "D", "x01", 50.0, "N", DataKind.HOUR) for h in range(33)
+    ]
+    # up to the hourly series' 32nd value, when its own step (an hour) is looked at
+    e.evaluate(
+        sorted((r for r in rtd + hourly if r.ts <= T0 + timedelta(hours=31)), key=lambda r: r.ts)
+    )
+    assert e.interval_of("D") == 60.0
+
+
 ROUTINE = """
 version = "t"
 [[rule]]
