@@ -497,8 +497,9 @@ class SlowDrift:
     the daily cycle leave the residual flat, an analyser's own wander turns back, and a
     fuel change or a recalibration is a step. So the verdict needs all of:
 
-    - the newest ``newest`` hours' residual ≥ ``z`` robust sds of the reference
-      residuals (the series' own spread) and ≥ ``min_rise`` away from their median;
+    - the newest ``newest`` hours' residual ≥ ``z`` robust sds of the residuals of the
+      oldest ``ref_hours`` reference hours (the series' own spread; a creep that began
+      since has crept into the newer ones) and ≥ ``min_rise`` away from their median;
     - the newest ``span`` hours rising (or falling) in that direction, Mann–Kendall
       τ ≥ ``min_tau``;
     - no one hour of the last ``step_hours`` moving more than the typical hour by
@@ -529,8 +530,9 @@ class SlowDrift:
     z: float = 6.0
     min_rise: float = 0.03
     min_tau: float = 0.6
-    max_step: float = 0.4
-    step_hours: int = 24
+    max_step: float = 0.2
+    step_hours: int = 48
+    ref_hours: int = 24  # the oldest reference hours the departure is measured from
     min_share: float = 0.5  # of the hour's expected readings, for the hour to count
 
     def __post_init__(self) -> None:
@@ -539,6 +541,8 @@ class SlowDrift:
             raise ValueError("slow_drift needs 2 < span < hours, min_ref ≥ 3, 0 < newest ≤ span")
         if self.min_ref > self.hours - self.span or not self.span <= self.step_hours <= self.hours:
             raise ValueError("slow_drift needs min_ref ≤ hours − span, span ≤ step_hours ≤ hours")
+        if not 3 <= self.ref_hours <= self.hours - self.span:
+            raise ValueError("slow_drift needs 3 ≤ ref_hours ≤ hours − span")
 
     @property
     def bytes_per_series(self) -> int:
@@ -630,7 +634,11 @@ class SlowDrift:
             beta = (dl * dx).sum(axis=1) / np.maximum(nf, 1) / var
             beta = np.clip(np.where((var > 1e-5) & np.isfinite(beta), beta, 1.0), 0.0, 2.0)
             e = np.where(have, x - beta[:, None] * lo, np.nan)
-            eref = np.where(ref, e, np.nan)
+            # the departure is measured from the oldest ``ref_hours`` of the reference:
+            # a creep that began since has crept into its newer hours (their median
+            # and spread follow it, and the creep would hide behind itself)
+            older = np.cumsum(ref[:, ::-1], axis=1)[:, ::-1]  # reference hours this old or older
+            eref = np.where(ref & (older <= self.ref_hours), e, np.nan)
             med = nanmedian_rows(eref)
             sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 1e-3)
             newest = nanmedian_rows(np.where(recent & (age < self.newest), e, np.nan))
