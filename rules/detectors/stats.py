@@ -504,7 +504,9 @@ class SlowDrift:
       τ ≥ ``min_tau``;
     - no one hour of the last ``step_hours`` moving more than the typical hour by
       ``max_step`` of the departure (a step is not a creep; nor is the flat stretch
-      after one).
+      after one). Hours without a point (a stop, maintenance) are bridged: the move
+      across the gap, less what the typical hour moves over it, is one move, so a
+      fuel change taken during a stop is a step too.
 
     The verdict stands until the next hour closes. Judged only with partners, after
     ``min_ref`` reference hours. Which partners explain a channel is the rules file's:
@@ -652,10 +654,17 @@ class SlowDrift:
             up = np.sign(rise)
             # a step: one hour's move beyond the typical hourly move of the last
             # ``step_hours`` (a creep moves every hour alike; a fuel change or a
-            # recalibration some hours ago moved one), against the whole departure
+            # recalibration some hours ago moved one), against the whole departure.
+            # Hours without a point (a stop, maintenance, a thin hour) are bridged: a
+            # move across a gap counts, less what the typical hour moves over it, so
+            # a step taken while nothing was judged is still a step
             ew = np.where(have & (age < self.step_hours), e, np.nan)[:, self.step_hours - 1 :: -1]
+            order = np.argsort(np.isnan(ew), axis=1, kind="stable")  # known hours first
+            ew = np.take_along_axis(ew, order, axis=1)
+            gap = np.diff(np.where(np.isnan(ew), np.nan, order.astype(np.float64)), axis=1)
             d = np.diff(ew, axis=1) * up[:, None]
-            step = np.nanmax(d, axis=1) - nanmedian_rows(d)
+            typical = nanmedian_rows(d / gap)
+            step = np.nanmax(d - typical[:, None] * gap, axis=1)
             score = rise / sigma
         judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(score)
         hit = judged & (np.abs(score) >= self.z) & (np.abs(rise) >= self.min_rise)

@@ -42,8 +42,14 @@ def plant(seed: int) -> tuple[np.ndarray, np.ndarray]:
     return load, value
 
 
-def verdicts(values: np.ndarray, load: np.ndarray, det: SlowDrift | None = None) -> np.ndarray:
-    """hit[minute, series] for ``values[minute, series]`` against ``load[minute, series]``."""
+def verdicts(
+    values: np.ndarray,
+    load: np.ndarray,
+    det: SlowDrift | None = None,
+    flag: np.ndarray | None = None,
+) -> np.ndarray:
+    """hit[minute, series] for ``values[minute, series]`` against ``load[minute, series]``
+    (``flag[minute, series]``: the readings' flags, N where not given)."""
     det = det or SlowDrift()
     n = values.shape[1]
     state = det.new_state(n)
@@ -54,7 +60,7 @@ def verdicts(values: np.ndarray, load: np.ndarray, det: SlowDrift | None = None)
             np.arange(n),
             x,
             np.full(n, T0 + 60.0 * k),
-            np.full(n, FLAG_N, dtype=np.uint8),
+            np.full(n, FLAG_N, dtype=np.uint8) if flag is None else flag[k],
             np.full(n, 10.0),
             np.full(n, 0.0),
             np.full(n, np.inf),
@@ -154,3 +160,18 @@ def test_a_slow_creep_is_measured_from_before_it_began() -> None:
     assert not hit[:start].any()
     assert hit.any(axis=0).all()
     assert not verdicts(value * (1 + 0.006 * hours), load, SlowDrift(ref_hours=40)).any()
+
+
+def test_a_step_taken_while_the_plant_was_stopped_is_still_a_step() -> None:
+    # a night stop of 5 hours (readings flagged F, no hour judged) across which the
+    # level comes back 30 % higher (or lower) and stays: the move across the gap is a
+    # step, though no one judged hour shows it
+    load, value = fleet(range(24, 32))
+    minute = np.arange(MIN)
+    stop = (minute >= START) & (minute < START + 5 * 60)
+    size = np.array([1.3, 0.7, 1.3, 0.7, 1.3, 0.7, 1.3, 0.7])
+    after = (minute >= START + 5 * 60)[:, None]
+    flag = np.where(stop[:, None], ord("F"), FLAG_N).astype(np.uint8)
+    flag = np.broadcast_to(flag, value.shape)
+    hit = verdicts(value * np.where(after, size, 1.0), load, flag=flag)
+    assert not hit.any(), np.argwhere(hit)[:3]
