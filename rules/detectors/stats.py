@@ -515,13 +515,16 @@ class SlowDrift:
     the daily cycle leave the residual flat, an analyser's own wander turns back, and a
     fuel change or a recalibration is a step. So the verdict needs all of:
 
-    - the newest ``newest`` hours' residual ≥ ``z`` robust sds of the reference
-      residuals (the series' own spread) and ≥ ``min_rise`` away from their median;
+    - the newest ``newest`` hours' residual ≥ ``z`` robust sds of the residuals of the
+      oldest ``ref_hours`` reference hours (the series' own spread; a creep that began
+      since has crept into the newer ones) and ≥ ``min_rise`` away from their median;
     - the newest ``span`` hours rising (or falling) in that direction, Mann–Kendall
       τ ≥ ``min_tau``;
     - no one hour of the last ``step_hours`` moving more than the typical hour by
       ``max_step`` of the departure (a step is not a creep; nor is the flat stretch
-      after one).
+      after one). Hours without a point (a stop, maintenance) are bridged: the move
+      across the gap, less what the typical hour moves over it, is one move, so a
+      fuel change taken during a stop is a step too.
 
     The verdict stands until the next hour closes. Judged only with partners, after
     ``min_ref`` reference hours. Which partners explain a channel is the rules file's:
@@ -547,8 +550,9 @@ class SlowDrift:
     z: float = 6.0
     min_rise: float = 0.03
     min_tau: float = 0.6
-    max_step: float = 0.4
-    step_hours: int = 24
+    max_step: float = 0.2
+    step_hours: int = 48
+    ref_hours: int = 24  # the oldest reference hours the departure is measured from
     min_share: float = 0.5  # of the hour's expected readings, for the hour to count
 
     def __post_init__(self) -> None:
@@ -557,6 +561,8 @@ class SlowDrift:
             raise ValueError("slow_drift needs 2 < span < hours, min_ref ≥ 3, 0 < newest ≤ span")
         if self.min_ref > self.hours - self.span or not self.span <= self.step_hours <= self.hours:
             raise ValueError("slow_drift needs min_ref ≤ hours − span, span ≤ step_hours ≤ hours")
+        if not 3 <= self.ref_hours <= self.hours - self.span:
+            raise ValueError("slow_drift needs 3 ≤ ref_hours ≤ hours − span")
 
     @property
     def bytes_per_series(self) -> int:
@@ -648,7 +654,11 @@ class SlowDrift:
             beta = (dl * dx).sum(axis=1) / np.maximum(nf, 1) / var
             beta = np.clip(np.where((var > 1e-5) & np.isfinite(beta), beta, 1.0), 0.0, 2.0)
             e = np.where(have, x - beta[:, None] * lo, np.nan)
-            eref = np.where(ref, e, np.nan)
+            # the departure is measured from the oldest ``ref_hours`` of the reference:
+            # a creep that began since has crept into its newer hours (their median
+            # and spread follow it, and the creep would hide behind itself)
+            older = np.cumsum(ref[:, ::-1], axis=1)[:, ::-1]  # reference hours this old or older
+            eref = np.where(ref & (older <= self.ref_hours), e, np.nan)
             med = nanmedian_rows(eref)
             sigma = np.maximum(MAD_TO_SIGMA * nanmedian_rows(np.abs(eref - med[:, None])), 1e-3)
             newest = nanmedian_rows(np.where(recent & (age < self.newest), e, np.nan))
@@ -662,10 +672,17 @@ class SlowDrift:
             up = np.sign(rise)
             # a step: one hour's move beyond the typical hourly move of the last
             # ``step_hours`` (a creep moves every hour alike; a fuel change or a
-            # recalibration some hours ago moved one), against the whole departure
+            # recalibration some hours ago moved one), against the whole departure.
+            # Hours without a point (a stop, maintenance, a thin hour) are bridged: a
+            # move across a gap counts, less what the typical hour moves over it, so
+            # a step taken while nothing was judged is still a step
             ew = np.where(have & (age < self.step_hours), e, np.nan)[:, self.step_hours - 1 :: -1]
+            order = np.argsort(np.isnan(ew), axis=1, kind="stable")  # known hours first
+            ew = np.take_along_axis(ew, order, axis=1)
+            gap = np.diff(np.where(np.isnan(ew), np.nan, order.astype(np.float64)), axis=1)
             d = np.diff(ew, axis=1) * up[:, None]
-            step = np.nanmax(d, axis=1) - nanmedian_rows(d)
+            typical = nanmedian_rows(d / gap)
+            step = np.nanmax(d - typical[:, None] * gap, axis=1)
             score = rise / sigma
         judged = (nr >= self.span - 1) & (nf >= self.min_ref) & np.isfinite(score)
         hit = judged & (np.abs(score) >= self.z) & (np.abs(rise) >= self.min_rise)
