@@ -248,7 +248,10 @@ def test_only_channels_without_a_limit_learn_a_day_and_a_routine():
             assert set(got.values()) == {want}, (device_type, limited, got)
 
 
-def test_a_restart_does_not_start_the_day_of_warm_up_again():
+def test_a_restart_does_not_start_the_day_of_warm_up_again_of_an_old_series_only():
+    """Replayed at a restart, a series whose stored history reaches back further served
+    its warm-up before; one whose whole (new) history was replayed is the live stream
+    again, its warm-up dated from its first reading."""
     x = noisy(12 * 3)
     history = [
         Reading(T0 + timedelta(minutes=5 * i), "M", "x01", float(v), "N", DataKind.RTD)
@@ -256,28 +259,19 @@ def test_a_restart_does_not_start_the_day_of_warm_up_again():
     ]
     spike = Reading(T0 + timedelta(hours=3), "M", "x01", 90.0, "N", DataKind.RTD)
     rules = parse_rules(ROUTINE.format(extra='warm_up_for = "1d"'), "t.toml")
-    fresh = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+
+    def engine() -> RuleEngine:
+        return RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
+
+    fresh = engine()
     fresh.evaluate(history)  # a new series: three hours of it
     assert fresh.evaluate([spike]).findings == []
-    restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
-    # the same hours, replayed at a restart, of a series whose history goes back further
-    restarted.warm(history, older={("M", "x01", DataKind.RTD)})
-    assert [f.rule for f in restarted.evaluate([spike]).findings] == ["spike"]
-
-
-def test_a_restart_of_a_new_series_keeps_its_day_of_warm_up():
-    """Replaying all of a new series' history (nothing older stored) is the live stream
-    again: its warm-up is dated from its first reading, not taken as served."""
-    x = noisy(12 * 3)
-    history = [
-        Reading(T0 + timedelta(minutes=5 * i), "M", "x01", float(v), "N", DataKind.RTD)
-        for i, v in enumerate(x)
-    ]
-    spike = Reading(T0 + timedelta(hours=3), "M", "x01", 90.0, "N", DataKind.RTD)
-    rules = parse_rules(ROUTINE.format(extra='warm_up_for = "1d"'), "t.toml")
-    restarted = RuleEngine(rules, {"M": DeviceMeta(interval_s=300.0)}, T0)
-    restarted.warm(history)
-    assert restarted.evaluate([spike]).findings == []
+    old = engine()
+    old.warm(history, older={("M", "x01", DataKind.RTD)})
+    assert [f.rule for f in old.evaluate([spike]).findings] == ["spike"]
+    new = engine()
+    new.warm(history)
+    assert new.evaluate([spike]).findings == []
 
 
 def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
