@@ -680,6 +680,7 @@ class RuleEngine:
             wflag,
             wt,
             key=self._key_hash[rows],
+            seen_interval=self._seen_step[rows],
         )
 
     def _partners(

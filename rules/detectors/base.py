@@ -145,6 +145,9 @@ class Batch:
     # uint32[n]: a stable hash of each series' (device, pollutant), the same in every
     # engine, order of rows and restart (``series_hash``); None where not known (0)
     key: np.ndarray | None = None
+    # float64[n]: the interval each series is seen to report at (median step of its
+    # last readings; NaN until known), beside the registered ``interval``; None: unknown
+    seen_interval: np.ndarray | None = None
     # what has been worked out from the windows (``valid_window``), shared by the
     # copies ``same_windows`` makes; not an argument, so ``replace`` starts afresh
     _memo: dict[str, np.ndarray] = field(

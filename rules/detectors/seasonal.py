@@ -22,6 +22,10 @@ class Seasonal:
     level shift on the cycle are. A series that reports for a few days only, or has no
     cycle, meets the other rules only (``min_days`` days of a bin before it is judged).
 
+    A bin is as wide as the interval the series is seen to report at when that is longer
+    than its registered one: a 5-minute series registered at 60 s learns its day at its
+    own pace, not five times slower.
+
     The departure is scaled by the larger of the bin's spread and the series' spread
     over all bins (a bin seen a few times has a noisy spread), never below ``abs_floor``.
     Every valid reading teaches the profile, flagged or not: a series that wanders from
@@ -73,9 +77,10 @@ class Seasonal:
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         r = b.rows
-        n = b.n
         ok = b.valid & np.isfinite(b.x)
         interval = np.where(np.isfinite(b.interval) & (b.interval > 0), b.interval, 60.0)
+        if b.seen_interval is not None:  # a series that reports less often than registered
+            interval = np.fmax(interval, b.seen_interval)
         width = np.maximum(DAY_S / self.bins, interval)  # a bin holds one reading at least
         k = (np.mod(b.t, DAY_S) // width).astype(np.int64) % self.bins
         level = state["level"][r, k].astype(np.float64)
@@ -111,7 +116,7 @@ class Seasonal:
             state["spread"][ru, ku] = new_spread[u]
             state["seen"][ru, ku] = seen[u] + 1.0 / per_day[u]
             state["all_spread"][ru] = np.where(np.isfinite(new_all[u]), new_all[u], all_spread[u])
-        return Hits(hit, np.where(judged, score, np.nan) if n else np.zeros(0))
+        return Hits(hit, np.where(judged, score, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return f"{value:g} is {score:.1f} deviations from what the series shows at this time of day"

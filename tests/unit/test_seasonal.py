@@ -11,9 +11,10 @@ DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
 
 
-def run(det: Seasonal, x: np.ndarray, load: bool = False) -> np.ndarray:
+def run(det: Seasonal, x: np.ndarray, load: bool = False, registered: float = DT) -> np.ndarray:
     """Feed one series reading by reading; the indices of the readings it flags (with
-    ``load``, the channel has partners whose load the engine passes)."""
+    ``load``, the channel has partners whose load the engine passes; ``registered``, the
+    device's registered interval, while the engine sees it report every DT)."""
     st = det.new_state(1)
     hits = []
     for i, v in enumerate(x):
@@ -26,11 +27,12 @@ def run(det: Seasonal, x: np.ndarray, load: bool = False) -> np.ndarray:
             lo=np.array([-np.inf]),
             hi=np.array([np.inf]),
             o2ref=np.array([np.nan]),
-            interval=np.array([DT]),
+            interval=np.array([registered]),
             window=np.zeros((1, 0)),
             wflag=np.zeros((1, 0), dtype=np.uint8),
             wt=np.zeros((1, 0)),
             partners={"load": Partner(np.array([1.0]), np.ones((1, 1)))} if load else {},
+            seen_interval=np.array([DT if i >= 16 else np.nan]),
         )
         if det(b, st).hit[0]:
             hits.append(i)
@@ -52,6 +54,8 @@ def test_a_daily_pattern_is_not_judged_and_a_day_that_breaks_it_is():
     jumped[day7] += 80.0  # the day's high doubles for a while (NAB's art_daily_jumpsup)
     hits = run(Seasonal(), jumped)
     assert hits.size and hits.min() == day7.start  # at once
+    # registered at the default 60 s, sent every 5 minutes: learnt at its own pace
+    assert hits.min() in run(Seasonal(), jumped, registered=60.0)
     # a channel of a process (partners in ``context``) is judged along its load instead
     ctx = Seasonal(context=("@flow", "@concentration"))
     assert run(ctx, jumped).size and run(ctx, jumped, load=True).size == 0
