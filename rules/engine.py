@@ -830,7 +830,7 @@ class RuleEngine:
         due = rows[n % STEP_EVERY == 0]
         if not due.size:
             return
-        _, _, t = self.windows.window(due)
+        t = self.windows.times(due)
         with np.errstate(invalid="ignore"):
             steps = np.diff(t[:, -(STEP_EVERY + 1) :], axis=1)
             step = np.median(steps, axis=1)  # NaN while the window is shorter
@@ -875,12 +875,14 @@ class RuleEngine:
             # dated from the series' first reading; one whose stored history reaches
             # back past a restart's replay (``warm``'s ``older``) served it before
             since = inst.gate["since"][r]
-            start = b.t
-            if self._older:
-                old = np.fromiter((self._key(i) in self._older for i in series.tolist()), bool)
-                start = np.where(old, b.t - g.warm_up_for_s, b.t)
-            since = np.where(np.isnan(since), start, since)
-            inst.gate["since"][r] = since
+            new = np.flatnonzero(np.isnan(since))  # a series' first reading: looked up once
+            if new.size:
+                start = b.t[new]
+                if self._older:
+                    keys = (self._key(i) in self._older for i in series[new].tolist())
+                    start = np.where(np.fromiter(keys, bool), start - g.warm_up_for_s, start)
+                since[new] = start
+                inst.gate["since"][r] = since
             fire &= b.t - since >= g.warm_up_for_s
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first

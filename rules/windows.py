@@ -99,12 +99,19 @@ class Windows:
 
         One flat index (row start + the row's rotation, looked up, not a modulo per
         element) serves the three gathers: 2-D fancy indexing rebuilt it for each."""
-        flat = (rows * self.width)[:, None] + self._rot[self._pos[rows]]
+        flat = self._flat(rows)
         return (
             self._vals.reshape(-1).take(flat),
             self._flags.reshape(-1).take(flat),
             self._times.reshape(-1).take(flat),
         )
+
+    def times(self, rows: np.ndarray) -> np.ndarray:
+        """The device times of ``window`` alone (the engine's look at reporting steps)."""
+        return self._times.reshape(-1).take(self._flat(rows))
+
+    def _flat(self, rows: np.ndarray) -> np.ndarray:
+        return (rows * self.width)[:, None] + self._rot[self._pos[rows]]
 
     def latest(self, rows: np.ndarray) -> np.ndarray:
         """Each row's newest value (NaN for a row never written)."""

@@ -102,8 +102,8 @@ def replay(
                 s.interval_s,
                 s.days,
                 s.windows,
-                tuple(a for a in mine if a.rule.split(".")[0] not in NOT_VALUES),
-                sum(1 for a in mine if a.rule.split(".")[0] in NOT_VALUES),
+                tuple(a for a in mine if _rule(a) not in NOT_VALUES),
+                sum(1 for a in mine if _rule(a) in NOT_VALUES),
             )
     return [out[s.name] for s in series]
 
