@@ -38,6 +38,8 @@ class Seasonal:
     what it should read (``stat`` judges it along that load; on the plant model a
     profile of the day raised 0.28–0.54 false alerts per clean device-day). A lone
     channel, whose device reports nothing to explain it by, is judged by its own day.
+    Once seen with partners a channel stays one of a process: when the plant stops its
+    partners go invalid, and every channel judged by the clock then fired at once.
     """
 
     kind: ClassVar[str] = "seasonal"
@@ -63,7 +65,8 @@ class Seasonal:
 
     @property
     def bytes_per_series(self) -> int:
-        return 12 * self.bins + 8  # level, spread (float32) and days seen (float32) per bin
+        # level, spread and days seen (float32) per bin; the series' spread; partnered
+        return 12 * self.bins + 9
 
     def new_state(self, capacity: int) -> State:
         return State(
@@ -72,6 +75,7 @@ class Seasonal:
             spread=(np.float32, np.nan, self.bins),
             seen=(np.float32, 0.0, self.bins),  # days' worth of readings seen in the bin
             all_spread=(np.float64, np.nan),
+            partnered=(np.bool_, False),  # ever seen with partners: a process channel
         )
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
@@ -94,7 +98,9 @@ class Seasonal:
             judged = ok & (seen >= self.min_days) & np.isfinite(score)
             load = b.partners.get("load")
             if load is not None:  # a channel of a process: its load explains it
-                judged &= ~(np.isfinite(load.x) | np.isfinite(load.window).any(axis=1))
+                now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
+                state["partnered"][r[now]] = True
+                judged &= ~state["partnered"][r]
             hit = judged & (score > self.z)
         # learn: a bin's readings of one day weigh 1/days together
         per_day = np.maximum(width / interval, 1.0)  # readings of one bin in one day

@@ -11,13 +11,25 @@ DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
 
 
-def run(det: Seasonal, x: np.ndarray, load: bool = False, registered: float = DT) -> np.ndarray:
+def run(
+    det: Seasonal,
+    x: np.ndarray,
+    load: bool = False,
+    registered: float = DT,
+    load_until: int | None = None,
+) -> np.ndarray:
     """Feed one series reading by reading; the indices of the readings it flags (with
-    ``load``, the channel has partners whose load the engine passes; ``registered``, the
-    device's registered interval, while the engine sees it report every DT)."""
+    ``load``, the channel has partners whose load the engine passes, up to reading
+    ``load_until`` and invalid after; ``registered``, the device's registered interval,
+    while the engine sees it report every DT)."""
     st = det.new_state(1)
     hits = []
     for i, v in enumerate(x):
+        partners = {}
+        if load:
+            gone = load_until is not None and i >= load_until
+            level = np.nan if gone else 1.0
+            partners = {"load": Partner(np.array([level]), np.full((1, 1), level))}
         b = Batch(
             rows=np.array([0]),
             x=np.array([float(v)]),
@@ -31,7 +43,7 @@ def run(det: Seasonal, x: np.ndarray, load: bool = False, registered: float = DT
             window=np.zeros((1, 0)),
             wflag=np.zeros((1, 0), dtype=np.uint8),
             wt=np.zeros((1, 0)),
-            partners={"load": Partner(np.array([1.0]), np.ones((1, 1)))} if load else {},
+            partners=partners,
             seen_interval=np.array([DT if i >= 16 else np.nan]),
         )
         if det(b, st).hit[0]:
@@ -59,6 +71,8 @@ def test_a_daily_pattern_is_not_judged_and_a_day_that_breaks_it_is():
     # a channel of a process (partners in ``context``) is judged along its load instead
     ctx = Seasonal(context=("@flow", "@concentration"))
     assert run(ctx, jumped).size and run(ctx, jumped, load=True).size == 0
+    # its partners going invalid (the plant stops) does not make it a lone channel
+    assert run(ctx, jumped, load=True, load_until=5 * PER_DAY).size == 0
     flat = x.copy()
     flat[6 * PER_DAY : 7 * PER_DAY] = x[6 * PER_DAY]  # a day held at night's level
     assert (run(Seasonal(), flat) >= 6 * PER_DAY + int(0.375 * PER_DAY)).any()
