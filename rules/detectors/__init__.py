@@ -7,6 +7,7 @@ from offsite.rules.detectors.averages import AverageExceedance
 from offsite.rules.detectors.base import Batch, Detector, Hits, Partner, State, params_of
 from offsite.rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
 from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
+from offsite.rules.detectors.noise import Noise
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
 from offsite.rules.detectors.seasonal import Seasonal
 from offsite.rules.detectors.stats import Drift, Flatline, SlowDrift, Spike, Stat
@@ -22,6 +23,7 @@ CATALOG: dict[str, type] = {
         Flatline,
         Stat,
         Seasonal,
+        Noise,
         Drift,
         SlowDrift,
         Dilution,
@@ -51,6 +53,7 @@ __all__ = [
     "FlowZero",
     "Hits",
     "Implausible",
+    "Noise",
     "Offline",
     "Partner",
     "Seasonal",

@@ -181,6 +181,7 @@ FOCUSED = {
     "flatline",
     "stat",
     "seasonal",  # tests/unit/test_seasonal.py
+    "noise",  # tests/unit/test_noise.py
     "drift",
     "slow_drift",
     "dilution",

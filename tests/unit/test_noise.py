@@ -1,0 +1,97 @@
+"""Growing noise: moves several times their usual size are raised; a daily cycle, a
+spike, a level shift and a process channel are not."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from offsite.rules.detectors import Batch, Hits, Noise, Partner
+
+DT = 300.0  # five-minute data
+PER_DAY = int(86400 / DT)
+
+
+def judge(det: Noise, x: np.ndarray, load_until: int | None = None) -> list[Hits]:
+    """Feed one series reading by reading through a window as wide as the detector
+    reads (with ``load_until``, the channel has partners up to that reading and invalid
+    ones after)."""
+    st = det.new_state(1)
+    width = det.history
+    out = []
+    for i, v in enumerate(x):
+        past = x[max(0, i - width) : i]
+        window = np.concatenate([np.full(width - past.size, np.nan), past])[None, :]
+        partners = {}
+        if load_until is not None:
+            level = np.nan if i >= load_until else 1.0
+            partners = {"load": Partner(np.array([level]), np.full((1, 1), level))}
+        b = Batch(
+            rows=np.array([0]),
+            x=np.array([float(v)]),
+            t=np.array([i * DT]),
+            flag=np.array([ord("N")], dtype=np.uint8),
+            limit=np.array([np.nan]),
+            lo=np.array([-np.inf]),
+            hi=np.array([np.inf]),
+            o2ref=np.array([np.nan]),
+            interval=np.array([DT]),
+            window=window,
+            wflag=np.where(np.isnan(window), 0, ord("N")).astype(np.uint8),
+            wt=np.where(np.isnan(window), np.nan, 0.0),
+            partners=partners,
+        )
+        out.append(det(b, st))
+    return out
+
+
+def run(det: Noise, x: np.ndarray, load_until: int | None = None) -> np.ndarray:
+    """The indices of the readings it flags."""
+    return np.array([i for i, h in enumerate(judge(det, x, load_until)) if h.hit[0]], dtype=int)
+
+
+def daily(days: int, sd: float = 1.0, seed: int = 3) -> np.ndarray:
+    """A daily cycle of amplitude 10 around 50 with Gaussian noise."""
+    t = np.arange(days * PER_DAY) / PER_DAY
+    rng = np.random.default_rng(seed)
+    return 50 + 10 * np.sin(2 * np.pi * t) + rng.normal(0, sd, t.shape[0])
+
+
+def test_noise_that_grows_five_times_is_raised_within_hours_and_not_before():
+    x = daily(6)
+    at = 4 * PER_DAY
+    x[at:] += np.random.default_rng(4).normal(0, 5.0, x.size - at)
+    hits = run(Noise(), x)
+    assert hits.size and hits.min() >= at
+    assert hits.min() - at <= 2 * 3600 / DT  # within two hours of five-minute data
+
+
+def test_a_daily_cycle_a_spike_and_a_level_shift_are_not_noise():
+    x = daily(6)
+    assert run(Noise(), x).size == 0
+    spiked = x.copy()
+    spiked[4 * PER_DAY] += 200.0  # two large moves among 24
+    shifted = x.copy()
+    shifted[4 * PER_DAY :] += 40.0  # one large move, then moves as before
+    assert run(Noise(), spiked).size == 0
+    assert run(Noise(), shifted).size == 0
+
+
+def test_nothing_is_judged_before_min_moves():
+    scores = np.array([h.score[0] for h in judge(Noise(min_moves=48), daily(1))])
+    assert np.isnan(scores[:49]).all()  # reading i has made i moves
+    assert np.isfinite(scores[49:]).all()
+
+
+def test_a_channel_seen_with_partners_is_learnt_not_judged():
+    x = daily(6)
+    x[4 * PER_DAY :] += np.random.default_rng(6).normal(0, 6.0, x.size - 4 * PER_DAY)
+    ctx = Noise(context=("@flow", "@concentration"))
+    assert run(ctx, x).size  # lone: judged
+    # with partners, even after they go invalid (the plant stops): not judged
+    assert run(ctx, x, load_until=2 * PER_DAY).size == 0
+
+
+def test_memory_is_what_it_states():
+    det = Noise()
+    st = det.new_state(100)
+    assert sum(a.nbytes for a in st.arrays.values()) == 100 * det.bytes_per_series
