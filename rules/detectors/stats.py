@@ -300,6 +300,12 @@ class Stat:
     some point of the last ``span`` readings: a start-up, a shut-down — leaves the
     reading unjudged (still learnt) for ``settle_s`` after: the channels that lag their
     load (flue-gas temperature, some 20 minutes) have made most of such a move by then.
+
+    With ``lone = false`` a channel is judged only once it has been seen with partners
+    (and stays judged when they go invalid): a lone channel is left to ``seasonal``,
+    whose profile of the day expects a daily step where an EWMA level sees a shift each
+    morning (``offsite eval --generic``, tune seeds 0–2: 162 → 87 episodes, inside
+    labelled windows 61 → 92 %, anomalies found 35 → 33 of 45).
     """
 
     kind: ClassVar[str] = "stat"
@@ -318,9 +324,12 @@ class Stat:
     span: int = 30  # readings over which the partners' load is watched
     settle_s: float = 1800.0
     g_alpha: float = 0.01
+    lone: bool = True  # judge channels never seen with partners
 
     def __post_init__(self) -> None:
         as_selectors(self)
+        if not self.lone and not self.context:
+            raise ValueError("stat with lone = false needs context partners")
 
     @property
     def history(self) -> int:
@@ -342,6 +351,7 @@ class Stat:
             ell=(np.float64, np.nan),  # log-load when the level was last learnt
             sxy=(np.float64, 0.0),  # EWMA of (change of x) × (change of log-load) …
             sxx=(np.float64, 0.0),  # … and of (change of log-load)², over ``span``
+            partnered=(np.bool_, False),  # ever seen with partners
         )
 
     def _load(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -389,6 +399,12 @@ class Stat:
         state["moved"][r] = moved
         moving = b.t - moved < self.settle_s  # False while NaN: never moved
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
+        if not self.lone:  # a lone channel is seasonal's
+            load = b.partners.get("load")
+            if load is not None:
+                now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
+                state["partnered"][r[now]] = True
+            judged &= state["partnered"][r]
         score = np.where(judged, score, np.nan)
         far = np.nan_to_num(score, nan=0.0) > self.z
         # a step, then a level: no reading of a run goes on away from the expected level

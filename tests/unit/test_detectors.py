@@ -1320,6 +1320,26 @@ def test_stat_not_judged_while_the_partners_load_moves():
     assert hits_of(Stat(), shifted(20.0, at=100, rounds=200))[100:160, 0].all()
 
 
+def test_stat_not_lone_judges_a_channel_once_seen_with_partners_and_after_they_go():
+    s = shifted(20.0, at=150, rounds=200)
+    lone = Stat(context=("@flow",), lone=False)
+
+    def hits(present_until: int) -> list[bool]:
+        state = lone.new_state(1)
+        out = []
+        for k, b in enumerate(batches(s, (), width=31)):
+            level = 1.0 if k < present_until else np.nan
+            load = Partner(np.array([level]), np.full((1, 31), level))
+            out.append(bool(call(lone, replace(b, partners={"load": load}), state).hit[0]))
+        return out
+
+    assert not any(hits(0))  # never seen with partners: seasonal's, not judged
+    seen = hits(50)  # partners until reading 50 (the plant stops), the shift at 150
+    assert not any(seen[:150]) and all(seen[150:155])
+    with pytest.raises(ValueError, match="needs context"):
+        Stat(lone=False)
+
+
 def loaded(rounds: int, load: np.ndarray, seed: int = 31, elasticity: float = 1.0) -> Stream:
     """A channel that follows its partners' ``load`` (flue-gas velocity: 17 m/s, noise
     sd 0.14 m/s, logged at 0.01), ``elasticity`` of it for one."""
