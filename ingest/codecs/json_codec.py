@@ -26,6 +26,11 @@ def _const(name: str) -> float:
     return float(name)  # "NaN", "Infinity", "-Infinity"
 
 
+# one decoder for every message, as json.loads keeps for its defaults: json.loads with
+# parse_constant builds a new JSONDecoder (and its scanner) on every call
+_DECODER = json.JSONDecoder(parse_constant=_const)
+
+
 def parse_timestamp(raw: object) -> datetime:
     """ISO 8601 with an explicit zone; a naive time would be silently misplaced by hours."""
     if not isinstance(raw, str):
@@ -72,7 +77,8 @@ def decode_json(payload: bytes) -> ParsedMessage:
     except UnicodeDecodeError as exc:
         raise DecodeError(DeadReason.NOT_UTF8, f"payload is not UTF-8 (byte {exc.start})") from exc
     try:
-        doc = json.loads(text, parse_constant=_const)
+        # (json.loads refuses a byte order mark with its own message: left to it)
+        doc = json.loads(text) if text[:1] == "\ufeff" else _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an int over 4300 digits
         raise DecodeError(DeadReason.MALFORMED_JSON, f"payload is not JSON: {exc}") from exc
     if isinstance(doc, list):

@@ -238,3 +238,18 @@ def test_non_utc_offsets_are_preserved_through_records():
 def test_integer_literal_too_long_is_a_decode_error_not_a_crash():
     payload = b'{"ts": "2026-11-26T00:00:00Z", "values": {"a21026": 1' + b"0" * 5000 + b"}}"
     assert reason_of(payload) == DeadReason.MALFORMED_JSON
+
+
+def test_one_decoder_for_every_message_decodes_as_json_loads():
+    """The module's shared decoder (not a new one per message) reads what json.loads
+    reads, NaN and Infinity included, and refuses a byte order mark as it did."""
+    doc = {"ts": "2026-11-26T08:00:00Z", "values": {"a21026": 1.5, "a19001": {"value": 2}}}
+    for _ in range(2):
+        parsed = decode_json(json.dumps(doc).encode())
+        assert [v.value for v in parsed.records[0].values] == [1.5, 2]
+    nan = decode_json(b'{"ts": "2026-11-26T08:00:00Z", "values": {"a21026": -Infinity}}')
+    assert nan.records[0].values[0].value == -math.inf
+    with pytest.raises(DecodeError) as err:
+        decode_json("\ufeff".encode() + json.dumps(doc).encode())
+    assert err.value.reason is DeadReason.MALFORMED_JSON
+    assert "BOM" in err.value.detail
