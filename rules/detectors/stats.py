@@ -34,6 +34,20 @@ def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return med, mad, (~np.isnan(window)).sum(axis=1)
 
 
+def _last_valid(w: np.ndarray) -> np.ndarray:
+    """Each row's last non-NaN value (NaN for an empty row). Most rows end in one, so
+    only the others are searched: a reversed-view argmax over every row was slow."""
+    if w.shape[1] == 0:
+        return np.full(w.shape[0], np.nan)
+    last = w[:, -1].copy()
+    gaps = np.flatnonzero(np.isnan(last))
+    if gaps.size:
+        filled = ~np.isnan(w[gaps])
+        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
+        last[gaps] = np.where(filled.any(axis=1), w[gaps, at], np.nan)
+    return last
+
+
 @dataclass(frozen=True, slots=True)
 class Spike:
     """A value far from the median of its window, in robust (MAD) units, that got there
@@ -81,21 +95,31 @@ class Spike:
         """The reading before the newest, judged as a spike that the newest left."""
         w = b.valid_window()[:, max(b.window.shape[1] - self.history - 1, 0) :]
         cand, before = w[:, -1], w[:, :-1]
-        score, step = self._score(cand, before)
-        back, _ = self._score(b.x, before)
-        hit = self._hit(score, step) & (np.nan_to_num(back, nan=np.inf) <= self.z / 2)
+        centre = _robust_centre(before)
+        score, step = self._score(cand, before, centre)
+        hit = self._hit(score, step)
+        # whether the newest is back: judged only where the one before is a spike (the
+        # window's centre is the same; a row's verdict depends on that row alone)
+        k = np.flatnonzero(hit)
+        if k.size:
+            back, _ = self._score(b.x[k], before[k], tuple(c[k] for c in centre))
+            hit[k] = np.nan_to_num(back, nan=np.inf) <= self.z / 2
         return Hits(hit & b.valid, score, cand)
 
-    def _score(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        centre: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Robust deviations of ``x`` from the median of ``w``, and of its jump from the
-        last valid value of ``w`` (NaN where too few values are known)."""
-        med, mad, cnt = _robust_centre(w)
+        last valid value of ``w`` (NaN where too few values are known); ``centre``:
+        ``_robust_centre(w)`` when the caller has it."""
+        med, mad, cnt = _robust_centre(w) if centre is None else centre
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
-        filled = ~np.isnan(w)
-        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
-        last = np.where(filled.any(axis=1), w[np.arange(w.shape[0]), at], np.nan)
+        last = _last_valid(w)
         with np.errstate(invalid="ignore"):
             score = np.abs(x - med) / scale
             step = np.abs(x - last) / scale
