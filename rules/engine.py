@@ -402,6 +402,17 @@ class RuleEngine:
         the partner of, so it is worked out once per partner (``_load_sources``) and
         gathered for each of the up to ``CONTEXT_MAX`` partners of a row: a round
         otherwise divided every partner's window again for each of its channels."""
+        p, inv = self._load_shared(rows, sel, where, full)
+        if inv is None:
+            return p
+        return Partner(p.x[inv], np.take(p.window, inv, axis=0))
+
+    def _load_shared(
+        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
+    ) -> tuple[Partner, np.ndarray | None]:
+        """``_load`` once per distinct set of partners, and each row's index into it
+        (None: one per row, in order). Gathering a rule's rows straight from it copies
+        the windows once, not twice (into every row, then into the rule's rows)."""
         table = self._ctx[sel][rows]
         cols = int((table >= 0).sum(axis=1).max(initial=0))
         table = table[:, :cols]  # columns fill from the left: none after the first empty
@@ -413,9 +424,8 @@ class RuleEngine:
                 code = code * base + (table[:, k] + 1)
             _, first, inv = np.unique(code, return_index=True, return_inverse=True)
             if first.shape[0] < rows.shape[0]:
-                x, win = self._load_of(table[first], where, full)
-                return Partner(x[inv], np.take(win, inv.reshape(-1), axis=0))
-        return Partner(*self._load_of(table, where, full))
+                return Partner(*self._load_of(table[first], where, full)), inv.reshape(-1)
+        return Partner(*self._load_of(table, where, full)), None
 
     def _load_of(
         self, table: np.ndarray, where: np.ndarray, full: Batch
@@ -760,22 +770,31 @@ class RuleEngine:
             ctx = tuple(getattr(det, "context", ()))
             for nk in [*(("role", r) for r in det.partners), *([("load", ctx)] if ctx else [])]:
                 need[nk] = need[nk] | mask if nk in need else mask.copy()
-        made: dict[tuple[str, Any], tuple[np.ndarray, Partner]] = {}
+        made: dict[tuple[str, Any], tuple[np.ndarray, Partner, int]] = {}
+        whole: dict[tuple[str, Any], Partner] = {}  # a partner for all its rows, shared
 
         def partner(k: tuple[str, Any], idx: np.ndarray) -> Partner:
             got = made.get(k)
             if got is None:
                 u = np.flatnonzero(need[k])
-                if k[0] == "role":
-                    p = self._partners(rows[u], (k[1],), where, full)[k[1]]
-                else:
-                    p = self._load(rows[u], k[1], where, full)
                 inv = np.full(rows.shape[0], -1, dtype=np.int64)
-                inv[u] = np.arange(u.shape[0])
-                got = made[k] = (inv, p)
-            inv, p = got
-            if idx.shape[0] == p.x.shape[0]:
-                return p
+                if k[0] == "role":
+                    p = whole[k] = self._partners(rows[u], (k[1],), where, full)[k[1]]
+                    inv[u] = np.arange(u.shape[0])
+                else:
+                    # the load per distinct set of partners: each rule's rows are
+                    # gathered from it in one copy
+                    p, at_u = self._load_shared(rows[u], k[1], where, full)
+                    inv[u] = np.arange(u.shape[0]) if at_u is None else at_u
+                    if at_u is None:
+                        whole[k] = p
+                got = made[k] = (inv, p, u.shape[0])
+            inv, p, n_u = got
+            if idx.shape[0] == n_u:
+                w = whole.get(k)
+                if w is None:
+                    w = whole[k] = Partner(p.x[inv[idx]], np.take(p.window, inv[idx], axis=0))
+                return w
             at = inv[idx]
             return Partner(p.x[at], np.take(p.window, at, axis=0))
 
