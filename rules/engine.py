@@ -871,17 +871,18 @@ class RuleEngine:
         (``b.rows`` are this rule's slots; ``series`` the same readings' series rows)."""
         g = inst.bound.gating
         r = b.rows
-        streak, first, firing = (
-            inst.gate["streak"][r],
-            inst.gate["first"][r],
-            inst.gate["firing"][r],
-        )
+        firing = inst.gate["firing"][r] if g.clear_score is not None else None
         on = hit.copy()
-        if g.clear_score is not None:
+        if firing is not None:
             on |= firing & (np.nan_to_num(score, nan=-np.inf) >= g.clear_score)
-        streak = np.where(on, streak + 1, 0)
-        first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
-        fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        quiet = not on.any()  # the usual round: nothing on, every run ends
+        if quiet:
+            streak, first, fire = 0, np.nan, on
+        else:
+            streak, first = inst.gate["streak"][r], inst.gate["first"][r]
+            streak = np.where(on, streak + 1, 0)
+            first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
+            fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
         if g.routine:
             fire = self._routine(inst, r, b.t, fire)
         if g.warm_up:
@@ -905,7 +906,12 @@ class RuleEngine:
             fire &= b.t - since >= g.warm_up_for_s
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first
-        inst.gate["firing"][r] = fire | (firing & on)
+        if quiet:
+            inst.gate["firing"][r] = False
+        else:
+            if firing is None:
+                firing = inst.gate["firing"][r]
+            inst.gate["firing"][r] = fire | (firing & on)
         return fire
 
     @staticmethod
