@@ -20,6 +20,7 @@ from offsite.rules.detectors.base import (
     State,
     against_load,
     as_selectors,
+    nanmean_rows,
     nanmedian_rows,
 )
 
@@ -215,9 +216,8 @@ class Flatline:
         seq = np.concatenate([recent, b.x[:, None]], axis=1)
         filled = ~np.isnan(seq).any(axis=1)
         same = filled & (recent == b.x[:, None]).all(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            moved = np.nanmean(np.abs(np.diff(seq, axis=1)), axis=1)
+        steps = np.diff(seq, axis=1)
+        moved = nanmean_rows(np.abs(steps))
         step, n = state["step"][b.rows], state["n"][b.rows]
         run, seen = state["run"][b.rows], state["seen"][b.rows]
         rep, rep2 = state["rep"][b.rows], state["rep2"][b.rows]
@@ -251,7 +251,7 @@ class Flatline:
         # the repeats say it, judged by how often the series repeats. (Four repeats and
         # one step of one quantum move 0.02× the usual step of a series that repeats 4 %
         # of the time: as a collapse they raised false alerts, as a run they are short.)
-        stepped = (np.diff(seq, axis=1) != 0).sum(axis=1) * 2 >= k
+        stepped = (steps != 0).sum(axis=1) * 2 >= k
         collapsed = filled & trusted & (step > 0) & stepped & (ratio < self.collapse)
         hit = (same | collapsed) & np.isfinite(b.x)
         # learn the usual step only from behaving data, so a collapse cannot teach
@@ -505,8 +505,8 @@ class Drift:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             th = (np.where(ok, t, np.nan) - b.t[:, None]) / 3600.0  # hours, ≤ 0
-            tm = np.nanmean(th, axis=1)
-            vm = np.nanmean(np.where(ok, v, np.nan), axis=1)
+            tm = nanmean_rows(th)
+            vm = nanmean_rows(np.where(ok, v, np.nan))
             dt = np.where(ok, th - tm[:, None], 0.0)
             dv = np.where(ok, v - vm[:, None], 0.0)
             sxx = (dt * dt).sum(axis=1)
@@ -670,8 +670,8 @@ class SlowDrift:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             # value explained by load over the reference hours
-            mx = np.nanmean(np.where(ref, x, np.nan), axis=1)
-            ml = np.nanmean(np.where(ref, lo, np.nan), axis=1)
+            mx = nanmean_rows(np.where(ref, x, np.nan))
+            ml = nanmean_rows(np.where(ref, lo, np.nan))
             dl = np.where(ref, lo - ml[:, None], 0.0)
             dx = np.where(ref, x - mx[:, None], 0.0)
             var = (dl * dl).sum(axis=1) / np.maximum(nf, 1)
