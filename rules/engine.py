@@ -876,6 +876,8 @@ class RuleEngine:
         if firing is not None:
             on |= firing & (np.nan_to_num(score, nan=-np.inf) >= g.clear_score)
         quiet = not on.any()  # the usual round: nothing on, every run ends
+        streak: np.ndarray | int
+        first: np.ndarray | float
         if quiet:
             streak, first, fire = 0, np.nan, on
         else:

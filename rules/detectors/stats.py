@@ -103,7 +103,8 @@ class Spike:
         # window's centre is the same; a row's verdict depends on that row alone)
         k = np.flatnonzero(hit)
         if k.size:
-            back, _ = self._score(b.x[k], before[k], tuple(c[k] for c in centre))
+            med, mad, cnt = centre
+            back, _ = self._score(b.x[k], before[k], (med[k], mad[k], cnt[k]))
             hit[k] = np.nan_to_num(back, nan=np.inf) <= self.z / 2
         return Hits(hit & b.valid, score, cand)
 
