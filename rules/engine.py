@@ -402,6 +402,17 @@ class RuleEngine:
         the partner of, so it is worked out once per partner (``_load_sources``) and
         gathered for each of the up to ``CONTEXT_MAX`` partners of a row: a round
         otherwise divided every partner's window again for each of its channels."""
+        p, inv = self._load_shared(rows, sel, where, full)
+        if inv is None:
+            return p
+        return Partner(p.x[inv], np.take(p.window, inv, axis=0))
+
+    def _load_shared(
+        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
+    ) -> tuple[Partner, np.ndarray | None]:
+        """``_load`` once per distinct set of partners, and each row's index into it
+        (None: one per row, in order). Gathering a rule's rows straight from it copies
+        the windows once, not twice (into every row, then into the rule's rows)."""
         table = self._ctx[sel][rows]
         cols = int((table >= 0).sum(axis=1).max(initial=0))
         table = table[:, :cols]  # columns fill from the left: none after the first empty
@@ -413,9 +424,8 @@ class RuleEngine:
                 code = code * base + (table[:, k] + 1)
             _, first, inv = np.unique(code, return_index=True, return_inverse=True)
             if first.shape[0] < rows.shape[0]:
-                x, win = self._load_of(table[first], where, full)
-                return Partner(x[inv], np.take(win, inv.reshape(-1), axis=0))
-        return Partner(*self._load_of(table, where, full))
+                return Partner(*self._load_of(table[first], where, full)), inv.reshape(-1)
+        return Partner(*self._load_of(table, where, full)), None
 
     def _load_of(
         self, table: np.ndarray, where: np.ndarray, full: Batch
@@ -760,22 +770,31 @@ class RuleEngine:
             ctx = tuple(getattr(det, "context", ()))
             for nk in [*(("role", r) for r in det.partners), *([("load", ctx)] if ctx else [])]:
                 need[nk] = need[nk] | mask if nk in need else mask.copy()
-        made: dict[tuple[str, Any], tuple[np.ndarray, Partner]] = {}
+        made: dict[tuple[str, Any], tuple[np.ndarray, Partner, int]] = {}
+        whole: dict[tuple[str, Any], Partner] = {}  # a partner for all its rows, shared
 
         def partner(k: tuple[str, Any], idx: np.ndarray) -> Partner:
             got = made.get(k)
             if got is None:
                 u = np.flatnonzero(need[k])
-                if k[0] == "role":
-                    p = self._partners(rows[u], (k[1],), where, full)[k[1]]
-                else:
-                    p = self._load(rows[u], k[1], where, full)
                 inv = np.full(rows.shape[0], -1, dtype=np.int64)
-                inv[u] = np.arange(u.shape[0])
-                got = made[k] = (inv, p)
-            inv, p = got
-            if idx.shape[0] == p.x.shape[0]:
-                return p
+                if k[0] == "role":
+                    p = whole[k] = self._partners(rows[u], (k[1],), where, full)[k[1]]
+                    inv[u] = np.arange(u.shape[0])
+                else:
+                    # the load per distinct set of partners: each rule's rows are
+                    # gathered from it in one copy
+                    p, at_u = self._load_shared(rows[u], k[1], where, full)
+                    inv[u] = np.arange(u.shape[0]) if at_u is None else at_u
+                    if at_u is None:
+                        whole[k] = p
+                got = made[k] = (inv, p, u.shape[0])
+            inv, p, n_u = got
+            if idx.shape[0] == n_u:
+                w = whole.get(k)
+                if w is None:
+                    w = whole[k] = Partner(p.x[inv[idx]], np.take(p.window, inv[idx], axis=0))
+                return w
             at = inv[idx]
             return Partner(p.x[at], np.take(p.window, at, axis=0))
 
@@ -852,17 +871,20 @@ class RuleEngine:
         (``b.rows`` are this rule's slots; ``series`` the same readings' series rows)."""
         g = inst.bound.gating
         r = b.rows
-        streak, first, firing = (
-            inst.gate["streak"][r],
-            inst.gate["first"][r],
-            inst.gate["firing"][r],
-        )
+        firing = inst.gate["firing"][r] if g.clear_score is not None else None
         on = hit.copy()
-        if g.clear_score is not None:
+        if firing is not None:
             on |= firing & (np.nan_to_num(score, nan=-np.inf) >= g.clear_score)
-        streak = np.where(on, streak + 1, 0)
-        first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
-        fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
+        quiet = not on.any()  # the usual round: nothing on, every run ends
+        streak: np.ndarray | int
+        first: np.ndarray | float
+        if quiet:
+            streak, first, fire = 0, np.nan, on
+        else:
+            streak, first = inst.gate["streak"][r], inst.gate["first"][r]
+            streak = np.where(on, streak + 1, 0)
+            first = np.where(on & (streak == 1), b.t, np.where(on, first, np.nan))
+            fire = on & (streak >= g.count) & ((b.t - first) >= g.for_s)
         if g.routine:
             fire = self._routine(inst, r, b.t, fire)
         if g.warm_up:
@@ -886,7 +908,12 @@ class RuleEngine:
             fire &= b.t - since >= g.warm_up_for_s
         inst.gate["streak"][r] = streak
         inst.gate["first"][r] = first
-        inst.gate["firing"][r] = fire | (firing & on)
+        if quiet:
+            inst.gate["firing"][r] = False
+        else:
+            if firing is None:
+                firing = inst.gate["firing"][r]
+            inst.gate["firing"][r] = fire | (firing & on)
         return fire
 
     @staticmethod

@@ -111,7 +111,11 @@ class Windows:
         return self._times.reshape(-1).take(self._flat(rows))
 
     def _flat(self, rows: np.ndarray) -> np.ndarray:
-        return (rows * self.width)[:, None] + self._rot[self._pos[rows]]
+        """The flat index of ``rows``' windows: the rotations copied as whole rows and
+        the row starts added in place (one (n, W) array, not three)."""
+        flat = np.take(self._rot, self._pos[rows], axis=0)
+        flat += (rows * self.width)[:, None]
+        return flat
 
     def latest(self, rows: np.ndarray) -> np.ndarray:
         """Each row's newest value (NaN for a row never written)."""

@@ -71,6 +71,17 @@ def nanmedian_rows(w: np.ndarray) -> np.ndarray:
     return med
 
 
+def nanmean_rows(a: np.ndarray) -> np.ndarray:
+    """``np.nanmean(a, axis=1)`` (NaN for an empty row, without its warning): the same
+    sum of the same zero-filled rows over the same count, without nanmean's copies and
+    checks, which cost more than the sum on the (n, ≤ 30) windows the detectors use."""
+    gap = np.isnan(a)
+    cnt = np.sum(~gap, axis=1, dtype=np.intp)
+    tot = np.sum(np.where(gap, 0.0, a), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.divide(tot, cnt, out=tot, casting="unsafe")
+
+
 def as_selectors(det: object, name: str = "context") -> None:
     """A rules file gives a list; a detector keeps a tuple (it is hashed, and interned)."""
     v = getattr(det, name)

@@ -158,18 +158,24 @@ class Clamp:
         if self.fast:
             recent = vals[:, vals.shape[1] - self.fast :]
             fast, fscore = self._parked(recent, b.limit)
-            before = np.diff(
-                vals[:, vals.shape[1] - self.fast - self.own : vals.shape[1] - self.fast + 1],
-                axis=1,
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                # robust sd of the steps before (NaN steps, where a value was missing, left out)
-                own_sd = nanmedian_rows(np.abs(before)) / 0.6745
-                enough = np.isfinite(before).sum(axis=1) * 2 >= self.own
-                rms = np.sqrt(np.mean(np.diff(recent, axis=1) ** 2, axis=1))
-            with np.errstate(invalid="ignore"):
-                fast &= enough & (own_sd > 0) & (rms < self.quiet * own_sd)
+            # the steps' test only where the last ``fast`` values are parked (few rows;
+            # each row's verdict is its own)
+            k = np.flatnonzero(fast)
+            if k.size:
+                vk, rk = vals[k], recent[k]
+                before = np.diff(
+                    vk[:, vk.shape[1] - self.fast - self.own : vk.shape[1] - self.fast + 1],
+                    axis=1,
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    # robust sd of the steps before (NaN steps, where a value was missing,
+                    # left out)
+                    own_sd = nanmedian_rows(np.abs(before)) / 0.6745
+                    enough = np.isfinite(before).sum(axis=1) * 2 >= self.own
+                    rms = np.sqrt(np.mean(np.diff(rk, axis=1) ** 2, axis=1))
+                with np.errstate(invalid="ignore"):
+                    fast[k] = enough & (own_sd > 0) & (rms < self.quiet * own_sd)
             score = np.where(fast & ~hit, fscore, score)
             hit = hit | fast
         return Hits(hit, score)

@@ -57,29 +57,39 @@ class Dilution:
         w = b.window.shape[1] - self.history
         o2w = o2.window[:, w:]
         base_o2 = _median(o2w)
-        base_x = _median(b.valid_window()[:, w:])
         rise = o2.x - base_o2
+        score = np.where(np.isfinite(rise), rise, np.nan)
+        hit = np.nan_to_num(rise) >= self.o2_rise
+        # the rest of the test only where O2 rose enough (few rows; a row's verdict is
+        # its own): the concentration's and the flow's medians are most of the cost
+        k = np.flatnonzero(hit)
+        if k.size == 0:
+            return Hits(hit, score)
+        rise, base_o2, o2w = rise[k], base_o2[k], o2w[k]
+        x = b.x[k]
+        base_x = _median(b.valid_window()[k, w:])
         with np.errstate(invalid="ignore", divide="ignore"):
-            fall = 1.0 - b.x / base_x
+            fall = 1.0 - x / base_x
             f_o2 = rise / (O2_AIR - base_o2)
             ratio = fall / f_o2
-        hit = np.nan_to_num(rise) >= self.o2_rise
+        ok = np.ones(k.shape[0], dtype=bool)
         if self.z > 0:
             # robust sd of O2 about its median (MAD × 1.4826); NaN rows fail the test
             mad = _median(np.abs(o2w - base_o2[:, None])) * 1.4826
             with np.errstate(invalid="ignore"):
-                hit &= rise >= self.z * mad
-        hit &= np.nan_to_num(fall) >= self.drop
-        hit &= (np.nan_to_num(ratio) >= 1.0 / self.agree) & (np.nan_to_num(ratio) <= self.agree)
-        hit &= base_x > 0
+                ok &= rise >= self.z * mad
+        ok &= np.nan_to_num(fall) >= self.drop
+        ok &= (np.nan_to_num(ratio) >= 1.0 / self.agree) & (np.nan_to_num(ratio) <= self.agree)
+        ok &= base_x > 0
         flow = b.partners.get("flow")
         if flow is not None:
-            base_f = _median(flow.window[:, w:])
+            base_f = _median(flow.window[k, w:])
             with np.errstate(invalid="ignore", divide="ignore"):
-                share = flow.x / base_f
+                share = flow.x[k] / base_f
             # no flow channel (NaN): judged on O2 and concentration alone
-            hit &= ~(np.isfinite(share) & (share < 1.0 - self.flow_tol))
-        return Hits(hit, np.where(np.isfinite(rise), rise, np.nan))
+            ok &= ~(np.isfinite(share) & (share < 1.0 - self.flow_tol))
+        hit[k] = ok
+        return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (
@@ -143,11 +153,17 @@ class FalseStop:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         stopped = flag_table(self.flags)[b.flag]
-        base = _median(b.valid_window()[:, b.window.shape[1] - self.history :])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = b.x / base
-        hit = stopped & (base > 0) & (np.nan_to_num(share) >= self.running)
-        return Hits(hit, np.where(stopped & np.isfinite(share), share, np.nan))
+        hit = np.zeros(b.n, dtype=bool)
+        score = np.full(b.n, np.nan)
+        # judged only on readings flagged as a stop (a row's verdict is its own)
+        k = np.flatnonzero(stopped)
+        if k.size:
+            base = _median(b.valid_window()[k, b.window.shape[1] - self.history :])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                share = b.x[k] / base
+            hit[k] = (base > 0) & (np.nan_to_num(share) >= self.running)
+            score[k] = np.where(np.isfinite(share), share, np.nan)
+        return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (

@@ -20,6 +20,7 @@ from offsite.rules.detectors.base import (
     State,
     against_load,
     as_selectors,
+    nanmean_rows,
     nanmedian_rows,
 )
 
@@ -32,6 +33,20 @@ def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     med = nanmedian_rows(window)
     mad = nanmedian_rows(np.abs(window - med[:, None]))
     return med, mad, (~np.isnan(window)).sum(axis=1)
+
+
+def _last_valid(w: np.ndarray) -> np.ndarray:
+    """Each row's last non-NaN value (NaN for an empty row). Most rows end in one, so
+    only the others are searched: a reversed-view argmax over every row was slow."""
+    if w.shape[1] == 0:
+        return np.full(w.shape[0], np.nan)
+    last = w[:, -1].copy()
+    gaps = np.flatnonzero(np.isnan(last))
+    if gaps.size:
+        filled = ~np.isnan(w[gaps])
+        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
+        last[gaps] = np.where(filled.any(axis=1), w[gaps, at], np.nan)
+    return last
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +96,32 @@ class Spike:
         """The reading before the newest, judged as a spike that the newest left."""
         w = b.valid_window()[:, max(b.window.shape[1] - self.history - 1, 0) :]
         cand, before = w[:, -1], w[:, :-1]
-        score, step = self._score(cand, before)
-        back, _ = self._score(b.x, before)
-        hit = self._hit(score, step) & (np.nan_to_num(back, nan=np.inf) <= self.z / 2)
+        centre = _robust_centre(before)
+        score, step = self._score(cand, before, centre)
+        hit = self._hit(score, step)
+        # whether the newest is back: judged only where the one before is a spike (the
+        # window's centre is the same; a row's verdict depends on that row alone)
+        k = np.flatnonzero(hit)
+        if k.size:
+            med, mad, cnt = centre
+            back, _ = self._score(b.x[k], before[k], (med[k], mad[k], cnt[k]))
+            hit[k] = np.nan_to_num(back, nan=np.inf) <= self.z / 2
         return Hits(hit & b.valid, score, cand)
 
-    def _score(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        centre: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Robust deviations of ``x`` from the median of ``w``, and of its jump from the
-        last valid value of ``w`` (NaN where too few values are known)."""
-        med, mad, cnt = _robust_centre(w)
+        last valid value of ``w`` (NaN where too few values are known); ``centre``:
+        ``_robust_centre(w)`` when the caller has it."""
+        med, mad, cnt = _robust_centre(w) if centre is None else centre
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
-        filled = ~np.isnan(w)
-        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
-        last = np.where(filled.any(axis=1), w[np.arange(w.shape[0]), at], np.nan)
+        last = _last_valid(w)
         with np.errstate(invalid="ignore"):
             score = np.abs(x - med) / scale
             step = np.abs(x - last) / scale
@@ -191,9 +217,8 @@ class Flatline:
         seq = np.concatenate([recent, b.x[:, None]], axis=1)
         filled = ~np.isnan(seq).any(axis=1)
         same = filled & (recent == b.x[:, None]).all(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            moved = np.nanmean(np.abs(np.diff(seq, axis=1)), axis=1)
+        steps = np.diff(seq, axis=1)
+        moved = nanmean_rows(np.abs(steps))
         step, n = state["step"][b.rows], state["n"][b.rows]
         run, seen = state["run"][b.rows], state["seen"][b.rows]
         rep, rep2 = state["rep"][b.rows], state["rep2"][b.rows]
@@ -227,7 +252,7 @@ class Flatline:
         # the repeats say it, judged by how often the series repeats. (Four repeats and
         # one step of one quantum move 0.02× the usual step of a series that repeats 4 %
         # of the time: as a collapse they raised false alerts, as a run they are short.)
-        stepped = (np.diff(seq, axis=1) != 0).sum(axis=1) * 2 >= k
+        stepped = (steps != 0).sum(axis=1) * 2 >= k
         collapsed = filled & trusted & (step > 0) & stepped & (ratio < self.collapse)
         hit = (same | collapsed) & np.isfinite(b.x)
         # learn the usual step only from behaving data, so a collapse cannot teach
@@ -497,8 +522,8 @@ class Drift:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             th = (np.where(ok, t, np.nan) - b.t[:, None]) / 3600.0  # hours, ≤ 0
-            tm = np.nanmean(th, axis=1)
-            vm = np.nanmean(np.where(ok, v, np.nan), axis=1)
+            tm = nanmean_rows(th)
+            vm = nanmean_rows(np.where(ok, v, np.nan))
             dt = np.where(ok, th - tm[:, None], 0.0)
             dv = np.where(ok, v - vm[:, None], 0.0)
             sxx = (dt * dt).sum(axis=1)
@@ -662,8 +687,8 @@ class SlowDrift:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             # value explained by load over the reference hours
-            mx = np.nanmean(np.where(ref, x, np.nan), axis=1)
-            ml = np.nanmean(np.where(ref, lo, np.nan), axis=1)
+            mx = nanmean_rows(np.where(ref, x, np.nan))
+            ml = nanmean_rows(np.where(ref, lo, np.nan))
             dl = np.where(ref, lo - ml[:, None], 0.0)
             dx = np.where(ref, x - mx[:, None], 0.0)
             var = (dl * dl).sum(axis=1) / np.maximum(nf, 1)
