@@ -82,6 +82,18 @@ def nanmean_rows(a: np.ndarray) -> np.ndarray:
         return np.divide(tot, cnt, out=tot, casting="unsafe")
 
 
+def partnered(b: Batch, seen: np.ndarray) -> np.ndarray:
+    """Whether each row's channel has ever been seen with partners (its ``context``
+    load), ``seen`` the detector's per-series memory of it, updated here. Once seen, a
+    channel stays one of a process: when a plant stops its partners go invalid, and
+    it is not then a lone channel."""
+    load = b.partners.get("load")
+    if load is not None:
+        now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
+        seen[b.rows[now]] = True
+    return seen[b.rows]
+
+
 def as_selectors(det: object, name: str = "context") -> None:
     """A rules file gives a list; a detector keeps a tuple (it is hashed, and interned)."""
     v = getattr(det, name)

@@ -7,7 +7,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, as_selectors, nanmedian_rows
+from offsite.rules.detectors.base import (
+    Batch,
+    Hits,
+    State,
+    as_selectors,
+    nanmedian_rows,
+    partnered,
+)
 
 DAY_S = 86400.0
 
@@ -71,11 +78,7 @@ class Noise:
         mean = state["mean"][r]
         seen = state["moves"][r]
         judged = ok & (seen >= self.min_moves)
-        load = b.partners.get("load")
-        if load is not None:  # a channel of a process: its load moves it
-            now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
-            state["partnered"][r[now]] = True
-            judged &= ~state["partnered"][r]
+        judged &= ~partnered(b, state["partnered"])  # a process channel: its load moves it
         score = np.full(b.n, np.nan)
         j = np.flatnonzero(judged)
         if j.size:  # the newest moves of the series judged only (a sort each)

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, as_selectors
+from offsite.rules.detectors.base import Batch, Hits, State, as_selectors, partnered
 
 DAY_S = 86400.0
 
@@ -96,11 +96,7 @@ class Seasonal:
         with np.errstate(invalid="ignore"):
             score = np.abs(dep) / scale
             judged = ok & (seen >= self.min_days) & np.isfinite(score)
-            load = b.partners.get("load")
-            if load is not None:  # a channel of a process: its load explains it
-                now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
-                state["partnered"][r[now]] = True
-                judged &= ~state["partnered"][r]
+            judged &= ~partnered(b, state["partnered"])  # a process channel: its load says
             hit = judged & (score > self.z)
         # learn: a bin's readings of one day weigh 1/days together
         per_day = np.maximum(width / interval, 1.0)  # readings of one bin in one day

@@ -22,6 +22,7 @@ from offsite.rules.detectors.base import (
     as_selectors,
     nanmean_rows,
     nanmedian_rows,
+    partnered,
 )
 
 MAD_TO_SIGMA = 1.4826
@@ -425,11 +426,7 @@ class Stat:
         moving = b.t - moved < self.settle_s  # False while NaN: never moved
         judged = (n >= self.min_history) & np.isfinite(b.x) & ~moving
         if not self.lone:  # a lone channel is seasonal's
-            load = b.partners.get("load")
-            if load is not None:
-                now = np.isfinite(load.x) | np.isfinite(load.window).any(axis=1)
-                state["partnered"][r[now]] = True
-            judged &= state["partnered"][r]
+            judged &= partnered(b, state["partnered"])
         score = np.where(judged, score, np.nan)
         far = np.nan_to_num(score, nan=0.0) > self.z
         # a step, then a level: no reading of a run goes on away from the expected level

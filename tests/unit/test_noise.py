@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offsite.rules.detectors import Batch, Hits, Noise, Partner
+from offsite.rules.detectors import Hits, Noise
+from tests.unit.one_series import one_reading
 
 DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
@@ -21,25 +22,9 @@ def judge(det: Noise, x: np.ndarray, load_until: int | None = None) -> list[Hits
     for i, v in enumerate(x):
         past = x[max(0, i - width) : i]
         window = np.concatenate([np.full(width - past.size, np.nan), past])[None, :]
-        partners = {}
-        if load_until is not None:
-            level = np.nan if i >= load_until else 1.0
-            partners = {"load": Partner(np.array([level]), np.full((1, 1), level))}
-        b = Batch(
-            rows=np.array([0]),
-            x=np.array([float(v)]),
-            t=np.array([i * DT]),
-            flag=np.array([ord("N")], dtype=np.uint8),
-            limit=np.array([np.nan]),
-            lo=np.array([-np.inf]),
-            hi=np.array([np.inf]),
-            o2ref=np.array([np.nan]),
-            interval=np.array([DT]),
-            window=window,
-            wflag=np.where(np.isnan(window), 0, ord("N")).astype(np.uint8),
-            wt=np.where(np.isnan(window), np.nan, 0.0),
-            partners=partners,
-        )
+        gone = load_until is not None and i >= load_until
+        load = None if load_until is None else np.nan if gone else 1.0
+        b = one_reading(i * DT, v, DT, window=window[0], load=load)
         out.append(det(b, st))
     return out
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from offsite.rules.detectors import Batch, Partner, Seasonal
+from offsite.rules.detectors import Seasonal
+from tests.unit.one_series import one_reading
 
 DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
@@ -25,26 +26,13 @@ def run(
     st = det.new_state(1)
     hits = []
     for i, v in enumerate(x):
-        partners = {}
-        if load:
-            gone = load_until is not None and i >= load_until
-            level = np.nan if gone else 1.0
-            partners = {"load": Partner(np.array([level]), np.full((1, 1), level))}
-        b = Batch(
-            rows=np.array([0]),
-            x=np.array([float(v)]),
-            t=np.array([i * DT]),
-            flag=np.array([ord("N")], dtype=np.uint8),
-            limit=np.array([np.nan]),
-            lo=np.array([-np.inf]),
-            hi=np.array([np.inf]),
-            o2ref=np.array([np.nan]),
-            interval=np.array([registered]),
-            window=np.zeros((1, 0)),
-            wflag=np.zeros((1, 0), dtype=np.uint8),
-            wt=np.zeros((1, 0)),
-            partners=partners,
-            seen_interval=np.array([DT if i >= 16 else np.nan]),
+        gone = load_until is not None and i >= load_until
+        b = one_reading(
+            i * DT,
+            v,
+            registered,
+            load=(np.nan if gone else 1.0) if load else None,
+            seen_interval=DT if i >= 16 else np.nan,
         )
         if det(b, st).hit[0]:
             hits.append(i)
