@@ -31,9 +31,10 @@ class Noise:
     The mean is a running mean while the series is young and an exponentially
     weighted one over ``days`` after, so a series that grows noisy for good becomes
     its own normal again within days. Judged after ``min_moves`` moves, at ``k`` times.
-    Tuned on ``offsite eval --generic`` tune seeds 0–2 (24 moves, ``k`` 3.5 or 4):
-    growing noise found on 5 of 6 five- and ten-minute series, no episode on series
-    without an anomaly; on hourly series a day's cycle moves more than the noise.
+    Tuned on ``offsite eval --generic`` tune seeds 0–2 (16 or 24 moves, ``k`` 3, 3.5 or
+    4): at 24 and 4, growing noise found on 5 of 6 five- and ten-minute series and no
+    episode on series without an anomaly; on hourly series a day's cycle moves more
+    than the noise.
 
     With ``context`` partners a channel is learnt but not judged, as in ``seasonal``:
     a process channel's moves follow its load (a stop, soot blowing), not its sensor.
