@@ -22,6 +22,7 @@ from offsite.rules.growth import grow_rows
 # HJ 212 data flags as uint8 codes (ord), so flags live in numpy arrays.
 FLAG_N = ord("N")
 EMPTY = 0  # a window slot that has never been written
+DAY_S = 86400.0
 
 
 def series_hash(mn: str, pollutant: str) -> int:
@@ -184,6 +185,16 @@ class Batch:
     @property
     def valid(self) -> np.ndarray:
         return self.flag == FLAG_N
+
+    def reporting_interval(self) -> np.ndarray:
+        """The interval each series reports at: its registered one (60 s where none), or
+        the one it is seen to report at when that is longer (a 5-minute series
+        registered at the default 60 s)."""
+        ok = np.isfinite(self.interval) & (self.interval > 0)
+        interval = np.where(ok, self.interval, 60.0)
+        if self.seen_interval is not None:
+            interval = np.fmax(interval, self.seen_interval)
+        return interval
 
     def valid_window(self) -> np.ndarray:
         """The window with invalid-flagged values as NaN: what statistics are taken over.

@@ -8,16 +8,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, flag_table
+from offsite.rules.detectors.base import DAY_S, Batch, Hits, State, flag_table
 
 # Fixed odd multipliers for the segment fingerprint (a seeded draw, so fingerprints are
 # the same in every process and after a restart).
 _MULT = np.random.default_rng(212).integers(1, 2**62, size=64, dtype=np.int64).astype(
     np.uint64
 ) * np.uint64(2) + np.uint64(1)
-
-
-DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from offsite.rules.detectors.base import (
+    DAY_S,
     Batch,
     Hits,
     State,
@@ -15,8 +16,6 @@ from offsite.rules.detectors.base import (
     nanmedian_rows,
     partnered,
 )
-
-DAY_S = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +91,12 @@ class Noise:
         judged &= np.isfinite(score)
         hit = judged & (score > self.k)
         # learn: a running mean while young, then weighted over ``days``
-        interval = np.where(np.isfinite(b.interval) & (b.interval > 0), b.interval, 60.0)
-        if b.seen_interval is not None:
-            interval = np.fmax(interval, b.seen_interval)
         u = np.flatnonzero(np.isfinite(move))
         if u.size:
             ru = r[u]
-            n = seen[u] + 1
-            a = np.fmax(1.0 / n, np.minimum(interval[u] / (self.days * DAY_S), 1.0))
+            n = seen[u].astype(np.int64) + 1  # (an int32 + 1 would wrap before the cap)
+            interval = b.reporting_interval()[u]
+            a = np.fmax(1.0 / n, np.minimum(interval / (self.days * DAY_S), 1.0))
             m = mean[u]
             state["mean"][ru] = np.where(np.isnan(m), move[u], m + a * (move[u] - m))
             state["moves"][ru] = np.minimum(n, np.iinfo(np.int32).max)

@@ -7,9 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, as_selectors, partnered
-
-DAY_S = 86400.0
+from offsite.rules.detectors.base import DAY_S, Batch, Hits, State, as_selectors, partnered
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +80,7 @@ class Seasonal:
         assert state is not None
         r = b.rows
         ok = b.valid & np.isfinite(b.x)
-        interval = np.where(np.isfinite(b.interval) & (b.interval > 0), b.interval, 60.0)
-        if b.seen_interval is not None:  # a series that reports less often than registered
-            interval = np.fmax(interval, b.seen_interval)
+        interval = b.reporting_interval()
         width = np.maximum(DAY_S / self.bins, interval)  # a bin holds one reading at least
         k = (np.mod(b.t, DAY_S) // width).astype(np.int64) % self.bins
         level = state["level"][r, k].astype(np.float64)
