@@ -55,8 +55,9 @@ class Spike:
     """A value far from the median of its window, in robust (MAD) units, that got there
     at once.
 
-    The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``) so a
-    quiet, quantised series does not turn the smallest wiggle into a spike. A spike
+    The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``; for a
+    series resting on one value, its smallest step away from it) so a quiet, quantised
+    series does not turn the smallest wiggle into a spike. A spike
     arrives in one reading: the jump from the last valid value must be at least
     ``jump`` of the departure from the median, so a ramp (a start-up, a shut-down, soot
     blowing) that walks away from its median step by step is not one. With ``context``
@@ -122,6 +123,13 @@ class Spike:
         scale = np.maximum(
             MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
         )
+        rest = np.flatnonzero(mad == 0)
+        if rest.size:
+            # a series resting on one value (counts at 0, a quantised reading) is judged
+            # in its own smallest step away from it, not in fractions of its median
+            dev = np.abs(w[rest] - med[rest, None])
+            step_ = np.min(np.where(dev > 0, dev, np.inf), axis=1)
+            scale[rest] = np.maximum(scale[rest], np.where(np.isfinite(step_), step_, 0.0))
         last = _last_valid(w)
         with np.errstate(invalid="ignore"):
             score = np.abs(x - med) / scale

@@ -1259,6 +1259,19 @@ def test_spike_a_ramp_that_walks_away_step_by_step_is_not_a_spike():
     assert call(Spike(z=12.0, rel_floor=0.1), single([window[-1] + 0.8], window=flat)).hit[0]
 
 
+def test_spike_a_count_resting_at_zero_is_judged_in_its_own_steps():
+    # small counts (events, requests) at night: mostly 0, now and then a 1 or a 2; its
+    # median and MAD are 0, so a scale from the median alone made every 1 a spike
+    counts = np.zeros(W)
+    counts[[3, 11, 12, 25]] = [1.0, 1.0, 2.0, 1.0]
+    det = Spike(z=12.0, rel_floor=0.1)
+    assert not call(det, single([1.0, 2.0, 3.0], window=counts)).hit.any()
+    # judged in its smallest step (1): a burst of 13 is still a spike
+    assert call(det, single([13.0], window=counts)).hit[0]
+    # a value resting exactly (no step seen) keeps the median floor: a jump is a spike
+    assert call(det, single([0.5], window=np.zeros(W))).hit[0]
+
+
 def quantised(rounds: int, seed: int, sd: float = 0.1, res: float = 0.1) -> Stream:
     """A noisy analyser reported at a resolution as coarse as its noise: it repeats a
     quarter of the time by itself, in runs of up to a dozen over a few days."""
