@@ -7,6 +7,7 @@ dropped) and a private Mosquitto configured for lossless ingest.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from offsite.bench.report import emit
 from offsite.core.settings import Settings
@@ -75,6 +76,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     r.add_argument("--rounds", type=int, default=60, help="timed readings per series")
     r.add_argument("--repeat", type=int, default=3, help="runs (the median is reported)")
     r.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
+    r.add_argument(
+        "--rules-file",
+        type=Path,
+        default=None,
+        help="judge with this rules file instead of the packaged one (compare two in turns)",
+    )
     rr = bs.add_parser(
         "runners", help="1 against N sharded rule runners (judged/s, lag after last commit)"
     )
@@ -172,6 +179,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
                 "--repeat",
                 str(args.repeat),
                 *(["--json"] if args.json else []),
+                *(["--rules-file", str(args.rules_file)] if args.rules_file else []),
             ]
         )
     if args.bench_command == "runners":

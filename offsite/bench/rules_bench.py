@@ -11,7 +11,8 @@ busy ingest batch. Two figures, side by side in one run:
 * **full** — ``RuleEngine.evaluate`` on ``Reading`` objects (adds building the arrays from
   Python objects: what ``offsite eval`` and a warm-up pay).
 
-Run: ``python -m offsite.bench.rules_bench [--devices 2000] [--rounds 60] [--repeat 3] [--json]``.
+Run: ``python -m offsite.bench.rules_bench [--devices 2000] [--rounds 60] [--repeat 3] [--json]
+[--rules-file FILE]``.
 Single-threaded (numpy's own kernels are too); pin it with ``taskset -c 0`` for one core.
 """
 
@@ -23,6 +24,7 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -36,13 +38,13 @@ LIMITS = {"a21026": 35.0, "a21002": 50.0, "a34013": 10.0}
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _engine(devices: int) -> tuple[RuleEngine, list[str]]:
+def _engine(devices: int, rules_file: Path | None) -> tuple[RuleEngine, list[str]]:
     mns = [f"B{i:011d}" for i in range(devices)]
     meta = {
         mn: DeviceMeta("flue_gas", f"E{i // 3}", f"P{i}", 60.0, 6.0, LIMITS)
         for i, mn in enumerate(mns)
     }
-    return RuleEngine(load_rules(None), meta, T0), mns
+    return RuleEngine(load_rules(rules_file), meta, T0), mns
 
 
 def _values(rng: np.random.Generator, n_series: int, rounds: int) -> np.ndarray:
@@ -55,11 +57,13 @@ def _values(rng: np.random.Generator, n_series: int, rounds: int) -> np.ndarray:
     return np.round(base * (1 + wander + noise), 3)
 
 
-def run(devices: int, rounds: int, warm_rounds: int = 40) -> dict[str, float]:
+def run(
+    devices: int, rounds: int, warm_rounds: int = 40, rules_file: Path | None = None
+) -> dict[str, float]:
     rng = np.random.default_rng(7)
     out: dict[str, float] = {}
     for mode in ("core", "runner", "full"):
-        engine, mns = _engine(devices)
+        engine, mns = _engine(devices, rules_file)
         keys = [(mn, c, "rtd") for mn in mns for c in CODES]
         vals = _values(rng, len(keys), warm_rounds + rounds)
         rows = engine.series_rows(keys)
@@ -94,7 +98,7 @@ def run(devices: int, rounds: int, warm_rounds: int = 40) -> dict[str, float]:
         out[f"{mode}_readings_per_s"] = len(keys) * rounds / elapsed
         out[f"{mode}_findings"] = findings
     out["series"] = devices * len(CODES)
-    out["rules"] = len(load_rules(None).rules)
+    out["rules"] = len(load_rules(rules_file).rules)
     return out
 
 
@@ -104,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rules-file", type=Path, default=None, help="default: the packaged rules")
     args = ap.parse_args(argv)
     runs = []
     for i in range(args.repeat):
-        res = run(args.devices, args.rounds)
+        res = run(args.devices, args.rounds, rules_file=args.rules_file)
         runs.append(res)
         print(
             f"run {i + 1}/{args.repeat}: core {res['core_readings_per_s']:,.0f}, runner "

@@ -10,6 +10,7 @@ from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
 from offsite.rules.detectors.noise import Noise
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
 from offsite.rules.detectors.seasonal import Seasonal
+from offsite.rules.detectors.spikes import SpikeRate
 from offsite.rules.detectors.stats import Drift, Flatline, SlowDrift, Spike, Stat
 
 CATALOG: dict[str, type] = {
@@ -24,6 +25,7 @@ CATALOG: dict[str, type] = {
         Stat,
         Seasonal,
         Noise,
+        SpikeRate,
         Drift,
         SlowDrift,
         Dilution,
@@ -59,6 +61,7 @@ __all__ = [
     "Seasonal",
     "SlowDrift",
     "Spike",
+    "SpikeRate",
     "Stat",
     "State",
     "params_of",

@@ -182,6 +182,7 @@ FOCUSED = {
     "stat",
     "seasonal",  # tests/unit/test_seasonal.py
     "noise",  # tests/unit/test_noise.py
+    "spike_rate",  # tests/unit/test_spike_rate.py
     "drift",
     "slow_drift",
     "dilution",

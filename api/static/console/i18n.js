@@ -174,7 +174,7 @@ export function ruleName(rule) {
   return kind ? `${name}${t(`kind.${kind}`) === `kind.${kind}` ? '.' + kind : t(`kind.${kind}`)}` : name;
 }
 export const RULES = ['exceedance', 'exceedance_1h', 'exceedance_1d', 'implausible', 'spike', 'flatline',
-  'stat', 'seasonal', 'noise', 'drift', 'slow_drift', 'slow_drift_water', 'clamp', 'dilution', 'flow_zero', 'false_stop', 'copy_paste', 'flag_abuse', 'capture', 'offline'];
+  'stat', 'seasonal', 'noise', 'spikes', 'drift', 'slow_drift', 'slow_drift_water', 'clamp', 'dilution', 'flow_zero', 'false_stop', 'copy_paste', 'flag_abuse', 'capture', 'offline'];
 // an alert's message in the reader's language: the rule's sentence with the alert's figures
 // (the server's own English text stays the evidence, shown in English and as a tooltip)
 export function alertMessage(a) {
