@@ -281,3 +281,25 @@ def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
     got = spikes_raised(x, "params = { returns = true }")
     assert got == [101 * 5 / 60]  # the reading after the spike, which left it
     assert len(spikes_raised(x, "")) == 2  # judged at once, the step is a spike too
+
+
+def test_a_condition_at_the_same_hour_every_day_is_raised_on_its_first_judged_day_only():
+    # a daily lull: from 18:00 to 19:00 the series barely moves (a variance collapse,
+    # flatline's), every day. Its decayed onsets weigh 2 only from the 5th day; at the
+    # same hour on each of the two days before, it is the day's routine from the 3rd
+    from offsite.rules.config import load_rules
+
+    per_day = 12 * 24
+    t = np.arange(6 * per_day) / per_day
+    rng = np.random.default_rng(11)
+    x = 50 + 10 * np.sin(2 * np.pi * t) + rng.normal(0, 1.0, t.size)
+    for d in range(6):
+        lull = slice(d * per_day + 12 * 18, d * per_day + 12 * 19)
+        x[lull] = 45.0 + rng.normal(0, 0.001, 12)
+    e = RuleEngine(load_rules(None), {"M": DeviceMeta("wastewater", interval_s=300.0)}, T0)
+    days = set()
+    for i, v in enumerate(np.round(x, 4)):
+        r = Reading(T0 + timedelta(minutes=5 * i), "M", "a99001", float(v), "N", DataKind.RTD)
+        days |= {(f.rule, (f.ts - T0).days) for f in e.evaluate([r]).findings}
+    # day 0 is the day of warm-up (its onset counts all the same)
+    assert days == {("flatline", 1)}
