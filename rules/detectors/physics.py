@@ -32,10 +32,9 @@ class Dilution:
     at the first steps of a ramp rather than at its end. The rise must also stand out
     of the O2's own scatter over the window: ``z`` robust sds (a noisy or wandering O2
     needs more than ``o2_rise``). When the device reports a flow,
-    the flow must hold (within ``flow_tol`` of its median, and within ``flow_share`` of
-    the share of air): a falling load also lifts O2 and lowers concentrations, but it
-    lowers the flow with them by that share (a stop's first minutes), while air let
-    into the sample line does not touch the stack.
+    the flow must hold (within ``flow_tol`` of its median): a falling load also lifts
+    O2 and lowers concentrations, but it lowers the flow with them, while air let into
+    the sample line does not touch the stack.
     """
 
     kind: ClassVar[str] = "dilution"
@@ -49,7 +48,6 @@ class Dilution:
     drop: float = 0.06
     agree: float = 2.5
     flow_tol: float = 0.05
-    flow_share: float = 0.5
 
     def new_state(self, capacity: int) -> State | None:
         return None
@@ -88,11 +86,8 @@ class Dilution:
             base_f = _median(flow.window[k, w:])
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = flow.x[k] / base_f
-            # no flow channel (NaN): judged on O2 and concentration alone. A stop's
-            # first minutes lift O2 and lower the flow by the same share: a flow
-            # falling by half the share of air is the load's, however small
-            tol = np.minimum(self.flow_tol, self.flow_share * f_o2)
-            ok &= ~(np.isfinite(share) & (share < 1.0 - tol))
+            # no flow channel (NaN): judged on O2 and concentration alone
+            ok &= ~(np.isfinite(share) & (share < 1.0 - self.flow_tol))
         hit[k] = ok
         return Hits(hit, score)
 
