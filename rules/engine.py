@@ -32,7 +32,7 @@ import numpy as np
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner, State, params_of
-from offsite.rules.detectors.base import DAY_S, FLAG_N, flag_table, series_hash
+from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
 from offsite.rules.findings import Finding, SeenTimes, rule_name
 from offsite.rules.growth import grow_attr, grow_rows, next_capacity
 from offsite.rules.plausible import plausible_range
@@ -92,12 +92,10 @@ class _Instance:
                 at=(np.float64, np.nan),
                 armed=(np.bool_, False),
                 muted=(np.bool_, False),
-                # hours of the day (bits) with an onset: on the day of the newest one
-                # (``day``), the day before and the day before that
-                day=(np.int32, -1),
-                hours0=(np.uint32, 0),
-                hours1=(np.uint32, 0),
-                hours2=(np.uint32, 0),
+                # the hours with an onset over the last 64 (bit i: ``hour`` − i), hours
+                # counted from the epoch in device time
+                hour=(np.int64, -1),
+                hours=(np.uint64, 0),
             )
         if bound.gating.warm_up_for_s:
             spec["since"] = (np.float64, np.nan)  # device time the series was first judged
@@ -947,24 +945,20 @@ class RuleEngine:
 
     @staticmethod
     def _daily(gate: State, r: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Whether each onset comes at the hour (± 1) of an onset on each of the two days
-        before: a condition the series shows at the same time every day (a daily lull,
-        a shift change) is its day's routine from its third day, whatever the decayed
-        count of its onsets says. Records the onset's hour."""
-        day = np.floor(t / DAY_S).astype(np.int32)
-        bit = np.uint32(1) << (np.floor((t % DAY_S) / 3600.0).astype(np.uint32))
-        near = bit | (bit << np.uint32(1)) | (bit >> np.uint32(1))
-        near |= np.where(bit == 1, np.uint32(1 << 23), 0).astype(np.uint32)  # 0 h: 23 h
-        near |= np.where(bit == np.uint32(1 << 23), 1, 0).astype(np.uint32)
-        ago = day - gate["day"][r]
-        h0, h1, h2 = gate["hours0"][r], gate["hours1"][r], gate["hours2"][r]
-        zero = np.zeros_like(h0)
-        y1 = np.where(ago == 1, h0, np.where(ago == 0, h1, zero))  # the day before
-        y2 = np.where(ago == 2, h0, np.where(ago == 1, h1, np.where(ago == 0, h2, zero)))
-        daily = ((y1 & near) != 0) & ((y2 & near) != 0)
-        gate["hours0"][r] = np.where(ago == 0, h0, zero) | bit
-        gate["hours1"][r], gate["hours2"][r] = y1, y2
-        gate["day"][r] = day
+        """Whether each onset comes within the neighbouring clock hours of an onset on each
+        of the two days before (23–25 and 47–49 hours back): a condition the series
+        shows at the same time every day (a daily lull, a shift change) is its day's
+        routine from its third day, whatever the decayed count of its onsets says.
+        Records the onset's hour."""
+        hour = np.floor(t / 3600.0).astype(np.int64)
+        ago = hour - gate["hour"][r]
+        kept = (ago >= 0) & (ago < 64)
+        shift = np.where(kept, ago, 0).astype(np.uint64)
+        past = np.where(kept, gate["hours"][r] << shift, np.uint64(0))
+        near = np.uint64(0b111)
+        daily = (((past >> np.uint64(23)) & near) != 0) & (((past >> np.uint64(47)) & near) != 0)
+        gate["hours"][r] = past | np.uint64(1)
+        gate["hour"][r] = hour
         return daily
 
     def _finding(

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 
 from offsite.rules.detectors.base import DAY_S, Batch, Hits, State, as_selectors, partnered
 from offsite.rules.detectors.stats import Spike
+
+
+@lru_cache(maxsize=16)
+def _probe(history: int, z: float) -> Spike:
+    """What counts as a spike here: one that came and went, no floor from the median."""
+    return Spike(history=history, z=z, rel_floor=0.0, returns=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +27,17 @@ class SpikeRate:
     ``history`` values before it that the next value left again (``spike`` with
     ``returns``, without a floor from the median: a generic channel's zero is arbitrary).
 
-    Spikes are counted with a weight e^(-age / ``hours``); they are expected at the
-    series' own long-run rate (a running mean while young, weighted over ``days``
-    after, never below one spike in ``days``). Raised when the weighted count is at
+    Spikes are counted with a weight e^(-age / ``hours``), age in device time (an
+    outage ages them too); they are expected at the series' own long-run rate (a
+    running mean while young, weighted over ``days`` after, never below one spike in
+    ``days``). Raised when the weighted count is at
     least ``min_count`` and ``k`` times what is expected, so a few spikes close
     together by chance are not, and a series that spikes often for good becomes its own
     normal again within days. A channel once seen with ``context`` partners is not
     judged (nor counted, the cost of a window median saved): a process channel spikes
     with its load.
-    Memory: 4 bytes of count, 8 of rate, 4 of age and 1 flag per series.
+    Memory: 4 bytes of count, 8 of rate, 4 of time seen, 8 of the newest reading's time
+    and 1 flag per series.
     """
 
     kind: ClassVar[str] = "spike_rate"
@@ -53,14 +62,15 @@ class SpikeRate:
 
     @property
     def bytes_per_series(self) -> int:
-        return 17
+        return 25
 
     def new_state(self, capacity: int) -> State:
         return State(
             capacity,
             recent=(np.float32, 0.0),  # spikes, each weighted e^(-age / hours)
             rate=(np.float64, 0.0),  # the long-run spikes per second
-            age=(np.float32, 0.0),  # seconds of the series seen (capped at ``days``)
+            seen_s=(np.float32, 0.0),  # seconds of the series seen (capped at ``days``)
+            at=(np.float64, np.nan),  # device time of the series' newest reading
             partnered=(np.bool_, False),  # ever seen with partners: a process channel
         )
 
@@ -73,13 +83,15 @@ class SpikeRate:
             return Hits(hit, score)
         sub = b if lone.size == b.n else b.take(lone)
         r = sub.rows
-        probe = Spike(history=self.history, z=self.z, rel_floor=0.0, returns=True)
-        came = probe(sub, None)
+        came = _probe(self.history, self.z)(sub, None)
         spike = came.hit.astype(np.float64)  # the reading before the newest, gone again
         seen = np.isfinite(came.score)  # enough history to tell
         interval = sub.reporting_interval()
-        recent = state["recent"][r] * np.exp(-interval / (self.hours * 3600.0)) + spike
-        rate, age = state["rate"][r], state["age"][r].astype(np.float64)
+        last = state["at"][r]
+        age = np.where(np.isnan(last), 0.0, np.maximum(sub.t - last, 0.0))
+        recent = state["recent"][r] * np.exp(-age / (self.hours * 3600.0)) + spike
+        state["at"][r] = np.fmax(last, sub.t)
+        rate, seen_s = state["rate"][r], state["seen_s"][r].astype(np.float64)
         expected = np.fmax(rate, 1.0 / (self.days * DAY_S)) * self.hours * 3600.0
         hit[lone] = seen & (recent >= self.min_count) & (recent >= self.k * expected)
         score[lone] = np.where(seen, recent / expected, np.nan)
@@ -87,11 +99,12 @@ class SpikeRate:
         u = np.flatnonzero(seen)
         if u.size:
             ru, iu = r[u], interval[u]
-            a = np.minimum(iu / np.fmax(age[u] + iu, 1.0), 1.0)
+            # (learnt per reading: an outage is not time seen without a spike)
+            a = np.minimum(iu / np.fmax(seen_s[u] + iu, 1.0), 1.0)
             a = np.fmax(a, np.minimum(iu / (self.days * DAY_S), 1.0))
             state["rate"][ru] = rate[u] + a * (spike[u] / iu - rate[u])
-            state["age"][ru] = np.minimum(age[u] + iu, self.days * DAY_S)
-            state["recent"][ru] = recent[u]
+            state["seen_s"][ru] = np.minimum(seen_s[u] + iu, self.days * DAY_S)
+        state["recent"][r] = recent
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:

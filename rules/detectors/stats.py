@@ -56,7 +56,7 @@ class Spike:
     at once.
 
     The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``; for a
-    series resting on one value, its smallest step away from it) so a quiet, quantised
+    series resting on one value, its mean absolute deviation) so a quiet, quantised
     series does not turn the smallest wiggle into a spike. A spike
     arrives in one reading: the jump from the last valid value must be at least
     ``jump`` of the departure from the median, so a ramp (a start-up, a shut-down, soot
@@ -125,11 +125,14 @@ class Spike:
         )
         rest = np.flatnonzero(mad == 0)
         if rest.size:
-            # a series resting on one value (counts at 0, a quantised reading) is judged
-            # in its own smallest step away from it, not in fractions of its median
+            # a series resting on one value more than half the time (counts at 0, a
+            # quantised reading) has no MAD: its mean absolute deviation stands in for it
+            # (Iglewicz and Hoaglin's rule), so its usual departures are not spikes and
+            # a burst still is, a second one in the window too
             dev = np.abs(w[rest] - med[rest, None])
-            step_ = np.min(np.where(dev > 0, dev, np.inf), axis=1)
-            scale[rest] = np.maximum(scale[rest], np.where(np.isfinite(step_), step_, 0.0))
+            with np.errstate(invalid="ignore"):
+                mean_ad = nanmean_rows(dev)
+            scale[rest] = np.fmax(scale[rest], MEAN_ABS_TO_SIGMA * np.nan_to_num(mean_ad))
         last = _last_valid(w)
         with np.errstate(invalid="ignore"):
             score = np.abs(x - med) / scale

@@ -1251,7 +1251,8 @@ def test_dilution_rise_must_stand_out_of_the_o2_scatter():
 def test_spike_a_ramp_that_walks_away_step_by_step_is_not_a_spike():
     # a shut-down: O2 climbs 0.8 a minute from its level; each step is small, the
     # departure from the window's median grows past the threshold all the same
-    ramp = np.r_[np.full(20, 6.0), 6.0 + 0.8 * np.arange(1, 12)]
+    level = 6.0 + np.round(np.random.default_rng(1).normal(0, 0.05, 20), 2)  # O2, 2 decimals
+    ramp = np.r_[level, 6.0 + 0.8 * np.arange(1, 12)]
     window = ramp[-W:]
     h = call(Spike(z=12.0, rel_floor=0.1), single([window[-1] + 0.8], window=window))
     assert h.score[0] > 12.0 and not h.hit[0]
@@ -1260,17 +1261,23 @@ def test_spike_a_ramp_that_walks_away_step_by_step_is_not_a_spike():
     assert call(Spike(z=12.0, rel_floor=0.1), single([window[-1] + 0.8], window=flat)).hit[0]
 
 
-def test_spike_a_count_resting_at_zero_is_judged_in_its_own_steps():
+def test_spike_a_count_resting_at_zero_is_judged_by_its_mean_deviation():
     # small counts (events, requests) at night: mostly 0, now and then a 1 or a 2; its
     # median and MAD are 0, so a scale from the median alone made every 1 a spike
     counts = np.zeros(W)
     counts[[3, 11, 12, 25]] = [1.0, 1.0, 2.0, 1.0]
     det = Spike(z=12.0, rel_floor=0.1)
-    assert not call(det, single([1.0, 2.0, 3.0], window=counts)).hit.any()
-    # judged in its smallest step (1): a burst of 13 is still a spike
-    assert call(det, single([13.0], window=counts)).hit[0]
-    # a value resting exactly (no step seen) keeps the median floor: a jump is a spike
+    assert not call(det, single([1.0, 2.0], window=counts)).hit.any()
+    assert call(det, single([13.0], window=counts)).hit[0]  # a burst still is one
+    # a value resting exactly (no departure seen) keeps the median floor: a jump is a spike
     assert call(det, single([0.5], window=np.zeros(W))).hit[0]
+
+
+def test_spike_a_burst_on_a_resting_series_does_not_hide_the_next():
+    # a channel at 0 that bursts to 100: the second burst in the window is a spike too
+    once = np.zeros(W)
+    once[10] = 100.0
+    assert call(Spike(z=12.0, rel_floor=0.1), single([100.0], window=once)).hit[0]
 
 
 def quantised(rounds: int, seed: int, sd: float = 0.1, res: float = 0.1) -> Stream:

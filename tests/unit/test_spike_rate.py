@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from offsite.rules.detectors import Hits, SpikeRate
+from offsite.rules.detectors import Hits, SpikeRate, State
 from tests.unit.one_series import one_reading
 
 DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
 
 
-def judge(det: SpikeRate, x: np.ndarray, load_until: int | None = None) -> list[Hits]:
+def judge(
+    det: SpikeRate,
+    x: np.ndarray,
+    load_until: int | None = None,
+    state: State | None = None,
+    times: np.ndarray | None = None,
+) -> list[Hits]:
     """Feed one series reading by reading through a window as wide as the detector
     reads (with ``load_until``, the channel has partners up to that reading and invalid
-    ones after)."""
-    st = det.new_state(1)
+    ones after; ``times``: the readings' device times, default every ``DT``)."""
+    st = det.new_state(1) if state is None else state
     width = det.history + 1
     out = []
     for i, v in enumerate(x):
@@ -24,13 +30,15 @@ def judge(det: SpikeRate, x: np.ndarray, load_until: int | None = None) -> list[
         window = np.concatenate([np.full(width - past.size, np.nan), past])
         gone = load_until is not None and i >= load_until
         load = None if load_until is None else np.nan if gone else 1.0
-        out.append(det(one_reading(i * DT, v, DT, window=window, load=load), st))
+        t = i * DT if times is None else float(times[i])
+        out.append(det(one_reading(t, v, DT, window=window, load=load), st))
     return out
 
 
-def run(det: SpikeRate, x: np.ndarray, load_until: int | None = None) -> np.ndarray:
+def run(det: SpikeRate, x: np.ndarray, load_until: int | None = None, **kw) -> np.ndarray:
     """The indices of the readings it flags."""
-    return np.array([i for i, h in enumerate(judge(det, x, load_until)) if h.hit[0]], dtype=int)
+    hits = judge(det, x, load_until, **kw)
+    return np.array([i for i, h in enumerate(hits) if h.hit[0]], dtype=int)
 
 
 def spiky(days: int, per_day: np.ndarray | float, seed: int = 3) -> np.ndarray:
@@ -76,11 +84,24 @@ def test_a_daily_cycle_a_lone_spike_and_a_level_shift_are_not_raised():
     assert run(SpikeRate(), shifted).size == 0
 
 
-def test_spikes_of_a_count_resting_at_zero_are_its_own_steps():
-    # small counts: mostly 0, a 1 or 2 now and then (many a day) are not spikes at all
+def test_small_counts_at_their_usual_rate_raise_nothing():
+    # small counts: mostly 0, a 1 or 2 now and then, many a day. Against a window of
+    # zeros a 1 or a 2 stands out (several a day are counted): at the series' own rate
     rng = np.random.default_rng(9)
-    counts = rng.poisson(0.1, 6 * PER_DAY).astype(float)
-    assert run(SpikeRate(), counts).size == 0
+    assert run(SpikeRate(), rng.poisson(0.1, 6 * PER_DAY).astype(float)).size == 0
+
+
+def test_spikes_age_in_device_time_across_an_outage():
+    # four spikes just before a day's outage, then two after it: the four have aged a
+    # day, so six spikes in a row of readings are not six within the last hours
+    x = spiky(6, 0.0, seed=12)
+    at = 4 * PER_DAY
+    x[at - 40 : at : 10] += 15.0  # four spikes, 10 readings apart
+    x[at + 10 : at + 30 : 10] += 15.0  # two more after the outage
+    det = SpikeRate()
+    times = np.r_[np.arange(at), np.arange(at, x.size) + PER_DAY] * DT  # a day missing
+    assert run(det, x).size  # without the outage: 6 spikes within 4 hours
+    assert run(det, x, times=times).size == 0
 
 
 def test_a_channel_seen_with_partners_is_not_judged():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
@@ -283,23 +284,59 @@ def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
     assert len(spikes_raised(x, "")) == 2  # judged at once, the step is a spike too
 
 
-def test_a_condition_at_the_same_hour_every_day_is_raised_on_its_first_judged_day_only():
-    # a daily lull: from 18:00 to 19:00 the series barely moves (a variance collapse,
+@pytest.mark.parametrize(
+    ("lull_h", "first", "raised_on"),
+    [
+        (18.0, 0, [1]),  # from the day of warm-up on (its onset counts all the same)
+        (23.5, 1, [1, 2]),  # across midnight (08:00 in Beijing), from the first judged day
+    ],
+)
+def test_a_condition_at_the_same_hour_every_day_is_not_raised_from_its_third_day(
+    lull_h, first, raised_on
+):
+    # a daily lull: for an hour the series barely moves (a variance collapse,
     # flatline's), every day. Its decayed onsets weigh 2 only from the 5th day; at the
     # same hour on each of the two days before, it is the day's routine from the 3rd
     from offsite.rules.config import load_rules
 
     per_day = 12 * 24
-    t = np.arange(6 * per_day) / per_day
+    t = np.arange(7 * per_day) / per_day
     rng = np.random.default_rng(11)
     x = 50 + 10 * np.sin(2 * np.pi * t) + rng.normal(0, 1.0, t.size)
-    for d in range(6):
-        lull = slice(d * per_day + 12 * 18, d * per_day + 12 * 19)
-        x[lull] = 45.0 + rng.normal(0, 0.001, 12)
+    for d in range(first, 6):
+        at = d * per_day + int(12 * lull_h)
+        x[at : at + 12] = 45.0 + rng.normal(0, 0.001, 12)
     e = RuleEngine(load_rules(None), {"M": DeviceMeta("wastewater", interval_s=300.0)}, T0)
-    days = set()
+    raised = []
     for i, v in enumerate(np.round(x, 4)):
         r = Reading(T0 + timedelta(minutes=5 * i), "M", "a99001", float(v), "N", DataKind.RTD)
-        days |= {(f.rule, (f.ts - T0).days) for f in e.evaluate([r]).findings}
-    # day 0 is the day of warm-up (its onset counts all the same)
-    assert days == {("flatline", 1)}
+        raised += [((f.ts - T0).total_seconds() / 3600, f.rule) for f in e.evaluate([r]).findings]
+    assert {rule for _, rule in raised} == {"flatline"}
+    lulls = {d: (24 * d + lull_h, 24 * d + lull_h + 1) for d in range(first, 6)}
+    on = sorted({d for h, _ in raised for d, (lo, hi) in lulls.items() if lo <= h <= hi})
+    assert on == raised_on
+    assert all(any(lo <= h <= hi for lo, hi in lulls.values()) for h, _ in raised)
+
+
+def daily_onsets(hours: list[float]) -> list[bool]:
+    """Whether the engine's daily routine mutes each of a series' onsets (device time in
+    hours from a UTC midnight)."""
+    from offsite.rules.detectors import State
+
+    st = State(1, hour=(np.int64, -1), hours=(np.uint64, 0))  # the gate's fields it keeps
+    t0 = T0.timestamp()
+    return [
+        bool(RuleEngine._daily(st, np.array([0]), np.array([t0 + h * 3600.0]))[0]) for h in hours
+    ]
+
+
+def test_the_daily_routine_holds_across_midnight_and_looks_a_day_back_not_an_hour():
+    # ten minutes either side of midnight, day after day: the same time of day
+    assert daily_onsets([23 + 55 / 60, 48 + 5 / 60, 71 + 55 / 60, 96 + 5 / 60]) == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    # 23:10 two days running, then 00:30: an hour after yesterday's, not a day after it
+    assert daily_onsets([23 + 10 / 60, 47 + 10 / 60, 48.5]) == [False, False, False]
