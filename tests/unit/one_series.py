@@ -1,11 +1,14 @@
 """One series' round, as the engine would pass it to a detector: what the tests of the
-detectors for lone channels (``seasonal``, ``noise``) feed them reading by reading."""
+detectors for lone channels (``seasonal``, ``noise``, ``spike_rate``) feed them reading
+by reading."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from offsite.rules.detectors import Batch, Partner
+from offsite.rules.detectors import Batch, Hits, Partner, State
 
 
 def one_reading(
@@ -38,3 +41,29 @@ def one_reading(
         partners={} if load is None else {"load": Partner(np.array([load]), np.full((1, 1), load))},
         seen_interval=None if seen_interval is None else np.array([seen_interval]),
     )
+
+
+def feed(
+    det: Any,
+    x: np.ndarray,
+    dt: float,
+    width: int,
+    *,
+    load_until: int | None = None,
+    state: State | None = None,
+    times: np.ndarray | None = None,
+) -> list[Hits]:
+    """Feed series ``x`` to ``det`` reading by reading, each with the ``width`` values
+    before it as its window (with ``load_until``, the channel has partners up to that
+    reading and invalid ones after; ``times``: the readings' device times, default
+    every ``dt``; ``state``: the detector's, new by default)."""
+    st = det.new_state(1) if state is None else state
+    out = []
+    for i, v in enumerate(x):
+        past = x[max(0, i - width) : i]
+        window = np.concatenate([np.full(width - past.size, np.nan), past])
+        gone = load_until is not None and i >= load_until
+        load = None if load_until is None else np.nan if gone else 1.0
+        t = i * dt if times is None else float(times[i])
+        out.append(det(one_reading(t, v, dt, window=window, load=load), st))
+    return out

@@ -6,27 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from offsite.rules.detectors import Hits, Noise
-from tests.unit.one_series import one_reading
+from tests.unit.one_series import feed
 
 DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
 
 
 def judge(det: Noise, x: np.ndarray, load_until: int | None = None) -> list[Hits]:
-    """Feed one series reading by reading through a window as wide as the detector
-    reads (with ``load_until``, the channel has partners up to that reading and invalid
-    ones after)."""
-    st = det.new_state(1)
-    width = det.history
-    out = []
-    for i, v in enumerate(x):
-        past = x[max(0, i - width) : i]
-        window = np.concatenate([np.full(width - past.size, np.nan), past])[None, :]
-        gone = load_until is not None and i >= load_until
-        load = None if load_until is None else np.nan if gone else 1.0
-        b = one_reading(i * DT, v, DT, window=window[0], load=load)
-        out.append(det(b, st))
-    return out
+    """Feed one series through a window as wide as the detector reads."""
+    return feed(det, x, DT, det.history, load_until=load_until)
 
 
 def run(det: Noise, x: np.ndarray, load_until: int | None = None) -> np.ndarray:

@@ -5,34 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from offsite.rules.detectors import Hits, SpikeRate, State
-from tests.unit.one_series import one_reading
+from offsite.rules.detectors import Hits, SpikeRate
+from tests.unit.one_series import feed
 
 DT = 300.0  # five-minute data
 PER_DAY = int(86400 / DT)
 
 
-def judge(
-    det: SpikeRate,
-    x: np.ndarray,
-    load_until: int | None = None,
-    state: State | None = None,
-    times: np.ndarray | None = None,
-) -> list[Hits]:
-    """Feed one series reading by reading through a window as wide as the detector
-    reads (with ``load_until``, the channel has partners up to that reading and invalid
-    ones after; ``times``: the readings' device times, default every ``DT``)."""
-    st = det.new_state(1) if state is None else state
-    width = det.history + 1
-    out = []
-    for i, v in enumerate(x):
-        past = x[max(0, i - width) : i]
-        window = np.concatenate([np.full(width - past.size, np.nan), past])
-        gone = load_until is not None and i >= load_until
-        load = None if load_until is None else np.nan if gone else 1.0
-        t = i * DT if times is None else float(times[i])
-        out.append(det(one_reading(t, v, DT, window=window, load=load), st))
-    return out
+def judge(det: SpikeRate, x: np.ndarray, load_until: int | None = None, **kw) -> list[Hits]:
+    """Feed one series through a window as wide as the detector reads (``state``,
+    ``times``: see ``feed``)."""
+    return feed(det, x, DT, det.history + 1, load_until=load_until, **kw)
 
 
 def run(det: SpikeRate, x: np.ndarray, load_until: int | None = None, **kw) -> np.ndarray:
