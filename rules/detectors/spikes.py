@@ -30,12 +30,11 @@ class SpikeRate:
     Spikes are counted with a weight e^(-age / ``hours``), age in device time (an
     outage ages them too); they are expected at the series' own long-run rate (a
     running mean while young, weighted over ``days`` after, never below one spike in
-    ``days``). Raised when the weighted count is at
-    least ``min_count`` and ``k`` times what is expected, so a few spikes close
-    together by chance are not, and a series that spikes often for good becomes its own
-    normal again within days. A channel once seen with ``context`` partners is not
-    judged (nor counted, the cost of a window median saved): a process channel spikes
-    with its load.
+    ``days``). Raised when the weighted count is at least ``min_count`` and ``k``
+    times what is expected, so a few spikes close together by chance are not, and a
+    series that spikes often for good becomes its own normal again within days. A
+    channel once seen with ``context`` partners is not judged (nor counted, the cost of
+    a window median saved): a process channel spikes with its load.
     Memory: 4 bytes of count, 8 of rate, 4 of time seen, 8 of the newest reading's time
     and 1 flag per series.
     """

@@ -57,10 +57,10 @@ class Spike:
 
     The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``; for a
     series resting on one value, its mean absolute deviation) so a quiet, quantised
-    series does not turn the smallest wiggle into a spike. A spike
-    arrives in one reading: the jump from the last valid value must be at least
-    ``jump`` of the departure from the median, so a ramp (a start-up, a shut-down, soot
-    blowing) that walks away from its median step by step is not one. With ``context``
+    series does not turn the smallest wiggle into a spike. A spike arrives in one
+    reading: the jump from the last valid value must be at least ``jump`` of the
+    departure from the median, so a ramp (a start-up, a shut-down, soot blowing) that
+    walks away from its median step by step is not one. With ``context``
     partners (e.g. ``["@flow", "@concentration"]``), a value that is a spike on its own
     is judged again with the load they share taken out (``against_load``): a load ramp
     every channel shares is the process, a jump on one channel alone is not. The
