@@ -83,6 +83,13 @@ def nanmean_rows(a: np.ndarray) -> np.ndarray:
         return np.divide(tot, cnt, out=tot, casting="unsafe")
 
 
+def learning_weight(n: np.ndarray, interval: np.ndarray, days: float) -> np.ndarray:
+    """The weight of a series' ``n``-th value in what it has learnt: a running mean's
+    1/n while the series is young, then an exponentially weighted mean's over ``days``
+    of readings ``interval`` seconds apart (so a new normal is its own within days)."""
+    return np.fmax(1.0 / n, np.minimum(interval / (days * DAY_S), 1.0))
+
+
 def partnered(b: Batch, seen: np.ndarray) -> np.ndarray:
     """Whether each row's channel has ever been seen with partners (its ``context``
     load), ``seen`` the detector's per-series memory of it, updated here. Once seen, a

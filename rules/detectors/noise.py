@@ -8,11 +8,11 @@ from typing import ClassVar
 import numpy as np
 
 from offsite.rules.detectors.base import (
-    DAY_S,
     Batch,
     Hits,
     State,
     as_selectors,
+    learning_weight,
     nanmedian_rows,
     partnered,
 )
@@ -95,8 +95,7 @@ class Noise:
         if u.size:
             ru = r[u]
             n = seen[u].astype(np.int64) + 1  # (an int32 + 1 would wrap before the cap)
-            interval = b.reporting_interval()[u]
-            a = np.fmax(1.0 / n, np.minimum(interval / (self.days * DAY_S), 1.0))
+            a = learning_weight(n, b.reporting_interval()[u], self.days)
             m = mean[u]
             state["mean"][ru] = np.where(np.isnan(m), move[u], m + a * (move[u] - m))
             state["moves"][ru] = np.minimum(n, np.iinfo(np.int32).max)

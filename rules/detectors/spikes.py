@@ -8,7 +8,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import DAY_S, Batch, Hits, State, as_selectors, partnered
+from offsite.rules.detectors.base import (
+    DAY_S,
+    Batch,
+    Hits,
+    State,
+    as_selectors,
+    learning_weight,
+    partnered,
+)
 from offsite.rules.detectors.stats import Spike
 
 
@@ -35,8 +43,8 @@ class SpikeRate:
     series that spikes often for good becomes its own normal again within days. A
     channel once seen with ``context`` partners is not judged (nor counted, the cost of
     a window median saved): a process channel spikes with its load.
-    Memory: 4 bytes of count, 8 of rate, 4 of time seen, 8 of the newest reading's time
-    and 1 flag per series.
+    Memory: 4 bytes of weighted count, 8 of rate, 4 of readings judged, 8 of the newest
+    reading's time and 1 flag per series.
     """
 
     kind: ClassVar[str] = "spike_rate"
@@ -68,7 +76,7 @@ class SpikeRate:
             capacity,
             recent=(np.float32, 0.0),  # spikes, each weighted e^(-age / hours)
             rate=(np.float64, 0.0),  # the long-run spikes per second
-            seen_s=(np.float32, 0.0),  # seconds of the series seen (capped at ``days``)
+            n=(np.int32, 0),  # how many readings it has been judged on
             at=(np.float64, np.nan),  # device time of the series' newest reading
             partnered=(np.bool_, False),  # ever seen with partners: a process channel
         )
@@ -90,7 +98,7 @@ class SpikeRate:
         age = np.where(np.isnan(last), 0.0, np.maximum(sub.t - last, 0.0))
         recent = state["recent"][r] * np.exp(-age / (self.hours * 3600.0)) + spike
         state["at"][r] = np.fmax(last, sub.t)
-        rate, seen_s = state["rate"][r], state["seen_s"][r].astype(np.float64)
+        rate = state["rate"][r]
         expected = np.fmax(rate, 1.0 / (self.days * DAY_S)) * self.hours * 3600.0
         hit[lone] = seen & (recent >= self.min_count) & (recent >= self.k * expected)
         score[lone] = np.where(seen, recent / expected, np.nan)
@@ -99,10 +107,10 @@ class SpikeRate:
         if u.size:
             ru, iu = r[u], interval[u]
             # (learnt per reading: an outage is not time seen without a spike)
-            a = np.minimum(iu / np.fmax(seen_s[u] + iu, 1.0), 1.0)
-            a = np.fmax(a, np.minimum(iu / (self.days * DAY_S), 1.0))
+            n = state["n"][ru].astype(np.int64) + 1
+            a = learning_weight(n, iu, self.days)
             state["rate"][ru] = rate[u] + a * (spike[u] / iu - rate[u])
-            state["seen_s"][ru] = np.minimum(seen_s[u] + iu, self.days * DAY_S)
+            state["n"][ru] = np.minimum(n, np.iinfo(np.int32).max)
         state["recent"][r] = recent
         return Hits(hit, score)
 
