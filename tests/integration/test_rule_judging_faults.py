@@ -69,11 +69,14 @@ def _queue_split_batch(db_url: str, now: datetime) -> None:
         )
 
 
-def _run(db_url: str, fault: Callable[[Any], None] | None) -> tuple[list[tuple], int, int]:
-    """Judge the split batch (the first slice under ``fault``), then the rest once the
-    watermark moves; (alerts, readings still queued after the first slice, judged)."""
+def _run(
+    db_url: str, fault: Callable[[Any], None] | None, now: datetime
+) -> tuple[list[tuple], int, int]:
+    """Judge the split batch queued at ``now`` (the first slice under ``fault``), then the
+    rest once the watermark moves; (alerts, readings still queued after the first slice,
+    judged)."""
     register(db_url, REGISTRY)
-    _queue_split_batch(db_url, datetime.now(UTC))
+    _queue_split_batch(db_url, now)
     stop = threading.Event()
     runner = RuleRunner(db_url, RunnerConfig(retry_s=0.1))
     real_apply = rule_runner.apply_plan
@@ -143,8 +146,11 @@ def test_a_failed_judging_transaction_after_a_split_loses_no_reading(
     """The first slice splits a batch (5 readings judged now, 5 later), then the
     server ends the session before it commits. Nothing of the batch may be lost:
     the unjudged 5 stay queued, and the alerts equal a fault-free run's."""
-    faulty, left, judged = _run(db_url, _terminate_own_backend(db_url))
-    clean, clean_left, clean_judged = _run(other_db_url, None)
+    # one clock for both runs: readings are placed on the minute before ``now``, so runs
+    # on either side of a minute's turn would compare readings a minute apart
+    now = datetime.now(UTC)
+    faulty, left, judged = _run(db_url, _terminate_own_backend(db_url), now)
+    clean, clean_left, clean_judged = _run(other_db_url, None, now)
     assert (left, clean_left) == (5, 5)
     assert (judged, clean_judged) == (10, 10)
     assert clean and len(faulty) == len(clean)
