@@ -110,3 +110,22 @@ def test_eval_spreads_seeds_over_worker_processes() -> None:
         assert doc["split_definition"][split]["seeds"] == seeds
         (k,) = doc["splits"][split]["kinds"]
         assert k["faults"] == 2 and k["recall"] == 1.0
+
+
+def test_a_copy_that_goes_on_for_hours_is_one_alert_per_channel() -> None:
+    # the packaged rules: copy_paste finds a running copy about every 10 readings; each
+    # find used to clear 5 minutes later and open again, a hundred alerts for one copy
+    from offsite.simulators.plantsuite import build_plant_run
+
+    run = build_plant_run(
+        "tune", 0, ["copy_paste"], profiles=["gas_turbine"], clean_per_profile=0, days=2
+    )
+    (f,) = run.fleet.faults
+    assert f.end - f.start >= timedelta(hours=4)
+    raised = [a for a in run_one(run) if a.rule == "copy_paste"]
+    assert raised, "the copy is found"
+    per_channel: dict[str, int] = {}
+    for a in raised:
+        assert a.mn == f.mn and f.start <= a.at <= f.end
+        per_channel[a.pollutant] = per_channel.get(a.pollutant, 0) + 1
+    assert max(per_channel.values()) == 1, per_channel
