@@ -68,9 +68,10 @@ DEVICE_WIDE: frozenset[FaultKind] = frozenset(
     {FaultKind.OFFLINE, FaultKind.CAPTURE, FaultKind.FALSE_STOP, FaultKind.COPY_PASTE}
 )
 
-# Channels diluted along with the sample gas (O2 is what rises instead).
+# Channels diluted along with the sample gas (O2 is what rises instead): every
+# concentration read through the sample line (SO2, NOx, particulates, CO, HCl).
 O2 = "a19001"
-DILUTED = ("a21026", "a21002", "a34013")
+DILUTED = ("a21026", "a21002", "a34013", "a21005", "a21024")
 # Relative sd of a clamp's jitter: a logger parked on a set point still wobbles a bit.
 CLAMP_JITTER = 0.002
 # Flags a false maintenance/fault declaration uses, and the one for "stopped".

@@ -55,7 +55,7 @@ UNEXPLAINED = "none"
 # air raises O2 and lowers every concentration, so an alert on any of them is the
 # fault's doing (simulators.faults.O2 and DILUTED).
 ALSO_AFFECTS: Mapping[str, frozenset[str]] = {
-    "dilution": frozenset({"a19001", "a21026", "a21002", "a34013"}),
+    "dilution": frozenset({"a19001", "a21026", "a21002", "a34013", "a21005", "a21024"}),
 }
 
 
