@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 
 from tests.browser.test_console import (
@@ -512,3 +513,24 @@ def test_overview_pins_a_fresh_critical_until_someone_acknowledges_it(
     assert page.locator("#sites .tile").count() >= 2
     assert page.locator("#devstatus [data-status=online]").count() >= 1
     assert not page.errors, page.errors
+
+
+def test_a_long_unbroken_name_does_not_widen_a_phone_page(world: World, browser: Any) -> None:
+    # names come from registries: a long one without a space (a registered name in Latin
+    # letters, a code) must wrap, not push the page past a 360 px phone
+    w = world
+    long_id = "ent-long-name"
+    long_name = "ZhejiangProvincialEnvironmentalTechnologyCompanyLimited" * 2
+    with psycopg.connect(w.db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO enterprises (id, name) VALUES (%s, %s)", (long_id, long_name))
+    try:
+        page = signed_in(browser, w, "adm", locale="zh-CN", viewport=PHONE)
+        for route in ("admin", "enterprises", "invitations", "overview", f"enterprise/{long_id}"):
+            visit(page, f"{w.url}/#/{route}")
+            page.wait_for_selector("main:not([data-page=stale]):not([data-page=''])")
+            assert long_name in page.inner_text("main") or route != "admin", route
+            no_overflow(page, f"adm #/{route} with a long name")
+        assert not page.errors, page.errors
+    finally:
+        with psycopg.connect(w.db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM enterprises WHERE id = %s", (long_id,))

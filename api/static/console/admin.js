@@ -11,8 +11,7 @@ function once(el, text) {
 
 export async function render(view, ctx) {
   const {me} = ctx;
-  view.dataset.page = 'admin';
-  if (me.role !== 'admin') { view.innerHTML = `<h2>${esc(t('nav.admin'))}</h2><p class="error">${esc(t('admin.only'))}</p>`; return; }
+  if (me.role !== 'admin') { view.innerHTML = `<h2>${esc(t('nav.admin'))}</h2><p class="error">${esc(t('admin.only'))}</p>`; view.dataset.page = 'admin'; return; }
   const [users, devices, enterprises, health] = await Promise.all([
     get('/api/users'), get('/api/devices'), get('/api/enterprises'),
     fetch('/healthz').then(r => r.json()).catch(() => ({status: 'unreachable', ingest: []}))]);
@@ -50,6 +49,7 @@ export async function render(view, ctx) {
         <p><button>${esc(t('admin.onboardbtn'))}</button></p><div id="devout"></div><p class="error" role="status"></p></form></section>
     <section><h3>${esc(t('admin.qr'))}</h3><p class="muted">${esc(t('qr.revoked'))}</p><ul>
       ${enterprises.map(e => `<li data-enterprise="${esc(e.id)}">${esc(e.name)} <button type="button" data-qr="${esc(e.id)}">${esc(t('qr.revoke'))}</button> <span class="muted" role="status"></span></li>`).join('')}</ul></section>`;
+  view.dataset.page = 'admin';  // drawn: what waits for the page sees it whole
 
   const again = () => render(view, ctx);
   const fail = (form, err) => { (form.querySelector('.error') || form).textContent = err.message; };
