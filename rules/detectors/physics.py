@@ -137,7 +137,12 @@ class FlowZero:
 class FalseStop:
     """Declared shutdown while still emitting (标停未停): a stop flag (F by default) on
     a flow channel whose value stays at ``running`` × its operating median or more.
-    Bound to flow channels; one alert per device."""
+    Bound to flow channels; one alert per device.
+
+    A stack's fans coast down for minutes after a real stop is declared: a flow that
+    fell by ``fall`` or more within the last ``settle`` seconds (whatever its flags) is
+    a stop being carried out, not a false one. Time, not readings: at 30-s data the
+    operating median of 30 readings is 15 minutes of the coast-down itself."""
 
     kind: ClassVar[str] = "false_stop"
     scope: ClassVar[str] = "device"
@@ -147,6 +152,8 @@ class FalseStop:
     history: int = 30
     flags: str = "F"
     running: float = 0.5
+    settle: float = 180.0
+    fall: float = 0.1
 
     def new_state(self, capacity: int) -> State | None:
         return None
@@ -159,9 +166,14 @@ class FalseStop:
         k = np.flatnonzero(stopped)
         if k.size:
             base = _median(b.valid_window()[k, b.window.shape[1] - self.history :])
+            wt = b.wt[k]
+            with np.errstate(invalid="ignore"):
+                near = np.isfinite(wt) & (wt >= b.t[k, None] - self.settle)
+            top = np.max(np.where(near, np.nan_to_num(b.window[k], nan=-np.inf), -np.inf), 1)
+            coasting = b.x[k] < (1.0 - self.fall) * top  # -inf: no reading that recent
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = b.x[k] / base
-            hit[k] = (base > 0) & (np.nan_to_num(share) >= self.running)
+            hit[k] = (base > 0) & (np.nan_to_num(share) >= self.running) & ~coasting
             score[k] = np.where(np.isfinite(share), share, np.nan)
         return Hits(hit, score)
 

@@ -488,6 +488,20 @@ class Stat:
         return f"{value:g} is {score:.1f} adaptive deviations from the series' expected level"
 
 
+def _two_levels_sse(y: np.ndarray) -> float:
+    """The squared residual of the best fit of ``y`` (in time order) by two levels, one
+    before a split and one after it (at least 2 values each side)."""
+    m = y.shape[0]
+    if m < 4:
+        return np.inf
+    c1, c2 = np.cumsum(y), np.cumsum(y * y)
+    k = np.arange(2, m - 1)  # values before the split
+    before = c2[k - 1] - c1[k - 1] ** 2 / k
+    rest1, rest2 = c1[-1] - c1[k - 1], c2[-1] - c2[k - 1]
+    after = rest2 - rest1**2 / (m - k)
+    return float(np.min(before + after))
+
+
 @dataclass(frozen=True, slots=True)
 class Drift:
     """A sustained, steady departure from the series' own level: an analyser whose zero
@@ -501,6 +515,11 @@ class Drift:
     ``context`` partners, the trend is of the value with the shared load taken out
     (``against_load``), so a load ramp is not a drift. Slow drift (per cent an hour over
     days) is ``slow_drift``'s.
+
+    A step inside the window (a fuel change, a recalibration) also fits a steep line
+    cleanly; where two levels (the best split of the window) fit better than the line,
+    it is a step, not a drift. On 5- or 10-minute data the window spans hours, and such
+    a step stays in it for longer than the rule's ``for``.
     """
 
     kind: ClassVar[str] = "drift"
@@ -542,6 +561,8 @@ class Drift:
             rate = slope / np.abs(vm)
         judged = (cnt >= self.min_history) & np.isfinite(rate) & np.isfinite(b.x)
         hit = judged & (np.abs(rate) > self.max_rate) & (np.nan_to_num(r2) >= self.min_r2)
+        for i in np.flatnonzero(hit).tolist():  # candidates are rare
+            hit[i] = _two_levels_sse(v[i][ok[i]]) >= syy[i] - sxy[i] * sxy[i] / sxx[i]
         return Hits(hit, np.where(judged, rate, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:

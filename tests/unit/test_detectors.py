@@ -712,6 +712,26 @@ def test_drift_noisy_wander_and_flat_do_not_hit():
     assert not hits_of(Drift(), flat).any()
 
 
+def test_drift_a_step_in_a_window_of_hours_is_not_a_drift():
+    # 5-minute data: the 15-reading window spans 75 minutes, and a fuel change that takes
+    # the level down by half over 15 minutes stays in it for an hour; fitted by a line
+    # it is steep and clean, but two levels fit it better
+    s = stream(1, 60, seed=16, noise=0.3)
+    s.t[:, 0] = T0 + 300.0 * np.arange(60)
+    s.interval[:] = 300.0
+    level = np.where(np.arange(60) < 30, 1.0, 0.5)
+    level[30:33] = [0.85, 0.7, 0.55]
+    s.x[:, 0] = np.round(LEVEL * level + np.random.default_rng(5).normal(0, 0.3, 60), 3)
+    assert not hits_of(Drift(), s).any()
+    # the same window on a ramp that goes on is still a drift
+    s.x[:, 0] = np.round(
+        LEVEL * np.clip(1.0 - 0.1 * np.maximum(np.arange(60) - 30, 0), 0.3, 1.0)
+        + np.random.default_rng(5).normal(0, 0.3, 60),
+        3,
+    )
+    assert hits_of(Drift(), s)[:, 0].any()
+
+
 def test_drift_steep_but_scattered_fit_does_not_hit():
     # 20 % noise: the fitted slope is often steep, but the values do not line up on it
     s = stream(1, 300, seed=28, noise=0.2 * LEVEL)
@@ -791,6 +811,20 @@ def test_false_stop_flag_at_normal_flow_hits_and_at_zero_flow_does_not():
     assert h.score[0] == pytest.approx(0.95, abs=0.02)
     assert np.isnan(h.score[2])
     assert FalseStop.scope == "device" and FalseStop.judges_invalid
+
+
+@pytest.mark.parametrize("step_s", [30.0, 60.0])
+def test_false_stop_not_while_the_flow_coasts_down_after_a_real_stop(step_s: float):
+    # a real stop: the flow falls 2 % of its level per 30 s from 10 minutes before the
+    # flag until it is low; a false one: the flag, and the flow goes on as it was
+    s = stream(2, 120, seed=21, level=1000.0, noise=5.0, code="a00000")
+    s.t[:] = T0 + step_s * np.arange(120)[:, None]
+    down = np.clip(1.0 - 0.02 * (step_s / 30.0) * np.arange(30), 0.02, 1.0)
+    s.x[90:, 0] = np.round(s.x[90:, 0] * down, 3)
+    s.flag[90 + int(600 / step_s) :, :] = F["F"]
+    hits = hits_of(FalseStop(), s)
+    assert not hits[:, 0].any()  # the real stop: never
+    assert hits[90 + int(600 / step_s) :, 1].all()  # the false one: at every flagged reading
 
 
 # -- copy_paste -------------------------------------------------------------------------
