@@ -50,9 +50,13 @@ def test_a_daily_cycle_a_spike_and_a_level_shift_are_not_noise():
 
 
 def test_nothing_is_judged_before_min_moves():
-    scores = np.array([h.score[0] for h in judge(Noise(min_moves=48), daily(1))])
-    assert np.isnan(scores[:49]).all()  # reading i has made i moves
-    assert np.isfinite(scores[49:]).all()
+    det = Noise(min_moves=48)
+    scores = np.array([h.score[0] for h in judge(det, daily(1))])
+    # reading i has made i moves, and learnt the first i − 23 (each as it leaves the
+    # newest 24, which are judged)
+    late = det.history - 1
+    assert np.isnan(scores[: 49 + late]).all()
+    assert np.isfinite(scores[49 + late :]).all()
 
 
 def test_a_channel_seen_with_partners_is_learnt_not_judged():
@@ -68,3 +72,16 @@ def test_memory_is_what_it_states():
     det = Noise()
     st = det.new_state(100)
     assert sum(a.nbytes for a in st.arrays.values()) == 100 * det.bytes_per_series
+
+
+def test_hourly_noise_grown_six_times_is_raised_within_a_day():
+    # hourly data: 12 loud moves of the newest 24 are half a day; learnt as they came,
+    # they had pulled the usual size up by then (the score stayed near 2.4, under 4)
+    per_day = 24
+    t = np.arange(14 * per_day) / per_day
+    rng = np.random.default_rng(0)
+    x = 50 + 5 * np.sin(2 * np.pi * t) + rng.normal(0, 1.0, t.shape[0])
+    at = 10 * per_day
+    x[at:] = 50 + 5 * np.sin(2 * np.pi * t[at:]) + rng.normal(0, 6.0, t.shape[0] - at)
+    hits = [i for i, h in enumerate(feed(Noise(), x, 3600.0, Noise().history)) if h.hit[0]]
+    assert hits and at <= hits[0] <= at + per_day
