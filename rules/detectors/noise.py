@@ -79,7 +79,8 @@ class Noise:
         # what is learnt is the oldest move of the judged ones, about to leave them: the
         # usual size of a move does not take in the newest, so noise that has grown is
         # measured against the series before it grew, not against a mean it has
-        # already pulled up (hourly data: from 0 to 2 of 5 found, 2 to 5 denser spikes)
+        # already pulled up (hourly tune series: grown noise 0 → 1 of 5 found, denser
+        # spikes 2 → 5 of 5)
         h = self.history
         move = np.abs(vw[:, -h + 1] - vw[:, -h])
         mean = state["mean"][r]
