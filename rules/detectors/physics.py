@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from offsite.rules.detectors.base import Batch, Hits, State, flag_table, nanmedian_rows
+from offsite.rules.detectors.base import FLAG_N, Batch, Hits, State, flag_table, nanmedian_rows
 
 _median = nanmedian_rows
 
@@ -142,7 +142,9 @@ class FalseStop:
     A stack's fans coast down for minutes after a real stop is declared: a flow that
     fell by ``fall`` or more within the last ``settle`` seconds (whatever its flags) is
     a stop being carried out, not a false one. Time, not readings: at 30-s data the
-    operating median of 30 readings is 15 minutes of the coast-down itself."""
+    operating median of 30 readings is 15 minutes of the coast-down itself. Only
+    values flagged normal or as the stop count; a single high reading in the last
+    ``settle`` seconds (noise) holds the verdict back until it is that old."""
 
     kind: ClassVar[str] = "false_stop"
     scope: ClassVar[str] = "device"
@@ -166,9 +168,12 @@ class FalseStop:
         k = np.flatnonzero(stopped)
         if k.size:
             base = _median(b.valid_window()[k, b.window.shape[1] - self.history :])
-            wt = b.wt[k]
+            wt, wf = b.wt[k], b.wflag[k]
             with np.errstate(invalid="ignore"):
                 near = np.isfinite(wt) & (wt >= b.t[k, None] - self.settle)
+            # measured values only: normal ones and the stop's own (a D- or M-flagged
+            # value can be anything, and must not stand for the flow before)
+            near &= (wf == FLAG_N) | flag_table(self.flags)[wf]
             top = np.max(np.where(near, np.nan_to_num(b.window[k], nan=-np.inf), -np.inf), 1)
             coasting = b.x[k] < (1.0 - self.fall) * top  # -inf: no reading that recent
             with np.errstate(invalid="ignore", divide="ignore"):

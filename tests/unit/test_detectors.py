@@ -713,9 +713,10 @@ def test_drift_noisy_wander_and_flat_do_not_hit():
 
 
 def test_drift_a_step_in_a_window_of_hours_is_not_a_drift():
-    # 5-minute data: the 15-reading window spans 75 minutes, and a fuel change that takes
-    # the level down by half over 15 minutes stays in it for an hour; fitted by a line
-    # it is steep and clean, but two levels fit it better
+    # 5-minute data: the detector's 20-reading window spans 100 minutes (the packaged
+    # rule's 15, 75), and a fuel change that takes the level down by half in 20 minutes
+    # stays in it for over an hour; fitted by a line it is steep and clean, but two
+    # levels fit it better
     s = stream(1, 60, seed=16, noise=0.3)
     s.t[:, 0] = T0 + 300.0 * np.arange(60)
     s.interval[:] = 300.0
@@ -723,7 +724,7 @@ def test_drift_a_step_in_a_window_of_hours_is_not_a_drift():
     level[30:33] = [0.85, 0.7, 0.55]
     s.x[:, 0] = np.round(LEVEL * level + np.random.default_rng(5).normal(0, 0.3, 60), 3)
     assert not hits_of(Drift(), s).any()
-    # the same window on a ramp that goes on is still a drift
+    # a ramp down 10 % of the level a reading (to 30 %) is still a drift
     s.x[:, 0] = np.round(
         LEVEL * np.clip(1.0 - 0.1 * np.maximum(np.arange(60) - 30, 0), 0.3, 1.0)
         + np.random.default_rng(5).normal(0, 0.3, 60),
@@ -825,6 +826,10 @@ def test_false_stop_not_while_the_flow_coasts_down_after_a_real_stop(step_s: flo
     hits = hits_of(FalseStop(), s)
     assert not hits[:, 0].any()  # the real stop: never
     assert hits[90 + int(600 / step_s) :, 1].all()  # the false one: at every flagged reading
+    # a value flagged D (a fault: it can be anything) does not stand for the flow before
+    at = 90 + int(600 / step_s) + 1
+    s.x[at - 1, 1], s.flag[at - 1, 1] = 5000.0, F["D"]
+    assert hits_of(FalseStop(), s)[at:, 1].all()
 
 
 # -- copy_paste -------------------------------------------------------------------------
