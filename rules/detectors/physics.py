@@ -140,10 +140,10 @@ class FalseStop:
     Bound to flow channels; one alert per device.
 
     A stack's fans coast down for minutes after a real stop is declared: a flow that
-    fell by ``fall`` or more within the last ``settle`` seconds (whatever its flags) is
-    a stop being carried out, not a false one. Time, not readings: at 30-s data the
-    operating median of 30 readings is 15 minutes of the coast-down itself. Only
-    values flagged normal or as the stop count; a single high reading in the last
+    fell by ``fall`` or more within the last ``settle`` seconds (from values flagged
+    normal or as the stop, before the flag and after it) is a stop being carried out,
+    not a false one. Time, not readings: at 30-s data the operating median of 30
+    readings is 15 minutes of the coast-down itself. A single high reading in the last
     ``settle`` seconds (noise) holds the verdict back until it is that old."""
 
     kind: ClassVar[str] = "false_stop"
