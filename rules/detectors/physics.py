@@ -161,7 +161,8 @@ class FalseStop:
         return None
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
-        stopped = flag_table(self.flags)[b.flag]
+        stops = flag_table(self.flags)
+        stopped = stops[b.flag]
         hit = np.zeros(b.n, dtype=bool)
         score = np.full(b.n, np.nan)
         # judged only on readings flagged as a stop (a row's verdict is its own)
@@ -173,7 +174,7 @@ class FalseStop:
                 near = np.isfinite(wt) & (wt >= b.t[k, None] - self.settle)
             # measured values only: normal ones and the stop's own (a D- or M-flagged
             # value can be anything, and must not stand for the flow before)
-            near &= (wf == FLAG_N) | flag_table(self.flags)[wf]
+            near &= (wf == FLAG_N) | stops[wf]
             top = np.max(np.where(near, np.nan_to_num(b.window[k], nan=-np.inf), -np.inf), 1)
             coasting = b.x[k] < (1.0 - self.fall) * top  # -inf: no reading that recent
             with np.errstate(invalid="ignore", divide="ignore"):
