@@ -857,6 +857,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     require_embedded(settings.database_url, settings.mqtt_url)
     from offsite.demo import run_demo
 
+    # the demo speaks in progress lines: its rule-runner process logs warnings only, as
+    # this process does (main), not every alert it opens
+    settings = settings.model_copy(update={"log_level": "WARNING"})
     stop = _Stop()
     stop.install()
     with _demo_dir(settings, args.keep_data) as data_dir:
