@@ -109,8 +109,11 @@ def bind_http(host: str, port: int, *, explicit: bool) -> tuple[socket.socket, s
 # The packaged rules wait for a series' first readings (a spike needs 30 to know the
 # series) and its first day before some may fire, and do not raise what a series does
 # routinely; a demo injects its faults seconds in, and again and again, so it runs them
-# without those warm-ups and without the routine. Nothing else differs.
+# without those warm-ups and without the routine. A drift waits 20 minutes of device time
+# before it is raised, and a demo's faults last a minute: it waits a few readings instead.
+# Nothing else differs.
 DEMO_WARM_UPS = ("spike", "flatline", "stat")
+DEMO_DRIFT_FOR = "5s"
 
 
 def demo_rules(data_dir: Path) -> Path:
@@ -122,6 +125,9 @@ def demo_rules(data_dir: Path) -> Path:
         for device_type in ("flue_gas", "wastewater"):
             lines += ["[[override]]", f'rule = "{rule}"', f'device_type = "{device_type}"']
             lines += ["warm_up = 0", 'warm_up_for = "0s"', "routine = 0"]
+    for device_type in ("flue_gas", "wastewater"):
+        lines += ["[[override]]", 'rule = "drift"', f'device_type = "{device_type}"']
+        lines += [f'for = "{DEMO_DRIFT_FOR}"']
     path.write_text("\n".join(lines) + "\n")
     return path
 
