@@ -154,6 +154,7 @@ class AlertBook:
         cooldown: Mapping[str, timedelta] | None = None,
         intervals: Mapping[str, float] | None = None,
         clear_intervals: float = 3.0,
+        clear_readings: Mapping[str, int] | None = None,
     ) -> None:
         self.clear_after = dict(clear_after)
         self.default_clear_after = default_clear_after
@@ -164,6 +165,8 @@ class AlertBook:
         # (a live mapping: the engine's view follows the interval devices are seen at)
         self.intervals: Mapping[str, float] = intervals if intervals is not None else {}
         self.clear_intervals = clear_intervals
+        # rule → its own floor in intervals, where a rule sets one (``clear_readings``)
+        self.clear_readings = dict(clear_readings or {})
         self.active: dict[AlertKey, datetime] = {}
         self.cleared: dict[AlertKey, datetime] = {}  # key → last seen when it cleared
 
@@ -220,14 +223,15 @@ class AlertBook:
                 clears.append(key)
         return Plan(upserts, clears, closed)
 
-    def _floor(self, mn: str) -> timedelta:
-        return timedelta(seconds=self.clear_intervals * self.intervals.get(mn, 0.0))
+    def _floor(self, mn: str, rule: str = "") -> timedelta:
+        n = max(self.clear_intervals, self.clear_readings.get(rule, 0))
+        return timedelta(seconds=n * self.intervals.get(mn, 0.0))
 
     def _wait(self, key: AlertKey) -> timedelta:
         """How long a condition must be gone: the rule's clear_after, at least a few of
         the device's reporting intervals (a rule that clears at once stays so)."""
         wait = self.clear_after.get(key[0], self.default_clear_after)
-        return max(wait, self._floor(key[1])) if wait > timedelta(0) else wait
+        return max(wait, self._floor(key[1], key[0])) if wait > timedelta(0) else wait
 
     def _cooling(self, u: AlertUpsert) -> bool:
         """A new occurrence within the rule's cooldown after a clear is dropped."""

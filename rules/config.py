@@ -48,6 +48,7 @@ _GATING_KEYS = {
     "count",
     "for",
     "clear_after",
+    "clear_readings",
     "clear_score",
     "cooldown",
     "critical_score",
@@ -68,6 +69,9 @@ class Gating:
     count: int = 1  # N hits in a row
     for_s: float = 0.0  # … spanning at least this long (device time)
     clear_after_s: float = 300.0  # condition absent this long → the alert clears
+    # … and for at least this many of the device's reporting intervals (0: the alert
+    # book's own floor of 3): a detector that finds a fault again only every n readings
+    clear_readings: int = 0
     clear_score: float | None = None  # hysteresis: while firing, stay on while score ≥ this
     cooldown_s: float = 0.0  # after a clear, no new alert on the same key for this long
     critical_score: float | None = None  # score at which the severity becomes critical
@@ -504,6 +508,7 @@ class _GatingKeys(_Shape):
     warm_up_for: Duration = None
     for_: Duration = Field(default=None, alias="for")
     clear_after: Duration = None
+    clear_readings: WarmUp = None
     clear_score: Score = None
     cooldown: Duration = None
     critical_score: Score = None

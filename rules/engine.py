@@ -1088,6 +1088,16 @@ class RuleEngine:
                 out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
         return out
 
+    def clear_readings(self) -> dict[str, int]:
+        """Per rule name (with every kind suffix) that sets one: how many of the device's
+        reporting intervals a condition must be gone, at least, before its alert clears."""
+        out = {}
+        for r in self.rules.rules:
+            if r.gating.clear_readings > 0:
+                for kind in ("rtd", "min", "hour", "day"):
+                    out[rule_name(r.name, kind)] = r.gating.clear_readings
+        return out
+
     def intervals(self) -> Mapping[str, float]:
         """Each device's reporting interval, s: the alert book scales clear_after and
         cooldowns with it (a 5-minute series must not make every reading an episode).

@@ -414,6 +414,7 @@ class RuleRunner:
                 default_clear_after=timedelta(seconds=self.cfg.clear_s),
                 cooldown=engine.cooldowns(),
                 intervals=engine.intervals(),
+                clear_readings=engine.clear_readings(),
             )
             mine_active = [a for a in active if shard_of(a[0][1], n) == k]
             book.load(mine_active)

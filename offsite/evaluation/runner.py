@@ -62,6 +62,7 @@ def run_engine(
         default_clear_after=timedelta(seconds=cfg.alert_clear_s),
         cooldown=engine.cooldowns(),
         intervals=engine.intervals(),  # clear times scale with each device's interval, as live
+        clear_readings=engine.clear_readings(),
     )
     raised: list[Raised] = []
 

@@ -13,6 +13,7 @@ from offsite.rules.alerts import AlertBook
 from offsite.rules.config import load_rules, parse_rules
 from offsite.rules.detectors import Batch, Flatline
 from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.errors import RulesFileError
 from offsite.rules.findings import Finding
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
@@ -118,6 +119,28 @@ def test_clear_after_is_at_least_three_reporting_intervals():
     assert len(fast.closed) == 3  # a minute series silent for 5 minutes did clear
     plain = AlertBook({"stat": timedelta(minutes=5)})
     assert len(plain.plan([finding(m) for m in (0, 5, 10, 15)], {}).closed) == 3
+
+
+def test_a_rule_may_ask_for_more_reporting_intervals_before_its_alert_clears():
+    # a condition found on every 10th reading of a 5-minute series, a 1-minute one too
+    rules = parse_rules(
+        '[[rule]]\nname = "stat"\npollutants = "*"\nclear_after = "5m"\nclear_readings = 12\n'
+    )
+    e = RuleEngine(rules, {}, T0)
+    assert e.clear_readings() == {"stat": 12, "stat.min": 12, "stat.hour": 12, "stat.day": 12}
+    book = AlertBook(
+        e.clear_after(),
+        intervals={"SLOW": 300.0, "FAST": 60.0},
+        clear_readings=e.clear_readings(),
+    )
+    slow = book.plan([finding(m) for m in (0, 50, 100, 150)], {})
+    assert not slow.closed and len(slow.upserts) == 1  # 60 minutes' wait: one episode
+    fast = book.plan([finding(m, "FAST") for m in (0, 15, 30, 45)], {})
+    assert len(fast.closed) == 3  # 12 minutes' wait: a minute series cleared each time
+    plain = AlertBook(e.clear_after(), intervals={"SLOW": 300.0})
+    assert len(plain.plan([finding(m) for m in (0, 50, 100, 150)], {}).closed) == 3
+    with pytest.raises(RulesFileError, match="clear_readings must be an integer ≥ 0"):
+        parse_rules('[[rule]]\nname = "stat"\nclear_readings = 1.5\n')
 
 
 def test_the_interval_a_device_is_seen_at_scales_its_clear_time():
