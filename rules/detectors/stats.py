@@ -225,24 +225,29 @@ class Flatline:
     def __call__(self, b: Batch, state: State | None) -> Hits:
         assert state is not None
         k = self.count - 1
-        recent = b.valid_window()[:, b.window.shape[1] - k :]
+        vw = b.valid_window()
+        recent = vw[:, vw.shape[1] - k :]
         seq = np.concatenate([recent, b.x[:, None]], axis=1)
         filled = ~np.isnan(seq).any(axis=1)
-        same = filled & (recent == b.x[:, None]).all(axis=1)
         steps = np.diff(seq, axis=1)
         moved = nanmean_rows(np.abs(steps))
         step, n = state["step"][b.rows], state["n"][b.rows]
         run, seen = state["run"][b.rows], state["seen"][b.rows]
         rep, rep2 = state["rep"][b.rows], state["rep2"][b.rows]
         longest, flagged = state["longest"][b.rows], state["flagged"][b.rows]
-        last = recent[:, -1]
-        eq = np.isfinite(b.x) & (b.x == last)
+        # runs are of valid readings: a flagged one (a routine calibration inside a stuck
+        # run) neither counts nor breaks it, and the value before is the last valid one
+        ok = b.valid
+        last = _last_valid(vw)
+        eq = ok & np.isfinite(b.x) & (b.x == last)
         # a run that ended by itself (never flagged) says how long this series repeats
-        ended = ~eq & (run > 0) & ~flagged
+        ended = ok & ~eq & (run > 0) & ~flagged
         length = run
         longest = np.where(ended, np.maximum(longest, run), longest)
-        flagged = flagged & eq
-        run = np.where(eq, run + 1, 0)  # repeats of the value before, this one included
+        flagged = np.where(ok, flagged & eq, flagged)
+        # repeats of the value before, this one included
+        run = np.where(ok, np.where(eq, run + 1, 0), run)
+        same = eq & (run >= k)  # its last k valid values equal it
         trusted = n >= self.learn
         with np.errstate(invalid="ignore", divide="ignore"):
             p0 = np.where(seen > 0, rep / seen, 0.0)
@@ -272,7 +277,7 @@ class Flatline:
         # spike cannot inflate the yardstick and make ordinary steps look like a collapse
         d = np.minimum(np.abs(b.x - last), np.where(np.isfinite(step), 5.0 * step, np.inf))
         # (while learning, everything is learnt: the rules' warm_up mutes those hits)
-        learnable = np.isfinite(d) & (~hit | ~trusted)
+        learnable = ok & np.isfinite(d) & (~hit | ~trusted)
         alpha = 1.0 / np.minimum(n + 1, self.learn)
         new_step = np.where(np.isnan(step), d, step + alpha * (d - step))
         state["step"][b.rows] = np.where(learnable, new_step, step)
@@ -281,7 +286,7 @@ class Flatline:
         # ended it. Learning repeats as they come would let a stuck value raise the bar
         # it is judged against while it is still short of it.
         decay = 1.0 - np.minimum(b.interval / self.memory_s, 1.0)
-        closes = ~eq & np.isfinite(b.x) & (np.isfinite(last) | ended)
+        closes = ok & ~eq & np.isfinite(b.x) & (np.isfinite(last) | ended)
         whole = np.where(ended, length, 0)
         f = np.where(closes, decay ** (whole + 1), 1.0)
         state["seen"][b.rows] = f * seen + np.where(closes, whole + 1, 0)

@@ -565,6 +565,23 @@ def test_flatline_count_identical_values_including_the_new_one():
     assert h.score[0] == 10
 
 
+def test_flatline_a_calibration_reading_inside_a_stuck_run_does_not_restart_it():
+    # a value stuck for 9 readings, a routine calibration (flag C) the 4th of them: at
+    # 10-minute data the 5 after it alone fell short of the rule's 6, and it was missed
+    det = Flatline(count=6)
+    s = stream(2, 200, seed=3)
+    s.x[-9:, :] = 42.0
+    s.flag[-6, 0] = ord("C")
+    h = one(det, s)
+    assert list(h.hit) == [True, True]
+    assert h.score[0] == 8  # the valid ones: the calibration is not counted either
+    # nor do invalid readings make a run: 3 valid repeats around 5 flagged ones are short
+    s = stream(1, 200, seed=3)
+    s.x[-9:, 0] = 42.0
+    s.flag[-6:-1, 0] = ord("C")
+    assert not one(det, s).hit[0]
+
+
 def test_flatline_variance_collapse_after_learning():
     det = Flatline(count=10, learn=120)
     s = stream(1, 200, seed=12)
