@@ -180,7 +180,9 @@ class FalseStop:
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = b.x[k] / base
             hit[k] = (base > 0) & (np.nan_to_num(share) >= self.running) & ~coasting
-            score[k] = np.where(np.isfinite(share), share, np.nan)
+            # a coasting reading is not judged: no score either (a rule's clear_score
+            # would hold a firing alert on through the stop being carried out)
+            score[k] = np.where(np.isfinite(share) & ~coasting, share, np.nan)
         return Hits(hit, score)
 
     def describe(self, value: float, score: float, limit: float) -> str:

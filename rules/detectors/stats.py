@@ -567,7 +567,9 @@ class Drift:
         judged = (cnt >= self.min_history) & np.isfinite(rate) & np.isfinite(b.x)
         hit = judged & (np.abs(rate) > self.max_rate) & (np.nan_to_num(r2) >= self.min_r2)
         for i in np.flatnonzero(hit).tolist():  # candidates are rare
-            hit[i] = _two_levels_sse(v[i][ok[i]]) >= syy[i] - sxy[i] * sxy[i] / sxx[i]
+            if _two_levels_sse(v[i][ok[i]]) < syy[i] - sxy[i] * sxy[i] / sxx[i]:
+                hit[i] = False  # a step: no drift's score either (a rule's clear_score
+                judged[i] = False  # would hold a firing drift on through it)
         return Hits(hit, np.where(judged, rate, np.nan))
 
     def describe(self, value: float, score: float, limit: float) -> str:

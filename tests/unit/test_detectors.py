@@ -741,6 +741,16 @@ def test_drift_a_step_in_a_window_of_hours_is_not_a_drift():
     level[30:33] = [0.85, 0.7, 0.55]
     s.x[:, 0] = np.round(LEVEL * level + np.random.default_rng(5).normal(0, 0.3, 60), 3)
     assert not hits_of(Drift(), s).any()
+    # nor does the step carry a drift's score where a line fits it steeply and cleanly: a
+    # rules file's clear_score would hold a firing drift on through it
+    det = Drift()
+    for k, h in enumerate(run(det, s)):
+        if k + 1 >= det.history:
+            r2 = np.corrcoef(
+                s.t[k + 1 - det.history : k + 1, 0], s.x[k + 1 - det.history : k + 1, 0]
+            )
+            clean_and_steep = r2[0, 1] ** 2 >= det.min_r2 and abs(h.score[0]) > det.max_rate
+            assert not clean_and_steep, (k, h.score[0])
     # a ramp down 10 % of the level a reading (to 30 %) is still a drift
     s.x[:, 0] = np.round(
         LEVEL * np.clip(1.0 - 0.1 * np.maximum(np.arange(60) - 30, 0), 0.3, 1.0)
@@ -840,8 +850,13 @@ def test_false_stop_not_while_the_flow_coasts_down_after_a_real_stop(step_s: flo
     down = np.clip(1.0 - 0.02 * (step_s / 30.0) * np.arange(30), 0.02, 1.0)
     s.x[90:, 0] = np.round(s.x[90:, 0] * down, 3)
     s.flag[90 + int(600 / step_s) :, :] = F["F"]
-    hits = hits_of(FalseStop(), s)
+    h = run(FalseStop(), s)
+    hits = np.array([x.hit for x in h])
     assert not hits[:, 0].any()  # the real stop: never
+    # … nor a score that says running: a rules file's clear_score would hold a firing
+    # alert on while the fans coast down
+    real = np.array([x.score[0] for x in h])
+    assert not (np.nan_to_num(real) >= FalseStop().running).any()
     assert hits[90 + int(600 / step_s) :, 1].all()  # the false one: at every flagged reading
     # a value flagged D (a fault: it can be anything) does not stand for the flow before
     at = 90 + int(600 / step_s) + 1
