@@ -27,7 +27,7 @@ async def readings(
     if pollutant is not None:
         sql += " AND pollutant = %s"
         args.append(pollutant)
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=dict_row, binary=True) as cur:  # up to 10,000 rows
         await cur.execute((sql + " ORDER BY ts, pollutant LIMIT %s").encode(), [*args, limit])
         return await cur.fetchall()
 
