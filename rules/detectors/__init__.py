@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from offsite.rules.detectors.averages import AverageExceedance
 from offsite.rules.detectors.base import Batch, Detector, Hits, Partner, State, params_of
+from offsite.rules.detectors.drift import Drift, SlowDrift
+from offsite.rules.detectors.flatline import Flatline
 from offsite.rules.detectors.integrity import Capture, CopyPaste, FlagAbuse, Offline
 from offsite.rules.detectors.limits import Clamp, Exceedance, Implausible
 from offsite.rules.detectors.noise import Noise
 from offsite.rules.detectors.physics import Dilution, FalseStop, FlowZero
 from offsite.rules.detectors.seasonal import Seasonal
+from offsite.rules.detectors.spike import Spike
 from offsite.rules.detectors.spikes import SpikeRate
-from offsite.rules.detectors.stats import Drift, Flatline, SlowDrift, Spike, Stat
+from offsite.rules.detectors.stat import Stat
 
 CATALOG: dict[str, type] = {
     d.kind: d

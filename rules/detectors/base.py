@@ -25,6 +25,11 @@ EMPTY = 0  # a window slot that has never been written
 DAY_S = 86400.0
 
 
+# robust scales to a normal law's sd
+MAD_TO_SIGMA = 1.4826
+MEAN_ABS_TO_SIGMA = 1.2533  # E|X - mu| = sigma * sqrt(2/pi) for a normal law
+
+
 def series_hash(mn: str, pollutant: str) -> int:
     """A 32-bit hash of a series' device and pollutant that is the same in every process
     (Python's ``hash`` of a str is salted per process): what spreads per-series work
@@ -70,6 +75,20 @@ def nanmedian_rows(w: np.ndarray) -> np.ndarray:
         ) / 2.0
         med[gaps] = np.where(cnt > 0, mid, np.nan)
     return med
+
+
+def last_valid(w: np.ndarray) -> np.ndarray:
+    """Each row's last non-NaN value (NaN for an empty row). Most rows end in one, so
+    only the others are searched: a reversed-view argmax over every row was slow."""
+    if w.shape[1] == 0:
+        return np.full(w.shape[0], np.nan)
+    last = w[:, -1].copy()
+    gaps = np.flatnonzero(np.isnan(last))
+    if gaps.size:
+        filled = ~np.isnan(w[gaps])
+        at = w.shape[1] - 1 - np.argmax(filled[:, ::-1], axis=1)
+        last[gaps] = np.where(filled.any(axis=1), w[gaps, at], np.nan)
+    return last
 
 
 def nanmean_rows(a: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from offsite.rules.detectors.base import (
     learning_weight,
     partnered,
 )
-from offsite.rules.detectors.stats import Spike
+from offsite.rules.detectors.spike import Spike
 
 
 @lru_cache(maxsize=16)

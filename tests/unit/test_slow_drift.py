@@ -11,7 +11,7 @@ import numpy as np
 from offsite.rules.config import SeriesInfo, load_rules
 from offsite.rules.detectors import Batch, Partner
 from offsite.rules.detectors.base import FLAG_N
-from offsite.rules.detectors.stats import SlowDrift
+from offsite.rules.detectors.drift import SlowDrift
 
 T0 = 1_795_996_800.0  # 2026-11-30T00:00:00Z
 MIN = 3 * 1440

@@ -1,0 +1,147 @@
+"""``spike``: a value far from its window's robust centre (median and MAD).
+
+Robust by construction: the outlier looked for must not be able to move the yardstick
+it is measured with, as it would a mean and a standard deviation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from offsite.rules.detectors.base import (
+    MAD_TO_SIGMA,
+    MEAN_ABS_TO_SIGMA,
+    Batch,
+    Hits,
+    State,
+    against_load,
+    as_selectors,
+    last_valid,
+    nanmean_rows,
+    nanmedian_rows,
+)
+
+
+def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, MAD and count of the non-NaN values of each row."""
+    med = nanmedian_rows(window)
+    mad = nanmedian_rows(np.abs(window - med[:, None]))
+    return med, mad, (~np.isnan(window)).sum(axis=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Spike:
+    """A value far from the median of its window, in robust (MAD) units, that got there
+    at once.
+
+    The scale has a floor (``rel_floor`` of the median, at least ``abs_floor``; for a
+    series resting on one value, its mean absolute deviation) so a quiet, quantised
+    series does not turn the smallest wiggle into a spike. A spike arrives in one
+    reading: the jump from the last valid value must be at least ``jump`` of the
+    departure from the median, so a ramp (a start-up, a shut-down, soot blowing) that
+    walks away from its median step by step is not one. With ``context``
+    partners (e.g. ``["@flow", "@concentration"]``), a value that is a spike on its own
+    is judged again with the load they share taken out (``against_load``): a load ramp
+    every channel shares is the process, a jump on one channel alone is not. The
+    partners only ever explain a jump away: a channel that did not move is never made a
+    spike by a partner that did (an exceedance or a dilution on a partner).
+
+    With ``returns``, a spike is a value that came *and went*: the reading before the
+    newest is judged against the window before it, and is a spike only if the newest
+    is back within ``z`` / 2 deviations of that window's median. One reading later, but
+    a step that stays (a square wave's daily rise, a level shift: ``stat`` and
+    ``seasonal`` judge those) is not raised as a spike as well.
+    """
+
+    kind: ClassVar[str] = "spike"
+    scope: ClassVar[str] = "series"
+    partners: ClassVar[tuple[str, ...]] = ()
+    order_free: ClassVar[bool] = False
+    judges_invalid: ClassVar[bool] = False
+    history: int = 30
+    z: float = 8.0
+    min_history: int = 10
+    rel_floor: float = 0.02
+    abs_floor: float = 1e-3
+    jump: float = 0.5
+    context: tuple[str, ...] = ()
+    returns: bool = False
+
+    def __post_init__(self) -> None:
+        as_selectors(self)
+
+    def new_state(self, capacity: int) -> State | None:
+        return None
+
+    def _returned(self, b: Batch) -> Hits:
+        """The reading before the newest, judged as a spike that the newest left."""
+        w = b.valid_window()[:, max(b.window.shape[1] - self.history - 1, 0) :]
+        cand, before = w[:, -1], w[:, :-1]
+        centre = _robust_centre(before)
+        score, step = self._score(cand, before, centre)
+        hit = self._hit(score, step)
+        # whether the newest is back: judged only where the one before is a spike (the
+        # window's centre is the same; a row's verdict depends on that row alone)
+        k = np.flatnonzero(hit)
+        if k.size:
+            med, mad, cnt = centre
+            back, _ = self._score(b.x[k], before[k], (med[k], mad[k], cnt[k]))
+            hit[k] = np.nan_to_num(back, nan=np.inf) <= self.z / 2
+        return Hits(hit & b.valid, score, cand)
+
+    def _score(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        centre: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Robust deviations of ``x`` from the median of ``w``, and of its jump from the
+        last valid value of ``w`` (NaN where too few values are known); ``centre``:
+        ``_robust_centre(w)`` when the caller has it."""
+        med, mad, cnt = _robust_centre(w) if centre is None else centre
+        scale = np.maximum(
+            MAD_TO_SIGMA * mad, np.maximum(self.rel_floor * np.abs(med), self.abs_floor)
+        )
+        rest = np.flatnonzero(mad == 0)
+        if rest.size:
+            # a series resting on one value more than half the time (counts at 0, a
+            # quantised reading) has no MAD: its mean absolute deviation stands in for it
+            # (Iglewicz and Hoaglin's rule), so its usual departures are not spikes and
+            # a burst still is, a second one in the window too
+            dev = np.abs(w[rest] - med[rest, None])
+            with np.errstate(invalid="ignore"):
+                mean_ad = nanmean_rows(dev)
+            scale[rest] = np.fmax(scale[rest], MEAN_ABS_TO_SIGMA * np.nan_to_num(mean_ad))
+        last = last_valid(w)
+        with np.errstate(invalid="ignore"):
+            score = np.abs(x - med) / scale
+            step = np.abs(x - last) / scale
+        score = np.where((cnt >= self.min_history) & np.isfinite(x), score, np.nan)
+        return score, step
+
+    def _hit(self, score: np.ndarray, step: np.ndarray) -> np.ndarray:
+        s = np.nan_to_num(score, nan=0.0)
+        return (s > self.z) & (np.nan_to_num(step, nan=np.inf) >= self.jump * s)
+
+    def __call__(self, b: Batch, state: State | None) -> Hits:
+        if self.returns:
+            return self._returned(b)
+        w = b.valid_window()[:, b.window.shape[1] - self.history :]
+        score, step = self._score(b.x, w)
+        hit = self._hit(score, step)
+        if self.context and hit.any():
+            # judged again, the shared load taken out, only where it is a spike alone
+            idx = np.flatnonzero(hit)
+            sub = b.take(idx)
+            x2, w2 = against_load(sub, sub.x, w[idx])
+            s2, j2 = self._score(x2, w2)
+            hit[idx] = self._hit(s2, j2)
+            score[idx] = np.where(np.isfinite(s2), np.minimum(score[idx], s2), score[idx])
+        return Hits(hit, score)
+
+    def describe(self, value: float, score: float, limit: float) -> str:
+        against = " (its partner channels' load taken out)" if self.context else ""
+        return f"{value:g} is {score:.1f} robust deviations from the recent median{against}"
