@@ -15,6 +15,7 @@ from offsite.rules.detectors import Batch, Flatline
 from offsite.rules.engine import DeviceMeta, RuleEngine
 from offsite.rules.errors import RulesFileError
 from offsite.rules.findings import Finding
+from offsite.rules.gating import daily_routine
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 N = ord("N")
@@ -348,9 +349,7 @@ def daily_onsets(hours: list[float]) -> list[bool]:
 
     st = State(1, hour=(np.int64, -1), hours=(np.uint64, 0))  # the gate's fields it keeps
     t0 = T0.timestamp()
-    return [
-        bool(RuleEngine._daily(st, np.array([0]), np.array([t0 + h * 3600.0]))[0]) for h in hours
-    ]
+    return [bool(daily_routine(st, np.array([0]), np.array([t0 + h * 3600.0]))[0]) for h in hours]
 
 
 def test_the_daily_routine_holds_across_midnight_and_looks_a_day_back_not_an_hour():
