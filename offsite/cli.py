@@ -1265,8 +1265,8 @@ def _fault_kinds() -> list[str]:
 def settings_from_env(**overrides: object) -> Settings:
     """The validated settings, and the rules file they name parsed, so that a bad file is
     refused before anything starts, with its line and reason."""
-    from offsite.rules.config import load_rules
     from offsite.rules.errors import RulesFileError
+    from offsite.rules.rules_file import load_rules
 
     settings = load_settings(**overrides)
     try:

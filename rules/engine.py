@@ -10,7 +10,7 @@ A reading older than its series' newest is stored and judged only by the detecto
 that do not depend on order (exceedance, implausible).
 
 Which detectors run on which series, with which parameters and gating ("N in a row",
-"for", hysteresis), comes from the rules file (``rules.config``). Gating state and
+"for", hysteresis), comes from the rules file (``rules.rules_file``). Gating state and
 detector state live here, per series row, so a restart that replays stored history
 through ``warm`` ends in the same state as the uninterrupted stream.
 

@@ -48,12 +48,13 @@ from pathlib import Path
 import psycopg
 
 from offsite.rules.alerts import AlertBook, Plan
-from offsite.rules.config import RuleSet, load_rules
+from offsite.rules.config import RuleSet
 from offsite.rules.engine import DeviceMeta, Evaluation, RuleEngine
 from offsite.rules.registry_view import device_meta
 from offsite.rules.rewritten import NEVER, Rewrite
 from offsite.rules.rewritten import RULE as REWRITTEN
 from offsite.rules.rewritten import findings as rewrite_findings
+from offsite.rules.rules_file import load_rules
 from offsite.store.alerts import apply_plan, load_active
 from offsite.store.audit import append_sync
 from offsite.store.cases import open_cases_for

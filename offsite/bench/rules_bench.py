@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from offsite.core.readings import DataKind, Reading
-from offsite.rules.config import RuleSet, load_rules
+from offsite.rules.config import RuleSet
 from offsite.rules.engine import DeviceMeta, Evaluation, RuleEngine
+from offsite.rules.rules_file import load_rules
 
 CODES = ("a21026", "a21002", "a34013", "a19001", "a01012", "a01011", "a01013", "a01014")
 BASE = np.array([15.0, 30.0, 4.0, 8.0, 120.0, 12.0, -0.3, 8.0])

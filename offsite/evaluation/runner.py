@@ -47,9 +47,9 @@ def run_engine(
     """
     from offsite.core.readings import Reading
     from offsite.rules.alerts import AlertBook, Plan
-    from offsite.rules.config import load_rules
     from offsite.rules.engine import Evaluation, RuleEngine
     from offsite.rules.registry_view import device_meta
+    from offsite.rules.rules_file import load_rules
 
     cfg = config or EngineConfig()
     batches = iter(ordered_batches)

@@ -30,9 +30,9 @@ def _write_alerts_through_the_store(db_url: str, registry, batches) -> None:
     """The engine and the alert book as ingest wires them, each plan written by the
     store in its own transaction (as the rule runner does)."""
     from offsite.rules.alerts import AlertBook
-    from offsite.rules.config import load_rules
     from offsite.rules.engine import RuleEngine
     from offsite.rules.registry_view import device_meta
+    from offsite.rules.rules_file import load_rules
 
     engine = RuleEngine(load_rules(None), device_meta(registry), started_at=batches[0][0])
     book = AlertBook(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from offsite.core.readings import DataKind, Reading
-from offsite.rules.config import parse_rules
 from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.rules_file import parse_rules
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 SO2, NOX, PM, FLOW, VEL, O2 = "a21026", "a21002", "a34013", "a00000", "a01011", "a19001"

@@ -19,7 +19,7 @@ import yaml
 from offsite.cli import build_parser
 from offsite.core.registry import load_registry_file
 from offsite.core.settings import Settings
-from offsite.rules.config import load_rules
+from offsite.rules.rules_file import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

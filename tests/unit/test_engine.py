@@ -9,10 +9,10 @@ import pytest
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
-from offsite.rules.config import load_rules, parse_rules
 from offsite.rules.detectors import Spike, params_of
 from offsite.rules.engine import DeviceMeta, RuleEngine
 from offsite.rules.findings import Finding
+from offsite.rules.rules_file import load_rules, parse_rules
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 MN, MN2, MN3 = "MN1", "MN2", "MN3"

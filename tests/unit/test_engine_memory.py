@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from offsite.core.readings import DataKind, Reading
-from offsite.rules.config import parse_rules
 from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.rules_file import parse_rules
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 MN = "MN1"
@@ -103,7 +103,7 @@ def default_engine() -> RuleEngine:
     lasts three hours; their routine stays, and is judged for batch boundaries too)."""
     from dataclasses import replace
 
-    from offsite.rules.config import load_rules
+    from offsite.rules.rules_file import load_rules
 
     rs = load_rules(None)
     rs = replace(

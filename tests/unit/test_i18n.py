@@ -144,7 +144,7 @@ def test_pages_set_their_language_and_use_no_inline_script() -> None:
 def test_every_packaged_rule_is_in_the_console_list() -> None:
     """A rule the engine ships raises alerts the console must name in both languages
     (its name and message come from RULES, which the translation tests check)."""
-    from offsite.rules.config import load_rules
+    from offsite.rules.rules_file import load_rules
 
     shipped = {r.name for r in load_rules(None).rules}
     assert shipped <= set(i18n_list("RULES")), shipped - set(i18n_list("RULES"))

@@ -12,8 +12,8 @@ import pytest
 from offsite.api.queries.reports import month_range, summarise, to_csv
 from offsite.api.webhook import backoff_s, signature
 from offsite.rules.cases import CaseState, Deadline, due_for_escalation, move
-from offsite.rules.config import parse_rules
 from offsite.rules.errors import InvalidTransition, RulesFileError
+from offsite.rules.rules_file import parse_rules
 from offsite.rules.visit_guard import GuardPolicy, Justification, judge
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

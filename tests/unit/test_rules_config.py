@@ -1,4 +1,4 @@
-"""offsite.rules.config: loading the rules file, refusing bad files by line, overrides."""
+"""offsite.rules.rules_file: loading the rules file, refusing bad files by line, overrides."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from offsite.rules.config import (
-    Gating,
-    RuleSet,
-    SeriesInfo,
-    default_rules_text,
-    duration_s,
-    load_rules,
-    parse_rules,
-)
+from offsite.rules.config import Gating, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Flatline, Spike
 from offsite.rules.errors import RuleError, RulesFileError
+from offsite.rules.rules_file import default_rules_text, duration_s, load_rules, parse_rules
 
 SO2, FLOW = "a21026", "a00000"
 

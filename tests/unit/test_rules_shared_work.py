@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from offsite.core.readings import DataKind, Reading
-from offsite.rules.config import load_rules
 from offsite.rules.detectors.base import FLAG_N, Batch, nanmedian_rows
 from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.rules_file import load_rules
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 CODES = ("a21026", "a21002", "a34013", "a19001", "a01012", "a01011", "a01013", "a01014")

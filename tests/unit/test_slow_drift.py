@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from offsite.rules.config import SeriesInfo, load_rules
+from offsite.rules.config import SeriesInfo
 from offsite.rules.detectors import Batch, Partner
 from offsite.rules.detectors.base import FLAG_N
 from offsite.rules.detectors.drift import SlowDrift
+from offsite.rules.rules_file import load_rules
 
 T0 = 1_795_996_800.0  # 2026-11-30T00:00:00Z
 MIN = 3 * 1440

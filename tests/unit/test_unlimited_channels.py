@@ -10,12 +10,12 @@ import pytest
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
-from offsite.rules.config import load_rules, parse_rules
 from offsite.rules.detectors import Batch, Flatline
 from offsite.rules.engine import DeviceMeta, RuleEngine
 from offsite.rules.errors import RulesFileError
 from offsite.rules.findings import Finding
 from offsite.rules.gating import daily_routine
+from offsite.rules.rules_file import load_rules, parse_rules
 
 T0 = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
 N = ord("N")
@@ -246,7 +246,7 @@ def test_nothing_is_raised_before_a_day_of_the_series_own_time():
 
 
 def test_the_packaged_rules_raise_nothing_on_a_constant_series():
-    from offsite.rules.config import load_rules
+    from offsite.rules.rules_file import load_rules
 
     e = RuleEngine(load_rules(None), {"M": DeviceMeta(interval_s=300.0)}, T0)
     found = []
@@ -257,7 +257,8 @@ def test_the_packaged_rules_raise_nothing_on_a_constant_series():
 
 
 def test_only_channels_without_a_limit_learn_a_day_and_a_routine():
-    from offsite.rules.config import SeriesInfo, load_rules
+    from offsite.rules.config import SeriesInfo
+    from offsite.rules.rules_file import load_rules
 
     rs = load_rules(None)
     for device_type in ("flue_gas", "wastewater"):
@@ -321,7 +322,7 @@ def test_a_condition_at_the_same_hour_every_day_is_not_raised_from_its_third_day
     # a daily lull: for an hour the series barely moves (a variance collapse,
     # flatline's), every day. Its decayed onsets weigh 2 only from the 5th day; at the
     # same hour on each of the two days before, it is the day's routine from the 3rd
-    from offsite.rules.config import load_rules
+    from offsite.rules.rules_file import load_rules
 
     per_day = 12 * 24
     t = np.arange(7 * per_day) / per_day
