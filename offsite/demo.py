@@ -117,8 +117,8 @@ DEMO_DRIFT_FOR = "5s"
 
 
 def demo_rules(data_dir: Path) -> Path:
-    """A rules file of the packaged rules without their warm-ups and routine, for a
-    short demo."""
+    """A rules file of the packaged rules without their warm-ups and routine, and with
+    drift's wait cut to a few readings, for a short demo."""
     path = data_dir / "demo-rules.toml"
     lines = ['base = "default"']
     for rule in DEMO_WARM_UPS:

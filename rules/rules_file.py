@@ -326,6 +326,9 @@ class _RuleEntry(_GatingKeys):
         return self
 
 
+_LIFECYCLE = ("clear_after", "clear_readings", "cooldown")
+
+
 class _OverrideEntry(_GatingKeys):
     rule: Any = None
     device_type: Selector = None
@@ -339,6 +342,18 @@ class _OverrideEntry(_GatingKeys):
     def _one_level(self) -> _OverrideEntry:
         if len(self.levels) != 1:
             raise ValueError(f"an override names exactly one of {', '.join(LEVELS)}")
+        return self
+
+    @model_validator(mode="after")
+    def _no_lifecycle(self) -> _OverrideEntry:
+        # the alert book clears and cools down by rule, for every series it binds
+        given = [k for k in _LIFECYCLE if getattr(self, k) is not None]
+        if given:
+            raise ValueError(
+                f"an override cannot set {', '.join(given)}: when an alert clears or may "
+                "open again is its rule's, for every series the rule binds (set it on "
+                "the [[rule]] or in [defaults])"
+            )
         return self
 
     @property

@@ -52,7 +52,10 @@ class Drift:
     A step inside the window (a fuel change, a recalibration) also fits a steep line
     cleanly; where two levels (the best split of the window) fit better than the line,
     it is a step, not a drift. On 5- or 10-minute data the window spans hours, and such
-    a step stays in it for longer than the rule's ``for``.
+    a step stays in it for longer than the rule's ``for``. A vetoed reading carries no
+    score; one that was no candidate (steep, but not clean) keeps its signed rate, so a
+    rules file's ``clear_score`` (a rise, as the score is signed) holds a firing drift on
+    while the rate stays above it, step or not.
     """
 
     kind: ClassVar[str] = "drift"

@@ -12,7 +12,6 @@ from offsite.rules.detectors.base import (
     Batch,
     Hits,
     State,
-    last_valid,
     nanmean_rows,
 )
 
@@ -34,6 +33,10 @@ class Flatline:
     once ``learn`` readings are in (during the learning, from everything: the rules'
     ``warm_up`` mutes those hits), so a flatline cannot teach the detector that
     flatlines are normal; a series that has never moved is not judged.
+
+    Runs are of valid readings: a flagged one (a routine calibration, a maintenance
+    block of any length) neither counts nor breaks a run, and each value is compared
+    with the last valid one, kept in the state.
     """
 
     kind: ClassVar[str] = "flatline"
@@ -64,6 +67,7 @@ class Flatline:
             run=(np.int64, 0),
             longest=(np.int64, 0),
             flagged=(np.bool_, False),
+            last=(np.float64, np.nan),  # the last valid value, however long ago
         )
 
     def _need(self, p0: np.ndarray, p1: np.ndarray, interval: np.ndarray) -> np.ndarray:
@@ -90,7 +94,7 @@ class Flatline:
         # runs are of valid readings: a flagged one (a routine calibration inside a stuck
         # run) neither counts nor breaks it, and the value before is the last valid one
         ok = b.valid
-        last = last_valid(vw)
+        last = state["last"][b.rows]  # not the window's: a flagged block may outlast it
         eq = ok & np.isfinite(b.x) & (b.x == last)
         # a run that ended by itself (never flagged) says how long this series repeats
         ended = ok & ~eq & (run > 0) & ~flagged
@@ -146,6 +150,7 @@ class Flatline:
         state["rep2"][b.rows] = f * rep2 + np.maximum(whole - 1, 0)
         state["n"][b.rows] = n + learnable
         state["run"][b.rows] = run
+        state["last"][b.rows] = np.where(ok & np.isfinite(b.x), b.x, last)
         state["longest"][b.rows] = longest
         state["flagged"][b.rows] = flagged | same
         score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
@@ -154,7 +159,7 @@ class Flatline:
     def describe(self, value: float, score: float, limit: float) -> str:
         if score >= self.count:
             return (
-                f"value stuck at {value:g} for {score:.0f} consecutive readings "
+                f"value stuck at {value:g} for {score:.0f} consecutive valid readings "
                 f"(longer than this series ever repeats by itself)"
             )
         return f"the last {self.count} values barely move ({score:.2f}× the series' usual step)"

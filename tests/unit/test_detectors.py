@@ -575,6 +575,15 @@ def test_flatline_a_calibration_reading_inside_a_stuck_run_does_not_restart_it()
     h = one(det, s)
     assert list(h.hit) == [True, True]
     assert h.score[0] == 8  # the valid ones: the calibration is not counted either
+    # … however long the flagged block: a maintenance that outlasts the window (it was
+    # looked for in the window, so the run restarted, and was learnt as a natural one)
+    s = stream(1, 200, seed=3)
+    s.x[-50:, 0] = 42.0
+    s.flag[-46:-4, 0] = ord("C")  # 4 valid, 42 flagged, 4 valid
+    state = det.new_state(1)
+    h = [call(det, b, state) for b in batches(s, (), width=W)][-1]
+    assert h.hit[0] and h.score[0] == 8
+    assert state["longest"][0] < 4
     # nor do invalid readings make a run: 3 valid repeats around 5 flagged ones are short
     s = stream(1, 200, seed=3)
     s.x[-9:, 0] = 42.0

@@ -560,6 +560,15 @@ def test_device_types_and_kinds_restrict_a_rule():
     assert not rs.resolve(info(device_type="flue_gas", kind="hour"))
 
 
+@pytest.mark.parametrize("key", ['clear_after = "2h"', 'cooldown = "1h"', "clear_readings = 60"])
+def test_an_override_cannot_change_when_an_alert_clears(key: str) -> None:
+    # the alert book clears and cools down per rule: an override of these was accepted
+    # and silently did nothing
+    text = f'base = "default"\n\n[[override]]\nrule = "spike"\ndevice = "M1"\n{key}\n'
+    with pytest.raises(RulesFileError, match=r"rules:3: an override cannot set " + key[:8]):
+        parse_rules(text, "rules")
+
+
 def test_overrides_apply_in_cascade_order_and_merge_params():
     rs = parse_rules("""
 [[rule]]
