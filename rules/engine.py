@@ -306,8 +306,12 @@ class RuleEngine:
             for row in rows:
                 _, pollutant, kind = self._key(row)
                 self._partner["o2"][row] = by_code.get((O2_CODE, kind), -1)
-                flows = sorted(r for (c, k), r in by_code.items() if k == kind and c in FLOW_CODES)
-                self._partner["flow"][row] = flows[0] if flows else -1
+                # the volumetric flow (a00000, w00000) before the velocity (a01011), by
+                # code: not whichever the device happened to send first
+                flows = sorted(
+                    (c, r) for (c, k), r in by_code.items() if k == kind and c in FLOW_CODES
+                )
+                self._partner["flow"][row] = flows[0][1] if flows else -1
                 concs = sorted(
                     (c, r)
                     for (c, k), r in by_code.items()

@@ -145,3 +145,30 @@ def test_a_partner_leaving_its_level_does_not_make_the_others_spike():
     got = run(rules(), {"EXC": data}, 300)
     spikes = {f.pollutant for f in got if f.rule == "spike"}
     assert spikes <= {NOX}, spikes
+
+
+@pytest.mark.parametrize("velocity_first", [True, False])
+def test_the_flow_partner_is_the_volumetric_flow_whatever_the_device_sends_first(
+    velocity_first: bool,
+) -> None:
+    # a shut-down beginning: O2 up 2 points, SO2 and the flow (a00000) down 10 %, the
+    # velocity (a01011) lagging behind. The flow partner was the channel seen first, so
+    # a device that sent its velocity first had its load fall judged as dilution.
+    text = '[[rule]]\nname = "dilution"\ndevice_types = ["flue_gas"]\npollutants = "a21026"\n'
+    text += "params = { o2_rise = 0.5, drop = 0.03 }\n"
+    e = RuleEngine(parse_rules(text), {"S": DeviceMeta("flue_gas", limits={"a21026": 35.0})}, T0)
+    rng = np.random.default_rng(3)
+    found = []
+    for i in range(40):
+        down = 0.9 if i >= 38 else 1.0
+        values = {
+            "a01011": 13.8 + rng.normal(0, 0.05),
+            "a00000": 1.2e6 * down + rng.normal(0, 3e3),
+            "a19001": (7.8 if i >= 38 else 5.8) + rng.normal(0, 0.05),
+            "a21026": 17.0 * down + rng.normal(0, 0.1),
+        }
+        order = sorted(values, reverse=velocity_first)  # a01011 before a00000, or after
+        ts = T0 + timedelta(minutes=i)
+        readings = [Reading(ts, "S", c, float(values[c]), "N", DataKind.RTD) for c in order]
+        found += e.evaluate(readings).findings
+    assert found == []
