@@ -25,12 +25,12 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
 from offsite.core.readings import DataKind, Reading
-from offsite.rules.config import FLOW_CODES, O2_CODE, Bound, RuleSet, SeriesInfo
+from offsite.rules.config import FLOW_CODES, KINDS, O2_CODE, Bound, Gating, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner
 from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
 from offsite.rules.findings import Finding, SeenTimes, rule_name
@@ -40,6 +40,7 @@ from offsite.rules.plausible import plausible_range
 from offsite.rules.windows import Windows
 
 SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
+T = TypeVar("T")
 MAINTENANCE = flag_table("MC")
 EVIDENCE_POINTS = 30
 
@@ -943,23 +944,21 @@ class RuleEngine:
         return ev
 
     # -- lifecycle settings the alert book needs --------------------------------------
+    def _per_rule(self, value: Callable[[Gating], T]) -> dict[str, T]:
+        """A gating value per rule name, with every kind suffix: the alert book's keys."""
+        return {
+            rule_name(r.name, kind): value(r.gating) for r in self.rules.rules for kind in KINDS
+        }
+
     def clear_after(self) -> dict[str, timedelta]:
-        """Per rule name (with every kind suffix): how long a condition must be gone."""
+        """Per rule name: how long a condition must be gone."""
         out = {"offline": timedelta(seconds=self.rules.offline_clear_after_s)}
-        for r in self.rules.rules:
-            for kind in ("rtd", "min", "hour", "day"):
-                out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.clear_after_s)
-        return out
+        return out | self._per_rule(lambda g: timedelta(seconds=g.clear_after_s))
 
     def clear_readings(self) -> dict[str, int]:
-        """Per rule name (with every kind suffix) that sets one: how many of the device's
-        reporting intervals a condition must be gone, at least, before its alert clears."""
-        out = {}
-        for r in self.rules.rules:
-            if r.gating.clear_readings > 0:
-                for kind in ("rtd", "min", "hour", "day"):
-                    out[rule_name(r.name, kind)] = r.gating.clear_readings
-        return out
+        """Per rule name: how many of the device's reporting intervals a condition must be
+        gone, at least, before its alert clears (0: the alert book's own floor)."""
+        return self._per_rule(lambda g: g.clear_readings)
 
     def intervals(self) -> Mapping[str, float]:
         """Each device's reporting interval, s: the alert book scales clear_after and
@@ -978,8 +977,4 @@ class RuleEngine:
         return max(registered, seen)
 
     def cooldowns(self) -> dict[str, timedelta]:
-        out = {}
-        for r in self.rules.rules:
-            for kind in ("rtd", "min", "hour", "day"):
-                out[rule_name(r.name, kind)] = timedelta(seconds=r.gating.cooldown_s)
-        return out
+        return self._per_rule(lambda g: timedelta(seconds=g.cooldown_s))
