@@ -140,6 +140,15 @@ def fold(findings: Iterable[Finding]) -> list[AlertUpsert]:
     return list(acc.values())
 
 
+def _gone(last: datetime, f: Finding, wait: timedelta) -> bool:
+    """Whether a condition last seen at ``last`` was gone for ``wait`` before ``f``: by
+    the valid readings between them where the rule judges only those (a calibration or
+    a stop in between shows nothing), by the time between them otherwise."""
+    if f.judged_before is not None:
+        return f.judged_before - last >= wait
+    return f.ts - last >= wait
+
+
 class AlertBook:
     """The engine's memory of which keys have an active alert and when last seen.
 
@@ -155,6 +164,7 @@ class AlertBook:
         intervals: Mapping[str, float] | None = None,
         clear_intervals: float = 3.0,
         clear_readings: Mapping[str, int] | None = None,
+        valid_only: Iterable[str] = (),
     ) -> None:
         self.clear_after = dict(clear_after)
         self.default_clear_after = default_clear_after
@@ -167,20 +177,29 @@ class AlertBook:
         self.clear_intervals = clear_intervals
         # rule → its own floor in intervals, where a rule sets one (``clear_readings``)
         self.clear_readings = dict(clear_readings or {})
+        # rules that judge valid readings only (``RuleEngine.valid_only``): gone when
+        # valid readings say so, not while a channel reports calibrations or a stop
+        self.valid_only = frozenset(valid_only)
         self.active: dict[AlertKey, datetime] = {}
         self.cleared: dict[AlertKey, datetime] = {}  # key → last seen when it cleared
 
     def load(self, active: Iterable[tuple[AlertKey, datetime]]) -> None:
         self.active = dict(active)
 
-    def plan(self, findings: Iterable[Finding], seen: Mapping[tuple[str, str], datetime]) -> Plan:
+    def plan(
+        self,
+        findings: Iterable[Finding],
+        seen: Mapping[tuple[str, str], datetime],
+        judged: Mapping[tuple[str, str], datetime] | None = None,
+    ) -> Plan:
         """Decide upserts and clears.
 
         ``seen`` maps (mn, pollutant) — and (mn, '') for the device — to the newest
-        time evaluated in this round. A key whose last finding (this round's or an
-        earlier one's) is ``clear_after`` older than ``seen`` is cleared — also when it
-        fired earlier in the same round, so a backfill delivered in one batch ends with
-        the same alert states as the live stream did.
+        time evaluated in this round; ``judged`` the same over valid readings, what the
+        ``valid_only`` rules go by (``seen`` when not given). A key whose last finding
+        (this round's or an earlier one's) is ``clear_after`` older than that is cleared
+        — also when it fired earlier in the same round, so a backfill delivered in one
+        batch ends with the same alert states as the live stream did.
         """
         closed: list[tuple[AlertUpsert | None, AlertKey]] = []
         by_key: dict[AlertKey, list[Finding]] = {}
@@ -196,12 +215,12 @@ class AlertBook:
             fs.sort(key=lambda f: f.ts)
             episodes: list[list[Finding]] = [[fs[0]]]
             for f in fs[1:]:
-                if split and f.ts - episodes[-1][-1].ts >= wait:
+                if split and _gone(episodes[-1][-1].ts, f, wait):
                     episodes.append([f])
                 else:
                     episodes[-1].append(f)
             last_active = self.active.get(key)
-            if split and last_active is not None and fs[0].ts - last_active >= wait:
+            if split and last_active is not None and _gone(last_active, fs[0], wait):
                 closed.append((None, key))
             for ep in episodes[:-1]:
                 u = fold(ep)[0]
@@ -218,7 +237,8 @@ class AlertBook:
         clears = []
         for key, last in candidates.items():
             rule, mn, pollutant = key
-            now = seen.get(seen_key(rule, mn, pollutant))
+            by = judged if judged is not None and rule in self.valid_only else seen
+            now = by.get(seen_key(rule, mn, pollutant))
             if now is not None and now - last >= self._wait(key):
                 clears.append(key)
         return Plan(upserts, clears, closed)

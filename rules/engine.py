@@ -63,6 +63,9 @@ class Evaluation:
     # newest device time evaluated per (mn, pollutant), and newest receive time per
     # (mn, '') — what the alert lifecycle needs to decide that a condition is gone
     seen: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
+    # the same over valid (N-flagged) readings only: a rule that judges nothing else has
+    # not seen its condition gone while a channel reports calibrations or a stop
+    judged: Mapping[tuple[str, str], datetime] = field(default_factory=dict)
 
 
 def _epoch(ts: datetime) -> float:
@@ -170,6 +173,7 @@ class RuleEngine:
         # refreshed every STEP_EVERY readings; NaN until it has that many
         self._seen_step = np.full(cap, np.nan)
         self._pushes = np.zeros(cap, dtype=np.int64)
+        self._valid_t = np.full(cap, -np.inf)  # each series' newest valid reading, epoch s
         self._device_step = np.zeros(0)  # device number → its newest seen step (0: none)
         self._key_hash = np.zeros(cap, dtype=np.uint32)  # series_hash(device, pollutant)
         self._partner: dict[str, np.ndarray] = {
@@ -240,6 +244,7 @@ class RuleEngine:
             ("_interval", 60.0),
             ("_seen_step", np.nan),
             ("_pushes", 0),
+            ("_valid_t", -np.inf),
             ("_key_hash", 0),
             ("_device_no", -1),
             ("_applies", False),
@@ -552,6 +557,10 @@ class RuleEngine:
             return ev
         newest = np.full(len(keys), -np.inf)  # -inf: a series with no reading here
         np.maximum.at(newest, sidx, t)
+        valid = flag == FLAG_N
+        newest_valid = np.full(len(keys), -np.inf)
+        np.maximum.at(newest_valid, sidx[valid], t[valid])
+        ev.judged = SeenTimes(keys, newest_valid, ev.seen)
         ev.seen = SeenTimes(keys, newest, ev.seen)
         series_rows = self._rows(keys)
         rows = series_rows[sidx]
@@ -794,6 +803,8 @@ class RuleEngine:
         if keep.size:
             self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
             self._see_steps(rows[keep])
+            ok = keep[full.flag[keep] == FLAG_N]
+            self._valid_t[rows[ok]] = full.t[ok]
 
     def _see_steps(self, rows: np.ndarray) -> None:
         """Every STEP_EVERY readings of a series, the median step between its last ones:
@@ -876,6 +887,12 @@ class RuleEngine:
             },
         }
         pollutant = "" if inst.det.scope == "device" else r.pollutant
+        # a rule of valid readings: when its series last gave one before this reading
+        # (the alert book ends an episode only on valid evidence that it is gone)
+        before = float(self._valid_t[row])
+        judged_before = None
+        if pollutant and not inst.det.judges_invalid and before > -np.inf:
+            judged_before = datetime.fromtimestamp(before, UTC)
         ev.findings.append(
             Finding(
                 name,
@@ -889,6 +906,7 @@ class RuleEngine:
                 None if np.isnan(limit) else limit,
                 detail,
                 suppressed,
+                judged_before,
             )
         )
 
@@ -959,6 +977,17 @@ class RuleEngine:
         """Per rule name: how many of the device's reporting intervals a condition must be
         gone, at least, before its alert clears (0: the alert book's own floor)."""
         return self._per_rule(lambda g: g.clear_readings)
+
+    def valid_only(self) -> frozenset[str]:
+        """Rule names whose detectors judge valid readings only: their conditions are
+        gone on valid evidence (``Evaluation.judged``), not on calibrations or a stop."""
+        det: dict[str, Any] = {r.name: CATALOG[r.detector] for r in self.rules.rules}
+        return frozenset(
+            rule_name(name, kind)
+            for name, d in det.items()
+            if not d.judges_invalid and d.scope != "device"
+            for kind in KINDS
+        )
 
     def intervals(self) -> Mapping[str, float]:
         """Each device's reporting interval, s: the alert book scales clear_after and

@@ -80,6 +80,10 @@ class Finding:
     # why the alert is muted (maintenance flags, a declared silence), None if it is not:
     # a muted alert is still stored and shown as such, never dropped
     suppressed: str | None = None
+    # rules of valid readings: the series' newest valid reading before this one (None:
+    # unknown, or a rule that judges every reading); the alert book ends an episode
+    # only when valid readings showed the condition gone for its clear time
+    judged_before: datetime | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

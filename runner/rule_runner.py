@@ -416,6 +416,7 @@ class RuleRunner:
                 cooldown=engine.cooldowns(),
                 intervals=engine.intervals(),
                 clear_readings=engine.clear_readings(),
+                valid_only=engine.valid_only(),
             )
             mine_active = [a for a in active if shard_of(a[0][1], n) == k]
             book.load(mine_active)
@@ -523,7 +524,7 @@ class RuleRunner:
                 if not q.ids:
                     return False
                 ev = sh.engine.evaluate_arrays(q.keys, q.sidx, q.t, q.x, q.flag, q.heard)
-                plan = sh.book.plan(ev.findings, ev.seen)
+                plan = sh.book.plan(ev.findings, ev.seen, ev.judged)
                 events = apply_plan(conn, plan, timedelta(seconds=self.cfg.reopen_s))
                 self._open_cases(sh, conn, events)
                 done(conn, q)
@@ -596,7 +597,7 @@ class RuleRunner:
         )
 
     def _write(self, sh: Shard, ev: Evaluation) -> None:
-        plan = sh.book.plan(ev.findings, ev.seen)
+        plan = sh.book.plan(ev.findings, ev.seen, ev.judged)
         if plan:
             self._commit(sh, plan, None)
 

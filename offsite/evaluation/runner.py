@@ -63,11 +63,12 @@ def run_engine(
         cooldown=engine.cooldowns(),
         intervals=engine.intervals(),  # clear times scale with each device's interval, as live
         clear_readings=engine.clear_readings(),
+        valid_only=engine.valid_only(),
     )
     raised: list[Raised] = []
 
     def apply(ev: Evaluation) -> None:
-        plan: Plan = book.plan(ev.findings, ev.seen)
+        plan: Plan = book.plan(ev.findings, ev.seen, ev.judged)
         active = set(book.active)
         for u, key in plan.closed:  # episodes that began and ended within this batch
             if u is not None and key not in active:

@@ -1,0 +1,101 @@
+"""An alert of a rule that judges valid readings only stays open while its channel
+reports nothing valid (a calibration, maintenance, a stop): nothing showed the condition
+gone. It clears on valid readings, streamed or judged in one batch alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from offsite.core.readings import DataKind, Reading
+from offsite.rules.alerts import AlertBook
+from offsite.rules.engine import DeviceMeta, RuleEngine
+from offsite.rules.rules_file import parse_rules
+
+T0 = datetime(2026, 12, 7, tzinfo=UTC)
+SO2 = "a21026"
+RULES = """
+[[rule]]
+name = "exceedance"
+pollutants = "@limited"
+
+[[rule]]
+name = "flag_abuse"
+detector = "flag_abuse"
+pollutants = "@limited"
+"""
+
+
+def series(spans: list[tuple[int, float, str]]) -> list[Reading]:
+    """Minute readings of one SO2 channel: (minutes, value, flag) spans in turn."""
+    out, m = [], 0
+    for n, value, flag in spans:
+        for _ in range(n):
+            out.append(Reading(T0 + timedelta(minutes=m), "D", SO2, value, flag, DataKind.RTD))
+            m += 1
+    return out
+
+
+def engine_and_book() -> tuple[RuleEngine, AlertBook]:
+    e = RuleEngine(parse_rules(RULES), {"D": DeviceMeta(limits={SO2: 100.0})}, T0)
+    book = AlertBook(
+        e.clear_after(),
+        default_clear_after=timedelta(minutes=5),
+        intervals=e.intervals(),
+        valid_only=e.valid_only(),
+    )
+    return e, book
+
+
+def episodes(batches: list[list[Reading]]) -> tuple[list[tuple[str, datetime]], AlertBook]:
+    """(rule, first seen) of every alert raised, batch by batch, and the book after."""
+    e, book = engine_and_book()
+    raised: list[tuple[str, datetime]] = []
+    for batch in batches:
+        ev = e.evaluate(batch, {"D": batch[-1].ts})
+        plan = book.plan(ev.findings, ev.seen, ev.judged)
+        active = set(book.active)
+        for u, key in plan.closed:
+            if u is not None and key not in active:
+                raised.append((u.rule, u.first_seen))
+            active.discard(key)
+        raised += [(u.rule, u.first_seen) for u in plan.upserts if u.key not in active]
+        book.applied(plan)
+    return raised, book
+
+
+def test_an_exceedance_stays_one_alert_through_maintenance_and_clears_on_valid_data():
+    readings = series(
+        [(30, 50.0, "N"), (20, 150.0, "N"), (40, 150.0, "M"), (10, 150.0, "N"), (30, 50.0, "N")]
+    )
+    streamed, book = episodes([[r] for r in readings])
+    assert [rule for rule, _ in streamed] == ["exceedance"]
+    assert streamed[0][1] == T0 + timedelta(minutes=30)
+    key = ("exceedance", "D", SO2)
+    assert key not in book.active  # cleared 5 minutes into the compliant readings
+    assert book.cleared[key] == T0 + timedelta(minutes=99)
+    batched, whole = episodes([readings])
+    assert batched == streamed
+    assert whole.active == book.active and whole.cleared[key] == book.cleared[key]
+
+
+def test_valid_compliant_readings_still_end_the_episode_before_the_maintenance():
+    readings = series(
+        [(30, 150.0, "N"), (10, 50.0, "N"), (40, 150.0, "M"), (10, 150.0, "N"), (10, 50.0, "N")]
+    )
+    streamed, _ = episodes([[r] for r in readings])
+    assert streamed == [
+        ("exceedance", T0),
+        ("exceedance", T0 + timedelta(minutes=80)),
+    ]
+    assert episodes([readings])[0] == streamed
+
+
+def test_an_alert_stays_open_while_the_channel_reports_only_flagged_readings():
+    readings = series([(10, 150.0, "N"), (120, 0.0, "F")])
+    _, book = episodes([[r] for r in readings])
+    assert ("exceedance", "D", SO2) in book.active
+    # a rule that judges flagged readings goes by every reading: flag_abuse is not
+    # valid-only, so the book clears it by ``seen``, as before
+    e, _ = engine_and_book()
+    assert "exceedance" in e.valid_only() and "exceedance.hour" in e.valid_only()
+    assert "flag_abuse" not in e.valid_only()
