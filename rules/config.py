@@ -156,13 +156,39 @@ class RuleSet:
     # thousands of series otherwise each held their own equal detectors (60+ MB at
     # 10,000 devices)
     _interned: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    # per override level: the enterprises, points and devices some override names
+    _targets: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def names(self) -> list[str]:
         return [r.name for r in self.rules]
 
+    def _signature(self, info: SeriesInfo) -> SeriesInfo:
+        """``info`` with the enterprise, point and device left out where no override names
+        them: what the rules it binds depend on. Series of 10,000 devices resolve as a
+        few dozen kinds of series, not 80,000 (the cascade cost ~80 µs a series)."""
+        t = self._targets
+        if not t:
+            for level in LEVELS[1:]:
+                t[level] = frozenset(ov.target for ov in self.overrides if ov.level == level)
+
+        def keep(level: str, value: str) -> str:
+            named = t[level]
+            return value if value in named or "" in named else ""
+
+        return SeriesInfo(
+            keep("device", info.mn),
+            info.pollutant,
+            info.kind,
+            info.device_type,
+            keep("enterprise", info.enterprise),
+            keep("point", info.point),
+            info.limited,
+        )
+
     def resolve(self, info: SeriesInfo) -> tuple[Bound, ...]:
         """The rules that run on a series, after the override cascade."""
+        info = self._signature(info)
         hit = self._cache.get(info)
         if hit is not None:
             return hit

@@ -9,7 +9,10 @@ busy ingest batch. Two figures, side by side in one run:
 * **runner** — ``RuleEngine.evaluate_arrays``, as the rule runner calls it with a slice of
   its queue (adds grouping readings into series and rounds);
 * **full** — ``RuleEngine.evaluate`` on ``Reading`` objects (adds building the arrays from
-  Python objects: what ``offsite eval`` and a warm-up pay).
+  Python objects: what ``offsite eval`` and a warm-up pay);
+* **set-up** — µs per series to create it (bind its rules, link its partners), and a
+  registry update re-binding every series: what a runner taking over a range, or an
+  edit in the admin page, costs before any reading is judged.
 
 Run: ``python -m offsite.bench.rules_bench [--devices 2000] [--rounds 60] [--repeat 3] [--json]
 [--rules-file FILE]``.
@@ -68,7 +71,13 @@ def run(
         engine, mns = _engine(devices, rules)
         keys = [(mn, c, "rtd") for mn in mns for c in CODES]
         vals = _values(rng, len(keys), warm_rounds + rounds)
+        start = time.perf_counter()
         rows = engine.series_rows(keys)
+        out[f"{mode}_setup_us_per_series"] = 1e6 * (time.perf_counter() - start) / len(keys)
+        if mode == "core":
+            start = time.perf_counter()
+            engine.update_registry(engine.devices)
+            out["registry_update_s"] = time.perf_counter() - start
         flags = np.full(len(keys), ord("N"), dtype=np.uint8)
         stub = [Reading(T0, k[0], k[1], 0.0, "N", DataKind.RTD) for k in keys]
         sidx = np.arange(len(keys))
@@ -99,6 +108,9 @@ def run(
                 findings += len(ev.findings)
         out[f"{mode}_readings_per_s"] = len(keys) * rounds / elapsed
         out[f"{mode}_findings"] = findings
+    out["setup_us_per_series"] = statistics.median(
+        out.pop(f"{m}_setup_us_per_series") for m in ("core", "runner", "full")
+    )
     out["series"] = devices * len(CODES)
     out["rules"] = len(rules.rules)
     return out
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"run {i + 1}/{args.repeat}: core {res['core_readings_per_s']:,.0f}, runner "
             f"{res['runner_readings_per_s']:,.0f}, full {res['full_readings_per_s']:,.0f} "
-            "readings/s",
+            f"readings/s; set-up {res['setup_us_per_series']:.0f} µs/series",
             file=sys.stderr,
         )
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  core (arrays in)        {med['core_readings_per_s']:>12,.0f} readings/s")
         print(f"  runner (queue arrays)   {med['runner_readings_per_s']:>12,.0f} readings/s")
         print(f"  full (Reading objects)  {med['full_readings_per_s']:>12,.0f} readings/s")
+        print(f"  set-up (new series)     {med['setup_us_per_series']:>12,.1f} µs/series")
+        print(f"  registry update         {med['registry_update_s']:>12,.2f} s for every series")
         print(
             f"  findings on this synthetic data: {med['core_findings']:.0f} (core), "
             f"{med['runner_findings']:.0f} (runner), {med['full_findings']:.0f} (full); "

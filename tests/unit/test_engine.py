@@ -143,6 +143,23 @@ def test_update_registry_changes_limits():
     assert rules_of(e.evaluate([r(1, 100.0)]).findings) == ["exceedance"]
 
 
+def test_a_registry_refresh_rebinds_only_the_devices_that_changed(monkeypatch):
+    # the rule runner hands over the whole registry every 30 s: 80,000 series re-bound
+    # each time stalled judging for seconds at 10,000 devices
+    e = engine(EXCEEDANCE)
+    e.evaluate([r(0, 10.0), r(0, 10.0, mn="MN2")])
+    devices = dict(e.devices)
+    described: list[int] = []
+    real = e._describe_row
+    monkeypatch.setattr(e, "_describe_row", lambda row: described.append(row) or real(row))
+    e.update_registry(devices)
+    assert described == []
+    devices["MN2"] = DeviceMeta("flue_gas", "E1", "P1", limits={SO2: 5.0})
+    e.update_registry(devices)
+    assert [e._key(row)[0] for row in described] == ["MN2"]
+    assert rules_of(e.evaluate([r(1, 10.0), r(1, 10.0, mn="MN2")]).findings) == ["exceedance"]
+
+
 def test_update_rules_rebinds_series():
     e = engine(EXCEEDANCE)
     e.evaluate([r(0, 10.0)])

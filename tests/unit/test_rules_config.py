@@ -736,3 +736,35 @@ def test_durations_parse(raw, seconds):
 def test_bad_durations_are_refused(raw):
     with pytest.raises(ValueError):
         duration_s(raw)
+
+
+def test_series_share_a_resolution_only_where_no_override_tells_them_apart():
+    """Resolutions are cached by what overrides name (10,000 devices resolve as a few
+    kinds of series): every series still gets its own cascade, in any order."""
+    rs = parse_rules("""
+[[rule]]
+name = "spike"
+params = { z = 5.0 }
+
+[[override]]
+rule = "spike"
+enterprise = "E1"
+params = { z = 6.0 }
+
+[[override]]
+rule = "spike"
+point = "P1"
+params = { z = 7.0 }
+
+[[override]]
+rule = "spike"
+device = "MN1"
+params = { z = 8.0 }
+""")
+    grid = [(mn, ent, pt) for mn in ("MN2", "MN1") for ent in ("E2", "E1") for pt in ("P2", "P1")]
+    for mn, ent, pt in grid:  # the unnamed ones first: their entries exist when named come
+        (bound,) = rs.resolve(info(mn=mn, enterprise=ent, point=pt))
+        want = 8.0 if mn == "MN1" else 7.0 if pt == "P1" else 6.0 if ent == "E1" else 5.0
+        assert bound.detector.z == want, (mn, ent, pt)
+    again = rs.resolve(info(mn="MN3", enterprise="E3", point="P3"))
+    assert again is rs.resolve(info(mn="MN2", enterprise="E2", point="P2"))  # one resolution
