@@ -43,6 +43,9 @@ SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
 T = TypeVar("T")
 MAINTENANCE = flag_table("MC")
 EVIDENCE_POINTS = 30
+# ``Finding.judged_before`` of a series with no valid reading known (a restart inside a
+# stop replays only flagged ones): nothing has shown a condition gone
+NO_VALID = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -810,6 +813,8 @@ class RuleEngine:
             if self._older and inst.bound.gating.warm_up_for_s:
                 older = self._older_of(series)
             fire = gate(inst, b.rows, b.t, hit, hits.score, older)
+            if not det.judges_invalid:  # a firing rule held by ``clear_score`` through a
+                fire &= b.valid  # calibration says nothing of the flagged readings
             if self._quiet or not fire.any():
                 continue
             for k in np.flatnonzero(fire).tolist():
@@ -818,12 +823,14 @@ class RuleEngine:
                 self._finding(
                     inst, batch[i], int(rows[i]), value, float(hits.score[k]), full, i, ev
                 )
+        # every valid reading, late ones too (``Evaluation.judged`` counts them for clears)
+        ok = np.flatnonzero(full.flag == FLAG_N)
+        if ok.size:
+            self._valid_t[rows[ok]] = np.maximum(self._valid_t[rows[ok]], full.t[ok])
         keep = np.flatnonzero(in_order)
         if keep.size:
             self.windows.push(rows[keep], full.x[keep], full.flag[keep], full.t[keep])
             self._see_steps(rows[keep])
-            ok = keep[full.flag[keep] == FLAG_N]
-            self._valid_t[rows[ok]] = full.t[ok]
 
     def _see_steps(self, rows: np.ndarray) -> None:
         """Every STEP_EVERY readings of a series, the median step between its last ones:
@@ -908,10 +915,11 @@ class RuleEngine:
         pollutant = "" if inst.det.scope == "device" else r.pollutant
         # a rule of valid readings: when its series last gave one before this reading
         # (the alert book ends an episode only on valid evidence that it is gone)
+        # — for a reading newer than every one before it: a late one's is not known
         before = float(self._valid_t[row])
         judged_before = None
-        if pollutant and not inst.det.judges_invalid and before > -np.inf:
-            judged_before = datetime.fromtimestamp(before, UTC)
+        if pollutant and not inst.det.judges_invalid and before < full.t[i]:
+            judged_before = datetime.fromtimestamp(before, UTC) if before > -np.inf else NO_VALID
         ev.findings.append(
             Finding(
                 name,
