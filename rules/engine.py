@@ -582,8 +582,9 @@ class RuleEngine:
         valid = flag == FLAG_N
         newest_valid = np.full(len(keys), -np.inf)
         np.maximum.at(newest_valid, sidx[valid], t[valid])
-        ev.judged = SeenTimes(keys, newest_valid, ev.seen)
-        ev.seen = SeenTimes(keys, newest, ev.seen)
+        index = {k: i for i, k in enumerate(keys)}
+        ev.judged = SeenTimes(keys, newest_valid, ev.seen, index)
+        ev.seen = SeenTimes(keys, newest, ev.seen, index)
         series_rows = self._rows(keys)
         rows = series_rows[sidx]
         refs = _Refs(keys, sidx, t, x, flag, readings)

@@ -41,8 +41,10 @@ class SeenTimes(Mapping[tuple[str, str], datetime]):
         keys: Sequence[tuple[str, str, str]],
         newest: np.ndarray,
         devices: Mapping[tuple[str, str], datetime],
+        index: Mapping[tuple[str, str, str], int] | None = None,
     ) -> None:
-        self._index = {k: i for i, k in enumerate(keys)}
+        # ``index`` (keys → position), when given, is shared with another view of them
+        self._index = index if index is not None else {k: i for i, k in enumerate(keys)}
         self._newest = newest
         self._devices = dict(devices)
 
