@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar, cast
 import numpy as np
 
 from offsite.core.readings import DataKind, Reading
+from offsite.rules.alerts import AlertBook
 from offsite.rules.config import FLOW_CODES, KINDS, O2_CODE, Bound, Gating, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner
 from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
@@ -1005,6 +1006,21 @@ class RuleEngine:
         """Per rule name: how many of the device's reporting intervals a condition must be
         gone, at least, before its alert clears (0: the alert book's own floor)."""
         return self._per_rule(lambda g: g.clear_readings)
+
+    def alert_book(
+        self, default_clear_after: timedelta, clear_after: Mapping[str, timedelta] | None = None
+    ) -> AlertBook:
+        """The alert book for this engine's rules: their clear times, floors, cooldowns and
+        what each judges, with the devices' intervals as the engine sees them (live).
+        ``clear_after`` adds rules of the caller's own (rewritten history)."""
+        return AlertBook(
+            self.clear_after() | dict(clear_after or {}),
+            default_clear_after=default_clear_after,
+            cooldown=self.cooldowns(),
+            intervals=self.intervals(),
+            clear_readings=self.clear_readings(),
+            valid_only=self.valid_only(),
+        )
 
     def valid_only(self) -> frozenset[str]:
         """Rule names whose detectors judge valid readings only: their conditions are

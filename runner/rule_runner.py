@@ -410,13 +410,9 @@ class RuleRunner:
                 ],
                 older=older,
             )
-            book = AlertBook(
-                {**engine.clear_after(), REWRITTEN: NEVER},  # a person closes those
-                default_clear_after=timedelta(seconds=self.cfg.clear_s),
-                cooldown=engine.cooldowns(),
-                intervals=engine.intervals(),
-                clear_readings=engine.clear_readings(),
-                valid_only=engine.valid_only(),
+            book = engine.alert_book(
+                timedelta(seconds=self.cfg.clear_s),
+                {REWRITTEN: NEVER},  # a person closes those
             )
             mine_active = [a for a in active if shard_of(a[0][1], n) == k]
             book.load(mine_active)

@@ -46,7 +46,7 @@ def run_engine(
     (maintenance, silences) are raised like the others: they are stored and shown.
     """
     from offsite.core.readings import Reading
-    from offsite.rules.alerts import AlertBook, Plan
+    from offsite.rules.alerts import Plan
     from offsite.rules.engine import Evaluation, RuleEngine
     from offsite.rules.registry_view import device_meta
     from offsite.rules.rules_file import load_rules
@@ -57,14 +57,7 @@ def run_engine(
     if first is None:
         return []
     engine = RuleEngine(load_rules(cfg.rules_file), device_meta(registry), started_at=first[0])
-    book = AlertBook(
-        engine.clear_after(),
-        default_clear_after=timedelta(seconds=cfg.alert_clear_s),
-        cooldown=engine.cooldowns(),
-        intervals=engine.intervals(),  # clear times scale with each device's interval, as live
-        clear_readings=engine.clear_readings(),
-        valid_only=engine.valid_only(),
-    )
+    book = engine.alert_book(timedelta(seconds=cfg.alert_clear_s))  # as the runner's
     raised: list[Raised] = []
 
     def apply(ev: Evaluation) -> None:
