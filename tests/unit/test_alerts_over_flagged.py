@@ -25,30 +25,28 @@ pollutants = "@limited"
 """
 
 
+def reading(minute: int, value: float, flag: str = "N") -> Reading:
+    return Reading(T0 + timedelta(minutes=minute), "D", SO2, value, flag, DataKind.RTD)
+
+
 def series(spans: list[tuple[int, float, str]]) -> list[Reading]:
     """Minute readings of one SO2 channel: (minutes, value, flag) spans in turn."""
-    out, m = [], 0
+    out: list[Reading] = []
     for n, value, flag in spans:
-        for _ in range(n):
-            out.append(Reading(T0 + timedelta(minutes=m), "D", SO2, value, flag, DataKind.RTD))
-            m += 1
+        out += [reading(m, value, flag) for m in range(len(out), len(out) + n)]
     return out
 
 
 def engine_and_book() -> tuple[RuleEngine, AlertBook]:
     e = RuleEngine(parse_rules(RULES), {"D": DeviceMeta(limits={SO2: 100.0})}, T0)
-    book = AlertBook(
-        e.clear_after(),
-        default_clear_after=timedelta(minutes=5),
-        intervals=e.intervals(),
-        valid_only=e.valid_only(),
-    )
-    return e, book
+    return e, e.alert_book(timedelta(minutes=5))
 
 
-def episodes(batches: list[list[Reading]]) -> tuple[list[tuple[str, datetime]], AlertBook]:
-    """(rule, first seen) of every alert raised, batch by batch, and the book after."""
-    e, book = engine_and_book()
+def raise_on(
+    e: RuleEngine, book: AlertBook, batches: list[list[Reading]]
+) -> list[tuple[str, datetime]]:
+    """(rule, first seen) of every alert raised on these batches, batch by batch, as the
+    evaluation runner counts them (the book carried on)."""
     raised: list[tuple[str, datetime]] = []
     for batch in batches:
         ev = e.evaluate(batch, {"D": batch[-1].ts})
@@ -60,7 +58,13 @@ def episodes(batches: list[list[Reading]]) -> tuple[list[tuple[str, datetime]], 
             active.discard(key)
         raised += [(u.rule, u.first_seen) for u in plan.upserts if u.key not in active]
         book.applied(plan)
-    return raised, book
+    return raised
+
+
+def episodes(batches: list[list[Reading]]) -> tuple[list[tuple[str, datetime]], AlertBook]:
+    """The alerts raised on a fresh engine and book, and the book after."""
+    e, book = engine_and_book()
+    return raise_on(e, book, batches), book
 
 
 def test_an_exceedance_stays_one_alert_through_maintenance_and_clears_on_valid_data():
@@ -102,23 +106,8 @@ def test_an_alert_stays_open_while_the_channel_reports_only_flagged_readings():
 
 
 def feed(e: RuleEngine, book: AlertBook, batches: list[list[Reading]]) -> list[datetime]:
-    """When each alert raised on these batches began (the book carried on)."""
-    raised: list[datetime] = []
-    for batch in batches:
-        ev = e.evaluate(batch, {"D": batch[-1].ts})
-        plan = book.plan(ev.findings, ev.seen, ev.judged)
-        active = set(book.active)
-        for u, key in plan.closed:
-            if u is not None and key not in active:
-                raised.append(u.first_seen)
-            active.discard(key)
-        raised += [u.first_seen for u in plan.upserts if u.key not in active]
-        book.applied(plan)
-    return raised
-
-
-def reading(minute: int, value: float, flag: str = "N") -> Reading:
-    return Reading(T0 + timedelta(minutes=minute), "D", SO2, value, flag, DataKind.RTD)
+    """When each alert raised on these batches began."""
+    return [at for _, at in raise_on(e, book, batches)]
 
 
 def test_a_backfill_that_arrives_after_the_live_reading_is_one_alert():
