@@ -31,16 +31,16 @@ import numpy as np
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
-from offsite.rules.config import FLOW_CODES, KINDS, O2_CODE, Bound, Gating, RuleSet, SeriesInfo
+from offsite.rules.config import KINDS, Bound, Gating, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner
 from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
 from offsite.rules.findings import Finding, SeenTimes, rule_name
 from offsite.rules.gating import RuleInstance, gate
 from offsite.rules.growth import grow_attr, grow_rows
+from offsite.rules.partners import Partners, SeriesKey
 from offsite.rules.plausible import plausible_range
 from offsite.rules.windows import Windows
 
-SeriesKey = tuple[str, str, str]  # (mn, pollutant, kind)
 T = TypeVar("T")
 MAINTENANCE = flag_table("MC")
 EVIDENCE_POINTS = 30
@@ -126,7 +126,6 @@ class _Refs:
         )
 
 
-CONTEXT_MAX = 3  # context partners a series is judged against, at most
 STEP_EVERY = 16  # readings between looks at a series' seen reporting interval
 
 
@@ -182,12 +181,7 @@ class RuleEngine:
         self._valid_t = np.full(cap, -np.inf)  # each series' newest valid reading, epoch s
         self._device_step = np.zeros(0)  # device number → its newest seen step (0: none)
         self._key_hash = np.zeros(cap, dtype=np.uint32)  # series_hash(device, pollutant)
-        self._partner: dict[str, np.ndarray] = {
-            r: np.full(cap, -1, dtype=np.int64) for r in ("o2", "conc", "flow")
-        }
-        # context partners (a detector's ``context`` selectors) → up to CONTEXT_MAX
-        # partner rows per series, -1 where none
-        self._ctx: dict[tuple[str, ...], np.ndarray] = {}
+        self.partners = Partners(self.windows)
         self._by_device: dict[str, list[int]] = defaultdict(list)
         self._device_no = np.full(cap, -1, dtype=np.int64)  # row → its device's number
         self._device_index: dict[str, int] = {}  # device → that number
@@ -264,10 +258,7 @@ class RuleEngine:
             ("_applies", False),
         ):
             grow_attr(self, name, cap, fill)
-        for role in list(self._partner):
-            self._partner[role] = grow_rows(self._partner.pop(role), cap, -1)
-        for sel in list(self._ctx):
-            self._ctx[sel] = grow_rows(self._ctx.pop(sel), cap, -1)
+        self.partners.grow(cap)
         for inst in self._instances:
             inst.grow(cap)
 
@@ -281,9 +272,7 @@ class RuleEngine:
             j = len(self._instances)
             self._instances.append(RuleInstance(bound, self.windows.capacity))
             self._inst_index[bound.key] = j
-            sel = tuple(getattr(bound.detector, "context", ()))
-            if sel and sel not in self._ctx:
-                self._ctx[sel] = np.full((self.windows.capacity, CONTEXT_MAX), -1, np.int64)
+            if self.partners.add_context(tuple(getattr(bound.detector, "context", ()))):
                 self._link_partners(set(self._by_device))
             self._applies = np.concatenate(
                 [self._applies, np.zeros((self._applies.shape[0], 1), dtype=bool)], axis=1
@@ -324,141 +313,7 @@ class RuleEngine:
 
     def _link_partners(self, mns: set[str]) -> None:
         """Point each series of these devices at its partner channels (same kind)."""
-        for mn in mns:
-            rows = self._by_device.get(mn, [])
-            by_code: dict[tuple[str, str], int] = {}
-            for row in rows:
-                _, pollutant, kind = self._key(row)
-                by_code[(pollutant, kind)] = row
-            # per kind, the device's channels by code: the partners every row of the
-            # kind picks from (worked out once a device, not once a row)
-            kinds: dict[str, list[tuple[str, int]]] = defaultdict(list)
-            for (c, k), r in sorted(by_code.items()):
-                kinds[k].append((c, r))
-            picks: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-            for row in rows:
-                _, pollutant, kind = self._key(row)
-                chans = kinds[kind]
-                self._partner["o2"][row] = by_code.get((O2_CODE, kind), -1)
-                # the volumetric flow (a00000, w00000) before the velocity (a01011), by
-                # code: not whichever the device happened to send first
-                flows = [r for c, r in chans if c in FLOW_CODES]
-                self._partner["flow"][row] = flows[0] if flows else -1
-                concs = [r for c, r in chans if c not in FLOW_CODES and np.isfinite(self._limit[r])]
-                self._partner["conc"][row] = concs[0] if concs else -1
-                for sel, table in self._ctx.items():
-                    pick = picks.get((kind, sel))
-                    if pick is None:
-                        pick = picks[(kind, sel)] = [
-                            r for c, r in chans if self._selects(sel, c, r)
-                        ]
-                    mine = [r for r in pick if r != row][:CONTEXT_MAX]
-                    table[row] = -1
-                    table[row, : len(mine)] = mine
-
-    def _selects(self, sel: tuple[str, ...], code: str, row: int) -> bool:
-        """Whether a channel is one of a ``context`` selector's partners."""
-        limited = bool(np.isfinite(self._limit[row]))
-        for p in sel:
-            if p == code or (p == "@flow" and code in FLOW_CODES):
-                return True
-            if p == "@concentration" and limited and code not in FLOW_CODES:
-                return True
-            if p == "@limited" and limited:
-                return True
-        return False
-
-    def _load(
-        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
-    ) -> Partner:
-        """The load of each row's context partners: ``x`` the geometric mean of their
-        values now; ``window`` the load over the window *relative to now* (the mean of
-        each partner's value then over its value now): no logarithm on the windows.
-        NaN where a partner is missing, invalid or not positive, and everywhere for a
-        series without partners.
-
-        A partner's share (its log now, its window over now) is the same whoever it is
-        the partner of, so it is worked out once per partner (``_load_sources``) and
-        gathered for each of the up to ``CONTEXT_MAX`` partners of a row: a round
-        otherwise divided every partner's window again for each of its channels."""
-        p, inv = self._load_shared(rows, sel, where, full)
-        if inv is None:
-            return p
-        return Partner(p.x[inv], np.take(p.window, inv, axis=0))
-
-    def _load_shared(
-        self, rows: np.ndarray, sel: tuple[str, ...], where: np.ndarray, full: Batch
-    ) -> tuple[Partner, np.ndarray | None]:
-        """``_load`` once per distinct set of partners, and each row's index into it
-        (None: one per row, in order). Gathering a rule's rows straight from it copies
-        the windows once, not twice (into every row, then into the rule's rows)."""
-        table = self._ctx[sel][rows]
-        cols = int((table >= 0).sum(axis=1).max(initial=0))
-        table = table[:, :cols]  # columns fill from the left: none after the first empty
-        # channels with the same partners (most of a device's) share one load
-        base = self.windows.capacity + 1
-        if cols > 0 and base**cols < 2**62:
-            code = np.zeros(rows.shape[0], dtype=np.int64)
-            for k in range(cols):
-                code = code * base + (table[:, k] + 1)
-            _, first, inv = np.unique(code, return_index=True, return_inverse=True)
-            if first.shape[0] < rows.shape[0]:
-                return Partner(*self._load_of(table[first], where, full)), inv.reshape(-1)
-        return Partner(*self._load_of(table, where, full)), None
-
-    def _load_of(
-        self, table: np.ndarray, where: np.ndarray, full: Batch
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``_load`` for rows whose partners are ``table`` (series rows, -1 for none)."""
-        n, w = table.shape[0], full.window.shape[1]
-        logx = np.zeros(n)
-        rel = np.zeros((n, w))
-        cnt = (table >= 0).sum(axis=1)
-        if table.shape[1]:
-            at, src_log, src_rel = self._load_sources(table, where, full)
-            part = np.empty_like(rel)  # one buffer for every column's gather
-            for k in range(table.shape[1]):
-                # the zero row stands for "no partner here": adds exactly 0.0
-                logx += src_log[at[:, k]]
-                rel += np.take(src_rel, at[:, k], axis=0, out=part)  # whole rows, no [ ]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = np.where(cnt > 0, np.exp(logx / np.maximum(cnt, 1)), np.nan)
-            rel /= np.maximum(cnt, 1)[:, None]  # in place: a round's largest arrays
-        rel[cnt == 0] = np.nan
-        return x, rel
-
-    def _load_sources(
-        self, table: np.ndarray, where: np.ndarray, full: Batch
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each distinct partner in ``table`` (series rows, -1 for none) as a source of
-        load: ``log`` of its value now and its window over its value now (NaN where the
-        value is invalid or not positive); a last row of zeros; and ``at``, ``table``'s
-        entries as indices into them (the zero row for -1). A partner in the round is
-        read from the round's batch (its reading now, its window before it); one that
-        is not, from the ring buffers (its latest value, its window)."""
-        have = table >= 0
-        # the distinct partners, by marking them on the engine's rows (no sort)
-        mark = np.zeros(self.windows.capacity, dtype=bool)
-        mark[table[have]] = True
-        prows = np.flatnonzero(mark)
-        index = np.empty(self.windows.capacity, dtype=np.int64)
-        index[prows] = np.arange(prows.shape[0])
-        inv = np.where(have, index[np.where(have, table, 0)], prows.shape[0])
-        pos = where[prows]
-        inr = pos >= 0
-        ip = np.maximum(pos, 0)
-        now = np.where(inr, full.x[ip], self.windows.latest(prows))
-        bad = inr & (full.flag[ip] != FLAG_N)
-        now = np.where(bad | ~(now > 0), np.nan, now)
-        vals, flags = self._window_of(prows, pos, full)
-        m = prows.shape[0]
-        src_log = np.zeros(m + 1)
-        src_rel = np.zeros((m + 1, vals.shape[1]))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            vals = np.where((flags == FLAG_N) & (vals > 0), vals, np.nan)
-            src_log[:m] = np.log(now)
-            src_rel[:m] = vals / now[:, None]
-        return inv, src_log, src_rel
+        self.partners.link((self._by_device.get(mn, []) for mn in mns), self._key, self._limit)
 
     def _rows(self, keys: list[SeriesKey]) -> np.ndarray:
         rows, new = self.windows.rows(keys)  # type: ignore[arg-type]
@@ -677,46 +532,6 @@ class RuleEngine:
             seen_interval=self._seen_step[rows],
         )
 
-    def _partners(
-        self, rows: np.ndarray, roles: tuple[str, ...], where: np.ndarray, full: Batch
-    ) -> dict[str, Partner]:
-        """Each row's partner channel in these roles (its value now, its valid window).
-        A device's channels share their partner (its O2, its flow): each partner is
-        worked out once and gathered for the rows it is the partner of."""
-        out = {}
-        for role in roles:
-            prow, inv = np.unique(self._partner[role][rows], return_inverse=True)
-            have = prow >= 0
-            safe = np.where(have, prow, 0)
-            pos = where[safe]
-            x = np.where(
-                have & (pos >= 0),
-                full.x[np.maximum(pos, 0)],
-                np.where(have, self.windows.latest(safe), np.nan),
-            )
-            x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
-            vals, flags = self._window_of(safe, pos, full)
-            win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
-            inv = inv.reshape(-1)
-            out[role] = Partner(x[inv], np.take(win, inv, axis=0))
-        return out
-
-    def _window_of(
-        self, prow: np.ndarray, pos: np.ndarray, full: Batch
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The windows of series ``prow``: taken from the round's own batch where the
-        series is in it (``pos`` ≥ 0, its index there), from the ring buffers if not."""
-        inr = pos >= 0
-        if inr.all():
-            return np.take(full.window, pos, axis=0), np.take(full.wflag, pos, axis=0)
-        vals = np.empty((prow.shape[0], full.window.shape[1]))
-        flags = np.empty((prow.shape[0], full.window.shape[1]), dtype=np.uint8)
-        vals[inr], flags[inr] = full.window[pos[inr]], full.wflag[pos[inr]]
-        out = ~inr
-        v, f, _ = self.windows.window(prow[out])
-        vals[out], flags[out] = v, f
-        return vals, flags
-
     def evaluate_round(
         self,
         rows: np.ndarray,
@@ -763,12 +578,12 @@ class RuleEngine:
                 u = np.flatnonzero(need[k])
                 inv = np.full(rows.shape[0], -1, dtype=np.int64)
                 if k[0] == "role":
-                    p = whole[k] = self._partners(rows[u], (k[1],), where, full)[k[1]]
+                    p = whole[k] = self.partners.roles(rows[u], (k[1],), where, full)[k[1]]
                     inv[u] = np.arange(u.shape[0])
                 else:
                     # the load per distinct set of partners: each rule's rows are
                     # gathered from it in one copy
-                    p, at_u = self._load_shared(rows[u], k[1], where, full)
+                    p, at_u = self.partners.load_shared(rows[u], k[1], where, full)
                     inv[u] = np.arange(u.shape[0]) if at_u is None else at_u
                     if at_u is None:
                         whole[k] = p

@@ -86,9 +86,9 @@ def test_the_load_of_partners_shared_by_channels_is_each_channels_own() -> None:
         len(now), FLAG_N, np.uint8))  # fmt: skip
     where = np.full(engine.windows.capacity, -1, dtype=np.int64)
     where[rows] = np.arange(rows.shape[0])
-    sel = next(iter(engine._ctx))
-    load = engine._load(rows, sel, where, full)
-    table = engine._ctx[sel][rows]
+    sel = next(iter(engine.partners.ctx))
+    load = engine.partners.load(rows, sel, where, full)
+    table = engine.partners.ctx[sel][rows]
     assert (table >= 0).sum(axis=1).min() >= 2  # every channel has partners here
     for i in range(rows.shape[0]):
         p = where[table[i][table[i] >= 0]]
