@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from offsite.cli import _host_port, build_parser, main
+from offsite.cli import build_parser, main
+from offsite.commands.simulate import _host_port
 from offsite.core.errors import EmbeddedError, OffsiteError
 from offsite.ingest.codecs import hj212
 from offsite.ingest.errors import DecodeError
@@ -69,7 +70,7 @@ def no_database(monkeypatch):
     def refuse(_settings):
         raise AssertionError("the database was opened before the password was settled")
 
-    monkeypatch.setattr("offsite.cli._db", refuse)
+    monkeypatch.setattr("offsite.commands.admin._db", refuse)
     monkeypatch.setenv("OFFSITE_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
 
 
@@ -263,14 +264,14 @@ def test_the_stop_handler_does_not_print_through_the_interrupted_stream(
     import io
     import signal
 
-    from offsite.cli import _Stop
+    from offsite.commands.base import Stop
 
     class InsidePrint(io.StringIO):
         def write(self, s: str) -> int:
             raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stdout>'>")
 
     monkeypatch.setattr(sys, "stdout", InsidePrint())
-    stop = _Stop()
+    stop = Stop()
     stop.install()
     handler = signal.getsignal(signal.SIGINT)
     assert callable(handler)
@@ -284,13 +285,13 @@ def test_the_stop_notice_reaches_the_terminal(monkeypatch, restore_signals):
     import os
     import signal
 
-    from offsite.cli import _Stop
+    from offsite.commands.base import Stop
 
     r, w = os.pipe()
     try:
         with os.fdopen(w, "w", closefd=False) as out:
             monkeypatch.setattr(sys, "stdout", out)
-            stop = _Stop()
+            stop = Stop()
             stop.install()
             handler = signal.getsignal(signal.SIGTERM)
             assert callable(handler)

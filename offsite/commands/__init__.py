@@ -1,0 +1,1 @@
+"""The ``offsite`` subcommands, one module per group; ``offsite.cli`` assembles them."""
