@@ -4,6 +4,7 @@ Data flow::
 
     readings (already committed, new to the store)
         → windows.py   per-series ring buffers, one row per (device, pollutant, kind)
+        → partners.py  each series' partner channels (O2, flow, the load of its context)
         → detectors.py vectorised checks on a round of values against their windows
         → engine.py    findings (and offline findings on a timer, clock passed in)
         → alerts.py    lifecycle: which alerts to open, update or clear (pure)
