@@ -3,6 +3,7 @@ the choices the simulators offer."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import faulthandler
 import os
@@ -73,3 +74,14 @@ def fault_kinds() -> list[str]:
     from offsite.simulators.faults import FaultKind
 
     return [k.value for k in FaultKind]
+
+
+def add_model_argument(p: argparse.ArgumentParser) -> None:
+    """``--model``, as ``offsite demo`` and ``offsite simulate`` both take it."""
+    p.add_argument(
+        "--model",
+        choices=["plant", "simple"],
+        default="plant",
+        help="device model: plant (one load drives every channel: daily cycle, wander, "
+        "stops, soot blowing, fuel changes) or simple (independent channels)",
+    )

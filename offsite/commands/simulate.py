@@ -7,7 +7,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from offsite.commands.base import Stop, fault_kinds, say
+from offsite.commands.base import Stop, add_model_argument, fault_kinds, say
 from offsite.core.errors import OffsiteError
 from offsite.core.settings import Settings
 
@@ -246,13 +246,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument(
         "--seed", type=int, default=0, help="fleet and fault draw (same seed, same devices)"
     )
-    s.add_argument(
-        "--model",
-        choices=["plant", "simple"],
-        default="plant",
-        help="device model: plant (one load drives every channel: daily cycle, wander, "
-        "stops, soot blowing, fuel changes) or simple (independent channels)",
-    )
+    add_model_argument(s)
     s.add_argument(
         "--fast",
         action="store_true",

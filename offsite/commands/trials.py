@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from offsite.commands.base import Stop, fault_kinds, plant_profiles, say
+from offsite.commands.base import Stop, add_model_argument, fault_kinds, plant_profiles, say
 from offsite.core.settings import Settings
 
 
@@ -122,13 +122,7 @@ def add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     d.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     d.add_argument("--rate", type=float, default=1.0, help="seconds between readings")
     d.add_argument("--seed", type=int, default=0, help="fleet and fault draw (same seed, same run)")
-    d.add_argument(
-        "--model",
-        choices=["plant", "simple"],
-        default="plant",
-        help="device model: plant (one load drives every channel: daily cycle, wander, "
-        "stops, soot blowing, fuel changes) or simple (independent channels)",
-    )
+    add_model_argument(d)
     d.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines")
     d.add_argument(
         "--fault-after", type=float, default=15.0, help="seconds before the injected faults begin"
