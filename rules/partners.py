@@ -114,17 +114,20 @@ class Partners:
             have = prow >= 0
             safe = np.where(have, prow, 0)
             pos = where[safe]
-            x = np.where(
-                have & (pos >= 0),
-                full.x[np.maximum(pos, 0)],
-                np.where(have, self.windows.latest(safe), np.nan),
-            )
-            x = np.where(have & (pos >= 0) & (full.flag[np.maximum(pos, 0)] != FLAG_N), np.nan, x)
+            x = np.where(have, self._now(safe, pos, full), np.nan)
             vals, flags = self._window_of(safe, pos, full)
             win = np.where(have[:, None] & (flags == FLAG_N), vals, np.nan)
             inv = inv.reshape(-1)
             out[role] = Partner(x[inv], np.take(win, inv, axis=0))
         return out
+
+    def _now(self, prow: np.ndarray, pos: np.ndarray, full: Batch) -> np.ndarray:
+        """The value now of series ``prow``: its reading in the round (``pos`` ≥ 0, its
+        index there; NaN if flagged), else its latest."""
+        inr = pos >= 0
+        ip = np.maximum(pos, 0)
+        now = np.where(inr, full.x[ip], self.windows.latest(prow))
+        return np.where(inr & (full.flag[ip] != FLAG_N), np.nan, now)
 
     def _window_of(
         self, prow: np.ndarray, pos: np.ndarray, full: Batch
@@ -219,11 +222,8 @@ class Partners:
         index[prows] = np.arange(prows.shape[0])
         inv = np.where(have, index[np.where(have, table, 0)], prows.shape[0])
         pos = where[prows]
-        inr = pos >= 0
-        ip = np.maximum(pos, 0)
-        now = np.where(inr, full.x[ip], self.windows.latest(prows))
-        bad = inr & (full.flag[ip] != FLAG_N)
-        now = np.where(bad | ~(now > 0), np.nan, now)
+        now = self._now(prows, pos, full)
+        now = np.where(now > 0, now, np.nan)
         vals, flags = self._window_of(prows, pos, full)
         m = prows.shape[0]
         src_log = np.zeros(m + 1)
