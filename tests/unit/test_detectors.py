@@ -632,6 +632,42 @@ def test_stat_sustained_shift_hits_then_adapts_after_adapt():
     assert not hits[175:].any()  # …until the new level is accepted
 
 
+def test_stat_a_shift_that_ends_raises_once_not_again_on_its_way_back():
+    # +20 for 180 readings, accepted after ``adapt``; the step back to the level it left
+    # is the shift ending, not a second shift
+    s = shifted(20.0, at=100, rounds=500)
+    s.x[280:, 0] -= 20.0
+    hits = hits_of(Stat(adapt=60), s)[:, 0]
+    assert hits[100:160].all()
+    assert not hits[175:].any()
+
+
+def test_stat_a_step_elsewhere_after_a_shift_is_raised():
+    # after the accepted +20, a step to −20 (not back to where it was) is a new shift;
+    # and once back, a new shift away is raised again
+    s = shifted(20.0, at=100, rounds=700)
+    s.x[280:, 0] -= 40.0
+    hits = hits_of(Stat(adapt=60), s)[:, 0]
+    assert hits[280:285].all()
+    back = shifted(20.0, at=100, rounds=700)
+    back.x[280:, 0] -= 20.0
+    back.x[400:, 0] += 20.0
+    hits = hits_of(Stat(adapt=60), back)[:, 0]
+    assert not hits[280:400].any()
+    assert hits[400:405].all()
+
+
+def test_stat_a_short_shift_over_leaves_nothing_remembered():
+    # +20 for 20 readings (over before the level is accepted), then, later, a step of
+    # −20: not the short shift coming back (that came back long ago), a new shift
+    s = shifted(20.0, at=100, rounds=500)
+    s.x[120:, 0] -= 20.0
+    s.x[300:, 0] -= 20.0
+    hits = hits_of(Stat(adapt=60), s)[:, 0]
+    assert hits[100:105].all()
+    assert hits[300:305].all()
+
+
 def test_stat_small_shift_does_not_hit():
     assert not hits_of(Stat(), shifted(2.0)).any()
 
