@@ -53,16 +53,18 @@ class Stat:
     reading unjudged (still learnt) for ``settle_s`` after: the channels that lag their
     load (flue-gas temperature, some 20 minutes) have made most of such a move by then.
 
-    A shift whose run of hits lasts ``remember`` readings is remembered: the level it
-    left (and the load then) and the step it made. A later step back to within ``z``
-    deviations of that level, or back by that step (the level may have moved with the
-    plant since), is the shift ending (a sensor put right, an offset taken out), not a
-    new one: it is taken at once as the level and raises nothing. One shift is one
-    alert, not two (``offsite eval``, tune seeds 0–5: 36 → 19 ``stat`` alerts on 18
-    shifts, nothing else changed). Forgotten at a flagged reading (a stop, a
-    calibration: the plant starts anew), when the run ends before its level was learnt
-    nearer the level before it than the one it held (a shift over by itself), and when
-    the next shift that lasts takes its place.
+    A shift whose run of hits lasts ``remember`` readings is remembered for
+    ``recall_s``: the level it left (and the load then) and the step it made. A valid
+    step back to that level, or back by that step (the level may have moved with the
+    plant since), within half the step and ``z`` deviations, is the shift ending (a
+    sensor put right, an offset taken out), not a new one: it raises nothing, and once
+    it has held ``back_for`` readings it is the level (one reading back is neither
+    raised nor learnt). One shift is one alert, not two (``offsite eval``, tune seeds
+    0–5: 36 → 18 ``stat`` alerts on 18 shifts, nothing else changed). Forgotten at an
+    invalid reading (a stop, a calibration: the plant starts anew), when the shift's
+    own run ends before its level was learnt nearer the level before it than the one
+    it held (a shift over by itself), and when the next shift that lasts takes its
+    place. A step back scores as any other; only its hit is withheld.
 
     With ``lone = false`` a channel is judged only once it has been seen with partners
     (and stays judged when they go invalid): a lone channel is left to ``seasonal``,
@@ -88,7 +90,9 @@ class Stat:
     settle_s: float = 1800.0
     g_alpha: float = 0.01
     lone: bool = True  # judge channels never seen with partners
-    remember: int = 10  # readings a run of hits lasts before its shift is remembered
+    remember: int = 10  # readings a run of hits lasts before its shift is remembered …
+    recall_s: float = 86400.0  # … for so long after
+    back_for: int = 3  # readings back at the level before the shift, to take it again
 
     def __post_init__(self) -> None:
         as_selectors(self)
@@ -119,8 +123,11 @@ class Stat:
             left=(np.float64, np.nan),  # the level the last shift left …
             left_ell=(np.float64, np.nan),  # … and the log-load it was learnt at
             size=(np.float64, np.nan),  # … and the step it made
+            left_t=(np.float64, np.nan),  # … remembered at this device time
+            backs=(np.int64, 0),  # readings back at that level in a row
             from_=(np.float64, np.nan),  # the level the run of hits going on left
             from_ell=(np.float64, np.nan),
+            from_t=(np.float64, np.nan),  # … from this device time
         )
 
     def _load(self, b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,16 +179,24 @@ class Stat:
             judged &= partnered(b, state["partnered"])
         score = np.where(judged, score, np.nan)
         far = np.nan_to_num(score, nan=0.0) > self.z
-        # a step back to the level the last shift left, or back by the step it made
-        # (the level may have moved with the plant since), is that shift ending
+        # a valid step back to the level the last shift left, or back by the step it
+        # made (the level may have moved with the plant since), within half that step,
+        # is that shift ending
         left, left_ell, size = state["left"][r], state["left_ell"][r], state["size"][r]
         with np.errstate(invalid="ignore"):
             gone = np.minimum(
                 np.abs(b.x - left), np.abs(b.x - left - np.nan_to_num(g * (ell - left_ell)))
             )
             undone = np.minimum(np.abs(b.x - pred + size), np.abs(b.x - pred - shift + size))
-            back = far & (run == 0) & (np.fmin(gone, undone) / scale <= self.z)
+            near = np.fmin(gone, undone) <= np.minimum(self.z * scale, 0.5 * np.abs(size))
+            recent = b.t - state["left_t"][r] <= self.recall_s
+        back = ok & far & (run == 0) & recent & near
         far &= ~back
+        # … taken as the level once it holds for ``back_for`` readings (one reading
+        # back is not yet the shift ending: it is neither raised nor learnt)
+        backs = np.where(back, state["backs"][r] + 1, 0)
+        state["backs"][r] = backs
+        taken = back & (backs >= self.back_for)
         # a step, then a level: no reading of a run goes on away from the expected level
         # (as is, or along the load) much further than the level the run holds, or it
         # is a ramp
@@ -203,19 +218,22 @@ class Stat:
         # here is a new one
         with np.errstate(invalid="ignore"):
             nearer = np.abs(b.x - state["from_"][r]) < np.abs(b.x - prev)
-        over = (run > 0) & (run < self.adapt) & judged & ~far & nearer
+        over = (run >= self.remember) & (run < self.adapt) & judged & ~far & nearer
         run = np.where(hit, run + 1, 0)
         # the level a run of hits left, kept once the run has lasted (a spike's is not);
-        # forgotten at a flagged reading (a stop, a calibration: the plant starts anew)
+        # forgotten at an invalid reading (a stop, a calibration: the plant starts anew)
         starts = hit & (run == 1)
         from_ = state["from_"][r] = np.where(starts, pred, state["from_"][r])
         from_ell = state["from_ell"][r] = np.where(starts, ell0, state["from_ell"][r])
-        lasted = ok & hit & (run == self.remember)
-        forget = back | ~ok | over
+        from_t = state["from_t"][r] = np.where(starts, b.t, state["from_t"][r])
+        # (once per run, at its first valid hit from the ``remember``-th on)
+        lasted = ok & hit & (run >= self.remember) & ~(state["left_t"][r] >= from_t)
+        forget = taken | ~ok | over
         state["left"][r] = np.where(lasted, from_, np.where(forget, np.nan, left))
         state["left_ell"][r] = np.where(lasted, from_ell, np.where(forget, np.nan, left_ell))
         state["size"][r] = np.where(lasted, held - from_, np.where(forget, np.nan, size))
-        learn = ok & (~far | (run >= self.adapt))
+        state["left_t"][r] = np.where(lasted, b.t, np.where(forget, np.nan, state["left_t"][r]))
+        learn = ok & (~far | (run >= self.adapt)) & ~back
         # Brown's double exponential smoothing (error-correction form): one ``alpha``
         # sets how fast both the level and its trend follow the series
         # (from the level as expected along the load, or as is, whichever came nearer:
@@ -225,17 +243,17 @@ class Stat:
         new_mu = np.where(np.isnan(mu), b.x, base + (2 * a - a * a) * err)
         d = np.abs(err)
         new_dev = np.where(np.isnan(dev), d, dev + a * (d - dev))
-        # (a step back is the level at once: its level and trend start again from it)
-        state["trend"][r] = np.where(back, 0.0, np.where(learn, trend + a * a * err, trend))
-        state["mu"][r] = np.where(back, b.x, np.where(learn, new_mu, mu))
-        state["dev"][r] = np.where(learn & ~back, new_dev, dev)
-        state["ell"][r] = np.where(learn & np.isfinite(ell), ell, ell0)
+        # (a step back taken: level and trend start again from it)
+        state["trend"][r] = np.where(taken, 0.0, np.where(learn, trend + a * a * err, trend))
+        state["mu"][r] = np.where(taken, b.x, np.where(learn, new_mu, mu))
+        state["dev"][r] = np.where(learn, new_dev, dev)
+        state["ell"][r] = np.where((learn | taken) & np.isfinite(ell), ell, ell0)
         # the coupling to the load: the series' change over ``span`` readings against
         # the load's, from readings it did not flag
         c = b.window.shape[1] - self.span
         then = np.where(b.wflag[:, c] == FLAG_N, b.window[:, c], np.nan) if self.context else dl
         dx = b.x - then
-        pair = learn & ~back & np.isfinite(dx) & np.isfinite(dl)
+        pair = learn & np.isfinite(dx) & np.isfinite(dl)
         ga = self.g_alpha
         state["sxy"][r] = np.where(pair, sxy + ga * (dx * dl - sxy), sxy)
         state["sxx"][r] = np.where(pair, sxx + ga * (dl * dl - sxx), sxx)

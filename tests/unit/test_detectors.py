@@ -668,6 +668,39 @@ def test_stat_a_short_shift_over_leaves_nothing_remembered():
     assert hits[300:305].all()
 
 
+def test_stat_one_reading_back_is_not_yet_the_shift_ending():
+    # one reading at the old level inside a lasting shift is neither raised nor taken
+    # as the level: the readings after it, still shifted, raise nothing either
+    s = shifted(20.0, at=100, rounds=600)
+    s.x[400, 0] -= 20.0
+    assert not hits_of(Stat(adapt=60), s)[175:, 0].any()
+
+
+def test_stat_a_flagged_reading_at_the_old_level_is_not_learnt():
+    s = shifted(20.0, at=100, rounds=600)
+    s.x[400:405, 0] -= 20.0
+    s.flag[400:405, 0] = F["C"]
+    det = Stat(adapt=60)
+    state = det.new_state(1)
+    for b in batches(s, ())[:401]:
+        call(det, b, state)
+    assert state["mu"][0] == pytest.approx(LEVEL + 20.0, abs=2.0)
+    hits = hits_of(Stat(adapt=60), s)[:, 0] & (s.flag[:, 0] == F["N"])
+    assert not hits[175:].any()
+
+
+def test_stat_a_shift_is_remembered_for_a_day_and_a_spike_does_not_wipe_it():
+    # two days after a shift (readings a minute apart), a step of its size the other
+    # way is a new shift; a spike inside the shift leaves the memory as it was
+    late = shifted(20.0, at=100, rounds=3500)
+    late.x[3000:, 0] -= 20.0
+    assert hits_of(Stat(adapt=60), late)[3000:3005, 0].all()
+    spiked = shifted(20.0, at=100, rounds=600)
+    spiked.x[300, 0] += 30.0
+    spiked.x[400:, 0] -= 20.0
+    assert not hits_of(Stat(adapt=60), spiked)[400:, 0].any()
+
+
 def test_stat_small_shift_does_not_hit():
     assert not hits_of(Stat(), shifted(2.0)).any()
 
