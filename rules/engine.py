@@ -623,7 +623,12 @@ class RuleEngine:
                 subs[key] = b
             # the detector and the gating index their state by this rule's slots
             series = b.rows
-            b = b.same_windows(rows=inst.slots[series])
+            peers = None
+            if ctx and getattr(det, "peers", False):
+                p = self.partners.ctx[ctx][series]
+                at = inst.slots[np.maximum(p, 0)]
+                peers = np.where(p < 0, -1, np.where(at >= 0, at, -2))
+            b = b.same_windows(rows=inst.slots[series], peers=peers)
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
             older = None

@@ -198,6 +198,10 @@ class Batch:
     # float64[n]: the interval each series is seen to report at (median step of its
     # last readings; NaN until known), beside the registered ``interval``; None: unknown
     seen_interval: np.ndarray | None = None
+    # int64[n, CONTEXT_MAX]: the state rows, in the same rule, of each series' context
+    # partners (-1: none; -2: a partner the rule does not judge); given to a detector
+    # that asks (``peers``), which may read what the rule found on them
+    peers: np.ndarray | None = None
     # what has been worked out from the windows (``valid_window``), shared by the
     # copies ``same_windows`` makes; not an argument, so ``replace`` starts afresh
     _memo: dict[str, np.ndarray] = field(

@@ -134,13 +134,20 @@ class SlowDrift:
       across the gap, less what the typical hour moves over it, is one move, so a
       fuel change taken during a stop is a step too.
 
+    A partner that crept is not this channel's fault: it moves the load, so a channel
+    that follows the load seems to leave it the other way (at a treated-water outlet,
+    one concentration creeping made its flat siblings cry wolf). A departure is taken
+    as a partner's when a partner the same rule judges (a *peer*) has departed the other
+    way at least ``explained_by`` times as far: the channel that moved departs the most.
+    With two partners or more only: of a pair, either may have moved.
+
     The verdict stands until the next hour closes. Judged only with partners, after
     ``min_ref`` reference hours. Which partners explain a channel is the rules file's:
     flue-gas concentrations move with the stack's flow at once; a treated-water
     outlet's quality lags its inflow by hours, its other concentrations do not.
 
     Memory per series: 12 bytes per hour kept (``hours``: 576 bytes at 48), 10 per
-    five-minute bin of the open hour (120), 17 more: 713 bytes (``bytes_per_series``).
+    five-minute bin of the open hour (120), 21 more: 717 bytes (``bytes_per_series``).
     """
 
     kind: ClassVar[str] = "slow_drift"
@@ -148,6 +155,7 @@ class SlowDrift:
     partners: ClassVar[tuple[str, ...]] = ()
     order_free: ClassVar[bool] = False
     judges_invalid: ClassVar[bool] = False
+    peers: ClassVar[bool] = True  # reads its context partners' departures (``Batch.peers``)
     history: ClassVar[int] = 0
     BINS: ClassVar[int] = 12  # five-minute bins per hour
     context: tuple[str, ...] = ("@flow", "@concentration")
@@ -162,6 +170,7 @@ class SlowDrift:
     step_hours: int = 48
     ref_hours: int = 24  # the oldest reference hours the departure is measured from
     min_share: float = 0.5  # of the hour's expected readings, for the hour to count
+    explained_by: float = 1.5  # a peer departed the other way this many times as far
 
     def __post_init__(self) -> None:
         as_selectors(self)
@@ -190,6 +199,7 @@ class SlowDrift:
             hl=(np.float32, np.nan, self.hours),
             hh=(np.int32, -1, self.hours),
             verdict=(np.float64, np.nan),
+            rise=(np.float32, np.nan),  # the departure judged (log), for the peers
             hit=(np.bool_, False),
         )
 
@@ -218,10 +228,10 @@ class SlowDrift:
                 state["hx"][rf, slot] = mx[c]
                 state["hl"][rf, slot] = ml[c]
                 state["hh"][rf, slot] = hc
-                verdict, hit = self._judge(state, rf, hc)
-                state["verdict"][rf], state["hit"][rf] = verdict, hit
+                verdict, hit, rise = self._judge(state, rf, hc)
+                state["verdict"][rf], state["hit"][rf], state["rise"][rf] = verdict, hit, rise
             gone = rc[~full]  # a thin hour: no verdict on it
-            state["verdict"][gone], state["hit"][gone] = np.nan, False
+            state["verdict"][gone], state["hit"][gone], state["rise"][gone] = np.nan, False, np.nan
             state["bx"][rc], state["bl"][rc], state["bn"][rc] = 0.0, 0.0, 0
         fresh = hour < 0
         state["hour"][r] = np.where(fresh | closing, h, hour)
@@ -235,13 +245,27 @@ class SlowDrift:
             state["bl"][rk, bin_] += np.log(lx[k])
             state["bn"][rk, bin_] += 1
         hit = state["hit"][r] & np.isfinite(b.x)
+        if b.peers is not None and hit.any():
+            k = np.flatnonzero(hit)
+            hit[k] = ~self._a_peers(state, state["rise"][r[k]], b.peers[k])
         return Hits(hit, state["verdict"][r].copy())
+
+    def _a_peers(self, state: State, rise: np.ndarray, peers: np.ndarray) -> np.ndarray:
+        """Whether a peer departed the other way ``explained_by`` times as far as
+        ``rise``: the departure is then that peer's, seen through the load it moves.
+        With k partners a creep r of one moves the others' load by r / k, so they
+        depart by about −β r / k (β ≤ 2): at 1.5 times as far, with k ≥ 2, the one
+        that crept is never taken for its peers' and they are for it (β ≤ 1.33)."""
+        theirs = np.where(peers >= 0, state["rise"][np.maximum(peers, 0)], np.nan)
+        with np.errstate(invalid="ignore"):
+            other = theirs * np.sign(rise)[:, None] <= -self.explained_by * np.abs(rise)[:, None]
+        return other.any(axis=1) & ((peers != -1).sum(axis=1) >= 2)
 
     def _judge(
         self, state: State, rows: np.ndarray, closed: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The verdict on the hours up to ``closed``: (robust z of the newest hours'
-        residual, hit)."""
+        residual, hit, the residual's departure)."""
         age = np.arange(self.hours)
         want = closed[:, None] - age[None, :]
         slot = want % self.hours
@@ -296,7 +320,7 @@ class SlowDrift:
         hit = judged & (np.abs(score) >= self.z) & (np.abs(rise) >= self.min_rise)
         hit &= tau * up >= self.min_tau
         hit &= np.nan_to_num(step, nan=np.inf) <= self.max_step * np.abs(rise)
-        return np.where(judged, score, np.nan), hit
+        return np.where(judged, score, np.nan), hit, np.where(judged, rise, np.nan)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         return (

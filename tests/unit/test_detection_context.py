@@ -172,3 +172,21 @@ def test_the_flow_partner_is_the_volumetric_flow_whatever_the_device_sends_first
         readings = [Reading(ts, "S", c, float(values[c]), "N", DataKind.RTD) for c in order]
         found += e.evaluate(readings).findings
     assert found == []
+
+
+def test_a_creeping_channel_is_not_blamed_on_the_siblings_it_drags():
+    # judged against the other concentrations (as a treated-water outlet's are), PM's
+    # creep moves the load its siblings are judged by: they seem to leave it the other
+    # way. The channel that moved departs the most; only it is raised
+    text = rules() + 'params = { context = ["@concentration"] }\n'
+    start = 2 * 1440 + 30
+    minutes = start + 30 * 60
+    devices = {}
+    for s in range(3):
+        d = plant(minutes, 200 + s)
+        ramp = np.minimum(1 + 0.02 * np.arange(minutes - start) / 60.0, 1.9)
+        d[PM][start:] = np.round(d[PM][start:] * ramp, 2)
+        devices[f"D{s}"] = d
+    got = [f for f in run(text, devices, minutes) if f.rule == "slow_drift"]
+    assert {f.mn for f in got} == set(devices)
+    assert {f.pollutant for f in got} == {PM}
