@@ -49,9 +49,11 @@ def verdicts(
     load: np.ndarray,
     det: SlowDrift | None = None,
     flag: np.ndarray | None = None,
+    peers: np.ndarray | None = None,
 ) -> np.ndarray:
     """hit[minute, series] for ``values[minute, series]`` against ``load[minute, series]``
-    (``flag[minute, series]``: the readings' flags, N where not given)."""
+    (``flag[minute, series]``: the readings' flags, N where not given; ``peers`` as the
+    engine gives them, the same every minute)."""
     det = det or SlowDrift()
     n = values.shape[1]
     state = det.new_state(n)
@@ -72,6 +74,7 @@ def verdicts(
             np.zeros((n, 0), dtype=np.uint8),
             np.zeros((n, 0)),
             {"load": Partner(np.round(load[k], 3), np.zeros((n, 0)))},
+            peers=peers,
         )
         out[k] = det(b, state).hit
     return out
@@ -202,3 +205,23 @@ def test_a_treated_water_outlet_wants_more_evidence_than_a_stack() -> None:
     first_outlet = np.where(at_outlet.any(axis=0), np.argmax(at_outlet, axis=0), MIN)
     assert (first_outlet >= first_stack).all()
     assert (first_outlet > first_stack).any(), (first_stack, first_outlet)
+
+
+def test_a_departure_a_peer_explains_is_the_peers_and_a_pair_cannot_tell() -> None:
+    # series 0 creeps 2 %/h; series 1 follows the load and is judged against a load
+    # half of which is series 0 (its other partner, the flow, is not judged by the
+    # rule: -2), so it seems to fall by about 1 %/h
+    rng = np.random.default_rng(22)
+    i = np.arange(MIN)
+    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    creep = 1 + 0.02 * np.maximum(i - START, 0) / 60.0
+    noise = 1 + rng.normal(0, 0.005, (MIN, 2))
+    values = np.stack([3.0 * load * creep, 5.0 * load], axis=1) * noise
+    loads = np.stack([load, load * np.sqrt(creep)], axis=1)
+    alone = verdicts(values, loads)
+    assert alone.any(axis=0).all(), "without peers both are raised"
+    with_peers = verdicts(values, loads, peers=np.array([[1, -2, -1], [0, -2, -1]]))
+    assert (with_peers[:, 0] == alone[:, 0]).all() and not with_peers[:, 1].any()
+    # of a pair (one partner each), either may have moved: both stay raised
+    pair = verdicts(values, loads, peers=np.array([[1, -1, -1], [0, -1, -1]]))
+    assert (pair == alone).all()
