@@ -247,16 +247,21 @@ class SlowDrift:
         hit = state["hit"][r] & np.isfinite(b.x)
         if b.peers is not None and hit.any():
             k = np.flatnonzero(hit)
-            hit[k] = ~self._a_peers(state, state["rise"][r[k]], b.peers[k])
+            hit[k] = ~self._a_peers(state, r[k], b.peers[k])
         return Hits(hit, state["verdict"][r].copy())
 
-    def _a_peers(self, state: State, rise: np.ndarray, peers: np.ndarray) -> np.ndarray:
+    def _a_peers(self, state: State, rows: np.ndarray, peers: np.ndarray) -> np.ndarray:
         """Whether a peer departed the other way ``explained_by`` times as far as
         ``rise``: the departure is then that peer's, seen through the load it moves.
         With k partners a creep r of one moves the others' load by r / k, so they
         depart by about −β r / k (β ≤ 2): at 1.5 times as far, with k ≥ 2, the one
-        that crept is never taken for its peers' and they are for it (β ≤ 1.33)."""
-        theirs = np.where(peers >= 0, state["rise"][np.maximum(peers, 0)], np.nan)
+        that crept is never taken for its peers' and they are for it (β ≤ 1.33).
+        Only a peer judged on the last hour counts: one that fell silent days ago
+        explains nothing now."""
+        rise = state["rise"][rows]
+        at = np.maximum(peers, 0)
+        fresh = (peers >= 0) & (state["hour"][at] >= state["hour"][rows][:, None] - 1)
+        theirs = np.where(fresh, state["rise"][at], np.nan)
         with np.errstate(invalid="ignore"):
             other = theirs * np.sign(rise)[:, None] <= -self.explained_by * np.abs(rise)[:, None]
         return other.any(axis=1) & ((peers != -1).sum(axis=1) >= 2)

@@ -225,3 +225,50 @@ def test_a_departure_a_peer_explains_is_the_peers_and_a_pair_cannot_tell() -> No
     # of a pair (one partner each), either may have moved: both stay raised
     pair = verdicts(values, loads, peers=np.array([[1, -1, -1], [0, -1, -1]]))
     assert (pair == alone).all()
+
+
+def test_a_peer_gone_silent_explains_nothing() -> None:
+    # the same two series; the one that crept falls silent an hour after it is found,
+    # and its last departure must not hold back the other's own creep for ever after
+    rng = np.random.default_rng(23)
+    i = np.arange(MIN)
+    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    up = 1 + 0.02 * np.maximum(i - 36 * 60, 0) / 60.0  # series 0 creeps up from 36 h
+    down = 1 / (1 + 0.02 * np.maximum(i - 55 * 60, 0) / 60.0)  # series 1 down from 55 h
+    noise = 1 + rng.normal(0, 0.005, (MIN, 2))
+    values = np.stack([3.0 * load * up, 5.0 * load * down], axis=1) * noise
+    loads = np.stack([load, load * np.sqrt(np.minimum(up, up[50 * 60]))], axis=1)
+    flag = np.full((MIN, 2), FLAG_N, dtype=np.uint8)
+    values[50 * 60 :, 0] = np.nan  # silent: the detector sees it no more
+
+    def run(peers: np.ndarray | None) -> tuple[np.ndarray, float]:
+        det = SlowDrift()
+        state = det.new_state(2)
+        hit1 = np.zeros(MIN, dtype=bool)
+        for k in range(MIN):
+            rows = np.array([0, 1]) if k < 50 * 60 else np.array([1])
+            n = rows.shape[0]
+            b = Batch(
+                rows,
+                np.round(values[k, rows], 2),
+                np.full(n, T0 + 60.0 * k),
+                flag[k, rows],
+                np.full(n, 10.0),
+                np.full(n, 0.0),
+                np.full(n, np.inf),
+                np.full(n, 6.0),
+                np.full(n, 60.0),
+                np.zeros((n, 0)),
+                np.zeros((n, 0), dtype=np.uint8),
+                np.zeros((n, 0)),
+                {"load": Partner(np.round(loads[k, rows], 3), np.zeros((n, 0)))},
+                peers=None if peers is None else peers[rows],
+            )
+            hit1[k] = det(b, state).hit[-1]
+        return hit1, float(state["rise"][0])
+
+    alone, _ = run(None)
+    hit1, left = run(np.array([[1, -2, -1], [0, -2, -1]]))
+    assert left > 0.1, "series 0 was found, and left its departure behind"
+    assert alone[55 * 60 :].any(), "series 1's own creep is found"
+    assert (hit1[55 * 60 :] == alone[55 * 60 :]).all(), "and raised as without peers"
