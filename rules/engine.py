@@ -625,9 +625,11 @@ class RuleEngine:
             series = b.rows
             peers = None
             if ctx and getattr(det, "peers", False):
+                # a partner the rule no longer applies to keeps its slot: -2 as well
                 p = self.partners.ctx[ctx][series]
-                at = inst.slots[np.maximum(p, 0)]
-                peers = np.where(p < 0, -1, np.where(at >= 0, at, -2))
+                pr = np.maximum(p, 0)
+                at = inst.slots[pr]
+                peers = np.where(p < 0, -1, np.where((at >= 0) & self._applies[pr, j], at, -2))
             b = b.same_windows(rows=inst.slots[series], peers=peers)
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid

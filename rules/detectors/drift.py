@@ -138,8 +138,11 @@ class SlowDrift:
     that follows the load seems to leave it the other way (at a treated-water outlet,
     one concentration creeping made its flat siblings cry wolf). A departure is taken
     as a partner's when a partner the same rule judges (a *peer*) has departed the other
-    way at least ``explained_by`` times as far: the channel that moved departs the most.
-    With two partners or more only: of a pair, either may have moved.
+    way at least ``explained_by`` times as far, itself beyond half ``z``: the channel that
+    moved departs the most. This assumes one channel moved: two creeping together look
+    exactly like their flat sibling creeping the other way (a residual against the
+    others cannot tell them apart), and the sibling is raised. With two partners or
+    more only: of a pair, either may have moved.
 
     The verdict stands until the next hour closes. Judged only with partners, after
     ``min_ref`` reference hours. Which partners explain a channel is the rules file's:
@@ -255,14 +258,15 @@ class SlowDrift:
         ``rise``: the departure is then that peer's, seen through the load it moves.
         With k partners a creep r of one moves the others' load by r / k, so they
         depart by about −β r / k (β ≤ 2): at 1.5 times as far, with k ≥ 2, the one
-        that crept is never taken for its peers' and they are for it (β ≤ 1.33).
-        Only a peer judged on the last hour counts: one that fell silent days ago
-        explains nothing now."""
+        that crept is never taken for its peers', and they are for it (at k = 2 while
+        their β ≤ 1.33). Only a peer judged on the last hour, departed beyond half ``z``
+        itself, counts: one silent for days, or a noisy one's swing, explains nothing."""
         rise = state["rise"][rows]
         at = np.maximum(peers, 0)
         fresh = (peers >= 0) & (state["hour"][at] >= state["hour"][rows][:, None] - 1)
-        theirs = np.where(fresh, state["rise"][at], np.nan)
         with np.errstate(invalid="ignore"):
+            fresh &= np.abs(state["verdict"][at]) >= self.z / 2
+            theirs = np.where(fresh, state["rise"][at], np.nan)
             other = theirs * np.sign(rise)[:, None] <= -self.explained_by * np.abs(rise)[:, None]
         return other.any(axis=1) & ((peers != -1).sum(axis=1) >= 2)
 

@@ -190,3 +190,39 @@ def test_a_creeping_channel_is_not_blamed_on_the_siblings_it_drags():
     got = [f for f in run(text, devices, minutes) if f.rule == "slow_drift"]
     assert {f.mn for f in got} == set(devices)
     assert {f.pollutant for f in got} == {PM}
+
+
+def test_a_partner_the_rule_no_longer_judges_is_no_peer(monkeypatch):
+    # an override stops slow_drift on NOx at run time: NOx keeps its slot in the rule,
+    # but what is left there must not be read as a judgement any more
+    from offsite.rules.detectors.drift import SlowDrift
+
+    seen: list[np.ndarray] = []
+    call = SlowDrift.__call__
+
+    def spy(self, b, state):
+        seen.append(b.peers.copy())
+        return call(self, b, state)
+
+    monkeypatch.setattr(SlowDrift, "__call__", spy)
+    text = rules() + 'params = { context = ["@concentration"] }\n'
+    e = RuleEngine(
+        parse_rules(text, "t.toml"),
+        {"D": DeviceMeta("flue_gas", "E", "D", 60.0, 6.0, LIMITS)},
+        started_at=T0,
+    )
+    data = plant(4, 1)
+    codes = [SO2, NOX, PM]
+
+    def feed(m: int) -> None:
+        t = T0 + timedelta(minutes=m)
+        e.evaluate([Reading(t, "D", c, float(data[c][m]), "N", DataKind.RTD) for c in codes])
+
+    feed(0)
+    assert (seen[-1] >= 0).sum() == 6, "three channels, each with two judged peers"
+    off = f'[[override]]\nrule = "slow_drift"\ndevice = "D"\npollutants = ["{NOX}"]\n'
+    off += "enabled = false\n"
+    e.update_rules(parse_rules(text + off, "t.toml"))
+    feed(1)
+    assert seen[-1].shape[0] == 2, "SO2 and PM are judged"
+    assert ((seen[-1] >= 0).sum(axis=1) == 1).all() and ((seen[-1] == -2).sum(axis=1) == 1).all()

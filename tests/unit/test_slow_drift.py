@@ -272,3 +272,19 @@ def test_a_peer_gone_silent_explains_nothing() -> None:
     assert left > 0.1, "series 0 was found, and left its departure behind"
     assert alone[55 * 60 :].any(), "series 1's own creep is found"
     assert (hit1[55 * 60 :] == alone[55 * 60 :]).all(), "and raised as without peers"
+
+
+def test_only_a_peer_that_departed_beyond_z_itself_explains() -> None:
+    # a noisy (lagged) peer swings far in log terms but not against its own spread
+    # (half ``z``: a creep's own score sinks as it creeps into its reference hours)
+    det = SlowDrift()
+    state = det.new_state(2)
+    state["hour"][:] = 500
+    state["rise"][:] = [0.10, -0.30]  # series 0 up 10 %; its peer down 30 %
+    rows, peers = np.array([0]), np.array([[1, -2, -1]])
+    state["verdict"][:] = [8.0, -2.5]  # the peer's swing is 2.5 of its own sds
+    assert not det._a_peers(state, rows, peers)[0]
+    state["verdict"][1] = -9.0  # beyond z: that peer moved, series 0 is dragged
+    assert det._a_peers(state, rows, peers)[0]
+    state["hour"][1] = 498  # ... but not if it was judged hours ago
+    assert not det._a_peers(state, rows, peers)[0]
