@@ -58,26 +58,39 @@ def verdicts(
     n = values.shape[1]
     state = det.new_state(n)
     out = np.zeros(values.shape, dtype=bool)
+    rows = np.arange(n)
     for k in range(values.shape[0]):
-        x = np.round(values[k], 2)
-        b = Batch(
-            np.arange(n),
-            x,
-            np.full(n, T0 + 60.0 * k),
-            np.full(n, FLAG_N, dtype=np.uint8) if flag is None else flag[k],
-            np.full(n, 10.0),
-            np.full(n, 0.0),
-            np.full(n, np.inf),
-            np.full(n, 6.0),
-            np.full(n, 60.0),
-            np.zeros((n, 0)),
-            np.zeros((n, 0), dtype=np.uint8),
-            np.zeros((n, 0)),
-            {"load": Partner(np.round(load[k], 3), np.zeros((n, 0)))},
-            peers=peers,
-        )
-        out[k] = det(b, state).hit
+        f = np.full(n, FLAG_N, dtype=np.uint8) if flag is None else flag[k]
+        out[k] = det(minute(k, rows, values[k], load[k], f, peers), state).hit
     return out
+
+
+def minute(
+    k: int,
+    rows: np.ndarray,
+    x: np.ndarray,
+    load: np.ndarray,
+    flag: np.ndarray,
+    peers: np.ndarray | None = None,
+) -> Batch:
+    """Minute ``k``'s readings of series ``rows`` (as the engine gives them)."""
+    n = rows.shape[0]
+    return Batch(
+        rows,
+        np.round(x, 2),
+        np.full(n, T0 + 60.0 * k),
+        flag,
+        np.full(n, 10.0),
+        np.full(n, 0.0),
+        np.full(n, np.inf),
+        np.full(n, 6.0),
+        np.full(n, 60.0),
+        np.zeros((n, 0)),
+        np.zeros((n, 0), dtype=np.uint8),
+        np.zeros((n, 0)),
+        {"load": Partner(np.round(load, 3), np.zeros((n, 0)))},
+        peers=peers,
+    )
 
 
 def fleet(seeds: range) -> tuple[np.ndarray, np.ndarray]:
@@ -247,23 +260,8 @@ def test_a_peer_gone_silent_explains_nothing() -> None:
         hit1 = np.zeros(MIN, dtype=bool)
         for k in range(MIN):
             rows = np.array([0, 1]) if k < 50 * 60 else np.array([1])
-            n = rows.shape[0]
-            b = Batch(
-                rows,
-                np.round(values[k, rows], 2),
-                np.full(n, T0 + 60.0 * k),
-                flag[k, rows],
-                np.full(n, 10.0),
-                np.full(n, 0.0),
-                np.full(n, np.inf),
-                np.full(n, 6.0),
-                np.full(n, 60.0),
-                np.zeros((n, 0)),
-                np.zeros((n, 0), dtype=np.uint8),
-                np.zeros((n, 0)),
-                {"load": Partner(np.round(loads[k, rows], 3), np.zeros((n, 0)))},
-                peers=None if peers is None else peers[rows],
-            )
+            mine = None if peers is None else peers[rows]
+            b = minute(k, rows, values[k, rows], loads[k, rows], flag[k, rows], mine)
             hit1[k] = det(b, state).hit[-1]
         return hit1, float(state["rise"][0])
 
