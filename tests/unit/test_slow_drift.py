@@ -31,13 +31,19 @@ def ar(rng: np.random.Generator, n: int, sd: float, tau_min: float) -> np.ndarra
     return lp
 
 
+def shared_load(rng: np.random.Generator) -> np.ndarray:
+    """A load with a daily cycle of ±12 % and ±8 % wander over half an hour."""
+    i = np.arange(MIN)
+    return (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+
+
 def plant(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(load, value): a load with a daily cycle and ±8 % wander over half an hour; the
     value follows it (elasticity 0.8) with its analyser's own 2 % wander over two hours,
     1 % noise and soot blowing (+60 % for 20 minutes) three times a day."""
     rng = np.random.default_rng(seed)
     i = np.arange(MIN)
-    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    load = shared_load(rng)
     value = 3.2 * load**0.8 * (1 + ar(rng, MIN, 0.02, 120.0)) * (1 + rng.normal(0, 0.01, MIN))
     soot = ((i % 480) >= 200) & ((i % 480) < 220)
     value = value * np.where(soot, 1.6, 1.0)
@@ -226,7 +232,7 @@ def test_a_departure_a_peer_explains_is_the_peers_and_a_pair_cannot_tell() -> No
     # rule: -2), so it seems to fall by about 1 %/h
     rng = np.random.default_rng(22)
     i = np.arange(MIN)
-    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    load = shared_load(rng)
     creep = 1 + 0.02 * np.maximum(i - START, 0) / 60.0
     noise = 1 + rng.normal(0, 0.005, (MIN, 2))
     values = np.stack([3.0 * load * creep, 5.0 * load], axis=1) * noise
@@ -245,7 +251,7 @@ def test_a_peer_gone_silent_explains_nothing() -> None:
     # and its last departure must not hold back the other's own creep for ever after
     rng = np.random.default_rng(23)
     i = np.arange(MIN)
-    load = (1 + 0.12 * np.cos(2 * np.pi * i / 1440.0)) * (1 + ar(rng, MIN, 0.05, 30.0))
+    load = shared_load(rng)
     up = 1 + 0.02 * np.maximum(i - 36 * 60, 0) / 60.0  # series 0 creeps up from 36 h
     down = 1 / (1 + 0.02 * np.maximum(i - 55 * 60, 0) / 60.0)  # series 1 down from 55 h
     noise = 1 + rng.normal(0, 0.005, (MIN, 2))
