@@ -152,7 +152,10 @@ class Flatline:
         state["run"][b.rows] = run
         state["last"][b.rows] = np.where(ok & np.isfinite(b.x), b.x, last)
         state["longest"][b.rows] = longest
-        state["flagged"][b.rows] = flagged | same
+        # a run judged stuck is not learnt when it ends; one that ends while the detector
+        # is still learning is (its warm_up mutes the hits): were it not, a series whose
+        # first day holds its longest plateaus would never learn how long they are
+        state["flagged"][b.rows] = flagged | (same & trusted)
         score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
         return Hits(hit, score)
 

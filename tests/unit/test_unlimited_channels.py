@@ -68,6 +68,17 @@ def test_flatline_learns_how_long_a_quantised_slow_series_repeats_itself():
     assert not h[det.learn : 1500].any() and h[1500:].any()
 
 
+def test_flatline_learns_the_runs_that_end_while_it_is_learning():
+    # a square wave (NAB's art_daily_perfect_square_wave): plateaus of 108 and 180
+    # readings, the first one inside the detector's learning. Runs that end while it
+    # learns are the series' own (its warm_up mutes their hits): were they taken for
+    # stuck ones, the longest run known stayed 0 and every later plateau was raised.
+    day = np.r_[np.full(108, 20.0), np.full(108, 80.0), np.full(180, 20.0)]
+    x = np.tile(np.r_[day, np.full(108, 80.0)], 3)
+    det = Flatline(count=6, collapse=0.03)
+    assert not feed(det, x)[det.learn :].any()
+
+
 def test_flatline_never_judges_a_series_that_has_never_moved():
     assert not feed(Flatline(count=6), np.full(600, 4.2))[200:].any()
 
