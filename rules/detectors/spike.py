@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from offsite.rules.detectors.base import (
+    DAY_S,
     MAD_TO_SIGMA,
     MEAN_ABS_TO_SIGMA,
     Batch,
@@ -23,6 +24,8 @@ from offsite.rules.detectors.base import (
     nanmean_rows,
     nanmedian_rows,
 )
+
+SEEN_GIVE = 0.1  # ``seen_days``: how far past the span the days covered is still within it
 
 
 def _robust_centre(window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,6 +57,13 @@ class Spike:
     is back within ``z`` / 2 deviations of that window's median. One reading later, but
     a step that stays (a square wave's daily rise, a level shift: ``stat`` and
     ``seasonal`` judge those) is not raised as a spike as well.
+
+    With ``seen_days``, a value the series reached on two of its last ``seen_days`` days
+    (of device time: as high, or as low, give or take a tenth of that span) is not a
+    spike: a burst as large as the ones it shows every day is what it does, however
+    quiet the half hour before it (a load balancer's error counts, mostly 0, burst to 3
+    most days). The daily highs and lows are kept per series (``seen_days`` + 1 each:
+    96 bytes at 3).
     """
 
     kind: ClassVar[str] = "spike"
@@ -69,12 +79,64 @@ class Spike:
     jump: float = 0.5
     context: tuple[str, ...] = ()
     returns: bool = False
+    seen_days: int = 0
 
     def __post_init__(self) -> None:
         as_selectors(self)
+        if self.seen_days < 0 or self.seen_days == 1:
+            raise ValueError("spike seen_days must be 0 (off) or at least 2")
 
     def new_state(self, capacity: int) -> State | None:
-        return None
+        if not self.seen_days:
+            return None
+        k = self.seen_days + 1  # today's, and each of the days before
+        return State(
+            capacity,
+            day=(np.int64, -1, k),  # the day each slot holds (device time, days since epoch)
+            top=(np.float64, np.nan, k),
+            low=(np.float64, np.nan, k),
+        )
+
+    def _seen_before(
+        self, state: State, rows: np.ndarray, value: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        """Whether each value lies within what its series reached on two of the
+        ``seen_days`` days before its own (as high and as low), give or take
+        ``SEEN_GIVE`` of that span: a burst of 2.97 where two days went to 2.95 is one
+        of them."""
+        day = np.floor(t / DAY_S).astype(np.int64)
+        held = state["day"][rows]
+        past = (held < day[:, None]) & (held >= (day - self.seen_days)[:, None])
+        top = np.sort(np.where(past, state["top"][rows], -np.inf), axis=1)[:, -2]
+        low = np.sort(np.where(past, state["low"][rows], np.inf), axis=1)[:, 1]
+        give = SEEN_GIVE * (top - low)  # -inf while fewer than two days are known
+        return (value <= top + give) & (value >= low - give)
+
+    def _learn_days(self, b: Batch, state: State) -> None:
+        """The newest valid value into its day's high and low."""
+        ok = np.flatnonzero(b.valid & np.isfinite(b.x))
+        if not ok.size:
+            return
+        r, x = b.rows[ok], b.x[ok]
+        day = np.floor(b.t[ok] / DAY_S).astype(np.int64)
+        slot = day % (self.seen_days + 1)
+        new = state["day"][r, slot] != day
+        state["top"][r, slot] = np.where(new, x, np.fmax(state["top"][r, slot], x))
+        state["low"][r, slot] = np.where(new, x, np.fmin(state["low"][r, slot], x))
+        state["day"][r, slot] = day
+
+    def _unless_seen(
+        self, hits: Hits, b: Batch, state: State | None, value: np.ndarray, t: np.ndarray
+    ) -> Hits:
+        """``hits`` without the values the series reached on two of its last days; the
+        newest value learnt."""
+        if state is None:
+            return hits
+        k = np.flatnonzero(hits.hit)
+        if k.size:
+            hits.hit[k] &= ~self._seen_before(state, b.rows[k], value[k], t[k])
+        self._learn_days(b, state)
+        return hits
 
     def _returned(self, b: Batch) -> Hits:
         """The reading before the newest, judged as a spike that the newest left."""
@@ -128,7 +190,9 @@ class Spike:
 
     def __call__(self, b: Batch, state: State | None) -> Hits:
         if self.returns:
-            return self._returned(b)
+            h = self._returned(b)
+            assert h.value is not None
+            return self._unless_seen(h, b, state, h.value, b.wt[:, -1])
         w = b.valid_window()[:, b.window.shape[1] - self.history :]
         score, step = self._score(b.x, w)
         hit = self._hit(score, step)
@@ -140,7 +204,7 @@ class Spike:
             s2, j2 = self._score(x2, w2)
             hit[idx] = self._hit(s2, j2)
             score[idx] = np.where(np.isfinite(s2), np.minimum(score[idx], s2), score[idx])
-        return Hits(hit, score)
+        return self._unless_seen(Hits(hit, score), b, state, b.x, b.t)
 
     def describe(self, value: float, score: float, limit: float) -> str:
         against = " (its partner channels' load taken out)" if self.context else ""

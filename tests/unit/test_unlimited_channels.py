@@ -10,7 +10,7 @@ import pytest
 
 from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
-from offsite.rules.detectors import Batch, Flatline
+from offsite.rules.detectors import Batch, Flatline, Spike
 from offsite.rules.engine import DeviceMeta, RuleEngine
 from offsite.rules.errors import RulesFileError
 from offsite.rules.findings import Finding
@@ -318,6 +318,27 @@ def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
     got = spikes_raised(x, "params = { returns = true }")
     assert got == [101 * 5 / 60]  # the reading after the spike, which left it
     assert len(spikes_raised(x, "")) == 2  # judged at once, the step is a spike too
+
+
+def test_a_burst_as_large_as_the_series_showed_on_two_of_its_last_days_is_no_spike():
+    # error counts (NAB's art_load_balancer_spikes): mostly 0, a burst to about 3 once
+    # a day after hours of zeros, each one a spike against the zeros before it
+    per_day = 12 * 24
+    x = np.zeros(per_day * 6)
+    for d, height in enumerate([2.9, 3.0, 2.95, 2.97, 6.0, 2.9]):
+        x[d * per_day + 100] = height
+    rule = "params = {{ returns = true{} }}"
+    assert len(spikes_raised(x, rule.format(""))) == 6  # every day's burst
+    seen = spikes_raised(x, rule.format(", seen_days = 3"))
+    # the first two days have no two days before; the third day's 2.95 lies within
+    # the 2.9 and 3.0 of the two before; the 6.0 went where no day went; and on the
+    # last day 2.9 is no further than two of the three days before it went
+    assert seen == [(d * per_day + 101) * 5 / 60 for d in (0, 1, 4)]
+
+
+def test_spike_seen_days_needs_two_days_to_compare():
+    with pytest.raises(ValueError, match="seen_days"):
+        Spike(seen_days=1)
 
 
 @pytest.mark.parametrize(
