@@ -669,6 +669,7 @@ def test_finding_detail_has_the_rule_its_params_version_and_evidence():
             "jump": 0.5,
             "context": [],
             "returns": False,
+            "seen_days": 0,
         }
     )
     assert (rule["count"], rule["for_s"], rule["clear_score"]) == (1, 0.0, None)
