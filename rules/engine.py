@@ -636,7 +636,7 @@ class RuleEngine:
             older = None
             if self._older and inst.bound.gating.warm_up_for_s:
                 older = self._older_of(series)
-            fire = gate(inst, b.rows, b.t, hit, hits.score, older)
+            fire = gate(inst, b.rows, b.t, hit, hits.score, older, hits.routine)
             if not det.judges_invalid:  # a firing rule held by ``clear_score`` through a
                 fire &= b.valid  # calibration says nothing of the flagged readings
             if self._quiet or not fire.any():

@@ -80,11 +80,14 @@ def gate(
     hit: np.ndarray,
     score: np.ndarray,
     older: Callable[[np.ndarray], np.ndarray] | None = None,
+    routine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing, the
     routine muted, nothing before the warm-up. ``r`` are this rule's slots, ``t`` the
     readings' device times; ``older(i)`` says which of the readings ``i`` are of series
-    whose stored history reaches back past a restart's replay (``RuleEngine.warm``)."""
+    whose stored history reaches back past a restart's replay (``RuleEngine.warm``);
+    ``routine`` the hits the detector itself knows to be the series' routine
+    (``Hits.routine``): onsets like the others, never raised."""
     g = inst.bound.gating
     firing = inst.gate["firing"][r] if g.clear_score is not None else None
     on = hit.copy()
@@ -102,6 +105,8 @@ def gate(
         fire = on & (streak >= g.count) & ((t - first) >= g.for_s)
     if g.routine:
         fire = _routine(inst, r, t, fire)
+    if routine is not None:
+        fire &= ~routine
     if g.warm_up:
         # a series is learnt before it may raise anything (its level, noise, steps)
         seen = inst.gate["seen"][r] + 1

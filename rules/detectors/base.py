@@ -282,6 +282,9 @@ class Hits:
     hit: np.ndarray  # bool[n]
     score: np.ndarray  # float[n]: larger = worse, NaN where nothing was judged
     value: np.ndarray | None = None  # what a finding reports, when not the reading (an average)
+    # bool[n]: hits the detector knows to be the series' routine (a burst as large as its
+    # daily ones): the rule's gating counts their onsets, and raises none of them
+    routine: np.ndarray | None = None
 
 
 class State:

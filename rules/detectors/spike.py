@@ -6,7 +6,7 @@ it is measured with, as it would a mean and a standard deviation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -128,15 +128,18 @@ class Spike:
     def _unless_seen(
         self, hits: Hits, b: Batch, state: State | None, value: np.ndarray, t: np.ndarray
     ) -> Hits:
-        """``hits`` without the values the series reached on two of its last days; the
-        newest value learnt."""
+        """``hits`` with the values the series reached on two of its last days marked
+        routine (still onsets to the rule's own routine: a daily burst that stops being
+        raised keeps counting as the day's routine); the newest value learnt."""
         if state is None:
             return hits
+        routine = None
         k = np.flatnonzero(hits.hit)
         if k.size:
-            hits.hit[k] &= ~self._seen_before(state, b.rows[k], value[k], t[k])
+            routine = np.zeros(hits.hit.shape[0], dtype=bool)
+            routine[k] = self._seen_before(state, b.rows[k], value[k], t[k])
         self._learn_days(b, state)
-        return hits
+        return replace(hits, routine=routine)
 
     def _returned(self, b: Batch) -> Hits:
         """The reading before the newest, judged as a spike that the newest left."""

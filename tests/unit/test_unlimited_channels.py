@@ -336,6 +336,20 @@ def test_a_burst_as_large_as_the_series_showed_on_two_of_its_last_days_is_no_spi
     assert seen == [(d * per_day + 101) * 5 / 60 for d in (0, 1, 4)]
 
 
+def test_a_burst_seen_before_still_counts_as_the_days_routine():
+    # a burst at 08:20 every day, then on the 7th day a larger one at the same hour:
+    # the bursts not raised (seen on the days before) are still onsets of the daily
+    # routine, which mutes the larger one (were they dropped as hits, nothing would)
+    per_day = 12 * 24
+    x = np.zeros(per_day * 7)
+    for d in range(7):
+        x[d * per_day + 100] = 3.0 if d < 6 else 4.0
+    rule = "routine = 2\nparams = {{ returns = true{} }}"
+    first_two = [(d * per_day + 101) * 5 / 60 for d in (0, 1)]  # no two days before
+    assert spikes_raised(x, rule.format(", seen_days = 3")) == first_two
+    assert spikes_raised(x, rule.format("")) == first_two  # the daily routine alone
+
+
 def test_spike_seen_days_needs_two_days_to_compare():
     with pytest.raises(ValueError, match="seen_days"):
         Spike(seen_days=1)
