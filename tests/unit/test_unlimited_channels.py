@@ -358,7 +358,9 @@ def test_spike_seen_days_needs_two_days_to_compare():
 @pytest.mark.parametrize(
     ("lull_h", "first", "raised_on"),
     [
-        (18.0, 0, [1]),  # from the day of warm-up on (its onset counts all the same)
+        # from the day of warm-up on: its onset counts all the same, and a series in
+        # its second day has one day before it (NAB's art_daily_flatmiddle)
+        (18.0, 0, []),
         (23.5, 1, [1, 2]),  # across midnight (08:00 in Beijing), from the first judged day
     ],
 )
@@ -367,7 +369,8 @@ def test_a_condition_at_the_same_hour_every_day_is_not_raised_from_its_third_day
 ):
     # a daily lull: for an hour the series barely moves (a variance collapse,
     # flatline's), every day. Its decayed onsets weigh 2 only from the 5th day; at the
-    # same hour on each of the two days before, it is the day's routine from the 3rd
+    # same hour on each of the two days before (on the one day before, for a series
+    # younger than that), it is the day's routine from the 3rd day it shows it
     from offsite.rules.rules_file import load_rules
 
     per_day = 12 * 24
@@ -382,7 +385,7 @@ def test_a_condition_at_the_same_hour_every_day_is_not_raised_from_its_third_day
     for i, v in enumerate(np.round(x, 4)):
         r = Reading(T0 + timedelta(minutes=5 * i), "M", "a99001", float(v), "N", DataKind.RTD)
         raised += [((f.ts - T0).total_seconds() / 3600, f.rule) for f in e.evaluate([r]).findings]
-    assert {rule for _, rule in raised} == {"flatline"}
+    assert {rule for _, rule in raised} <= {"flatline"}
     lulls = {d: (24 * d + lull_h, 24 * d + lull_h + 1) for d in range(first, 6)}
     on = sorted({d for h, _ in raised for d, (lo, hi) in lulls.items() if lo <= h <= hi})
     assert on == raised_on
