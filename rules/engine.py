@@ -33,7 +33,7 @@ from offsite.core.readings import DataKind, Reading
 from offsite.rules.alerts import AlertBook
 from offsite.rules.config import KINDS, Bound, Gating, RuleSet, SeriesInfo
 from offsite.rules.detectors import CATALOG, Batch, Offline, Partner
-from offsite.rules.detectors.base import FLAG_N, flag_table, series_hash
+from offsite.rules.detectors.base import FLAG_N, flag_table, last_valid, series_hash
 from offsite.rules.findings import Finding, SeenTimes, rule_name
 from offsite.rules.gating import RuleInstance, gate
 from offsite.rules.growth import grow_attr, grow_rows
@@ -633,10 +633,13 @@ class RuleEngine:
             b = b.same_windows(rows=inst.slots[series], peers=peers)
             hits = det(b, inst.state)
             hit = hits.hit if det.judges_invalid else hits.hit & b.valid
-            older = None
-            if self._older and inst.bound.gating.warm_up_for_s:
-                older = self._older_of(series)
-            fire = gate(inst, b.rows, b.t, hit, hits.score, older, hits.routine)
+            older = still = None
+            if inst.bound.gating.warm_up_for_s:
+                if self._older:
+                    older = self._older_of(series)
+                last = last_valid(b.valid_window())
+                still = ~(b.valid & np.isfinite(b.x) & np.isfinite(last) & (b.x != last))
+            fire = gate(inst, b.rows, b.t, hit, hits.score, older, hits.routine, still)
             if not det.judges_invalid:  # a firing rule held by ``clear_score`` through a
                 fire &= b.valid  # calibration says nothing of the flagged readings
             if self._quiet or not fire.any():

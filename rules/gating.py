@@ -49,7 +49,9 @@ class RuleInstance:
                 hours=(np.uint64, 0),
             )
         if bound.gating.warm_up_for_s:
-            spec["since"] = (np.float64, np.nan)  # device time the series was first judged
+            # device time the series was first judged, moved on until its value first moves
+            spec["since"] = (np.float64, np.nan)
+            spec["moved"] = (np.bool_, False)
         self.gate = State(16, **spec)
         self.params = params_of(self.det)
 
@@ -81,13 +83,17 @@ def gate(
     score: np.ndarray,
     older: Callable[[np.ndarray], np.ndarray] | None = None,
     routine: np.ndarray | None = None,
+    still: np.ndarray | None = None,
 ) -> np.ndarray:
     """Hits → firing: N in a row, spanning ``for``, with hysteresis while firing, the
     routine muted, nothing before the warm-up. ``r`` are this rule's slots, ``t`` the
     readings' device times; ``older(i)`` says which of the readings ``i`` are of series
     whose stored history reaches back past a restart's replay (``RuleEngine.warm``);
     ``routine`` the hits the detector itself knows to be the series' routine
-    (``Hits.routine``): onsets like the others, never raised."""
+    (``Hits.routine``): onsets like the others, never raised; ``still`` the readings
+    that leave their series' value where it was (its first, an invalid one, a repeat):
+    ``warm_up_for`` is counted from a series' first move, since a series that has only
+    ever read one value has shown nothing to learn."""
     g = inst.bound.gating
     firing = inst.gate["firing"][r] if g.clear_score is not None else None
     on = hit.copy()
@@ -113,17 +119,24 @@ def gate(
         inst.gate["seen"][r] = seen
         fire &= seen > g.warm_up
     if g.warm_up_for_s:
-        # … and for long enough of its own time to have seen its daily cycle
-        # dated from the series' first reading; one whose stored history reaches
-        # back past a restart's replay (``warm``'s ``older``) served it before
+        # … and for long enough of its own time to have seen its daily cycle, dated
+        # from the series' first reading, or its first move where ``still`` is given;
+        # one whose stored history reaches back past a restart's replay (``warm``'s
+        # ``older``) served it before
         since = inst.gate["since"][r]
         new = np.flatnonzero(np.isnan(since))  # a series' first reading: looked up once
         if new.size:
             start = t[new]
             if older is not None:
-                start = np.where(older(new), start - g.warm_up_for_s, start)
+                old = older(new)
+                start = np.where(old, start - g.warm_up_for_s, start)
+                inst.gate["moved"][r[new]] = old  # its warm-up was served before
             since[new] = start
-            inst.gate["since"][r] = since
+        if still is not None:
+            moved = inst.gate["moved"][r]
+            since = np.where(moved | ~still, since, t)  # not moved yet: its day not begun
+            inst.gate["moved"][r] = moved | ~still
+        inst.gate["since"][r] = since
         fire &= t - since >= g.warm_up_for_s
     inst.gate["streak"][r] = streak
     inst.gate["first"][r] = first

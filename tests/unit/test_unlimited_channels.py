@@ -311,6 +311,17 @@ def test_a_restart_does_not_start_the_day_of_warm_up_again_of_an_old_series_only
     assert new.evaluate([spike]).findings == []
 
 
+def test_the_day_of_warm_up_starts_when_the_series_first_moves():
+    # a disk's write counter reads 0 for a day and a half, then the machine starts work
+    # (NAB's ec2_disk_write_bytes_1ef3de): its day of learning starts then, not at 0
+    idle = np.zeros(12 * 36)
+    x = np.r_[idle, noisy(12 * 48)]
+    x[12 * 39] = 90.0  # three hours into its work: not yet learnt
+    x[12 * 70] = 90.0  # a day and more into it
+    got = spikes_raised(x, 'warm_up_for = "1d"\nparams = { returns = true }')
+    assert got == [(12 * 70 + 1) * 5 / 60]
+
+
 def test_a_spike_that_must_return_is_raised_when_it_went_and_a_step_never():
     x = noisy(200)
     x[100] = 90.0  # comes and goes
