@@ -177,8 +177,8 @@ def daily_routine(gate: State, r: np.ndarray, t: np.ndarray) -> np.ndarray:
     of the two days before (23–25 and 47–49 hours back): a condition the series
     shows at the same time every day (a daily lull, a shift change) is its day's
     routine from its third day, whatever the decayed count of its onsets says. A
-    series younger than 47 hours (``since``, where the rule keeps it) has one day
-    before it, and that day is enough. Records the onset's hour."""
+    series that began (``since``, where the rule keeps it) after the clock hours 47–49
+    back has one day before it, and that day is enough. Records the onset's hour."""
     hour = np.floor(t / 3600.0).astype(np.int64)
     ago = hour - gate["hour"][r]
     kept = (ago >= 0) & (ago < 64)
@@ -187,9 +187,10 @@ def daily_routine(gate: State, r: np.ndarray, t: np.ndarray) -> np.ndarray:
     near = np.uint64(0b111)
     yesterday = ((past >> np.uint64(23)) & near) != 0
     before = ((past >> np.uint64(47)) & near) != 0
-    if "since" in gate.arrays:  # a series not yet 47 hours old has one day before
+    if "since" in gate.arrays:  # a series that began after hour 49 back has one day before
         since = gate["since"][r]
-        before |= np.isfinite(since) & (t - since < 47 * 3600.0)
+        began = np.floor(np.where(np.isfinite(since), since, -np.inf) / 3600.0)
+        before |= hour - began < 49
     daily = yesterday & before
     gate["hours"][r] = past | np.uint64(1)
     gate["hour"][r] = hour

@@ -31,8 +31,9 @@ class Flatline:
     interval. Never less than ``count`` values, nor less than ``margin`` × the longest
     run the series has ended by itself. Both yardsticks are learnt from behaving data
     once ``learn`` readings are in (during the learning, from everything: the rules'
-    ``warm_up`` mutes those hits), so a flatline cannot teach the detector that
-    flatlines are normal; a series that has never moved is not judged.
+    ``warm_up`` must mute those hits, as the packaged 121 does), so a flatline cannot
+    teach the detector that flatlines are normal; a series that has never moved is not
+    judged.
 
     Runs are of valid readings: a flagged one (a routine calibration, a maintenance
     block of any length) neither counts nor breaks a run, and each value is compared
@@ -67,6 +68,7 @@ class Flatline:
             run=(np.int64, 0),
             longest=(np.int64, 0),
             flagged=(np.bool_, False),
+            calls=(np.int64, 0),  # readings judged, of any flag (as the rules' warm_up counts)
             last=(np.float64, np.nan),  # the last valid value, however long ago
         )
 
@@ -152,10 +154,13 @@ class Flatline:
         state["run"][b.rows] = run
         state["last"][b.rows] = np.where(ok & np.isfinite(b.x), b.x, last)
         state["longest"][b.rows] = longest
-        # a run judged stuck is not learnt when it ends; one that ends while the detector
-        # is still learning is (its warm_up mutes the hits): were it not, a series whose
-        # first day holds its longest plateaus would never learn how long they are
-        state["flagged"][b.rows] = flagged | (same & trusted)
+        # a run judged stuck is not learnt when it ends; one judged within the series'
+        # first ``learn`` readings (of any flag: what the rules' warm_up counts, and
+        # mutes) is: were it not, a series whose first day holds its longest plateaus
+        # would never learn how long they are
+        calls = state["calls"][b.rows]
+        state["calls"][b.rows] = calls + 1
+        state["flagged"][b.rows] = flagged | (same & (calls >= self.learn))
         score = np.where(same, run + 1.0, np.where(np.isfinite(ratio), ratio, np.nan))
         return Hits(hit, score)
 

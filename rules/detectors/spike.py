@@ -59,7 +59,8 @@ class Spike:
     ``seasonal`` judge those) is not raised as a spike as well.
 
     With ``seen_days``, a value the series reached on two of its last ``seen_days`` days
-    (of device time: as high, or as low, give or take a tenth of that span) is not a
+    (UTC days of device time: as high, or as low, give or take a tenth of that span;
+    kept in the engine's memory, so empty again after a restart) is not a
     spike: a burst as large as the ones it shows every day is what it does, however
     quiet the half hour before it (a load balancer's error counts, mostly 0, burst to 3
     most days). The daily highs and lows are kept per series (``seen_days`` + 1 each:
@@ -83,8 +84,13 @@ class Spike:
 
     def __post_init__(self) -> None:
         as_selectors(self)
-        if self.seen_days < 0 or self.seen_days == 1:
-            raise ValueError("spike seen_days must be 0 (off) or at least 2")
+        if (
+            not isinstance(self.seen_days, int)
+            or isinstance(self.seen_days, bool)
+            or self.seen_days < 0
+            or self.seen_days == 1
+        ):
+            raise ValueError("spike seen_days must be a whole number of days: 0 (off) or ≥ 2")
 
     def new_state(self, capacity: int) -> State | None:
         if not self.seen_days:
@@ -106,7 +112,7 @@ class Spike:
         of them."""
         day = np.floor(t / DAY_S).astype(np.int64)
         held = state["day"][rows]
-        past = (held < day[:, None]) & (held >= (day - self.seen_days)[:, None])
+        past = (held >= 0) & (held < day[:, None]) & (held >= (day - self.seen_days)[:, None])
         top = np.sort(np.where(past, state["top"][rows], -np.inf), axis=1)[:, -2]
         low = np.sort(np.where(past, state["low"][rows], np.inf), axis=1)[:, 1]
         give = SEEN_GIVE * (top - low)  # -inf while fewer than two days are known

@@ -79,6 +79,24 @@ def test_flatline_learns_the_runs_that_end_while_it_is_learning():
     assert not feed(det, x)[det.learn :].any()
 
 
+def test_flatline_a_run_raised_after_the_warm_up_is_not_learnt_as_the_series_own():
+    # a stack commissioned with 40 readings flagged D: the rules' warm_up counts them,
+    # flatline's learning (valid readings) does not. A stuck run raised between the two
+    # ends of learning must not be learnt as the series' own: the same run later is
+    # raised again (a review found the second one went unraised)
+    rng = np.random.default_rng(3)
+    x = np.round(50 + rng.normal(0, 1.0, 700), 2)
+    flags = ["D"] * 40 + ["N"] * 660
+    x[130:142] = x[500:512] = 47.11
+    meta = {"M": DeviceMeta("flue_gas", interval_s=60.0, limits={"a21026": 100.0})}
+    e = RuleEngine(load_rules(None), meta, T0)
+    raised = []
+    for i in range(700):
+        r = Reading(T0 + timedelta(minutes=i), "M", "a21026", float(x[i]), flags[i], DataKind.RTD)
+        raised += [i for f in e.evaluate([r]).findings if f.rule == "flatline"]
+    assert any(130 <= i < 142 for i in raised) and any(500 <= i < 512 for i in raised)
+
+
 def test_flatline_never_judges_a_series_that_has_never_moved():
     assert not feed(Flatline(count=6), np.full(600, 4.2))[200:].any()
 
@@ -361,9 +379,10 @@ def test_a_burst_seen_before_still_counts_as_the_days_routine():
     assert spikes_raised(x, rule.format("")) == first_two  # the daily routine alone
 
 
-def test_spike_seen_days_needs_two_days_to_compare():
+@pytest.mark.parametrize("days", [1, -1, 2.5, 3.0, True])
+def test_spike_seen_days_is_a_whole_number_of_days_to_compare(days):
     with pytest.raises(ValueError, match="seen_days"):
-        Spike(seen_days=1)
+        Spike(seen_days=days)
 
 
 @pytest.mark.parametrize(
@@ -411,6 +430,30 @@ def daily_onsets(hours: list[float]) -> list[bool]:
     st = State(1, hour=(np.int64, -1), hours=(np.uint64, 0))  # the gate's fields it keeps
     t0 = T0.timestamp()
     return [bool(daily_routine(st, np.array([0]), np.array([t0 + h * 3600.0]))[0]) for h in hours]
+
+
+@pytest.mark.parametrize("began_min", [10 * 60 + 40, 11 * 60 + 10])
+def test_a_young_series_needs_one_day_before_by_clock_hours(began_min):
+    # onsets at 10:05 on days 1 and 2 of a series that began on day 0 after 10:05: the
+    # hours 47-49 back are before it began, whether it began at 10:40 or 11:10
+    from offsite.rules.detectors import State
+
+    st = State(1, hour=(np.int64, -1), hours=(np.uint64, 0), since=(np.float64, np.nan))
+    t0 = T0.timestamp()
+    st["since"][0] = t0 + began_min * 60.0
+    r = np.array([0])
+    assert not daily_routine(st, r, np.array([t0 + (24 + 10) * 3600.0 + 300]))[0]
+    assert daily_routine(st, r, np.array([t0 + (48 + 10) * 3600.0 + 300]))[0]
+
+
+def test_spike_seen_days_ignores_ring_slots_never_written():
+    # device time near the epoch (day 0, 1, 2 ...): an unwritten slot (day -1) is no day
+    det = Spike(seen_days=3)
+    st = det.new_state(1)
+    for day, top in [(0, 10.0), (1, 0.0), (2, 0.0)]:  # 10 on day 0 only; day 2 is today
+        st["day"][0, day], st["top"][0, day], st["low"][0, day] = day, top, 0.0
+    today = np.array([2 * 86400.0 + 30])
+    assert not det._seen_before(st, np.array([0]), np.array([10.0]), today)[0]
 
 
 def test_the_daily_routine_holds_across_midnight_and_looks_a_day_back_not_an_hour():
