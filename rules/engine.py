@@ -599,6 +599,7 @@ class RuleEngine:
 
         # rules bound to the same series share one sub-batch (most bind to "@limited")
         taken: dict[bytes, Batch] = {}
+        unmoved: np.ndarray | None = None  # readings that leave their series' value as it was
         subs: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], Batch] = {}
         for j, inst in enumerate(self._instances):
             det = inst.det
@@ -637,8 +638,11 @@ class RuleEngine:
             if inst.bound.gating.warm_up_for_s:
                 if self._older:
                     older = self._older_of(series)
-                last = last_valid(b.valid_window())
-                still = ~(b.valid & np.isfinite(b.x) & np.isfinite(last) & (b.x != last))
+                if unmoved is None:  # once a round, for the rules that ask
+                    last = last_valid(full.valid_window())
+                    x_ok = full.valid & np.isfinite(full.x)
+                    unmoved = ~(x_ok & np.isfinite(last) & (full.x != last))
+                still = unmoved[idx]
             fire = gate(inst, b.rows, b.t, hit, hits.score, older, hits.routine, still)
             if not det.judges_invalid:  # a firing rule held by ``clear_score`` through a
                 fire &= b.valid  # calibration says nothing of the flagged readings
