@@ -59,12 +59,11 @@ class Spike:
     ``seasonal`` judge those) is not raised as a spike as well.
 
     With ``seen_days``, a value the series reached on two of its last ``seen_days`` days
-    (UTC days of device time: as high, or as low, give or take a tenth of that span;
-    kept in the engine's memory, so empty again after a restart) is not a
-    spike: a burst as large as the ones it shows every day is what it does, however
-    quiet the half hour before it (a load balancer's error counts, mostly 0, burst to 3
-    most days). The daily highs and lows are kept per series (``seen_days`` + 1 each:
-    96 bytes at 3).
+    (UTC days of device time), as high or as low, give or take a tenth of that span, is
+    not a spike: a burst as large as the ones it shows every day is what it does,
+    however quiet the half hour before it (a load balancer's error counts, mostly 0,
+    burst to 3 most days). The daily highs and lows are kept per series (``seen_days`` +
+    1 each: 96 bytes at 3), in memory only: empty again after a restart.
     """
 
     kind: ClassVar[str] = "spike"
